@@ -1,0 +1,72 @@
+import { create, fromJson } from "@bufbuild/protobuf";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import {
+  CdcSlotPositionSchema,
+  CheckResultSchema,
+  EventType,
+  MigrationEventSchema,
+  MigrationSchema,
+  PhaseTransitionSchema,
+  type Migration,
+  type MigrationEvent,
+  type PhaseTransition,
+} from "../gen/migration/v1/migration_pb.js";
+import { isPhaseName, phaseToProto, type PhaseName } from "../domain/phases.js";
+import type { EventRow, MigrationRow } from "../store/migration-repo.js";
+import { specFromJson } from "./spec.js";
+
+function phaseOrUnspecified(p: string | null): number {
+  return p && isPhaseName(p) ? phaseToProto(p) : 0;
+}
+
+export function transitionFromEvent(e: EventRow): PhaseTransition {
+  return create(PhaseTransitionSchema, {
+    from: phaseOrUnspecified(e.phase_from),
+    to: phaseOrUnspecified(e.phase_to),
+    at: timestampFromDate(e.at),
+    actor: e.actor,
+    reason: e.message,
+  });
+}
+
+export function migrationToProto(row: MigrationRow, history: EventRow[]): Migration {
+  const state = row.state;
+  return create(MigrationSchema, {
+    id: row.id,
+    requestId: row.request_id ?? "",
+    spec: specFromJson(row.spec),
+    phase: phaseToProto(row.phase as PhaseName),
+    paused: row.paused,
+    cutoverApproved: row.cutover_approved,
+    history: history.filter((e) => e.migration_id === row.id).map(transitionFromEvent),
+    checks: (state.checks ?? []).map((c) => fromJson(CheckResultSchema, c as never)),
+    cdcSlots: (state.cdcSlots ?? []).map((c) => fromJson(CdcSlotPositionSchema, c as never)),
+    lastError: state.lastError
+      ? {
+          code: state.lastError.code,
+          message: state.lastError.message,
+          phase: phaseToProto(state.lastError.phase),
+          at: timestampFromDate(new Date(state.lastError.at)),
+        }
+      : undefined,
+    createdAt: timestampFromDate(row.created_at),
+    updatedAt: timestampFromDate(row.updated_at),
+    createdBy: row.created_by,
+  });
+}
+
+export function eventToProto(e: EventRow): MigrationEvent {
+  const type = EventType[e.type as keyof typeof EventType] ?? EventType.UNSPECIFIED;
+  const payload = e.payload as { check?: unknown; step?: string };
+  return create(MigrationEventSchema, {
+    sequence: BigInt(e.seq),
+    migrationId: e.migration_id,
+    type,
+    at: timestampFromDate(e.at),
+    actor: e.actor,
+    message: e.message,
+    transition: e.phase_to ? transitionFromEvent(e) : undefined,
+    check: payload.check ? fromJson(CheckResultSchema, payload.check as never) : undefined,
+    step: payload.step ?? "",
+  });
+}

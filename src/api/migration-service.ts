@@ -1,0 +1,158 @@
+import { randomUUID } from "node:crypto";
+import { create } from "@bufbuild/protobuf";
+import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
+import { InvalidArgumentError, UnavailableError, UnimplementedError } from "../errors.js";
+import {
+  MigrationService,
+  WatchMigrationResponseSchema,
+  type WatchMigrationResponse,
+} from "../gen/migration/v1/migration_pb.js";
+import { isTerminal, phaseFromProto, phaseToProto, type PhaseName } from "../domain/phases.js";
+import type { EventBus } from "../store/event-bus.js";
+import type { MigrationRepo } from "../store/migration-repo.js";
+import { actorOf } from "./actor.js";
+import { eventToProto, migrationToProto } from "./convert.js";
+import { instanceKey, normalizeSpec, providerName, specToJson } from "./spec.js";
+
+export interface MigrationServiceDeps {
+  repo: MigrationRepo;
+  bus: EventBus;
+  /** Aborted when the service drains: open watches end so clients reconnect elsewhere. */
+  shutdown: AbortSignal;
+}
+
+const MAX_PAGE = 500;
+const DEFAULT_PAGE = 50;
+/** Fallback re-read for watchers, should a notification be lost. */
+const WATCH_POLL_MS = 5_000;
+
+function requireId(id: string): string {
+  if (!id) throw new InvalidArgumentError("id is required: the migration id that CreateMigration returned");
+  if (id.length > 64) throw new InvalidArgumentError(`id "${id.slice(0, 64)}…" is too long to be a migration id`);
+  return id;
+}
+
+function notYet(what: string, issue: string): never {
+  throw new UnimplementedError(`${what} is not implemented yet (arrives with ${issue}); nothing was changed`);
+}
+
+/** Resolves when fn is called or the signal aborts, whichever is first; or after ms. */
+function wakeup(signal: AbortSignal, ms: number, subscribe: (fn: () => void) => () => void): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      unsubscribe();
+      signal.removeEventListener("abort", done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    const unsubscribe = subscribe(done);
+    signal.addEventListener("abort", done);
+  });
+}
+
+export function migrationService({ repo, bus, shutdown }: MigrationServiceDeps): ServiceImpl<typeof MigrationService> {
+  async function load(id: string) {
+    const row = await repo.get(requireId(id));
+    const history = await repo.phaseHistory([row.id]);
+    return migrationToProto(row, history);
+  }
+
+  return {
+    async createMigration(req, ctx) {
+      const actor = actorOf(ctx);
+      if (req.requestId.length > 128) throw new InvalidArgumentError("request_id must be at most 128 characters");
+      const spec = normalizeSpec(req.spec);
+      const { row, created } = await repo.create({
+        id: randomUUID(),
+        requestId: req.requestId || null,
+        databaseName: spec.databaseName,
+        provider: providerName(spec.provider),
+        sourceKey: instanceKey(spec.provider, spec.source!),
+        targetKey: instanceKey(spec.provider, spec.target!),
+        spec: specToJson(spec),
+        actor,
+      });
+      return { migration: migrationToProto(row, await repo.phaseHistory([row.id])), created };
+    },
+
+    async getMigration(req) {
+      return { migration: await load(req.id) };
+    },
+
+    async listMigrations(req) {
+      if (req.pageSize > MAX_PAGE) throw new InvalidArgumentError(`page_size must be at most ${MAX_PAGE}; got ${req.pageSize}`);
+      const phases: PhaseName[] = req.phases.map((p) => {
+        const name = phaseFromProto(p);
+        if (!name) throw new InvalidArgumentError(`phases holds ${p}, which is not a phase; use the Phase enum values other than PHASE_UNSPECIFIED`);
+        return name;
+      });
+      const { rows, nextPageToken } = await repo.list({
+        phases,
+        databaseName: req.databaseName || undefined,
+        pageSize: req.pageSize || DEFAULT_PAGE,
+        pageToken: req.pageToken || undefined,
+      });
+      const history = await repo.phaseHistory(rows.map((r) => r.id));
+      return { migrations: rows.map((r) => migrationToProto(r, history)), nextPageToken };
+    },
+
+    async *watchMigration(req, ctx: HandlerContext): AsyncGenerator<WatchMigrationResponse> {
+      const id = requireId(req.id);
+      await repo.get(id);
+      let cursor = req.afterSequence.toString();
+      // The phase as of the cursor, so each response carries the phase right after its event.
+      const before = (await repo.phaseHistory([id])).filter((e) => BigInt(e.seq) <= req.afterSequence);
+      let phase: PhaseName = (before[before.length - 1]?.phase_to as PhaseName | undefined) ?? "PENDING";
+      let signalled = false;
+      // Subscribe before the first read so nothing committed in between is missed.
+      const unsubscribe = bus.subscribe(id, () => (signalled = true));
+      const signal = AbortSignal.any([ctx.signal, shutdown]);
+      try {
+        while (!ctx.signal.aborted) {
+          if (shutdown.aborted) {
+            throw new UnavailableError(`the service is shutting down; watch again with after_sequence=${cursor} to continue where this stream stopped`);
+          }
+          signalled = false;
+          const events = await repo.events(id, cursor);
+          for (const e of events) {
+            cursor = e.seq;
+            if (e.phase_to) phase = e.phase_to;
+            yield create(WatchMigrationResponseSchema, { event: eventToProto(e), phase: phaseToProto(phase) });
+          }
+          if (events.length > 0) continue;
+          // A migration that reached a phase it never leaves has nothing more to say.
+          if (isTerminal(phase)) return;
+          if (!signalled) await wakeup(signal, WATCH_POLL_MS, (fn) => bus.subscribe(id, fn));
+        }
+      } finally {
+        unsubscribe();
+      }
+    },
+
+    async runPreflight() {
+      notYet("RunPreflight", "the validations issue (#6)");
+    },
+    async approveCutover() {
+      notYet("ApproveCutover", "the migration engine (#4)");
+    },
+    async pauseMigration() {
+      notYet("PauseMigration", "the migration engine (#4)");
+    },
+    async resumeMigration() {
+      notYet("ResumeMigration", "the migration engine (#4)");
+    },
+    async abortMigration() {
+      notYet("AbortMigration", "the migration engine (#4)");
+    },
+    async rollbackMigration() {
+      notYet("RollbackMigration", "the migration engine (#4)");
+    },
+    async finalizeMigration() {
+      notYet("FinalizeMigration", "the migration engine (#4)");
+    },
+    async getRoutingStatus() {
+      notYet("GetRoutingStatus", "the xDS issue (#5)");
+    },
+  };
+}

@@ -1,0 +1,80 @@
+import http2 from "node:http2";
+import type { AddressInfo } from "node:net";
+import type { ConnectRouter } from "@connectrpc/connect";
+import { connectNodeAdapter } from "@connectrpc/connect-node";
+
+/**
+ * The gRPC spec percent-encodes only bytes outside printable ASCII (and "%")
+ * in grpc-message. connect-node encodes with encodeURIComponent, and grpc-js
+ * decodes with decodeURI, which leaves "%3A", "%3B" and the like as they are:
+ * a grpc-js caller would read "local%3Asrc". Re-encode the way the spec says,
+ * which every decoder reads back exactly.
+ */
+export function specEncodeGrpcMessage(encoded: string): string {
+  let raw: string;
+  try {
+    raw = decodeURIComponent(encoded);
+  } catch {
+    return encoded;
+  }
+  return Array.from(Buffer.from(raw, "utf8"))
+    .map((b) => (b >= 0x20 && b <= 0x7e && b !== 0x25 ? String.fromCharCode(b) : "%" + b.toString(16).toUpperCase().padStart(2, "0")))
+    .join("");
+}
+
+type NodeHeaders = Record<string, string | string[] | number | undefined>;
+
+function fixGrpcMessage(headers: NodeHeaders | undefined): NodeHeaders | undefined {
+  const m = headers?.["grpc-message"];
+  if (typeof m === "string") headers!["grpc-message"] = specEncodeGrpcMessage(m);
+  return headers;
+}
+
+function withSpecGrpcMessages(handler: (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void) {
+  return (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => {
+    const writeHead = res.writeHead.bind(res) as (status: number, headers?: NodeHeaders) => http2.Http2ServerResponse;
+    const addTrailers = res.addTrailers.bind(res);
+    (res as unknown as { writeHead: typeof writeHead }).writeHead = (status, headers) => writeHead(status, fixGrpcMessage(headers));
+    res.addTrailers = (headers) => addTrailers(fixGrpcMessage(headers as NodeHeaders) as http2.OutgoingHttpHeaders);
+    handler(req, res);
+  };
+}
+
+export interface ApiServer {
+  port: number;
+  /** Stops taking new calls, lets in-flight ones finish for up to drainMs, then closes the rest. */
+  close(drainMs: number): Promise<void>;
+}
+
+/**
+ * One cleartext HTTP/2 port for gRPC, Connect and gRPC-Web alike: connect-node
+ * speaks all three, so grpcurl, grpc-js clients and browsers share it.
+ */
+export async function listenApi(routes: (router: ConnectRouter) => void, host: string, port: number): Promise<ApiServer> {
+  const server = http2.createServer(withSpecGrpcMessages(connectNodeAdapter({ routes, grpc: true, connect: true, grpcWeb: true })));
+  const sessions = new Set<http2.ServerHttp2Session>();
+  server.on("session", (s) => {
+    sessions.add(s);
+    s.on("close", () => sessions.delete(s));
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(port, host, () => {
+      server.off("error", reject);
+      resolve();
+    });
+  });
+  return {
+    port: (server.address() as AddressInfo).port,
+    async close(drainMs) {
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      // GOAWAY: clients finish what they started and take new calls elsewhere.
+      for (const s of sessions) s.close();
+      const timer = setTimeout(() => {
+        for (const s of sessions) s.destroy();
+      }, drainMs);
+      await closed;
+      clearTimeout(timer);
+    },
+  };
+}

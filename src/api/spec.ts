@@ -1,0 +1,125 @@
+import { create, toJson, fromJson } from "@bufbuild/protobuf";
+import { durationFromMs, type Duration } from "@bufbuild/protobuf/wkt";
+import { InvalidArgumentError } from "../errors.js";
+import {
+  CdcMode,
+  CutoverMode,
+  FailurePolicy,
+  MigrationSpecSchema,
+  Provider,
+  type DatabaseRef,
+  type MigrationSpec,
+} from "../gen/migration/v1/migration_pb.js";
+import type { SpecJson } from "../store/schema.js";
+
+const DATABASE_NAME = /^[a-z][a-z0-9-]{0,61}[a-z0-9]$|^[a-z]$/;
+const LOCAL_ID = /^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$/;
+// RDS identifiers: a letter first, letters, digits and single hyphens, no trailing hyphen, 1 to 63.
+const AWS_ID = /^[A-Za-z](?:[A-Za-z0-9]|-(?!-)){0,62}$/;
+const AWS_REGION = /^[a-z]{2}(-[a-z]+)+-\d$/;
+
+export const DEFAULTS = {
+  maxLagBytes: 16n * 1024n * 1024n,
+  maxLagMs: 5_000,
+  windowMs: 60_000,
+  drainTimeoutMs: 30_000,
+  pauseAlertAfterMs: 300_000,
+} as const;
+
+const MAX_WINDOW_MS = 24 * 3600_000;
+
+export function durationMs(d: Duration | undefined): number | undefined {
+  if (!d) return undefined;
+  return Number(d.seconds) * 1000 + Math.floor(d.nanos / 1e6);
+}
+
+function checkDuration(field: string, d: Duration | undefined, fallbackMs: number, maxMs: number): Duration {
+  const ms = durationMs(d);
+  if (ms === undefined) return durationFromMs(fallbackMs);
+  if (ms <= 0 || ms > maxMs) {
+    throw new InvalidArgumentError(`${field} must be greater than 0 and at most ${maxMs / 1000}s; got ${ms / 1000}s`);
+  }
+  return durationFromMs(ms);
+}
+
+function checkRef(field: string, ref: DatabaseRef | undefined, provider: Provider): DatabaseRef {
+  if (!ref || !ref.id) throw new InvalidArgumentError(`${field}.id is required: the ${field === "spec.source" ? "source instance" : "target to create"}'s identifier`);
+  if (provider === Provider.AWS) {
+    if (!AWS_ID.test(ref.id) || ref.id.endsWith("-")) {
+      throw new InvalidArgumentError(
+        `${field}.id "${ref.id}" is not a valid RDS identifier: 1 to 63 letters, digits or hyphens, starting with a letter, no two hyphens in a row, not ending with a hyphen`,
+      );
+    }
+    if (ref.region && !AWS_REGION.test(ref.region)) {
+      throw new InvalidArgumentError(`${field}.region "${ref.region}" is not an AWS region name such as eu-west-1`);
+    }
+  } else {
+    if (!LOCAL_ID.test(ref.id)) {
+      throw new InvalidArgumentError(`${field}.id "${ref.id}" is not a valid local cluster name: 1 to 63 letters, digits, "_" or "-", starting with a letter or digit`);
+    }
+    if (ref.region) throw new InvalidArgumentError(`${field}.region is only for PROVIDER_AWS; leave it empty for PROVIDER_LOCAL`);
+  }
+  return ref;
+}
+
+/**
+ * Validates a spec and fills in defaults. The result is what gets stored, so
+ * that a migration keeps behaving the same if the defaults change later.
+ */
+export function normalizeSpec(spec: MigrationSpec | undefined): MigrationSpec {
+  if (!spec) throw new InvalidArgumentError("spec is required");
+  if (!DATABASE_NAME.test(spec.databaseName)) {
+    throw new InvalidArgumentError(
+      `spec.database_name "${spec.databaseName}" is not valid: use 1 to 63 lowercase letters, digits and dashes, starting with a letter (e.g. "billing-db")`,
+    );
+  }
+  if (spec.provider !== Provider.LOCAL && spec.provider !== Provider.AWS) {
+    throw new InvalidArgumentError("spec.provider is required: PROVIDER_LOCAL or PROVIDER_AWS");
+  }
+  const source = checkRef("spec.source", spec.source, spec.provider);
+  const target = checkRef("spec.target", spec.target, spec.provider);
+  if (source.id === target.id && source.region === target.region) {
+    throw new InvalidArgumentError(`spec.target.id must differ from spec.source.id ("${source.id}"): the target is a new instance`);
+  }
+  const lag = spec.lagPolicy;
+  const maxLagBytes = lag?.maxLagBytes ? lag.maxLagBytes : DEFAULTS.maxLagBytes;
+  const cdc = spec.cdcPolicy;
+  if (cdc && !(cdc.mode in CdcMode)) throw new InvalidArgumentError(`spec.cdc_policy.mode ${cdc.mode} is not a CdcMode`);
+  if (!(spec.cutoverMode in CutoverMode)) throw new InvalidArgumentError(`spec.cutover_mode ${spec.cutoverMode} is not a CutoverMode`);
+  if (!(spec.failurePolicy in FailurePolicy)) throw new InvalidArgumentError(`spec.failure_policy ${spec.failurePolicy} is not a FailurePolicy`);
+  return create(MigrationSpecSchema, {
+    databaseName: spec.databaseName,
+    provider: spec.provider,
+    source: { id: source.id, region: source.region },
+    target: { id: target.id, region: target.region },
+    cutoverMode: spec.cutoverMode === CutoverMode.UNSPECIFIED ? CutoverMode.MANUAL : spec.cutoverMode,
+    lagPolicy: {
+      maxLagBytes,
+      maxLagTime: checkDuration("spec.lag_policy.max_lag_time", lag?.maxLagTime, DEFAULTS.maxLagMs, 3600_000),
+      window: checkDuration("spec.lag_policy.window", lag?.window, DEFAULTS.windowMs, MAX_WINDOW_MS),
+    },
+    cdcPolicy: {
+      mode: !cdc || cdc.mode === CdcMode.UNSPECIFIED ? CdcMode.COORDINATE : cdc.mode,
+      drainTimeout: checkDuration("spec.cdc_policy.drain_timeout", cdc?.drainTimeout, DEFAULTS.drainTimeoutMs, 3600_000),
+      pauseAlertAfter: checkDuration("spec.cdc_policy.pause_alert_after", cdc?.pauseAlertAfter, DEFAULTS.pauseAlertAfterMs, MAX_WINDOW_MS),
+    },
+    failurePolicy: spec.failurePolicy === FailurePolicy.UNSPECIFIED ? FailurePolicy.ROLLBACK : spec.failurePolicy,
+  });
+}
+
+export function providerName(p: Provider): string {
+  return p === Provider.AWS ? "aws" : "local";
+}
+
+/** One key per instance, so the store can refuse two active migrations of it. */
+export function instanceKey(provider: Provider, ref: DatabaseRef): string {
+  return [providerName(provider), ref.region, ref.id].filter(Boolean).join(":");
+}
+
+export function specToJson(spec: MigrationSpec): SpecJson {
+  return toJson(MigrationSpecSchema, spec) as SpecJson;
+}
+
+export function specFromJson(json: SpecJson): MigrationSpec {
+  return fromJson(MigrationSpecSchema, json as never);
+}

@@ -1,0 +1,59 @@
+#!/usr/bin/env node
+import { parseServiceConfig } from "../config.js";
+import { PgshiftError } from "../errors.js";
+import { startService } from "../service.js";
+import { createLogger } from "../telemetry/log.js";
+
+const USAGE = `usage: pgshift <command> [flags]
+
+commands:
+  serve    run the migration service
+           --port N (PGSHIFT_PORT, default 50051; 0 picks a free port)
+           --host H (PGSHIFT_HOST, default 127.0.0.1)
+           --data-dir DIR (PGSHIFT_DATA_DIR, default ./.pgshift)
+           --database-url URL (DATABASE_URL; without it the service runs its own PostgreSQL under the data dir)
+           --log-level debug|info|warn|error (PGSHIFT_LOG_LEVEL, default info)
+           --drain-ms N (PGSHIFT_DRAIN_MS, default 10000)
+`;
+
+async function serve(argv: string[]): Promise<void> {
+  const config = parseServiceConfig(argv);
+  const log = createLogger(config.logLevel);
+  const service = await startService(config, log);
+  // Tests and scripts read the port from this line.
+  process.stdout.write(JSON.stringify({ listening: { host: config.host, port: service.port } }) + "\n");
+  const onSignal = (sig: string) => {
+    log.info("signal", { sig });
+    service.stop().then(
+      () => process.exit(0),
+      (e: unknown) => {
+        log.error("shutdown failed", { error: String(e) });
+        process.exit(1);
+      },
+    );
+  };
+  process.once("SIGTERM", () => onSignal("SIGTERM"));
+  process.once("SIGINT", () => onSignal("SIGINT"));
+}
+
+async function main(): Promise<void> {
+  const [command, ...rest] = process.argv.slice(2);
+  switch (command) {
+    case "serve":
+      return serve(rest);
+    case undefined:
+    case "help":
+    case "--help":
+      process.stdout.write(USAGE);
+      return;
+    default:
+      process.stderr.write(`unknown command "${command}"\n\n${USAGE}`);
+      process.exit(2);
+  }
+}
+
+main().catch((e: unknown) => {
+  const msg = e instanceof PgshiftError ? e.rawMessage : e instanceof Error ? e.message : String(e);
+  process.stderr.write(`pgshift: ${msg}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,77 @@
+import { Code, ConnectError } from "@connectrpc/connect";
+
+/**
+ * The service's error hierarchy. Each error carries the gRPC code it maps to,
+ * and its message says what to do next, because operators read these in grpcurl.
+ */
+export class PgshiftError extends ConnectError {
+  constructor(code: Code, message: string, options?: { cause?: unknown }) {
+    // Being a ConnectError means handlers can throw it as is and the client sees this code and message.
+    super(message, code, undefined, undefined, options?.cause);
+    // connect recognises its errors by name ("ConnectError"), so the class name goes elsewhere.
+    this.kind = new.target.name;
+  }
+  readonly kind: string;
+}
+
+export class InvalidArgumentError extends PgshiftError {
+  constructor(message: string) {
+    super(Code.InvalidArgument, message);
+  }
+}
+
+export class NotFoundError extends PgshiftError {
+  constructor(message: string) {
+    super(Code.NotFound, message);
+  }
+}
+
+export class AlreadyExistsError extends PgshiftError {
+  constructor(message: string) {
+    super(Code.AlreadyExists, message);
+  }
+}
+
+export class FailedPreconditionError extends PgshiftError {
+  constructor(message: string) {
+    super(Code.FailedPrecondition, message);
+  }
+}
+
+export class UnavailableError extends PgshiftError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(Code.Unavailable, message, options);
+  }
+}
+
+export class DeadlineExceededError extends PgshiftError {
+  constructor(message: string) {
+    super(Code.DeadlineExceeded, message);
+  }
+}
+
+export class UnimplementedError extends PgshiftError {
+  constructor(message: string) {
+    super(Code.Unimplemented, message);
+  }
+}
+
+/** A lease this replica held was taken over; its writes must not land. */
+export class LeaseLostError extends PgshiftError {
+  constructor(message: string) {
+    super(Code.Aborted, message);
+  }
+}
+
+export class InternalError extends PgshiftError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(Code.Internal, message, options);
+  }
+}
+
+/** Turns anything thrown inside a handler into the ConnectError the client should see. */
+export function toConnectError(err: unknown): ConnectError {
+  if (err instanceof ConnectError) return err;
+  const message = err instanceof Error ? err.message : String(err);
+  return new ConnectError(`internal error: ${message}`, Code.Internal);
+}

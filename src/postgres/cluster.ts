@@ -1,0 +1,327 @@
+import { spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync, rmSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
+import pg from "pg";
+import { FailedPreconditionError, InternalError, UnavailableError } from "../errors.js";
+import { findPgBinaries, pgBin } from "./binaries.js";
+import { postgresRunAs, type OsUser } from "./os-user.js";
+import { freePort } from "./ports.js";
+
+/** What we keep about a cluster next to its data directory. */
+interface ClusterMeta {
+  port: number;
+  password: string;
+  major: number;
+}
+
+export interface ClusterOptions {
+  /** Folder that holds the cluster: data/, its log and our metadata. */
+  dir: string;
+  /** Preferred port; a free one is picked when absent. */
+  port?: number;
+  /** Extra postgresql.conf settings, e.g. { fsync: "off" }. */
+  settings?: Record<string, string | number>;
+}
+
+export interface RunResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+const SUPERUSER = "postgres";
+
+/** Settings every cluster we manage needs: physical and logical replication, loopback only. */
+const BASE_SETTINGS: Record<string, string | number> = {
+  listen_addresses: "'127.0.0.1'",
+  unix_socket_directories: "''",
+  wal_level: "logical",
+  max_wal_senders: 16,
+  max_replication_slots: 16,
+  hot_standby: "on",
+  hot_standby_feedback: "on",
+  shared_buffers: "'32MB'",
+  max_connections: 100,
+  password_encryption: "'scram-sha-256'",
+  wal_sender_timeout: "'10s'",
+  wal_receiver_status_interval: "'1s'",
+};
+
+/**
+ * Runs a program as the user PostgreSQL runs as (an unprivileged account when
+ * we are root). Waits for the program's exit rather than for its pipes to
+ * close, because pg_ctl leaves a daemon behind.
+ */
+export function runAsPostgres(cmd: string, args: string[], opts: { input?: string; timeoutMs?: number } = {}): Promise<RunResult> {
+  const user = postgresRunAs();
+  return new Promise((resolvePromise, reject) => {
+    const child = spawn(cmd, args, {
+      uid: user?.uid,
+      gid: user?.gid,
+      env: { PATH: process.env.PATH ?? "/usr/bin:/bin", LC_ALL: "C", HOME: user?.home ?? process.env.HOME ?? "/" },
+      stdio: ["pipe", "pipe", "pipe"],
+      cwd: "/",
+    });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+    const timer = opts.timeoutMs
+      ? setTimeout(() => {
+          child.kill("SIGKILL");
+          reject(new UnavailableError(`${cmd} ${args.join(" ")} did not finish within ${opts.timeoutMs} ms`));
+        }, opts.timeoutMs)
+      : undefined;
+    child.on("error", (e) => {
+      if (timer) clearTimeout(timer);
+      reject(e);
+    });
+    child.on("exit", (code) => {
+      if (timer) clearTimeout(timer);
+      // Let buffered output drain; the daemon may keep pipes open forever.
+      setImmediate(() => {
+        child.stdout.destroy();
+        child.stderr.destroy();
+        resolvePromise({ code: code ?? -1, stdout, stderr });
+      });
+    });
+    if (opts.input !== undefined) child.stdin.end(opts.input);
+    else child.stdin.end();
+  });
+}
+
+/** Makes a path ours to hand over: owned by the postgres user and reachable through its ancestors. */
+function handOver(path: string, user: OsUser | undefined): void {
+  if (!user) return;
+  chownRecursive(path, user);
+  // The postgres user must be able to traverse every ancestor; add o+x only where missing.
+  let dir = dirname(resolve(path));
+  while (true) {
+    const st = statSync(dir);
+    if ((st.mode & 0o001) === 0) chmodSync(dir, st.mode | 0o001);
+    const parent = dirname(dir);
+    if (parent === dir) break;
+    dir = parent;
+  }
+}
+
+function chownRecursive(path: string, user: OsUser): void {
+  chownSync(path, user.uid, user.gid);
+  if (statSync(path).isDirectory()) {
+    for (const entry of readdirSync(path)) chownRecursive(join(path, entry), user);
+  }
+}
+
+export function renderSettings(settings: Record<string, string | number>): string {
+  return Object.entries(settings)
+    .map(([k, v]) => `${k} = ${v}`)
+    .join("\n") + "\n";
+}
+
+/**
+ * A PostgreSQL cluster on this machine, on loopback, password-protected.
+ * Every method is idempotent: init on an initialised folder loads it, start on
+ * a running cluster does nothing, stop on a stopped one does nothing.
+ */
+export class LocalCluster {
+  private constructor(
+    readonly dir: string,
+    private meta: ClusterMeta,
+  ) {}
+
+  get dataDir(): string {
+    return join(this.dir, "data");
+  }
+  get logFile(): string {
+    return join(this.dir, "postgres.log");
+  }
+  get port(): number {
+    return this.meta.port;
+  }
+  get password(): string {
+    return this.meta.password;
+  }
+  get major(): number {
+    return this.meta.major;
+  }
+  get user(): string {
+    return SUPERUSER;
+  }
+
+  private static metaPath(dir: string): string {
+    return join(dir, "cluster.json");
+  }
+
+  /** Loads a cluster folder created earlier, or undefined when there is none. */
+  static load(dir: string): LocalCluster | undefined {
+    const metaPath = LocalCluster.metaPath(dir);
+    if (!existsSync(metaPath) || !existsSync(join(dir, "data", "PG_VERSION"))) return undefined;
+    return new LocalCluster(dir, JSON.parse(readFileSync(metaPath, "utf8")) as ClusterMeta);
+  }
+
+  /** Creates a fresh cluster with initdb, or loads the one already there. */
+  static async init(opts: ClusterOptions): Promise<LocalCluster> {
+    const existing = LocalCluster.load(opts.dir);
+    if (existing) return existing;
+    const dataDir = join(opts.dir, "data");
+    if (existsSync(dataDir) && readdirSync(dataDir).length > 0) {
+      throw new FailedPreconditionError(
+        `data directory ${dataDir} is not empty and holds no cluster of ours; remove it or choose another directory`,
+      );
+    }
+    const bins = findPgBinaries();
+    const user = postgresRunAs();
+    mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+    const meta: ClusterMeta = {
+      port: opts.port ?? (await freePort()),
+      password: randomBytes(12).toString("hex"),
+      major: bins.major,
+    };
+    const pwfile = join(opts.dir, "initdb.pw");
+    writeFileSync(pwfile, meta.password + "\n", { mode: 0o600 });
+    handOver(opts.dir, user);
+    const res = await runAsPostgres(pgBin("initdb"), [
+      "-D", dataDir, "-U", SUPERUSER, "--pwfile", pwfile, "--auth=scram-sha-256", "-E", "UTF8", "--locale=C", "--no-sync",
+    ]);
+    rmSync(pwfile, { force: true });
+    if (res.code !== 0) {
+      throw new InternalError(`initdb failed for ${dataDir} (exit ${res.code}): ${res.stderr.trim().slice(-2000)}`);
+    }
+    const cluster = new LocalCluster(opts.dir, meta);
+    cluster.writeConfig({ ...BASE_SETTINGS, ...(opts.settings ?? {}) });
+    cluster.writeHba([]);
+    writeFileSync(LocalCluster.metaPath(opts.dir), JSON.stringify(meta, null, 2), { mode: 0o600 });
+    return cluster;
+  }
+
+  /**
+   * Adopts a data directory that was produced another way (a base backup of
+   * another cluster): gives it its own port and metadata. The password is the
+   * one of the cluster it was copied from, since the catalog came along.
+   */
+  static adopt(dir: string, meta: ClusterMeta, settings: Record<string, string | number> = {}): LocalCluster {
+    const cluster = new LocalCluster(dir, meta);
+    handOver(dir, postgresRunAs());
+    cluster.writeConfig({ ...BASE_SETTINGS, ...settings });
+    writeFileSync(LocalCluster.metaPath(dir), JSON.stringify(meta, null, 2), { mode: 0o600 });
+    return cluster;
+  }
+
+  /** Our settings live in an included file so that the rest of postgresql.conf stays PostgreSQL's. */
+  writeConfig(settings: Record<string, string | number>): void {
+    const conf = join(this.dataDir, "postgresql.conf");
+    const text = readFileSync(conf, "utf8");
+    if (!text.includes("include_if_exists = 'pgshift.conf'")) {
+      writeFileSync(conf, text + "\ninclude_if_exists = 'pgshift.conf'\n");
+    }
+    this.writeDataFile("pgshift.conf", renderSettings({ ...settings, port: this.meta.port }));
+  }
+
+  /**
+   * pg_hba.conf: our reject rules first (fencing), then password access over
+   * loopback for clients and replication.
+   */
+  writeHba(rejectRules: string[]): void {
+    const lines = [
+      "# Managed by pgshift. Reject rules (fencing) come first.",
+      ...rejectRules,
+      "host all all 127.0.0.1/32 scram-sha-256",
+      "host replication all 127.0.0.1/32 scram-sha-256",
+    ];
+    this.writeDataFile("pg_hba.conf", lines.join("\n") + "\n");
+  }
+
+  private writeDataFile(name: string, content: string): void {
+    const path = join(this.dataDir, name);
+    writeFileSync(path, content, { mode: 0o600 });
+    const user = postgresRunAs();
+    if (user) chownSync(path, user.uid, user.gid);
+  }
+
+  async isRunning(): Promise<boolean> {
+    const res = await runAsPostgres(pgBin("pg_ctl"), ["status", "-D", this.dataDir]);
+    return res.code === 0;
+  }
+
+  async start(): Promise<void> {
+    if (await this.isRunning()) return;
+    const res = await runAsPostgres(
+      pgBin("pg_ctl"),
+      ["start", "-D", this.dataDir, "-l", this.logFile, "-w", "-t", "120"],
+      { timeoutMs: 130_000 },
+    );
+    if (res.code !== 0) {
+      throw new UnavailableError(
+        `PostgreSQL in ${this.dataDir} did not start (exit ${res.code}): ${res.stderr.trim()}; last log lines: ${this.tailLog(15)}`,
+      );
+    }
+  }
+
+  async stop(mode: "smart" | "fast" | "immediate" = "fast"): Promise<void> {
+    if (!(await this.isRunning())) return;
+    const res = await runAsPostgres(pgBin("pg_ctl"), ["stop", "-D", this.dataDir, "-m", mode, "-w", "-t", "60"], { timeoutMs: 70_000 });
+    if (res.code !== 0 && (await this.isRunning())) {
+      throw new UnavailableError(`PostgreSQL in ${this.dataDir} did not stop: ${res.stderr.trim()}`);
+    }
+  }
+
+  async reload(): Promise<void> {
+    const res = await runAsPostgres(pgBin("pg_ctl"), ["reload", "-D", this.dataDir]);
+    if (res.code !== 0) throw new UnavailableError(`reload of ${this.dataDir} failed: ${res.stderr.trim()}`);
+  }
+
+  /** The postmaster's pid, or undefined when it is not running. */
+  postmasterPid(): number | undefined {
+    const pidFile = join(this.dataDir, "postmaster.pid");
+    if (!existsSync(pidFile)) return undefined;
+    const pid = Number(readFileSync(pidFile, "utf8").split("\n")[0]);
+    return Number.isFinite(pid) && pid > 0 ? pid : undefined;
+  }
+
+  /** Kills the postmaster with SIGKILL, the way a crash would. */
+  crash(): void {
+    const pid = this.postmasterPid();
+    if (pid) {
+      try {
+        process.kill(pid, "SIGKILL");
+      } catch {
+        // Already gone.
+      }
+    }
+  }
+
+  tailLog(lines: number): string {
+    if (!existsSync(this.logFile)) return "(no log)";
+    return readFileSync(this.logFile, "utf8").trim().split("\n").slice(-lines).join("\n");
+  }
+
+  connectionConfig(database = "postgres"): pg.ClientConfig {
+    return { host: "127.0.0.1", port: this.port, user: SUPERUSER, password: this.password, database };
+  }
+
+  url(database = "postgres"): string {
+    return `postgres://${SUPERUSER}:${encodeURIComponent(this.password)}@127.0.0.1:${this.port}/${database}`;
+  }
+
+  /** Runs one statement on a short-lived connection. */
+  async query<R extends pg.QueryResultRow = pg.QueryResultRow>(sql: string, params: unknown[] = [], database = "postgres"): Promise<R[]> {
+    const client = new pg.Client(this.connectionConfig(database));
+    await client.connect();
+    try {
+      return (await client.query<R>(sql, params)).rows;
+    } finally {
+      await client.end();
+    }
+  }
+
+  /** Stops the cluster and removes its folder. */
+  async destroy(): Promise<void> {
+    try {
+      await this.stop("immediate");
+    } catch {
+      this.crash();
+    }
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}

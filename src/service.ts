@@ -1,0 +1,60 @@
+import type { ConnectRouter } from "@connectrpc/connect";
+import { migrationService } from "./api/migration-service.js";
+import { healthService, HealthState } from "./api/health.js";
+import { reflectionServices } from "./api/reflection.js";
+import { listenApi } from "./api/server.js";
+import type { ServiceConfig } from "./config.js";
+import { Health, HealthCheckResponse_ServingStatus as Status } from "./gen/health/v1/health_pb.js";
+import { ServerReflection as ReflectionV1 } from "./gen/grpc/reflection/v1/reflection_pb.js";
+import { ServerReflection as ReflectionV1Alpha } from "./gen/grpc/reflection/v1alpha/reflection_pb.js";
+import { MigrationService } from "./gen/migration/v1/migration_pb.js";
+import { EventBus } from "./store/event-bus.js";
+import { MigrationRepo } from "./store/migration-repo.js";
+import { openStore } from "./store/store.js";
+import type { Logger } from "./telemetry/log.js";
+
+export interface RunningService {
+  port: number;
+  /** Drains in-flight calls, then releases the store. Safe to call twice. */
+  stop(): Promise<void>;
+}
+
+/** Wires the store, the API and the standard gRPC services together and starts listening. */
+export async function startService(config: ServiceConfig, log: Logger): Promise<RunningService> {
+  const store = await openStore({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
+  log.info("state store ready", { embedded: Boolean(store.embedded), port: store.embedded?.port });
+  const bus = new EventBus(store.connection);
+  await bus.start();
+  const repo = new MigrationRepo(store.db);
+  const health = new HealthState();
+  const shutdown = new AbortController();
+  const reflection = reflectionServices([MigrationService, Health, ReflectionV1, ReflectionV1Alpha]);
+
+  const routes = (router: ConnectRouter) => {
+    router.service(MigrationService, migrationService({ repo, bus, shutdown: shutdown.signal }));
+    router.service(Health, healthService(health));
+    router.service(ReflectionV1, reflection.v1);
+    router.service(ReflectionV1Alpha, reflection.v1alpha);
+  };
+  const api = await listenApi(routes, config.host, config.port);
+  health.set("", Status.SERVING);
+  health.set(MigrationService.typeName, Status.SERVING);
+  log.info("listening", { host: config.host, port: api.port });
+
+  let stopping: Promise<void> | undefined;
+  return {
+    port: api.port,
+    stop() {
+      stopping ??= (async () => {
+        log.info("draining", { drainMs: config.drainMs });
+        health.shutdown();
+        shutdown.abort();
+        await api.close(config.drainMs);
+        await bus.close();
+        await store.close();
+        log.info("stopped");
+      })();
+      return stopping;
+    },
+  };
+}

@@ -1,0 +1,215 @@
+import { sql, type Kysely, type Selectable, type Transaction } from "kysely";
+import { AlreadyExistsError, InvalidArgumentError, NotFoundError } from "../errors.js";
+import { TERMINAL_PHASES, type PhaseName } from "../domain/phases.js";
+import type { Database, EventsTable, MigrationsTable, SpecJson } from "./schema.js";
+
+export type MigrationRow = Selectable<MigrationsTable>;
+export type EventRow = Selectable<EventsTable>;
+
+export interface NewMigration {
+  id: string;
+  requestId: string | null;
+  databaseName: string;
+  provider: string;
+  sourceKey: string;
+  targetKey: string;
+  spec: SpecJson;
+  actor: string;
+}
+
+export interface NewEvent {
+  migrationId: string;
+  type: string;
+  actor: string;
+  message?: string;
+  phaseFrom?: PhaseName | null;
+  phaseTo?: PhaseName | null;
+  payload?: Record<string, unknown>;
+}
+
+export interface ListFilter {
+  phases: PhaseName[];
+  databaseName?: string;
+  pageSize: number;
+  pageToken?: string;
+}
+
+interface Cursor {
+  c: string;
+  i: string;
+}
+
+function encodeCursor(row: MigrationRow): string {
+  return Buffer.from(JSON.stringify({ c: row.created_at.toISOString(), i: row.id } satisfies Cursor)).toString("base64url");
+}
+
+function decodeCursor(token: string): Cursor {
+  try {
+    const v = JSON.parse(Buffer.from(token, "base64url").toString("utf8")) as Cursor;
+    if (typeof v.c !== "string" || typeof v.i !== "string" || Number.isNaN(Date.parse(v.c))) throw new Error("shape");
+    return v;
+  } catch {
+    throw new InvalidArgumentError("page_token is not one this service issued; pass the next_page_token of a previous ListMigrations response, or leave it empty");
+  }
+}
+
+/** JSON with sorted keys: jsonb does not keep key order, so compare this way. */
+function canonical(v: unknown): string {
+  return JSON.stringify(v, (_k, x: unknown) =>
+    x && typeof x === "object" && !Array.isArray(x)
+      ? Object.fromEntries(Object.entries(x as Record<string, unknown>).sort(([a], [b]) => a.localeCompare(b)))
+      : x,
+  );
+}
+
+function uniqueViolation(e: unknown): string | undefined {
+  const err = e as { code?: string; constraint?: string };
+  return err.code === "23505" ? (err.constraint ?? "") : undefined;
+}
+
+/** Reads and writes migrations and their event log. */
+export class MigrationRepo {
+  constructor(private readonly db: Kysely<Database>) {}
+
+  /**
+   * Creates a migration and its CREATED event in one transaction. A request_id
+   * seen before returns the migration it created (created=false).
+   */
+  async create(m: NewMigration): Promise<{ row: MigrationRow; created: boolean }> {
+    if (m.requestId) {
+      const prior = await this.byRequestId(m.requestId);
+      if (prior) return this.retried(prior, m);
+    }
+    try {
+      const row = await this.db.transaction().execute(async (trx) => {
+        const row = await trx
+          .insertInto("migrations")
+          .values({
+            id: m.id,
+            request_id: m.requestId,
+            database_name: m.databaseName,
+            provider: m.provider,
+            source_key: m.sourceKey,
+            target_key: m.targetKey,
+            spec: JSON.stringify(m.spec),
+            phase: "PENDING",
+            state: JSON.stringify({}),
+            created_by: m.actor,
+          })
+          .returningAll()
+          .executeTakeFirstOrThrow();
+        await this.appendEvent(trx, {
+          migrationId: m.id,
+          type: "CREATED",
+          actor: m.actor,
+          message: `migration of ${m.databaseName} created`,
+          phaseTo: "PENDING",
+        });
+        return row;
+      });
+      return { row, created: true };
+    } catch (e) {
+      const constraint = uniqueViolation(e);
+      if (constraint === "migrations_request_id" && m.requestId) {
+        const prior = await this.byRequestId(m.requestId);
+        if (prior) return this.retried(prior, m);
+      }
+      if (constraint === "migrations_active_source" || constraint === "migrations_active_target") {
+        const side = constraint === "migrations_active_source" ? "source" : "target";
+        const key = side === "source" ? m.sourceKey : m.targetKey;
+        const other = await this.db
+          .selectFrom("migrations")
+          .select(["id", "phase"])
+          .where(side === "source" ? "source_key" : "target_key", "=", key)
+          .where("phase", "not in", [...TERMINAL_PHASES])
+          .executeTakeFirst();
+        throw new AlreadyExistsError(
+          `the ${side} ${key} already has an active migration${other ? ` (${other.id}, phase ${other.phase})` : ""}; wait for it to finish, or abort or roll it back first`,
+        );
+      }
+      throw e;
+    }
+  }
+
+  private retried(prior: MigrationRow, m: NewMigration): { row: MigrationRow; created: boolean } {
+    if (canonical(prior.spec) !== canonical(m.spec)) {
+      throw new AlreadyExistsError(
+        `request_id "${m.requestId}" was already used for a different migration (${prior.id}); use a new request_id for a new request`,
+      );
+    }
+    return { row: prior, created: false };
+  }
+
+  private byRequestId(requestId: string): Promise<MigrationRow | undefined> {
+    return this.db.selectFrom("migrations").selectAll().where("request_id", "=", requestId).executeTakeFirst();
+  }
+
+  find(id: string): Promise<MigrationRow | undefined> {
+    return this.db.selectFrom("migrations").selectAll().where("id", "=", id).executeTakeFirst();
+  }
+
+  async get(id: string): Promise<MigrationRow> {
+    const row = await this.find(id);
+    if (!row) throw new NotFoundError(`no migration with id "${id}"; ListMigrations shows the existing ones`);
+    return row;
+  }
+
+  /** Newest first, keyset-paginated so pages stay stable while migrations are created. */
+  async list(f: ListFilter): Promise<{ rows: MigrationRow[]; nextPageToken: string }> {
+    let q = this.db.selectFrom("migrations").selectAll();
+    if (f.phases.length > 0) q = q.where("phase", "in", f.phases);
+    if (f.databaseName) q = q.where("database_name", "=", f.databaseName);
+    if (f.pageToken) {
+      const c = decodeCursor(f.pageToken);
+      q = q.where(sql<boolean>`(created_at, id) < (${c.c}::timestamptz, ${c.i})`);
+    }
+    const rows = await q.orderBy("created_at", "desc").orderBy("id", "desc").limit(f.pageSize + 1).execute();
+    const more = rows.length > f.pageSize;
+    const page = more ? rows.slice(0, f.pageSize) : rows;
+    const last = page[page.length - 1];
+    return { rows: page, nextPageToken: more && last ? encodeCursor(last) : "" };
+  }
+
+  events(migrationId: string, afterSeq: string, limit = 500): Promise<EventRow[]> {
+    return this.db
+      .selectFrom("events")
+      .selectAll()
+      .where("migration_id", "=", migrationId)
+      .where("seq", ">", afterSeq)
+      .orderBy("seq")
+      .limit(limit)
+      .execute();
+  }
+
+  phaseHistory(migrationIds: string[]): Promise<EventRow[]> {
+    if (migrationIds.length === 0) return Promise.resolve([]);
+    return this.db
+      .selectFrom("events")
+      .selectAll()
+      .where("migration_id", "in", migrationIds)
+      .where("phase_to", "is not", null)
+      .orderBy("seq")
+      .execute();
+  }
+
+  /**
+   * Appends to the event log inside the caller's transaction. Callers hold the
+   * migration's row lock (they update it), so one migration's events commit in
+   * sequence order and a watcher reading "after seq N" never skips one.
+   */
+  async appendEvent(trx: Transaction<Database> | Kysely<Database>, e: NewEvent): Promise<EventRow> {
+    return trx
+      .insertInto("events")
+      .values({
+        migration_id: e.migrationId,
+        type: e.type,
+        actor: e.actor,
+        message: e.message ?? "",
+        phase_from: e.phaseFrom ?? null,
+        phase_to: e.phaseTo ?? null,
+        payload: JSON.stringify(e.payload ?? {}),
+      })
+      .returningAll()
+      .executeTakeFirstOrThrow();
+  }
+}

@@ -1,0 +1,75 @@
+import { sql, type Kysely, type Migration, type MigrationProvider } from "kysely";
+
+/**
+ * Our own schema's history. Append only: a released migration is never edited,
+ * a change is a new entry.
+ */
+const migrations: Record<string, Migration> = {
+  "0001_initial": {
+    async up(db: Kysely<any>) {
+      await db.schema
+        .createTable("migrations")
+        .addColumn("id", "text", (c) => c.primaryKey())
+        .addColumn("request_id", "text")
+        .addColumn("database_name", "text", (c) => c.notNull())
+        .addColumn("provider", "text", (c) => c.notNull())
+        .addColumn("source_key", "text", (c) => c.notNull())
+        .addColumn("target_key", "text", (c) => c.notNull())
+        .addColumn("spec", "jsonb", (c) => c.notNull())
+        .addColumn("phase", "text", (c) => c.notNull())
+        .addColumn("paused", "boolean", (c) => c.notNull().defaultTo(false))
+        .addColumn("cutover_approved", "boolean", (c) => c.notNull().defaultTo(false))
+        .addColumn("state", "jsonb", (c) => c.notNull().defaultTo(sql`'{}'::jsonb`))
+        .addColumn("created_by", "text", (c) => c.notNull())
+        .addColumn("created_at", "timestamptz", (c) => c.notNull().defaultTo(sql`now()`))
+        .addColumn("updated_at", "timestamptz", (c) => c.notNull().defaultTo(sql`now()`))
+        .addColumn("version", "integer", (c) => c.notNull().defaultTo(1))
+        .execute();
+      await sql`create unique index migrations_request_id on migrations (request_id) where request_id is not null`.execute(db);
+      // The database itself refuses a second active migration of one source or onto one target.
+      const active = sql.raw(`phase not in ('FINALIZED','ROLLED_BACK','ABORTED','FAILED')`);
+      await sql`create unique index migrations_active_source on migrations (source_key) where ${active}`.execute(db);
+      await sql`create unique index migrations_active_target on migrations (target_key) where ${active}`.execute(db);
+      await sql`create index migrations_list on migrations (created_at desc, id desc)`.execute(db);
+      await sql`create index migrations_database on migrations (database_name)`.execute(db);
+
+      await db.schema
+        .createTable("events")
+        .addColumn("seq", "bigserial", (c) => c.primaryKey())
+        .addColumn("migration_id", "text", (c) => c.notNull().references("migrations.id"))
+        .addColumn("type", "text", (c) => c.notNull())
+        .addColumn("actor", "text", (c) => c.notNull())
+        .addColumn("message", "text", (c) => c.notNull().defaultTo(""))
+        .addColumn("phase_from", "text")
+        .addColumn("phase_to", "text")
+        .addColumn("payload", "jsonb", (c) => c.notNull().defaultTo(sql`'{}'::jsonb`))
+        .addColumn("at", "timestamptz", (c) => c.notNull().defaultTo(sql`clock_timestamp()`))
+        .execute();
+      await sql`create index events_by_migration on events (migration_id, seq)`.execute(db);
+      // The event log is append only, whoever writes to it.
+      await sql`create function events_append_only() returns trigger language plpgsql as $$
+        begin raise exception 'events are append only'; end $$`.execute(db);
+      await sql`create trigger events_no_update before update or delete on events
+        for each row execute function events_append_only()`.execute(db);
+      // Every replica of the service learns of new events through the store itself.
+      await sql`create function events_notify() returns trigger language plpgsql as $$
+        begin perform pg_notify('pgshift_events', new.migration_id || ' ' || new.seq); return null; end $$`.execute(db);
+      await sql`create trigger events_notify after insert on events
+        for each row execute function events_notify()`.execute(db);
+
+      await db.schema
+        .createTable("leases")
+        .addColumn("name", "text", (c) => c.primaryKey())
+        .addColumn("holder", "text", (c) => c.notNull())
+        .addColumn("token", "bigint", (c) => c.notNull())
+        .addColumn("expires_at", "timestamptz", (c) => c.notNull())
+        .execute();
+    },
+  },
+};
+
+export const schemaMigrations: MigrationProvider = {
+  async getMigrations() {
+    return migrations;
+  },
+};

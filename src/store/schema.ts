@@ -1,0 +1,60 @@
+import type { ColumnType, Generated, JSONColumnType } from "kysely";
+import type { PhaseName } from "../domain/phases.js";
+
+/** The JSON form of a MigrationSpec (protobuf JSON), kept as the caller gave it after defaults. */
+export type SpecJson = Record<string, unknown>;
+
+/** What the engine and checks record about a migration besides its phase. */
+export interface MigrationStateJson {
+  checks?: Array<Record<string, unknown>>;
+  cdcSlots?: Array<Record<string, unknown>>;
+  lastError?: { code: string; message: string; phase: PhaseName; at: string };
+  /** Step outputs, keyed by step name, so a resumed step knows what was done. */
+  steps?: Record<string, unknown>;
+}
+
+export interface MigrationsTable {
+  id: string;
+  request_id: string | null;
+  database_name: string;
+  provider: string;
+  /** provider + region + id of the source: one active migration per source. */
+  source_key: string;
+  target_key: string;
+  spec: JSONColumnType<SpecJson>;
+  phase: PhaseName;
+  paused: Generated<boolean>;
+  cutover_approved: Generated<boolean>;
+  state: JSONColumnType<MigrationStateJson>;
+  created_by: string;
+  created_at: ColumnType<Date, Date | string | undefined, never>;
+  updated_at: ColumnType<Date, Date | string | undefined, Date | string>;
+  /** Bumped on every update; lets writers detect a concurrent change. */
+  version: Generated<number>;
+}
+
+export interface EventsTable {
+  seq: Generated<string>;
+  migration_id: string;
+  type: string;
+  actor: string;
+  message: string;
+  phase_from: PhaseName | null;
+  phase_to: PhaseName | null;
+  payload: JSONColumnType<Record<string, unknown>>;
+  at: ColumnType<Date, Date | string | undefined, never>;
+}
+
+export interface LeasesTable {
+  name: string;
+  holder: string;
+  /** Fencing token: increases on every change of holder. */
+  token: string;
+  expires_at: ColumnType<Date, Date | string, Date | string>;
+}
+
+export interface Database {
+  migrations: MigrationsTable;
+  events: EventsTable;
+  leases: LeasesTable;
+}

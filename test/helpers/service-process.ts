@@ -1,0 +1,63 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { createInterface } from "node:readline";
+
+const ROOT = resolve(import.meta.dirname, "../..");
+const TSX = join(ROOT, "node_modules", ".bin", "tsx");
+
+export interface ServiceProcess {
+  port: number;
+  address: string;
+  child: ChildProcess;
+  stderr: () => string;
+  /** SIGTERM, then waits for the exit code. */
+  stop(): Promise<number | null>;
+  /** SIGKILL, the way a crash would end it. */
+  kill(): Promise<void>;
+}
+
+export function tempDir(prefix: string): { dir: string; remove: () => void } {
+  const dir = mkdtempSync(join(tmpdir(), `pgshift-${prefix}-`));
+  return { dir, remove: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+/** Starts `pgshift serve` as a real process and waits for its listening line. */
+export async function startServiceProcess(args: string[], env: NodeJS.ProcessEnv = {}): Promise<ServiceProcess> {
+  const child = spawn(TSX, [join(ROOT, "src/cli/main.ts"), "serve", "--port", "0", ...args], {
+    cwd: ROOT,
+    env: { ...process.env, PGSHIFT_LOG_LEVEL: "warn", ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let err = "";
+  child.stderr!.on("data", (d: Buffer) => (err += d.toString()));
+  const exited = new Promise<number | null>((res) => child.once("exit", (code) => res(code)));
+  const port = await new Promise<number>((res, rej) => {
+    const rl = createInterface({ input: child.stdout! });
+    rl.on("line", (line) => {
+      try {
+        const v = JSON.parse(line) as { listening?: { port: number } };
+        if (v.listening) res(v.listening.port);
+      } catch {
+        // not our line
+      }
+    });
+    void exited.then((code) => rej(new Error(`service exited (${code}) before listening: ${err}`)));
+    setTimeout(() => rej(new Error(`service did not listen within 60s: ${err}`)), 60_000);
+  });
+  return {
+    port,
+    address: `127.0.0.1:${port}`,
+    child,
+    stderr: () => err,
+    async stop() {
+      child.kill("SIGTERM");
+      return exited;
+    },
+    async kill() {
+      child.kill("SIGKILL");
+      await exited;
+    },
+  };
+}
