@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import { parseServiceConfig } from "../config.js";
+import { localCommand, LOCAL_USAGE } from "./local.js";
 import { PgshiftError } from "../errors.js";
 import { startService } from "../service.js";
 import { createLogger } from "../telemetry/log.js";
@@ -14,7 +15,7 @@ commands:
            --database-url URL (DATABASE_URL; without it the service runs its own PostgreSQL under the data dir)
            --log-level debug|info|warn|error (PGSHIFT_LOG_LEVEL, default info)
            --drain-ms N (PGSHIFT_DRAIN_MS, default 10000)
-`;
+${LOCAL_USAGE}`;
 
 async function serve(argv: string[]): Promise<void> {
   const config = parseServiceConfig(argv);
@@ -41,6 +42,8 @@ async function main(): Promise<void> {
   switch (command) {
     case "serve":
       return serve(rest);
+    case "local":
+      return localCommand(rest);
     case undefined:
     case "help":
     case "--help":

@@ -9,10 +9,14 @@ import { postgresRunAs, type OsUser } from "./os-user.js";
 import { freePort } from "./ports.js";
 
 /** What we keep about a cluster next to its data directory. */
-interface ClusterMeta {
+export interface ClusterMeta {
   port: number;
   password: string;
   major: number;
+  /** The superuser we connect as; "postgres" for clusters we create. */
+  user?: string;
+  /** Set for a registered cluster whose data directory lives elsewhere. */
+  dataDir?: string;
 }
 
 export interface ClusterOptions {
@@ -31,6 +35,12 @@ export interface RunResult {
 }
 
 const SUPERUSER = "postgres";
+
+/** Password access over loopback, for clients and for replication; nothing else. */
+const HBA = [
+  "host all all 127.0.0.1/32 scram-sha-256",
+  "host replication all 127.0.0.1/32 scram-sha-256",
+].join("\n") + "\n";
 
 /** Settings every cluster we manage needs: physical and logical replication, loopback only. */
 const BASE_SETTINGS: Record<string, string | number> = {
@@ -113,6 +123,17 @@ function chownRecursive(path: string, user: OsUser): void {
   }
 }
 
+function processAlive(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    // The state follows the parenthesised command name.
+    const state = stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3);
+    return state !== "Z" && state !== "X";
+  } catch {
+    return false;
+  }
+}
+
 export function renderSettings(settings: Record<string, string | number>): string {
   return Object.entries(settings)
     .map(([k, v]) => `${k} = ${v}`)
@@ -131,7 +152,7 @@ export class LocalCluster {
   ) {}
 
   get dataDir(): string {
-    return join(this.dir, "data");
+    return this.meta.dataDir ?? join(this.dir, "data");
   }
   get logFile(): string {
     return join(this.dir, "postgres.log");
@@ -146,7 +167,7 @@ export class LocalCluster {
     return this.meta.major;
   }
   get user(): string {
-    return SUPERUSER;
+    return this.meta.user ?? SUPERUSER;
   }
 
   private static metaPath(dir: string): string {
@@ -156,8 +177,20 @@ export class LocalCluster {
   /** Loads a cluster folder created earlier, or undefined when there is none. */
   static load(dir: string): LocalCluster | undefined {
     const metaPath = LocalCluster.metaPath(dir);
-    if (!existsSync(metaPath) || !existsSync(join(dir, "data", "PG_VERSION"))) return undefined;
-    return new LocalCluster(dir, JSON.parse(readFileSync(metaPath, "utf8")) as ClusterMeta);
+    if (!existsSync(metaPath)) return undefined;
+    const meta = JSON.parse(readFileSync(metaPath, "utf8")) as ClusterMeta;
+    if (!existsSync(join(meta.dataDir ?? join(dir, "data"), "PG_VERSION"))) return undefined;
+    return new LocalCluster(dir, meta);
+  }
+
+  /**
+   * Records a cluster that runs already, somewhere on this machine, so that
+   * it can be used by name. Its files stay where they are and as they are.
+   */
+  static register(dir: string, meta: ClusterMeta & { dataDir: string }): LocalCluster {
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(LocalCluster.metaPath(dir), JSON.stringify(meta, null, 2), { mode: 0o600 });
+    return new LocalCluster(dir, meta);
   }
 
   /** Creates a fresh cluster with initdb, or loads the one already there. */
@@ -190,7 +223,7 @@ export class LocalCluster {
     }
     const cluster = new LocalCluster(opts.dir, meta);
     cluster.writeConfig({ ...BASE_SETTINGS, ...(opts.settings ?? {}) });
-    cluster.writeHba([]);
+    cluster.writeDataFile("pg_hba.conf", HBA);
     writeFileSync(LocalCluster.metaPath(opts.dir), JSON.stringify(meta, null, 2), { mode: 0o600 });
     return cluster;
   }
@@ -218,34 +251,33 @@ export class LocalCluster {
     this.writeDataFile("pgshift.conf", renderSettings({ ...settings, port: this.meta.port }));
   }
 
-  /**
-   * pg_hba.conf: our reject rules first (fencing), then password access over
-   * loopback for clients and replication.
-   */
-  writeHba(rejectRules: string[]): void {
-    const lines = [
-      "# Managed by pgshift. Reject rules (fencing) come first.",
-      ...rejectRules,
-      "host all all 127.0.0.1/32 scram-sha-256",
-      "host replication all 127.0.0.1/32 scram-sha-256",
-    ];
-    this.writeDataFile("pg_hba.conf", lines.join("\n") + "\n");
+  readDataFile(name: string): string {
+    return readFileSync(join(this.dataDir, name), "utf8");
   }
 
-  private writeDataFile(name: string, content: string): void {
+  /** Writes a file in the data directory, owned by the user PostgreSQL runs as. */
+  writeDataFile(name: string, content: string): void {
     const path = join(this.dataDir, name);
     writeFileSync(path, content, { mode: 0o600 });
     const user = postgresRunAs();
     if (user) chownSync(path, user.uid, user.gid);
   }
 
+  /**
+   * Whether the postmaster lives. Not pg_ctl status: on machines whose init
+   * does not reap orphans, a killed postmaster stays a zombie that signal 0
+   * still reaches, so we read its state from /proc.
+   */
   async isRunning(): Promise<boolean> {
-    const res = await runAsPostgres(pgBin("pg_ctl"), ["status", "-D", this.dataDir]);
-    return res.code === 0;
+    const pid = this.postmasterPid();
+    return pid !== undefined && processAlive(pid);
   }
 
   async start(): Promise<void> {
     if (await this.isRunning()) return;
+    // A postmaster that died (crash, kill -9) leaves its pid file behind, and a
+    // zombie would make PostgreSQL believe it still runs: the file is stale.
+    if (this.postmasterPid() !== undefined) rmSync(join(this.dataDir, "postmaster.pid"), { force: true });
     const res = await runAsPostgres(
       pgBin("pg_ctl"),
       ["start", "-D", this.dataDir, "-l", this.logFile, "-w", "-t", "120"],
@@ -297,11 +329,11 @@ export class LocalCluster {
   }
 
   connectionConfig(database = "postgres"): pg.ClientConfig {
-    return { host: "127.0.0.1", port: this.port, user: SUPERUSER, password: this.password, database };
+    return { host: "127.0.0.1", port: this.port, user: this.user, password: this.password, database };
   }
 
   url(database = "postgres"): string {
-    return `postgres://${SUPERUSER}:${encodeURIComponent(this.password)}@127.0.0.1:${this.port}/${database}`;
+    return `postgres://${this.user}:${encodeURIComponent(this.password)}@127.0.0.1:${this.port}/${database}`;
   }
 
   /** Runs one statement on a short-lived connection. */
@@ -315,8 +347,12 @@ export class LocalCluster {
     }
   }
 
-  /** Stops the cluster and removes its folder. */
+  /** Stops the cluster and removes its folder; a registered cluster is only forgotten, never stopped. */
   async destroy(): Promise<void> {
+    if (this.meta.dataDir) {
+      rmSync(this.dir, { recursive: true, force: true });
+      return;
+    }
     try {
       await this.stop("immediate");
     } catch {

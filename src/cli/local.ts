@@ -1,0 +1,85 @@
+import { join, resolve } from "node:path";
+import { parseArgs } from "node:util";
+import { InvalidArgumentError } from "../errors.js";
+import { LocalProvider } from "../providers/local/local-provider.js";
+import { createSampleSource, readAppCredentials } from "../providers/local/sample.js";
+import { WriteLoad } from "../workload/write-load.js";
+
+export const LOCAL_USAGE = `  local    manage the local provider's clusters (under <data-dir>/local)
+           local list
+           local sample --name N [--rows 1000]      create a sample source with an application database
+           local register --name N --pg-data DIR --port P --user U --password PW
+                                                    use a running cluster on this machine as a source
+           local load --name N [--rate 100] [--seconds 30]
+                                                    write numbered rows into a sample source, print what committed
+           all take --data-dir DIR (PGSHIFT_DATA_DIR, default ./.pgshift)
+`;
+
+function num(name: string, v: string | undefined, fallback: number): number {
+  if (v === undefined) return fallback;
+  const n = Number(v);
+  if (!Number.isFinite(n) || n < 0) throw new InvalidArgumentError(`--${name} must be a non-negative number; got "${v}"`);
+  return n;
+}
+
+function required(name: string, v: string | undefined): string {
+  if (!v) throw new InvalidArgumentError(`--${name} is required`);
+  return v;
+}
+
+export async function localCommand(argv: string[]): Promise<void> {
+  const [sub, ...rest] = argv;
+  const { values } = parseArgs({
+    args: rest,
+    options: {
+      "data-dir": { type: "string" },
+      name: { type: "string" },
+      rows: { type: "string" },
+      "pg-data": { type: "string" },
+      port: { type: "string" },
+      user: { type: "string" },
+      password: { type: "string" },
+      rate: { type: "string" },
+      seconds: { type: "string" },
+    },
+    strict: true,
+  });
+  const dataDir = resolve(values["data-dir"] ?? process.env.PGSHIFT_DATA_DIR ?? ".pgshift");
+  const provider = new LocalProvider(join(dataDir, "local"));
+  const out = (v: unknown): void => void process.stdout.write(JSON.stringify(v, (_k, x) => (typeof x === "bigint" ? x.toString() : x), 2) + "\n");
+  switch (sub) {
+    case "list": {
+      const rows = [];
+      for (const name of provider.list()) {
+        const c = provider.cluster({ id: name });
+        rows.push({ name, port: c.port, running: await c.isRunning(), dataDir: c.dataDir });
+      }
+      return out(rows);
+    }
+    case "sample": {
+      const name = required("name", values.name);
+      const { cluster, app } = await createSampleSource(provider, name, { rows: num("rows", values.rows, 1000) });
+      return out({ name, port: cluster.port, app: { user: app.user, database: app.database } });
+    }
+    case "register": {
+      const c = await provider.register(required("name", values.name), {
+        dataDir: resolve(required("pg-data", values["pg-data"])),
+        port: num("port", required("port", values.port), 5432),
+        user: required("user", values.user),
+        password: required("password", values.password),
+      });
+      return out({ name: values.name, port: c.port, dataDir: c.dataDir });
+    }
+    case "load": {
+      const name = required("name", values.name);
+      const cluster = provider.cluster({ id: name });
+      const load = new WriteLoad({ host: "127.0.0.1", port: cluster.port, ...readAppCredentials(cluster), ratePerSec: num("rate", values.rate, 100) });
+      load.start();
+      await new Promise((r) => setTimeout(r, num("seconds", values.seconds, 30) * 1000));
+      await load.stop();
+      return out({ committed: load.committed.length, failures: load.failures.length, longestGapMs: Math.round(load.longestGapMs) });
+    }
+    default:
+      throw new InvalidArgumentError(`unknown local command "${sub ?? ""}"; use list, sample, register or load`);
+  }
+}

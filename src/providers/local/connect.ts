@@ -1,0 +1,28 @@
+import pg from "pg";
+import { CredentialsRejectedError, InstanceUnreachableError } from "../errors.js";
+
+/** Opens a connection, turning connection failures into errors that name the instance and the fix. */
+export async function connectTo(instance: string, config: pg.ClientConfig): Promise<pg.Client> {
+  const client = new pg.Client({ ...config, connectionTimeoutMillis: config.connectionTimeoutMillis ?? 5_000, application_name: "pgshift-admin" });
+  // A server that goes away later must not crash the process through an unhandled 'error'.
+  client.on("error", () => {});
+  try {
+    await client.connect();
+    return client;
+  } catch (e) {
+    await client.end().catch(() => {});
+    const code = (e as { code?: string }).code;
+    if (code === "28P01" || code === "28000") throw new CredentialsRejectedError(instance, String(config.user), e);
+    throw new InstanceUnreachableError(instance, `${config.host}:${config.port}`, e);
+  }
+}
+
+/** Runs fn on a short-lived connection. */
+export async function withClient<T>(instance: string, config: pg.ClientConfig, fn: (c: pg.Client) => Promise<T>): Promise<T> {
+  const client = await connectTo(instance, config);
+  try {
+    return await fn(client);
+  } finally {
+    await client.end().catch(() => {});
+  }
+}

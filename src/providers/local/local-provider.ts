@@ -1,0 +1,371 @@
+import { existsSync, mkdirSync, readdirSync, rmSync } from "node:fs";
+import { join } from "node:path";
+import type pg from "pg";
+import { InvalidArgumentError } from "../../errors.js";
+import { findPgBinaries, pgBin } from "../../postgres/binaries.js";
+import { LocalCluster, runAsPostgres } from "../../postgres/cluster.js";
+import { postgresRunAs } from "../../postgres/os-user.js";
+import { freePort } from "../../postgres/ports.js";
+import {
+  InvalidInstanceStateError,
+  ReplicaDownError,
+  ReplayTimeoutError,
+  UnknownInstanceError,
+  VersionMismatchError,
+} from "../errors.js";
+import { lsnAtLeast, lsnDiff, type Lsn } from "../lsn.js";
+import type { Endpoint, InstanceDescription, InstanceRef, Provider, ReplicationStatus, SlotInfo } from "../provider.js";
+import { withClient } from "./connect.js";
+import { fenceHba, isFencedHba, unfenceHba } from "./fence.js";
+
+const NAME = /^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$/;
+
+/** The physical slot on the source that keeps the WAL a replica still needs. */
+export function replicaSlotName(target: string): string {
+  return `pgshift_${target.toLowerCase().replace(/[^a-z0-9_]/g, "_")}`.slice(0, 63);
+}
+
+/** Source and target run the same major version: physical replication does not cross majors. */
+export function checkSameMajor(instance: string, sourceMajor: number, binariesMajor: number): void {
+  if (sourceMajor !== binariesMajor) {
+    throw new VersionMismatchError(
+      instance,
+      `${instance} runs PostgreSQL ${sourceMajor} but the binaries here are PostgreSQL ${binariesMajor}; physical replication needs the same major version: point PGSHIFT_PG_BIN at PostgreSQL ${sourceMajor} binaries`,
+    );
+  }
+}
+
+export interface RegisterOptions {
+  dataDir: string;
+  port: number;
+  user: string;
+  password: string;
+}
+
+/**
+ * The embedded provider: PostgreSQL clusters on this machine. A "source" is
+ * a cluster standing in for an RDS instance; a "target" is a physical standby
+ * standing in for the Aurora replica, made from a base backup of the source
+ * and streaming its WAL through a physical slot.
+ */
+export class LocalProvider implements Provider {
+  readonly kind = "local" as const;
+
+  constructor(readonly root: string) {
+    mkdirSync(join(root, "clusters"), { recursive: true });
+  }
+
+  private dirOf(name: string): string {
+    if (!NAME.test(name)) throw new InvalidArgumentError(`"${name}" is not a valid local cluster name: letters, digits, "_" and "-", up to 63`);
+    return join(this.root, "clusters", name);
+  }
+
+  /** The cluster behind a ref, or NOT_FOUND saying how to make one. */
+  cluster(ref: InstanceRef): LocalCluster {
+    const c = LocalCluster.load(this.dirOf(ref.id));
+    if (!c) {
+      throw new UnknownInstanceError(ref.id, `no local cluster of that name under ${this.root}; create one (pgshift local sample) or register an existing one (pgshift local register)`);
+    }
+    return c;
+  }
+
+  list(): string[] {
+    const dir = join(this.root, "clusters");
+    return readdirSync(dir).filter((n) => LocalCluster.load(join(dir, n)));
+  }
+
+  /** Creates and starts a new cluster under our root (for sample sources). */
+  async createCluster(name: string, settings: Record<string, string | number> = {}): Promise<LocalCluster> {
+    const c = await LocalCluster.init({ dir: this.dirOf(name), settings });
+    await c.start();
+    return c;
+  }
+
+  /**
+   * Registers a running cluster on this machine as a source. Its data
+   * directory must be reachable (fencing edits its pg_hba.conf) and must be
+   * the one the server at that port really runs on.
+   */
+  async register(name: string, opts: RegisterOptions): Promise<LocalCluster> {
+    const dir = this.dirOf(name);
+    if (LocalCluster.load(dir)) throw new InvalidArgumentError(`a local cluster named "${name}" exists already; choose another name`);
+    if (!existsSync(join(opts.dataDir, "PG_VERSION"))) {
+      throw new InvalidArgumentError(`${opts.dataDir} is not a PostgreSQL data directory (no PG_VERSION); give the directory the server runs on`);
+    }
+    const config: pg.ClientConfig = { host: "127.0.0.1", port: opts.port, user: opts.user, password: opts.password, database: "postgres" };
+    const info = await withClient(name, config, async (c) => {
+      const r = await c.query<{ data_directory: string; num: string; su: boolean }>(
+        "select current_setting('data_directory') as data_directory, current_setting('server_version_num') as num, (select rolsuper from pg_roles where rolname = current_user) as su",
+      );
+      return r.rows[0]!;
+    });
+    if (!info.su) throw new InvalidArgumentError(`user "${opts.user}" is not a superuser on ${name}; register with a superuser (fencing and replication need one)`);
+    const { realpathSync } = await import("node:fs");
+    if (realpathSync(info.data_directory) !== realpathSync(opts.dataDir)) {
+      throw new InvalidArgumentError(`the server on port ${opts.port} runs on ${info.data_directory}, not on ${opts.dataDir}; give its own data directory`);
+    }
+    return LocalCluster.register(dir, {
+      port: opts.port,
+      password: opts.password,
+      user: opts.user,
+      major: Math.floor(Number(info.num) / 10000),
+      dataDir: opts.dataDir,
+    });
+  }
+
+  async adminConnection(ref: InstanceRef, database = "postgres"): Promise<pg.ClientConfig> {
+    return this.cluster(ref).connectionConfig(database);
+  }
+
+  private admin<T>(ref: InstanceRef, fn: (c: pg.Client) => Promise<T>, database = "postgres"): Promise<T> {
+    return withClient(ref.id, this.cluster(ref).connectionConfig(database), fn);
+  }
+
+  async endpoint(ref: InstanceRef): Promise<Endpoint> {
+    return { host: "127.0.0.1", port: this.cluster(ref).port };
+  }
+
+  async currentLsn(ref: InstanceRef): Promise<Lsn> {
+    return this.admin(ref, async (c) => {
+      const r = await c.query<{ lsn: string }>(
+        "select (case when pg_is_in_recovery() then pg_last_wal_replay_lsn() else pg_current_wal_lsn() end)::text as lsn",
+      );
+      return r.rows[0]!.lsn;
+    });
+  }
+
+  async walGenerationRate(ref: InstanceRef, sampleMs: number): Promise<number> {
+    const a = await this.currentLsn(ref);
+    const t0 = performance.now();
+    await new Promise((r) => setTimeout(r, sampleMs));
+    const b = await this.currentLsn(ref);
+    const secs = (performance.now() - t0) / 1000;
+    return Number(lsnDiff(b, a)) / secs;
+  }
+
+  async describe(ref: InstanceRef): Promise<InstanceDescription> {
+    const base = await this.admin(ref, async (c) => {
+      const v = await c.query<{ num: string; size: string; rec: boolean; lsn: string }>(
+        `select current_setting('server_version_num') as num,
+                (select sum(pg_database_size(oid)) from pg_database)::text as size,
+                pg_is_in_recovery() as rec,
+                (case when pg_is_in_recovery() then pg_last_wal_replay_lsn() else pg_current_wal_lsn() end)::text as lsn`,
+      );
+      const dbs = await c.query<{ datname: string }>("select datname from pg_database where datallowconn and not datistemplate order by datname");
+      const settings = await c.query<{ name: string; setting: string }>("select name, setting from pg_settings");
+      const slots = await c.query<{
+        slot_name: string; slot_type: string; plugin: string | null; database: string | null; active: boolean;
+        restart_lsn: string | null; confirmed_flush_lsn: string | null; retained: string | null;
+      }>(
+        `select slot_name, slot_type, plugin, database, active, restart_lsn::text, confirmed_flush_lsn::text,
+                pg_wal_lsn_diff(case when pg_is_in_recovery() then pg_last_wal_replay_lsn() else pg_current_wal_lsn() end, restart_lsn)::bigint::text as retained
+           from pg_replication_slots order by slot_name`,
+      );
+      return { v: v.rows[0]!, dbs: dbs.rows.map((r) => r.datname), settings: settings.rows, slots: slots.rows };
+    });
+    const extensions: InstanceDescription["extensions"] = [];
+    for (const db of base.dbs) {
+      const rows = await this.admin(ref, async (c) => (await c.query<{ extname: string; extversion: string }>("select extname, extversion from pg_extension order by extname")).rows, db);
+      for (const r of rows) extensions.push({ name: r.extname, version: r.extversion, database: db });
+    }
+    const versionNum = Number(base.v.num);
+    return {
+      ref,
+      versionNum,
+      major: Math.floor(versionNum / 10000),
+      sizeBytes: BigInt(base.v.size),
+      databases: base.dbs,
+      settings: Object.fromEntries(base.settings.map((s) => [s.name, s.setting])),
+      extensions,
+      slots: base.slots.map(
+        (s): SlotInfo => ({
+          name: s.slot_name,
+          type: s.slot_type === "logical" ? "logical" : "physical",
+          plugin: s.plugin,
+          database: s.database,
+          active: s.active,
+          restartLsn: s.restart_lsn,
+          confirmedFlushLsn: s.confirmed_flush_lsn,
+          retainedBytes: BigInt(s.retained ?? "0"),
+        }),
+      ),
+      inRecovery: base.v.rec,
+      currentLsn: base.v.lsn,
+    };
+  }
+
+  async createReplica(source: InstanceRef, target: InstanceRef): Promise<void> {
+    const src = this.cluster(source);
+    const targetDir = this.dirOf(target.id);
+    const existing = LocalCluster.load(targetDir);
+    if (existing) {
+      // Made already (a retry, or a resumed step): just make sure it runs.
+      await existing.start();
+      return;
+    }
+    const bins = findPgBinaries();
+    const slot = replicaSlotName(target.id);
+    await this.admin(source, async (c) => {
+      const r = await c.query<{ num: string; rec: boolean }>("select current_setting('server_version_num') as num, pg_is_in_recovery() as rec");
+      checkSameMajor(source.id, Math.floor(Number(r.rows[0]!.num) / 10000), bins.major);
+      if (r.rows[0]!.rec) throw new InvalidInstanceStateError(source.id, `${source.id} is itself a standby; migrate from its primary`);
+      const level = await c.query<{ wal_level: string }>("select current_setting('wal_level') as wal_level");
+      if (level.rows[0]!.wal_level === "minimal") {
+        throw new InvalidInstanceStateError(source.id, `${source.id} has wal_level=minimal, which cannot feed a replica; set wal_level=replica or logical and restart it`);
+      }
+      const has = await c.query("select 1 from pg_replication_slots where slot_name = $1", [slot]);
+      if (has.rowCount === 0) await c.query("select pg_create_physical_replication_slot($1, true)", [slot]);
+    });
+    // A folder without our metadata is what a crashed earlier attempt left: start over.
+    rmSync(targetDir, { recursive: true, force: true });
+    const dataDir = join(targetDir, "data");
+    mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+    const user = postgresRunAs();
+    if (user) {
+      const { chownSync } = await import("node:fs");
+      chownSync(targetDir, user.uid, user.gid);
+      chownSync(dataDir, user.uid, user.gid);
+    }
+    const conn = `host=127.0.0.1 port=${src.port} user=${src.user} password=${src.password} application_name=${slot}`;
+    const res = await runAsPostgres(
+      pgBin("pg_basebackup"),
+      ["-D", dataDir, "-d", conn, "-X", "stream", "-S", slot, "-R", "-c", "fast", "--no-sync"],
+      { timeoutMs: 30 * 60_000 },
+    );
+    if (res.code !== 0) {
+      rmSync(targetDir, { recursive: true, force: true });
+      throw new InvalidInstanceStateError(target.id, `base backup of ${source.id} for ${target.id} failed: ${res.stderr.trim().slice(-1500)}`);
+    }
+    // The copy came with the source's settings; the replica gets its own port and keeps the rest.
+    const replica = LocalCluster.adopt(targetDir, { port: await freePort(), password: src.password, user: src.user, major: bins.major });
+    await replica.start();
+  }
+
+  async replicationStatus(source: InstanceRef, target: InstanceRef): Promise<ReplicationStatus> {
+    const tgt = this.cluster(target);
+    const slot = replicaSlotName(target.id);
+    const targetRunning = await tgt.isRunning();
+    return this.admin(source, async (c) => {
+      const r = await c.query<{ cur: string; state: string | null; replay: string | null; lag: string | null; lag_s: number | null }>(
+        `select pg_current_wal_lsn()::text as cur, r.state, r.replay_lsn::text as replay,
+                pg_wal_lsn_diff(pg_current_wal_lsn(), coalesce(r.replay_lsn, s.restart_lsn))::bigint::text as lag,
+                extract(epoch from r.replay_lag)::float8 as lag_s
+           from pg_replication_slots s left join pg_stat_replication r on r.pid = s.active_pid
+          where s.slot_name = $1`,
+        [slot],
+      );
+      const row = r.rows[0];
+      if (!row) {
+        const cur = await c.query<{ cur: string }>("select pg_current_wal_lsn()::text as cur");
+        return { state: "stopped", targetRunning, sourceLsn: cur.rows[0]!.cur, replayLsn: null, lagBytes: null, lagSeconds: null };
+      }
+      const state = !targetRunning ? "stopped" : row.state === "streaming" ? "streaming" : row.state === "catchup" ? "catchup" : "starting";
+      const lagBytes = row.lag === null ? null : BigInt(row.lag);
+      return {
+        state,
+        targetRunning,
+        sourceLsn: row.cur,
+        replayLsn: row.replay,
+        lagBytes,
+        // replay_lag is null when the standby has caught up and nothing is being written.
+        lagSeconds: row.lag_s ?? (state === "streaming" && lagBytes === 0n ? 0 : null),
+      };
+    });
+  }
+
+  async isFenced(ref: InstanceRef): Promise<boolean> {
+    return isFencedHba(this.cluster(ref).readDataFile("pg_hba.conf"));
+  }
+
+  async fence(ref: InstanceRef): Promise<void> {
+    const c = this.cluster(ref);
+    const hba = c.readDataFile("pg_hba.conf");
+    if (!isFencedHba(hba)) c.writeDataFile("pg_hba.conf", fenceHba(hba, c.user));
+    await this.admin(ref, async (db) => {
+      await db.query("select pg_reload_conf()");
+      // The postmaster applies the reload asynchronously: a connection may slip in
+      // just before it. Keep ending client sessions until none is left twice in a row.
+      let quiet = 0;
+      for (let i = 0; i < 200 && quiet < 2; i++) {
+        const r = await db.query(
+          `select count(pg_terminate_backend(pid)) as n from pg_stat_activity
+            where backend_type = 'client backend' and pid <> pg_backend_pid() and usename is distinct from current_user`,
+        );
+        quiet = Number(r.rows[0].n) === 0 ? quiet + 1 : 0;
+        await new Promise((res) => setTimeout(res, 50));
+      }
+    });
+  }
+
+  async unfence(ref: InstanceRef): Promise<void> {
+    const c = this.cluster(ref);
+    const hba = c.readDataFile("pg_hba.conf");
+    if (isFencedHba(hba)) c.writeDataFile("pg_hba.conf", unfenceHba(hba));
+    await this.admin(ref, async (db) => void (await db.query("select pg_reload_conf()")));
+  }
+
+  async waitForReplay(target: InstanceRef, lsn: Lsn, timeoutMs: number): Promise<void> {
+    const tgt = this.cluster(target);
+    const deadline = Date.now() + timeoutMs;
+    let reached: string | null = null;
+    while (true) {
+      if (!(await tgt.isRunning())) throw new ReplicaDownError(target.id, `postmaster not running; last log lines: ${tgt.tailLog(5)}`);
+      const r = await this.admin(target, async (c) =>
+        (await c.query<{ rec: boolean; lsn: string | null }>("select pg_is_in_recovery() as rec, pg_last_wal_replay_lsn()::text as lsn")).rows[0]!,
+      );
+      // A promoted target has everything it replayed before promotion and more.
+      if (!r.rec) return;
+      reached = r.lsn;
+      if (reached && lsnAtLeast(reached, lsn)) return;
+      if (Date.now() > deadline) throw new ReplayTimeoutError(target.id, lsn, reached, timeoutMs);
+      await new Promise((res) => setTimeout(res, 10));
+    }
+  }
+
+  async promote(source: InstanceRef, target: InstanceRef): Promise<void> {
+    const tgt = this.cluster(target);
+    if (!(await tgt.isRunning())) throw new ReplicaDownError(target.id, "postmaster not running");
+    await this.admin(target, async (c) => {
+      const rec = await c.query<{ rec: boolean }>("select pg_is_in_recovery() as rec");
+      // Already promoted: promoting twice would be the one thing worse than not at all.
+      if (rec.rows[0]!.rec) {
+        const r = await c.query<{ ok: boolean }>("select pg_promote(true, 60) as ok");
+        if (!r.rows[0]!.ok) throw new InvalidInstanceStateError(target.id, `${target.id} did not finish promotion within 60s; see its log`);
+      }
+      for (let i = 0; i < 600; i++) {
+        const w = await c.query<{ ro: string; rec: boolean }>("select current_setting('transaction_read_only') as ro, pg_is_in_recovery() as rec");
+        if (!w.rows[0]!.rec && w.rows[0]!.ro === "off") return;
+        await new Promise((res) => setTimeout(res, 10));
+      }
+      throw new InvalidInstanceStateError(target.id, `${target.id} was promoted but does not accept writes`);
+    });
+    await this.dropReplicaSlot(source, target).catch(() => {
+      // The source may be down; its slot is dropped again when the replica is deleted or the source retired.
+    });
+  }
+
+  private async dropReplicaSlot(source: InstanceRef, target: InstanceRef): Promise<void> {
+    const slot = replicaSlotName(target.id);
+    await this.admin(source, async (c) => {
+      for (let i = 0; i < 100; i++) {
+        const r = await c.query<{ active: boolean }>("select active from pg_replication_slots where slot_name = $1", [slot]);
+        if (r.rowCount === 0) return;
+        if (!r.rows[0]!.active) {
+          await c.query("select pg_drop_replication_slot($1)", [slot]);
+          return;
+        }
+        // The walsender ends shortly after its standby stops or is promoted.
+        await new Promise((res) => setTimeout(res, 100));
+      }
+      throw new InvalidInstanceStateError(source.id, `slot ${slot} on ${source.id} is still in use; stop ${target.id} first`);
+    });
+  }
+
+  async deleteReplica(source: InstanceRef, target: InstanceRef): Promise<void> {
+    const dir = this.dirOf(target.id);
+    const tgt = LocalCluster.load(dir);
+    if (tgt) await tgt.destroy();
+    rmSync(dir, { recursive: true, force: true });
+    await this.dropReplicaSlot(source, target);
+  }
+}

@@ -1,0 +1,49 @@
+import { randomBytes } from "node:crypto";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import type { LocalCluster } from "../../postgres/cluster.js";
+import type { LocalProvider } from "./local-provider.js";
+
+/** How an application reaches the sample database: an ordinary role, not a superuser, so fencing applies to it. */
+export interface AppCredentials {
+  user: string;
+  password: string;
+  database: string;
+}
+
+export interface SampleSource {
+  cluster: LocalCluster;
+  app: AppCredentials;
+}
+
+/**
+ * A source cluster with an application database: a table of numbered rows
+ * that the write load appends to, and a role the application connects as.
+ * Idempotent: a sample that exists is returned as it is.
+ */
+export async function createSampleSource(provider: LocalProvider, name: string, opts: { rows?: number } = {}): Promise<SampleSource> {
+  const cluster = await provider.createCluster(name);
+  const credFile = join(cluster.dir, "app.json");
+  if (existsSync(credFile)) return { cluster, app: JSON.parse(readFileSync(credFile, "utf8")) as AppCredentials };
+  const app: AppCredentials = { user: "app", password: randomBytes(9).toString("hex"), database: "app" };
+  await cluster.query(`create role ${app.user} login password '${app.password}'`);
+  await cluster.query(`create database ${app.database} owner ${app.user}`);
+  await cluster.query(
+    `create table items (
+       id bigserial primary key,
+       payload text not null,
+       created_at timestamptz not null default now()
+     );
+     alter table items owner to ${app.user};
+     alter sequence items_id_seq owner to ${app.user};
+     insert into items (payload) select md5(g::text) from generate_series(1, ${Math.max(0, Math.floor(opts.rows ?? 1000))}) g;`,
+    [],
+    app.database,
+  );
+  writeFileSync(credFile, JSON.stringify(app), { mode: 0o600 });
+  return { cluster, app };
+}
+
+export function readAppCredentials(cluster: LocalCluster): AppCredentials {
+  return JSON.parse(readFileSync(join(cluster.dir, "app.json"), "utf8")) as AppCredentials;
+}

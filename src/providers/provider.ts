@@ -1,0 +1,87 @@
+import type pg from "pg";
+import type { Lsn } from "./lsn.js";
+
+/** Names an instance of a provider: a local cluster's name, or an RDS/Aurora identifier (and region). */
+export interface InstanceRef {
+  id: string;
+  region?: string;
+}
+
+export interface Endpoint {
+  host: string;
+  port: number;
+}
+
+export interface SlotInfo {
+  name: string;
+  type: "physical" | "logical";
+  plugin: string | null;
+  database: string | null;
+  active: boolean;
+  restartLsn: Lsn | null;
+  confirmedFlushLsn: Lsn | null;
+  /** WAL this slot keeps from being removed: bytes from its restart_lsn to the current position. */
+  retainedBytes: bigint;
+}
+
+export interface ExtensionInfo {
+  name: string;
+  version: string;
+  database: string;
+}
+
+export interface InstanceDescription {
+  ref: InstanceRef;
+  /** server_version_num, e.g. 150018. */
+  versionNum: number;
+  major: number;
+  /** Sum of the sizes of all databases. */
+  sizeBytes: bigint;
+  databases: string[];
+  /** Every setting from pg_settings, by name. */
+  settings: Record<string, string>;
+  /** Installed in each database. */
+  extensions: ExtensionInfo[];
+  slots: SlotInfo[];
+  inRecovery: boolean;
+  currentLsn: Lsn;
+}
+
+export type ReplicationState = "streaming" | "catchup" | "starting" | "stopped";
+
+export interface ReplicationStatus {
+  state: ReplicationState;
+  /** Whether the target's server is up at all. */
+  targetRunning: boolean;
+  sourceLsn: Lsn;
+  replayLsn: Lsn | null;
+  lagBytes: bigint | null;
+  lagSeconds: number | null;
+}
+
+/**
+ * What the engine drives, the same for every provider. Every operation is
+ * idempotent: called twice (a retry, a resumed step), it does the work once.
+ */
+export interface Provider {
+  readonly kind: "local" | "aws";
+  describe(ref: InstanceRef): Promise<InstanceDescription>;
+  /** Creates the target as a physical replica of the source from a storage snapshot, replaying the source's WAL. */
+  createReplica(source: InstanceRef, target: InstanceRef): Promise<void>;
+  replicationStatus(source: InstanceRef, target: InstanceRef): Promise<ReplicationStatus>;
+  /** Bytes of WAL the instance writes per second, sampled over sampleMs. */
+  walGenerationRate(ref: InstanceRef, sampleMs: number): Promise<number>;
+  currentLsn(ref: InstanceRef): Promise<Lsn>;
+  /** Blocks new client connections and ends client sessions; replication and our admin access stay. */
+  fence(ref: InstanceRef): Promise<void>;
+  unfence(ref: InstanceRef): Promise<void>;
+  isFenced(ref: InstanceRef): Promise<boolean>;
+  /** Resolves once the target replayed up to lsn; rejects after timeoutMs. */
+  waitForReplay(target: InstanceRef, lsn: Lsn, timeoutMs: number): Promise<void>;
+  /** Makes the replica a writable primary and detaches it from the source. */
+  promote(source: InstanceRef, target: InstanceRef): Promise<void>;
+  endpoint(ref: InstanceRef): Promise<Endpoint>;
+  deleteReplica(source: InstanceRef, target: InstanceRef): Promise<void>;
+  /** Superuser access for checks and CDC coordination. */
+  adminConnection(ref: InstanceRef, database?: string): Promise<pg.ClientConfig>;
+}
