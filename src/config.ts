@@ -12,12 +12,28 @@ export interface ServiceConfig {
   logLevel: LogLevel;
   /** How long SIGTERM waits for in-flight calls before closing them. */
   drainMs: number;
+  /** How long a migration's lease lasts without renewal: the takeover time when a replica dies. */
+  leaseMs: number;
+  /** Whether this replica drives migrations; off makes an API-only replica. */
+  engine: boolean;
 }
 
 function port(name: string, v: string): number {
   const n = Number(v);
   if (!Number.isInteger(n) || n < 0 || n > 65535) throw new InvalidArgumentError(`${name} must be a port number from 0 to 65535; got "${v}"`);
   return n;
+}
+
+function positive(name: string, v: string): number {
+  const n = Number(v);
+  if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError(`${name} must be a positive number of milliseconds; got "${v}"`);
+  return n;
+}
+
+function onOff(name: string, v: string): boolean {
+  if (v === "on" || v === "true") return true;
+  if (v === "off" || v === "false") return false;
+  throw new InvalidArgumentError(`${name} must be on or off; got "${v}"`);
 }
 
 /** Flags win over environment variables, which win over defaults. */
@@ -31,6 +47,8 @@ export function parseServiceConfig(argv: string[], env: NodeJS.ProcessEnv = proc
       "database-url": { type: "string" },
       "log-level": { type: "string" },
       "drain-ms": { type: "string" },
+      "lease-ms": { type: "string" },
+      engine: { type: "string" },
     },
     strict: true,
   });
@@ -45,5 +63,7 @@ export function parseServiceConfig(argv: string[], env: NodeJS.ProcessEnv = proc
     databaseUrl: values["database-url"] ?? (env.DATABASE_URL || undefined),
     logLevel,
     drainMs: drain,
+    engine: onOff("engine", values.engine ?? env.PGSHIFT_ENGINE ?? "on"),
+    leaseMs: positive("lease-ms", values["lease-ms"] ?? env.PGSHIFT_LEASE_MS ?? "10000"),
   };
 }

@@ -1,4 +1,12 @@
+import { randomUUID } from "node:crypto";
+import { join } from "node:path";
 import type { ConnectRouter } from "@connectrpc/connect";
+import { Engine } from "./engine/engine.js";
+import { Leases } from "./engine/lease.js";
+import { FailedPreconditionError } from "./errors.js";
+import { LocalProvider } from "./providers/local/local-provider.js";
+import type { Provider as ProviderImpl } from "./providers/provider.js";
+import { StoreRouter, StoreRoutes } from "./routing/router.js";
 import { migrationService } from "./api/migration-service.js";
 import { healthService, HealthState } from "./api/health.js";
 import { reflectionServices } from "./api/reflection.js";
@@ -7,7 +15,7 @@ import type { ServiceConfig } from "./config.js";
 import { Health, HealthCheckResponse_ServingStatus as Status } from "./gen/health/v1/health_pb.js";
 import { ServerReflection as ReflectionV1 } from "./gen/grpc/reflection/v1/reflection_pb.js";
 import { ServerReflection as ReflectionV1Alpha } from "./gen/grpc/reflection/v1alpha/reflection_pb.js";
-import { MigrationService } from "./gen/migration/v1/migration_pb.js";
+import { MigrationService, Provider } from "./gen/migration/v1/migration_pb.js";
 import { EventBus } from "./store/event-bus.js";
 import { MigrationRepo } from "./store/migration-repo.js";
 import { openStore } from "./store/store.js";
@@ -28,10 +36,24 @@ export async function startService(config: ServiceConfig, log: Logger): Promise<
   const repo = new MigrationRepo(store.db);
   const health = new HealthState();
   const shutdown = new AbortController();
+  const local = new LocalProvider(join(config.dataDir, "local"));
+  const providers = (kind: Provider): ProviderImpl => {
+    if (kind === Provider.LOCAL) return local;
+    throw new FailedPreconditionError("PROVIDER_AWS is not configured on this service");
+  };
+  const providerAvailable = (kind: Provider) => (kind === Provider.LOCAL ? undefined : "PROVIDER_AWS is not configured on this service; use PROVIDER_LOCAL");
+  const router = new StoreRouter(new StoreRoutes(store.db));
+  const engine = new Engine({
+    repo,
+    leases: new Leases(store.db, randomUUID(), config.leaseMs),
+    providers,
+    router,
+    log: log.child({ component: "engine" }),
+  });
   const reflection = reflectionServices([MigrationService, Health, ReflectionV1, ReflectionV1Alpha]);
 
   const routes = (router: ConnectRouter) => {
-    router.service(MigrationService, migrationService({ repo, bus, shutdown: shutdown.signal }));
+    router.service(MigrationService, migrationService({ repo, bus, shutdown: shutdown.signal, providerAvailable }));
     router.service(Health, healthService(health));
     router.service(ReflectionV1, reflection.v1);
     router.service(ReflectionV1Alpha, reflection.v1alpha);
@@ -40,6 +62,7 @@ export async function startService(config: ServiceConfig, log: Logger): Promise<
   health.set("", Status.SERVING);
   health.set(MigrationService.typeName, Status.SERVING);
   log.info("listening", { host: config.host, port: api.port });
+  if (config.engine) engine.start();
 
   let stopping: Promise<void> | undefined;
   return {
@@ -49,6 +72,7 @@ export async function startService(config: ServiceConfig, log: Logger): Promise<
         log.info("draining", { drainMs: config.drainMs });
         health.shutdown();
         shutdown.abort();
+        await engine.stop();
         await api.close(config.drainMs);
         await bus.close();
         await store.close();

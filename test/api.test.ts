@@ -20,7 +20,8 @@ describe("MigrationService over a real socket, with its own PostgreSQL store", (
   let client: AnyClient;
 
   beforeAll(async () => {
-    svc = await startServiceProcess(["--data-dir", tmp.dir]);
+    // API-only: these migrations name sources that do not exist, and this test is about the API, not the engine.
+    svc = await startServiceProcess(["--data-dir", tmp.dir, "--engine", "off"]);
     client = migrationClient(svc.address);
   });
 
@@ -101,12 +102,52 @@ describe("MigrationService over a real socket, with its own PostgreSQL store", (
   });
 
   it("answers UNIMPLEMENTED, never a fake success, for behaviour that arrives later", async () => {
-    for (const method of ["ApproveCutover", "PauseMigration", "ResumeMigration", "AbortMigration", "RollbackMigration", "FinalizeMigration"]) {
-      const err = await unaryError(client, method, { id: "x" });
-      expect(err.code, method).toBe(S.UNIMPLEMENTED);
-    }
     expect((await unaryError(client, "GetRoutingStatus", { database_name: "billing-db" })).code).toBe(S.UNIMPLEMENTED);
     expect((await unaryError(client, "RunPreflight", { spec: spec("a", "b") })).code).toBe(S.UNIMPLEMENTED);
+  });
+
+  it("checks operator actions against the phase, records who asked, and treats a repeat as a retry", async () => {
+    const m = (await unary(client, "CreateMigration", { spec: spec("act-src", "act-tgt") })).migration;
+    for (const method of ["ApproveCutover", "PauseMigration", "AbortMigration", "RollbackMigration", "FinalizeMigration", "ResumeMigration"]) {
+      expect((await unaryError(client, method, { id: "00000000-0000-0000-0000-000000000000" })).code, method).toBe(S.NOT_FOUND);
+    }
+    const fin = await unaryError(client, "FinalizeMigration", { id: m.id });
+    expect(fin.code).toBe(S.FAILED_PRECONDITION);
+    expect(fin.details).toMatch(/cannot finalize a migration in PENDING/);
+    expect((await unaryError(client, "ResumeMigration", { id: m.id })).details).toMatch(/not paused/);
+    const md = new grpc.Metadata();
+    md.set("x-pgshift-actor", "bob");
+    const paused = await unary(client, "PauseMigration", { id: m.id, reason: "change freeze" }, md);
+    expect(paused.migration.paused).toBe(true);
+    expect((await unary(client, "PauseMigration", { id: m.id })).migration.paused).toBe(true);
+    const approved = await unary(client, "ApproveCutover", { id: m.id });
+    expect(approved.migration.cutover_approved).toBe(true);
+    await unary(client, "AbortMigration", { id: m.id, reason: "wrong source" });
+    const rb = await unaryError(client, "RollbackMigration", { id: m.id });
+    expect(rb.code).toBe(S.FAILED_PRECONDITION);
+    expect(rb.details).toMatch(/abort was already requested/);
+    const events: any[] = [];
+    const stream = client.WatchMigration({ id: m.id });
+    await new Promise<void>((res) => {
+      stream.on("data", (d: any) => {
+        events.push(d.event);
+        if (events.length === 4) res();
+      });
+      stream.on("error", () => {});
+    });
+    stream.cancel();
+    expect(events.map((e) => [e.type, e.actor, e.message])).toEqual([
+      ["EVENT_TYPE_CREATED", "anonymous", expect.any(String)],
+      ["EVENT_TYPE_OPERATOR_ACTION", "bob", "pause: change freeze"],
+      ["EVENT_TYPE_OPERATOR_ACTION", "anonymous", "approve"],
+      ["EVENT_TYPE_OPERATOR_ACTION", "anonymous", "abort: wrong source"],
+    ]);
+  });
+
+  it("refuses PROVIDER_AWS while it is not configured, saying so", async () => {
+    const err = await unaryError(client, "CreateMigration", { spec: { ...spec("aws-src", "aws-tgt"), provider: "PROVIDER_AWS" } });
+    expect(err.code).toBe(S.FAILED_PRECONDITION);
+    expect(err.details).toMatch(/PROVIDER_AWS is not configured/);
   });
 
   it("gets and lists, filtered by phase and database, page by page without gaps or repeats", async () => {
@@ -238,7 +279,7 @@ describe("MigrationService over a real socket, with its own PostgreSQL store", (
     const watched = before.migrations.find((m: any) => m.spec.source.id === "watch-src");
     client.close();
     expect(await svc.stop()).toBe(0);
-    svc = await startServiceProcess(["--data-dir", tmp.dir]);
+    svc = await startServiceProcess(["--data-dir", tmp.dir, "--engine", "off"]);
     client = migrationClient(svc.address);
     const after = await unary(client, "ListMigrations", { page_size: 500 });
     expect(after.migrations.map((m: any) => m.id)).toEqual(before.migrations.map((m: any) => m.id));

@@ -3,6 +3,7 @@ import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import {
   CdcSlotPositionSchema,
   CheckResultSchema,
+  CheckStatus,
   EventType,
   MigrationEventSchema,
   MigrationSchema,
@@ -13,6 +14,7 @@ import {
 } from "../gen/migration/v1/migration_pb.js";
 import { isPhaseName, phaseToProto, type PhaseName } from "../domain/phases.js";
 import type { EventRow, MigrationRow } from "../store/migration-repo.js";
+import type { CheckResult } from "../checks/check.js";
 import { specFromJson } from "./spec.js";
 
 function phaseOrUnspecified(p: string | null): number {
@@ -29,6 +31,18 @@ export function transitionFromEvent(e: EventRow): PhaseTransition {
   });
 }
 
+export function checkToProto(c: CheckResult) {
+  return create(CheckResultSchema, {
+    name: c.name,
+    status: CheckStatus[c.status],
+    measured: c.measured,
+    threshold: c.threshold,
+    message: c.message,
+    remedy: c.remedy,
+    at: timestampFromDate(new Date(c.at)),
+  });
+}
+
 export function migrationToProto(row: MigrationRow, history: EventRow[]): Migration {
   const state = row.state;
   return create(MigrationSchema, {
@@ -39,7 +53,7 @@ export function migrationToProto(row: MigrationRow, history: EventRow[]): Migrat
     paused: row.paused,
     cutoverApproved: row.cutover_approved,
     history: history.filter((e) => e.migration_id === row.id).map(transitionFromEvent),
-    checks: (state.checks ?? []).map((c) => fromJson(CheckResultSchema, c as never)),
+    checks: (state.checks ?? []).map(checkToProto),
     cdcSlots: (state.cdcSlots ?? []).map((c) => fromJson(CdcSlotPositionSchema, c as never)),
     lastError: state.lastError
       ? {
@@ -66,7 +80,7 @@ export function eventToProto(e: EventRow): MigrationEvent {
     actor: e.actor,
     message: e.message,
     transition: e.phase_to ? transitionFromEvent(e) : undefined,
-    check: payload.check ? fromJson(CheckResultSchema, payload.check as never) : undefined,
+    check: payload.check ? checkToProto(payload.check as CheckResult) : undefined,
     step: payload.step ?? "",
   });
 }

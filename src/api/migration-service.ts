@@ -1,9 +1,11 @@
 import { randomUUID } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
-import { InvalidArgumentError, UnavailableError, UnimplementedError } from "../errors.js";
+import { FailedPreconditionError, InvalidArgumentError, UnavailableError, UnimplementedError } from "../errors.js";
+import type { OperatorAction } from "../engine/transitions.js";
 import {
   MigrationService,
+  Provider,
   WatchMigrationResponseSchema,
   type WatchMigrationResponse,
 } from "../gen/migration/v1/migration_pb.js";
@@ -16,6 +18,8 @@ import { instanceKey, normalizeSpec, providerName, specToJson } from "./spec.js"
 
 export interface MigrationServiceDeps {
   repo: MigrationRepo;
+  /** Which providers this service can drive; CreateMigration refuses the others. */
+  providerAvailable: (p: Provider) => string | undefined;
   bus: EventBus;
   /** Aborted when the service drains: open watches end so clients reconnect elsewhere. */
   shutdown: AbortSignal;
@@ -51,11 +55,19 @@ function wakeup(signal: AbortSignal, ms: number, subscribe: (fn: () => void) => 
   });
 }
 
-export function migrationService({ repo, bus, shutdown }: MigrationServiceDeps): ServiceImpl<typeof MigrationService> {
+export function migrationService({ repo, bus, shutdown, providerAvailable }: MigrationServiceDeps): ServiceImpl<typeof MigrationService> {
   async function load(id: string) {
     const row = await repo.get(requireId(id));
     const history = await repo.phaseHistory([row.id]);
     return migrationToProto(row, history);
+  }
+
+  /** Operator actions: recorded with who asked; the replica driving the migration carries them out. */
+  async function act(req: { id: string; reason: string }, ctx: HandlerContext, action: OperatorAction) {
+    const actor = actorOf(ctx);
+    if (req.reason.length > 1000) throw new InvalidArgumentError("reason must be at most 1000 characters");
+    const row = await repo.requestAction(requireId(req.id), action, actor, req.reason);
+    return { migration: migrationToProto(row, await repo.phaseHistory([row.id])) };
   }
 
   return {
@@ -63,6 +75,8 @@ export function migrationService({ repo, bus, shutdown }: MigrationServiceDeps):
       const actor = actorOf(ctx);
       if (req.requestId.length > 128) throw new InvalidArgumentError("request_id must be at most 128 characters");
       const spec = normalizeSpec(req.spec);
+      const unavailable = providerAvailable(spec.provider);
+      if (unavailable) throw new FailedPreconditionError(unavailable);
       const { row, created } = await repo.create({
         id: randomUUID(),
         requestId: req.requestId || null,
@@ -133,24 +147,12 @@ export function migrationService({ repo, bus, shutdown }: MigrationServiceDeps):
     async runPreflight() {
       notYet("RunPreflight", "the validations issue (#6)");
     },
-    async approveCutover() {
-      notYet("ApproveCutover", "the migration engine (#4)");
-    },
-    async pauseMigration() {
-      notYet("PauseMigration", "the migration engine (#4)");
-    },
-    async resumeMigration() {
-      notYet("ResumeMigration", "the migration engine (#4)");
-    },
-    async abortMigration() {
-      notYet("AbortMigration", "the migration engine (#4)");
-    },
-    async rollbackMigration() {
-      notYet("RollbackMigration", "the migration engine (#4)");
-    },
-    async finalizeMigration() {
-      notYet("FinalizeMigration", "the migration engine (#4)");
-    },
+    approveCutover: (req, ctx) => act(req, ctx, "approve"),
+    pauseMigration: (req, ctx) => act(req, ctx, "pause"),
+    resumeMigration: (req, ctx) => act(req, ctx, "resume"),
+    abortMigration: (req, ctx) => act(req, ctx, "abort"),
+    rollbackMigration: (req, ctx) => act(req, ctx, "rollback"),
+    finalizeMigration: (req, ctx) => act(req, ctx, "finalize"),
     async getRoutingStatus() {
       notYet("GetRoutingStatus", "the xDS issue (#5)");
     },

@@ -11,6 +11,7 @@ import {
   type MigrationSpec,
 } from "../gen/migration/v1/migration_pb.js";
 import type { SpecJson } from "../store/schema.js";
+import { isPhaseName } from "../domain/phases.js";
 
 const DATABASE_NAME = /^[a-z][a-z0-9-]{0,61}[a-z0-9]$|^[a-z]$/;
 const LOCAL_ID = /^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$/;
@@ -24,6 +25,9 @@ export const DEFAULTS = {
   windowMs: 60_000,
   drainTimeoutMs: 30_000,
   pauseAlertAfterMs: 300_000,
+  maxAttempts: 5,
+  initialBackoffMs: 1_000,
+  maxBackoffMs: 30_000,
 } as const;
 
 const MAX_WINDOW_MS = 24 * 3600_000;
@@ -104,7 +108,24 @@ export function normalizeSpec(spec: MigrationSpec | undefined): MigrationSpec {
       pauseAlertAfter: checkDuration("spec.cdc_policy.pause_alert_after", cdc?.pauseAlertAfter, DEFAULTS.pauseAlertAfterMs, MAX_WINDOW_MS),
     },
     failurePolicy: spec.failurePolicy === FailurePolicy.UNSPECIFIED ? FailurePolicy.ROLLBACK : spec.failurePolicy,
+    stepPolicy: normalizeStepPolicy(spec),
   });
+}
+
+function normalizeStepPolicy(spec: MigrationSpec) {
+  const p = spec.stepPolicy;
+  if (p && p.maxAttempts > 100) throw new InvalidArgumentError(`spec.step_policy.max_attempts must be at most 100; got ${p.maxAttempts}`);
+  const deadlines: Record<string, Duration> = {};
+  for (const [phase, d] of Object.entries(p?.phaseDeadlines ?? {})) {
+    if (!isPhaseName(phase)) {
+      throw new InvalidArgumentError(`spec.step_policy.phase_deadlines has key "${phase}", which is not a phase name; use names such as "FINAL_SYNC"`);
+    }
+    deadlines[phase] = checkDuration(`spec.step_policy.phase_deadlines["${phase}"]`, d, 1, MAX_WINDOW_MS);
+  }
+  const initial = checkDuration("spec.step_policy.initial_backoff", p?.initialBackoff, DEFAULTS.initialBackoffMs, 3600_000);
+  const max = checkDuration("spec.step_policy.max_backoff", p?.maxBackoff, DEFAULTS.maxBackoffMs, 3600_000);
+  if (durationMs(max)! < durationMs(initial)!) throw new InvalidArgumentError("spec.step_policy.max_backoff must not be shorter than initial_backoff");
+  return { maxAttempts: p?.maxAttempts || DEFAULTS.maxAttempts, initialBackoff: initial, maxBackoff: max, phaseDeadlines: deadlines };
 }
 
 export function providerName(p: Provider): string {

@@ -15,6 +15,8 @@ commands:
            --database-url URL (DATABASE_URL; without it the service runs its own PostgreSQL under the data dir)
            --log-level debug|info|warn|error (PGSHIFT_LOG_LEVEL, default info)
            --drain-ms N (PGSHIFT_DRAIN_MS, default 10000)
+           --lease-ms N (PGSHIFT_LEASE_MS, default 10000): a dead replica's migrations move after this
+           --engine on|off (PGSHIFT_ENGINE, default on): off serves the API only
 ${LOCAL_USAGE}`;
 
 async function serve(argv: string[]): Promise<void> {

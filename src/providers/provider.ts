@@ -66,6 +66,8 @@ export interface ReplicationStatus {
 export interface Provider {
   readonly kind: "local" | "aws";
   describe(ref: InstanceRef): Promise<InstanceDescription>;
+  /** The major version a replica of this source would run. */
+  replicaMajor(source: InstanceRef): Promise<number>;
   /** Creates the target as a physical replica of the source from a storage snapshot, replaying the source's WAL. */
   createReplica(source: InstanceRef, target: InstanceRef): Promise<void>;
   replicationStatus(source: InstanceRef, target: InstanceRef): Promise<ReplicationStatus>;
@@ -82,6 +84,8 @@ export interface Provider {
   promote(source: InstanceRef, target: InstanceRef): Promise<void>;
   endpoint(ref: InstanceRef): Promise<Endpoint>;
   deleteReplica(source: InstanceRef, target: InstanceRef): Promise<void>;
+  /** Takes the old source out of service once the migration is finalized (its data is kept). */
+  retire(ref: InstanceRef): Promise<void>;
   /** Superuser access for checks and CDC coordination. */
   adminConnection(ref: InstanceRef, database?: string): Promise<pg.ClientConfig>;
 }

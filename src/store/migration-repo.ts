@@ -1,7 +1,9 @@
 import { sql, type Kysely, type Selectable, type Transaction } from "kysely";
-import { AlreadyExistsError, InvalidArgumentError, NotFoundError } from "../errors.js";
+import { AlreadyExistsError, InvalidArgumentError, LeaseLostError, NotFoundError } from "../errors.js";
+import { leaseHeld, type Lease } from "../engine/lease.js";
+import { assertActionAllowed, assertTransition, type OperatorAction } from "../engine/transitions.js";
 import { TERMINAL_PHASES, type PhaseName } from "../domain/phases.js";
-import type { Database, EventsTable, MigrationsTable, SpecJson } from "./schema.js";
+import type { Database, EventsTable, MigrationStateJson, MigrationsTable, RequestedAction, SpecJson } from "./schema.js";
 
 export type MigrationRow = Selectable<MigrationsTable>;
 export type EventRow = Selectable<EventsTable>;
@@ -211,5 +213,98 @@ export class MigrationRepo {
       })
       .returningAll()
       .executeTakeFirstOrThrow();
+  }
+
+  /** Migrations some replica should be driving: not in a final phase. */
+  async activeIds(): Promise<string[]> {
+    const rows = await this.db
+      .selectFrom("migrations")
+      .select("id")
+      .where("phase", "not in", [...TERMINAL_PHASES])
+      .orderBy("created_at")
+      .execute();
+    return rows.map((r) => r.id);
+  }
+
+  /**
+   * Moves a migration from one phase to another and logs it, in one
+   * transaction, only if the phase is still `from` and the caller still holds
+   * the lease: a replica that lost its lease cannot write.
+   */
+  async transition(
+    lease: Lease,
+    id: string,
+    from: PhaseName,
+    to: PhaseName,
+    actor: string,
+    reason: string,
+    patch: { state?: MigrationStateJson; clearRequest?: boolean; paused?: boolean } = {},
+  ): Promise<MigrationRow> {
+    assertTransition(from, to);
+    return this.db.transaction().execute(async (trx) => {
+      let q = trx
+        .updateTable("migrations")
+        .set((eb) => ({
+          phase: to,
+          updated_at: new Date(),
+          version: eb("version", "+", 1),
+          ...(patch.state ? { state: JSON.stringify(patch.state) } : {}),
+          ...(patch.clearRequest ? { requested_action: null } : {}),
+          ...(patch.paused !== undefined ? { paused: patch.paused } : {}),
+        }))
+        .where("id", "=", id)
+        .where("phase", "=", from)
+        .where(leaseHeld(lease));
+      const row = await q.returningAll().executeTakeFirst();
+      if (!row) throw new LeaseLostError(`migration ${id} was not moved from ${from} to ${to}: this replica no longer holds its lease, or its phase changed`);
+      await this.appendEvent(trx, { migrationId: id, type: "PHASE_CHANGED", actor, message: reason, phaseFrom: from, phaseTo: to });
+      return row;
+    });
+  }
+
+  /** Logs an event (and optionally updates state) under the lease. */
+  async record(lease: Lease, id: string, e: Omit<NewEvent, "migrationId">, state?: MigrationStateJson, extra: { paused?: boolean } = {}): Promise<void> {
+    await this.db.transaction().execute(async (trx) => {
+      const row = await trx
+        .updateTable("migrations")
+        .set({ updated_at: new Date(), ...(state ? { state: JSON.stringify(state) } : {}), ...(extra.paused !== undefined ? { paused: extra.paused } : {}) })
+        .where("id", "=", id)
+        .where(leaseHeld(lease))
+        .returning("id")
+        .executeTakeFirst();
+      if (!row) throw new LeaseLostError(`migration ${id}: this replica no longer holds its lease`);
+      await this.appendEvent(trx, { ...e, migrationId: id });
+    });
+  }
+
+  /**
+   * An operator's request: checked against the phase under the row lock,
+   * recorded with who asked, and left for the replica driving the migration.
+   */
+  async requestAction(id: string, action: OperatorAction, actor: string, reason: string): Promise<MigrationRow> {
+    return this.db.transaction().execute(async (trx) => {
+      const row = await trx.selectFrom("migrations").selectAll().where("id", "=", id).forUpdate().executeTakeFirst();
+      if (!row) throw new NotFoundError(`no migration with id "${id}"; ListMigrations shows the existing ones`);
+      // Asking twice for what is already under way is a retry, not an error.
+      const repeat =
+        (action === "approve" && row.cutover_approved) ||
+        (action === "pause" && row.paused) ||
+        ((action === "abort" || action === "rollback" || action === "finalize") && row.requested_action === action);
+      if (repeat) return row;
+      assertActionAllowed(action, row.phase, { paused: row.paused, requested: row.requested_action });
+      const set =
+        action === "approve" ? { cutover_approved: true }
+        : action === "pause" ? { paused: true }
+        : action === "resume" ? { paused: false }
+        : { requested_action: action as RequestedAction };
+      const updated = await trx
+        .updateTable("migrations")
+        .set({ ...set, updated_at: new Date() })
+        .where("id", "=", id)
+        .returningAll()
+        .executeTakeFirstOrThrow();
+      await this.appendEvent(trx, { migrationId: id, type: "OPERATOR_ACTION", actor, message: reason ? `${action}: ${reason}` : action, payload: { action } });
+      return updated;
+    });
   }
 }

@@ -66,6 +66,25 @@ const migrations: Record<string, Migration> = {
         .execute();
     },
   },
+  "0002_engine": {
+    async up(db: Kysely<any>) {
+      // What an operator asked for that the engine has yet to carry out: abort, rollback, finalize.
+      await db.schema.alterTable("migrations").addColumn("requested_action", "text").execute();
+      await db.schema
+        .createTable("routes")
+        .addColumn("database_name", "text", (c) => c.primaryKey())
+        .addColumn("host", "text", (c) => c.notNull())
+        .addColumn("port", "integer", (c) => c.notNull())
+        // Increases with every change; the xDS version proxies ACK.
+        .addColumn("version", "bigint", (c) => c.notNull())
+        .addColumn("updated_at", "timestamptz", (c) => c.notNull().defaultTo(sql`now()`))
+        .execute();
+      await sql`create function routes_notify() returns trigger language plpgsql as $$
+        begin perform pg_notify('pgshift_routes', new.database_name || ' ' || new.version); return null; end $$`.execute(db);
+      await sql`create trigger routes_notify after insert or update on routes
+        for each row execute function routes_notify()`.execute(db);
+    },
+  },
 };
 
 export const schemaMigrations: MigrationProvider = {

@@ -1,12 +1,21 @@
 import type { ColumnType, Generated, JSONColumnType } from "kysely";
 import type { PhaseName } from "../domain/phases.js";
+import type { CheckResult } from "../checks/check.js";
 
 /** The JSON form of a MigrationSpec (protobuf JSON), kept as the caller gave it after defaults. */
 export type SpecJson = Record<string, unknown>;
 
 /** What the engine and checks record about a migration besides its phase. */
 export interface MigrationStateJson {
-  checks?: Array<Record<string, unknown>>;
+  checks?: CheckResult[];
+  /** When the current phase began (ISO time), for its deadline. */
+  phaseEnteredAt?: string;
+  /** The phase a rollback started from. */
+  rollbackFrom?: PhaseName;
+  /** The source's WAL position once fenced: what the target must replay before promotion. */
+  finalLsn?: string;
+  /** Peak WAL generation rate (bytes/s) the replica kept up with while replicating. */
+  peakWalRate?: number;
   cdcSlots?: Array<Record<string, unknown>>;
   lastError?: { code: string; message: string; phase: PhaseName; at: string };
   /** Step outputs, keyed by step name, so a resumed step knows what was done. */
@@ -31,6 +40,17 @@ export interface MigrationsTable {
   updated_at: ColumnType<Date, Date | string | undefined, Date | string>;
   /** Bumped on every update; lets writers detect a concurrent change. */
   version: Generated<number>;
+  requested_action: RequestedAction | null;
+}
+
+export type RequestedAction = "abort" | "rollback" | "finalize";
+
+export interface RoutesTable {
+  database_name: string;
+  host: string;
+  port: number;
+  version: string;
+  updated_at: ColumnType<Date, Date | string | undefined, Date | string>;
 }
 
 export interface EventsTable {
@@ -57,4 +77,5 @@ export interface Database {
   migrations: MigrationsTable;
   events: EventsTable;
   leases: LeasesTable;
+  routes: RoutesTable;
 }

@@ -15,7 +15,7 @@ import {
 } from "../errors.js";
 import { lsnAtLeast, lsnDiff, type Lsn } from "../lsn.js";
 import type { Endpoint, InstanceDescription, InstanceRef, Provider, ReplicationStatus, SlotInfo } from "../provider.js";
-import { withClient } from "./connect.js";
+import { withClient } from "../connect.js";
 import { fenceHba, isFencedHba, unfenceHba } from "./fence.js";
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$/;
@@ -119,6 +119,11 @@ export class LocalProvider implements Provider {
 
   private admin<T>(ref: InstanceRef, fn: (c: pg.Client) => Promise<T>, database = "postgres"): Promise<T> {
     return withClient(ref.id, this.cluster(ref).connectionConfig(database), fn);
+  }
+
+  async replicaMajor(): Promise<number> {
+    // Replicas are made with the binaries on this machine.
+    return findPgBinaries().major;
   }
 
   async endpoint(ref: InstanceRef): Promise<Endpoint> {
@@ -359,6 +364,11 @@ export class LocalProvider implements Provider {
       }
       throw new InvalidInstanceStateError(source.id, `slot ${slot} on ${source.id} is still in use; stop ${target.id} first`);
     });
+  }
+
+  async retire(ref: InstanceRef): Promise<void> {
+    // Stopping keeps the data directory: retiring is not deleting.
+    await this.cluster(ref).stop("fast");
   }
 
   async deleteReplica(source: InstanceRef, target: InstanceRef): Promise<void> {

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file migration/v1/migration.proto.
  */
 export const file_migration_v1_migration: GenFile = /*@__PURE__*/
-  fileDesc("ChxtaWdyYXRpb24vdjEvbWlncmF0aW9uLnByb3RvEgxtaWdyYXRpb24udjEiKQoLRGF0YWJhc2VSZWYSCgoCaWQYASABKAkSDgoGcmVnaW9uGAIgASgJIn4KCUxhZ1BvbGljeRIVCg1tYXhfbGFnX2J5dGVzGAEgASgEEi8KDG1heF9sYWdfdGltZRgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIpCgZ3aW5kb3cYAyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24imAEKCUNkY1BvbGljeRIjCgRtb2RlGAEgASgOMhUubWlncmF0aW9uLnYxLkNkY01vZGUSMAoNZHJhaW5fdGltZW91dBgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhI0ChFwYXVzZV9hbGVydF9hZnRlchgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiLmAgoNTWlncmF0aW9uU3BlYxIVCg1kYXRhYmFzZV9uYW1lGAEgASgJEigKCHByb3ZpZGVyGAIgASgOMhYubWlncmF0aW9uLnYxLlByb3ZpZGVyEikKBnNvdXJjZRgDIAEoCzIZLm1pZ3JhdGlvbi52MS5EYXRhYmFzZVJlZhIpCgZ0YXJnZXQYBCABKAsyGS5taWdyYXRpb24udjEuRGF0YWJhc2VSZWYSLwoMY3V0b3Zlcl9tb2RlGAUgASgOMhkubWlncmF0aW9uLnYxLkN1dG92ZXJNb2RlEisKCmxhZ19wb2xpY3kYBiABKAsyFy5taWdyYXRpb24udjEuTGFnUG9saWN5EisKCmNkY19wb2xpY3kYByABKAsyFy5taWdyYXRpb24udjEuQ2RjUG9saWN5EjMKDmZhaWx1cmVfcG9saWN5GAggASgOMhsubWlncmF0aW9uLnYxLkZhaWx1cmVQb2xpY3kinAEKD1BoYXNlVHJhbnNpdGlvbhIhCgRmcm9tGAEgASgOMhMubWlncmF0aW9uLnYxLlBoYXNlEh8KAnRvGAIgASgOMhMubWlncmF0aW9uLnYxLlBoYXNlEiYKAmF0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBINCgVhY3RvchgEIAEoCRIOCgZyZWFzb24YBSABKAkitAEKC0NoZWNrUmVzdWx0EgwKBG5hbWUYASABKAkSKQoGc3RhdHVzGAIgASgOMhkubWlncmF0aW9uLnYxLkNoZWNrU3RhdHVzEhAKCG1lYXN1cmVkGAMgASgJEhEKCXRocmVzaG9sZBgEIAEoCRIPCgdtZXNzYWdlGAUgASgJEg4KBnJlbWVkeRgGIAEoCRImCgJhdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAi2AEKD0NkY1Nsb3RQb3NpdGlvbhIRCglzbG90X25hbWUYASABKAkSDgoGcGx1Z2luGAIgASgJEhAKCGRhdGFiYXNlGAMgASgJEhsKE2NvbmZpcm1lZF9mbHVzaF9sc24YBCABKAkSEwoLcmVzdGFydF9sc24YBSABKAkSDgoGYWN0aXZlGAYgASgIEh0KFXRhcmdldF9jb25zaXN0ZW50X2xzbhgHIAEoCRIvCgtyZWNvcmRlZF9hdBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAipQEKC1Byb3h5U3RhdHVzEg8KB25vZGVfaWQYASABKAkSEQoJY29ubmVjdGVkGAIgASgIEhUKDWFja2VkX3ZlcnNpb24YAyABKAkSFgoObmFja2VkX3ZlcnNpb24YBCABKAkSFAoMbmFja19tZXNzYWdlGAUgASgJEi0KCWxhc3Rfc2VlbhgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiJgoIRW5kcG9pbnQSDAoEaG9zdBgBIAEoCRIMCgRwb3J0GAIgASgNIo0BCg1Sb3V0aW5nU3RhdHVzEhUKDWRhdGFiYXNlX25hbWUYASABKAkSKAoIZW5kcG9pbnQYAiABKAsyFi5taWdyYXRpb24udjEuRW5kcG9pbnQSDwoHdmVyc2lvbhgDIAEoCRIqCgdwcm94aWVzGAQgAygLMhkubWlncmF0aW9uLnYxLlByb3h5U3RhdHVzInsKDk1pZ3JhdGlvbkVycm9yEgwKBGNvZGUYASABKAkSDwoHbWVzc2FnZRgCIAEoCRIiCgVwaGFzZRgDIAEoDjITLm1pZ3JhdGlvbi52MS5QaGFzZRImCgJhdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAihQQKCU1pZ3JhdGlvbhIKCgJpZBgBIAEoCRISCgpyZXF1ZXN0X2lkGAIgASgJEikKBHNwZWMYAyABKAsyGy5taWdyYXRpb24udjEuTWlncmF0aW9uU3BlYxIiCgVwaGFzZRgEIAEoDjITLm1pZ3JhdGlvbi52MS5QaGFzZRIOCgZwYXVzZWQYBSABKAgSGAoQY3V0b3Zlcl9hcHByb3ZlZBgGIAEoCBIuCgdoaXN0b3J5GAcgAygLMh0ubWlncmF0aW9uLnYxLlBoYXNlVHJhbnNpdGlvbhIpCgZjaGVja3MYCCADKAsyGS5taWdyYXRpb24udjEuQ2hlY2tSZXN1bHQSMAoJY2RjX3Nsb3RzGAkgAygLMh0ubWlncmF0aW9uLnYxLkNkY1Nsb3RQb3NpdGlvbhIsCgdyb3V0aW5nGAogASgLMhsubWlncmF0aW9uLnYxLlJvdXRpbmdTdGF0dXMSMAoKbGFzdF9lcnJvchgLIAEoCzIcLm1pZ3JhdGlvbi52MS5NaWdyYXRpb25FcnJvchIuCgpjcmVhdGVkX2F0GAwgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgp1cGRhdGVkX2F0GA0gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBISCgpjcmVhdGVkX2J5GA4gASgJIlcKFkNyZWF0ZU1pZ3JhdGlvblJlcXVlc3QSKQoEc3BlYxgBIAEoCzIbLm1pZ3JhdGlvbi52MS5NaWdyYXRpb25TcGVjEhIKCnJlcXVlc3RfaWQYAiABKAkiVgoXQ3JlYXRlTWlncmF0aW9uUmVzcG9uc2USKgoJbWlncmF0aW9uGAEgASgLMhcubWlncmF0aW9uLnYxLk1pZ3JhdGlvbhIPCgdjcmVhdGVkGAIgASgIIiEKE0dldE1pZ3JhdGlvblJlcXVlc3QSCgoCaWQYASABKAkiQgoUR2V0TWlncmF0aW9uUmVzcG9uc2USKgoJbWlncmF0aW9uGAEgASgLMhcubWlncmF0aW9uLnYxLk1pZ3JhdGlvbiJ6ChVMaXN0TWlncmF0aW9uc1JlcXVlc3QSIwoGcGhhc2VzGAEgAygOMhMubWlncmF0aW9uLnYxLlBoYXNlEhUKDWRhdGFiYXNlX25hbWUYAiABKAkSEQoJcGFnZV9zaXplGAMgASgNEhIKCnBhZ2VfdG9rZW4YBCABKAkiXgoWTGlzdE1pZ3JhdGlvbnNSZXNwb25zZRIrCgptaWdyYXRpb25zGAEgAygLMhcubWlncmF0aW9uLnYxLk1pZ3JhdGlvbhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiOwoVV2F0Y2hNaWdyYXRpb25SZXF1ZXN0EgoKAmlkGAEgASgJEhYKDmFmdGVyX3NlcXVlbmNlGAIgASgEIpICCg5NaWdyYXRpb25FdmVudBIQCghzZXF1ZW5jZRgBIAEoBBIUCgxtaWdyYXRpb25faWQYAiABKAkSJQoEdHlwZRgDIAEoDjIXLm1pZ3JhdGlvbi52MS5FdmVudFR5cGUSJgoCYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg0KBWFjdG9yGAUgASgJEg8KB21lc3NhZ2UYBiABKAkSMQoKdHJhbnNpdGlvbhgHIAEoCzIdLm1pZ3JhdGlvbi52MS5QaGFzZVRyYW5zaXRpb24SKAoFY2hlY2sYCCABKAsyGS5taWdyYXRpb24udjEuQ2hlY2tSZXN1bHQSDAoEc3RlcBgJIAEoCSJpChZXYXRjaE1pZ3JhdGlvblJlc3BvbnNlEisKBWV2ZW50GAEgASgLMhwubWlncmF0aW9uLnYxLk1pZ3JhdGlvbkV2ZW50EiIKBXBoYXNlGAIgASgOMhMubWlncmF0aW9uLnYxLlBoYXNlIkAKE1J1blByZWZsaWdodFJlcXVlc3QSKQoEc3BlYxgBIAEoCzIbLm1pZ3JhdGlvbi52MS5NaWdyYXRpb25TcGVjIlEKFFJ1blByZWZsaWdodFJlc3BvbnNlEikKBmNoZWNrcxgBIAMoCzIZLm1pZ3JhdGlvbi52MS5DaGVja1Jlc3VsdBIOCgZwYXNzZWQYAiABKAgiMwoVQXBwcm92ZUN1dG92ZXJSZXF1ZXN0EgoKAmlkGAEgASgJEg4KBnJlYXNvbhgCIAEoCSJEChZBcHByb3ZlQ3V0b3ZlclJlc3BvbnNlEioKCW1pZ3JhdGlvbhgBIAEoCzIXLm1pZ3JhdGlvbi52MS5NaWdyYXRpb24iMwoVUGF1c2VNaWdyYXRpb25SZXF1ZXN0EgoKAmlkGAEgASgJEg4KBnJlYXNvbhgCIAEoCSJEChZQYXVzZU1pZ3JhdGlvblJlc3BvbnNlEioKCW1pZ3JhdGlvbhgBIAEoCzIXLm1pZ3JhdGlvbi52MS5NaWdyYXRpb24iNAoWUmVzdW1lTWlncmF0aW9uUmVxdWVzdBIKCgJpZBgBIAEoCRIOCgZyZWFzb24YAiABKAkiRQoXUmVzdW1lTWlncmF0aW9uUmVzcG9uc2USKgoJbWlncmF0aW9uGAEgASgLMhcubWlncmF0aW9uLnYxLk1pZ3JhdGlvbiIzChVBYm9ydE1pZ3JhdGlvblJlcXVlc3QSCgoCaWQYASABKAkSDgoGcmVhc29uGAIgASgJIkQKFkFib3J0TWlncmF0aW9uUmVzcG9uc2USKgoJbWlncmF0aW9uGAEgASgLMhcubWlncmF0aW9uLnYxLk1pZ3JhdGlvbiI2ChhSb2xsYmFja01pZ3JhdGlvblJlcXVlc3QSCgoCaWQYASABKAkSDgoGcmVhc29uGAIgASgJIkcKGVJvbGxiYWNrTWlncmF0aW9uUmVzcG9uc2USKgoJbWlncmF0aW9uGAEgASgLMhcubWlncmF0aW9uLnYxLk1pZ3JhdGlvbiI2ChhGaW5hbGl6ZU1pZ3JhdGlvblJlcXVlc3QSCgoCaWQYASABKAkSDgoGcmVhc29uGAIgASgJIkcKGUZpbmFsaXplTWlncmF0aW9uUmVzcG9uc2USKgoJbWlncmF0aW9uGAEgASgLMhcubWlncmF0aW9uLnYxLk1pZ3JhdGlvbiIwChdHZXRSb3V0aW5nU3RhdHVzUmVxdWVzdBIVCg1kYXRhYmFzZV9uYW1lGAEgASgJIkcKGEdldFJvdXRpbmdTdGF0dXNSZXNwb25zZRIrCgZzdGF0dXMYASABKAsyGy5taWdyYXRpb24udjEuUm91dGluZ1N0YXR1cyqmAwoFUGhhc2USFQoRUEhBU0VfVU5TUEVDSUZJRUQQABIRCg1QSEFTRV9QRU5ESU5HEAESEwoPUEhBU0VfUFJFRkxJR0hUEAISFgoSUEhBU0VfUFJPVklTSU9OSU5HEAMSFQoRUEhBU0VfUkVQTElDQVRJTkcQBBIbChdQSEFTRV9SRUFEWV9GT1JfQ1VUT1ZFUhAFEhUKEVBIQVNFX0NEQ19QUkVQQVJFEAYSEwoPUEhBU0VfUVVJRVNDSU5HEAcSFAoQUEhBU0VfRklOQUxfU1lOQxAIEhMKD1BIQVNFX1BST01PVElORxAJEhUKEVBIQVNFX0NEQ19SRVNUT1JFEAoSEQoNUEhBU0VfUk9VVElORxALEhMKD1BIQVNFX1ZFUklGWUlORxAMEhMKD1BIQVNFX0NPTVBMRVRFRBANEhMKD1BIQVNFX0ZJTkFMSVpFRBAOEhYKElBIQVNFX1JPTExJTkdfQkFDSxAPEhUKEVBIQVNFX1JPTExFRF9CQUNLEBASEQoNUEhBU0VfQUJPUlRFRBAREhAKDFBIQVNFX0ZBSUxFRBASKkoKCFByb3ZpZGVyEhgKFFBST1ZJREVSX1VOU1BFQ0lGSUVEEAASEgoOUFJPVklERVJfTE9DQUwQARIQCgxQUk9WSURFUl9BV1MQAipgCgtDdXRvdmVyTW9kZRIcChhDVVRPVkVSX01PREVfVU5TUEVDSUZJRUQQABIXChNDVVRPVkVSX01PREVfTUFOVUFMEAESGgoWQ1VUT1ZFUl9NT0RFX0FVVE9NQVRJQxACKlEKB0NkY01vZGUSGAoUQ0RDX01PREVfVU5TUEVDSUZJRUQQABIXChNDRENfTU9ERV9DT09SRElOQVRFEAESEwoPQ0RDX01PREVfSUdOT1JFEAIqZQoNRmFpbHVyZVBvbGljeRIeChpGQUlMVVJFX1BPTElDWV9VTlNQRUNJRklFRBAAEhsKF0ZBSUxVUkVfUE9MSUNZX1JPTExCQUNLEAESFwoTRkFJTFVSRV9QT0xJQ1lfSE9MRBACKnAKC0NoZWNrU3RhdHVzEhwKGENIRUNLX1NUQVRVU19VTlNQRUNJRklFRBAAEhUKEUNIRUNLX1NUQVRVU19QQVNTEAESFQoRQ0hFQ0tfU1RBVFVTX1dBUk4QAhIVChFDSEVDS19TVEFUVVNfRkFJTBADKqYCCglFdmVudFR5cGUSGgoWRVZFTlRfVFlQRV9VTlNQRUNJRklFRBAAEhYKEkVWRU5UX1RZUEVfQ1JFQVRFRBABEhwKGEVWRU5UX1RZUEVfUEhBU0VfQ0hBTkdFRBACEhsKF0VWRU5UX1RZUEVfQ0hFQ0tfUkVTVUxUEAMSGwoXRVZFTlRfVFlQRV9TVEVQX1NUQVJURUQQBBIdChlFVkVOVF9UWVBFX1NURVBfU1VDQ0VFREVEEAUSGgoWRVZFTlRfVFlQRV9TVEVQX0ZBSUxFRBAGEh4KGkVWRU5UX1RZUEVfT1BFUkFUT1JfQUNUSU9OEAcSHgoaRVZFTlRfVFlQRV9ST1VUSU5HX0NIQU5HRUQQCBISCg5FVkVOVF9UWVBFX0NEQxAJMoIJChBNaWdyYXRpb25TZXJ2aWNlEl4KD0NyZWF0ZU1pZ3JhdGlvbhIkLm1pZ3JhdGlvbi52MS5DcmVhdGVNaWdyYXRpb25SZXF1ZXN0GiUubWlncmF0aW9uLnYxLkNyZWF0ZU1pZ3JhdGlvblJlc3BvbnNlElUKDEdldE1pZ3JhdGlvbhIhLm1pZ3JhdGlvbi52MS5HZXRNaWdyYXRpb25SZXF1ZXN0GiIubWlncmF0aW9uLnYxLkdldE1pZ3JhdGlvblJlc3BvbnNlElsKDkxpc3RNaWdyYXRpb25zEiMubWlncmF0aW9uLnYxLkxpc3RNaWdyYXRpb25zUmVxdWVzdBokLm1pZ3JhdGlvbi52MS5MaXN0TWlncmF0aW9uc1Jlc3BvbnNlEl0KDldhdGNoTWlncmF0aW9uEiMubWlncmF0aW9uLnYxLldhdGNoTWlncmF0aW9uUmVxdWVzdBokLm1pZ3JhdGlvbi52MS5XYXRjaE1pZ3JhdGlvblJlc3BvbnNlMAESVQoMUnVuUHJlZmxpZ2h0EiEubWlncmF0aW9uLnYxLlJ1blByZWZsaWdodFJlcXVlc3QaIi5taWdyYXRpb24udjEuUnVuUHJlZmxpZ2h0UmVzcG9uc2USWwoOQXBwcm92ZUN1dG92ZXISIy5taWdyYXRpb24udjEuQXBwcm92ZUN1dG92ZXJSZXF1ZXN0GiQubWlncmF0aW9uLnYxLkFwcHJvdmVDdXRvdmVyUmVzcG9uc2USWwoOUGF1c2VNaWdyYXRpb24SIy5taWdyYXRpb24udjEuUGF1c2VNaWdyYXRpb25SZXF1ZXN0GiQubWlncmF0aW9uLnYxLlBhdXNlTWlncmF0aW9uUmVzcG9uc2USXgoPUmVzdW1lTWlncmF0aW9uEiQubWlncmF0aW9uLnYxLlJlc3VtZU1pZ3JhdGlvblJlcXVlc3QaJS5taWdyYXRpb24udjEuUmVzdW1lTWlncmF0aW9uUmVzcG9uc2USWwoOQWJvcnRNaWdyYXRpb24SIy5taWdyYXRpb24udjEuQWJvcnRNaWdyYXRpb25SZXF1ZXN0GiQubWlncmF0aW9uLnYxLkFib3J0TWlncmF0aW9uUmVzcG9uc2USZAoRUm9sbGJhY2tNaWdyYXRpb24SJi5taWdyYXRpb24udjEuUm9sbGJhY2tNaWdyYXRpb25SZXF1ZXN0GicubWlncmF0aW9uLnYxLlJvbGxiYWNrTWlncmF0aW9uUmVzcG9uc2USZAoRRmluYWxpemVNaWdyYXRpb24SJi5taWdyYXRpb24udjEuRmluYWxpemVNaWdyYXRpb25SZXF1ZXN0GicubWlncmF0aW9uLnYxLkZpbmFsaXplTWlncmF0aW9uUmVzcG9uc2USYQoQR2V0Um91dGluZ1N0YXR1cxIlLm1pZ3JhdGlvbi52MS5HZXRSb3V0aW5nU3RhdHVzUmVxdWVzdBomLm1pZ3JhdGlvbi52MS5HZXRSb3V0aW5nU3RhdHVzUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
+  fileDesc("ChxtaWdyYXRpb24vdjEvbWlncmF0aW9uLnByb3RvEgxtaWdyYXRpb24udjEiKQoLRGF0YWJhc2VSZWYSCgoCaWQYASABKAkSDgoGcmVnaW9uGAIgASgJIn4KCUxhZ1BvbGljeRIVCg1tYXhfbGFnX2J5dGVzGAEgASgEEi8KDG1heF9sYWdfdGltZRgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIpCgZ3aW5kb3cYAyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24imAEKCUNkY1BvbGljeRIjCgRtb2RlGAEgASgOMhUubWlncmF0aW9uLnYxLkNkY01vZGUSMAoNZHJhaW5fdGltZW91dBgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhI0ChFwYXVzZV9hbGVydF9hZnRlchgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiKVAwoNTWlncmF0aW9uU3BlYxIVCg1kYXRhYmFzZV9uYW1lGAEgASgJEigKCHByb3ZpZGVyGAIgASgOMhYubWlncmF0aW9uLnYxLlByb3ZpZGVyEikKBnNvdXJjZRgDIAEoCzIZLm1pZ3JhdGlvbi52MS5EYXRhYmFzZVJlZhIpCgZ0YXJnZXQYBCABKAsyGS5taWdyYXRpb24udjEuRGF0YWJhc2VSZWYSLwoMY3V0b3Zlcl9tb2RlGAUgASgOMhkubWlncmF0aW9uLnYxLkN1dG92ZXJNb2RlEisKCmxhZ19wb2xpY3kYBiABKAsyFy5taWdyYXRpb24udjEuTGFnUG9saWN5EisKCmNkY19wb2xpY3kYByABKAsyFy5taWdyYXRpb24udjEuQ2RjUG9saWN5EjMKDmZhaWx1cmVfcG9saWN5GAggASgOMhsubWlncmF0aW9uLnYxLkZhaWx1cmVQb2xpY3kSLQoLc3RlcF9wb2xpY3kYCSABKAsyGC5taWdyYXRpb24udjEuU3RlcFBvbGljeSKfAgoKU3RlcFBvbGljeRIUCgxtYXhfYXR0ZW1wdHMYASABKA0SMgoPaW5pdGlhbF9iYWNrb2ZmGAIgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEi4KC21heF9iYWNrb2ZmGAMgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEkUKD3BoYXNlX2RlYWRsaW5lcxgEIAMoCzIsLm1pZ3JhdGlvbi52MS5TdGVwUG9saWN5LlBoYXNlRGVhZGxpbmVzRW50cnkaUAoTUGhhc2VEZWFkbGluZXNFbnRyeRILCgNrZXkYASABKAkSKAoFdmFsdWUYAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb246AjgBIpwBCg9QaGFzZVRyYW5zaXRpb24SIQoEZnJvbRgBIAEoDjITLm1pZ3JhdGlvbi52MS5QaGFzZRIfCgJ0bxgCIAEoDjITLm1pZ3JhdGlvbi52MS5QaGFzZRImCgJhdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDQoFYWN0b3IYBCABKAkSDgoGcmVhc29uGAUgASgJIrQBCgtDaGVja1Jlc3VsdBIMCgRuYW1lGAEgASgJEikKBnN0YXR1cxgCIAEoDjIZLm1pZ3JhdGlvbi52MS5DaGVja1N0YXR1cxIQCghtZWFzdXJlZBgDIAEoCRIRCgl0aHJlc2hvbGQYBCABKAkSDwoHbWVzc2FnZRgFIAEoCRIOCgZyZW1lZHkYBiABKAkSJgoCYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wItgBCg9DZGNTbG90UG9zaXRpb24SEQoJc2xvdF9uYW1lGAEgASgJEg4KBnBsdWdpbhgCIAEoCRIQCghkYXRhYmFzZRgDIAEoCRIbChNjb25maXJtZWRfZmx1c2hfbHNuGAQgASgJEhMKC3Jlc3RhcnRfbHNuGAUgASgJEg4KBmFjdGl2ZRgGIAEoCBIdChV0YXJnZXRfY29uc2lzdGVudF9sc24YByABKAkSLwoLcmVjb3JkZWRfYXQYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIqUBCgtQcm94eVN0YXR1cxIPCgdub2RlX2lkGAEgASgJEhEKCWNvbm5lY3RlZBgCIAEoCBIVCg1hY2tlZF92ZXJzaW9uGAMgASgJEhYKDm5hY2tlZF92ZXJzaW9uGAQgASgJEhQKDG5hY2tfbWVzc2FnZRgFIAEoCRItCglsYXN0X3NlZW4YBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIiYKCEVuZHBvaW50EgwKBGhvc3QYASABKAkSDAoEcG9ydBgCIAEoDSKNAQoNUm91dGluZ1N0YXR1cxIVCg1kYXRhYmFzZV9uYW1lGAEgASgJEigKCGVuZHBvaW50GAIgASgLMhYubWlncmF0aW9uLnYxLkVuZHBvaW50Eg8KB3ZlcnNpb24YAyABKAkSKgoHcHJveGllcxgEIAMoCzIZLm1pZ3JhdGlvbi52MS5Qcm94eVN0YXR1cyJ7Cg5NaWdyYXRpb25FcnJvchIMCgRjb2RlGAEgASgJEg8KB21lc3NhZ2UYAiABKAkSIgoFcGhhc2UYAyABKA4yEy5taWdyYXRpb24udjEuUGhhc2USJgoCYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIoUECglNaWdyYXRpb24SCgoCaWQYASABKAkSEgoKcmVxdWVzdF9pZBgCIAEoCRIpCgRzcGVjGAMgASgLMhsubWlncmF0aW9uLnYxLk1pZ3JhdGlvblNwZWMSIgoFcGhhc2UYBCABKA4yEy5taWdyYXRpb24udjEuUGhhc2USDgoGcGF1c2VkGAUgASgIEhgKEGN1dG92ZXJfYXBwcm92ZWQYBiABKAgSLgoHaGlzdG9yeRgHIAMoCzIdLm1pZ3JhdGlvbi52MS5QaGFzZVRyYW5zaXRpb24SKQoGY2hlY2tzGAggAygLMhkubWlncmF0aW9uLnYxLkNoZWNrUmVzdWx0EjAKCWNkY19zbG90cxgJIAMoCzIdLm1pZ3JhdGlvbi52MS5DZGNTbG90UG9zaXRpb24SLAoHcm91dGluZxgKIAEoCzIbLm1pZ3JhdGlvbi52MS5Sb3V0aW5nU3RhdHVzEjAKCmxhc3RfZXJyb3IYCyABKAsyHC5taWdyYXRpb24udjEuTWlncmF0aW9uRXJyb3ISLgoKY3JlYXRlZF9hdBgMIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKdXBkYXRlZF9hdBgNIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEgoKY3JlYXRlZF9ieRgOIAEoCSJXChZDcmVhdGVNaWdyYXRpb25SZXF1ZXN0EikKBHNwZWMYASABKAsyGy5taWdyYXRpb24udjEuTWlncmF0aW9uU3BlYxISCgpyZXF1ZXN0X2lkGAIgASgJIlYKF0NyZWF0ZU1pZ3JhdGlvblJlc3BvbnNlEioKCW1pZ3JhdGlvbhgBIAEoCzIXLm1pZ3JhdGlvbi52MS5NaWdyYXRpb24SDwoHY3JlYXRlZBgCIAEoCCIhChNHZXRNaWdyYXRpb25SZXF1ZXN0EgoKAmlkGAEgASgJIkIKFEdldE1pZ3JhdGlvblJlc3BvbnNlEioKCW1pZ3JhdGlvbhgBIAEoCzIXLm1pZ3JhdGlvbi52MS5NaWdyYXRpb24iegoVTGlzdE1pZ3JhdGlvbnNSZXF1ZXN0EiMKBnBoYXNlcxgBIAMoDjITLm1pZ3JhdGlvbi52MS5QaGFzZRIVCg1kYXRhYmFzZV9uYW1lGAIgASgJEhEKCXBhZ2Vfc2l6ZRgDIAEoDRISCgpwYWdlX3Rva2VuGAQgASgJIl4KFkxpc3RNaWdyYXRpb25zUmVzcG9uc2USKwoKbWlncmF0aW9ucxgBIAMoCzIXLm1pZ3JhdGlvbi52MS5NaWdyYXRpb24SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIjsKFVdhdGNoTWlncmF0aW9uUmVxdWVzdBIKCgJpZBgBIAEoCRIWCg5hZnRlcl9zZXF1ZW5jZRgCIAEoBCKSAgoOTWlncmF0aW9uRXZlbnQSEAoIc2VxdWVuY2UYASABKAQSFAoMbWlncmF0aW9uX2lkGAIgASgJEiUKBHR5cGUYAyABKA4yFy5taWdyYXRpb24udjEuRXZlbnRUeXBlEiYKAmF0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBINCgVhY3RvchgFIAEoCRIPCgdtZXNzYWdlGAYgASgJEjEKCnRyYW5zaXRpb24YByABKAsyHS5taWdyYXRpb24udjEuUGhhc2VUcmFuc2l0aW9uEigKBWNoZWNrGAggASgLMhkubWlncmF0aW9uLnYxLkNoZWNrUmVzdWx0EgwKBHN0ZXAYCSABKAkiaQoWV2F0Y2hNaWdyYXRpb25SZXNwb25zZRIrCgVldmVudBgBIAEoCzIcLm1pZ3JhdGlvbi52MS5NaWdyYXRpb25FdmVudBIiCgVwaGFzZRgCIAEoDjITLm1pZ3JhdGlvbi52MS5QaGFzZSJAChNSdW5QcmVmbGlnaHRSZXF1ZXN0EikKBHNwZWMYASABKAsyGy5taWdyYXRpb24udjEuTWlncmF0aW9uU3BlYyJRChRSdW5QcmVmbGlnaHRSZXNwb25zZRIpCgZjaGVja3MYASADKAsyGS5taWdyYXRpb24udjEuQ2hlY2tSZXN1bHQSDgoGcGFzc2VkGAIgASgIIjMKFUFwcHJvdmVDdXRvdmVyUmVxdWVzdBIKCgJpZBgBIAEoCRIOCgZyZWFzb24YAiABKAkiRAoWQXBwcm92ZUN1dG92ZXJSZXNwb25zZRIqCgltaWdyYXRpb24YASABKAsyFy5taWdyYXRpb24udjEuTWlncmF0aW9uIjMKFVBhdXNlTWlncmF0aW9uUmVxdWVzdBIKCgJpZBgBIAEoCRIOCgZyZWFzb24YAiABKAkiRAoWUGF1c2VNaWdyYXRpb25SZXNwb25zZRIqCgltaWdyYXRpb24YASABKAsyFy5taWdyYXRpb24udjEuTWlncmF0aW9uIjQKFlJlc3VtZU1pZ3JhdGlvblJlcXVlc3QSCgoCaWQYASABKAkSDgoGcmVhc29uGAIgASgJIkUKF1Jlc3VtZU1pZ3JhdGlvblJlc3BvbnNlEioKCW1pZ3JhdGlvbhgBIAEoCzIXLm1pZ3JhdGlvbi52MS5NaWdyYXRpb24iMwoVQWJvcnRNaWdyYXRpb25SZXF1ZXN0EgoKAmlkGAEgASgJEg4KBnJlYXNvbhgCIAEoCSJEChZBYm9ydE1pZ3JhdGlvblJlc3BvbnNlEioKCW1pZ3JhdGlvbhgBIAEoCzIXLm1pZ3JhdGlvbi52MS5NaWdyYXRpb24iNgoYUm9sbGJhY2tNaWdyYXRpb25SZXF1ZXN0EgoKAmlkGAEgASgJEg4KBnJlYXNvbhgCIAEoCSJHChlSb2xsYmFja01pZ3JhdGlvblJlc3BvbnNlEioKCW1pZ3JhdGlvbhgBIAEoCzIXLm1pZ3JhdGlvbi52MS5NaWdyYXRpb24iNgoYRmluYWxpemVNaWdyYXRpb25SZXF1ZXN0EgoKAmlkGAEgASgJEg4KBnJlYXNvbhgCIAEoCSJHChlGaW5hbGl6ZU1pZ3JhdGlvblJlc3BvbnNlEioKCW1pZ3JhdGlvbhgBIAEoCzIXLm1pZ3JhdGlvbi52MS5NaWdyYXRpb24iMAoXR2V0Um91dGluZ1N0YXR1c1JlcXVlc3QSFQoNZGF0YWJhc2VfbmFtZRgBIAEoCSJHChhHZXRSb3V0aW5nU3RhdHVzUmVzcG9uc2USKwoGc3RhdHVzGAEgASgLMhsubWlncmF0aW9uLnYxLlJvdXRpbmdTdGF0dXMqpgMKBVBoYXNlEhUKEVBIQVNFX1VOU1BFQ0lGSUVEEAASEQoNUEhBU0VfUEVORElORxABEhMKD1BIQVNFX1BSRUZMSUdIVBACEhYKElBIQVNFX1BST1ZJU0lPTklORxADEhUKEVBIQVNFX1JFUExJQ0FUSU5HEAQSGwoXUEhBU0VfUkVBRFlfRk9SX0NVVE9WRVIQBRIVChFQSEFTRV9DRENfUFJFUEFSRRAGEhMKD1BIQVNFX1FVSUVTQ0lORxAHEhQKEFBIQVNFX0ZJTkFMX1NZTkMQCBITCg9QSEFTRV9QUk9NT1RJTkcQCRIVChFQSEFTRV9DRENfUkVTVE9SRRAKEhEKDVBIQVNFX1JPVVRJTkcQCxITCg9QSEFTRV9WRVJJRllJTkcQDBITCg9QSEFTRV9DT01QTEVURUQQDRITCg9QSEFTRV9GSU5BTElaRUQQDhIWChJQSEFTRV9ST0xMSU5HX0JBQ0sQDxIVChFQSEFTRV9ST0xMRURfQkFDSxAQEhEKDVBIQVNFX0FCT1JURUQQERIQCgxQSEFTRV9GQUlMRUQQEipKCghQcm92aWRlchIYChRQUk9WSURFUl9VTlNQRUNJRklFRBAAEhIKDlBST1ZJREVSX0xPQ0FMEAESEAoMUFJPVklERVJfQVdTEAIqYAoLQ3V0b3Zlck1vZGUSHAoYQ1VUT1ZFUl9NT0RFX1VOU1BFQ0lGSUVEEAASFwoTQ1VUT1ZFUl9NT0RFX01BTlVBTBABEhoKFkNVVE9WRVJfTU9ERV9BVVRPTUFUSUMQAipRCgdDZGNNb2RlEhgKFENEQ19NT0RFX1VOU1BFQ0lGSUVEEAASFwoTQ0RDX01PREVfQ09PUkRJTkFURRABEhMKD0NEQ19NT0RFX0lHTk9SRRACKmUKDUZhaWx1cmVQb2xpY3kSHgoaRkFJTFVSRV9QT0xJQ1lfVU5TUEVDSUZJRUQQABIbChdGQUlMVVJFX1BPTElDWV9ST0xMQkFDSxABEhcKE0ZBSUxVUkVfUE9MSUNZX0hPTEQQAipwCgtDaGVja1N0YXR1cxIcChhDSEVDS19TVEFUVVNfVU5TUEVDSUZJRUQQABIVChFDSEVDS19TVEFUVVNfUEFTUxABEhUKEUNIRUNLX1NUQVRVU19XQVJOEAISFQoRQ0hFQ0tfU1RBVFVTX0ZBSUwQAyqmAgoJRXZlbnRUeXBlEhoKFkVWRU5UX1RZUEVfVU5TUEVDSUZJRUQQABIWChJFVkVOVF9UWVBFX0NSRUFURUQQARIcChhFVkVOVF9UWVBFX1BIQVNFX0NIQU5HRUQQAhIbChdFVkVOVF9UWVBFX0NIRUNLX1JFU1VMVBADEhsKF0VWRU5UX1RZUEVfU1RFUF9TVEFSVEVEEAQSHQoZRVZFTlRfVFlQRV9TVEVQX1NVQ0NFRURFRBAFEhoKFkVWRU5UX1RZUEVfU1RFUF9GQUlMRUQQBhIeChpFVkVOVF9UWVBFX09QRVJBVE9SX0FDVElPThAHEh4KGkVWRU5UX1RZUEVfUk9VVElOR19DSEFOR0VEEAgSEgoORVZFTlRfVFlQRV9DREMQCTKCCQoQTWlncmF0aW9uU2VydmljZRJeCg9DcmVhdGVNaWdyYXRpb24SJC5taWdyYXRpb24udjEuQ3JlYXRlTWlncmF0aW9uUmVxdWVzdBolLm1pZ3JhdGlvbi52MS5DcmVhdGVNaWdyYXRpb25SZXNwb25zZRJVCgxHZXRNaWdyYXRpb24SIS5taWdyYXRpb24udjEuR2V0TWlncmF0aW9uUmVxdWVzdBoiLm1pZ3JhdGlvbi52MS5HZXRNaWdyYXRpb25SZXNwb25zZRJbCg5MaXN0TWlncmF0aW9ucxIjLm1pZ3JhdGlvbi52MS5MaXN0TWlncmF0aW9uc1JlcXVlc3QaJC5taWdyYXRpb24udjEuTGlzdE1pZ3JhdGlvbnNSZXNwb25zZRJdCg5XYXRjaE1pZ3JhdGlvbhIjLm1pZ3JhdGlvbi52MS5XYXRjaE1pZ3JhdGlvblJlcXVlc3QaJC5taWdyYXRpb24udjEuV2F0Y2hNaWdyYXRpb25SZXNwb25zZTABElUKDFJ1blByZWZsaWdodBIhLm1pZ3JhdGlvbi52MS5SdW5QcmVmbGlnaHRSZXF1ZXN0GiIubWlncmF0aW9uLnYxLlJ1blByZWZsaWdodFJlc3BvbnNlElsKDkFwcHJvdmVDdXRvdmVyEiMubWlncmF0aW9uLnYxLkFwcHJvdmVDdXRvdmVyUmVxdWVzdBokLm1pZ3JhdGlvbi52MS5BcHByb3ZlQ3V0b3ZlclJlc3BvbnNlElsKDlBhdXNlTWlncmF0aW9uEiMubWlncmF0aW9uLnYxLlBhdXNlTWlncmF0aW9uUmVxdWVzdBokLm1pZ3JhdGlvbi52MS5QYXVzZU1pZ3JhdGlvblJlc3BvbnNlEl4KD1Jlc3VtZU1pZ3JhdGlvbhIkLm1pZ3JhdGlvbi52MS5SZXN1bWVNaWdyYXRpb25SZXF1ZXN0GiUubWlncmF0aW9uLnYxLlJlc3VtZU1pZ3JhdGlvblJlc3BvbnNlElsKDkFib3J0TWlncmF0aW9uEiMubWlncmF0aW9uLnYxLkFib3J0TWlncmF0aW9uUmVxdWVzdBokLm1pZ3JhdGlvbi52MS5BYm9ydE1pZ3JhdGlvblJlc3BvbnNlEmQKEVJvbGxiYWNrTWlncmF0aW9uEiYubWlncmF0aW9uLnYxLlJvbGxiYWNrTWlncmF0aW9uUmVxdWVzdBonLm1pZ3JhdGlvbi52MS5Sb2xsYmFja01pZ3JhdGlvblJlc3BvbnNlEmQKEUZpbmFsaXplTWlncmF0aW9uEiYubWlncmF0aW9uLnYxLkZpbmFsaXplTWlncmF0aW9uUmVxdWVzdBonLm1pZ3JhdGlvbi52MS5GaW5hbGl6ZU1pZ3JhdGlvblJlc3BvbnNlEmEKEEdldFJvdXRpbmdTdGF0dXMSJS5taWdyYXRpb24udjEuR2V0Um91dGluZ1N0YXR1c1JlcXVlc3QaJi5taWdyYXRpb24udjEuR2V0Um91dGluZ1N0YXR1c1Jlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
 
 /**
  * Points at a database instance of the chosen provider.
@@ -154,6 +154,11 @@ export type MigrationSpec = Message<"migration.v1.MigrationSpec"> & {
    * @generated from field: migration.v1.FailurePolicy failure_policy = 8;
    */
   failurePolicy: FailurePolicy;
+
+  /**
+   * @generated from field: migration.v1.StepPolicy step_policy = 9;
+   */
+  stepPolicy?: StepPolicy | undefined;
 };
 
 /**
@@ -162,6 +167,47 @@ export type MigrationSpec = Message<"migration.v1.MigrationSpec"> & {
  */
 export const MigrationSpecSchema: GenMessage<MigrationSpec> = /*@__PURE__*/
   messageDesc(file_migration_v1_migration, 3);
+
+/**
+ * How the engine retries a failing step and how long a phase may take.
+ *
+ * @generated from message migration.v1.StepPolicy
+ */
+export type StepPolicy = Message<"migration.v1.StepPolicy"> & {
+  /**
+   * Attempts per step before the failure policy applies (default 5).
+   *
+   * @generated from field: uint32 max_attempts = 1;
+   */
+  maxAttempts: number;
+
+  /**
+   * Backoff between attempts: doubles from initial to max (defaults 1s, 30s).
+   *
+   * @generated from field: google.protobuf.Duration initial_backoff = 2;
+   */
+  initialBackoff?: Duration | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Duration max_backoff = 3;
+   */
+  maxBackoff?: Duration | undefined;
+
+  /**
+   * Deadline per phase, keyed by phase name without prefix (e.g. "FINAL_SYNC": "60s").
+   * Phases not named use the service's defaults.
+   *
+   * @generated from field: map<string, google.protobuf.Duration> phase_deadlines = 4;
+   */
+  phaseDeadlines: { [key: string]: Duration };
+};
+
+/**
+ * Describes the message migration.v1.StepPolicy.
+ * Use `create(StepPolicySchema)` to create a new message.
+ */
+export const StepPolicySchema: GenMessage<StepPolicy> = /*@__PURE__*/
+  messageDesc(file_migration_v1_migration, 4);
 
 /**
  * @generated from message migration.v1.PhaseTransition
@@ -200,7 +246,7 @@ export type PhaseTransition = Message<"migration.v1.PhaseTransition"> & {
  * Use `create(PhaseTransitionSchema)` to create a new message.
  */
 export const PhaseTransitionSchema: GenMessage<PhaseTransition> = /*@__PURE__*/
-  messageDesc(file_migration_v1_migration, 4);
+  messageDesc(file_migration_v1_migration, 5);
 
 /**
  * @generated from message migration.v1.CheckResult
@@ -251,7 +297,7 @@ export type CheckResult = Message<"migration.v1.CheckResult"> & {
  * Use `create(CheckResultSchema)` to create a new message.
  */
 export const CheckResultSchema: GenMessage<CheckResult> = /*@__PURE__*/
-  messageDesc(file_migration_v1_migration, 5);
+  messageDesc(file_migration_v1_migration, 6);
 
 /**
  * @generated from message migration.v1.CdcSlotPosition
@@ -305,7 +351,7 @@ export type CdcSlotPosition = Message<"migration.v1.CdcSlotPosition"> & {
  * Use `create(CdcSlotPositionSchema)` to create a new message.
  */
 export const CdcSlotPositionSchema: GenMessage<CdcSlotPosition> = /*@__PURE__*/
-  messageDesc(file_migration_v1_migration, 6);
+  messageDesc(file_migration_v1_migration, 7);
 
 /**
  * @generated from message migration.v1.ProxyStatus
@@ -351,7 +397,7 @@ export type ProxyStatus = Message<"migration.v1.ProxyStatus"> & {
  * Use `create(ProxyStatusSchema)` to create a new message.
  */
 export const ProxyStatusSchema: GenMessage<ProxyStatus> = /*@__PURE__*/
-  messageDesc(file_migration_v1_migration, 7);
+  messageDesc(file_migration_v1_migration, 8);
 
 /**
  * @generated from message migration.v1.Endpoint
@@ -373,7 +419,7 @@ export type Endpoint = Message<"migration.v1.Endpoint"> & {
  * Use `create(EndpointSchema)` to create a new message.
  */
 export const EndpointSchema: GenMessage<Endpoint> = /*@__PURE__*/
-  messageDesc(file_migration_v1_migration, 8);
+  messageDesc(file_migration_v1_migration, 9);
 
 /**
  * @generated from message migration.v1.RoutingStatus
@@ -409,7 +455,7 @@ export type RoutingStatus = Message<"migration.v1.RoutingStatus"> & {
  * Use `create(RoutingStatusSchema)` to create a new message.
  */
 export const RoutingStatusSchema: GenMessage<RoutingStatus> = /*@__PURE__*/
-  messageDesc(file_migration_v1_migration, 9);
+  messageDesc(file_migration_v1_migration, 10);
 
 /**
  * @generated from message migration.v1.MigrationError
@@ -443,7 +489,7 @@ export type MigrationError = Message<"migration.v1.MigrationError"> & {
  * Use `create(MigrationErrorSchema)` to create a new message.
  */
 export const MigrationErrorSchema: GenMessage<MigrationError> = /*@__PURE__*/
-  messageDesc(file_migration_v1_migration, 10);
+  messageDesc(file_migration_v1_migration, 11);
 
 /**
  * @generated from message migration.v1.Migration
@@ -529,7 +575,7 @@ export type Migration = Message<"migration.v1.Migration"> & {
  * Use `create(MigrationSchema)` to create a new message.
  */
 export const MigrationSchema: GenMessage<Migration> = /*@__PURE__*/
-  messageDesc(file_migration_v1_migration, 11);
+  messageDesc(file_migration_v1_migration, 12);
 
 /**
  * @generated from message migration.v1.CreateMigrationRequest
@@ -554,7 +600,7 @@ export type CreateMigrationRequest = Message<"migration.v1.CreateMigrationReques
  * Use `create(CreateMigrationRequestSchema)` to create a new message.
  */
 export const CreateMigrationRequestSchema: GenMessage<CreateMigrationRequest> = /*@__PURE__*/
-  messageDesc(file_migration_v1_migration, 12);
+  messageDesc(file_migration_v1_migration, 13);
 
 /**
  * @generated from message migration.v1.CreateMigrationResponse
@@ -578,7 +624,7 @@ export type CreateMigrationResponse = Message<"migration.v1.CreateMigrationRespo
  * Use `create(CreateMigrationResponseSchema)` to create a new message.
  */
 export const CreateMigrationResponseSchema: GenMessage<CreateMigrationResponse> = /*@__PURE__*/
-  messageDesc(file_migration_v1_migration, 13);
+  messageDesc(file_migration_v1_migration, 14);
 
 /**
  * @generated from message migration.v1.GetMigrationRequest
@@ -595,7 +641,7 @@ export type GetMigrationRequest = Message<"migration.v1.GetMigrationRequest"> & 
  * Use `create(GetMigrationRequestSchema)` to create a new message.
  */
 export const GetMigrationRequestSchema: GenMessage<GetMigrationRequest> = /*@__PURE__*/
-  messageDesc(file_migration_v1_migration, 14);
+  messageDesc(file_migration_v1_migration, 15);
 
 /**
  * @generated from message migration.v1.GetMigrationResponse
@@ -612,7 +658,7 @@ export type GetMigrationResponse = Message<"migration.v1.GetMigrationResponse"> 
  * Use `create(GetMigrationResponseSchema)` to create a new message.
  */
 export const GetMigrationResponseSchema: GenMessage<GetMigrationResponse> = /*@__PURE__*/
-  messageDesc(file_migration_v1_migration, 15);
+  messageDesc(file_migration_v1_migration, 16);
 
 /**
  * @generated from message migration.v1.ListMigrationsRequest
@@ -652,7 +698,7 @@ export type ListMigrationsRequest = Message<"migration.v1.ListMigrationsRequest"
  * Use `create(ListMigrationsRequestSchema)` to create a new message.
  */
 export const ListMigrationsRequestSchema: GenMessage<ListMigrationsRequest> = /*@__PURE__*/
-  messageDesc(file_migration_v1_migration, 16);
+  messageDesc(file_migration_v1_migration, 17);
 
 /**
  * @generated from message migration.v1.ListMigrationsResponse
@@ -676,7 +722,7 @@ export type ListMigrationsResponse = Message<"migration.v1.ListMigrationsRespons
  * Use `create(ListMigrationsResponseSchema)` to create a new message.
  */
 export const ListMigrationsResponseSchema: GenMessage<ListMigrationsResponse> = /*@__PURE__*/
-  messageDesc(file_migration_v1_migration, 17);
+  messageDesc(file_migration_v1_migration, 18);
 
 /**
  * @generated from message migration.v1.WatchMigrationRequest
@@ -700,7 +746,7 @@ export type WatchMigrationRequest = Message<"migration.v1.WatchMigrationRequest"
  * Use `create(WatchMigrationRequestSchema)` to create a new message.
  */
 export const WatchMigrationRequestSchema: GenMessage<WatchMigrationRequest> = /*@__PURE__*/
-  messageDesc(file_migration_v1_migration, 18);
+  messageDesc(file_migration_v1_migration, 19);
 
 /**
  * @generated from message migration.v1.MigrationEvent
@@ -765,7 +811,7 @@ export type MigrationEvent = Message<"migration.v1.MigrationEvent"> & {
  * Use `create(MigrationEventSchema)` to create a new message.
  */
 export const MigrationEventSchema: GenMessage<MigrationEvent> = /*@__PURE__*/
-  messageDesc(file_migration_v1_migration, 19);
+  messageDesc(file_migration_v1_migration, 20);
 
 /**
  * @generated from message migration.v1.WatchMigrationResponse
@@ -789,7 +835,7 @@ export type WatchMigrationResponse = Message<"migration.v1.WatchMigrationRespons
  * Use `create(WatchMigrationResponseSchema)` to create a new message.
  */
 export const WatchMigrationResponseSchema: GenMessage<WatchMigrationResponse> = /*@__PURE__*/
-  messageDesc(file_migration_v1_migration, 20);
+  messageDesc(file_migration_v1_migration, 21);
 
 /**
  * @generated from message migration.v1.RunPreflightRequest
@@ -806,7 +852,7 @@ export type RunPreflightRequest = Message<"migration.v1.RunPreflightRequest"> & 
  * Use `create(RunPreflightRequestSchema)` to create a new message.
  */
 export const RunPreflightRequestSchema: GenMessage<RunPreflightRequest> = /*@__PURE__*/
-  messageDesc(file_migration_v1_migration, 21);
+  messageDesc(file_migration_v1_migration, 22);
 
 /**
  * @generated from message migration.v1.RunPreflightResponse
@@ -830,7 +876,7 @@ export type RunPreflightResponse = Message<"migration.v1.RunPreflightResponse"> 
  * Use `create(RunPreflightResponseSchema)` to create a new message.
  */
 export const RunPreflightResponseSchema: GenMessage<RunPreflightResponse> = /*@__PURE__*/
-  messageDesc(file_migration_v1_migration, 22);
+  messageDesc(file_migration_v1_migration, 23);
 
 /**
  * @generated from message migration.v1.ApproveCutoverRequest
@@ -852,7 +898,7 @@ export type ApproveCutoverRequest = Message<"migration.v1.ApproveCutoverRequest"
  * Use `create(ApproveCutoverRequestSchema)` to create a new message.
  */
 export const ApproveCutoverRequestSchema: GenMessage<ApproveCutoverRequest> = /*@__PURE__*/
-  messageDesc(file_migration_v1_migration, 23);
+  messageDesc(file_migration_v1_migration, 24);
 
 /**
  * @generated from message migration.v1.ApproveCutoverResponse
@@ -869,7 +915,7 @@ export type ApproveCutoverResponse = Message<"migration.v1.ApproveCutoverRespons
  * Use `create(ApproveCutoverResponseSchema)` to create a new message.
  */
 export const ApproveCutoverResponseSchema: GenMessage<ApproveCutoverResponse> = /*@__PURE__*/
-  messageDesc(file_migration_v1_migration, 24);
+  messageDesc(file_migration_v1_migration, 25);
 
 /**
  * @generated from message migration.v1.PauseMigrationRequest
@@ -891,7 +937,7 @@ export type PauseMigrationRequest = Message<"migration.v1.PauseMigrationRequest"
  * Use `create(PauseMigrationRequestSchema)` to create a new message.
  */
 export const PauseMigrationRequestSchema: GenMessage<PauseMigrationRequest> = /*@__PURE__*/
-  messageDesc(file_migration_v1_migration, 25);
+  messageDesc(file_migration_v1_migration, 26);
 
 /**
  * @generated from message migration.v1.PauseMigrationResponse
@@ -908,7 +954,7 @@ export type PauseMigrationResponse = Message<"migration.v1.PauseMigrationRespons
  * Use `create(PauseMigrationResponseSchema)` to create a new message.
  */
 export const PauseMigrationResponseSchema: GenMessage<PauseMigrationResponse> = /*@__PURE__*/
-  messageDesc(file_migration_v1_migration, 26);
+  messageDesc(file_migration_v1_migration, 27);
 
 /**
  * @generated from message migration.v1.ResumeMigrationRequest
@@ -930,7 +976,7 @@ export type ResumeMigrationRequest = Message<"migration.v1.ResumeMigrationReques
  * Use `create(ResumeMigrationRequestSchema)` to create a new message.
  */
 export const ResumeMigrationRequestSchema: GenMessage<ResumeMigrationRequest> = /*@__PURE__*/
-  messageDesc(file_migration_v1_migration, 27);
+  messageDesc(file_migration_v1_migration, 28);
 
 /**
  * @generated from message migration.v1.ResumeMigrationResponse
@@ -947,7 +993,7 @@ export type ResumeMigrationResponse = Message<"migration.v1.ResumeMigrationRespo
  * Use `create(ResumeMigrationResponseSchema)` to create a new message.
  */
 export const ResumeMigrationResponseSchema: GenMessage<ResumeMigrationResponse> = /*@__PURE__*/
-  messageDesc(file_migration_v1_migration, 28);
+  messageDesc(file_migration_v1_migration, 29);
 
 /**
  * @generated from message migration.v1.AbortMigrationRequest
@@ -969,7 +1015,7 @@ export type AbortMigrationRequest = Message<"migration.v1.AbortMigrationRequest"
  * Use `create(AbortMigrationRequestSchema)` to create a new message.
  */
 export const AbortMigrationRequestSchema: GenMessage<AbortMigrationRequest> = /*@__PURE__*/
-  messageDesc(file_migration_v1_migration, 29);
+  messageDesc(file_migration_v1_migration, 30);
 
 /**
  * @generated from message migration.v1.AbortMigrationResponse
@@ -986,7 +1032,7 @@ export type AbortMigrationResponse = Message<"migration.v1.AbortMigrationRespons
  * Use `create(AbortMigrationResponseSchema)` to create a new message.
  */
 export const AbortMigrationResponseSchema: GenMessage<AbortMigrationResponse> = /*@__PURE__*/
-  messageDesc(file_migration_v1_migration, 30);
+  messageDesc(file_migration_v1_migration, 31);
 
 /**
  * @generated from message migration.v1.RollbackMigrationRequest
@@ -1008,7 +1054,7 @@ export type RollbackMigrationRequest = Message<"migration.v1.RollbackMigrationRe
  * Use `create(RollbackMigrationRequestSchema)` to create a new message.
  */
 export const RollbackMigrationRequestSchema: GenMessage<RollbackMigrationRequest> = /*@__PURE__*/
-  messageDesc(file_migration_v1_migration, 31);
+  messageDesc(file_migration_v1_migration, 32);
 
 /**
  * @generated from message migration.v1.RollbackMigrationResponse
@@ -1025,7 +1071,7 @@ export type RollbackMigrationResponse = Message<"migration.v1.RollbackMigrationR
  * Use `create(RollbackMigrationResponseSchema)` to create a new message.
  */
 export const RollbackMigrationResponseSchema: GenMessage<RollbackMigrationResponse> = /*@__PURE__*/
-  messageDesc(file_migration_v1_migration, 32);
+  messageDesc(file_migration_v1_migration, 33);
 
 /**
  * @generated from message migration.v1.FinalizeMigrationRequest
@@ -1047,7 +1093,7 @@ export type FinalizeMigrationRequest = Message<"migration.v1.FinalizeMigrationRe
  * Use `create(FinalizeMigrationRequestSchema)` to create a new message.
  */
 export const FinalizeMigrationRequestSchema: GenMessage<FinalizeMigrationRequest> = /*@__PURE__*/
-  messageDesc(file_migration_v1_migration, 33);
+  messageDesc(file_migration_v1_migration, 34);
 
 /**
  * @generated from message migration.v1.FinalizeMigrationResponse
@@ -1064,7 +1110,7 @@ export type FinalizeMigrationResponse = Message<"migration.v1.FinalizeMigrationR
  * Use `create(FinalizeMigrationResponseSchema)` to create a new message.
  */
 export const FinalizeMigrationResponseSchema: GenMessage<FinalizeMigrationResponse> = /*@__PURE__*/
-  messageDesc(file_migration_v1_migration, 34);
+  messageDesc(file_migration_v1_migration, 35);
 
 /**
  * @generated from message migration.v1.GetRoutingStatusRequest
@@ -1081,7 +1127,7 @@ export type GetRoutingStatusRequest = Message<"migration.v1.GetRoutingStatusRequ
  * Use `create(GetRoutingStatusRequestSchema)` to create a new message.
  */
 export const GetRoutingStatusRequestSchema: GenMessage<GetRoutingStatusRequest> = /*@__PURE__*/
-  messageDesc(file_migration_v1_migration, 35);
+  messageDesc(file_migration_v1_migration, 36);
 
 /**
  * @generated from message migration.v1.GetRoutingStatusResponse
@@ -1098,7 +1144,7 @@ export type GetRoutingStatusResponse = Message<"migration.v1.GetRoutingStatusRes
  * Use `create(GetRoutingStatusResponseSchema)` to create a new message.
  */
 export const GetRoutingStatusResponseSchema: GenMessage<GetRoutingStatusResponse> = /*@__PURE__*/
-  messageDesc(file_migration_v1_migration, 36);
+  messageDesc(file_migration_v1_migration, 37);
 
 /**
  * @generated from enum migration.v1.Phase

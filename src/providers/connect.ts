@@ -1,5 +1,5 @@
 import pg from "pg";
-import { CredentialsRejectedError, InstanceUnreachableError } from "../errors.js";
+import { CredentialsRejectedError, InstanceUnreachableError } from "./errors.js";
 
 /** Opens a connection, turning connection failures into errors that name the instance and the fix. */
 export async function connectTo(instance: string, config: pg.ClientConfig): Promise<pg.Client> {

@@ -1,0 +1,277 @@
+import { Code, ConnectError } from "@connectrpc/connect";
+import { specFromJson, durationMs } from "../api/spec.js";
+import { isTerminal, type PhaseName } from "../domain/phases.js";
+import { DeadlineExceededError, FailedPreconditionError, LeaseLostError } from "../errors.js";
+import { FailurePolicy, Provider as ProviderKind, type MigrationSpec } from "../gen/migration/v1/migration_pb.js";
+import type { InstanceRef, Provider } from "../providers/provider.js";
+import type { Router } from "../routing/router.js";
+import type { MigrationRepo, MigrationRow } from "../store/migration-repo.js";
+import type { MigrationStateJson } from "../store/schema.js";
+import type { Logger } from "../telemetry/log.js";
+import { mergeChecks } from "../checks/check.js";
+import type { Lease, Leases } from "./lease.js";
+import { DEFAULT_DEADLINES, STEPS, type Outcome, type StepEnv } from "./steps.js";
+import { BEFORE_PROMOTION, BEFORE_QUIESCING, FORWARD } from "./transitions.js";
+
+export interface EngineDeps {
+  repo: MigrationRepo;
+  leases: Leases;
+  providers: (kind: ProviderKind) => Provider;
+  router: Router;
+  log: Logger;
+  /** How often to look for migrations nobody drives. */
+  tickMs?: number;
+}
+
+const ENGINE = "engine";
+/** Codes that no retry can fix: the failure policy applies at once. */
+const PERMANENT = new Set([Code.InvalidArgument, Code.NotFound, Code.FailedPrecondition, Code.PermissionDenied, Code.Unimplemented]);
+const FENCED_PHASES: readonly PhaseName[] = ["CDC_PREPARE", "QUIESCING", "FINAL_SYNC"];
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const t = setTimeout(done, ms);
+    function done() {
+      clearTimeout(t);
+      signal.removeEventListener("abort", done);
+      resolve();
+    }
+    signal.addEventListener("abort", done);
+  });
+}
+
+function errorInfo(e: unknown): { code: string; message: string; permanent: boolean } {
+  const ce = ConnectError.from(e);
+  return { code: Code[ce.code] ?? "Unknown", message: ce.rawMessage, permanent: PERMANENT.has(ce.code) };
+}
+
+/**
+ * Drives migrations. Each replica of the service runs one; a migration is
+ * driven by the replica that holds its lease, one step at a time, every
+ * transition written under that lease.
+ */
+export class Engine {
+  private readonly driving = new Map<string, Promise<void>>();
+  private readonly attempts = new Map<string, number>();
+  private readonly stopping = new AbortController();
+  private timer: NodeJS.Timeout | undefined;
+  private ticking = false;
+
+  constructor(private readonly deps: EngineDeps) {}
+
+  start(): void {
+    const tick = () => {
+      if (this.ticking || this.stopping.signal.aborted) return;
+      this.ticking = true;
+      this.tick()
+        .catch((e: unknown) => this.deps.log.warn("engine tick failed", { error: String(e) }))
+        .finally(() => (this.ticking = false));
+    };
+    this.timer = setInterval(tick, this.deps.tickMs ?? 500);
+    tick();
+  }
+
+  /** Stops driving; leases are released so another replica takes over at once. */
+  async stop(): Promise<void> {
+    this.stopping.abort();
+    if (this.timer) clearInterval(this.timer);
+    await Promise.allSettled([...this.driving.values()]);
+  }
+
+  /** Ids this replica drives right now (for tests and status). */
+  drivenIds(): string[] {
+    return [...this.driving.keys()];
+  }
+
+  private async tick(): Promise<void> {
+    for (const id of await this.deps.repo.activeIds()) {
+      if (this.driving.has(id) || this.stopping.signal.aborted) continue;
+      const lease = await this.deps.leases.acquire(`migration:${id}`);
+      if (!lease) continue;
+      this.driving.set(
+        id,
+        this.drive(id, lease).finally(() => this.driving.delete(id)),
+      );
+    }
+  }
+
+  private async drive(id: string, lease: Lease): Promise<void> {
+    const log = this.deps.log.child({ migration: id, token: lease.token });
+    const lost = new AbortController();
+    const signal = AbortSignal.any([lost.signal, this.stopping.signal]);
+    const renew = setInterval(() => {
+      this.deps.leases.renew(lease).then(
+        (ok) => {
+          if (!ok) lost.abort();
+        },
+        () => lost.abort(),
+      );
+    }, Math.max(100, this.deps.leases.ttlMs / 3));
+    log.info("driving");
+    try {
+      while (!signal.aborted) {
+        const next = await this.advance(id, lease, signal, log);
+        if (next === "done") break;
+        await sleep(next, signal);
+      }
+    } catch (e) {
+      if (e instanceof LeaseLostError) log.warn("lease lost; another replica drives this migration now", { error: e.rawMessage });
+      else log.error("driver failed", { error: String(e) });
+    } finally {
+      clearInterval(renew);
+      if (!lost.signal.aborted) await this.deps.leases.release(lease).catch(() => {});
+    }
+  }
+
+  /** One decision: act on an operator's request, or run the phase's step. Returns "done" or ms to wait. */
+  private async advance(id: string, lease: Lease, signal: AbortSignal, log: Logger): Promise<"done" | number> {
+    const { repo } = this.deps;
+    const row = await repo.get(id);
+    if (isTerminal(row.phase)) return "done";
+    const spec = specFromJson(row.spec);
+    const provider = this.deps.providers(spec.provider);
+    const source: InstanceRef = { id: spec.source!.id, region: spec.source!.region || undefined };
+    const target: InstanceRef = { id: spec.target!.id, region: spec.target!.region || undefined };
+    const state: MigrationStateJson = structuredClone(row.state);
+    const move = (to: PhaseName, reason: string, extra: { clearRequest?: boolean; paused?: boolean } = {}) =>
+      repo.transition(lease, id, row.phase, to, ENGINE, reason, { state: { ...state, phaseEnteredAt: new Date().toISOString() }, ...extra });
+
+    // Operator requests come first: they are why a long step yields.
+    if (row.requested_action === "abort" && BEFORE_QUIESCING.includes(row.phase)) {
+      await repo.record(lease, id, { type: "STEP_STARTED", actor: ENGINE, message: "abort: removing the target", payload: { step: "abort" } });
+      await provider.deleteReplica(source, target);
+      await move("ABORTED", `aborted; ${target.id} removed, ${source.id} left as it was`, { clearRequest: true });
+      return "done";
+    }
+    if (row.requested_action === "rollback" && row.phase !== "ROLLING_BACK") {
+      state.rollbackFrom = row.phase;
+      await move("ROLLING_BACK", `rollback requested in ${row.phase}`);
+      return 0;
+    }
+    if (row.requested_action === "finalize" && row.phase === "COMPLETED") {
+      await repo.record(lease, id, { type: "STEP_STARTED", actor: ENGINE, message: `finalize: retiring ${source.id}`, payload: { step: "finalize" } });
+      await provider.retire(source);
+      await move("FINALIZED", `${source.id} retired; the rollback window is closed`, { clearRequest: true });
+      return "done";
+    }
+    if (row.paused && row.phase !== "ROLLING_BACK") return 500;
+    if (row.phase === "COMPLETED") return 500;
+
+    const step = row.phase === "ROLLING_BACK" ? this.rollbackStep(row, state) : STEPS[row.phase];
+    if (!step) throw new FailedPreconditionError(`no step for phase ${row.phase}`);
+    const deadline = this.deadlineMs(spec, row.phase);
+    const entered = state.phaseEnteredAt ? Date.parse(state.phaseEnteredAt) : row.updated_at.getTime();
+    const remainingMs = deadline === undefined ? 24 * 3600_000 : entered + deadline - Date.now();
+    const attemptKey = `${id}:${row.phase}`;
+    const env: StepEnv = {
+      row, spec, provider, router: this.deps.router, source, target, signal, remainingMs, state,
+      report: async (result) => {
+        state.checks = mergeChecks(state.checks ?? [], [result]);
+        await repo.record(lease, id, { type: "CHECK_RESULT", actor: ENGINE, message: result.message, payload: { check: result } }, state);
+      },
+      interrupted: async () => {
+        const now = await repo.get(id);
+        return now.paused || now.requested_action !== null;
+      },
+    };
+    let outcome: Outcome;
+    try {
+      if (remainingMs <= 0) throw new DeadlineExceededError(`phase ${row.phase} ran past its deadline of ${deadline} ms`);
+      outcome = await step(env);
+    } catch (e) {
+      if (e instanceof LeaseLostError || signal.aborted) throw e instanceof LeaseLostError ? e : new LeaseLostError("stopped");
+      return this.onFailure(row, spec, lease, state, e, attemptKey, provider, source, target, log);
+    }
+    if ("waitMs" in outcome) return outcome.waitMs;
+    this.attempts.delete(attemptKey);
+    if (signal.aborted) return "done";
+    await move(outcome.to, outcome.reason, outcome.to === "ROLLED_BACK" ? { clearRequest: true } : {});
+    log.info("phase", { from: row.phase, to: outcome.to, reason: outcome.reason });
+    return 0;
+  }
+
+  private deadlineMs(spec: MigrationSpec, phase: PhaseName): number | undefined {
+    const custom = spec.stepPolicy?.phaseDeadlines[phase];
+    return custom ? durationMs(custom) : DEFAULT_DEADLINES[phase];
+  }
+
+  /**
+   * Retries with backoff; when attempts run out (or the error is one no retry
+   * fixes), the failure policy: before promotion the source is unfenced and
+   * the migration returns to a safe phase; from promotion on it rolls back,
+   * unless the policy says to hold.
+   */
+  private async onFailure(
+    row: MigrationRow, spec: MigrationSpec, lease: Lease, state: MigrationStateJson, e: unknown, attemptKey: string,
+    provider: Provider, source: InstanceRef, target: InstanceRef, log: Logger,
+  ): Promise<"done" | number> {
+    const { repo } = this.deps;
+    const info = errorInfo(e);
+    const attempt = (this.attempts.get(attemptKey) ?? 0) + 1;
+    this.attempts.set(attemptKey, attempt);
+    const max = spec.stepPolicy?.maxAttempts || 5;
+    state.lastError = { code: info.code, message: info.message, phase: row.phase, at: new Date().toISOString() };
+    await repo.record(lease, row.id, {
+      type: "STEP_FAILED",
+      actor: ENGINE,
+      message: `${row.phase} attempt ${attempt}: ${info.message}`,
+      payload: { step: row.phase, code: info.code, attempt },
+    }, state);
+    log.warn("step failed", { phase: row.phase, attempt, error: info.message });
+    // Getting traffic back to the source is never given up on.
+    if (row.phase === "ROLLING_BACK" || (!info.permanent && attempt < max)) {
+      const initial = durationMs(spec.stepPolicy?.initialBackoff) ?? 1000;
+      const cap = durationMs(spec.stepPolicy?.maxBackoff) ?? 30_000;
+      return Math.min(cap, initial * 2 ** (attempt - 1));
+    }
+    this.attempts.delete(attemptKey);
+    const moveTo = (to: PhaseName, reason: string, extra: { paused?: boolean } = {}) =>
+      repo.transition(lease, row.id, row.phase, to, ENGINE, reason, { state: { ...state, phaseEnteredAt: new Date().toISOString() }, ...extra });
+    if (FENCED_PHASES.includes(row.phase)) {
+      await provider.unfence(source);
+      delete state.finalLsn;
+      await moveTo("REPLICATING", `${row.phase} failed (${info.message}); ${source.id} unfenced, replicating again`);
+      return 0;
+    }
+    if (BEFORE_PROMOTION.includes(row.phase)) {
+      // Nothing was fenced or promoted: remove what we created so no slot keeps WAL on the source.
+      await provider.deleteReplica(source, target).catch(() => {});
+      await moveTo("FAILED", `${row.phase} failed: ${info.message}`);
+      return "done";
+    }
+    if (spec.failurePolicy === FailurePolicy.HOLD) {
+      await repo.record(lease, row.id, { type: "OPERATOR_ACTION", actor: ENGINE, message: `holding in ${row.phase} for an operator (failure policy HOLD): ${info.message}` }, state, { paused: true });
+      return 500;
+    }
+    state.rollbackFrom = row.phase;
+    await moveTo("ROLLING_BACK", `${row.phase} failed (${info.message}); rolling back per the failure policy`);
+    return 0;
+  }
+
+  /**
+   * Sends everything back to the source. Before promotion the target is just
+   * removed; after it, traffic is routed back and the source unfenced, and the
+   * promoted target is kept for inspection.
+   */
+  private rollbackStep(row: MigrationRow, state: MigrationStateJson) {
+    const from = state.rollbackFrom ?? "PENDING";
+    const promoted = FORWARD.indexOf(from) >= FORWARD.indexOf("PROMOTING");
+    return async (env: StepEnv): Promise<Outcome> => {
+      const sourceEp = await env.provider.endpoint(env.source);
+      const current = await env.router.current(env.spec.databaseName);
+      if (current && (current.endpoint.host !== sourceEp.host || current.endpoint.port !== sourceEp.port)) {
+        await env.router.route(env.spec.databaseName, sourceEp, 120_000);
+      }
+      await env.provider.unfence(env.source);
+      if (!promoted) await env.provider.deleteReplica(env.source, env.target);
+      void row;
+      return {
+        to: "ROLLED_BACK",
+        reason: promoted
+          ? `traffic routed back to ${env.source.id}, which is unfenced; ${env.target.id} kept for inspection`
+          : `${env.source.id} unfenced and ${env.target.id} removed`,
+      };
+    };
+  }
+}
