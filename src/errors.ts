@@ -12,6 +12,15 @@ export class PgshiftError extends ConnectError {
     this.kind = new.target.name;
   }
   readonly kind: string;
+
+  /**
+   * ConnectError matches any error named "ConnectError" on instanceof, and
+   * subclasses inherit that: without this, every PgshiftError would pass for
+   * every subclass. Our classes use the prototype chain, as usual.
+   */
+  static override [Symbol.hasInstance](v: unknown): boolean {
+    return Function.prototype[Symbol.hasInstance].call(this, v);
+  }
 }
 
 export class InvalidArgumentError extends PgshiftError {

@@ -9,6 +9,7 @@ import type { MigrationRepo, MigrationRow } from "../store/migration-repo.js";
 import type { MigrationStateJson } from "../store/schema.js";
 import type { Logger } from "../telemetry/log.js";
 import { mergeChecks } from "../checks/check.js";
+import { sleep } from "./sleep.js";
 import type { Lease, Leases } from "./lease.js";
 import { DEFAULT_DEADLINES, STEPS, type Outcome, type StepEnv } from "./steps.js";
 import { BEFORE_PROMOTION, BEFORE_QUIESCING, FORWARD } from "./transitions.js";
@@ -28,18 +29,6 @@ const ENGINE = "engine";
 const PERMANENT = new Set([Code.InvalidArgument, Code.NotFound, Code.FailedPrecondition, Code.PermissionDenied, Code.Unimplemented]);
 const FENCED_PHASES: readonly PhaseName[] = ["CDC_PREPARE", "QUIESCING", "FINAL_SYNC"];
 
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const t = setTimeout(done, ms);
-    function done() {
-      clearTimeout(t);
-      signal.removeEventListener("abort", done);
-      resolve();
-    }
-    signal.addEventListener("abort", done);
-  });
-}
 
 function errorInfo(e: unknown): { code: string; message: string; permanent: boolean } {
   const ce = ConnectError.from(e);
@@ -138,22 +127,18 @@ export class Engine {
       repo.transition(lease, id, row.phase, to, ENGINE, reason, { state: { ...state, phaseEnteredAt: new Date().toISOString() }, ...extra });
 
     // Operator requests come first: they are why a long step yields.
-    if (row.requested_action === "abort" && BEFORE_QUIESCING.includes(row.phase)) {
-      await repo.record(lease, id, { type: "STEP_STARTED", actor: ENGINE, message: "abort: removing the target", payload: { step: "abort" } });
-      await provider.deleteReplica(source, target);
-      await move("ABORTED", `aborted; ${target.id} removed, ${source.id} left as it was`, { clearRequest: true });
-      return "done";
-    }
-    if (row.requested_action === "rollback" && row.phase !== "ROLLING_BACK") {
-      state.rollbackFrom = row.phase;
-      await move("ROLLING_BACK", `rollback requested in ${row.phase}`);
-      return 0;
-    }
-    if (row.requested_action === "finalize" && row.phase === "COMPLETED") {
-      await repo.record(lease, id, { type: "STEP_STARTED", actor: ENGINE, message: `finalize: retiring ${source.id}`, payload: { step: "finalize" } });
-      await provider.retire(source);
-      await move("FINALIZED", `${source.id} retired; the rollback window is closed`, { clearRequest: true });
-      return "done";
+    const action = this.operatorAction(row, state, provider, source, target);
+    if (action) {
+      const attemptKey = `${id}:${row.requested_action}`;
+      try {
+        const outcome = await action();
+        this.attempts.delete(attemptKey);
+        await move(outcome.to, outcome.reason, { clearRequest: outcome.to !== "ROLLING_BACK" });
+        return isTerminal(outcome.to) ? "done" : 0;
+      } catch (e) {
+        if (e instanceof LeaseLostError || signal.aborted) throw e instanceof LeaseLostError ? e : new LeaseLostError("stopped");
+        return this.retryLater(row, spec, lease, state, e, attemptKey, log);
+      }
     }
     if (row.paused && row.phase !== "ROLLING_BACK") return 500;
     if (row.phase === "COMPLETED") return 500;
@@ -191,6 +176,47 @@ export class Engine {
     return 0;
   }
 
+  /** The work an operator's pending request calls for in this phase, if any. */
+  private operatorAction(row: MigrationRow, state: MigrationStateJson, provider: Provider, source: InstanceRef, target: InstanceRef): (() => Promise<{ to: PhaseName; reason: string }>) | undefined {
+    if (row.requested_action === "abort" && BEFORE_QUIESCING.includes(row.phase)) {
+      return async () => {
+        await provider.deleteReplica(source, target);
+        return { to: "ABORTED", reason: `aborted; ${target.id} removed, ${source.id} left as it was` };
+      };
+    }
+    if (row.requested_action === "rollback" && row.phase !== "ROLLING_BACK") {
+      return async () => {
+        state.rollbackFrom = row.phase;
+        return { to: "ROLLING_BACK", reason: `rollback requested in ${row.phase}` };
+      };
+    }
+    if (row.requested_action === "finalize" && row.phase === "COMPLETED") {
+      return async () => {
+        await provider.retire(source);
+        return { to: "FINALIZED", reason: `${source.id} retired; the rollback window is closed` };
+      };
+    }
+    return undefined;
+  }
+
+  /** Logs a failed attempt and returns the backoff before the next one. */
+  private async retryLater(row: MigrationRow, spec: MigrationSpec, lease: Lease, state: MigrationStateJson, e: unknown, attemptKey: string, log: Logger): Promise<number> {
+    const info = errorInfo(e);
+    const attempt = (this.attempts.get(attemptKey) ?? 0) + 1;
+    this.attempts.set(attemptKey, attempt);
+    state.lastError = { code: info.code, message: info.message, phase: row.phase, at: new Date().toISOString() };
+    await this.deps.repo.record(lease, row.id, {
+      type: "STEP_FAILED",
+      actor: ENGINE,
+      message: `${attemptKey.split(":")[1]} attempt ${attempt}: ${info.message}`,
+      payload: { step: attemptKey.split(":")[1], code: info.code, attempt },
+    }, state);
+    log.warn("step failed", { step: attemptKey, attempt, error: info.message });
+    const initial = durationMs(spec.stepPolicy?.initialBackoff) ?? 1000;
+    const cap = durationMs(spec.stepPolicy?.maxBackoff) ?? 30_000;
+    return Math.min(cap, initial * 2 ** (attempt - 1));
+  }
+
   private deadlineMs(spec: MigrationSpec, phase: PhaseName): number | undefined {
     const custom = spec.stepPolicy?.phaseDeadlines[phase];
     return custom ? durationMs(custom) : DEFAULT_DEADLINES[phase];
@@ -208,23 +234,11 @@ export class Engine {
   ): Promise<"done" | number> {
     const { repo } = this.deps;
     const info = errorInfo(e);
-    const attempt = (this.attempts.get(attemptKey) ?? 0) + 1;
-    this.attempts.set(attemptKey, attempt);
+    const backoff = await this.retryLater(row, spec, lease, state, e, attemptKey, log);
+    const attempt = this.attempts.get(attemptKey) ?? 1;
     const max = spec.stepPolicy?.maxAttempts || 5;
-    state.lastError = { code: info.code, message: info.message, phase: row.phase, at: new Date().toISOString() };
-    await repo.record(lease, row.id, {
-      type: "STEP_FAILED",
-      actor: ENGINE,
-      message: `${row.phase} attempt ${attempt}: ${info.message}`,
-      payload: { step: row.phase, code: info.code, attempt },
-    }, state);
-    log.warn("step failed", { phase: row.phase, attempt, error: info.message });
     // Getting traffic back to the source is never given up on.
-    if (row.phase === "ROLLING_BACK" || (!info.permanent && attempt < max)) {
-      const initial = durationMs(spec.stepPolicy?.initialBackoff) ?? 1000;
-      const cap = durationMs(spec.stepPolicy?.maxBackoff) ?? 30_000;
-      return Math.min(cap, initial * 2 ** (attempt - 1));
-    }
+    if (row.phase === "ROLLING_BACK" || (!info.permanent && attempt < max)) return backoff;
     this.attempts.delete(attemptKey);
     const moveTo = (to: PhaseName, reason: string, extra: { paused?: boolean } = {}) =>
       repo.transition(lease, row.id, row.phase, to, ENGINE, reason, { state: { ...state, phaseEnteredAt: new Date().toISOString() }, ...extra });

@@ -1,6 +1,7 @@
 import type { MigrationSpec } from "../gen/migration/v1/migration_pb.js";
 import { CutoverMode } from "../gen/migration/v1/migration_pb.js";
 import type { PhaseName } from "../domain/phases.js";
+import { sleep } from "./sleep.js";
 import { check, failed, formatBytes, mergeChecks, type CheckResult } from "../checks/check.js";
 import { preflightChecks } from "../checks/preflight.js";
 import { FailedPreconditionError } from "../errors.js";
@@ -36,17 +37,6 @@ export type Outcome = { to: PhaseName; reason: string } | { waitMs: number };
 
 export type Step = (env: StepEnv) => Promise<Outcome>;
 
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const t = setTimeout(done, ms);
-    function done() {
-      clearTimeout(t);
-      signal.removeEventListener("abort", done);
-      resolve();
-    }
-    signal.addEventListener("abort", done);
-  });
-}
 
 const preflight: Step = async (env) => {
   const desc = await env.provider.describe(env.source);

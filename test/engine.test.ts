@@ -1,0 +1,116 @@
+import { join } from "node:path";
+import pg from "pg";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { LocalProvider, replicaSlotName } from "../src/providers/local/local-provider.js";
+import { createSampleSource } from "../src/providers/local/sample.js";
+import { WriteLoad } from "../src/workload/write-load.js";
+import { migrationClient, unary, unaryError, grpc, type AnyClient } from "./helpers/grpc-clients.js";
+import { getMigration, localSpec, waitForPhase } from "./helpers/migrations.js";
+import { startServiceProcess, tempDir, type ServiceProcess } from "./helpers/service-process.js";
+
+describe("the engine drives migrations on the local provider, through the real service", () => {
+  const tmp = tempDir("engine");
+  const provider = new LocalProvider(join(tmp.dir, "local"));
+  let svc: ServiceProcess;
+  let client: AnyClient;
+
+  beforeAll(async () => {
+    svc = await startServiceProcess(["--data-dir", tmp.dir, "--lease-ms", "3000"], { PGSHIFT_LOG_LEVEL: process.env.DEBUG_SERVICE ? "debug" : "warn" });
+    client = migrationClient(svc.address);
+  });
+
+  afterAll(async () => {
+    if (process.env.DEBUG_SERVICE) console.log(svc?.stderr());
+    client?.close();
+    if (svc) await svc.stop();
+    for (const name of provider.list()) await provider.cluster({ id: name }).destroy().catch(() => {});
+    tmp.remove();
+  });
+
+  it("runs an automatic migration to COMPLETED under a write load, every committed row on the target, then finalizes", async () => {
+    const { app } = await createSampleSource(provider, "auto-src", { rows: 2000 });
+    const load = new WriteLoad({ ...(await provider.endpoint({ id: "auto-src" })), ...app, ratePerSec: 200 });
+    load.start();
+    const m = (await unary(client, "CreateMigration", { spec: localSpec("auto-db", "auto-src", "auto-tgt", { cutover_mode: "CUTOVER_MODE_AUTOMATIC" }) })).migration;
+    const { phase, events } = await waitForPhase(client, m.id, ["PHASE_COMPLETED", "PHASE_FAILED", "PHASE_ROLLED_BACK"]);
+    await load.stop();
+    expect(phase, events.map((e) => e.message).join(" | ")).toBe("PHASE_COMPLETED");
+    const path = events.filter((e) => e.type === "EVENT_TYPE_PHASE_CHANGED").map((e) => e.transition.to.replace("PHASE_", ""));
+    expect(path).toEqual(["PREFLIGHT", "PROVISIONING", "REPLICATING", "READY_FOR_CUTOVER", "CDC_PREPARE", "QUIESCING", "FINAL_SYNC", "PROMOTING", "CDC_RESTORE", "ROUTING", "VERIFYING", "COMPLETED"]);
+    const got = await getMigration(client, m.id);
+    expect(got.checks.find((c: any) => c.name === "replication.lag_window").status).toBe("CHECK_STATUS_PASS");
+    expect(got.checks.find((c: any) => c.name === "slots.inactive_logical").status).toBe("CHECK_STATUS_PASS");
+    expect(got.history.map((h: any) => h.to)).toContain("PHASE_COMPLETED");
+
+    // Every id the application saw committed is on the promoted target.
+    const ids = new Set((await provider.cluster({ id: "auto-tgt" }).query<{ id: string }>("select id::text from items", [], "app")).map((r) => r.id));
+    expect(load.committed.length).toBeGreaterThan(100);
+    expect(load.committed.filter((id) => !ids.has(id.toString()))).toEqual([]);
+    expect(await provider.isFenced({ id: "auto-src" })).toBe(true);
+    expect((await provider.describe({ id: "auto-src" })).slots.map((s) => s.name)).not.toContain(replicaSlotName("auto-tgt"));
+
+    const fin = await unary(client, "FinalizeMigration", { id: m.id });
+    expect(fin.migration.phase).toBe("PHASE_COMPLETED");
+    expect((await waitForPhase(client, m.id, ["PHASE_FINALIZED"])).phase).toBe("PHASE_FINALIZED");
+    expect(await provider.cluster({ id: "auto-src" }).isRunning()).toBe(false);
+    // The source is free for a new migration once this one is final; retired, it fails preflight, saying why.
+    const again = await unary(client, "CreateMigration", { spec: localSpec("auto-db", "auto-src", "auto-tgt-2"), request_id: "after-final" });
+    expect(again.created).toBe(true);
+    expect((await waitForPhase(client, again.migration.id, ["PHASE_FAILED", "PHASE_PROVISIONING"])).phase).toBe("PHASE_FAILED");
+    expect((await getMigration(client, again.migration.id)).last_error.message).toMatch(/cannot connect to auto-src/);
+  });
+
+  it("waits for approval in manual mode, and rolls back after cutover: traffic and the source are back as they were", async () => {
+    const { app } = await createSampleSource(provider, "man-src", { rows: 500 });
+    const m = (await unary(client, "CreateMigration", { spec: localSpec("man-db", "man-src", "man-tgt") })).migration;
+    await waitForPhase(client, m.id, ["PHASE_READY_FOR_CUTOVER"]);
+    await new Promise((r) => setTimeout(r, 1500));
+    expect((await getMigration(client, m.id)).phase).toBe("PHASE_READY_FOR_CUTOVER");
+    await unary(client, "ApproveCutover", { id: m.id, reason: "window approved" });
+    expect((await waitForPhase(client, m.id, ["PHASE_COMPLETED", "PHASE_FAILED"])).phase).toBe("PHASE_COMPLETED");
+    await unary(client, "RollbackMigration", { id: m.id, reason: "drill" });
+    const { phase, events } = await waitForPhase(client, m.id, ["PHASE_ROLLED_BACK", "PHASE_FAILED"]);
+    expect(phase).toBe("PHASE_ROLLED_BACK");
+    expect(events.some((e) => e.transition?.to === "PHASE_ROLLING_BACK")).toBe(true);
+    expect(await provider.isFenced({ id: "man-src" })).toBe(false);
+    const c = new pg.Client({ ...(await provider.endpoint({ id: "man-src" })), ...app });
+    await c.connect();
+    expect((await c.query("insert into items (payload) values ('after rollback') returning id")).rowCount).toBe(1);
+    await c.end();
+  });
+
+  it("aborts while replicating: the target and its slot are removed, the source untouched", async () => {
+    await createSampleSource(provider, "ab-src", { rows: 100 });
+    const m = (await unary(client, "CreateMigration", { spec: localSpec("ab-db", "ab-src", "ab-tgt", { lag_policy: { window: { seconds: 600 } } }) })).migration;
+    await waitForPhase(client, m.id, ["PHASE_REPLICATING"]);
+    await unary(client, "AbortMigration", { id: m.id, reason: "not today" });
+    expect((await waitForPhase(client, m.id, ["PHASE_ABORTED"])).phase).toBe("PHASE_ABORTED");
+    expect(provider.list()).not.toContain("ab-tgt");
+    expect((await provider.describe({ id: "ab-src" })).slots).toEqual([]);
+    expect(await provider.isFenced({ id: "ab-src" })).toBe(false);
+  });
+
+  it("fails preflight on a stale inactive logical slot, naming it and its size, and creates nothing", async () => {
+    const src = await createSampleSource(provider, "slot-src", { rows: 100 });
+    await src.cluster.query("select pg_create_logical_replication_slot('forgotten_cdc', 'pgoutput')", [], "app");
+    await src.cluster.query("insert into items (payload) select md5(g::text) from generate_series(1, 20000) g", [], "app");
+    const m = (await unary(client, "CreateMigration", { spec: localSpec("slot-db", "slot-src", "slot-tgt") })).migration;
+    const { phase } = await waitForPhase(client, m.id, ["PHASE_FAILED", "PHASE_PROVISIONING"]);
+    expect(phase).toBe("PHASE_FAILED");
+    const got = await getMigration(client, m.id);
+    const slot = got.checks.find((c: any) => c.name === "slots.inactive_logical");
+    expect(slot.status).toBe("CHECK_STATUS_FAIL");
+    expect(slot.measured).toMatch(/forgotten_cdc \(pgoutput, database app\) retains [\d.]+ (KiB|MiB)/);
+    expect(slot.remedy).toContain("pg_drop_replication_slot('forgotten_cdc')");
+    expect(got.last_error.message).toMatch(/forgotten_cdc|inactive logical slot/);
+    expect(provider.list()).not.toContain("slot-tgt");
+    // We never dropped it ourselves.
+    expect((await provider.describe({ id: "slot-src" })).slots.map((s) => s.name)).toContain("forgotten_cdc");
+  });
+
+  it("refuses operator actions that do not fit the phase with FAILED_PRECONDITION", async () => {
+    const list = await unary(client, "ListMigrations", { phases: ["PHASE_ROLLED_BACK"] });
+    const err = await unaryError(client, "AbortMigration", { id: list.migrations[0].id });
+    expect(err.code).toBe(grpc.status.FAILED_PRECONDITION);
+  });
+});

@@ -1,0 +1,47 @@
+import { grpc, unary, type AnyClient } from "./grpc-clients.js";
+
+/** Waits, by watching the real stream, until the migration reaches one of the phases; returns every event seen. */
+export function waitForPhase(client: AnyClient, id: string, phases: string[], timeoutMs = 90_000): Promise<{ phase: string; events: any[] }> {
+  return new Promise((resolve, reject) => {
+    const events: any[] = [];
+    const stream = client.WatchMigration({ id, after_sequence: 0 });
+    const timer = setTimeout(() => {
+      stream.cancel();
+      reject(new Error(`migration ${id} did not reach ${phases.join("/")} within ${timeoutMs} ms; events: ${events.map((e) => `${e.type} ${e.message}`).join(" | ")}`));
+    }, timeoutMs);
+    stream.on("data", (d: any) => {
+      events.push(d.event);
+      if (phases.includes(d.phase)) {
+        clearTimeout(timer);
+        stream.cancel();
+        resolve({ phase: d.phase, events });
+      }
+    });
+    stream.on("error", (e: grpc.ServiceError) => {
+      if (e.code !== grpc.status.CANCELLED) {
+        clearTimeout(timer);
+        reject(e);
+      }
+    });
+    stream.on("end", () => {
+      clearTimeout(timer);
+      resolve({ phase: "END", events });
+    });
+  });
+}
+
+export function localSpec(db: string, source: string, target: string, extra: Record<string, unknown> = {}) {
+  return {
+    database_name: db,
+    provider: "PROVIDER_LOCAL",
+    source: { id: source },
+    target: { id: target },
+    lag_policy: { max_lag_bytes: String(64 * 1024 * 1024), max_lag_time: { seconds: 5 }, window: { seconds: 2 } },
+    step_policy: { max_attempts: 3, initial_backoff: { nanos: 200_000_000 }, max_backoff: { seconds: 1 } },
+    ...extra,
+  };
+}
+
+export async function getMigration(client: AnyClient, id: string): Promise<any> {
+  return (await unary(client, "GetMigration", { id })).migration;
+}
