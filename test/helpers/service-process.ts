@@ -5,7 +5,8 @@ import { join, resolve } from "node:path";
 import { createInterface } from "node:readline";
 
 const ROOT = resolve(import.meta.dirname, "../..");
-const TSX = join(ROOT, "node_modules", ".bin", "tsx");
+// node itself with tsx as a loader: one process, so SIGKILL really kills the service (the tsx CLI would leave its child behind).
+const NODE_ARGS = ["--import", "tsx"];
 
 export interface ServiceProcess {
   port: number;
@@ -25,7 +26,7 @@ export function tempDir(prefix: string): { dir: string; remove: () => void } {
 
 /** Starts `pgshift serve` as a real process and waits for its listening line. */
 export async function startServiceProcess(args: string[], env: NodeJS.ProcessEnv = {}): Promise<ServiceProcess> {
-  const child = spawn(TSX, [join(ROOT, "src/cli/main.ts"), "serve", "--port", "0", ...args], {
+  const child = spawn(process.execPath, [...NODE_ARGS, join(ROOT, "src/cli/main.ts"), "serve", "--port", "0", ...args], {
     cwd: ROOT,
     env: { ...process.env, PGSHIFT_LOG_LEVEL: "warn", ...env },
     stdio: ["ignore", "pipe", "pipe"],
