@@ -68,6 +68,8 @@ describe("the engine survives SIGKILL at every phase and hands migrations betwee
       // Promoted exactly once; one replica, no leftover slot on the source.
       expect(await timeline(provider, `${name}-tgt`)).toBe(2);
       expect((await provider.describe({ id: `${name}-src` })).slots).toEqual([]);
+      // Only the target takes client traffic: the source stays fenced behind it.
+      expect(await provider.isFenced({ id: `${name}-src` })).toBe(true);
       // Every id the application saw committed is on the target.
       const ids = new Set((await provider.cluster({ id: `${name}-tgt` }).query<{ id: string }>("select id::text from items", [], "app")).map((r) => r.id));
       expect(load.committed.filter((id) => !ids.has(id.toString()))).toEqual([]);

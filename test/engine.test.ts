@@ -79,6 +79,20 @@ describe("the engine drives migrations on the local provider, through the real s
     await c.end();
   });
 
+  it("pauses at a safe point and holds there, then resumes to completion", async () => {
+    await createSampleSource(provider, "pause-src", { rows: 100 });
+    const m = (await unary(client, "CreateMigration", { spec: localSpec("pause-db", "pause-src", "pause-tgt", { cutover_mode: "CUTOVER_MODE_AUTOMATIC" }) })).migration;
+    await waitForPhase(client, m.id, ["PHASE_REPLICATING"]);
+    await unary(client, "PauseMigration", { id: m.id, reason: "hold on" });
+    // The lag window is 2s: paused, it must not move on however long we wait.
+    await new Promise((r) => setTimeout(r, 4000));
+    const held = await getMigration(client, m.id);
+    expect(held.phase).toBe("PHASE_REPLICATING");
+    expect(held.paused).toBe(true);
+    await unary(client, "ResumeMigration", { id: m.id });
+    expect((await waitForPhase(client, m.id, ["PHASE_COMPLETED", "PHASE_FAILED"])).phase).toBe("PHASE_COMPLETED");
+  });
+
   it("aborts while replicating: the target and its slot are removed, the source untouched", async () => {
     await createSampleSource(provider, "ab-src", { rows: 100 });
     const m = (await unary(client, "CreateMigration", { spec: localSpec("ab-db", "ab-src", "ab-tgt", { lag_policy: { window: { seconds: 600 } } }) })).migration;

@@ -1,3 +1,4 @@
+import { join } from "node:path";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { lsnAtLeast } from "../src/providers/lsn.js";
@@ -154,6 +155,15 @@ describe("local provider on real PostgreSQL clusters", () => {
     // Registering the real thing works, and the registered cluster can be described under its new name.
     await provider.register("billing-registered", { dataDir: c.dataDir, port: c.port, user: c.user, password: c.password });
     expect((await provider.describe({ id: "billing-registered" })).currentLsn).toBeTruthy();
+
+    // A data directory that holds something that is not ours is refused, and left alone.
+    const { mkdirSync, writeFileSync, readFileSync } = await import("node:fs");
+    mkdirSync(join(tmp.dir, "clusters", "occupied", "data"), { recursive: true });
+    writeFileSync(join(tmp.dir, "clusters", "occupied", "data", "precious.txt"), "keep me");
+    const occupied = await provider.createCluster("occupied").catch((e) => e);
+    expect(occupied.kind).toBe("FailedPreconditionError");
+    expect(occupied.rawMessage).toMatch(/is not empty and holds no cluster of ours/);
+    expect(readFileSync(join(tmp.dir, "clusters", "occupied", "data", "precious.txt"), "utf8")).toBe("keep me");
 
     await c.stop();
     const down = await provider.describe(src).catch((e) => e);
