@@ -2,6 +2,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { LocalCluster } from "../src/postgres/cluster.js";
 import { LocalProvider } from "../src/providers/local/local-provider.js";
 import { createSampleSource } from "../src/providers/local/sample.js";
 import { WriteLoad } from "../src/workload/write-load.js";
@@ -43,6 +44,8 @@ describe("the engine survives SIGKILL at every phase and hands migrations betwee
     client?.close();
     if (svc) await svc.stop();
     for (const name of provider.list()) await provider.cluster({ id: name }).destroy().catch(() => {});
+    // A killed service leaves its embedded store running, and the survivor does not own it.
+    await LocalCluster.load(join(tmp.dir, "store"))?.destroy();
     tmp.remove();
   });
 
