@@ -1,0 +1,53 @@
+import { existsSync } from "node:fs";
+import { createRequire } from "node:module";
+import { dirname, join } from "node:path";
+import * as grpc from "@grpc/grpc-js";
+import * as protoLoader from "@grpc/proto-loader";
+import protobuf from "protobufjs";
+
+/**
+ * Envoy's .proto files as the @grpc/grpc-js-xds package ships them. buf cannot
+ * compile them (their validate.proto is older than the Envoy files), so they
+ * are loaded at run time, as gRPC's own xDS client does.
+ */
+const require = createRequire(import.meta.url);
+const DEPS = join(dirname(require.resolve("@grpc/grpc-js-xds/package.json")), "deps");
+export const ENVOY_INCLUDE_DIRS = ["envoy-api", "xds", "googleapis", "protoc-gen-validate"].map((d) => join(DEPS, d));
+
+export const TYPE = {
+  listener: "type.googleapis.com/envoy.config.listener.v3.Listener",
+  cluster: "type.googleapis.com/envoy.config.cluster.v3.Cluster",
+  endpoint: "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment",
+  route: "type.googleapis.com/envoy.config.route.v3.RouteConfiguration",
+  tcpProxy: "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
+} as const;
+
+const LOADER_OPTIONS: protoLoader.Options = { keepCase: true, longs: String, enums: String, defaults: false, oneofs: true };
+
+let ads: grpc.ServiceDefinition | undefined;
+
+/** The AggregatedDiscoveryService definition, for a grpc-js server or client. */
+export function adsService(): grpc.ServiceDefinition {
+  ads ??= (() => {
+    const def = protoLoader.loadSync("envoy/service/discovery/v3/ads.proto", { ...LOADER_OPTIONS, includeDirs: ENVOY_INCLUDE_DIRS });
+    const pkg = grpc.loadPackageDefinition(def) as any;
+    return pkg.envoy.service.discovery.v3.AggregatedDiscoveryService.service as grpc.ServiceDefinition;
+  })();
+  return ads;
+}
+
+/** A protobufjs root over Envoy's files, to encode and decode resources carried in Any. */
+export function envoyRoot(files: string[]): protobuf.Root {
+  // Envoy's files import descriptor.proto, which protobufjs knows but does not register by itself.
+  protobuf.common("descriptor", require("protobufjs/google/protobuf/descriptor.json").nested.google.nested.protobuf.nested);
+  const root = new protobuf.Root();
+  root.resolvePath = (_origin, target) => {
+    for (const dir of ENVOY_INCLUDE_DIRS) {
+      const p = join(dir, target);
+      if (existsSync(p)) return p;
+    }
+    return target;
+  };
+  root.loadSync(files, { keepCase: true });
+  return root;
+}
