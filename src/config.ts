@@ -14,6 +14,8 @@ export interface ServiceConfig {
   drainMs: number;
   /** How long a migration's lease lasts without renewal: the takeover time when a replica dies. */
   leaseMs: number;
+  /** The xDS (ADS) port proxies connect to; 0 picks a free one. */
+  xdsPort: number;
   /** Whether this replica drives migrations; off makes an API-only replica. */
   engine: boolean;
 }
@@ -49,6 +51,7 @@ export function parseServiceConfig(argv: string[], env: NodeJS.ProcessEnv = proc
       "drain-ms": { type: "string" },
       "lease-ms": { type: "string" },
       engine: { type: "string" },
+      "xds-port": { type: "string" },
     },
     strict: true,
   });
@@ -63,6 +66,7 @@ export function parseServiceConfig(argv: string[], env: NodeJS.ProcessEnv = proc
     databaseUrl: values["database-url"] ?? (env.DATABASE_URL || undefined),
     logLevel,
     drainMs: drain,
+    xdsPort: port("xds-port", values["xds-port"] ?? env.PGSHIFT_XDS_PORT ?? "18000"),
     engine: onOff("engine", values.engine ?? env.PGSHIFT_ENGINE ?? "on"),
     leaseMs: positive("lease-ms", values["lease-ms"] ?? env.PGSHIFT_LEASE_MS ?? "10000"),
   };

@@ -6,7 +6,11 @@ import { Leases } from "./engine/lease.js";
 import { FailedPreconditionError } from "./errors.js";
 import { LocalProvider } from "./providers/local/local-provider.js";
 import type { Provider as ProviderImpl } from "./providers/provider.js";
-import { StoreRouter, StoreRoutes } from "./routing/router.js";
+import { StoreRoutes } from "./routing/router.js";
+import { RouteSync } from "./routing/route-sync.js";
+import { ProxyStatusTracker } from "./routing/proxy-status.js";
+import { XdsRouter } from "./routing/xds-router.js";
+import { AdsServer, listenXds, ResourceCache } from "../xds/index.js";
 import { migrationService } from "./api/migration-service.js";
 import { healthService, HealthState } from "./api/health.js";
 import { reflectionServices } from "./api/reflection.js";
@@ -23,6 +27,7 @@ import type { Logger } from "./telemetry/log.js";
 
 export interface RunningService {
   port: number;
+  xdsPort: number;
   /** Drains in-flight calls, then releases the store. Safe to call twice. */
   stop(): Promise<void>;
 }
@@ -42,23 +47,36 @@ export async function startService(config: ServiceConfig, log: Logger): Promise<
     throw new FailedPreconditionError("PROVIDER_AWS is not configured on this service");
   };
   const providerAvailable = (kind: Provider) => (kind === Provider.LOCAL ? undefined : "PROVIDER_AWS is not configured on this service; use PROVIDER_LOCAL");
-  const router = new StoreRouter(new StoreRoutes(store.db));
+  const replicaId = randomUUID();
+  const routes = new StoreRoutes(store.db);
+  const router = new XdsRouter(store.db, routes);
+  const cache = new ResourceCache();
+  const ads = new AdsServer(cache);
+  const sync = new RouteSync(routes, cache, store.connection, log.child({ component: "routing" }));
+  await sync.start();
+  const tracker = new ProxyStatusTracker(store.db, ads, sync, replicaId, log.child({ component: "routing" }));
+  tracker.start();
+  const xds = await listenXds(ads, config.host, config.xdsPort);
+  log.info("xds listening", { port: xds.port });
   const engine = new Engine({
     repo,
-    leases: new Leases(store.db, randomUUID(), config.leaseMs),
+    leases: new Leases(store.db, replicaId, config.leaseMs),
     providers,
     router,
     log: log.child({ component: "engine" }),
   });
   const reflection = reflectionServices([MigrationService, Health, ReflectionV1, ReflectionV1Alpha]);
 
-  const routes = (router: ConnectRouter) => {
-    router.service(MigrationService, migrationService({ repo, bus, shutdown: shutdown.signal, providerAvailable }));
-    router.service(Health, healthService(health));
-    router.service(ReflectionV1, reflection.v1);
-    router.service(ReflectionV1Alpha, reflection.v1alpha);
-  };
-  const api = await listenApi(routes, config.host, config.port);
+  const api = await listenApi(
+    (r: ConnectRouter) => {
+      r.service(MigrationService, migrationService({ repo, bus, shutdown: shutdown.signal, providerAvailable, router }));
+      r.service(Health, healthService(health));
+      r.service(ReflectionV1, reflection.v1);
+      r.service(ReflectionV1Alpha, reflection.v1alpha);
+    },
+    config.host,
+    config.port,
+  );
   health.set("", Status.SERVING);
   health.set(MigrationService.typeName, Status.SERVING);
   log.info("listening", { host: config.host, port: api.port });
@@ -67,6 +85,7 @@ export async function startService(config: ServiceConfig, log: Logger): Promise<
   let stopping: Promise<void> | undefined;
   return {
     port: api.port,
+    xdsPort: xds.port,
     stop() {
       stopping ??= (async () => {
         log.info("draining", { drainMs: config.drainMs });
@@ -74,6 +93,10 @@ export async function startService(config: ServiceConfig, log: Logger): Promise<
         shutdown.abort();
         await engine.stop();
         await api.close(config.drainMs);
+        await tracker.stop();
+        ads.close();
+        await xds.close();
+        await sync.close();
         await bus.close();
         await store.close();
         log.info("stopped");

@@ -24,16 +24,21 @@ export const TYPE = {
 
 const LOADER_OPTIONS: protoLoader.Options = { keepCase: true, longs: String, enums: String, defaults: false, oneofs: true };
 
-let ads: grpc.ServiceDefinition | undefined;
+let adsCtor: grpc.ServiceClientConstructor | undefined;
 
-/** The AggregatedDiscoveryService definition, for a grpc-js server or client. */
-export function adsService(): grpc.ServiceDefinition {
-  ads ??= (() => {
+/** The AggregatedDiscoveryService client constructor (its .service is the definition a server adds). */
+export function adsClientConstructor(): grpc.ServiceClientConstructor {
+  adsCtor ??= (() => {
     const def = protoLoader.loadSync("envoy/service/discovery/v3/ads.proto", { ...LOADER_OPTIONS, includeDirs: ENVOY_INCLUDE_DIRS });
     const pkg = grpc.loadPackageDefinition(def) as any;
-    return pkg.envoy.service.discovery.v3.AggregatedDiscoveryService.service as grpc.ServiceDefinition;
+    return pkg.envoy.service.discovery.v3.AggregatedDiscoveryService as grpc.ServiceClientConstructor;
   })();
-  return ads;
+  return adsCtor;
+}
+
+/** The AggregatedDiscoveryService definition, for a grpc-js server. */
+export function adsService(): grpc.ServiceDefinition {
+  return adsClientConstructor().service;
 }
 
 /** A protobufjs root over Envoy's files, to encode and decode resources carried in Any. */

@@ -2,4 +2,4 @@
 export { ResourceCache, type CachedResource, type CacheChange } from "./cache.js";
 export { AdsServer, type AckOutcome, type StreamView, type XdsNode, type AdsServerOptions } from "./ads-server.js";
 export { listenXds, type XdsListener } from "./server.js";
-export { adsService, envoyRoot, ENVOY_INCLUDE_DIRS, TYPE } from "./envoy-protos.js";
+export { adsClientConstructor, adsService, envoyRoot, ENVOY_INCLUDE_DIRS, TYPE } from "./envoy-protos.js";

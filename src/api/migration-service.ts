@@ -1,7 +1,9 @@
 import { randomUUID } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
-import { FailedPreconditionError, InvalidArgumentError, UnavailableError, UnimplementedError } from "../errors.js";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import type { XdsRouter } from "../routing/xds-router.js";
+import { FailedPreconditionError, NotFoundError, InvalidArgumentError, UnavailableError, UnimplementedError } from "../errors.js";
 import type { OperatorAction } from "../engine/transitions.js";
 import {
   MigrationService,
@@ -21,6 +23,7 @@ export interface MigrationServiceDeps {
   /** Which providers this service can drive; CreateMigration refuses the others. */
   providerAvailable: (p: Provider) => string | undefined;
   bus: EventBus;
+  router: XdsRouter;
   /** Aborted when the service drains: open watches end so clients reconnect elsewhere. */
   shutdown: AbortSignal;
 }
@@ -55,7 +58,7 @@ function wakeup(signal: AbortSignal, ms: number, subscribe: (fn: () => void) => 
   });
 }
 
-export function migrationService({ repo, bus, shutdown, providerAvailable }: MigrationServiceDeps): ServiceImpl<typeof MigrationService> {
+export function migrationService({ repo, bus, shutdown, providerAvailable, router }: MigrationServiceDeps): ServiceImpl<typeof MigrationService> {
   async function load(id: string) {
     const row = await repo.get(requireId(id));
     const history = await repo.phaseHistory([row.id]);
@@ -153,8 +156,27 @@ export function migrationService({ repo, bus, shutdown, providerAvailable }: Mig
     abortMigration: (req, ctx) => act(req, ctx, "abort"),
     rollbackMigration: (req, ctx) => act(req, ctx, "rollback"),
     finalizeMigration: (req, ctx) => act(req, ctx, "finalize"),
-    async getRoutingStatus() {
-      notYet("GetRoutingStatus", "the xDS issue (#5)");
+    async getRoutingStatus(req) {
+      if (!req.databaseName) throw new InvalidArgumentError("database_name is required: the logical database, e.g. billing-db");
+      const route = await router.current(req.databaseName);
+      if (!route) throw new NotFoundError(`no route for database "${req.databaseName}"; a migration of it creates one at PREFLIGHT`);
+      const proxies = await router.proxies(req.databaseName);
+      return {
+        status: {
+          databaseName: route.databaseName,
+          endpoint: route.endpoint,
+          version: route.version,
+          listenerPort: route.listenerPort,
+          proxies: proxies.map((p) => ({
+            nodeId: p.nodeId,
+            connected: p.connected,
+            ackedVersion: p.ackedVersion ?? "",
+            nackedVersion: p.nackedVersion ?? "",
+            nackMessage: p.nackMessage ?? "",
+            lastSeen: timestampFromDate(p.lastSeen),
+          })),
+        },
+      };
     },
   };
 }

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { parseServiceConfig } from "../config.js";
 import { localCommand, LOCAL_USAGE } from "./local.js";
+import { proxyCommand, PROXY_USAGE } from "./proxy.js";
 import { PgshiftError } from "../errors.js";
 import { startService } from "../service.js";
 import { createLogger } from "../telemetry/log.js";
@@ -11,20 +12,21 @@ commands:
   serve    run the migration service
            --port N (PGSHIFT_PORT, default 50051; 0 picks a free port)
            --host H (PGSHIFT_HOST, default 127.0.0.1)
+           --xds-port N (PGSHIFT_XDS_PORT, default 18000; 0 picks a free port): ADS for the proxies
            --data-dir DIR (PGSHIFT_DATA_DIR, default ./.pgshift)
            --database-url URL (DATABASE_URL; without it the service runs its own PostgreSQL under the data dir)
            --log-level debug|info|warn|error (PGSHIFT_LOG_LEVEL, default info)
            --drain-ms N (PGSHIFT_DRAIN_MS, default 10000)
            --lease-ms N (PGSHIFT_LEASE_MS, default 10000): a dead replica's migrations move after this
            --engine on|off (PGSHIFT_ENGINE, default on): off serves the API only
-${LOCAL_USAGE}`;
+${LOCAL_USAGE}${PROXY_USAGE}`;
 
 async function serve(argv: string[]): Promise<void> {
   const config = parseServiceConfig(argv);
   const log = createLogger(config.logLevel);
   const service = await startService(config, log);
   // Tests and scripts read the port from this line.
-  process.stdout.write(JSON.stringify({ listening: { host: config.host, port: service.port } }) + "\n");
+  process.stdout.write(JSON.stringify({ listening: { host: config.host, port: service.port, xdsPort: service.xdsPort } }) + "\n");
   const onSignal = (sig: string) => {
     log.info("signal", { sig });
     service.stop().then(
@@ -46,6 +48,8 @@ async function main(): Promise<void> {
       return serve(rest);
     case "local":
       return localCommand(rest);
+    case "proxy":
+      return proxyCommand(rest);
     case undefined:
     case "help":
     case "--help":

@@ -275,7 +275,7 @@ export class Engine {
       const sourceEp = await env.provider.endpoint(env.source);
       const current = await env.router.current(env.spec.databaseName);
       if (current && (current.endpoint.host !== sourceEp.host || current.endpoint.port !== sourceEp.port)) {
-        await env.router.route(env.spec.databaseName, sourceEp, 120_000);
+        await env.router.route(env.spec.databaseName, sourceEp, 120_000, { tolerateNack: true });
       }
       await env.provider.unfence(env.source);
       if (!promoted) await env.provider.deleteReplica(env.source, env.target);

@@ -5,19 +5,36 @@ import type { Database } from "../store/schema.js";
 export interface Route {
   databaseName: string;
   endpoint: Endpoint;
+  /** Increases with every change of endpoint: the version proxies acknowledge. */
   version: string;
+  /** Where every sidecar listens for this database. */
+  listenerPort: number;
 }
 
 /**
- * Where each logical database's traffic goes. The xDS server serves what is
- * stored here to the proxies; `route` returns once every connected proxy for
- * the database acknowledged the new version.
+ * Where each logical database's traffic goes. `route` returns once every
+ * connected proxy for the database acknowledged the new version.
  */
 export interface Router {
   current(databaseName: string): Promise<Route | undefined>;
-  /** Points the database at the endpoint (idempotent: the same endpoint keeps its version) and waits for the proxies. */
-  route(databaseName: string, endpoint: Endpoint, deadlineMs: number): Promise<Route>;
+  /**
+   * Points the database at the endpoint (idempotent: the same endpoint keeps
+   * its version) and waits for the proxies. With tolerateNack, a proxy that
+   * rejects the change is not waited for instead of failing it (rollback:
+   * traffic must go back whatever one broken proxy says).
+   */
+  route(databaseName: string, endpoint: Endpoint, deadlineMs: number, opts?: { tolerateNack?: boolean }): Promise<Route>;
 }
+
+const FIRST_LISTENER_PORT = 15432;
+
+type RouteRow = { database_name: string; host: string; port: number; version: string; listener_port: number };
+const toRoute = (r: RouteRow): Route => ({
+  databaseName: r.database_name,
+  endpoint: { host: r.host, port: r.port },
+  version: r.version,
+  listenerPort: r.listener_port,
+});
 
 /** Routes kept in the state store, so that every replica of the service serves the same view. */
 export class StoreRoutes {
@@ -25,39 +42,32 @@ export class StoreRoutes {
 
   async get(databaseName: string): Promise<Route | undefined> {
     const r = await this.db.selectFrom("routes").selectAll().where("database_name", "=", databaseName).executeTakeFirst();
-    return r ? { databaseName, endpoint: { host: r.host, port: r.port }, version: r.version } : undefined;
+    return r ? toRoute(r) : undefined;
   }
 
   async all(): Promise<Route[]> {
-    const rows = await this.db.selectFrom("routes").selectAll().orderBy("database_name").execute();
-    return rows.map((r) => ({ databaseName: r.database_name, endpoint: { host: r.host, port: r.port }, version: r.version }));
+    return (await this.db.selectFrom("routes").selectAll().orderBy("database_name").execute()).map(toRoute);
   }
 
-  /** Sets the endpoint; the version moves only when the endpoint changes. */
+  /** Sets the endpoint; the version moves only when the endpoint changes. A new database gets the next free listener port. */
   async set(databaseName: string, endpoint: Endpoint): Promise<Route> {
-    const r = await sql<{ version: string }>`
-      insert into routes (database_name, host, port, version) values (${databaseName}, ${endpoint.host}, ${endpoint.port}, 1)
-      on conflict (database_name) do update
-        set host = excluded.host, port = excluded.port, version = routes.version + 1, updated_at = now()
-        where routes.host <> excluded.host or routes.port <> excluded.port
-      returning version`.execute(this.db);
-    if (r.rows[0]) return { databaseName, endpoint, version: r.rows[0].version };
-    return (await this.get(databaseName))!;
-  }
-}
-
-/**
- * A router that records routes in the store. It has no proxies of its own to
- * wait for; the xDS server wraps it to wait for every connected proxy's ACK.
- */
-export class StoreRouter implements Router {
-  constructor(private readonly routes: StoreRoutes) {}
-
-  current(databaseName: string): Promise<Route | undefined> {
-    return this.routes.get(databaseName);
-  }
-
-  route(databaseName: string, endpoint: Endpoint): Promise<Route> {
-    return this.routes.set(databaseName, endpoint);
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const r = await sql<RouteRow>`
+          insert into routes (database_name, host, port, version, listener_port)
+          values (${databaseName}, ${endpoint.host}, ${endpoint.port}, 1,
+                  coalesce((select max(listener_port) + 1 from routes), ${FIRST_LISTENER_PORT}))
+          on conflict (database_name) do update
+            set host = excluded.host, port = excluded.port, version = routes.version + 1, updated_at = now()
+            where routes.host <> excluded.host or routes.port <> excluded.port
+          returning database_name, host, port, version, listener_port`.execute(this.db);
+        if (r.rows[0]) return toRoute(r.rows[0]);
+        return (await this.get(databaseName))!;
+      } catch (e) {
+        // Two replicas took the same new listener port at once: take the next.
+        if ((e as { constraint?: string }).constraint === "routes_listener_port" && attempt < 5) continue;
+        throw e;
+      }
+    }
   }
 }

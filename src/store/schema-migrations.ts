@@ -85,6 +85,28 @@ const migrations: Record<string, Migration> = {
         for each row execute function routes_notify()`.execute(db);
     },
   },
+  "0003_xds": {
+    async up(db: Kysely<any>) {
+      // The port each database's listener takes on every sidecar: stable for the database's life.
+      await db.schema.alterTable("routes").addColumn("listener_port", "integer").execute();
+      await sql`update routes set listener_port = 15432 + (select count(*) from routes r2 where r2.database_name < routes.database_name)`.execute(db);
+      await sql`alter table routes alter column listener_port set not null`.execute(db);
+      await sql`create unique index routes_listener_port on routes (listener_port)`.execute(db);
+      // What each proxy applied, per database, whichever replica it is connected to.
+      await db.schema
+        .createTable("proxy_status")
+        .addColumn("node_id", "text", (c) => c.notNull())
+        .addColumn("database_name", "text", (c) => c.notNull())
+        .addColumn("replica_id", "text", (c) => c.notNull())
+        .addColumn("connected", "boolean", (c) => c.notNull())
+        .addColumn("acked_version", "bigint")
+        .addColumn("nacked_version", "bigint")
+        .addColumn("nack_message", "text")
+        .addColumn("last_seen", "timestamptz", (c) => c.notNull().defaultTo(sql`now()`))
+        .addPrimaryKeyConstraint("proxy_status_pk", ["node_id", "database_name"])
+        .execute();
+    },
+  },
 };
 
 export const schemaMigrations: MigrationProvider = {

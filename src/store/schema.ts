@@ -45,8 +45,20 @@ export interface MigrationsTable {
 
 export type RequestedAction = "abort" | "rollback" | "finalize";
 
+export interface ProxyStatusTable {
+  node_id: string;
+  database_name: string;
+  replica_id: string;
+  connected: boolean;
+  acked_version: string | null;
+  nacked_version: string | null;
+  nack_message: string | null;
+  last_seen: ColumnType<Date, Date | string | undefined, Date | string>;
+}
+
 export interface RoutesTable {
   database_name: string;
+  listener_port: number;
   host: string;
   port: number;
   version: string;
@@ -78,4 +90,5 @@ export interface Database {
   events: EventsTable;
   leases: LeasesTable;
   routes: RoutesTable;
+  proxy_status: ProxyStatusTable;
 }

@@ -10,6 +10,7 @@ const NODE_ARGS = ["--import", "tsx"];
 
 export interface ServiceProcess {
   port: number;
+  xdsPort: number;
   address: string;
   child: ChildProcess;
   stderr: () => string;
@@ -26,7 +27,7 @@ export function tempDir(prefix: string): { dir: string; remove: () => void } {
 
 /** Starts `pgshift serve` as a real process and waits for its listening line. */
 export async function startServiceProcess(args: string[], env: NodeJS.ProcessEnv = {}): Promise<ServiceProcess> {
-  const child = spawn(process.execPath, [...NODE_ARGS, join(ROOT, "src/cli/main.ts"), "serve", "--port", "0", ...args], {
+  const child = spawn(process.execPath, [...NODE_ARGS, join(ROOT, "src/cli/main.ts"), "serve", "--port", "0", "--xds-port", "0", ...args], {
     cwd: ROOT,
     env: { ...process.env, PGSHIFT_LOG_LEVEL: "warn", ...env },
     stdio: ["ignore", "pipe", "pipe"],
@@ -34,12 +35,12 @@ export async function startServiceProcess(args: string[], env: NodeJS.ProcessEnv
   let err = "";
   child.stderr!.on("data", (d: Buffer) => (err += d.toString()));
   const exited = new Promise<number | null>((res) => child.once("exit", (code) => res(code)));
-  const port = await new Promise<number>((res, rej) => {
+  const { port, xdsPort } = await new Promise<{ port: number; xdsPort: number }>((res, rej) => {
     const rl = createInterface({ input: child.stdout! });
     rl.on("line", (line) => {
       try {
-        const v = JSON.parse(line) as { listening?: { port: number } };
-        if (v.listening) res(v.listening.port);
+        const v = JSON.parse(line) as { listening?: { port: number; xdsPort: number } };
+        if (v.listening) res(v.listening);
       } catch {
         // not our line
       }
@@ -49,6 +50,7 @@ export async function startServiceProcess(args: string[], env: NodeJS.ProcessEnv
   });
   return {
     port,
+    xdsPort,
     address: `127.0.0.1:${port}`,
     child,
     stderr: () => err,

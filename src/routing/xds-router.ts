@@ -1,0 +1,71 @@
+import { sql, type Kysely } from "kysely";
+import { DeadlineExceededError, FailedPreconditionError } from "../errors.js";
+import type { Endpoint } from "../providers/provider.js";
+import type { Database } from "../store/schema.js";
+import { PROXY_STALE_MS } from "./proxy-status.js";
+import type { Route, Router, StoreRoutes } from "./router.js";
+
+export interface ProxyRouteStatus {
+  nodeId: string;
+  connected: boolean;
+  ackedVersion: string | null;
+  nackedVersion: string | null;
+  nackMessage: string | null;
+  lastSeen: Date;
+}
+
+/**
+ * The router of the data access layer: a change is stored (every replica's
+ * xDS server pushes it), and counts as done only when every connected proxy
+ * for the database has ACKed it. A NACK fails the change.
+ */
+export class XdsRouter implements Router {
+  constructor(
+    private readonly db: Kysely<Database>,
+    private readonly routes: StoreRoutes,
+  ) {}
+
+  current(databaseName: string): Promise<Route | undefined> {
+    return this.routes.get(databaseName);
+  }
+
+  async proxies(databaseName: string): Promise<ProxyRouteStatus[]> {
+    const rows = await this.db
+      .selectFrom("proxy_status")
+      .select(["node_id", "acked_version", "nacked_version", "nack_message", "last_seen"])
+      .select(sql<boolean>`connected and last_seen > now() - ${`${PROXY_STALE_MS} milliseconds`}::interval`.as("live"))
+      .where("database_name", "=", databaseName)
+      .orderBy("node_id")
+      .execute();
+    return rows.map((r) => ({
+      nodeId: r.node_id,
+      connected: r.live,
+      ackedVersion: r.acked_version,
+      nackedVersion: r.nacked_version,
+      nackMessage: r.nack_message,
+      lastSeen: r.last_seen,
+    }));
+  }
+
+  async route(databaseName: string, endpoint: Endpoint, deadlineMs: number, opts: { tolerateNack?: boolean } = {}): Promise<Route> {
+    const route = await this.routes.set(databaseName, endpoint);
+    const want = BigInt(route.version);
+    const deadline = Date.now() + deadlineMs;
+    while (true) {
+      const live = (await this.proxies(databaseName)).filter((p) => p.connected);
+      const nacked = (p: ProxyRouteStatus) => p.nackedVersion !== null && BigInt(p.nackedVersion) >= want;
+      const rejected = live.find(nacked);
+      if (rejected && !opts.tolerateNack) {
+        throw new FailedPreconditionError(`proxy ${rejected.nodeId} rejected route version ${route.version} of ${databaseName}: ${rejected.nackMessage}`);
+      }
+      const waiting = live.filter((p) => !nacked(p) && (p.ackedVersion === null || BigInt(p.ackedVersion) < want));
+      if (waiting.length === 0) return route;
+      if (Date.now() > deadline) {
+        throw new DeadlineExceededError(
+          `route version ${route.version} of ${databaseName} was not ACKed within ${deadlineMs} ms by ${waiting.map((p) => p.nodeId).join(", ")}`,
+        );
+      }
+      await new Promise((r) => setTimeout(r, 25));
+    }
+  }
+}

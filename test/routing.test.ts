@@ -1,0 +1,111 @@
+import { join } from "node:path";
+import pg from "pg";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { LocalProvider } from "../src/providers/local/local-provider.js";
+import { createSampleSource, type AppCredentials } from "../src/providers/local/sample.js";
+import { XdsTcpProxy } from "../src/proxy/xds-tcp-proxy.js";
+import { WriteLoad } from "../src/workload/write-load.js";
+import { healthClient, migrationClient, unary, unaryError, grpc, type AnyClient } from "./helpers/grpc-clients.js";
+import { localSpec, waitForPhase } from "./helpers/migrations.js";
+import { startServiceProcess, tempDir, type ServiceProcess } from "./helpers/service-process.js";
+
+async function serverPort(port: number, app: AppCredentials): Promise<{ port: number; recovery: boolean }> {
+  const c = new pg.Client({ host: "127.0.0.1", port, ...app, connectionTimeoutMillis: 3000 });
+  await c.connect();
+  const r = await c.query("select inet_server_port() as port, pg_is_in_recovery() as rec");
+  await c.end();
+  return { port: r.rows[0].port, recovery: r.rows[0].rec };
+}
+
+async function until<T>(fn: () => T | undefined | Promise<T | undefined>, ms = 30_000): Promise<T> {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    const v = await fn();
+    if (v !== undefined) return v;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error("condition not met in time");
+}
+
+describe("routing through xDS: the local proxy follows cutover, ROUTING waits for its ACK, NACKs are reported", () => {
+  const tmp = tempDir("routing");
+  const provider = new LocalProvider(join(tmp.dir, "local"));
+  let svc: ServiceProcess;
+  let client: AnyClient;
+  let proxy: XdsTcpProxy;
+
+  beforeAll(async () => {
+    svc = await startServiceProcess(["--data-dir", tmp.dir]);
+    client = migrationClient(svc.address);
+    proxy = new XdsTcpProxy({ xds: `127.0.0.1:${svc.xdsPort}`, nodeId: "sidecar-1", listenPort: () => 0 });
+    await proxy.start();
+  });
+
+  afterAll(async () => {
+    await proxy?.stop();
+    client?.close();
+    if (svc) await svc.stop();
+    for (const name of provider.list()) await provider.cluster({ id: name }).destroy().catch(() => {});
+    tmp.remove();
+  });
+
+  it("a client through the proxy reaches the source, then, after cutover, the target; every committed write is on the target", async () => {
+    const { app } = await createSampleSource(provider, "billing", { rows: 1000 });
+    const m = (await unary(client, "CreateMigration", {
+      spec: localSpec("billing-db", "billing", "billing-aurora", { cutover_mode: "CUTOVER_MODE_MANUAL" }),
+    })).migration;
+    await waitForPhase(client, m.id, ["PHASE_REPLICATING"]);
+    // The route to the source exists from PREFLIGHT on: the proxy listens for billing-db.
+    const port = await until(() => proxy.portOf("billing-db") || undefined);
+    const srcPort = provider.cluster({ id: "billing" }).port;
+    expect(await serverPort(port, app)).toEqual({ port: srcPort, recovery: false });
+
+    const load = new WriteLoad({ host: "127.0.0.1", port, ...app, ratePerSec: 200 });
+    load.start();
+    await waitForPhase(client, m.id, ["PHASE_READY_FOR_CUTOVER"]);
+    await unary(client, "ApproveCutover", { id: m.id });
+    const { phase, events } = await waitForPhase(client, m.id, ["PHASE_COMPLETED", "PHASE_ROLLED_BACK", "PHASE_FAILED"]);
+    await new Promise((r) => setTimeout(r, 300));
+    await load.stop();
+    expect(phase, events.map((e) => e.message).join(" | ")).toBe("PHASE_COMPLETED");
+
+    const tgtPort = provider.cluster({ id: "billing-aurora" }).port;
+    expect(await serverPort(port, app)).toEqual({ port: tgtPort, recovery: false });
+    const status = (await unary(client, "GetRoutingStatus", { database_name: "billing-db" })).status;
+    expect(status.endpoint).toEqual({ host: "127.0.0.1", port: tgtPort });
+    expect(status.version).toBe("2");
+    expect(status.listener_port).toBeGreaterThan(0);
+    expect(status.proxies).toEqual([expect.objectContaining({ node_id: "sidecar-1", connected: true, acked_version: "2", nacked_version: "" })]);
+    // ROUTING ended only after the proxy had the new route.
+    const routed = events.find((e) => e.transition?.to === "PHASE_VERIFYING");
+    expect(routed.transition.reason).toMatch(/routed to 127.0.0.1:\d+ \(version 2\)/);
+
+    const ids = new Set((await provider.cluster({ id: "billing-aurora" }).query<{ id: string }>("select id::text from items", [], "app")).map((r) => r.id));
+    expect(load.committed.length).toBeGreaterThan(100);
+    expect(load.committed.filter((id) => !ids.has(id.toString()))).toEqual([]);
+    // Only connection errors, the kind a retry fixes, during the cutover.
+    for (const f of load.failures) expect(f.code).toMatch(/^(connection|57P01|08006|08P01|28000|ECONNRESET|ECONNREFUSED|57P03)$/);
+    console.log(`write-unavailability window through the proxy: ${Math.round(load.longestGapMs)} ms; ${load.failures.length} failed attempts; ${load.committed.length} commits`);
+  });
+
+  it("a resource gRPC's xDS client rejects shows up as a NACK in GetRoutingStatus", async () => {
+    process.env.GRPC_XDS_BOOTSTRAP_CONFIG = JSON.stringify({
+      xds_servers: [{ server_uri: `127.0.0.1:${svc.xdsPort}`, channel_creds: [{ type: "insecure" }], server_features: ["xds_v3"] }],
+      node: { id: "grpc-nacker", cluster: "interop", locality: {} },
+    });
+    const xds = await import("@grpc/grpc-js-xds");
+    xds.register();
+    // billing-db's listener is a TCP proxy, not a gRPC api_listener: gRPC's client must refuse it.
+    const h = healthClient("xds:///billing-db");
+    const err = await new Promise<grpc.ServiceError>((res) => h.Check({ service: "" }, { deadline: Date.now() + 5000 }, (e: grpc.ServiceError) => res(e)));
+    expect(err).toBeTruthy();
+    const nacker = await until(async () => {
+      const s = (await unary(client, "GetRoutingStatus", { database_name: "billing-db" })).status;
+      return s.proxies.find((p: any) => p.node_id === "grpc-nacker" && p.nacked_version === "2");
+    });
+    expect(nacker.nack_message).toMatch(/api_listener|validation/i);
+    h.close();
+    expect((await unaryError(client, "GetRoutingStatus", { database_name: "no-such-db" })).code).toBe(grpc.status.NOT_FOUND);
+    expect((await unaryError(client, "GetRoutingStatus", { database_name: "" })).code).toBe(grpc.status.INVALID_ARGUMENT);
+  });
+});
