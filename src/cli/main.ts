@@ -2,6 +2,7 @@
 import { parseServiceConfig } from "../config.js";
 import { localCommand, LOCAL_USAGE } from "./local.js";
 import { proxyCommand, PROXY_USAGE } from "./proxy.js";
+import { demoCommand } from "./demo.js";
 import { PgshiftError } from "../errors.js";
 import { startService } from "../service.js";
 import { createLogger } from "../telemetry/log.js";
@@ -19,7 +20,8 @@ commands:
            --drain-ms N (PGSHIFT_DRAIN_MS, default 10000)
            --lease-ms N (PGSHIFT_LEASE_MS, default 10000): a dead replica's migrations move after this
            --engine on|off (PGSHIFT_ENGINE, default on): off serves the API only
-${LOCAL_USAGE}${PROXY_USAGE}`;
+${LOCAL_USAGE}${PROXY_USAGE}  demo     a whole migration under a live write load, shown and verified [--rollback] [--rows N] [--rate N] [--window S] [--keep]
+`;
 
 async function serve(argv: string[]): Promise<void> {
   const config = parseServiceConfig(argv);
@@ -50,6 +52,8 @@ async function main(): Promise<void> {
       return localCommand(rest);
     case "proxy":
       return proxyCommand(rest);
+    case "demo":
+      return demoCommand(rest);
     case undefined:
     case "help":
     case "--help":

@@ -10,6 +10,7 @@ import type { MigrationStateJson } from "../store/schema.js";
 import type { Logger } from "../telemetry/log.js";
 import { mergeChecks } from "../checks/check.js";
 import { sleep } from "./sleep.js";
+import { drainReverseReplication, stopReverseReplication } from "../replication/reverse.js";
 import type { Lease, Leases } from "./lease.js";
 import { DEFAULT_DEADLINES, STEPS, type Outcome, type StepEnv } from "./steps.js";
 import { BEFORE_PROMOTION, BEFORE_QUIESCING, FORWARD } from "./transitions.js";
@@ -192,8 +193,10 @@ export class Engine {
     }
     if (row.requested_action === "finalize" && row.phase === "COMPLETED") {
       return async () => {
+        // No slot may stay behind on the target retaining WAL for a source that is gone.
+        await stopReverseReplication(provider, source, target);
         await provider.retire(source);
-        return { to: "FINALIZED", reason: `${source.id} retired; the rollback window is closed` };
+        return { to: "FINALIZED", reason: `${source.id} retired; reverse replication removed; the rollback window is closed` };
       };
     }
     return undefined;
@@ -272,18 +275,30 @@ export class Engine {
     const from = state.rollbackFrom ?? "PENDING";
     const promoted = FORWARD.indexOf(from) >= FORWARD.indexOf("PROMOTING");
     return async (env: StepEnv): Promise<Outcome> => {
+      const reverse = promoted && (env.state.reverseDatabases?.length ?? 0) > 0;
+      if (promoted) {
+        // Two writable primaries must never both take traffic: the promoted target stops taking any.
+        await env.provider.fence(env.target).catch((e: unknown) => {
+          if (reverse) throw e;
+        });
+      }
+      if (reverse) {
+        // Lossless: with the target's writes stopped, let the source apply all of them and carry sequences over.
+        await drainReverseReplication(env.provider, env.source, env.target, Math.max(5_000, env.remainingMs));
+      }
+      await env.provider.unfence(env.source);
       const sourceEp = await env.provider.endpoint(env.source);
       const current = await env.router.current(env.spec.databaseName);
       if (current && (current.endpoint.host !== sourceEp.host || current.endpoint.port !== sourceEp.port)) {
         await env.router.route(env.spec.databaseName, sourceEp, 120_000, { tolerateNack: true });
       }
-      await env.provider.unfence(env.source);
+      if (reverse) await stopReverseReplication(env.provider, env.source, env.target);
       if (!promoted) await env.provider.deleteReplica(env.source, env.target);
       void row;
       return {
         to: "ROLLED_BACK",
         reason: promoted
-          ? `traffic routed back to ${env.source.id}, which is unfenced; ${env.target.id} kept for inspection`
+          ? `traffic routed back to ${env.source.id}, which is unfenced${reverse ? " and holds every write made on the target" : ""}; ${env.target.id} kept, fenced, for inspection`
           : `${env.source.id} unfenced and ${env.target.id} removed`,
       };
     };

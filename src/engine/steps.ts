@@ -11,6 +11,7 @@ import type { MigrationRow } from "../store/migration-repo.js";
 import type { MigrationStateJson } from "../store/schema.js";
 import { durationMs } from "../api/spec.js";
 import { withClient } from "../providers/connect.js";
+import { prepareReverseReplication, startReverseReplication } from "../replication/reverse.js";
 
 /** What a step may use. Side effects go only through provider and router. */
 export interface StepEnv {
@@ -148,7 +149,9 @@ const cdcPrepare: Step = async (env) => {
     active: s.active,
     recordedAt: new Date().toISOString(),
   }));
-  return { to: "QUIESCING", reason: `${logical.length} logical slot(s) on record` };
+  // Reverse replication's publication goes in now, outside the write-unavailability window.
+  env.state.reverseDatabases = await prepareReverseReplication(env.provider, env.source);
+  return { to: "QUIESCING", reason: `${logical.length} logical slot(s) on record; reverse replication prepared for ${env.state.reverseDatabases.join(", ") || "no database"}` };
 };
 
 const quiescing: Step = async (env) => {
@@ -165,7 +168,13 @@ const finalSync: Step = async (env) => {
 
 const promoting: Step = async (env) => {
   await env.provider.promote(env.source, env.target);
-  return { to: "CDC_RESTORE", reason: `${env.target.id} promoted and accepting writes` };
+  // Before any traffic reaches the target, so that every write on it can flow back on rollback.
+  env.state.reverseDatabases ??= [];
+  await startReverseReplication(env.provider, env.source, env.target, env.state.reverseDatabases);
+  return {
+    to: "CDC_RESTORE",
+    reason: `${env.target.id} promoted and accepting writes; reverse replication to ${env.source.id} for ${env.state.reverseDatabases.join(", ") || "no database"}`,
+  };
 };
 
 const cdcRestore: Step = async (env) => {

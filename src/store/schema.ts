@@ -14,6 +14,8 @@ export interface MigrationStateJson {
   rollbackFrom?: PhaseName;
   /** The source's WAL position once fenced: what the target must replay before promotion. */
   finalLsn?: string;
+  /** Databases whose changes on the promoted target replicate back to the source. */
+  reverseDatabases?: string[];
   /** Peak WAL generation rate (bytes/s) the replica kept up with while replicating. */
   peakWalRate?: number;
   cdcSlots?: Array<Record<string, unknown>>;

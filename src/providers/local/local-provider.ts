@@ -272,8 +272,9 @@ export class LocalProvider implements Provider {
         sourceLsn: row.cur,
         replayLsn: row.replay,
         lagBytes,
-        // replay_lag is null when the standby has caught up and nothing is being written.
-        lagSeconds: row.lag_s ?? (state === "streaming" && lagBytes === 0n ? 0 : null),
+        // replay_lag is NULL once the standby reported it had caught up, until it next lags:
+        // while streaming that reads as no time lag (the byte lag still says how far behind).
+        lagSeconds: row.lag_s ?? (state === "streaming" ? 0 : null),
       };
     });
   }

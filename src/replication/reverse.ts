@@ -1,0 +1,150 @@
+import type pg from "pg";
+import { DeadlineExceededError } from "../errors.js";
+import { withClient } from "../providers/connect.js";
+import { lsnAtLeast } from "../providers/lsn.js";
+import type { InstanceRef, Provider } from "../providers/provider.js";
+
+/**
+ * Reverse replication, for a lossless rollback: from promotion on, every
+ * database's changes on the promoted target flow back to the fenced source
+ * through a logical publication on the target and a subscription on the
+ * source (copy_data off: the source has everything up to promotion already).
+ *
+ * Limits: DDL does not replicate (a schema change on the target after
+ * promotion breaks the subscription); sequences do not replicate, so they are
+ * carried over on rollback; UPDATE and DELETE need a replica identity
+ * (a primary key) on every table.
+ */
+const NAME = "pgshift_reverse";
+
+async function userDatabases(provider: Provider, ref: InstanceRef): Promise<string[]> {
+  const desc = await provider.describe(ref);
+  const out: string[] = [];
+  for (const db of desc.databases) {
+    const conn = await provider.adminConnection(ref, db);
+    const n = await withClient(ref.id, conn, async (c) =>
+      Number((await c.query("select count(*)::int as n from pg_tables where schemaname not in ('pg_catalog', 'information_schema')")).rows[0].n),
+    );
+    if (n > 0) out.push(db);
+  }
+  return out;
+}
+
+function conninfo(c: pg.ClientConfig, db: string): string {
+  const q = (v: unknown) => `'${String(v).replace(/\\/g, "\\\\").replace(/'/g, "\\'")}'`;
+  return `host=${q(c.host)} port=${q(c.port)} user=${q(c.user)} password=${q(c.password)} dbname=${q(db)}`;
+}
+
+/**
+ * Before cutover: a publication on the source for every database with
+ * tables. It is catalog, not data, and reaches the target through physical
+ * replication, so nothing needs creating on the target in the cutover window.
+ * Idempotent. Returns the databases covered.
+ */
+export async function prepareReverseReplication(provider: Provider, source: InstanceRef): Promise<string[]> {
+  const dbs = await userDatabases(provider, source);
+  for (const db of dbs) {
+    await withClient(source.id, await provider.adminConnection(source, db), async (c) => {
+      const has = await c.query("select 1 from pg_publication where pubname = $1", [NAME]);
+      if (has.rowCount === 0) await c.query(`create publication ${NAME} for all tables`);
+    });
+  }
+  return dbs;
+}
+
+/** After promotion, before traffic: a subscription on the source to the target's publication, per database. Idempotent. */
+export async function startReverseReplication(provider: Provider, source: InstanceRef, target: InstanceRef, dbs: string[]): Promise<void> {
+  for (const db of dbs) {
+    const tgt = await provider.adminConnection(target, db);
+    const src = await provider.adminConnection(source, db);
+    await withClient(source.id, src, async (c) => {
+      const has = await c.query("select 1 from pg_subscription where subname = $1", [NAME]);
+      if (has.rowCount === 0) {
+        // A subscription cannot be created inside a transaction block; pg runs each query on its own.
+        await c.query(`create subscription ${NAME} connection ${quoteLiteral(conninfo(tgt, db))} publication ${NAME}
+                       with (copy_data = false, create_slot = true, slot_name = ${quoteLiteral(slotName(db))}, enabled = true)`);
+      }
+    });
+  }
+}
+
+export function slotName(db: string): string {
+  return `${NAME}_${db.toLowerCase().replace(/[^a-z0-9_]/g, "_")}`.slice(0, 63);
+}
+
+function quoteLiteral(s: string): string {
+  return `'${s.replace(/'/g, "''")}'`;
+}
+
+/**
+ * Waits until the source applied everything the (fenced) target wrote, then
+ * carries sequences over, so the source can take writes again where the
+ * target left off.
+ */
+export async function drainReverseReplication(provider: Provider, source: InstanceRef, target: InstanceRef, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  const tgtAdmin = await provider.adminConnection(target);
+  const targetLsn = await withClient(target.id, tgtAdmin, async (c) => (await c.query("select pg_current_wal_lsn()::text as l")).rows[0].l as string);
+  const slots = await withClient(target.id, tgtAdmin, async (c) =>
+    (await c.query<{ slot_name: string; database: string }>("select slot_name, database from pg_replication_slots where slot_name like $1", [`${NAME}_%`])).rows,
+  );
+  for (const s of slots) {
+    while (true) {
+      const flushed = await withClient(target.id, tgtAdmin, async (c) =>
+        (await c.query<{ l: string | null }>("select confirmed_flush_lsn::text as l from pg_replication_slots where slot_name = $1", [s.slot_name])).rows[0]?.l ?? null,
+      );
+      if (flushed && lsnAtLeast(flushed, targetLsn)) break;
+      if (Date.now() > deadline) {
+        throw new DeadlineExceededError(`the source has not applied the target's changes of ${s.database} up to ${targetLsn} (at ${flushed ?? "nothing"}); check the subscription ${NAME} on ${source.id}`);
+      }
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    const seqs = await withClient(target.id, await provider.adminConnection(target, s.database), async (c) =>
+      (await c.query<{ s: string; v: string | null }>("select format('%I.%I', schemaname, sequencename) as s, last_value::text as v from pg_sequences")).rows,
+    );
+    await withClient(source.id, await provider.adminConnection(source, s.database), async (c) => {
+      for (const q of seqs) {
+        if (q.v === null) continue;
+        await c.query(
+          `select setval(c.oid, greatest($2::bigint, coalesce(s.last_value, 1)), true)
+             from pg_class c join pg_namespace n on n.oid = c.relnamespace
+             join pg_sequences s on s.schemaname = n.nspname and s.sequencename = c.relname
+            where format('%I.%I', n.nspname, c.relname) = $1`,
+          [q.s, q.v],
+        );
+      }
+    });
+  }
+}
+
+/** Removes the subscriptions on the source and the publications and slots on the target. Idempotent, tolerant of a side that is gone. */
+export async function stopReverseReplication(provider: Provider, source: InstanceRef, target: InstanceRef): Promise<void> {
+  const srcDesc = await provider.describe(source).catch(() => undefined);
+  for (const db of srcDesc?.databases ?? []) {
+    await withClient(source.id, await provider.adminConnection(source, db), async (c) => {
+      const has = await c.query("select 1 from pg_subscription s join pg_database d on d.oid = s.subdbid where s.subname = $1 and d.datname = current_database()", [NAME]);
+      if (has.rowCount === 0) return;
+      await c.query(`alter subscription ${NAME} disable`);
+      // Detach from the remote slot so the drop works whether the target answers or not; the slot is dropped on the target below.
+      await c.query(`alter subscription ${NAME} set (slot_name = none)`);
+      await c.query(`drop subscription ${NAME}`);
+    });
+  }
+  const tgtAdmin = await provider.adminConnection(target);
+  await withClient(target.id, tgtAdmin, async (c) => {
+    for (let i = 0; i < 50; i++) {
+      const slots = (await c.query<{ slot_name: string; active: boolean }>("select slot_name, active from pg_replication_slots where slot_name like $1", [`${NAME}_%`])).rows;
+      if (slots.length === 0) break;
+      for (const s of slots) if (!s.active) await c.query("select pg_drop_replication_slot($1)", [s.slot_name]);
+      if (slots.every((s) => !s.active)) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  });
+  // The publication exists on both sides (it came over with the catalog).
+  for (const ref of [target, source]) {
+    const desc = await provider.describe(ref).catch(() => undefined);
+    for (const db of desc?.databases ?? []) {
+      await withClient(ref.id, await provider.adminConnection(ref, db), async (c) => void (await c.query(`drop publication if exists ${NAME}`)));
+    }
+  }
+}
