@@ -88,6 +88,33 @@ describe("routing through xDS: the local proxy follows cutover, ROUTING waits fo
     console.log(`write-unavailability window through the proxy: ${Math.round(load.longestGapMs)} ms; ${load.failures.length} failed attempts; ${load.committed.length} commits`);
   });
 
+  it("rollback after writes landed on the target loses none of them: every committed id is on the source afterwards", async () => {
+    const { app } = await createSampleSource(provider, "ledger", { rows: 500 });
+    const m = (await unary(client, "CreateMigration", { spec: localSpec("ledger-db", "ledger", "ledger-aurora", { cutover_mode: "CUTOVER_MODE_AUTOMATIC" }) })).migration;
+    await waitForPhase(client, m.id, ["PHASE_REPLICATING"]);
+    const port = await until(() => proxy.portOf("ledger-db") || undefined);
+    const load = new WriteLoad({ host: "127.0.0.1", port, ...app, ratePerSec: 200 });
+    load.start();
+    expect((await waitForPhase(client, m.id, ["PHASE_COMPLETED", "PHASE_FAILED"])).phase).toBe("PHASE_COMPLETED");
+    // Writes land on the target for a while.
+    const tgt = provider.cluster({ id: "ledger-aurora" });
+    const before = Number((await tgt.query<{ n: string }>("select count(*)::text as n from items", [], "app"))[0]!.n);
+    await until(async () => (Number((await tgt.query<{ n: string }>("select count(*)::text as n from items", [], "app"))[0]!.n) > before + 100 ? true : undefined));
+    await unary(client, "RollbackMigration", { id: m.id, reason: "test" });
+    expect((await waitForPhase(client, m.id, ["PHASE_ROLLED_BACK", "PHASE_FAILED"])).phase).toBe("PHASE_ROLLED_BACK");
+    // The application carries on through the proxy, now on the source, with ids that do not collide.
+    const n = load.committed.length;
+    await until(() => (load.committed.length > n + 50 ? true : undefined));
+    await load.stop();
+    const ids = new Set((await provider.cluster({ id: "ledger" }).query<{ id: string }>("select id::text from items", [], "app")).map((r) => r.id));
+    expect(load.committed.filter((id) => !ids.has(id.toString()))).toEqual([]);
+    expect(new Set(load.committed.map(String)).size).toBe(load.committed.length);
+    expect(await serverPort(port, app)).toEqual({ port: provider.cluster({ id: "ledger" }).port, recovery: false });
+    // Nothing left retaining WAL: no reverse slot on the target, no replica slot on the source.
+    expect((await provider.describe({ id: "ledger-aurora" })).slots).toEqual([]);
+    expect((await provider.describe({ id: "ledger" })).slots).toEqual([]);
+  });
+
   it("a resource gRPC's xDS client rejects shows up as a NACK in GetRoutingStatus", async () => {
     process.env.GRPC_XDS_BOOTSTRAP_CONFIG = JSON.stringify({
       xds_servers: [{ server_uri: `127.0.0.1:${svc.xdsPort}`, channel_creds: [{ type: "insecure" }], server_features: ["xds_v3"] }],
