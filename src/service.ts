@@ -69,7 +69,7 @@ export async function startService(config: ServiceConfig, log: Logger): Promise<
 
   const api = await listenApi(
     (r: ConnectRouter) => {
-      r.service(MigrationService, migrationService({ repo, bus, shutdown: shutdown.signal, providerAvailable, router }));
+      r.service(MigrationService, migrationService({ repo, bus, shutdown: shutdown.signal, providerAvailable, providers, router }));
       r.service(Health, healthService(health));
       r.service(ReflectionV1, reflection.v1);
       r.service(ReflectionV1Alpha, reflection.v1alpha);

@@ -101,8 +101,13 @@ describe("MigrationService over a real socket, with its own PostgreSQL store", (
     expect(all.migrations.map((m: any) => m.spec.source.id)).not.toContain("a4");
   });
 
-  it("answers UNIMPLEMENTED, never a fake success, for behaviour that arrives later", async () => {
-    expect((await unaryError(client, "RunPreflight", { spec: spec("a", "b") })).code).toBe(S.UNIMPLEMENTED);
+  it("RunPreflight of a source that does not exist answers NOT_FOUND, saying how to make one, and creates nothing", async () => {
+    const before = (await unary(client, "ListMigrations", { page_size: 500 })).migrations.length;
+    const err = await unaryError(client, "RunPreflight", { spec: spec("ghost", "ghost-tgt") });
+    expect(err.code).toBe(S.NOT_FOUND);
+    expect(err.details).toMatch(/no local cluster of that name/);
+    expect((await unary(client, "ListMigrations", { page_size: 500 })).migrations.length).toBe(before);
+    expect((await unaryError(client, "DropInactiveSlot", { id: "00000000-0000-0000-0000-000000000000", slot_name: "x" })).code).toBe(S.NOT_FOUND);
   });
 
   it("checks operator actions against the phase, records who asked, and treats a repeat as a retry", async () => {

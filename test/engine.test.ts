@@ -104,22 +104,46 @@ describe("the engine drives migrations on the local provider, through the real s
     expect(await provider.isFenced({ id: "ab-src" })).toBe(false);
   });
 
-  it("fails preflight on a stale inactive logical slot, naming it and its size, and creates nothing", async () => {
+  it("a stale inactive logical slot blocks cutover, named with its size, until an operator drops it; then the migration proceeds", async () => {
     const src = await createSampleSource(provider, "slot-src", { rows: 100 });
     await src.cluster.query("select pg_create_logical_replication_slot('forgotten_cdc', 'pgoutput')", [], "app");
     await src.cluster.query("insert into items (payload) select md5(g::text) from generate_series(1, 20000) g", [], "app");
-    const m = (await unary(client, "CreateMigration", { spec: localSpec("slot-db", "slot-src", "slot-tgt") })).migration;
-    const { phase } = await waitForPhase(client, m.id, ["PHASE_FAILED", "PHASE_PROVISIONING"]);
-    expect(phase).toBe("PHASE_FAILED");
-    const got = await getMigration(client, m.id);
-    const slot = got.checks.find((c: any) => c.name === "slots.inactive_logical");
+    // The dry run sees it too, and creates nothing.
+    const dry = await unary(client, "RunPreflight", { spec: localSpec("slot-db", "slot-src", "slot-tgt") });
+    expect(dry.passed).toBe(false);
+    expect(dry.checks.find((c: any) => c.name === "slots.inactive_logical").status).toBe("CHECK_STATUS_FAIL");
+    expect(dry.checks.find((c: any) => c.name === "extensions.parity").status).toBe("CHECK_STATUS_PASS");
+    expect(provider.list()).not.toContain("slot-tgt");
+
+    const m = (await unary(client, "CreateMigration", { spec: localSpec("slot-db", "slot-src", "slot-tgt", { cutover_mode: "CUTOVER_MODE_AUTOMATIC" }) })).migration;
+    await waitForPhase(client, m.id, ["PHASE_REPLICATING"]);
+    // The lag window is 2s; blocked by the slot, the migration must still be replicating well after it.
+    await new Promise((r) => setTimeout(r, 5000));
+    const held = await getMigration(client, m.id);
+    expect(held.phase).toBe("PHASE_REPLICATING");
+    const slot = held.checks.find((c: any) => c.name === "slots.inactive_logical");
     expect(slot.status).toBe("CHECK_STATUS_FAIL");
     expect(slot.measured).toMatch(/forgotten_cdc \(pgoutput, database app\) retains [\d.]+ (KiB|MiB)/);
     expect(slot.remedy).toContain("pg_drop_replication_slot('forgotten_cdc')");
-    expect(got.last_error.message).toMatch(/forgotten_cdc|inactive logical slot/);
-    expect(provider.list()).not.toContain("slot-tgt");
-    // We never dropped it ourselves.
+    // We never drop it on our own.
     expect((await provider.describe({ id: "slot-src" })).slots.map((s) => s.name)).toContain("forgotten_cdc");
+
+    // A setting changed on the source meanwhile is reported at the gate.
+    await src.cluster.query("alter system set work_mem = '7MB'");
+    await src.cluster.query("select pg_reload_conf()");
+    expect((await unaryError(client, "DropInactiveSlot", { id: m.id, slot_name: "no_such_slot" })).code).toBe(grpc.status.NOT_FOUND);
+    const md = new grpc.Metadata();
+    md.set("x-pgshift-actor", "oncall@platform");
+    const dropped = await unary(client, "DropInactiveSlot", { id: m.id, slot_name: "forgotten_cdc", reason: "consumer decommissioned" }, md);
+    expect(BigInt(dropped.retained_bytes)).toBeGreaterThan(1024n * 1024n);
+    const { phase, events } = await waitForPhase(client, m.id, ["PHASE_COMPLETED", "PHASE_FAILED"]);
+    expect(phase).toBe("PHASE_COMPLETED");
+    expect(events.find((e) => e.type === "EVENT_TYPE_OPERATOR_ACTION" && /dropped inactive logical slot forgotten_cdc/.test(e.message)).actor).toBe("oncall@platform");
+    const done = await getMigration(client, m.id);
+    expect(done.checks.find((c: any) => c.name === "slots.inactive_logical").status).toBe("CHECK_STATUS_PASS");
+    const params = done.checks.find((c: any) => c.name === "settings.parity");
+    expect(params.status).toBe("CHECK_STATUS_WARN");
+    expect(params.measured).toMatch(/work_mem: 7168 -> 4096/);
   });
 
   it("refuses operator actions that do not fit the phase with FAILED_PRECONDITION", async () => {

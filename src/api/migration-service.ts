@@ -3,7 +3,7 @@ import { create } from "@bufbuild/protobuf";
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import type { XdsRouter } from "../routing/xds-router.js";
-import { FailedPreconditionError, NotFoundError, InvalidArgumentError, UnavailableError, UnimplementedError } from "../errors.js";
+import { FailedPreconditionError, NotFoundError, InvalidArgumentError, UnavailableError } from "../errors.js";
 import type { OperatorAction } from "../engine/transitions.js";
 import {
   MigrationService,
@@ -15,13 +15,17 @@ import { isTerminal, phaseFromProto, phaseToProto, type PhaseName } from "../dom
 import type { EventBus } from "../store/event-bus.js";
 import type { MigrationRepo } from "../store/migration-repo.js";
 import { actorOf } from "./actor.js";
-import { eventToProto, migrationToProto } from "./convert.js";
+import { checkToProto, eventToProto, migrationToProto } from "./convert.js";
+import { runPreflight } from "../engine/steps.js";
+import { dropInactiveSlot } from "../engine/operator-remedies.js";
+import type { Provider as ProviderImpl } from "../providers/provider.js";
 import { instanceKey, normalizeSpec, providerName, specToJson } from "./spec.js";
 
 export interface MigrationServiceDeps {
   repo: MigrationRepo;
   /** Which providers this service can drive; CreateMigration refuses the others. */
   providerAvailable: (p: Provider) => string | undefined;
+  providers: (p: Provider) => ProviderImpl;
   bus: EventBus;
   router: XdsRouter;
   /** Aborted when the service drains: open watches end so clients reconnect elsewhere. */
@@ -39,10 +43,6 @@ function requireId(id: string): string {
   return id;
 }
 
-function notYet(what: string, issue: string): never {
-  throw new UnimplementedError(`${what} is not implemented yet (arrives with ${issue}); nothing was changed`);
-}
-
 /** Resolves when fn is called or the signal aborts, whichever is first; or after ms. */
 function wakeup(signal: AbortSignal, ms: number, subscribe: (fn: () => void) => () => void): Promise<void> {
   return new Promise((resolve) => {
@@ -58,7 +58,7 @@ function wakeup(signal: AbortSignal, ms: number, subscribe: (fn: () => void) => 
   });
 }
 
-export function migrationService({ repo, bus, shutdown, providerAvailable, router }: MigrationServiceDeps): ServiceImpl<typeof MigrationService> {
+export function migrationService({ repo, bus, shutdown, providerAvailable, providers, router }: MigrationServiceDeps): ServiceImpl<typeof MigrationService> {
   async function load(id: string) {
     const row = await repo.get(requireId(id));
     const history = await repo.phaseHistory([row.id]);
@@ -147,8 +147,17 @@ export function migrationService({ repo, bus, shutdown, providerAvailable, route
       }
     },
 
-    async runPreflight() {
-      notYet("RunPreflight", "the validations issue (#6)");
+    async runPreflight(req) {
+      const spec = normalizeSpec(req.spec);
+      const unavailable = providerAvailable(spec.provider);
+      if (unavailable) throw new FailedPreconditionError(unavailable);
+      const checks = await runPreflight(providers(spec.provider), { id: spec.source!.id, region: spec.source!.region || undefined });
+      return { checks: checks.map(checkToProto), passed: checks.every((c) => c.status !== "FAIL") };
+    },
+    async dropInactiveSlot(req, ctx) {
+      const actor = actorOf(ctx);
+      const { row, retained } = await dropInactiveSlot(repo, providers, requireId(req.id), req.slotName, actor, req.reason);
+      return { migration: migrationToProto(row, await repo.phaseHistory([row.id])), retainedBytes: retained };
     },
     approveCutover: (req, ctx) => act(req, ctx, "approve"),
     pauseMigration: (req, ctx) => act(req, ctx, "pause"),

@@ -5,7 +5,7 @@ import { check, formatBytes, type CheckResult } from "./check.js";
  * Checks of the source alone, before anything is created. Each returns a
  * verdict an operator can act on.
  */
-export function preflightChecks(source: InstanceDescription, targetMajor: number): CheckResult[] {
+export function preflightChecks(source: InstanceDescription, targetMajor: number, targetExtensions: Map<string, string[]>): CheckResult[] {
   const results: CheckResult[] = [];
   results.push(
     source.major === targetMajor
@@ -29,7 +29,72 @@ export function preflightChecks(source: InstanceDescription, targetMajor: number
       : check("settings.wal_level", "PASS", { measured: walLevel, threshold: "replica or logical" }),
   );
   results.push(...slotChecks(source));
+  results.push(extensionCheck(source, targetExtensions));
   return results;
+}
+
+/** Every extension installed on the source must be available on the target, at the same version. */
+export function extensionCheck(source: InstanceDescription, available: Map<string, string[]>): CheckResult {
+  const missing = source.extensions.filter((e) => !available.has(e.name));
+  const otherVersion = source.extensions.filter((e) => available.has(e.name) && !available.get(e.name)!.includes(e.version));
+  const list = (xs: typeof missing) => [...new Set(xs.map((e) => `${e.name} ${e.version} (in ${e.database})`))].join(", ");
+  if (missing.length > 0) {
+    return check("extensions.parity", "FAIL", {
+      measured: `not available on the target: ${list(missing)}`,
+      threshold: "every installed extension available on the target",
+      message: `${missing.length} extension(s) installed on the source cannot run on the target`,
+      remedy: "install them on the target engine (Aurora: check the supported extensions of the engine version), or drop them from the source",
+    });
+  }
+  if (otherVersion.length > 0) {
+    return check("extensions.parity", "WARN", {
+      measured: `other versions on the target: ${list(otherVersion)}`,
+      threshold: "same versions",
+      message: "the target offers these extensions at other versions",
+      remedy: "run ALTER EXTENSION ... UPDATE after cutover, and test the application against the new versions",
+    });
+  }
+  return check("extensions.parity", "PASS", { measured: `${source.extensions.length} installed extension(s) available on the target`, threshold: "all available" });
+}
+
+/** Settings that change how the application's queries behave, or how much the server can take. */
+const SETTINGS_THAT_MATTER = new Set([
+  "max_connections", "shared_buffers", "work_mem", "maintenance_work_mem", "effective_cache_size", "TimeZone", "timezone",
+  "search_path", "default_transaction_isolation", "statement_timeout", "lock_timeout", "idle_in_transaction_session_timeout",
+  "standard_conforming_strings", "DateStyle", "IntervalStyle", "client_encoding", "lc_collate", "lc_ctype", "max_prepared_transactions",
+  "max_locks_per_transaction", "synchronous_commit", "default_text_search_config", "extra_float_digits", "bytea_output",
+]);
+/** Settings that differ by construction between a primary and its replica, or between two hosts. */
+const SETTINGS_IGNORED = new Set([
+  "port", "data_directory", "config_file", "hba_file", "ident_file", "listen_addresses", "unix_socket_directories", "primary_conninfo",
+  "primary_slot_name", "transaction_read_only", "default_transaction_read_only", "in_hot_standby", "hot_standby", "external_pid_file",
+  "log_directory", "log_filename", "cluster_name", "application_name", "krb_server_keyfile", "ssl_cert_file", "ssl_key_file", "ssl_ca_file",
+]);
+
+/** Settings that differ between source and target, the ones that matter flagged. */
+export function parameterCheck(source: Record<string, string>, target: Record<string, string>): CheckResult {
+  const differ: string[] = [];
+  const missing: string[] = [];
+  for (const [name, value] of Object.entries(source)) {
+    if (SETTINGS_IGNORED.has(name)) continue;
+    if (!(name in target)) missing.push(name);
+    else if (target[name] !== value) differ.push(name);
+  }
+  const important = differ.filter((n) => SETTINGS_THAT_MATTER.has(n));
+  const fmt = (n: string) => `${n}: ${source[n]} -> ${target[n] ?? "unsupported"}`;
+  if (differ.length === 0 && missing.length === 0) {
+    return check("settings.parity", "PASS", { measured: "no setting differs", threshold: "same settings" });
+  }
+  return check("settings.parity", important.length > 0 || missing.length > 0 ? "WARN" : "PASS", {
+    measured: [
+      important.length ? `differ and matter: ${important.map(fmt).join("; ")}` : "",
+      missing.length ? `not supported on the target: ${missing.join(", ")}` : "",
+      differ.length > important.length ? `differ: ${differ.filter((n) => !important.includes(n)).map(fmt).join("; ")}` : "",
+    ].filter(Boolean).join(" | "),
+    threshold: "same settings where they matter",
+    message: `${differ.length} setting(s) differ between source and target${important.length ? `, ${important.length} of which change query behaviour or capacity` : ""}`,
+    remedy: "set them on the target's parameter group (locally: ALTER SYSTEM on the target) before cutover, or accept the difference",
+  });
 }
 
 /**

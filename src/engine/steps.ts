@@ -3,7 +3,14 @@ import { CutoverMode } from "../gen/migration/v1/migration_pb.js";
 import type { PhaseName } from "../domain/phases.js";
 import { sleep } from "./sleep.js";
 import { check, failed, formatBytes, mergeChecks, type CheckResult } from "../checks/check.js";
-import { preflightChecks } from "../checks/preflight.js";
+import { parameterCheck, preflightChecks, slotChecks } from "../checks/preflight.js";
+import type { InstanceRef as Ref } from "../providers/provider.js";
+
+/** The preflight checks of a source, creating nothing (RunPreflight runs exactly these). */
+export async function runPreflight(provider: Provider, source: Ref): Promise<CheckResult[]> {
+  const desc = await provider.describe(source);
+  return preflightChecks(desc, await provider.replicaMajor(source), await provider.targetExtensions(source));
+}
 import { FailedPreconditionError } from "../errors.js";
 import type { InstanceRef, Provider } from "../providers/provider.js";
 import type { Router } from "../routing/router.js";
@@ -40,10 +47,10 @@ export type Step = (env: StepEnv) => Promise<Outcome>;
 
 
 const preflight: Step = async (env) => {
-  const desc = await env.provider.describe(env.source);
-  const results = preflightChecks(desc, await env.provider.replicaMajor(env.source));
+  const results = await runPreflight(env.provider, env.source);
   env.state.checks = mergeChecks(env.state.checks ?? [], results);
-  const bad = failed(results);
+  // An inactive slot does not stop the replica being built; it blocks cutover, at the lag gate, until an operator acts.
+  const bad = failed(results).filter((r) => r.name !== "slots.inactive_logical");
   if (bad.length > 0) {
     throw new FailedPreconditionError(`preflight failed: ${bad.map((b) => `${b.name}: ${b.message}; ${b.remedy}`).join(" | ")}`);
   }
@@ -76,8 +83,25 @@ const replicating: Step = async (env) => {
   let peak = env.state.peakWalRate ?? 0;
   let lastReport = 0;
   let samples = 0;
+  let slotsOk = false;
+  let lastSlotCheck = -Infinity;
+  let lastSlotStatus = "";
+  if (!env.state.checks?.some((c) => c.name === "settings.parity")) {
+    const [src, tgt] = await Promise.all([env.provider.describe(env.source), env.provider.describe(env.target)]);
+    await env.report(parameterCheck(src.settings, tgt.settings));
+  }
   while (!env.signal.aborted) {
     if (await env.interrupted()) return { waitMs: 0 };
+    // Slot health is part of the gate: an inactive logical slot blocks cutover until an operator drops it.
+    if (performance.now() - lastSlotCheck > 2000) {
+      lastSlotCheck = performance.now();
+      const [slot] = slotChecks(await env.provider.describe(env.source));
+      slotsOk = slot!.status === "PASS";
+      if (slot!.status + slot!.measured !== lastSlotStatus) {
+        lastSlotStatus = slot!.status + slot!.measured;
+        await env.report(slot!);
+      }
+    }
     const st = await env.provider.replicationStatus(env.source, env.target);
     const now = performance.now();
     if (!st.targetRunning) {
@@ -92,9 +116,9 @@ const replicating: Step = async (env) => {
     lastAt = now;
     const okBytes = st.lagBytes !== null && st.lagBytes <= maxBytes;
     const okSecs = st.lagSeconds !== null && st.lagSeconds <= maxSecs;
-    const ok = st.state === "streaming" && okBytes && okSecs;
+    const ok = st.state === "streaming" && okBytes && okSecs && slotsOk;
     samples++;
-    const measured = `state ${st.state}, lag ${st.lagBytes === null ? "unknown" : formatBytes(st.lagBytes)} / ${st.lagSeconds === null ? "unknown" : `${st.lagSeconds.toFixed(2)}s`}`;
+    const measured = `${slotsOk ? "" : "blocked by an inactive logical slot; "}state ${st.state}, lag ${st.lagBytes === null ? "unknown" : formatBytes(st.lagBytes)} / ${st.lagSeconds === null ? "unknown" : `${st.lagSeconds.toFixed(2)}s`}`;
     const threshold = `≤ ${formatBytes(maxBytes)} and ≤ ${maxSecs}s for ${windowMs / 1000}s`;
     if (!ok) {
       if (windowStart !== undefined || now - lastReport > 5000) {
@@ -114,7 +138,10 @@ const replicating: Step = async (env) => {
       windowStart ??= now;
       if (now - windowStart >= windowMs) {
         env.state.peakWalRate = peak;
+        // Settings may have changed on either side while we waited: compare them as they are at the gate.
+        const [src, tgt] = await Promise.all([env.provider.describe(env.source), env.provider.describe(env.target)]);
         env.state.checks = mergeChecks(env.state.checks ?? [], [
+          parameterCheck(src.settings, tgt.settings),
           check("replication.lag_window", "PASS", {
             measured: `${measured}; held for ${((now - windowStart) / 1000).toFixed(1)}s over ${samples} samples; peak WAL rate ${formatBytes(peak)}/s`,
             threshold,

@@ -68,6 +68,10 @@ export interface Provider {
   describe(ref: InstanceRef): Promise<InstanceDescription>;
   /** The major version a replica of this source would run. */
   replicaMajor(source: InstanceRef): Promise<number>;
+  /** Extensions (name -> versions) a target made from this source could run. */
+  targetExtensions(source: InstanceRef): Promise<Map<string, string[]>>;
+  /** Drops a replication slot that no consumer is reading; refuses an active one. Returns the WAL it retained. */
+  dropInactiveSlot(ref: InstanceRef, slot: string): Promise<bigint>;
   /** Creates the target as a physical replica of the source from a storage snapshot, replaying the source's WAL. */
   createReplica(source: InstanceRef, target: InstanceRef): Promise<void>;
   replicationStatus(source: InstanceRef, target: InstanceRef): Promise<ReplicationStatus>;

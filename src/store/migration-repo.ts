@@ -307,4 +307,14 @@ export class MigrationRepo {
       return updated;
     });
   }
+
+  /** Logs what an operator did outside the phase machine (e.g. dropped a slot), under the row lock. */
+  async logOperatorEvent(id: string, actor: string, message: string, payload: Record<string, unknown> = {}): Promise<MigrationRow> {
+    return this.db.transaction().execute(async (trx) => {
+      const row = await trx.updateTable("migrations").set({ updated_at: new Date() }).where("id", "=", id).returningAll().executeTakeFirst();
+      if (!row) throw new NotFoundError(`no migration with id "${id}"; ListMigrations shows the existing ones`);
+      await this.appendEvent(trx, { migrationId: id, type: "OPERATOR_ACTION", actor, message, payload });
+      return row;
+    });
+  }
 }

@@ -126,6 +126,28 @@ export class LocalProvider implements Provider {
     return findPgBinaries().major;
   }
 
+  async targetExtensions(source: InstanceRef): Promise<Map<string, string[]>> {
+    // The replica runs this machine's binaries, whose extensions the source's server lists.
+    const rows = await this.admin(source, async (c) => (await c.query<{ name: string; version: string }>("select name, version from pg_available_extension_versions")).rows);
+    const out = new Map<string, string[]>();
+    for (const r of rows) out.set(r.name, [...(out.get(r.name) ?? []), r.version]);
+    return out;
+  }
+
+  async dropInactiveSlot(ref: InstanceRef, slot: string): Promise<bigint> {
+    return this.admin(ref, async (c) => {
+      const r = await c.query<{ active: boolean; retained: string | null }>(
+        "select active, pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint::text as retained from pg_replication_slots where slot_name = $1",
+        [slot],
+      );
+      const row = r.rows[0];
+      if (!row) throw new UnknownInstanceError(`${ref.id}/${slot}`, `${ref.id} has no replication slot named "${slot}"`);
+      if (row.active) throw new InvalidInstanceStateError(ref.id, `slot ${slot} on ${ref.id} is in use by a consumer; stop the consumer first, or let it catch up`);
+      await c.query("select pg_drop_replication_slot($1)", [slot]);
+      return BigInt(row.retained ?? "0");
+    });
+  }
+
   async endpoint(ref: InstanceRef): Promise<Endpoint> {
     return { host: "127.0.0.1", port: this.cluster(ref).port };
   }
