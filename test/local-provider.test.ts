@@ -110,6 +110,7 @@ describe("local provider on real PostgreSQL clusters", () => {
     await provider.waitForReplay(tgt, finalLsn, 30_000);
     await provider.promote(src, tgt);
     await provider.promote(src, tgt);
+    await provider.detachReplica(src, tgt);
 
     const srcSum = await provider.cluster(src).query(CHECKSUM, [], "app");
     const tgtSum = await provider.cluster(tgt).query(CHECKSUM, [], "app");

@@ -219,6 +219,8 @@ const routing: Step = async (env) => {
 };
 
 const verifying: Step = async (env) => {
+  // The source's slot for the replica would retain WAL from now on; released here, off the cutover path.
+  await env.provider.detachReplica(env.source, env.target);
   const conn = await env.provider.adminConnection(env.target);
   const ok = await withClient(env.target.id, conn, async (c) => {
     const r = await c.query<{ rec: boolean }>("select pg_is_in_recovery() as rec");

@@ -84,8 +84,10 @@ export interface Provider {
   isFenced(ref: InstanceRef): Promise<boolean>;
   /** Resolves once the target replayed up to lsn; rejects after timeoutMs. */
   waitForReplay(target: InstanceRef, lsn: Lsn, timeoutMs: number): Promise<void>;
-  /** Makes the replica a writable primary and detaches it from the source. */
+  /** Makes the replica a writable primary. */
   promote(source: InstanceRef, target: InstanceRef): Promise<void>;
+  /** After promotion, off the cutover path: releases what the source kept for the replica (its slot). */
+  detachReplica(source: InstanceRef, target: InstanceRef): Promise<void>;
   endpoint(ref: InstanceRef): Promise<Endpoint>;
   deleteReplica(source: InstanceRef, target: InstanceRef): Promise<void>;
   /** Takes the old source out of service once the migration is finalized (its data is kept). */

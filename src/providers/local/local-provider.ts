@@ -367,9 +367,10 @@ export class LocalProvider implements Provider {
       }
       throw new InvalidInstanceStateError(target.id, `${target.id} was promoted but does not accept writes`);
     });
-    await this.dropReplicaSlot(source, target).catch(() => {
-      // The source may be down; its slot is dropped again when the replica is deleted or the source retired.
-    });
+  }
+
+  async detachReplica(source: InstanceRef, target: InstanceRef): Promise<void> {
+    await this.dropReplicaSlot(source, target);
   }
 
   private async dropReplicaSlot(source: InstanceRef, target: InstanceRef): Promise<void> {

@@ -1,0 +1,125 @@
+/**
+ * Cutover figures on the embedded default, each cutover under a live write
+ * load through the local xDS proxy:
+ *   - write-unavailability window (longest gap between commits the application saw),
+ *   - promotion time (the PROMOTING phase),
+ *   - routing convergence (the ROUTING phase: route stored -> every proxy ACKed),
+ * as median and p95 over several cutovers; then many migrations at once
+ * through one service: throughput and the service's memory.
+ *
+ *   npm run bench:cutover                 # 5 cutovers, then 20 concurrent migrations
+ *   npm run bench:cutover -- 9 10         # 9 cutovers, then 10 concurrent
+ */
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createClient } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import { timestampDate } from "@bufbuild/protobuf/wkt";
+import { CutoverMode, EventType, MigrationService, Phase, Provider } from "../src/gen/migration/v1/migration_pb.js";
+import { parseServiceConfig } from "../src/config.js";
+import { LocalCluster } from "../src/postgres/cluster.js";
+import { LocalProvider } from "../src/providers/local/local-provider.js";
+import { createSampleSource } from "../src/providers/local/sample.js";
+import { XdsTcpProxy } from "../src/proxy/xds-tcp-proxy.js";
+import { startService } from "../src/service.js";
+import { createLogger } from "../src/telemetry/log.js";
+import { WriteLoad } from "../src/workload/write-load.js";
+
+const [cutovers = 5, concurrent = 20] = process.argv.slice(2).map(Number);
+
+function stats(xs: number[]) {
+  const s = [...xs].sort((a, b) => a - b);
+  const q = (p: number) => s[Math.min(s.length - 1, Math.ceil(p * s.length) - 1)]!;
+  return `median ${q(0.5).toFixed(0)} ms, p95 ${q(0.95).toFixed(0)} ms (min ${s[0]!.toFixed(0)}, max ${s[s.length - 1]!.toFixed(0)}, n=${s.length})`;
+}
+
+const dataDir = mkdtempSync(join(tmpdir(), "pgshift-bench-"));
+const config = { ...parseServiceConfig(["--port", "0", "--xds-port", "0", "--data-dir", dataDir]), logLevel: "error" as const };
+const provider = new LocalProvider(join(dataDir, "local"));
+const service = await startService(config, createLogger("error"));
+const client = createClient(MigrationService, createGrpcTransport({ baseUrl: `http://127.0.0.1:${service.port}` }));
+const proxy = new XdsTcpProxy({ xds: `127.0.0.1:${service.xdsPort}`, nodeId: "bench-sidecar", listenPort: () => 0 });
+await proxy.start();
+
+/** Runs one migration to COMPLETED and returns its phase durations (ms), by phase entered. */
+async function migrate(name: string, opts: { load: boolean }): Promise<{ durations: Map<string, number>; windowMs?: number }> {
+  const { app } = await createSampleSource(provider, `${name}-src`, { rows: 2000 });
+  const { migration } = await client.createMigration({
+    spec: {
+      databaseName: `${name}-db`,
+      provider: Provider.LOCAL,
+      source: { id: `${name}-src` },
+      target: { id: `${name}-tgt` },
+      cutoverMode: CutoverMode.AUTOMATIC,
+      lagPolicy: { maxLagBytes: 16n * 1024n * 1024n, maxLagTime: { seconds: 5n }, window: { seconds: 2n } },
+    },
+  });
+  let load: WriteLoad | undefined;
+  const entered = new Map<string, number>();
+  for await (const res of client.watchMigration({ id: migration!.id })) {
+    const e = res.event!;
+    if (e.type === EventType.PHASE_CHANGED && e.transition && e.at) entered.set(Phase[e.transition.to]!, timestampDate(e.at).getTime());
+    if (opts.load && !load && res.phase === Phase.REPLICATING) {
+      const port = await (async () => {
+        for (let i = 0; i < 400; i++) {
+          const p = proxy.portOf(`${name}-db`);
+          if (p) return p;
+          await new Promise((r) => setTimeout(r, 25));
+        }
+        throw new Error("proxy never got the listener");
+      })();
+      load = new WriteLoad({ host: "127.0.0.1", port, ...app, ratePerSec: 200 });
+      load.start();
+    }
+    if (res.phase === Phase.COMPLETED) break;
+    if ([Phase.FAILED, Phase.ROLLED_BACK, Phase.ABORTED].includes(res.phase)) throw new Error(`${name} ended ${Phase[res.phase]}: ${e.message}`);
+  }
+  await new Promise((r) => setTimeout(r, 300));
+  await load?.stop();
+  const order = [...entered.entries()].sort((a, b) => a[1] - b[1]);
+  const durations = new Map<string, number>();
+  for (let i = 0; i < order.length - 1; i++) durations.set(order[i]![0], order[i + 1]![1] - order[i]![1]);
+  return { durations, windowMs: load?.longestGapMs };
+}
+
+try {
+  const windows: number[] = [];
+  const promotion: number[] = [];
+  const routing: number[] = [];
+  const cutoverPath: number[] = [];
+  for (let i = 0; i < cutovers; i++) {
+    const { durations, windowMs } = await migrate(`cut${i}`, { load: true });
+    windows.push(windowMs!);
+    promotion.push(durations.get("PROMOTING")!);
+    routing.push(durations.get("ROUTING")!);
+    cutoverPath.push(["QUIESCING", "FINAL_SYNC", "PROMOTING", "CDC_RESTORE", "ROUTING"].reduce((n, p) => n + (durations.get(p) ?? 0), 0));
+    process.stderr.write(`cutover ${i + 1}/${cutovers}: window ${windowMs!.toFixed(0)} ms\n`);
+  }
+  console.log(`cutovers under a 200 rows/s write load through the xDS proxy (${cutovers} runs)`);
+  console.log(`  write-unavailability window: ${stats(windows)}`);
+  console.log(`  promotion (PROMOTING):        ${stats(promotion)}`);
+  console.log(`  routing convergence (ROUTING): ${stats(routing)}`);
+  console.log(`  fence -> routed (QUIESCING..ROUTING): ${stats(cutoverPath)}`);
+
+  global.gc?.();
+  const rssBefore = process.memoryUsage().rss;
+  let peakRss = rssBefore;
+  const sampler = setInterval(() => (peakRss = Math.max(peakRss, process.memoryUsage().rss)), 100);
+  const t0 = performance.now();
+  const results = await Promise.allSettled(Array.from({ length: concurrent }, (_, i) => migrate(`many${i}`, { load: false })));
+  const secs = (performance.now() - t0) / 1000;
+  clearInterval(sampler);
+  const ok = results.filter((r) => r.status === "fulfilled").length;
+  console.log(`${concurrent} migrations at once through one service (each: new source, replica, 2 s lag window, cutover)`);
+  console.log(`  completed ${ok}/${concurrent} in ${secs.toFixed(1)} s: ${((ok / secs) * 60).toFixed(1)} migrations/min`);
+  console.log(`  service process memory: rss ${(rssBefore / 2 ** 20).toFixed(0)} MiB before, peak ${(peakRss / 2 ** 20).toFixed(0)} MiB (includes the bench's own clients)`);
+  for (const r of results) if (r.status === "rejected") console.log(`  failed: ${String(r.reason)}`);
+} finally {
+  await proxy.stop();
+  await service.stop();
+  for (const name of provider.list()) await provider.cluster({ id: name }).destroy().catch(() => {});
+  await LocalCluster.load(join(dataDir, "store"))?.destroy();
+  rmSync(dataDir, { recursive: true, force: true });
+}
+process.exit(0);
