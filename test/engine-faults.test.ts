@@ -3,6 +3,8 @@ import { join } from "node:path";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { LocalCluster } from "../src/postgres/cluster.js";
+import { freePort } from "../src/postgres/ports.js";
+import { XdsTcpProxy } from "../src/proxy/xds-tcp-proxy.js";
 import { LocalProvider } from "../src/providers/local/local-provider.js";
 import { createSampleSource } from "../src/providers/local/sample.js";
 import { WriteLoad } from "../src/workload/write-load.js";
@@ -31,16 +33,23 @@ async function timeline(provider: LocalProvider, id: string): Promise<number> {
 describe("the engine survives SIGKILL at every phase and hands migrations between replicas", () => {
   const tmp = tempDir("faults");
   const provider = new LocalProvider(join(tmp.dir, "local"));
-  const args = ["--data-dir", tmp.dir, "--lease-ms", "2000"];
+  let args: string[];
   let svc: ServiceProcess;
   let client: AnyClient;
+  let proxy: XdsTcpProxy;
 
   beforeAll(async () => {
+    // One xDS port across restarts, so the application's proxy reconnects to whichever process runs.
+    const xdsPort = await freePort();
+    args = ["--data-dir", tmp.dir, "--lease-ms", "2000", "--xds-port", String(xdsPort)];
     svc = await startServiceProcess(args);
     client = migrationClient(svc.address);
+    proxy = new XdsTcpProxy({ xds: `127.0.0.1:${xdsPort}`, nodeId: "faults-sidecar", listenPort: () => 0 });
+    await proxy.start();
   });
 
   afterAll(async () => {
+    await proxy?.stop();
     client?.close();
     if (svc) await svc.stop();
     for (const name of provider.list()) await provider.cluster({ id: name }).destroy().catch(() => {});
@@ -54,9 +63,14 @@ describe("the engine survives SIGKILL at every phase and hands migrations betwee
     it(`killed with SIGKILL on reaching ${phase}, restarted, it completes with each side effect done once`, async () => {
       const name = phase.toLowerCase().replace(/_/g, "-");
       const { app } = await createSampleSource(provider, `${name}-src`, { rows: 500 });
-      const load = new WriteLoad({ ...(await provider.endpoint({ id: `${name}-src` })), ...app, ratePerSec: 100 });
-      load.start();
       const m = (await unary(client, "CreateMigration", { spec: localSpec(`${name}-db`, `${name}-src`, `${name}-tgt`, { cutover_mode: "CUTOVER_MODE_AUTOMATIC" }) })).migration;
+      let port: number | undefined;
+      for (let i = 0; i < 400 && !port; i++) {
+        port = proxy.portOf(`${name}-db`);
+        await new Promise((r) => setTimeout(r, 25));
+      }
+      const load = new WriteLoad({ host: "127.0.0.1", port: port!, ...app, ratePerSec: 100 });
+      load.start();
       await waitForPhase(client, m.id, [`PHASE_${phase}`, "PHASE_COMPLETED", "PHASE_FAILED"]);
       await svc.kill();
       client.close();
@@ -86,7 +100,7 @@ describe("the engine survives SIGKILL at every phase and hands migrations betwee
   }
 
   it("two replicas on one store: each migration driven by one of them; killing one hands its migrations to the other", async () => {
-    const second = await startServiceProcess([...args, "--database-url", storeUrl(tmp.dir)]);
+    const second = await startServiceProcess([...args, "--database-url", storeUrl(tmp.dir), "--xds-port", "0"]);
     const client2 = migrationClient(second.address);
     const ids: string[] = [];
     for (let i = 0; i < 4; i++) {

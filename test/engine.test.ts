@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { LocalProvider, replicaSlotName } from "../src/providers/local/local-provider.js";
 import { createSampleSource } from "../src/providers/local/sample.js";
 import { WriteLoad } from "../src/workload/write-load.js";
+import { XdsTcpProxy } from "../src/proxy/xds-tcp-proxy.js";
 import { migrationClient, unary, unaryError, grpc, type AnyClient } from "./helpers/grpc-clients.js";
 import { getMigration, localSpec, waitForPhase } from "./helpers/migrations.js";
 import { startServiceProcess, tempDir, type ServiceProcess } from "./helpers/service-process.js";
@@ -29,17 +30,29 @@ describe("the engine drives migrations on the local provider, through the real s
 
   it("runs an automatic migration to COMPLETED under a write load, every committed row on the target, then finalizes", async () => {
     const { app } = await createSampleSource(provider, "auto-src", { rows: 2000 });
-    const load = new WriteLoad({ ...(await provider.endpoint({ id: "auto-src" })), ...app, ratePerSec: 200 });
+    // The application goes through the data access layer, as it must: the target's baseline is held to the source's.
+    const proxy = new XdsTcpProxy({ xds: `127.0.0.1:${svc.xdsPort}`, nodeId: "engine-sidecar", listenPort: () => 0 });
+    await proxy.start();
+    const m = (await unary(client, "CreateMigration", { spec: localSpec("auto-db", "auto-src", "auto-tgt", { cutover_mode: "CUTOVER_MODE_AUTOMATIC", lag_policy: { window: { seconds: 3 } } }) })).migration;
+    let port: number | undefined;
+    for (let i = 0; i < 200 && !port; i++) {
+      port = proxy.portOf("auto-db");
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    const load = new WriteLoad({ host: "127.0.0.1", port: port!, ...app, ratePerSec: 200 });
     load.start();
-    const m = (await unary(client, "CreateMigration", { spec: localSpec("auto-db", "auto-src", "auto-tgt", { cutover_mode: "CUTOVER_MODE_AUTOMATIC" }) })).migration;
     const { phase, events } = await waitForPhase(client, m.id, ["PHASE_COMPLETED", "PHASE_FAILED", "PHASE_ROLLED_BACK"]);
     await load.stop();
+    await proxy.stop();
     expect(phase, events.map((e) => e.message).join(" | ")).toBe("PHASE_COMPLETED");
     const path = events.filter((e) => e.type === "EVENT_TYPE_PHASE_CHANGED").map((e) => e.transition.to.replace("PHASE_", ""));
     expect(path).toEqual(["PREFLIGHT", "PROVISIONING", "REPLICATING", "READY_FOR_CUTOVER", "CDC_PREPARE", "QUIESCING", "FINAL_SYNC", "PROMOTING", "CDC_RESTORE", "ROUTING", "VERIFYING", "COMPLETED"]);
     const got = await getMigration(client, m.id);
     expect(got.checks.find((c: any) => c.name === "replication.lag_window").status).toBe("CHECK_STATUS_PASS");
     expect(got.checks.find((c: any) => c.name === "slots.inactive_logical").status).toBe("CHECK_STATUS_PASS");
+    // The source under its load was captured before cutover, and the target held to it after.
+    expect(got.checks.find((c: any) => c.name === "baseline.captured").measured).toMatch(/commits\/s.*commit p50 [\d.]+ ms \/ p99/);
+    expect(got.checks.find((c: any) => c.name === "baseline.compare").status).toBe("CHECK_STATUS_PASS");
     expect(got.history.map((h: any) => h.to)).toContain("PHASE_COMPLETED");
 
     // Every id the application saw committed is on the promoted target.
@@ -91,6 +104,27 @@ describe("the engine drives migrations on the local provider, through the real s
     expect(held.paused).toBe(true);
     await unary(client, "ResumeMigration", { id: m.id });
     expect((await waitForPhase(client, m.id, ["PHASE_COMPLETED", "PHASE_FAILED"])).phase).toBe("PHASE_COMPLETED");
+  });
+
+  it("a lag spike inside the window starts the window again; the gate passes only after a whole quiet window", async () => {
+    const src = await createSampleSource(provider, "spike-src", { rows: 100 });
+    const m = (await unary(client, "CreateMigration", {
+      spec: localSpec("spike-db", "spike-src", "spike-tgt", { lag_policy: { max_lag_bytes: String(64 * 1024), max_lag_time: { seconds: 5 }, window: { seconds: 3 } } }),
+    })).migration;
+    await waitForPhase(client, m.id, ["PHASE_REPLICATING"]);
+    await new Promise((r) => setTimeout(r, 1500));
+    // Well inside the window: a burst of WAL the replica needs a moment to replay.
+    const spikeAt = Date.now();
+    await src.cluster.query("insert into items (payload) select repeat(md5(g::text), 20) from generate_series(1, 150000) g", [], "app");
+    const { events } = await waitForPhase(client, m.id, ["PHASE_READY_FOR_CUTOVER"]);
+    const restarted = events.find((e) => e.type === "EVENT_TYPE_CHECK_RESULT" && e.check.status === "CHECK_STATUS_WARN" && /window starts again/.test(e.message));
+    expect(restarted, events.map((e) => e.message).join(" | ")).toBeDefined();
+    const ready = events.find((e) => e.transition?.to === "PHASE_READY_FOR_CUTOVER");
+    const readyAt = Date.parse(ready.at ? new Date(Number(ready.at.seconds) * 1000 + ready.at.nanos / 1e6).toISOString() : "");
+    // Ready no earlier than a whole window after the spike.
+    expect(readyAt - spikeAt).toBeGreaterThanOrEqual(3000);
+    await unary(client, "AbortMigration", { id: m.id });
+    await waitForPhase(client, m.id, ["PHASE_ABORTED"]);
   });
 
   it("aborts while replicating: the target and its slot are removed, the source untouched", async () => {

@@ -18,6 +18,7 @@ import type { MigrationRow } from "../store/migration-repo.js";
 import type { MigrationStateJson } from "../store/schema.js";
 import { durationMs } from "../api/spec.js";
 import { withClient } from "../providers/connect.js";
+import { baselineCheck, captureBaseline, compareBaselines } from "../checks/baseline.js";
 import { prepareReverseReplication, startReverseReplication } from "../replication/reverse.js";
 
 /** What a step may use. Side effects go only through provider and router. */
@@ -44,6 +45,9 @@ export interface StepEnv {
 export type Outcome = { to: PhaseName; reason: string } | { waitMs: number };
 
 export type Step = (env: StepEnv) => Promise<Outcome>;
+
+/** How long the source (before) and the target (after) are sampled for the baseline comparison. */
+const BASELINE_SAMPLE_MS = 1000;
 
 
 const preflight: Step = async (env) => {
@@ -157,6 +161,11 @@ const replicating: Step = async (env) => {
 };
 
 const readyForCutover: Step = async (env) => {
+  if (!env.state.baseline) {
+    env.state.baseline = await captureBaseline(env.source.id, await env.provider.adminConnection(env.source), BASELINE_SAMPLE_MS);
+    // Persisted now (with the state), not at the transition: this step may wait long for approval.
+    await env.report(baselineCheck(env.state.baseline));
+  }
   if (env.spec.cutoverMode === CutoverMode.AUTOMATIC) return { to: "CDC_PREPARE", reason: "automatic cutover" };
   if (env.row.cutover_approved) return { to: "CDC_PREPARE", reason: "cutover approved" };
   return { waitMs: 500 };
@@ -232,6 +241,12 @@ const verifying: Step = async (env) => {
     : check("verify.target_writable", "FAIL", { measured: "in recovery", threshold: "writable primary", message: "the target is not a writable primary", remedy: "roll back" });
   env.state.checks = mergeChecks(env.state.checks ?? [], [result]);
   if (!ok) throw new FailedPreconditionError("the target is not a writable primary after promotion");
+  if (env.state.baseline) {
+    const after = await captureBaseline(env.target.id, conn, BASELINE_SAMPLE_MS);
+    const cmp = compareBaselines(env.state.baseline, after);
+    env.state.checks = mergeChecks(env.state.checks ?? [], [cmp]);
+    if (cmp.status === "FAIL") throw new FailedPreconditionError(`baseline breached after cutover: ${cmp.measured}`);
+  }
   return { to: "COMPLETED", reason: "the target serves reads and writes" };
 };
 

@@ -16,6 +16,8 @@ export interface MigrationStateJson {
   finalLsn?: string;
   /** Databases whose changes on the promoted target replicate back to the source. */
   reverseDatabases?: string[];
+  /** The source under its live load, captured before cutover; the target is held to it after. */
+  baseline?: import("../checks/baseline.js").Baseline;
   /** Peak WAL generation rate (bytes/s) the replica kept up with while replicating. */
   peakWalRate?: number;
   cdcSlots?: Array<Record<string, unknown>>;
