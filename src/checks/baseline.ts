@@ -4,7 +4,7 @@ import { check, type CheckResult } from "./check.js";
 
 /** What the database looked like under its live load, sampled over a short interval. */
 export interface Baseline {
-  /** Committed transactions per second, all databases. */
+  /** Write transactions per second, all databases (by transaction ids taken). */
   commitsPerSec: number;
   /** Rolled-back transactions per second, all databases. */
   rollbacksPerSec: number;
@@ -16,13 +16,18 @@ export interface Baseline {
   sampledMs: number;
 }
 
-async function counters(c: pg.Client): Promise<{ commits: number; rollbacks: number; conns: number }> {
-  const r = await c.query<{ commits: string; rollbacks: string; conns: string }>(
-    `select sum(xact_commit)::text as commits, sum(xact_rollback)::text as rollbacks,
-            (select count(*) from pg_stat_activity where backend_type = 'client backend')::text as conns
-       from pg_stat_database`,
+/**
+ * Write transactions are counted by the next transaction id, which moves the
+ * moment one starts writing; pg_stat_database's counters reach shared memory
+ * only every second or so, too late for a short sample.
+ */
+async function counters(c: pg.Client): Promise<{ xids: number; rollbacks: number; conns: number }> {
+  const r = await c.query<{ xids: string; rollbacks: string; conns: string }>(
+    `select pg_snapshot_xmax(pg_current_snapshot())::text as xids,
+            (select sum(xact_rollback) from pg_stat_database)::text as rollbacks,
+            (select count(*) from pg_stat_activity where backend_type = 'client backend')::text as conns`,
   );
-  return { commits: Number(r.rows[0]!.commits), rollbacks: Number(r.rows[0]!.rollbacks), conns: Number(r.rows[0]!.conns) };
+  return { xids: Number(r.rows[0]!.xids), rollbacks: Number(r.rows[0]!.rollbacks), conns: Number(r.rows[0]!.conns) };
 }
 
 function quantile(xs: number[], q: number): number {
@@ -49,9 +54,9 @@ export async function captureBaseline(instance: string, conn: pg.ClientConfig, s
     }
     const b = await counters(c);
     const secs = (performance.now() - t0) / 1000;
-    // Our own probes are commits too: leave them out of the application's throughput.
+    // Our own probes take transaction ids too: leave them out of the application's throughput.
     return {
-      commitsPerSec: Math.max(0, b.commits - a.commits - lat.length) / secs,
+      commitsPerSec: Math.max(0, b.xids - a.xids - lat.length) / secs,
       rollbacksPerSec: (b.rollbacks - a.rollbacks) / secs,
       connections: b.conns,
       commitP50Ms: quantile(lat, 0.5),

@@ -47,7 +47,7 @@ export type Outcome = { to: PhaseName; reason: string } | { waitMs: number };
 export type Step = (env: StepEnv) => Promise<Outcome>;
 
 /** How long the source (before) and the target (after) are sampled for the baseline comparison. */
-const BASELINE_SAMPLE_MS = 1000;
+const BASELINE_SAMPLE_MS = 2000;
 
 
 const preflight: Step = async (env) => {
