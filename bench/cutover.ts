@@ -61,14 +61,7 @@ async function migrate(name: string, opts: { load: boolean }): Promise<{ duratio
     const e = res.event!;
     if (e.type === EventType.PHASE_CHANGED && e.transition && e.at) entered.set(Phase[e.transition.to]!, timestampDate(e.at).getTime());
     if (opts.load && !load && res.phase === Phase.REPLICATING) {
-      const port = await (async () => {
-        for (let i = 0; i < 400; i++) {
-          const p = proxy.portOf(`${name}-db`);
-          if (p) return p;
-          await new Promise((r) => setTimeout(r, 25));
-        }
-        throw new Error("proxy never got the listener");
-      })();
+      const port = await proxy.waitForListener(`${name}-db`);
       load = new WriteLoad({ host: "127.0.0.1", port, ...app, ratePerSec: 200 });
       load.start();
     }

@@ -64,12 +64,8 @@ describe("the engine survives SIGKILL at every phase and hands migrations betwee
       const name = phase.toLowerCase().replace(/_/g, "-");
       const { app } = await createSampleSource(provider, `${name}-src`, { rows: 500 });
       const m = (await unary(client, "CreateMigration", { spec: localSpec(`${name}-db`, `${name}-src`, `${name}-tgt`, { cutover_mode: "CUTOVER_MODE_AUTOMATIC" }) })).migration;
-      let port: number | undefined;
-      for (let i = 0; i < 400 && !port; i++) {
-        port = proxy.portOf(`${name}-db`);
-        await new Promise((r) => setTimeout(r, 25));
-      }
-      const load = new WriteLoad({ host: "127.0.0.1", port: port!, ...app, ratePerSec: 100 });
+      const port = await proxy.waitForListener(`${name}-db`);
+      const load = new WriteLoad({ host: "127.0.0.1", port, ...app, ratePerSec: 100 });
       load.start();
       await waitForPhase(client, m.id, [`PHASE_${phase}`, "PHASE_COMPLETED", "PHASE_FAILED"]);
       await svc.kill();

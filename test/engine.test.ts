@@ -34,12 +34,8 @@ describe("the engine drives migrations on the local provider, through the real s
     const proxy = new XdsTcpProxy({ xds: `127.0.0.1:${svc.xdsPort}`, nodeId: "engine-sidecar", listenPort: () => 0 });
     await proxy.start();
     const m = (await unary(client, "CreateMigration", { spec: localSpec("auto-db", "auto-src", "auto-tgt", { cutover_mode: "CUTOVER_MODE_AUTOMATIC", lag_policy: { window: { seconds: 3 } } }) })).migration;
-    let port: number | undefined;
-    for (let i = 0; i < 200 && !port; i++) {
-      port = proxy.portOf("auto-db");
-      await new Promise((r) => setTimeout(r, 25));
-    }
-    const load = new WriteLoad({ host: "127.0.0.1", port: port!, ...app, ratePerSec: 200 });
+    const port = await proxy.waitForListener("auto-db");
+    const load = new WriteLoad({ host: "127.0.0.1", port, ...app, ratePerSec: 200 });
     load.start();
     const { phase, events } = await waitForPhase(client, m.id, ["PHASE_COMPLETED", "PHASE_FAILED", "PHASE_ROLLED_BACK"]);
     await load.stop();

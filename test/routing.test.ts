@@ -56,7 +56,7 @@ describe("routing through xDS: the local proxy follows cutover, ROUTING waits fo
     })).migration;
     await waitForPhase(client, m.id, ["PHASE_REPLICATING"]);
     // The route to the source exists from PREFLIGHT on: the proxy listens for billing-db.
-    const port = await until(() => proxy.portOf("billing-db") || undefined);
+    const port = await proxy.waitForListener("billing-db");
     const srcPort = provider.cluster({ id: "billing" }).port;
     expect(await serverPort(port, app)).toEqual({ port: srcPort, recovery: false });
 
@@ -92,7 +92,7 @@ describe("routing through xDS: the local proxy follows cutover, ROUTING waits fo
     const { app } = await createSampleSource(provider, "ledger", { rows: 500 });
     const m = (await unary(client, "CreateMigration", { spec: localSpec("ledger-db", "ledger", "ledger-aurora", { cutover_mode: "CUTOVER_MODE_AUTOMATIC" }) })).migration;
     await waitForPhase(client, m.id, ["PHASE_REPLICATING"]);
-    const port = await until(() => proxy.portOf("ledger-db") || undefined);
+    const port = await proxy.waitForListener("ledger-db");
     const load = new WriteLoad({ host: "127.0.0.1", port, ...app, ratePerSec: 200 });
     load.start();
     expect((await waitForPhase(client, m.id, ["PHASE_COMPLETED", "PHASE_FAILED"])).phase).toBe("PHASE_COMPLETED");

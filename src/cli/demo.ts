@@ -19,16 +19,6 @@ import { WriteLoad } from "../workload/write-load.js";
 const say = (s = "") => process.stdout.write(s + "\n");
 const phaseName = (p: Phase) => Phase[p] ?? String(p);
 
-async function until<T>(fn: () => T | undefined, ms: number): Promise<T> {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    const v = fn();
-    if (v !== undefined) return v;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error("timed out");
-}
-
 /**
  * The main job on the embedded default: a sample source with a live write
  * load through the local xDS proxy, a whole migration driven by the service,
@@ -77,7 +67,7 @@ export async function demoCommand(argv: string[]): Promise<void> {
       },
     });
     const id = migration!.id;
-    const listenerPort = await until(() => proxy.portOf("billing-db") || undefined, 30_000);
+    const listenerPort = await proxy.waitForListener("billing-db");
     say(`4. the application writes ${values.rate} rows/s through the local proxy (127.0.0.1:${listenerPort}), never changing its connection string`);
     load = new WriteLoad({ host: "127.0.0.1", port: listenerPort, ...app, ratePerSec: Number(values.rate) });
     load.start();
@@ -135,7 +125,7 @@ export async function demoCommand(argv: string[]): Promise<void> {
     if (values.rollback) {
       const promotedAt = entered.get("CDC_RESTORE");
       const onTarget = new Set((await provider.cluster({ id: "billing-aurora" }).query<{ id: string }>("select id::text from items", [], "app")).map((r) => r.id));
-      const writtenOnTarget = load.committed.filter((c) => onTarget.has(c.toString())).length - (load.committed.length - load.committed.filter((c) => onTarget.has(c.toString())).length > 0 ? 0 : 0);
+      const writtenOnTarget = load.committed.filter((c) => onTarget.has(c.toString())).length;
       say(`   rows verified on the source after rollback: ${load.committed.length - missing.length} of ${load.committed.length} committed ids present, ${missing.length} missing`);
       say(`   (writes made on the target after promotion${promotedAt ? ` at ${promotedAt.toISOString().slice(11, 23)}` : ""} came back through reverse replication; ${writtenOnTarget} committed ids are on the target too)`);
       if (missing.length > 0) ok = false;

@@ -62,6 +62,25 @@ export class XdsTcpProxy extends EventEmitter {
     return this.xdsListeners.get(listener)?.port;
   }
 
+  /** Resolves with the port once the proxy listens for the listener (it gets it over xDS). */
+  waitForListener(listener: string, timeoutMs = 30_000): Promise<number> {
+    const now = this.portOf(listener);
+    if (now) return Promise.resolve(now);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.off("listening", on);
+        reject(new Error(`no listener ${listener} from the xDS server within ${timeoutMs} ms`));
+      }, timeoutMs);
+      const on = (name: string, port: number) => {
+        if (name !== listener) return;
+        clearTimeout(timer);
+        this.off("listening", on);
+        resolve(port);
+      };
+      this.on("listening", on);
+    });
+  }
+
   endpointOf(cluster: string): Endpoint | undefined {
     return this.clusters.get(cluster);
   }
