@@ -320,7 +320,7 @@ export class LocalProvider implements Provider {
             where backend_type = 'client backend' and pid <> pg_backend_pid() and usename is distinct from current_user`,
         );
         quiet = Number(r.rows[0].n) === 0 ? quiet + 1 : 0;
-        await new Promise((res) => setTimeout(res, 50));
+        await new Promise((res) => setTimeout(res, 20));
       }
     });
   }
@@ -335,19 +335,25 @@ export class LocalProvider implements Provider {
   async waitForReplay(target: InstanceRef, lsn: Lsn, timeoutMs: number): Promise<void> {
     const tgt = this.cluster(target);
     const deadline = Date.now() + timeoutMs;
-    let reached: string | null = null;
-    while (true) {
+    if (!(await tgt.isRunning())) throw new ReplicaDownError(target.id, `postmaster not running; last log lines: ${tgt.tailLog(5)}`);
+    // One connection for the whole wait: this runs inside the write-unavailability window.
+    await this.admin(target, async (c) => {
+      let reached: string | null = null;
+      while (true) {
+        const r = (await c.query<{ rec: boolean; lsn: string | null }>("select pg_is_in_recovery() as rec, pg_last_wal_replay_lsn()::text as lsn")).rows[0]!;
+        // A promoted target has everything it replayed before promotion and more.
+        if (!r.rec) return;
+        reached = r.lsn;
+        if (reached && lsnAtLeast(reached, lsn)) return;
+        if (Date.now() > deadline) throw new ReplayTimeoutError(target.id, lsn, reached, timeoutMs);
+        if (!(await tgt.isRunning())) throw new ReplicaDownError(target.id, `postmaster not running; last log lines: ${tgt.tailLog(5)}`);
+        await new Promise((res) => setTimeout(res, 5));
+      }
+    }).catch(async (e: unknown) => {
+      // A replica that died mid-wait shows as a lost connection: say what really happened.
       if (!(await tgt.isRunning())) throw new ReplicaDownError(target.id, `postmaster not running; last log lines: ${tgt.tailLog(5)}`);
-      const r = await this.admin(target, async (c) =>
-        (await c.query<{ rec: boolean; lsn: string | null }>("select pg_is_in_recovery() as rec, pg_last_wal_replay_lsn()::text as lsn")).rows[0]!,
-      );
-      // A promoted target has everything it replayed before promotion and more.
-      if (!r.rec) return;
-      reached = r.lsn;
-      if (reached && lsnAtLeast(reached, lsn)) return;
-      if (Date.now() > deadline) throw new ReplayTimeoutError(target.id, lsn, reached, timeoutMs);
-      await new Promise((res) => setTimeout(res, 10));
-    }
+      throw e;
+    });
   }
 
   async promote(source: InstanceRef, target: InstanceRef): Promise<void> {
@@ -356,16 +362,14 @@ export class LocalProvider implements Provider {
     await this.admin(target, async (c) => {
       const rec = await c.query<{ rec: boolean }>("select pg_is_in_recovery() as rec");
       // Already promoted: promoting twice would be the one thing worse than not at all.
-      if (rec.rows[0]!.rec) {
-        const r = await c.query<{ ok: boolean }>("select pg_promote(true, 60) as ok");
-        if (!r.rows[0]!.ok) throw new InvalidInstanceStateError(target.id, `${target.id} did not finish promotion within 60s; see its log`);
+      // pg_promote(wait) checks only every 100 ms; we watch more closely: this is inside the cutover window.
+      if (rec.rows[0]!.rec) await c.query("select pg_promote(false)");
+      for (let i = 0; i < 12_000; i++) {
+        const w = await c.query<{ rec: boolean }>("select pg_is_in_recovery() as rec");
+        if (!w.rows[0]!.rec) return;
+        await new Promise((res) => setTimeout(res, 5));
       }
-      for (let i = 0; i < 600; i++) {
-        const w = await c.query<{ ro: string; rec: boolean }>("select current_setting('transaction_read_only') as ro, pg_is_in_recovery() as rec");
-        if (!w.rows[0]!.rec && w.rows[0]!.ro === "off") return;
-        await new Promise((res) => setTimeout(res, 10));
-      }
-      throw new InvalidInstanceStateError(target.id, `${target.id} was promoted but does not accept writes`);
+      throw new InvalidInstanceStateError(target.id, `${target.id} did not finish promotion within 60 s; see its log`);
     });
   }
 
