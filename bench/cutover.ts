@@ -86,7 +86,7 @@ try {
     windows.push(windowMs!);
     promotion.push(durations.get("PROMOTING")!);
     routing.push(durations.get("ROUTING")!);
-    cutoverPath.push(["QUIESCING", "FINAL_SYNC", "PROMOTING", "CDC_RESTORE", "ROUTING"].reduce((n, p) => n + (durations.get(p) ?? 0), 0));
+    cutoverPath.push(["QUIESCING", "FINAL_SYNC", "CDC_PREPARE", "PROMOTING", "CDC_RESTORE", "ROUTING"].reduce((n, p) => n + (durations.get(p) ?? 0), 0));
     process.stderr.write(`cutover ${i + 1}/${cutovers}: window ${windowMs!.toFixed(0)} ms\n`);
   }
   console.log(`cutovers under a 200 rows/s write load through the xDS proxy (${cutovers} runs)`);

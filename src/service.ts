@@ -19,7 +19,8 @@ import type { ServiceConfig } from "./config.js";
 import { Health, HealthCheckResponse_ServingStatus as Status } from "./gen/health/v1/health_pb.js";
 import { ServerReflection as ReflectionV1 } from "./gen/grpc/reflection/v1/reflection_pb.js";
 import { ServerReflection as ReflectionV1Alpha } from "./gen/grpc/reflection/v1alpha/reflection_pb.js";
-import { MigrationService, Provider } from "./gen/migration/v1/migration_pb.js";
+import { CdcService, MigrationService, Provider } from "./gen/migration/v1/migration_pb.js";
+import { cdcService } from "./api/cdc-service.js";
 import { EventBus } from "./store/event-bus.js";
 import { MigrationRepo } from "./store/migration-repo.js";
 import { openStore } from "./store/store.js";
@@ -65,11 +66,12 @@ export async function startService(config: ServiceConfig, log: Logger): Promise<
     router,
     log: log.child({ component: "engine" }),
   });
-  const reflection = reflectionServices([MigrationService, Health, ReflectionV1, ReflectionV1Alpha]);
+  const reflection = reflectionServices([MigrationService, CdcService, Health, ReflectionV1, ReflectionV1Alpha]);
 
   const api = await listenApi(
     (r: ConnectRouter) => {
       r.service(MigrationService, migrationService({ repo, bus, shutdown: shutdown.signal, providerAvailable, providers, router }));
+      r.service(CdcService, cdcService({ repo, bus, router, shutdown: shutdown.signal }));
       r.service(Health, healthService(health));
       r.service(ReflectionV1, reflection.v1);
       r.service(ReflectionV1Alpha, reflection.v1alpha);
@@ -79,6 +81,7 @@ export async function startService(config: ServiceConfig, log: Logger): Promise<
   );
   health.set("", Status.SERVING);
   health.set(MigrationService.typeName, Status.SERVING);
+  health.set(CdcService.typeName, Status.SERVING);
   log.info("listening", { host: config.host, port: api.port });
   if (config.engine) engine.start();
 

@@ -42,7 +42,7 @@ describe("the engine drives migrations on the local provider, through the real s
     await proxy.stop();
     expect(phase, events.map((e) => e.message).join(" | ")).toBe("PHASE_COMPLETED");
     const path = events.filter((e) => e.type === "EVENT_TYPE_PHASE_CHANGED").map((e) => e.transition.to.replace("PHASE_", ""));
-    expect(path).toEqual(["PREFLIGHT", "PROVISIONING", "REPLICATING", "READY_FOR_CUTOVER", "CDC_PREPARE", "QUIESCING", "FINAL_SYNC", "PROMOTING", "CDC_RESTORE", "ROUTING", "VERIFYING", "COMPLETED"]);
+    expect(path).toEqual(["PREFLIGHT", "PROVISIONING", "REPLICATING", "READY_FOR_CUTOVER", "QUIESCING", "FINAL_SYNC", "CDC_PREPARE", "PROMOTING", "CDC_RESTORE", "ROUTING", "VERIFYING", "COMPLETED"]);
     const got = await getMigration(client, m.id);
     expect(got.checks.find((c: any) => c.name === "replication.lag_window").status).toBe("CHECK_STATUS_PASS");
     expect(got.checks.find((c: any) => c.name === "slots.inactive_logical").status).toBe("CHECK_STATUS_PASS");

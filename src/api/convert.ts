@@ -1,7 +1,8 @@
-import { create, fromJson } from "@bufbuild/protobuf";
+import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import {
   CdcSlotPositionSchema,
+  CdcSlotStage,
   CheckResultSchema,
   CheckStatus,
   EventType,
@@ -54,7 +55,23 @@ export function migrationToProto(row: MigrationRow, history: EventRow[]): Migrat
     cutoverApproved: row.cutover_approved,
     history: history.filter((e) => e.migration_id === row.id).map(transitionFromEvent),
     checks: (state.checks ?? []).map(checkToProto),
-    cdcSlots: (state.cdcSlots ?? []).map((c) => fromJson(CdcSlotPositionSchema, c as never)),
+    cdcSlots: (state.cdcSlots ?? []).map((c) =>
+      create(CdcSlotPositionSchema, {
+        slotName: c.slotName,
+        plugin: c.plugin,
+        database: c.database,
+        confirmedFlushLsn: c.confirmedFlushLsn,
+        restartLsn: c.restartLsn,
+        active: c.active,
+        targetConsistentLsn: c.targetConsistentLsn ?? "",
+        recordedAt: timestampFromDate(new Date(c.recordedAt)),
+        stage: state.cdc ? CdcSlotStage[state.cdc.stage] : CdcSlotStage.ON_SOURCE,
+        consumer: c.consumer ?? "",
+        publications: c.publications ?? [],
+        sourceResumeLsn: c.sourceResumeLsn ?? "",
+      }),
+    ),
+    cdcPausedSince: state.cdc?.pausedSince ? timestampFromDate(new Date(state.cdc.pausedSince)) : undefined,
     lastError: state.lastError
       ? {
           code: state.lastError.code,

@@ -15,6 +15,7 @@ import { isTerminal, phaseFromProto, phaseToProto, type PhaseName } from "../dom
 import type { EventBus } from "../store/event-bus.js";
 import type { MigrationRepo } from "../store/migration-repo.js";
 import { actorOf } from "./actor.js";
+import { wakeup } from "./wakeup.js";
 import { checkToProto, eventToProto, migrationToProto } from "./convert.js";
 import { runPreflight } from "../engine/steps.js";
 import { dropInactiveSlot } from "../engine/operator-remedies.js";
@@ -41,21 +42,6 @@ function requireId(id: string): string {
   if (!id) throw new InvalidArgumentError("id is required: the migration id that CreateMigration returned");
   if (id.length > 64) throw new InvalidArgumentError(`id "${id.slice(0, 64)}…" is too long to be a migration id`);
   return id;
-}
-
-/** Resolves when fn is called or the signal aborts, whichever is first; or after ms. */
-function wakeup(signal: AbortSignal, ms: number, subscribe: (fn: () => void) => () => void): Promise<void> {
-  return new Promise((resolve) => {
-    const done = () => {
-      clearTimeout(timer);
-      unsubscribe();
-      signal.removeEventListener("abort", done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    const unsubscribe = subscribe(done);
-    signal.addEventListener("abort", done);
-  });
 }
 
 export function migrationService({ repo, bus, shutdown, providerAvailable, providers, router }: MigrationServiceDeps): ServiceImpl<typeof MigrationService> {

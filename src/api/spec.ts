@@ -13,7 +13,7 @@ import {
 import type { SpecJson } from "../store/schema.js";
 import { isPhaseName } from "../domain/phases.js";
 
-const DATABASE_NAME = /^[a-z][a-z0-9-]{0,61}[a-z0-9]$|^[a-z]$/;
+export const DATABASE_NAME = /^[a-z][a-z0-9-]{0,61}[a-z0-9]$|^[a-z]$/;
 const LOCAL_ID = /^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$/;
 // RDS identifiers: a letter first, letters, digits and single hyphens, no trailing hyphen, 1 to 63.
 const AWS_ID = /^[A-Za-z](?:[A-Za-z0-9]|-(?!-)){0,62}$/;

@@ -12,8 +12,9 @@ import { mergeChecks } from "../checks/check.js";
 import { sleep } from "./sleep.js";
 import { drainReverseReplication, stopReverseReplication } from "../replication/reverse.js";
 import type { Lease, Leases } from "./lease.js";
-import { DEFAULT_DEADLINES, STEPS, type Outcome, type StepEnv } from "./steps.js";
-import { BEFORE_PROMOTION, BEFORE_QUIESCING, FORWARD } from "./transitions.js";
+import { cdcContext, DEFAULT_DEADLINES, STEPS, type Outcome, type StepEnv } from "./steps.js";
+import { pauseAlert, resumeOnSource, rollbackSlots } from "../cdc/coordinator.js";
+import { BEFORE_PROMOTION, BEFORE_QUIESCING, FENCED_BEFORE_PROMOTION, FORWARD } from "./transitions.js";
 
 export interface EngineDeps {
   repo: MigrationRepo;
@@ -28,7 +29,6 @@ export interface EngineDeps {
 const ENGINE = "engine";
 /** Codes that no retry can fix: the failure policy applies at once. */
 const PERMANENT = new Set([Code.InvalidArgument, Code.NotFound, Code.FailedPrecondition, Code.PermissionDenied, Code.Unimplemented]);
-const FENCED_PHASES: readonly PhaseName[] = ["CDC_PREPARE", "QUIESCING", "FINAL_SYNC"];
 
 
 function errorInfo(e: unknown): { code: string; message: string; permanent: boolean } {
@@ -160,7 +160,15 @@ export class Engine {
         const now = await repo.get(id);
         return now.paused || now.requested_action !== null;
       },
+      note: async (message) => {
+        await repo.record(lease, id, { type: "CDC", actor: ENGINE, message }, state);
+      },
     };
+    const alert = pauseAlert(spec, state);
+    if (alert) {
+      log.warn("CDC consumers paused too long", { measured: alert.measured });
+      await env.report(alert);
+    }
     let outcome: Outcome;
     try {
       if (remainingMs <= 0) throw new DeadlineExceededError(`phase ${row.phase} ran past its deadline of ${deadline} ms`);
@@ -245,9 +253,12 @@ export class Engine {
     this.attempts.delete(attemptKey);
     const moveTo = (to: PhaseName, reason: string, extra: { paused?: boolean } = {}) =>
       repo.transition(lease, row.id, row.phase, to, ENGINE, reason, { state: { ...state, phaseEnteredAt: new Date().toISOString() }, ...extra });
-    if (FENCED_PHASES.includes(row.phase)) {
+    if (FENCED_BEFORE_PROMOTION.includes(row.phase)) {
       await provider.unfence(source);
       delete state.finalLsn;
+      // The transition below persists this; consumers paused for the cutover read the source again.
+      const pause = await resumeOnSource({ provider, source, target, spec, state, note: async () => {} });
+      if (pause) state.checks = mergeChecks(state.checks ?? [], [pause]);
       await moveTo("REPLICATING", `${row.phase} failed (${info.message}); ${source.id} unfenced, replicating again`);
       return 0;
     }
@@ -286,12 +297,18 @@ export class Engine {
         // Lossless: with the target's writes stopped, let the source apply all of them and carry sequences over.
         await drainReverseReplication(env.provider, env.source, env.target, Math.max(5_000, env.remainingMs));
       }
+      if (promoted) {
+        const warning = await rollbackSlots(cdcContext(env), Math.max(5_000, env.remainingMs));
+        if (warning) await env.report(warning);
+      }
       await env.provider.unfence(env.source);
       const sourceEp = await env.provider.endpoint(env.source);
       const current = await env.router.current(env.spec.databaseName);
       if (current && (current.endpoint.host !== sourceEp.host || current.endpoint.port !== sourceEp.port)) {
         await env.router.route(env.spec.databaseName, sourceEp, 120_000, { tolerateNack: true });
       }
+      const pause = await resumeOnSource(cdcContext(env));
+      if (pause) env.state.checks = mergeChecks(env.state.checks ?? [], [pause]);
       if (reverse) await stopReverseReplication(env.provider, env.source, env.target);
       if (!promoted) await env.provider.deleteReplica(env.source, env.target);
       void row;

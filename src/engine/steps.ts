@@ -20,6 +20,7 @@ import { durationMs } from "../api/spec.js";
 import { withClient } from "../providers/connect.js";
 import { baselineCheck, captureBaseline, compareBaselines } from "../checks/baseline.js";
 import { prepareReverseReplication, startReverseReplication } from "../replication/reverse.js";
+import { drainAndPause, releaseSourceSlots, restoreOnTarget, type CdcContext } from "../cdc/coordinator.js";
 
 /** What a step may use. Side effects go only through provider and router. */
 export interface StepEnv {
@@ -39,6 +40,12 @@ export interface StepEnv {
   report(result: CheckResult): Promise<void>;
   /** Whether an operator asked for something that should interrupt a long wait. */
   interrupted(): Promise<boolean>;
+  /** Persists state mid-step with a CDC event (consumers watching their directives hear of it at once). */
+  note(message: string): Promise<void>;
+}
+
+export function cdcContext(env: StepEnv): CdcContext {
+  return { provider: env.provider, source: env.source, target: env.target, spec: env.spec, state: env.state, note: env.note, signal: env.signal };
 }
 
 /** Done, go to `to`; or not yet, come back in waitMs. */
@@ -172,28 +179,16 @@ const readyForCutover: Step = async (env) => {
     // Persisted now (with the state), not at the transition: this step may wait long for approval.
     await env.report(baselineCheck(env.state.baseline));
   }
-  if (env.spec.cutoverMode === CutoverMode.AUTOMATIC) return { to: "CDC_PREPARE", reason: "automatic cutover" };
-  if (env.row.cutover_approved) return { to: "CDC_PREPARE", reason: "cutover approved" };
+  // Reverse replication's publication goes in now, outside the write-unavailability window.
+  env.state.reverseDatabases ??= await prepareReverseReplication(env.provider, env.source);
+  if (env.spec.cutoverMode === CutoverMode.AUTOMATIC) return { to: "QUIESCING", reason: "automatic cutover" };
+  if (env.row.cutover_approved) return { to: "QUIESCING", reason: "cutover approved" };
   return { waitMs: 500 };
 };
 
 const cdcPrepare: Step = async (env) => {
-  // Logical slots are inventoried here so their positions are on record; consumer
-  // coordination (drain, pause, recreate on the target) belongs to the CDC module.
-  const desc = await env.provider.describe(env.source);
-  const logical = desc.slots.filter((s) => s.type === "logical");
-  env.state.cdcSlots = logical.map((s) => ({
-    slotName: s.name,
-    plugin: s.plugin ?? "",
-    database: s.database ?? "",
-    confirmedFlushLsn: s.confirmedFlushLsn ?? "",
-    restartLsn: s.restartLsn ?? "",
-    active: s.active,
-    recordedAt: new Date().toISOString(),
-  }));
-  // Reverse replication's publication goes in now, outside the write-unavailability window.
-  env.state.reverseDatabases = await prepareReverseReplication(env.provider, env.source);
-  return { to: "QUIESCING", reason: `${logical.length} logical slot(s) on record; reverse replication prepared for ${env.state.reverseDatabases.join(", ") || "no database"}` };
+  const reason = await drainAndPause(cdcContext(env), env.state.finalLsn!, env.remainingMs);
+  return { to: "PROMOTING", reason };
 };
 
 const quiescing: Step = async (env) => {
@@ -205,7 +200,7 @@ const finalSync: Step = async (env) => {
   // Fenced, the source writes nothing more; its position now is the last the target needs.
   env.state.finalLsn ??= await env.provider.currentLsn(env.source);
   await env.provider.waitForReplay(env.target, env.state.finalLsn, Math.max(1, env.remainingMs));
-  return { to: "PROMOTING", reason: `${env.target.id} replayed up to the final LSN ${env.state.finalLsn}` };
+  return { to: "CDC_PREPARE", reason: `${env.target.id} replayed up to the final LSN ${env.state.finalLsn}` };
 };
 
 const promoting: Step = async (env) => {
@@ -220,11 +215,9 @@ const promoting: Step = async (env) => {
 };
 
 const cdcRestore: Step = async (env) => {
-  const n = env.state.cdcSlots?.length ?? 0;
-  if (n > 0 && env.spec.cdcPolicy?.mode === 1) {
-    throw new FailedPreconditionError(`${n} logical slot(s) need recreating on the target, which this version cannot do yet; roll back, or set cdc_policy.mode to CDC_MODE_IGNORE`);
-  }
-  return { to: "ROUTING", reason: n === 0 ? "no logical slots to restore" : "logical slots left to the operator (CDC_MODE_IGNORE)" };
+  const { reason, pause } = await restoreOnTarget(cdcContext(env));
+  if (pause) env.state.checks = mergeChecks(env.state.checks ?? [], [pause]);
+  return { to: "ROUTING", reason };
 };
 
 const routing: Step = async (env) => {
@@ -236,6 +229,8 @@ const routing: Step = async (env) => {
 const verifying: Step = async (env) => {
   // The source's slot for the replica would retain WAL from now on; released here, off the cutover path.
   await env.provider.detachReplica(env.source, env.target);
+  // Likewise the source's logical slots, now that their consumers read the target.
+  await releaseSourceSlots(cdcContext(env));
   const conn = await env.provider.adminConnection(env.target);
   const ok = await withClient(env.target.id, conn, async (c) => {
     const r = await c.query<{ rec: boolean }>("select pg_is_in_recovery() as rec");

@@ -5,7 +5,7 @@ import type { RequestedAction } from "../store/schema.js";
 /** The happy path, in order. */
 export const FORWARD: readonly PhaseName[] = [
   "PENDING", "PREFLIGHT", "PROVISIONING", "REPLICATING", "READY_FOR_CUTOVER",
-  "CDC_PREPARE", "QUIESCING", "FINAL_SYNC", "PROMOTING", "CDC_RESTORE",
+  "QUIESCING", "FINAL_SYNC", "CDC_PREPARE", "PROMOTING", "CDC_RESTORE",
   "ROUTING", "VERIFYING", "COMPLETED", "FINALIZED",
 ];
 
@@ -18,7 +18,7 @@ export const BEFORE_PROMOTION: readonly PhaseName[] = FORWARD.slice(0, index("PR
 /** Phases rollback is possible from: everything up to COMPLETED. */
 export const ROLLBACKABLE: readonly PhaseName[] = FORWARD.slice(0, index("COMPLETED") + 1);
 /** Cutover phases that a pre-promotion failure falls back from, to REPLICATING. */
-const FENCED_BEFORE_PROMOTION: readonly PhaseName[] = ["CDC_PREPARE", "QUIESCING", "FINAL_SYNC"];
+export const FENCED_BEFORE_PROMOTION: readonly PhaseName[] = ["QUIESCING", "FINAL_SYNC", "CDC_PREPARE"];
 
 export function nextForward(p: PhaseName): PhaseName | undefined {
   const i = index(p);

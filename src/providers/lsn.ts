@@ -23,3 +23,7 @@ export function lsnDiff(a: Lsn, b: Lsn): bigint {
 export function lsnAtLeast(a: Lsn, b: Lsn): boolean {
   return lsnDiff(a, b) >= 0n;
 }
+
+export function lsnMax(...xs: Lsn[]): Lsn {
+  return xs.reduce((m, x) => (lsnAtLeast(x, m) ? x : m));
+}

@@ -54,6 +54,16 @@ export class EventBus {
     };
   }
 
+  /** Calls fn on every migration's events (and re-reads). Returns an unsubscribe. */
+  subscribeAll(fn: () => void): () => void {
+    this.emitter.on("*", fn);
+    this.emitter.on("resync", fn);
+    return () => {
+      this.emitter.off("*", fn);
+      this.emitter.off("resync", fn);
+    };
+  }
+
   async close(): Promise<void> {
     this.closed = true;
     if (this.retry) clearTimeout(this.retry);

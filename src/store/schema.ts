@@ -20,10 +20,46 @@ export interface MigrationStateJson {
   baseline?: import("../checks/baseline.js").Baseline;
   /** Peak WAL generation rate (bytes/s) the replica kept up with while replicating. */
   peakWalRate?: number;
-  cdcSlots?: Array<Record<string, unknown>>;
+  /** Logical slots on record: positions, consumers, where they were recreated. */
+  cdcSlots?: CdcSlotRecord[];
+  /** Where CDC consumers are told to read, and since when. */
+  cdc?: CdcStateJson;
   lastError?: { code: string; message: string; phase: PhaseName; at: string };
   /** Step outputs, keyed by step name, so a resumed step knows what was done. */
   steps?: Record<string, unknown>;
+}
+
+export interface CdcSlotRecord {
+  slotName: string;
+  plugin: string;
+  database: string;
+  confirmedFlushLsn: string;
+  restartLsn: string;
+  active: boolean;
+  consumer: string;
+  publications: string[];
+  recordedAt: string;
+  targetConsistentLsn?: string;
+  sourceResumeLsn?: string;
+}
+
+export type CdcStage = "ON_SOURCE" | "DRAINING" | "PAUSED" | "ON_TARGET";
+
+export interface CdcStateJson {
+  stage: CdcStage;
+  /** When the stage began (ISO time). */
+  since: string;
+  /** DRAINING/PAUSED: the position consumers confirm before they stop. */
+  drainToLsn?: string;
+  /** ON_SOURCE after a rollback or a fallback: consumers resume there rather than just keep reading. */
+  resumed?: boolean;
+  /** When consumers were first told to pause in the current stretch. */
+  pausedSince?: string;
+  /** The instance whose slots consumers read (or drain) in this stage. */
+  side: "source" | "target";
+  endpoint?: { host: string; port: number };
+  /** Set once the pause alert fired for the current stretch. */
+  alerted?: boolean;
 }
 
 export interface MigrationsTable {

@@ -11,9 +11,16 @@ export interface AppCredentials {
   database: string;
 }
 
+/** A change stream on the sample: a replication role, a publication of items and a pgoutput slot. */
+export interface CdcSetup extends AppCredentials {
+  slot: string;
+  publication: string;
+}
+
 export interface SampleSource {
   cluster: LocalCluster;
   app: AppCredentials;
+  cdc?: CdcSetup;
 }
 
 /**
@@ -21,10 +28,26 @@ export interface SampleSource {
  * that the write load appends to, and a role the application connects as.
  * Idempotent: a sample that exists is returned as it is.
  */
-export async function createSampleSource(provider: LocalProvider, name: string, opts: { rows?: number } = {}): Promise<SampleSource> {
+export async function createSampleSource(provider: LocalProvider, name: string, opts: { rows?: number; cdc?: boolean } = {}): Promise<SampleSource> {
   const cluster = await provider.createCluster(name);
   const credFile = join(cluster.dir, "app.json");
-  if (existsSync(credFile)) return { cluster, app: JSON.parse(readFileSync(credFile, "utf8")) as AppCredentials };
+  const cdcFile = join(cluster.dir, "cdc.json");
+  const cdc = async (): Promise<CdcSetup | undefined> => {
+    if (!opts.cdc) return undefined;
+    if (existsSync(cdcFile)) return JSON.parse(readFileSync(cdcFile, "utf8")) as CdcSetup;
+    const c: CdcSetup = { user: "cdc", password: randomBytes(9).toString("hex"), database: "app", slot: "items_cdc", publication: "items_pub" };
+    await cluster.query(`create role ${c.user} login replication password '${c.password}'`);
+    await cluster.query(
+      `grant select on items to ${c.user};
+       create publication ${c.publication} for table items;`,
+      [],
+      c.database,
+    );
+    await cluster.query(`select pg_create_logical_replication_slot('${c.slot}', 'pgoutput')`, [], c.database);
+    writeFileSync(cdcFile, JSON.stringify(c), { mode: 0o600 });
+    return c;
+  };
+  if (existsSync(credFile)) return { cluster, app: JSON.parse(readFileSync(credFile, "utf8")) as AppCredentials, cdc: await cdc() };
   const app: AppCredentials = { user: "app", password: randomBytes(9).toString("hex"), database: "app" };
   await cluster.query(`create role ${app.user} login password '${app.password}'`);
   await cluster.query(`create database ${app.database} owner ${app.user}`);
@@ -41,7 +64,7 @@ export async function createSampleSource(provider: LocalProvider, name: string, 
     app.database,
   );
   writeFileSync(credFile, JSON.stringify(app), { mode: 0o600 });
-  return { cluster, app };
+  return { cluster, app, cdc: await cdc() };
 }
 
 export function readAppCredentials(cluster: LocalCluster): AppCredentials {

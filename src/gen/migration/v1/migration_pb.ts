@@ -12,7 +12,118 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file migration/v1/migration.proto.
  */
 export const file_migration_v1_migration: GenFile = /*@__PURE__*/
-  fileDesc("ChxtaWdyYXRpb24vdjEvbWlncmF0aW9uLnByb3RvEgxtaWdyYXRpb24udjEiKQoLRGF0YWJhc2VSZWYSCgoCaWQYASABKAkSDgoGcmVnaW9uGAIgASgJIn4KCUxhZ1BvbGljeRIVCg1tYXhfbGFnX2J5dGVzGAEgASgEEi8KDG1heF9sYWdfdGltZRgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIpCgZ3aW5kb3cYAyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24imAEKCUNkY1BvbGljeRIjCgRtb2RlGAEgASgOMhUubWlncmF0aW9uLnYxLkNkY01vZGUSMAoNZHJhaW5fdGltZW91dBgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhI0ChFwYXVzZV9hbGVydF9hZnRlchgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiKVAwoNTWlncmF0aW9uU3BlYxIVCg1kYXRhYmFzZV9uYW1lGAEgASgJEigKCHByb3ZpZGVyGAIgASgOMhYubWlncmF0aW9uLnYxLlByb3ZpZGVyEikKBnNvdXJjZRgDIAEoCzIZLm1pZ3JhdGlvbi52MS5EYXRhYmFzZVJlZhIpCgZ0YXJnZXQYBCABKAsyGS5taWdyYXRpb24udjEuRGF0YWJhc2VSZWYSLwoMY3V0b3Zlcl9tb2RlGAUgASgOMhkubWlncmF0aW9uLnYxLkN1dG92ZXJNb2RlEisKCmxhZ19wb2xpY3kYBiABKAsyFy5taWdyYXRpb24udjEuTGFnUG9saWN5EisKCmNkY19wb2xpY3kYByABKAsyFy5taWdyYXRpb24udjEuQ2RjUG9saWN5EjMKDmZhaWx1cmVfcG9saWN5GAggASgOMhsubWlncmF0aW9uLnYxLkZhaWx1cmVQb2xpY3kSLQoLc3RlcF9wb2xpY3kYCSABKAsyGC5taWdyYXRpb24udjEuU3RlcFBvbGljeSKfAgoKU3RlcFBvbGljeRIUCgxtYXhfYXR0ZW1wdHMYASABKA0SMgoPaW5pdGlhbF9iYWNrb2ZmGAIgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEi4KC21heF9iYWNrb2ZmGAMgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEkUKD3BoYXNlX2RlYWRsaW5lcxgEIAMoCzIsLm1pZ3JhdGlvbi52MS5TdGVwUG9saWN5LlBoYXNlRGVhZGxpbmVzRW50cnkaUAoTUGhhc2VEZWFkbGluZXNFbnRyeRILCgNrZXkYASABKAkSKAoFdmFsdWUYAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb246AjgBIpwBCg9QaGFzZVRyYW5zaXRpb24SIQoEZnJvbRgBIAEoDjITLm1pZ3JhdGlvbi52MS5QaGFzZRIfCgJ0bxgCIAEoDjITLm1pZ3JhdGlvbi52MS5QaGFzZRImCgJhdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDQoFYWN0b3IYBCABKAkSDgoGcmVhc29uGAUgASgJIrQBCgtDaGVja1Jlc3VsdBIMCgRuYW1lGAEgASgJEikKBnN0YXR1cxgCIAEoDjIZLm1pZ3JhdGlvbi52MS5DaGVja1N0YXR1cxIQCghtZWFzdXJlZBgDIAEoCRIRCgl0aHJlc2hvbGQYBCABKAkSDwoHbWVzc2FnZRgFIAEoCRIOCgZyZW1lZHkYBiABKAkSJgoCYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wItgBCg9DZGNTbG90UG9zaXRpb24SEQoJc2xvdF9uYW1lGAEgASgJEg4KBnBsdWdpbhgCIAEoCRIQCghkYXRhYmFzZRgDIAEoCRIbChNjb25maXJtZWRfZmx1c2hfbHNuGAQgASgJEhMKC3Jlc3RhcnRfbHNuGAUgASgJEg4KBmFjdGl2ZRgGIAEoCBIdChV0YXJnZXRfY29uc2lzdGVudF9sc24YByABKAkSLwoLcmVjb3JkZWRfYXQYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIqUBCgtQcm94eVN0YXR1cxIPCgdub2RlX2lkGAEgASgJEhEKCWNvbm5lY3RlZBgCIAEoCBIVCg1hY2tlZF92ZXJzaW9uGAMgASgJEhYKDm5hY2tlZF92ZXJzaW9uGAQgASgJEhQKDG5hY2tfbWVzc2FnZRgFIAEoCRItCglsYXN0X3NlZW4YBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIiYKCEVuZHBvaW50EgwKBGhvc3QYASABKAkSDAoEcG9ydBgCIAEoDSKkAQoNUm91dGluZ1N0YXR1cxIVCg1kYXRhYmFzZV9uYW1lGAEgASgJEigKCGVuZHBvaW50GAIgASgLMhYubWlncmF0aW9uLnYxLkVuZHBvaW50Eg8KB3ZlcnNpb24YAyABKAkSKgoHcHJveGllcxgEIAMoCzIZLm1pZ3JhdGlvbi52MS5Qcm94eVN0YXR1cxIVCg1saXN0ZW5lcl9wb3J0GAUgASgNInsKDk1pZ3JhdGlvbkVycm9yEgwKBGNvZGUYASABKAkSDwoHbWVzc2FnZRgCIAEoCRIiCgVwaGFzZRgDIAEoDjITLm1pZ3JhdGlvbi52MS5QaGFzZRImCgJhdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAihQQKCU1pZ3JhdGlvbhIKCgJpZBgBIAEoCRISCgpyZXF1ZXN0X2lkGAIgASgJEikKBHNwZWMYAyABKAsyGy5taWdyYXRpb24udjEuTWlncmF0aW9uU3BlYxIiCgVwaGFzZRgEIAEoDjITLm1pZ3JhdGlvbi52MS5QaGFzZRIOCgZwYXVzZWQYBSABKAgSGAoQY3V0b3Zlcl9hcHByb3ZlZBgGIAEoCBIuCgdoaXN0b3J5GAcgAygLMh0ubWlncmF0aW9uLnYxLlBoYXNlVHJhbnNpdGlvbhIpCgZjaGVja3MYCCADKAsyGS5taWdyYXRpb24udjEuQ2hlY2tSZXN1bHQSMAoJY2RjX3Nsb3RzGAkgAygLMh0ubWlncmF0aW9uLnYxLkNkY1Nsb3RQb3NpdGlvbhIsCgdyb3V0aW5nGAogASgLMhsubWlncmF0aW9uLnYxLlJvdXRpbmdTdGF0dXMSMAoKbGFzdF9lcnJvchgLIAEoCzIcLm1pZ3JhdGlvbi52MS5NaWdyYXRpb25FcnJvchIuCgpjcmVhdGVkX2F0GAwgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgp1cGRhdGVkX2F0GA0gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBISCgpjcmVhdGVkX2J5GA4gASgJIlcKFkNyZWF0ZU1pZ3JhdGlvblJlcXVlc3QSKQoEc3BlYxgBIAEoCzIbLm1pZ3JhdGlvbi52MS5NaWdyYXRpb25TcGVjEhIKCnJlcXVlc3RfaWQYAiABKAkiVgoXQ3JlYXRlTWlncmF0aW9uUmVzcG9uc2USKgoJbWlncmF0aW9uGAEgASgLMhcubWlncmF0aW9uLnYxLk1pZ3JhdGlvbhIPCgdjcmVhdGVkGAIgASgIIiEKE0dldE1pZ3JhdGlvblJlcXVlc3QSCgoCaWQYASABKAkiQgoUR2V0TWlncmF0aW9uUmVzcG9uc2USKgoJbWlncmF0aW9uGAEgASgLMhcubWlncmF0aW9uLnYxLk1pZ3JhdGlvbiJ6ChVMaXN0TWlncmF0aW9uc1JlcXVlc3QSIwoGcGhhc2VzGAEgAygOMhMubWlncmF0aW9uLnYxLlBoYXNlEhUKDWRhdGFiYXNlX25hbWUYAiABKAkSEQoJcGFnZV9zaXplGAMgASgNEhIKCnBhZ2VfdG9rZW4YBCABKAkiXgoWTGlzdE1pZ3JhdGlvbnNSZXNwb25zZRIrCgptaWdyYXRpb25zGAEgAygLMhcubWlncmF0aW9uLnYxLk1pZ3JhdGlvbhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiOwoVV2F0Y2hNaWdyYXRpb25SZXF1ZXN0EgoKAmlkGAEgASgJEhYKDmFmdGVyX3NlcXVlbmNlGAIgASgEIpICCg5NaWdyYXRpb25FdmVudBIQCghzZXF1ZW5jZRgBIAEoBBIUCgxtaWdyYXRpb25faWQYAiABKAkSJQoEdHlwZRgDIAEoDjIXLm1pZ3JhdGlvbi52MS5FdmVudFR5cGUSJgoCYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg0KBWFjdG9yGAUgASgJEg8KB21lc3NhZ2UYBiABKAkSMQoKdHJhbnNpdGlvbhgHIAEoCzIdLm1pZ3JhdGlvbi52MS5QaGFzZVRyYW5zaXRpb24SKAoFY2hlY2sYCCABKAsyGS5taWdyYXRpb24udjEuQ2hlY2tSZXN1bHQSDAoEc3RlcBgJIAEoCSJpChZXYXRjaE1pZ3JhdGlvblJlc3BvbnNlEisKBWV2ZW50GAEgASgLMhwubWlncmF0aW9uLnYxLk1pZ3JhdGlvbkV2ZW50EiIKBXBoYXNlGAIgASgOMhMubWlncmF0aW9uLnYxLlBoYXNlIkAKE1J1blByZWZsaWdodFJlcXVlc3QSKQoEc3BlYxgBIAEoCzIbLm1pZ3JhdGlvbi52MS5NaWdyYXRpb25TcGVjIlEKFFJ1blByZWZsaWdodFJlc3BvbnNlEikKBmNoZWNrcxgBIAMoCzIZLm1pZ3JhdGlvbi52MS5DaGVja1Jlc3VsdBIOCgZwYXNzZWQYAiABKAgiMwoVQXBwcm92ZUN1dG92ZXJSZXF1ZXN0EgoKAmlkGAEgASgJEg4KBnJlYXNvbhgCIAEoCSJEChZBcHByb3ZlQ3V0b3ZlclJlc3BvbnNlEioKCW1pZ3JhdGlvbhgBIAEoCzIXLm1pZ3JhdGlvbi52MS5NaWdyYXRpb24iMwoVUGF1c2VNaWdyYXRpb25SZXF1ZXN0EgoKAmlkGAEgASgJEg4KBnJlYXNvbhgCIAEoCSJEChZQYXVzZU1pZ3JhdGlvblJlc3BvbnNlEioKCW1pZ3JhdGlvbhgBIAEoCzIXLm1pZ3JhdGlvbi52MS5NaWdyYXRpb24iNAoWUmVzdW1lTWlncmF0aW9uUmVxdWVzdBIKCgJpZBgBIAEoCRIOCgZyZWFzb24YAiABKAkiRQoXUmVzdW1lTWlncmF0aW9uUmVzcG9uc2USKgoJbWlncmF0aW9uGAEgASgLMhcubWlncmF0aW9uLnYxLk1pZ3JhdGlvbiIzChVBYm9ydE1pZ3JhdGlvblJlcXVlc3QSCgoCaWQYASABKAkSDgoGcmVhc29uGAIgASgJIkQKFkFib3J0TWlncmF0aW9uUmVzcG9uc2USKgoJbWlncmF0aW9uGAEgASgLMhcubWlncmF0aW9uLnYxLk1pZ3JhdGlvbiI2ChhSb2xsYmFja01pZ3JhdGlvblJlcXVlc3QSCgoCaWQYASABKAkSDgoGcmVhc29uGAIgASgJIkcKGVJvbGxiYWNrTWlncmF0aW9uUmVzcG9uc2USKgoJbWlncmF0aW9uGAEgASgLMhcubWlncmF0aW9uLnYxLk1pZ3JhdGlvbiI2ChhGaW5hbGl6ZU1pZ3JhdGlvblJlcXVlc3QSCgoCaWQYASABKAkSDgoGcmVhc29uGAIgASgJIkcKGUZpbmFsaXplTWlncmF0aW9uUmVzcG9uc2USKgoJbWlncmF0aW9uGAEgASgLMhcubWlncmF0aW9uLnYxLk1pZ3JhdGlvbiJIChdEcm9wSW5hY3RpdmVTbG90UmVxdWVzdBIKCgJpZBgBIAEoCRIRCglzbG90X25hbWUYAiABKAkSDgoGcmVhc29uGAMgASgJIl4KGERyb3BJbmFjdGl2ZVNsb3RSZXNwb25zZRIqCgltaWdyYXRpb24YASABKAsyFy5taWdyYXRpb24udjEuTWlncmF0aW9uEhYKDnJldGFpbmVkX2J5dGVzGAIgASgEIjAKF0dldFJvdXRpbmdTdGF0dXNSZXF1ZXN0EhUKDWRhdGFiYXNlX25hbWUYASABKAkiRwoYR2V0Um91dGluZ1N0YXR1c1Jlc3BvbnNlEisKBnN0YXR1cxgBIAEoCzIbLm1pZ3JhdGlvbi52MS5Sb3V0aW5nU3RhdHVzKqYDCgVQaGFzZRIVChFQSEFTRV9VTlNQRUNJRklFRBAAEhEKDVBIQVNFX1BFTkRJTkcQARITCg9QSEFTRV9QUkVGTElHSFQQAhIWChJQSEFTRV9QUk9WSVNJT05JTkcQAxIVChFQSEFTRV9SRVBMSUNBVElORxAEEhsKF1BIQVNFX1JFQURZX0ZPUl9DVVRPVkVSEAUSFQoRUEhBU0VfQ0RDX1BSRVBBUkUQBhITCg9QSEFTRV9RVUlFU0NJTkcQBxIUChBQSEFTRV9GSU5BTF9TWU5DEAgSEwoPUEhBU0VfUFJPTU9USU5HEAkSFQoRUEhBU0VfQ0RDX1JFU1RPUkUQChIRCg1QSEFTRV9ST1VUSU5HEAsSEwoPUEhBU0VfVkVSSUZZSU5HEAwSEwoPUEhBU0VfQ09NUExFVEVEEA0SEwoPUEhBU0VfRklOQUxJWkVEEA4SFgoSUEhBU0VfUk9MTElOR19CQUNLEA8SFQoRUEhBU0VfUk9MTEVEX0JBQ0sQEBIRCg1QSEFTRV9BQk9SVEVEEBESEAoMUEhBU0VfRkFJTEVEEBIqSgoIUHJvdmlkZXISGAoUUFJPVklERVJfVU5TUEVDSUZJRUQQABISCg5QUk9WSURFUl9MT0NBTBABEhAKDFBST1ZJREVSX0FXUxACKmAKC0N1dG92ZXJNb2RlEhwKGENVVE9WRVJfTU9ERV9VTlNQRUNJRklFRBAAEhcKE0NVVE9WRVJfTU9ERV9NQU5VQUwQARIaChZDVVRPVkVSX01PREVfQVVUT01BVElDEAIqUQoHQ2RjTW9kZRIYChRDRENfTU9ERV9VTlNQRUNJRklFRBAAEhcKE0NEQ19NT0RFX0NPT1JESU5BVEUQARITCg9DRENfTU9ERV9JR05PUkUQAiplCg1GYWlsdXJlUG9saWN5Eh4KGkZBSUxVUkVfUE9MSUNZX1VOU1BFQ0lGSUVEEAASGwoXRkFJTFVSRV9QT0xJQ1lfUk9MTEJBQ0sQARIXChNGQUlMVVJFX1BPTElDWV9IT0xEEAIqcAoLQ2hlY2tTdGF0dXMSHAoYQ0hFQ0tfU1RBVFVTX1VOU1BFQ0lGSUVEEAASFQoRQ0hFQ0tfU1RBVFVTX1BBU1MQARIVChFDSEVDS19TVEFUVVNfV0FSThACEhUKEUNIRUNLX1NUQVRVU19GQUlMEAMqpgIKCUV2ZW50VHlwZRIaChZFVkVOVF9UWVBFX1VOU1BFQ0lGSUVEEAASFgoSRVZFTlRfVFlQRV9DUkVBVEVEEAESHAoYRVZFTlRfVFlQRV9QSEFTRV9DSEFOR0VEEAISGwoXRVZFTlRfVFlQRV9DSEVDS19SRVNVTFQQAxIbChdFVkVOVF9UWVBFX1NURVBfU1RBUlRFRBAEEh0KGUVWRU5UX1RZUEVfU1RFUF9TVUNDRUVERUQQBRIaChZFVkVOVF9UWVBFX1NURVBfRkFJTEVEEAYSHgoaRVZFTlRfVFlQRV9PUEVSQVRPUl9BQ1RJT04QBxIeChpFVkVOVF9UWVBFX1JPVVRJTkdfQ0hBTkdFRBAIEhIKDkVWRU5UX1RZUEVfQ0RDEAky5QkKEE1pZ3JhdGlvblNlcnZpY2USXgoPQ3JlYXRlTWlncmF0aW9uEiQubWlncmF0aW9uLnYxLkNyZWF0ZU1pZ3JhdGlvblJlcXVlc3QaJS5taWdyYXRpb24udjEuQ3JlYXRlTWlncmF0aW9uUmVzcG9uc2USVQoMR2V0TWlncmF0aW9uEiEubWlncmF0aW9uLnYxLkdldE1pZ3JhdGlvblJlcXVlc3QaIi5taWdyYXRpb24udjEuR2V0TWlncmF0aW9uUmVzcG9uc2USWwoOTGlzdE1pZ3JhdGlvbnMSIy5taWdyYXRpb24udjEuTGlzdE1pZ3JhdGlvbnNSZXF1ZXN0GiQubWlncmF0aW9uLnYxLkxpc3RNaWdyYXRpb25zUmVzcG9uc2USXQoOV2F0Y2hNaWdyYXRpb24SIy5taWdyYXRpb24udjEuV2F0Y2hNaWdyYXRpb25SZXF1ZXN0GiQubWlncmF0aW9uLnYxLldhdGNoTWlncmF0aW9uUmVzcG9uc2UwARJVCgxSdW5QcmVmbGlnaHQSIS5taWdyYXRpb24udjEuUnVuUHJlZmxpZ2h0UmVxdWVzdBoiLm1pZ3JhdGlvbi52MS5SdW5QcmVmbGlnaHRSZXNwb25zZRJbCg5BcHByb3ZlQ3V0b3ZlchIjLm1pZ3JhdGlvbi52MS5BcHByb3ZlQ3V0b3ZlclJlcXVlc3QaJC5taWdyYXRpb24udjEuQXBwcm92ZUN1dG92ZXJSZXNwb25zZRJbCg5QYXVzZU1pZ3JhdGlvbhIjLm1pZ3JhdGlvbi52MS5QYXVzZU1pZ3JhdGlvblJlcXVlc3QaJC5taWdyYXRpb24udjEuUGF1c2VNaWdyYXRpb25SZXNwb25zZRJeCg9SZXN1bWVNaWdyYXRpb24SJC5taWdyYXRpb24udjEuUmVzdW1lTWlncmF0aW9uUmVxdWVzdBolLm1pZ3JhdGlvbi52MS5SZXN1bWVNaWdyYXRpb25SZXNwb25zZRJbCg5BYm9ydE1pZ3JhdGlvbhIjLm1pZ3JhdGlvbi52MS5BYm9ydE1pZ3JhdGlvblJlcXVlc3QaJC5taWdyYXRpb24udjEuQWJvcnRNaWdyYXRpb25SZXNwb25zZRJkChFSb2xsYmFja01pZ3JhdGlvbhImLm1pZ3JhdGlvbi52MS5Sb2xsYmFja01pZ3JhdGlvblJlcXVlc3QaJy5taWdyYXRpb24udjEuUm9sbGJhY2tNaWdyYXRpb25SZXNwb25zZRJkChFGaW5hbGl6ZU1pZ3JhdGlvbhImLm1pZ3JhdGlvbi52MS5GaW5hbGl6ZU1pZ3JhdGlvblJlcXVlc3QaJy5taWdyYXRpb24udjEuRmluYWxpemVNaWdyYXRpb25SZXNwb25zZRJhChBEcm9wSW5hY3RpdmVTbG90EiUubWlncmF0aW9uLnYxLkRyb3BJbmFjdGl2ZVNsb3RSZXF1ZXN0GiYubWlncmF0aW9uLnYxLkRyb3BJbmFjdGl2ZVNsb3RSZXNwb25zZRJhChBHZXRSb3V0aW5nU3RhdHVzEiUubWlncmF0aW9uLnYxLkdldFJvdXRpbmdTdGF0dXNSZXF1ZXN0GiYubWlncmF0aW9uLnYxLkdldFJvdXRpbmdTdGF0dXNSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
+  fileDesc("ChxtaWdyYXRpb24vdjEvbWlncmF0aW9uLnByb3RvEgxtaWdyYXRpb24udjEiWwoaV2F0Y2hTbG90RGlyZWN0aXZlc1JlcXVlc3QSFQoNZGF0YWJhc2VfbmFtZRgBIAEoCRIRCglzbG90X25hbWUYAiABKAkSEwoLY29uc3VtZXJfaWQYAyABKAkiiAIKDVNsb3REaXJlY3RpdmUSKAoGYWN0aW9uGAEgASgOMhgubWlncmF0aW9uLnYxLlNsb3RBY3Rpb24SKAoIZW5kcG9pbnQYAiABKAsyFi5taWdyYXRpb24udjEuRW5kcG9pbnQSEQoJc2xvdF9uYW1lGAMgASgJEhAKCGRhdGFiYXNlGAQgASgJEhQKDGRyYWluX3RvX2xzbhgFIAEoCRIXCg9yZXN1bWVfZnJvbV9sc24YBiABKAkSFAoMbWlncmF0aW9uX2lkGAcgASgJEg4KBnJlYXNvbhgIIAEoCRIpCgVzaW5jZRgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiTQobV2F0Y2hTbG90RGlyZWN0aXZlc1Jlc3BvbnNlEi4KCWRpcmVjdGl2ZRgBIAEoCzIbLm1pZ3JhdGlvbi52MS5TbG90RGlyZWN0aXZlIikKC0RhdGFiYXNlUmVmEgoKAmlkGAEgASgJEg4KBnJlZ2lvbhgCIAEoCSJ+CglMYWdQb2xpY3kSFQoNbWF4X2xhZ19ieXRlcxgBIAEoBBIvCgxtYXhfbGFnX3RpbWUYAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SKQoGd2luZG93GAMgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIpgBCglDZGNQb2xpY3kSIwoEbW9kZRgBIAEoDjIVLm1pZ3JhdGlvbi52MS5DZGNNb2RlEjAKDWRyYWluX3RpbWVvdXQYAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SNAoRcGF1c2VfYWxlcnRfYWZ0ZXIYAyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24ilQMKDU1pZ3JhdGlvblNwZWMSFQoNZGF0YWJhc2VfbmFtZRgBIAEoCRIoCghwcm92aWRlchgCIAEoDjIWLm1pZ3JhdGlvbi52MS5Qcm92aWRlchIpCgZzb3VyY2UYAyABKAsyGS5taWdyYXRpb24udjEuRGF0YWJhc2VSZWYSKQoGdGFyZ2V0GAQgASgLMhkubWlncmF0aW9uLnYxLkRhdGFiYXNlUmVmEi8KDGN1dG92ZXJfbW9kZRgFIAEoDjIZLm1pZ3JhdGlvbi52MS5DdXRvdmVyTW9kZRIrCgpsYWdfcG9saWN5GAYgASgLMhcubWlncmF0aW9uLnYxLkxhZ1BvbGljeRIrCgpjZGNfcG9saWN5GAcgASgLMhcubWlncmF0aW9uLnYxLkNkY1BvbGljeRIzCg5mYWlsdXJlX3BvbGljeRgIIAEoDjIbLm1pZ3JhdGlvbi52MS5GYWlsdXJlUG9saWN5Ei0KC3N0ZXBfcG9saWN5GAkgASgLMhgubWlncmF0aW9uLnYxLlN0ZXBQb2xpY3kinwIKClN0ZXBQb2xpY3kSFAoMbWF4X2F0dGVtcHRzGAEgASgNEjIKD2luaXRpYWxfYmFja29mZhgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIuCgttYXhfYmFja29mZhgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhJFCg9waGFzZV9kZWFkbGluZXMYBCADKAsyLC5taWdyYXRpb24udjEuU3RlcFBvbGljeS5QaGFzZURlYWRsaW5lc0VudHJ5GlAKE1BoYXNlRGVhZGxpbmVzRW50cnkSCwoDa2V5GAEgASgJEigKBXZhbHVlGAIgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uOgI4ASKcAQoPUGhhc2VUcmFuc2l0aW9uEiEKBGZyb20YASABKA4yEy5taWdyYXRpb24udjEuUGhhc2USHwoCdG8YAiABKA4yEy5taWdyYXRpb24udjEuUGhhc2USJgoCYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg0KBWFjdG9yGAQgASgJEg4KBnJlYXNvbhgFIAEoCSK0AQoLQ2hlY2tSZXN1bHQSDAoEbmFtZRgBIAEoCRIpCgZzdGF0dXMYAiABKA4yGS5taWdyYXRpb24udjEuQ2hlY2tTdGF0dXMSEAoIbWVhc3VyZWQYAyABKAkSEQoJdGhyZXNob2xkGAQgASgJEg8KB21lc3NhZ2UYBSABKAkSDgoGcmVtZWR5GAYgASgJEiYKAmF0GAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCLGAgoPQ2RjU2xvdFBvc2l0aW9uEhEKCXNsb3RfbmFtZRgBIAEoCRIOCgZwbHVnaW4YAiABKAkSEAoIZGF0YWJhc2UYAyABKAkSGwoTY29uZmlybWVkX2ZsdXNoX2xzbhgEIAEoCRITCgtyZXN0YXJ0X2xzbhgFIAEoCRIOCgZhY3RpdmUYBiABKAgSHQoVdGFyZ2V0X2NvbnNpc3RlbnRfbHNuGAcgASgJEi8KC3JlY29yZGVkX2F0GAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIpCgVzdGFnZRgJIAEoDjIaLm1pZ3JhdGlvbi52MS5DZGNTbG90U3RhZ2USEAoIY29uc3VtZXIYCiABKAkSFAoMcHVibGljYXRpb25zGAsgAygJEhkKEXNvdXJjZV9yZXN1bWVfbHNuGAwgASgJIqUBCgtQcm94eVN0YXR1cxIPCgdub2RlX2lkGAEgASgJEhEKCWNvbm5lY3RlZBgCIAEoCBIVCg1hY2tlZF92ZXJzaW9uGAMgASgJEhYKDm5hY2tlZF92ZXJzaW9uGAQgASgJEhQKDG5hY2tfbWVzc2FnZRgFIAEoCRItCglsYXN0X3NlZW4YBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIiYKCEVuZHBvaW50EgwKBGhvc3QYASABKAkSDAoEcG9ydBgCIAEoDSKkAQoNUm91dGluZ1N0YXR1cxIVCg1kYXRhYmFzZV9uYW1lGAEgASgJEigKCGVuZHBvaW50GAIgASgLMhYubWlncmF0aW9uLnYxLkVuZHBvaW50Eg8KB3ZlcnNpb24YAyABKAkSKgoHcHJveGllcxgEIAMoCzIZLm1pZ3JhdGlvbi52MS5Qcm94eVN0YXR1cxIVCg1saXN0ZW5lcl9wb3J0GAUgASgNInsKDk1pZ3JhdGlvbkVycm9yEgwKBGNvZGUYASABKAkSDwoHbWVzc2FnZRgCIAEoCRIiCgVwaGFzZRgDIAEoDjITLm1pZ3JhdGlvbi52MS5QaGFzZRImCgJhdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiuwQKCU1pZ3JhdGlvbhIKCgJpZBgBIAEoCRISCgpyZXF1ZXN0X2lkGAIgASgJEikKBHNwZWMYAyABKAsyGy5taWdyYXRpb24udjEuTWlncmF0aW9uU3BlYxIiCgVwaGFzZRgEIAEoDjITLm1pZ3JhdGlvbi52MS5QaGFzZRIOCgZwYXVzZWQYBSABKAgSGAoQY3V0b3Zlcl9hcHByb3ZlZBgGIAEoCBIuCgdoaXN0b3J5GAcgAygLMh0ubWlncmF0aW9uLnYxLlBoYXNlVHJhbnNpdGlvbhIpCgZjaGVja3MYCCADKAsyGS5taWdyYXRpb24udjEuQ2hlY2tSZXN1bHQSMAoJY2RjX3Nsb3RzGAkgAygLMh0ubWlncmF0aW9uLnYxLkNkY1Nsb3RQb3NpdGlvbhIsCgdyb3V0aW5nGAogASgLMhsubWlncmF0aW9uLnYxLlJvdXRpbmdTdGF0dXMSMAoKbGFzdF9lcnJvchgLIAEoCzIcLm1pZ3JhdGlvbi52MS5NaWdyYXRpb25FcnJvchIuCgpjcmVhdGVkX2F0GAwgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgp1cGRhdGVkX2F0GA0gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBISCgpjcmVhdGVkX2J5GA4gASgJEjQKEGNkY19wYXVzZWRfc2luY2UYDyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIlcKFkNyZWF0ZU1pZ3JhdGlvblJlcXVlc3QSKQoEc3BlYxgBIAEoCzIbLm1pZ3JhdGlvbi52MS5NaWdyYXRpb25TcGVjEhIKCnJlcXVlc3RfaWQYAiABKAkiVgoXQ3JlYXRlTWlncmF0aW9uUmVzcG9uc2USKgoJbWlncmF0aW9uGAEgASgLMhcubWlncmF0aW9uLnYxLk1pZ3JhdGlvbhIPCgdjcmVhdGVkGAIgASgIIiEKE0dldE1pZ3JhdGlvblJlcXVlc3QSCgoCaWQYASABKAkiQgoUR2V0TWlncmF0aW9uUmVzcG9uc2USKgoJbWlncmF0aW9uGAEgASgLMhcubWlncmF0aW9uLnYxLk1pZ3JhdGlvbiJ6ChVMaXN0TWlncmF0aW9uc1JlcXVlc3QSIwoGcGhhc2VzGAEgAygOMhMubWlncmF0aW9uLnYxLlBoYXNlEhUKDWRhdGFiYXNlX25hbWUYAiABKAkSEQoJcGFnZV9zaXplGAMgASgNEhIKCnBhZ2VfdG9rZW4YBCABKAkiXgoWTGlzdE1pZ3JhdGlvbnNSZXNwb25zZRIrCgptaWdyYXRpb25zGAEgAygLMhcubWlncmF0aW9uLnYxLk1pZ3JhdGlvbhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiOwoVV2F0Y2hNaWdyYXRpb25SZXF1ZXN0EgoKAmlkGAEgASgJEhYKDmFmdGVyX3NlcXVlbmNlGAIgASgEIpICCg5NaWdyYXRpb25FdmVudBIQCghzZXF1ZW5jZRgBIAEoBBIUCgxtaWdyYXRpb25faWQYAiABKAkSJQoEdHlwZRgDIAEoDjIXLm1pZ3JhdGlvbi52MS5FdmVudFR5cGUSJgoCYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg0KBWFjdG9yGAUgASgJEg8KB21lc3NhZ2UYBiABKAkSMQoKdHJhbnNpdGlvbhgHIAEoCzIdLm1pZ3JhdGlvbi52MS5QaGFzZVRyYW5zaXRpb24SKAoFY2hlY2sYCCABKAsyGS5taWdyYXRpb24udjEuQ2hlY2tSZXN1bHQSDAoEc3RlcBgJIAEoCSJpChZXYXRjaE1pZ3JhdGlvblJlc3BvbnNlEisKBWV2ZW50GAEgASgLMhwubWlncmF0aW9uLnYxLk1pZ3JhdGlvbkV2ZW50EiIKBXBoYXNlGAIgASgOMhMubWlncmF0aW9uLnYxLlBoYXNlIkAKE1J1blByZWZsaWdodFJlcXVlc3QSKQoEc3BlYxgBIAEoCzIbLm1pZ3JhdGlvbi52MS5NaWdyYXRpb25TcGVjIlEKFFJ1blByZWZsaWdodFJlc3BvbnNlEikKBmNoZWNrcxgBIAMoCzIZLm1pZ3JhdGlvbi52MS5DaGVja1Jlc3VsdBIOCgZwYXNzZWQYAiABKAgiMwoVQXBwcm92ZUN1dG92ZXJSZXF1ZXN0EgoKAmlkGAEgASgJEg4KBnJlYXNvbhgCIAEoCSJEChZBcHByb3ZlQ3V0b3ZlclJlc3BvbnNlEioKCW1pZ3JhdGlvbhgBIAEoCzIXLm1pZ3JhdGlvbi52MS5NaWdyYXRpb24iMwoVUGF1c2VNaWdyYXRpb25SZXF1ZXN0EgoKAmlkGAEgASgJEg4KBnJlYXNvbhgCIAEoCSJEChZQYXVzZU1pZ3JhdGlvblJlc3BvbnNlEioKCW1pZ3JhdGlvbhgBIAEoCzIXLm1pZ3JhdGlvbi52MS5NaWdyYXRpb24iNAoWUmVzdW1lTWlncmF0aW9uUmVxdWVzdBIKCgJpZBgBIAEoCRIOCgZyZWFzb24YAiABKAkiRQoXUmVzdW1lTWlncmF0aW9uUmVzcG9uc2USKgoJbWlncmF0aW9uGAEgASgLMhcubWlncmF0aW9uLnYxLk1pZ3JhdGlvbiIzChVBYm9ydE1pZ3JhdGlvblJlcXVlc3QSCgoCaWQYASABKAkSDgoGcmVhc29uGAIgASgJIkQKFkFib3J0TWlncmF0aW9uUmVzcG9uc2USKgoJbWlncmF0aW9uGAEgASgLMhcubWlncmF0aW9uLnYxLk1pZ3JhdGlvbiI2ChhSb2xsYmFja01pZ3JhdGlvblJlcXVlc3QSCgoCaWQYASABKAkSDgoGcmVhc29uGAIgASgJIkcKGVJvbGxiYWNrTWlncmF0aW9uUmVzcG9uc2USKgoJbWlncmF0aW9uGAEgASgLMhcubWlncmF0aW9uLnYxLk1pZ3JhdGlvbiI2ChhGaW5hbGl6ZU1pZ3JhdGlvblJlcXVlc3QSCgoCaWQYASABKAkSDgoGcmVhc29uGAIgASgJIkcKGUZpbmFsaXplTWlncmF0aW9uUmVzcG9uc2USKgoJbWlncmF0aW9uGAEgASgLMhcubWlncmF0aW9uLnYxLk1pZ3JhdGlvbiJIChdEcm9wSW5hY3RpdmVTbG90UmVxdWVzdBIKCgJpZBgBIAEoCRIRCglzbG90X25hbWUYAiABKAkSDgoGcmVhc29uGAMgASgJIl4KGERyb3BJbmFjdGl2ZVNsb3RSZXNwb25zZRIqCgltaWdyYXRpb24YASABKAsyFy5taWdyYXRpb24udjEuTWlncmF0aW9uEhYKDnJldGFpbmVkX2J5dGVzGAIgASgEIjAKF0dldFJvdXRpbmdTdGF0dXNSZXF1ZXN0EhUKDWRhdGFiYXNlX25hbWUYASABKAkiRwoYR2V0Um91dGluZ1N0YXR1c1Jlc3BvbnNlEisKBnN0YXR1cxgBIAEoCzIbLm1pZ3JhdGlvbi52MS5Sb3V0aW5nU3RhdHVzKnYKClNsb3RBY3Rpb24SGwoXU0xPVF9BQ1RJT05fVU5TUEVDSUZJRUQQABIcChhTTE9UX0FDVElPTl9LRUVQX1JFQURJTkcQARIVChFTTE9UX0FDVElPTl9QQVVTRRACEhYKElNMT1RfQUNUSU9OX1JFU1VNRRADKqYDCgVQaGFzZRIVChFQSEFTRV9VTlNQRUNJRklFRBAAEhEKDVBIQVNFX1BFTkRJTkcQARITCg9QSEFTRV9QUkVGTElHSFQQAhIWChJQSEFTRV9QUk9WSVNJT05JTkcQAxIVChFQSEFTRV9SRVBMSUNBVElORxAEEhsKF1BIQVNFX1JFQURZX0ZPUl9DVVRPVkVSEAUSFQoRUEhBU0VfQ0RDX1BSRVBBUkUQBhITCg9QSEFTRV9RVUlFU0NJTkcQBxIUChBQSEFTRV9GSU5BTF9TWU5DEAgSEwoPUEhBU0VfUFJPTU9USU5HEAkSFQoRUEhBU0VfQ0RDX1JFU1RPUkUQChIRCg1QSEFTRV9ST1VUSU5HEAsSEwoPUEhBU0VfVkVSSUZZSU5HEAwSEwoPUEhBU0VfQ09NUExFVEVEEA0SEwoPUEhBU0VfRklOQUxJWkVEEA4SFgoSUEhBU0VfUk9MTElOR19CQUNLEA8SFQoRUEhBU0VfUk9MTEVEX0JBQ0sQEBIRCg1QSEFTRV9BQk9SVEVEEBESEAoMUEhBU0VfRkFJTEVEEBIqSgoIUHJvdmlkZXISGAoUUFJPVklERVJfVU5TUEVDSUZJRUQQABISCg5QUk9WSURFUl9MT0NBTBABEhAKDFBST1ZJREVSX0FXUxACKmAKC0N1dG92ZXJNb2RlEhwKGENVVE9WRVJfTU9ERV9VTlNQRUNJRklFRBAAEhcKE0NVVE9WRVJfTU9ERV9NQU5VQUwQARIaChZDVVRPVkVSX01PREVfQVVUT01BVElDEAIqUQoHQ2RjTW9kZRIYChRDRENfTU9ERV9VTlNQRUNJRklFRBAAEhcKE0NEQ19NT0RFX0NPT1JESU5BVEUQARITCg9DRENfTU9ERV9JR05PUkUQAiplCg1GYWlsdXJlUG9saWN5Eh4KGkZBSUxVUkVfUE9MSUNZX1VOU1BFQ0lGSUVEEAASGwoXRkFJTFVSRV9QT0xJQ1lfUk9MTEJBQ0sQARIXChNGQUlMVVJFX1BPTElDWV9IT0xEEAIqcAoLQ2hlY2tTdGF0dXMSHAoYQ0hFQ0tfU1RBVFVTX1VOU1BFQ0lGSUVEEAASFQoRQ0hFQ0tfU1RBVFVTX1BBU1MQARIVChFDSEVDS19TVEFUVVNfV0FSThACEhUKEUNIRUNLX1NUQVRVU19GQUlMEAMqogEKDENkY1Nsb3RTdGFnZRIeChpDRENfU0xPVF9TVEFHRV9VTlNQRUNJRklFRBAAEhwKGENEQ19TTE9UX1NUQUdFX09OX1NPVVJDRRABEhsKF0NEQ19TTE9UX1NUQUdFX0RSQUlOSU5HEAISGQoVQ0RDX1NMT1RfU1RBR0VfUEFVU0VEEAMSHAoYQ0RDX1NMT1RfU1RBR0VfT05fVEFSR0VUEAQqpgIKCUV2ZW50VHlwZRIaChZFVkVOVF9UWVBFX1VOU1BFQ0lGSUVEEAASFgoSRVZFTlRfVFlQRV9DUkVBVEVEEAESHAoYRVZFTlRfVFlQRV9QSEFTRV9DSEFOR0VEEAISGwoXRVZFTlRfVFlQRV9DSEVDS19SRVNVTFQQAxIbChdFVkVOVF9UWVBFX1NURVBfU1RBUlRFRBAEEh0KGUVWRU5UX1RZUEVfU1RFUF9TVUNDRUVERUQQBRIaChZFVkVOVF9UWVBFX1NURVBfRkFJTEVEEAYSHgoaRVZFTlRfVFlQRV9PUEVSQVRPUl9BQ1RJT04QBxIeChpFVkVOVF9UWVBFX1JPVVRJTkdfQ0hBTkdFRBAIEhIKDkVWRU5UX1RZUEVfQ0RDEAky5QkKEE1pZ3JhdGlvblNlcnZpY2USXgoPQ3JlYXRlTWlncmF0aW9uEiQubWlncmF0aW9uLnYxLkNyZWF0ZU1pZ3JhdGlvblJlcXVlc3QaJS5taWdyYXRpb24udjEuQ3JlYXRlTWlncmF0aW9uUmVzcG9uc2USVQoMR2V0TWlncmF0aW9uEiEubWlncmF0aW9uLnYxLkdldE1pZ3JhdGlvblJlcXVlc3QaIi5taWdyYXRpb24udjEuR2V0TWlncmF0aW9uUmVzcG9uc2USWwoOTGlzdE1pZ3JhdGlvbnMSIy5taWdyYXRpb24udjEuTGlzdE1pZ3JhdGlvbnNSZXF1ZXN0GiQubWlncmF0aW9uLnYxLkxpc3RNaWdyYXRpb25zUmVzcG9uc2USXQoOV2F0Y2hNaWdyYXRpb24SIy5taWdyYXRpb24udjEuV2F0Y2hNaWdyYXRpb25SZXF1ZXN0GiQubWlncmF0aW9uLnYxLldhdGNoTWlncmF0aW9uUmVzcG9uc2UwARJVCgxSdW5QcmVmbGlnaHQSIS5taWdyYXRpb24udjEuUnVuUHJlZmxpZ2h0UmVxdWVzdBoiLm1pZ3JhdGlvbi52MS5SdW5QcmVmbGlnaHRSZXNwb25zZRJbCg5BcHByb3ZlQ3V0b3ZlchIjLm1pZ3JhdGlvbi52MS5BcHByb3ZlQ3V0b3ZlclJlcXVlc3QaJC5taWdyYXRpb24udjEuQXBwcm92ZUN1dG92ZXJSZXNwb25zZRJbCg5QYXVzZU1pZ3JhdGlvbhIjLm1pZ3JhdGlvbi52MS5QYXVzZU1pZ3JhdGlvblJlcXVlc3QaJC5taWdyYXRpb24udjEuUGF1c2VNaWdyYXRpb25SZXNwb25zZRJeCg9SZXN1bWVNaWdyYXRpb24SJC5taWdyYXRpb24udjEuUmVzdW1lTWlncmF0aW9uUmVxdWVzdBolLm1pZ3JhdGlvbi52MS5SZXN1bWVNaWdyYXRpb25SZXNwb25zZRJbCg5BYm9ydE1pZ3JhdGlvbhIjLm1pZ3JhdGlvbi52MS5BYm9ydE1pZ3JhdGlvblJlcXVlc3QaJC5taWdyYXRpb24udjEuQWJvcnRNaWdyYXRpb25SZXNwb25zZRJkChFSb2xsYmFja01pZ3JhdGlvbhImLm1pZ3JhdGlvbi52MS5Sb2xsYmFja01pZ3JhdGlvblJlcXVlc3QaJy5taWdyYXRpb24udjEuUm9sbGJhY2tNaWdyYXRpb25SZXNwb25zZRJkChFGaW5hbGl6ZU1pZ3JhdGlvbhImLm1pZ3JhdGlvbi52MS5GaW5hbGl6ZU1pZ3JhdGlvblJlcXVlc3QaJy5taWdyYXRpb24udjEuRmluYWxpemVNaWdyYXRpb25SZXNwb25zZRJhChBEcm9wSW5hY3RpdmVTbG90EiUubWlncmF0aW9uLnYxLkRyb3BJbmFjdGl2ZVNsb3RSZXF1ZXN0GiYubWlncmF0aW9uLnYxLkRyb3BJbmFjdGl2ZVNsb3RSZXNwb25zZRJhChBHZXRSb3V0aW5nU3RhdHVzEiUubWlncmF0aW9uLnYxLkdldFJvdXRpbmdTdGF0dXNSZXF1ZXN0GiYubWlncmF0aW9uLnYxLkdldFJvdXRpbmdTdGF0dXNSZXNwb25zZTJ6CgpDZGNTZXJ2aWNlEmwKE1dhdGNoU2xvdERpcmVjdGl2ZXMSKC5taWdyYXRpb24udjEuV2F0Y2hTbG90RGlyZWN0aXZlc1JlcXVlc3QaKS5taWdyYXRpb24udjEuV2F0Y2hTbG90RGlyZWN0aXZlc1Jlc3BvbnNlMAFiBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
+
+/**
+ * @generated from message migration.v1.WatchSlotDirectivesRequest
+ */
+export type WatchSlotDirectivesRequest = Message<"migration.v1.WatchSlotDirectivesRequest"> & {
+  /**
+   * The logical database the data access layer routes, e.g. "billing-db".
+   *
+   * @generated from field: string database_name = 1;
+   */
+  databaseName: string;
+
+  /**
+   * @generated from field: string slot_name = 2;
+   */
+  slotName: string;
+
+  /**
+   * Who is asking, for the migration's consumer inventory (free text).
+   *
+   * @generated from field: string consumer_id = 3;
+   */
+  consumerId: string;
+};
+
+/**
+ * Describes the message migration.v1.WatchSlotDirectivesRequest.
+ * Use `create(WatchSlotDirectivesRequestSchema)` to create a new message.
+ */
+export const WatchSlotDirectivesRequestSchema: GenMessage<WatchSlotDirectivesRequest> = /*@__PURE__*/
+  messageDesc(file_migration_v1_migration, 0);
+
+/**
+ * @generated from message migration.v1.SlotDirective
+ */
+export type SlotDirective = Message<"migration.v1.SlotDirective"> & {
+  /**
+   * @generated from field: migration.v1.SlotAction action = 1;
+   */
+  action: SlotAction;
+
+  /**
+   * Where the slot is to be read: the instance itself, not the proxy.
+   *
+   * @generated from field: migration.v1.Endpoint endpoint = 2;
+   */
+  endpoint?: Endpoint | undefined;
+
+  /**
+   * @generated from field: string slot_name = 3;
+   */
+  slotName: string;
+
+  /**
+   * The PostgreSQL database the slot belongs to.
+   *
+   * @generated from field: string database = 4;
+   */
+  database: string;
+
+  /**
+   * @generated from field: string drain_to_lsn = 5;
+   */
+  drainToLsn: string;
+
+  /**
+   * @generated from field: string resume_from_lsn = 6;
+   */
+  resumeFromLsn: string;
+
+  /**
+   * The migration that issued it; empty when no migration concerns the slot.
+   *
+   * @generated from field: string migration_id = 7;
+   */
+  migrationId: string;
+
+  /**
+   * @generated from field: string reason = 8;
+   */
+  reason: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp since = 9;
+   */
+  since?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message migration.v1.SlotDirective.
+ * Use `create(SlotDirectiveSchema)` to create a new message.
+ */
+export const SlotDirectiveSchema: GenMessage<SlotDirective> = /*@__PURE__*/
+  messageDesc(file_migration_v1_migration, 1);
+
+/**
+ * @generated from message migration.v1.WatchSlotDirectivesResponse
+ */
+export type WatchSlotDirectivesResponse = Message<"migration.v1.WatchSlotDirectivesResponse"> & {
+  /**
+   * @generated from field: migration.v1.SlotDirective directive = 1;
+   */
+  directive?: SlotDirective | undefined;
+};
+
+/**
+ * Describes the message migration.v1.WatchSlotDirectivesResponse.
+ * Use `create(WatchSlotDirectivesResponseSchema)` to create a new message.
+ */
+export const WatchSlotDirectivesResponseSchema: GenMessage<WatchSlotDirectivesResponse> = /*@__PURE__*/
+  messageDesc(file_migration_v1_migration, 2);
 
 /**
  * Points at a database instance of the chosen provider.
@@ -40,7 +151,7 @@ export type DatabaseRef = Message<"migration.v1.DatabaseRef"> & {
  * Use `create(DatabaseRefSchema)` to create a new message.
  */
 export const DatabaseRefSchema: GenMessage<DatabaseRef> = /*@__PURE__*/
-  messageDesc(file_migration_v1_migration, 0);
+  messageDesc(file_migration_v1_migration, 3);
 
 /**
  * @generated from message migration.v1.LagPolicy
@@ -73,7 +184,7 @@ export type LagPolicy = Message<"migration.v1.LagPolicy"> & {
  * Use `create(LagPolicySchema)` to create a new message.
  */
 export const LagPolicySchema: GenMessage<LagPolicy> = /*@__PURE__*/
-  messageDesc(file_migration_v1_migration, 1);
+  messageDesc(file_migration_v1_migration, 4);
 
 /**
  * @generated from message migration.v1.CdcPolicy
@@ -104,7 +215,7 @@ export type CdcPolicy = Message<"migration.v1.CdcPolicy"> & {
  * Use `create(CdcPolicySchema)` to create a new message.
  */
 export const CdcPolicySchema: GenMessage<CdcPolicy> = /*@__PURE__*/
-  messageDesc(file_migration_v1_migration, 2);
+  messageDesc(file_migration_v1_migration, 5);
 
 /**
  * What a migration is asked to do; fixed once the migration is created.
@@ -166,7 +277,7 @@ export type MigrationSpec = Message<"migration.v1.MigrationSpec"> & {
  * Use `create(MigrationSpecSchema)` to create a new message.
  */
 export const MigrationSpecSchema: GenMessage<MigrationSpec> = /*@__PURE__*/
-  messageDesc(file_migration_v1_migration, 3);
+  messageDesc(file_migration_v1_migration, 6);
 
 /**
  * How the engine retries a failing step and how long a phase may take.
@@ -207,7 +318,7 @@ export type StepPolicy = Message<"migration.v1.StepPolicy"> & {
  * Use `create(StepPolicySchema)` to create a new message.
  */
 export const StepPolicySchema: GenMessage<StepPolicy> = /*@__PURE__*/
-  messageDesc(file_migration_v1_migration, 4);
+  messageDesc(file_migration_v1_migration, 7);
 
 /**
  * @generated from message migration.v1.PhaseTransition
@@ -246,7 +357,7 @@ export type PhaseTransition = Message<"migration.v1.PhaseTransition"> & {
  * Use `create(PhaseTransitionSchema)` to create a new message.
  */
 export const PhaseTransitionSchema: GenMessage<PhaseTransition> = /*@__PURE__*/
-  messageDesc(file_migration_v1_migration, 5);
+  messageDesc(file_migration_v1_migration, 8);
 
 /**
  * @generated from message migration.v1.CheckResult
@@ -297,7 +408,7 @@ export type CheckResult = Message<"migration.v1.CheckResult"> & {
  * Use `create(CheckResultSchema)` to create a new message.
  */
 export const CheckResultSchema: GenMessage<CheckResult> = /*@__PURE__*/
-  messageDesc(file_migration_v1_migration, 6);
+  messageDesc(file_migration_v1_migration, 9);
 
 /**
  * @generated from message migration.v1.CdcSlotPosition
@@ -344,6 +455,34 @@ export type CdcSlotPosition = Message<"migration.v1.CdcSlotPosition"> & {
    * @generated from field: google.protobuf.Timestamp recorded_at = 8;
    */
   recordedAt?: Timestamp | undefined;
+
+  /**
+   * Where its consumers are told to read now.
+   *
+   * @generated from field: migration.v1.CdcSlotStage stage = 9;
+   */
+  stage: CdcSlotStage;
+
+  /**
+   * The walsender reading it when it was inventoried: application_name@client address.
+   *
+   * @generated from field: string consumer = 10;
+   */
+  consumer: string;
+
+  /**
+   * Publications of its database; they must exist on the target before consumers resume there.
+   *
+   * @generated from field: repeated string publications = 11;
+   */
+  publications: string[];
+
+  /**
+   * Where the slot was put back on the source after a rollback.
+   *
+   * @generated from field: string source_resume_lsn = 12;
+   */
+  sourceResumeLsn: string;
 };
 
 /**
@@ -351,7 +490,7 @@ export type CdcSlotPosition = Message<"migration.v1.CdcSlotPosition"> & {
  * Use `create(CdcSlotPositionSchema)` to create a new message.
  */
 export const CdcSlotPositionSchema: GenMessage<CdcSlotPosition> = /*@__PURE__*/
-  messageDesc(file_migration_v1_migration, 7);
+  messageDesc(file_migration_v1_migration, 10);
 
 /**
  * @generated from message migration.v1.ProxyStatus
@@ -397,7 +536,7 @@ export type ProxyStatus = Message<"migration.v1.ProxyStatus"> & {
  * Use `create(ProxyStatusSchema)` to create a new message.
  */
 export const ProxyStatusSchema: GenMessage<ProxyStatus> = /*@__PURE__*/
-  messageDesc(file_migration_v1_migration, 8);
+  messageDesc(file_migration_v1_migration, 11);
 
 /**
  * @generated from message migration.v1.Endpoint
@@ -419,7 +558,7 @@ export type Endpoint = Message<"migration.v1.Endpoint"> & {
  * Use `create(EndpointSchema)` to create a new message.
  */
 export const EndpointSchema: GenMessage<Endpoint> = /*@__PURE__*/
-  messageDesc(file_migration_v1_migration, 9);
+  messageDesc(file_migration_v1_migration, 12);
 
 /**
  * @generated from message migration.v1.RoutingStatus
@@ -462,7 +601,7 @@ export type RoutingStatus = Message<"migration.v1.RoutingStatus"> & {
  * Use `create(RoutingStatusSchema)` to create a new message.
  */
 export const RoutingStatusSchema: GenMessage<RoutingStatus> = /*@__PURE__*/
-  messageDesc(file_migration_v1_migration, 10);
+  messageDesc(file_migration_v1_migration, 13);
 
 /**
  * @generated from message migration.v1.MigrationError
@@ -496,7 +635,7 @@ export type MigrationError = Message<"migration.v1.MigrationError"> & {
  * Use `create(MigrationErrorSchema)` to create a new message.
  */
 export const MigrationErrorSchema: GenMessage<MigrationError> = /*@__PURE__*/
-  messageDesc(file_migration_v1_migration, 11);
+  messageDesc(file_migration_v1_migration, 14);
 
 /**
  * @generated from message migration.v1.Migration
@@ -575,6 +714,13 @@ export type Migration = Message<"migration.v1.Migration"> & {
    * @generated from field: string created_by = 14;
    */
   createdBy: string;
+
+  /**
+   * Since when CDC consumers have been told to pause; unset while they read.
+   *
+   * @generated from field: google.protobuf.Timestamp cdc_paused_since = 15;
+   */
+  cdcPausedSince?: Timestamp | undefined;
 };
 
 /**
@@ -582,7 +728,7 @@ export type Migration = Message<"migration.v1.Migration"> & {
  * Use `create(MigrationSchema)` to create a new message.
  */
 export const MigrationSchema: GenMessage<Migration> = /*@__PURE__*/
-  messageDesc(file_migration_v1_migration, 12);
+  messageDesc(file_migration_v1_migration, 15);
 
 /**
  * @generated from message migration.v1.CreateMigrationRequest
@@ -607,7 +753,7 @@ export type CreateMigrationRequest = Message<"migration.v1.CreateMigrationReques
  * Use `create(CreateMigrationRequestSchema)` to create a new message.
  */
 export const CreateMigrationRequestSchema: GenMessage<CreateMigrationRequest> = /*@__PURE__*/
-  messageDesc(file_migration_v1_migration, 13);
+  messageDesc(file_migration_v1_migration, 16);
 
 /**
  * @generated from message migration.v1.CreateMigrationResponse
@@ -631,7 +777,7 @@ export type CreateMigrationResponse = Message<"migration.v1.CreateMigrationRespo
  * Use `create(CreateMigrationResponseSchema)` to create a new message.
  */
 export const CreateMigrationResponseSchema: GenMessage<CreateMigrationResponse> = /*@__PURE__*/
-  messageDesc(file_migration_v1_migration, 14);
+  messageDesc(file_migration_v1_migration, 17);
 
 /**
  * @generated from message migration.v1.GetMigrationRequest
@@ -648,7 +794,7 @@ export type GetMigrationRequest = Message<"migration.v1.GetMigrationRequest"> & 
  * Use `create(GetMigrationRequestSchema)` to create a new message.
  */
 export const GetMigrationRequestSchema: GenMessage<GetMigrationRequest> = /*@__PURE__*/
-  messageDesc(file_migration_v1_migration, 15);
+  messageDesc(file_migration_v1_migration, 18);
 
 /**
  * @generated from message migration.v1.GetMigrationResponse
@@ -665,7 +811,7 @@ export type GetMigrationResponse = Message<"migration.v1.GetMigrationResponse"> 
  * Use `create(GetMigrationResponseSchema)` to create a new message.
  */
 export const GetMigrationResponseSchema: GenMessage<GetMigrationResponse> = /*@__PURE__*/
-  messageDesc(file_migration_v1_migration, 16);
+  messageDesc(file_migration_v1_migration, 19);
 
 /**
  * @generated from message migration.v1.ListMigrationsRequest
@@ -705,7 +851,7 @@ export type ListMigrationsRequest = Message<"migration.v1.ListMigrationsRequest"
  * Use `create(ListMigrationsRequestSchema)` to create a new message.
  */
 export const ListMigrationsRequestSchema: GenMessage<ListMigrationsRequest> = /*@__PURE__*/
-  messageDesc(file_migration_v1_migration, 17);
+  messageDesc(file_migration_v1_migration, 20);
 
 /**
  * @generated from message migration.v1.ListMigrationsResponse
@@ -729,7 +875,7 @@ export type ListMigrationsResponse = Message<"migration.v1.ListMigrationsRespons
  * Use `create(ListMigrationsResponseSchema)` to create a new message.
  */
 export const ListMigrationsResponseSchema: GenMessage<ListMigrationsResponse> = /*@__PURE__*/
-  messageDesc(file_migration_v1_migration, 18);
+  messageDesc(file_migration_v1_migration, 21);
 
 /**
  * @generated from message migration.v1.WatchMigrationRequest
@@ -753,7 +899,7 @@ export type WatchMigrationRequest = Message<"migration.v1.WatchMigrationRequest"
  * Use `create(WatchMigrationRequestSchema)` to create a new message.
  */
 export const WatchMigrationRequestSchema: GenMessage<WatchMigrationRequest> = /*@__PURE__*/
-  messageDesc(file_migration_v1_migration, 19);
+  messageDesc(file_migration_v1_migration, 22);
 
 /**
  * @generated from message migration.v1.MigrationEvent
@@ -818,7 +964,7 @@ export type MigrationEvent = Message<"migration.v1.MigrationEvent"> & {
  * Use `create(MigrationEventSchema)` to create a new message.
  */
 export const MigrationEventSchema: GenMessage<MigrationEvent> = /*@__PURE__*/
-  messageDesc(file_migration_v1_migration, 20);
+  messageDesc(file_migration_v1_migration, 23);
 
 /**
  * @generated from message migration.v1.WatchMigrationResponse
@@ -842,7 +988,7 @@ export type WatchMigrationResponse = Message<"migration.v1.WatchMigrationRespons
  * Use `create(WatchMigrationResponseSchema)` to create a new message.
  */
 export const WatchMigrationResponseSchema: GenMessage<WatchMigrationResponse> = /*@__PURE__*/
-  messageDesc(file_migration_v1_migration, 21);
+  messageDesc(file_migration_v1_migration, 24);
 
 /**
  * @generated from message migration.v1.RunPreflightRequest
@@ -859,7 +1005,7 @@ export type RunPreflightRequest = Message<"migration.v1.RunPreflightRequest"> & 
  * Use `create(RunPreflightRequestSchema)` to create a new message.
  */
 export const RunPreflightRequestSchema: GenMessage<RunPreflightRequest> = /*@__PURE__*/
-  messageDesc(file_migration_v1_migration, 22);
+  messageDesc(file_migration_v1_migration, 25);
 
 /**
  * @generated from message migration.v1.RunPreflightResponse
@@ -883,7 +1029,7 @@ export type RunPreflightResponse = Message<"migration.v1.RunPreflightResponse"> 
  * Use `create(RunPreflightResponseSchema)` to create a new message.
  */
 export const RunPreflightResponseSchema: GenMessage<RunPreflightResponse> = /*@__PURE__*/
-  messageDesc(file_migration_v1_migration, 23);
+  messageDesc(file_migration_v1_migration, 26);
 
 /**
  * @generated from message migration.v1.ApproveCutoverRequest
@@ -905,7 +1051,7 @@ export type ApproveCutoverRequest = Message<"migration.v1.ApproveCutoverRequest"
  * Use `create(ApproveCutoverRequestSchema)` to create a new message.
  */
 export const ApproveCutoverRequestSchema: GenMessage<ApproveCutoverRequest> = /*@__PURE__*/
-  messageDesc(file_migration_v1_migration, 24);
+  messageDesc(file_migration_v1_migration, 27);
 
 /**
  * @generated from message migration.v1.ApproveCutoverResponse
@@ -922,7 +1068,7 @@ export type ApproveCutoverResponse = Message<"migration.v1.ApproveCutoverRespons
  * Use `create(ApproveCutoverResponseSchema)` to create a new message.
  */
 export const ApproveCutoverResponseSchema: GenMessage<ApproveCutoverResponse> = /*@__PURE__*/
-  messageDesc(file_migration_v1_migration, 25);
+  messageDesc(file_migration_v1_migration, 28);
 
 /**
  * @generated from message migration.v1.PauseMigrationRequest
@@ -944,7 +1090,7 @@ export type PauseMigrationRequest = Message<"migration.v1.PauseMigrationRequest"
  * Use `create(PauseMigrationRequestSchema)` to create a new message.
  */
 export const PauseMigrationRequestSchema: GenMessage<PauseMigrationRequest> = /*@__PURE__*/
-  messageDesc(file_migration_v1_migration, 26);
+  messageDesc(file_migration_v1_migration, 29);
 
 /**
  * @generated from message migration.v1.PauseMigrationResponse
@@ -961,7 +1107,7 @@ export type PauseMigrationResponse = Message<"migration.v1.PauseMigrationRespons
  * Use `create(PauseMigrationResponseSchema)` to create a new message.
  */
 export const PauseMigrationResponseSchema: GenMessage<PauseMigrationResponse> = /*@__PURE__*/
-  messageDesc(file_migration_v1_migration, 27);
+  messageDesc(file_migration_v1_migration, 30);
 
 /**
  * @generated from message migration.v1.ResumeMigrationRequest
@@ -983,7 +1129,7 @@ export type ResumeMigrationRequest = Message<"migration.v1.ResumeMigrationReques
  * Use `create(ResumeMigrationRequestSchema)` to create a new message.
  */
 export const ResumeMigrationRequestSchema: GenMessage<ResumeMigrationRequest> = /*@__PURE__*/
-  messageDesc(file_migration_v1_migration, 28);
+  messageDesc(file_migration_v1_migration, 31);
 
 /**
  * @generated from message migration.v1.ResumeMigrationResponse
@@ -1000,7 +1146,7 @@ export type ResumeMigrationResponse = Message<"migration.v1.ResumeMigrationRespo
  * Use `create(ResumeMigrationResponseSchema)` to create a new message.
  */
 export const ResumeMigrationResponseSchema: GenMessage<ResumeMigrationResponse> = /*@__PURE__*/
-  messageDesc(file_migration_v1_migration, 29);
+  messageDesc(file_migration_v1_migration, 32);
 
 /**
  * @generated from message migration.v1.AbortMigrationRequest
@@ -1022,7 +1168,7 @@ export type AbortMigrationRequest = Message<"migration.v1.AbortMigrationRequest"
  * Use `create(AbortMigrationRequestSchema)` to create a new message.
  */
 export const AbortMigrationRequestSchema: GenMessage<AbortMigrationRequest> = /*@__PURE__*/
-  messageDesc(file_migration_v1_migration, 30);
+  messageDesc(file_migration_v1_migration, 33);
 
 /**
  * @generated from message migration.v1.AbortMigrationResponse
@@ -1039,7 +1185,7 @@ export type AbortMigrationResponse = Message<"migration.v1.AbortMigrationRespons
  * Use `create(AbortMigrationResponseSchema)` to create a new message.
  */
 export const AbortMigrationResponseSchema: GenMessage<AbortMigrationResponse> = /*@__PURE__*/
-  messageDesc(file_migration_v1_migration, 31);
+  messageDesc(file_migration_v1_migration, 34);
 
 /**
  * @generated from message migration.v1.RollbackMigrationRequest
@@ -1061,7 +1207,7 @@ export type RollbackMigrationRequest = Message<"migration.v1.RollbackMigrationRe
  * Use `create(RollbackMigrationRequestSchema)` to create a new message.
  */
 export const RollbackMigrationRequestSchema: GenMessage<RollbackMigrationRequest> = /*@__PURE__*/
-  messageDesc(file_migration_v1_migration, 32);
+  messageDesc(file_migration_v1_migration, 35);
 
 /**
  * @generated from message migration.v1.RollbackMigrationResponse
@@ -1078,7 +1224,7 @@ export type RollbackMigrationResponse = Message<"migration.v1.RollbackMigrationR
  * Use `create(RollbackMigrationResponseSchema)` to create a new message.
  */
 export const RollbackMigrationResponseSchema: GenMessage<RollbackMigrationResponse> = /*@__PURE__*/
-  messageDesc(file_migration_v1_migration, 33);
+  messageDesc(file_migration_v1_migration, 36);
 
 /**
  * @generated from message migration.v1.FinalizeMigrationRequest
@@ -1100,7 +1246,7 @@ export type FinalizeMigrationRequest = Message<"migration.v1.FinalizeMigrationRe
  * Use `create(FinalizeMigrationRequestSchema)` to create a new message.
  */
 export const FinalizeMigrationRequestSchema: GenMessage<FinalizeMigrationRequest> = /*@__PURE__*/
-  messageDesc(file_migration_v1_migration, 34);
+  messageDesc(file_migration_v1_migration, 37);
 
 /**
  * @generated from message migration.v1.FinalizeMigrationResponse
@@ -1117,7 +1263,7 @@ export type FinalizeMigrationResponse = Message<"migration.v1.FinalizeMigrationR
  * Use `create(FinalizeMigrationResponseSchema)` to create a new message.
  */
 export const FinalizeMigrationResponseSchema: GenMessage<FinalizeMigrationResponse> = /*@__PURE__*/
-  messageDesc(file_migration_v1_migration, 35);
+  messageDesc(file_migration_v1_migration, 38);
 
 /**
  * @generated from message migration.v1.DropInactiveSlotRequest
@@ -1146,7 +1292,7 @@ export type DropInactiveSlotRequest = Message<"migration.v1.DropInactiveSlotRequ
  * Use `create(DropInactiveSlotRequestSchema)` to create a new message.
  */
 export const DropInactiveSlotRequestSchema: GenMessage<DropInactiveSlotRequest> = /*@__PURE__*/
-  messageDesc(file_migration_v1_migration, 36);
+  messageDesc(file_migration_v1_migration, 39);
 
 /**
  * @generated from message migration.v1.DropInactiveSlotResponse
@@ -1170,7 +1316,7 @@ export type DropInactiveSlotResponse = Message<"migration.v1.DropInactiveSlotRes
  * Use `create(DropInactiveSlotResponseSchema)` to create a new message.
  */
 export const DropInactiveSlotResponseSchema: GenMessage<DropInactiveSlotResponse> = /*@__PURE__*/
-  messageDesc(file_migration_v1_migration, 37);
+  messageDesc(file_migration_v1_migration, 40);
 
 /**
  * @generated from message migration.v1.GetRoutingStatusRequest
@@ -1187,7 +1333,7 @@ export type GetRoutingStatusRequest = Message<"migration.v1.GetRoutingStatusRequ
  * Use `create(GetRoutingStatusRequestSchema)` to create a new message.
  */
 export const GetRoutingStatusRequestSchema: GenMessage<GetRoutingStatusRequest> = /*@__PURE__*/
-  messageDesc(file_migration_v1_migration, 38);
+  messageDesc(file_migration_v1_migration, 41);
 
 /**
  * @generated from message migration.v1.GetRoutingStatusResponse
@@ -1204,7 +1350,46 @@ export type GetRoutingStatusResponse = Message<"migration.v1.GetRoutingStatusRes
  * Use `create(GetRoutingStatusResponseSchema)` to create a new message.
  */
 export const GetRoutingStatusResponseSchema: GenMessage<GetRoutingStatusResponse> = /*@__PURE__*/
-  messageDesc(file_migration_v1_migration, 39);
+  messageDesc(file_migration_v1_migration, 42);
+
+/**
+ * @generated from enum migration.v1.SlotAction
+ */
+export enum SlotAction {
+  /**
+   * @generated from enum value: SLOT_ACTION_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Read from `endpoint` as usual.
+   *
+   * @generated from enum value: SLOT_ACTION_KEEP_READING = 1;
+   */
+  KEEP_READING = 1,
+
+  /**
+   * Read until you have confirmed `drain_to_lsn` (keepalive positions count),
+   * confirm it, then stop streaming and wait for RESUME.
+   *
+   * @generated from enum value: SLOT_ACTION_PAUSE = 2;
+   */
+  PAUSE = 2,
+
+  /**
+   * Start streaming the slot at `endpoint`; the server starts at `resume_from_lsn`
+   * or later, so a consumer may pass its own last confirmed LSN.
+   *
+   * @generated from enum value: SLOT_ACTION_RESUME = 3;
+   */
+  RESUME = 3,
+}
+
+/**
+ * Describes the enum migration.v1.SlotAction.
+ */
+export const SlotActionSchema: GenEnum<SlotAction> = /*@__PURE__*/
+  enumDesc(file_migration_v1_migration, 0);
 
 /**
  * @generated from enum migration.v1.Phase
@@ -1310,7 +1495,7 @@ export enum Phase {
  * Describes the enum migration.v1.Phase.
  */
 export const PhaseSchema: GenEnum<Phase> = /*@__PURE__*/
-  enumDesc(file_migration_v1_migration, 0);
+  enumDesc(file_migration_v1_migration, 1);
 
 /**
  * @generated from enum migration.v1.Provider
@@ -1340,7 +1525,7 @@ export enum Provider {
  * Describes the enum migration.v1.Provider.
  */
 export const ProviderSchema: GenEnum<Provider> = /*@__PURE__*/
-  enumDesc(file_migration_v1_migration, 1);
+  enumDesc(file_migration_v1_migration, 2);
 
 /**
  * @generated from enum migration.v1.CutoverMode
@@ -1370,7 +1555,7 @@ export enum CutoverMode {
  * Describes the enum migration.v1.CutoverMode.
  */
 export const CutoverModeSchema: GenEnum<CutoverMode> = /*@__PURE__*/
-  enumDesc(file_migration_v1_migration, 2);
+  enumDesc(file_migration_v1_migration, 3);
 
 /**
  * @generated from enum migration.v1.CdcMode
@@ -1400,7 +1585,7 @@ export enum CdcMode {
  * Describes the enum migration.v1.CdcMode.
  */
 export const CdcModeSchema: GenEnum<CdcMode> = /*@__PURE__*/
-  enumDesc(file_migration_v1_migration, 3);
+  enumDesc(file_migration_v1_migration, 4);
 
 /**
  * @generated from enum migration.v1.FailurePolicy
@@ -1430,7 +1615,7 @@ export enum FailurePolicy {
  * Describes the enum migration.v1.FailurePolicy.
  */
 export const FailurePolicySchema: GenEnum<FailurePolicy> = /*@__PURE__*/
-  enumDesc(file_migration_v1_migration, 4);
+  enumDesc(file_migration_v1_migration, 5);
 
 /**
  * @generated from enum migration.v1.CheckStatus
@@ -1461,7 +1646,51 @@ export enum CheckStatus {
  * Describes the enum migration.v1.CheckStatus.
  */
 export const CheckStatusSchema: GenEnum<CheckStatus> = /*@__PURE__*/
-  enumDesc(file_migration_v1_migration, 5);
+  enumDesc(file_migration_v1_migration, 6);
+
+/**
+ * @generated from enum migration.v1.CdcSlotStage
+ */
+export enum CdcSlotStage {
+  /**
+   * @generated from enum value: CDC_SLOT_STAGE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Consumers read the source.
+   *
+   * @generated from enum value: CDC_SLOT_STAGE_ON_SOURCE = 1;
+   */
+  ON_SOURCE = 1,
+
+  /**
+   * Consumers are told to drain to the final LSN and pause.
+   *
+   * @generated from enum value: CDC_SLOT_STAGE_DRAINING = 2;
+   */
+  DRAINING = 2,
+
+  /**
+   * Drained and recorded; nobody reads.
+   *
+   * @generated from enum value: CDC_SLOT_STAGE_PAUSED = 3;
+   */
+  PAUSED = 3,
+
+  /**
+   * Recreated on the target; consumers read it there.
+   *
+   * @generated from enum value: CDC_SLOT_STAGE_ON_TARGET = 4;
+   */
+  ON_TARGET = 4,
+}
+
+/**
+ * Describes the enum migration.v1.CdcSlotStage.
+ */
+export const CdcSlotStageSchema: GenEnum<CdcSlotStage> = /*@__PURE__*/
+  enumDesc(file_migration_v1_migration, 7);
 
 /**
  * @generated from enum migration.v1.EventType
@@ -1522,7 +1751,7 @@ export enum EventType {
  * Describes the enum migration.v1.EventType.
  */
 export const EventTypeSchema: GenEnum<EventType> = /*@__PURE__*/
-  enumDesc(file_migration_v1_migration, 6);
+  enumDesc(file_migration_v1_migration, 8);
 
 /**
  * MigrationService starts and drives migrations of a PostgreSQL database from
@@ -1660,4 +1889,27 @@ export const MigrationService: GenService<{
   },
 }> = /*@__PURE__*/
   serviceDesc(file_migration_v1_migration, 0);
+
+/**
+ * CdcService tells the consumers of logical replication slots what to do while
+ * their database migrates: keep reading, pause after draining to a given LSN,
+ * or resume against a given endpoint. Consumers that do not call it still work
+ * when they reconnect through the data access layer with the same slot name,
+ * start from their last confirmed LSN and confirm keepalive positions (see README).
+ *
+ * @generated from service migration.v1.CdcService
+ */
+export const CdcService: GenService<{
+  /**
+   * The directive for one slot now, then a new one every time it changes.
+   *
+   * @generated from rpc migration.v1.CdcService.WatchSlotDirectives
+   */
+  watchSlotDirectives: {
+    methodKind: "server_streaming";
+    input: typeof WatchSlotDirectivesRequestSchema;
+    output: typeof WatchSlotDirectivesResponseSchema;
+  },
+}> = /*@__PURE__*/
+  serviceDesc(file_migration_v1_migration, 1);
 

@@ -1,0 +1,140 @@
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { DirectedConsumer } from "../src/cdc/consumer.js";
+import { LocalProvider } from "../src/providers/local/local-provider.js";
+import { createSampleSource, type CdcSetup } from "../src/providers/local/sample.js";
+import { XdsTcpProxy } from "../src/proxy/xds-tcp-proxy.js";
+import { WriteLoad } from "../src/workload/write-load.js";
+import { migrationClient, unary, type AnyClient } from "./helpers/grpc-clients.js";
+import { getMigration, localSpec, waitForPhase } from "./helpers/migrations.js";
+import { startServiceProcess, tempDir, type ServiceProcess } from "./helpers/service-process.js";
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+describe("CDC continuity: a real pgoutput consumer sees every committed row exactly once, in commit order", () => {
+  const tmp = tempDir("cdc");
+  const provider = new LocalProvider(join(tmp.dir, "local"));
+  let svc: ServiceProcess;
+  let client: AnyClient;
+  let proxy: XdsTcpProxy;
+  const consumers: DirectedConsumer[] = [];
+
+  beforeAll(async () => {
+    svc = await startServiceProcess(["--data-dir", tmp.dir, "--lease-ms", "3000"]);
+    client = migrationClient(svc.address);
+    proxy = new XdsTcpProxy({ xds: `127.0.0.1:${svc.xdsPort}`, nodeId: "cdc-sidecar", listenPort: () => 0 });
+    await proxy.start();
+  });
+
+  afterAll(async () => {
+    for (const c of consumers) await c.stop();
+    await proxy?.stop();
+    client?.close();
+    if (svc) await svc.stop();
+    for (const name of provider.list()) await provider.cluster({ id: name }).destroy().catch(() => {});
+    tmp.remove();
+  });
+
+  /** Starts a migration with a consumer following its directives and a write load through the proxy. */
+  async function setup(name: string, extra: Record<string, unknown> = {}) {
+    const { app, cdc } = await createSampleSource(provider, `${name}-src`, { rows: 50, cdc: true });
+    const before = Number((await provider.cluster({ id: `${name}-src` }).query<{ m: string }>("select max(id)::text as m from items", [], "app"))[0]!.m);
+    const consumer = new DirectedConsumer({ api: `http://${svc.address}`, databaseName: `${name}-db`, slot: cdc!.slot, publication: cdc!.publication, ...credentials(cdc!) });
+    consumer.start();
+    consumers.push(consumer);
+    const m = (await unary(client, "CreateMigration", { spec: localSpec(`${name}-db`, `${name}-src`, `${name}-tgt`, { cutover_mode: "CUTOVER_MODE_AUTOMATIC", ...extra }) })).migration;
+    const port = await proxy.waitForListener(`${name}-db`);
+    const load = new WriteLoad({ host: "127.0.0.1", port, ...app, ratePerSec: 100 });
+    load.start();
+    return { m, consumer, load, before };
+  }
+
+  function credentials(c: CdcSetup) {
+    return { user: c.user, password: c.password, database: c.database };
+  }
+
+  /** Waits until the consumer has seen the newest row of `holder`, then compares the stream with the table. */
+  async function expectExactlyOnce(consumer: DirectedConsumer, holder: string, after: number) {
+    const rows = (await provider.cluster({ id: holder }).query<{ id: string }>("select id::text from items where items.id > $1 order by items.id", [after], "app")).map((r) => Number(r.id));
+    expect(rows.length).toBeGreaterThan(100);
+    const newest = rows[rows.length - 1];
+    for (let i = 0; i < 300 && !consumer.changes.some((c) => Number(c.row.id) === newest); i++) await sleep(100);
+    const streamed = consumer.changes.filter((c) => c.table === "items" && c.op === "insert").map((c) => Number(c.row.id));
+    const seen = new Set(streamed);
+    const lost = rows.filter((id) => !seen.has(id));
+    const duplicated = streamed.length - seen.size;
+    expect({ lost: lost.length, duplicated }).toEqual({ lost: 0, duplicated: 0 });
+    // One writer, one row per transaction: commit order is id order.
+    expect(streamed).toEqual(rows);
+    return streamed;
+  }
+
+  it("across cutover: drained on the source at the final LSN, resumed on the target; no orphan slot", async () => {
+    const { m, consumer, load, before } = await setup("cut");
+    const { phase, events } = await waitForPhase(client, m.id, ["PHASE_COMPLETED", "PHASE_FAILED", "PHASE_ROLLED_BACK"]);
+    expect(phase, events.map((e) => e.message).join(" | ")).toBe("PHASE_COMPLETED");
+    await sleep(1500); // writes on the target, streamed from its slot
+    await load.stop();
+    try {
+      const streamed = await expectExactlyOnce(consumer, "cut-tgt", before);
+      // Both sides fed the stream: the source up to the final LSN, the target after.
+      const from = new Set(consumer.changes.map((c) => c.from));
+      const src = await provider.endpoint({ id: "cut-src" });
+      const tgt = await provider.endpoint({ id: "cut-tgt" });
+      expect(from).toEqual(new Set([`${src.host}:${src.port}`, `${tgt.host}:${tgt.port}`]));
+      expect(load.committed.length).toBeGreaterThan(100);
+      const streamedSet = new Set(streamed);
+      expect(load.committed.filter((id) => !streamedSet.has(Number(id)))).toEqual([]);
+
+      const got = await getMigration(client, m.id);
+      const slot = got.cdc_slots.find((s: any) => s.slot_name === "items_cdc");
+      expect(slot).toMatchObject({ plugin: "pgoutput", database: "app", stage: "CDC_SLOT_STAGE_ON_TARGET", publications: ["items_pub"] });
+      expect(slot.target_consistent_lsn).toMatch(/^[0-9A-F]+\/[0-9A-F]+$/);
+      expect(slot.consumer).toMatch(/^pgshift-consumer@/);
+      expect(got.checks.find((c: any) => c.name === "cdc.paused").status).toBe("CHECK_STATUS_PASS");
+      const cdcEvents = events.filter((e) => e.type === "EVENT_TYPE_CDC").map((e) => e.message);
+      expect(cdcEvents.some((e) => /told to confirm .* and pause/.test(e))).toBe(true);
+      // The directives the consumer followed: read the source, pause at the final LSN, resume on the target.
+      const actions = consumer.directives.map((d) => d.action);
+      expect(actions).toContain(2);
+      expect(actions[actions.length - 1]).toBe(3);
+      expect(consumer.directives[consumer.directives.length - 1]!.endpoint).toMatchObject({ port: tgt.port });
+
+      // No slot left behind on the source; on the target only the live consumer's slot and reverse replication's.
+      expect((await provider.describe({ id: "cut-src" })).slots.filter((s) => s.type === "logical")).toEqual([]);
+      await unary(client, "FinalizeMigration", { id: m.id });
+      await waitForPhase(client, m.id, ["PHASE_FINALIZED"]);
+      const left = (await provider.describe({ id: "cut-tgt" })).slots;
+      expect(left.map((s) => [s.name, s.active])).toEqual([["items_cdc", true]]);
+    } finally {
+      await consumer.stop();
+    }
+  });
+
+  it("across a rollback after writes on the target: resumed on the source past what it already saw; no orphan slot", async () => {
+    // A pause alert threshold below any real pause: the alert must show.
+    const { m, consumer, load, before } = await setup("back", { cdc_policy: { pause_alert_after: { nanos: 1_000_000 } } });
+    const done = await waitForPhase(client, m.id, ["PHASE_COMPLETED", "PHASE_FAILED", "PHASE_ROLLED_BACK"]);
+    expect(done.phase, done.events.map((e) => e.message).join(" | ")).toBe("PHASE_COMPLETED");
+    await sleep(1500); // writes on the target
+    await unary(client, "RollbackMigration", { id: m.id, reason: "cdc test" });
+    const { phase, events } = await waitForPhase(client, m.id, ["PHASE_ROLLED_BACK", "PHASE_FAILED"]);
+    expect(phase, events.map((e) => e.message).join(" | ")).toBe("PHASE_ROLLED_BACK");
+    await sleep(1500); // writes on the source again
+    await load.stop();
+    try {
+      await expectExactlyOnce(consumer, "back-src", before);
+      const src = await provider.endpoint({ id: "back-src" });
+      expect(consumer.changes[consumer.changes.length - 1]!.from).toBe(`${src.host}:${src.port}`);
+      const got = await getMigration(client, m.id);
+      expect(got.cdc_slots[0].source_resume_lsn).toMatch(/\//);
+      const alerts = events.filter((e) => e.type === "EVENT_TYPE_CHECK_RESULT" && e.check?.name === "cdc.paused" && e.check.status === "CHECK_STATUS_WARN");
+      expect(alerts.length).toBeGreaterThan(0);
+      // The target keeps no slot; the source keeps only the consumer's, read again.
+      expect((await provider.describe({ id: "back-tgt" })).slots).toEqual([]);
+      expect((await provider.describe({ id: "back-src" })).slots.map((s) => [s.name, s.active])).toEqual([["items_cdc", true]]);
+    } finally {
+      await consumer.stop();
+    }
+  });
+});
