@@ -15,6 +15,8 @@ import { XdsTcpProxy } from "../proxy/xds-tcp-proxy.js";
 import { startService } from "../service.js";
 import { createLogger } from "../telemetry/log.js";
 import { WriteLoad } from "../workload/write-load.js";
+import { DirectedConsumer } from "../cdc/consumer.js";
+import { verifyStream } from "../cdc/verify.js";
 
 const say = (s = "") => process.stdout.write(s + "\n");
 const phaseName = (p: Phase) => Phase[p] ?? String(p);
@@ -49,10 +51,18 @@ export async function demoCommand(argv: string[]): Promise<void> {
   const client = createClient(MigrationService, createGrpcTransport({ baseUrl: `http://127.0.0.1:${service.port}` }));
   const proxy = new XdsTcpProxy({ xds: `127.0.0.1:${service.xdsPort}`, nodeId: "demo-sidecar", listenPort: () => 0 });
   let load: WriteLoad | undefined;
+  let consumer: DirectedConsumer | undefined;
   try {
-    say(`2. creating the source "billing" (RDS stand-in) with ${values.rows} rows`);
-    const { app } = await createSampleSource(provider, "billing", { rows: Number(values.rows) });
+    say(`2. creating the source "billing" (RDS stand-in) with ${values.rows} rows, a publication and a pgoutput slot for CDC`);
+    const { app, cdc } = await createSampleSource(provider, "billing", { rows: Number(values.rows), cdc: true });
+    const firstId = (await provider.cluster({ id: "billing" }).query<{ m: string }>("select coalesce(max(id), 0)::text as m from items", [], "app"))[0]!.m;
     await proxy.start();
+    say(`   a CDC consumer (pgoutput) reads slot ${cdc!.slot} and follows the service's directives (CdcService)`);
+    consumer = new DirectedConsumer({
+      api: `http://127.0.0.1:${service.port}`, databaseName: "billing-db", slot: cdc!.slot, publication: cdc!.publication,
+      user: cdc!.user, password: cdc!.password, database: cdc!.database,
+    });
+    consumer.start();
 
     say("3. CreateMigration billing-db: billing -> billing-aurora (automatic cutover)");
     const { migration } = await client.createMigration({
@@ -84,7 +94,7 @@ export async function demoCommand(argv: string[]): Promise<void> {
         say(`   ${at.toISOString().slice(11, 23)}  ${phaseName(e.transition.from).padEnd(17)} -> ${phaseName(e.transition.to).padEnd(17)} ${e.message}`);
       } else if (e.type === EventType.CHECK_RESULT && e.check) {
         say(`   ${at.toISOString().slice(11, 23)}    check ${e.check.name}: ${CheckStatus[e.check.status]} — ${e.check.measured}`);
-      } else if (e.type === EventType.STEP_FAILED || e.type === EventType.OPERATOR_ACTION) {
+      } else if (e.type === EventType.STEP_FAILED || e.type === EventType.OPERATOR_ACTION || e.type === EventType.CDC) {
         say(`   ${at.toISOString().slice(11, 23)}    ${EventType[e.type]}: ${e.message}`);
       }
       last = res.phase;
@@ -139,10 +149,19 @@ export async function demoCommand(argv: string[]): Promise<void> {
       say(`   rows verified on the target: ${load.committed.length - missing.length} of ${load.committed.length} committed ids present, ${missing.length} missing`);
       if (missing.length > 0) ok = false;
     }
-    say(`   CDC events verified: none — this demo's source has no logical slots, and CDC coordination is not built yet`);
+    // The stream is held to the table that holds the truth now, in commit order (one writer: id order).
+    const truth = (await cluster.query<{ id: string }>("select id::text from items where items.id > $1 order by items.id", [firstId], "app")).map((r) => r.id);
+    const newest = truth[truth.length - 1];
+    for (let i = 0; i < 200 && newest && !consumer.changes.some((c) => String(c.row.id) === newest); i++) await new Promise((r) => setTimeout(r, 100));
+    const ports = new Map(["billing", "billing-aurora"].map((n) => [`127.0.0.1:${provider.cluster({ id: n }).port}`, n]));
+    const named = (hp: string) => `${ports.get(hp) ?? "?"} (${hp})`;
+    const v = verifyStream(consumer.changes, "items", truth);
+    say(`   CDC events verified: ${v.streamed} inserts streamed for ${truth.length} committed rows — ${v.lost} lost, ${v.duplicated} duplicated, ${v.inOrder ? "in commit order" : "OUT OF ORDER"}; read from ${v.from.map(named).join(", then ")}`);
+    if (v.lost > 0 || v.duplicated > 0 || !v.inOrder || truth.length === 0) ok = false;
     say();
     say(ok ? "demo: OK" : "demo: FAILED");
   } finally {
+    await consumer?.stop();
     await load?.stop();
     await proxy.stop();
     await service.stop();
