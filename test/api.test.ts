@@ -5,7 +5,7 @@ import { Code, createClient } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
 import { MigrationService } from "../src/gen/migration/v1/migration_pb.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { grpc, healthClient, migrationClient, reflectionClient, unary, unaryError, type AnyClient } from "./helpers/grpc-clients.js";
+import { cdcClient, grpc, healthClient, migrationClient, reflectionClient, unary, unaryError, type AnyClient } from "./helpers/grpc-clients.js";
 import { startServiceProcess, tempDir, type ServiceProcess } from "./helpers/service-process.js";
 
 const S = grpc.status;
@@ -228,6 +228,32 @@ describe("MigrationService over a real socket, with its own PostgreSQL store", (
     expect(err.code).toBe(S.NOT_FOUND);
   });
 
+  it("CdcService: a slot no migration concerns is read where it is; bad names are INVALID_ARGUMENT saying what is valid", async () => {
+    const c = cdcClient(svc.address);
+    const first = await new Promise<any>((res, rej) => {
+      const s = c.WatchSlotDirectives({ database_name: "nobody-db", slot_name: "orders_cdc" });
+      s.on("data", (d: any) => {
+        s.cancel();
+        res(d.directive);
+      });
+      s.on("error", (e: grpc.ServiceError) => (e.code === S.CANCELLED ? undefined : rej(e)));
+    });
+    expect(first).toMatchObject({ action: "SLOT_ACTION_KEEP_READING", slot_name: "orders_cdc", migration_id: "", reason: "no migration concerns this database" });
+    for (const [req, msg] of [
+      [{ database_name: "Bad_DB", slot_name: "s" }, /database_name "Bad_DB" is not valid/],
+      [{ database_name: "ok-db", slot_name: "Bad-Slot" }, /slot_name "Bad-Slot" is not valid: 1 to 63 lowercase letters, digits and underscores/],
+    ] as const) {
+      const err = await new Promise<grpc.ServiceError>((res) => {
+        const s = c.WatchSlotDirectives(req);
+        s.on("data", () => {});
+        s.on("error", res);
+      });
+      expect(err.code).toBe(S.INVALID_ARGUMENT);
+      expect(err.details).toMatch(msg);
+    }
+    c.close();
+  });
+
   it("answers health checks: SERVING for the server and the API, NOT_FOUND for an unknown service", async () => {
     const h = healthClient(svc.address);
     expect((await unary(h, "Check", { service: "" })).status).toBe("SERVING");
@@ -254,7 +280,7 @@ describe("MigrationService over a real socket, with its own PostgreSQL store", (
       await done;
       r.close();
       const names = answers[0].list_services_response.service.map((s: any) => s.name);
-      expect(names).toEqual(expect.arrayContaining(["migration.v1.MigrationService", "grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection"]));
+      expect(names).toEqual(expect.arrayContaining(["migration.v1.MigrationService", "migration.v1.CdcService", "grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection"]));
       const { FileDescriptorProto } = await import("./helpers/descriptor.js");
       const files: any[] = answers[1].file_descriptor_response.file_descriptor_proto.map((b: Buffer) => FileDescriptorProto.decode(b));
       expect(files[0].name).toBe("migration/v1/migration.proto");

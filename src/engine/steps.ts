@@ -69,7 +69,7 @@ const preflight: Step = async (env) => {
   // An inactive slot does not stop the replica being built; it blocks cutover, at the lag gate, until an operator acts.
   const bad = failed(results).filter((r) => r.name !== "slots.inactive_logical");
   if (bad.length > 0) {
-    throw new FailedPreconditionError(`preflight failed: ${bad.map((b) => `${b.name}: ${b.message}; ${b.remedy}`).join(" | ")}`);
+    throw new FailedPreconditionError(`preflight failed: ${bad.map((b) => `${b.name}: ${b.message} (${b.measured}); ${b.remedy}`).join(" | ")}`);
   }
   // Traffic for the database goes to the source until cutover says otherwise.
   if (!(await env.router.current(env.spec.databaseName))) {

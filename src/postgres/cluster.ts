@@ -4,7 +4,7 @@ import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, readFileSync,
 import { dirname, join, resolve } from "node:path";
 import pg from "pg";
 import { FailedPreconditionError, InternalError, UnavailableError } from "../errors.js";
-import { findPgBinaries, pgBin } from "./binaries.js";
+import { findPgBinaries, majorOf, pgBin } from "./binaries.js";
 import { postgresRunAs, type OsUser } from "./os-user.js";
 import { freePort } from "./ports.js";
 
@@ -17,6 +17,8 @@ export interface ClusterMeta {
   user?: string;
   /** Set for a registered cluster whose data directory lives elsewhere. */
   dataDir?: string;
+  /** Server binaries of a cluster that does not run this machine's default ones. */
+  binDir?: string;
 }
 
 export interface ClusterOptions {
@@ -26,6 +28,8 @@ export interface ClusterOptions {
   port?: number;
   /** Extra postgresql.conf settings, e.g. { fsync: "off" }. */
   settings?: Record<string, string | number>;
+  /** Server binaries to run instead of this machine's default ones (findPgBinaries). */
+  binDir?: string;
 }
 
 export interface RunResult {
@@ -166,6 +170,10 @@ export class LocalCluster {
   get major(): number {
     return this.meta.major;
   }
+  /** One of the server programs this cluster runs with. */
+  bin(name: string): string {
+    return this.meta.binDir ? join(this.meta.binDir, name) : pgBin(name);
+  }
   get user(): string {
     return this.meta.user ?? SUPERUSER;
   }
@@ -203,18 +211,19 @@ export class LocalCluster {
         `data directory ${dataDir} is not empty and holds no cluster of ours; remove it or choose another directory`,
       );
     }
-    const bins = findPgBinaries();
+    const bins = opts.binDir ? { dir: opts.binDir, major: majorOf(opts.binDir) } : findPgBinaries();
     const user = postgresRunAs();
     mkdirSync(dataDir, { recursive: true, mode: 0o700 });
     const meta: ClusterMeta = {
       port: opts.port ?? (await freePort()),
       password: randomBytes(12).toString("hex"),
       major: bins.major,
+      ...(opts.binDir ? { binDir: opts.binDir } : {}),
     };
     const pwfile = join(opts.dir, "initdb.pw");
     writeFileSync(pwfile, meta.password + "\n", { mode: 0o600 });
     handOver(opts.dir, user);
-    const res = await runAsPostgres(pgBin("initdb"), [
+    const res = await runAsPostgres(join(bins.dir, "initdb"), [
       "-D", dataDir, "-U", SUPERUSER, "--pwfile", pwfile, "--auth=scram-sha-256", "-E", "UTF8", "--locale=C", "--no-sync",
     ]);
     rmSync(pwfile, { force: true });
@@ -279,7 +288,7 @@ export class LocalCluster {
     // zombie would make PostgreSQL believe it still runs: the file is stale.
     if (this.postmasterPid() !== undefined) rmSync(join(this.dataDir, "postmaster.pid"), { force: true });
     const res = await runAsPostgres(
-      pgBin("pg_ctl"),
+      this.bin("pg_ctl"),
       ["start", "-D", this.dataDir, "-l", this.logFile, "-w", "-t", "120"],
       { timeoutMs: 130_000 },
     );
@@ -292,14 +301,14 @@ export class LocalCluster {
 
   async stop(mode: "smart" | "fast" | "immediate" = "fast"): Promise<void> {
     if (!(await this.isRunning())) return;
-    const res = await runAsPostgres(pgBin("pg_ctl"), ["stop", "-D", this.dataDir, "-m", mode, "-w", "-t", "60"], { timeoutMs: 70_000 });
+    const res = await runAsPostgres(this.bin("pg_ctl"), ["stop", "-D", this.dataDir, "-m", mode, "-w", "-t", "60"], { timeoutMs: 70_000 });
     if (res.code !== 0 && (await this.isRunning())) {
       throw new UnavailableError(`PostgreSQL in ${this.dataDir} did not stop: ${res.stderr.trim()}`);
     }
   }
 
   async reload(): Promise<void> {
-    const res = await runAsPostgres(pgBin("pg_ctl"), ["reload", "-D", this.dataDir]);
+    const res = await runAsPostgres(this.bin("pg_ctl"), ["reload", "-D", this.dataDir]);
     if (res.code !== 0) throw new UnavailableError(`reload of ${this.dataDir} failed: ${res.stderr.trim()}`);
   }
 

@@ -31,6 +31,11 @@ export function migrationClient(address: string): AnyClient {
   return new C(address, grpc.credentials.createInsecure()) as AnyClient;
 }
 
+export function cdcClient(address: string): AnyClient {
+  const C = load("migration/v1/migration.proto", [join(ROOT, "proto")], "migration.v1.CdcService");
+  return new C(address, grpc.credentials.createInsecure()) as AnyClient;
+}
+
 export function healthClient(address: string): AnyClient {
   const C = load("health/v1/health.proto", [HEALTH_PROTO], "grpc.health.v1.Health");
   return new C(address, grpc.credentials.createInsecure()) as AnyClient;

@@ -2,7 +2,7 @@ import { existsSync, mkdirSync, readdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import type pg from "pg";
 import { InvalidArgumentError } from "../../errors.js";
-import { findPgBinaries, pgBin } from "../../postgres/binaries.js";
+import { availableExtensions, findPgBinaries, pgBin } from "../../postgres/binaries.js";
 import { LocalCluster, runAsPostgres } from "../../postgres/cluster.js";
 import { postgresRunAs } from "../../postgres/os-user.js";
 import { freePort } from "../../postgres/ports.js";
@@ -127,11 +127,9 @@ export class LocalProvider implements Provider {
   }
 
   async targetExtensions(source: InstanceRef): Promise<Map<string, string[]>> {
-    // The replica runs this machine's binaries, whose extensions the source's server lists.
-    const rows = await this.admin(source, async (c) => (await c.query<{ name: string; version: string }>("select name, version from pg_available_extension_versions")).rows);
-    const out = new Map<string, string[]>();
-    for (const r of rows) out.set(r.name, [...(out.get(r.name) ?? []), r.version]);
-    return out;
+    // The replica runs this machine's binaries, which may not be the ones the source runs (a registered cluster).
+    this.cluster(source);
+    return availableExtensions(findPgBinaries().dir);
   }
 
   async dropInactiveSlot(ref: InstanceRef, slot: string): Promise<bigint> {
