@@ -1,5 +1,6 @@
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { LogicalReplicationService, PgoutputPlugin } from "pg-logical-replication";
 import { DirectedConsumer } from "../src/cdc/consumer.js";
 import { LocalProvider } from "../src/providers/local/local-provider.js";
 import { createSampleSource, type CdcSetup } from "../src/providers/local/sample.js";
@@ -35,18 +36,23 @@ describe("CDC continuity: a real pgoutput consumer sees every committed row exac
     tmp.remove();
   });
 
-  /** Starts a migration with a consumer following its directives and a write load through the proxy. */
-  async function setup(name: string, extra: Record<string, unknown> = {}) {
-    const { app, cdc } = await createSampleSource(provider, `${name}-src`, { rows: 50, cdc: true });
-    const before = Number((await provider.cluster({ id: `${name}-src` }).query<{ m: string }>("select max(id)::text as m from items", [], "app"))[0]!.m);
-    const consumer = new DirectedConsumer({ api: `http://${svc.address}`, databaseName: `${name}-db`, slot: cdc!.slot, publication: cdc!.publication, ...credentials(cdc!) });
+  function directed(name: string, cdc: CdcSetup): DirectedConsumer {
+    const consumer = new DirectedConsumer({ api: `http://${svc.address}`, databaseName: `${name}-db`, slot: cdc.slot, publication: cdc.publication, ...credentials(cdc) });
     consumer.start();
     consumers.push(consumer);
+    return consumer;
+  }
+
+  /** Starts a migration with a consumer (one following its directives, unless given) and a write load through the proxy. */
+  async function setup(name: string, extra: Record<string, unknown> = {}, startConsumer: (cdc: CdcSetup, port: number) => Promise<DirectedConsumer | undefined> = async (cdc) => directed(name, cdc)) {
+    const { app, cdc } = await createSampleSource(provider, `${name}-src`, { rows: 50, cdc: true });
+    const before = Number((await provider.cluster({ id: `${name}-src` }).query<{ m: string }>("select max(id)::text as m from items", [], "app"))[0]!.m);
+    const consumer = await startConsumer(cdc!, provider.cluster({ id: `${name}-src` }).port);
     const m = (await unary(client, "CreateMigration", { spec: localSpec(`${name}-db`, `${name}-src`, `${name}-tgt`, { cutover_mode: "CUTOVER_MODE_AUTOMATIC", ...extra }) })).migration;
     const port = await proxy.waitForListener(`${name}-db`);
     const load = new WriteLoad({ host: "127.0.0.1", port, ...app, ratePerSec: 100 });
     load.start();
-    return { m, consumer, load, before };
+    return { m, consumer, load, before, cdc: cdc! };
   }
 
   function credentials(c: CdcSetup) {
@@ -70,7 +76,8 @@ describe("CDC continuity: a real pgoutput consumer sees every committed row exac
   }
 
   it("across cutover: drained on the source at the final LSN, resumed on the target; no orphan slot", async () => {
-    const { m, consumer, load, before } = await setup("cut");
+    const { m, consumer: c, load, before } = await setup("cut");
+    const consumer = c!;
     const { phase, events } = await waitForPhase(client, m.id, ["PHASE_COMPLETED", "PHASE_FAILED", "PHASE_ROLLED_BACK"]);
     expect(phase, events.map((e) => e.message).join(" | ")).toBe("PHASE_COMPLETED");
     await sleep(1500); // writes on the target, streamed from its slot
@@ -113,7 +120,8 @@ describe("CDC continuity: a real pgoutput consumer sees every committed row exac
 
   it("across a rollback after writes on the target: resumed on the source past what it already saw; no orphan slot", async () => {
     // A pause alert threshold below any real pause: the alert must show.
-    const { m, consumer, load, before } = await setup("back", { cdc_policy: { pause_alert_after: { nanos: 1_000_000 } } });
+    const { m, consumer: c, load, before } = await setup("back", { cdc_policy: { pause_alert_after: { nanos: 1_000_000 } } });
+    const consumer = c!;
     const done = await waitForPhase(client, m.id, ["PHASE_COMPLETED", "PHASE_FAILED", "PHASE_ROLLED_BACK"]);
     expect(done.phase, done.events.map((e) => e.message).join(" | ")).toBe("PHASE_COMPLETED");
     await sleep(1500); // writes on the target
@@ -135,6 +143,49 @@ describe("CDC continuity: a real pgoutput consumer sees every committed row exac
       expect((await provider.describe({ id: "back-src" })).slots.map((s) => [s.name, s.active])).toEqual([["items_cdc", true]]);
     } finally {
       await consumer.stop();
+    }
+  });
+
+  it("a consumer that does not drain in time: the source is unfenced and the migration holds; fixed and resumed, it completes exactly once", async () => {
+    // Connected and answering keepalives, but never confirming anything past where it started: stuck.
+    let stuck: LogicalReplicationService | undefined;
+    const { m, load, before, cdc } = await setup("stuck", { cdc_policy: { drain_timeout: { seconds: 1 } } }, async (c, port) => {
+      stuck = new LogicalReplicationService({ host: "127.0.0.1", port, ...credentials(c) }, { acknowledge: { auto: false, timeoutSeconds: 0 } });
+      stuck.on("error", () => {});
+      const start = (await provider.describe({ id: "stuck-src" })).slots.find((s) => s.name === c.slot)!.confirmedFlushLsn!;
+      const keepalive = setInterval(() => void stuck!.acknowledge(start).catch(() => {}), 500);
+      void stuck.subscribe(new PgoutputPlugin({ protoVersion: 1, publicationNames: [c.publication] }), c.slot).catch(() => {}).finally(() => clearInterval(keepalive));
+      return undefined;
+    });
+    try {
+      // It starts out REPLICATING too: wait for the fallback, which pauses it there.
+      let got = await getMigration(client, m.id);
+      for (let i = 0; i < 900 && !(got.phase === "PHASE_REPLICATING" && got.paused) && !["PHASE_COMPLETED", "PHASE_FAILED"].includes(got.phase); i++) {
+        await sleep(100);
+        got = await getMigration(client, m.id);
+      }
+      expect(got.phase).toBe("PHASE_REPLICATING");
+      expect(got.paused).toBe(true);
+      expect(got.last_error.message).toMatch(/CDC consumers did not confirm .* within 1000 ms: items_cdc at /);
+      expect(await provider.isFenced({ id: "stuck-src" })).toBe(false);
+      expect(got.checks.find((c: any) => c.name === "cdc.paused").status).toBe("CHECK_STATUS_PASS");
+      // The application writes again on the source.
+      const n = load.committed.length;
+      for (let i = 0; i < 50 && load.committed.length === n; i++) await sleep(100);
+      expect(load.committed.length).toBeGreaterThan(n);
+
+      // The operator fixes the consumer and resumes.
+      await stuck!.stop();
+      const consumer = directed("stuck", cdc);
+      await unary(client, "ResumeMigration", { id: m.id, reason: "consumer fixed" });
+      const { phase, events } = await waitForPhase(client, m.id, ["PHASE_COMPLETED", "PHASE_FAILED", "PHASE_ROLLED_BACK"]);
+      expect(phase, events.map((e) => e.message).join(" | ")).toBe("PHASE_COMPLETED");
+      await sleep(1000);
+      await load.stop();
+      await expectExactlyOnce(consumer, "stuck-tgt", before);
+    } finally {
+      await stuck?.stop().catch(() => {});
+      await load.stop();
     }
   });
 });

@@ -259,7 +259,8 @@ export class Engine {
       // The transition below persists this; consumers paused for the cutover read the source again.
       const pause = await resumeOnSource({ provider, source, target, spec, state, note: async () => {} });
       if (pause) state.checks = mergeChecks(state.checks ?? [], [pause]);
-      await moveTo("REPLICATING", `${row.phase} failed (${info.message}); ${source.id} unfenced, replicating again`);
+      // Held there: another automatic attempt would fence the source again for the same reason.
+      await moveTo("REPLICATING", `${row.phase} failed (${info.message}); ${source.id} unfenced, replicating again; paused until an operator resumes`, { paused: true });
       return 0;
     }
     if (BEFORE_PROMOTION.includes(row.phase)) {

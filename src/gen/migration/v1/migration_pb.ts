@@ -196,7 +196,9 @@ export type CdcPolicy = Message<"migration.v1.CdcPolicy"> & {
   mode: CdcMode;
 
   /**
-   * How long CDC_PREPARE waits for consumers to drain to the final LSN (default 30s).
+   * How long CDC_PREPARE waits for consumers to drain to the final LSN, and a
+   * rollback for them to drain the target (default 30s). CDC_PREPARE runs while
+   * the source is fenced: a consumer that lags holds writes up that long.
    *
    * @generated from field: google.protobuf.Duration drain_timeout = 2;
    */
@@ -1392,6 +1394,10 @@ export const SlotActionSchema: GenEnum<SlotAction> = /*@__PURE__*/
   enumDesc(file_migration_v1_migration, 0);
 
 /**
+ * The forward path runs READY_FOR_CUTOVER -> QUIESCING -> FINAL_SYNC ->
+ * CDC_PREPARE -> PROMOTING: logical slots are drained once the source is
+ * fenced and its final LSN known, so numbers here are not the order.
+ *
  * @generated from enum migration.v1.Phase
  */
 export enum Phase {
