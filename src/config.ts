@@ -18,11 +18,20 @@ export interface ServiceConfig {
   xdsPort: number;
   /** Whether this replica drives migrations; off makes an API-only replica. */
   engine: boolean;
+  /** Where Prometheus scrapes the service's metrics (/metrics); absent: not served. */
+  metricsPort?: number;
 }
 
 function port(name: string, v: string): number {
   const n = Number(v);
   if (!Number.isInteger(n) || n < 0 || n > 65535) throw new InvalidArgumentError(`${name} must be a port number from 0 to 65535; got "${v}"`);
+  return n;
+}
+
+function metricsPort(v: string | undefined): number | undefined {
+  if (v === undefined || v === "") return undefined;
+  const n = port("metrics-port", v);
+  if (n === 0) throw new InvalidArgumentError("metrics-port must name a port (Prometheus has to know where to scrape); leave it out to serve no metrics");
   return n;
 }
 
@@ -52,6 +61,7 @@ export function parseServiceConfig(argv: string[], env: NodeJS.ProcessEnv = proc
       "lease-ms": { type: "string" },
       engine: { type: "string" },
       "xds-port": { type: "string" },
+      "metrics-port": { type: "string" },
     },
     strict: true,
   });
@@ -69,5 +79,6 @@ export function parseServiceConfig(argv: string[], env: NodeJS.ProcessEnv = proc
     xdsPort: port("xds-port", values["xds-port"] ?? env.PGSHIFT_XDS_PORT ?? "18000"),
     engine: onOff("engine", values.engine ?? env.PGSHIFT_ENGINE ?? "on"),
     leaseMs: positive("lease-ms", values["lease-ms"] ?? env.PGSHIFT_LEASE_MS ?? "10000"),
+    metricsPort: metricsPort(values["metrics-port"] ?? env.PGSHIFT_METRICS_PORT),
   };
 }

@@ -21,6 +21,7 @@ import { ServerReflection as ReflectionV1 } from "./gen/grpc/reflection/v1/refle
 import { ServerReflection as ReflectionV1Alpha } from "./gen/grpc/reflection/v1alpha/reflection_pb.js";
 import { CdcService, MigrationService, Provider } from "./gen/migration/v1/migration_pb.js";
 import { cdcService } from "./api/cdc-service.js";
+import { createMetrics } from "./telemetry/metrics.js";
 import { EventBus } from "./store/event-bus.js";
 import { MigrationRepo } from "./store/migration-repo.js";
 import { openStore } from "./store/store.js";
@@ -59,7 +60,10 @@ export async function startService(config: ServiceConfig, log: Logger): Promise<
   tracker.start();
   const xds = await listenXds(ads, config.host, config.xdsPort);
   log.info("xds listening", { port: xds.port });
+  const metrics = createMetrics({ port: config.metricsPort, host: config.host });
+  if (config.metricsPort) log.info("metrics listening", { port: config.metricsPort, path: "/metrics" });
   const engine = new Engine({
+    metrics,
     repo,
     leases: new Leases(store.db, replicaId, config.leaseMs),
     providers,
@@ -102,6 +106,7 @@ export async function startService(config: ServiceConfig, log: Logger): Promise<
         await sync.close();
         await bus.close();
         await store.close();
+        await metrics.shutdown().catch(() => {});
         log.info("stopped");
       })();
       return stopping;

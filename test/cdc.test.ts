@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { LogicalReplicationService, PgoutputPlugin } from "pg-logical-replication";
 import { DirectedConsumer } from "../src/cdc/consumer.js";
 import { LocalProvider } from "../src/providers/local/local-provider.js";
+import { freePort } from "../src/postgres/ports.js";
 import { createSampleSource, type CdcSetup } from "../src/providers/local/sample.js";
 import { XdsTcpProxy } from "../src/proxy/xds-tcp-proxy.js";
 import { WriteLoad } from "../src/workload/write-load.js";
@@ -18,10 +19,12 @@ describe("CDC continuity: a real pgoutput consumer sees every committed row exac
   let svc: ServiceProcess;
   let client: AnyClient;
   let proxy: XdsTcpProxy;
+  let metricsPort: number;
   const consumers: DirectedConsumer[] = [];
 
   beforeAll(async () => {
-    svc = await startServiceProcess(["--data-dir", tmp.dir, "--lease-ms", "3000"]);
+    metricsPort = await freePort();
+    svc = await startServiceProcess(["--data-dir", tmp.dir, "--lease-ms", "3000", "--metrics-port", String(metricsPort)]);
     client = migrationClient(svc.address);
     proxy = new XdsTcpProxy({ xds: `127.0.0.1:${svc.xdsPort}`, nodeId: "cdc-sidecar", listenPort: () => 0 });
     await proxy.start();
@@ -138,6 +141,10 @@ describe("CDC continuity: a real pgoutput consumer sees every committed row exac
       expect(got.cdc_slots[0].source_resume_lsn).toMatch(/\//);
       const alerts = events.filter((e) => e.type === "EVENT_TYPE_CHECK_RESULT" && e.check?.name === "cdc.paused" && e.check.status === "CHECK_STATUS_WARN");
       expect(alerts.length).toBeGreaterThan(0);
+      // ...and as a metric Prometheus scrapes.
+      const scraped = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+      const count = new RegExp(`pgshift_cdc_pause_alerts_total\\{[^}]*database_name="back-db"[^}]*\\} (\\d+)`).exec(scraped);
+      expect(Number(count?.[1])).toBeGreaterThanOrEqual(1);
       // The target keeps no slot; the source keeps only the consumer's, read again.
       expect((await provider.describe({ id: "back-tgt" })).slots).toEqual([]);
       expect((await provider.describe({ id: "back-src" })).slots.map((s) => [s.name, s.active])).toEqual([["items_cdc", true]]);

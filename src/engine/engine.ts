@@ -8,6 +8,7 @@ import type { Router } from "../routing/router.js";
 import type { MigrationRepo, MigrationRow } from "../store/migration-repo.js";
 import type { MigrationStateJson } from "../store/schema.js";
 import type { Logger } from "../telemetry/log.js";
+import type { ServiceMetrics } from "../telemetry/metrics.js";
 import { mergeChecks } from "../checks/check.js";
 import { sleep } from "./sleep.js";
 import { drainReverseReplication, stopReverseReplication } from "../replication/reverse.js";
@@ -24,6 +25,7 @@ export interface EngineDeps {
   log: Logger;
   /** How often to look for migrations nobody drives. */
   tickMs?: number;
+  metrics?: ServiceMetrics;
 }
 
 const ENGINE = "engine";
@@ -118,7 +120,10 @@ export class Engine {
   private async advance(id: string, lease: Lease, signal: AbortSignal, log: Logger): Promise<"done" | number> {
     const { repo } = this.deps;
     const row = await repo.get(id);
-    if (isTerminal(row.phase)) return "done";
+    if (isTerminal(row.phase)) {
+      this.deps.metrics?.cdcPaused(id, "", undefined);
+      return "done";
+    }
     const spec = specFromJson(row.spec);
     const provider = this.deps.providers(spec.provider);
     const source: InstanceRef = { id: spec.source!.id, region: spec.source!.region || undefined };
@@ -164,9 +169,12 @@ export class Engine {
         await repo.record(lease, id, { type: "CDC", actor: ENGINE, message }, state);
       },
     };
+    const pausedNow = state.cdc?.pausedSince && (state.cdc.stage === "DRAINING" || state.cdc.stage === "PAUSED");
+    this.deps.metrics?.cdcPaused(id, spec.databaseName, pausedNow ? new Date(state.cdc!.pausedSince!) : undefined);
     const alert = pauseAlert(spec, state);
     if (alert) {
       log.warn("CDC consumers paused too long", { measured: alert.measured });
+      this.deps.metrics?.cdcPauseAlert(id, spec.databaseName);
       await env.report(alert);
     }
     let outcome: Outcome;

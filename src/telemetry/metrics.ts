@@ -1,0 +1,37 @@
+import { PrometheusExporter } from "@opentelemetry/exporter-prometheus";
+import { MeterProvider } from "@opentelemetry/sdk-metrics";
+
+/** What the service measures about itself, exported for Prometheus when a port is given. */
+export interface ServiceMetrics {
+  /** A migration's CDC consumers were paused longer than its alert threshold. */
+  cdcPauseAlert(migrationId: string, databaseName: string): void;
+  /** Since when a migration's CDC consumers are paused; undefined when they read. */
+  cdcPaused(migrationId: string, databaseName: string, since: Date | undefined): void;
+  shutdown(): Promise<void>;
+}
+
+/**
+ * OpenTelemetry metrics. With a port, a Prometheus endpoint serves them at
+ * http://host:port/metrics; without one they are kept and dropped.
+ */
+export function createMetrics(opts: { port?: number; host?: string } = {}): ServiceMetrics {
+  const provider = new MeterProvider({ readers: opts.port ? [new PrometheusExporter({ port: opts.port, host: opts.host })] : [] });
+  const meter = provider.getMeter("pgshift");
+  const alerts = meter.createCounter("pgshift_cdc_pause_alerts", {
+    description: "CDC consumers paused longer than cdc_policy.pause_alert_after, per migration",
+  });
+  const paused = new Map<string, { databaseName: string; since: Date }>();
+  meter
+    .createObservableGauge("pgshift_cdc_paused_seconds", { description: "How long a migration's CDC consumers have been paused", unit: "s" })
+    .addCallback((r) => {
+      for (const [id, p] of paused) r.observe((Date.now() - p.since.getTime()) / 1000, { migration_id: id, database_name: p.databaseName });
+    });
+  return {
+    cdcPauseAlert: (id, databaseName) => alerts.add(1, { migration_id: id, database_name: databaseName }),
+    cdcPaused: (id, databaseName, since) => {
+      if (since) paused.set(id, { databaseName, since });
+      else paused.delete(id);
+    },
+    shutdown: () => provider.shutdown(),
+  };
+}
