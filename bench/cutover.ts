@@ -9,6 +9,7 @@
  *
  *   npm run bench:cutover                 # 5 cutovers, then 20 concurrent migrations
  *   npm run bench:cutover -- 9 10         # 9 cutovers, then 10 concurrent
+ *   npm run bench:cutover -- 5 0 --cdc    # each source with a logical slot and a directed CDC consumer
  */
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -25,8 +26,11 @@ import { XdsTcpProxy } from "../src/proxy/xds-tcp-proxy.js";
 import { startService } from "../src/service.js";
 import { createLogger } from "../src/telemetry/log.js";
 import { WriteLoad } from "../src/workload/write-load.js";
+import { DirectedConsumer } from "../src/cdc/consumer.js";
 
-const [cutovers = 5, concurrent = 20] = process.argv.slice(2).map(Number);
+
+const withCdc = process.argv.includes("--cdc");
+const [cutovers = 5, concurrent = 20] = process.argv.slice(2).filter((a) => !a.startsWith("--")).map(Number);
 
 function stats(xs: number[]) {
   const s = [...xs].sort((a, b) => a - b);
@@ -43,8 +47,12 @@ const proxy = new XdsTcpProxy({ xds: `127.0.0.1:${service.xdsPort}`, nodeId: "be
 await proxy.start();
 
 /** Runs one migration to COMPLETED and returns its phase durations (ms), by phase entered. */
-async function migrate(name: string, opts: { load: boolean }): Promise<{ durations: Map<string, number>; windowMs?: number }> {
-  const { app } = await createSampleSource(provider, `${name}-src`, { rows: 2000 });
+async function migrate(name: string, opts: { load: boolean }): Promise<{ durations: Map<string, number>; windowMs?: number; pausedMs?: number }> {
+  const { app, cdc } = await createSampleSource(provider, `${name}-src`, { rows: 2000, cdc: withCdc && opts.load });
+  const consumer = cdc
+    ? new DirectedConsumer({ api: `http://127.0.0.1:${service.port}`, databaseName: `${name}-db`, slot: cdc.slot, publication: cdc.publication, user: cdc.user, password: cdc.password, database: cdc.database })
+    : undefined;
+  consumer?.start();
   const { migration } = await client.createMigration({
     spec: {
       databaseName: `${name}-db`,
@@ -70,10 +78,13 @@ async function migrate(name: string, opts: { load: boolean }): Promise<{ duratio
   }
   await new Promise((r) => setTimeout(r, 300));
   await load?.stop();
+  await consumer?.stop();
+  const paused = (await client.getMigration({ id: migration!.id })).migration!.checks.find((c) => c.name === "cdc.paused");
+  const pausedMs = paused ? Number(/paused for (\d+) ms/.exec(paused.measured)?.[1]) : undefined;
   const order = [...entered.entries()].sort((a, b) => a[1] - b[1]);
   const durations = new Map<string, number>();
   for (let i = 0; i < order.length - 1; i++) durations.set(order[i]![0], order[i + 1]![1] - order[i]![1]);
-  return { durations, windowMs: load?.longestGapMs };
+  return { durations, windowMs: load?.longestGapMs, pausedMs };
 }
 
 try {
@@ -81,33 +92,38 @@ try {
   const promotion: number[] = [];
   const routing: number[] = [];
   const cutoverPath: number[] = [];
+  const cdcPaused: number[] = [];
   for (let i = 0; i < cutovers; i++) {
-    const { durations, windowMs } = await migrate(`cut${i}`, { load: true });
+    const { durations, windowMs, pausedMs } = await migrate(`cut${i}`, { load: true });
+    if (pausedMs !== undefined) cdcPaused.push(pausedMs);
     windows.push(windowMs!);
     promotion.push(durations.get("PROMOTING")!);
     routing.push(durations.get("ROUTING")!);
     cutoverPath.push(["QUIESCING", "FINAL_SYNC", "CDC_PREPARE", "PROMOTING", "CDC_RESTORE", "ROUTING"].reduce((n, p) => n + (durations.get(p) ?? 0), 0));
     process.stderr.write(`cutover ${i + 1}/${cutovers}: window ${windowMs!.toFixed(0)} ms\n`);
   }
-  console.log(`cutovers under a 200 rows/s write load through the xDS proxy (${cutovers} runs)`);
+  console.log(`cutovers under a 200 rows/s write load through the xDS proxy (${cutovers} runs${withCdc ? ", each with a logical slot and a directed CDC consumer" : ""})`);
   console.log(`  write-unavailability window: ${stats(windows)}`);
   console.log(`  promotion (PROMOTING):        ${stats(promotion)}`);
   console.log(`  routing convergence (ROUTING): ${stats(routing)}`);
   console.log(`  fence -> routed (QUIESCING..ROUTING): ${stats(cutoverPath)}`);
+  if (cdcPaused.length > 0) console.log(`  CDC consumers paused:        ${stats(cdcPaused)}`);
 
-  global.gc?.();
-  const rssBefore = process.memoryUsage().rss;
-  let peakRss = rssBefore;
-  const sampler = setInterval(() => (peakRss = Math.max(peakRss, process.memoryUsage().rss)), 100);
-  const t0 = performance.now();
-  const results = await Promise.allSettled(Array.from({ length: concurrent }, (_, i) => migrate(`many${i}`, { load: false })));
-  const secs = (performance.now() - t0) / 1000;
-  clearInterval(sampler);
-  const ok = results.filter((r) => r.status === "fulfilled").length;
-  console.log(`${concurrent} migrations at once through one service (each: new source, replica, 2 s lag window, cutover)`);
-  console.log(`  completed ${ok}/${concurrent} in ${secs.toFixed(1)} s: ${((ok / secs) * 60).toFixed(1)} migrations/min`);
-  console.log(`  service process memory: rss ${(rssBefore / 2 ** 20).toFixed(0)} MiB before, peak ${(peakRss / 2 ** 20).toFixed(0)} MiB (includes the bench's own clients)`);
-  for (const r of results) if (r.status === "rejected") console.log(`  failed: ${String(r.reason)}`);
+  if (concurrent > 0) {
+    global.gc?.();
+    const rssBefore = process.memoryUsage().rss;
+    let peakRss = rssBefore;
+    const sampler = setInterval(() => (peakRss = Math.max(peakRss, process.memoryUsage().rss)), 100);
+    const t0 = performance.now();
+    const results = await Promise.allSettled(Array.from({ length: concurrent }, (_, i) => migrate(`many${i}`, { load: false })));
+    const secs = (performance.now() - t0) / 1000;
+    clearInterval(sampler);
+    const ok = results.filter((r) => r.status === "fulfilled").length;
+    console.log(`${concurrent} migrations at once through one service (each: new source, replica, 2 s lag window, cutover)`);
+    console.log(`  completed ${ok}/${concurrent} in ${secs.toFixed(1)} s: ${((ok / secs) * 60).toFixed(1)} migrations/min`);
+    console.log(`  service process memory: rss ${(rssBefore / 2 ** 20).toFixed(0)} MiB before, peak ${(peakRss / 2 ** 20).toFixed(0)} MiB (includes the bench's own clients)`);
+    for (const r of results) if (r.status === "rejected") console.log(`  failed: ${String(r.reason)}`);
+  }
 } finally {
   await proxy.stop();
   await service.stop();

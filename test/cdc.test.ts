@@ -196,3 +196,64 @@ describe("CDC continuity: a real pgoutput consumer sees every committed row exac
     }
   });
 });
+
+describe("CDC steps survive SIGKILL: the consumer's stream stays exactly once", () => {
+  const tmp = tempDir("cdc-kill");
+  const provider = new LocalProvider(join(tmp.dir, "local"));
+  let args: string[];
+  let svc: ServiceProcess;
+  let client: AnyClient;
+  let proxy: XdsTcpProxy;
+  const consumers: DirectedConsumer[] = [];
+
+  beforeAll(async () => {
+    // Fixed ports across restarts: the proxy and the consumer reconnect to whichever process runs.
+    args = ["--data-dir", tmp.dir, "--lease-ms", "2000", "--port", String(await freePort()), "--xds-port", String(await freePort())];
+    svc = await startServiceProcess(args);
+    client = migrationClient(svc.address);
+    proxy = new XdsTcpProxy({ xds: `127.0.0.1:${svc.xdsPort}`, nodeId: "cdc-kill-sidecar", listenPort: () => 0 });
+    await proxy.start();
+  });
+
+  afterAll(async () => {
+    for (const c of consumers) await c.stop();
+    await proxy?.stop();
+    client?.close();
+    if (svc) await svc.stop();
+    for (const name of provider.list()) await provider.cluster({ id: name }).destroy().catch(() => {});
+    const { LocalCluster } = await import("../src/postgres/cluster.js");
+    await LocalCluster.load(join(tmp.dir, "store"))?.destroy();
+    tmp.remove();
+  });
+
+  for (const phase of ["CDC_PREPARE", "CDC_RESTORE"]) {
+    it(`killed on reaching ${phase}, restarted: COMPLETED, every row streamed once, the slot on the target once`, async () => {
+      const name = phase.toLowerCase().replace(/_/g, "-");
+      const { app, cdc } = await createSampleSource(provider, `${name}-src`, { rows: 50, cdc: true });
+      const c = cdc!;
+      const consumer = new DirectedConsumer({ api: `http://${svc.address}`, databaseName: `${name}-db`, slot: c.slot, publication: c.publication, user: c.user, password: c.password, database: c.database });
+      consumer.start();
+      consumers.push(consumer);
+      const m = (await unary(client, "CreateMigration", { spec: localSpec(`${name}-db`, `${name}-src`, `${name}-tgt`, { cutover_mode: "CUTOVER_MODE_AUTOMATIC" }) })).migration;
+      const load = new WriteLoad({ host: "127.0.0.1", port: await proxy.waitForListener(`${name}-db`), ...app, ratePerSec: 100 });
+      load.start();
+      await waitForPhase(client, m.id, [`PHASE_${phase}`, "PHASE_COMPLETED", "PHASE_FAILED"]);
+      await svc.kill();
+      client.close();
+      svc = await startServiceProcess(args);
+      client = migrationClient(svc.address);
+      const { phase: end, events } = await waitForPhase(client, m.id, ["PHASE_COMPLETED", "PHASE_FAILED", "PHASE_ROLLED_BACK"]);
+      expect(end, events.map((e) => e.message).join(" | ")).toBe("PHASE_COMPLETED");
+      await sleep(1000);
+      await load.stop();
+      const rows = (await provider.cluster({ id: `${name}-tgt` }).query<{ id: string }>("select id::text from items where items.id > 50 order by items.id", [], "app")).map((r) => Number(r.id));
+      const newest = rows[rows.length - 1];
+      for (let i = 0; i < 300 && !consumer.changes.some((ch) => Number(ch.row.id) === newest); i++) await sleep(100);
+      const streamed = consumer.changes.filter((ch) => ch.table === "items").map((ch) => Number(ch.row.id));
+      expect(rows.length).toBeGreaterThan(100);
+      expect(streamed).toEqual(rows);
+      expect((await provider.describe({ id: `${name}-tgt` })).slots.filter((s) => s.type === "logical" && !s.name.startsWith("pgshift_")).map((s) => s.name)).toEqual([c.slot]);
+      expect((await provider.describe({ id: `${name}-src` })).slots.filter((s) => s.type === "logical")).toEqual([]);
+    });
+  }
+});
