@@ -26,7 +26,7 @@ import { XdsTcpProxy } from "../src/proxy/xds-tcp-proxy.js";
 import { startService } from "../src/service.js";
 import { createLogger } from "../src/telemetry/log.js";
 import { WriteLoad } from "../src/workload/write-load.js";
-import { DirectedConsumer } from "../src/cdc/consumer.js";
+import { CdcConsumer } from "../src/cdc/consumer.js";
 
 
 const withCdc = process.argv.includes("--cdc");
@@ -50,7 +50,7 @@ await proxy.start();
 async function migrate(name: string, opts: { load: boolean }): Promise<{ durations: Map<string, number>; windowMs?: number; pausedMs?: number }> {
   const { app, cdc } = await createSampleSource(provider, `${name}-src`, { rows: 2000, cdc: withCdc && opts.load });
   const consumer = cdc
-    ? new DirectedConsumer({ api: `http://127.0.0.1:${service.port}`, databaseName: `${name}-db`, slot: cdc.slot, publication: cdc.publication, user: cdc.user, password: cdc.password, database: cdc.database })
+    ? new CdcConsumer({ api: `http://127.0.0.1:${service.port}`, databaseName: `${name}-db`, slot: cdc.slot, publication: cdc.publication, user: cdc.user, password: cdc.password, database: cdc.database })
     : undefined;
   consumer?.start();
   const { migration } = await client.createMigration({

@@ -1,7 +1,7 @@
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { LogicalReplicationService, PgoutputPlugin } from "pg-logical-replication";
-import { DirectedConsumer } from "../src/cdc/consumer.js";
+import { CdcConsumer } from "../src/cdc/consumer.js";
 import { LocalProvider } from "../src/providers/local/local-provider.js";
 import { freePort } from "../src/postgres/ports.js";
 import { createSampleSource, type CdcSetup } from "../src/providers/local/sample.js";
@@ -20,7 +20,7 @@ describe("CDC continuity: a real pgoutput consumer sees every committed row exac
   let client: AnyClient;
   let proxy: XdsTcpProxy;
   let metricsPort: number;
-  const consumers: DirectedConsumer[] = [];
+  const consumers: CdcConsumer[] = [];
 
   beforeAll(async () => {
     metricsPort = await freePort();
@@ -39,15 +39,15 @@ describe("CDC continuity: a real pgoutput consumer sees every committed row exac
     tmp.remove();
   });
 
-  function directed(name: string, cdc: CdcSetup): DirectedConsumer {
-    const consumer = new DirectedConsumer({ api: `http://${svc.address}`, databaseName: `${name}-db`, slot: cdc.slot, publication: cdc.publication, ...credentials(cdc) });
+  function directed(name: string, cdc: CdcSetup): CdcConsumer {
+    const consumer = new CdcConsumer({ api: `http://${svc.address}`, databaseName: `${name}-db`, slot: cdc.slot, publication: cdc.publication, ...credentials(cdc) });
     consumer.start();
     consumers.push(consumer);
     return consumer;
   }
 
   /** Starts a migration with a consumer (one following its directives, unless given) and a write load through the proxy. */
-  async function setup(name: string, extra: Record<string, unknown> = {}, startConsumer: (cdc: CdcSetup, port: number) => Promise<DirectedConsumer | undefined> = async (cdc) => directed(name, cdc)) {
+  async function setup(name: string, extra: Record<string, unknown> = {}, startConsumer: (cdc: CdcSetup, port: number) => Promise<CdcConsumer | undefined> = async (cdc) => directed(name, cdc)) {
     const { app, cdc } = await createSampleSource(provider, `${name}-src`, { rows: 50, cdc: true });
     const before = Number((await provider.cluster({ id: `${name}-src` }).query<{ m: string }>("select max(id)::text as m from items", [], "app"))[0]!.m);
     const consumer = await startConsumer(cdc!, provider.cluster({ id: `${name}-src` }).port);
@@ -63,7 +63,7 @@ describe("CDC continuity: a real pgoutput consumer sees every committed row exac
   }
 
   /** Waits until the consumer has seen the newest row of `holder`, then compares the stream with the table. */
-  async function expectExactlyOnce(consumer: DirectedConsumer, holder: string, after: number) {
+  async function expectExactlyOnce(consumer: CdcConsumer, holder: string, after: number) {
     const rows = (await provider.cluster({ id: holder }).query<{ id: string }>("select id::text from items where items.id > $1 order by items.id", [after], "app")).map((r) => Number(r.id));
     expect(rows.length).toBeGreaterThan(100);
     const newest = rows[rows.length - 1];
@@ -73,8 +73,10 @@ describe("CDC continuity: a real pgoutput consumer sees every committed row exac
     const lost = rows.filter((id) => !seen.has(id));
     const duplicated = streamed.length - seen.size;
     expect({ lost: lost.length, duplicated }).toEqual({ lost: 0, duplicated: 0 });
-    // One writer, one row per transaction: commit order is id order.
-    expect(streamed).toEqual(rows);
+    // One writer, one row per transaction: commit order is id order. Rows committed
+    // after the table was read (the load may still run) are held to the next check.
+    expect(streamed.slice(0, rows.length)).toEqual(rows);
+    expect(streamed.slice(rows.length).every((id) => id > newest!)).toBe(true);
     return streamed;
   }
 
@@ -153,6 +155,33 @@ describe("CDC continuity: a real pgoutput consumer sees every committed row exac
     }
   });
 
+  it("a consumer that ignores the API and reads through the proxy: exactly once across cutover and across rollback", async () => {
+    const { app, cdc } = await createSampleSource(provider, "plain-src", { rows: 50, cdc: true });
+    const m = (await unary(client, "CreateMigration", { spec: localSpec("plain-db", "plain-src", "plain-tgt", { cutover_mode: "CUTOVER_MODE_AUTOMATIC" }) })).migration;
+    const port = await proxy.waitForListener("plain-db");
+    // The same listener the application uses: the consumer never learns that the primary changed.
+    const consumer = new CdcConsumer({ api: "http://unused", databaseName: "plain-db", slot: cdc!.slot, publication: cdc!.publication, ...credentials(cdc!), via: `127.0.0.1:${port}` });
+    consumer.start();
+    consumers.push(consumer);
+    const load = new WriteLoad({ host: "127.0.0.1", port, ...app, ratePerSec: 100 });
+    load.start();
+    try {
+      const done = await waitForPhase(client, m.id, ["PHASE_COMPLETED", "PHASE_FAILED", "PHASE_ROLLED_BACK"]);
+      expect(done.phase, done.events.map((e) => e.message).join(" | ")).toBe("PHASE_COMPLETED");
+      await sleep(1500);
+      await expectExactlyOnce(consumer, "plain-tgt", 50);
+      await unary(client, "RollbackMigration", { id: m.id, reason: "plain consumer" });
+      const back = await waitForPhase(client, m.id, ["PHASE_ROLLED_BACK", "PHASE_FAILED"]);
+      expect(back.phase, back.events.map((e) => e.message).join(" | ")).toBe("PHASE_ROLLED_BACK");
+      await sleep(1500);
+      await load.stop();
+      await expectExactlyOnce(consumer, "plain-src", 50);
+      expect((await provider.describe({ id: "plain-tgt" })).slots).toEqual([]);
+    } finally {
+      await load.stop();
+    }
+  });
+
   it("a consumer that does not drain in time: the source is unfenced and the migration holds; fixed and resumed, it completes exactly once", async () => {
     // Connected and answering keepalives, but never confirming anything past where it started: stuck.
     let stuck: LogicalReplicationService | undefined;
@@ -204,7 +233,7 @@ describe("CDC steps survive SIGKILL: the consumer's stream stays exactly once", 
   let svc: ServiceProcess;
   let client: AnyClient;
   let proxy: XdsTcpProxy;
-  const consumers: DirectedConsumer[] = [];
+  const consumers: CdcConsumer[] = [];
 
   beforeAll(async () => {
     // Fixed ports across restarts: the proxy and the consumer reconnect to whichever process runs.
@@ -231,7 +260,7 @@ describe("CDC steps survive SIGKILL: the consumer's stream stays exactly once", 
       const name = phase.toLowerCase().replace(/_/g, "-");
       const { app, cdc } = await createSampleSource(provider, `${name}-src`, { rows: 50, cdc: true });
       const c = cdc!;
-      const consumer = new DirectedConsumer({ api: `http://${svc.address}`, databaseName: `${name}-db`, slot: c.slot, publication: c.publication, user: c.user, password: c.password, database: c.database });
+      const consumer = new CdcConsumer({ api: `http://${svc.address}`, databaseName: `${name}-db`, slot: c.slot, publication: c.publication, user: c.user, password: c.password, database: c.database });
       consumer.start();
       consumers.push(consumer);
       const m = (await unary(client, "CreateMigration", { spec: localSpec(`${name}-db`, `${name}-src`, `${name}-tgt`, { cutover_mode: "CUTOVER_MODE_AUTOMATIC" }) })).migration;

@@ -15,6 +15,13 @@ export interface ConsumerOptions {
   user: string;
   password: string;
   database: string;
+  /**
+   * host:port of the data access layer's listener for the database. Given,
+   * the consumer ignores the API and behaves as one that knows nothing of
+   * pgshift: it reads through the proxy, reconnects when dropped, and starts
+   * again from its last confirmed position.
+   */
+  via?: string;
 }
 
 /** One committed row change as the stream delivered it. */
@@ -30,12 +37,13 @@ export interface Change {
 /**
  * A logical-decoding consumer (pgoutput) that follows pgshift's directives:
  * it reads where it is told, drains and pauses when told, and resumes
- * against the endpoint it is given. It keeps changes only once their
+ * against the endpoint it is given (or, with `via`, reads through the proxy
+ * and knows nothing of pgshift). It keeps changes only once their
  * transaction committed, and confirms positions only at commits and idle
  * keepalives: what a careful downstream system does. The demo and the tests
  * use it to prove that a migration loses and duplicates nothing.
  */
-export class DirectedConsumer {
+export class CdcConsumer {
   readonly changes: Change[] = [];
   /** Directives as received, for the record. */
   readonly directives: SlotDirective[] = [];
@@ -51,6 +59,10 @@ export class DirectedConsumer {
   constructor(private readonly opts: ConsumerOptions) {}
 
   start(): void {
+    if (this.opts.via) {
+      if (!this.stream) void this.openStream(this.opts.via);
+      return;
+    }
     this.watching ??= this.watch();
   }
 

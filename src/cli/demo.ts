@@ -15,7 +15,7 @@ import { XdsTcpProxy } from "../proxy/xds-tcp-proxy.js";
 import { startService } from "../service.js";
 import { createLogger } from "../telemetry/log.js";
 import { WriteLoad } from "../workload/write-load.js";
-import { DirectedConsumer } from "../cdc/consumer.js";
+import { CdcConsumer } from "../cdc/consumer.js";
 import { verifyStream } from "../cdc/verify.js";
 
 const say = (s = "") => process.stdout.write(s + "\n");
@@ -51,14 +51,14 @@ export async function demoCommand(argv: string[]): Promise<void> {
   const client = createClient(MigrationService, createGrpcTransport({ baseUrl: `http://127.0.0.1:${service.port}` }));
   const proxy = new XdsTcpProxy({ xds: `127.0.0.1:${service.xdsPort}`, nodeId: "demo-sidecar", listenPort: () => 0 });
   let load: WriteLoad | undefined;
-  let consumer: DirectedConsumer | undefined;
+  let consumer: CdcConsumer | undefined;
   try {
     say(`2. creating the source "billing" (RDS stand-in) with ${values.rows} rows, a publication and a pgoutput slot for CDC`);
     const { app, cdc } = await createSampleSource(provider, "billing", { rows: Number(values.rows), cdc: true });
     const firstId = (await provider.cluster({ id: "billing" }).query<{ m: string }>("select coalesce(max(id), 0)::text as m from items", [], "app"))[0]!.m;
     await proxy.start();
     say(`   a CDC consumer (pgoutput) reads slot ${cdc!.slot} and follows the service's directives (CdcService)`);
-    consumer = new DirectedConsumer({
+    consumer = new CdcConsumer({
       api: `http://127.0.0.1:${service.port}`, databaseName: "billing-db", slot: cdc!.slot, publication: cdc!.publication,
       user: cdc!.user, password: cdc!.password, database: cdc!.database,
     });
