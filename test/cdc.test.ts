@@ -1,58 +1,37 @@
-import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { LogicalReplicationService, PgoutputPlugin } from "pg-logical-replication";
 import { CdcConsumer } from "../src/cdc/consumer.js";
-import { LocalProvider } from "../src/providers/local/local-provider.js";
 import { freePort } from "../src/postgres/ports.js";
 import { createSampleSource, type CdcSetup } from "../src/providers/local/sample.js";
-import { XdsTcpProxy } from "../src/proxy/xds-tcp-proxy.js";
 import { WriteLoad } from "../src/workload/write-load.js";
-import { migrationClient, unary, type AnyClient } from "./helpers/grpc-clients.js";
+import { unary } from "./helpers/grpc-clients.js";
 import { getMigration, localSpec, waitForPhase } from "./helpers/migrations.js";
-import { startServiceProcess, tempDir, type ServiceProcess } from "./helpers/service-process.js";
+import { useService } from "./helpers/fixture.js";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe("CDC continuity: a real pgoutput consumer sees every committed row exactly once, in commit order", () => {
-  const tmp = tempDir("cdc");
-  const provider = new LocalProvider(join(tmp.dir, "local"));
-  let svc: ServiceProcess;
-  let client: AnyClient;
-  let proxy: XdsTcpProxy;
   let metricsPort: number;
-  const consumers: CdcConsumer[] = [];
-
-  beforeAll(async () => {
+  const f = useService("cdc", "cdc-sidecar", async () => {
     metricsPort = await freePort();
-    svc = await startServiceProcess(["--data-dir", tmp.dir, "--lease-ms", "3000", "--metrics-port", String(metricsPort)]);
-    client = migrationClient(svc.address);
-    proxy = new XdsTcpProxy({ xds: `127.0.0.1:${svc.xdsPort}`, nodeId: "cdc-sidecar", listenPort: () => 0 });
-    await proxy.start();
+    return ["--lease-ms", "3000", "--metrics-port", String(metricsPort)];
   });
-
-  afterAll(async () => {
-    for (const c of consumers) await c.stop();
-    await proxy?.stop();
-    client?.close();
-    if (svc) await svc.stop();
-    for (const name of provider.list()) await provider.cluster({ id: name }).destroy().catch(() => {});
-    tmp.remove();
-  });
+  const consumers = f.owned;
 
   function directed(name: string, cdc: CdcSetup): CdcConsumer {
-    const consumer = new CdcConsumer({ api: `http://${svc.address}`, databaseName: `${name}-db`, slot: cdc.slot, publication: cdc.publication, ...credentials(cdc) });
+    const consumer = new CdcConsumer({ api: `http://${f.svc.address}`, databaseName: `${name}-db`, slot: cdc.slot, publication: cdc.publication, ...credentials(cdc) });
     consumer.start();
     consumers.push(consumer);
     return consumer;
   }
 
-  /** Starts a migration with a consumer (one following its directives, unless given) and a write load through the proxy. */
+  /** Starts a migration with a consumer (one following its directives, unless given) and a write load through the f.proxy. */
   async function setup(name: string, extra: Record<string, unknown> = {}, startConsumer: (cdc: CdcSetup, port: number) => Promise<CdcConsumer | undefined> = async (cdc) => directed(name, cdc)) {
-    const { app, cdc } = await createSampleSource(provider, `${name}-src`, { rows: 50, cdc: true });
-    const before = Number((await provider.cluster({ id: `${name}-src` }).query<{ m: string }>("select max(id)::text as m from items", [], "app"))[0]!.m);
-    const consumer = await startConsumer(cdc!, provider.cluster({ id: `${name}-src` }).port);
-    const m = (await unary(client, "CreateMigration", { spec: localSpec(`${name}-db`, `${name}-src`, `${name}-tgt`, { cutover_mode: "CUTOVER_MODE_AUTOMATIC", ...extra }) })).migration;
-    const port = await proxy.waitForListener(`${name}-db`);
+    const { app, cdc } = await createSampleSource(f.provider, `${name}-src`, { rows: 50, cdc: true });
+    const before = Number((await f.provider.cluster({ id: `${name}-src` }).query<{ m: string }>("select max(id)::text as m from items", [], "app"))[0]!.m);
+    const consumer = await startConsumer(cdc!, f.provider.cluster({ id: `${name}-src` }).port);
+    const m = (await unary(f.client, "CreateMigration", { spec: localSpec(`${name}-db`, `${name}-src`, `${name}-tgt`, { cutover_mode: "CUTOVER_MODE_AUTOMATIC", ...extra }) })).migration;
+    const port = await f.proxy.waitForListener(`${name}-db`);
     const load = new WriteLoad({ host: "127.0.0.1", port, ...app, ratePerSec: 100 });
     load.start();
     return { m, consumer, load, before, cdc: cdc! };
@@ -64,7 +43,7 @@ describe("CDC continuity: a real pgoutput consumer sees every committed row exac
 
   /** Waits until the consumer has seen the newest row of `holder`, then compares the stream with the table. */
   async function expectExactlyOnce(consumer: CdcConsumer, holder: string, after: number) {
-    const rows = (await provider.cluster({ id: holder }).query<{ id: string }>("select id::text from items where items.id > $1 order by items.id", [after], "app")).map((r) => Number(r.id));
+    const rows = (await f.provider.cluster({ id: holder }).query<{ id: string }>("select id::text from items where items.id > $1 order by items.id", [after], "app")).map((r) => Number(r.id));
     expect(rows.length).toBeGreaterThan(100);
     const newest = rows[rows.length - 1];
     for (let i = 0; i < 300 && !consumer.changes.some((c) => Number(c.row.id) === newest); i++) await sleep(100);
@@ -83,7 +62,7 @@ describe("CDC continuity: a real pgoutput consumer sees every committed row exac
   it("across cutover: drained on the source at the final LSN, resumed on the target; no orphan slot", async () => {
     const { m, consumer: c, load, before } = await setup("cut");
     const consumer = c!;
-    const { phase, events } = await waitForPhase(client, m.id, ["PHASE_COMPLETED", "PHASE_FAILED", "PHASE_ROLLED_BACK"]);
+    const { phase, events } = await waitForPhase(f.client, m.id, ["PHASE_COMPLETED", "PHASE_FAILED", "PHASE_ROLLED_BACK"]);
     expect(phase, events.map((e) => e.message).join(" | ")).toBe("PHASE_COMPLETED");
     await sleep(1500); // writes on the target, streamed from its slot
     await load.stop();
@@ -91,14 +70,14 @@ describe("CDC continuity: a real pgoutput consumer sees every committed row exac
       const streamed = await expectExactlyOnce(consumer, "cut-tgt", before);
       // Both sides fed the stream: the source up to the final LSN, the target after.
       const from = new Set(consumer.changes.map((c) => c.from));
-      const src = await provider.endpoint({ id: "cut-src" });
-      const tgt = await provider.endpoint({ id: "cut-tgt" });
+      const src = await f.provider.endpoint({ id: "cut-src" });
+      const tgt = await f.provider.endpoint({ id: "cut-tgt" });
       expect(from).toEqual(new Set([`${src.host}:${src.port}`, `${tgt.host}:${tgt.port}`]));
       expect(load.committed.length).toBeGreaterThan(100);
       const streamedSet = new Set(streamed);
       expect(load.committed.filter((id) => !streamedSet.has(Number(id)))).toEqual([]);
 
-      const got = await getMigration(client, m.id);
+      const got = await getMigration(f.client, m.id);
       const slot = got.cdc_slots.find((s: any) => s.slot_name === "items_cdc");
       expect(slot).toMatchObject({ plugin: "pgoutput", database: "app", stage: "CDC_SLOT_STAGE_ON_TARGET", publications: ["items_pub"] });
       expect(slot.target_consistent_lsn).toMatch(/^[0-9A-F]+\/[0-9A-F]+$/);
@@ -113,10 +92,10 @@ describe("CDC continuity: a real pgoutput consumer sees every committed row exac
       expect(consumer.directives[consumer.directives.length - 1]!.endpoint).toMatchObject({ port: tgt.port });
 
       // No slot left behind on the source; on the target only the live consumer's slot and reverse replication's.
-      expect((await provider.describe({ id: "cut-src" })).slots.filter((s) => s.type === "logical")).toEqual([]);
-      await unary(client, "FinalizeMigration", { id: m.id });
-      await waitForPhase(client, m.id, ["PHASE_FINALIZED"]);
-      const left = (await provider.describe({ id: "cut-tgt" })).slots;
+      expect((await f.provider.describe({ id: "cut-src" })).slots.filter((s) => s.type === "logical")).toEqual([]);
+      await unary(f.client, "FinalizeMigration", { id: m.id });
+      await waitForPhase(f.client, m.id, ["PHASE_FINALIZED"]);
+      const left = (await f.provider.describe({ id: "cut-tgt" })).slots;
       expect(left.map((s) => [s.name, s.active])).toEqual([["items_cdc", true]]);
     } finally {
       await consumer.stop();
@@ -127,19 +106,19 @@ describe("CDC continuity: a real pgoutput consumer sees every committed row exac
     // A pause alert threshold below any real pause: the alert must show.
     const { m, consumer: c, load, before } = await setup("back", { cdc_policy: { pause_alert_after: { nanos: 1_000_000 } } });
     const consumer = c!;
-    const done = await waitForPhase(client, m.id, ["PHASE_COMPLETED", "PHASE_FAILED", "PHASE_ROLLED_BACK"]);
+    const done = await waitForPhase(f.client, m.id, ["PHASE_COMPLETED", "PHASE_FAILED", "PHASE_ROLLED_BACK"]);
     expect(done.phase, done.events.map((e) => e.message).join(" | ")).toBe("PHASE_COMPLETED");
     await sleep(1500); // writes on the target
-    await unary(client, "RollbackMigration", { id: m.id, reason: "cdc test" });
-    const { phase, events } = await waitForPhase(client, m.id, ["PHASE_ROLLED_BACK", "PHASE_FAILED"]);
+    await unary(f.client, "RollbackMigration", { id: m.id, reason: "cdc test" });
+    const { phase, events } = await waitForPhase(f.client, m.id, ["PHASE_ROLLED_BACK", "PHASE_FAILED"]);
     expect(phase, events.map((e) => e.message).join(" | ")).toBe("PHASE_ROLLED_BACK");
     await sleep(1500); // writes on the source again
     await load.stop();
     try {
       await expectExactlyOnce(consumer, "back-src", before);
-      const src = await provider.endpoint({ id: "back-src" });
+      const src = await f.provider.endpoint({ id: "back-src" });
       expect(consumer.changes[consumer.changes.length - 1]!.from).toBe(`${src.host}:${src.port}`);
-      const got = await getMigration(client, m.id);
+      const got = await getMigration(f.client, m.id);
       expect(got.cdc_slots[0].source_resume_lsn).toMatch(/\//);
       const alerts = events.filter((e) => e.type === "EVENT_TYPE_CHECK_RESULT" && e.check?.name === "cdc.paused" && e.check.status === "CHECK_STATUS_WARN");
       expect(alerts.length).toBeGreaterThan(0);
@@ -148,17 +127,17 @@ describe("CDC continuity: a real pgoutput consumer sees every committed row exac
       const count = new RegExp(`pgshift_cdc_pause_alerts_total\\{[^}]*database_name="back-db"[^}]*\\} (\\d+)`).exec(scraped);
       expect(Number(count?.[1])).toBeGreaterThanOrEqual(1);
       // The target keeps no slot; the source keeps only the consumer's, read again.
-      expect((await provider.describe({ id: "back-tgt" })).slots).toEqual([]);
-      expect((await provider.describe({ id: "back-src" })).slots.map((s) => [s.name, s.active])).toEqual([["items_cdc", true]]);
+      expect((await f.provider.describe({ id: "back-tgt" })).slots).toEqual([]);
+      expect((await f.provider.describe({ id: "back-src" })).slots.map((s) => [s.name, s.active])).toEqual([["items_cdc", true]]);
     } finally {
       await consumer.stop();
     }
   });
 
   it("a consumer that ignores the API and reads through the proxy: exactly once across cutover and across rollback", async () => {
-    const { app, cdc } = await createSampleSource(provider, "plain-src", { rows: 50, cdc: true });
-    const m = (await unary(client, "CreateMigration", { spec: localSpec("plain-db", "plain-src", "plain-tgt", { cutover_mode: "CUTOVER_MODE_AUTOMATIC" }) })).migration;
-    const port = await proxy.waitForListener("plain-db");
+    const { app, cdc } = await createSampleSource(f.provider, "plain-src", { rows: 50, cdc: true });
+    const m = (await unary(f.client, "CreateMigration", { spec: localSpec("plain-db", "plain-src", "plain-tgt", { cutover_mode: "CUTOVER_MODE_AUTOMATIC" }) })).migration;
+    const port = await f.proxy.waitForListener("plain-db");
     // The same listener the application uses: the consumer never learns that the primary changed.
     const consumer = new CdcConsumer({ api: "http://unused", databaseName: "plain-db", slot: cdc!.slot, publication: cdc!.publication, ...credentials(cdc!), via: `127.0.0.1:${port}` });
     consumer.start();
@@ -166,17 +145,17 @@ describe("CDC continuity: a real pgoutput consumer sees every committed row exac
     const load = new WriteLoad({ host: "127.0.0.1", port, ...app, ratePerSec: 100 });
     load.start();
     try {
-      const done = await waitForPhase(client, m.id, ["PHASE_COMPLETED", "PHASE_FAILED", "PHASE_ROLLED_BACK"]);
+      const done = await waitForPhase(f.client, m.id, ["PHASE_COMPLETED", "PHASE_FAILED", "PHASE_ROLLED_BACK"]);
       expect(done.phase, done.events.map((e) => e.message).join(" | ")).toBe("PHASE_COMPLETED");
       await sleep(1500);
       await expectExactlyOnce(consumer, "plain-tgt", 50);
-      await unary(client, "RollbackMigration", { id: m.id, reason: "plain consumer" });
-      const back = await waitForPhase(client, m.id, ["PHASE_ROLLED_BACK", "PHASE_FAILED"]);
+      await unary(f.client, "RollbackMigration", { id: m.id, reason: "plain consumer" });
+      const back = await waitForPhase(f.client, m.id, ["PHASE_ROLLED_BACK", "PHASE_FAILED"]);
       expect(back.phase, back.events.map((e) => e.message).join(" | ")).toBe("PHASE_ROLLED_BACK");
       await sleep(1500);
       await load.stop();
       await expectExactlyOnce(consumer, "plain-src", 50);
-      expect((await provider.describe({ id: "plain-tgt" })).slots).toEqual([]);
+      expect((await f.provider.describe({ id: "plain-tgt" })).slots).toEqual([]);
     } finally {
       await load.stop();
     }
@@ -188,22 +167,22 @@ describe("CDC continuity: a real pgoutput consumer sees every committed row exac
     const { m, load, before, cdc } = await setup("stuck", { cdc_policy: { drain_timeout: { seconds: 1 } } }, async (c, port) => {
       stuck = new LogicalReplicationService({ host: "127.0.0.1", port, ...credentials(c) }, { acknowledge: { auto: false, timeoutSeconds: 0 } });
       stuck.on("error", () => {});
-      const start = (await provider.describe({ id: "stuck-src" })).slots.find((s) => s.name === c.slot)!.confirmedFlushLsn!;
+      const start = (await f.provider.describe({ id: "stuck-src" })).slots.find((s) => s.name === c.slot)!.confirmedFlushLsn!;
       const keepalive = setInterval(() => void stuck!.acknowledge(start).catch(() => {}), 500);
       void stuck.subscribe(new PgoutputPlugin({ protoVersion: 1, publicationNames: [c.publication] }), c.slot).catch(() => {}).finally(() => clearInterval(keepalive));
       return undefined;
     });
     try {
       // It starts out REPLICATING too: wait for the fallback, which pauses it there.
-      let got = await getMigration(client, m.id);
+      let got = await getMigration(f.client, m.id);
       for (let i = 0; i < 900 && !(got.phase === "PHASE_REPLICATING" && got.paused) && !["PHASE_COMPLETED", "PHASE_FAILED"].includes(got.phase); i++) {
         await sleep(100);
-        got = await getMigration(client, m.id);
+        got = await getMigration(f.client, m.id);
       }
       expect(got.phase).toBe("PHASE_REPLICATING");
       expect(got.paused).toBe(true);
       expect(got.last_error.message).toMatch(/CDC consumers did not confirm .* within 1000 ms: items_cdc at /);
-      expect(await provider.isFenced({ id: "stuck-src" })).toBe(false);
+      expect(await f.provider.isFenced({ id: "stuck-src" })).toBe(false);
       expect(got.checks.find((c: any) => c.name === "cdc.paused").status).toBe("CHECK_STATUS_PASS");
       // The application writes again on the source.
       const n = load.committed.length;
@@ -213,8 +192,8 @@ describe("CDC continuity: a real pgoutput consumer sees every committed row exac
       // The operator fixes the consumer and resumes.
       await stuck!.stop();
       const consumer = directed("stuck", cdc);
-      await unary(client, "ResumeMigration", { id: m.id, reason: "consumer fixed" });
-      const { phase, events } = await waitForPhase(client, m.id, ["PHASE_COMPLETED", "PHASE_FAILED", "PHASE_ROLLED_BACK"]);
+      await unary(f.client, "ResumeMigration", { id: m.id, reason: "consumer fixed" });
+      const { phase, events } = await waitForPhase(f.client, m.id, ["PHASE_COMPLETED", "PHASE_FAILED", "PHASE_ROLLED_BACK"]);
       expect(phase, events.map((e) => e.message).join(" | ")).toBe("PHASE_COMPLETED");
       await sleep(1000);
       await load.stop();
@@ -227,62 +206,35 @@ describe("CDC continuity: a real pgoutput consumer sees every committed row exac
 });
 
 describe("CDC steps survive SIGKILL: the consumer's stream stays exactly once", () => {
-  const tmp = tempDir("cdc-kill");
-  const provider = new LocalProvider(join(tmp.dir, "local"));
-  let args: string[];
-  let svc: ServiceProcess;
-  let client: AnyClient;
-  let proxy: XdsTcpProxy;
-  const consumers: CdcConsumer[] = [];
-
-  beforeAll(async () => {
-    // Fixed ports across restarts: the proxy and the consumer reconnect to whichever process runs.
-    args = ["--data-dir", tmp.dir, "--lease-ms", "2000", "--port", String(await freePort()), "--xds-port", String(await freePort())];
-    svc = await startServiceProcess(args);
-    client = migrationClient(svc.address);
-    proxy = new XdsTcpProxy({ xds: `127.0.0.1:${svc.xdsPort}`, nodeId: "cdc-kill-sidecar", listenPort: () => 0 });
-    await proxy.start();
-  });
-
-  afterAll(async () => {
-    for (const c of consumers) await c.stop();
-    await proxy?.stop();
-    client?.close();
-    if (svc) await svc.stop();
-    for (const name of provider.list()) await provider.cluster({ id: name }).destroy().catch(() => {});
-    const { LocalCluster } = await import("../src/postgres/cluster.js");
-    await LocalCluster.load(join(tmp.dir, "store"))?.destroy();
-    tmp.remove();
-  });
+  // Fixed ports across restarts: the proxy and the consumer reconnect to whichever process runs.
+  const f = useService("cdc-kill", "cdc-kill-sidecar", async () => ["--lease-ms", "2000", "--port", String(await freePort()), "--xds-port", String(await freePort())]);
+  const consumers = f.owned;
 
   for (const phase of ["CDC_PREPARE", "CDC_RESTORE"]) {
     it(`killed on reaching ${phase}, restarted: COMPLETED, every row streamed once, the slot on the target once`, async () => {
       const name = phase.toLowerCase().replace(/_/g, "-");
-      const { app, cdc } = await createSampleSource(provider, `${name}-src`, { rows: 50, cdc: true });
+      const { app, cdc } = await createSampleSource(f.provider, `${name}-src`, { rows: 50, cdc: true });
       const c = cdc!;
-      const consumer = new CdcConsumer({ api: `http://${svc.address}`, databaseName: `${name}-db`, slot: c.slot, publication: c.publication, user: c.user, password: c.password, database: c.database });
+      const consumer = new CdcConsumer({ api: `http://${f.svc.address}`, databaseName: `${name}-db`, slot: c.slot, publication: c.publication, user: c.user, password: c.password, database: c.database });
       consumer.start();
       consumers.push(consumer);
-      const m = (await unary(client, "CreateMigration", { spec: localSpec(`${name}-db`, `${name}-src`, `${name}-tgt`, { cutover_mode: "CUTOVER_MODE_AUTOMATIC" }) })).migration;
-      const load = new WriteLoad({ host: "127.0.0.1", port: await proxy.waitForListener(`${name}-db`), ...app, ratePerSec: 100 });
+      const m = (await unary(f.client, "CreateMigration", { spec: localSpec(`${name}-db`, `${name}-src`, `${name}-tgt`, { cutover_mode: "CUTOVER_MODE_AUTOMATIC" }) })).migration;
+      const load = new WriteLoad({ host: "127.0.0.1", port: await f.proxy.waitForListener(`${name}-db`), ...app, ratePerSec: 100 });
       load.start();
-      await waitForPhase(client, m.id, [`PHASE_${phase}`, "PHASE_COMPLETED", "PHASE_FAILED"]);
-      await svc.kill();
-      client.close();
-      svc = await startServiceProcess(args);
-      client = migrationClient(svc.address);
-      const { phase: end, events } = await waitForPhase(client, m.id, ["PHASE_COMPLETED", "PHASE_FAILED", "PHASE_ROLLED_BACK"]);
+      await waitForPhase(f.client, m.id, [`PHASE_${phase}`, "PHASE_COMPLETED", "PHASE_FAILED"]);
+      await f.restart();
+      const { phase: end, events } = await waitForPhase(f.client, m.id, ["PHASE_COMPLETED", "PHASE_FAILED", "PHASE_ROLLED_BACK"]);
       expect(end, events.map((e) => e.message).join(" | ")).toBe("PHASE_COMPLETED");
       await sleep(1000);
       await load.stop();
-      const rows = (await provider.cluster({ id: `${name}-tgt` }).query<{ id: string }>("select id::text from items where items.id > 50 order by items.id", [], "app")).map((r) => Number(r.id));
+      const rows = (await f.provider.cluster({ id: `${name}-tgt` }).query<{ id: string }>("select id::text from items where items.id > 50 order by items.id", [], "app")).map((r) => Number(r.id));
       const newest = rows[rows.length - 1];
       for (let i = 0; i < 300 && !consumer.changes.some((ch) => Number(ch.row.id) === newest); i++) await sleep(100);
       const streamed = consumer.changes.filter((ch) => ch.table === "items").map((ch) => Number(ch.row.id));
       expect(rows.length).toBeGreaterThan(100);
       expect(streamed).toEqual(rows);
-      expect((await provider.describe({ id: `${name}-tgt` })).slots.filter((s) => s.type === "logical" && !s.name.startsWith("pgshift_")).map((s) => s.name)).toEqual([c.slot]);
-      expect((await provider.describe({ id: `${name}-src` })).slots.filter((s) => s.type === "logical")).toEqual([]);
+      expect((await f.provider.describe({ id: `${name}-tgt` })).slots.filter((s) => s.type === "logical" && !s.name.startsWith("pgshift_")).map((s) => s.name)).toEqual([c.slot]);
+      expect((await f.provider.describe({ id: `${name}-src` })).slots.filter((s) => s.type === "logical")).toEqual([]);
     });
   }
 });

@@ -1,16 +1,15 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import pg from "pg";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { LocalCluster } from "../src/postgres/cluster.js";
+import { describe, expect, it } from "vitest";
 import { freePort } from "../src/postgres/ports.js";
-import { XdsTcpProxy } from "../src/proxy/xds-tcp-proxy.js";
 import { LocalProvider } from "../src/providers/local/local-provider.js";
 import { createSampleSource } from "../src/providers/local/sample.js";
 import { WriteLoad } from "../src/workload/write-load.js";
-import { migrationClient, unary, type AnyClient } from "./helpers/grpc-clients.js";
+import { migrationClient, unary } from "./helpers/grpc-clients.js";
 import { getMigration, localSpec, waitForPhase } from "./helpers/migrations.js";
-import { startServiceProcess, tempDir, type ServiceProcess } from "./helpers/service-process.js";
+import { startServiceProcess } from "./helpers/service-process.js";
+import { useService } from "./helpers/fixture.js";
 
 function storeClient(dataDir: string): pg.Client {
   const meta = JSON.parse(readFileSync(join(dataDir, "store", "cluster.json"), "utf8"));
@@ -31,48 +30,22 @@ async function timeline(provider: LocalProvider, id: string): Promise<number> {
 }
 
 describe("the engine survives SIGKILL at every phase and hands migrations between replicas", () => {
-  const tmp = tempDir("faults");
-  const provider = new LocalProvider(join(tmp.dir, "local"));
-  let args: string[];
-  let svc: ServiceProcess;
-  let client: AnyClient;
-  let proxy: XdsTcpProxy;
-
-  beforeAll(async () => {
-    // One xDS port across restarts, so the application's proxy reconnects to whichever process runs.
-    const xdsPort = await freePort();
-    args = ["--data-dir", tmp.dir, "--lease-ms", "2000", "--xds-port", String(xdsPort)];
-    svc = await startServiceProcess(args);
-    client = migrationClient(svc.address);
-    proxy = new XdsTcpProxy({ xds: `127.0.0.1:${xdsPort}`, nodeId: "faults-sidecar", listenPort: () => 0 });
-    await proxy.start();
-  });
-
-  afterAll(async () => {
-    await proxy?.stop();
-    client?.close();
-    if (svc) await svc.stop();
-    for (const name of provider.list()) await provider.cluster({ id: name }).destroy().catch(() => {});
-    // A killed service leaves its embedded store running, and the survivor does not own it.
-    await LocalCluster.load(join(tmp.dir, "store"))?.destroy();
-    tmp.remove();
-  });
+  // One xDS port across restarts, so the application's proxy reconnects to whichever process runs.
+  const f = useService("faults", "faults-sidecar", async () => ["--lease-ms", "2000", "--xds-port", String(await freePort())]);
+  const provider = f.provider;
 
   const killAt = ["PROVISIONING", "REPLICATING", "QUIESCING", "FINAL_SYNC", "PROMOTING", "ROUTING", "VERIFYING"];
   for (const phase of killAt) {
     it(`killed with SIGKILL on reaching ${phase}, restarted, it completes with each side effect done once`, async () => {
       const name = phase.toLowerCase().replace(/_/g, "-");
       const { app } = await createSampleSource(provider, `${name}-src`, { rows: 500 });
-      const m = (await unary(client, "CreateMigration", { spec: localSpec(`${name}-db`, `${name}-src`, `${name}-tgt`, { cutover_mode: "CUTOVER_MODE_AUTOMATIC" }) })).migration;
-      const port = await proxy.waitForListener(`${name}-db`);
+      const m = (await unary(f.client, "CreateMigration", { spec: localSpec(`${name}-db`, `${name}-src`, `${name}-tgt`, { cutover_mode: "CUTOVER_MODE_AUTOMATIC" }) })).migration;
+      const port = await f.proxy.waitForListener(`${name}-db`);
       const load = new WriteLoad({ host: "127.0.0.1", port, ...app, ratePerSec: 100 });
       load.start();
-      await waitForPhase(client, m.id, [`PHASE_${phase}`, "PHASE_COMPLETED", "PHASE_FAILED"]);
-      await svc.kill();
-      client.close();
-      svc = await startServiceProcess(args);
-      client = migrationClient(svc.address);
-      const { phase: end, events } = await waitForPhase(client, m.id, ["PHASE_COMPLETED", "PHASE_FAILED", "PHASE_ROLLED_BACK"]);
+      await waitForPhase(f.client, m.id, [`PHASE_${phase}`, "PHASE_COMPLETED", "PHASE_FAILED"]);
+      await f.restart();
+      const { phase: end, events } = await waitForPhase(f.client, m.id, ["PHASE_COMPLETED", "PHASE_FAILED", "PHASE_ROLLED_BACK"]);
       await load.stop();
       expect(end, events.map((e) => e.message).join(" | ")).toBe("PHASE_COMPLETED");
       // Each phase was entered once: nothing was redone from the start.
@@ -87,7 +60,7 @@ describe("the engine survives SIGKILL at every phase and hands migrations betwee
       const ids = new Set((await provider.cluster({ id: `${name}-tgt` }).query<{ id: string }>("select id::text from items", [], "app")).map((r) => r.id));
       expect(load.committed.filter((id) => !ids.has(id.toString()))).toEqual([]);
       // The route moved once: version 1 (source) then 2 (target), pointing at the target.
-      const db = storeClient(tmp.dir);
+      const db = storeClient(f.dir);
       await db.connect();
       const route = (await db.query("select port, version from routes where database_name = $1", [`${name}-db`])).rows[0];
       await db.end();
@@ -96,16 +69,16 @@ describe("the engine survives SIGKILL at every phase and hands migrations betwee
   }
 
   it("two replicas on one store: each migration driven by one of them; killing one hands its migrations to the other", async () => {
-    const second = await startServiceProcess([...args, "--database-url", storeUrl(tmp.dir), "--xds-port", "0"]);
+    const second = await startServiceProcess([...f.args, "--database-url", storeUrl(f.dir), "--xds-port", "0"]);
     const client2 = migrationClient(second.address);
     const ids: string[] = [];
     for (let i = 0; i < 4; i++) {
       await createSampleSource(provider, `multi-${i}-src`, { rows: 100 });
-      const c = i % 2 === 0 ? client : client2;
+      const c = i % 2 === 0 ? f.client : client2;
       ids.push((await unary(c, "CreateMigration", { spec: localSpec(`multi-${i}-db`, `multi-${i}-src`, `multi-${i}-tgt`) })).migration.id);
     }
     for (const id of ids) await waitForPhase(client2, id, ["PHASE_READY_FOR_CUTOVER"]);
-    const db = storeClient(tmp.dir);
+    const db = storeClient(f.dir);
     await db.connect();
     const holders = async () =>
       (await db.query("select name, holder, token from leases where name = any($1) and expires_at > now()", [ids.map((id) => `migration:${id}`)])).rows;
@@ -114,8 +87,8 @@ describe("the engine survives SIGKILL at every phase and hands migrations betwee
     // Kill whichever replica drives at least one of them; the other must take over.
     const byHolder = new Map<string, number>();
     for (const h of before) byHolder.set(h.holder, (byHolder.get(h.holder) ?? 0) + 1);
-    await svc.kill();
-    client.close();
+    await f.svc.kill();
+    f.client.close();
     for (const id of ids) await unary(client2, "ApproveCutover", { id });
     for (const id of ids) {
       const { phase, events } = await waitForPhase(client2, id, ["PHASE_COMPLETED", "PHASE_FAILED"]);
@@ -134,8 +107,8 @@ describe("the engine survives SIGKILL at every phase and hands migrations betwee
     for (const id of ids) expect((await getMigration(client2, id)).phase).toBe("PHASE_COMPLETED");
     client2.close();
     // The survivor carries on as the test's service.
-    svc = second;
-    client = migrationClient(second.address);
+    f.svc = second;
+    f.client = migrationClient(second.address);
     expect(byHolder.size).toBeGreaterThanOrEqual(1);
   });
 });
