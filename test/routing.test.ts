@@ -115,6 +115,55 @@ describe("routing through xDS: the local proxy follows cutover, ROUTING waits fo
     expect((await provider.describe({ id: "ledger" })).slots).toEqual([]);
   });
 
+  for (const policy of ["FAILURE_POLICY_ROLLBACK", "FAILURE_POLICY_HOLD"] as const) {
+    const hold = policy === "FAILURE_POLICY_HOLD";
+    it(`a proxy that NACKs the new endpoint fails ROUTING: ${hold ? "held for an operator, who rolls back" : "the migration rolls back"}; every committed write is on the source`, async () => {
+      const name = hold ? "held" : "strict";
+      const { app } = await createSampleSource(provider, name, { rows: 300 });
+      const sourcePort = provider.cluster({ id: name }).port;
+      // A second sidecar whose egress policy refuses this migration's target: it will NACK the switch.
+      const targetPort = () => (provider.list().includes(`${name}-aurora`) ? provider.cluster({ id: `${name}-aurora` }).port : -1);
+      const strict = new XdsTcpProxy({ xds: `127.0.0.1:${svc.xdsPort}`, nodeId: `${name}-sidecar`, listenPort: () => 0, allowEndpoint: (_h, p) => p !== targetPort() });
+      await strict.start();
+      try {
+        const m = (await unary(client, "CreateMigration", { spec: localSpec(`${name}-db`, name, `${name}-aurora`, { cutover_mode: "CUTOVER_MODE_AUTOMATIC", failure_policy: policy }) })).migration;
+        const port = await strict.waitForListener(`${name}-db`);
+        await proxy.waitForListener(`${name}-db`);
+        const load = new WriteLoad({ host: "127.0.0.1", port, ...app, ratePerSec: 100 });
+        load.start();
+        if (hold) {
+          // Held in ROUTING, paused, until an operator decides; the hold is in the event log with its reason.
+          const got = await until(async () => {
+            const g = (await unary(client, "GetMigration", { id: m.id })).migration;
+            return g.phase === "PHASE_ROUTING" && g.paused ? g : undefined;
+          }, 60_000);
+          expect(got.last_error.message).toMatch(/rejected route version 2/);
+          await new Promise((r) => setTimeout(r, 1000));
+          expect((await unary(client, "GetMigration", { id: m.id })).migration.phase).toBe("PHASE_ROUTING");
+          await unary(client, "RollbackMigration", { id: m.id, reason: "the sidecar policy refuses the target" });
+        }
+        const { phase, events } = await waitForPhase(client, m.id, ["PHASE_COMPLETED", "PHASE_FAILED", "PHASE_ROLLED_BACK"]);
+        expect(phase, events.map((e) => e.message).join(" | ")).toBe("PHASE_ROLLED_BACK");
+        const n = load.committed.length;
+        await until(() => (load.committed.length > n + 20 ? true : undefined));
+        await load.stop();
+        const messages = events.map((e) => e.message).join(" | ");
+        expect(messages).toMatch(new RegExp(`proxy ${name}-sidecar rejected route version 2 of ${name}-db: .*not allowed by this sidecar's egress policy`));
+        if (hold) expect(messages).toMatch(/holding in ROUTING for an operator \(failure policy HOLD\)/);
+        expect(strict.stats.nacks).toBeGreaterThan(0);
+        // Traffic is on the source, which holds every write.
+        expect(await serverPort(port, app)).toEqual({ port: sourcePort, recovery: false });
+        const ids = new Set((await provider.cluster({ id: name }).query<{ id: string }>("select id::text from items", [], "app")).map((r) => r.id));
+        expect(load.committed.filter((id) => !ids.has(id.toString()))).toEqual([]);
+        const status = (await unary(client, "GetRoutingStatus", { database_name: `${name}-db` })).status;
+        expect(status.endpoint.port).toBe(sourcePort);
+        expect(status.proxies.find((p: any) => p.node_id === `${name}-sidecar`)).toMatchObject({ connected: true, nacked_version: "2" });
+      } finally {
+        await strict.stop();
+      }
+    });
+  }
+
   it("a resource gRPC's xDS client rejects shows up as a NACK in GetRoutingStatus", async () => {
     process.env.GRPC_XDS_BOOTSTRAP_CONFIG = JSON.stringify({
       xds_servers: [{ server_uri: `127.0.0.1:${svc.xdsPort}`, channel_creds: [{ type: "insecure" }], server_features: ["xds_v3"] }],

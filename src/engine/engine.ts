@@ -15,7 +15,7 @@ import { drainReverseReplication, stopReverseReplication } from "../replication/
 import type { Lease, Leases } from "./lease.js";
 import { cdcContext, DEFAULT_DEADLINES, STEPS, type Outcome, type StepEnv } from "./steps.js";
 import { pauseAlert, resumeOnSource, rollbackSlots } from "../cdc/coordinator.js";
-import { BEFORE_PROMOTION, BEFORE_QUIESCING, FENCED_BEFORE_PROMOTION, FORWARD } from "./transitions.js";
+import { BEFORE_PROMOTION, BEFORE_QUIESCING, CUTOVER_WINDOW, FENCED_BEFORE_PROMOTION, FORWARD } from "./transitions.js";
 
 export interface EngineDeps {
   repo: MigrationRepo;
@@ -146,7 +146,10 @@ export class Engine {
         return this.retryLater(row, spec, lease, state, e, attemptKey, log);
       }
     }
-    if (row.paused && row.phase !== "ROLLING_BACK") return 500;
+    // An operator's pause that raced into the cutover window is not honoured there (writes are stopped); a hold of the failure policy is.
+    const holding = !CUTOVER_WINDOW.includes(row.phase) || state.held?.phase === row.phase;
+    if (row.paused && row.phase !== "ROLLING_BACK" && holding) return 500;
+    delete state.held;
     if (row.phase === "COMPLETED") return 500;
 
     const step = row.phase === "ROLLING_BACK" ? this.rollbackStep(row, state) : STEPS[row.phase];
@@ -278,6 +281,7 @@ export class Engine {
       return "done";
     }
     if (spec.failurePolicy === FailurePolicy.HOLD) {
+      state.held = { phase: row.phase, at: new Date().toISOString() };
       await repo.record(lease, row.id, { type: "OPERATOR_ACTION", actor: ENGINE, message: `holding in ${row.phase} for an operator (failure policy HOLD): ${info.message}` }, state, { paused: true });
       return 500;
     }

@@ -19,6 +19,8 @@ export const BEFORE_PROMOTION: readonly PhaseName[] = FORWARD.slice(0, index("PR
 export const ROLLBACKABLE: readonly PhaseName[] = FORWARD.slice(0, index("COMPLETED") + 1);
 /** Cutover phases that a pre-promotion failure falls back from, to REPLICATING. */
 export const FENCED_BEFORE_PROMOTION: readonly PhaseName[] = ["QUIESCING", "FINAL_SYNC", "CDC_PREPARE"];
+/** From the fence until traffic reaches the target: writes are stopped, so nothing may hold here for an operator's pause. */
+export const CUTOVER_WINDOW: readonly PhaseName[] = FORWARD.slice(index("QUIESCING"), index("ROUTING") + 1);
 
 export function nextForward(p: PhaseName): PhaseName | undefined {
   const i = index(p);
@@ -57,6 +59,7 @@ export function assertActionAllowed(action: OperatorAction, phase: PhaseName, fl
       return;
     case "pause":
       if (!FORWARD.includes(phase) || phase === "COMPLETED" || phase === "FINALIZED") refuse("only a migration on its way to COMPLETED can be paused");
+      if (CUTOVER_WINDOW.includes(phase)) refuse("the cutover is under way and writes are stopped until ROUTING ends; pause before QUIESCING or after, or use RollbackMigration");
       return;
     case "resume":
       if (!flags.paused) refuse("it is not paused");

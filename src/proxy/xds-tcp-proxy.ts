@@ -17,6 +17,11 @@ export interface ProxyOptions {
   cluster?: string;
   /** Where to listen for a listener, instead of the port it names (tests run several proxies on one machine). */
   listenPort?: (listener: string, declared: number) => number;
+  /**
+   * An egress policy, as a mesh may impose on a sidecar: endpoints it refuses
+   * are NACKed with the reason, and the last good configuration is kept.
+   */
+  allowEndpoint?: (host: string, port: number) => boolean;
 }
 
 interface ListenerState {
@@ -142,6 +147,9 @@ export class XdsTcpProxy extends EventEmitter {
       if (!c.name) throw new Error("cluster without a name");
       if (!sa?.address || !sa.port_value) throw new Error(`cluster ${c.name} has no endpoint in load_assignment`);
       if (!["STATIC", "LOGICAL_DNS", "STRICT_DNS"].includes(c.type)) throw new Error(`cluster ${c.name}: type ${c.type} is not supported by this proxy`);
+      if (this.opts.allowEndpoint && !this.opts.allowEndpoint(sa.address, sa.port_value)) {
+        throw new Error(`cluster ${c.name}: endpoint ${sa.address}:${sa.port_value} is not allowed by this sidecar's egress policy`);
+      }
       next.set(c.name, { host: sa.address, port: sa.port_value });
     }
     // State of the world: what is not in the response is gone.

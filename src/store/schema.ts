@@ -25,6 +25,8 @@ export interface MigrationStateJson {
   /** Where CDC consumers are told to read, and since when. */
   cdc?: CdcStateJson;
   lastError?: { code: string; message: string; phase: PhaseName; at: string };
+  /** Set while the failure policy HOLD keeps the migration in this phase for an operator. */
+  held?: { phase: PhaseName; at: string };
   /** Step outputs, keyed by step name, so a resumed step knows what was done. */
   steps?: Record<string, unknown>;
 }

@@ -37,6 +37,12 @@ describe("the transition table", () => {
     expect(() => assertActionAllowed("finalize", "REPLICATING", none)).toThrow(/COMPLETED/);
     expect(() => assertActionAllowed("rollback", "FINALIZED", none)).toThrow(/up to COMPLETED/);
     expect(() => assertActionAllowed("resume", "REPLICATING", none)).toThrow(/not paused/);
+    // Writes are stopped from the fence until routing: no pause there.
+    for (const p of ["QUIESCING", "FINAL_SYNC", "CDC_PREPARE", "PROMOTING", "CDC_RESTORE", "ROUTING"] as const) {
+      expect(() => assertActionAllowed("pause", p, none)).toThrow(/cutover is under way .* use RollbackMigration/);
+    }
+    expect(() => assertActionAllowed("pause", "VERIFYING", none)).not.toThrow();
+    expect(() => assertActionAllowed("pause", "READY_FOR_CUTOVER", none)).not.toThrow();
     expect(() => assertActionAllowed("approve", "COMPLETED", none)).toThrow(/up to READY_FOR_CUTOVER/);
     expect(() => assertActionAllowed("rollback", "REPLICATING", { paused: false, requested: "abort" })).toThrow(/abort was already requested/);
     expect(() => assertActionAllowed("rollback", "COMPLETED", none)).not.toThrow();
