@@ -22,6 +22,7 @@ import { ServerReflection as ReflectionV1Alpha } from "./gen/grpc/reflection/v1a
 import { CdcService, MigrationService, Provider } from "./gen/migration/v1/migration_pb.js";
 import { cdcService } from "./api/cdc-service.js";
 import { createMetrics } from "./telemetry/metrics.js";
+import { CdcWatchers } from "./store/cdc-watchers.js";
 import { EventBus } from "./store/event-bus.js";
 import { MigrationRepo } from "./store/migration-repo.js";
 import { openStore } from "./store/store.js";
@@ -60,6 +61,7 @@ export async function startService(config: ServiceConfig, log: Logger): Promise<
   tracker.start();
   const xds = await listenXds(ads, config.host, config.xdsPort);
   log.info("xds listening", { port: xds.port });
+  const watchers = new CdcWatchers(store.db, replicaId);
   const metrics = createMetrics({ port: config.metricsPort, host: config.host });
   if (config.metricsPort) log.info("metrics listening", { port: config.metricsPort, path: "/metrics" });
   const engine = new Engine({
@@ -74,8 +76,8 @@ export async function startService(config: ServiceConfig, log: Logger): Promise<
 
   const api = await listenApi(
     (r: ConnectRouter) => {
-      r.service(MigrationService, migrationService({ repo, bus, shutdown: shutdown.signal, providerAvailable, providers, router }));
-      r.service(CdcService, cdcService({ repo, bus, router, shutdown: shutdown.signal }));
+      r.service(MigrationService, migrationService({ repo, bus, shutdown: shutdown.signal, providerAvailable, providers, router, watchers }));
+      r.service(CdcService, cdcService({ repo, bus, router, watchers, shutdown: shutdown.signal }));
       r.service(Health, healthService(health));
       r.service(ReflectionV1, reflection.v1);
       r.service(ReflectionV1Alpha, reflection.v1alpha);

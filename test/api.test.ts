@@ -231,7 +231,7 @@ describe("MigrationService over a real socket, with its own PostgreSQL store", (
   it("CdcService: a slot no migration concerns is read where it is; bad names are INVALID_ARGUMENT saying what is valid", async () => {
     const c = cdcClient(svc.address);
     const first = await new Promise<any>((res, rej) => {
-      const s = c.WatchSlotDirectives({ database_name: "nobody-db", slot_name: "orders_cdc" });
+      const s = c.WatchSlotDirectives({ database_name: "nobody-db", slot_name: "orders_cdc", consumer_id: "api-test" });
       s.on("data", (d: any) => {
         s.cancel();
         res(d.directive);
@@ -240,8 +240,9 @@ describe("MigrationService over a real socket, with its own PostgreSQL store", (
     });
     expect(first).toMatchObject({ action: "SLOT_ACTION_KEEP_READING", slot_name: "orders_cdc", migration_id: "", reason: "no migration concerns this database" });
     for (const [req, msg] of [
-      [{ database_name: "Bad_DB", slot_name: "s" }, /database_name "Bad_DB" is not valid/],
-      [{ database_name: "ok-db", slot_name: "Bad-Slot" }, /slot_name "Bad-Slot" is not valid: 1 to 63 lowercase letters, digits and underscores/],
+      [{ database_name: "Bad_DB", slot_name: "s", consumer_id: "x" }, /database_name "Bad_DB" is not valid/],
+      [{ database_name: "ok-db", slot_name: "Bad-Slot", consumer_id: "x" }, /slot_name "Bad-Slot" is not valid: 1 to 63 lowercase letters, digits and underscores/],
+      [{ database_name: "ok-db", slot_name: "s" }, /consumer_id is required \(1 to 128 characters\)/],
     ] as const) {
       const err = await new Promise<grpc.ServiceError>((res) => {
         const s = c.WatchSlotDirectives(req);

@@ -82,6 +82,8 @@ describe("CDC continuity: a real pgoutput consumer sees every committed row exac
       expect(slot).toMatchObject({ plugin: "pgoutput", database: "app", stage: "CDC_SLOT_STAGE_ON_TARGET", publications: ["items_pub"] });
       expect(slot.target_consistent_lsn).toMatch(/^[0-9A-F]+\/[0-9A-F]+$/);
       expect(slot.consumer).toMatch(/^pgshift-consumer@/);
+      // The consumer following the directives is in the inventory while it watches.
+      expect(slot.watching_consumers).toEqual([expect.stringMatching(/^pgshift-consumer:\d+$/)]);
       expect(got.checks.find((c: any) => c.name === "cdc.paused").status).toBe("CHECK_STATUS_PASS");
       const cdcEvents = events.filter((e) => e.type === "EVENT_TYPE_CDC").map((e) => e.message);
       expect(cdcEvents.some((e) => /told to confirm .* and pause/.test(e))).toBe(true);

@@ -9,11 +9,13 @@ import type { EventBus } from "../store/event-bus.js";
 import type { MigrationRepo } from "../store/migration-repo.js";
 import { DATABASE_NAME } from "./spec.js";
 import { wakeup } from "./wakeup.js";
+import type { CdcWatchers } from "../store/cdc-watchers.js";
 
 export interface CdcServiceDeps {
   repo: MigrationRepo;
   bus: EventBus;
   router: XdsRouter;
+  watchers: CdcWatchers;
   shutdown: AbortSignal;
 }
 
@@ -37,7 +39,7 @@ function toProto(d: Directive): WatchSlotDirectivesResponse {
   });
 }
 
-export function cdcService({ repo, bus, router, shutdown }: CdcServiceDeps): ServiceImpl<typeof CdcService> {
+export function cdcService({ repo, bus, router, watchers, shutdown }: CdcServiceDeps): ServiceImpl<typeof CdcService> {
   return {
     async *watchSlotDirectives(req, ctx: HandlerContext) {
       if (!DATABASE_NAME.test(req.databaseName)) {
@@ -45,6 +47,9 @@ export function cdcService({ repo, bus, router, shutdown }: CdcServiceDeps): Ser
       }
       if (!SLOT_NAME.test(req.slotName)) {
         throw new InvalidArgumentError(`slot_name "${req.slotName}" is not valid: 1 to 63 lowercase letters, digits and underscores`);
+      }
+      if (req.consumerId.length < 1 || req.consumerId.length > 128) {
+        throw new InvalidArgumentError("consumer_id is required (1 to 128 characters): who is watching, as the migration's consumer inventory will list it");
       }
       const signal = AbortSignal.any([ctx.signal, shutdown]);
       let signalled = false;
@@ -55,6 +60,8 @@ export function cdcService({ repo, bus, router, shutdown }: CdcServiceDeps): Ser
         while (!ctx.signal.aborted) {
           if (shutdown.aborted) throw new UnavailableError("the service is shutting down; watch again on another replica");
           signalled = false;
+          // Refreshed at least every POLL_MS: the inventory drops a watch that stops refreshing.
+          await watchers.seen(req.databaseName, req.slotName, req.consumerId);
           const newest = (await repo.list({ phases: [], databaseName: req.databaseName, pageSize: 1, pageToken: "" })).rows[0];
           const route = await router.current(req.databaseName);
           const d = directiveFor(newest, req.slotName, route?.endpoint);
@@ -67,6 +74,7 @@ export function cdcService({ repo, bus, router, shutdown }: CdcServiceDeps): Ser
         }
       } finally {
         unsubscribe();
+        await watchers.gone(req.databaseName, req.slotName, req.consumerId).catch(() => {});
       }
     },
   };

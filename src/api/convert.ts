@@ -44,7 +44,8 @@ export function checkToProto(c: CheckResult) {
   });
 }
 
-export function migrationToProto(row: MigrationRow, history: EventRow[]): Migration {
+/** `watchers`: slot name -> consumer ids following its directives now, when known. */
+export function migrationToProto(row: MigrationRow, history: EventRow[], watchers?: Map<string, string[]>): Migration {
   const state = row.state;
   return create(MigrationSchema, {
     id: row.id,
@@ -69,6 +70,7 @@ export function migrationToProto(row: MigrationRow, history: EventRow[]): Migrat
         consumer: c.consumer ?? "",
         publications: c.publications ?? [],
         sourceResumeLsn: c.sourceResumeLsn ?? "",
+        watchingConsumers: watchers?.get(c.slotName) ?? [],
       }),
     ),
     cdcPausedSince: state.cdc?.pausedSince ? timestampFromDate(new Date(state.cdc.pausedSince)) : undefined,

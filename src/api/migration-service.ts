@@ -15,6 +15,7 @@ import { isTerminal, phaseFromProto, phaseToProto, type PhaseName } from "../dom
 import type { EventBus } from "../store/event-bus.js";
 import type { MigrationRepo } from "../store/migration-repo.js";
 import { actorOf } from "./actor.js";
+import type { CdcWatchers } from "../store/cdc-watchers.js";
 import { wakeup } from "./wakeup.js";
 import { checkToProto, eventToProto, migrationToProto } from "./convert.js";
 import { runPreflight } from "../engine/steps.js";
@@ -29,6 +30,7 @@ export interface MigrationServiceDeps {
   providers: (p: Provider) => ProviderImpl;
   bus: EventBus;
   router: XdsRouter;
+  watchers: CdcWatchers;
   /** Aborted when the service drains: open watches end so clients reconnect elsewhere. */
   shutdown: AbortSignal;
 }
@@ -44,11 +46,11 @@ function requireId(id: string): string {
   return id;
 }
 
-export function migrationService({ repo, bus, shutdown, providerAvailable, providers, router }: MigrationServiceDeps): ServiceImpl<typeof MigrationService> {
+export function migrationService({ repo, bus, shutdown, providerAvailable, providers, router, watchers }: MigrationServiceDeps): ServiceImpl<typeof MigrationService> {
   async function load(id: string) {
     const row = await repo.get(requireId(id));
     const history = await repo.phaseHistory([row.id]);
-    return migrationToProto(row, history);
+    return migrationToProto(row, history, await watchers.of(row.database_name));
   }
 
   /** Operator actions: recorded with who asked; the replica driving the migration carries them out. */

@@ -52,6 +52,12 @@ async function records(ctx: CdcContext, slots: LogicalSlot[]): Promise<CdcSlotRe
   }));
 }
 
+/** Puts the source's logical slots and their readers on record, touching nothing (before cutover, for operators to see). */
+export async function inventory(ctx: CdcContext): Promise<number> {
+  ctx.state.cdcSlots = await records(ctx, await logicalSlots(ctx.provider, ctx.source));
+  return ctx.state.cdcSlots.length;
+}
+
 async function setStage(ctx: CdcContext, stage: CdcStage, side: "source" | "target", extra: Partial<CdcStateJson>, message: string): Promise<void> {
   const paused = stage === "DRAINING" || stage === "PAUSED";
   const prev = ctx.state.cdc;

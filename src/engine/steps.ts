@@ -20,7 +20,7 @@ import { durationMs } from "../api/spec.js";
 import { withClient } from "../providers/connect.js";
 import { baselineCheck, captureBaseline, compareBaselines } from "../checks/baseline.js";
 import { prepareReverseReplication, startReverseReplication } from "../replication/reverse.js";
-import { drainAndPause, releaseSourceSlots, restoreOnTarget, type CdcContext } from "../cdc/coordinator.js";
+import { drainAndPause, inventory, releaseSourceSlots, restoreOnTarget, type CdcContext } from "../cdc/coordinator.js";
 
 /** What a step may use. Side effects go only through provider and router. */
 export interface StepEnv {
@@ -178,6 +178,8 @@ const readyForCutover: Step = async (env) => {
     env.state.baseline = await captureBaseline(env.source.id, await env.provider.adminConnection(env.source), BASELINE_SAMPLE_MS);
     // Persisted now (with the state), not at the transition: this step may wait long for approval.
     await env.report(baselineCheck(env.state.baseline));
+    // The change streams cutover will coordinate, on record for operators before they approve it.
+    await inventory(cdcContext(env));
   }
   // Reverse replication's publication goes in now, outside the write-unavailability window.
   env.state.reverseDatabases ??= await prepareReverseReplication(env.provider, env.source);

@@ -107,6 +107,20 @@ const migrations: Record<string, Migration> = {
         .execute();
     },
   },
+  "0004_cdc_watchers": {
+    async up(db: Kysely<any>) {
+      // CDC consumers watching their directives, whichever replica serves the watch.
+      await db.schema
+        .createTable("cdc_watchers")
+        .addColumn("database_name", "text", (c) => c.notNull())
+        .addColumn("slot_name", "text", (c) => c.notNull())
+        .addColumn("consumer_id", "text", (c) => c.notNull())
+        .addColumn("replica_id", "text", (c) => c.notNull())
+        .addColumn("last_seen", "timestamptz", (c) => c.notNull().defaultTo(sql`now()`))
+        .addPrimaryKeyConstraint("cdc_watchers_pk", ["database_name", "slot_name", "consumer_id"])
+        .execute();
+    },
+  },
 };
 
 export const schemaMigrations: MigrationProvider = {

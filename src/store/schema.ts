@@ -127,7 +127,16 @@ export interface LeasesTable {
   expires_at: ColumnType<Date, Date | string, Date | string>;
 }
 
+export interface CdcWatchersTable {
+  database_name: string;
+  slot_name: string;
+  consumer_id: string;
+  replica_id: string;
+  last_seen: ColumnType<Date, Date | string | undefined, Date | string>;
+}
+
 export interface Database {
+  cdc_watchers: CdcWatchersTable;
   migrations: MigrationsTable;
   events: EventsTable;
   leases: LeasesTable;
