@@ -51,6 +51,10 @@ describe("the engine survives SIGKILL at every phase and hands migrations betwee
       // Each phase was entered once: nothing was redone from the start.
       const entered = events.filter((e) => e.type === "EVENT_TYPE_PHASE_CHANGED").map((e) => e.transition.to);
       expect(new Set(entered).size).toBe(entered.length);
+      // Each step's intent is in the log before its work; a step the crash interrupted shows as resumed, never as started twice by one driver.
+      const intents = events.filter((e) => e.type === "EVENT_TYPE_STEP_STARTED");
+      for (const p of entered.filter((p: string) => p !== "PHASE_COMPLETED")) expect(intents.map((e) => e.step)).toContain(p.replace("PHASE_", ""));
+      for (const e of intents.filter((e) => / resumed by a new driver/.test(e.message))) expect(intents.filter((i) => i.step === e.step).length).toBe(2);
       // Promoted exactly once; one replica, no leftover slot on the source.
       expect(await timeline(provider, `${name}-tgt`)).toBe(2);
       expect((await provider.describe({ id: `${name}-src` })).slots).toEqual([]);

@@ -180,6 +180,7 @@ export class Engine {
       this.deps.metrics?.cdcPauseAlert(id, spec.databaseName);
       await env.report(alert);
     }
+    await this.recordIntent(id, row, lease, state);
     let outcome: Outcome;
     try {
       if (remainingMs <= 0) throw new DeadlineExceededError(`phase ${row.phase} ran past its deadline of ${deadline} ms`);
@@ -194,6 +195,23 @@ export class Engine {
     await move(outcome.to, outcome.reason, outcome.to === "ROLLED_BACK" ? { clearRequest: true } : {});
     log.info("phase", { from: row.phase, to: outcome.to, reason: outcome.reason });
     return 0;
+  }
+
+  /**
+   * The intent, once per phase and driver: that the step starts, or that a
+   * new driver (after a crash or a takeover) resumes one another began, whose
+   * side effects it checks rather than repeats.
+   */
+  private async recordIntent(id: string, row: MigrationRow, lease: Lease, state: MigrationStateJson): Promise<void> {
+    const key = `intent:${row.phase}`;
+    const prev = state.steps?.[key] as { at: string; token: string } | undefined;
+    const token = String(lease.token);
+    if (prev?.token === token) return;
+    state.steps = { ...state.steps, [key]: { at: new Date().toISOString(), token } };
+    const message = prev
+      ? `${row.phase} resumed by a new driver (first started ${prev.at}); what it already did is checked, not repeated`
+      : `${row.phase} started`;
+    await this.deps.repo.record(lease, id, { type: "STEP_STARTED", actor: ENGINE, message, payload: { step: row.phase, resumed: !!prev } }, state);
   }
 
   /** The work an operator's pending request calls for in this phase, if any. */
