@@ -5,7 +5,7 @@ import { CdcMode, type MigrationSpec } from "../gen/migration/v1/migration_pb.js
 import { lsnMax } from "../providers/lsn.js";
 import type { InstanceRef, Provider } from "../providers/provider.js";
 import type { CdcSlotRecord, CdcStage, CdcStateJson, MigrationStateJson } from "../store/schema.js";
-import { endReaders, ensureSlot, fillWalTo, logicalSlots, publications, dropSlots, repositionSlot, waitConfirmed, type LogicalSlot } from "./slots.js";
+import { drainAndEndReaders, dropSlots, endReaders, fillWalTo, logicalSlots, publications, repositionSlot, restoreSlotsIn, waitConfirmed, type LogicalSlot } from "./slots.js";
 
 /**
  * CDC continuity across cutover and rollback. Consumers of logical slots on
@@ -33,10 +33,14 @@ const drainTimeout = (spec: MigrationSpec) => durationMs(spec.cdcPolicy?.drainTi
 const pauseAlertMs = (spec: MigrationSpec) => durationMs(spec.cdcPolicy?.pauseAlertAfter) ?? DEFAULT_PAUSE_ALERT_MS;
 const names = (state: MigrationStateJson) => (state.cdcSlots ?? []).map((s) => s.slotName);
 
-async function records(ctx: CdcContext, slots: LogicalSlot[]): Promise<CdcSlotRecord[]> {
-  const pubs = new Map<string, string[]>();
-  for (const db of new Set(slots.map((s) => s.database))) pubs.set(db, await publications(ctx.provider, ctx.source, db));
+async function records(ctx: CdcContext, slots: LogicalSlot[], opts: { publications: "read" | "keep" } = { publications: "read" }): Promise<CdcSlotRecord[]> {
   const prev = new Map((ctx.state.cdcSlots ?? []).map((r) => [r.slotName, r]));
+  const pubs = new Map<string, string[]>();
+  for (const db of new Set(slots.map((s) => s.database))) {
+    // Inside the cutover window the publications read moments ago stand: the source takes no DDL while fenced.
+    const known = opts.publications === "keep" ? [...prev.values()].find((r) => r.database === db)?.publications : undefined;
+    pubs.set(db, known ?? (await publications(ctx.provider, ctx.source, db)));
+  }
   return slots.map((s) => ({
     ...prev.get(s.name),
     slotName: s.name,
@@ -92,21 +96,22 @@ export async function drainAndPause(ctx: CdcContext, finalLsn: string, remaining
     return "no logical slots to coordinate";
   }
   if (ctx.state.cdc?.stage !== "DRAINING" && ctx.state.cdc?.stage !== "PAUSED") {
-    ctx.state.cdcSlots = await records(ctx, slots);
+    ctx.state.cdcSlots = await records(ctx, slots, { publications: "keep" });
     await setStage(ctx, "DRAINING", "source", { drainToLsn: finalLsn, resumed: false }, `CDC consumers of ${names(ctx.state).join(", ")} told to confirm ${finalLsn} and pause`);
   }
   const list = names(ctx.state);
   const timeout = Math.max(1, Math.min(drainTimeout(ctx.spec), remainingMs));
+  let drained: { slots: LogicalSlot[]; endLsn: string };
   try {
-    await waitConfirmed(ctx.provider, ctx.source, list, finalLsn, timeout, ctx.signal);
+    drained = await drainAndEndReaders(ctx.provider, ctx.source, list, finalLsn, timeout, ctx.signal);
   } catch (e) {
     if (!(e instanceof DeadlineExceededError)) throw e;
     // While we wait, the source takes no writes: no retry, fall back at once.
     throw new FailedPreconditionError(`${e.rawMessage}; start or speed up those consumers, raise cdc_policy.drain_timeout, or drop slots nobody reads (DropInactiveSlot)`);
   }
-  await endReaders(ctx.provider, ctx.source, list);
-  ctx.state.cdcSlots = await records(ctx, (await logicalSlots(ctx.provider, ctx.source)).filter((s) => list.includes(s.name)));
-  await setStage(ctx, "PAUSED", "source", { drainToLsn: finalLsn }, `CDC consumers of ${list.join(", ")} drained to ${finalLsn} and paused; positions recorded`);
+  ctx.state.cdcSlots = await records(ctx, drained.slots, { publications: "keep" });
+  // No reader saw WAL past this point: the target's slots must start above it.
+  await setStage(ctx, "PAUSED", "source", { drainToLsn: finalLsn, readersEndedAt: drained.endLsn }, `CDC consumers of ${list.join(", ")} drained to ${finalLsn} and paused; positions recorded`);
   return `${list.length} logical slot(s) drained to ${finalLsn}, paused and recorded: ${list.join(", ")}`;
 }
 
@@ -119,16 +124,14 @@ export async function drainAndPause(ctx: CdcContext, finalLsn: string, remaining
 export async function restoreOnTarget(ctx: CdcContext): Promise<{ reason: string; pause?: CheckResult }> {
   const recs = ctx.state.cdcSlots ?? [];
   if (!coordinating(ctx.spec) || recs.length === 0) return { reason: recs.length === 0 ? "no logical slots to restore" : "logical slots left to the operator (CDC_MODE_IGNORE)" };
-  // Publications are catalog: they came over with physical replication. Check rather than trust.
+  // Above everything a consumer saw on the source: a consumer resumes from its own last LSN.
+  const floor = lsnMax(...[ctx.state.finalLsn, ctx.state.cdc?.readersEndedAt, ...recs.map((r) => r.confirmedFlushLsn)].filter((x): x is string => !!x));
   for (const db of new Set(recs.map((r) => r.database))) {
-    const there = await publications(ctx.provider, ctx.target, db);
-    const missing = [...new Set(recs.filter((r) => r.database === db).flatMap((r) => r.publications))].filter((p) => !there.includes(p));
-    if (missing.length > 0) throw new FailedPreconditionError(`publication(s) ${missing.join(", ")} of ${db} are not on ${ctx.target.id}; the target is not a copy of the source`);
+    // Publications are catalog and came over with physical replication: checked rather than trusted, on the same connection.
+    const mine = recs.filter((r) => r.database === db);
+    const at = await restoreSlotsIn(ctx.provider, ctx.target, db, mine.map((r) => ({ name: r.slotName, plugin: r.plugin, publications: r.publications })), floor);
+    for (const r of mine) r.targetConsistentLsn = at.get(r.slotName);
   }
-  const sourceNow = await ctx.provider.currentLsn(ctx.source).catch(() => undefined);
-  const floor = lsnMax(...[ctx.state.finalLsn, sourceNow, ...recs.map((r) => r.confirmedFlushLsn)].filter((x): x is string => !!x));
-  await fillWalTo(ctx.provider, ctx.target, floor);
-  for (const r of recs) r.targetConsistentLsn = await ensureSlot(ctx.provider, ctx.target, r.database, r.slotName, r.plugin);
   const pause = pauseCheck(ctx);
   await setStage(ctx, "ON_TARGET", "target", {}, `CDC slots ${names(ctx.state).join(", ")} recreated on ${ctx.target.id}; consumers resume there`);
   return {

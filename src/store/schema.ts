@@ -62,6 +62,8 @@ export interface CdcStateJson {
   endpoint?: { host: string; port: number };
   /** Set once the pause alert fired for the current stretch. */
   alerted?: boolean;
+  /** The source's WAL position when its readers were ended at cutover: nobody saw anything past it. */
+  readersEndedAt?: string;
 }
 
 export interface MigrationsTable {
