@@ -128,6 +128,7 @@ describe("CDC continuity: a real pgoutput consumer sees every committed row exac
       const scraped = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
       const count = new RegExp(`pgshift_cdc_pause_alerts_total\\{[^}]*database_name="back-db"[^}]*\\} (\\d+)`).exec(scraped);
       expect(Number(count?.[1])).toBeGreaterThanOrEqual(1);
+      expect(scraped).toMatch(/target_info\{[^}]*service_name="pgshift"/);
       // The target keeps no slot; the source keeps only the consumer's, read again.
       expect((await f.provider.describe({ id: "back-tgt" })).slots).toEqual([]);
       expect((await f.provider.describe({ id: "back-src" })).slots.map((s) => [s.name, s.active])).toEqual([["items_cdc", true]]);

@@ -1,4 +1,5 @@
 import { PrometheusExporter } from "@opentelemetry/exporter-prometheus";
+import { resourceFromAttributes } from "@opentelemetry/resources";
 import { MeterProvider } from "@opentelemetry/sdk-metrics";
 
 /** What the service measures about itself, exported for Prometheus when a port is given. */
@@ -15,7 +16,10 @@ export interface ServiceMetrics {
  * http://host:port/metrics; without one they are kept and dropped.
  */
 export function createMetrics(opts: { port?: number; host?: string } = {}): ServiceMetrics {
-  const provider = new MeterProvider({ readers: opts.port ? [new PrometheusExporter({ port: opts.port, host: opts.host })] : [] });
+  const provider = new MeterProvider({
+    resource: resourceFromAttributes({ "service.name": "pgshift" }),
+    readers: opts.port ? [new PrometheusExporter({ port: opts.port, host: opts.host })] : [],
+  });
   const meter = provider.getMeter("pgshift");
   const alerts = meter.createCounter("pgshift_cdc_pause_alerts", {
     description: "CDC consumers paused longer than cdc_policy.pause_alert_after, per migration",
