@@ -3,6 +3,7 @@ import { parseServiceConfig } from "../config.js";
 import { localCommand, LOCAL_USAGE } from "./local.js";
 import { proxyCommand, PROXY_USAGE } from "./proxy.js";
 import { demoCommand } from "./demo.js";
+import { ctlCommand, CTL_USAGE } from "./ctl.js";
 import { PgshiftError } from "../errors.js";
 import { startService } from "../service.js";
 import { createLogger } from "../telemetry/log.js";
@@ -20,7 +21,8 @@ commands:
            --drain-ms N (PGSHIFT_DRAIN_MS, default 10000)
            --lease-ms N (PGSHIFT_LEASE_MS, default 10000): a dead replica's migrations move after this
            --engine on|off (PGSHIFT_ENGINE, default on): off serves the API only
-${LOCAL_USAGE}${PROXY_USAGE}  demo     a whole migration under a live write load, shown and verified [--rollback] [--rows N] [--rate N] [--window S] [--keep]
+           --metrics-port N (PGSHIFT_METRICS_PORT): Prometheus metrics at /metrics
+${CTL_USAGE}${LOCAL_USAGE}${PROXY_USAGE}  demo     a whole migration under a live write load, shown and verified [--rollback] [--rows N] [--rate N] [--window S] [--keep]
 `;
 
 async function serve(argv: string[]): Promise<void> {
@@ -54,6 +56,8 @@ async function main(): Promise<void> {
       return proxyCommand(rest);
     case "demo":
       return demoCommand(rest);
+    case "ctl":
+      return ctlCommand(rest);
     case undefined:
     case "help":
     case "--help":

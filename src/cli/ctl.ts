@@ -1,0 +1,99 @@
+import { parseArgs } from "node:util";
+import { create, toJson, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import {
+  GetMigrationResponseSchema,
+  GetRoutingStatusResponseSchema,
+  ListMigrationsResponseSchema,
+  MigrationService,
+  Phase,
+  WatchMigrationResponseSchema,
+} from "../gen/migration/v1/migration_pb.js";
+
+export const CTL_USAGE = `  ctl      operate migrations through the API; prints JSON, one object per line
+           [--api URL (PGSHIFT_API, default http://127.0.0.1:50051)] [--actor NAME (recorded with each action)]
+           list [--database NAME] [--phase PHASE]...
+           get ID | watch ID | routing DATABASE
+           approve|pause|resume|abort|rollback|finalize ID [--reason TEXT]
+`;
+
+const ACTIONS = {
+  approve: "approveCutover",
+  pause: "pauseMigration",
+  resume: "resumeMigration",
+  abort: "abortMigration",
+  rollback: "rollbackMigration",
+  finalize: "finalizeMigration",
+} as const;
+
+/** A usage mistake: says what to type instead. */
+class UsageError extends Error {}
+
+function print<D extends DescMessage>(schema: D, msg: MessageShape<D>): void {
+  process.stdout.write(JSON.stringify(toJson(schema, msg)) + "\n");
+}
+
+export async function ctlCommand(argv: string[]): Promise<void> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    options: {
+      api: { type: "string" },
+      actor: { type: "string" },
+      reason: { type: "string" },
+      database: { type: "string" },
+      phase: { type: "string", multiple: true },
+    },
+    allowPositionals: true,
+    strict: true,
+  });
+  const [verb, arg] = positionals;
+  const api = values.api ?? process.env.PGSHIFT_API ?? "http://127.0.0.1:50051";
+  const client = createClient(MigrationService, createGrpcTransport({ baseUrl: api }));
+  const headers = values.actor ? { "x-pgshift-actor": values.actor } : undefined;
+  const need = (what: string) => {
+    if (!arg) throw new UsageError(`pgshift ctl ${verb} needs ${what}`);
+    return arg;
+  };
+  try {
+    switch (verb) {
+      case "list": {
+        const phases = (values.phase ?? []).map((p) => {
+          const v = Phase[p.toUpperCase().replace(/^PHASE_/, "") as keyof typeof Phase];
+          if (v === undefined) throw new UsageError(`--phase ${p} is not a phase; use one of ${Object.keys(Phase).filter((k) => Number.isNaN(Number(k)) && k !== "UNSPECIFIED").join(", ")}`);
+          return v;
+        });
+        let pageToken = "";
+        do {
+          const res = await client.listMigrations({ databaseName: values.database ?? "", phases, pageToken, pageSize: 100 });
+          print(ListMigrationsResponseSchema, res);
+          pageToken = res.nextPageToken;
+        } while (pageToken);
+        return;
+      }
+      case "get":
+        return print(GetMigrationResponseSchema, await client.getMigration({ id: need("a migration id") }));
+      case "routing":
+        return print(GetRoutingStatusResponseSchema, await client.getRoutingStatus({ databaseName: need("a database name") }));
+      case "watch":
+        for await (const res of client.watchMigration({ id: need("a migration id") })) print(WatchMigrationResponseSchema, res);
+        return;
+      default: {
+        const method = ACTIONS[verb as keyof typeof ACTIONS];
+        if (!method) throw new UsageError(`unknown ctl command "${verb ?? ""}"; one of list, get, watch, routing, ${Object.keys(ACTIONS).join(", ")}`);
+        const res = await client[method]({ id: need("a migration id"), reason: values.reason ?? "" }, { headers });
+        return print(GetMigrationResponseSchema, create(GetMigrationResponseSchema, { migration: res.migration }));
+      }
+    }
+  } catch (e) {
+    if (e instanceof UsageError) {
+      process.stderr.write(`${e.message}\n`);
+      process.exitCode = 64;
+      return;
+    }
+    const ce = ConnectError.from(e);
+    // The gRPC code and the service's own words: what to fix.
+    process.stderr.write(`${Code[ce.code]}: ${ce.rawMessage}\n`);
+    process.exitCode = ce.code === Code.Unavailable ? 69 : 1;
+  }
+}

@@ -1,0 +1,75 @@
+import { execFile } from "node:child_process";
+import { join, resolve } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { migrationClient, unary, type AnyClient } from "./helpers/grpc-clients.js";
+import { localSpec } from "./helpers/migrations.js";
+import { startServiceProcess, tempDir, type ServiceProcess } from "./helpers/service-process.js";
+
+const ROOT = resolve(import.meta.dirname, "..");
+
+/** Runs `pgshift ctl …` as an operator would, and returns its exit code and output. */
+function ctl(api: string, args: string[]): Promise<{ code: number; out: string; err: string }> {
+  return new Promise((res) => {
+    execFile(process.execPath, ["--import", "tsx", join(ROOT, "src/cli/main.ts"), "ctl", "--api", api, ...args], { cwd: ROOT }, (e, out, err) =>
+      res({ code: e ? ((e as { code?: number }).code ?? 1) : 0, out, err }),
+    );
+  });
+}
+
+describe("pgshift ctl: operators act on migrations from the command line", () => {
+  const tmp = tempDir("ctl");
+  let svc: ServiceProcess;
+  let client: AnyClient;
+  let api: string;
+
+  beforeAll(async () => {
+    // API only: the migrations stay where the test puts them.
+    svc = await startServiceProcess(["--data-dir", tmp.dir, "--engine", "off"]);
+    client = migrationClient(svc.address);
+    api = `http://${svc.address}`;
+  });
+
+  afterAll(async () => {
+    client?.close();
+    if (svc) await svc.stop();
+    tmp.remove();
+  });
+
+  it("lists, gets, pauses and resumes with who asked on record; bad input exits non-zero with the service's code and words", async () => {
+    const m = (await unary(client, "CreateMigration", { spec: localSpec("ctl-db", "ctl-src", "ctl-tgt") })).migration;
+    const list = await ctl(api, ["list", "--database", "ctl-db", "--phase", "pending"]);
+    expect(list.code).toBe(0);
+    expect(JSON.parse(list.out).migrations.map((x: { id: string }) => x.id)).toEqual([m.id]);
+
+    const paused = await ctl(api, ["pause", m.id, "--actor", "alice", "--reason", "change freeze"]);
+    expect(paused.code).toBe(0);
+    expect(JSON.parse(paused.out).migration.paused).toBe(true);
+    const got = JSON.parse((await ctl(api, ["get", m.id])).out).migration;
+    expect(got.paused).toBe(true);
+    const events = await new Promise<any[]>((res) => {
+      const seen: any[] = [];
+      const s = client.WatchMigration({ id: m.id, after_sequence: 0 });
+      s.on("data", (d: any) => {
+        seen.push(d.event);
+        if (d.event.type === "EVENT_TYPE_OPERATOR_ACTION") {
+          s.cancel();
+          res(seen);
+        }
+      });
+      s.on("error", () => res(seen));
+    });
+    expect(events.find((e) => e.type === "EVENT_TYPE_OPERATOR_ACTION")).toMatchObject({ actor: "alice", message: "pause: change freeze" });
+    expect(JSON.parse((await ctl(api, ["resume", m.id])).out).migration.paused ?? false).toBe(false);
+
+    const missing = await ctl(api, ["get", "no-such-id"]);
+    expect(missing.code).toBe(1);
+    expect(missing.err).toMatch(/^NotFound: no migration with id "no-such-id"/);
+    const notYet = await ctl(api, ["finalize", m.id]);
+    expect(notYet.err).toMatch(/^FailedPrecondition: cannot finalize a migration in PENDING/);
+    const usage = await ctl(api, ["frobnicate"]);
+    expect(usage.code).toBe(64);
+    expect(usage.err).toMatch(/unknown ctl command "frobnicate"/);
+    const phase = await ctl(api, ["list", "--phase", "soon"]);
+    expect(phase.err).toMatch(/--phase soon is not a phase; use one of PENDING, PREFLIGHT/);
+  });
+});
