@@ -1,5 +1,5 @@
 import { durationMs } from "../api/spec.js";
-import { check, type CheckResult } from "../checks/check.js";
+import { check, mergeChecks, type CheckResult } from "../checks/check.js";
 import { DeadlineExceededError, FailedPreconditionError } from "../errors.js";
 import { CdcMode, type MigrationSpec } from "../gen/migration/v1/migration_pb.js";
 import { lsnMax } from "../providers/lsn.js";
@@ -62,10 +62,17 @@ export async function inventory(ctx: CdcContext): Promise<number> {
   return ctx.state.cdcSlots.length;
 }
 
+const pausedStage = (stage: CdcStage | undefined) => stage === "DRAINING" || stage === "PAUSED";
+
+/** Since when the migration's CDC consumers are paused; undefined while they read. */
+export function pausedSince(state: MigrationStateJson): Date | undefined {
+  return state.cdc?.pausedSince && pausedStage(state.cdc.stage) ? new Date(state.cdc.pausedSince) : undefined;
+}
+
 async function setStage(ctx: CdcContext, stage: CdcStage, side: "source" | "target", extra: Partial<CdcStateJson>, message: string): Promise<void> {
-  const paused = stage === "DRAINING" || stage === "PAUSED";
+  const paused = pausedStage(stage);
   const prev = ctx.state.cdc;
-  const wasPaused = prev?.stage === "DRAINING" || prev?.stage === "PAUSED";
+  const wasPaused = pausedStage(prev?.stage);
   ctx.state.cdc = {
     stage,
     side,
@@ -121,9 +128,9 @@ export async function drainAndPause(ctx: CdcContext, finalLsn: string, remaining
  * each slot is created there with its name and plugin, its consistent point
  * recorded, and consumers told to resume against the target.
  */
-export async function restoreOnTarget(ctx: CdcContext): Promise<{ reason: string; pause?: CheckResult }> {
+export async function restoreOnTarget(ctx: CdcContext): Promise<string> {
   const recs = ctx.state.cdcSlots ?? [];
-  if (!coordinating(ctx.spec) || recs.length === 0) return { reason: recs.length === 0 ? "no logical slots to restore" : "logical slots left to the operator (CDC_MODE_IGNORE)" };
+  if (!coordinating(ctx.spec) || recs.length === 0) return recs.length === 0 ? "no logical slots to restore" : "logical slots left to the operator (CDC_MODE_IGNORE)";
   // Above everything a consumer saw on the source: a consumer resumes from its own last LSN.
   const floor = lsnMax(...[ctx.state.finalLsn, ctx.state.cdc?.readersEndedAt, ...recs.map((r) => r.confirmedFlushLsn)].filter((x): x is string => !!x));
   for (const db of new Set(recs.map((r) => r.database))) {
@@ -132,12 +139,9 @@ export async function restoreOnTarget(ctx: CdcContext): Promise<{ reason: string
     const at = await restoreSlotsIn(ctx.provider, ctx.target, db, mine.map((r) => ({ name: r.slotName, plugin: r.plugin, publications: r.publications })), floor);
     for (const r of mine) r.targetConsistentLsn = at.get(r.slotName);
   }
-  const pause = pauseCheck(ctx);
+  recordPauseLength(ctx);
   await setStage(ctx, "ON_TARGET", "target", {}, `CDC slots ${names(ctx.state).join(", ")} recreated on ${ctx.target.id}; consumers resume there`);
-  return {
-    reason: `${recs.length} logical slot(s) recreated on ${ctx.target.id} (${recs.map((r) => `${r.slotName} at ${r.targetConsistentLsn}`).join(", ")}); consumers resume there`,
-    pause,
-  };
+  return `${recs.length} logical slot(s) recreated on ${ctx.target.id} (${recs.map((r) => `${r.slotName} at ${r.targetConsistentLsn}`).join(", ")}); consumers resume there`;
 }
 
 /** After cutover: the source's slots would retain WAL for consumers that read the target now. */
@@ -162,8 +166,7 @@ export async function rollbackSlots(ctx: CdcContext, remainingMs: number): Promi
     const targetEnd = await ctx.provider.currentLsn(ctx.target).catch(() => undefined);
     if (!targetEnd) {
       // A target that is gone cannot be drained; the source still gets its slots back.
-      const at = await ctx.provider.currentLsn(ctx.source);
-      for (const r of recs) r.sourceResumeLsn = await repositionSlot(ctx.provider, ctx.source, r.database, r.slotName, r.plugin, at);
+      const at = await putBackOnSource(ctx);
       await setStage(ctx, "PAUSED", "source", { drainToLsn: at }, `CDC slots ${list.join(", ")} put back on ${ctx.source.id} at ${at}; ${ctx.target.id} did not answer`);
       return check("cdc.rollback_drain", "WARN", {
         measured: `${ctx.target.id} unreachable`,
@@ -191,8 +194,7 @@ export async function rollbackSlots(ctx: CdcContext, remainingMs: number): Promi
     await endReaders(ctx.provider, ctx.target, list);
     const seen = (await logicalSlots(ctx.provider, ctx.target)).filter((s) => list.includes(s.name)).map((s) => s.confirmedFlushLsn).filter((x): x is string => !!x);
     await fillWalTo(ctx.provider, ctx.source, lsnMax(drainTo, ...seen));
-    const at = await ctx.provider.currentLsn(ctx.source);
-    for (const r of recs) r.sourceResumeLsn = await repositionSlot(ctx.provider, ctx.source, r.database, r.slotName, r.plugin, at);
+    const at = await putBackOnSource(ctx);
     await setStage(ctx, "PAUSED", "source", { drainToLsn: drainTo }, `CDC slots ${list.join(", ")} put back on ${ctx.source.id} at ${at}`);
   }
   await dropSlots(ctx.provider, ctx.target, list).catch(async (e: unknown) => {
@@ -202,27 +204,34 @@ export async function rollbackSlots(ctx: CdcContext, remainingMs: number): Promi
   return warning;
 }
 
-/** Consumers read the source again: after a rollback, or a fallback before promotion. */
-export async function resumeOnSource(ctx: CdcContext): Promise<CheckResult | undefined> {
-  const stage = ctx.state.cdc?.stage;
-  if (!stage || (stage === "ON_SOURCE" && ctx.state.cdc?.resumed)) return undefined;
-  const pause = pauseCheck(ctx);
-  await setStage(ctx, "ON_SOURCE", "source", { resumed: true }, `CDC consumers of ${names(ctx.state).join(", ")} resume on ${ctx.source.id}`);
-  return pause;
+/** Each slot on the source at the source's position now (its WAL already past what consumers saw elsewhere); returns that position. */
+async function putBackOnSource(ctx: CdcContext): Promise<string> {
+  const at = await ctx.provider.currentLsn(ctx.source);
+  for (const r of ctx.state.cdcSlots ?? []) r.sourceResumeLsn = await repositionSlot(ctx.provider, ctx.source, r.database, r.slotName, r.plugin, at);
+  return at;
 }
 
-/** How long consumers were paused in the stretch that ends now, against the alert threshold. */
-function pauseCheck(ctx: CdcContext): CheckResult | undefined {
+/** Consumers read the source again: after a rollback, or a fallback before promotion. */
+export async function resumeOnSource(ctx: CdcContext): Promise<void> {
+  const stage = ctx.state.cdc?.stage;
+  if (!stage || (stage === "ON_SOURCE" && ctx.state.cdc?.resumed)) return;
+  recordPauseLength(ctx);
+  await setStage(ctx, "ON_SOURCE", "source", { resumed: true }, `CDC consumers of ${names(ctx.state).join(", ")} resume on ${ctx.source.id}`);
+}
+
+/** Puts on the migration's checks how long consumers were paused in the stretch that ends now, against the alert threshold. */
+function recordPauseLength(ctx: CdcContext): void {
   const since = ctx.state.cdc?.pausedSince;
-  if (!since) return undefined;
+  if (!since) return;
   const ms = Date.now() - Date.parse(since);
   const limit = pauseAlertMs(ctx.spec);
-  return check("cdc.paused", ms > limit ? "WARN" : "PASS", {
+  const result = check("cdc.paused", ms > limit ? "WARN" : "PASS", {
     measured: `consumers paused for ${ms} ms`,
     threshold: `at most ${limit} ms (cdc_policy.pause_alert_after)`,
     message: ms > limit ? "CDC consumers stayed paused longer than the alert threshold" : "CDC consumers paused only briefly",
     remedy: ms > limit ? "downstream systems saw a gap in their change streams; check their freshness alarms" : "",
   });
+  ctx.state.checks = mergeChecks(ctx.state.checks ?? [], [result]);
 }
 
 /**
@@ -230,12 +239,12 @@ function pauseCheck(ctx: CdcContext): CheckResult | undefined {
  * pause outlasts cdc_policy.pause_alert_after. The caller persists it.
  */
 export function pauseAlert(spec: MigrationSpec, state: MigrationStateJson, now = Date.now()): CheckResult | undefined {
-  const cdc = state.cdc;
-  if (!cdc?.pausedSince || cdc.alerted || (cdc.stage !== "DRAINING" && cdc.stage !== "PAUSED")) return undefined;
-  const ms = now - Date.parse(cdc.pausedSince);
+  const since = pausedSince(state);
+  if (!since || state.cdc!.alerted) return undefined;
+  const ms = now - since.getTime();
   const limit = pauseAlertMs(spec);
   if (ms <= limit) return undefined;
-  cdc.alerted = true;
+  state.cdc!.alerted = true;
   return check("cdc.paused", "WARN", {
     measured: `consumers of ${names(state).join(", ")} paused for ${ms} ms and counting`,
     threshold: `at most ${limit} ms (cdc_policy.pause_alert_after)`,

@@ -14,7 +14,7 @@ import { sleep } from "./sleep.js";
 import { drainReverseReplication, stopReverseReplication } from "../replication/reverse.js";
 import type { Lease, Leases } from "./lease.js";
 import { cdcContext, DEFAULT_DEADLINES, STEPS, type Outcome, type StepEnv } from "./steps.js";
-import { pauseAlert, resumeOnSource, rollbackSlots } from "../cdc/coordinator.js";
+import { pauseAlert, pausedSince, resumeOnSource, rollbackSlots } from "../cdc/coordinator.js";
 import { BEFORE_PROMOTION, BEFORE_QUIESCING, CUTOVER_WINDOW, FENCED_BEFORE_PROMOTION, FORWARD } from "./transitions.js";
 
 export interface EngineDeps {
@@ -172,8 +172,7 @@ export class Engine {
         await repo.record(lease, id, { type: "CDC", actor: ENGINE, message }, state);
       },
     };
-    const pausedNow = state.cdc?.pausedSince && (state.cdc.stage === "DRAINING" || state.cdc.stage === "PAUSED");
-    this.deps.metrics?.cdcPaused(id, spec.databaseName, pausedNow ? new Date(state.cdc!.pausedSince!) : undefined);
+    this.deps.metrics?.cdcPaused(id, spec.databaseName, pausedSince(state));
     const alert = pauseAlert(spec, state);
     if (alert) {
       log.warn("CDC consumers paused too long", { measured: alert.measured });
@@ -286,8 +285,7 @@ export class Engine {
       await provider.unfence(source);
       delete state.finalLsn;
       // The transition below persists this; consumers paused for the cutover read the source again.
-      const pause = await resumeOnSource({ provider, source, target, spec, state, note: async () => {} });
-      if (pause) state.checks = mergeChecks(state.checks ?? [], [pause]);
+      await resumeOnSource({ provider, source, target, spec, state, note: async () => {} });
       // Held there: another automatic attempt would fence the source again for the same reason.
       await moveTo("REPLICATING", `${row.phase} failed (${info.message}); ${source.id} unfenced, replicating again; paused until an operator resumes`, { paused: true });
       return 0;
@@ -338,8 +336,7 @@ export class Engine {
       if (current && (current.endpoint.host !== sourceEp.host || current.endpoint.port !== sourceEp.port)) {
         await env.router.route(env.spec.databaseName, sourceEp, 120_000, { tolerateNack: true });
       }
-      const pause = await resumeOnSource(cdcContext(env));
-      if (pause) env.state.checks = mergeChecks(env.state.checks ?? [], [pause]);
+      await resumeOnSource(cdcContext(env));
       if (reverse) await stopReverseReplication(env.provider, env.source, env.target);
       if (!promoted) await env.provider.deleteReplica(env.source, env.target);
       void row;

@@ -217,9 +217,7 @@ const promoting: Step = async (env) => {
 };
 
 const cdcRestore: Step = async (env) => {
-  const { reason, pause } = await restoreOnTarget(cdcContext(env));
-  if (pause) env.state.checks = mergeChecks(env.state.checks ?? [], [pause]);
-  return { to: "ROUTING", reason };
+  return { to: "ROUTING", reason: await restoreOnTarget(cdcContext(env)) };
 };
 
 const routing: Step = async (env) => {

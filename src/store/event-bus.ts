@@ -56,12 +56,7 @@ export class EventBus {
 
   /** Calls fn on every migration's events (and re-reads). Returns an unsubscribe. */
   subscribeAll(fn: () => void): () => void {
-    this.emitter.on("*", fn);
-    this.emitter.on("resync", fn);
-    return () => {
-      this.emitter.off("*", fn);
-      this.emitter.off("resync", fn);
-    };
+    return this.subscribe("*", fn);
   }
 
   async close(): Promise<void> {
