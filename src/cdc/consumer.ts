@@ -55,6 +55,8 @@ export class CdcConsumer {
   private confirmed = "0/0";
   private pending: Change[] | undefined;
   private draining: Promise<void> = Promise.resolve();
+  /** Bumped by every directive: a drain still under way when the next one arrives is moot (the service saw it through or moved on). */
+  private generation = 0;
 
   constructor(private readonly opts: ConsumerOptions) {}
 
@@ -85,7 +87,8 @@ export class CdcConsumer {
           this.directives.push(res.directive);
           // Directives apply in order: a pause finishes draining before a resume starts reading.
           const d = res.directive;
-          this.draining = this.draining.then(() => this.apply(d)).catch(() => {});
+          const g = ++this.generation;
+          this.draining = this.draining.then(() => this.apply(d, g)).catch(() => {});
         }
       } catch {
         if (this.abort.signal.aborted) return;
@@ -95,11 +98,11 @@ export class CdcConsumer {
     }
   }
 
-  private async apply(d: SlotDirective): Promise<void> {
+  private async apply(d: SlotDirective, generation: number): Promise<void> {
     const endpoint = d.endpoint ? `${d.endpoint.host}:${d.endpoint.port}` : undefined;
     if (d.action === SlotAction.PAUSE) {
-      await this.drainTo(d.drainToLsn);
-      await this.closeStream();
+      // Superseded, it leaves the stream to the next directive (the same pause again after a reconnect drains on).
+      if (await this.drainTo(d.drainToLsn, generation)) await this.closeStream();
       return;
     }
     if (!endpoint) return;
@@ -108,17 +111,19 @@ export class CdcConsumer {
     await this.openStream(endpoint);
   }
 
-  /** Reads on until everything before `lsn` was received, confirms it, and returns. */
-  private async drainTo(lsn: string): Promise<void> {
-    if (!this.stream || !lsn) return;
+  /** Reads on until everything before `lsn` was received and confirms it; false when a newer directive superseded the drain. */
+  private async drainTo(lsn: string, generation: number): Promise<boolean> {
+    if (!this.stream || !lsn) return true;
     const deadline = Date.now() + 60_000;
     while (this.stream && Date.now() < deadline) {
+      if (this.generation !== generation) return false;
       if (this.pending === undefined && lsnAtLeast(next(this.lastLsn), lsn)) {
         await this.confirm(this.stream.service, this.lastLsn);
-        return;
+        return true;
       }
       await new Promise((r) => setTimeout(r, 5));
     }
+    return true;
   }
 
   private async openStream(endpoint: string): Promise<void> {
