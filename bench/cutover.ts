@@ -11,8 +11,8 @@
  *   npm run bench:cutover -- 9 10         # 9 cutovers, then 10 concurrent
  *   npm run bench:cutover -- 5 0 --cdc    # each source with a logical slot and a directed CDC consumer
  */
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { rmSync } from "node:fs";
+import { newWorkDir } from "../src/postgres/reach.js";
 import { join } from "node:path";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
@@ -38,7 +38,7 @@ function stats(xs: number[]) {
   return `median ${q(0.5).toFixed(0)} ms, p95 ${q(0.95).toFixed(0)} ms (min ${s[0]!.toFixed(0)}, max ${s[s.length - 1]!.toFixed(0)}, n=${s.length})`;
 }
 
-const dataDir = mkdtempSync(join(tmpdir(), "pgshift-bench-"));
+const dataDir = newWorkDir("pgshift-bench-");
 const config = { ...parseServiceConfig(["--port", "0", "--xds-port", "0", "--data-dir", dataDir]), logLevel: "error" as const };
 const provider = new LocalProvider(join(dataDir, "local"));
 const service = await startService(config, createLogger("error"));

@@ -1,6 +1,6 @@
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
-import { InvalidArgumentError } from "./errors.js";
+import { InvalidArgumentError } from "./domain/errors.js";
 import { isLogLevel, type LogLevel } from "./telemetry/log.js";
 
 export interface ServiceConfig {

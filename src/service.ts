@@ -1,11 +1,12 @@
 import { randomUUID } from "node:crypto";
 import { join } from "node:path";
 import type { ConnectRouter } from "@connectrpc/connect";
-import { Engine } from "./engine/engine.js";
-import { Leases } from "./engine/lease.js";
-import { FailedPreconditionError } from "./errors.js";
+import { Engine } from "./engine/driver.js";
+import { Leases } from "./store/leases.js";
+import { FailedPreconditionError } from "./domain/errors.js";
 import { LocalProvider } from "./providers/local/local-provider.js";
-import type { Provider as ProviderImpl } from "./providers/provider.js";
+import type { Provider } from "./providers/provider.js";
+import { ProviderKind } from "./domain/spec.js";
 import { StoreRoutes } from "./routing/router.js";
 import { RouteSync } from "./routing/route-sync.js";
 import { ProxyStatusTracker } from "./routing/proxy-status.js";
@@ -19,7 +20,7 @@ import type { ServiceConfig } from "./config.js";
 import { Health, HealthCheckResponse_ServingStatus as Status } from "./gen/health/v1/health_pb.js";
 import { ServerReflection as ReflectionV1 } from "./gen/grpc/reflection/v1/reflection_pb.js";
 import { ServerReflection as ReflectionV1Alpha } from "./gen/grpc/reflection/v1alpha/reflection_pb.js";
-import { CdcService, MigrationService, Provider } from "./gen/migration/v1/migration_pb.js";
+import { CdcService, MigrationService } from "./gen/migration/v1/migration_pb.js";
 import { cdcService } from "./api/cdc-service.js";
 import { createMetrics } from "./telemetry/metrics.js";
 import { CdcWatchers } from "./store/cdc-watchers.js";
@@ -45,11 +46,11 @@ export async function startService(config: ServiceConfig, log: Logger): Promise<
   const health = new HealthState();
   const shutdown = new AbortController();
   const local = new LocalProvider(join(config.dataDir, "local"));
-  const providers = (kind: Provider): ProviderImpl => {
-    if (kind === Provider.LOCAL) return local;
+  const providers = (kind: ProviderKind): Provider => {
+    if (kind === ProviderKind.LOCAL) return local;
     throw new FailedPreconditionError("PROVIDER_AWS is not configured on this service");
   };
-  const providerAvailable = (kind: Provider) => (kind === Provider.LOCAL ? undefined : "PROVIDER_AWS is not configured on this service; use PROVIDER_LOCAL");
+  const providerAvailable = (kind: ProviderKind) => (kind === ProviderKind.LOCAL ? undefined : "PROVIDER_AWS is not configured on this service; use PROVIDER_LOCAL");
   const replicaId = randomUUID();
   const routes = new StoreRoutes(store.db);
   const router = new XdsRouter(store.db, routes);

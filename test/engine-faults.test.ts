@@ -3,7 +3,7 @@ import { join } from "node:path";
 import pg from "pg";
 import { describe, expect, it } from "vitest";
 import { freePort } from "../src/postgres/ports.js";
-import { LocalProvider } from "../src/providers/local/local-provider.js";
+import { type LocalProvider } from "../src/providers/local/local-provider.js";
 import { createSampleSource } from "../src/providers/local/sample.js";
 import { WriteLoad } from "../src/workload/write-load.js";
 import { migrationClient, unary } from "./helpers/grpc-clients.js";

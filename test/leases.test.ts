@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Leases } from "../src/engine/lease.js";
+import { Leases } from "../src/store/leases.js";
 import { MigrationRepo } from "../src/store/migration-repo.js";
 import { openStore, type Store } from "../src/store/store.js";
 import { tempDir } from "./helpers/service-process.js";

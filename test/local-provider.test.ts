@@ -1,7 +1,7 @@
 import { join } from "node:path";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { lsnAtLeast } from "../src/providers/lsn.js";
+import { lsnAtLeast } from "../src/domain/lsn.js";
 import { LocalProvider, replicaSlotName } from "../src/providers/local/local-provider.js";
 import { createSampleSource, type AppCredentials } from "../src/providers/local/sample.js";
 import { WriteLoad } from "../src/workload/write-load.js";

@@ -1,5 +1,5 @@
 import type { HandlerContext } from "@connectrpc/connect";
-import { InvalidArgumentError } from "../errors.js";
+import { InvalidArgumentError } from "../domain/errors.js";
 
 export const ACTOR_HEADER = "x-pgshift-actor";
 
@@ -7,6 +7,8 @@ export const ACTOR_HEADER = "x-pgshift-actor";
 export function actorOf(ctx: HandlerContext): string {
   const v = ctx.requestHeader.get(ACTOR_HEADER)?.trim();
   if (!v) return "anonymous";
+  // Control characters are exactly what is refused here.
+  // eslint-disable-next-line no-control-regex
   if (v.length > 200 || /[\u0000-\u001f]/.test(v)) {
     throw new InvalidArgumentError(`header ${ACTOR_HEADER} must be at most 200 printable characters`);
   }

@@ -2,12 +2,12 @@ import { create } from "@bufbuild/protobuf";
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { directiveFor, type Directive } from "../cdc/directive.js";
-import { InvalidArgumentError, UnavailableError } from "../errors.js";
-import { CdcService, SlotAction, WatchSlotDirectivesResponseSchema, type WatchSlotDirectivesResponse } from "../gen/migration/v1/migration_pb.js";
+import { InvalidArgumentError, UnavailableError } from "../domain/errors.js";
+import { type CdcService, SlotAction, WatchSlotDirectivesResponseSchema, type WatchSlotDirectivesResponse } from "../gen/migration/v1/migration_pb.js";
 import type { XdsRouter } from "../routing/xds-router.js";
 import type { EventBus } from "../store/event-bus.js";
 import type { MigrationRepo } from "../store/migration-repo.js";
-import { DATABASE_NAME } from "./spec.js";
+import { DATABASE_NAME } from "../domain/spec.js";
 import { wakeup } from "./wakeup.js";
 import type { CdcWatchers } from "../store/cdc-watchers.js";
 
@@ -52,7 +52,7 @@ export function cdcService({ repo, bus, router, watchers, shutdown }: CdcService
         throw new InvalidArgumentError("consumer_id is required (1 to 128 characters): who is watching, as the migration's consumer inventory will list it");
       }
       const signal = AbortSignal.any([ctx.signal, shutdown]);
-      let signalled = false;
+      let signalled: boolean;
       // Subscribe before the first read so nothing committed in between is missed.
       const unsubscribe = bus.subscribeAll(() => (signalled = true));
       let last = "";

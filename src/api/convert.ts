@@ -15,8 +15,8 @@ import {
 } from "../gen/migration/v1/migration_pb.js";
 import { isPhaseName, phaseToProto, type PhaseName } from "../domain/phases.js";
 import type { EventRow, MigrationRow } from "../store/migration-repo.js";
-import type { CheckResult } from "../checks/check.js";
-import { specFromJson } from "./spec.js";
+import type { CheckResult } from "../domain/check.js";
+import { specFromJson } from "../domain/spec.js";
 
 function phaseOrUnspecified(p: string | null): number {
   return p && isPhaseName(p) ? phaseToProto(p) : 0;

@@ -1,7 +1,7 @@
 import { EventEmitter } from "node:events";
 import type { ServiceImpl } from "@connectrpc/connect";
-import { NotFoundError } from "../errors.js";
-import { Health, HealthCheckResponse_ServingStatus as Status } from "../gen/health/v1/health_pb.js";
+import { NotFoundError } from "../domain/errors.js";
+import { type Health, HealthCheckResponse_ServingStatus as Status } from "../gen/health/v1/health_pb.js";
 
 /**
  * The serving status the standard grpc.health.v1 service reports: "" is the

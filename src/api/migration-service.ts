@@ -3,11 +3,10 @@ import { create } from "@bufbuild/protobuf";
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import type { XdsRouter } from "../routing/xds-router.js";
-import { FailedPreconditionError, NotFoundError, InvalidArgumentError, UnavailableError } from "../errors.js";
-import type { OperatorAction } from "../engine/transitions.js";
+import { FailedPreconditionError, NotFoundError, InvalidArgumentError, UnavailableError } from "../domain/errors.js";
+import type { OperatorAction } from "../domain/transitions.js";
 import {
-  MigrationService,
-  Provider,
+  type MigrationService,
   WatchMigrationResponseSchema,
   type WatchMigrationResponse,
 } from "../gen/migration/v1/migration_pb.js";
@@ -18,16 +17,16 @@ import { actorOf } from "./actor.js";
 import type { CdcWatchers } from "../store/cdc-watchers.js";
 import { wakeup } from "./wakeup.js";
 import { checkToProto, eventToProto, migrationToProto } from "./convert.js";
-import { runPreflight } from "../engine/steps.js";
+import { runPreflight } from "../checks/preflight.js";
 import { dropInactiveSlot } from "../engine/operator-remedies.js";
-import type { Provider as ProviderImpl } from "../providers/provider.js";
-import { instanceKey, normalizeSpec, providerName, specToJson } from "./spec.js";
+import type { Provider } from "../providers/provider.js";
+import { instanceKey, normalizeSpec, providerName, sourceRef, specToJson, type ProviderKind } from "../domain/spec.js";
 
 export interface MigrationServiceDeps {
   repo: MigrationRepo;
   /** Which providers this service can drive; CreateMigration refuses the others. */
-  providerAvailable: (p: Provider) => string | undefined;
-  providers: (p: Provider) => ProviderImpl;
+  providerAvailable: (p: ProviderKind) => string | undefined;
+  providers: (p: ProviderKind) => Provider;
   bus: EventBus;
   router: XdsRouter;
   watchers: CdcWatchers;
@@ -109,7 +108,7 @@ export function migrationService({ repo, bus, shutdown, providerAvailable, provi
       // The phase as of the cursor, so each response carries the phase right after its event.
       const before = (await repo.phaseHistory([id])).filter((e) => BigInt(e.seq) <= req.afterSequence);
       let phase: PhaseName = (before[before.length - 1]?.phase_to as PhaseName | undefined) ?? "PENDING";
-      let signalled = false;
+      let signalled: boolean;
       // Subscribe before the first read so nothing committed in between is missed.
       const unsubscribe = bus.subscribe(id, () => (signalled = true));
       const signal = AbortSignal.any([ctx.signal, shutdown]);
@@ -139,7 +138,7 @@ export function migrationService({ repo, bus, shutdown, providerAvailable, provi
       const spec = normalizeSpec(req.spec);
       const unavailable = providerAvailable(spec.provider);
       if (unavailable) throw new FailedPreconditionError(unavailable);
-      const checks = await runPreflight(providers(spec.provider), { id: spec.source!.id, region: spec.source!.region || undefined });
+      const checks = await runPreflight(providers(spec.provider), sourceRef(spec));
       return { checks: checks.map(checkToProto), passed: checks.every((c) => c.status !== "FAIL") };
     },
     async dropInactiveSlot(req, ctx) {

@@ -1,9 +1,9 @@
 import { create, toBinary, type DescEnum, type DescFile, type DescMessage, type DescService } from "@bufbuild/protobuf";
 import { FileDescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
 import type { ServiceImpl } from "@connectrpc/connect";
-import { ServerReflection as ReflectionV1, ServerReflectionResponseSchema, type ServerReflectionRequest } from "../gen/grpc/reflection/v1/reflection_pb.js";
+import { type ServerReflection as ReflectionV1, ServerReflectionResponseSchema, type ServerReflectionRequest } from "../gen/grpc/reflection/v1/reflection_pb.js";
 import {
-  ServerReflection as ReflectionV1Alpha,
+  type ServerReflection as ReflectionV1Alpha,
   ServerReflectionResponseSchema as ResponseV1AlphaSchema,
 } from "../gen/grpc/reflection/v1alpha/reflection_pb.js";
 

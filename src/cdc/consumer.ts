@@ -2,7 +2,7 @@ import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { LogicalReplicationService, PgoutputPlugin, type Pgoutput } from "pg-logical-replication";
 import { CdcService, SlotAction, type SlotDirective } from "../gen/migration/v1/migration_pb.js";
-import { lsnAtLeast, lsnFromBigInt, lsnToBigInt } from "../providers/lsn.js";
+import { lsnAtLeast, lsnFromBigInt, lsnToBigInt } from "../domain/lsn.js";
 
 export interface ConsumerOptions {
   /** The pgshift API, e.g. "http://127.0.0.1:50051". */

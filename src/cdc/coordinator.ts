@@ -1,10 +1,10 @@
-import { durationMs } from "../api/spec.js";
-import { check, mergeChecks, type CheckResult } from "../checks/check.js";
-import { DeadlineExceededError, FailedPreconditionError } from "../errors.js";
+import { policyOf } from "../domain/spec.js";
+import { check, mergeChecks, type CheckResult } from "../domain/check.js";
+import { DeadlineExceededError, FailedPreconditionError } from "../domain/errors.js";
 import { CdcMode, type MigrationSpec } from "../gen/migration/v1/migration_pb.js";
-import { lsnMax } from "../providers/lsn.js";
+import { lsnMax } from "../domain/lsn.js";
 import type { InstanceRef, Provider } from "../providers/provider.js";
-import type { CdcSlotRecord, CdcStage, CdcStateJson, MigrationStateJson } from "../store/schema.js";
+import type { CdcSlotRecord, CdcStage, CdcStateJson, MigrationStateJson } from "../domain/state.js";
 import { drainAndEndReaders, dropSlots, endReaders, fillWalTo, logicalSlots, publications, repositionSlot, restoreSlotsIn, waitConfirmed, type LogicalSlot } from "./slots.js";
 
 /**
@@ -25,12 +25,9 @@ export interface CdcContext {
   signal?: AbortSignal;
 }
 
-export const DEFAULT_DRAIN_TIMEOUT_MS = 30_000;
-export const DEFAULT_PAUSE_ALERT_MS = 5 * 60_000;
-
 const coordinating = (spec: MigrationSpec) => spec.cdcPolicy?.mode !== CdcMode.IGNORE;
-const drainTimeout = (spec: MigrationSpec) => durationMs(spec.cdcPolicy?.drainTimeout) ?? DEFAULT_DRAIN_TIMEOUT_MS;
-const pauseAlertMs = (spec: MigrationSpec) => durationMs(spec.cdcPolicy?.pauseAlertAfter) ?? DEFAULT_PAUSE_ALERT_MS;
+const drainTimeout = (spec: MigrationSpec) => policyOf(spec).drainTimeoutMs;
+const pauseAlertMs = (spec: MigrationSpec) => policyOf(spec).pauseAlertAfterMs;
 const names = (state: MigrationStateJson) => (state.cdcSlots ?? []).map((s) => s.slotName);
 
 async function records(ctx: CdcContext, slots: LogicalSlot[], opts: { publications: "read" | "keep" } = { publications: "read" }): Promise<CdcSlotRecord[]> {

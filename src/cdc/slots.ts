@@ -1,9 +1,8 @@
-import type pg from "pg";
-import { DeadlineExceededError, FailedPreconditionError } from "../errors.js";
-import { withClient } from "../providers/connect.js";
-import { lsnAtLeast, lsnDiff, lsnMax } from "../providers/lsn.js";
+import type { Sql } from "../providers/sql.js";
+import { DeadlineExceededError, FailedPreconditionError } from "../domain/errors.js";
+import { lsnAtLeast, lsnDiff, lsnMax } from "../domain/lsn.js";
 import type { InstanceRef, Provider } from "../providers/provider.js";
-import { sleep } from "../engine/sleep.js";
+import { sleep } from "../domain/sleep.js";
 
 /**
  * Logical replication slots as SQL sees them, on any provider: everything
@@ -27,10 +26,10 @@ const NEVER = new AbortController().signal;
 const OWN_PREFIX = "pgshift_";
 
 export async function logicalSlots(provider: Provider, ref: InstanceRef): Promise<LogicalSlot[]> {
-  return withClient(ref.id, await provider.adminConnection(ref), (c) => logicalSlotsOn(c));
+  return provider.sql(ref).session((c) => logicalSlotsOn(c));
 }
 
-async function logicalSlotsOn(c: pg.Client): Promise<LogicalSlot[]> {
+async function logicalSlotsOn(c: Sql): Promise<LogicalSlot[]> {
   const r = await c.query<{
     slot_name: string; plugin: string; database: string; confirmed: string | null; restart: string | null; active: boolean; app: string | null; addr: string | null;
   }>(
@@ -53,7 +52,7 @@ async function logicalSlotsOn(c: pg.Client): Promise<LogicalSlot[]> {
 }
 
 export async function publications(provider: Provider, ref: InstanceRef, database: string): Promise<string[]> {
-  return withClient(ref.id, await provider.adminConnection(ref, database), async (c) =>
+  return provider.sql(ref, database).session(async (c) =>
     (await c.query<{ p: string }>("select pubname as p from pg_publication where left(pubname, length($1)) <> $1 order by 1", [OWN_PREFIX])).rows.map((r) => r.p),
   );
 }
@@ -65,10 +64,10 @@ export async function publications(provider: Provider, ref: InstanceRef, databas
  */
 export async function waitConfirmed(provider: Provider, ref: InstanceRef, names: string[], lsn: string, timeoutMs: number, signal?: AbortSignal): Promise<void> {
   if (names.length === 0) return;
-  await withClient(ref.id, await provider.adminConnection(ref), (c) => waitConfirmedOn(c, ref, names, lsn, timeoutMs, signal));
+  await provider.sql(ref).session((c) => waitConfirmedOn(c, ref, names, lsn, timeoutMs, signal));
 }
 
-async function waitConfirmedOn(c: pg.Client, ref: InstanceRef, names: string[], lsn: string, timeoutMs: number, signal?: AbortSignal): Promise<void> {
+async function waitConfirmedOn(c: Sql, ref: InstanceRef, names: string[], lsn: string, timeoutMs: number, signal?: AbortSignal): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (true) {
     const rows = (
@@ -93,10 +92,10 @@ async function waitConfirmedOn(c: pg.Client, ref: InstanceRef, names: string[], 
 /** Ends the walsenders reading the named slots and waits until none does. Idempotent. */
 export async function endReaders(provider: Provider, ref: InstanceRef, names: string[]): Promise<void> {
   if (names.length === 0) return;
-  await withClient(ref.id, await provider.adminConnection(ref), (c) => endReadersOn(c, ref, names));
+  await provider.sql(ref).session((c) => endReadersOn(c, ref, names));
 }
 
-async function endReadersOn(c: pg.Client, ref: InstanceRef, names: string[]): Promise<void> {
+async function endReadersOn(c: Sql, ref: InstanceRef, names: string[]): Promise<void> {
   for (let i = 0; i < 1000; i++) {
     const r = await c.query<{ n: number }>(
       "select count(pg_terminate_backend(active_pid))::int as n from pg_replication_slots where slot_name = any($1) and active_pid is not null",
@@ -117,7 +116,7 @@ async function endReadersOn(c: pg.Client, ref: InstanceRef, names: string[]): Pr
 export async function drainAndEndReaders(
   provider: Provider, ref: InstanceRef, names: string[], lsn: string, timeoutMs: number, signal?: AbortSignal,
 ): Promise<{ slots: LogicalSlot[]; endLsn: string }> {
-  return withClient(ref.id, await provider.adminConnection(ref), async (c) => {
+  return provider.sql(ref).session(async (c) => {
     await waitConfirmedOn(c, ref, names, lsn, timeoutMs, signal);
     await endReadersOn(c, ref, names);
     const slots = (await logicalSlotsOn(c)).filter((s) => names.includes(s.name));
@@ -134,13 +133,13 @@ export async function drainAndEndReaders(
  * tiny record and switches to the next segment.
  */
 export async function fillWalTo(provider: Provider, ref: InstanceRef, lsn: string, database?: string): Promise<string> {
-  return withClient(ref.id, await provider.adminConnection(ref, database), (c) => fillWalOn(c, ref, lsn));
+  return provider.sql(ref, database).session((c) => fillWalOn(c, ref, lsn));
 }
 
 /** Small gaps take one padded record; large ones, segment switches (cheaper than megabytes of padding). */
 const PAD_LIMIT = 1 << 20;
 
-async function fillWalOn(c: pg.Client, ref: InstanceRef, lsn: string): Promise<string> {
+async function fillWalOn(c: Sql, ref: InstanceRef, lsn: string): Promise<string> {
   for (let i = 0; i < 1024; i++) {
     const now = (await c.query<{ l: string }>("select pg_current_wal_lsn()::text as l")).rows[0]!.l;
     const gap = lsnDiff(lsn, now);
@@ -159,7 +158,7 @@ async function fillWalOn(c: pg.Client, ref: InstanceRef, lsn: string): Promise<s
 export async function restoreSlotsIn(
   provider: Provider, ref: InstanceRef, database: string, wanted: Array<{ name: string; plugin: string; publications: string[] }>, floor: string,
 ): Promise<Map<string, string>> {
-  return withClient(ref.id, await provider.adminConnection(ref, database), async (c) => {
+  return provider.sql(ref, database).session(async (c) => {
     const there = (await c.query<{ p: string }>("select pubname as p from pg_publication")).rows.map((r) => r.p);
     const missing = [...new Set(wanted.flatMap((w) => w.publications))].filter((p) => !there.includes(p));
     if (missing.length > 0) throw new FailedPreconditionError(`publication(s) ${missing.join(", ")} of ${database} are not on ${ref.id}; the target is not a copy of the source`);
@@ -176,10 +175,10 @@ export async function restoreSlotsIn(
  * another plugin or database is somebody else's and is refused.
  */
 export async function ensureSlot(provider: Provider, ref: InstanceRef, database: string, name: string, plugin: string): Promise<string> {
-  return withClient(ref.id, await provider.adminConnection(ref, database), (c) => ensureSlotOn(c, ref, database, name, plugin));
+  return provider.sql(ref, database).session((c) => ensureSlotOn(c, ref, database, name, plugin));
 }
 
-async function ensureSlotOn(c: pg.Client, ref: InstanceRef, database: string, name: string, plugin: string): Promise<string> {
+async function ensureSlotOn(c: Sql, ref: InstanceRef, database: string, name: string, plugin: string): Promise<string> {
   const existing = (
     await c.query<{ plugin: string; database: string; confirmed: string }>(
       "select plugin, database, confirmed_flush_lsn::text as confirmed from pg_replication_slots where slot_name = $1",
@@ -206,7 +205,7 @@ export async function repositionSlot(provider: Provider, ref: InstanceRef, datab
   await endReaders(provider, ref, [name]);
   const at = await ensureSlot(provider, ref, database, name, plugin);
   if (lsnAtLeast(at, lsn)) return at;
-  return withClient(ref.id, await provider.adminConnection(ref, database), async (c) => {
+  return provider.sql(ref, database).session(async (c) => {
     const r = await c.query<{ end_lsn: string }>("select end_lsn::text from pg_replication_slot_advance($1, $2::pg_lsn)", [name, lsn]);
     return lsnMax(r.rows[0]!.end_lsn, lsn);
   });
@@ -216,7 +215,7 @@ export async function repositionSlot(provider: Provider, ref: InstanceRef, datab
 export async function dropSlots(provider: Provider, ref: InstanceRef, names: string[]): Promise<void> {
   if (names.length === 0) return;
   await endReaders(provider, ref, names);
-  await withClient(ref.id, await provider.adminConnection(ref), async (c) => {
+  await provider.sql(ref).session(async (c) => {
     await c.query("select pg_drop_replication_slot(slot_name) from pg_replication_slots where slot_name = any($1) and not active", [names]);
   });
 }

@@ -1,27 +1,13 @@
-import type pg from "pg";
-import { withClient } from "../providers/connect.js";
-import { check, type CheckResult } from "./check.js";
-
-/** What the database looked like under its live load, sampled over a short interval. */
-export interface Baseline {
-  /** Write transactions per second, all databases (by transaction ids taken). */
-  commitsPerSec: number;
-  /** Rolled-back transactions per second, all databases. */
-  rollbacksPerSec: number;
-  /** Client connections. */
-  connections: number;
-  /** Latency of a minimal committing transaction, ms. */
-  commitP50Ms: number;
-  commitP99Ms: number;
-  sampledMs: number;
-}
+import type { Sql, SqlPort } from "../providers/sql.js";
+import { check, type CheckResult } from "../domain/check.js";
+import type { Baseline } from "../domain/state.js";
 
 /**
  * Write transactions are counted by the next transaction id, which moves the
  * moment one starts writing; pg_stat_database's counters reach shared memory
  * only every second or so, too late for a short sample.
  */
-async function counters(c: pg.Client): Promise<{ xids: number; rollbacks: number; conns: number }> {
+async function counters(c: Sql): Promise<{ xids: number; rollbacks: number; conns: number }> {
   const r = await c.query<{ xids: string; rollbacks: string; conns: string }>(
     `select pg_snapshot_xmax(pg_current_snapshot())::text as xids,
             (select sum(xact_rollback) from pg_stat_database)::text as rollbacks,
@@ -41,8 +27,8 @@ function quantile(xs: number[], q: number): number {
  * (and so wait for the WAL flush, as the application's commits do) without
  * touching any table.
  */
-export async function captureBaseline(instance: string, conn: pg.ClientConfig, sampleMs: number): Promise<Baseline> {
-  return withClient(instance, conn, async (c) => {
+export async function captureBaseline(sql: SqlPort, sampleMs: number): Promise<Baseline> {
+  return sql.session(async (c) => {
     const a = await counters(c);
     const t0 = performance.now();
     const lat: number[] = [];

@@ -1,5 +1,5 @@
-import type { InstanceDescription } from "../providers/provider.js";
-import { check, formatBytes, type CheckResult } from "./check.js";
+import type { InstanceDescription, InstanceRef, Provider } from "../providers/provider.js";
+import { check, formatBytes, type CheckResult } from "../domain/check.js";
 
 /**
  * Checks of the source alone, before anything is created. Each returns a
@@ -116,4 +116,10 @@ export function slotChecks(source: InstanceDescription): CheckResult[] {
       remedy: `resume their consumers, or drop them: ${stale.map((s) => `SELECT pg_drop_replication_slot('${s.name}')`).join("; ")}`,
     }),
   ];
+}
+
+/** The preflight checks of a source, creating nothing (RunPreflight runs exactly these). */
+export async function runPreflight(provider: Provider, source: InstanceRef): Promise<CheckResult[]> {
+  const desc = await provider.describe(source);
+  return preflightChecks(desc, await provider.replicaMajor(source), await provider.targetExtensions(source));
 }

@@ -1,5 +1,5 @@
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { rmSync } from "node:fs";
+import { newWorkDir } from "../postgres/reach.js";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { createClient } from "@connectrpc/connect";
@@ -39,7 +39,7 @@ export async function demoCommand(argv: string[]): Promise<void> {
     },
     strict: true,
   });
-  const dataDir = values["data-dir"] ? resolve(values["data-dir"]) : mkdtempSync(join(tmpdir(), "pgshift-demo-"));
+  const dataDir = values["data-dir"] ? resolve(values["data-dir"]) : newWorkDir("pgshift-demo-");
   const config = { ...parseServiceConfig(["--port", "0", "--xds-port", "0", "--data-dir", dataDir, "--lease-ms", "5000"]), logLevel: "warn" as const };
   const provider = new LocalProvider(join(dataDir, "local"));
   let ok = true;

@@ -1,6 +1,6 @@
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
-import { InvalidArgumentError } from "../errors.js";
+import { InvalidArgumentError } from "../domain/errors.js";
 import { LocalProvider } from "../providers/local/local-provider.js";
 import { createSampleSource, readAppCredentials } from "../providers/local/sample.js";
 import { WriteLoad } from "../workload/write-load.js";

@@ -4,7 +4,7 @@ import { localCommand, LOCAL_USAGE } from "./local.js";
 import { proxyCommand, PROXY_USAGE } from "./proxy.js";
 import { demoCommand } from "./demo.js";
 import { ctlCommand, CTL_USAGE } from "./ctl.js";
-import { PgshiftError } from "../errors.js";
+import { PgshiftError } from "../domain/errors.js";
 import { startService } from "../service.js";
 import { createLogger } from "../telemetry/log.js";
 

@@ -1,5 +1,5 @@
 import { parseArgs } from "node:util";
-import { InvalidArgumentError } from "../errors.js";
+import { InvalidArgumentError } from "../domain/errors.js";
 import { XdsTcpProxy } from "../proxy/xds-tcp-proxy.js";
 
 export const PROXY_USAGE = `  proxy    the local stand-in for an Envoy sidecar: an xDS-driven TCP proxy

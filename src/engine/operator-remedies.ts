@@ -1,8 +1,7 @@
-import { specFromJson } from "../api/spec.js";
-import { formatBytes } from "../checks/check.js";
+import { sourceRef, specFromJson, type ProviderKind } from "../domain/spec.js";
+import { formatBytes } from "../domain/check.js";
 import { isTerminal } from "../domain/phases.js";
-import { FailedPreconditionError, NotFoundError } from "../errors.js";
-import type { Provider as ProviderKind } from "../gen/migration/v1/migration_pb.js";
+import { FailedPreconditionError, NotFoundError } from "../domain/errors.js";
 import type { Provider } from "../providers/provider.js";
 import type { MigrationRepo, MigrationRow } from "../store/migration-repo.js";
 
@@ -24,7 +23,7 @@ export async function dropInactiveSlot(
   if (isTerminal(row.phase)) throw new FailedPreconditionError(`migration ${id} is ${row.phase}; slots of its source are no longer its business`);
   const spec = specFromJson(row.spec);
   const provider = providers(spec.provider);
-  const source = { id: spec.source!.id, region: spec.source!.region || undefined };
+  const source = sourceRef(spec);
   const info = (await provider.describe(source)).slots.find((s) => s.name === slot);
   if (!info) throw new NotFoundError(`${source.id} has no replication slot named "${slot}"`);
   if (info.type !== "logical") throw new FailedPreconditionError(`slot ${slot} is a physical slot; only inactive logical slots are dropped this way`);

@@ -1,57 +1,13 @@
-import type { MigrationSpec } from "../gen/migration/v1/migration_pb.js";
-import { CutoverMode } from "../gen/migration/v1/migration_pb.js";
+import { check, failed, formatBytes, mergeChecks } from "../domain/check.js";
+import { FailedPreconditionError } from "../domain/errors.js";
+import { lsnDiff } from "../domain/lsn.js";
 import type { PhaseName } from "../domain/phases.js";
-import { sleep } from "./sleep.js";
-import { check, failed, formatBytes, mergeChecks, type CheckResult } from "../checks/check.js";
-import { parameterCheck, preflightChecks, slotChecks } from "../checks/preflight.js";
-import type { InstanceRef as Ref } from "../providers/provider.js";
-
-/** The preflight checks of a source, creating nothing (RunPreflight runs exactly these). */
-export async function runPreflight(provider: Provider, source: Ref): Promise<CheckResult[]> {
-  const desc = await provider.describe(source);
-  return preflightChecks(desc, await provider.replicaMajor(source), await provider.targetExtensions(source));
-}
-import { FailedPreconditionError } from "../errors.js";
-import type { InstanceRef, Provider } from "../providers/provider.js";
-import type { Router } from "../routing/router.js";
-import type { MigrationRow } from "../store/migration-repo.js";
-import type { MigrationStateJson } from "../store/schema.js";
-import { durationMs } from "../api/spec.js";
-import { withClient } from "../providers/connect.js";
-import { baselineCheck, captureBaseline, compareBaselines } from "../checks/baseline.js";
-import { prepareReverseReplication, startReverseReplication } from "../replication/reverse.js";
-import { drainAndPause, inventory, releaseSourceSlots, restoreOnTarget, type CdcContext } from "../cdc/coordinator.js";
-
-/** What a step may use. Side effects go only through provider and router. */
-export interface StepEnv {
-  row: MigrationRow;
-  spec: MigrationSpec;
-  provider: Provider;
-  router: Router;
-  source: InstanceRef;
-  target: InstanceRef;
-  /** Aborted when this replica loses the lease or stops. */
-  signal: AbortSignal;
-  /** Milliseconds left before the phase's deadline. */
-  remainingMs: number;
-  /** The state as the step leaves it; persisted with the step's outcome. */
-  state: MigrationStateJson;
-  /** Persists state and logs a check result, mid-step. */
-  report(result: CheckResult): Promise<void>;
-  /** Whether an operator asked for something that should interrupt a long wait. */
-  interrupted(): Promise<boolean>;
-  /** Persists state mid-step with a CDC event (consumers watching their directives hear of it at once). */
-  note(message: string): Promise<void>;
-}
-
-export function cdcContext(env: StepEnv): CdcContext {
-  return { provider: env.provider, source: env.source, target: env.target, spec: env.spec, state: env.state, note: env.note, signal: env.signal };
-}
-
-/** Done, go to `to`; or not yet, come back in waitMs. */
-export type Outcome = { to: PhaseName; reason: string } | { waitMs: number };
-
-export type Step = (env: StepEnv) => Promise<Outcome>;
+import { sleep } from "../domain/sleep.js";
+import { CutoverMode } from "../gen/migration/v1/migration_pb.js";
+import { baselineCheck, compareBaselines } from "../checks/baseline.js";
+import { parameterCheck, runPreflight, slotChecks } from "../checks/preflight.js";
+import { cdcContext, type Step } from "./step-env.js";
+import { rollingBack } from "./rollback.js";
 
 /** How long the source (before) and the target (after) are sampled for the baseline comparison. */
 const BASELINE_SAMPLE_MS = 2000;
@@ -89,16 +45,15 @@ const provisioning: Step = async (env) => {
  * restarts the window.
  */
 const replicating: Step = async (env) => {
-  const lag = env.spec.lagPolicy!;
-  const maxBytes = lag.maxLagBytes;
-  const maxSecs = durationMs(lag.maxLagTime)! / 1000;
-  const windowMs = durationMs(lag.window)!;
+  const maxBytes = env.policy.maxLagBytes;
+  const maxSecs = env.policy.maxLagMs / 1000;
+  const windowMs = env.policy.windowMs;
   const sampleMs = Math.max(100, Math.min(1000, windowMs / 20));
   let windowStart: number | undefined;
   let lastSourceLsn: string | undefined;
   let lastAt = 0;
   let peak = env.state.peakWalRate ?? 0;
-  let lastReport = 0;
+  let lastReport = -Infinity;
   let samples = 0;
   let slotsOk = false;
   let lastSlotCheck = -Infinity;
@@ -125,7 +80,6 @@ const replicating: Step = async (env) => {
       throw new FailedPreconditionError(`the replica ${env.target.id} is not running; it cannot converge`);
     }
     if (lastSourceLsn !== undefined) {
-      const { lsnDiff } = await import("../providers/lsn.js");
       const rate = Number(lsnDiff(st.sourceLsn, lastSourceLsn)) / ((now - lastAt) / 1000);
       if (rate > peak) peak = rate;
     }
@@ -175,21 +129,21 @@ const replicating: Step = async (env) => {
 
 const readyForCutover: Step = async (env) => {
   if (!env.state.baseline) {
-    env.state.baseline = await captureBaseline(env.source.id, await env.provider.adminConnection(env.source), BASELINE_SAMPLE_MS);
+    env.state.baseline = await env.activities.probes.baseline(env.provider, env.source, BASELINE_SAMPLE_MS);
     // Persisted now (with the state), not at the transition: this step may wait long for approval.
     await env.report(baselineCheck(env.state.baseline));
     // The change streams cutover will coordinate, on record for operators before they approve it.
-    await inventory(cdcContext(env));
+    await env.activities.cdc.inventory(cdcContext(env));
   }
   // Reverse replication's publication goes in now, outside the write-unavailability window.
-  env.state.reverseDatabases ??= await prepareReverseReplication(env.provider, env.source);
+  env.state.reverseDatabases ??= await env.activities.reverse.prepare(env.provider, env.source);
   if (env.spec.cutoverMode === CutoverMode.AUTOMATIC) return { to: "QUIESCING", reason: "automatic cutover" };
   if (env.row.cutover_approved) return { to: "QUIESCING", reason: "cutover approved" };
   return { waitMs: 500 };
 };
 
 const cdcPrepare: Step = async (env) => {
-  const reason = await drainAndPause(cdcContext(env), env.state.finalLsn!, env.remainingMs);
+  const reason = await env.activities.cdc.drainAndPause(cdcContext(env), env.state.finalLsn!, env.remainingMs);
   return { to: "PROMOTING", reason };
 };
 
@@ -209,7 +163,7 @@ const promoting: Step = async (env) => {
   await env.provider.promote(env.source, env.target);
   // Before any traffic reaches the target, so that every write on it can flow back on rollback.
   env.state.reverseDatabases ??= [];
-  await startReverseReplication(env.provider, env.source, env.target, env.state.reverseDatabases);
+  await env.activities.reverse.start(env.provider, env.source, env.target, env.state.reverseDatabases);
   return {
     to: "CDC_RESTORE",
     reason: `${env.target.id} promoted and accepting writes; reverse replication to ${env.source.id} for ${env.state.reverseDatabases.join(", ") || "no database"}`,
@@ -217,7 +171,7 @@ const promoting: Step = async (env) => {
 };
 
 const cdcRestore: Step = async (env) => {
-  return { to: "ROUTING", reason: await restoreOnTarget(cdcContext(env)) };
+  return { to: "ROUTING", reason: await env.activities.cdc.restoreOnTarget(cdcContext(env)) };
 };
 
 const routing: Step = async (env) => {
@@ -230,22 +184,15 @@ const verifying: Step = async (env) => {
   // The source's slot for the replica would retain WAL from now on; released here, off the cutover path.
   await env.provider.detachReplica(env.source, env.target);
   // Likewise the source's logical slots, now that their consumers read the target.
-  await releaseSourceSlots(cdcContext(env));
-  const conn = await env.provider.adminConnection(env.target);
-  const ok = await withClient(env.target.id, conn, async (c) => {
-    const r = await c.query<{ rec: boolean }>("select pg_is_in_recovery() as rec");
-    await c.query("create temporary table pgshift_verify (x int); insert into pgshift_verify values (1)");
-    return !r.rows[0]!.rec;
-  });
-  const result = ok
-    ? check("verify.target_writable", "PASS", { measured: "writable primary", threshold: "writable primary" })
-    : check("verify.target_writable", "FAIL", { measured: "in recovery", threshold: "writable primary", message: "the target is not a writable primary", remedy: "roll back" });
-  env.state.checks = mergeChecks(env.state.checks ?? [], [result]);
-  if (!ok) throw new FailedPreconditionError("the target is not a writable primary after promotion");
+  await env.activities.cdc.releaseSourceSlots(cdcContext(env));
+  const writable = await env.activities.probes.targetWritable(env.provider, env.target);
+  env.state.checks = mergeChecks(env.state.checks ?? [], [writable]);
+  if (writable.status === "FAIL") throw new FailedPreconditionError(`the target is not a writable primary after promotion: ${writable.measured}`);
   if (env.state.baseline) {
-    let cmp = compareBaselines(env.state.baseline, await captureBaseline(env.target.id, conn, BASELINE_SAMPLE_MS));
+    const sample = () => env.activities.probes.baseline(env.provider, env.target, BASELINE_SAMPLE_MS);
+    let cmp = compareBaselines(env.state.baseline, await sample());
     for (let i = 1; i < BASELINE_BREACH_SAMPLES && cmp.status === "FAIL"; i++) {
-      cmp = compareBaselines(env.state.baseline, await captureBaseline(env.target.id, conn, BASELINE_SAMPLE_MS));
+      cmp = compareBaselines(env.state.baseline, await sample());
     }
     env.state.checks = mergeChecks(env.state.checks ?? [], [cmp]);
     if (cmp.status === "FAIL") {
@@ -255,6 +202,7 @@ const verifying: Step = async (env) => {
   return { to: "COMPLETED", reason: "the target serves reads and writes" };
 };
 
+/** One step per phase that does work; COMPLETED waits for an operator, final phases have none. */
 export const STEPS: Partial<Record<PhaseName, Step>> = {
   PENDING: async () => ({ to: "PREFLIGHT", reason: "started" }),
   PREFLIGHT: preflight,
@@ -268,18 +216,5 @@ export const STEPS: Partial<Record<PhaseName, Step>> = {
   CDC_RESTORE: cdcRestore,
   ROUTING: routing,
   VERIFYING: verifying,
-};
-
-/** Default deadlines per phase (ms); a spec's step_policy overrides them. Absent: no deadline. */
-export const DEFAULT_DEADLINES: Partial<Record<PhaseName, number>> = {
-  PREFLIGHT: 5 * 60_000,
-  PROVISIONING: 2 * 3600_000,
-  REPLICATING: 24 * 3600_000,
-  CDC_PREPARE: 5 * 60_000,
-  QUIESCING: 2 * 60_000,
-  FINAL_SYNC: 2 * 60_000,
-  PROMOTING: 5 * 60_000,
-  CDC_RESTORE: 5 * 60_000,
-  ROUTING: 2 * 60_000,
-  VERIFYING: 10 * 60_000,
+  ROLLING_BACK: rollingBack,
 };

@@ -2,7 +2,7 @@ import { existsSync, readdirSync, readFileSync, symlinkSync } from "node:fs";
 import { createRequire } from "node:module";
 import { dirname, join, relative } from "node:path";
 import { execFileSync } from "node:child_process";
-import { FailedPreconditionError } from "../errors.js";
+import { FailedPreconditionError } from "../domain/errors.js";
 
 export interface PgBinaries {
   dir: string;

@@ -1,10 +1,11 @@
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync, rmSync } from "node:fs";
+import { chownSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync, rmSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import pg from "pg";
-import { FailedPreconditionError, InternalError, UnavailableError } from "../errors.js";
+import { FailedPreconditionError, InternalError, UnavailableError } from "../domain/errors.js";
 import { findPgBinaries, majorOf, pgBin } from "./binaries.js";
+import { assertReachable, reachableBinDir } from "./reach.js";
 import { postgresRunAs, type OsUser } from "./os-user.js";
 import { freePort } from "./ports.js";
 
@@ -105,19 +106,15 @@ export function runAsPostgres(cmd: string, args: string[], opts: { input?: strin
   });
 }
 
-/** Makes a path ours to hand over: owned by the postgres user and reachable through its ancestors. */
+/**
+ * Hands a folder of ours to the postgres user. Its ancestors are not ours:
+ * when the postgres user cannot traverse one, this says which and how to fix
+ * it rather than changing its permissions.
+ */
 function handOver(path: string, user: OsUser | undefined): void {
   if (!user) return;
+  assertReachable(dirname(resolve(path)), user, "the cluster folder");
   chownRecursive(path, user);
-  // The postgres user must be able to traverse every ancestor; add o+x only where missing.
-  let dir = dirname(resolve(path));
-  while (true) {
-    const st = statSync(dir);
-    if ((st.mode & 0o001) === 0) chmodSync(dir, st.mode | 0o001);
-    const parent = dirname(dir);
-    if (parent === dir) break;
-    dir = parent;
-  }
 }
 
 function chownRecursive(path: string, user: OsUser): void {
@@ -211,14 +208,18 @@ export class LocalCluster {
         `data directory ${dataDir} is not empty and holds no cluster of ours; remove it or choose another directory`,
       );
     }
-    const bins = opts.binDir ? { dir: opts.binDir, major: majorOf(opts.binDir) } : findPgBinaries();
+    const found = opts.binDir ? { dir: opts.binDir, major: majorOf(opts.binDir) } : findPgBinaries();
     const user = postgresRunAs();
+    assertReachable(dirname(resolve(opts.dir)), user, "the cluster folder");
+    // Beside the cluster's folder, so that clusters under one root share one copy.
+    const binDir = reachableBinDir(found.dir, user, dirname(resolve(opts.dir)));
+    const bins = { ...found, dir: binDir };
     mkdirSync(dataDir, { recursive: true, mode: 0o700 });
     const meta: ClusterMeta = {
       port: opts.port ?? (await freePort()),
       password: randomBytes(12).toString("hex"),
       major: bins.major,
-      ...(opts.binDir ? { binDir: opts.binDir } : {}),
+      ...(opts.binDir || binDir !== found.dir ? { binDir } : {}),
     };
     const pwfile = join(opts.dir, "initdb.pw");
     writeFileSync(pwfile, meta.password + "\n", { mode: 0o600 });

@@ -1,4 +1,5 @@
 import pg from "pg";
+import type { Sql, SqlPort } from "./sql.js";
 import { CredentialsRejectedError, InstanceUnreachableError } from "./errors.js";
 
 /** Opens a connection, turning connection failures into errors that name the instance and the fix. */
@@ -25,4 +26,11 @@ export async function withClient<T>(instance: string, config: pg.ClientConfig, f
   } finally {
     await client.end().catch(() => {});
   }
+}
+
+/** A SqlPort over short-lived connections made from config (one per query or session). */
+export function sqlPort(instance: string, config: pg.ClientConfig): SqlPort {
+  const session = <T>(fn: (s: Sql) => Promise<T>) =>
+    withClient(instance, config, (c) => fn({ query: async <R extends object>(text: string, params?: unknown[]) => c.query<R & pg.QueryResultRow>(text, params) }));
+  return { session, query: (text, params) => session((s) => s.query(text, params)) };
 }

@@ -1,5 +1,5 @@
 import { Code } from "@connectrpc/connect";
-import { PgshiftError } from "../errors.js";
+import { PgshiftError } from "../domain/errors.js";
 
 /** A provider fault: names the instance and says what to do. */
 export class ProviderError extends PgshiftError {

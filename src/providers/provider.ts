@@ -1,16 +1,9 @@
-import type pg from "pg";
-import type { Lsn } from "./lsn.js";
+import type { Lsn } from "../domain/lsn.js";
+import type { PeerConnection, SqlPort } from "./sql.js";
 
-/** Names an instance of a provider: a local cluster's name, or an RDS/Aurora identifier (and region). */
-export interface InstanceRef {
-  id: string;
-  region?: string;
-}
+import type { Endpoint, InstanceRef } from "../domain/instance.js";
 
-export interface Endpoint {
-  host: string;
-  port: number;
-}
+export type { Endpoint, InstanceRef };
 
 export interface SlotInfo {
   name: string;
@@ -92,6 +85,8 @@ export interface Provider {
   deleteReplica(source: InstanceRef, target: InstanceRef): Promise<void>;
   /** Takes the old source out of service once the migration is finalized (its data is kept). */
   retire(ref: InstanceRef): Promise<void>;
-  /** Superuser access for checks and CDC coordination. */
-  adminConnection(ref: InstanceRef, database?: string): Promise<pg.ClientConfig>;
+  /** SQL as the instance's admin, in a database ("postgres" by default): checks, CDC and reverse replication run through it. */
+  sql(ref: InstanceRef, database?: string): SqlPort;
+  /** How another server (the source, for reverse replication) connects to this instance's database. */
+  peerConnection(ref: InstanceRef, database: string): Promise<PeerConnection>;
 }

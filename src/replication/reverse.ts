@@ -1,8 +1,7 @@
-import type pg from "pg";
-import { DeadlineExceededError } from "../errors.js";
-import { withClient } from "../providers/connect.js";
-import { lsnAtLeast } from "../providers/lsn.js";
+import { DeadlineExceededError } from "../domain/errors.js";
+import { lsnAtLeast } from "../domain/lsn.js";
 import type { InstanceRef, Provider } from "../providers/provider.js";
+import type { PeerConnection } from "../providers/sql.js";
 
 /**
  * Reverse replication, for a lossless rollback: from promotion on, every
@@ -21,18 +20,16 @@ async function userDatabases(provider: Provider, ref: InstanceRef): Promise<stri
   const desc = await provider.describe(ref);
   const out: string[] = [];
   for (const db of desc.databases) {
-    const conn = await provider.adminConnection(ref, db);
-    const n = await withClient(ref.id, conn, async (c) =>
-      Number((await c.query("select count(*)::int as n from pg_tables where schemaname not in ('pg_catalog', 'information_schema')")).rows[0].n),
-    );
+    const r = await provider.sql(ref, db).query<{ n: number }>("select count(*)::int as n from pg_tables where schemaname not in ('pg_catalog', 'information_schema')");
+    const n = r.rows[0]!.n;
     if (n > 0) out.push(db);
   }
   return out;
 }
 
-function conninfo(c: pg.ClientConfig, db: string): string {
+function conninfo(c: PeerConnection): string {
   const q = (v: unknown) => `'${String(v).replace(/\\/g, "\\\\").replace(/'/g, "\\'")}'`;
-  return `host=${q(c.host)} port=${q(c.port)} user=${q(c.user)} password=${q(c.password)} dbname=${q(db)}`;
+  return `host=${q(c.host)} port=${q(c.port)} user=${q(c.user)} password=${q(c.password)} dbname=${q(c.database)}`;
 }
 
 /**
@@ -44,7 +41,7 @@ function conninfo(c: pg.ClientConfig, db: string): string {
 export async function prepareReverseReplication(provider: Provider, source: InstanceRef): Promise<string[]> {
   const dbs = await userDatabases(provider, source);
   for (const db of dbs) {
-    await withClient(source.id, await provider.adminConnection(source, db), async (c) => {
+    await provider.sql(source, db).session(async (c) => {
       const has = await c.query("select 1 from pg_publication where pubname = $1", [NAME]);
       if (has.rowCount === 0) await c.query(`create publication ${NAME} for all tables`);
     });
@@ -55,13 +52,12 @@ export async function prepareReverseReplication(provider: Provider, source: Inst
 /** After promotion, before traffic: a subscription on the source to the target's publication, per database. Idempotent. */
 export async function startReverseReplication(provider: Provider, source: InstanceRef, target: InstanceRef, dbs: string[]): Promise<void> {
   for (const db of dbs) {
-    const tgt = await provider.adminConnection(target, db);
-    const src = await provider.adminConnection(source, db);
-    await withClient(source.id, src, async (c) => {
+    const tgt = await provider.peerConnection(target, db);
+    await provider.sql(source, db).session(async (c) => {
       const has = await c.query("select 1 from pg_subscription where subname = $1", [NAME]);
       if (has.rowCount === 0) {
         // A subscription cannot be created inside a transaction block; pg runs each query on its own.
-        await c.query(`create subscription ${NAME} connection ${quoteLiteral(conninfo(tgt, db))} publication ${NAME}
+        await c.query(`create subscription ${NAME} connection ${quoteLiteral(conninfo(tgt))} publication ${NAME}
                        with (copy_data = false, create_slot = true, slot_name = ${quoteLiteral(slotName(db))}, enabled = true)`);
       }
     });
@@ -83,26 +79,23 @@ function quoteLiteral(s: string): string {
  */
 export async function drainReverseReplication(provider: Provider, source: InstanceRef, target: InstanceRef, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
-  const tgtAdmin = await provider.adminConnection(target);
-  const targetLsn = await withClient(target.id, tgtAdmin, async (c) => (await c.query("select pg_current_wal_lsn()::text as l")).rows[0].l as string);
-  const slots = await withClient(target.id, tgtAdmin, async (c) =>
-    (await c.query<{ slot_name: string; database: string }>("select slot_name, database from pg_replication_slots where slot_name like $1", [`${NAME}_%`])).rows,
-  );
+  const tgtAdmin = provider.sql(target);
+  const targetLsn = (await tgtAdmin.query<{ l: string }>("select pg_current_wal_lsn()::text as l")).rows[0]!.l;
+  const slots = (await tgtAdmin.query<{ slot_name: string; database: string }>("select slot_name, database from pg_replication_slots where slot_name like $1", [`${NAME}_%`])).rows;
   for (const s of slots) {
     while (true) {
-      const flushed = await withClient(target.id, tgtAdmin, async (c) =>
-        (await c.query<{ l: string | null }>("select confirmed_flush_lsn::text as l from pg_replication_slots where slot_name = $1", [s.slot_name])).rows[0]?.l ?? null,
-      );
+      const flushed =
+        (await tgtAdmin.query<{ l: string | null }>("select confirmed_flush_lsn::text as l from pg_replication_slots where slot_name = $1", [s.slot_name])).rows[0]?.l ?? null;
       if (flushed && lsnAtLeast(flushed, targetLsn)) break;
       if (Date.now() > deadline) {
         throw new DeadlineExceededError(`the source has not applied the target's changes of ${s.database} up to ${targetLsn} (at ${flushed ?? "nothing"}); check the subscription ${NAME} on ${source.id}`);
       }
       await new Promise((r) => setTimeout(r, 20));
     }
-    const seqs = await withClient(target.id, await provider.adminConnection(target, s.database), async (c) =>
+    const seqs = await provider.sql(target, s.database).session(async (c) =>
       (await c.query<{ s: string; v: string | null }>("select format('%I.%I', schemaname, sequencename) as s, last_value::text as v from pg_sequences")).rows,
     );
-    await withClient(source.id, await provider.adminConnection(source, s.database), async (c) => {
+    await provider.sql(source, s.database).session(async (c) => {
       for (const q of seqs) {
         if (q.v === null) continue;
         await c.query(
@@ -121,7 +114,7 @@ export async function drainReverseReplication(provider: Provider, source: Instan
 export async function stopReverseReplication(provider: Provider, source: InstanceRef, target: InstanceRef): Promise<void> {
   const srcDesc = await provider.describe(source).catch(() => undefined);
   for (const db of srcDesc?.databases ?? []) {
-    await withClient(source.id, await provider.adminConnection(source, db), async (c) => {
+    await provider.sql(source, db).session(async (c) => {
       const has = await c.query("select 1 from pg_subscription s join pg_database d on d.oid = s.subdbid where s.subname = $1 and d.datname = current_database()", [NAME]);
       if (has.rowCount === 0) return;
       await c.query(`alter subscription ${NAME} disable`);
@@ -130,8 +123,7 @@ export async function stopReverseReplication(provider: Provider, source: Instanc
       await c.query(`drop subscription ${NAME}`);
     });
   }
-  const tgtAdmin = await provider.adminConnection(target);
-  await withClient(target.id, tgtAdmin, async (c) => {
+  await provider.sql(target).session(async (c) => {
     for (let i = 0; i < 50; i++) {
       const slots = (await c.query<{ slot_name: string; active: boolean }>("select slot_name, active from pg_replication_slots where slot_name like $1", [`${NAME}_%`])).rows;
       if (slots.length === 0) break;
@@ -144,7 +136,7 @@ export async function stopReverseReplication(provider: Provider, source: Instanc
   for (const ref of [target, source]) {
     const desc = await provider.describe(ref).catch(() => undefined);
     for (const db of desc?.databases ?? []) {
-      await withClient(ref.id, await provider.adminConnection(ref, db), async (c) => void (await c.query(`drop publication if exists ${NAME}`)));
+      await provider.sql(ref, db).session(async (c) => void (await c.query(`drop publication if exists ${NAME}`)));
     }
   }
 }

@@ -1,5 +1,5 @@
 import { sql, type Kysely } from "kysely";
-import type { Endpoint } from "../providers/provider.js";
+import type { Endpoint } from "../domain/instance.js";
 import type { Database } from "../store/schema.js";
 
 export interface Route {

@@ -1,6 +1,6 @@
 import { sql, type Kysely } from "kysely";
-import { DeadlineExceededError, FailedPreconditionError } from "../errors.js";
-import type { Endpoint } from "../providers/provider.js";
+import { DeadlineExceededError, FailedPreconditionError } from "../domain/errors.js";
+import type { Endpoint } from "../domain/instance.js";
 import type { Database } from "../store/schema.js";
 import { PROXY_STALE_MS } from "./proxy-status.js";
 import type { Route, Router, StoreRoutes } from "./router.js";

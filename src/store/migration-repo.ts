@@ -1,9 +1,10 @@
 import { sql, type Kysely, type Selectable, type Transaction } from "kysely";
-import { AlreadyExistsError, InvalidArgumentError, LeaseLostError, NotFoundError } from "../errors.js";
-import { leaseHeld, type Lease } from "../engine/lease.js";
-import { assertActionAllowed, assertTransition, type OperatorAction } from "../engine/transitions.js";
+import { AlreadyExistsError, InvalidArgumentError, LeaseLostError, NotFoundError } from "../domain/errors.js";
+import { leaseHeld, type Lease } from "./leases.js";
+import { assertActionAllowed, assertTransition, type OperatorAction } from "../domain/transitions.js";
 import { TERMINAL_PHASES, type PhaseName } from "../domain/phases.js";
-import type { Database, EventsTable, MigrationStateJson, MigrationsTable, RequestedAction, SpecJson } from "./schema.js";
+import type { MigrationStateJson, RequestedAction, SpecJson } from "../domain/state.js";
+import type { Database, EventsTable, MigrationsTable } from "./schema.js";
 
 export type MigrationRow = Selectable<MigrationsTable>;
 export type EventRow = Selectable<EventsTable>;
@@ -242,7 +243,7 @@ export class MigrationRepo {
   ): Promise<MigrationRow> {
     assertTransition(from, to);
     return this.db.transaction().execute(async (trx) => {
-      let q = trx
+      const q = trx
         .updateTable("migrations")
         .set((eb) => ({
           phase: to,

@@ -1,7 +1,7 @@
 import { join } from "node:path";
 import { Kysely, Migrator, PostgresDialect } from "kysely";
 import pg from "pg";
-import { UnavailableError } from "../errors.js";
+import { UnavailableError } from "../domain/errors.js";
 import { LocalCluster } from "../postgres/cluster.js";
 import type { Database } from "./schema.js";
 import { schemaMigrations } from "./schema-migrations.js";

@@ -1,4 +1,4 @@
-import protobuf from "protobufjs";
+import type protobuf from "protobufjs";
 import descriptor from "protobufjs/ext/descriptor/index.js";
 
 /** protobufjs's own descriptor.proto types, to decode what reflection returns independently of the service. */

@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { rmSync } from "node:fs";
+import { newWorkDir } from "../../src/postgres/reach.js";
 import { join, resolve } from "node:path";
 import { createInterface } from "node:readline";
 
@@ -21,7 +21,7 @@ export interface ServiceProcess {
 }
 
 export function tempDir(prefix: string): { dir: string; remove: () => void } {
-  const dir = mkdtempSync(join(tmpdir(), `pgshift-${prefix}-`));
+  const dir = newWorkDir(`pgshift-${prefix}-`);
   return { dir, remove: () => rmSync(dir, { recursive: true, force: true }) };
 }
 

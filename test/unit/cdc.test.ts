@@ -4,9 +4,9 @@ import { pauseAlert } from "../../src/cdc/coordinator.js";
 import { directiveFor } from "../../src/cdc/directive.js";
 import { verifyStream } from "../../src/cdc/verify.js";
 import { MigrationSpecSchema } from "../../src/gen/migration/v1/migration_pb.js";
-import { isLegalTransition } from "../../src/engine/transitions.js";
+import { isLegalTransition } from "../../src/domain/transitions.js";
 import type { MigrationRow } from "../../src/store/migration-repo.js";
-import type { CdcStateJson } from "../../src/store/schema.js";
+import type { CdcStateJson } from "../../src/domain/state.js";
 
 const slot = { slotName: "orders_cdc", plugin: "pgoutput", database: "app", confirmedFlushLsn: "0/3000100", restartLsn: "0/3000000", active: true, consumer: "c@local", publications: ["p"], recordedAt: "2026-11-25T00:00:00Z", targetConsistentLsn: "0/4000060" };
 const row = (cdc: CdcStateJson | undefined): MigrationRow => ({ id: "m1", state: { cdcSlots: [slot], cdc } }) as unknown as MigrationRow;

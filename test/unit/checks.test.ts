@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { compareBaselines, type Baseline } from "../../src/checks/baseline.js";
+import { compareBaselines } from "../../src/checks/baseline.js";
+import type { Baseline } from "../../src/domain/state.js";
 import { extensionCheck, parameterCheck, slotChecks } from "../../src/checks/preflight.js";
 import type { InstanceDescription } from "../../src/providers/provider.js";
 

@@ -1,6 +1,6 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { describe, expect, it } from "vitest";
-import { FailedPreconditionError, LeaseLostError, NotFoundError, PgshiftError } from "../../src/errors.js";
+import { FailedPreconditionError, LeaseLostError, NotFoundError, PgshiftError } from "../../src/domain/errors.js";
 
 describe("typed errors", () => {
   it("are told apart by class, and still pass for ConnectErrors carrying their code", () => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { lsnAtLeast, lsnDiff, lsnFromBigInt, lsnToBigInt } from "../../src/providers/lsn.js";
+import { lsnAtLeast, lsnDiff, lsnFromBigInt, lsnToBigInt } from "../../src/domain/lsn.js";
 import { fenceHba, isFencedHba, unfenceHba } from "../../src/providers/local/fence.js";
 import { checkSameMajor } from "../../src/providers/local/local-provider.js";
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { PHASES, type PhaseName } from "../../src/domain/phases.js";
-import { assertActionAllowed, assertTransition, FORWARD, isLegalTransition } from "../../src/engine/transitions.js";
+import { assertActionAllowed, assertTransition, FORWARD, isLegalTransition } from "../../src/domain/transitions.js";
 
 describe("the transition table", () => {
   it("allows the happy path one step at a time, and no skipping", () => {

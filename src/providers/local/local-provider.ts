@@ -1,8 +1,9 @@
 import { existsSync, mkdirSync, readdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import type pg from "pg";
-import { InvalidArgumentError } from "../../errors.js";
-import { availableExtensions, findPgBinaries, pgBin } from "../../postgres/binaries.js";
+import { InvalidArgumentError } from "../../domain/errors.js";
+import { availableExtensions, findPgBinaries } from "../../postgres/binaries.js";
+import { reachableBinDir } from "../../postgres/reach.js";
 import { LocalCluster, runAsPostgres } from "../../postgres/cluster.js";
 import { postgresRunAs } from "../../postgres/os-user.js";
 import { freePort } from "../../postgres/ports.js";
@@ -13,9 +14,10 @@ import {
   UnknownInstanceError,
   VersionMismatchError,
 } from "../errors.js";
-import { lsnAtLeast, lsnDiff, type Lsn } from "../lsn.js";
+import { lsnAtLeast, lsnDiff, type Lsn } from "../../domain/lsn.js";
 import type { Endpoint, InstanceDescription, InstanceRef, Provider, ReplicationStatus, SlotInfo } from "../provider.js";
-import { withClient } from "../connect.js";
+import { sqlPort, withClient } from "../connect.js";
+import type { PeerConnection, SqlPort } from "../sql.js";
 import { fenceHba, isFencedHba, unfenceHba } from "./fence.js";
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$/;
@@ -113,8 +115,15 @@ export class LocalProvider implements Provider {
     });
   }
 
-  async adminConnection(ref: InstanceRef, database = "postgres"): Promise<pg.ClientConfig> {
-    return this.cluster(ref).connectionConfig(database);
+  sql(ref: InstanceRef, database = "postgres"): SqlPort {
+    // Resolved per call, so a ref to a cluster that does not exist fails when used, naming it.
+    const port = () => sqlPort(ref.id, this.cluster(ref).connectionConfig(database));
+    return { query: (text, params) => port().query(text, params), session: (fn) => port().session(fn) };
+  }
+
+  async peerConnection(ref: InstanceRef, database: string): Promise<PeerConnection> {
+    const c = this.cluster(ref);
+    return { host: "127.0.0.1", port: c.port, user: c.user, password: c.password, database };
   }
 
   private admin<T>(ref: InstanceRef, fn: (c: pg.Client) => Promise<T>, database = "postgres"): Promise<T> {
@@ -229,6 +238,8 @@ export class LocalProvider implements Provider {
       return;
     }
     const bins = findPgBinaries();
+    // Beside the clusters (as LocalCluster.init places them), should the postgres user not reach the default binaries.
+    const binDir = reachableBinDir(bins.dir, postgresRunAs(), join(this.root, "clusters"));
     const slot = replicaSlotName(target.id);
     await this.admin(source, async (c) => {
       const r = await c.query<{ num: string; rec: boolean }>("select current_setting('server_version_num') as num, pg_is_in_recovery() as rec");
@@ -253,7 +264,7 @@ export class LocalProvider implements Provider {
     }
     const conn = `host=127.0.0.1 port=${src.port} user=${src.user} password=${src.password} application_name=${slot}`;
     const res = await runAsPostgres(
-      pgBin("pg_basebackup"),
+      join(binDir, "pg_basebackup"),
       ["-D", dataDir, "-d", conn, "-X", "stream", "-S", slot, "-R", "-c", "fast", "--no-sync"],
       { timeoutMs: 30 * 60_000 },
     );
@@ -262,7 +273,13 @@ export class LocalProvider implements Provider {
       throw new InvalidInstanceStateError(target.id, `base backup of ${source.id} for ${target.id} failed: ${res.stderr.trim().slice(-1500)}`);
     }
     // The copy came with the source's settings; the replica gets its own port and keeps the rest.
-    const replica = LocalCluster.adopt(targetDir, { port: await freePort(), password: src.password, user: src.user, major: bins.major });
+    const replica = LocalCluster.adopt(targetDir, {
+      port: await freePort(),
+      password: src.password,
+      user: src.user,
+      major: bins.major,
+      ...(binDir !== bins.dir ? { binDir } : {}),
+    });
     await replica.start();
   }
 
@@ -336,7 +353,7 @@ export class LocalProvider implements Provider {
     if (!(await tgt.isRunning())) throw new ReplicaDownError(target.id, `postmaster not running; last log lines: ${tgt.tailLog(5)}`);
     // One connection for the whole wait: this runs inside the write-unavailability window.
     await this.admin(target, async (c) => {
-      let reached: string | null = null;
+      let reached: string | null;
       while (true) {
         const r = (await c.query<{ rec: boolean; lsn: string | null }>("select pg_is_in_recovery() as rec, pg_last_wal_replay_lsn()::text as lsn")).rows[0]!;
         // A promoted target has everything it replayed before promotion and more.

@@ -1,4 +1,4 @@
-import { InvalidArgumentError } from "../errors.js";
+import { InvalidArgumentError } from "./errors.js";
 
 /** A WAL position as PostgreSQL prints it, e.g. "0/3000148". */
 export type Lsn = string;

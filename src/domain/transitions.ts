@@ -1,6 +1,6 @@
-import { FailedPreconditionError } from "../errors.js";
-import type { PhaseName } from "../domain/phases.js";
-import type { RequestedAction } from "../store/schema.js";
+import { FailedPreconditionError } from "./errors.js";
+import type { PhaseName } from "./phases.js";
+import type { RequestedAction } from "./state.js";
 
 /** The happy path, in order. */
 export const FORWARD: readonly PhaseName[] = [

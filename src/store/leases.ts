@@ -1,5 +1,5 @@
 import { sql, type Kysely } from "kysely";
-import type { Database } from "../store/schema.js";
+import type { Database } from "./schema.js";
 
 export interface Lease {
   name: string;

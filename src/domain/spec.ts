@@ -1,6 +1,6 @@
 import { create, toJson, fromJson } from "@bufbuild/protobuf";
 import { durationFromMs, type Duration } from "@bufbuild/protobuf/wkt";
-import { InvalidArgumentError } from "../errors.js";
+import { InvalidArgumentError } from "./errors.js";
 import {
   CdcMode,
   CutoverMode,
@@ -10,8 +10,9 @@ import {
   type DatabaseRef,
   type MigrationSpec,
 } from "../gen/migration/v1/migration_pb.js";
-import type { SpecJson } from "../store/schema.js";
-import { isPhaseName } from "../domain/phases.js";
+import type { InstanceRef } from "./instance.js";
+import type { SpecJson } from "./state.js";
+import { isPhaseName, type PhaseName } from "./phases.js";
 
 export const DATABASE_NAME = /^[a-z][a-z0-9-]{0,61}[a-z0-9]$|^[a-z]$/;
 const LOCAL_ID = /^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$/;
@@ -19,6 +20,7 @@ const LOCAL_ID = /^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$/;
 const AWS_ID = /^[A-Za-z](?:[A-Za-z0-9]|-(?!-)){0,62}$/;
 const AWS_REGION = /^[a-z]{2}(-[a-z]+)+-\d$/;
 
+/** The one place defaults live; a stored spec carries them filled in. */
 export const DEFAULTS = {
   maxLagBytes: 16n * 1024n * 1024n,
   maxLagMs: 5_000,
@@ -29,6 +31,23 @@ export const DEFAULTS = {
   initialBackoffMs: 1_000,
   maxBackoffMs: 30_000,
 } as const;
+
+/**
+ * Default deadlines per phase (ms); a spec's step_policy.phase_deadlines
+ * overrides them. Absent: the phase has none.
+ */
+export const DEFAULT_PHASE_DEADLINES: Partial<Record<PhaseName, number>> = {
+  PREFLIGHT: 5 * 60_000,
+  PROVISIONING: 2 * 3600_000,
+  REPLICATING: 24 * 3600_000,
+  QUIESCING: 2 * 60_000,
+  FINAL_SYNC: 2 * 60_000,
+  CDC_PREPARE: 5 * 60_000,
+  PROMOTING: 5 * 60_000,
+  CDC_RESTORE: 5 * 60_000,
+  ROUTING: 2 * 60_000,
+  VERIFYING: 10 * 60_000,
+};
 
 const MAX_WINDOW_MS = 24 * 3600_000;
 
@@ -128,6 +147,38 @@ function normalizeStepPolicy(spec: MigrationSpec) {
   return { maxAttempts: p?.maxAttempts || DEFAULTS.maxAttempts, initialBackoff: initial, maxBackoff: max, phaseDeadlines: deadlines };
 }
 
+/** A spec's policies as numbers, defaults applied (for specs stored before a field existed). */
+export interface ResolvedPolicy {
+  maxLagBytes: bigint;
+  maxLagMs: number;
+  windowMs: number;
+  drainTimeoutMs: number;
+  pauseAlertAfterMs: number;
+  maxAttempts: number;
+  initialBackoffMs: number;
+  maxBackoffMs: number;
+  /** The phase's deadline in ms, or undefined when it has none. */
+  deadlineMs(phase: PhaseName): number | undefined;
+}
+
+export function policyOf(spec: MigrationSpec): ResolvedPolicy {
+  const step = spec.stepPolicy;
+  return {
+    maxLagBytes: spec.lagPolicy?.maxLagBytes || DEFAULTS.maxLagBytes,
+    maxLagMs: durationMs(spec.lagPolicy?.maxLagTime) ?? DEFAULTS.maxLagMs,
+    windowMs: durationMs(spec.lagPolicy?.window) ?? DEFAULTS.windowMs,
+    drainTimeoutMs: durationMs(spec.cdcPolicy?.drainTimeout) ?? DEFAULTS.drainTimeoutMs,
+    pauseAlertAfterMs: durationMs(spec.cdcPolicy?.pauseAlertAfter) ?? DEFAULTS.pauseAlertAfterMs,
+    maxAttempts: step?.maxAttempts || DEFAULTS.maxAttempts,
+    initialBackoffMs: durationMs(step?.initialBackoff) ?? DEFAULTS.initialBackoffMs,
+    maxBackoffMs: durationMs(step?.maxBackoff) ?? DEFAULTS.maxBackoffMs,
+    deadlineMs: (phase) => {
+      const custom = step?.phaseDeadlines[phase];
+      return custom ? durationMs(custom) : DEFAULT_PHASE_DEADLINES[phase];
+    },
+  };
+}
+
 export function providerName(p: Provider): string {
   return p === Provider.AWS ? "aws" : "local";
 }
@@ -135,6 +186,18 @@ export function providerName(p: Provider): string {
 /** One key per instance, so the store can refuse two active migrations of it. */
 export function instanceKey(provider: Provider, ref: DatabaseRef): string {
   return [providerName(provider), ref.region, ref.id].filter(Boolean).join(":");
+}
+
+/** The generated enum of providers, named so that it does not clash with the Provider port. */
+export { Provider as ProviderKind };
+
+/** The instance a spec names as its source or target, as providers take it. */
+export function sourceRef(spec: MigrationSpec): InstanceRef {
+  return { id: spec.source!.id, region: spec.source!.region || undefined };
+}
+
+export function targetRef(spec: MigrationSpec): InstanceRef {
+  return { id: spec.target!.id, region: spec.target!.region || undefined };
 }
 
 export function specToJson(spec: MigrationSpec): SpecJson {

@@ -1,0 +1,87 @@
+/**
+ * What a migration records besides its phase: the shapes the engine, checks
+ * and CDC steps read and write, persisted by the store as JSON.
+ */
+import type { CheckResult } from "./check.js";
+import type { PhaseName } from "./phases.js";
+
+/** The JSON form of a MigrationSpec (protobuf JSON), kept as the caller gave it after defaults. */
+export type SpecJson = Record<string, unknown>;
+
+/** What the engine and checks record about a migration besides its phase. */
+export interface MigrationStateJson {
+  checks?: CheckResult[];
+  /** When the current phase began (ISO time), for its deadline. */
+  phaseEnteredAt?: string;
+  /** The phase a rollback started from. */
+  rollbackFrom?: PhaseName;
+  /** The source's WAL position once fenced: what the target must replay before promotion. */
+  finalLsn?: string;
+  /** Databases whose changes on the promoted target replicate back to the source. */
+  reverseDatabases?: string[];
+  /** The source under its live load, captured before cutover; the target is held to it after. */
+  baseline?: Baseline;
+  /** Peak WAL generation rate (bytes/s) the replica kept up with while replicating. */
+  peakWalRate?: number;
+  /** Logical slots on record: positions, consumers, where they were recreated. */
+  cdcSlots?: CdcSlotRecord[];
+  /** Where CDC consumers are told to read, and since when. */
+  cdc?: CdcStateJson;
+  lastError?: { code: string; message: string; phase: PhaseName; at: string };
+  /** Set while the failure policy HOLD keeps the migration in this phase for an operator. */
+  held?: { phase: PhaseName; at: string };
+  /** Step outputs, keyed by step name, so a resumed step knows what was done. */
+  steps?: Record<string, unknown>;
+}
+
+export interface CdcSlotRecord {
+  slotName: string;
+  plugin: string;
+  database: string;
+  confirmedFlushLsn: string;
+  restartLsn: string;
+  active: boolean;
+  consumer: string;
+  publications: string[];
+  recordedAt: string;
+  targetConsistentLsn?: string;
+  sourceResumeLsn?: string;
+}
+
+export type CdcStage = "ON_SOURCE" | "DRAINING" | "PAUSED" | "ON_TARGET";
+
+export interface CdcStateJson {
+  stage: CdcStage;
+  /** When the stage began (ISO time). */
+  since: string;
+  /** DRAINING/PAUSED: the position consumers confirm before they stop. */
+  drainToLsn?: string;
+  /** ON_SOURCE after a rollback or a fallback: consumers resume there rather than just keep reading. */
+  resumed?: boolean;
+  /** When consumers were first told to pause in the current stretch. */
+  pausedSince?: string;
+  /** The instance whose slots consumers read (or drain) in this stage. */
+  side: "source" | "target";
+  endpoint?: { host: string; port: number };
+  /** Set once the pause alert fired for the current stretch. */
+  alerted?: boolean;
+  /** The source's WAL position when its readers were ended at cutover: nobody saw anything past it. */
+  readersEndedAt?: string;
+}
+
+
+export type RequestedAction = "abort" | "rollback" | "finalize";
+
+/** What the database looked like under its live load, sampled over a short interval. */
+export interface Baseline {
+  /** Write transactions per second, all databases (by transaction ids taken). */
+  commitsPerSec: number;
+  /** Rolled-back transactions per second, all databases. */
+  rollbacksPerSec: number;
+  /** Client connections. */
+  connections: number;
+  /** Latency of a minimal committing transaction, ms. */
+  commitP50Ms: number;
+  commitP99Ms: number;
+  sampledMs: number;
+}

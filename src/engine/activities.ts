@@ -1,0 +1,20 @@
+import { drainAndPause, inventory, releaseSourceSlots, resumeOnSource, restoreOnTarget, rollbackSlots } from "../cdc/coordinator.js";
+import { captureBaseline } from "../checks/baseline.js";
+import { targetWritable } from "../checks/verify.js";
+import { drainReverseReplication, prepareReverseReplication, startReverseReplication, stopReverseReplication } from "../replication/reverse.js";
+import type { Activities } from "./step-env.js";
+
+/** The activities the service runs: real CDC coordination, reverse replication and probes. */
+export const realActivities: Activities = {
+  cdc: { inventory, drainAndPause, restoreOnTarget, releaseSourceSlots, rollbackSlots, resumeOnSource },
+  reverse: {
+    prepare: prepareReverseReplication,
+    start: startReverseReplication,
+    drain: drainReverseReplication,
+    stop: stopReverseReplication,
+  },
+  probes: {
+    baseline: (provider, ref, sampleMs) => captureBaseline(provider.sql(ref), sampleMs),
+    targetWritable: (provider, ref) => targetWritable(provider.sql(ref)),
+  },
+};

@@ -1,0 +1,287 @@
+import { mergeChecks } from "../domain/check.js";
+import { DeadlineExceededError, FailedPreconditionError, LeaseLostError } from "../domain/errors.js";
+import { isTerminal, type PhaseName } from "../domain/phases.js";
+import { sleep } from "../domain/sleep.js";
+import { policyOf, sourceRef, specFromJson, targetRef, type ProviderKind } from "../domain/spec.js";
+import type { MigrationStateJson } from "../domain/state.js";
+import { CUTOVER_WINDOW } from "../domain/transitions.js";
+import { pauseAlert, pausedSince } from "../cdc/coordinator.js";
+import type { Provider } from "../providers/provider.js";
+import type { Router } from "../routing/router.js";
+import type { Lease, Leases } from "../store/leases.js";
+import type { MigrationRepo, MigrationRow } from "../store/migration-repo.js";
+import type { Logger } from "../telemetry/log.js";
+import type { ServiceMetrics } from "../telemetry/metrics.js";
+import { realActivities } from "./activities.js";
+import { backoffMs as decideBackoff, decide, failureInfo, type Decision } from "./failure-policy.js";
+import { operatorAction } from "./operator-actions.js";
+import { cdcContext, type Activities, type Outcome, type StepEnv } from "./step-env.js";
+import { STEPS } from "./steps.js";
+
+export interface EngineDeps {
+  repo: MigrationRepo;
+  leases: Leases;
+  providers: (kind: ProviderKind) => Provider;
+  router: Router;
+  log: Logger;
+  /** CDC, reverse replication and probes; the real ones unless a test gives fakes. */
+  activities?: Activities;
+  /** How often to look for migrations nobody drives. */
+  tickMs?: number;
+  metrics?: ServiceMetrics;
+}
+
+const ENGINE = "engine";
+/** Without a deadline a phase may take this long. */
+const NO_DEADLINE_MS = 24 * 3600_000;
+
+/**
+ * Drives migrations. Each replica of the service runs one; a migration is
+ * driven by the replica that holds its lease, one step at a time, every
+ * transition written under that lease. What a failure leads to is the pure
+ * failure policy's decision (failure-policy.ts); the steps are in steps.ts.
+ */
+export class Engine {
+  private readonly driving = new Map<string, Promise<void>>();
+  private readonly attempts = new Map<string, number>();
+  private readonly stopping = new AbortController();
+  private timer: NodeJS.Timeout | undefined;
+  private ticking = false;
+
+  constructor(private readonly deps: EngineDeps) {}
+
+  start(): void {
+    const tick = () => {
+      if (this.ticking || this.stopping.signal.aborted) return;
+      this.ticking = true;
+      this.tick()
+        .catch((e: unknown) => this.deps.log.warn("engine tick failed", { error: String(e) }))
+        .finally(() => (this.ticking = false));
+    };
+    this.timer = setInterval(tick, this.deps.tickMs ?? 500);
+    tick();
+  }
+
+  /** Stops driving; leases are released so another replica takes over at once. */
+  async stop(): Promise<void> {
+    this.stopping.abort();
+    if (this.timer) clearInterval(this.timer);
+    await Promise.allSettled([...this.driving.values()]);
+  }
+
+  /** Ids this replica drives right now (for tests and status). */
+  drivenIds(): string[] {
+    return [...this.driving.keys()];
+  }
+
+  private async tick(): Promise<void> {
+    for (const id of await this.deps.repo.activeIds()) {
+      if (this.driving.has(id) || this.stopping.signal.aborted) continue;
+      const lease = await this.deps.leases.acquire(`migration:${id}`);
+      if (!lease) continue;
+      this.driving.set(
+        id,
+        this.drive(id, lease).finally(() => this.driving.delete(id)),
+      );
+    }
+  }
+
+  private async drive(id: string, lease: Lease): Promise<void> {
+    const log = this.deps.log.child({ migration: id, token: lease.token });
+    const lost = new AbortController();
+    const signal = AbortSignal.any([lost.signal, this.stopping.signal]);
+    const renew = setInterval(() => {
+      this.deps.leases.renew(lease).then(
+        (ok) => {
+          if (!ok) lost.abort();
+        },
+        () => lost.abort(),
+      );
+    }, Math.max(100, this.deps.leases.ttlMs / 3));
+    log.info("driving");
+    try {
+      while (!signal.aborted) {
+        const next = await this.advance(id, lease, signal, log);
+        if (next === "done") break;
+        await sleep(next, signal);
+      }
+    } catch (e) {
+      if (e instanceof LeaseLostError) log.warn("lease lost; another replica drives this migration now", { error: e.rawMessage });
+      else log.error("driver failed", { error: String(e) });
+    } finally {
+      clearInterval(renew);
+      if (!lost.signal.aborted) await this.deps.leases.release(lease).catch(() => {});
+    }
+  }
+
+  /** The environment a step (or an operator's action) of this migration runs in. */
+  private env(row: MigrationRow, lease: Lease, signal: AbortSignal, remainingMs: number): StepEnv {
+    const { repo } = this.deps;
+    const spec = specFromJson(row.spec);
+    const state: MigrationStateJson = structuredClone(row.state);
+    return {
+      row,
+      spec,
+      policy: policyOf(spec),
+      provider: this.deps.providers(spec.provider),
+      router: this.deps.router,
+      activities: this.deps.activities ?? realActivities,
+      source: sourceRef(spec),
+      target: targetRef(spec),
+      signal,
+      remainingMs,
+      state,
+      report: async (result) => {
+        state.checks = mergeChecks(state.checks ?? [], [result]);
+        await repo.record(lease, row.id, { type: "CHECK_RESULT", actor: ENGINE, message: result.message, payload: { check: result } }, state);
+      },
+      interrupted: async () => {
+        const now = await repo.get(row.id);
+        return now.paused || now.requested_action !== null;
+      },
+      note: async (message) => {
+        await repo.record(lease, row.id, { type: "CDC", actor: ENGINE, message }, state);
+      },
+    };
+  }
+
+  /** Moves the migration on, persisting the state as the step left it. */
+  private move(env: StepEnv, lease: Lease, to: PhaseName, reason: string, extra: { clearRequest?: boolean; paused?: boolean } = {}) {
+    return this.deps.repo.transition(lease, env.row.id, env.row.phase, to, ENGINE, reason, {
+      state: { ...env.state, phaseEnteredAt: new Date().toISOString() },
+      ...extra,
+    });
+  }
+
+  /** One decision: act on an operator's request, or run the phase's step. Returns "done" or ms to wait. */
+  private async advance(id: string, lease: Lease, signal: AbortSignal, log: Logger): Promise<"done" | number> {
+    const row = await this.deps.repo.get(id);
+    if (isTerminal(row.phase)) {
+      this.deps.metrics?.cdcPaused(id, "", undefined);
+      return "done";
+    }
+    const probe = policyOf(specFromJson(row.spec));
+    const deadline = probe.deadlineMs(row.phase);
+    const entered = row.state.phaseEnteredAt ? Date.parse(row.state.phaseEnteredAt) : row.updated_at.getTime();
+    const remainingMs = deadline === undefined ? NO_DEADLINE_MS : entered + deadline - Date.now();
+    const env = this.env(row, lease, signal, remainingMs);
+
+    // Operator requests come first: they are why a long step yields.
+    const action = operatorAction(env);
+    if (action) {
+      const attemptKey = `${id}:${row.requested_action}`;
+      try {
+        const outcome = await action();
+        this.attempts.delete(attemptKey);
+        await this.move(env, lease, outcome.to, outcome.reason, { clearRequest: outcome.to !== "ROLLING_BACK" });
+        return isTerminal(outcome.to) ? "done" : 0;
+      } catch (e) {
+        if (e instanceof LeaseLostError || signal.aborted) throw e instanceof LeaseLostError ? e : new LeaseLostError("stopped");
+        // An operator's request is retried until it is done; the failure policy is for steps.
+        const decision = await this.recordFailure(env, lease, e, attemptKey, log, { operator: true });
+        return decision.kind === "retry" ? decision.backoffMs : 500;
+      }
+    }
+    // An operator's pause that raced into the cutover window is not honoured there (writes are stopped); a hold of the failure policy is.
+    const holding = !CUTOVER_WINDOW.includes(row.phase) || env.state.held?.phase === row.phase;
+    if (row.paused && row.phase !== "ROLLING_BACK" && holding) return 500;
+    delete env.state.held;
+    if (row.phase === "COMPLETED") return 500;
+
+    const step = STEPS[row.phase];
+    if (!step) throw new FailedPreconditionError(`no step for phase ${row.phase}`);
+    this.deps.metrics?.cdcPaused(id, env.spec.databaseName, pausedSince(env.state));
+    const alert = pauseAlert(env.spec, env.state);
+    if (alert) {
+      log.warn("CDC consumers paused too long", { measured: alert.measured });
+      this.deps.metrics?.cdcPauseAlert(id, env.spec.databaseName);
+      await env.report(alert);
+    }
+    await this.recordIntent(env, lease);
+    const attemptKey = `${id}:${row.phase}`;
+    let outcome: Outcome;
+    try {
+      if (remainingMs <= 0) throw new DeadlineExceededError(`phase ${row.phase} ran past its deadline of ${deadline} ms`);
+      outcome = await step(env);
+    } catch (e) {
+      if (e instanceof LeaseLostError || signal.aborted) throw e instanceof LeaseLostError ? e : new LeaseLostError("stopped");
+      return this.onFailure(env, lease, e, attemptKey, log);
+    }
+    if ("waitMs" in outcome) return outcome.waitMs;
+    this.attempts.delete(attemptKey);
+    if (signal.aborted) return "done";
+    await this.move(env, lease, outcome.to, outcome.reason, outcome.to === "ROLLED_BACK" ? { clearRequest: true } : {});
+    log.info("phase", { from: row.phase, to: outcome.to, reason: outcome.reason });
+    return 0;
+  }
+
+  /**
+   * The intent, once per phase and driver: that the step starts, or that a
+   * new driver (after a crash or a takeover) resumes one another began, whose
+   * side effects it checks rather than repeats.
+   */
+  private async recordIntent(env: StepEnv, lease: Lease): Promise<void> {
+    const { row, state } = env;
+    const key = `intent:${row.phase}`;
+    const prev = state.steps?.[key] as { at: string; token: string } | undefined;
+    const token = String(lease.token);
+    if (prev?.token === token) return;
+    state.steps = { ...state.steps, [key]: { at: new Date().toISOString(), token } };
+    const message = prev
+      ? `${row.phase} resumed by a new driver (first started ${prev.at}); what it already did is checked, not repeated`
+      : `${row.phase} started`;
+    await this.deps.repo.record(lease, row.id, { type: "STEP_STARTED", actor: ENGINE, message, payload: { step: row.phase, resumed: !!prev } }, state);
+  }
+
+  /** Logs a failed attempt (event and last_error) and returns what the failure policy makes of it. */
+  private async recordFailure(env: StepEnv, lease: Lease, e: unknown, attemptKey: string, log: Logger, opts: { operator?: boolean } = {}): Promise<Decision> {
+    const info = failureInfo(e);
+    const attempt = (this.attempts.get(attemptKey) ?? 0) + 1;
+    this.attempts.set(attemptKey, attempt);
+    const step = attemptKey.split(":")[1];
+    env.state.lastError = { code: info.code, message: info.message, phase: env.row.phase, at: new Date().toISOString() };
+    await this.deps.repo.record(lease, env.row.id, {
+      type: "STEP_FAILED",
+      actor: ENGINE,
+      message: `${step} attempt ${attempt}: ${info.message}`,
+      payload: { step, code: info.code, attempt },
+    }, env.state);
+    log.warn("step failed", { step: attemptKey, attempt, error: info.message });
+    const policy = { ...env.policy, failurePolicy: env.spec.failurePolicy };
+    if (opts.operator) return { kind: "retry", backoffMs: decideBackoff(policy, attempt) };
+    const decision = decide(env.row.phase, info, attempt, policy);
+    if (decision.kind !== "retry") this.attempts.delete(attemptKey);
+    return decision;
+  }
+
+  /** Carries out the failure policy's decision for a failed step. */
+  private async onFailure(env: StepEnv, lease: Lease, e: unknown, attemptKey: string, log: Logger): Promise<"done" | number> {
+    const decision = await this.recordFailure(env, lease, e, attemptKey, log);
+    const { row, state, provider, source, target } = env;
+    const message = state.lastError!.message;
+    switch (decision.kind) {
+      case "retry":
+        return decision.backoffMs;
+      case "fall_back":
+        await provider.unfence(source);
+        delete state.finalLsn;
+        // The transition below persists this; consumers paused for the cutover read the source again.
+        await env.activities.cdc.resumeOnSource({ ...cdcContext(env), note: async () => {} });
+        await this.move(env, lease, "REPLICATING", `${row.phase} failed (${message}); ${source.id} unfenced, replicating again; paused until an operator resumes`, { paused: true });
+        return 0;
+      case "fail":
+        // Nothing was fenced or promoted: remove what we created so no slot keeps WAL on the source.
+        await provider.deleteReplica(source, target).catch(() => {});
+        await this.move(env, lease, "FAILED", `${row.phase} failed: ${message}`);
+        return "done";
+      case "hold":
+        state.held = { phase: row.phase, at: new Date().toISOString() };
+        await this.deps.repo.record(lease, row.id, { type: "OPERATOR_ACTION", actor: ENGINE, message: `holding in ${row.phase} for an operator (failure policy HOLD): ${message}` }, state, { paused: true });
+        return 500;
+      case "roll_back":
+        state.rollbackFrom = row.phase;
+        await this.move(env, lease, "ROLLING_BACK", `${row.phase} failed (${message}); rolling back per the failure policy`);
+        return 0;
+    }
+  }
+}

@@ -1,0 +1,35 @@
+import type { PhaseName } from "../domain/phases.js";
+import { BEFORE_QUIESCING } from "../domain/transitions.js";
+import type { StepEnv } from "./step-env.js";
+
+export type ActionOutcome = { to: PhaseName; reason: string };
+
+/**
+ * The work an operator's pending request calls for in this phase, if any.
+ * Requests are checked against the phase when they are made (the store
+ * refuses the others); this is where the driving replica carries them out.
+ */
+export function operatorAction(env: StepEnv): (() => Promise<ActionOutcome>) | undefined {
+  const { row, provider, source, target } = env;
+  if (row.requested_action === "abort" && BEFORE_QUIESCING.includes(row.phase)) {
+    return async () => {
+      await provider.deleteReplica(source, target);
+      return { to: "ABORTED", reason: `aborted; ${target.id} removed, ${source.id} left as it was` };
+    };
+  }
+  if (row.requested_action === "rollback" && row.phase !== "ROLLING_BACK") {
+    return async () => {
+      env.state.rollbackFrom = row.phase;
+      return { to: "ROLLING_BACK", reason: `rollback requested in ${row.phase}` };
+    };
+  }
+  if (row.requested_action === "finalize" && row.phase === "COMPLETED") {
+    return async () => {
+      // No slot may stay behind on the target retaining WAL for a source that is gone.
+      await env.activities.reverse.stop(provider, source, target);
+      await provider.retire(source);
+      return { to: "FINALIZED", reason: `${source.id} retired; reverse replication removed; the rollback window is closed` };
+    };
+  }
+  return undefined;
+}

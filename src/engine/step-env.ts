@@ -1,0 +1,76 @@
+import type { CheckResult } from "../domain/check.js";
+import type { PhaseName } from "../domain/phases.js";
+import type { ResolvedPolicy } from "../domain/spec.js";
+import type { Baseline, MigrationStateJson } from "../domain/state.js";
+import type { MigrationSpec } from "../gen/migration/v1/migration_pb.js";
+import type { CdcContext } from "../cdc/coordinator.js";
+import type { InstanceRef, Provider } from "../providers/provider.js";
+import type { Router } from "../routing/router.js";
+import type { MigrationRow } from "../store/migration-repo.js";
+
+/**
+ * The work steps delegate, behind types (the activities of a Temporal
+ * workflow): CDC coordination, reverse replication and the probes that sample
+ * an instance. Each runs its SQL through the provider's SQL port. Tests give
+ * the engine fakes of these with a fake provider and router.
+ */
+export interface Activities {
+  cdc: {
+    /** Records the source's logical slots and their readers, touching nothing. */
+    inventory(ctx: CdcContext): Promise<number>;
+    /** With the source fenced: consumers confirm the final LSN and pause; returns the step's reason. */
+    drainAndPause(ctx: CdcContext, finalLsn: string, remainingMs: number): Promise<string>;
+    /** After promotion: slots recreated on the target, consumers resume there; returns the step's reason. */
+    restoreOnTarget(ctx: CdcContext): Promise<string>;
+    releaseSourceSlots(ctx: CdcContext): Promise<void>;
+    /** At rollback: consumers drain the target and get their slots back on the source; a WARN if one could not drain. */
+    rollbackSlots(ctx: CdcContext, remainingMs: number): Promise<CheckResult | undefined>;
+    resumeOnSource(ctx: CdcContext): Promise<void>;
+  };
+  reverse: {
+    /** Before the fence: publications on the source; returns the databases covered. */
+    prepare(provider: Provider, source: InstanceRef): Promise<string[]>;
+    /** After promotion, before traffic: the source subscribes to the target. */
+    start(provider: Provider, source: InstanceRef, target: InstanceRef, databases: string[]): Promise<void>;
+    /** With the target fenced: the source applies everything it wrote, sequences carried over. */
+    drain(provider: Provider, source: InstanceRef, target: InstanceRef, timeoutMs: number): Promise<void>;
+    stop(provider: Provider, source: InstanceRef, target: InstanceRef): Promise<void>;
+  };
+  probes: {
+    baseline(provider: Provider, ref: InstanceRef, sampleMs: number): Promise<Baseline>;
+    targetWritable(provider: Provider, ref: InstanceRef): Promise<CheckResult>;
+  };
+}
+
+/** What a step may use: every side effect goes through provider, router or activities; state through report/note. */
+export interface StepEnv {
+  row: MigrationRow;
+  spec: MigrationSpec;
+  policy: ResolvedPolicy;
+  provider: Provider;
+  router: Router;
+  activities: Activities;
+  source: InstanceRef;
+  target: InstanceRef;
+  /** Aborted when this replica loses the lease or stops. */
+  signal: AbortSignal;
+  /** Milliseconds left before the phase's deadline. */
+  remainingMs: number;
+  /** The state as the step leaves it; persisted with the step's outcome. */
+  state: MigrationStateJson;
+  /** Persists state and logs a check result, mid-step. */
+  report(result: CheckResult): Promise<void>;
+  /** Whether an operator asked for something that should interrupt a long wait. */
+  interrupted(): Promise<boolean>;
+  /** Persists state mid-step with a CDC event (consumers watching their directives hear of it at once). */
+  note(message: string): Promise<void>;
+}
+
+export function cdcContext(env: Pick<StepEnv, "provider" | "source" | "target" | "spec" | "state" | "note" | "signal">): CdcContext {
+  return { provider: env.provider, source: env.source, target: env.target, spec: env.spec, state: env.state, note: env.note, signal: env.signal };
+}
+
+/** Done, go to `to`; or not yet, come back in waitMs. */
+export type Outcome = { to: PhaseName; reason: string } | { waitMs: number };
+
+export type Step = (env: StepEnv) => Promise<Outcome>;

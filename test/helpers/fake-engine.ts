@@ -1,0 +1,158 @@
+import { create, type MessageInitShape } from "@bufbuild/protobuf";
+import { durationFromMs } from "@bufbuild/protobuf/wkt";
+import { check, type CheckResult } from "../../src/domain/check.js";
+import type { PhaseName } from "../../src/domain/phases.js";
+import { normalizeSpec, policyOf, sourceRef, specToJson, targetRef } from "../../src/domain/spec.js";
+import type { Baseline, MigrationStateJson } from "../../src/domain/state.js";
+import type { Activities, StepEnv } from "../../src/engine/step-env.js";
+import { CutoverMode, FailurePolicy, MigrationSpecSchema, Provider as ProviderKind, type MigrationSpec } from "../../src/gen/migration/v1/migration_pb.js";
+import type { MigrationRow } from "../../src/store/migration-repo.js";
+import { FakeProvider } from "./fake-provider.js";
+import { FakeRouter } from "./fake-router.js";
+
+export const HEALTHY_BASELINE: Baseline = { commitsPerSec: 100, rollbacksPerSec: 0, connections: 4, commitP50Ms: 1, commitP99Ms: 3, sampledMs: 2000 };
+
+/** Fake activities: each call is logged; results come from the fake provider's state or from what a test sets. */
+export class FakeActivities implements Activities {
+  readonly calls: string[] = [];
+  /** Baselines the target yields in VERIFYING, one per sample (the last repeats). */
+  targetBaselines: Baseline[] = [HEALTHY_BASELINE];
+  rollbackWarning: CheckResult | undefined;
+  private targetSamples = 0;
+
+  constructor(private readonly provider: FakeProvider) {}
+
+  private log(name: string): void {
+    this.calls.push(name);
+  }
+
+  cdc: Activities["cdc"] = {
+    inventory: async (ctx) => {
+      this.log("cdc.inventory");
+      ctx.state.cdcSlots = [];
+      return 0;
+    },
+    drainAndPause: async (_ctx, finalLsn) => {
+      this.log(`cdc.drainAndPause(${finalLsn})`);
+      return "no logical slots to coordinate";
+    },
+    restoreOnTarget: async () => {
+      this.log("cdc.restoreOnTarget");
+      return "no logical slots to restore";
+    },
+    releaseSourceSlots: async () => this.log("cdc.releaseSourceSlots"),
+    rollbackSlots: async () => {
+      this.log("cdc.rollbackSlots");
+      return this.rollbackWarning;
+    },
+    resumeOnSource: async () => this.log("cdc.resumeOnSource"),
+  };
+
+  reverse: Activities["reverse"] = {
+    prepare: async () => {
+      this.log("reverse.prepare");
+      return ["app"];
+    },
+    start: async (_p, _s, _t, dbs) => this.log(`reverse.start(${dbs.join(",")})`),
+    drain: async () => this.log("reverse.drain"),
+    stop: async () => this.log("reverse.stop"),
+  };
+
+  probes: Activities["probes"] = {
+    baseline: async (_p, ref) => {
+      this.log(`probes.baseline(${ref.id})`);
+      if (!this.provider.instance(ref).replicaOf && this.provider.instance(ref).promotions === 0) return HEALTHY_BASELINE;
+      const b = this.targetBaselines[Math.min(this.targetSamples, this.targetBaselines.length - 1)]!;
+      this.targetSamples++;
+      return b;
+    },
+    targetWritable: async (_p, ref) => {
+      this.log(`probes.targetWritable(${ref.id})`);
+      const rec = this.provider.instance(ref).inRecovery;
+      return check("verify.target_writable", rec ? "FAIL" : "PASS", { measured: rec ? "in recovery" : "writable primary" });
+    },
+  };
+}
+
+export interface World {
+  provider: FakeProvider;
+  router: FakeRouter;
+  activities: FakeActivities;
+  /** Check results reported mid-step, in order. */
+  reports: CheckResult[];
+  /** CDC notes, in order. */
+  notes: string[];
+  /** Set to make `interrupted()` answer true (an operator's request). */
+  interrupt: boolean;
+}
+
+export function newWorld(): World {
+  const provider = new FakeProvider();
+  provider.addSource("billing");
+  return { provider, router: new FakeRouter(), activities: new FakeActivities(provider), reports: [], notes: [], interrupt: false };
+}
+
+/** A normalized spec for billing -> billing-aurora with short windows, overridable. */
+export function testSpec(overrides: Omit<MessageInitShape<typeof MigrationSpecSchema>, "$typeName"> = {}): MigrationSpec {
+  return normalizeSpec(
+    create(MigrationSpecSchema, {
+      databaseName: "billing-db",
+      provider: ProviderKind.LOCAL,
+      source: { id: "billing" },
+      target: { id: "billing-aurora" },
+      cutoverMode: CutoverMode.AUTOMATIC,
+      failurePolicy: FailurePolicy.ROLLBACK,
+      lagPolicy: { maxLagBytes: 1024n * 1024n, maxLagTime: durationFromMs(5000), window: durationFromMs(200) },
+      ...overrides,
+    }),
+  );
+}
+
+export interface EnvOptions {
+  phase: PhaseName;
+  spec?: MigrationSpec;
+  state?: MigrationStateJson;
+  row?: Partial<MigrationRow>;
+  remainingMs?: number;
+}
+
+/** The StepEnv the driver would build, over the world's fakes. */
+export function stepEnv(world: World, opts: EnvOptions): StepEnv {
+  const spec = opts.spec ?? testSpec();
+  const state: MigrationStateJson = opts.state ?? {};
+  const row: MigrationRow = {
+    id: "m-1",
+    request_id: null,
+    database_name: spec.databaseName,
+    provider: "local",
+    source_key: `local:${spec.source!.id}`,
+    target_key: `local:${spec.target!.id}`,
+    spec: specToJson(spec),
+    phase: opts.phase,
+    paused: false,
+    cutover_approved: false,
+    state,
+    created_by: "test",
+    created_at: new Date(),
+    updated_at: new Date(),
+    version: 1,
+    requested_action: null,
+    ...opts.row,
+  };
+  return {
+    row,
+    spec,
+    policy: policyOf(spec),
+    provider: world.provider,
+    router: world.router,
+    activities: world.activities,
+    source: sourceRef(spec),
+    target: targetRef(spec),
+    signal: new AbortController().signal,
+    remainingMs: opts.remainingMs ?? 60_000,
+    state,
+    report: async (r) => void world.reports.push(r),
+    interrupted: async () => world.interrupt,
+    note: async (m) => void world.notes.push(m),
+  };
+}

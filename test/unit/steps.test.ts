@@ -1,0 +1,308 @@
+import { beforeEach, describe, expect, it } from "vitest";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { check } from "../../src/domain/check.js";
+import { UnavailableError } from "../../src/domain/errors.js";
+import { PHASES, isTerminal, type PhaseName } from "../../src/domain/phases.js";
+import { operatorAction } from "../../src/engine/operator-actions.js";
+import type { Outcome } from "../../src/engine/step-env.js";
+import { STEPS } from "../../src/engine/steps.js";
+import { CutoverMode } from "../../src/gen/migration/v1/migration_pb.js";
+import { HEALTHY_BASELINE, newWorld, stepEnv, testSpec, type EnvOptions, type World } from "../helpers/fake-engine.js";
+
+/** Runs the phase's step once in a fresh env over the world. */
+async function run(world: World, opts: EnvOptions) {
+  const env = stepEnv(world, opts);
+  const outcome = await STEPS[opts.phase]!(env);
+  return { env, outcome };
+}
+
+const to = (o: Outcome) => ("to" in o ? o.to : `wait ${o.waitMs}`);
+
+async function codeOf(p: Promise<unknown>): Promise<Code> {
+  try {
+    await p;
+  } catch (e) {
+    return ConnectError.from(e).code;
+  }
+  throw new Error("expected the step to fail");
+}
+
+/** A world whose target exists and replays the source (the state after PROVISIONING). */
+async function replicating(world: World) {
+  await world.provider.createReplica({ id: "billing" }, { id: "billing-aurora" });
+}
+
+/** A world right after promotion, routed to the source, with reverse replication prepared. */
+async function promoted(world: World) {
+  await replicating(world);
+  await world.router.route("billing-db", await world.provider.endpoint({ id: "billing" }), 1000);
+  world.provider.instance({ id: "billing" }).fenced = true;
+  await world.provider.promote({ id: "billing" }, { id: "billing-aurora" });
+}
+
+describe("every phase has a step or is waited in, and final phases have none", () => {
+  it("maps phases to steps", () => {
+    for (const p of PHASES) {
+      const expected = !isTerminal(p) && p !== "COMPLETED";
+      expect(!!STEPS[p], p).toBe(expected);
+    }
+  });
+});
+
+describe("steps, on a fake provider and router", () => {
+  let world: World;
+  beforeEach(() => {
+    world = newWorld();
+  });
+
+  it("PENDING starts the migration", async () => {
+    expect(to((await run(world, { phase: "PENDING" })).outcome)).toBe("PREFLIGHT");
+  });
+
+  it("PREFLIGHT passes, records its checks and routes the database to the source", async () => {
+    const { env, outcome } = await run(world, { phase: "PREFLIGHT" });
+    expect(to(outcome)).toBe("PROVISIONING");
+    expect(env.state.checks?.map((c) => c.status)).not.toContain("FAIL");
+    expect(world.router.routes.get("billing-db")?.endpoint.port).toBe(world.provider.instance({ id: "billing" }).port);
+    expect(world.provider.count("createReplica")).toBe(0);
+  });
+
+  it("PREFLIGHT fails on a major version the replica cannot run, creating nothing", async () => {
+    world.provider.replicaMajorVersion = 16;
+    const env = stepEnv(world, { phase: "PREFLIGHT" });
+    expect(await codeOf(STEPS.PREFLIGHT!(env))).toBe(Code.FailedPrecondition);
+    expect(env.state.checks?.find((c) => c.status === "FAIL")?.name).toMatch(/version/);
+    expect(world.provider.instances.has("billing-aurora")).toBe(false);
+    expect(world.router.routes.size).toBe(0);
+  });
+
+  it("PREFLIGHT lets an inactive logical slot through (it blocks the lag gate instead)", async () => {
+    world.provider.instance({ id: "billing" }).slots.push({
+      name: "stale", type: "logical", plugin: "pgoutput", database: "app", active: false, restartLsn: "0/1000000", confirmedFlushLsn: "0/1000000", retainedBytes: 1n << 26n,
+    });
+    const { env, outcome } = await run(world, { phase: "PREFLIGHT" });
+    expect(to(outcome)).toBe("PROVISIONING");
+    expect(env.state.checks?.find((c) => c.name === "slots.inactive_logical")?.status).toBe("FAIL");
+  });
+
+  it("PROVISIONING creates the replica once, however often it runs", async () => {
+    expect(to((await run(world, { phase: "PROVISIONING" })).outcome)).toBe("REPLICATING");
+    expect(to((await run(world, { phase: "PROVISIONING" })).outcome)).toBe("REPLICATING");
+    expect([...world.provider.instances.keys()]).toEqual(["billing", "billing-aurora"]);
+    expect(world.provider.instance({ id: "billing-aurora" }).inRecovery).toBe(true);
+  });
+
+  it("REPLICATING passes the gate after a whole quiet window, counting its samples", async () => {
+    await replicating(world);
+    const { env, outcome } = await run(world, { phase: "REPLICATING" });
+    expect(to(outcome)).toBe("READY_FOR_CUTOVER");
+    const gate = env.state.checks?.find((c) => c.name === "replication.lag_window");
+    expect(gate?.status).toBe("PASS");
+    expect(gate?.measured).toMatch(/held for 0\.\ds over \d+ samples/);
+    expect(env.state.checks?.find((c) => c.name === "settings.parity")).toBeDefined();
+  });
+
+  it("REPLICATING keeps waiting while lag is over a threshold, says so, and yields to an operator", async () => {
+    await replicating(world);
+    world.provider.lag = { bytes: 64n << 20n, seconds: 1 };
+    const env = stepEnv(world, { phase: "REPLICATING" });
+    setTimeout(() => (world.interrupt = true), 300);
+    expect(to(await STEPS.REPLICATING!(env))).toBe("wait 0");
+    const warn = world.reports.find((r) => r.name === "replication.lag_window");
+    expect(warn?.status).toBe("WARN");
+    expect(warn?.measured).toMatch(/64\.0 MiB/);
+  });
+
+  it("REPLICATING is blocked by an inactive logical slot, named in the report", async () => {
+    await replicating(world);
+    world.provider.instance({ id: "billing" }).slots.push({
+      name: "stale", type: "logical", plugin: "pgoutput", database: "app", active: false, restartLsn: "0/1000000", confirmedFlushLsn: "0/1000000", retainedBytes: 1n << 26n,
+    });
+    const env = stepEnv(world, { phase: "REPLICATING" });
+    setTimeout(() => (world.interrupt = true), 400);
+    expect(to(await STEPS.REPLICATING!(env))).toBe("wait 0");
+    expect(world.reports.some((r) => r.name === "slots.inactive_logical" && r.message.length > 0)).toBe(true);
+    expect(world.reports.find((r) => r.name === "replication.lag_window")?.measured).toMatch(/blocked by an inactive logical slot/);
+  });
+
+  it("REPLICATING fails when the replica is down", async () => {
+    await replicating(world);
+    world.provider.instance({ id: "billing-aurora" }).running = false;
+    expect(await codeOf(STEPS.REPLICATING!(stepEnv(world, { phase: "REPLICATING" })))).toBe(Code.FailedPrecondition);
+  });
+
+  it("READY_FOR_CUTOVER records the baseline, the CDC inventory and reverse replication's publication, then waits for approval", async () => {
+    await replicating(world);
+    const manual = testSpec({ cutoverMode: CutoverMode.MANUAL });
+    const first = await run(world, { phase: "READY_FOR_CUTOVER", spec: manual });
+    expect(to(first.outcome)).toBe("wait 500");
+    expect(first.env.state.baseline).toEqual(HEALTHY_BASELINE);
+    expect(first.env.state.reverseDatabases).toEqual(["app"]);
+    expect(world.activities.calls).toEqual(["probes.baseline(billing)", "cdc.inventory", "reverse.prepare"]);
+    // Approved later: the baseline is not taken again.
+    const approved = await run(world, { phase: "READY_FOR_CUTOVER", spec: manual, state: first.env.state, row: { cutover_approved: true } });
+    expect(to(approved.outcome)).toBe("QUIESCING");
+    expect(world.activities.calls.filter((c) => c.startsWith("probes.baseline"))).toHaveLength(1);
+  });
+
+  it("READY_FOR_CUTOVER goes straight on in automatic mode", async () => {
+    await replicating(world);
+    expect(to((await run(world, { phase: "READY_FOR_CUTOVER" })).outcome)).toBe("QUIESCING");
+  });
+
+  it("QUIESCING fences the source", async () => {
+    await replicating(world);
+    expect(to((await run(world, { phase: "QUIESCING" })).outcome)).toBe("FINAL_SYNC");
+    expect(world.provider.instance({ id: "billing" }).fenced).toBe(true);
+  });
+
+  it("FINAL_SYNC records the final LSN once and waits for the replica to replay it", async () => {
+    await replicating(world);
+    world.provider.write({ id: "billing" }, 4096n);
+    const { env, outcome } = await run(world, { phase: "FINAL_SYNC" });
+    expect(to(outcome)).toBe("CDC_PREPARE");
+    expect(env.state.finalLsn).toBe("0/3001000");
+    // Resumed after a crash: the recorded final LSN stands, even if the source moved (it cannot, fenced; but the step must not re-read it).
+    world.provider.write({ id: "billing" }, 4096n);
+    const again = await run(world, { phase: "FINAL_SYNC", state: env.state });
+    expect(again.env.state.finalLsn).toBe("0/3001000");
+  });
+
+  it("FINAL_SYNC fails when the replica does not reach the final LSN", async () => {
+    await replicating(world);
+    world.provider.instance({ id: "billing-aurora" }).stalled = true;
+    world.provider.write({ id: "billing" }, 4096n);
+    expect(await codeOf(STEPS.FINAL_SYNC!(stepEnv(world, { phase: "FINAL_SYNC" })))).toBe(Code.DeadlineExceeded);
+  });
+
+  it("CDC_PREPARE drains consumers to the final LSN", async () => {
+    const { outcome } = await run(world, { phase: "CDC_PREPARE", state: { finalLsn: "0/3001000" } });
+    expect(to(outcome)).toBe("PROMOTING");
+    expect(world.activities.calls).toEqual(["cdc.drainAndPause(0/3001000)"]);
+  });
+
+  it("PROMOTING promotes once, however often it runs, and starts reverse replication before any traffic", async () => {
+    await replicating(world);
+    const state = { reverseDatabases: ["app"] };
+    expect(to((await run(world, { phase: "PROMOTING", state })).outcome)).toBe("CDC_RESTORE");
+    expect(to((await run(world, { phase: "PROMOTING", state })).outcome)).toBe("CDC_RESTORE");
+    expect(world.provider.instance({ id: "billing-aurora" }).promotions).toBe(1);
+    expect(world.activities.calls).toEqual(["reverse.start(app)", "reverse.start(app)"]);
+    expect(world.router.changes).toHaveLength(0);
+  });
+
+  it("CDC_RESTORE recreates slots on the target", async () => {
+    expect(to((await run(world, { phase: "CDC_RESTORE" })).outcome)).toBe("ROUTING");
+    expect(world.activities.calls).toEqual(["cdc.restoreOnTarget"]);
+  });
+
+  it("ROUTING points the database at the target; a second run does not bump the version", async () => {
+    await promoted(world);
+    expect(to((await run(world, { phase: "ROUTING" })).outcome)).toBe("VERIFYING");
+    expect(to((await run(world, { phase: "ROUTING" })).outcome)).toBe("VERIFYING");
+    const route = world.router.routes.get("billing-db")!;
+    expect(route.endpoint.port).toBe(world.provider.instance({ id: "billing-aurora" }).port);
+    expect(route.version).toBe("2");
+  });
+
+  it("ROUTING fails on a proxy's NACK", async () => {
+    await promoted(world);
+    world.router.nack = "egress policy refuses 127.0.0.1";
+    expect(await codeOf(STEPS.ROUTING!(stepEnv(world, { phase: "ROUTING" })))).toBe(Code.FailedPrecondition);
+  });
+
+  it("VERIFYING releases the source's slots, proves the target writable and holds it to the baseline", async () => {
+    await promoted(world);
+    const { env, outcome } = await run(world, { phase: "VERIFYING", state: { baseline: HEALTHY_BASELINE } });
+    expect(to(outcome)).toBe("COMPLETED");
+    expect(world.provider.count("detachReplica")).toBe(1);
+    expect(env.state.checks?.map((c) => `${c.name}:${c.status}`)).toEqual(["verify.target_writable:PASS", "baseline.compare:PASS"]);
+  });
+
+  it("VERIFYING fails a baseline breach only when it holds in three consecutive samples", async () => {
+    await promoted(world);
+    const slow = { ...HEALTHY_BASELINE, commitsPerSec: 10 };
+    world.activities.targetBaselines = [slow, slow, HEALTHY_BASELINE];
+    expect(to((await run(world, { phase: "VERIFYING", state: { baseline: HEALTHY_BASELINE } })).outcome)).toBe("COMPLETED");
+    const w2 = newWorld();
+    await promoted(w2);
+    w2.activities.targetBaselines = [slow];
+    const env = stepEnv(w2, { phase: "VERIFYING", state: { baseline: HEALTHY_BASELINE } });
+    expect(await codeOf(STEPS.VERIFYING!(env))).toBe(Code.FailedPrecondition);
+    expect(w2.activities.calls.filter((c) => c === "probes.baseline(billing-aurora)")).toHaveLength(3);
+    expect(env.state.checks?.find((c) => c.name === "baseline.compare")?.status).toBe("FAIL");
+  });
+
+  it("VERIFYING fails when the target is still in recovery", async () => {
+    await replicating(world);
+    const env = stepEnv(world, { phase: "VERIFYING" });
+    expect(await codeOf(STEPS.VERIFYING!(env))).toBe(Code.FailedPrecondition);
+    expect(env.state.checks?.find((c) => c.name === "verify.target_writable")?.status).toBe("FAIL");
+  });
+
+  it("ROLLING_BACK after promotion fences the target, drains its writes to the source, moves CDC back and routes to the source", async () => {
+    await promoted(world);
+    await world.router.route("billing-db", await world.provider.endpoint({ id: "billing-aurora" }), 1000);
+    world.activities.rollbackWarning = check("cdc.rollback_drain", "WARN", { measured: "late" });
+    const { env, outcome } = await run(world, { phase: "ROLLING_BACK", state: { rollbackFrom: "COMPLETED", reverseDatabases: ["app"] } });
+    expect(to(outcome)).toBe("ROLLED_BACK");
+    expect(world.provider.instance({ id: "billing-aurora" }).fenced).toBe(true);
+    expect(world.provider.instance({ id: "billing" }).fenced).toBe(false);
+    expect(world.provider.instances.has("billing-aurora")).toBe(true);
+    expect(world.router.routes.get("billing-db")!.endpoint.port).toBe(world.provider.instance({ id: "billing" }).port);
+    expect(world.router.changes.at(-1)!.tolerateNack).toBe(true);
+    expect(world.activities.calls).toEqual(["reverse.drain", "cdc.rollbackSlots", "cdc.resumeOnSource", "reverse.stop"]);
+    expect(world.reports.map((r) => r.name)).toEqual(["cdc.rollback_drain"]);
+    void env;
+  });
+
+  it("ROLLING_BACK after promotion does not route back when the target cannot be fenced and reverse replication is on", async () => {
+    await promoted(world);
+    world.provider.fail("fence", new UnavailableError("target unreachable"));
+    const env = stepEnv(world, { phase: "ROLLING_BACK", state: { rollbackFrom: "ROUTING", reverseDatabases: ["app"] } });
+    expect(await codeOf(STEPS.ROLLING_BACK!(env))).toBe(Code.Unavailable);
+    expect(world.provider.instance({ id: "billing" }).fenced).toBe(true);
+    expect(world.router.routes.get("billing-db")!.endpoint.port).toBe(world.provider.instance({ id: "billing" }).port);
+  });
+
+  it("ROLLING_BACK before promotion removes the target and unfences the source", async () => {
+    await replicating(world);
+    world.provider.instance({ id: "billing" }).fenced = true;
+    const { outcome } = await run(world, { phase: "ROLLING_BACK", state: { rollbackFrom: "FINAL_SYNC" } });
+    expect(to(outcome)).toBe("ROLLED_BACK");
+    expect(world.provider.instances.has("billing-aurora")).toBe(false);
+    expect(world.provider.instance({ id: "billing" }).fenced).toBe(false);
+    expect(world.activities.calls).toEqual(["cdc.resumeOnSource"]);
+  });
+});
+
+describe("operator actions, on the fakes", () => {
+  it("abort before the fence removes the target and leaves the source", async () => {
+    const world = newWorld();
+    await replicating(world);
+    const env = stepEnv(world, { phase: "REPLICATING", row: { requested_action: "abort" } });
+    expect(await operatorAction(env)!()).toMatchObject({ to: "ABORTED" });
+    expect([...world.provider.instances.keys()]).toEqual(["billing"]);
+  });
+
+  it("finalize removes reverse replication and retires the source, keeping its data", async () => {
+    const world = newWorld();
+    await promoted(world);
+    const env = stepEnv(world, { phase: "COMPLETED", row: { requested_action: "finalize" } });
+    expect(await operatorAction(env)!()).toMatchObject({ to: "FINALIZED" });
+    expect(world.activities.calls).toEqual(["reverse.stop"]);
+    expect(world.provider.instance({ id: "billing" }).retired).toBe(true);
+  });
+
+  it("rollback records where it started", async () => {
+    const env = stepEnv(newWorld(), { phase: "ROUTING", row: { requested_action: "rollback" } });
+    expect(await operatorAction(env)!()).toMatchObject({ to: "ROLLING_BACK" });
+    expect(env.state.rollbackFrom).toBe("ROUTING");
+  });
+
+  it("no action where the phase does not allow it", () => {
+    const phases: PhaseName[] = ["QUIESCING", "COMPLETED"];
+    for (const phase of phases) expect(operatorAction(stepEnv(newWorld(), { phase, row: { requested_action: "abort" } }))).toBeUndefined();
+    expect(operatorAction(stepEnv(newWorld(), { phase: "VERIFYING", row: { requested_action: "finalize" } }))).toBeUndefined();
+  });
+});
