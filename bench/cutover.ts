@@ -28,9 +28,11 @@ import { createLogger } from "../src/telemetry/log.js";
 import { WriteLoad } from "../src/workload/write-load.js";
 import { CdcConsumer } from "../src/cdc/consumer.js";
 
-
 const withCdc = process.argv.includes("--cdc");
-const [cutovers = 5, concurrent = 20] = process.argv.slice(2).filter((a) => !a.startsWith("--")).map(Number);
+const [cutovers = 5, concurrent = 20] = process.argv
+  .slice(2)
+  .filter((a) => !a.startsWith("--"))
+  .map(Number);
 
 function stats(xs: number[]) {
   const s = [...xs].sort((a, b) => a - b);
@@ -50,7 +52,15 @@ await proxy.start();
 async function migrate(name: string, opts: { load: boolean }): Promise<{ durations: Map<string, number>; windowMs?: number; pausedMs?: number }> {
   const { app, cdc } = await createSampleSource(provider, `${name}-src`, { rows: 2000, cdc: withCdc && opts.load });
   const consumer = cdc
-    ? new CdcConsumer({ api: `http://127.0.0.1:${service.port}`, databaseName: `${name}-db`, slot: cdc.slot, publication: cdc.publication, user: cdc.user, password: cdc.password, database: cdc.database })
+    ? new CdcConsumer({
+        api: `http://127.0.0.1:${service.port}`,
+        databaseName: `${name}-db`,
+        slot: cdc.slot,
+        publication: cdc.publication,
+        user: cdc.user,
+        password: cdc.password,
+        database: cdc.database,
+      })
     : undefined;
   consumer?.start();
   const { migration } = await client.createMigration({
@@ -102,7 +112,9 @@ try {
     cutoverPath.push(["QUIESCING", "FINAL_SYNC", "CDC_PREPARE", "PROMOTING", "CDC_RESTORE", "ROUTING"].reduce((n, p) => n + (durations.get(p) ?? 0), 0));
     process.stderr.write(`cutover ${i + 1}/${cutovers}: window ${windowMs!.toFixed(0)} ms\n`);
   }
-  console.log(`cutovers under a 200 rows/s write load through the xDS proxy (${cutovers} runs${withCdc ? ", each with a logical slot and a directed CDC consumer" : ""})`);
+  console.log(
+    `cutovers under a 200 rows/s write load through the xDS proxy (${cutovers} runs${withCdc ? ", each with a logical slot and a directed CDC consumer" : ""})`,
+  );
   console.log(`  write-unavailability window: ${stats(windows)}`);
   console.log(`  promotion (PROMOTING):        ${stats(promotion)}`);
   console.log(`  routing convergence (ROUTING): ${stats(routing)}`);
@@ -121,13 +133,19 @@ try {
     const ok = results.filter((r) => r.status === "fulfilled").length;
     console.log(`${concurrent} migrations at once through one service (each: new source, replica, 2 s lag window, cutover)`);
     console.log(`  completed ${ok}/${concurrent} in ${secs.toFixed(1)} s: ${((ok / secs) * 60).toFixed(1)} migrations/min`);
-    console.log(`  service process memory: rss ${(rssBefore / 2 ** 20).toFixed(0)} MiB before, peak ${(peakRss / 2 ** 20).toFixed(0)} MiB (includes the bench's own clients)`);
+    console.log(
+      `  service process memory: rss ${(rssBefore / 2 ** 20).toFixed(0)} MiB before, peak ${(peakRss / 2 ** 20).toFixed(0)} MiB (includes the bench's own clients)`,
+    );
     for (const r of results) if (r.status === "rejected") console.log(`  failed: ${String(r.reason)}`);
   }
 } finally {
   await proxy.stop();
   await service.stop();
-  for (const name of provider.list()) await provider.cluster({ id: name }).destroy().catch(() => {});
+  for (const name of provider.list())
+    await provider
+      .cluster({ id: name })
+      .destroy()
+      .catch(() => {});
   await LocalCluster.load(join(dataDir, "store"))?.destroy();
   rmSync(dataDir, { recursive: true, force: true });
 }

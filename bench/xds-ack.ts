@@ -87,7 +87,10 @@ async function measure(n: number): Promise<void> {
 if (process.argv[2] === "--clients") {
   await clients(Number(process.argv[3]), Number(process.argv[4]));
 } else {
-  const sizes = process.argv.slice(2).map(Number).filter((x) => x > 0);
+  const sizes = process.argv
+    .slice(2)
+    .map(Number)
+    .filter((x) => x > 0);
   for (const n of sizes.length ? sizes : [100, 1000, 10000]) await measure(n);
   process.exit(0);
 }

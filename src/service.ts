@@ -50,7 +50,8 @@ export async function startService(config: ServiceConfig, log: Logger): Promise<
     if (kind === ProviderKind.LOCAL) return local;
     throw new FailedPreconditionError("PROVIDER_AWS is not configured on this service");
   };
-  const providerAvailable = (kind: ProviderKind) => (kind === ProviderKind.LOCAL ? undefined : "PROVIDER_AWS is not configured on this service; use PROVIDER_LOCAL");
+  const providerAvailable = (kind: ProviderKind) =>
+    kind === ProviderKind.LOCAL ? undefined : "PROVIDER_AWS is not configured on this service; use PROVIDER_LOCAL";
   const replicaId = randomUUID();
   const routes = new StoreRoutes(store.db);
   const router = new XdsRouter(store.db, routes);

@@ -238,10 +238,18 @@ describe("MigrationService over a real socket, with its own PostgreSQL store", (
       });
       s.on("error", (e: grpc.ServiceError) => (e.code === S.CANCELLED ? undefined : rej(e)));
     });
-    expect(first).toMatchObject({ action: "SLOT_ACTION_KEEP_READING", slot_name: "orders_cdc", migration_id: "", reason: "no migration concerns this database" });
+    expect(first).toMatchObject({
+      action: "SLOT_ACTION_KEEP_READING",
+      slot_name: "orders_cdc",
+      migration_id: "",
+      reason: "no migration concerns this database",
+    });
     for (const [req, msg] of [
       [{ database_name: "Bad_DB", slot_name: "s", consumer_id: "x" }, /database_name "Bad_DB" is not valid/],
-      [{ database_name: "ok-db", slot_name: "Bad-Slot", consumer_id: "x" }, /slot_name "Bad-Slot" is not valid: 1 to 63 lowercase letters, digits and underscores/],
+      [
+        { database_name: "ok-db", slot_name: "Bad-Slot", consumer_id: "x" },
+        /slot_name "Bad-Slot" is not valid: 1 to 63 lowercase letters, digits and underscores/,
+      ],
       [{ database_name: "ok-db", slot_name: "s" }, /consumer_id is required \(1 to 128 characters\)/],
     ] as const) {
       const err = await new Promise<grpc.ServiceError>((res) => {
@@ -281,7 +289,9 @@ describe("MigrationService over a real socket, with its own PostgreSQL store", (
       await done;
       r.close();
       const names = answers[0].list_services_response.service.map((s: any) => s.name);
-      expect(names).toEqual(expect.arrayContaining(["migration.v1.MigrationService", "migration.v1.CdcService", "grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection"]));
+      expect(names).toEqual(
+        expect.arrayContaining(["migration.v1.MigrationService", "migration.v1.CdcService", "grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection"]),
+      );
       const { FileDescriptorProto } = await import("./helpers/descriptor.js");
       const files: any[] = answers[1].file_descriptor_response.file_descriptor_proto.map((b: Buffer) => FileDescriptorProto.decode(b));
       expect(files[0].name).toBe("migration/v1/migration.proto");

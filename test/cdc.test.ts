@@ -19,18 +19,32 @@ describe("CDC continuity: a real pgoutput consumer sees every committed row exac
   const consumers = f.owned;
 
   function directed(name: string, cdc: CdcSetup): CdcConsumer {
-    const consumer = new CdcConsumer({ api: `http://${f.svc.address}`, databaseName: `${name}-db`, slot: cdc.slot, publication: cdc.publication, ...credentials(cdc) });
+    const consumer = new CdcConsumer({
+      api: `http://${f.svc.address}`,
+      databaseName: `${name}-db`,
+      slot: cdc.slot,
+      publication: cdc.publication,
+      ...credentials(cdc),
+    });
     consumer.start();
     consumers.push(consumer);
     return consumer;
   }
 
   /** Starts a migration with a consumer (one following its directives, unless given) and a write load through the f.proxy. */
-  async function setup(name: string, extra: Record<string, unknown> = {}, startConsumer: (cdc: CdcSetup, port: number) => Promise<CdcConsumer | undefined> = async (cdc) => directed(name, cdc)) {
+  async function setup(
+    name: string,
+    extra: Record<string, unknown> = {},
+    startConsumer: (cdc: CdcSetup, port: number) => Promise<CdcConsumer | undefined> = async (cdc) => directed(name, cdc),
+  ) {
     const { app, cdc } = await createSampleSource(f.provider, `${name}-src`, { rows: 50, cdc: true });
     const before = Number((await f.provider.cluster({ id: `${name}-src` }).query<{ m: string }>("select max(id)::text as m from items", [], "app"))[0]!.m);
     const consumer = await startConsumer(cdc!, f.provider.cluster({ id: `${name}-src` }).port);
-    const m = (await unary(f.client, "CreateMigration", { spec: localSpec(`${name}-db`, `${name}-src`, `${name}-tgt`, { cutover_mode: "CUTOVER_MODE_AUTOMATIC", ...extra }) })).migration;
+    const m = (
+      await unary(f.client, "CreateMigration", {
+        spec: localSpec(`${name}-db`, `${name}-src`, `${name}-tgt`, { cutover_mode: "CUTOVER_MODE_AUTOMATIC", ...extra }),
+      })
+    ).migration;
     const port = await f.proxy.waitForListener(`${name}-db`);
     const load = new WriteLoad({ host: "127.0.0.1", port, ...app, ratePerSec: 100 });
     load.start();
@@ -43,7 +57,9 @@ describe("CDC continuity: a real pgoutput consumer sees every committed row exac
 
   /** Waits until the consumer has seen the newest row of `holder`, then compares the stream with the table. */
   async function expectExactlyOnce(consumer: CdcConsumer, holder: string, after: number) {
-    const rows = (await f.provider.cluster({ id: holder }).query<{ id: string }>("select id::text from items where items.id > $1 order by items.id", [after], "app")).map((r) => Number(r.id));
+    const rows = (
+      await f.provider.cluster({ id: holder }).query<{ id: string }>("select id::text from items where items.id > $1 order by items.id", [after], "app")
+    ).map((r) => Number(r.id));
     expect(rows.length).toBeGreaterThan(100);
     const newest = rows[rows.length - 1];
     for (let i = 0; i < 300 && !consumer.changes.some((c) => Number(c.row.id) === newest); i++) await sleep(100);
@@ -139,10 +155,18 @@ describe("CDC continuity: a real pgoutput consumer sees every committed row exac
 
   it("a consumer that ignores the API and reads through the proxy: exactly once across cutover and across rollback", async () => {
     const { app, cdc } = await createSampleSource(f.provider, "plain-src", { rows: 50, cdc: true });
-    const m = (await unary(f.client, "CreateMigration", { spec: localSpec("plain-db", "plain-src", "plain-tgt", { cutover_mode: "CUTOVER_MODE_AUTOMATIC" }) })).migration;
+    const m = (await unary(f.client, "CreateMigration", { spec: localSpec("plain-db", "plain-src", "plain-tgt", { cutover_mode: "CUTOVER_MODE_AUTOMATIC" }) }))
+      .migration;
     const port = await f.proxy.waitForListener("plain-db");
     // The same listener the application uses: the consumer never learns that the primary changed.
-    const consumer = new CdcConsumer({ api: "http://unused", databaseName: "plain-db", slot: cdc!.slot, publication: cdc!.publication, ...credentials(cdc!), via: `127.0.0.1:${port}` });
+    const consumer = new CdcConsumer({
+      api: "http://unused",
+      databaseName: "plain-db",
+      slot: cdc!.slot,
+      publication: cdc!.publication,
+      ...credentials(cdc!),
+      via: `127.0.0.1:${port}`,
+    });
     consumer.start();
     consumers.push(consumer);
     const load = new WriteLoad({ host: "127.0.0.1", port, ...app, ratePerSec: 100 });
@@ -172,7 +196,10 @@ describe("CDC continuity: a real pgoutput consumer sees every committed row exac
       stuck.on("error", () => {});
       const start = (await f.provider.describe({ id: "stuck-src" })).slots.find((s) => s.name === c.slot)!.confirmedFlushLsn!;
       const keepalive = setInterval(() => void stuck!.acknowledge(start).catch(() => {}), 500);
-      void stuck.subscribe(new PgoutputPlugin({ protoVersion: 1, publicationNames: [c.publication] }), c.slot).catch(() => {}).finally(() => clearInterval(keepalive));
+      void stuck
+        .subscribe(new PgoutputPlugin({ protoVersion: 1, publicationNames: [c.publication] }), c.slot)
+        .catch(() => {})
+        .finally(() => clearInterval(keepalive));
       return undefined;
     });
     try {
@@ -210,7 +237,14 @@ describe("CDC continuity: a real pgoutput consumer sees every committed row exac
 
 describe("CDC steps survive SIGKILL: the consumer's stream stays exactly once", () => {
   // Fixed ports across restarts: the proxy and the consumer reconnect to whichever process runs.
-  const f = useService("cdc-kill", "cdc-kill-sidecar", async () => ["--lease-ms", "2000", "--port", String(await freePort()), "--xds-port", String(await freePort())]);
+  const f = useService("cdc-kill", "cdc-kill-sidecar", async () => [
+    "--lease-ms",
+    "2000",
+    "--port",
+    String(await freePort()),
+    "--xds-port",
+    String(await freePort()),
+  ]);
   const consumers = f.owned;
 
   for (const phase of ["CDC_PREPARE", "CDC_RESTORE"]) {
@@ -218,10 +252,20 @@ describe("CDC steps survive SIGKILL: the consumer's stream stays exactly once", 
       const name = phase.toLowerCase().replace(/_/g, "-");
       const { app, cdc } = await createSampleSource(f.provider, `${name}-src`, { rows: 50, cdc: true });
       const c = cdc!;
-      const consumer = new CdcConsumer({ api: `http://${f.svc.address}`, databaseName: `${name}-db`, slot: c.slot, publication: c.publication, user: c.user, password: c.password, database: c.database });
+      const consumer = new CdcConsumer({
+        api: `http://${f.svc.address}`,
+        databaseName: `${name}-db`,
+        slot: c.slot,
+        publication: c.publication,
+        user: c.user,
+        password: c.password,
+        database: c.database,
+      });
       consumer.start();
       consumers.push(consumer);
-      const m = (await unary(f.client, "CreateMigration", { spec: localSpec(`${name}-db`, `${name}-src`, `${name}-tgt`, { cutover_mode: "CUTOVER_MODE_AUTOMATIC" }) })).migration;
+      const m = (
+        await unary(f.client, "CreateMigration", { spec: localSpec(`${name}-db`, `${name}-src`, `${name}-tgt`, { cutover_mode: "CUTOVER_MODE_AUTOMATIC" }) })
+      ).migration;
       const load = new WriteLoad({ host: "127.0.0.1", port: await f.proxy.waitForListener(`${name}-db`), ...app, ratePerSec: 100 });
       load.start();
       await waitForPhase(f.client, m.id, [`PHASE_${phase}`, "PHASE_COMPLETED", "PHASE_FAILED"]);
@@ -230,13 +274,17 @@ describe("CDC steps survive SIGKILL: the consumer's stream stays exactly once", 
       expect(end, events.map((e) => e.message).join(" | ")).toBe("PHASE_COMPLETED");
       await sleep(1000);
       await load.stop();
-      const rows = (await f.provider.cluster({ id: `${name}-tgt` }).query<{ id: string }>("select id::text from items where items.id > 50 order by items.id", [], "app")).map((r) => Number(r.id));
+      const rows = (
+        await f.provider.cluster({ id: `${name}-tgt` }).query<{ id: string }>("select id::text from items where items.id > 50 order by items.id", [], "app")
+      ).map((r) => Number(r.id));
       const newest = rows[rows.length - 1];
       for (let i = 0; i < 300 && !consumer.changes.some((ch) => Number(ch.row.id) === newest); i++) await sleep(100);
       const streamed = consumer.changes.filter((ch) => ch.table === "items").map((ch) => Number(ch.row.id));
       expect(rows.length).toBeGreaterThan(100);
       expect(streamed).toEqual(rows);
-      expect((await f.provider.describe({ id: `${name}-tgt` })).slots.filter((s) => s.type === "logical" && !s.name.startsWith("pgshift_")).map((s) => s.name)).toEqual([c.slot]);
+      expect(
+        (await f.provider.describe({ id: `${name}-tgt` })).slots.filter((s) => s.type === "logical" && !s.name.startsWith("pgshift_")).map((s) => s.name),
+      ).toEqual([c.slot]);
       expect((await f.provider.describe({ id: `${name}-src` })).slots.filter((s) => s.type === "logical")).toEqual([]);
     });
   }

@@ -24,7 +24,9 @@ describe("npm run demo", () => {
     const m = /rows verified on the target: (\d+) of (\d+) committed ids present, 0 missing/.exec(out);
     expect(m).not.toBeNull();
     expect(Number(m![1])).toBeGreaterThan(100);
-    expect(out).toMatch(/CDC events verified: (\d+) inserts streamed for \1 committed rows — 0 lost, 0 duplicated, in commit order; read from billing \(.*\), then billing-aurora \(.*\)\n/);
+    expect(out).toMatch(
+      /CDC events verified: (\d+) inserts streamed for \1 committed rows — 0 lost, 0 duplicated, in commit order; read from billing \(.*\), then billing-aurora \(.*\)\n/,
+    );
     const w = /write-unavailability window .*: (\d+) ms/.exec(out);
     console.log(`demo window: ${w?.[1]} ms`);
   });
@@ -35,6 +37,8 @@ describe("npm run demo", () => {
     expect(code).toBe(0);
     expect(out).toMatch(/final phase: ROLLED_BACK/);
     expect(out).toMatch(/rows verified on the source after rollback: (\d+) of \1 committed ids present, 0 missing/);
-    expect(out).toMatch(/CDC events verified: (\d+) inserts streamed for \1 committed rows — 0 lost, 0 duplicated, in commit order; read from billing \(.*\), then billing-aurora \(.*\), then billing \(/);
+    expect(out).toMatch(
+      /CDC events verified: (\d+) inserts streamed for \1 committed rows — 0 lost, 0 duplicated, in commit order; read from billing \(.*\), then billing-aurora \(.*\), then billing \(/,
+    );
   });
 });

@@ -39,7 +39,9 @@ describe("the engine survives SIGKILL at every phase and hands migrations betwee
     it(`killed with SIGKILL on reaching ${phase}, restarted, it completes with each side effect done once`, async () => {
       const name = phase.toLowerCase().replace(/_/g, "-");
       const { app } = await createSampleSource(provider, `${name}-src`, { rows: 500 });
-      const m = (await unary(f.client, "CreateMigration", { spec: localSpec(`${name}-db`, `${name}-src`, `${name}-tgt`, { cutover_mode: "CUTOVER_MODE_AUTOMATIC" }) })).migration;
+      const m = (
+        await unary(f.client, "CreateMigration", { spec: localSpec(`${name}-db`, `${name}-src`, `${name}-tgt`, { cutover_mode: "CUTOVER_MODE_AUTOMATIC" }) })
+      ).migration;
       const port = await f.proxy.waitForListener(`${name}-db`);
       const load = new WriteLoad({ host: "127.0.0.1", port, ...app, ratePerSec: 100 });
       load.start();

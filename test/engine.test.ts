@@ -24,7 +24,11 @@ describe("the engine drives migrations on the local provider, through the real s
     if (process.env.DEBUG_SERVICE) console.log(svc?.stderr());
     client?.close();
     if (svc) await svc.stop();
-    for (const name of provider.list()) await provider.cluster({ id: name }).destroy().catch(() => {});
+    for (const name of provider.list())
+      await provider
+        .cluster({ id: name })
+        .destroy()
+        .catch(() => {});
     tmp.remove();
   });
 
@@ -33,7 +37,11 @@ describe("the engine drives migrations on the local provider, through the real s
     // The application goes through the data access layer, as it must: the target's baseline is held to the source's.
     const proxy = new XdsTcpProxy({ xds: `127.0.0.1:${svc.xdsPort}`, nodeId: "engine-sidecar", listenPort: () => 0 });
     await proxy.start();
-    const m = (await unary(client, "CreateMigration", { spec: localSpec("auto-db", "auto-src", "auto-tgt", { cutover_mode: "CUTOVER_MODE_AUTOMATIC", lag_policy: { window: { seconds: 3 } } }) })).migration;
+    const m = (
+      await unary(client, "CreateMigration", {
+        spec: localSpec("auto-db", "auto-src", "auto-tgt", { cutover_mode: "CUTOVER_MODE_AUTOMATIC", lag_policy: { window: { seconds: 3 } } }),
+      })
+    ).migration;
     const port = await proxy.waitForListener("auto-db");
     const load = new WriteLoad({ host: "127.0.0.1", port, ...app, ratePerSec: 200 });
     load.start();
@@ -42,7 +50,20 @@ describe("the engine drives migrations on the local provider, through the real s
     await proxy.stop();
     expect(phase, events.map((e) => e.message).join(" | ")).toBe("PHASE_COMPLETED");
     const path = events.filter((e) => e.type === "EVENT_TYPE_PHASE_CHANGED").map((e) => e.transition.to.replace("PHASE_", ""));
-    expect(path).toEqual(["PREFLIGHT", "PROVISIONING", "REPLICATING", "READY_FOR_CUTOVER", "QUIESCING", "FINAL_SYNC", "CDC_PREPARE", "PROMOTING", "CDC_RESTORE", "ROUTING", "VERIFYING", "COMPLETED"]);
+    expect(path).toEqual([
+      "PREFLIGHT",
+      "PROVISIONING",
+      "REPLICATING",
+      "READY_FOR_CUTOVER",
+      "QUIESCING",
+      "FINAL_SYNC",
+      "CDC_PREPARE",
+      "PROMOTING",
+      "CDC_RESTORE",
+      "ROUTING",
+      "VERIFYING",
+      "COMPLETED",
+    ]);
     const got = await getMigration(client, m.id);
     expect(got.checks.find((c: any) => c.name === "replication.lag_window").status).toBe("CHECK_STATUS_PASS");
     expect(got.checks.find((c: any) => c.name === "slots.inactive_logical").status).toBe("CHECK_STATUS_PASS");
@@ -90,7 +111,8 @@ describe("the engine drives migrations on the local provider, through the real s
 
   it("pauses at a safe point and holds there, then resumes to completion", async () => {
     await createSampleSource(provider, "pause-src", { rows: 100 });
-    const m = (await unary(client, "CreateMigration", { spec: localSpec("pause-db", "pause-src", "pause-tgt", { cutover_mode: "CUTOVER_MODE_AUTOMATIC" }) })).migration;
+    const m = (await unary(client, "CreateMigration", { spec: localSpec("pause-db", "pause-src", "pause-tgt", { cutover_mode: "CUTOVER_MODE_AUTOMATIC" }) }))
+      .migration;
     await waitForPhase(client, m.id, ["PHASE_REPLICATING"]);
     await unary(client, "PauseMigration", { id: m.id, reason: "hold on" });
     // The lag window is 2s: paused, it must not move on however long we wait.
@@ -104,16 +126,22 @@ describe("the engine drives migrations on the local provider, through the real s
 
   it("a lag spike inside the window starts the window again; the gate passes only after a whole quiet window", async () => {
     const src = await createSampleSource(provider, "spike-src", { rows: 100 });
-    const m = (await unary(client, "CreateMigration", {
-      spec: localSpec("spike-db", "spike-src", "spike-tgt", { lag_policy: { max_lag_bytes: String(64 * 1024), max_lag_time: { seconds: 5 }, window: { seconds: 3 } } }),
-    })).migration;
+    const m = (
+      await unary(client, "CreateMigration", {
+        spec: localSpec("spike-db", "spike-src", "spike-tgt", {
+          lag_policy: { max_lag_bytes: String(64 * 1024), max_lag_time: { seconds: 5 }, window: { seconds: 3 } },
+        }),
+      })
+    ).migration;
     await waitForPhase(client, m.id, ["PHASE_REPLICATING"]);
     await new Promise((r) => setTimeout(r, 1500));
     // Well inside the window: a burst of WAL the replica needs a moment to replay.
     const spikeAt = Date.now();
     await src.cluster.query("insert into items (payload) select repeat(md5(g::text), 20) from generate_series(1, 150000) g", [], "app");
     const { events } = await waitForPhase(client, m.id, ["PHASE_READY_FOR_CUTOVER"]);
-    const restarted = events.find((e) => e.type === "EVENT_TYPE_CHECK_RESULT" && e.check.status === "CHECK_STATUS_WARN" && /window starts again/.test(e.message));
+    const restarted = events.find(
+      (e) => e.type === "EVENT_TYPE_CHECK_RESULT" && e.check.status === "CHECK_STATUS_WARN" && /window starts again/.test(e.message),
+    );
     expect(restarted, events.map((e) => e.message).join(" | ")).toBeDefined();
     const ready = events.find((e) => e.transition?.to === "PHASE_READY_FOR_CUTOVER");
     const readyAt = Date.parse(ready.at ? new Date(Number(ready.at.seconds) * 1000 + ready.at.nanos / 1e6).toISOString() : "");
@@ -125,7 +153,8 @@ describe("the engine drives migrations on the local provider, through the real s
 
   it("aborts while replicating: the target and its slot are removed, the source untouched", async () => {
     await createSampleSource(provider, "ab-src", { rows: 100 });
-    const m = (await unary(client, "CreateMigration", { spec: localSpec("ab-db", "ab-src", "ab-tgt", { lag_policy: { window: { seconds: 600 } } }) })).migration;
+    const m = (await unary(client, "CreateMigration", { spec: localSpec("ab-db", "ab-src", "ab-tgt", { lag_policy: { window: { seconds: 600 } } }) }))
+      .migration;
     await waitForPhase(client, m.id, ["PHASE_REPLICATING"]);
     await unary(client, "AbortMigration", { id: m.id, reason: "not today" });
     expect((await waitForPhase(client, m.id, ["PHASE_ABORTED"])).phase).toBe("PHASE_ABORTED");
@@ -145,7 +174,8 @@ describe("the engine drives migrations on the local provider, through the real s
     expect(dry.checks.find((c: any) => c.name === "extensions.parity").status).toBe("CHECK_STATUS_PASS");
     expect(provider.list()).not.toContain("slot-tgt");
 
-    const m = (await unary(client, "CreateMigration", { spec: localSpec("slot-db", "slot-src", "slot-tgt", { cutover_mode: "CUTOVER_MODE_AUTOMATIC" }) })).migration;
+    const m = (await unary(client, "CreateMigration", { spec: localSpec("slot-db", "slot-src", "slot-tgt", { cutover_mode: "CUTOVER_MODE_AUTOMATIC" }) }))
+      .migration;
     await waitForPhase(client, m.id, ["PHASE_REPLICATING"]);
     // The lag window is 2s; blocked by the slot, the migration must still be replicating well after it.
     await new Promise((r) => setTimeout(r, 5000));
@@ -168,7 +198,9 @@ describe("the engine drives migrations on the local provider, through the real s
     expect(BigInt(dropped.retained_bytes)).toBeGreaterThan(1024n * 1024n);
     const { phase, events } = await waitForPhase(client, m.id, ["PHASE_COMPLETED", "PHASE_FAILED"]);
     expect(phase).toBe("PHASE_COMPLETED");
-    expect(events.find((e) => e.type === "EVENT_TYPE_OPERATOR_ACTION" && /dropped inactive logical slot forgotten_cdc/.test(e.message)).actor).toBe("oncall@platform");
+    expect(events.find((e) => e.type === "EVENT_TYPE_OPERATOR_ACTION" && /dropped inactive logical slot forgotten_cdc/.test(e.message)).actor).toBe(
+      "oncall@platform",
+    );
     const done = await getMigration(client, m.id);
     expect(done.checks.find((c: any) => c.name === "slots.inactive_logical").status).toBe("CHECK_STATUS_PASS");
     const params = done.checks.find((c: any) => c.name === "settings.parity");

@@ -22,7 +22,14 @@ describe("leases in the state store", () => {
 
   it("gives a lease to one holder at a time, and refuses the writes of a holder that lost it", async () => {
     const { row } = await repo.create({
-      id: "m-1", requestId: null, databaseName: "db", provider: "local", sourceKey: "local:s", targetKey: "local:t", spec: {}, actor: "test",
+      id: "m-1",
+      requestId: null,
+      databaseName: "db",
+      provider: "local",
+      sourceKey: "local:s",
+      targetKey: "local:t",
+      spec: {},
+      actor: "test",
     });
     const a = new Leases(store.db, "replica-a", 300);
     const b = new Leases(store.db, "replica-b", 300);
@@ -41,7 +48,11 @@ describe("leases in the state store", () => {
     await expect(repo.record(leaseA!, row.id, { type: "STEP_STARTED", actor: "engine" })).rejects.toMatchObject({ kind: "LeaseLostError" });
     await repo.transition(leaseB!, row.id, "PREFLIGHT", "PROVISIONING", "engine", "by b");
     const history = await repo.phaseHistory([row.id]);
-    expect(history.map((e) => [e.phase_to, e.message])).toEqual([["PENDING", expect.any(String)], ["PREFLIGHT", "by a"], ["PROVISIONING", "by b"]]);
+    expect(history.map((e) => [e.phase_to, e.message])).toEqual([
+      ["PENDING", expect.any(String)],
+      ["PREFLIGHT", "by a"],
+      ["PROVISIONING", "by b"],
+    ]);
     // An illegal transition is refused whoever holds the lease.
     await expect(repo.transition(leaseB!, row.id, "PROVISIONING", "COMPLETED", "engine", "skip")).rejects.toMatchObject({ code: 9 });
   });

@@ -151,7 +151,9 @@ describe("local provider on real PostgreSQL clusters", () => {
     const wrong = await provider.register("wrong-pw", { dataDir: c.dataDir, port: c.port, user: c.user, password: "not-it" }).catch((e) => e);
     expect(wrong.kind).toBe("CredentialsRejectedError");
     expect(wrong.rawMessage).toMatch(/rejected the credentials/);
-    const wrongDir = await provider.register("wrong-dir", { dataDir: provider.cluster(tgt).dataDir, port: c.port, user: c.user, password: c.password }).catch((e) => e);
+    const wrongDir = await provider
+      .register("wrong-dir", { dataDir: provider.cluster(tgt).dataDir, port: c.port, user: c.user, password: c.password })
+      .catch((e) => e);
     expect(wrongDir.rawMessage).toMatch(/runs on .* not on/);
     // Registering the real thing works, and the registered cluster can be described under its new name.
     await provider.register("billing-registered", { dataDir: c.dataDir, port: c.port, user: c.user, password: c.password });

@@ -45,15 +45,21 @@ describe("routing through xDS: the local proxy follows cutover, ROUTING waits fo
     await proxy?.stop();
     client?.close();
     if (svc) await svc.stop();
-    for (const name of provider.list()) await provider.cluster({ id: name }).destroy().catch(() => {});
+    for (const name of provider.list())
+      await provider
+        .cluster({ id: name })
+        .destroy()
+        .catch(() => {});
     tmp.remove();
   });
 
   it("a client through the proxy reaches the source, then, after cutover, the target; every committed write is on the target", async () => {
     const { app } = await createSampleSource(provider, "billing", { rows: 1000 });
-    const m = (await unary(client, "CreateMigration", {
-      spec: localSpec("billing-db", "billing", "billing-aurora", { cutover_mode: "CUTOVER_MODE_MANUAL" }),
-    })).migration;
+    const m = (
+      await unary(client, "CreateMigration", {
+        spec: localSpec("billing-db", "billing", "billing-aurora", { cutover_mode: "CUTOVER_MODE_MANUAL" }),
+      })
+    ).migration;
     await waitForPhase(client, m.id, ["PHASE_REPLICATING"]);
     // The route to the source exists from PREFLIGHT on: the proxy listens for billing-db.
     const port = await proxy.waitForListener("billing-db");
@@ -85,12 +91,15 @@ describe("routing through xDS: the local proxy follows cutover, ROUTING waits fo
     expect(load.committed.filter((id) => !ids.has(id.toString()))).toEqual([]);
     // Only connection errors, the kind a retry fixes, during the cutover.
     for (const f of load.failures) expect(f.code).toMatch(/^(connection|57P01|08006|08P01|28000|ECONNRESET|ECONNREFUSED|57P03)$/);
-    console.log(`write-unavailability window through the proxy: ${Math.round(load.longestGapMs)} ms; ${load.failures.length} failed attempts; ${load.committed.length} commits`);
+    console.log(
+      `write-unavailability window through the proxy: ${Math.round(load.longestGapMs)} ms; ${load.failures.length} failed attempts; ${load.committed.length} commits`,
+    );
   });
 
   it("rollback after writes landed on the target loses none of them: every committed id is on the source afterwards", async () => {
     const { app } = await createSampleSource(provider, "ledger", { rows: 500 });
-    const m = (await unary(client, "CreateMigration", { spec: localSpec("ledger-db", "ledger", "ledger-aurora", { cutover_mode: "CUTOVER_MODE_AUTOMATIC" }) })).migration;
+    const m = (await unary(client, "CreateMigration", { spec: localSpec("ledger-db", "ledger", "ledger-aurora", { cutover_mode: "CUTOVER_MODE_AUTOMATIC" }) }))
+      .migration;
     await waitForPhase(client, m.id, ["PHASE_REPLICATING"]);
     const port = await proxy.waitForListener("ledger-db");
     const load = new WriteLoad({ host: "127.0.0.1", port, ...app, ratePerSec: 200 });
@@ -99,7 +108,9 @@ describe("routing through xDS: the local proxy follows cutover, ROUTING waits fo
     // Writes land on the target for a while.
     const tgt = provider.cluster({ id: "ledger-aurora" });
     const before = Number((await tgt.query<{ n: string }>("select count(*)::text as n from items", [], "app"))[0]!.n);
-    await until(async () => (Number((await tgt.query<{ n: string }>("select count(*)::text as n from items", [], "app"))[0]!.n) > before + 100 ? true : undefined));
+    await until(async () =>
+      Number((await tgt.query<{ n: string }>("select count(*)::text as n from items", [], "app"))[0]!.n) > before + 100 ? true : undefined,
+    );
     await unary(client, "RollbackMigration", { id: m.id, reason: "test" });
     expect((await waitForPhase(client, m.id, ["PHASE_ROLLED_BACK", "PHASE_FAILED"])).phase).toBe("PHASE_ROLLED_BACK");
     // The application carries on through the proxy, now on the source, with ids that do not collide.
@@ -123,10 +134,19 @@ describe("routing through xDS: the local proxy follows cutover, ROUTING waits fo
       const sourcePort = provider.cluster({ id: name }).port;
       // A second sidecar whose egress policy refuses this migration's target: it will NACK the switch.
       const targetPort = () => (provider.list().includes(`${name}-aurora`) ? provider.cluster({ id: `${name}-aurora` }).port : -1);
-      const strict = new XdsTcpProxy({ xds: `127.0.0.1:${svc.xdsPort}`, nodeId: `${name}-sidecar`, listenPort: () => 0, allowEndpoint: (_h, p) => p !== targetPort() });
+      const strict = new XdsTcpProxy({
+        xds: `127.0.0.1:${svc.xdsPort}`,
+        nodeId: `${name}-sidecar`,
+        listenPort: () => 0,
+        allowEndpoint: (_h, p) => p !== targetPort(),
+      });
       await strict.start();
       try {
-        const m = (await unary(client, "CreateMigration", { spec: localSpec(`${name}-db`, name, `${name}-aurora`, { cutover_mode: "CUTOVER_MODE_AUTOMATIC", failure_policy: policy }) })).migration;
+        const m = (
+          await unary(client, "CreateMigration", {
+            spec: localSpec(`${name}-db`, name, `${name}-aurora`, { cutover_mode: "CUTOVER_MODE_AUTOMATIC", failure_policy: policy }),
+          })
+        ).migration;
         const port = await strict.waitForListener(`${name}-db`);
         await proxy.waitForListener(`${name}-db`);
         const load = new WriteLoad({ host: "127.0.0.1", port, ...app, ratePerSec: 100 });

@@ -43,7 +43,13 @@ const edsCluster = (name: string) =>
 const assignment = (name: string, port: number) =>
   enc("envoy.config.endpoint.v3.ClusterLoadAssignment", {
     cluster_name: name,
-    endpoints: [{ locality: {}, lb_endpoints: [{ endpoint: { address: { socket_address: { address: "127.0.0.1", port_value: port } } }, load_balancing_weight: { value: 1 } }], load_balancing_weight: { value: 1 } }],
+    endpoints: [
+      {
+        locality: {},
+        lb_endpoints: [{ endpoint: { address: { socket_address: { address: "127.0.0.1", port_value: port } } }, load_balancing_weight: { value: 1 } }],
+        load_balancing_weight: { value: 1 },
+      },
+    ],
   });
 
 /** A backend that answers health checks with a status of its own, so the client can tell which one it reached. */
@@ -52,11 +58,16 @@ async function backend(status: "SERVING" | "NOT_SERVING"): Promise<{ port: numbe
   const { createRequire } = await import("node:module");
   const { dirname, join } = await import("node:path");
   const require = createRequire(import.meta.url);
-  const def = protoLoader.loadSync("health/v1/health.proto", { includeDirs: [join(dirname(require.resolve("grpc-health-check/package.json")), "proto")], enums: String });
+  const def = protoLoader.loadSync("health/v1/health.proto", {
+    includeDirs: [join(dirname(require.resolve("grpc-health-check/package.json")), "proto")],
+    enums: String,
+  });
   const svc = (grpc.loadPackageDefinition(def) as any).grpc.health.v1.Health.service;
   const server = new grpc.Server();
   server.addService(svc, { Check: (_c: unknown, cb: (e: null, r: object) => void) => cb(null, { status }) });
-  const port = await new Promise<number>((res, rej) => server.bindAsync("127.0.0.1:0", grpc.ServerCredentials.createInsecure(), (e, p) => (e ? rej(e) : res(p))));
+  const port = await new Promise<number>((res, rej) =>
+    server.bindAsync("127.0.0.1:0", grpc.ServerCredentials.createInsecure(), (e, p) => (e ? rej(e) : res(p))),
+  );
   return { port, server };
 }
 

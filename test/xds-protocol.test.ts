@@ -43,7 +43,10 @@ describe("ADS protocol behaviour", () => {
 
   beforeAll(async () => {
     xds = await listenXds(ads, "127.0.0.1", 0);
-    cache.set(TYPE.cluster, [{ name: "db1", value: bytes("c1") }, { name: "db2", value: bytes("c2") }]);
+    cache.set(TYPE.cluster, [
+      { name: "db1", value: bytes("c1") },
+      { name: "db2", value: bytes("c2") },
+    ]);
   });
   afterAll(async () => {
     ads.close();
@@ -129,7 +132,12 @@ describe("ADS protocol behaviour", () => {
     // A client that already holds db1 at its version is not sent it again.
     const again = stream(xds.port, "DeltaAggregatedResources");
     const db1 = cache.get(TYPE.cluster, "db1")!;
-    again.send({ node: { id: "node-d2" }, type_url: TYPE.cluster, resource_names_subscribe: ["db1", "db3"], initial_resource_versions: { db1: String(db1.version) } });
+    again.send({
+      node: { id: "node-d2" },
+      type_url: TYPE.cluster,
+      resource_names_subscribe: ["db1", "db3"],
+      initial_resource_versions: { db1: String(db1.version) },
+    });
     const first = await again.next();
     expect(first.resources.map((r: any) => r.name)).toEqual(["db3"]);
     again.close();

@@ -144,9 +144,21 @@ export class AdsServer extends EventEmitter {
             return;
           }
           state = {
-            id, node, kind, connectedAt: new Date(), lastSeen: new Date(), acks: new Map(),
-            group: this.opts.groupOf?.(node), subs: new Map(), lastNonce: new Map(), held: new Map(),
-            pendingDelta: new Map(), deltaAcked: new Map(), deltaNacked: new Map(), dirty: new Set(), flushScheduled: false,
+            id,
+            node,
+            kind,
+            connectedAt: new Date(),
+            lastSeen: new Date(),
+            acks: new Map(),
+            group: this.opts.groupOf?.(node),
+            subs: new Map(),
+            lastNonce: new Map(),
+            held: new Map(),
+            pendingDelta: new Map(),
+            deltaAcked: new Map(),
+            deltaNacked: new Map(),
+            dirty: new Set(),
+            flushScheduled: false,
             write: (msg) => call.write(msg),
           };
           this.streams.set(id, state);
@@ -193,9 +205,7 @@ export class AdsServer extends EventEmitter {
     }
     const prev = s.subs.get(typeUrl);
     const next: Set<string> | "*" =
-      names.length === 0 || names.includes("*")
-        ? WILDCARD_CAPABLE.has(typeUrl) && (prev === undefined || prev === "*") ? "*" : new Set()
-        : new Set(names);
+      names.length === 0 || names.includes("*") ? (WILDCARD_CAPABLE.has(typeUrl) && (prev === undefined || prev === "*") ? "*" : new Set()) : new Set(names);
     const changed = prev === undefined || !sameSubs(prev, next);
     s.subs.set(typeUrl, next);
     // First request, or a changed subscription: answer with the current state.
@@ -233,7 +243,11 @@ export class AdsServer extends EventEmitter {
           for (const [name, v] of pending.versions) nacked.set(name, { version: v, message: String(req.error_detail.message ?? "rejected") });
           s.deltaNacked.set(typeUrl, nacked);
           const max = Math.max(0, ...pending.versions.values());
-          s.acks.set(typeUrl, { ...(s.acks.get(typeUrl) ?? { ackedVersion: undefined }), nackedVersion: max, nackMessage: String(req.error_detail.message ?? "rejected") });
+          s.acks.set(typeUrl, {
+            ...(s.acks.get(typeUrl) ?? { ackedVersion: undefined }),
+            nackedVersion: max,
+            nackMessage: String(req.error_detail.message ?? "rejected"),
+          });
           this.emit("nack", s, typeUrl, max, String(req.error_detail.message ?? "rejected"));
         } else {
           const acked = s.deltaAcked.get(typeUrl) ?? new Map();

@@ -15,9 +15,7 @@ export async function listenXds(ads: AdsServer, host: string, port: number, cred
     "grpc.http2.min_ping_interval_without_data_ms": 10_000,
   });
   ads.addTo(server);
-  const bound = await new Promise<number>((resolve, reject) =>
-    server.bindAsync(`${host}:${port}`, credentials, (err, p) => (err ? reject(err) : resolve(p))),
-  );
+  const bound = await new Promise<number>((resolve, reject) => server.bindAsync(`${host}:${port}`, credentials, (err, p) => (err ? reject(err) : resolve(p))));
   return {
     port: bound,
     // Streams to proxies never end by themselves: give them a moment, then cut them.

@@ -43,7 +43,9 @@ export function cdcService({ repo, bus, router, watchers, shutdown }: CdcService
   return {
     async *watchSlotDirectives(req, ctx: HandlerContext) {
       if (!DATABASE_NAME.test(req.databaseName)) {
-        throw new InvalidArgumentError(`database_name "${req.databaseName}" is not valid: the logical database the data access layer routes, e.g. "billing-db"`);
+        throw new InvalidArgumentError(
+          `database_name "${req.databaseName}" is not valid: the logical database the data access layer routes, e.g. "billing-db"`,
+        );
       }
       if (!SLOT_NAME.test(req.slotName)) {
         throw new InvalidArgumentError(`slot_name "${req.slotName}" is not valid: 1 to 63 lowercase letters, digits and underscores`);

@@ -5,11 +5,7 @@ import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import type { XdsRouter } from "../routing/xds-router.js";
 import { FailedPreconditionError, NotFoundError, InvalidArgumentError, UnavailableError } from "../domain/errors.js";
 import type { OperatorAction } from "../domain/transitions.js";
-import {
-  type MigrationService,
-  WatchMigrationResponseSchema,
-  type WatchMigrationResponse,
-} from "../gen/migration/v1/migration_pb.js";
+import { type MigrationService, WatchMigrationResponseSchema, type WatchMigrationResponse } from "../gen/migration/v1/migration_pb.js";
 import { isTerminal, phaseFromProto, phaseToProto, type PhaseName } from "../domain/phases.js";
 import type { EventBus } from "../store/event-bus.js";
 import type { MigrationRepo } from "../store/migration-repo.js";
@@ -45,7 +41,15 @@ function requireId(id: string): string {
   return id;
 }
 
-export function migrationService({ repo, bus, shutdown, providerAvailable, providers, router, watchers }: MigrationServiceDeps): ServiceImpl<typeof MigrationService> {
+export function migrationService({
+  repo,
+  bus,
+  shutdown,
+  providerAvailable,
+  providers,
+  router,
+  watchers,
+}: MigrationServiceDeps): ServiceImpl<typeof MigrationService> {
   async function load(id: string) {
     const row = await repo.get(requireId(id));
     const history = await repo.phaseHistory([row.id]);

@@ -1,7 +1,11 @@
 import { create, toBinary, type DescEnum, type DescFile, type DescMessage, type DescService } from "@bufbuild/protobuf";
 import { FileDescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
 import type { ServiceImpl } from "@connectrpc/connect";
-import { type ServerReflection as ReflectionV1, ServerReflectionResponseSchema, type ServerReflectionRequest } from "../gen/grpc/reflection/v1/reflection_pb.js";
+import {
+  type ServerReflection as ReflectionV1,
+  ServerReflectionResponseSchema,
+  type ServerReflectionRequest,
+} from "../gen/grpc/reflection/v1/reflection_pb.js";
 import {
   type ServerReflection as ReflectionV1Alpha,
   ServerReflectionResponseSchema as ResponseV1AlphaSchema,

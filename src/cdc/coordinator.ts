@@ -5,7 +5,18 @@ import { CdcMode, type MigrationSpec } from "../gen/migration/v1/migration_pb.js
 import { lsnMax } from "../domain/lsn.js";
 import type { InstanceRef, Provider } from "../providers/provider.js";
 import type { CdcSlotRecord, CdcStage, CdcStateJson, MigrationStateJson } from "../domain/state.js";
-import { drainAndEndReaders, dropSlots, endReaders, fillWalTo, logicalSlots, publications, repositionSlot, restoreSlotsIn, waitConfirmed, type LogicalSlot } from "./slots.js";
+import {
+  drainAndEndReaders,
+  dropSlots,
+  endReaders,
+  fillWalTo,
+  logicalSlots,
+  publications,
+  repositionSlot,
+  restoreSlotsIn,
+  waitConfirmed,
+  type LogicalSlot,
+} from "./slots.js";
 
 /**
  * CDC continuity across cutover and rollback. Consumers of logical slots on
@@ -76,7 +87,7 @@ async function setStage(ctx: CdcContext, stage: CdcStage, side: "source" | "targ
     since: new Date().toISOString(),
     endpoint: await ctx.provider.endpoint(side === "source" ? ctx.source : ctx.target),
     // A pause that carries on (draining, then paused) keeps counting from its start.
-    pausedSince: paused ? (wasPaused ? prev?.pausedSince : undefined) ?? new Date().toISOString() : undefined,
+    pausedSince: paused ? ((wasPaused ? prev?.pausedSince : undefined) ?? new Date().toISOString()) : undefined,
     alerted: paused && wasPaused ? prev?.alerted : undefined,
     ...extra,
   };
@@ -101,7 +112,13 @@ export async function drainAndPause(ctx: CdcContext, finalLsn: string, remaining
   }
   if (ctx.state.cdc?.stage !== "DRAINING" && ctx.state.cdc?.stage !== "PAUSED") {
     ctx.state.cdcSlots = await records(ctx, slots, { publications: "keep" });
-    await setStage(ctx, "DRAINING", "source", { drainToLsn: finalLsn, resumed: false }, `CDC consumers of ${names(ctx.state).join(", ")} told to confirm ${finalLsn} and pause`);
+    await setStage(
+      ctx,
+      "DRAINING",
+      "source",
+      { drainToLsn: finalLsn, resumed: false },
+      `CDC consumers of ${names(ctx.state).join(", ")} told to confirm ${finalLsn} and pause`,
+    );
   }
   const list = names(ctx.state);
   const timeout = Math.max(1, Math.min(drainTimeout(ctx.spec), remainingMs));
@@ -111,11 +128,19 @@ export async function drainAndPause(ctx: CdcContext, finalLsn: string, remaining
   } catch (e) {
     if (!(e instanceof DeadlineExceededError)) throw e;
     // While we wait, the source takes no writes: no retry, fall back at once.
-    throw new FailedPreconditionError(`${e.rawMessage}; start or speed up those consumers, raise cdc_policy.drain_timeout, or drop slots nobody reads (DropInactiveSlot)`);
+    throw new FailedPreconditionError(
+      `${e.rawMessage}; start or speed up those consumers, raise cdc_policy.drain_timeout, or drop slots nobody reads (DropInactiveSlot)`,
+    );
   }
   ctx.state.cdcSlots = await records(ctx, drained.slots, { publications: "keep" });
   // No reader saw WAL past this point: the target's slots must start above it.
-  await setStage(ctx, "PAUSED", "source", { drainToLsn: finalLsn, readersEndedAt: drained.endLsn }, `CDC consumers of ${list.join(", ")} drained to ${finalLsn} and paused; positions recorded`);
+  await setStage(
+    ctx,
+    "PAUSED",
+    "source",
+    { drainToLsn: finalLsn, readersEndedAt: drained.endLsn },
+    `CDC consumers of ${list.join(", ")} drained to ${finalLsn} and paused; positions recorded`,
+  );
   return `${list.length} logical slot(s) drained to ${finalLsn}, paused and recorded: ${list.join(", ")}`;
 }
 
@@ -127,13 +152,20 @@ export async function drainAndPause(ctx: CdcContext, finalLsn: string, remaining
  */
 export async function restoreOnTarget(ctx: CdcContext): Promise<string> {
   const recs = ctx.state.cdcSlots ?? [];
-  if (!coordinating(ctx.spec) || recs.length === 0) return recs.length === 0 ? "no logical slots to restore" : "logical slots left to the operator (CDC_MODE_IGNORE)";
+  if (!coordinating(ctx.spec) || recs.length === 0)
+    return recs.length === 0 ? "no logical slots to restore" : "logical slots left to the operator (CDC_MODE_IGNORE)";
   // Above everything a consumer saw on the source: a consumer resumes from its own last LSN.
   const floor = lsnMax(...[ctx.state.finalLsn, ctx.state.cdc?.readersEndedAt, ...recs.map((r) => r.confirmedFlushLsn)].filter((x): x is string => !!x));
   for (const db of new Set(recs.map((r) => r.database))) {
     // Publications are catalog and came over with physical replication: checked rather than trusted, on the same connection.
     const mine = recs.filter((r) => r.database === db);
-    const at = await restoreSlotsIn(ctx.provider, ctx.target, db, mine.map((r) => ({ name: r.slotName, plugin: r.plugin, publications: r.publications })), floor);
+    const at = await restoreSlotsIn(
+      ctx.provider,
+      ctx.target,
+      db,
+      mine.map((r) => ({ name: r.slotName, plugin: r.plugin, publications: r.publications })),
+      floor,
+    );
     for (const r of mine) r.targetConsistentLsn = at.get(r.slotName);
   }
   recordPauseLength(ctx);
@@ -164,7 +196,13 @@ export async function rollbackSlots(ctx: CdcContext, remainingMs: number): Promi
     if (!targetEnd) {
       // A target that is gone cannot be drained; the source still gets its slots back.
       const at = await putBackOnSource(ctx);
-      await setStage(ctx, "PAUSED", "source", { drainToLsn: at }, `CDC slots ${list.join(", ")} put back on ${ctx.source.id} at ${at}; ${ctx.target.id} did not answer`);
+      await setStage(
+        ctx,
+        "PAUSED",
+        "source",
+        { drainToLsn: at },
+        `CDC slots ${list.join(", ")} put back on ${ctx.source.id} at ${at}; ${ctx.target.id} did not answer`,
+      );
       return check("cdc.rollback_drain", "WARN", {
         measured: `${ctx.target.id} unreachable`,
         threshold: `every consumer confirms the target's last position`,
@@ -173,7 +211,13 @@ export async function rollbackSlots(ctx: CdcContext, remainingMs: number): Promi
       });
     }
     if (ctx.state.cdc.stage === "ON_TARGET") {
-      await setStage(ctx, "DRAINING", "target", { drainToLsn: targetEnd }, `rolling back: CDC consumers of ${list.join(", ")} told to confirm ${targetEnd} on ${ctx.target.id} and pause`);
+      await setStage(
+        ctx,
+        "DRAINING",
+        "target",
+        { drainToLsn: targetEnd },
+        `rolling back: CDC consumers of ${list.join(", ")} told to confirm ${targetEnd} on ${ctx.target.id} and pause`,
+      );
     }
     const drainTo = ctx.state.cdc.drainToLsn ?? targetEnd;
     try {
@@ -185,18 +229,28 @@ export async function rollbackSlots(ctx: CdcContext, remainingMs: number): Promi
         measured: e.rawMessage,
         threshold: `every consumer confirms ${drainTo} on ${ctx.target.id}`,
         message: "a CDC consumer had not read all the target's changes when the rollback moved it back to the source",
-        remedy: "the changes it had not confirmed are on the source's tables (reverse replication applied them) but will not be streamed to it; re-read them from there",
+        remedy:
+          "the changes it had not confirmed are on the source's tables (reverse replication applied them) but will not be streamed to it; re-read them from there",
       });
     }
     await endReaders(ctx.provider, ctx.target, list);
-    const seen = (await logicalSlots(ctx.provider, ctx.target)).filter((s) => list.includes(s.name)).map((s) => s.confirmedFlushLsn).filter((x): x is string => !!x);
+    const seen = (await logicalSlots(ctx.provider, ctx.target))
+      .filter((s) => list.includes(s.name))
+      .map((s) => s.confirmedFlushLsn)
+      .filter((x): x is string => !!x);
     await fillWalTo(ctx.provider, ctx.source, lsnMax(drainTo, ...seen));
     const at = await putBackOnSource(ctx);
     await setStage(ctx, "PAUSED", "source", { drainToLsn: drainTo }, `CDC slots ${list.join(", ")} put back on ${ctx.source.id} at ${at}`);
   }
   await dropSlots(ctx.provider, ctx.target, list).catch(async (e: unknown) => {
     // Only a target that is gone may keep them: it takes no writes, so they retain nothing new.
-    if (await ctx.provider.currentLsn(ctx.target).then(() => true, () => false)) throw e;
+    if (
+      await ctx.provider.currentLsn(ctx.target).then(
+        () => true,
+        () => false,
+      )
+    )
+      throw e;
   });
   return warning;
 }

@@ -25,13 +25,23 @@ export function directiveFor(row: MigrationRow | undefined, slotName: string, ro
   const rec = row?.state.cdcSlots?.find((s) => s.slotName === slotName);
   const cdc = row?.state.cdc;
   if (!row || !rec || !cdc) {
-    return { ...base, action: "KEEP_READING", endpoint: routed, reason: row ? "the migration does not coordinate this slot (yet)" : "no migration concerns this database" };
+    return {
+      ...base,
+      action: "KEEP_READING",
+      endpoint: routed,
+      reason: row ? "the migration does not coordinate this slot (yet)" : "no migration concerns this database",
+    };
   }
   const common = { ...base, database: rec.database, endpoint: cdc.endpoint, since: cdc.since };
   switch (cdc.stage) {
     case "DRAINING":
     case "PAUSED":
-      return { ...common, action: "PAUSE", drainToLsn: cdc.drainToLsn ?? "", reason: `confirm ${cdc.drainToLsn} on ${cdc.side === "source" ? "the source" : "the target"}, then stop: the primary is changing` };
+      return {
+        ...common,
+        action: "PAUSE",
+        drainToLsn: cdc.drainToLsn ?? "",
+        reason: `confirm ${cdc.drainToLsn} on ${cdc.side === "source" ? "the source" : "the target"}, then stop: the primary is changing`,
+      };
     case "ON_TARGET":
       return { ...common, action: "RESUME", resumeFromLsn: rec.targetConsistentLsn ?? "", reason: "the slot was recreated on the promoted target" };
     case "ON_SOURCE":

@@ -31,7 +31,14 @@ export async function logicalSlots(provider: Provider, ref: InstanceRef): Promis
 
 async function logicalSlotsOn(c: Sql): Promise<LogicalSlot[]> {
   const r = await c.query<{
-    slot_name: string; plugin: string; database: string; confirmed: string | null; restart: string | null; active: boolean; app: string | null; addr: string | null;
+    slot_name: string;
+    plugin: string;
+    database: string;
+    confirmed: string | null;
+    restart: string | null;
+    active: boolean;
+    app: string | null;
+    addr: string | null;
   }>(
     `select s.slot_name, s.plugin, s.database, s.confirmed_flush_lsn::text as confirmed, s.restart_lsn::text as restart, s.active,
             a.application_name as app, coalesce(a.client_addr::text, 'local') as addr
@@ -52,9 +59,13 @@ async function logicalSlotsOn(c: Sql): Promise<LogicalSlot[]> {
 }
 
 export async function publications(provider: Provider, ref: InstanceRef, database: string): Promise<string[]> {
-  return provider.sql(ref, database).session(async (c) =>
-    (await c.query<{ p: string }>("select pubname as p from pg_publication where left(pubname, length($1)) <> $1 order by 1", [OWN_PREFIX])).rows.map((r) => r.p),
-  );
+  return provider
+    .sql(ref, database)
+    .session(async (c) =>
+      (await c.query<{ p: string }>("select pubname as p from pg_publication where left(pubname, length($1)) <> $1 order by 1", [OWN_PREFIX])).rows.map(
+        (r) => r.p,
+      ),
+    );
 }
 
 /**
@@ -62,7 +73,14 @@ export async function publications(provider: Provider, ref: InstanceRef, databas
  * before that point is safely downstream. Throws DeadlineExceededError naming
  * each laggard with its position.
  */
-export async function waitConfirmed(provider: Provider, ref: InstanceRef, names: string[], lsn: string, timeoutMs: number, signal?: AbortSignal): Promise<void> {
+export async function waitConfirmed(
+  provider: Provider,
+  ref: InstanceRef,
+  names: string[],
+  lsn: string,
+  timeoutMs: number,
+  signal?: AbortSignal,
+): Promise<void> {
   if (names.length === 0) return;
   await provider.sql(ref).session((c) => waitConfirmedOn(c, ref, names, lsn, timeoutMs, signal));
 }
@@ -114,7 +132,12 @@ async function endReadersOn(c: Sql, ref: InstanceRef, names: string[]): Promise<
  * past which no reader saw anything.
  */
 export async function drainAndEndReaders(
-  provider: Provider, ref: InstanceRef, names: string[], lsn: string, timeoutMs: number, signal?: AbortSignal,
+  provider: Provider,
+  ref: InstanceRef,
+  names: string[],
+  lsn: string,
+  timeoutMs: number,
+  signal?: AbortSignal,
 ): Promise<{ slots: LogicalSlot[]; endLsn: string }> {
   return provider.sql(ref).session(async (c) => {
     await waitConfirmedOn(c, ref, names, lsn, timeoutMs, signal);
@@ -156,12 +179,17 @@ async function fillWalOn(c: Sql, ref: InstanceRef, lsn: string): Promise<string>
  * One connection. Returns each slot's consistent point.
  */
 export async function restoreSlotsIn(
-  provider: Provider, ref: InstanceRef, database: string, wanted: Array<{ name: string; plugin: string; publications: string[] }>, floor: string,
+  provider: Provider,
+  ref: InstanceRef,
+  database: string,
+  wanted: Array<{ name: string; plugin: string; publications: string[] }>,
+  floor: string,
 ): Promise<Map<string, string>> {
   return provider.sql(ref, database).session(async (c) => {
     const there = (await c.query<{ p: string }>("select pubname as p from pg_publication")).rows.map((r) => r.p);
     const missing = [...new Set(wanted.flatMap((w) => w.publications))].filter((p) => !there.includes(p));
-    if (missing.length > 0) throw new FailedPreconditionError(`publication(s) ${missing.join(", ")} of ${database} are not on ${ref.id}; the target is not a copy of the source`);
+    if (missing.length > 0)
+      throw new FailedPreconditionError(`publication(s) ${missing.join(", ")} of ${database} are not on ${ref.id}; the target is not a copy of the source`);
     await fillWalOn(c, ref, floor);
     const out = new Map<string, string>();
     for (const w of wanted) out.set(w.name, await ensureSlotOn(c, ref, database, w.name, w.plugin));

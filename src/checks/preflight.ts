@@ -25,7 +25,12 @@ export function preflightChecks(source: InstanceDescription, targetMajor: number
   const walLevel = source.settings.wal_level ?? "unknown";
   results.push(
     walLevel === "minimal"
-      ? check("settings.wal_level", "FAIL", { measured: walLevel, threshold: "replica or logical", message: "wal_level=minimal cannot feed a replica", remedy: "set wal_level=logical and restart the source" })
+      ? check("settings.wal_level", "FAIL", {
+          measured: walLevel,
+          threshold: "replica or logical",
+          message: "wal_level=minimal cannot feed a replica",
+          remedy: "set wal_level=logical and restart the source",
+        })
       : check("settings.wal_level", "PASS", { measured: walLevel, threshold: "replica or logical" }),
   );
   results.push(...slotChecks(source));
@@ -54,21 +59,63 @@ export function extensionCheck(source: InstanceDescription, available: Map<strin
       remedy: "run ALTER EXTENSION ... UPDATE after cutover, and test the application against the new versions",
     });
   }
-  return check("extensions.parity", "PASS", { measured: `${source.extensions.length} installed extension(s) available on the target`, threshold: "all available" });
+  return check("extensions.parity", "PASS", {
+    measured: `${source.extensions.length} installed extension(s) available on the target`,
+    threshold: "all available",
+  });
 }
 
 /** Settings that change how the application's queries behave, or how much the server can take. */
 const SETTINGS_THAT_MATTER = new Set([
-  "max_connections", "shared_buffers", "work_mem", "maintenance_work_mem", "effective_cache_size", "TimeZone", "timezone",
-  "search_path", "default_transaction_isolation", "statement_timeout", "lock_timeout", "idle_in_transaction_session_timeout",
-  "standard_conforming_strings", "DateStyle", "IntervalStyle", "client_encoding", "lc_collate", "lc_ctype", "max_prepared_transactions",
-  "max_locks_per_transaction", "synchronous_commit", "default_text_search_config", "extra_float_digits", "bytea_output",
+  "max_connections",
+  "shared_buffers",
+  "work_mem",
+  "maintenance_work_mem",
+  "effective_cache_size",
+  "TimeZone",
+  "timezone",
+  "search_path",
+  "default_transaction_isolation",
+  "statement_timeout",
+  "lock_timeout",
+  "idle_in_transaction_session_timeout",
+  "standard_conforming_strings",
+  "DateStyle",
+  "IntervalStyle",
+  "client_encoding",
+  "lc_collate",
+  "lc_ctype",
+  "max_prepared_transactions",
+  "max_locks_per_transaction",
+  "synchronous_commit",
+  "default_text_search_config",
+  "extra_float_digits",
+  "bytea_output",
 ]);
 /** Settings that differ by construction between a primary and its replica, or between two hosts. */
 const SETTINGS_IGNORED = new Set([
-  "port", "data_directory", "config_file", "hba_file", "ident_file", "listen_addresses", "unix_socket_directories", "primary_conninfo",
-  "primary_slot_name", "transaction_read_only", "default_transaction_read_only", "in_hot_standby", "hot_standby", "external_pid_file",
-  "log_directory", "log_filename", "cluster_name", "application_name", "krb_server_keyfile", "ssl_cert_file", "ssl_key_file", "ssl_ca_file",
+  "port",
+  "data_directory",
+  "config_file",
+  "hba_file",
+  "ident_file",
+  "listen_addresses",
+  "unix_socket_directories",
+  "primary_conninfo",
+  "primary_slot_name",
+  "transaction_read_only",
+  "default_transaction_read_only",
+  "in_hot_standby",
+  "hot_standby",
+  "external_pid_file",
+  "log_directory",
+  "log_filename",
+  "cluster_name",
+  "application_name",
+  "krb_server_keyfile",
+  "ssl_cert_file",
+  "ssl_key_file",
+  "ssl_ca_file",
 ]);
 
 /** Settings that differ between source and target, the ones that matter flagged. */
@@ -89,8 +136,15 @@ export function parameterCheck(source: Record<string, string>, target: Record<st
     measured: [
       important.length ? `differ and matter: ${important.map(fmt).join("; ")}` : "",
       missing.length ? `not supported on the target: ${missing.join(", ")}` : "",
-      differ.length > important.length ? `differ: ${differ.filter((n) => !important.includes(n)).map(fmt).join("; ")}` : "",
-    ].filter(Boolean).join(" | "),
+      differ.length > important.length
+        ? `differ: ${differ
+            .filter((n) => !important.includes(n))
+            .map(fmt)
+            .join("; ")}`
+        : "",
+    ]
+      .filter(Boolean)
+      .join(" | "),
     threshold: "same settings where they matter",
     message: `${differ.length} setting(s) differ between source and target${important.length ? `, ${important.length} of which change query behaviour or capacity` : ""}`,
     remedy: "set them on the target's parameter group (locally: ALTER SYSTEM on the target) before cutover, or accept the difference",

@@ -14,5 +14,10 @@ export async function targetWritable(sql: SqlPort): Promise<CheckResult> {
   });
   return writable
     ? check("verify.target_writable", "PASS", { measured: "writable primary", threshold: "writable primary" })
-    : check("verify.target_writable", "FAIL", { measured: "in recovery", threshold: "writable primary", message: "the target is not a writable primary", remedy: "roll back" });
+    : check("verify.target_writable", "FAIL", {
+        measured: "in recovery",
+        threshold: "writable primary",
+        message: "the target is not a writable primary",
+        remedy: "roll back",
+      });
 }

@@ -60,7 +60,12 @@ export async function ctlCommand(argv: string[]): Promise<void> {
       case "list": {
         const phases = (values.phase ?? []).map((p) => {
           const v = Phase[p.toUpperCase().replace(/^PHASE_/, "") as keyof typeof Phase];
-          if (v === undefined) throw new UsageError(`--phase ${p} is not a phase; use one of ${Object.keys(Phase).filter((k) => Number.isNaN(Number(k)) && k !== "UNSPECIFIED").join(", ")}`);
+          if (v === undefined)
+            throw new UsageError(
+              `--phase ${p} is not a phase; use one of ${Object.keys(Phase)
+                .filter((k) => Number.isNaN(Number(k)) && k !== "UNSPECIFIED")
+                .join(", ")}`,
+            );
           return v;
         });
         let pageToken = "";

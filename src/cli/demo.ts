@@ -59,8 +59,13 @@ export async function demoCommand(argv: string[]): Promise<void> {
     await proxy.start();
     say(`   a CDC consumer (pgoutput) reads slot ${cdc!.slot} and follows the service's directives (CdcService)`);
     consumer = new CdcConsumer({
-      api: `http://127.0.0.1:${service.port}`, databaseName: "billing-db", slot: cdc!.slot, publication: cdc!.publication,
-      user: cdc!.user, password: cdc!.password, database: cdc!.database,
+      api: `http://127.0.0.1:${service.port}`,
+      databaseName: "billing-db",
+      slot: cdc!.slot,
+      publication: cdc!.publication,
+      user: cdc!.user,
+      password: cdc!.password,
+      database: cdc!.database,
     });
     consumer.start();
 
@@ -122,9 +127,13 @@ export async function demoCommand(argv: string[]): Promise<void> {
       say(`   ${order[i]![0].padEnd(18)} ${String(order[i + 1]![1].getTime() - order[i]![1].getTime()).padStart(7)} ms`);
     }
     const routing = (await client.getRoutingStatus({ databaseName: "billing-db" })).status!;
-    say(`   final phase: ${phaseName(final.phase)}; billing-db routed to ${routing.endpoint?.host}:${routing.endpoint?.port} (version ${routing.version}), proxies: ${routing.proxies.map((p) => `${p.nodeId} acked ${p.ackedVersion}`).join(", ")}`);
+    say(
+      `   final phase: ${phaseName(final.phase)}; billing-db routed to ${routing.endpoint?.host}:${routing.endpoint?.port} (version ${routing.version}), proxies: ${routing.proxies.map((p) => `${p.nodeId} acked ${p.ackedVersion}`).join(", ")}`,
+    );
     say(`   write-unavailability window (longest gap between commits seen by the application): ${Math.round(load.longestGapMs)} ms`);
-    say(`   application: ${load.committed.length} commits, ${load.failures.length} failed attempts (${[...new Set(load.failures.map((f) => f.code))].join(", ") || "none"}), all retried`);
+    say(
+      `   application: ${load.committed.length} commits, ${load.failures.length} failed attempts (${[...new Set(load.failures.map((f) => f.code))].join(", ") || "none"}), all retried`,
+    );
 
     const expectOn = values.rollback ? "billing" : "billing-aurora";
     const cluster = provider.cluster({ id: expectOn });
@@ -134,10 +143,16 @@ export async function demoCommand(argv: string[]): Promise<void> {
     if (final.phase !== wantPhase) ok = false;
     if (values.rollback) {
       const promotedAt = entered.get("CDC_RESTORE");
-      const onTarget = new Set((await provider.cluster({ id: "billing-aurora" }).query<{ id: string }>("select id::text from items", [], "app")).map((r) => r.id));
+      const onTarget = new Set(
+        (await provider.cluster({ id: "billing-aurora" }).query<{ id: string }>("select id::text from items", [], "app")).map((r) => r.id),
+      );
       const writtenOnTarget = load.committed.filter((c) => onTarget.has(c.toString())).length;
-      say(`   rows verified on the source after rollback: ${load.committed.length - missing.length} of ${load.committed.length} committed ids present, ${missing.length} missing`);
-      say(`   (writes made on the target after promotion${promotedAt ? ` at ${promotedAt.toISOString().slice(11, 23)}` : ""} came back through reverse replication; ${writtenOnTarget} committed ids are on the target too)`);
+      say(
+        `   rows verified on the source after rollback: ${load.committed.length - missing.length} of ${load.committed.length} committed ids present, ${missing.length} missing`,
+      );
+      say(
+        `   (writes made on the target after promotion${promotedAt ? ` at ${promotedAt.toISOString().slice(11, 23)}` : ""} came back through reverse replication; ${writtenOnTarget} committed ids are on the target too)`,
+      );
       if (missing.length > 0) ok = false;
       const c = new pg.Client({ host: "127.0.0.1", port: listenerPort, ...app });
       await c.connect();
@@ -146,7 +161,9 @@ export async function demoCommand(argv: string[]): Promise<void> {
       say(`   a new connection through the proxy now reaches port ${r.rows[0].port} (the source is ${provider.cluster({ id: "billing" }).port})`);
       if (r.rows[0].port !== provider.cluster({ id: "billing" }).port) ok = false;
     } else {
-      say(`   rows verified on the target: ${load.committed.length - missing.length} of ${load.committed.length} committed ids present, ${missing.length} missing`);
+      say(
+        `   rows verified on the target: ${load.committed.length - missing.length} of ${load.committed.length} committed ids present, ${missing.length} missing`,
+      );
       if (missing.length > 0) ok = false;
     }
     // The stream is held to the table that holds the truth now, in commit order (one writer: id order).
@@ -156,7 +173,9 @@ export async function demoCommand(argv: string[]): Promise<void> {
     const ports = new Map(["billing", "billing-aurora"].map((n) => [`127.0.0.1:${provider.cluster({ id: n }).port}`, n]));
     const named = (hp: string) => `${ports.get(hp) ?? "?"} (${hp})`;
     const v = verifyStream(consumer.changes, "items", truth);
-    say(`   CDC events verified: ${v.streamed} inserts streamed for ${truth.length} committed rows — ${v.lost} lost, ${v.duplicated} duplicated, ${v.inOrder ? "in commit order" : "OUT OF ORDER"}; read from ${v.from.map(named).join(", then ")}`);
+    say(
+      `   CDC events verified: ${v.streamed} inserts streamed for ${truth.length} committed rows — ${v.lost} lost, ${v.duplicated} duplicated, ${v.inOrder ? "in commit order" : "OUT OF ORDER"}; read from ${v.from.map(named).join(", then ")}`,
+    );
     if (v.lost > 0 || v.duplicated > 0 || !v.inOrder || truth.length === 0) ok = false;
     say();
     say(ok ? "demo: OK" : "demo: FAILED");
@@ -166,7 +185,11 @@ export async function demoCommand(argv: string[]): Promise<void> {
     await proxy.stop();
     await service.stop();
     if (!values.keep) {
-      for (const name of provider.list()) await provider.cluster({ id: name }).destroy().catch(() => {});
+      for (const name of provider.list())
+        await provider
+          .cluster({ id: name })
+          .destroy()
+          .catch(() => {});
       await LocalCluster.load(join(dataDir, "store"))?.destroy();
       if (!values["data-dir"]) rmSync(dataDir, { recursive: true, force: true });
     }

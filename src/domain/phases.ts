@@ -2,10 +2,24 @@ import { Phase } from "../gen/migration/v1/migration_pb.js";
 
 /** Phase names as stored and logged: the enum name without its PHASE_ prefix. */
 export const PHASES = [
-  "PENDING", "PREFLIGHT", "PROVISIONING", "REPLICATING", "READY_FOR_CUTOVER",
-  "QUIESCING", "FINAL_SYNC", "CDC_PREPARE", "PROMOTING", "CDC_RESTORE",
-  "ROUTING", "VERIFYING", "COMPLETED", "FINALIZED",
-  "ROLLING_BACK", "ROLLED_BACK", "ABORTED", "FAILED",
+  "PENDING",
+  "PREFLIGHT",
+  "PROVISIONING",
+  "REPLICATING",
+  "READY_FOR_CUTOVER",
+  "QUIESCING",
+  "FINAL_SYNC",
+  "CDC_PREPARE",
+  "PROMOTING",
+  "CDC_RESTORE",
+  "ROUTING",
+  "VERIFYING",
+  "COMPLETED",
+  "FINALIZED",
+  "ROLLING_BACK",
+  "ROLLED_BACK",
+  "ABORTED",
+  "FAILED",
 ] as const;
 export type PhaseName = (typeof PHASES)[number];
 

@@ -1,15 +1,7 @@
 import { create, toJson, fromJson } from "@bufbuild/protobuf";
 import { durationFromMs, type Duration } from "@bufbuild/protobuf/wkt";
 import { InvalidArgumentError } from "./errors.js";
-import {
-  CdcMode,
-  CutoverMode,
-  FailurePolicy,
-  MigrationSpecSchema,
-  Provider,
-  type DatabaseRef,
-  type MigrationSpec,
-} from "../gen/migration/v1/migration_pb.js";
+import { CdcMode, CutoverMode, FailurePolicy, MigrationSpecSchema, Provider, type DatabaseRef, type MigrationSpec } from "../gen/migration/v1/migration_pb.js";
 import type { InstanceRef } from "./instance.js";
 import type { SpecJson } from "./state.js";
 import { isPhaseName, type PhaseName } from "./phases.js";
@@ -66,7 +58,8 @@ function checkDuration(field: string, d: Duration | undefined, fallbackMs: numbe
 }
 
 function checkRef(field: string, ref: DatabaseRef | undefined, provider: Provider): DatabaseRef {
-  if (!ref || !ref.id) throw new InvalidArgumentError(`${field}.id is required: the ${field === "spec.source" ? "source instance" : "target to create"}'s identifier`);
+  if (!ref || !ref.id)
+    throw new InvalidArgumentError(`${field}.id is required: the ${field === "spec.source" ? "source instance" : "target to create"}'s identifier`);
   if (provider === Provider.AWS) {
     if (!AWS_ID.test(ref.id) || ref.id.endsWith("-")) {
       throw new InvalidArgumentError(
@@ -78,7 +71,9 @@ function checkRef(field: string, ref: DatabaseRef | undefined, provider: Provide
     }
   } else {
     if (!LOCAL_ID.test(ref.id)) {
-      throw new InvalidArgumentError(`${field}.id "${ref.id}" is not a valid local cluster name: 1 to 63 letters, digits, "_" or "-", starting with a letter or digit`);
+      throw new InvalidArgumentError(
+        `${field}.id "${ref.id}" is not a valid local cluster name: 1 to 63 letters, digits, "_" or "-", starting with a letter or digit`,
+      );
     }
     if (ref.region) throw new InvalidArgumentError(`${field}.region is only for PROVIDER_AWS; leave it empty for PROVIDER_LOCAL`);
   }

@@ -69,7 +69,6 @@ export interface CdcStateJson {
   readersEndedAt?: string;
 }
 
-
 export type RequestedAction = "abort" | "rollback" | "finalize";
 
 /** What the database looked like under its live load, sampled over a short interval. */

@@ -4,9 +4,20 @@ import type { RequestedAction } from "./state.js";
 
 /** The happy path, in order. */
 export const FORWARD: readonly PhaseName[] = [
-  "PENDING", "PREFLIGHT", "PROVISIONING", "REPLICATING", "READY_FOR_CUTOVER",
-  "QUIESCING", "FINAL_SYNC", "CDC_PREPARE", "PROMOTING", "CDC_RESTORE",
-  "ROUTING", "VERIFYING", "COMPLETED", "FINALIZED",
+  "PENDING",
+  "PREFLIGHT",
+  "PROVISIONING",
+  "REPLICATING",
+  "READY_FOR_CUTOVER",
+  "QUIESCING",
+  "FINAL_SYNC",
+  "CDC_PREPARE",
+  "PROMOTING",
+  "CDC_RESTORE",
+  "ROUTING",
+  "VERIFYING",
+  "COMPLETED",
+  "FINALIZED",
 ];
 
 const index = (p: PhaseName) => FORWARD.indexOf(p);
@@ -59,7 +70,8 @@ export function assertActionAllowed(action: OperatorAction, phase: PhaseName, fl
       return;
     case "pause":
       if (!FORWARD.includes(phase) || phase === "COMPLETED" || phase === "FINALIZED") refuse("only a migration on its way to COMPLETED can be paused");
-      if (CUTOVER_WINDOW.includes(phase)) refuse("the cutover is under way and writes are stopped until ROUTING ends; pause before QUIESCING or after, or use RollbackMigration");
+      if (CUTOVER_WINDOW.includes(phase))
+        refuse("the cutover is under way and writes are stopped until ROUTING ends; pause before QUIESCING or after, or use RollbackMigration");
       return;
     case "resume":
       if (!flags.paused) refuse("it is not paused");

@@ -90,14 +90,17 @@ export class Engine {
     const log = this.deps.log.child({ migration: id, token: lease.token });
     const lost = new AbortController();
     const signal = AbortSignal.any([lost.signal, this.stopping.signal]);
-    const renew = setInterval(() => {
-      this.deps.leases.renew(lease).then(
-        (ok) => {
-          if (!ok) lost.abort();
-        },
-        () => lost.abort(),
-      );
-    }, Math.max(100, this.deps.leases.ttlMs / 3));
+    const renew = setInterval(
+      () => {
+        this.deps.leases.renew(lease).then(
+          (ok) => {
+            if (!ok) lost.abort();
+          },
+          () => lost.abort(),
+        );
+      },
+      Math.max(100, this.deps.leases.ttlMs / 3),
+    );
     log.info("driving");
     try {
       while (!signal.aborted) {
@@ -240,12 +243,17 @@ export class Engine {
     this.attempts.set(attemptKey, attempt);
     const step = attemptKey.split(":")[1];
     env.state.lastError = { code: info.code, message: info.message, phase: env.row.phase, at: new Date().toISOString() };
-    await this.deps.repo.record(lease, env.row.id, {
-      type: "STEP_FAILED",
-      actor: ENGINE,
-      message: `${step} attempt ${attempt}: ${info.message}`,
-      payload: { step, code: info.code, attempt },
-    }, env.state);
+    await this.deps.repo.record(
+      lease,
+      env.row.id,
+      {
+        type: "STEP_FAILED",
+        actor: ENGINE,
+        message: `${step} attempt ${attempt}: ${info.message}`,
+        payload: { step, code: info.code, attempt },
+      },
+      env.state,
+    );
     log.warn("step failed", { step: attemptKey, attempt, error: info.message });
     const policy = { ...env.policy, failurePolicy: env.spec.failurePolicy };
     if (opts.operator) return { kind: "retry", backoffMs: decideBackoff(policy, attempt) };
@@ -267,7 +275,13 @@ export class Engine {
         delete state.finalLsn;
         // The transition below persists this; consumers paused for the cutover read the source again.
         await env.activities.cdc.resumeOnSource({ ...cdcContext(env), note: async () => {} });
-        await this.move(env, lease, "REPLICATING", `${row.phase} failed (${message}); ${source.id} unfenced, replicating again; paused until an operator resumes`, { paused: true });
+        await this.move(
+          env,
+          lease,
+          "REPLICATING",
+          `${row.phase} failed (${message}); ${source.id} unfenced, replicating again; paused until an operator resumes`,
+          { paused: true },
+        );
         return 0;
       case "fail":
         // Nothing was fenced or promoted: remove what we created so no slot keeps WAL on the source.
@@ -276,7 +290,13 @@ export class Engine {
         return "done";
       case "hold":
         state.held = { phase: row.phase, at: new Date().toISOString() };
-        await this.deps.repo.record(lease, row.id, { type: "OPERATOR_ACTION", actor: ENGINE, message: `holding in ${row.phase} for an operator (failure policy HOLD): ${message}` }, state, { paused: true });
+        await this.deps.repo.record(
+          lease,
+          row.id,
+          { type: "OPERATOR_ACTION", actor: ENGINE, message: `holding in ${row.phase} for an operator (failure policy HOLD): ${message}` },
+          state,
+          { paused: true },
+        );
         return 500;
       case "roll_back":
         state.rollbackFrom = row.phase;

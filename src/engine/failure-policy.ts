@@ -35,12 +35,7 @@ export interface RetryPolicy {
  * - hold: after promotion, with FAILURE_POLICY_HOLD: stay, paused, for an operator;
  * - roll_back: after promotion: traffic goes back to the source.
  */
-export type Decision =
-  | { kind: "retry"; backoffMs: number }
-  | { kind: "fall_back" }
-  | { kind: "fail" }
-  | { kind: "hold" }
-  | { kind: "roll_back" };
+export type Decision = { kind: "retry"; backoffMs: number } | { kind: "fall_back" } | { kind: "fail" } | { kind: "hold" } | { kind: "roll_back" };
 
 export function backoffMs(policy: RetryPolicy, attempt: number): number {
   return Math.min(policy.maxBackoffMs, policy.initialBackoffMs * 2 ** (attempt - 1));

@@ -29,9 +29,14 @@ export async function dropInactiveSlot(
   if (info.type !== "logical") throw new FailedPreconditionError(`slot ${slot} is a physical slot; only inactive logical slots are dropped this way`);
   if (info.active) throw new FailedPreconditionError(`slot ${slot} is being read by a consumer; it is not stale`);
   const retained = await provider.dropInactiveSlot(source, slot);
-  const updated = await repo.logOperatorEvent(id, actor, `dropped inactive logical slot ${slot} on ${source.id} (it retained ${formatBytes(retained)} of WAL)${reason ? `: ${reason}` : ""}`, {
-    action: "drop_inactive_slot",
-    slot,
-  });
+  const updated = await repo.logOperatorEvent(
+    id,
+    actor,
+    `dropped inactive logical slot ${slot} on ${source.id} (it retained ${formatBytes(retained)} of WAL)${reason ? `: ${reason}` : ""}`,
+    {
+      action: "drop_inactive_slot",
+      slot,
+    },
+  );
   return { row: updated, retained };
 }

@@ -18,7 +18,6 @@ const BASELINE_SAMPLE_MS = 2000;
  */
 const BASELINE_BREACH_SAMPLES = 3;
 
-
 const preflight: Step = async (env) => {
   const results = await runPreflight(env.provider, env.source);
   env.state.checks = mergeChecks(env.state.checks ?? [], results);
@@ -99,7 +98,8 @@ const replicating: Step = async (env) => {
           check("replication.lag_window", "WARN", {
             measured,
             threshold,
-            message: windowStart !== undefined ? "lag went over a threshold: the window starts again" : "waiting for the replica to stream within the thresholds",
+            message:
+              windowStart !== undefined ? "lag went over a threshold: the window starts again" : "waiting for the replica to stream within the thresholds",
             remedy: "nothing to do if it settles; otherwise reduce the write load or raise the thresholds",
           }),
         );
@@ -196,7 +196,9 @@ const verifying: Step = async (env) => {
     }
     env.state.checks = mergeChecks(env.state.checks ?? [], [cmp]);
     if (cmp.status === "FAIL") {
-      throw new FailedPreconditionError(`baseline breached after cutover in ${BASELINE_BREACH_SAMPLES} consecutive samples of ${BASELINE_SAMPLE_MS} ms: ${cmp.measured}`);
+      throw new FailedPreconditionError(
+        `baseline breached after cutover in ${BASELINE_BREACH_SAMPLES} consecutive samples of ${BASELINE_SAMPLE_MS} ms: ${cmp.measured}`,
+      );
     }
   }
   return { to: "COMPLETED", reason: "the target serves reads and writes" };

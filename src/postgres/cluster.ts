@@ -42,10 +42,7 @@ export interface RunResult {
 const SUPERUSER = "postgres";
 
 /** Password access over loopback, for clients and for replication; nothing else. */
-const HBA = [
-  "host all all 127.0.0.1/32 scram-sha-256",
-  "host replication all 127.0.0.1/32 scram-sha-256",
-].join("\n") + "\n";
+const HBA = ["host all all 127.0.0.1/32 scram-sha-256", "host replication all 127.0.0.1/32 scram-sha-256"].join("\n") + "\n";
 
 /** Settings every cluster we manage needs: physical and logical replication, loopback only. */
 const BASE_SETTINGS: Record<string, string | number> = {
@@ -136,9 +133,11 @@ function processAlive(pid: number): boolean {
 }
 
 export function renderSettings(settings: Record<string, string | number>): string {
-  return Object.entries(settings)
-    .map(([k, v]) => `${k} = ${v}`)
-    .join("\n") + "\n";
+  return (
+    Object.entries(settings)
+      .map(([k, v]) => `${k} = ${v}`)
+      .join("\n") + "\n"
+  );
 }
 
 /**
@@ -204,9 +203,7 @@ export class LocalCluster {
     if (existing) return existing;
     const dataDir = join(opts.dir, "data");
     if (existsSync(dataDir) && readdirSync(dataDir).length > 0) {
-      throw new FailedPreconditionError(
-        `data directory ${dataDir} is not empty and holds no cluster of ours; remove it or choose another directory`,
-      );
+      throw new FailedPreconditionError(`data directory ${dataDir} is not empty and holds no cluster of ours; remove it or choose another directory`);
     }
     const found = opts.binDir ? { dir: opts.binDir, major: majorOf(opts.binDir) } : findPgBinaries();
     const user = postgresRunAs();
@@ -225,7 +222,17 @@ export class LocalCluster {
     writeFileSync(pwfile, meta.password + "\n", { mode: 0o600 });
     handOver(opts.dir, user);
     const res = await runAsPostgres(join(bins.dir, "initdb"), [
-      "-D", dataDir, "-U", SUPERUSER, "--pwfile", pwfile, "--auth=scram-sha-256", "-E", "UTF8", "--locale=C", "--no-sync",
+      "-D",
+      dataDir,
+      "-U",
+      SUPERUSER,
+      "--pwfile",
+      pwfile,
+      "--auth=scram-sha-256",
+      "-E",
+      "UTF8",
+      "--locale=C",
+      "--no-sync",
     ]);
     rmSync(pwfile, { force: true });
     if (res.code !== 0) {
@@ -288,15 +295,9 @@ export class LocalCluster {
     // A postmaster that died (crash, kill -9) leaves its pid file behind, and a
     // zombie would make PostgreSQL believe it still runs: the file is stale.
     if (this.postmasterPid() !== undefined) rmSync(join(this.dataDir, "postmaster.pid"), { force: true });
-    const res = await runAsPostgres(
-      this.bin("pg_ctl"),
-      ["start", "-D", this.dataDir, "-l", this.logFile, "-w", "-t", "120"],
-      { timeoutMs: 130_000 },
-    );
+    const res = await runAsPostgres(this.bin("pg_ctl"), ["start", "-D", this.dataDir, "-l", this.logFile, "-w", "-t", "120"], { timeoutMs: 130_000 });
     if (res.code !== 0) {
-      throw new UnavailableError(
-        `PostgreSQL in ${this.dataDir} did not start (exit ${res.code}): ${res.stderr.trim()}; last log lines: ${this.tailLog(15)}`,
-      );
+      throw new UnavailableError(`PostgreSQL in ${this.dataDir} did not start (exit ${res.code}): ${res.stderr.trim()}; last log lines: ${this.tailLog(15)}`);
     }
   }
 

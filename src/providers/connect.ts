@@ -31,6 +31,8 @@ export async function withClient<T>(instance: string, config: pg.ClientConfig, f
 /** A SqlPort over short-lived connections made from config (one per query or session). */
 export function sqlPort(instance: string, config: pg.ClientConfig): SqlPort {
   const session = <T>(fn: (s: Sql) => Promise<T>) =>
-    withClient(instance, config, (c) => fn({ query: async <R extends object>(text: string, params?: unknown[]) => c.query<R & pg.QueryResultRow>(text, params) }));
+    withClient(instance, config, (c) =>
+      fn({ query: async <R extends object>(text: string, params?: unknown[]) => c.query<R & pg.QueryResultRow>(text, params) }),
+    );
   return { session, query: (text, params) => session((s) => s.query(text, params)) };
 }

@@ -21,13 +21,17 @@ export class UnknownInstanceError extends ProviderError {
 
 export class InstanceUnreachableError extends ProviderError {
   constructor(instance: string, where: string, cause: unknown) {
-    super(Code.Unavailable, instance, `cannot connect to ${instance} at ${where}: ${(cause as Error).message}; check that it is running and reachable`, { cause });
+    super(Code.Unavailable, instance, `cannot connect to ${instance} at ${where}: ${(cause as Error).message}; check that it is running and reachable`, {
+      cause,
+    });
   }
 }
 
 export class CredentialsRejectedError extends ProviderError {
   constructor(instance: string, user: string, cause: unknown) {
-    super(Code.FailedPrecondition, instance, `${instance} rejected the credentials of user "${user}"; register the instance again with the right password`, { cause });
+    super(Code.FailedPrecondition, instance, `${instance} rejected the credentials of user "${user}"; register the instance again with the right password`, {
+      cause,
+    });
   }
 }
 
@@ -45,7 +49,11 @@ export class ReplicaDownError extends ProviderError {
 
 export class ReplayTimeoutError extends ProviderError {
   constructor(instance: string, lsn: string, reached: string | null, timeoutMs: number) {
-    super(Code.DeadlineExceeded, instance, `${instance} did not replay up to ${lsn} within ${timeoutMs} ms (reached ${reached ?? "nothing"}); check replication and retry`);
+    super(
+      Code.DeadlineExceeded,
+      instance,
+      `${instance} did not replay up to ${lsn} within ${timeoutMs} ms (reached ${reached ?? "nothing"}); check replication and retry`,
+    );
   }
 }
 

@@ -20,7 +20,9 @@ async function userDatabases(provider: Provider, ref: InstanceRef): Promise<stri
   const desc = await provider.describe(ref);
   const out: string[] = [];
   for (const db of desc.databases) {
-    const r = await provider.sql(ref, db).query<{ n: number }>("select count(*)::int as n from pg_tables where schemaname not in ('pg_catalog', 'information_schema')");
+    const r = await provider
+      .sql(ref, db)
+      .query<{ n: number }>("select count(*)::int as n from pg_tables where schemaname not in ('pg_catalog', 'information_schema')");
     const n = r.rows[0]!.n;
     if (n > 0) out.push(db);
   }
@@ -81,20 +83,29 @@ export async function drainReverseReplication(provider: Provider, source: Instan
   const deadline = Date.now() + timeoutMs;
   const tgtAdmin = provider.sql(target);
   const targetLsn = (await tgtAdmin.query<{ l: string }>("select pg_current_wal_lsn()::text as l")).rows[0]!.l;
-  const slots = (await tgtAdmin.query<{ slot_name: string; database: string }>("select slot_name, database from pg_replication_slots where slot_name like $1", [`${NAME}_%`])).rows;
+  const slots = (
+    await tgtAdmin.query<{ slot_name: string; database: string }>("select slot_name, database from pg_replication_slots where slot_name like $1", [`${NAME}_%`])
+  ).rows;
   for (const s of slots) {
     while (true) {
       const flushed =
-        (await tgtAdmin.query<{ l: string | null }>("select confirmed_flush_lsn::text as l from pg_replication_slots where slot_name = $1", [s.slot_name])).rows[0]?.l ?? null;
+        (await tgtAdmin.query<{ l: string | null }>("select confirmed_flush_lsn::text as l from pg_replication_slots where slot_name = $1", [s.slot_name]))
+          .rows[0]?.l ?? null;
       if (flushed && lsnAtLeast(flushed, targetLsn)) break;
       if (Date.now() > deadline) {
-        throw new DeadlineExceededError(`the source has not applied the target's changes of ${s.database} up to ${targetLsn} (at ${flushed ?? "nothing"}); check the subscription ${NAME} on ${source.id}`);
+        throw new DeadlineExceededError(
+          `the source has not applied the target's changes of ${s.database} up to ${targetLsn} (at ${flushed ?? "nothing"}); check the subscription ${NAME} on ${source.id}`,
+        );
       }
       await new Promise((r) => setTimeout(r, 20));
     }
-    const seqs = await provider.sql(target, s.database).session(async (c) =>
-      (await c.query<{ s: string; v: string | null }>("select format('%I.%I', schemaname, sequencename) as s, last_value::text as v from pg_sequences")).rows,
-    );
+    const seqs = await provider
+      .sql(target, s.database)
+      .session(
+        async (c) =>
+          (await c.query<{ s: string; v: string | null }>("select format('%I.%I', schemaname, sequencename) as s, last_value::text as v from pg_sequences"))
+            .rows,
+      );
     await provider.sql(source, s.database).session(async (c) => {
       for (const q of seqs) {
         if (q.v === null) continue;
@@ -115,7 +126,10 @@ export async function stopReverseReplication(provider: Provider, source: Instanc
   const srcDesc = await provider.describe(source).catch(() => undefined);
   for (const db of srcDesc?.databases ?? []) {
     await provider.sql(source, db).session(async (c) => {
-      const has = await c.query("select 1 from pg_subscription s join pg_database d on d.oid = s.subdbid where s.subname = $1 and d.datname = current_database()", [NAME]);
+      const has = await c.query(
+        "select 1 from pg_subscription s join pg_database d on d.oid = s.subdbid where s.subname = $1 and d.datname = current_database()",
+        [NAME],
+      );
       if (has.rowCount === 0) return;
       await c.query(`alter subscription ${NAME} disable`);
       // Detach from the remote slot so the drop works whether the target answers or not; the slot is dropped on the target below.
@@ -125,7 +139,9 @@ export async function stopReverseReplication(provider: Provider, source: Instanc
   }
   await provider.sql(target).session(async (c) => {
     for (let i = 0; i < 50; i++) {
-      const slots = (await c.query<{ slot_name: string; active: boolean }>("select slot_name, active from pg_replication_slots where slot_name like $1", [`${NAME}_%`])).rows;
+      const slots = (
+        await c.query<{ slot_name: string; active: boolean }>("select slot_name, active from pg_replication_slots where slot_name like $1", [`${NAME}_%`])
+      ).rows;
       if (slots.length === 0) break;
       for (const s of slots) if (!s.active) await c.query("select pg_drop_replication_slot($1)", [s.slot_name]);
       if (slots.every((s) => !s.active)) break;

@@ -32,7 +32,11 @@ export class ProxyStatusTracker {
     this.ads.on("ack", onResponse);
     this.ads.on("nack", onResponse);
     this.ads.on("disconnect", onGone);
-    this.offs.push(() => this.ads.off("ack", onResponse), () => this.ads.off("nack", onResponse), () => this.ads.off("disconnect", onGone));
+    this.offs.push(
+      () => this.ads.off("ack", onResponse),
+      () => this.ads.off("nack", onResponse),
+      () => this.ads.off("disconnect", onGone),
+    );
     this.timer = setInterval(() => void this.heartbeat().catch(() => {}), HEARTBEAT_MS);
   }
 
@@ -40,7 +44,12 @@ export class ProxyStatusTracker {
     if (this.timer) clearInterval(this.timer);
     for (const off of this.offs) off();
     // Our streams end with us: say so rather than let them look alive until they go stale.
-    await this.db.updateTable("proxy_status").set({ connected: false }).where("replica_id", "=", this.replicaId).execute().catch(() => {});
+    await this.db
+      .updateTable("proxy_status")
+      .set({ connected: false })
+      .where("replica_id", "=", this.replicaId)
+      .execute()
+      .catch(() => {});
   }
 
   private async update(s: StreamView): Promise<void> {

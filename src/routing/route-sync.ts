@@ -40,7 +40,14 @@ export class RouteSync {
     c.on("notification", () => void this.reload().catch((e: unknown) => this.log.warn("route reload failed", { error: String(e) })));
     c.on("error", () => {});
     c.on("end", () => {
-      if (!this.closed) setTimeout(() => void this.listen().then(() => this.reload()).catch(() => {}), 500);
+      if (!this.closed)
+        setTimeout(
+          () =>
+            void this.listen()
+              .then(() => this.reload())
+              .catch(() => {}),
+          500,
+        );
     });
     await c.connect();
     await c.query("listen pgshift_routes");

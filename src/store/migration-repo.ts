@@ -52,7 +52,9 @@ function decodeCursor(token: string): Cursor {
     if (typeof v.c !== "string" || typeof v.i !== "string" || Number.isNaN(Date.parse(v.c))) throw new Error("shape");
     return v;
   } catch {
-    throw new InvalidArgumentError("page_token is not one this service issued; pass the next_page_token of a previous ListMigrations response, or leave it empty");
+    throw new InvalidArgumentError(
+      "page_token is not one this service issued; pass the next_page_token of a previous ListMigrations response, or leave it empty",
+    );
   }
 }
 
@@ -166,7 +168,11 @@ export class MigrationRepo {
       const c = decodeCursor(f.pageToken);
       q = q.where(sql<boolean>`(created_at, id) < (${c.c}::timestamptz, ${c.i})`);
     }
-    const rows = await q.orderBy("created_at", "desc").orderBy("id", "desc").limit(f.pageSize + 1).execute();
+    const rows = await q
+      .orderBy("created_at", "desc")
+      .orderBy("id", "desc")
+      .limit(f.pageSize + 1)
+      .execute();
     const more = rows.length > f.pageSize;
     const page = more ? rows.slice(0, f.pageSize) : rows;
     const last = page[page.length - 1];
@@ -174,25 +180,12 @@ export class MigrationRepo {
   }
 
   events(migrationId: string, afterSeq: string, limit = 500): Promise<EventRow[]> {
-    return this.db
-      .selectFrom("events")
-      .selectAll()
-      .where("migration_id", "=", migrationId)
-      .where("seq", ">", afterSeq)
-      .orderBy("seq")
-      .limit(limit)
-      .execute();
+    return this.db.selectFrom("events").selectAll().where("migration_id", "=", migrationId).where("seq", ">", afterSeq).orderBy("seq").limit(limit).execute();
   }
 
   phaseHistory(migrationIds: string[]): Promise<EventRow[]> {
     if (migrationIds.length === 0) return Promise.resolve([]);
-    return this.db
-      .selectFrom("events")
-      .selectAll()
-      .where("migration_id", "in", migrationIds)
-      .where("phase_to", "is not", null)
-      .orderBy("seq")
-      .execute();
+    return this.db.selectFrom("events").selectAll().where("migration_id", "in", migrationIds).where("phase_to", "is not", null).orderBy("seq").execute();
   }
 
   /**
@@ -294,10 +287,13 @@ export class MigrationRepo {
       if (repeat) return row;
       assertActionAllowed(action, row.phase, { paused: row.paused, requested: row.requested_action });
       const set =
-        action === "approve" ? { cutover_approved: true }
-        : action === "pause" ? { paused: true }
-        : action === "resume" ? { paused: false }
-        : { requested_action: action as RequestedAction };
+        action === "approve"
+          ? { cutover_approved: true }
+          : action === "pause"
+            ? { paused: true }
+            : action === "resume"
+              ? { paused: false }
+              : { requested_action: action as RequestedAction };
       const updated = await trx
         .updateTable("migrations")
         .set({ ...set, updated_at: new Date() })

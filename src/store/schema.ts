@@ -23,7 +23,6 @@ export interface MigrationsTable {
   requested_action: RequestedAction | null;
 }
 
-
 export interface ProxyStatusTable {
   node_id: string;
   database_name: string;

@@ -57,7 +57,11 @@ export function useService(prefix: string, nodeId: string, args: (dir: string) =
     await f.proxy?.stop();
     f.client?.close();
     if (f.svc) await f.svc.stop();
-    for (const name of f.provider.list()) await f.provider.cluster({ id: name }).destroy().catch(() => {});
+    for (const name of f.provider.list())
+      await f.provider
+        .cluster({ id: name })
+        .destroy()
+        .catch(() => {});
     await LocalCluster.load(join(tmp.dir, "store"))?.destroy();
     tmp.remove();
   });

@@ -7,7 +7,11 @@ export function waitForPhase(client: AnyClient, id: string, phases: string[], ti
     const stream = client.WatchMigration({ id, after_sequence: 0 });
     const timer = setTimeout(() => {
       stream.cancel();
-      reject(new Error(`migration ${id} did not reach ${phases.join("/")} within ${timeoutMs} ms; events: ${events.map((e) => `${e.type} ${e.message}`).join(" | ")}`));
+      reject(
+        new Error(
+          `migration ${id} did not reach ${phases.join("/")} within ${timeoutMs} ms; events: ${events.map((e) => `${e.type} ${e.message}`).join(" | ")}`,
+        ),
+      );
     }, timeoutMs);
     stream.on("data", (d: any) => {
       events.push(d.event);

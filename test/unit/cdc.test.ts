@@ -8,10 +8,25 @@ import { isLegalTransition } from "../../src/domain/transitions.js";
 import type { MigrationRow } from "../../src/store/migration-repo.js";
 import type { CdcStateJson } from "../../src/domain/state.js";
 
-const slot = { slotName: "orders_cdc", plugin: "pgoutput", database: "app", confirmedFlushLsn: "0/3000100", restartLsn: "0/3000000", active: true, consumer: "c@local", publications: ["p"], recordedAt: "2026-11-25T00:00:00Z", targetConsistentLsn: "0/4000060" };
+const slot = {
+  slotName: "orders_cdc",
+  plugin: "pgoutput",
+  database: "app",
+  confirmedFlushLsn: "0/3000100",
+  restartLsn: "0/3000000",
+  active: true,
+  consumer: "c@local",
+  publications: ["p"],
+  recordedAt: "2026-11-25T00:00:00Z",
+  targetConsistentLsn: "0/4000060",
+};
 const row = (cdc: CdcStateJson | undefined): MigrationRow => ({ id: "m1", state: { cdcSlots: [slot], cdc } }) as unknown as MigrationRow;
 const at = (stage: CdcStateJson["stage"], side: "source" | "target", extra: Partial<CdcStateJson> = {}): CdcStateJson => ({
-  stage, side, since: "2026-11-25T00:00:01Z", endpoint: { host: "h", port: side === "source" ? 1 : 2 }, ...extra,
+  stage,
+  side,
+  since: "2026-11-25T00:00:01Z",
+  endpoint: { host: "h", port: side === "source" ? 1 : 2 },
+  ...extra,
 });
 
 describe("CDC coordination, pure parts", () => {
@@ -26,9 +41,17 @@ describe("CDC coordination, pure parts", () => {
   it("tells a consumer to keep reading, pause at the drain point, then resume on the target or back on the source", () => {
     expect(directiveFor(undefined, "orders_cdc", { host: "h", port: 1 })).toMatchObject({ action: "KEEP_READING", endpoint: { port: 1 } });
     expect(directiveFor(row(undefined), "other", { host: "h", port: 1 })).toMatchObject({ action: "KEEP_READING", migrationId: "m1" });
-    expect(directiveFor(row(at("DRAINING", "source", { drainToLsn: "0/3000200" })), "orders_cdc")).toMatchObject({ action: "PAUSE", drainToLsn: "0/3000200", database: "app" });
+    expect(directiveFor(row(at("DRAINING", "source", { drainToLsn: "0/3000200" })), "orders_cdc")).toMatchObject({
+      action: "PAUSE",
+      drainToLsn: "0/3000200",
+      database: "app",
+    });
     expect(directiveFor(row(at("ON_TARGET", "target")), "orders_cdc")).toMatchObject({ action: "RESUME", endpoint: { port: 2 }, resumeFromLsn: "0/4000060" });
-    expect(directiveFor(row(at("ON_SOURCE", "source", { resumed: true })), "orders_cdc")).toMatchObject({ action: "RESUME", endpoint: { port: 1 }, resumeFromLsn: "0/3000100" });
+    expect(directiveFor(row(at("ON_SOURCE", "source", { resumed: true })), "orders_cdc")).toMatchObject({
+      action: "RESUME",
+      endpoint: { port: 1 },
+      resumeFromLsn: "0/3000100",
+    });
   });
 
   it("alerts once per pause that outlasts the threshold", () => {
@@ -45,7 +68,13 @@ describe("CDC coordination, pure parts", () => {
 
   it("counts lost, duplicated and out-of-order deliveries", () => {
     const ch = (id: number, from = "a") => ({ table: "items", op: "insert" as const, row: { id: String(id) }, commitLsn: "0/1", from });
-    expect(verifyStream([ch(1), ch(2, "b"), ch(3)], "items", ["1", "2", "3"])).toEqual({ streamed: 3, lost: 0, duplicated: 0, inOrder: true, from: ["a", "b", "a"] });
+    expect(verifyStream([ch(1), ch(2, "b"), ch(3)], "items", ["1", "2", "3"])).toEqual({
+      streamed: 3,
+      lost: 0,
+      duplicated: 0,
+      inOrder: true,
+      from: ["a", "b", "a"],
+    });
     expect(verifyStream([ch(1), ch(1), ch(3)], "items", ["1", "2", "3"])).toMatchObject({ lost: 1, duplicated: 1, inOrder: false });
     expect(verifyStream([ch(2), ch(1)], "items", ["1", "2"])).toMatchObject({ lost: 0, duplicated: 0, inOrder: false });
   });

@@ -5,24 +5,55 @@ import { extensionCheck, parameterCheck, slotChecks } from "../../src/checks/pre
 import type { InstanceDescription } from "../../src/providers/provider.js";
 
 const desc = (over: Partial<InstanceDescription>): InstanceDescription => ({
-  ref: { id: "src" }, versionNum: 150018, major: 15, sizeBytes: 0n, databases: ["app"], settings: {}, extensions: [], slots: [],
-  inRecovery: false, currentLsn: "0/1", ...over,
+  ref: { id: "src" },
+  versionNum: 150018,
+  major: 15,
+  sizeBytes: 0n,
+  databases: ["app"],
+  settings: {},
+  extensions: [],
+  slots: [],
+  inRecovery: false,
+  currentLsn: "0/1",
+  ...over,
 });
 
 describe("check verdicts", () => {
   it("flags an extension installed on the source that the target cannot run, and a version the target lacks", () => {
-    const src = desc({ extensions: [{ name: "postgis", version: "3.4.0", database: "app" }, { name: "hstore", version: "1.8", database: "app" }] });
+    const src = desc({
+      extensions: [
+        { name: "postgis", version: "3.4.0", database: "app" },
+        { name: "hstore", version: "1.8", database: "app" },
+      ],
+    });
     const fail = extensionCheck(src, new Map([["hstore", ["1.8"]]]));
     expect(fail.status).toBe("FAIL");
     expect(fail.measured).toContain("postgis 3.4.0 (in app)");
-    const warn = extensionCheck(src, new Map([["hstore", ["1.7"]], ["postgis", ["3.4.0"]]]));
+    const warn = extensionCheck(
+      src,
+      new Map([
+        ["hstore", ["1.7"]],
+        ["postgis", ["3.4.0"]],
+      ]),
+    );
     expect(warn.status).toBe("WARN");
     expect(warn.measured).toContain("hstore 1.8");
-    expect(extensionCheck(src, new Map([["hstore", ["1.8"]], ["postgis", ["3.4.0"]]])).status).toBe("PASS");
+    expect(
+      extensionCheck(
+        src,
+        new Map([
+          ["hstore", ["1.8"]],
+          ["postgis", ["3.4.0"]],
+        ]),
+      ).status,
+    ).toBe("PASS");
   });
 
   it("reports settings that differ, flags the ones that matter, ignores the ones that differ by construction", () => {
-    const r = parameterCheck({ work_mem: "7168", port: "5432", cpu_tuple_cost: "0.01", rds_only: "on" }, { work_mem: "4096", port: "6543", cpu_tuple_cost: "0.02" });
+    const r = parameterCheck(
+      { work_mem: "7168", port: "5432", cpu_tuple_cost: "0.01", rds_only: "on" },
+      { work_mem: "4096", port: "6543", cpu_tuple_cost: "0.02" },
+    );
     expect(r.status).toBe("WARN");
     expect(r.measured).toContain("differ and matter: work_mem: 7168 -> 4096");
     expect(r.measured).toContain("not supported on the target: rds_only");
@@ -33,9 +64,36 @@ describe("check verdicts", () => {
 
   it("fails on inactive logical slots only, naming each with the WAL it retains", () => {
     const slots = [
-      { name: "cdc_live", type: "logical" as const, plugin: "pgoutput", database: "app", active: true, restartLsn: "0/1", confirmedFlushLsn: "0/1", retainedBytes: 10n },
-      { name: "cdc_dead", type: "logical" as const, plugin: "pgoutput", database: "app", active: false, restartLsn: "0/1", confirmedFlushLsn: "0/1", retainedBytes: 5n * 1024n * 1024n },
-      { name: "replica", type: "physical" as const, plugin: null, database: null, active: false, restartLsn: "0/1", confirmedFlushLsn: null, retainedBytes: 1n },
+      {
+        name: "cdc_live",
+        type: "logical" as const,
+        plugin: "pgoutput",
+        database: "app",
+        active: true,
+        restartLsn: "0/1",
+        confirmedFlushLsn: "0/1",
+        retainedBytes: 10n,
+      },
+      {
+        name: "cdc_dead",
+        type: "logical" as const,
+        plugin: "pgoutput",
+        database: "app",
+        active: false,
+        restartLsn: "0/1",
+        confirmedFlushLsn: "0/1",
+        retainedBytes: 5n * 1024n * 1024n,
+      },
+      {
+        name: "replica",
+        type: "physical" as const,
+        plugin: null,
+        database: null,
+        active: false,
+        restartLsn: "0/1",
+        confirmedFlushLsn: null,
+        retainedBytes: 1n,
+      },
     ];
     const [r] = slotChecks(desc({ slots }));
     expect(r!.status).toBe("FAIL");

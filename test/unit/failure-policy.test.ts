@@ -44,7 +44,10 @@ describe("the failure policy: each phase × each kind of failure", () => {
     it(`${phase}`, () => {
       const want = FINAL[phase]!;
       for (const [kind, info] of Object.entries(KINDS)) {
-        for (const [name, policy] of [["rollback", rollback], ["hold", hold]] as const) {
+        for (const [name, policy] of [
+          ["rollback", rollback],
+          ["hold", hold],
+        ] as const) {
           const first = decide(phase, info, 1, policy);
           const last = decide(phase, info, policy.maxAttempts, policy);
           const label = `${phase} ${kind} ${name}`;

@@ -78,7 +78,14 @@ describe("steps, on a fake provider and router", () => {
 
   it("PREFLIGHT lets an inactive logical slot through (it blocks the lag gate instead)", async () => {
     world.provider.instance({ id: "billing" }).slots.push({
-      name: "stale", type: "logical", plugin: "pgoutput", database: "app", active: false, restartLsn: "0/1000000", confirmedFlushLsn: "0/1000000", retainedBytes: 1n << 26n,
+      name: "stale",
+      type: "logical",
+      plugin: "pgoutput",
+      database: "app",
+      active: false,
+      restartLsn: "0/1000000",
+      confirmedFlushLsn: "0/1000000",
+      retainedBytes: 1n << 26n,
     });
     const { env, outcome } = await run(world, { phase: "PREFLIGHT" });
     expect(to(outcome)).toBe("PROVISIONING");
@@ -116,7 +123,14 @@ describe("steps, on a fake provider and router", () => {
   it("REPLICATING is blocked by an inactive logical slot, named in the report", async () => {
     await replicating(world);
     world.provider.instance({ id: "billing" }).slots.push({
-      name: "stale", type: "logical", plugin: "pgoutput", database: "app", active: false, restartLsn: "0/1000000", confirmedFlushLsn: "0/1000000", retainedBytes: 1n << 26n,
+      name: "stale",
+      type: "logical",
+      plugin: "pgoutput",
+      database: "app",
+      active: false,
+      restartLsn: "0/1000000",
+      confirmedFlushLsn: "0/1000000",
+      retainedBytes: 1n << 26n,
     });
     const env = stepEnv(world, { phase: "REPLICATING" });
     setTimeout(() => (world.interrupt = true), 400);

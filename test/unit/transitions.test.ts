@@ -28,7 +28,9 @@ describe("the transition table", () => {
   });
 
   it("refuses an illegal transition with FAILED_PRECONDITION naming both phases", () => {
-    expect(() => assertTransition("PENDING", "PROMOTING")).toThrow(expect.objectContaining({ code: 9, rawMessage: "a migration cannot go from PENDING to PROMOTING" }));
+    expect(() => assertTransition("PENDING", "PROMOTING")).toThrow(
+      expect.objectContaining({ code: 9, rawMessage: "a migration cannot go from PENDING to PROMOTING" }),
+    );
   });
 
   it("checks operator actions against the phase", () => {

@@ -7,13 +7,7 @@ import { reachableBinDir } from "../../postgres/reach.js";
 import { LocalCluster, runAsPostgres } from "../../postgres/cluster.js";
 import { postgresRunAs } from "../../postgres/os-user.js";
 import { freePort } from "../../postgres/ports.js";
-import {
-  InvalidInstanceStateError,
-  ReplicaDownError,
-  ReplayTimeoutError,
-  UnknownInstanceError,
-  VersionMismatchError,
-} from "../errors.js";
+import { InvalidInstanceStateError, ReplicaDownError, ReplayTimeoutError, UnknownInstanceError, VersionMismatchError } from "../errors.js";
 import { lsnAtLeast, lsnDiff, type Lsn } from "../../domain/lsn.js";
 import type { Endpoint, InstanceDescription, InstanceRef, Provider, ReplicationStatus, SlotInfo } from "../provider.js";
 import { sqlPort, withClient } from "../connect.js";
@@ -66,7 +60,10 @@ export class LocalProvider implements Provider {
   cluster(ref: InstanceRef): LocalCluster {
     const c = LocalCluster.load(this.dirOf(ref.id));
     if (!c) {
-      throw new UnknownInstanceError(ref.id, `no local cluster of that name under ${this.root}; create one (pgshift local sample) or register an existing one (pgshift local register)`);
+      throw new UnknownInstanceError(
+        ref.id,
+        `no local cluster of that name under ${this.root}; create one (pgshift local sample) or register an existing one (pgshift local register)`,
+      );
     }
     return c;
   }
@@ -101,7 +98,8 @@ export class LocalProvider implements Provider {
       );
       return r.rows[0]!;
     });
-    if (!info.su) throw new InvalidArgumentError(`user "${opts.user}" is not a superuser on ${name}; register with a superuser (fencing and replication need one)`);
+    if (!info.su)
+      throw new InvalidArgumentError(`user "${opts.user}" is not a superuser on ${name}; register with a superuser (fencing and replication need one)`);
     const { realpathSync } = await import("node:fs");
     if (realpathSync(info.data_directory) !== realpathSync(opts.dataDir)) {
       throw new InvalidArgumentError(`the server on port ${opts.port} runs on ${info.data_directory}, not on ${opts.dataDir}; give its own data directory`);
@@ -149,7 +147,8 @@ export class LocalProvider implements Provider {
       );
       const row = r.rows[0];
       if (!row) throw new UnknownInstanceError(`${ref.id}/${slot}`, `${ref.id} has no replication slot named "${slot}"`);
-      if (row.active) throw new InvalidInstanceStateError(ref.id, `slot ${slot} on ${ref.id} is in use by a consumer; stop the consumer first, or let it catch up`);
+      if (row.active)
+        throw new InvalidInstanceStateError(ref.id, `slot ${slot} on ${ref.id} is in use by a consumer; stop the consumer first, or let it catch up`);
       await c.query("select pg_drop_replication_slot($1)", [slot]);
       return BigInt(row.retained ?? "0");
     });
@@ -188,8 +187,14 @@ export class LocalProvider implements Provider {
       const dbs = await c.query<{ datname: string }>("select datname from pg_database where datallowconn and not datistemplate order by datname");
       const settings = await c.query<{ name: string; setting: string }>("select name, setting from pg_settings");
       const slots = await c.query<{
-        slot_name: string; slot_type: string; plugin: string | null; database: string | null; active: boolean;
-        restart_lsn: string | null; confirmed_flush_lsn: string | null; retained: string | null;
+        slot_name: string;
+        slot_type: string;
+        plugin: string | null;
+        database: string | null;
+        active: boolean;
+        restart_lsn: string | null;
+        confirmed_flush_lsn: string | null;
+        retained: string | null;
       }>(
         `select slot_name, slot_type, plugin, database, active, restart_lsn::text, confirmed_flush_lsn::text,
                 pg_wal_lsn_diff(case when pg_is_in_recovery() then pg_last_wal_replay_lsn() else pg_current_wal_lsn() end, restart_lsn)::bigint::text as retained
@@ -199,7 +204,11 @@ export class LocalProvider implements Provider {
     });
     const extensions: InstanceDescription["extensions"] = [];
     for (const db of base.dbs) {
-      const rows = await this.admin(ref, async (c) => (await c.query<{ extname: string; extversion: string }>("select extname, extversion from pg_extension order by extname")).rows, db);
+      const rows = await this.admin(
+        ref,
+        async (c) => (await c.query<{ extname: string; extversion: string }>("select extname, extversion from pg_extension order by extname")).rows,
+        db,
+      );
       for (const r of rows) extensions.push({ name: r.extname, version: r.extversion, database: db });
     }
     const versionNum = Number(base.v.num);
@@ -211,18 +220,16 @@ export class LocalProvider implements Provider {
       databases: base.dbs,
       settings: Object.fromEntries(base.settings.map((s) => [s.name, s.setting])),
       extensions,
-      slots: base.slots.map(
-        (s): SlotInfo => ({
-          name: s.slot_name,
-          type: s.slot_type === "logical" ? "logical" : "physical",
-          plugin: s.plugin,
-          database: s.database,
-          active: s.active,
-          restartLsn: s.restart_lsn,
-          confirmedFlushLsn: s.confirmed_flush_lsn,
-          retainedBytes: BigInt(s.retained ?? "0"),
-        }),
-      ),
+      slots: base.slots.map((s): SlotInfo => ({
+        name: s.slot_name,
+        type: s.slot_type === "logical" ? "logical" : "physical",
+        plugin: s.plugin,
+        database: s.database,
+        active: s.active,
+        restartLsn: s.restart_lsn,
+        confirmedFlushLsn: s.confirmed_flush_lsn,
+        retainedBytes: BigInt(s.retained ?? "0"),
+      })),
       inRecovery: base.v.rec,
       currentLsn: base.v.lsn,
     };
@@ -247,7 +254,10 @@ export class LocalProvider implements Provider {
       if (r.rows[0]!.rec) throw new InvalidInstanceStateError(source.id, `${source.id} is itself a standby; migrate from its primary`);
       const level = await c.query<{ wal_level: string }>("select current_setting('wal_level') as wal_level");
       if (level.rows[0]!.wal_level === "minimal") {
-        throw new InvalidInstanceStateError(source.id, `${source.id} has wal_level=minimal, which cannot feed a replica; set wal_level=replica or logical and restart it`);
+        throw new InvalidInstanceStateError(
+          source.id,
+          `${source.id} has wal_level=minimal, which cannot feed a replica; set wal_level=replica or logical and restart it`,
+        );
       }
       const has = await c.query("select 1 from pg_replication_slots where slot_name = $1", [slot]);
       if (has.rowCount === 0) await c.query("select pg_create_physical_replication_slot($1, true)", [slot]);
@@ -263,11 +273,9 @@ export class LocalProvider implements Provider {
       chownSync(dataDir, user.uid, user.gid);
     }
     const conn = `host=127.0.0.1 port=${src.port} user=${src.user} password=${src.password} application_name=${slot}`;
-    const res = await runAsPostgres(
-      join(binDir, "pg_basebackup"),
-      ["-D", dataDir, "-d", conn, "-X", "stream", "-S", slot, "-R", "-c", "fast", "--no-sync"],
-      { timeoutMs: 30 * 60_000 },
-    );
+    const res = await runAsPostgres(join(binDir, "pg_basebackup"), ["-D", dataDir, "-d", conn, "-X", "stream", "-S", slot, "-R", "-c", "fast", "--no-sync"], {
+      timeoutMs: 30 * 60_000,
+    });
     if (res.code !== 0) {
       rmSync(targetDir, { recursive: true, force: true });
       throw new InvalidInstanceStateError(target.id, `base backup of ${source.id} for ${target.id} failed: ${res.stderr.trim().slice(-1500)}`);
