@@ -20,6 +20,13 @@ export interface ServiceConfig {
   engine: boolean;
   /** Where Prometheus scrapes the service's metrics (/metrics); absent: not served. */
   metricsPort?: number;
+  /**
+   * The lease of a migration between the fence and routing (and while rolling back), when writes are stopped:
+   * short and renewed often, so that a replica's death there costs this long, not leaseMs.
+   */
+  fencedLeaseMs: number;
+  /** This replica's identity in the store; absent: one kept in the data dir, so a restart on it knows its own leases. */
+  replicaId?: string;
 }
 
 function port(name: string, v: string): number {
@@ -39,6 +46,16 @@ function positive(name: string, v: string): number {
   const n = Number(v);
   if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError(`${name} must be a positive number of milliseconds; got "${v}"`);
   return n;
+}
+
+function replicaId(v: string | undefined): string | undefined {
+  if (v === undefined || v === "") return undefined;
+  if (!/^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/.test(v)) {
+    throw new InvalidArgumentError(
+      `replica-id must be 1 to 128 letters, digits, ".", "_", ":" or "-", starting with a letter or digit; got "${v.slice(0, 40)}"`,
+    );
+  }
+  return v;
 }
 
 function onOff(name: string, v: string): boolean {
@@ -62,6 +79,8 @@ export function parseServiceConfig(argv: string[], env: NodeJS.ProcessEnv = proc
       engine: { type: "string" },
       "xds-port": { type: "string" },
       "metrics-port": { type: "string" },
+      "fenced-lease-ms": { type: "string" },
+      "replica-id": { type: "string" },
     },
     strict: true,
   });
@@ -69,6 +88,7 @@ export function parseServiceConfig(argv: string[], env: NodeJS.ProcessEnv = proc
   if (!isLogLevel(logLevel)) throw new InvalidArgumentError(`log level must be debug, info, warn or error; got "${logLevel}"`);
   const drain = Number(values["drain-ms"] ?? env.PGSHIFT_DRAIN_MS ?? 10_000);
   if (!Number.isFinite(drain) || drain < 0) throw new InvalidArgumentError("drain-ms must be a number of milliseconds");
+  const leaseMs = positive("lease-ms", values["lease-ms"] ?? env.PGSHIFT_LEASE_MS ?? "10000");
   return {
     host: values.host ?? env.PGSHIFT_HOST ?? "127.0.0.1",
     port: port("port", values.port ?? env.PGSHIFT_PORT ?? "50051"),
@@ -78,7 +98,9 @@ export function parseServiceConfig(argv: string[], env: NodeJS.ProcessEnv = proc
     drainMs: drain,
     xdsPort: port("xds-port", values["xds-port"] ?? env.PGSHIFT_XDS_PORT ?? "18000"),
     engine: onOff("engine", values.engine ?? env.PGSHIFT_ENGINE ?? "on"),
-    leaseMs: positive("lease-ms", values["lease-ms"] ?? env.PGSHIFT_LEASE_MS ?? "10000"),
+    leaseMs,
+    fencedLeaseMs: Math.min(leaseMs, positive("fenced-lease-ms", values["fenced-lease-ms"] ?? env.PGSHIFT_FENCED_LEASE_MS ?? "2000")),
+    replicaId: replicaId(values["replica-id"] ?? env.PGSHIFT_REPLICA_ID),
     metricsPort: metricsPort(values["metrics-port"] ?? env.PGSHIFT_METRICS_PORT),
   };
 }

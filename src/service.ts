@@ -1,4 +1,3 @@
-import { randomUUID } from "node:crypto";
 import { join } from "node:path";
 import type { ConnectRouter } from "@connectrpc/connect";
 import { Engine } from "./engine/driver.js";
@@ -27,6 +26,7 @@ import { CdcWatchers } from "./store/cdc-watchers.js";
 import { EventBus } from "./store/event-bus.js";
 import { MigrationRepo } from "./store/migration-repo.js";
 import { openStore } from "./store/store.js";
+import { claimIdentity, dataDirIdentity } from "./store/replica-identity.js";
 import type { Logger } from "./telemetry/log.js";
 
 export interface RunningService {
@@ -52,7 +52,10 @@ export async function startService(config: ServiceConfig, log: Logger): Promise<
   };
   const providerAvailable = (kind: ProviderKind) =>
     kind === ProviderKind.LOCAL ? undefined : "PROVIDER_AWS is not configured on this service; use PROVIDER_LOCAL";
-  const replicaId = randomUUID();
+  // Held for as long as this process lives: whatever leases carry this identity belong to a dead incarnation of it.
+  const identity = await claimIdentity(store.connection, config.replicaId ?? dataDirIdentity(config.dataDir));
+  const replicaId = identity.id;
+  if (!identity.preferred) log.warn("another live replica uses this identity (same data dir?); running under a fresh one", { replicaId });
   const routes = new StoreRoutes(store.db);
   const router = new XdsRouter(store.db, routes);
   const cache = new ResourceCache();
@@ -60,16 +63,19 @@ export async function startService(config: ServiceConfig, log: Logger): Promise<
   const sync = new RouteSync(routes, cache, store.connection, log.child({ component: "routing" }));
   await sync.start();
   const tracker = new ProxyStatusTracker(store.db, ads, sync, replicaId, log.child({ component: "routing" }));
+  await tracker.forgetPreviousIncarnation();
   tracker.start();
   const xds = await listenXds(ads, config.host, config.xdsPort);
   log.info("xds listening", { port: xds.port });
   const watchers = new CdcWatchers(store.db, replicaId);
   const metrics = createMetrics({ port: config.metricsPort, host: config.host });
   if (config.metricsPort) log.info("metrics listening", { port: config.metricsPort, path: "/metrics" });
+  const leases = new Leases(store.leaseDb, replicaId, config.leaseMs);
   const engine = new Engine({
     metrics,
     repo,
-    leases: new Leases(store.db, replicaId, config.leaseMs),
+    leases,
+    fencedLeaseMs: config.fencedLeaseMs,
     providers,
     router,
     log: log.child({ component: "engine" }),
@@ -91,7 +97,12 @@ export async function startService(config: ServiceConfig, log: Logger): Promise<
   health.set(MigrationService.typeName, Status.SERVING);
   health.set(CdcService.typeName, Status.SERVING);
   log.info("listening", { host: config.host, port: api.port });
-  if (config.engine) engine.start();
+  if (config.engine) {
+    // A restart knows its own leases: taken back at once, with new fencing tokens, rather than waited out.
+    const reclaimed = identity.preferred ? await leases.reclaim() : [];
+    if (reclaimed.length > 0) log.info("leases of a previous incarnation taken back", { leases: reclaimed });
+    engine.start();
+  }
 
   let stopping: Promise<void> | undefined;
   return {
@@ -109,6 +120,7 @@ export async function startService(config: ServiceConfig, log: Logger): Promise<
         await xds.close();
         await sync.close();
         await bus.close();
+        await identity.close();
         await store.close();
         await metrics.shutdown().catch(() => {});
         log.info("stopped");

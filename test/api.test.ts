@@ -60,14 +60,20 @@ describe("MigrationService over a real socket, with its own PostgreSQL store", (
     expect(err.details).toContain("req-b");
   });
 
-  it("refuses a second active migration of the same source, naming the first", async () => {
+  it("refuses an instance that takes part in another live migration, as source or target, naming it and that migration", async () => {
     const first = await unary(client, "CreateMigration", { spec: spec("src-c", "tgt-c") });
     const err = await unaryError(client, "CreateMigration", { spec: spec("src-c", "tgt-c2") });
-    expect(err.code).toBe(S.ALREADY_EXISTS);
+    expect(err.code).toBe(S.FAILED_PRECONDITION);
     expect(err.details).toContain(first.migration.id);
-    expect(err.details).toContain("local:src-c");
+    expect(err.details).toContain("local:src-c (wanted as source) is the source of migration");
     const onTarget = await unaryError(client, "CreateMigration", { spec: spec("src-c3", "tgt-c") });
-    expect(onTarget.code).toBe(S.ALREADY_EXISTS);
+    expect(onTarget.code).toBe(S.FAILED_PRECONDITION);
+    // Crosswise: one migration's target as another's source, and its source as another's target.
+    const crossSource = await unaryError(client, "CreateMigration", { spec: spec("tgt-c", "tgt-c4") });
+    expect(crossSource.details).toContain("local:tgt-c (wanted as source) is the target of migration");
+    const crossTarget = await unaryError(client, "CreateMigration", { spec: spec("src-c5", "src-c") });
+    expect(crossTarget.code).toBe(S.FAILED_PRECONDITION);
+    expect(crossTarget.details).toContain("local:src-c (wanted as target) is the source of migration");
   });
 
   it("answers bad requests with the right code and a message that says what to fix", async () => {

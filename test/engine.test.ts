@@ -8,6 +8,7 @@ import { XdsTcpProxy } from "../src/proxy/xds-tcp-proxy.js";
 import { migrationClient, unary, unaryError, grpc, type AnyClient } from "./helpers/grpc-clients.js";
 import { getMigration, localSpec, waitForPhase } from "./helpers/migrations.js";
 import { startServiceProcess, tempDir, type ServiceProcess } from "./helpers/service-process.js";
+import { destroyClusters } from "./helpers/clusters.js";
 
 describe("the engine drives migrations on the local provider, through the real service", () => {
   const tmp = tempDir("engine");
@@ -24,11 +25,7 @@ describe("the engine drives migrations on the local provider, through the real s
     if (process.env.DEBUG_SERVICE) console.log(svc?.stderr());
     client?.close();
     if (svc) await svc.stop();
-    for (const name of provider.list())
-      await provider
-        .cluster({ id: name })
-        .destroy()
-        .catch(() => {});
+    await destroyClusters(provider);
     tmp.remove();
   });
 
@@ -92,12 +89,25 @@ describe("the engine drives migrations on the local provider, through the real s
 
   it("waits for approval in manual mode, and rolls back after cutover: traffic and the source are back as they were", async () => {
     const { app } = await createSampleSource(provider, "man-src", { rows: 500 });
+    // A trap the application role can set: a better-matching public.setval that a superuser rollback must never call.
+    const appClient = new pg.Client({ ...(await provider.endpoint({ id: "man-src" })), ...app });
+    await appClient.connect();
+    await appClient.query(`create table setval_calls (at timestamptz default now());
+      create function public.setval(oid, bigint, boolean) returns bigint language sql as 'insert into public.setval_calls default values; select 1::bigint'`);
+    await appClient.end();
     const m = (await unary(client, "CreateMigration", { spec: localSpec("man-db", "man-src", "man-tgt") })).migration;
     await waitForPhase(client, m.id, ["PHASE_READY_FOR_CUTOVER"]);
     await new Promise((r) => setTimeout(r, 1500));
     expect((await getMigration(client, m.id)).phase).toBe("PHASE_READY_FOR_CUTOVER");
     await unary(client, "ApproveCutover", { id: m.id, reason: "window approved" });
     expect((await waitForPhase(client, m.id, ["PHASE_COMPLETED", "PHASE_FAILED"])).phase).toBe("PHASE_COMPLETED");
+    // A COMPLETED migration still owns both sides (it can roll back): neither may take part in another migration.
+    const asSource = await unaryError(client, "CreateMigration", { spec: localSpec("other-db", "man-tgt", "man-tgt-2") });
+    expect(asSource.code).toBe(grpc.status.FAILED_PRECONDITION);
+    expect(asSource.details).toContain(`local:man-tgt (wanted as source) is the target of migration ${m.id} of man-db, in COMPLETED`);
+    const asTarget = await unaryError(client, "CreateMigration", { spec: localSpec("other-db", "other-src", "man-src") });
+    expect(asTarget.code).toBe(grpc.status.FAILED_PRECONDITION);
+    expect(asTarget.details).toMatch(/"man-src" names an instance that exists already/);
     await unary(client, "RollbackMigration", { id: m.id, reason: "drill" });
     const { phase, events } = await waitForPhase(client, m.id, ["PHASE_ROLLED_BACK", "PHASE_FAILED"]);
     expect(phase).toBe("PHASE_ROLLED_BACK");
@@ -106,6 +116,9 @@ describe("the engine drives migrations on the local provider, through the real s
     const c = new pg.Client({ ...(await provider.endpoint({ id: "man-src" })), ...app });
     await c.connect();
     expect((await c.query("insert into items (payload) values ('after rollback') returning id")).rowCount).toBe(1);
+    // Sequences were carried over by pg_catalog.setval, not by the trap.
+    expect((await c.query("select count(*)::int as n from setval_calls")).rows[0].n).toBe(0);
+    expect(Number((await c.query("select last_value from items_id_seq")).rows[0].last_value)).toBeGreaterThan(500);
     await c.end();
   });
 

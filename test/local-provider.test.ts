@@ -45,10 +45,10 @@ describe("local provider on real PostgreSQL clusters", () => {
   });
 
   it("creates the target from a base backup, and it converges on the source while writes go on", async () => {
-    await provider.createReplica(src, tgt);
+    await provider.createReplica(src, tgt, "m-local");
     // Called again (a retried step), it does nothing new: one slot, same replica.
     const port = provider.cluster(tgt).port;
-    await provider.createReplica(src, tgt);
+    await provider.createReplica(src, tgt, "m-local");
     expect(provider.cluster(tgt).port).toBe(port);
     const desc = await provider.describe(src);
     expect(desc.slots.filter((s) => s.name === replicaSlotName(tgt.id))).toHaveLength(1);
@@ -130,7 +130,7 @@ describe("local provider on real PostgreSQL clusters", () => {
 
   it("detects and reports a replica that was killed", async () => {
     const other = { id: "billing-crashy" };
-    await provider.createReplica(src, other);
+    await provider.createReplica(src, other, "m-other");
     expect((await provider.replicationStatus(src, other)).state).not.toBe("stopped");
     provider.cluster(other).crash();
     await new Promise((r) => setTimeout(r, 300));
@@ -140,7 +140,7 @@ describe("local provider on real PostgreSQL clusters", () => {
     const err = await provider.waitForReplay(other, await provider.currentLsn(src), 5_000).catch((e) => e);
     expect(err.kind).toBe("ReplicaDownError");
     expect(err.rawMessage).toMatch(/billing-crashy is not running/);
-    await provider.deleteReplica(src, other);
+    await provider.deleteReplica(src, other, "m-other");
     expect((await provider.describe(src)).slots.map((s) => s.name)).not.toContain(replicaSlotName(other.id));
   });
 

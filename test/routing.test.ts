@@ -8,6 +8,7 @@ import { WriteLoad } from "../src/workload/write-load.js";
 import { healthClient, migrationClient, unary, unaryError, grpc, type AnyClient } from "./helpers/grpc-clients.js";
 import { localSpec, waitForPhase } from "./helpers/migrations.js";
 import { startServiceProcess, tempDir, type ServiceProcess } from "./helpers/service-process.js";
+import { destroyClusters } from "./helpers/clusters.js";
 
 async function serverPort(port: number, app: AppCredentials): Promise<{ port: number; recovery: boolean }> {
   const c = new pg.Client({ host: "127.0.0.1", port, ...app, connectionTimeoutMillis: 3000 });
@@ -45,11 +46,7 @@ describe("routing through xDS: the local proxy follows cutover, ROUTING waits fo
     await proxy?.stop();
     client?.close();
     if (svc) await svc.stop();
-    for (const name of provider.list())
-      await provider
-        .cluster({ id: name })
-        .destroy()
-        .catch(() => {});
+    await destroyClusters(provider);
     tmp.remove();
   });
 

@@ -16,7 +16,7 @@ import { checkToProto, eventToProto, migrationToProto } from "./convert.js";
 import { runPreflight } from "../checks/preflight.js";
 import { dropInactiveSlot } from "../engine/operator-remedies.js";
 import type { Provider } from "../providers/provider.js";
-import { instanceKey, normalizeSpec, providerName, sourceRef, specToJson, type ProviderKind } from "../domain/spec.js";
+import { instanceKey, normalizeSpec, providerName, sourceRef, specToJson, targetRef, type ProviderKind } from "../domain/spec.js";
 
 export interface MigrationServiceDeps {
   repo: MigrationRepo;
@@ -71,6 +71,14 @@ export function migrationService({
       const spec = normalizeSpec(req.spec);
       const unavailable = providerAvailable(spec.provider);
       if (unavailable) throw new FailedPreconditionError(unavailable);
+      // A retry of a request already taken returns what it made (whose target exists by now, made by it).
+      const retry = req.requestId ? await repo.byRequestId(req.requestId) : undefined;
+      const target = targetRef(spec);
+      if (!retry && (await providers(spec.provider).exists(target))) {
+        throw new FailedPreconditionError(
+          `spec.target.id "${target.id}" names an instance that exists already; pgshift creates the target itself and never adopts, overwrites or deletes an existing one: name a new instance`,
+        );
+      }
       const { row, created } = await repo.create({
         id: randomUUID(),
         requestId: req.requestId || null,

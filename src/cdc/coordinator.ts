@@ -1,6 +1,6 @@
 import { policyOf } from "../domain/spec.js";
 import { check, mergeChecks, type CheckResult } from "../domain/check.js";
-import { DeadlineExceededError, FailedPreconditionError } from "../domain/errors.js";
+import { DeadlineExceededError, FailedPreconditionError, unlessGone } from "../domain/errors.js";
 import { CdcMode, type MigrationSpec } from "../gen/migration/v1/migration_pb.js";
 import { lsnMax } from "../domain/lsn.js";
 import type { InstanceRef, Provider } from "../providers/provider.js";
@@ -192,7 +192,8 @@ export async function rollbackSlots(ctx: CdcContext, remainingMs: number): Promi
   const list = names(ctx.state);
   let warning: CheckResult | undefined;
   if (ctx.state.cdc?.side === "target") {
-    const targetEnd = await ctx.provider.currentLsn(ctx.target).catch(() => undefined);
+    // Only a target that no longer exists counts as gone; one that does not answer now is retried.
+    const targetEnd = await unlessGone(ctx.provider.currentLsn(ctx.target));
     if (!targetEnd) {
       // A target that is gone cannot be drained; the source still gets its slots back.
       const at = await putBackOnSource(ctx);
@@ -242,16 +243,8 @@ export async function rollbackSlots(ctx: CdcContext, remainingMs: number): Promi
     const at = await putBackOnSource(ctx);
     await setStage(ctx, "PAUSED", "source", { drainToLsn: drainTo }, `CDC slots ${list.join(", ")} put back on ${ctx.source.id} at ${at}`);
   }
-  await dropSlots(ctx.provider, ctx.target, list).catch(async (e: unknown) => {
-    // Only a target that is gone may keep them: it takes no writes, so they retain nothing new.
-    if (
-      await ctx.provider.currentLsn(ctx.target).then(
-        () => true,
-        () => false,
-      )
-    )
-      throw e;
-  });
+  // Only a target that is gone may keep them (it takes no writes, so they retain nothing new).
+  await unlessGone(dropSlots(ctx.provider, ctx.target, list));
   return warning;
 }
 

@@ -1,3 +1,4 @@
+import { readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { InvalidArgumentError } from "../domain/errors.js";
@@ -8,8 +9,10 @@ import { WriteLoad } from "../workload/write-load.js";
 export const LOCAL_USAGE = `  local    manage the local provider's clusters (under <data-dir>/local)
            local list
            local sample --name N [--rows 1000]      create a sample source with an application database
-           local register --name N --pg-data DIR --port P --user U --password PW
-                                                    use a running cluster on this machine as a source
+           local register --name N --pg-data DIR --port P --user U (--password-file F | --password-stdin)
+                                                    use a running cluster on this machine as a source; the
+                                                    superuser's password from a file, standard input, or
+                                                    PGSHIFT_REGISTER_PASSWORD (never on the command line)
            local load --name N [--rate 100] [--seconds 30]
                                                     write numbered rows into a sample source, print what committed
            all take --data-dir DIR (PGSHIFT_DATA_DIR, default ./.pgshift)
@@ -27,6 +30,24 @@ function required(name: string, v: string | undefined): string {
   return v;
 }
 
+/** The superuser's password for register: never from the command line, where ps shows it to every user. */
+async function registerPassword(file: string | undefined, stdin: boolean | undefined): Promise<string> {
+  let pw: string | undefined;
+  if (file) pw = readFileSync(file, "utf8");
+  else if (stdin) {
+    const chunks: Buffer[] = [];
+    for await (const c of process.stdin) chunks.push(c as Buffer);
+    pw = Buffer.concat(chunks).toString("utf8");
+  } else pw = process.env.PGSHIFT_REGISTER_PASSWORD;
+  pw = pw?.replace(/\r?\n$/, "");
+  if (!pw) {
+    throw new InvalidArgumentError(
+      "the superuser's password is required: --password-file FILE, --password-stdin, or PGSHIFT_REGISTER_PASSWORD in the environment",
+    );
+  }
+  return pw;
+}
+
 export async function localCommand(argv: string[]): Promise<void> {
   const [sub, ...rest] = argv;
   const { values } = parseArgs({
@@ -38,7 +59,8 @@ export async function localCommand(argv: string[]): Promise<void> {
       "pg-data": { type: "string" },
       port: { type: "string" },
       user: { type: "string" },
-      password: { type: "string" },
+      "password-file": { type: "string" },
+      "password-stdin": { type: "boolean" },
       rate: { type: "string" },
       seconds: { type: "string" },
     },
@@ -66,7 +88,7 @@ export async function localCommand(argv: string[]): Promise<void> {
         dataDir: resolve(required("pg-data", values["pg-data"])),
         port: num("port", required("port", values.port), 5432),
         user: required("user", values.user),
-        password: required("password", values.password),
+        password: await registerPassword(values["password-file"], values["password-stdin"]),
       });
       return out({ name: values.name, port: c.port, dataDir: c.dataDir });
     }

@@ -72,9 +72,34 @@ export class LeaseLostError extends PgshiftError {
   }
 }
 
+/**
+ * A failure that must not be retried nor answered automatically, whatever the
+ * phase (even ROLLING_BACK): the migration holds, paused, until an operator
+ * has fixed what the message names and resumes it.
+ */
+export class HoldForOperatorError extends PgshiftError {
+  constructor(message: string) {
+    super(Code.FailedPrecondition, message);
+  }
+}
+
 export class InternalError extends PgshiftError {
   constructor(message: string, options?: { cause?: unknown }) {
     super(Code.Internal, message, options);
+  }
+}
+
+/**
+ * The result, or undefined when the thing asked about does not exist
+ * (NOT_FOUND). Any other failure (unreachable, refused, timed out) is thrown:
+ * a side that does not answer is not a side that is gone.
+ */
+export async function unlessGone<T>(p: Promise<T>): Promise<T | undefined> {
+  try {
+    return await p;
+  } catch (e) {
+    if (ConnectError.from(e).code === Code.NotFound) return undefined;
+    throw e;
   }
 }
 

@@ -5,6 +5,7 @@ import { CdcMode, CutoverMode, FailurePolicy, MigrationSpecSchema, Provider, typ
 import type { InstanceRef } from "./instance.js";
 import type { SpecJson } from "./state.js";
 import { isPhaseName, type PhaseName } from "./phases.js";
+import { FORWARD } from "./transitions.js";
 
 export const DATABASE_NAME = /^[a-z][a-z0-9-]{0,61}[a-z0-9]$|^[a-z]$/;
 const LOCAL_ID = /^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$/;
@@ -132,7 +133,14 @@ function normalizeStepPolicy(spec: MigrationSpec) {
   const deadlines: Record<string, Duration> = {};
   for (const [phase, d] of Object.entries(p?.phaseDeadlines ?? {})) {
     if (!isPhaseName(phase)) {
-      throw new InvalidArgumentError(`spec.step_policy.phase_deadlines has key "${phase}", which is not a phase name; use names such as "FINAL_SYNC"`);
+      throw new InvalidArgumentError(
+        `spec.step_policy.phase_deadlines has key "${phase.slice(0, 40)}", which is not a phase name; use names such as "FINAL_SYNC"`,
+      );
+    }
+    if (!DEADLINE_PHASES.includes(phase)) {
+      throw new InvalidArgumentError(
+        `spec.step_policy.phase_deadlines["${phase}"] is not allowed: deadlines are for the forward steps (${DEADLINE_PHASES.join(", ")}); a rollback is never given up on`,
+      );
     }
     deadlines[phase] = checkDuration(`spec.step_policy.phase_deadlines["${phase}"]`, d, 1, MAX_WINDOW_MS);
   }
@@ -141,6 +149,9 @@ function normalizeStepPolicy(spec: MigrationSpec) {
   if (durationMs(max)! < durationMs(initial)!) throw new InvalidArgumentError("spec.step_policy.max_backoff must not be shorter than initial_backoff");
   return { maxAttempts: p?.maxAttempts || DEFAULTS.maxAttempts, initialBackoff: initial, maxBackoff: max, phaseDeadlines: deadlines };
 }
+
+/** Phases a deadline may be set for: the forward steps. ROLLING_BACK has none: a rollback is never given up on. */
+export const DEADLINE_PHASES: readonly PhaseName[] = FORWARD.slice(0, FORWARD.indexOf("COMPLETED"));
 
 /** A spec's policies as numbers, defaults applied (for specs stored before a field existed). */
 export interface ResolvedPolicy {
@@ -168,6 +179,8 @@ export function policyOf(spec: MigrationSpec): ResolvedPolicy {
     initialBackoffMs: durationMs(step?.initialBackoff) ?? DEFAULTS.initialBackoffMs,
     maxBackoffMs: durationMs(step?.maxBackoff) ?? DEFAULTS.maxBackoffMs,
     deadlineMs: (phase) => {
+      // Getting traffic back to the source has no deadline that could strand it.
+      if (!DEADLINE_PHASES.includes(phase)) return undefined;
       const custom = step?.phaseDeadlines[phase];
       return custom ? durationMs(custom) : DEFAULT_PHASE_DEADLINES[phase];
     },

@@ -30,6 +30,12 @@ export interface MigrationStateJson {
   lastError?: { code: string; message: string; phase: PhaseName; at: string };
   /** Set while the failure policy HOLD keeps the migration in this phase for an operator. */
   held?: { phase: PhaseName; at: string };
+  /**
+   * Set when the failure policy failed the migration but removing what it
+   * created has not succeeded yet: the migration stays in its phase, retrying
+   * the cleanup, and becomes FAILED only once it is done.
+   */
+  failing?: { reason: string; since: string };
   /** Step outputs, keyed by step name, so a resumed step knows what was done. */
   steps?: Record<string, unknown>;
 }

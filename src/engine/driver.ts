@@ -1,4 +1,4 @@
-import { mergeChecks } from "../domain/check.js";
+import { check, mergeChecks } from "../domain/check.js";
 import { DeadlineExceededError, FailedPreconditionError, LeaseLostError } from "../domain/errors.js";
 import { isTerminal, type PhaseName } from "../domain/phases.js";
 import { sleep } from "../domain/sleep.js";
@@ -14,7 +14,7 @@ import type { Logger } from "../telemetry/log.js";
 import type { ServiceMetrics } from "../telemetry/metrics.js";
 import { realActivities } from "./activities.js";
 import { backoffMs as decideBackoff, decide, failureInfo, type Decision } from "./failure-policy.js";
-import { operatorAction } from "./operator-actions.js";
+import { operatorAction, removedText } from "./operator-actions.js";
 import { cdcContext, type Activities, type Outcome, type StepEnv } from "./step-env.js";
 import { STEPS } from "./steps.js";
 
@@ -28,10 +28,18 @@ export interface EngineDeps {
   activities?: Activities;
   /** How often to look for migrations nobody drives. */
   tickMs?: number;
+  /** The lease while writes are stopped (cutover window, rollback); default 2 s. */
+  fencedLeaseMs?: number;
   metrics?: ServiceMetrics;
 }
 
 const ENGINE = "engine";
+
+/** A lease this replica holds, with the time-to-live it is renewed with now. */
+interface HeldLease {
+  lease: Lease;
+  ttlMs: number;
+}
 /** Without a deadline a phase may take this long. */
 const NO_DEADLINE_MS = 24 * 3600_000;
 
@@ -90,21 +98,27 @@ export class Engine {
     const log = this.deps.log.child({ migration: id, token: lease.token });
     const lost = new AbortController();
     const signal = AbortSignal.any([lost.signal, this.stopping.signal]);
-    const renew = setInterval(
-      () => {
-        this.deps.leases.renew(lease).then(
-          (ok) => {
-            if (!ok) lost.abort();
-          },
-          () => lost.abort(),
-        );
-      },
-      Math.max(100, this.deps.leases.ttlMs / 3),
-    );
+    const held: HeldLease = { lease, ttlMs: this.deps.leases.ttlMs };
+    let renew: NodeJS.Timeout | undefined;
+    const scheduleRenew = () => {
+      renew = setTimeout(
+        () => {
+          this.deps.leases.renew(lease, held.ttlMs).then(
+            (ok) => {
+              if (!ok) lost.abort();
+              else if (!signal.aborted) scheduleRenew();
+            },
+            () => lost.abort(),
+          );
+        },
+        Math.max(50, held.ttlMs / 4),
+      );
+    };
+    scheduleRenew();
     log.info("driving");
     try {
       while (!signal.aborted) {
-        const next = await this.advance(id, lease, signal, log);
+        const next = await this.advance(id, held, signal, log);
         if (next === "done") break;
         await sleep(next, signal);
       }
@@ -112,7 +126,7 @@ export class Engine {
       if (e instanceof LeaseLostError) log.warn("lease lost; another replica drives this migration now", { error: e.rawMessage });
       else log.error("driver failed", { error: String(e) });
     } finally {
-      clearInterval(renew);
+      clearTimeout(renew);
       if (!lost.signal.aborted) await this.deps.leases.release(lease).catch(() => {});
     }
   }
@@ -157,8 +171,10 @@ export class Engine {
   }
 
   /** One decision: act on an operator's request, or run the phase's step. Returns "done" or ms to wait. */
-  private async advance(id: string, lease: Lease, signal: AbortSignal, log: Logger): Promise<"done" | number> {
+  private async advance(id: string, held: HeldLease, signal: AbortSignal, log: Logger): Promise<"done" | number> {
+    const { lease } = held;
     const row = await this.deps.repo.get(id);
+    await this.fitLease(held, row.phase);
     if (isTerminal(row.phase)) {
       this.deps.metrics?.cdcPaused(id, "", undefined);
       return "done";
@@ -186,10 +202,13 @@ export class Engine {
       }
     }
     // An operator's pause that raced into the cutover window is not honoured there (writes are stopped); a hold of the failure policy is.
-    const holding = !CUTOVER_WINDOW.includes(row.phase) || env.state.held?.phase === row.phase;
-    if (row.paused && row.phase !== "ROLLING_BACK" && holding) return 500;
+    const heldHere = env.state.held?.phase === row.phase;
+    const holding = !CUTOVER_WINDOW.includes(row.phase) || heldHere;
+    // A rollback is not paused by an operator's pause, only held by a failure that needs one.
+    if (row.paused && (row.phase !== "ROLLING_BACK" || heldHere) && holding) return 500;
     delete env.state.held;
     if (row.phase === "COMPLETED") return 500;
+    if (env.state.failing) return this.finishFailing(env, lease, log);
 
     const step = STEPS[row.phase];
     if (!step) throw new FailedPreconditionError(`no step for phase ${row.phase}`);
@@ -216,6 +235,20 @@ export class Engine {
     await this.move(env, lease, outcome.to, outcome.reason, outcome.to === "ROLLED_BACK" ? { clearRequest: true } : {});
     log.info("phase", { from: row.phase, to: outcome.to, reason: outcome.reason });
     return 0;
+  }
+
+  /**
+   * While writes are stopped (from the fence to routing, and while rolling
+   * back), the lease is short and renewed often, so that another replica takes
+   * over within seconds should this one die there; elsewhere, the configured
+   * lease. Shortened before the step runs, not at the next renewal.
+   */
+  private async fitLease(held: HeldLease, phase: PhaseName): Promise<void> {
+    const fenced = CUTOVER_WINDOW.includes(phase) || phase === "ROLLING_BACK";
+    const ttlMs = fenced ? Math.min(this.deps.fencedLeaseMs ?? 2_000, this.deps.leases.ttlMs) : this.deps.leases.ttlMs;
+    if (ttlMs === held.ttlMs) return;
+    held.ttlMs = ttlMs;
+    if (!(await this.deps.leases.renew(held.lease, ttlMs))) throw new LeaseLostError("the lease was taken over");
   }
 
   /**
@@ -262,10 +295,44 @@ export class Engine {
     return decision;
   }
 
+  /**
+   * The failure policy failed the migration: remove what it created, then
+   * FAILED. A cleanup that fails is recorded (event, check, last_error) and
+   * retried with backoff; the migration stays in its phase meanwhile.
+   */
+  private async finishFailing(env: StepEnv, lease: Lease, log: Logger): Promise<"done" | number> {
+    const { row, state, provider, source, target } = env;
+    const reason = state.failing!.reason;
+    const key = `${row.id}:cleanup`;
+    let removed: "deleted" | "absent" | "not-ours";
+    try {
+      removed = await provider.deleteReplica(source, target, row.id);
+    } catch (e) {
+      const info = failureInfo(e);
+      await env.report(
+        check("cleanup.target", "FAIL", {
+          measured: info.message,
+          threshold: `${target.id} and its slot on ${source.id} removed`,
+          message: `the migration failed (${reason}) and removing what it created failed too; retrying`,
+          remedy: `nothing, if it is transient; otherwise fix what the error names (${target.id} may keep a slot on ${source.id} retaining WAL meanwhile)`,
+        }),
+      );
+      const decision = await this.recordFailure(env, lease, e, key, log, { operator: true });
+      return decision.kind === "retry" ? decision.backoffMs : 1000;
+    }
+    this.attempts.delete(key);
+    if (state.checks?.some((c) => c.name === "cleanup.target")) {
+      await env.report(check("cleanup.target", "PASS", { measured: removed, threshold: `${target.id} and its slot on ${source.id} removed` }));
+    }
+    delete state.failing;
+    await this.move(env, lease, "FAILED", `${reason}; ${removedText(target.id, removed)}`);
+    return "done";
+  }
+
   /** Carries out the failure policy's decision for a failed step. */
   private async onFailure(env: StepEnv, lease: Lease, e: unknown, attemptKey: string, log: Logger): Promise<"done" | number> {
     const decision = await this.recordFailure(env, lease, e, attemptKey, log);
-    const { row, state, provider, source, target } = env;
+    const { row, state, provider, source } = env;
     const message = state.lastError!.message;
     switch (decision.kind) {
       case "retry":
@@ -284,16 +351,19 @@ export class Engine {
         );
         return 0;
       case "fail":
-        // Nothing was fenced or promoted: remove what we created so no slot keeps WAL on the source.
-        await provider.deleteReplica(source, target).catch(() => {});
-        await this.move(env, lease, "FAILED", `${row.phase} failed: ${message}`);
-        return "done";
+        // Nothing was fenced or promoted: what we created goes, so no slot keeps WAL on the source; FAILED once it is gone.
+        state.failing = { reason: `${row.phase} failed: ${message}`, since: new Date().toISOString() };
+        return this.finishFailing(env, lease, log);
       case "hold":
         state.held = { phase: row.phase, at: new Date().toISOString() };
         await this.deps.repo.record(
           lease,
           row.id,
-          { type: "OPERATOR_ACTION", actor: ENGINE, message: `holding in ${row.phase} for an operator (failure policy HOLD): ${message}` },
+          {
+            type: "OPERATOR_ACTION",
+            actor: ENGINE,
+            message: `holding in ${row.phase} for an operator (${failureInfo(e).hold ? "only an operator can resolve this" : "failure policy HOLD"}): ${message}`,
+          },
           state,
           { paused: true },
         );

@@ -1,6 +1,7 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { PhaseName } from "../domain/phases.js";
 import { BEFORE_PROMOTION, FENCED_BEFORE_PROMOTION } from "../domain/transitions.js";
+import { HoldForOperatorError } from "../domain/errors.js";
 import { FailurePolicy } from "../gen/migration/v1/migration_pb.js";
 
 /** Codes that no retry can fix: the failure policy applies at once. */
@@ -11,11 +12,18 @@ export interface FailureInfo {
   code: string;
   message: string;
   permanent: boolean;
+  /** Only an operator can resolve it (HoldForOperatorError). */
+  hold?: boolean;
 }
 
 export function failureInfo(e: unknown): FailureInfo {
   const ce = ConnectError.from(e);
-  return { code: Code[ce.code] ?? "Unknown", message: ce.rawMessage, permanent: PERMANENT.has(ce.code) };
+  return {
+    code: Code[ce.code] ?? "Unknown",
+    message: ce.rawMessage,
+    permanent: PERMANENT.has(ce.code),
+    ...(e instanceof HoldForOperatorError ? { hold: true } : {}),
+  };
 }
 
 export interface RetryPolicy {
@@ -43,6 +51,7 @@ export function backoffMs(policy: RetryPolicy, attempt: number): number {
 
 /** The failure policy: a pure function of the phase, the error, the attempt (1 for the first failure) and the spec's policy. */
 export function decide(phase: PhaseName, error: FailureInfo, attempt: number, policy: RetryPolicy): Decision {
+  if (error.hold) return { kind: "hold" };
   // Getting traffic back to the source is never given up on.
   if (phase === "ROLLING_BACK") return { kind: "retry", backoffMs: backoffMs(policy, attempt) };
   if (!error.permanent && attempt < policy.maxAttempts) return { kind: "retry", backoffMs: backoffMs(policy, attempt) };

@@ -13,8 +13,8 @@ export function operatorAction(env: StepEnv): (() => Promise<ActionOutcome>) | u
   const { row, provider, source, target } = env;
   if (row.requested_action === "abort" && BEFORE_QUIESCING.includes(row.phase)) {
     return async () => {
-      await provider.deleteReplica(source, target);
-      return { to: "ABORTED", reason: `aborted; ${target.id} removed, ${source.id} left as it was` };
+      const removed = await provider.deleteReplica(source, target, row.id);
+      return { to: "ABORTED", reason: `aborted; ${removedText(target.id, removed)}, ${source.id} left as it was` };
     };
   }
   if (row.requested_action === "rollback" && row.phase !== "ROLLING_BACK") {
@@ -32,4 +32,11 @@ export function operatorAction(env: StepEnv): (() => Promise<ActionOutcome>) | u
     };
   }
   return undefined;
+}
+
+/** What became of a target this migration may have created, in words. */
+export function removedText(target: string, result: "deleted" | "absent" | "not-ours"): string {
+  if (result === "deleted") return `${target} removed`;
+  if (result === "absent") return `${target} had not been created`;
+  return `${target} left alone (this migration did not create it)`;
 }

@@ -1,4 +1,8 @@
+import { ConnectError } from "@connectrpc/connect";
+import { check } from "../domain/check.js";
+import { HoldForOperatorError } from "../domain/errors.js";
 import { FORWARD } from "../domain/transitions.js";
+import { removedText } from "./operator-actions.js";
 import { cdcContext, type Step } from "./step-env.js";
 
 /**
@@ -13,10 +17,23 @@ export const rollingBack: Step = async (env) => {
   const reverse = promoted && (env.state.reverseDatabases?.length ?? 0) > 0;
   const { cdc, reverse: rev } = env.activities;
   if (promoted) {
-    // Two writable primaries must never both take traffic: the promoted target stops taking any.
-    await env.provider.fence(env.target).catch((e: unknown) => {
-      if (reverse) throw e;
-    });
+    // Two writable primaries must never both take traffic: the promoted target stops taking any, or nothing goes back.
+    try {
+      await env.provider.fence(env.target);
+    } catch (e) {
+      const why = ConnectError.from(e).rawMessage;
+      await env.report(
+        check("rollback.fence_target", "FAIL", {
+          measured: why,
+          threshold: `${env.target.id} fenced before traffic goes back to ${env.source.id}`,
+          message: "the promoted target could not be fenced, so traffic stays on it: two writable primaries must never both take writes",
+          remedy: `make ${env.target.id} reachable (or stop its clients yourself), then ResumeMigration; the rollback carries on from here`,
+        }),
+      );
+      throw new HoldForOperatorError(
+        `rollback holds: ${env.target.id} could not be fenced (${why}); traffic stays on it until an operator fixes that and resumes`,
+      );
+    }
   }
   if (reverse) {
     // Lossless: with the target's writes stopped, let the source apply all of them and carry sequences over.
@@ -34,11 +51,11 @@ export const rollingBack: Step = async (env) => {
   }
   await cdc.resumeOnSource(cdcContext(env));
   if (reverse) await rev.stop(env.provider, env.source, env.target);
-  if (!promoted) await env.provider.deleteReplica(env.source, env.target);
+  const removed = promoted ? undefined : await env.provider.deleteReplica(env.source, env.target, env.row.id);
   return {
     to: "ROLLED_BACK",
     reason: promoted
       ? `traffic routed back to ${env.source.id}, which is unfenced${reverse ? " and holds every write made on the target" : ""}; ${env.target.id} kept, fenced, for inspection`
-      : `${env.source.id} unfenced and ${env.target.id} removed`,
+      : `${env.source.id} unfenced and ${removedText(env.target.id, removed!)}`,
   };
 };

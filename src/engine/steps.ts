@@ -34,7 +34,7 @@ const preflight: Step = async (env) => {
 };
 
 const provisioning: Step = async (env) => {
-  await env.provider.createReplica(env.source, env.target);
+  await env.provider.createReplica(env.source, env.target, env.row.id);
   return { to: "REPLICATING", reason: `${env.target.id} created from a snapshot of ${env.source.id} and replaying its WAL` };
 };
 

@@ -6,6 +6,7 @@ import pg from "pg";
 import { FailedPreconditionError, InternalError, UnavailableError } from "../domain/errors.js";
 import { findPgBinaries, majorOf, pgBin } from "./binaries.js";
 import { assertReachable, reachableBinDir } from "./reach.js";
+import { writeFileAtomic } from "./atomic-file.js";
 import { postgresRunAs, type OsUser } from "./os-user.js";
 import { freePort } from "./ports.js";
 
@@ -20,6 +21,8 @@ export interface ClusterMeta {
   dataDir?: string;
   /** Server binaries of a cluster that does not run this machine's default ones. */
   binDir?: string;
+  /** Its pg_hba.conf, when not in the data directory (the server's hba_file setting, as last read). */
+  hbaFile?: string;
 }
 
 export interface ClusterOptions {
@@ -65,13 +68,17 @@ const BASE_SETTINGS: Record<string, string | number> = {
  * we are root). Waits for the program's exit rather than for its pipes to
  * close, because pg_ctl leaves a daemon behind.
  */
-export function runAsPostgres(cmd: string, args: string[], opts: { input?: string; timeoutMs?: number } = {}): Promise<RunResult> {
+export function runAsPostgres(
+  cmd: string,
+  args: string[],
+  opts: { input?: string; timeoutMs?: number; env?: Record<string, string> } = {},
+): Promise<RunResult> {
   const user = postgresRunAs();
   return new Promise((resolvePromise, reject) => {
     const child = spawn(cmd, args, {
       uid: user?.uid,
       gid: user?.gid,
-      env: { PATH: process.env.PATH ?? "/usr/bin:/bin", LC_ALL: "C", HOME: user?.home ?? process.env.HOME ?? "/" },
+      env: { PATH: process.env.PATH ?? "/usr/bin:/bin", LC_ALL: "C", HOME: user?.home ?? process.env.HOME ?? "/", ...opts.env },
       stdio: ["pipe", "pipe", "pipe"],
       cwd: "/",
     });
@@ -193,7 +200,7 @@ export class LocalCluster {
    */
   static register(dir: string, meta: ClusterMeta & { dataDir: string }): LocalCluster {
     mkdirSync(dir, { recursive: true });
-    writeFileSync(LocalCluster.metaPath(dir), JSON.stringify(meta, null, 2), { mode: 0o600 });
+    writeFileAtomic(LocalCluster.metaPath(dir), JSON.stringify(meta, null, 2));
     return new LocalCluster(dir, meta);
   }
 
@@ -241,7 +248,7 @@ export class LocalCluster {
     const cluster = new LocalCluster(opts.dir, meta);
     cluster.writeConfig({ ...BASE_SETTINGS, ...(opts.settings ?? {}) });
     cluster.writeDataFile("pg_hba.conf", HBA);
-    writeFileSync(LocalCluster.metaPath(opts.dir), JSON.stringify(meta, null, 2), { mode: 0o600 });
+    writeFileAtomic(LocalCluster.metaPath(opts.dir), JSON.stringify(meta, null, 2));
     return cluster;
   }
 
@@ -254,7 +261,7 @@ export class LocalCluster {
     const cluster = new LocalCluster(dir, meta);
     handOver(dir, postgresRunAs());
     cluster.writeConfig({ ...BASE_SETTINGS, ...settings });
-    writeFileSync(LocalCluster.metaPath(dir), JSON.stringify(meta, null, 2), { mode: 0o600 });
+    writeFileAtomic(LocalCluster.metaPath(dir), JSON.stringify(meta, null, 2));
     return cluster;
   }
 
@@ -263,9 +270,21 @@ export class LocalCluster {
     const conf = join(this.dataDir, "postgresql.conf");
     const text = readFileSync(conf, "utf8");
     if (!text.includes("include_if_exists = 'pgshift.conf'")) {
-      writeFileSync(conf, text + "\ninclude_if_exists = 'pgshift.conf'\n");
+      const st = statSync(conf);
+      writeFileAtomic(conf, text + "\ninclude_if_exists = 'pgshift.conf'\n", { mode: st.mode & 0o777, uid: st.uid, gid: st.gid });
     }
     this.writeDataFile("pgshift.conf", renderSettings({ ...settings, port: this.meta.port }));
+  }
+
+  /** Where the server reads its client authentication rules. */
+  get hbaFile(): string {
+    return this.meta.hbaFile ?? join(this.dataDir, "pg_hba.conf");
+  }
+
+  /** Remembers where the server reads its rules (from its hba_file setting), for unfencing while it is down. */
+  recordHbaFile(path: string): void {
+    this.meta = { ...this.meta, hbaFile: path };
+    writeFileAtomic(LocalCluster.metaPath(this.dir), JSON.stringify(this.meta, null, 2));
   }
 
   readDataFile(name: string): string {
@@ -274,10 +293,8 @@ export class LocalCluster {
 
   /** Writes a file in the data directory, owned by the user PostgreSQL runs as. */
   writeDataFile(name: string, content: string): void {
-    const path = join(this.dataDir, name);
-    writeFileSync(path, content, { mode: 0o600 });
     const user = postgresRunAs();
-    if (user) chownSync(path, user.uid, user.gid);
+    writeFileAtomic(join(this.dataDir, name), content, { mode: 0o600, uid: user?.uid, gid: user?.gid });
   }
 
   /**

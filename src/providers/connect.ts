@@ -4,7 +4,14 @@ import { CredentialsRejectedError, InstanceUnreachableError } from "./errors.js"
 
 /** Opens a connection, turning connection failures into errors that name the instance and the fix. */
 export async function connectTo(instance: string, config: pg.ClientConfig): Promise<pg.Client> {
-  const client = new pg.Client({ ...config, connectionTimeoutMillis: config.connectionTimeoutMillis ?? 5_000, application_name: "pgshift-admin" });
+  const client = new pg.Client({
+    ...config,
+    connectionTimeoutMillis: config.connectionTimeoutMillis ?? 5_000,
+    application_name: "pgshift-admin",
+    // A superuser session inside a tenant's database must not resolve a name to an object a tenant role created
+    // (a public.setval, say): only the catalog, then our own temporary objects. Literals mean what they say.
+    options: "-c search_path=pg_catalog,pg_temp -c standard_conforming_strings=on",
+  });
   // A server that goes away later must not crash the process through an unhandled 'error'.
   client.on("error", () => {});
   try {
@@ -35,4 +42,9 @@ export function sqlPort(instance: string, config: pg.ClientConfig): SqlPort {
       fn({ query: async <R extends object>(text: string, params?: unknown[]) => c.query<R & pg.QueryResultRow>(text, params) }),
     );
   return { session, query: (text, params) => session((s) => s.query(text, params)) };
+}
+
+/** A SQL string literal, quoted by the driver's own rules (E'' when it holds a backslash), for statements that take no parameters. */
+export function sqlLiteral(value: string): string {
+  return pg.escapeLiteral(value);
 }

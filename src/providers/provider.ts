@@ -65,8 +65,15 @@ export interface Provider {
   targetExtensions(source: InstanceRef): Promise<Map<string, string[]>>;
   /** Drops a replication slot that no consumer is reading; refuses an active one. Returns the WAL it retained. */
   dropInactiveSlot(ref: InstanceRef, slot: string): Promise<bigint>;
-  /** Creates the target as a physical replica of the source from a storage snapshot, replaying the source's WAL. */
-  createReplica(source: InstanceRef, target: InstanceRef): Promise<void>;
+  /** Whether an instance of that name exists (of ours or not): a migration's target must not. */
+  exists(ref: InstanceRef): Promise<boolean>;
+  /**
+   * Creates the target as a physical replica of the source from a storage
+   * snapshot, replaying the source's WAL, marked as owned by `owner` (the
+   * migration id) before anything else is done. Resumes a target that
+   * `owner` began; refuses one that exists and is not marked as its own.
+   */
+  createReplica(source: InstanceRef, target: InstanceRef, owner: string): Promise<void>;
   replicationStatus(source: InstanceRef, target: InstanceRef): Promise<ReplicationStatus>;
   /** Bytes of WAL the instance writes per second, sampled over sampleMs. */
   walGenerationRate(ref: InstanceRef, sampleMs: number): Promise<number>;
@@ -82,7 +89,11 @@ export interface Provider {
   /** After promotion, off the cutover path: releases what the source kept for the replica (its slot). */
   detachReplica(source: InstanceRef, target: InstanceRef): Promise<void>;
   endpoint(ref: InstanceRef): Promise<Endpoint>;
-  deleteReplica(source: InstanceRef, target: InstanceRef): Promise<void>;
+  /**
+   * Removes a target that `owner` created, and what the source keeps for it.
+   * Anything not marked as `owner`'s is left as it is ("not-ours").
+   */
+  deleteReplica(source: InstanceRef, target: InstanceRef, owner: string): Promise<"deleted" | "absent" | "not-ours">;
   /** Takes the old source out of service once the migration is finalized (its data is kept). */
   retire(ref: InstanceRef): Promise<void>;
   /** SQL as the instance's admin, in a database ("postgres" by default): checks, CDC and reverse replication run through it. */

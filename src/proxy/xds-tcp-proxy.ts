@@ -37,6 +37,9 @@ interface Endpoint {
   port: number;
 }
 
+/** The longest a disconnected proxy waits between attempts to reach a control plane. */
+const MAX_RETRY_MS = 250;
+
 const Listener = envoyTypes.lookupType("envoy.config.listener.v3.Listener");
 const Cluster = envoyTypes.lookupType("envoy.config.cluster.v3.Cluster");
 const TcpProxy = envoyTypes.lookupType("envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy");
@@ -58,7 +61,13 @@ export class XdsTcpProxy extends EventEmitter {
 
   async start(): Promise<void> {
     const Ctor = adsClientConstructor();
-    this.client = new Ctor(this.opts.xds, grpc.credentials.createInsecure());
+    // A control plane that restarts (or a replica that dies) is found again within a second, not after grpc's
+    // default backoff (up to two minutes): writes may be stopped until this proxy learns the new route.
+    this.client = new Ctor(this.opts.xds, grpc.credentials.createInsecure(), {
+      "grpc.initial_reconnect_backoff_ms": 100,
+      "grpc.min_reconnect_backoff_ms": 100,
+      "grpc.max_reconnect_backoff_ms": MAX_RETRY_MS,
+    });
     this.open();
   }
 
@@ -109,7 +118,7 @@ export class XdsTcpProxy extends EventEmitter {
       if (this.stopped) return;
       // A reconnecting proxy gets the current state from the server; keep serving what we have meanwhile.
       setTimeout(() => this.open(), this.retryMs);
-      this.retryMs = Math.min(5000, this.retryMs * 2);
+      this.retryMs = Math.min(MAX_RETRY_MS, this.retryMs * 2);
     };
     call.on("error", again);
     call.on("end", again);

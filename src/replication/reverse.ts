@@ -1,5 +1,6 @@
-import { DeadlineExceededError } from "../domain/errors.js";
+import { DeadlineExceededError, FailedPreconditionError, unlessGone } from "../domain/errors.js";
 import { lsnAtLeast } from "../domain/lsn.js";
+import { sqlLiteral } from "../providers/connect.js";
 import type { InstanceRef, Provider } from "../providers/provider.js";
 import type { PeerConnection } from "../providers/sql.js";
 
@@ -56,11 +57,18 @@ export async function startReverseReplication(provider: Provider, source: Instan
   for (const db of dbs) {
     const tgt = await provider.peerConnection(target, db);
     await provider.sql(source, db).session(async (c) => {
-      const has = await c.query("select 1 from pg_subscription where subname = $1", [NAME]);
+      // pg_subscription is shared by every database: ours is the one in this database.
+      const has = await c.query(
+        "select 1 from pg_subscription s join pg_database d on d.oid = s.subdbid where s.subname = $1 and d.datname = current_database()",
+        [NAME],
+      );
       if (has.rowCount === 0) {
         // A subscription cannot be created inside a transaction block; pg runs each query on its own.
-        await c.query(`create subscription ${NAME} connection ${quoteLiteral(conninfo(tgt))} publication ${NAME}
-                       with (copy_data = false, create_slot = true, slot_name = ${quoteLiteral(slotName(db))}, enabled = true)`);
+        // The statement carries a password: a failure must not write it to the server's log.
+        await c.query("set log_min_error_statement = panic");
+        await c.query("set log_statement = 'none'");
+        await c.query(`create subscription ${NAME} connection ${sqlLiteral(conninfo(tgt))} publication ${NAME}
+                       with (copy_data = false, create_slot = true, slot_name = ${sqlLiteral(slotName(db))}, enabled = true)`);
       }
     });
   }
@@ -68,10 +76,6 @@ export async function startReverseReplication(provider: Provider, source: Instan
 
 export function slotName(db: string): string {
   return `${NAME}_${db.toLowerCase().replace(/[^a-z0-9_]/g, "_")}`.slice(0, 63);
-}
-
-function quoteLiteral(s: string): string {
-  return `'${s.replace(/'/g, "''")}'`;
 }
 
 /**
@@ -110,7 +114,7 @@ export async function drainReverseReplication(provider: Provider, source: Instan
       for (const q of seqs) {
         if (q.v === null) continue;
         await c.query(
-          `select setval(c.oid, greatest($2::bigint, coalesce(s.last_value, 1)), true)
+          `select pg_catalog.setval(c.oid, greatest($2::bigint, coalesce(s.last_value, 1)), true)
              from pg_class c join pg_namespace n on n.oid = c.relnamespace
              join pg_sequences s on s.schemaname = n.nspname and s.sequencename = c.relname
             where format('%I.%I', n.nspname, c.relname) = $1`,
@@ -121,9 +125,14 @@ export async function drainReverseReplication(provider: Provider, source: Instan
   }
 }
 
-/** Removes the subscriptions on the source and the publications and slots on the target. Idempotent, tolerant of a side that is gone. */
+/**
+ * Removes the subscriptions on the source and the publications and slots on
+ * the target, then verifies that none is left. Idempotent; a side that no
+ * longer exists is skipped, a side that does not answer is an error (retried):
+ * a slot left behind would retain WAL on the new primary for ever.
+ */
 export async function stopReverseReplication(provider: Provider, source: InstanceRef, target: InstanceRef): Promise<void> {
-  const srcDesc = await provider.describe(source).catch(() => undefined);
+  const srcDesc = await unlessGone(provider.describe(source));
   for (const db of srcDesc?.databases ?? []) {
     await provider.sql(source, db).session(async (c) => {
       const has = await c.query(
@@ -137,22 +146,38 @@ export async function stopReverseReplication(provider: Provider, source: Instanc
       await c.query(`drop subscription ${NAME}`);
     });
   }
-  await provider.sql(target).session(async (c) => {
-    for (let i = 0; i < 50; i++) {
-      const slots = (
-        await c.query<{ slot_name: string; active: boolean }>("select slot_name, active from pg_replication_slots where slot_name like $1", [`${NAME}_%`])
-      ).rows;
-      if (slots.length === 0) break;
-      for (const s of slots) if (!s.active) await c.query("select pg_drop_replication_slot($1)", [s.slot_name]);
-      if (slots.every((s) => !s.active)) break;
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  });
+  const targetThere = await unlessGone(provider.describe(target));
+  if (targetThere)
+    await provider.sql(target).session(async (c) => {
+      for (let i = 0; i < 50; i++) {
+        const slots = (
+          await c.query<{ slot_name: string; active: boolean }>("select slot_name, active from pg_replication_slots where slot_name like $1", [`${NAME}_%`])
+        ).rows;
+        if (slots.length === 0) break;
+        for (const s of slots) if (!s.active) await c.query("select pg_drop_replication_slot($1)", [s.slot_name]);
+        if (slots.every((s) => !s.active)) break;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    });
   // The publication exists on both sides (it came over with the catalog).
-  for (const ref of [target, source]) {
-    const desc = await provider.describe(ref).catch(() => undefined);
+  for (const desc of [targetThere, srcDesc]) {
     for (const db of desc?.databases ?? []) {
-      await provider.sql(ref, db).session(async (c) => void (await c.query(`drop publication if exists ${NAME}`)));
+      await provider.sql(desc!.ref, db).session(async (c) => void (await c.query(`drop publication if exists ${NAME}`)));
     }
+  }
+  const left = [
+    ...(targetThere
+      ? (await provider.sql(target).query<{ s: string }>("select slot_name as s from pg_replication_slots where slot_name like $1", [`${NAME}_%`])).rows.map(
+          (r) => `slot ${r.s} on ${target.id}`,
+        )
+      : []),
+    ...(srcDesc
+      ? (await provider.sql(source).query<{ s: string }>("select subname as s from pg_subscription where subname = $1", [NAME])).rows.map(
+          (r) => `subscription ${r.s} on ${source.id}`,
+        )
+      : []),
+  ];
+  if (left.length > 0) {
+    throw new FailedPreconditionError(`reverse replication is not fully removed: ${left.join(", ")} remain (a walsender still reads them?); retrying`);
   }
 }

@@ -40,6 +40,15 @@ export class ProxyStatusTracker {
     this.timer = setInterval(() => void this.heartbeat().catch(() => {}), HEARTBEAT_MS);
   }
 
+  /**
+   * Streams recorded under this replica's identity by an incarnation that
+   * died are gone with it: not connected, so ROUTING waits for none of them
+   * (each proxy that reconnects is recorded again). Called at start.
+   */
+  async forgetPreviousIncarnation(): Promise<void> {
+    await this.db.updateTable("proxy_status").set({ connected: false }).where("replica_id", "=", this.replicaId).execute();
+  }
+
   async stop(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     for (const off of this.offs) off();

@@ -1,6 +1,11 @@
 import { EventEmitter } from "node:events";
 import pg from "pg";
 
+/** What the events trigger announces: "<migration id> <event seq>". */
+const NOTIFICATION = /^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}) (\d{1,20})$/;
+const ALL = "all";
+const RESYNC = "resync";
+
 /**
  * One LISTEN connection per service process, fanned out in-process. Events are
  * announced by a trigger in the store, so every replica hears every writer.
@@ -9,6 +14,8 @@ import pg from "pg";
  */
 export class EventBus {
   private readonly emitter = new EventEmitter();
+  /** Notifications on our channel that our trigger did not send (ignored). */
+  malformed = 0;
   private client: pg.Client | undefined;
   private closed = false;
   private retry: NodeJS.Timeout | undefined;
@@ -20,9 +27,15 @@ export class EventBus {
   async start(): Promise<void> {
     const client = new pg.Client({ ...this.connection, application_name: "pgshift-listen" });
     client.on("notification", (msg) => {
-      const [migrationId, seq] = (msg.payload ?? "").split(" ");
-      if (migrationId) this.emitter.emit(migrationId, seq);
-      this.emitter.emit("*", migrationId, seq);
+      // Any role that reaches the store's database can NOTIFY this channel: what does not look like our trigger's is counted and dropped.
+      const m = NOTIFICATION.exec(msg.payload ?? "");
+      if (!m) {
+        this.malformed++;
+        return;
+      }
+      // Keys of our own, so that no payload can name an event the emitter treats specially ("error").
+      this.emitter.emit(`m:${m[1]}`, m[2]);
+      this.emitter.emit(ALL, m[1], m[2]);
     });
     client.on("error", () => this.reconnect());
     client.on("end", () => this.reconnect());
@@ -38,7 +51,7 @@ export class EventBus {
       this.retry = undefined;
       this.start().then(
         // Anything announced while we were away is found by re-reading.
-        () => this.emitter.emit("resync"),
+        () => this.emitter.emit(RESYNC),
         () => this.reconnect(),
       );
     }, 500);
@@ -46,17 +59,21 @@ export class EventBus {
 
   /** Calls fn whenever the migration gets a new event (or a re-read is due). Returns an unsubscribe. */
   subscribe(migrationId: string, fn: () => void): () => void {
-    this.emitter.on(migrationId, fn);
-    this.emitter.on("resync", fn);
-    return () => {
-      this.emitter.off(migrationId, fn);
-      this.emitter.off("resync", fn);
-    };
+    return this.on(`m:${migrationId}`, fn);
   }
 
   /** Calls fn on every migration's events (and re-reads). Returns an unsubscribe. */
   subscribeAll(fn: () => void): () => void {
-    return this.subscribe("*", fn);
+    return this.on(ALL, fn);
+  }
+
+  private on(key: string, fn: () => void): () => void {
+    this.emitter.on(key, fn);
+    this.emitter.on(RESYNC, fn);
+    return () => {
+      this.emitter.off(key, fn);
+      this.emitter.off(RESYNC, fn);
+    };
   }
 
   async close(): Promise<void> {

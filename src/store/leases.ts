@@ -20,9 +20,22 @@ export class Leases {
     readonly ttlMs: number,
   ) {}
 
+  /**
+   * Takes back, with new fencing tokens, every lease held under this
+   * replica's identity: called once at start, when holding the identity
+   * proves that the process which held them before is dead. Returns their names.
+   */
+  async reclaim(): Promise<string[]> {
+    const r = await sql<{ name: string }>`
+      update leases set token = token + 1, expires_at = now() + ${`${this.ttlMs} milliseconds`}::interval
+       where holder = ${this.holder}
+      returning name`.execute(this.db);
+    return r.rows.map((x) => x.name);
+  }
+
   /** Takes the lease if it is free, expired, or ours already (then renews it). */
-  async acquire(name: string): Promise<Lease | undefined> {
-    const ttl = `${this.ttlMs} milliseconds`;
+  async acquire(name: string, ttlMs = this.ttlMs): Promise<Lease | undefined> {
+    const ttl = `${ttlMs} milliseconds`;
     const r = await sql<{ token: string }>`
       insert into leases (name, holder, token, expires_at)
       values (${name}, ${this.holder}, 1, now() + ${ttl}::interval)
@@ -37,9 +50,9 @@ export class Leases {
   }
 
   /** Extends a lease we hold; false when it was lost (expired and taken, or released). */
-  async renew(lease: Lease): Promise<boolean> {
+  async renew(lease: Lease, ttlMs = this.ttlMs): Promise<boolean> {
     const r = await sql`
-      update leases set expires_at = now() + ${`${this.ttlMs} milliseconds`}::interval
+      update leases set expires_at = now() + ${`${ttlMs} milliseconds`}::interval
        where name = ${lease.name} and holder = ${lease.holder} and token = ${lease.token} and expires_at > now()`.execute(this.db);
     return Number(r.numAffectedRows ?? 0) === 1;
   }

@@ -1,5 +1,5 @@
 import { sql, type Kysely, type Selectable, type Transaction } from "kysely";
-import { AlreadyExistsError, InvalidArgumentError, LeaseLostError, NotFoundError } from "../domain/errors.js";
+import { AlreadyExistsError, FailedPreconditionError, InvalidArgumentError, LeaseLostError, NotFoundError } from "../domain/errors.js";
 import { leaseHeld, type Lease } from "./leases.js";
 import { assertActionAllowed, assertTransition, type OperatorAction } from "../domain/transitions.js";
 import { TERMINAL_PHASES, type PhaseName } from "../domain/phases.js";
@@ -87,6 +87,13 @@ export class MigrationRepo {
     }
     try {
       const row = await this.db.transaction().execute(async (trx) => {
+        await trx
+          .insertInto("instance_claims")
+          .values([
+            { instance_key: m.sourceKey, migration_id: m.id, role: "source" },
+            { instance_key: m.targetKey, migration_id: m.id, role: "target" },
+          ])
+          .execute();
         const row = await trx
           .insertInto("migrations")
           .values({
@@ -119,6 +126,7 @@ export class MigrationRepo {
         const prior = await this.byRequestId(m.requestId);
         if (prior) return this.retried(prior, m);
       }
+      if (constraint === "instance_claims_pkey") throw await this.claimedError(m);
       if (constraint === "migrations_active_source" || constraint === "migrations_active_target") {
         const side = constraint === "migrations_active_source" ? "source" : "target";
         const key = side === "source" ? m.sourceKey : m.targetKey;
@@ -136,6 +144,26 @@ export class MigrationRepo {
     }
   }
 
+  /** Names the instance of a new migration that another live migration holds, that migration, its phase and its role. */
+  private async claimedError(m: NewMigration): Promise<FailedPreconditionError> {
+    const held = await this.db
+      .selectFrom("instance_claims as c")
+      .innerJoin("migrations as g", "g.id", "c.migration_id")
+      .select(["c.instance_key", "c.role", "g.id", "g.phase", "g.database_name"])
+      .where("c.instance_key", "in", [m.sourceKey, m.targetKey])
+      .execute();
+    const what = held
+      .map(
+        (h) =>
+          `${h.instance_key} (wanted as ${h.instance_key === m.sourceKey ? "source" : "target"}) is the ${h.role} of migration ${h.id} of ${h.database_name}, in ${h.phase}`,
+      )
+      .join("; ");
+    return new FailedPreconditionError(
+      `${what || "an instance of this migration is taken by another live migration"}. An instance takes part in one migration at a time, ` +
+        `until that migration is FINALIZED, ROLLED_BACK, ABORTED or FAILED (a COMPLETED one keeps both sides: it can still roll back); finish, roll back or finalize it first`,
+    );
+  }
+
   private retried(prior: MigrationRow, m: NewMigration): { row: MigrationRow; created: boolean } {
     if (canonical(prior.spec) !== canonical(m.spec)) {
       throw new AlreadyExistsError(
@@ -145,7 +173,8 @@ export class MigrationRepo {
     return { row: prior, created: false };
   }
 
-  private byRequestId(requestId: string): Promise<MigrationRow | undefined> {
+  /** The migration a request_id created, if any. */
+  byRequestId(requestId: string): Promise<MigrationRow | undefined> {
     return this.db.selectFrom("migrations").selectAll().where("request_id", "=", requestId).executeTakeFirst();
   }
 
@@ -251,6 +280,8 @@ export class MigrationRepo {
         .where(leaseHeld(lease));
       const row = await q.returningAll().executeTakeFirst();
       if (!row) throw new LeaseLostError(`migration ${id} was not moved from ${from} to ${to}: this replica no longer holds its lease, or its phase changed`);
+      // Its instances are free for other migrations once it can no longer act on them.
+      if (TERMINAL_PHASES.includes(to)) await trx.deleteFrom("instance_claims").where("migration_id", "=", id).execute();
       await this.appendEvent(trx, { migrationId: id, type: "PHASE_CHANGED", actor, message: reason, phaseFrom: from, phaseTo: to });
       return row;
     });

@@ -121,6 +121,24 @@ const migrations: Record<string, Migration> = {
         .execute();
     },
   },
+  "0005_instance_claims": {
+    async up(db: Kysely<any>) {
+      // Every instance a live migration uses, as source or target: one key, so no instance is both one migration's
+      // source and another's target (a COMPLETED migration still owns both sides: it can roll back).
+      await db.schema
+        .createTable("instance_claims")
+        .addColumn("instance_key", "text", (c) => c.primaryKey())
+        .addColumn("migration_id", "text", (c) => c.notNull())
+        .addColumn("role", "text", (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex("instance_claims_migration").on("instance_claims").column("migration_id").execute();
+      await sql`insert into instance_claims (instance_key, migration_id, role)
+                select source_key, id, 'source' from migrations where phase not in ('FINALIZED', 'ROLLED_BACK', 'ABORTED', 'FAILED')
+                union all
+                select target_key, id, 'target' from migrations where phase not in ('FINALIZED', 'ROLLED_BACK', 'ABORTED', 'FAILED')
+                on conflict do nothing`.execute(db);
+    },
+  },
 };
 
 export const schemaMigrations: MigrationProvider = {

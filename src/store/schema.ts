@@ -71,7 +71,15 @@ export interface CdcWatchersTable {
   last_seen: ColumnType<Date, Date | string | undefined, Date | string>;
 }
 
+export interface InstanceClaimsTable {
+  /** provider + region + id of an instance. */
+  instance_key: string;
+  migration_id: string;
+  role: "source" | "target";
+}
+
 export interface Database {
+  instance_claims: InstanceClaimsTable;
   cdc_watchers: CdcWatchersTable;
   migrations: MigrationsTable;
   events: EventsTable;

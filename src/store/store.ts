@@ -17,6 +17,8 @@ export interface StoreOptions {
 
 export interface Store {
   db: Kysely<Database>;
+  /** For leases alone (acquire, renew, release): a pool the API cannot exhaust. */
+  leaseDb: Kysely<Database>;
   pool: pg.Pool;
   /** Connection settings, for the LISTEN connection. */
   connection: pg.ClientConfig;
@@ -71,12 +73,18 @@ export async function openStore(opts: StoreOptions): Promise<Store> {
     await db.destroy();
     throw new UnavailableError(`state store schema migration failed: ${(error as Error).message}`, { cause: error });
   }
+  // Leases are renewed on connections of their own: a burst of API watches on the main pool must never cost a driver its lease.
+  const leasePool = new pg.Pool({ ...connection, max: 2, application_name: "pgshift-leases" });
+  leasePool.on("error", () => {});
+  const leaseDb = new Kysely<Database>({ dialect: new PostgresDialect({ pool: leasePool }) });
   return {
     db,
+    leaseDb,
     pool,
     connection,
     embedded,
     async close() {
+      await leaseDb.destroy();
       await db.destroy();
       // The embedded cluster is left running on purpose only when asked; by default we stop it with us.
       if (embedded) await embedded.stop("fast");

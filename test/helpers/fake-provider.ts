@@ -16,6 +16,8 @@ export interface FakeInstance {
   replicaOf?: string;
   stalled?: boolean;
   retired: boolean;
+  /** The migration that created it; unset for instances pgshift did not create. */
+  owner?: string;
   promotions: number;
   port: number;
   slots: SlotInfo[];
@@ -127,11 +129,18 @@ export class FakeProvider implements Provider {
     return s.retainedBytes;
   }
 
-  async createReplica(source: InstanceRef, target: InstanceRef): Promise<void> {
-    this.enter("createReplica", source, target);
+  async exists(ref: InstanceRef): Promise<boolean> {
+    this.enter("exists", ref);
+    return this.instances.has(ref.id);
+  }
+
+  async createReplica(source: InstanceRef, target: InstanceRef, owner: string): Promise<void> {
+    this.enter("createReplica", source, target, owner);
     const src = this.instance(source);
-    if (this.instances.has(target.id)) return;
-    this.addSource(target.id, { replicaOf: source.id, inRecovery: true, lsn: src.lsn, major: this.replicaMajorVersion });
+    const there = this.instances.get(target.id);
+    if (there && there.owner !== owner) throw new InvalidInstanceStateError(target.id, `${target.id} exists and was not created by migration ${owner}`);
+    if (there) return;
+    this.addSource(target.id, { replicaOf: source.id, inRecovery: true, lsn: src.lsn, major: this.replicaMajorVersion, owner });
   }
 
   async replicationStatus(source: InstanceRef, target: InstanceRef): Promise<ReplicationStatus> {
@@ -202,9 +211,13 @@ export class FakeProvider implements Provider {
     return { host: "127.0.0.1", port: this.instance(ref).port };
   }
 
-  async deleteReplica(source: InstanceRef, target: InstanceRef): Promise<void> {
-    this.enter("deleteReplica", source, target);
+  async deleteReplica(source: InstanceRef, target: InstanceRef, owner: string): Promise<"deleted" | "absent" | "not-ours"> {
+    this.enter("deleteReplica", source, target, owner);
+    const there = this.instances.get(target.id);
+    if (!there) return "absent";
+    if (there.owner !== owner) return "not-ours";
     this.instances.delete(target.id);
+    return "deleted";
   }
 
   async retire(ref: InstanceRef): Promise<void> {

@@ -5,6 +5,7 @@ import { XdsTcpProxy } from "../../src/proxy/xds-tcp-proxy.js";
 import { LocalProvider } from "../../src/providers/local/local-provider.js";
 import { migrationClient, type AnyClient } from "./grpc-clients.js";
 import { startServiceProcess, tempDir, type ServiceProcess } from "./service-process.js";
+import { destroyClusters } from "./clusters.js";
 
 export interface ServiceFixture {
   readonly dir: string;
@@ -57,11 +58,7 @@ export function useService(prefix: string, nodeId: string, args: (dir: string) =
     await f.proxy?.stop();
     f.client?.close();
     if (f.svc) await f.svc.stop();
-    for (const name of f.provider.list())
-      await f.provider
-        .cluster({ id: name })
-        .destroy()
-        .catch(() => {});
+    await destroyClusters(f.provider);
     await LocalCluster.load(join(tmp.dir, "store"))?.destroy();
     tmp.remove();
   });

@@ -5,8 +5,8 @@ import { join, resolve } from "node:path";
 import { createInterface } from "node:readline";
 
 const ROOT = resolve(import.meta.dirname, "../..");
-// node itself with tsx as a loader: one process, so SIGKILL really kills the service (the tsx CLI would leave its child behind).
-const NODE_ARGS = ["--import", "tsx"];
+// The service as it ships: plain node on dist/ (built by test/global-setup.ts), one process, so SIGKILL really kills it.
+const MAIN = join(ROOT, "dist/src/cli/main.js");
 
 export interface ServiceProcess {
   port: number;
@@ -14,6 +14,8 @@ export interface ServiceProcess {
   address: string;
   child: ChildProcess;
   stderr: () => string;
+  /** Whether the process has not exited. */
+  alive: () => boolean;
   /** SIGTERM, then waits for the exit code. */
   stop(): Promise<number | null>;
   /** SIGKILL, the way a crash would end it. */
@@ -27,7 +29,7 @@ export function tempDir(prefix: string): { dir: string; remove: () => void } {
 
 /** Starts `pgshift serve` as a real process and waits for its listening line. */
 export async function startServiceProcess(args: string[], env: NodeJS.ProcessEnv = {}): Promise<ServiceProcess> {
-  const child = spawn(process.execPath, [...NODE_ARGS, join(ROOT, "src/cli/main.ts"), "serve", "--port", "0", "--xds-port", "0", ...args], {
+  const child = spawn(process.execPath, ["--enable-source-maps", MAIN, "serve", "--port", "0", "--xds-port", "0", ...args], {
     cwd: ROOT,
     env: { ...process.env, PGSHIFT_LOG_LEVEL: "warn", ...env },
     stdio: ["ignore", "pipe", "pipe"],
@@ -54,6 +56,7 @@ export async function startServiceProcess(args: string[], env: NodeJS.ProcessEnv
     address: `127.0.0.1:${port}`,
     child,
     stderr: () => err,
+    alive: () => child.exitCode === null && child.signalCode === null,
     async stop() {
       child.kill("SIGTERM");
       return exited;

@@ -1,7 +1,8 @@
 import { beforeEach, describe, expect, it } from "vitest";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { check } from "../../src/domain/check.js";
-import { UnavailableError } from "../../src/domain/errors.js";
+import { HoldForOperatorError, UnavailableError } from "../../src/domain/errors.js";
+import { decide, failureInfo } from "../../src/engine/failure-policy.js";
 import { PHASES, isTerminal, type PhaseName } from "../../src/domain/phases.js";
 import { operatorAction } from "../../src/engine/operator-actions.js";
 import type { Outcome } from "../../src/engine/step-env.js";
@@ -29,7 +30,7 @@ async function codeOf(p: Promise<unknown>): Promise<Code> {
 
 /** A world whose target exists and replays the source (the state after PROVISIONING). */
 async function replicating(world: World) {
-  await world.provider.createReplica({ id: "billing" }, { id: "billing-aurora" });
+  await world.provider.createReplica({ id: "billing" }, { id: "billing-aurora" }, "m-1");
 }
 
 /** A world right after promotion, routed to the source, with reverse replication prepared. */
@@ -270,14 +271,22 @@ describe("steps, on a fake provider and router", () => {
     void env;
   });
 
-  it("ROLLING_BACK after promotion does not route back when the target cannot be fenced and reverse replication is on", async () => {
-    await promoted(world);
-    world.provider.fail("fence", new UnavailableError("target unreachable"));
-    const env = stepEnv(world, { phase: "ROLLING_BACK", state: { rollbackFrom: "ROUTING", reverseDatabases: ["app"] } });
-    expect(await codeOf(STEPS.ROLLING_BACK!(env))).toBe(Code.Unavailable);
-    expect(world.provider.instance({ id: "billing" }).fenced).toBe(true);
-    expect(world.router.routes.get("billing-db")!.endpoint.port).toBe(world.provider.instance({ id: "billing" }).port);
-  });
+  for (const reverseDatabases of [["app"], []]) {
+    it(`ROLLING_BACK after promotion holds for an operator, routing nothing back, when the target cannot be fenced (reverse replication ${reverseDatabases.length ? "on" : "off"})`, async () => {
+      await promoted(world);
+      await world.router.route("billing-db", await world.provider.endpoint({ id: "billing-aurora" }), 1000);
+      world.provider.fail("fence", new UnavailableError("target unreachable"));
+      const env = stepEnv(world, { phase: "ROLLING_BACK", state: { rollbackFrom: "COMPLETED", reverseDatabases } });
+      const err = await STEPS.ROLLING_BACK!(env).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(HoldForOperatorError);
+      expect(decide("ROLLING_BACK", failureInfo(err), 1, { maxAttempts: 5, initialBackoffMs: 1, maxBackoffMs: 1, failurePolicy: 1 }).kind).toBe("hold");
+      expect(world.reports.find((r) => r.name === "rollback.fence_target")).toMatchObject({ status: "FAIL", measured: "target unreachable" });
+      // Nothing went back: the source stays fenced and traffic stays on the target.
+      expect(world.provider.instance({ id: "billing" }).fenced).toBe(true);
+      expect(world.router.routes.get("billing-db")!.endpoint.port).toBe(world.provider.instance({ id: "billing-aurora" }).port);
+      expect(world.activities.calls).toEqual([]);
+    });
+  }
 
   it("ROLLING_BACK before promotion removes the target and unfences the source", async () => {
     await replicating(world);

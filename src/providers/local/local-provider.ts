@@ -1,4 +1,5 @@
-import { existsSync, mkdirSync, readdirSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { writeFileAtomic } from "../../postgres/atomic-file.js";
 import { join } from "node:path";
 import type pg from "pg";
 import { InvalidArgumentError } from "../../domain/errors.js";
@@ -15,6 +16,8 @@ import type { PeerConnection, SqlPort } from "../sql.js";
 import { fenceHba, isFencedHba, unfenceHba } from "./fence.js";
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$/;
+/** In a cluster folder pgshift created for a migration: which migration. */
+const OWNER_FILE = "pgshift-owner.json";
 
 /** The physical slot on the source that keeps the WAL a replica still needs. */
 export function replicaSlotName(target: string): string {
@@ -235,9 +238,35 @@ export class LocalProvider implements Provider {
     };
   }
 
-  async createReplica(source: InstanceRef, target: InstanceRef): Promise<void> {
+  async exists(ref: InstanceRef): Promise<boolean> {
+    return existsSync(this.dirOf(ref.id));
+  }
+
+  /** The migration that created the cluster folder, from the mark written before anything else in it. */
+  ownerOf(name: string): string | undefined {
+    try {
+      return (JSON.parse(readFileSync(join(this.dirOf(name), OWNER_FILE), "utf8")) as { migrationId?: string }).migrationId;
+    } catch {
+      return undefined;
+    }
+  }
+
+  async createReplica(source: InstanceRef, target: InstanceRef, owner: string): Promise<void> {
     const src = this.cluster(source);
     const targetDir = this.dirOf(target.id);
+    if (existsSync(targetDir)) {
+      const mark = this.ownerOf(target.id);
+      if (mark !== owner) {
+        throw new InvalidInstanceStateError(
+          target.id,
+          `${target.id} exists and was not created by migration ${owner} (${mark ? `migration ${mark} created it` : "pgshift did not create it"}); it is never adopted or overwritten: name a new target`,
+        );
+      }
+    } else {
+      // The mark goes first: whatever happens next, this folder is known to be ours.
+      mkdirSync(targetDir, { recursive: true });
+      writeFileAtomic(join(targetDir, OWNER_FILE), JSON.stringify({ migrationId: owner, createdAt: new Date().toISOString() }) + "\n");
+    }
     const existing = LocalCluster.load(targetDir);
     if (existing) {
       // Made already (a retry, or a resumed step): just make sure it runs.
@@ -262,9 +291,9 @@ export class LocalProvider implements Provider {
       const has = await c.query("select 1 from pg_replication_slots where slot_name = $1", [slot]);
       if (has.rowCount === 0) await c.query("select pg_create_physical_replication_slot($1, true)", [slot]);
     });
-    // A folder without our metadata is what a crashed earlier attempt left: start over.
-    rmSync(targetDir, { recursive: true, force: true });
+    // Our folder without a cluster is what a crashed earlier attempt of ours left: start over, keeping the mark.
     const dataDir = join(targetDir, "data");
+    rmSync(dataDir, { recursive: true, force: true });
     mkdirSync(dataDir, { recursive: true, mode: 0o700 });
     const user = postgresRunAs();
     if (user) {
@@ -272,12 +301,14 @@ export class LocalProvider implements Provider {
       chownSync(targetDir, user.uid, user.gid);
       chownSync(dataDir, user.uid, user.gid);
     }
-    const conn = `host=127.0.0.1 port=${src.port} user=${src.user} password=${src.password} application_name=${slot}`;
+    // The password travels in the child's environment, never on its command line (which ps shows to every user).
+    const conn = conninfo({ host: "127.0.0.1", port: String(src.port), user: src.user, application_name: slot });
     const res = await runAsPostgres(join(binDir, "pg_basebackup"), ["-D", dataDir, "-d", conn, "-X", "stream", "-S", slot, "-R", "-c", "fast", "--no-sync"], {
       timeoutMs: 30 * 60_000,
+      env: { PGPASSWORD: src.password },
     });
     if (res.code !== 0) {
-      rmSync(targetDir, { recursive: true, force: true });
+      rmSync(dataDir, { recursive: true, force: true });
       throw new InvalidInstanceStateError(target.id, `base backup of ${source.id} for ${target.id} failed: ${res.stderr.trim().slice(-1500)}`);
     }
     // The copy came with the source's settings; the replica gets its own port and keeps the rest.
@@ -325,34 +356,61 @@ export class LocalProvider implements Provider {
   }
 
   async isFenced(ref: InstanceRef): Promise<boolean> {
-    return isFencedHba(this.cluster(ref).readDataFile("pg_hba.conf"));
+    const c = this.cluster(ref);
+    return isFencedHba(readFileSync(c.hbaFile, "utf8"));
+  }
+
+  /** Where the cluster keeps its pg_hba.conf as it was before the fence, until unfence puts it back. */
+  private originalHbaPath(c: LocalCluster): string {
+    return join(c.dir, "pg_hba.conf.before-fence");
   }
 
   async fence(ref: InstanceRef): Promise<void> {
     const c = this.cluster(ref);
-    const hba = c.readDataFile("pg_hba.conf");
-    if (!isFencedHba(hba)) c.writeDataFile("pg_hba.conf", fenceHba(hba, c.user));
     await this.admin(ref, async (db) => {
+      // The server's own idea of where its rules are (a Debian layout keeps them outside the data directory).
+      const hbaFile = (await db.query<{ f: string }>("select current_setting('hba_file') as f")).rows[0]!.f;
+      if (hbaFile !== c.hbaFile) c.recordHbaFile(hbaFile);
+      const hba = readFileSync(hbaFile, "utf8");
+      if (!isFencedHba(hba)) {
+        // The original is kept, whole, before the file changes: unfence restores it byte for byte, even after a crash here.
+        if (!existsSync(this.originalHbaPath(c))) writeFileAtomic(this.originalHbaPath(c), hba);
+        writeLike(hbaFile, fenceHba(hba, c.user));
+      }
       await db.query("select pg_reload_conf()");
-      // The postmaster applies the reload asynchronously: a connection may slip in
-      // just before it. Keep ending client sessions until none is left twice in a row.
+      // The postmaster applies the reload asynchronously: a connection may slip in just before it.
+      // Keep ending client sessions (the admin role's too, but pgshift's own) until none is left twice in a row.
       let quiet = 0;
-      for (let i = 0; i < 200 && quiet < 2; i++) {
-        const r = await db.query(
-          `select count(pg_terminate_backend(pid)) as n from pg_stat_activity
-            where backend_type = 'client backend' and pid <> pg_backend_pid() and usename is distinct from current_user`,
+      for (let i = 0; i < 250 && quiet < 2; i++) {
+        const r = await db.query<{ n: string }>(
+          `select count(pg_terminate_backend(pid))::text as n from pg_stat_activity
+            where backend_type = 'client backend' and pid <> pg_backend_pid() and application_name is distinct from 'pgshift-admin'`,
         );
-        quiet = Number(r.rows[0].n) === 0 ? quiet + 1 : 0;
-        await new Promise((res) => setTimeout(res, 20));
+        quiet = Number(r.rows[0]!.n) === 0 ? quiet + 1 : 0;
+        if (quiet < 2) await new Promise((res) => setTimeout(res, 20));
+      }
+      if (quiet < 2) {
+        throw new InvalidInstanceStateError(
+          ref.id,
+          `client sessions on ${ref.id} kept coming back after the fence for 5 s; is something reconnecting as a role the fence lets in?`,
+        );
       }
     });
   }
 
   async unfence(ref: InstanceRef): Promise<void> {
     const c = this.cluster(ref);
-    const hba = c.readDataFile("pg_hba.conf");
-    if (isFencedHba(hba)) c.writeDataFile("pg_hba.conf", unfenceHba(hba));
+    const hbaFile = c.hbaFile;
+    const original = this.originalHbaPath(c);
+    if (existsSync(original)) {
+      writeLike(hbaFile, readFileSync(original, "utf8"));
+    } else {
+      // Fenced by an older pgshift, which kept no copy: its block is removed, exactly.
+      const hba = readFileSync(hbaFile, "utf8");
+      if (isFencedHba(hba)) writeLike(hbaFile, unfenceHba(hba));
+    }
     await this.admin(ref, async (db) => void (await db.query("select pg_reload_conf()")));
+    rmSync(original, { force: true });
   }
 
   async waitForReplay(target: InstanceRef, lsn: Lsn, timeoutMs: number): Promise<void> {
@@ -422,11 +480,32 @@ export class LocalProvider implements Provider {
     await this.cluster(ref).stop("fast");
   }
 
-  async deleteReplica(source: InstanceRef, target: InstanceRef): Promise<void> {
+  async deleteReplica(source: InstanceRef, target: InstanceRef, owner: string): Promise<"deleted" | "absent" | "not-ours"> {
     const dir = this.dirOf(target.id);
+    // The mark is written before the slot is made: no folder, nothing of ours on either side (the source may be down).
+    if (!existsSync(dir)) return "absent";
+    // Only what this migration created: a folder without its mark is somebody's database.
+    if (this.ownerOf(target.id) !== owner) return "not-ours";
+    // The replica stops first (its walsender on the source ends), then its slot goes, and only then its folder with
+    // the mark: a cleanup that fails half-way (the source down) is retried and still finds what is ours.
     const tgt = LocalCluster.load(dir);
+    if (tgt) await tgt.stop("immediate").catch(() => tgt.crash());
+    await this.dropReplicaSlot(source, target);
     if (tgt) await tgt.destroy();
     rmSync(dir, { recursive: true, force: true });
-    await this.dropReplicaSlot(source, target);
+    return "deleted";
   }
+}
+
+/** Replaces a file of the server's atomically, keeping its owner and mode. */
+function writeLike(path: string, content: string): void {
+  const st = statSync(path);
+  writeFileAtomic(path, content, { mode: st.mode & 0o777, uid: st.uid, gid: st.gid });
+}
+
+/** A libpq connection string with every value quoted as libpq wants (backslash and quote escaped). */
+function conninfo(params: Record<string, string>): string {
+  return Object.entries(params)
+    .map(([k, v]) => `${k}='${v.replace(/\\/g, "\\\\").replace(/'/g, "\\'")}'`)
+    .join(" ");
 }

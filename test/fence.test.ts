@@ -1,0 +1,138 @@
+import { spawn } from "node:child_process";
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync } from "node:fs";
+import { join, resolve } from "node:path";
+import pg from "pg";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { LocalProvider } from "../src/providers/local/local-provider.js";
+import { createSampleSource, type AppCredentials } from "../src/providers/local/sample.js";
+import { tempDir } from "./helpers/service-process.js";
+import { destroyClusters } from "./helpers/clusters.js";
+
+const ROOT = resolve(import.meta.dirname, "..");
+
+async function connect(port: number, creds: { user: string; password: string; database: string }, applicationName = "psql"): Promise<pg.Client> {
+  const c = new pg.Client({ host: "127.0.0.1", port, ...creds, application_name: applicationName });
+  c.on("error", () => {});
+  await c.connect();
+  return c;
+}
+
+/** Runs provider.fence(name) in a child process that is SIGKILLed between the write and the rename of `file`. */
+function fenceKilledAt(root: string, name: string, file: string): Promise<NodeJS.Signals | null> {
+  const script = `import { LocalProvider } from ${JSON.stringify(join(ROOT, "src/providers/local/local-provider.ts"))};
+    await new LocalProvider(${JSON.stringify(root)}).fence({ id: ${JSON.stringify(name)} });`;
+  const child = spawn(process.execPath, ["--import", "tsx", "--input-type=module", "-e", script], {
+    cwd: ROOT,
+    env: { ...process.env, PGSHIFT_FAULT_KILL_BEFORE_RENAME: file },
+    stdio: "ignore",
+  });
+  return new Promise((res) => child.once("exit", (_code, signal) => res(signal)));
+}
+
+describe("the fence cannot be fooled", () => {
+  const tmp = tempDir("fence");
+  const root = join(tmp.dir, "local");
+  const provider = new LocalProvider(root);
+  let app: AppCredentials;
+  let port: number;
+
+  beforeAll(async () => {
+    ({ app } = await createSampleSource(provider, "fenced", { rows: 10 }));
+    port = (await provider.endpoint({ id: "fenced" })).port;
+  });
+
+  afterAll(async () => {
+    await destroyClusters(provider);
+    tmp.remove();
+  });
+
+  it("ends every client session, the admin role's included (a human connected as postgres), and confirms none is left", async () => {
+    const c = provider.cluster({ id: "fenced" });
+    const human = await connect(port, { user: c.user, password: c.password, database: "app" }, "psql");
+    const application = await connect(port, app);
+    await provider.fence({ id: "fenced" });
+    await expect(human.query("insert into items (payload) values ('after the fence')")).rejects.toThrow();
+    await expect(application.query("select 1")).rejects.toThrow();
+    const left = await c.query<{ n: number }>(
+      "select count(*)::int as n from pg_stat_activity where backend_type = 'client backend' and pid <> pg_backend_pid() and application_name <> 'pgshift-admin'",
+    );
+    expect(left[0]!.n).toBe(0);
+    await provider.unfence({ id: "fenced" });
+    await human.end().catch(() => {});
+    await application.end().catch(() => {});
+  });
+
+  it("fences a pg_hba.conf that lives outside the data directory (hba_file), and unfences it byte for byte", async () => {
+    const { cluster } = await createSampleSource(provider, "debian-style", { rows: 1 });
+    const { app: a2 } = await createSampleSource(provider, "debian-style");
+    // A Debian layout: the rules in /etc/postgresql/..., pointed at by hba_file.
+    const etc = join(cluster.dir, "etc");
+    mkdirSync(etc);
+    const outside = join(etc, "pg_hba.conf");
+    renameSync(join(cluster.dataDir, "pg_hba.conf"), outside);
+    cluster.writeConfig({ hba_file: `'${outside}'` });
+    await cluster.stop("fast");
+    await cluster.start();
+    const before = readFileSync(outside, "utf8");
+    const p2 = (await provider.endpoint({ id: "debian-style" })).port;
+    await provider.fence({ id: "debian-style" });
+    expect(existsSync(join(cluster.dataDir, "pg_hba.conf"))).toBe(false);
+    expect(readFileSync(outside, "utf8")).not.toBe(before);
+    expect(await provider.isFenced({ id: "debian-style" })).toBe(true);
+    const refused = await connect(p2, a2).catch((e: { message: string }) => e);
+    expect(String((refused as { message: string }).message)).toMatch(/pg_hba.conf rejects connection/);
+    await provider.unfence({ id: "debian-style" });
+    expect(readFileSync(outside, "utf8")).toBe(before);
+    const ok = await connect(p2, a2);
+    await ok.end();
+  });
+
+  for (const file of ["pg_hba.conf.before-fence", "pg_hba.conf"]) {
+    it(`a fence killed between the write and the rename of ${file} leaves a whole file, and unfences to the byte-identical original`, async () => {
+      const hbaPath = provider.cluster({ id: "fenced" }).hbaFile;
+      const original = readFileSync(hbaPath, "utf8");
+      expect(await fenceKilledAt(root, "fenced", file)).toBe("SIGKILL");
+      // Either the old content or the new, never a torn one; the temporary file is all that is left behind.
+      expect(readFileSync(hbaPath, "utf8")).toBe(original);
+      expect(
+        readdirSync(provider.cluster({ id: "fenced" }).dataDir).some((f) => f.startsWith("pg_hba.conf") && f !== "pg_hba.conf" && !f.includes("pgshift-tmp")),
+      ).toBe(false);
+      // The engine retries the fence after a crash, then (say) falls back and unfences.
+      await provider.fence({ id: "fenced" });
+      expect(await provider.isFenced({ id: "fenced" })).toBe(true);
+      await provider.unfence({ id: "fenced" });
+      expect(readFileSync(hbaPath, "utf8")).toBe(original);
+      expect(await provider.isFenced({ id: "fenced" })).toBe(false);
+      (await connect(port, app)).end();
+    });
+  }
+
+  it("puts no password on a command line: pg_basebackup's /proc/PID/cmdline while it copies", async () => {
+    const src = provider.cluster({ id: "fenced" });
+    const seen: string[] = [];
+    let copying = true;
+    const watch = (async () => {
+      while (copying) {
+        for (const pid of readdirSync("/proc").filter((d) => /^\d+$/.test(d))) {
+          try {
+            const cmd = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").join(" ");
+            if (cmd.includes("pg_basebackup")) seen.push(cmd);
+          } catch {
+            // gone meanwhile
+          }
+        }
+        await new Promise((r) => setTimeout(r, 5));
+      }
+    })();
+    await provider.createReplica({ id: "fenced" }, { id: "fenced-copy" }, "m-secret");
+    copying = false;
+    await watch;
+    expect(seen.length).toBeGreaterThan(0);
+    for (const cmd of seen) expect(cmd).not.toContain(src.password);
+    expect(seen[0]).toMatch(/host='127.0.0.1'/);
+    // The replica still streams: its own connection got the password another way.
+    await new Promise((r) => setTimeout(r, 500));
+    expect((await provider.replicationStatus({ id: "fenced" }, { id: "fenced-copy" })).state).toBe("streaming");
+    await provider.deleteReplica({ id: "fenced" }, { id: "fenced-copy" }, "m-secret");
+  });
+});
