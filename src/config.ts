@@ -1,4 +1,4 @@
-import { resolve } from "node:path";
+import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { InvalidArgumentError } from "./domain/errors.js";
 import { isLogLevel, type LogLevel } from "./telemetry/log.js";
@@ -25,6 +25,11 @@ export interface ServiceConfig {
    * short and renewed often, so that a replica's death there costs this long, not leaseMs.
    */
   fencedLeaseMs: number;
+  /**
+   * Where the local provider keeps its clusters (default <data-dir>/local). Replicas that share a store and use the
+   * local provider must share this folder: it is where they find the clusters migrations name.
+   */
+  localDir: string;
   /** This replica's identity in the store; absent: one kept in the data dir, so a restart on it knows its own leases. */
   replicaId?: string;
 }
@@ -81,6 +86,7 @@ export function parseServiceConfig(argv: string[], env: NodeJS.ProcessEnv = proc
       "metrics-port": { type: "string" },
       "fenced-lease-ms": { type: "string" },
       "replica-id": { type: "string" },
+      "local-dir": { type: "string" },
     },
     strict: true,
   });
@@ -89,10 +95,12 @@ export function parseServiceConfig(argv: string[], env: NodeJS.ProcessEnv = proc
   const drain = Number(values["drain-ms"] ?? env.PGSHIFT_DRAIN_MS ?? 10_000);
   if (!Number.isFinite(drain) || drain < 0) throw new InvalidArgumentError("drain-ms must be a number of milliseconds");
   const leaseMs = positive("lease-ms", values["lease-ms"] ?? env.PGSHIFT_LEASE_MS ?? "10000");
+  const dataDir = resolve(values["data-dir"] ?? env.PGSHIFT_DATA_DIR ?? ".pgshift");
   return {
     host: values.host ?? env.PGSHIFT_HOST ?? "127.0.0.1",
     port: port("port", values.port ?? env.PGSHIFT_PORT ?? "50051"),
-    dataDir: resolve(values["data-dir"] ?? env.PGSHIFT_DATA_DIR ?? ".pgshift"),
+    dataDir,
+    localDir: resolve(values["local-dir"] ?? env.PGSHIFT_LOCAL_DIR ?? join(dataDir, "local")),
     databaseUrl: values["database-url"] ?? (env.DATABASE_URL || undefined),
     logLevel,
     drainMs: drain,

@@ -1,4 +1,3 @@
-import { join } from "node:path";
 import type { ConnectRouter } from "@connectrpc/connect";
 import { Engine } from "./engine/driver.js";
 import { Leases } from "./store/leases.js";
@@ -45,7 +44,7 @@ export async function startService(config: ServiceConfig, log: Logger): Promise<
   const repo = new MigrationRepo(store.db);
   const health = new HealthState();
   const shutdown = new AbortController();
-  const local = new LocalProvider(join(config.dataDir, "local"));
+  const local = new LocalProvider(config.localDir);
   const providers = (kind: ProviderKind): Provider => {
     if (kind === ProviderKind.LOCAL) return local;
     throw new FailedPreconditionError("PROVIDER_AWS is not configured on this service");
@@ -68,7 +67,7 @@ export async function startService(config: ServiceConfig, log: Logger): Promise<
   const xds = await listenXds(ads, config.host, config.xdsPort);
   log.info("xds listening", { port: xds.port });
   const watchers = new CdcWatchers(store.db, replicaId);
-  const metrics = createMetrics({ port: config.metricsPort, host: config.host });
+  const metrics = createMetrics({ port: config.metricsPort, host: config.host, proxiesBehind: () => router.behindCounts() });
   if (config.metricsPort) log.info("metrics listening", { port: config.metricsPort, path: "/metrics" });
   const leases = new Leases(store.leaseDb, replicaId, config.leaseMs);
   const engine = new Engine({

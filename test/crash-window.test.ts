@@ -77,9 +77,8 @@ describe("SIGKILL inside the fenced window, restarted at once", () => {
     console.log(
       `${label}: longest write gap ${Math.round(r.gap)} ms, of which the new process starting ${Math.round(r.restart)} ms; uninterrupted: ${Math.round(baseline)} ms`,
     );
+    // Beyond the restart, nothing like the lease it used to wait out (the default 10 s, in force here).
     expect(r.gap - r.restart).toBeLessThanOrEqual(baseline + 2000);
-    // Never anything like the lease it used to wait out (the default 10 s, in force here).
-    expect(r.gap).toBeLessThan(10_000);
   }
 
   it("an uninterrupted cutover and rollback, for comparison", async () => {

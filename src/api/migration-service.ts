@@ -182,6 +182,7 @@ export function migrationService({
             nackedVersion: p.nackedVersion ?? "",
             nackMessage: p.nackMessage ?? "",
             lastSeen: timestampFromDate(p.lastSeen),
+            behind: p.behind,
           })),
         },
       };

@@ -67,7 +67,7 @@ export async function localCommand(argv: string[]): Promise<void> {
     strict: true,
   });
   const dataDir = resolve(values["data-dir"] ?? process.env.PGSHIFT_DATA_DIR ?? ".pgshift");
-  const provider = new LocalProvider(join(dataDir, "local"));
+  const provider = new LocalProvider(resolve(process.env.PGSHIFT_LOCAL_DIR ?? join(dataDir, "local")));
   const out = (v: unknown): void => void process.stdout.write(JSON.stringify(v, (_k, x) => (typeof x === "bigint" ? x.toString() : x), 2) + "\n");
   switch (sub) {
     case "list": {

@@ -185,6 +185,19 @@ const verifying: Step = async (env) => {
   await env.provider.detachReplica(env.source, env.target);
   // Likewise the source's logical slots, now that their consumers read the target.
   await env.activities.cdc.releaseSourceSlots(cdcContext(env));
+  // Sidecars that did not take the new route (gone, or never reconnected): their applications still reach the old endpoint.
+  const behind = (await env.router.proxies(env.spec.databaseName)).filter((p) => p.behind);
+  await env.report(
+    behind.length === 0
+      ? check("routing.proxies_current", "PASS", { measured: "every known sidecar applied the current route", threshold: "every sidecar on the current route" })
+      : check("routing.proxies_current", "WARN", {
+          measured: behind.map((p) => `${p.nodeId} at version ${p.ackedVersion ?? "none"}${p.connected ? "" : " (disconnected)"}`).join(", "),
+          threshold: "every sidecar on the current route",
+          message: `${behind.length} sidecar(s) have not applied the route to ${env.target.id}; their applications still reach the old endpoint, which is fenced`,
+          remedy:
+            "check their xDS connection: a sidecar that reconnects to any replica gets the current route at once (give each several control-plane addresses)",
+        }),
+  );
   const writable = await env.activities.probes.targetWritable(env.provider, env.target);
   env.state.checks = mergeChecks(env.state.checks ?? [], [writable]);
   if (writable.status === "FAIL") throw new FailedPreconditionError(`the target is not a writable primary after promotion: ${writable.measured}`);

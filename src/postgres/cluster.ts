@@ -218,6 +218,8 @@ export class LocalCluster {
     // Beside the cluster's folder, so that clusters under one root share one copy.
     const binDir = reachableBinDir(found.dir, user, dirname(resolve(opts.dir)));
     const bins = { ...found, dir: binDir };
+    // The folders on the way are ours to make traversable (a recursive mkdir would give them the data dir's 0700).
+    mkdirSync(opts.dir, { recursive: true, mode: 0o711 });
     mkdirSync(dataDir, { recursive: true, mode: 0o700 });
     const meta: ClusterMeta = {
       port: opts.port ?? (await freePort()),

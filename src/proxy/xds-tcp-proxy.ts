@@ -60,15 +60,41 @@ export class XdsTcpProxy extends EventEmitter {
   }
 
   async start(): Promise<void> {
+    this.connect();
+    this.open();
+  }
+
+  /**
+   * The control-plane replicas to try, in turn: `--xds a:1,b:2` (each may be
+   * a DNS name, re-resolved at every attempt). When a stream fails, the next
+   * one is tried, so a proxy whose replica died moves to a live one.
+   */
+  private get targets(): string[] {
+    return this.opts.xds
+      .split(",")
+      .map((t) => t.trim())
+      .filter(Boolean);
+  }
+  private targetIndex = 0;
+
+  /** The xDS address this proxy talks to now. */
+  get xdsTarget(): string {
+    return this.targets[this.targetIndex % this.targets.length]!;
+  }
+
+  private connect(): void {
+    this.client?.close();
     const Ctor = adsClientConstructor();
-    // A control plane that restarts (or a replica that dies) is found again within a second, not after grpc's
-    // default backoff (up to two minutes): writes may be stopped until this proxy learns the new route.
-    this.client = new Ctor(this.opts.xds, grpc.credentials.createInsecure(), {
+    const target = this.xdsTarget;
+    // A control plane that restarts (or a replica that dies) is found again within a fraction of a second, not after
+    // grpc's default backoff (up to two minutes): writes may be stopped until this proxy learns the new route.
+    // host:port goes through grpc's DNS resolver (an IP literal resolves to itself); a full target (dns:, ipv4:, unix:) as given.
+    const address = /^(dns|ipv4|ipv6|unix|unix-abstract|xds):/.test(target) ? target : `dns:///${target}`;
+    this.client = new Ctor(address, grpc.credentials.createInsecure(), {
       "grpc.initial_reconnect_backoff_ms": 100,
       "grpc.min_reconnect_backoff_ms": 100,
       "grpc.max_reconnect_backoff_ms": MAX_RETRY_MS,
     });
-    this.open();
   }
 
   /** The port the proxy listens on for a database's listener, once it has it. */
@@ -116,6 +142,11 @@ export class XdsTcpProxy extends EventEmitter {
       if (this.call !== call) return;
       this.call = undefined;
       if (this.stopped) return;
+      if (this.targets.length > 1) {
+        // This replica is gone or failing: the next one may answer.
+        this.targetIndex++;
+        this.connect();
+      }
       // A reconnecting proxy gets the current state from the server; keep serving what we have meanwhile.
       setTimeout(() => this.open(), this.retryMs);
       this.retryMs = Math.min(MAX_RETRY_MS, this.retryMs * 2);

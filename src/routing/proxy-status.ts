@@ -5,9 +5,14 @@ import type { Logger } from "../telemetry/log.js";
 import { clusterName, listenerName } from "./resources.js";
 import type { RouteSync } from "./route-sync.js";
 
-/** A proxy whose replica stopped refreshing it for this long is no longer counted as connected. */
-export const PROXY_STALE_MS = 15_000;
-const HEARTBEAT_MS = 3_000;
+/**
+ * A proxy's liveness follows the replica holding its stream: that replica
+ * refreshes it every HEARTBEAT_MS; three missed refreshes (the replica died,
+ * or lost the store) and it no longer counts as connected, so ROUTING does
+ * not wait for it. It is recorded again when it reconnects to any replica.
+ */
+const HEARTBEAT_MS = 1_000;
+export const PROXY_STALE_MS = 3 * HEARTBEAT_MS;
 
 /**
  * Turns the ADS server's per-type ACKs into "proxy P applied route version V

@@ -11,6 +11,18 @@ export interface Route {
   listenerPort: number;
 }
 
+/** One proxy (sidecar) serving a database, as the store knows it. */
+export interface ProxyRouteStatus {
+  nodeId: string;
+  connected: boolean;
+  ackedVersion: string | null;
+  nackedVersion: string | null;
+  nackMessage: string | null;
+  lastSeen: Date;
+  /** It has not applied the route's current version. */
+  behind: boolean;
+}
+
 /**
  * Where each logical database's traffic goes. `route` returns once every
  * connected proxy for the database acknowledged the new version.
@@ -24,6 +36,8 @@ export interface Router {
    * traffic must go back whatever one broken proxy says).
    */
   route(databaseName: string, endpoint: Endpoint, deadlineMs: number, opts?: { tolerateNack?: boolean }): Promise<Route>;
+  /** Every proxy known to serve the database: live or not, and whether it applied the current version. */
+  proxies(databaseName: string): Promise<ProxyRouteStatus[]>;
 }
 
 const FIRST_LISTENER_PORT = 15432;

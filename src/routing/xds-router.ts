@@ -3,16 +3,7 @@ import { DeadlineExceededError, FailedPreconditionError } from "../domain/errors
 import type { Endpoint } from "../domain/instance.js";
 import type { Database } from "../store/schema.js";
 import { PROXY_STALE_MS } from "./proxy-status.js";
-import type { Route, Router, StoreRoutes } from "./router.js";
-
-export interface ProxyRouteStatus {
-  nodeId: string;
-  connected: boolean;
-  ackedVersion: string | null;
-  nackedVersion: string | null;
-  nackMessage: string | null;
-  lastSeen: Date;
-}
+import type { ProxyRouteStatus, Route, Router, StoreRoutes } from "./router.js";
 
 /**
  * The router of the data access layer: a change is stored (every replica's
@@ -37,6 +28,7 @@ export class XdsRouter implements Router {
       .where("database_name", "=", databaseName)
       .orderBy("node_id")
       .execute();
+    const current = (await this.routes.get(databaseName))?.version;
     return rows.map((r) => ({
       nodeId: r.node_id,
       connected: r.live,
@@ -44,7 +36,18 @@ export class XdsRouter implements Router {
       nackedVersion: r.nacked_version,
       nackMessage: r.nack_message,
       lastSeen: r.last_seen,
+      behind: current !== undefined && (r.acked_version === null || BigInt(r.acked_version) < BigInt(current)),
     }));
+  }
+
+  /** Per database, how many known proxies have not applied its current route version (for the metric). */
+  async behindCounts(): Promise<Map<string, number>> {
+    const r = await sql<{ database_name: string; n: number }>`
+      select r.database_name, count(p.node_id)::int as n
+        from routes r left join proxy_status p
+          on p.database_name = r.database_name and (p.acked_version is null or p.acked_version < r.version::bigint)
+       group by r.database_name`.execute(this.db);
+    return new Map(r.rows.map((x) => [x.database_name, x.n]));
   }
 
   async route(databaseName: string, endpoint: Endpoint, deadlineMs: number, opts: { tolerateNack?: boolean } = {}): Promise<Route> {

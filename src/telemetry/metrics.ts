@@ -15,7 +15,7 @@ export interface ServiceMetrics {
  * OpenTelemetry metrics. With a port, a Prometheus endpoint serves them at
  * http://host:port/metrics; without one they are kept and dropped.
  */
-export function createMetrics(opts: { port?: number; host?: string } = {}): ServiceMetrics {
+export function createMetrics(opts: { port?: number; host?: string; proxiesBehind?: () => Promise<Map<string, number>> } = {}): ServiceMetrics {
   const provider = new MeterProvider({
     resource: resourceFromAttributes({ "service.name": "pgshift" }),
     readers: opts.port ? [new PrometheusExporter({ port: opts.port, host: opts.host })] : [],
@@ -30,6 +30,16 @@ export function createMetrics(opts: { port?: number; host?: string } = {}): Serv
     .addCallback((r) => {
       for (const [id, p] of paused) r.observe((Date.now() - p.since.getTime()) / 1000, { migration_id: id, database_name: p.databaseName });
     });
+  const behind = opts.proxiesBehind;
+  if (behind) {
+    meter
+      .createObservableGauge("pgshift_xds_proxies_behind", {
+        description: "Sidecars known to serve a database that have not applied its current route version (gone, or never reconnected)",
+      })
+      .addCallback(async (r) => {
+        for (const [databaseName, n] of await behind()) r.observe(n, { database_name: databaseName });
+      });
+  }
   return {
     cdcPauseAlert: (id, databaseName) => alerts.add(1, { migration_id: id, database_name: databaseName }),
     cdcPaused: (id, databaseName, since) => {

@@ -27,6 +27,8 @@ export interface WriteFailure {
  */
 export class WriteLoad {
   readonly committed: bigint[] = [];
+  /** When each of `committed` was acknowledged (Date.now()). */
+  readonly committedAt: number[] = [];
   readonly failures: WriteFailure[] = [];
   readonly latenciesMs: number[] = [];
   /** Longest stretch without a successful commit while the load ran, and when it was. */
@@ -79,6 +81,7 @@ export class WriteLoad {
         this.latenciesMs.push(now - t0);
         // The insert ran in its own implicit transaction: its id is committed once we hold the answer.
         this.committed.push(BigInt(r.rows[0]!.id));
+        this.committedAt.push(Date.now());
         this.longestGapMs = Math.max(this.longestGapMs, now - this.lastCommitAt);
         this.lastCommitAt = now;
       } catch (e) {

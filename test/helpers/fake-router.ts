@@ -1,6 +1,6 @@
 import { FailedPreconditionError } from "../../src/domain/errors.js";
 import type { Endpoint } from "../../src/domain/instance.js";
-import type { Route, Router } from "../../src/routing/router.js";
+import type { ProxyRouteStatus, Route, Router } from "../../src/routing/router.js";
 
 /**
  * An in-memory Router: a route per database whose version moves with its
@@ -11,6 +11,12 @@ export class FakeRouter implements Router {
   readonly routes = new Map<string, Route>();
   readonly changes: Array<{ databaseName: string; endpoint: Endpoint; tolerateNack: boolean }> = [];
   nack: string | undefined;
+  /** What proxies() answers. */
+  proxyStatus: ProxyRouteStatus[] = [];
+
+  async proxies(): Promise<ProxyRouteStatus[]> {
+    return this.proxyStatus;
+  }
 
   async current(databaseName: string): Promise<Route | undefined> {
     return this.routes.get(databaseName);

@@ -248,6 +248,18 @@ describe("steps, on a fake provider and router", () => {
     expect(env.state.checks?.find((c) => c.name === "baseline.compare")?.status).toBe("FAIL");
   });
 
+  it("VERIFYING warns, naming them, about sidecars that have not applied the route to the target", async () => {
+    await promoted(world);
+    const seen = { connected: false, nackedVersion: null, nackMessage: null, lastSeen: new Date() };
+    world.router.proxyStatus = [
+      { nodeId: "sidecar-a", ackedVersion: "2", behind: false, ...seen, connected: true },
+      { nodeId: "sidecar-b", ackedVersion: "1", behind: true, ...seen },
+    ];
+    expect(to((await run(world, { phase: "VERIFYING" })).outcome)).toBe("COMPLETED");
+    const warn = world.reports.find((r) => r.name === "routing.proxies_current");
+    expect(warn).toMatchObject({ status: "WARN", measured: "sidecar-b at version 1 (disconnected)" });
+  });
+
   it("VERIFYING fails when the target is still in recovery", async () => {
     await replicating(world);
     const env = stepEnv(world, { phase: "VERIFYING" });
