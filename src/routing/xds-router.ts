@@ -20,7 +20,8 @@ export class XdsRouter implements Router {
     return this.routes.get(databaseName);
   }
 
-  async proxies(databaseName: string): Promise<ProxyRouteStatus[]> {
+  /** `version`: the route's current version when the caller knows it (ROUTING's wait loop), sparing a query. */
+  async proxies(databaseName: string, version?: string): Promise<ProxyRouteStatus[]> {
     const rows = await this.db
       .selectFrom("proxy_status")
       .select(["node_id", "acked_version", "nacked_version", "nack_message", "last_seen"])
@@ -28,7 +29,7 @@ export class XdsRouter implements Router {
       .where("database_name", "=", databaseName)
       .orderBy("node_id")
       .execute();
-    const current = (await this.routes.get(databaseName))?.version;
+    const current = version ?? (await this.routes.get(databaseName))?.version;
     return rows.map((r) => ({
       nodeId: r.node_id,
       connected: r.live,
@@ -55,7 +56,7 @@ export class XdsRouter implements Router {
     const want = BigInt(route.version);
     const deadline = Date.now() + deadlineMs;
     while (true) {
-      const live = (await this.proxies(databaseName)).filter((p) => p.connected);
+      const live = (await this.proxies(databaseName, route.version)).filter((p) => p.connected);
       const nacked = (p: ProxyRouteStatus) => p.nackedVersion !== null && BigInt(p.nackedVersion) >= want;
       const rejected = live.find(nacked);
       if (rejected && !opts.tolerateNack) {
