@@ -11,4 +11,5 @@ export default function setup(): void {
   const root = resolve(import.meta.dirname, "..");
   const tsc = createRequire(import.meta.url).resolve("typescript/bin/tsc");
   execFileSync(process.execPath, [tsc, "-p", resolve(root, "tsconfig.build.json")], { cwd: root, stdio: "inherit" });
+  execFileSync(process.execPath, [resolve(root, "scripts/bundle.mjs")], { cwd: root, stdio: "inherit" });
 }

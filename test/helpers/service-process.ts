@@ -5,8 +5,8 @@ import { join, resolve } from "node:path";
 import { createInterface } from "node:readline";
 
 const ROOT = resolve(import.meta.dirname, "../..");
-// The service as it ships: plain node on dist/ (built by test/global-setup.ts), one process, so SIGKILL really kills it.
-const MAIN = join(ROOT, "dist/src/cli/main.js");
+// The service as it ships: plain node on the bundle in dist/ (built by test/global-setup.ts), one process, so SIGKILL really kills it.
+const MAIN = join(ROOT, "dist/pgshift.mjs");
 
 export interface ServiceProcess {
   port: number;
