@@ -192,6 +192,7 @@ export class Engine {
       try {
         const outcome = await action();
         this.attempts.delete(attemptKey);
+        await this.fitLease(held, outcome.to);
         await this.move(env, lease, outcome.to, outcome.reason, { clearRequest: outcome.to !== "ROLLING_BACK" });
         return isTerminal(outcome.to) ? "done" : 0;
       } catch (e) {
@@ -232,6 +233,8 @@ export class Engine {
     if ("waitMs" in outcome) return outcome.waitMs;
     this.attempts.delete(attemptKey);
     if (signal.aborted) return "done";
+    // Entering the window where writes stop: the lease is short before the phase begins, not from its next renewal.
+    await this.fitLease(held, outcome.to);
     await this.move(env, lease, outcome.to, outcome.reason, outcome.to === "ROLLED_BACK" ? { clearRequest: true } : {});
     log.info("phase", { from: row.phase, to: outcome.to, reason: outcome.reason });
     return 0;
