@@ -1,24 +1,9 @@
 import { FailedPreconditionError } from "./errors.js";
-import type { PhaseName } from "./phases.js";
+import { PHASES, type PhaseName } from "./phases.js";
 import type { RequestedAction } from "./state.js";
 
-/** The happy path, in order. */
-export const FORWARD: readonly PhaseName[] = [
-  "PENDING",
-  "PREFLIGHT",
-  "PROVISIONING",
-  "REPLICATING",
-  "READY_FOR_CUTOVER",
-  "QUIESCING",
-  "FINAL_SYNC",
-  "CDC_PREPARE",
-  "PROMOTING",
-  "CDC_RESTORE",
-  "ROUTING",
-  "VERIFYING",
-  "COMPLETED",
-  "FINALIZED",
-];
+/** The happy path, in order: the phases as listed, up to FINALIZED (the side exits follow it there). */
+export const FORWARD: readonly PhaseName[] = PHASES.slice(0, PHASES.indexOf("FINALIZED") + 1);
 
 const index = (p: PhaseName) => FORWARD.indexOf(p);
 

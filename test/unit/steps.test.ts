@@ -17,6 +17,18 @@ async function run(world: World, opts: EnvOptions) {
   return { env, outcome };
 }
 
+/** An inactive logical slot retaining WAL: the classic trap. */
+const STALE_SLOT = {
+  name: "stale",
+  type: "logical" as const,
+  plugin: "pgoutput",
+  database: "app",
+  active: false,
+  restartLsn: "0/1000000",
+  confirmedFlushLsn: "0/1000000",
+  retainedBytes: 1n << 26n,
+};
+
 const to = (o: Outcome) => ("to" in o ? o.to : `wait ${o.waitMs}`);
 
 async function codeOf(p: Promise<unknown>): Promise<Code> {
@@ -78,16 +90,7 @@ describe("steps, on a fake provider and router", () => {
   });
 
   it("PREFLIGHT lets an inactive logical slot through (it blocks the lag gate instead)", async () => {
-    world.provider.instance({ id: "billing" }).slots.push({
-      name: "stale",
-      type: "logical",
-      plugin: "pgoutput",
-      database: "app",
-      active: false,
-      restartLsn: "0/1000000",
-      confirmedFlushLsn: "0/1000000",
-      retainedBytes: 1n << 26n,
-    });
+    world.provider.instance({ id: "billing" }).slots.push(STALE_SLOT);
     const { env, outcome } = await run(world, { phase: "PREFLIGHT" });
     expect(to(outcome)).toBe("PROVISIONING");
     expect(env.state.checks?.find((c) => c.name === "slots.inactive_logical")?.status).toBe("FAIL");
@@ -123,16 +126,7 @@ describe("steps, on a fake provider and router", () => {
 
   it("REPLICATING is blocked by an inactive logical slot, named in the report", async () => {
     await replicating(world);
-    world.provider.instance({ id: "billing" }).slots.push({
-      name: "stale",
-      type: "logical",
-      plugin: "pgoutput",
-      database: "app",
-      active: false,
-      restartLsn: "0/1000000",
-      confirmedFlushLsn: "0/1000000",
-      retainedBytes: 1n << 26n,
-    });
+    world.provider.instance({ id: "billing" }).slots.push(STALE_SLOT);
     const env = stepEnv(world, { phase: "REPLICATING" });
     setTimeout(() => (world.interrupt = true), 400);
     expect(to(await STEPS.REPLICATING!(env))).toBe("wait 0");
