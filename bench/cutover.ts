@@ -90,7 +90,7 @@ async function migrate(name: string, opts: { load: boolean }): Promise<{ duratio
   await load?.stop();
   await consumer?.stop();
   const paused = (await client.getMigration({ id: migration!.id })).migration!.checks.find((c) => c.name === "cdc.paused");
-  const pausedMs = paused ? Number(/paused for (\d+) ms/.exec(paused.measured)?.[1]) : undefined;
+  const pausedMs = paused ? Number(/stopped for up to (\d+) ms/.exec(paused.measured)?.[1]) : undefined;
   const order = [...entered.entries()].sort((a, b) => a[1] - b[1]);
   const durations = new Map<string, number>();
   for (let i = 0; i < order.length - 1; i++) durations.set(order[i]![0], order[i + 1]![1] - order[i]![1]);
@@ -103,12 +103,14 @@ try {
   const routing: number[] = [];
   const cutoverPath: number[] = [];
   const cdcPaused: number[] = [];
+  const cdcSteps: number[] = [];
   for (let i = 0; i < cutovers; i++) {
     const { durations, windowMs, pausedMs } = await migrate(`cut${i}`, { load: true });
     if (pausedMs !== undefined) cdcPaused.push(pausedMs);
     windows.push(windowMs!);
     promotion.push(durations.get("PROMOTING")!);
     routing.push(durations.get("ROUTING")!);
+    cdcSteps.push((durations.get("CDC_PREPARE") ?? 0) + (durations.get("CDC_RESTORE") ?? 0));
     cutoverPath.push(["QUIESCING", "FINAL_SYNC", "CDC_PREPARE", "PROMOTING", "CDC_RESTORE", "ROUTING"].reduce((n, p) => n + (durations.get(p) ?? 0), 0));
     process.stderr.write(`cutover ${i + 1}/${cutovers}: window ${windowMs!.toFixed(0)} ms\n`);
   }
@@ -119,7 +121,8 @@ try {
   console.log(`  promotion (PROMOTING):        ${stats(promotion)}`);
   console.log(`  routing convergence (ROUTING): ${stats(routing)}`);
   console.log(`  fence -> routed (QUIESCING..ROUTING): ${stats(cutoverPath)}`);
-  if (cdcPaused.length > 0) console.log(`  CDC consumers paused:        ${stats(cdcPaused)}`);
+  if (withCdc) console.log(`  CDC steps (CDC_PREPARE + CDC_RESTORE): ${stats(cdcSteps)}`);
+  if (cdcPaused.length > 0) console.log(`  CDC consumers' streams stopped: ${stats(cdcPaused)}`);
 
   if (concurrent > 0) {
     global.gc?.();

@@ -1,5 +1,5 @@
 import http2 from "node:http2";
-import type { AddressInfo } from "node:net";
+import type { AddressInfo, Socket } from "node:net";
 import type { ConnectRouter } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 
@@ -57,6 +57,12 @@ export async function listenApi(routes: (router: ConnectRouter) => void, host: s
     sessions.add(s);
     s.on("close", () => sessions.delete(s));
   });
+  // A session closed by GOAWAY leaves its socket half-closed until the client closes its end; one that never does would hold close() forever.
+  const sockets = new Set<Socket>();
+  server.on("connection", (c: Socket) => {
+    sockets.add(c);
+    c.on("close", () => sockets.delete(c));
+  });
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
     server.listen(port, host, () => {
@@ -72,6 +78,7 @@ export async function listenApi(routes: (router: ConnectRouter) => void, host: s
       for (const s of sessions) s.close();
       const timer = setTimeout(() => {
         for (const s of sessions) s.destroy();
+        for (const c of sockets) c.destroy();
       }, drainMs);
       await closed;
       clearTimeout(timer);

@@ -2,19 +2,24 @@ import { policyOf } from "../domain/spec.js";
 import { check, mergeChecks, type CheckResult } from "../domain/check.js";
 import { DeadlineExceededError, FailedPreconditionError, unlessGone } from "../domain/errors.js";
 import { CdcMode, type MigrationSpec } from "../gen/migration/v1/migration_pb.js";
-import { lsnMax } from "../domain/lsn.js";
+import { lsnAtLeast, lsnMax } from "../domain/lsn.js";
 import type { InstanceRef, Provider } from "../providers/provider.js";
 import type { CdcSlotRecord, CdcStage, CdcStateJson, MigrationStateJson } from "../domain/state.js";
 import {
-  drainAndEndReaders,
+  advanceSlot,
   dropSlots,
   endReaders,
-  fillWalTo,
   logicalSlots,
+  positionForTargetProgress,
   publications,
+  readSlots,
   repositionSlot,
   restoreSlotsIn,
-  waitConfirmed,
+  retainedWal,
+  skipWalTo,
+  unreadChanges,
+  waitSent,
+  type HandedOver,
   type LogicalSlot,
 } from "./slots.js";
 
@@ -37,7 +42,15 @@ export interface CdcContext {
 }
 
 const coordinating = (spec: MigrationSpec) => spec.cdcPolicy?.mode !== CdcMode.IGNORE;
-const drainTimeout = (spec: MigrationSpec) => policyOf(spec).drainTimeoutMs;
+/**
+ * How long a hand-over waits for a walsender to push what is left of its
+ * stream (cdc_policy.drain_timeout). It does not wait on the consumer (no
+ * confirmation is awaited): a healthy stream needs milliseconds; only a
+ * consumer whose socket is full makes it wait.
+ */
+const handoverMs = (spec: MigrationSpec, remainingMs: number) => Math.max(1, Math.min(policyOf(spec).drainTimeoutMs, remainingMs));
+/** Reverse replication's publication on the source (see replication/reverse.ts), through which a kept source slot is read for positions. */
+const REVERSE_PUBLICATION = "pgshift_reverse";
 const pauseAlertMs = (spec: MigrationSpec) => policyOf(spec).pauseAlertAfterMs;
 const names = (state: MigrationStateJson) => (state.cdcSlots ?? []).map((s) => s.slotName);
 
@@ -74,7 +87,8 @@ const pausedStage = (stage: CdcStage | undefined) => stage === "DRAINING" || sta
 
 /** Since when the migration's CDC consumers are paused; undefined while they read. */
 export function pausedSince(state: MigrationStateJson): Date | undefined {
-  return state.cdc?.pausedSince && pausedStage(state.cdc.stage) ? new Date(state.cdc.pausedSince) : undefined;
+  const paused = pausedStage(state.cdc?.stage) || state.cdc?.awaitingReaders;
+  return state.cdc?.pausedSince && paused ? new Date(state.cdc.pausedSince) : undefined;
 }
 
 async function setStage(ctx: CdcContext, stage: CdcStage, side: "source" | "target", extra: Partial<CdcStateJson>, message: string): Promise<void> {
@@ -86,19 +100,24 @@ async function setStage(ctx: CdcContext, stage: CdcStage, side: "source" | "targ
     side,
     since: new Date().toISOString(),
     endpoint: await ctx.provider.endpoint(side === "source" ? ctx.source : ctx.target),
-    // A pause that carries on (draining, then paused) keeps counting from its start.
-    pausedSince: paused ? ((wasPaused ? prev?.pausedSince : undefined) ?? new Date().toISOString()) : undefined,
-    alerted: paused && wasPaused ? prev?.alerted : undefined,
+    // A pause that carries on (draining, paused, then moved but not read yet) keeps counting from its start.
+    pausedSince:
+      paused || extra.awaitingReaders ? ((wasPaused || prev?.awaitingReaders ? prev?.pausedSince : undefined) ?? new Date().toISOString()) : undefined,
+    alerted: (paused || extra.awaitingReaders) && (wasPaused || prev?.awaitingReaders) ? prev?.alerted : undefined,
     ...extra,
   };
   await ctx.note(message);
 }
 
 /**
- * CDC_PREPARE, with the source fenced and its final LSN known: every logical
- * slot's consumer confirms the final LSN (nothing is left unread), then its
- * walsender is ended and the slot's position recorded. A consumer that does
- * not drain in time fails the step for good, and the engine unfences the source.
+ * CDC_PREPARE, with the source fenced and its final LSN known: each logical
+ * slot's stream is handed over without waiting on its consumer. A connected
+ * walsender is let push what is left up to the final LSN (milliseconds), its
+ * position recorded, then it is ended: its consumer has received everything
+ * the source will ever have for it. A slot nobody reads must have nothing
+ * left to stream before the final LSN (the target's slot cannot stream what
+ * precedes it); if it has, the cutover falls back at once, so that its
+ * consumer reads it on the source when it returns.
  */
 export async function drainAndPause(ctx: CdcContext, finalLsn: string, remainingMs: number): Promise<string> {
   const slots = await logicalSlots(ctx.provider, ctx.source);
@@ -111,7 +130,16 @@ export async function drainAndPause(ctx: CdcContext, finalLsn: string, remaining
     return "no logical slots to coordinate";
   }
   if (ctx.state.cdc?.stage !== "DRAINING" && ctx.state.cdc?.stage !== "PAUSED") {
-    ctx.state.cdcSlots = await records(ctx, slots, { publications: "keep" });
+    // A new hand-over: what an earlier attempt (before a fallback) recorded no longer holds.
+    ctx.state.cdcSlots = (await records(ctx, slots, { publications: "keep" })).map((r) => ({
+      ...r,
+      receivedLsn: undefined,
+      readOnTargetLsn: undefined,
+      sourceResumeLsn: undefined,
+      streamStoppedAt: undefined,
+      streamResumedAt: undefined,
+      toStreamFromSource: undefined,
+    }));
     await setStage(
       ctx,
       "DRAINING",
@@ -121,27 +149,55 @@ export async function drainAndPause(ctx: CdcContext, finalLsn: string, remaining
     );
   }
   const list = names(ctx.state);
-  const timeout = Math.max(1, Math.min(drainTimeout(ctx.spec), remainingMs));
-  let drained: { slots: LogicalSlot[]; endLsn: string };
+  const recs = ctx.state.cdcSlots ?? [];
+  // Slots handed over before a crash keep what was recorded then; their readers may be gone since.
+  const pending = recs.filter((r) => !r.receivedLsn).map((r) => r.slotName);
+  let handed: HandedOver[];
   try {
-    drained = await drainAndEndReaders(ctx.provider, ctx.source, list, finalLsn, timeout, ctx.signal);
+    handed = await waitSent(ctx.provider, ctx.source, pending, finalLsn, handoverMs(ctx.spec, remainingMs), ctx.signal);
   } catch (e) {
     if (!(e instanceof DeadlineExceededError)) throw e;
     // While we wait, the source takes no writes: no retry, fall back at once.
-    throw new FailedPreconditionError(
-      `${e.rawMessage}; start or speed up those consumers, raise cdc_policy.drain_timeout, or drop slots nobody reads (DropInactiveSlot)`,
-    );
+    throw new FailedPreconditionError(`${e.rawMessage}; the consumer reads too slowly to be handed over: speed it up, then ResumeMigration`);
   }
-  ctx.state.cdcSlots = await records(ctx, drained.slots, { publications: "keep" });
+  const now = new Date().toISOString();
+  for (const h of handed.filter((x) => x.sent !== null)) {
+    const r = recs.find((x) => x.slotName === h.name)!;
+    Object.assign(r, { receivedLsn: h.sent!, confirmedFlushLsn: h.confirmed ?? r.confirmedFlushLsn, streamStoppedAt: now });
+  }
+  // Positions first, then the readers ended: a crash in between finds them on record.
+  await ctx.note(
+    `CDC streams of ${
+      handed
+        .filter((h) => h.sent !== null)
+        .map((h) => `${h.name} (sent ${h.sent})`)
+        .join(", ") || "no slot"
+    } handed over`,
+  );
+  await endReaders(ctx.provider, ctx.source, list);
+  for (const h of handed.filter((x) => x.sent === null)) {
+    const r = recs.find((x) => x.slotName === h.name)!;
+    if (!h.confirmed || !lsnAtLeast(h.confirmed, finalLsn)) {
+      const unread = await unreadChanges(ctx.provider, ctx.source, r.database, r.slotName, finalLsn);
+      if (unread > 0) {
+        throw new FailedPreconditionError(
+          `no consumer reads logical slot ${r.slotName} and it has ${unread} change(s) committed before the final LSN ${finalLsn} still to stream (confirmed up to ${h.confirmed ?? "nothing"}); ` +
+            `a slot on the target could not stream them, so the cutover falls back: start the consumer (it reads them on the source), then ResumeMigration`,
+        );
+      }
+    }
+    Object.assign(r, { receivedLsn: finalLsn, confirmedFlushLsn: h.confirmed ?? r.confirmedFlushLsn, streamStoppedAt: r.streamStoppedAt ?? now });
+  }
+  const endLsn = await ctx.provider.currentLsn(ctx.source);
   // No reader saw WAL past this point: the target's slots must start above it.
   await setStage(
     ctx,
     "PAUSED",
     "source",
-    { drainToLsn: finalLsn, readersEndedAt: drained.endLsn },
-    `CDC consumers of ${list.join(", ")} drained to ${finalLsn} and paused; positions recorded`,
+    { drainToLsn: finalLsn, readersEndedAt: ctx.state.cdc?.readersEndedAt ?? endLsn },
+    `CDC streams of ${list.join(", ")} handed over at ${finalLsn}; positions recorded`,
   );
-  return `${list.length} logical slot(s) drained to ${finalLsn}, paused and recorded: ${list.join(", ")}`;
+  return `${list.length} logical slot(s) handed over at ${finalLsn} and recorded: ${recs.map((r) => `${r.slotName} sent ${r.receivedLsn}`).join(", ")}`;
 }
 
 /**
@@ -155,7 +211,9 @@ export async function restoreOnTarget(ctx: CdcContext): Promise<string> {
   if (!coordinating(ctx.spec) || recs.length === 0)
     return recs.length === 0 ? "no logical slots to restore" : "logical slots left to the operator (CDC_MODE_IGNORE)";
   // Above everything a consumer saw on the source: a consumer resumes from its own last LSN.
-  const floor = lsnMax(...[ctx.state.finalLsn, ctx.state.cdc?.readersEndedAt, ...recs.map((r) => r.confirmedFlushLsn)].filter((x): x is string => !!x));
+  const floor = lsnMax(
+    ...[ctx.state.finalLsn, ctx.state.cdc?.readersEndedAt, ...recs.flatMap((r) => [r.confirmedFlushLsn, r.receivedLsn])].filter((x): x is string => !!x),
+  );
   for (const db of new Set(recs.map((r) => r.database))) {
     // Publications are catalog and came over with physical replication: checked rather than trusted, on the same connection.
     const mine = recs.filter((r) => r.database === db);
@@ -168,23 +226,78 @@ export async function restoreOnTarget(ctx: CdcContext): Promise<string> {
     );
     for (const r of mine) r.targetConsistentLsn = at.get(r.slotName);
   }
-  recordPauseLength(ctx);
-  await setStage(ctx, "ON_TARGET", "target", {}, `CDC slots ${names(ctx.state).join(", ")} recreated on ${ctx.target.id}; consumers resume there`);
+  await setStage(
+    ctx,
+    "ON_TARGET",
+    "target",
+    { awaitingReaders: true },
+    `CDC slots ${names(ctx.state).join(", ")} recreated on ${ctx.target.id}; consumers resume there`,
+  );
   return `${recs.length} logical slot(s) recreated on ${ctx.target.id} (${recs.map((r) => `${r.slotName} at ${r.targetConsistentLsn}`).join(", ")}); consumers resume there`;
 }
 
-/** After cutover: the source's slots would retain WAL for consumers that read the target now. */
+/**
+ * At finalize: the source's slots, kept since cutover so that a rollback
+ * could stream from them what consumers had not read on the target, are
+ * released (they would retain WAL for nobody). Verified gone.
+ */
 export async function releaseSourceSlots(ctx: CdcContext): Promise<void> {
-  if (ctx.state.cdc?.stage === "ON_TARGET") await dropSlots(ctx.provider, ctx.source, names(ctx.state));
+  if (ctx.state.cdc?.side !== "target") return;
+  const list = names(ctx.state);
+  await unlessGone(dropSlots(ctx.provider, ctx.source, list));
+  const left = await unlessGone(logicalSlots(ctx.provider, ctx.source));
+  const still = (left ?? []).filter((s) => list.includes(s.name));
+  if (still.length > 0) throw new FailedPreconditionError(`slot(s) ${still.map((s) => s.name).join(", ")} are still on ${ctx.source.id}: a reader holds them`);
 }
 
 /**
- * Rollback, with the target fenced and its writes applied to the source: if
- * consumers read the target, they drain it; the source's WAL is moved past
- * what they saw there and each source slot put at the source's position now,
- * so the writes they already read (which reverse replication put on the
- * source) are not streamed twice. Slots on the target are dropped.
- * Returns a WARN when a consumer did not drain in time.
+ * After consumers were moved (cutover or rollback): notes which slots a
+ * reader took on the new side and when, closing the pause once all did, and
+ * how much WAL the slots kept on the source hold back there. Cheap; called
+ * while VERIFYING and, after it, periodically. Returns true when it changed
+ * the state.
+ */
+export async function observeReaders(ctx: CdcContext): Promise<boolean> {
+  const cdc = ctx.state.cdc;
+  const recs = ctx.state.cdcSlots ?? [];
+  if (!cdc || !coordinating(ctx.spec) || recs.length === 0) return false;
+  let changed = false;
+  if (cdc.awaitingReaders) {
+    const side = cdc.side === "target" ? ctx.target : ctx.source;
+    const reading = (await unlessGone(readSlots(ctx.provider, side, names(ctx.state)))) ?? [];
+    const now = new Date().toISOString();
+    for (const r of recs.filter((x) => reading.includes(x.slotName) && !x.streamResumedAt)) {
+      r.streamResumedAt = now;
+      changed = true;
+    }
+    if (recs.every((r) => r.streamResumedAt)) {
+      recordPauseLength(ctx);
+      cdc.awaitingReaders = false;
+      changed = true;
+    }
+  }
+  if (cdc.side === "target") {
+    const held = await unlessGone(retainedWal(ctx.provider, ctx.source, names(ctx.state)));
+    for (const r of recs) {
+      const b = held?.get(r.slotName)?.toString();
+      if (b !== r.retainedWalBytes) {
+        r.retainedWalBytes = b;
+        changed = true;
+      }
+    }
+  }
+  return changed;
+}
+
+/**
+ * Rollback, with the target fenced and its writes applied to the source.
+ * Nothing waits on a consumer: a connected one is let receive what is left
+ * of the target's stream (milliseconds), one that is not is taken at what it
+ * confirmed. Each source slot, kept since cutover, is then moved to just
+ * past the target's transactions its consumer already has, which reverse
+ * replication applied to the source: it streams the rest from there, once.
+ * The target's slots are dropped. Returns a WARN when the target could not
+ * be read (its consumers may see some changes twice, never lose one).
  */
 export async function rollbackSlots(ctx: CdcContext, remainingMs: number): Promise<CheckResult | undefined> {
   const recs = ctx.state.cdcSlots ?? [];
@@ -194,83 +307,161 @@ export async function rollbackSlots(ctx: CdcContext, remainingMs: number): Promi
   if (ctx.state.cdc?.side === "target") {
     // Only a target that no longer exists counts as gone; one that does not answer now is retried.
     const targetEnd = await unlessGone(ctx.provider.currentLsn(ctx.target));
-    if (!targetEnd) {
-      // A target that is gone cannot be drained; the source still gets its slots back.
-      const at = await putBackOnSource(ctx);
-      await setStage(
-        ctx,
-        "PAUSED",
-        "source",
-        { drainToLsn: at },
-        `CDC slots ${list.join(", ")} put back on ${ctx.source.id} at ${at}; ${ctx.target.id} did not answer`,
-      );
-      return check("cdc.rollback_drain", "WARN", {
-        measured: `${ctx.target.id} unreachable`,
-        threshold: `every consumer confirms the target's last position`,
-        message: "the target did not answer, so its CDC consumers could not be drained",
-        remedy: "changes committed on the target that a consumer had not read will not be streamed to it; compare downstream with the source's tables",
-      });
-    }
     if (ctx.state.cdc.stage === "ON_TARGET") {
       await setStage(
         ctx,
         "DRAINING",
         "target",
-        { drainToLsn: targetEnd },
-        `rolling back: CDC consumers of ${list.join(", ")} told to confirm ${targetEnd} on ${ctx.target.id} and pause`,
+        { drainToLsn: targetEnd ?? "", awaitingReaders: false },
+        `rolling back: CDC consumers of ${list.join(", ")} told to confirm ${targetEnd ?? "what they have"} on ${ctx.target.id} and pause`,
       );
     }
-    const drainTo = ctx.state.cdc.drainToLsn ?? targetEnd;
-    try {
-      await waitConfirmed(ctx.provider, ctx.target, list, drainTo, Math.max(1, Math.min(drainTimeout(ctx.spec), remainingMs)), ctx.signal);
-    } catch (e) {
-      if (!(e instanceof DeadlineExceededError)) throw e;
-      // Traffic goes back regardless; say exactly what the late consumer misses.
+    const now = new Date().toISOString();
+    if (!targetEnd) {
+      // Gone: what its consumers read there is unknown; from where they were moved to it, they may see some twice but lose nothing.
+      for (const r of recs) {
+        r.readOnTargetLsn ??= r.targetConsistentLsn;
+        r.streamStoppedAt = now;
+        r.streamResumedAt = undefined;
+      }
       warning = check("cdc.rollback_drain", "WARN", {
-        measured: e.rawMessage,
-        threshold: `every consumer confirms ${drainTo} on ${ctx.target.id}`,
-        message: "a CDC consumer had not read all the target's changes when the rollback moved it back to the source",
-        remedy:
-          "the changes it had not confirmed are on the source's tables (reverse replication applied them) but will not be streamed to it; re-read them from there",
+        measured: `${ctx.target.id} unreachable`,
+        threshold: "every consumer's position on the target known",
+        message: "the target did not answer, so what its CDC consumers had read there is unknown",
+        remedy: "they stream the target's changes again from the source from where they moved to the target: expect some twice downstream, none missing",
       });
+    } else if (recs.some((r) => !r.readOnTargetLsn)) {
+      const pending = recs.filter((r) => !r.readOnTargetLsn).map((r) => r.slotName);
+      let handed: HandedOver[];
+      try {
+        handed = await waitSent(ctx.provider, ctx.target, pending, targetEnd, handoverMs(ctx.spec, remainingMs), ctx.signal);
+      } catch (e) {
+        if (!(e instanceof DeadlineExceededError)) throw e;
+        // Not waited for: taken at what it confirmed, it may see again what it had been sent since.
+        handed = (await logicalSlots(ctx.provider, ctx.target))
+          .filter((s) => pending.includes(s.name))
+          .map((s) => ({ name: s.name, database: s.database, confirmed: s.confirmedFlushLsn, sent: null }));
+        warning = check("cdc.rollback_drain", "WARN", {
+          measured: e.rawMessage,
+          threshold: `every connected consumer sent ${targetEnd} on ${ctx.target.id} within ${handoverMs(ctx.spec, remainingMs)} ms`,
+          message: "a CDC consumer read the target too slowly to be handed over; it is moved at what it confirmed",
+          remedy: "it may see again, from the source, changes it had been sent but not confirmed on the target: nothing is missing",
+        });
+      }
+      for (const h of handed) {
+        const r = recs.find((x) => x.slotName === h.name)!;
+        r.readOnTargetLsn = h.sent ?? h.confirmed ?? r.targetConsistentLsn;
+        r.streamStoppedAt = now;
+        r.streamResumedAt = undefined;
+      }
+      // Positions first, then the readers ended: a crash in between finds them on record.
+      await ctx.note(`CDC streams of ${handed.map((h) => `${h.name} (read up to ${h.sent ?? h.confirmed} on ${ctx.target.id})`).join(", ")} handed over`);
     }
-    await endReaders(ctx.provider, ctx.target, list);
-    const seen = (await logicalSlots(ctx.provider, ctx.target))
-      .filter((s) => list.includes(s.name))
-      .map((s) => s.confirmedFlushLsn)
-      .filter((x): x is string => !!x);
-    await fillWalTo(ctx.provider, ctx.source, lsnMax(drainTo, ...seen));
-    const at = await putBackOnSource(ctx);
-    await setStage(ctx, "PAUSED", "source", { drainToLsn: drainTo }, `CDC slots ${list.join(", ")} put back on ${ctx.source.id} at ${at}`);
+    await unlessGone(endReaders(ctx.provider, ctx.target, list));
+    // No reader saw anything of the target past this point (it is fenced): a consumer's own last position is below it.
+    const seenAtMost = await unlessGone(ctx.provider.currentLsn(ctx.target));
+    const at = await putBackOnSource(ctx, seenAtMost);
+    await setStage(ctx, "PAUSED", "source", { drainToLsn: at }, `CDC slots ${list.join(", ")} put back on ${ctx.source.id}: ${placesText(recs)}`);
   }
   // Only a target that is gone may keep them (it takes no writes, so they retain nothing new).
   await unlessGone(dropSlots(ctx.provider, ctx.target, list));
   return warning;
 }
 
-/** Each slot on the source at the source's position now (its WAL already past what consumers saw elsewhere); returns that position. */
-async function putBackOnSource(ctx: CdcContext): Promise<string> {
-  const at = await ctx.provider.currentLsn(ctx.source);
-  for (const r of ctx.state.cdcSlots ?? []) r.sourceResumeLsn = await repositionSlot(ctx.provider, ctx.source, r.database, r.slotName, r.plugin, at);
-  return at;
+function placesText(recs: CdcSlotRecord[]): string {
+  return recs.map((r) => `${r.slotName} at ${r.sourceResumeLsn} (${r.toStreamFromSource ?? 0} transaction(s) of the target to stream)`).join(", ");
 }
 
-/** Consumers read the source again: after a rollback, or a fallback before promotion. */
-export async function resumeOnSource(ctx: CdcContext): Promise<void> {
+/**
+ * Each slot kept on the source moved past the target's transactions its
+ * consumer read there (reverse replication put them on the source, each
+ * carrying the target's commit position as its origin); a slot that is not
+ * there any more is made again at the source's position now. Then the
+ * source's WAL is moved, with records nothing decodes, past every position a
+ * consumer confirmed on the target: one that resumes from its own last
+ * position skips nothing written on the source from now on.
+ */
+async function putBackOnSource(ctx: CdcContext, seenAtMost: string | undefined): Promise<string> {
+  const recs = ctx.state.cdcSlots ?? [];
+  const kept = new Set((await logicalSlots(ctx.provider, ctx.source)).map((s) => s.name));
+  const reverse = (ctx.state.reverseDatabases ?? []).length > 0;
+  for (const r of recs) {
+    if (r.sourceResumeLsn && r.toStreamFromSource !== undefined) continue;
+    if (kept.has(r.slotName) && reverse && r.readOnTargetLsn) {
+      const from = r.receivedLsn ?? r.confirmedFlushLsn;
+      const pos = await positionForTargetProgress(ctx.provider, ctx.source, r.database, r.slotName, from, r.readOnTargetLsn, REVERSE_PUBLICATION);
+      r.sourceResumeLsn = await advanceSlot(ctx.provider, ctx.source, r.database, r.slotName, pos.lsn);
+      r.toStreamFromSource = pos.toStream;
+    } else {
+      r.sourceResumeLsn = await repositionSlot(ctx.provider, ctx.source, r.database, r.slotName, r.plugin, await ctx.provider.currentLsn(ctx.source));
+      r.toStreamFromSource = 0;
+    }
+  }
+  const seen = [seenAtMost, ...recs.map((r) => r.readOnTargetLsn)].filter((x): x is string => !!x);
+  return seen.length > 0 ? skipWalTo(ctx.provider, ctx.source, lsnMax(...seen)) : ctx.provider.currentLsn(ctx.source);
+}
+
+/**
+ * Before the source takes writes again after a fallback (nothing was
+ * promoted): slots whose streams were handed over are moved to what their
+ * consumers had been sent, so they do not see it twice.
+ */
+export async function settleOnSource(ctx: CdcContext): Promise<void> {
+  if (ctx.state.cdc?.side !== "source" || !pausedStage(ctx.state.cdc.stage)) return;
+  const kept = new Map((await logicalSlots(ctx.provider, ctx.source)).map((s) => [s.name, s]));
+  for (const r of ctx.state.cdcSlots ?? []) {
+    const s = kept.get(r.slotName);
+    if (!r.receivedLsn || !s || s.active) continue;
+    r.sourceResumeLsn = await advanceSlot(ctx.provider, ctx.source, r.database, r.slotName, r.receivedLsn);
+  }
+}
+
+/**
+ * Ends the watch for readers on the new side when a migration leaves the
+ * phases that keep watching (a rollback ends in ROLLED_BACK): the pause is
+ * recorded as it stands, naming any slot nobody reads yet (its position is
+ * kept: nothing is skipped when its consumer returns).
+ */
+export function closeReaderWatch(ctx: CdcContext): void {
+  if (!ctx.state.cdc?.awaitingReaders) return;
+  recordPauseLength(ctx);
+  ctx.state.cdc.awaitingReaders = false;
+}
+
+/**
+ * Consumers read the source again: after a rollback, or a fallback before
+ * promotion. With `watch`, the caller looks for their readers (the pause
+ * lasts until they are seen); without, the pause ends now.
+ */
+export async function resumeOnSource(ctx: CdcContext, opts: { watch?: boolean } = {}): Promise<void> {
   const stage = ctx.state.cdc?.stage;
   if (!stage || (stage === "ON_SOURCE" && ctx.state.cdc?.resumed)) return;
-  recordPauseLength(ctx);
-  await setStage(ctx, "ON_SOURCE", "source", { resumed: true }, `CDC consumers of ${names(ctx.state).join(", ")} resume on ${ctx.source.id}`);
+  if (!opts.watch) recordPauseLength(ctx);
+  await setStage(
+    ctx,
+    "ON_SOURCE",
+    "source",
+    { resumed: true, awaitingReaders: opts.watch === true },
+    `CDC consumers of ${names(ctx.state).join(", ")} resume on ${ctx.source.id}`,
+  );
 }
 
 /** Puts on the migration's checks how long consumers were paused in the stretch that ends now, against the alert threshold. */
 function recordPauseLength(ctx: CdcContext): void {
   const since = ctx.state.cdc?.pausedSince;
   if (!since) return;
-  const ms = Date.now() - Date.parse(since);
+  // What consumers experienced: from their stream's end on one side to a reader on the other.
+  const each = (ctx.state.cdcSlots ?? []).map((r) => ({
+    name: r.slotName,
+    ms: Date.parse(r.streamResumedAt ?? new Date().toISOString()) - Date.parse(r.streamStoppedAt ?? since),
+  }));
+  const ms = Math.max(0, ...each.map((e) => e.ms));
+  const waiting = (ctx.state.cdcSlots ?? []).filter((r) => !r.streamResumedAt).map((r) => r.slotName);
   const limit = pauseAlertMs(ctx.spec);
   const result = check("cdc.paused", ms > limit ? "WARN" : "PASS", {
-    measured: `consumers paused for ${ms} ms`,
+    measured:
+      `consumers' streams stopped for up to ${ms} ms (${each.map((e) => `${e.name}: ${e.ms} ms`).join(", ")}), from their last change on one side to a reader on the other` +
+      (waiting.length > 0 ? `; no reader yet for ${waiting.join(", ")} (its position is kept)` : ""),
     threshold: `at most ${limit} ms (cdc_policy.pause_alert_after)`,
     message: ms > limit ? "CDC consumers stayed paused longer than the alert threshold" : "CDC consumers paused only briefly",
     remedy: ms > limit ? "downstream systems saw a gap in their change streams; check their freshness alarms" : "",

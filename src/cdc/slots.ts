@@ -1,6 +1,6 @@
 import type { Sql } from "../providers/sql.js";
 import { DeadlineExceededError, FailedPreconditionError } from "../domain/errors.js";
-import { lsnAtLeast, lsnDiff, lsnMax } from "../domain/lsn.js";
+import { lsnAtLeast, lsnDiff, lsnFromBigInt, lsnMax, lsnToBigInt } from "../domain/lsn.js";
 import type { InstanceRef, Provider } from "../providers/provider.js";
 import { sleep } from "../domain/sleep.js";
 
@@ -68,45 +68,6 @@ export async function publications(provider: Provider, ref: InstanceRef, databas
     );
 }
 
-/**
- * Waits until every named slot's consumer confirmed `lsn`: all it was sent
- * before that point is safely downstream. Throws DeadlineExceededError naming
- * each laggard with its position.
- */
-export async function waitConfirmed(
-  provider: Provider,
-  ref: InstanceRef,
-  names: string[],
-  lsn: string,
-  timeoutMs: number,
-  signal?: AbortSignal,
-): Promise<void> {
-  if (names.length === 0) return;
-  await provider.sql(ref).session((c) => waitConfirmedOn(c, ref, names, lsn, timeoutMs, signal));
-}
-
-async function waitConfirmedOn(c: Sql, ref: InstanceRef, names: string[], lsn: string, timeoutMs: number, signal?: AbortSignal): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (true) {
-    const rows = (
-      await c.query<{ slot_name: string; confirmed: string | null; active: boolean }>(
-        "select slot_name, confirmed_flush_lsn::text as confirmed, active from pg_replication_slots where slot_name = any($1)",
-        [names],
-      )
-    ).rows;
-    const missing = names.filter((n) => !rows.some((r) => r.slot_name === n));
-    if (missing.length > 0) throw new FailedPreconditionError(`logical slot(s) ${missing.join(", ")} disappeared from ${ref.id} while their consumers drained`);
-    const behind = rows.filter((r) => !r.confirmed || !lsnAtLeast(r.confirmed, lsn));
-    if (behind.length === 0) return;
-    if (Date.now() > deadline) {
-      const list = behind.map((b) => `${b.slot_name} at ${b.confirmed ?? "nothing"}${b.active ? "" : " (no consumer connected)"}`).join(", ");
-      throw new DeadlineExceededError(`CDC consumers did not confirm ${lsn} on ${ref.id} within ${timeoutMs} ms: ${list}`);
-    }
-    if (signal?.aborted) throw new DeadlineExceededError("stopped while CDC consumers drained");
-    await sleep(5, signal ?? NEVER);
-  }
-}
-
 /** Ends the walsenders reading the named slots and waits until none does. Idempotent. */
 export async function endReaders(provider: Provider, ref: InstanceRef, names: string[]): Promise<void> {
   if (names.length === 0) return;
@@ -125,40 +86,199 @@ async function endReadersOn(c: Sql, ref: InstanceRef, names: string[]): Promise<
   throw new DeadlineExceededError(`the readers of ${names.join(", ")} on ${ref.id} did not stop within 5 s`);
 }
 
+/** One slot at a hand-over: what its consumer confirmed, and what its walsender had sent. */
+export interface HandedOver {
+  name: string;
+  database: string;
+  confirmed: string | null;
+  /** The walsender's sent position; null when no reader was connected. */
+  sent: string | null;
+}
+
 /**
- * The cutover's drain on one connection (it runs while writes are stopped):
- * waits until every slot confirmed `lsn`, ends their readers, and returns the
- * slots as they are then with the instance's WAL position at that moment,
- * past which no reader saw anything.
+ * A hand-over without waiting on consumers: waits (at most `boundMs`) until
+ * each connected walsender of the named slots has *sent* everything up to
+ * `lsn` (it pushes WAL on its own; a healthy stream takes milliseconds) and
+ * returns where each stands. Ends nothing: the caller records the positions,
+ * then ends the readers (what was sent is in the socket and is delivered
+ * before the close). Throws DeadlineExceededError if a reader had not been
+ * sent `lsn` in time (a consumer so slow that its socket is full).
  */
-export async function drainAndEndReaders(
+export async function waitSent(
   provider: Provider,
   ref: InstanceRef,
   names: string[],
   lsn: string,
-  timeoutMs: number,
+  boundMs: number,
   signal?: AbortSignal,
-): Promise<{ slots: LogicalSlot[]; endLsn: string }> {
+): Promise<HandedOver[]> {
+  if (names.length === 0) return [];
   return provider.sql(ref).session(async (c) => {
-    await waitConfirmedOn(c, ref, names, lsn, timeoutMs, signal);
-    await endReadersOn(c, ref, names);
-    const slots = (await logicalSlotsOn(c)).filter((s) => names.includes(s.name));
-    const endLsn = (await c.query<{ l: string }>("select pg_current_wal_lsn()::text as l")).rows[0]!.l;
-    return { slots, endLsn };
+    const deadline = Date.now() + boundMs;
+    while (true) {
+      const rows = (
+        await c.query<{ slot_name: string; database: string; confirmed: string | null; pid: number | null; sent: string | null }>(
+          `select s.slot_name, s.database, s.confirmed_flush_lsn::text as confirmed, s.active_pid as pid, r.sent_lsn::text as sent
+             from pg_replication_slots s left join pg_stat_replication r on r.pid = s.active_pid
+            where s.slot_name = any($1)`,
+          [names],
+        )
+      ).rows;
+      const missing = names.filter((n) => !rows.some((r) => r.slot_name === n));
+      if (missing.length > 0) throw new FailedPreconditionError(`logical slot(s) ${missing.join(", ")} disappeared from ${ref.id} during the hand-over`);
+      const behind = rows.filter((r) => r.pid !== null && (!r.sent || !lsnAtLeast(r.sent, lsn)));
+      if (behind.length === 0)
+        return rows.map((r) => ({ name: r.slot_name, database: r.database, confirmed: r.confirmed, sent: r.pid === null ? null : r.sent }));
+      if (Date.now() > deadline || signal?.aborted) {
+        const list = behind.map((b) => `${b.slot_name} sent up to ${b.sent ?? "nothing"}`).join(", ");
+        throw new DeadlineExceededError(`the streams of ${list} on ${ref.id} had not been sent ${lsn} within ${boundMs} ms`);
+      }
+      await sleep(2, signal ?? NEVER);
+    }
+  });
+}
+
+/** Prefix test_decoding gives our own WAL-fill messages; they are not anybody's change. */
+const OWN_MESSAGE = "message: transactional: _ prefix: pgshift,%";
+
+/**
+ * How many changes a slot would still stream before `upto` (row changes,
+ * transaction boundaries and others' messages), read through a temporary
+ * copy: the slot itself does not move. For a slot nobody reads at the fence.
+ */
+export async function unreadChanges(provider: Provider, ref: InstanceRef, database: string, slot: string, upto: string): Promise<number> {
+  return provider.sql(ref, database).session(async (c) => {
+    const copy = await copyOf(c, slot, "test_decoding");
+    try {
+      const r = await c.query<{ n: number }>(
+        `select count(*)::int as n from pg_logical_slot_peek_changes($1, $2::pg_lsn, null, 'skip-empty-xacts', '1') where data not like $3`,
+        [copy, upto, OWN_MESSAGE],
+      );
+      return r.rows[0]!.n;
+    } finally {
+      await c.query("select pg_drop_replication_slot($1)", [copy]);
+    }
+  });
+}
+
+let copies = 0;
+async function copyOf(c: Sql, slot: string, plugin: string): Promise<string> {
+  const name = `${OWN_PREFIX}peek_${process.pid}_${++copies}`;
+  await c.query("select pg_copy_logical_replication_slot($1, $2, true, $3)", [slot, name, plugin]);
+  return name;
+}
+
+/**
+ * Where to put a source slot kept since cutover so that its consumer, who
+ * read the promoted target up to `readOnTarget`, gets from the source exactly
+ * the target's transactions it had not read: reverse replication applied each
+ * of them on the source as one transaction whose commit carries the target's
+ * commit end as its replication origin LSN. Decodes a temporary copy of the
+ * slot (pgoutput, through reverse replication's publication) from `from`,
+ * where the consumer left the source at cutover. Returns the end of the last
+ * source transaction the consumer already has, or `from`.
+ */
+export async function positionForTargetProgress(
+  provider: Provider,
+  ref: InstanceRef,
+  database: string,
+  slot: string,
+  from: string,
+  readOnTarget: string,
+  publication: string,
+): Promise<{ lsn: string; skipped: number; toStream: number }> {
+  return provider.sql(ref, database).session(async (c) => {
+    const copy = await copyOf(c, slot, "pgoutput");
+    try {
+      const at = (await c.query<{ l: string }>("select confirmed_flush_lsn::text as l from pg_replication_slots where slot_name = $1", [copy])).rows[0]!.l;
+      // What the consumer had at cutover is passed over without decoding it for output.
+      if (!lsnAtLeast(at, from)) await c.query("select pg_replication_slot_advance($1, $2::pg_lsn)", [copy, from]);
+      // Only transaction boundaries and origins are needed: B(egin), O(rigin), C(ommit).
+      const rows = (
+        await c.query<{ d: Buffer }>(
+          `select substring(data from 1 for 26) as d from pg_logical_slot_peek_binary_changes($1, null, null, 'proto_version', '1', 'publication_names', $2)
+            where get_byte(data, 0) in (66, 67, 79)`,
+          [copy, publication],
+        )
+      ).rows;
+      const limit = lsnToBigInt(readOnTarget);
+      let lsn = from;
+      let skipped = 0;
+      let toStream = 0;
+      let origin: bigint | undefined;
+      for (const { d } of rows) {
+        const tag = String.fromCharCode(d[0]!);
+        if (tag === "B") origin = undefined;
+        else if (tag === "O") origin = d.readBigUInt64BE(1);
+        else if (tag === "C") {
+          // Commit: flags (1 byte), commit LSN, end LSN.
+          // A transaction of the source's own (no origin) was never on the target: it streams, and so does all after it.
+          if (toStream > 0 || origin === undefined || origin > limit) toStream++;
+          else {
+            skipped++;
+            lsn = lsnFromBigInt(d.readBigUInt64BE(10));
+          }
+        }
+      }
+      return { lsn, skipped, toStream };
+    } finally {
+      await c.query("select pg_drop_replication_slot($1)", [copy]);
+    }
+  });
+}
+
+/** Moves a slot nobody reads forward to `lsn` (never back). Returns where it is. */
+export async function advanceSlot(provider: Provider, ref: InstanceRef, database: string, slot: string, lsn: string): Promise<string> {
+  return provider.sql(ref, database).session(async (c) => {
+    const at = (await c.query<{ l: string | null }>("select confirmed_flush_lsn::text as l from pg_replication_slots where slot_name = $1", [slot])).rows[0];
+    if (!at) throw new FailedPreconditionError(`${ref.id} has no slot ${slot} to move to ${lsn}`);
+    if (at.l && lsnAtLeast(at.l, lsn)) return at.l;
+    const r = await c.query<{ end_lsn: string }>("select end_lsn::text from pg_replication_slot_advance($1, $2::pg_lsn)", [slot, lsn]);
+    return r.rows[0]!.end_lsn;
+  });
+}
+
+/** WAL each named slot holds back on the instance (bytes from its restart_lsn to the current position). */
+export async function retainedWal(provider: Provider, ref: InstanceRef, names: string[]): Promise<Map<string, bigint>> {
+  const r = await provider
+    .sql(ref)
+    .query<{ slot_name: string; b: string | null }>(
+      "select slot_name, pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint::text as b from pg_replication_slots where slot_name = any($1)",
+      [names],
+    );
+  return new Map(r.rows.map((x) => [x.slot_name, BigInt(x.b ?? "0")]));
+}
+
+/** The named slots that a walsender reads now. */
+export async function readSlots(provider: Provider, ref: InstanceRef, names: string[]): Promise<string[]> {
+  const r = await provider.sql(ref).query<{ slot_name: string }>("select slot_name from pg_replication_slots where slot_name = any($1) and active", [names]);
+  return r.rows.map((x) => x.slot_name);
+}
+
+/**
+ * Moves the instance's WAL position to at least `lsn` with records no
+ * logical decoding turns into output (a restore point and a segment switch
+ * per round), for an instance whose slots are placed below that point and
+ * will be read: a consumer sees nothing of ours.
+ */
+export async function skipWalTo(provider: Provider, ref: InstanceRef, lsn: string): Promise<string> {
+  return provider.sql(ref).session(async (c) => {
+    for (let i = 0; i < 1024; i++) {
+      const now = (await c.query<{ l: string }>("select pg_current_wal_lsn()::text as l")).rows[0]!.l;
+      if (lsnAtLeast(now, lsn)) return now;
+      await c.query("select pg_create_restore_point('pgshift'), pg_switch_wal()");
+    }
+    throw new FailedPreconditionError(`${ref.id} is more than 1024 WAL segments behind ${lsn}`);
   });
 }
 
 /**
- * Moves the instance's WAL insert position to at least `lsn`. A consumer
- * that resumes on another instance passes the last LSN it saw, and the server
- * skips transactions that commit below it: the new instance's stream must
- * start above everything the consumer saw on the old one. Each round writes a
- * tiny record and switches to the next segment.
+ * A consumer that resumes on another instance passes the last LSN it saw, and
+ * the server skips transactions that commit below it: the new instance's
+ * stream must start above everything the consumer saw on the old one. Each
+ * round writes a tiny record and switches to the next segment; used before a
+ * slot is created there, so nobody decodes these records.
  */
-export async function fillWalTo(provider: Provider, ref: InstanceRef, lsn: string, database?: string): Promise<string> {
-  return provider.sql(ref, database).session((c) => fillWalOn(c, ref, lsn));
-}
-
 /** Small gaps take one padded record; large ones, segment switches (cheaper than megabytes of padding). */
 const PAD_LIMIT = 1 << 20;
 

@@ -18,7 +18,7 @@ export const DEFAULTS = {
   maxLagBytes: 16n * 1024n * 1024n,
   maxLagMs: 5_000,
   windowMs: 60_000,
-  drainTimeoutMs: 30_000,
+  drainTimeoutMs: 2_000,
   pauseAlertAfterMs: 300_000,
   maxAttempts: 5,
   initialBackoffMs: 1_000,

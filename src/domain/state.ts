@@ -52,6 +52,17 @@ export interface CdcSlotRecord {
   recordedAt: string;
   targetConsistentLsn?: string;
   sourceResumeLsn?: string;
+  /** What the consumer had been sent on the side it left (the cutover's or the rollback's hand-over): it need not see anything before it again. */
+  receivedLsn?: string;
+  /** When its stream on the side it left ended, and when a reader was first seen on the side it moved to. */
+  streamStoppedAt?: string;
+  streamResumedAt?: string;
+  /** WAL the slot kept on the source holds back there (bytes, as text), until finalize releases it. */
+  retainedWalBytes?: string;
+  /** At rollback: what the consumer had read on the target (sent to it, or confirmed if it was not connected). */
+  readOnTargetLsn?: string;
+  /** At rollback: the target's transactions it had not read, which it streams from the source (reverse replication applied them there). */
+  toStreamFromSource?: number;
 }
 
 export type CdcStage = "ON_SOURCE" | "DRAINING" | "PAUSED" | "ON_TARGET";
@@ -73,6 +84,8 @@ export interface CdcStateJson {
   alerted?: boolean;
   /** The source's WAL position when its readers were ended at cutover: nobody saw anything past it. */
   readersEndedAt?: string;
+  /** Consumers were moved but not all were seen reading on the new side yet: their pause goes on. */
+  awaitingReaders?: boolean;
 }
 
 export type RequestedAction = "abort" | "rollback" | "finalize";

@@ -1,4 +1,14 @@
-import { drainAndPause, inventory, releaseSourceSlots, resumeOnSource, restoreOnTarget, rollbackSlots } from "../cdc/coordinator.js";
+import {
+  drainAndPause,
+  inventory,
+  observeReaders,
+  releaseSourceSlots,
+  resumeOnSource,
+  restoreOnTarget,
+  rollbackSlots,
+  settleOnSource,
+  closeReaderWatch,
+} from "../cdc/coordinator.js";
 import { captureBaseline } from "../checks/baseline.js";
 import { targetWritable } from "../checks/verify.js";
 import { drainReverseReplication, prepareReverseReplication, startReverseReplication, stopReverseReplication } from "../replication/reverse.js";
@@ -6,7 +16,7 @@ import type { Activities } from "./step-env.js";
 
 /** The activities the service runs: real CDC coordination, reverse replication and probes. */
 export const realActivities: Activities = {
-  cdc: { inventory, drainAndPause, restoreOnTarget, releaseSourceSlots, rollbackSlots, resumeOnSource },
+  cdc: { inventory, drainAndPause, restoreOnTarget, observeReaders, releaseSourceSlots, rollbackSlots, settleOnSource, resumeOnSource, closeReaderWatch },
   reverse: {
     prepare: prepareReverseReplication,
     start: startReverseReplication,

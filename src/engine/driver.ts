@@ -42,6 +42,9 @@ interface HeldLease {
 }
 /** Without a deadline a phase may take this long. */
 const NO_DEADLINE_MS = 24 * 3600_000;
+/** In COMPLETED, once consumers read the target: how often the kept source slots' WAL is measured, and persisted at most. */
+const OBSERVE_IDLE_MS = 10_000;
+const PERSIST_RETAINED_MS = 60_000;
 
 /**
  * Drives migrations. Each replica of the service runs one; a migration is
@@ -52,6 +55,9 @@ const NO_DEADLINE_MS = 24 * 3600_000;
 export class Engine {
   private readonly driving = new Map<string, Promise<void>>();
   private readonly attempts = new Map<string, number>();
+  /** When each COMPLETED migration's CDC slots were last observed, and their WAL retention last persisted. */
+  private readonly observed = new Map<string, number>();
+  private readonly persisted = new Map<string, number>();
   private readonly stopping = new AbortController();
   private timer: NodeJS.Timeout | undefined;
   private ticking = false;
@@ -177,6 +183,7 @@ export class Engine {
     await this.fitLease(held, row.phase);
     if (isTerminal(row.phase)) {
       this.deps.metrics?.cdcPaused(id, "", undefined);
+      this.deps.metrics?.cdcRetainedWal(id, "", new Map());
       return "done";
     }
     const probe = policyOf(specFromJson(row.spec));
@@ -208,18 +215,12 @@ export class Engine {
     // A rollback is not paused by an operator's pause, only held by a failure that needs one.
     if (row.paused && (row.phase !== "ROLLING_BACK" || heldHere) && holding) return 500;
     delete env.state.held;
-    if (row.phase === "COMPLETED") return 500;
+    if (row.phase === "COMPLETED") return this.watchCompleted(env, log);
     if (env.state.failing) return this.finishFailing(env, lease, log);
 
     const step = STEPS[row.phase];
     if (!step) throw new FailedPreconditionError(`no step for phase ${row.phase}`);
-    this.deps.metrics?.cdcPaused(id, env.spec.databaseName, pausedSince(env.state));
-    const alert = pauseAlert(env.spec, env.state);
-    if (alert) {
-      log.warn("CDC consumers paused too long", { measured: alert.measured });
-      this.deps.metrics?.cdcPauseAlert(id, env.spec.databaseName);
-      await env.report(alert);
-    }
+    await this.alertOnPause(env, log);
     await this.recordIntent(env, lease);
     const attemptKey = `${id}:${row.phase}`;
     let outcome: Outcome;
@@ -332,6 +333,50 @@ export class Engine {
     return "done";
   }
 
+  /**
+   * COMPLETED waits for an operator; meanwhile CDC readers are watched for on
+   * the target (closing their pause), the WAL the source's kept slots retain
+   * is measured, and a pause that lasts is alerted on.
+   */
+  private async watchCompleted(env: StepEnv, log: Logger): Promise<number> {
+    const { id } = env.row;
+    const awaiting = env.state.cdc?.awaitingReaders === true;
+    const last = this.observed.get(id) ?? 0;
+    if (!awaiting && Date.now() - last < OBSERVE_IDLE_MS) return 500;
+    this.observed.set(id, Date.now());
+    try {
+      const changed = await env.activities.cdc.observeReaders(cdcContext(env));
+      const slots = env.state.cdcSlots ?? [];
+      this.deps.metrics?.cdcRetainedWal(id, env.spec.databaseName, new Map(slots.map((r) => [r.slotName, Number(r.retainedWalBytes ?? 0)])));
+      if (await this.alertOnPause(env, log)) return 500;
+      if (changed && (awaiting || Date.now() - (this.persisted.get(id) ?? 0) > PERSIST_RETAINED_MS)) {
+        this.persisted.set(id, Date.now());
+        const back = awaiting && !env.state.cdc?.awaitingReaders;
+        await env.note(
+          back
+            ? `CDC readers back on ${env.target.id}: ${slots.map((r) => `${r.slotName} at ${r.streamResumedAt}`).join(", ")}`
+            : `CDC slots kept on ${env.source.id} for a rollback retain ${slots.map((r) => `${r.slotName} ${r.retainedWalBytes ?? 0} bytes`).join(", ")}`,
+        );
+      }
+    } catch (e) {
+      // Observation only: the migration stays COMPLETED whatever the instances answer now.
+      log.warn("could not observe CDC readers", { error: String(e) });
+    }
+    return 500;
+  }
+
+  /** The paused-consumers gauge, and the alert once a pause outlasts its threshold (persisted with the state); true if it fired. */
+  private async alertOnPause(env: StepEnv, log: Logger): Promise<boolean> {
+    const { id } = env.row;
+    this.deps.metrics?.cdcPaused(id, env.spec.databaseName, pausedSince(env.state));
+    const alert = pauseAlert(env.spec, env.state);
+    if (!alert) return false;
+    log.warn("CDC consumers paused too long", { measured: alert.measured });
+    this.deps.metrics?.cdcPauseAlert(id, env.spec.databaseName);
+    await env.report(alert);
+    return true;
+  }
+
   /** Carries out the failure policy's decision for a failed step. */
   private async onFailure(env: StepEnv, lease: Lease, e: unknown, attemptKey: string, log: Logger): Promise<"done" | number> {
     const decision = await this.recordFailure(env, lease, e, attemptKey, log);
@@ -341,6 +386,19 @@ export class Engine {
       case "retry":
         return decision.backoffMs;
       case "fall_back":
+        try {
+          // Before the source takes connections again: consumers handed over at the fence do not see again what they were sent.
+          await env.activities.cdc.settleOnSource(cdcContext(env));
+        } catch (err) {
+          await env.report(
+            check("cdc.fallback_position", "WARN", {
+              measured: String(err instanceof Error ? err.message : err),
+              threshold: "each slot handed over moved to what its consumer had been sent",
+              message: "a CDC slot could not be moved back to where its stream was handed over",
+              remedy: "its consumer may see again, once, changes it had already been sent: nothing is missing",
+            }),
+          );
+        }
         await provider.unfence(source);
         delete state.finalLsn;
         // The transition below persists this; consumers paused for the cutover read the source again.

@@ -1,6 +1,6 @@
 import type { PhaseName } from "../domain/phases.js";
 import { BEFORE_QUIESCING } from "../domain/transitions.js";
-import type { StepEnv } from "./step-env.js";
+import { cdcContext, type StepEnv } from "./step-env.js";
 
 export type ActionOutcome = { to: PhaseName; reason: string };
 
@@ -27,8 +27,13 @@ export function operatorAction(env: StepEnv): (() => Promise<ActionOutcome>) | u
     return async () => {
       // No slot may stay behind on the target retaining WAL for a source that is gone.
       await env.activities.reverse.stop(provider, source, target);
+      // The change streams' slots kept on the source for a rollback retain WAL for nobody now.
+      await env.activities.cdc.releaseSourceSlots(cdcContext(env));
       await provider.retire(source);
-      return { to: "FINALIZED", reason: `${source.id} retired; reverse replication removed; the rollback window is closed` };
+      return {
+        to: "FINALIZED",
+        reason: `${source.id} retired; reverse replication and the CDC slots kept for a rollback removed; the rollback window is closed`,
+      };
     };
   }
   return undefined;

@@ -3,7 +3,11 @@ import { check } from "../domain/check.js";
 import { HoldForOperatorError } from "../domain/errors.js";
 import { FORWARD } from "../domain/transitions.js";
 import { removedText } from "./operator-actions.js";
+import { sleep } from "../domain/sleep.js";
 import { cdcContext, type Step } from "./step-env.js";
+
+/** After routing back, how long the rollback looks for CDC readers on the source before it ends (PostgreSQL's clients retry every 5 s). */
+const READER_WATCH_MS = 6_000;
 
 /**
  * ROLLING_BACK: sends everything back to the source. Before promotion the
@@ -42,6 +46,9 @@ export const rollingBack: Step = async (env) => {
   if (promoted) {
     const warning = await cdc.rollbackSlots(cdcContext(env), Math.max(5_000, env.remainingMs));
     if (warning) await env.report(warning);
+  } else {
+    // Before the source takes writes again: consumers handed over at the fence do not see again what they were sent.
+    await cdc.settleOnSource(cdcContext(env));
   }
   await env.provider.unfence(env.source);
   const sourceEp = await env.provider.endpoint(env.source);
@@ -49,8 +56,13 @@ export const rollingBack: Step = async (env) => {
   if (current && (current.endpoint.host !== sourceEp.host || current.endpoint.port !== sourceEp.port)) {
     await env.router.route(env.spec.databaseName, sourceEp, 120_000, { tolerateNack: true });
   }
-  await cdc.resumeOnSource(cdcContext(env));
+  await cdc.resumeOnSource(cdcContext(env), { watch: true });
   if (reverse) await rev.stop(env.provider, env.source, env.target);
+  // Writes flow again; the migration ends here, so readers are looked for on the source for a few seconds, not waited on.
+  for (const until = Date.now() + READER_WATCH_MS; env.state.cdc?.awaitingReaders && Date.now() < until;) {
+    if (!(await cdc.observeReaders(cdcContext(env)))) await sleep(250, env.signal);
+  }
+  cdc.closeReaderWatch(cdcContext(env));
   const removed = promoted ? undefined : await env.provider.deleteReplica(env.source, env.target, env.row.id);
   return {
     to: "ROLLED_BACK",

@@ -18,14 +18,22 @@ export interface Activities {
   cdc: {
     /** Records the source's logical slots and their readers, touching nothing. */
     inventory(ctx: CdcContext): Promise<number>;
-    /** With the source fenced: consumers confirm the final LSN and pause; returns the step's reason. */
+    /** With the source fenced: streams handed over at the final LSN, positions recorded; returns the step's reason. */
     drainAndPause(ctx: CdcContext, finalLsn: string, remainingMs: number): Promise<string>;
     /** After promotion: slots recreated on the target, consumers resume there; returns the step's reason. */
     restoreOnTarget(ctx: CdcContext): Promise<string>;
+    /** Readers seen back on the new side (closing the pause) and WAL the kept source slots hold; true if the state changed. */
+    observeReaders(ctx: CdcContext): Promise<boolean>;
+    /** At finalize: the source slots kept for a rollback are dropped. */
     releaseSourceSlots(ctx: CdcContext): Promise<void>;
-    /** At rollback: consumers drain the target and get their slots back on the source; a WARN if one could not drain. */
+    /** At rollback: target streams handed over, source slots moved past what their consumers read; a WARN if a position is uncertain. */
     rollbackSlots(ctx: CdcContext, remainingMs: number): Promise<CheckResult | undefined>;
-    resumeOnSource(ctx: CdcContext): Promise<void>;
+    /** Before a fallback unfences the source: slots moved to what their consumers had been sent. */
+    settleOnSource(ctx: CdcContext): Promise<void>;
+    /** Consumers told to read the source again; with `watch`, their pause lasts until readers are seen there. */
+    resumeOnSource(ctx: CdcContext, opts?: { watch?: boolean }): Promise<void>;
+    /** Stops watching for readers (the phase that watched ends): the pause recorded as it stands. */
+    closeReaderWatch(ctx: CdcContext): void;
   };
   reverse: {
     /** Before the fence: publications on the source; returns the databases covered. */

@@ -183,8 +183,8 @@ const routing: Step = async (env) => {
 const verifying: Step = async (env) => {
   // The source's slot for the replica would retain WAL from now on; released here, off the cutover path.
   await env.provider.detachReplica(env.source, env.target);
-  // Likewise the source's logical slots, now that their consumers read the target.
-  await env.activities.cdc.releaseSourceSlots(cdcContext(env));
+  // The source's logical slots stay until finalize: a rollback streams from them what consumers had not read on the target.
+  await env.activities.cdc.observeReaders(cdcContext(env));
   // Sidecars that did not take the new route (gone, or never reconnected): their applications still reach the old endpoint.
   const behind = (await env.router.proxies(env.spec.databaseName)).filter((p) => p.behind);
   await env.report(

@@ -8,6 +8,8 @@ export interface ServiceMetrics {
   cdcPauseAlert(migrationId: string, databaseName: string): void;
   /** Since when a migration's CDC consumers are paused; undefined when they read. */
   cdcPaused(migrationId: string, databaseName: string, since: Date | undefined): void;
+  /** WAL held back on the source by the CDC slots kept there for a rollback, per slot; an empty map when none are kept. */
+  cdcRetainedWal(migrationId: string, databaseName: string, bytes: Map<string, number>): void;
   shutdown(): Promise<void>;
 }
 
@@ -40,7 +42,20 @@ export function createMetrics(opts: { port?: number; host?: string; proxiesBehin
         for (const [databaseName, n] of await behind()) r.observe(n, { database_name: databaseName });
       });
   }
+  const retained = new Map<string, { databaseName: string; bytes: Map<string, number> }>();
+  meter
+    .createObservableGauge("pgshift_cdc_retained_wal_bytes", {
+      description: "WAL held back on a migration's source by the CDC slots kept there for a rollback, until finalize",
+      unit: "By",
+    })
+    .addCallback((r) => {
+      for (const [id, x] of retained) for (const [slot, b] of x.bytes) r.observe(b, { migration_id: id, database_name: x.databaseName, slot_name: slot });
+    });
   return {
+    cdcRetainedWal: (id, databaseName, bytes) => {
+      if (bytes.size > 0) retained.set(id, { databaseName, bytes });
+      else retained.delete(id);
+    },
     cdcPauseAlert: (id, databaseName) => alerts.add(1, { migration_id: id, database_name: databaseName }),
     cdcPaused: (id, databaseName, since) => {
       if (since) paused.set(id, { databaseName, since });

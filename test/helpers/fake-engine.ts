@@ -36,6 +36,16 @@ export class FakeActivities implements Activities {
       this.log(`cdc.drainAndPause(${finalLsn})`);
       return "no logical slots to coordinate";
     },
+    observeReaders: async () => {
+      this.log("cdc.observeReaders");
+      return false;
+    },
+    closeReaderWatch: () => {
+      this.log("cdc.closeReaderWatch");
+    },
+    settleOnSource: async () => {
+      this.log("cdc.settleOnSource");
+    },
     restoreOnTarget: async () => {
       this.log("cdc.restoreOnTarget");
       return "no logical slots to restore";

@@ -49,3 +49,15 @@ export function localSpec(db: string, source: string, target: string, extra: Rec
 export async function getMigration(client: AnyClient, id: string): Promise<any> {
   return (await unary(client, "GetMigration", { id })).migration;
 }
+
+/** Approves a cutover expected to fall back, and waits for the migration to be back in REPLICATING, paused; returns it and how long that took. */
+export async function approveExpectingFallback(client: AnyClient, id: string): Promise<{ got: any; ms: number }> {
+  const approvedAt = Date.now();
+  await unary(client, "ApproveCutover", { id });
+  let got = await getMigration(client, id);
+  for (let i = 0; i < 600 && !(got.phase === "PHASE_REPLICATING" && got.paused) && got.phase !== "PHASE_COMPLETED"; i++) {
+    await new Promise((r) => setTimeout(r, 50));
+    got = await getMigration(client, id);
+  }
+  return { got, ms: Date.now() - approvedAt };
+}

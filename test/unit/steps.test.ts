@@ -272,7 +272,7 @@ describe("steps, on a fake provider and router", () => {
     expect(world.provider.instances.has("billing-aurora")).toBe(true);
     expect(world.router.routes.get("billing-db")!.endpoint.port).toBe(world.provider.instance({ id: "billing" }).port);
     expect(world.router.changes.at(-1)!.tolerateNack).toBe(true);
-    expect(world.activities.calls).toEqual(["reverse.drain", "cdc.rollbackSlots", "cdc.resumeOnSource", "reverse.stop"]);
+    expect(world.activities.calls).toEqual(["reverse.drain", "cdc.rollbackSlots", "cdc.resumeOnSource", "reverse.stop", "cdc.closeReaderWatch"]);
     expect(world.reports.map((r) => r.name)).toEqual(["cdc.rollback_drain"]);
     void env;
   });
@@ -301,7 +301,7 @@ describe("steps, on a fake provider and router", () => {
     expect(to(outcome)).toBe("ROLLED_BACK");
     expect(world.provider.instances.has("billing-aurora")).toBe(false);
     expect(world.provider.instance({ id: "billing" }).fenced).toBe(false);
-    expect(world.activities.calls).toEqual(["cdc.resumeOnSource"]);
+    expect(world.activities.calls).toEqual(["cdc.settleOnSource", "cdc.resumeOnSource", "cdc.closeReaderWatch"]);
   });
 });
 
@@ -319,7 +319,7 @@ describe("operator actions, on the fakes", () => {
     await promoted(world);
     const env = stepEnv(world, { phase: "COMPLETED", row: { requested_action: "finalize" } });
     expect(await operatorAction(env)!()).toMatchObject({ to: "FINALIZED" });
-    expect(world.activities.calls).toEqual(["reverse.stop"]);
+    expect(world.activities.calls).toEqual(["reverse.stop", "cdc.releaseSourceSlots"]);
     expect(world.provider.instance({ id: "billing" }).retired).toBe(true);
   });
 
