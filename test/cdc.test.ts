@@ -74,7 +74,7 @@ describe("CDC continuity: a real pgoutput consumer sees every committed row exac
     return streamed;
   }
 
-  it("across cutover: drained on the source at the final LSN, resumed on the target; no orphan slot", async () => {
+  it("across cutover: handed over on the source at the final LSN, resumed on the target; the source slot kept until finalize", async () => {
     const { m, consumer: c, load, before } = await setup("cut");
     const consumer = c!;
     const { phase, events } = await waitForPhase(f.client, m.id, ["PHASE_COMPLETED", "PHASE_FAILED", "PHASE_ROLLED_BACK"]);

@@ -9,7 +9,9 @@ import {
   advanceSlot,
   dropSlots,
   endReaders,
+  endReadersOn,
   logicalSlots,
+  logicalSlotsOn,
   positionForTargetProgress,
   publications,
   readSlots,
@@ -19,6 +21,7 @@ import {
   skipWalTo,
   unreadChanges,
   waitSent,
+  waitSentOn,
   type HandedOver,
   type LogicalSlot,
 } from "./slots.js";
@@ -91,7 +94,14 @@ export function pausedSince(state: MigrationStateJson): Date | undefined {
   return state.cdc?.pausedSince && paused ? new Date(state.cdc.pausedSince) : undefined;
 }
 
-async function setStage(ctx: CdcContext, stage: CdcStage, side: "source" | "target", extra: Partial<CdcStateJson>, message: string): Promise<void> {
+/** Moves consumers to a stage and persists it with an event (so consumers watching their directives learn of it now). */
+async function setStage(ctx: CdcContext, to: CdcStage, side: "source" | "target", extra: Partial<CdcStateJson>, message: string): Promise<void> {
+  await stage(ctx, to, side, extra);
+  await ctx.note(message);
+}
+
+/** Moves consumers to a stage in the state only; the caller persists it. */
+async function stage(ctx: CdcContext, stage: CdcStage, side: "source" | "target", extra: Partial<CdcStateJson>): Promise<void> {
   const paused = pausedStage(stage);
   const prev = ctx.state.cdc;
   const wasPaused = pausedStage(prev?.stage);
@@ -106,7 +116,6 @@ async function setStage(ctx: CdcContext, stage: CdcStage, side: "source" | "targ
     alerted: (paused || extra.awaitingReaders) && (wasPaused || prev?.awaitingReaders) ? prev?.alerted : undefined,
     ...extra,
   };
-  await ctx.note(message);
 }
 
 /**
@@ -120,84 +129,76 @@ async function setStage(ctx: CdcContext, stage: CdcStage, side: "source" | "targ
  * consumer reads it on the source when it returns.
  */
 export async function drainAndPause(ctx: CdcContext, finalLsn: string, remainingMs: number): Promise<string> {
-  const slots = await logicalSlots(ctx.provider, ctx.source);
-  if (!coordinating(ctx.spec)) {
-    ctx.state.cdcSlots = await records(ctx, slots);
-    return `${slots.length} logical slot(s) on record; their consumers are the operator's (CDC_MODE_IGNORE)`;
-  }
-  if (slots.length === 0) {
-    ctx.state.cdcSlots = [];
-    return "no logical slots to coordinate";
-  }
-  if (ctx.state.cdc?.stage !== "DRAINING" && ctx.state.cdc?.stage !== "PAUSED") {
-    // A new hand-over: what an earlier attempt (before a fallback) recorded no longer holds.
-    ctx.state.cdcSlots = (await records(ctx, slots, { publications: "keep" })).map((r) => ({
-      ...r,
-      receivedLsn: undefined,
-      readOnTargetLsn: undefined,
-      sourceResumeLsn: undefined,
-      streamStoppedAt: undefined,
-      streamResumedAt: undefined,
-      toStreamFromSource: undefined,
-    }));
-    await setStage(
-      ctx,
-      "DRAINING",
-      "source",
-      { drainToLsn: finalLsn, resumed: false },
-      `CDC consumers of ${names(ctx.state).join(", ")} told to confirm ${finalLsn} and pause`,
-    );
-  }
-  const list = names(ctx.state);
-  const recs = ctx.state.cdcSlots ?? [];
-  // Slots handed over before a crash keep what was recorded then; their readers may be gone since.
-  const pending = recs.filter((r) => !r.receivedLsn).map((r) => r.slotName);
-  let handed: HandedOver[];
-  try {
-    handed = await waitSent(ctx.provider, ctx.source, pending, finalLsn, handoverMs(ctx.spec, remainingMs), ctx.signal);
-  } catch (e) {
-    if (!(e instanceof DeadlineExceededError)) throw e;
-    // While we wait, the source takes no writes: no retry, fall back at once.
-    throw new FailedPreconditionError(`${e.rawMessage}; the consumer reads too slowly to be handed over: speed it up, then ResumeMigration`);
-  }
-  const now = new Date().toISOString();
-  for (const h of handed.filter((x) => x.sent !== null)) {
-    const r = recs.find((x) => x.slotName === h.name)!;
-    Object.assign(r, { receivedLsn: h.sent!, confirmedFlushLsn: h.confirmed ?? r.confirmedFlushLsn, streamStoppedAt: now });
-  }
-  // Positions first, then the readers ended: a crash in between finds them on record.
-  await ctx.note(
-    `CDC streams of ${
-      handed
-        .filter((h) => h.sent !== null)
-        .map((h) => `${h.name} (sent ${h.sent})`)
-        .join(", ") || "no slot"
-    } handed over`,
-  );
-  await endReaders(ctx.provider, ctx.source, list);
-  for (const h of handed.filter((x) => x.sent === null)) {
-    const r = recs.find((x) => x.slotName === h.name)!;
-    if (!h.confirmed || !lsnAtLeast(h.confirmed, finalLsn)) {
-      const unread = await unreadChanges(ctx.provider, ctx.source, r.database, r.slotName, finalLsn);
-      if (unread > 0) {
-        throw new FailedPreconditionError(
-          `no consumer reads logical slot ${r.slotName} and it has ${unread} change(s) committed before the final LSN ${finalLsn} still to stream (confirmed up to ${h.confirmed ?? "nothing"}); ` +
-            `a slot on the target could not stream them, so the cutover falls back: start the consumer (it reads them on the source), then ResumeMigration`,
-        );
-      }
+  // One connection for the whole hand-over: it runs with writes stopped, and each new connection costs.
+  return ctx.provider.sql(ctx.source).session(async (c) => {
+    const slots = await logicalSlotsOn(c);
+    if (!coordinating(ctx.spec)) {
+      ctx.state.cdcSlots = await records(ctx, slots);
+      return `${slots.length} logical slot(s) on record; their consumers are the operator's (CDC_MODE_IGNORE)`;
     }
-    Object.assign(r, { receivedLsn: finalLsn, confirmedFlushLsn: h.confirmed ?? r.confirmedFlushLsn, streamStoppedAt: r.streamStoppedAt ?? now });
-  }
-  const endLsn = await ctx.provider.currentLsn(ctx.source);
-  // No reader saw WAL past this point: the target's slots must start above it.
-  await setStage(
-    ctx,
-    "PAUSED",
-    "source",
-    { drainToLsn: finalLsn, readersEndedAt: ctx.state.cdc?.readersEndedAt ?? endLsn },
-    `CDC streams of ${list.join(", ")} handed over at ${finalLsn}; positions recorded`,
-  );
-  return `${list.length} logical slot(s) handed over at ${finalLsn} and recorded: ${recs.map((r) => `${r.slotName} sent ${r.receivedLsn}`).join(", ")}`;
+    if (slots.length === 0) {
+      ctx.state.cdcSlots = [];
+      return "no logical slots to coordinate";
+    }
+    if (ctx.state.cdc?.stage !== "DRAINING" && ctx.state.cdc?.stage !== "PAUSED") {
+      // A new hand-over: what an earlier attempt (before a fallback) recorded no longer holds.
+      ctx.state.cdcSlots = (await records(ctx, slots, { publications: "keep" })).map((r) => ({
+        ...r,
+        receivedLsn: undefined,
+        readOnTargetLsn: undefined,
+        sourceResumeLsn: undefined,
+        streamStoppedAt: undefined,
+        streamResumedAt: undefined,
+        toStreamFromSource: undefined,
+      }));
+      // Persisted with the positions below: consumers that follow directives learn of the pause then.
+      await stage(ctx, "DRAINING", "source", { drainToLsn: finalLsn, resumed: false });
+    }
+    const list = names(ctx.state);
+    const recs = ctx.state.cdcSlots ?? [];
+    // Slots handed over before a crash keep what was recorded then; their readers may be gone since.
+    const pending = recs.filter((r) => !r.receivedLsn).map((r) => r.slotName);
+    let handed: HandedOver[];
+    try {
+      handed = await waitSentOn(c, ctx.source, pending, finalLsn, handoverMs(ctx.spec, remainingMs), ctx.signal);
+    } catch (e) {
+      if (!(e instanceof DeadlineExceededError)) throw e;
+      // While we wait, the source takes no writes: no retry, fall back at once.
+      throw new FailedPreconditionError(`${e.rawMessage}; the consumer reads too slowly to be handed over: speed it up, then ResumeMigration`);
+    }
+    const now = new Date().toISOString();
+    for (const h of handed.filter((x) => x.sent !== null)) {
+      const r = recs.find((x) => x.slotName === h.name)!;
+      Object.assign(r, { receivedLsn: h.sent!, confirmedFlushLsn: h.confirmed ?? r.confirmedFlushLsn, streamStoppedAt: now });
+    }
+    // Positions first, then the readers ended: a crash in between finds them on record.
+    await ctx.note(
+      `CDC consumers of ${list.join(", ")} told to confirm ${finalLsn} and pause; streams handed over: ${
+        handed
+          .filter((h) => h.sent !== null)
+          .map((h) => `${h.name} (sent ${h.sent})`)
+          .join(", ") || "none connected"
+      }`,
+    );
+    await endReadersOn(c, ctx.source, list);
+    for (const h of handed.filter((x) => x.sent === null)) {
+      const r = recs.find((x) => x.slotName === h.name)!;
+      if (!h.confirmed || !lsnAtLeast(h.confirmed, finalLsn)) {
+        const unread = await unreadChanges(ctx.provider, ctx.source, r.database, r.slotName, finalLsn);
+        if (unread > 0) {
+          throw new FailedPreconditionError(
+            `no consumer reads logical slot ${r.slotName} and it has ${unread} change(s) committed before the final LSN ${finalLsn} still to stream (confirmed up to ${h.confirmed ?? "nothing"}); ` +
+              `a slot on the target could not stream them, so the cutover falls back: start the consumer (it reads them on the source), then ResumeMigration`,
+          );
+        }
+      }
+      Object.assign(r, { receivedLsn: finalLsn, confirmedFlushLsn: h.confirmed ?? r.confirmedFlushLsn, streamStoppedAt: r.streamStoppedAt ?? now });
+    }
+    const endLsn = (await c.query<{ l: string }>("select pg_current_wal_lsn()::text as l")).rows[0]!.l;
+    // No reader saw WAL past this point: the target's slots must start above it. Persisted by the step's transition.
+    await stage(ctx, "PAUSED", "source", { drainToLsn: finalLsn, readersEndedAt: ctx.state.cdc?.readersEndedAt ?? endLsn });
+    return `${list.length} logical slot(s) handed over at ${finalLsn} and recorded: ${recs.map((r) => `${r.slotName} sent ${r.receivedLsn}`).join(", ")}`;
+  });
 }
 
 /**

@@ -29,7 +29,7 @@ export async function logicalSlots(provider: Provider, ref: InstanceRef): Promis
   return provider.sql(ref).session((c) => logicalSlotsOn(c));
 }
 
-async function logicalSlotsOn(c: Sql): Promise<LogicalSlot[]> {
+export async function logicalSlotsOn(c: Sql): Promise<LogicalSlot[]> {
   const r = await c.query<{
     slot_name: string;
     plugin: string;
@@ -74,7 +74,7 @@ export async function endReaders(provider: Provider, ref: InstanceRef, names: st
   await provider.sql(ref).session((c) => endReadersOn(c, ref, names));
 }
 
-async function endReadersOn(c: Sql, ref: InstanceRef, names: string[]): Promise<void> {
+export async function endReadersOn(c: Sql, ref: InstanceRef, names: string[]): Promise<void> {
   for (let i = 0; i < 1000; i++) {
     const r = await c.query<{ n: number }>(
       "select count(pg_terminate_backend(active_pid))::int as n from pg_replication_slots where slot_name = any($1) and active_pid is not null",
@@ -113,29 +113,33 @@ export async function waitSent(
   signal?: AbortSignal,
 ): Promise<HandedOver[]> {
   if (names.length === 0) return [];
-  return provider.sql(ref).session(async (c) => {
-    const deadline = Date.now() + boundMs;
-    while (true) {
-      const rows = (
-        await c.query<{ slot_name: string; database: string; confirmed: string | null; pid: number | null; sent: string | null }>(
-          `select s.slot_name, s.database, s.confirmed_flush_lsn::text as confirmed, s.active_pid as pid, r.sent_lsn::text as sent
-             from pg_replication_slots s left join pg_stat_replication r on r.pid = s.active_pid
-            where s.slot_name = any($1)`,
-          [names],
-        )
-      ).rows;
-      const missing = names.filter((n) => !rows.some((r) => r.slot_name === n));
-      if (missing.length > 0) throw new FailedPreconditionError(`logical slot(s) ${missing.join(", ")} disappeared from ${ref.id} during the hand-over`);
-      const behind = rows.filter((r) => r.pid !== null && (!r.sent || !lsnAtLeast(r.sent, lsn)));
-      if (behind.length === 0)
-        return rows.map((r) => ({ name: r.slot_name, database: r.database, confirmed: r.confirmed, sent: r.pid === null ? null : r.sent }));
-      if (Date.now() > deadline || signal?.aborted) {
-        const list = behind.map((b) => `${b.slot_name} sent up to ${b.sent ?? "nothing"}`).join(", ");
-        throw new DeadlineExceededError(`the streams of ${list} on ${ref.id} had not been sent ${lsn} within ${boundMs} ms`);
-      }
-      await sleep(2, signal ?? NEVER);
+  return provider.sql(ref).session((c) => waitSentOn(c, ref, names, lsn, boundMs, signal));
+}
+
+/** waitSent on a connection the caller holds (the cutover's hand-over runs on one, in the window). */
+export async function waitSentOn(c: Sql, ref: InstanceRef, names: string[], lsn: string, boundMs: number, signal?: AbortSignal): Promise<HandedOver[]> {
+  if (names.length === 0) return [];
+  const deadline = Date.now() + boundMs;
+  while (true) {
+    const rows = (
+      await c.query<{ slot_name: string; database: string; confirmed: string | null; pid: number | null; sent: string | null }>(
+        `select s.slot_name, s.database, s.confirmed_flush_lsn::text as confirmed, s.active_pid as pid, r.sent_lsn::text as sent
+           from pg_replication_slots s left join pg_stat_replication r on r.pid = s.active_pid
+          where s.slot_name = any($1)`,
+        [names],
+      )
+    ).rows;
+    const missing = names.filter((n) => !rows.some((r) => r.slot_name === n));
+    if (missing.length > 0) throw new FailedPreconditionError(`logical slot(s) ${missing.join(", ")} disappeared from ${ref.id} during the hand-over`);
+    const behind = rows.filter((r) => r.pid !== null && (!r.sent || !lsnAtLeast(r.sent, lsn)));
+    if (behind.length === 0)
+      return rows.map((r) => ({ name: r.slot_name, database: r.database, confirmed: r.confirmed, sent: r.pid === null ? null : r.sent }));
+    if (Date.now() > deadline || signal?.aborted) {
+      const list = behind.map((b) => `${b.slot_name} sent up to ${b.sent ?? "nothing"}`).join(", ");
+      throw new DeadlineExceededError(`the streams of ${list} on ${ref.id} had not been sent ${lsn} within ${boundMs} ms`);
     }
-  });
+    await sleep(2, signal ?? NEVER);
+  }
 }
 
 /** Prefix test_decoding gives our own WAL-fill messages; they are not anybody's change. */
