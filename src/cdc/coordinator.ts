@@ -385,10 +385,11 @@ function placesText(recs: CdcSlotRecord[]): string {
 async function putBackOnSource(ctx: CdcContext, seenAtMost: string | undefined): Promise<string> {
   const recs = ctx.state.cdcSlots ?? [];
   const kept = new Set((await logicalSlots(ctx.provider, ctx.source)).map((s) => s.name));
-  const reverse = (ctx.state.reverseDatabases ?? []).length > 0;
+  // Reverse replication's publication is in every database it covers, and only there.
+  const reverse = new Set(ctx.state.reverseDatabases ?? []);
   for (const r of recs) {
     if (r.sourceResumeLsn && r.toStreamFromSource !== undefined) continue;
-    if (kept.has(r.slotName) && reverse && r.readOnTargetLsn) {
+    if (kept.has(r.slotName) && reverse.has(r.database) && r.readOnTargetLsn) {
       const from = r.receivedLsn ?? r.confirmedFlushLsn;
       const pos = await positionForTargetProgress(ctx.provider, ctx.source, r.database, r.slotName, from, r.readOnTargetLsn, REVERSE_PUBLICATION);
       r.sourceResumeLsn = await advanceSlot(ctx.provider, ctx.source, r.database, r.slotName, pos.lsn);
