@@ -1,4 +1,3 @@
-import type { ConnectRouter } from "@connectrpc/connect";
 import { Engine } from "./engine/driver.js";
 import { Leases } from "./store/leases.js";
 import { FailedPreconditionError } from "./domain/errors.js";
@@ -10,23 +9,14 @@ import { RouteSync } from "./routing/route-sync.js";
 import { ProxyStatusTracker } from "./routing/proxy-status.js";
 import { XdsRouter } from "./routing/xds-router.js";
 import { AdsServer, listenXds, ResourceCache } from "../xds/index.js";
-import { migrationService } from "./api/migration-service.js";
-import { healthService, HealthState } from "./api/health.js";
-import { reflectionServices } from "./api/reflection.js";
-import { listenApi } from "./api/server.js";
 import type { ServiceConfig } from "./config.js";
-import { Health, HealthCheckResponse_ServingStatus as Status } from "./gen/health/v1/health_pb.js";
-import { ServerReflection as ReflectionV1 } from "./gen/grpc/reflection/v1/reflection_pb.js";
-import { ServerReflection as ReflectionV1Alpha } from "./gen/grpc/reflection/v1alpha/reflection_pb.js";
-import { CdcService, MigrationService } from "./gen/migration/v1/migration_pb.js";
-import { cdcService } from "./api/cdc-service.js";
-import { createMetrics } from "./telemetry/metrics.js";
 import { CdcWatchers } from "./store/cdc-watchers.js";
 import { EventBus } from "./store/event-bus.js";
 import { MigrationRepo } from "./store/migration-repo.js";
 import { openStore } from "./store/store.js";
 import { claimIdentity, dataDirIdentity } from "./store/replica-identity.js";
 import type { Logger } from "./telemetry/log.js";
+import { DeferredMetrics } from "./telemetry/deferred-metrics.js";
 
 export interface RunningService {
   port: number;
@@ -42,7 +32,6 @@ export async function startService(config: ServiceConfig, log: Logger): Promise<
   const bus = new EventBus(store.connection);
   await bus.start();
   const repo = new MigrationRepo(store.db);
-  const health = new HealthState();
   const shutdown = new AbortController();
   const local = new LocalProvider(config.localDir);
   const providers = (kind: ProviderKind): Provider => {
@@ -67,8 +56,7 @@ export async function startService(config: ServiceConfig, log: Logger): Promise<
   const xds = await listenXds(ads, config.host, config.xdsPort);
   log.info("xds listening", { port: xds.port });
   const watchers = new CdcWatchers(store.db, replicaId);
-  const metrics = createMetrics({ port: config.metricsPort, host: config.host, proxiesBehind: () => router.behindCounts() });
-  if (config.metricsPort) log.info("metrics listening", { port: config.metricsPort, path: "/metrics" });
+  const metrics = new DeferredMetrics();
   const leases = new Leases(store.leaseDb, replicaId, config.leaseMs);
   const engine = new Engine({
     metrics,
@@ -79,29 +67,57 @@ export async function startService(config: ServiceConfig, log: Logger): Promise<
     router,
     log: log.child({ component: "engine" }),
   });
-  const reflection = reflectionServices([MigrationService, CdcService, Health, ReflectionV1, ReflectionV1Alpha]);
-
-  const api = await listenApi(
-    (r: ConnectRouter) => {
-      r.service(MigrationService, migrationService({ repo, bus, shutdown: shutdown.signal, providerAvailable, providers, router, watchers }));
-      r.service(CdcService, cdcService({ repo, bus, router, watchers, shutdown: shutdown.signal }));
-      r.service(Health, healthService(health));
-      r.service(ReflectionV1, reflection.v1);
-      r.service(ReflectionV1Alpha, reflection.v1alpha);
-    },
-    config.host,
-    config.port,
-  );
-  health.set("", Status.SERVING);
-  health.set(MigrationService.typeName, Status.SERVING);
-  health.set(CdcService.typeName, Status.SERVING);
-  log.info("listening", { host: config.host, port: api.port });
   if (config.engine) {
     // A restart knows its own leases: taken back at once, with new fencing tokens, rather than waited out.
     const reclaimed = identity.preferred ? await leases.reclaim() : [];
     if (reclaimed.length > 0) log.info("leases of a previous incarnation taken back", { leases: reclaimed });
+    // Before the API and metrics are even loaded: a replica restarted inside a cutover's fenced window drives it first.
     engine.start();
   }
+
+  const [
+    { listenApi },
+    { migrationService },
+    { cdcService },
+    { healthService, HealthState },
+    { reflectionServices },
+    gen,
+    health,
+    reflectionV1,
+    reflectionV1Alpha,
+  ] = await Promise.all([
+    import("./api/server.js"),
+    import("./api/migration-service.js"),
+    import("./api/cdc-service.js"),
+    import("./api/health.js"),
+    import("./api/reflection.js"),
+    import("./gen/migration/v1/migration_pb.js"),
+    import("./gen/health/v1/health_pb.js"),
+    import("./gen/grpc/reflection/v1/reflection_pb.js"),
+    import("./gen/grpc/reflection/v1alpha/reflection_pb.js"),
+  ]);
+  const { MigrationService, CdcService } = gen;
+  const { Health, HealthCheckResponse_ServingStatus: Status } = health;
+  const healthState = new HealthState();
+  const reflection = reflectionServices([MigrationService, CdcService, Health, reflectionV1.ServerReflection, reflectionV1Alpha.ServerReflection]);
+  const api = await listenApi(
+    (r) => {
+      r.service(MigrationService, migrationService({ repo, bus, shutdown: shutdown.signal, providerAvailable, providers, router, watchers }));
+      r.service(CdcService, cdcService({ repo, bus, router, watchers, shutdown: shutdown.signal }));
+      r.service(Health, healthService(healthState));
+      r.service(reflectionV1.ServerReflection, reflection.v1);
+      r.service(reflectionV1Alpha.ServerReflection, reflection.v1alpha);
+    },
+    config.host,
+    config.port,
+  );
+  healthState.set("", Status.SERVING);
+  healthState.set(MigrationService.typeName, Status.SERVING);
+  healthState.set(CdcService.typeName, Status.SERVING);
+  log.info("listening", { host: config.host, port: api.port });
+  const { createMetrics } = await import("./telemetry/metrics.js");
+  metrics.attach(createMetrics({ port: config.metricsPort, host: config.host, proxiesBehind: () => router.behindCounts() }));
+  if (config.metricsPort) log.info("metrics listening", { port: config.metricsPort, path: "/metrics" });
 
   let stopping: Promise<void> | undefined;
   return {
@@ -110,7 +126,7 @@ export async function startService(config: ServiceConfig, log: Logger): Promise<
     stop() {
       stopping ??= (async () => {
         log.info("draining", { drainMs: config.drainMs });
-        health.shutdown();
+        healthState.shutdown();
         shutdown.abort();
         await engine.stop();
         await api.close(config.drainMs);

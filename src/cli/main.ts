@@ -1,14 +1,15 @@
 #!/usr/bin/env node
 import { parseServiceConfig } from "../config.js";
-import { localCommand, LOCAL_USAGE } from "./local.js";
-import { proxyCommand, PROXY_USAGE } from "./proxy.js";
-import { demoCommand } from "./demo.js";
-import { ctlCommand, CTL_USAGE } from "./ctl.js";
 import { PgshiftError } from "../domain/errors.js";
-import { startService } from "../service.js";
 import { createLogger } from "../telemetry/log.js";
 
-const USAGE = `usage: pgshift <command> [flags]
+/**
+ * Each command's module is loaded when it runs, not at start: a replica
+ * restarted inside a cutover's fenced window loads only what serving needs.
+ */
+async function usage(): Promise<string> {
+  const [{ CTL_USAGE }, { LOCAL_USAGE }, { PROXY_USAGE }] = await Promise.all([import("./ctl.js"), import("./local.js"), import("./proxy.js")]);
+  return `usage: pgshift <command> [flags]
 
 commands:
   serve    run the migration service
@@ -24,10 +25,12 @@ commands:
            --metrics-port N (PGSHIFT_METRICS_PORT): Prometheus metrics at /metrics
 ${CTL_USAGE}${LOCAL_USAGE}${PROXY_USAGE}  demo     a whole migration under a live write load, shown and verified [--rollback] [--rows N] [--rate N] [--window S] [--keep]
 `;
+}
 
 async function serve(argv: string[]): Promise<void> {
   const config = parseServiceConfig(argv);
   const log = createLogger(config.logLevel);
+  const { startService } = await import("../service.js");
   const service = await startService(config, log);
   // Tests and scripts read the port from this line.
   process.stdout.write(JSON.stringify({ listening: { host: config.host, port: service.port, xdsPort: service.xdsPort } }) + "\n");
@@ -51,20 +54,20 @@ async function main(): Promise<void> {
     case "serve":
       return serve(rest);
     case "local":
-      return localCommand(rest);
+      return (await import("./local.js")).localCommand(rest);
     case "proxy":
-      return proxyCommand(rest);
+      return (await import("./proxy.js")).proxyCommand(rest);
     case "demo":
-      return demoCommand(rest);
+      return (await import("./demo.js")).demoCommand(rest);
     case "ctl":
-      return ctlCommand(rest);
+      return (await import("./ctl.js")).ctlCommand(rest);
     case undefined:
     case "help":
     case "--help":
-      process.stdout.write(USAGE);
+      process.stdout.write(await usage());
       return;
     default:
-      process.stderr.write(`unknown command "${command}"\n\n${USAGE}`);
+      process.stderr.write(`unknown command "${command}"\n\n${await usage()}`);
       process.exit(2);
   }
 }
