@@ -1,7 +1,8 @@
 import { create } from "@bufbuild/protobuf";
-import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { durationFromMs, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import {
   CdcSlotPositionSchema,
+  ReverseReplicationStatusSchema,
   CdcSlotStage,
   CheckResultSchema,
   CheckStatus,
@@ -17,6 +18,8 @@ import { isPhaseName, phaseToProto, type PhaseName } from "../domain/phases.js";
 import type { EventRow, MigrationRow } from "../store/migration-repo.js";
 import type { CheckResult } from "../domain/check.js";
 import { specFromJson } from "../domain/spec.js";
+import { drainEstimateMs } from "../domain/rollback-readiness.js";
+import type { ReverseStatusJson } from "../domain/state.js";
 
 function phaseOrUnspecified(p: string | null): number {
   return p && isPhaseName(p) ? phaseToProto(p) : 0;
@@ -80,6 +83,7 @@ export function migrationToProto(row: MigrationRow, history: EventRow[], watcher
       }),
     ),
     cdcPausedSince: state.cdc?.pausedSince ? timestampFromDate(new Date(state.cdc.pausedSince)) : undefined,
+    reverse: state.reverse ? reverseToProto(state.reverse) : undefined,
     lastError: state.lastError
       ? {
           code: state.lastError.code,
@@ -107,5 +111,17 @@ export function eventToProto(e: EventRow): MigrationEvent {
     transition: e.phase_to ? transitionFromEvent(e) : undefined,
     check: payload.check ? checkToProto(payload.check as CheckResult) : undefined,
     step: payload.step ?? "",
+  });
+}
+
+function reverseToProto(r: ReverseStatusJson) {
+  const estimate = drainEstimateMs(r);
+  return create(ReverseReplicationStatusSchema, {
+    lagBytes: BigInt(r.lagBytes),
+    retainedBytes: BigInt(r.retainedBytes),
+    applyBytesPerSecond: r.applyBytesPerSec ?? 0,
+    rollbackDrainEstimate: estimate === undefined ? undefined : durationFromMs(estimate),
+    sampledAt: timestampFromDate(new Date(r.sampledAt)),
+    stoppedReason: r.stoppedReason ?? "",
   });
 }

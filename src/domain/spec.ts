@@ -1,7 +1,16 @@
 import { create, toJson, fromJson } from "@bufbuild/protobuf";
 import { durationFromMs, type Duration } from "@bufbuild/protobuf/wkt";
 import { InvalidArgumentError } from "./errors.js";
-import { CdcMode, CutoverMode, FailurePolicy, MigrationSpecSchema, Provider, type DatabaseRef, type MigrationSpec } from "../gen/migration/v1/migration_pb.js";
+import {
+  CdcMode,
+  CutoverMode,
+  FailurePolicy,
+  MigrationSpecSchema,
+  Provider,
+  RollbackExceededAction,
+  type DatabaseRef,
+  type MigrationSpec,
+} from "../gen/migration/v1/migration_pb.js";
 import type { InstanceRef } from "./instance.js";
 import type { SpecJson } from "./state.js";
 import { isPhaseName, type PhaseName } from "./phases.js";
@@ -23,6 +32,10 @@ export const DEFAULTS = {
   maxAttempts: 5,
   initialBackoffMs: 1_000,
   maxBackoffMs: 30_000,
+  maxReverseLagBytes: 256n * 1024n * 1024n,
+  maxTargetRetainedBytes: 4n * 1024n * 1024n * 1024n,
+  fenceBelowLagBytes: 16n * 1024n * 1024n,
+  fenceWaitMs: 5 * 60_000,
 } as const;
 
 /**
@@ -124,7 +137,30 @@ export function normalizeSpec(spec: MigrationSpec | undefined): MigrationSpec {
     },
     failurePolicy: spec.failurePolicy === FailurePolicy.UNSPECIFIED ? FailurePolicy.ROLLBACK : spec.failurePolicy,
     stepPolicy: normalizeStepPolicy(spec),
+    rollbackPolicy: normalizeRollbackPolicy(spec),
   });
+}
+
+function normalizeRollbackPolicy(spec: MigrationSpec) {
+  const p = spec.rollbackPolicy;
+  for (const [field, v] of [
+    ["max_reverse_lag_bytes", p?.maxReverseLagBytes],
+    ["max_target_retained_bytes", p?.maxTargetRetainedBytes],
+    ["fence_below_lag_bytes", p?.fenceBelowLagBytes],
+  ] as const) {
+    if (v !== undefined && v < 0n) throw new InvalidArgumentError(`spec.rollback_policy.${field} must not be negative; got ${v}`);
+  }
+  if (p && !(p.onExceeded in RollbackExceededAction)) {
+    throw new InvalidArgumentError(`spec.rollback_policy.on_exceeded ${p.onExceeded} is not a RollbackExceededAction`);
+  }
+  return {
+    maxReverseLagBytes: p?.maxReverseLagBytes || DEFAULTS.maxReverseLagBytes,
+    maxTargetRetainedBytes: p?.maxTargetRetainedBytes || DEFAULTS.maxTargetRetainedBytes,
+    onExceeded: !p || p.onExceeded === RollbackExceededAction.UNSPECIFIED ? RollbackExceededAction.WARN : p.onExceeded,
+    // 0 is a choice here (fence at once), so an unset policy is what takes the default.
+    fenceBelowLagBytes: p ? p.fenceBelowLagBytes : DEFAULTS.fenceBelowLagBytes,
+    fenceWait: checkDuration("spec.rollback_policy.fence_wait", p?.fenceWait, DEFAULTS.fenceWaitMs, MAX_WINDOW_MS),
+  };
 }
 
 function normalizeStepPolicy(spec: MigrationSpec) {
@@ -163,6 +199,11 @@ export interface ResolvedPolicy {
   maxAttempts: number;
   initialBackoffMs: number;
   maxBackoffMs: number;
+  maxReverseLagBytes: bigint;
+  maxTargetRetainedBytes: bigint;
+  stopReverseWhenExceeded: boolean;
+  fenceBelowLagBytes: bigint;
+  fenceWaitMs: number;
   /** The phase's deadline in ms, or undefined when it has none. */
   deadlineMs(phase: PhaseName): number | undefined;
 }
@@ -178,6 +219,11 @@ export function policyOf(spec: MigrationSpec): ResolvedPolicy {
     maxAttempts: step?.maxAttempts || DEFAULTS.maxAttempts,
     initialBackoffMs: durationMs(step?.initialBackoff) ?? DEFAULTS.initialBackoffMs,
     maxBackoffMs: durationMs(step?.maxBackoff) ?? DEFAULTS.maxBackoffMs,
+    maxReverseLagBytes: spec.rollbackPolicy?.maxReverseLagBytes || DEFAULTS.maxReverseLagBytes,
+    maxTargetRetainedBytes: spec.rollbackPolicy?.maxTargetRetainedBytes || DEFAULTS.maxTargetRetainedBytes,
+    stopReverseWhenExceeded: spec.rollbackPolicy?.onExceeded === RollbackExceededAction.STOP_REVERSE,
+    fenceBelowLagBytes: spec.rollbackPolicy ? spec.rollbackPolicy.fenceBelowLagBytes : DEFAULTS.fenceBelowLagBytes,
+    fenceWaitMs: durationMs(spec.rollbackPolicy?.fenceWait) ?? DEFAULTS.fenceWaitMs,
     deadlineMs: (phase) => {
       // Getting traffic back to the source has no deadline that could strand it.
       if (!DEADLINE_PHASES.includes(phase)) return undefined;

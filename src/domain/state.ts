@@ -36,6 +36,8 @@ export interface MigrationStateJson {
    * the cleanup, and becomes FAILED only once it is done.
    */
   failing?: { reason: string; since: string };
+  /** Reverse replication as last sampled, from promotion until finalize. */
+  reverse?: ReverseStatusJson;
   /** Step outputs, keyed by step name, so a resumed step knows what was done. */
   steps?: Record<string, unknown>;
 }
@@ -102,4 +104,19 @@ export interface Baseline {
   commitP50Ms: number;
   commitP99Ms: number;
   sampledMs: number;
+}
+
+/** One sample of reverse replication's backlog, with the apply rate measured since the previous one. */
+export interface ReverseStatusJson {
+  /** Bytes of the target's WAL the source has not applied (as text: a bigint). */
+  lagBytes: string;
+  /** WAL the target retains for reverse replication. */
+  retainedBytes: string;
+  /** The target's WAL position at the sample. */
+  targetLsn: string;
+  /** Bytes per second the source applied, smoothed over samples; undefined until two samples exist. */
+  applyBytesPerSec?: number;
+  sampledAt: string;
+  /** Set when the rollback policy dropped reverse replication: a lossless rollback is no longer possible. */
+  stoppedReason?: string;
 }

@@ -11,7 +11,7 @@ import {
 } from "../cdc/coordinator.js";
 import { captureBaseline } from "../checks/baseline.js";
 import { targetWritable } from "../checks/verify.js";
-import { drainReverseReplication, prepareReverseReplication, startReverseReplication, stopReverseReplication } from "../replication/reverse.js";
+import { drainReverseReplication, prepareReverseReplication, reverseBacklog, startReverseReplication, stopReverseReplication } from "../replication/reverse.js";
 import type { Activities } from "./step-env.js";
 
 /** The activities the service runs: real CDC coordination, reverse replication and probes. */
@@ -22,6 +22,7 @@ export const realActivities: Activities = {
     start: startReverseReplication,
     drain: drainReverseReplication,
     stop: stopReverseReplication,
+    backlog: reverseBacklog,
   },
   probes: {
     baseline: (provider, ref, sampleMs) => captureBaseline(provider.sql(ref), sampleMs),

@@ -14,6 +14,7 @@ import type { Logger } from "../telemetry/log.js";
 import type { ServiceMetrics } from "../telemetry/metrics.js";
 import { realActivities } from "./activities.js";
 import { backoffMs as decideBackoff, decide, failureInfo, type Decision } from "./failure-policy.js";
+import { REVERSE_SAMPLE_MS, watchReverse } from "./reverse-watch.js";
 import { operatorAction, removedText } from "./operator-actions.js";
 import { cdcContext, type Activities, type Outcome, type StepEnv } from "./step-env.js";
 import { STEPS } from "./steps.js";
@@ -58,6 +59,7 @@ export class Engine {
   /** When each COMPLETED migration's CDC slots were last observed, and their WAL retention last persisted. */
   private readonly observed = new Map<string, number>();
   private readonly persisted = new Map<string, number>();
+  private readonly reverseSampled = new Map<string, number>();
   private readonly stopping = new AbortController();
   private timer: NodeJS.Timeout | undefined;
   private ticking = false;
@@ -184,6 +186,7 @@ export class Engine {
     if (isTerminal(row.phase)) {
       this.deps.metrics?.cdcPaused(id, "", undefined);
       this.deps.metrics?.cdcRetainedWal(id, "", new Map());
+      this.deps.metrics?.reverse(id, "", undefined);
       return "done";
     }
     const probe = policyOf(specFromJson(row.spec));
@@ -340,6 +343,15 @@ export class Engine {
    */
   private async watchCompleted(env: StepEnv, log: Logger): Promise<number> {
     const { id } = env.row;
+    if (Date.now() - (this.reverseSampled.get(id) ?? 0) >= REVERSE_SAMPLE_MS) {
+      this.reverseSampled.set(id, Date.now());
+      try {
+        await watchReverse(env, (r) => this.deps.metrics?.reverse(id, env.spec.databaseName, r));
+      } catch (e) {
+        // Observation only, as below; the next sample tries again.
+        log.warn("could not sample reverse replication", { error: String(e) });
+      }
+    }
     const awaiting = env.state.cdc?.awaitingReaders === true;
     const last = this.observed.get(id) ?? 0;
     if (!awaiting && Date.now() - last < OBSERVE_IDLE_MS) return 500;

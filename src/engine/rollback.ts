@@ -1,10 +1,11 @@
 import { ConnectError } from "@connectrpc/connect";
-import { check } from "../domain/check.js";
+import { check, formatBytes } from "../domain/check.js";
+import { estimateText, nextReverseStatus } from "../domain/rollback-readiness.js";
 import { HoldForOperatorError } from "../domain/errors.js";
 import { FORWARD } from "../domain/transitions.js";
 import { removedText } from "./operator-actions.js";
 import { sleep } from "../domain/sleep.js";
-import { cdcContext, type Step } from "./step-env.js";
+import { cdcContext, type Step, type StepEnv } from "./step-env.js";
 
 /** After routing back, how long the rollback looks for CDC readers on the source before it ends (PostgreSQL's clients retry every 5 s). */
 const READER_WATCH_MS = 6_000;
@@ -18,8 +19,10 @@ const READER_WATCH_MS = 6_000;
 export const rollingBack: Step = async (env) => {
   const from = env.state.rollbackFrom ?? "PENDING";
   const promoted = FORWARD.indexOf(from) >= FORWARD.indexOf("PROMOTING");
-  const reverse = promoted && (env.state.reverseDatabases?.length ?? 0) > 0;
+  const reverse = promoted && (env.state.reverseDatabases?.length ?? 0) > 0 && !env.state.reverse?.stoppedReason;
   const { cdc, reverse: rev } = env.activities;
+  // Said before the fence: what the drain will cost, after waiting (writes still flowing on the target) for a small backlog.
+  if (reverse) await awaitSmallBacklog(env);
   if (promoted) {
     // Two writable primaries must never both take traffic: the promoted target stops taking any, or nothing goes back.
     try {
@@ -71,3 +74,54 @@ export const rollingBack: Step = async (env) => {
       : `${env.source.id} unfenced and ${removedText(env.target.id, removed!)}`,
   };
 };
+
+/**
+ * Before a rollback fences the target, the reverse backlog is what the
+ * source must apply with writes stopped: wait, while the target still takes
+ * writes, until it is at most rollback_policy.fence_below_lag_bytes (at most
+ * fence_wait), and say what fencing now costs. A backlog that cannot be read
+ * (the target is down) does not hold the rollback up.
+ */
+async function awaitSmallBacklog(env: StepEnv): Promise<void> {
+  const limit = env.policy.fenceBelowLagBytes;
+  const started = Date.now();
+  let said = false;
+  while (true) {
+    let sample;
+    try {
+      sample = await env.activities.reverse.backlog(env.provider, env.target);
+    } catch {
+      return;
+    }
+    env.state.reverse = nextReverseStatus(env.state.reverse, { ...sample, at: new Date() });
+    const waited = Date.now() - started;
+    const small = sample.lagBytes <= limit;
+    if (small || waited >= env.policy.fenceWaitMs) {
+      await env.report(
+        check("rollback.fence_backlog", small ? "PASS" : "WARN", {
+          measured: `reverse backlog ${formatBytes(sample.lagBytes)} when the target was fenced, after waiting ${waited} ms; applying it: ${estimateText(env.state.reverse)}`,
+          threshold: `≤ ${formatBytes(limit)} before fencing, waiting at most ${env.policy.fenceWaitMs} ms (rollback_policy)`,
+          message: small
+            ? "the backlog was small when writes stopped"
+            : "the backlog did not fall below the limit in time: writes stop while the source applies it",
+          remedy: small ? "" : "reduce the write load on the target before a rollback, or raise rollback_policy.fence_wait",
+        }),
+      );
+      return;
+    }
+    if (!said) {
+      said = true;
+      await env.report(
+        check("rollback.fence_backlog", "WARN", {
+          measured: `reverse backlog ${formatBytes(sample.lagBytes)}; fencing now would stop writes for ${estimateText(env.state.reverse)}`,
+          threshold: `≤ ${formatBytes(limit)} before fencing (rollback_policy.fence_below_lag_bytes)`,
+          message: `the rollback waits, up to ${env.policy.fenceWaitMs} ms, with ${env.target.id} still taking writes, for the backlog to shrink before it fences`,
+          remedy: "nothing: it fences as soon as the backlog is small (reduce the write load to make that sooner)",
+        }),
+      );
+    }
+    await sleep(BACKLOG_POLL_MS, env.signal);
+  }
+}
+
+const BACKLOG_POLL_MS = 200;

@@ -43,6 +43,8 @@ export interface Activities {
     /** With the target fenced: the source applies everything it wrote, sequences carried over. */
     drain(provider: Provider, source: InstanceRef, target: InstanceRef, timeoutMs: number): Promise<void>;
     stop(provider: Provider, source: InstanceRef, target: InstanceRef): Promise<void>;
+    /** The backlog the source has not applied and the WAL the target retains for it. */
+    backlog(provider: Provider, target: InstanceRef): Promise<{ lagBytes: bigint; retainedBytes: bigint; targetLsn: string; slots: number }>;
   };
   probes: {
     baseline(provider: Provider, ref: InstanceRef, sampleMs: number): Promise<Baseline>;

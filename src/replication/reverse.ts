@@ -181,3 +181,23 @@ export async function stopReverseReplication(provider: Provider, source: Instanc
     throw new FailedPreconditionError(`reverse replication is not fully removed: ${left.join(", ")} remain (a walsender still reads them?); retrying`);
   }
 }
+
+/**
+ * Reverse replication's backlog, from its slots on the target: the bytes of
+ * the target's WAL the source has not confirmed applying (the slowest
+ * database's), and the WAL the target retains for it. Cheap: one query.
+ */
+export async function reverseBacklog(
+  provider: Provider,
+  target: InstanceRef,
+): Promise<{ lagBytes: bigint; retainedBytes: bigint; targetLsn: string; slots: number }> {
+  const r = await provider.sql(target).query<{ lag: string | null; retained: string | null; lsn: string; n: number }>(
+    `select max(pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn))::bigint::text as lag,
+            max(pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn))::bigint::text as retained,
+            pg_current_wal_lsn()::text as lsn, count(*)::int as n
+       from pg_replication_slots where slot_name like $1`,
+    [`${NAME}_%`],
+  );
+  const row = r.rows[0]!;
+  return { lagBytes: BigInt(row.lag ?? "0"), retainedBytes: BigInt(row.retained ?? "0"), targetLsn: row.lsn, slots: row.n };
+}

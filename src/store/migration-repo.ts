@@ -317,6 +317,12 @@ export class MigrationRepo {
         ((action === "abort" || action === "rollback" || action === "finalize") && row.requested_action === action);
       if (repeat) return row;
       assertActionAllowed(action, row.phase, { paused: row.paused, requested: row.requested_action });
+      const stopped = (row.state as MigrationStateJson).reverse?.stoppedReason;
+      if (action === "rollback" && stopped) {
+        throw new FailedPreconditionError(
+          `migration ${id} can no longer roll back without losing the writes made on its target: reverse replication was dropped (${stopped}); FinalizeMigration closes the window`,
+        );
+      }
       const set =
         action === "approve"
           ? { cutover_approved: true }

@@ -32,6 +32,10 @@ export class DeferredMetrics implements ServiceMetrics {
     this.call((m) => m.cdcRetainedWal(migrationId, databaseName, bytes));
   }
 
+  reverse(migrationId: string, databaseName: string, r: { lagBytes: number; retainedBytes: number; drainEstimateSeconds?: number } | undefined): void {
+    this.call((m) => m.reverse(migrationId, databaseName, r));
+  }
+
   async shutdown(): Promise<void> {
     await this.impl?.shutdown();
   }

@@ -10,6 +10,8 @@ export interface ServiceMetrics {
   cdcPaused(migrationId: string, databaseName: string, since: Date | undefined): void;
   /** WAL held back on the source by the CDC slots kept there for a rollback, per slot; an empty map when none are kept. */
   cdcRetainedWal(migrationId: string, databaseName: string, bytes: Map<string, number>): void;
+  /** Reverse replication's backlog, the WAL the target retains for it, and what a rollback's drain would take; undefined once it is gone. */
+  reverse(migrationId: string, databaseName: string, r: { lagBytes: number; retainedBytes: number; drainEstimateSeconds?: number } | undefined): void;
   shutdown(): Promise<void>;
 }
 
@@ -51,7 +53,39 @@ export function createMetrics(opts: { port?: number; host?: string; proxiesBehin
     .addCallback((r) => {
       for (const [id, x] of retained) for (const [slot, b] of x.bytes) r.observe(b, { migration_id: id, database_name: x.databaseName, slot_name: slot });
     });
+  const reverse = new Map<string, { databaseName: string; lagBytes: number; retainedBytes: number; drainEstimateSeconds?: number }>();
+  const each = (
+    r: { observe(v: number, a: Record<string, string>): void },
+    pick: (x: { lagBytes: number; retainedBytes: number; drainEstimateSeconds?: number }) => number | undefined,
+  ) => {
+    for (const [id, x] of reverse) {
+      const v = pick(x);
+      if (v !== undefined) r.observe(v, { migration_id: id, database_name: x.databaseName });
+    }
+  };
+  meter
+    .createObservableGauge("pgshift_reverse_lag_bytes", {
+      description: "Bytes of the promoted target's WAL the source has not applied (what a rollback must drain)",
+      unit: "By",
+    })
+    .addCallback((r) => each(r, (x) => x.lagBytes));
+  meter
+    .createObservableGauge("pgshift_reverse_retained_wal_bytes", {
+      description: "WAL the promoted target retains for reverse replication, until finalize",
+      unit: "By",
+    })
+    .addCallback((r) => each(r, (x) => x.retainedBytes));
+  meter
+    .createObservableGauge("pgshift_rollback_drain_estimate_seconds", {
+      description: "How long a rollback would stop writes to apply the reverse backlog, at the measured rate",
+      unit: "s",
+    })
+    .addCallback((r) => each(r, (x) => x.drainEstimateSeconds));
   return {
+    reverse: (id, databaseName, r) => {
+      if (r) reverse.set(id, { databaseName, ...r });
+      else reverse.delete(id);
+    },
     cdcRetainedWal: (id, databaseName, bytes) => {
       if (bytes.size > 0) retained.set(id, { databaseName, bytes });
       else retained.delete(id);

@@ -1,6 +1,6 @@
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
-import { check, type CheckResult } from "../../src/domain/check.js";
+import { check, mergeChecks, type CheckResult } from "../../src/domain/check.js";
 import type { PhaseName } from "../../src/domain/phases.js";
 import { normalizeSpec, policyOf, sourceRef, specToJson, targetRef } from "../../src/domain/spec.js";
 import type { Baseline, MigrationStateJson } from "../../src/domain/state.js";
@@ -66,7 +66,15 @@ export class FakeActivities implements Activities {
     start: async (_p, _s, _t, dbs) => this.log(`reverse.start(${dbs.join(",")})`),
     drain: async () => this.log("reverse.drain"),
     stop: async () => this.log("reverse.stop"),
+    backlog: async () => {
+      this.log("reverse.backlog");
+      const b = this.reverseBacklogs[Math.min(this.backlogSamples++, this.reverseBacklogs.length - 1)]!;
+      return { ...b, slots: 1 };
+    },
   };
+  /** What successive reverse backlog samples return (the last one repeats). */
+  reverseBacklogs: Array<{ lagBytes: bigint; retainedBytes: bigint; targetLsn: string }> = [{ lagBytes: 0n, retainedBytes: 0n, targetLsn: "0/3000000" }];
+  private backlogSamples = 0;
 
   probes: Activities["probes"] = {
     baseline: async (_p, ref) => {
@@ -161,7 +169,11 @@ export function stepEnv(world: World, opts: EnvOptions): StepEnv {
     signal: new AbortController().signal,
     remainingMs: opts.remainingMs ?? 60_000,
     state,
-    report: async (r) => void world.reports.push(r),
+    // As the driver's: merged into the state, and recorded.
+    report: async (r) => {
+      state.checks = mergeChecks(state.checks ?? [], [r]);
+      world.reports.push(r);
+    },
     interrupted: async () => world.interrupt,
     note: async (m) => void world.notes.push(m),
   };

@@ -220,12 +220,17 @@ describe("steps, on a fake provider and router", () => {
     expect(await codeOf(STEPS.ROUTING!(stepEnv(world, { phase: "ROUTING" })))).toBe(Code.FailedPrecondition);
   });
 
-  it("VERIFYING releases the source's slots, proves the target writable and holds it to the baseline", async () => {
+  it("VERIFYING releases the replica's slot, looks for CDC readers, proves the target writable and holds it to the baseline", async () => {
     await promoted(world);
     const { env, outcome } = await run(world, { phase: "VERIFYING", state: { baseline: HEALTHY_BASELINE } });
     expect(to(outcome)).toBe("COMPLETED");
     expect(world.provider.count("detachReplica")).toBe(1);
-    expect(env.state.checks?.map((c) => `${c.name}:${c.status}`)).toEqual(["verify.target_writable:PASS", "baseline.compare:PASS"]);
+    expect(world.activities.calls).toContain("cdc.observeReaders");
+    expect(env.state.checks?.map((c) => `${c.name}:${c.status}`)).toEqual([
+      "routing.proxies_current:PASS",
+      "verify.target_writable:PASS",
+      "baseline.compare:PASS",
+    ]);
   });
 
   it("VERIFYING fails a baseline breach only when it holds in three consecutive samples", async () => {
@@ -272,8 +277,15 @@ describe("steps, on a fake provider and router", () => {
     expect(world.provider.instances.has("billing-aurora")).toBe(true);
     expect(world.router.routes.get("billing-db")!.endpoint.port).toBe(world.provider.instance({ id: "billing" }).port);
     expect(world.router.changes.at(-1)!.tolerateNack).toBe(true);
-    expect(world.activities.calls).toEqual(["reverse.drain", "cdc.rollbackSlots", "cdc.resumeOnSource", "reverse.stop", "cdc.closeReaderWatch"]);
-    expect(world.reports.map((r) => r.name)).toEqual(["cdc.rollback_drain"]);
+    expect(world.activities.calls).toEqual([
+      "reverse.backlog",
+      "reverse.drain",
+      "cdc.rollbackSlots",
+      "cdc.resumeOnSource",
+      "reverse.stop",
+      "cdc.closeReaderWatch",
+    ]);
+    expect(world.reports.map((r) => r.name)).toEqual(["rollback.fence_backlog", "cdc.rollback_drain"]);
     void env;
   });
 
@@ -290,7 +302,7 @@ describe("steps, on a fake provider and router", () => {
       // Nothing went back: the source stays fenced and traffic stays on the target.
       expect(world.provider.instance({ id: "billing" }).fenced).toBe(true);
       expect(world.router.routes.get("billing-db")!.endpoint.port).toBe(world.provider.instance({ id: "billing-aurora" }).port);
-      expect(world.activities.calls).toEqual([]);
+      expect(world.activities.calls).toEqual(reverseDatabases.length ? ["reverse.backlog"] : []);
     });
   }
 

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file migration/v1/migration.proto.
  */
 export const file_migration_v1_migration: GenFile = /*@__PURE__*/
-  fileDesc("ChxtaWdyYXRpb24vdjEvbWlncmF0aW9uLnByb3RvEgxtaWdyYXRpb24udjEiWwoaV2F0Y2hTbG90RGlyZWN0aXZlc1JlcXVlc3QSFQoNZGF0YWJhc2VfbmFtZRgBIAEoCRIRCglzbG90X25hbWUYAiABKAkSEwoLY29uc3VtZXJfaWQYAyABKAkiiAIKDVNsb3REaXJlY3RpdmUSKAoGYWN0aW9uGAEgASgOMhgubWlncmF0aW9uLnYxLlNsb3RBY3Rpb24SKAoIZW5kcG9pbnQYAiABKAsyFi5taWdyYXRpb24udjEuRW5kcG9pbnQSEQoJc2xvdF9uYW1lGAMgASgJEhAKCGRhdGFiYXNlGAQgASgJEhQKDGRyYWluX3RvX2xzbhgFIAEoCRIXCg9yZXN1bWVfZnJvbV9sc24YBiABKAkSFAoMbWlncmF0aW9uX2lkGAcgASgJEg4KBnJlYXNvbhgIIAEoCRIpCgVzaW5jZRgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiTQobV2F0Y2hTbG90RGlyZWN0aXZlc1Jlc3BvbnNlEi4KCWRpcmVjdGl2ZRgBIAEoCzIbLm1pZ3JhdGlvbi52MS5TbG90RGlyZWN0aXZlIikKC0RhdGFiYXNlUmVmEgoKAmlkGAEgASgJEg4KBnJlZ2lvbhgCIAEoCSJ+CglMYWdQb2xpY3kSFQoNbWF4X2xhZ19ieXRlcxgBIAEoBBIvCgxtYXhfbGFnX3RpbWUYAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SKQoGd2luZG93GAMgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIpgBCglDZGNQb2xpY3kSIwoEbW9kZRgBIAEoDjIVLm1pZ3JhdGlvbi52MS5DZGNNb2RlEjAKDWRyYWluX3RpbWVvdXQYAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SNAoRcGF1c2VfYWxlcnRfYWZ0ZXIYAyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24ilQMKDU1pZ3JhdGlvblNwZWMSFQoNZGF0YWJhc2VfbmFtZRgBIAEoCRIoCghwcm92aWRlchgCIAEoDjIWLm1pZ3JhdGlvbi52MS5Qcm92aWRlchIpCgZzb3VyY2UYAyABKAsyGS5taWdyYXRpb24udjEuRGF0YWJhc2VSZWYSKQoGdGFyZ2V0GAQgASgLMhkubWlncmF0aW9uLnYxLkRhdGFiYXNlUmVmEi8KDGN1dG92ZXJfbW9kZRgFIAEoDjIZLm1pZ3JhdGlvbi52MS5DdXRvdmVyTW9kZRIrCgpsYWdfcG9saWN5GAYgASgLMhcubWlncmF0aW9uLnYxLkxhZ1BvbGljeRIrCgpjZGNfcG9saWN5GAcgASgLMhcubWlncmF0aW9uLnYxLkNkY1BvbGljeRIzCg5mYWlsdXJlX3BvbGljeRgIIAEoDjIbLm1pZ3JhdGlvbi52MS5GYWlsdXJlUG9saWN5Ei0KC3N0ZXBfcG9saWN5GAkgASgLMhgubWlncmF0aW9uLnYxLlN0ZXBQb2xpY3kinwIKClN0ZXBQb2xpY3kSFAoMbWF4X2F0dGVtcHRzGAEgASgNEjIKD2luaXRpYWxfYmFja29mZhgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIuCgttYXhfYmFja29mZhgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhJFCg9waGFzZV9kZWFkbGluZXMYBCADKAsyLC5taWdyYXRpb24udjEuU3RlcFBvbGljeS5QaGFzZURlYWRsaW5lc0VudHJ5GlAKE1BoYXNlRGVhZGxpbmVzRW50cnkSCwoDa2V5GAEgASgJEigKBXZhbHVlGAIgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uOgI4ASKcAQoPUGhhc2VUcmFuc2l0aW9uEiEKBGZyb20YASABKA4yEy5taWdyYXRpb24udjEuUGhhc2USHwoCdG8YAiABKA4yEy5taWdyYXRpb24udjEuUGhhc2USJgoCYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg0KBWFjdG9yGAQgASgJEg4KBnJlYXNvbhgFIAEoCSK0AQoLQ2hlY2tSZXN1bHQSDAoEbmFtZRgBIAEoCRIpCgZzdGF0dXMYAiABKA4yGS5taWdyYXRpb24udjEuQ2hlY2tTdGF0dXMSEAoIbWVhc3VyZWQYAyABKAkSEQoJdGhyZXNob2xkGAQgASgJEg8KB21lc3NhZ2UYBSABKAkSDgoGcmVtZWR5GAYgASgJEiYKAmF0GAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCK9BAoPQ2RjU2xvdFBvc2l0aW9uEhEKCXNsb3RfbmFtZRgBIAEoCRIOCgZwbHVnaW4YAiABKAkSEAoIZGF0YWJhc2UYAyABKAkSGwoTY29uZmlybWVkX2ZsdXNoX2xzbhgEIAEoCRITCgtyZXN0YXJ0X2xzbhgFIAEoCRIOCgZhY3RpdmUYBiABKAgSHQoVdGFyZ2V0X2NvbnNpc3RlbnRfbHNuGAcgASgJEi8KC3JlY29yZGVkX2F0GAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIpCgVzdGFnZRgJIAEoDjIaLm1pZ3JhdGlvbi52MS5DZGNTbG90U3RhZ2USEAoIY29uc3VtZXIYCiABKAkSFAoMcHVibGljYXRpb25zGAsgAygJEhkKEXNvdXJjZV9yZXN1bWVfbHNuGAwgASgJEhoKEndhdGNoaW5nX2NvbnN1bWVycxgNIAMoCRIUCgxyZWNlaXZlZF9sc24YDiABKAkSGgoScmVhZF9vbl90YXJnZXRfbHNuGA8gASgJEh0KFXRvX3N0cmVhbV9mcm9tX3NvdXJjZRgQIAEoBRI1ChFzdHJlYW1fc3RvcHBlZF9hdBgRIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASNQoRc3RyZWFtX3Jlc3VtZWRfYXQYEiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhoKEnJldGFpbmVkX3dhbF9ieXRlcxgTIAEoAyK1AQoLUHJveHlTdGF0dXMSDwoHbm9kZV9pZBgBIAEoCRIRCgljb25uZWN0ZWQYAiABKAgSFQoNYWNrZWRfdmVyc2lvbhgDIAEoCRIWCg5uYWNrZWRfdmVyc2lvbhgEIAEoCRIUCgxuYWNrX21lc3NhZ2UYBSABKAkSLQoJbGFzdF9zZWVuGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIOCgZiZWhpbmQYByABKAgiJgoIRW5kcG9pbnQSDAoEaG9zdBgBIAEoCRIMCgRwb3J0GAIgASgNIqQBCg1Sb3V0aW5nU3RhdHVzEhUKDWRhdGFiYXNlX25hbWUYASABKAkSKAoIZW5kcG9pbnQYAiABKAsyFi5taWdyYXRpb24udjEuRW5kcG9pbnQSDwoHdmVyc2lvbhgDIAEoCRIqCgdwcm94aWVzGAQgAygLMhkubWlncmF0aW9uLnYxLlByb3h5U3RhdHVzEhUKDWxpc3RlbmVyX3BvcnQYBSABKA0iewoOTWlncmF0aW9uRXJyb3ISDAoEY29kZRgBIAEoCRIPCgdtZXNzYWdlGAIgASgJEiIKBXBoYXNlGAMgASgOMhMubWlncmF0aW9uLnYxLlBoYXNlEiYKAmF0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCK7BAoJTWlncmF0aW9uEgoKAmlkGAEgASgJEhIKCnJlcXVlc3RfaWQYAiABKAkSKQoEc3BlYxgDIAEoCzIbLm1pZ3JhdGlvbi52MS5NaWdyYXRpb25TcGVjEiIKBXBoYXNlGAQgASgOMhMubWlncmF0aW9uLnYxLlBoYXNlEg4KBnBhdXNlZBgFIAEoCBIYChBjdXRvdmVyX2FwcHJvdmVkGAYgASgIEi4KB2hpc3RvcnkYByADKAsyHS5taWdyYXRpb24udjEuUGhhc2VUcmFuc2l0aW9uEikKBmNoZWNrcxgIIAMoCzIZLm1pZ3JhdGlvbi52MS5DaGVja1Jlc3VsdBIwCgljZGNfc2xvdHMYCSADKAsyHS5taWdyYXRpb24udjEuQ2RjU2xvdFBvc2l0aW9uEiwKB3JvdXRpbmcYCiABKAsyGy5taWdyYXRpb24udjEuUm91dGluZ1N0YXR1cxIwCgpsYXN0X2Vycm9yGAsgASgLMhwubWlncmF0aW9uLnYxLk1pZ3JhdGlvbkVycm9yEi4KCmNyZWF0ZWRfYXQYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnVwZGF0ZWRfYXQYDSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhIKCmNyZWF0ZWRfYnkYDiABKAkSNAoQY2RjX3BhdXNlZF9zaW5jZRgPIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiVwoWQ3JlYXRlTWlncmF0aW9uUmVxdWVzdBIpCgRzcGVjGAEgASgLMhsubWlncmF0aW9uLnYxLk1pZ3JhdGlvblNwZWMSEgoKcmVxdWVzdF9pZBgCIAEoCSJWChdDcmVhdGVNaWdyYXRpb25SZXNwb25zZRIqCgltaWdyYXRpb24YASABKAsyFy5taWdyYXRpb24udjEuTWlncmF0aW9uEg8KB2NyZWF0ZWQYAiABKAgiIQoTR2V0TWlncmF0aW9uUmVxdWVzdBIKCgJpZBgBIAEoCSJCChRHZXRNaWdyYXRpb25SZXNwb25zZRIqCgltaWdyYXRpb24YASABKAsyFy5taWdyYXRpb24udjEuTWlncmF0aW9uInoKFUxpc3RNaWdyYXRpb25zUmVxdWVzdBIjCgZwaGFzZXMYASADKA4yEy5taWdyYXRpb24udjEuUGhhc2USFQoNZGF0YWJhc2VfbmFtZRgCIAEoCRIRCglwYWdlX3NpemUYAyABKA0SEgoKcGFnZV90b2tlbhgEIAEoCSJeChZMaXN0TWlncmF0aW9uc1Jlc3BvbnNlEisKCm1pZ3JhdGlvbnMYASADKAsyFy5taWdyYXRpb24udjEuTWlncmF0aW9uEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSI7ChVXYXRjaE1pZ3JhdGlvblJlcXVlc3QSCgoCaWQYASABKAkSFgoOYWZ0ZXJfc2VxdWVuY2UYAiABKAQikgIKDk1pZ3JhdGlvbkV2ZW50EhAKCHNlcXVlbmNlGAEgASgEEhQKDG1pZ3JhdGlvbl9pZBgCIAEoCRIlCgR0eXBlGAMgASgOMhcubWlncmF0aW9uLnYxLkV2ZW50VHlwZRImCgJhdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDQoFYWN0b3IYBSABKAkSDwoHbWVzc2FnZRgGIAEoCRIxCgp0cmFuc2l0aW9uGAcgASgLMh0ubWlncmF0aW9uLnYxLlBoYXNlVHJhbnNpdGlvbhIoCgVjaGVjaxgIIAEoCzIZLm1pZ3JhdGlvbi52MS5DaGVja1Jlc3VsdBIMCgRzdGVwGAkgASgJImkKFldhdGNoTWlncmF0aW9uUmVzcG9uc2USKwoFZXZlbnQYASABKAsyHC5taWdyYXRpb24udjEuTWlncmF0aW9uRXZlbnQSIgoFcGhhc2UYAiABKA4yEy5taWdyYXRpb24udjEuUGhhc2UiQAoTUnVuUHJlZmxpZ2h0UmVxdWVzdBIpCgRzcGVjGAEgASgLMhsubWlncmF0aW9uLnYxLk1pZ3JhdGlvblNwZWMiUQoUUnVuUHJlZmxpZ2h0UmVzcG9uc2USKQoGY2hlY2tzGAEgAygLMhkubWlncmF0aW9uLnYxLkNoZWNrUmVzdWx0Eg4KBnBhc3NlZBgCIAEoCCIzChVBcHByb3ZlQ3V0b3ZlclJlcXVlc3QSCgoCaWQYASABKAkSDgoGcmVhc29uGAIgASgJIkQKFkFwcHJvdmVDdXRvdmVyUmVzcG9uc2USKgoJbWlncmF0aW9uGAEgASgLMhcubWlncmF0aW9uLnYxLk1pZ3JhdGlvbiIzChVQYXVzZU1pZ3JhdGlvblJlcXVlc3QSCgoCaWQYASABKAkSDgoGcmVhc29uGAIgASgJIkQKFlBhdXNlTWlncmF0aW9uUmVzcG9uc2USKgoJbWlncmF0aW9uGAEgASgLMhcubWlncmF0aW9uLnYxLk1pZ3JhdGlvbiI0ChZSZXN1bWVNaWdyYXRpb25SZXF1ZXN0EgoKAmlkGAEgASgJEg4KBnJlYXNvbhgCIAEoCSJFChdSZXN1bWVNaWdyYXRpb25SZXNwb25zZRIqCgltaWdyYXRpb24YASABKAsyFy5taWdyYXRpb24udjEuTWlncmF0aW9uIjMKFUFib3J0TWlncmF0aW9uUmVxdWVzdBIKCgJpZBgBIAEoCRIOCgZyZWFzb24YAiABKAkiRAoWQWJvcnRNaWdyYXRpb25SZXNwb25zZRIqCgltaWdyYXRpb24YASABKAsyFy5taWdyYXRpb24udjEuTWlncmF0aW9uIjYKGFJvbGxiYWNrTWlncmF0aW9uUmVxdWVzdBIKCgJpZBgBIAEoCRIOCgZyZWFzb24YAiABKAkiRwoZUm9sbGJhY2tNaWdyYXRpb25SZXNwb25zZRIqCgltaWdyYXRpb24YASABKAsyFy5taWdyYXRpb24udjEuTWlncmF0aW9uIjYKGEZpbmFsaXplTWlncmF0aW9uUmVxdWVzdBIKCgJpZBgBIAEoCRIOCgZyZWFzb24YAiABKAkiRwoZRmluYWxpemVNaWdyYXRpb25SZXNwb25zZRIqCgltaWdyYXRpb24YASABKAsyFy5taWdyYXRpb24udjEuTWlncmF0aW9uIkgKF0Ryb3BJbmFjdGl2ZVNsb3RSZXF1ZXN0EgoKAmlkGAEgASgJEhEKCXNsb3RfbmFtZRgCIAEoCRIOCgZyZWFzb24YAyABKAkiXgoYRHJvcEluYWN0aXZlU2xvdFJlc3BvbnNlEioKCW1pZ3JhdGlvbhgBIAEoCzIXLm1pZ3JhdGlvbi52MS5NaWdyYXRpb24SFgoOcmV0YWluZWRfYnl0ZXMYAiABKAQiMAoXR2V0Um91dGluZ1N0YXR1c1JlcXVlc3QSFQoNZGF0YWJhc2VfbmFtZRgBIAEoCSJHChhHZXRSb3V0aW5nU3RhdHVzUmVzcG9uc2USKwoGc3RhdHVzGAEgASgLMhsubWlncmF0aW9uLnYxLlJvdXRpbmdTdGF0dXMqdgoKU2xvdEFjdGlvbhIbChdTTE9UX0FDVElPTl9VTlNQRUNJRklFRBAAEhwKGFNMT1RfQUNUSU9OX0tFRVBfUkVBRElORxABEhUKEVNMT1RfQUNUSU9OX1BBVVNFEAISFgoSU0xPVF9BQ1RJT05fUkVTVU1FEAMqpgMKBVBoYXNlEhUKEVBIQVNFX1VOU1BFQ0lGSUVEEAASEQoNUEhBU0VfUEVORElORxABEhMKD1BIQVNFX1BSRUZMSUdIVBACEhYKElBIQVNFX1BST1ZJU0lPTklORxADEhUKEVBIQVNFX1JFUExJQ0FUSU5HEAQSGwoXUEhBU0VfUkVBRFlfRk9SX0NVVE9WRVIQBRIVChFQSEFTRV9DRENfUFJFUEFSRRAGEhMKD1BIQVNFX1FVSUVTQ0lORxAHEhQKEFBIQVNFX0ZJTkFMX1NZTkMQCBITCg9QSEFTRV9QUk9NT1RJTkcQCRIVChFQSEFTRV9DRENfUkVTVE9SRRAKEhEKDVBIQVNFX1JPVVRJTkcQCxITCg9QSEFTRV9WRVJJRllJTkcQDBITCg9QSEFTRV9DT01QTEVURUQQDRITCg9QSEFTRV9GSU5BTElaRUQQDhIWChJQSEFTRV9ST0xMSU5HX0JBQ0sQDxIVChFQSEFTRV9ST0xMRURfQkFDSxAQEhEKDVBIQVNFX0FCT1JURUQQERIQCgxQSEFTRV9GQUlMRUQQEipKCghQcm92aWRlchIYChRQUk9WSURFUl9VTlNQRUNJRklFRBAAEhIKDlBST1ZJREVSX0xPQ0FMEAESEAoMUFJPVklERVJfQVdTEAIqYAoLQ3V0b3Zlck1vZGUSHAoYQ1VUT1ZFUl9NT0RFX1VOU1BFQ0lGSUVEEAASFwoTQ1VUT1ZFUl9NT0RFX01BTlVBTBABEhoKFkNVVE9WRVJfTU9ERV9BVVRPTUFUSUMQAipRCgdDZGNNb2RlEhgKFENEQ19NT0RFX1VOU1BFQ0lGSUVEEAASFwoTQ0RDX01PREVfQ09PUkRJTkFURRABEhMKD0NEQ19NT0RFX0lHTk9SRRACKmUKDUZhaWx1cmVQb2xpY3kSHgoaRkFJTFVSRV9QT0xJQ1lfVU5TUEVDSUZJRUQQABIbChdGQUlMVVJFX1BPTElDWV9ST0xMQkFDSxABEhcKE0ZBSUxVUkVfUE9MSUNZX0hPTEQQAipwCgtDaGVja1N0YXR1cxIcChhDSEVDS19TVEFUVVNfVU5TUEVDSUZJRUQQABIVChFDSEVDS19TVEFUVVNfUEFTUxABEhUKEUNIRUNLX1NUQVRVU19XQVJOEAISFQoRQ0hFQ0tfU1RBVFVTX0ZBSUwQAyqiAQoMQ2RjU2xvdFN0YWdlEh4KGkNEQ19TTE9UX1NUQUdFX1VOU1BFQ0lGSUVEEAASHAoYQ0RDX1NMT1RfU1RBR0VfT05fU09VUkNFEAESGwoXQ0RDX1NMT1RfU1RBR0VfRFJBSU5JTkcQAhIZChVDRENfU0xPVF9TVEFHRV9QQVVTRUQQAxIcChhDRENfU0xPVF9TVEFHRV9PTl9UQVJHRVQQBCqmAgoJRXZlbnRUeXBlEhoKFkVWRU5UX1RZUEVfVU5TUEVDSUZJRUQQABIWChJFVkVOVF9UWVBFX0NSRUFURUQQARIcChhFVkVOVF9UWVBFX1BIQVNFX0NIQU5HRUQQAhIbChdFVkVOVF9UWVBFX0NIRUNLX1JFU1VMVBADEhsKF0VWRU5UX1RZUEVfU1RFUF9TVEFSVEVEEAQSHQoZRVZFTlRfVFlQRV9TVEVQX1NVQ0NFRURFRBAFEhoKFkVWRU5UX1RZUEVfU1RFUF9GQUlMRUQQBhIeChpFVkVOVF9UWVBFX09QRVJBVE9SX0FDVElPThAHEh4KGkVWRU5UX1RZUEVfUk9VVElOR19DSEFOR0VEEAgSEgoORVZFTlRfVFlQRV9DREMQCTLlCQoQTWlncmF0aW9uU2VydmljZRJeCg9DcmVhdGVNaWdyYXRpb24SJC5taWdyYXRpb24udjEuQ3JlYXRlTWlncmF0aW9uUmVxdWVzdBolLm1pZ3JhdGlvbi52MS5DcmVhdGVNaWdyYXRpb25SZXNwb25zZRJVCgxHZXRNaWdyYXRpb24SIS5taWdyYXRpb24udjEuR2V0TWlncmF0aW9uUmVxdWVzdBoiLm1pZ3JhdGlvbi52MS5HZXRNaWdyYXRpb25SZXNwb25zZRJbCg5MaXN0TWlncmF0aW9ucxIjLm1pZ3JhdGlvbi52MS5MaXN0TWlncmF0aW9uc1JlcXVlc3QaJC5taWdyYXRpb24udjEuTGlzdE1pZ3JhdGlvbnNSZXNwb25zZRJdCg5XYXRjaE1pZ3JhdGlvbhIjLm1pZ3JhdGlvbi52MS5XYXRjaE1pZ3JhdGlvblJlcXVlc3QaJC5taWdyYXRpb24udjEuV2F0Y2hNaWdyYXRpb25SZXNwb25zZTABElUKDFJ1blByZWZsaWdodBIhLm1pZ3JhdGlvbi52MS5SdW5QcmVmbGlnaHRSZXF1ZXN0GiIubWlncmF0aW9uLnYxLlJ1blByZWZsaWdodFJlc3BvbnNlElsKDkFwcHJvdmVDdXRvdmVyEiMubWlncmF0aW9uLnYxLkFwcHJvdmVDdXRvdmVyUmVxdWVzdBokLm1pZ3JhdGlvbi52MS5BcHByb3ZlQ3V0b3ZlclJlc3BvbnNlElsKDlBhdXNlTWlncmF0aW9uEiMubWlncmF0aW9uLnYxLlBhdXNlTWlncmF0aW9uUmVxdWVzdBokLm1pZ3JhdGlvbi52MS5QYXVzZU1pZ3JhdGlvblJlc3BvbnNlEl4KD1Jlc3VtZU1pZ3JhdGlvbhIkLm1pZ3JhdGlvbi52MS5SZXN1bWVNaWdyYXRpb25SZXF1ZXN0GiUubWlncmF0aW9uLnYxLlJlc3VtZU1pZ3JhdGlvblJlc3BvbnNlElsKDkFib3J0TWlncmF0aW9uEiMubWlncmF0aW9uLnYxLkFib3J0TWlncmF0aW9uUmVxdWVzdBokLm1pZ3JhdGlvbi52MS5BYm9ydE1pZ3JhdGlvblJlc3BvbnNlEmQKEVJvbGxiYWNrTWlncmF0aW9uEiYubWlncmF0aW9uLnYxLlJvbGxiYWNrTWlncmF0aW9uUmVxdWVzdBonLm1pZ3JhdGlvbi52MS5Sb2xsYmFja01pZ3JhdGlvblJlc3BvbnNlEmQKEUZpbmFsaXplTWlncmF0aW9uEiYubWlncmF0aW9uLnYxLkZpbmFsaXplTWlncmF0aW9uUmVxdWVzdBonLm1pZ3JhdGlvbi52MS5GaW5hbGl6ZU1pZ3JhdGlvblJlc3BvbnNlEmEKEERyb3BJbmFjdGl2ZVNsb3QSJS5taWdyYXRpb24udjEuRHJvcEluYWN0aXZlU2xvdFJlcXVlc3QaJi5taWdyYXRpb24udjEuRHJvcEluYWN0aXZlU2xvdFJlc3BvbnNlEmEKEEdldFJvdXRpbmdTdGF0dXMSJS5taWdyYXRpb24udjEuR2V0Um91dGluZ1N0YXR1c1JlcXVlc3QaJi5taWdyYXRpb24udjEuR2V0Um91dGluZ1N0YXR1c1Jlc3BvbnNlMnoKCkNkY1NlcnZpY2USbAoTV2F0Y2hTbG90RGlyZWN0aXZlcxIoLm1pZ3JhdGlvbi52MS5XYXRjaFNsb3REaXJlY3RpdmVzUmVxdWVzdBopLm1pZ3JhdGlvbi52MS5XYXRjaFNsb3REaXJlY3RpdmVzUmVzcG9uc2UwAWIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
+  fileDesc("ChxtaWdyYXRpb24vdjEvbWlncmF0aW9uLnByb3RvEgxtaWdyYXRpb24udjEiWwoaV2F0Y2hTbG90RGlyZWN0aXZlc1JlcXVlc3QSFQoNZGF0YWJhc2VfbmFtZRgBIAEoCRIRCglzbG90X25hbWUYAiABKAkSEwoLY29uc3VtZXJfaWQYAyABKAkiiAIKDVNsb3REaXJlY3RpdmUSKAoGYWN0aW9uGAEgASgOMhgubWlncmF0aW9uLnYxLlNsb3RBY3Rpb24SKAoIZW5kcG9pbnQYAiABKAsyFi5taWdyYXRpb24udjEuRW5kcG9pbnQSEQoJc2xvdF9uYW1lGAMgASgJEhAKCGRhdGFiYXNlGAQgASgJEhQKDGRyYWluX3RvX2xzbhgFIAEoCRIXCg9yZXN1bWVfZnJvbV9sc24YBiABKAkSFAoMbWlncmF0aW9uX2lkGAcgASgJEg4KBnJlYXNvbhgIIAEoCRIpCgVzaW5jZRgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiTQobV2F0Y2hTbG90RGlyZWN0aXZlc1Jlc3BvbnNlEi4KCWRpcmVjdGl2ZRgBIAEoCzIbLm1pZ3JhdGlvbi52MS5TbG90RGlyZWN0aXZlIikKC0RhdGFiYXNlUmVmEgoKAmlkGAEgASgJEg4KBnJlZ2lvbhgCIAEoCSJ+CglMYWdQb2xpY3kSFQoNbWF4X2xhZ19ieXRlcxgBIAEoBBIvCgxtYXhfbGFnX3RpbWUYAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SKQoGd2luZG93GAMgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIpgBCglDZGNQb2xpY3kSIwoEbW9kZRgBIAEoDjIVLm1pZ3JhdGlvbi52MS5DZGNNb2RlEjAKDWRyYWluX3RpbWVvdXQYAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SNAoRcGF1c2VfYWxlcnRfYWZ0ZXIYAyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24izAMKDU1pZ3JhdGlvblNwZWMSFQoNZGF0YWJhc2VfbmFtZRgBIAEoCRIoCghwcm92aWRlchgCIAEoDjIWLm1pZ3JhdGlvbi52MS5Qcm92aWRlchIpCgZzb3VyY2UYAyABKAsyGS5taWdyYXRpb24udjEuRGF0YWJhc2VSZWYSKQoGdGFyZ2V0GAQgASgLMhkubWlncmF0aW9uLnYxLkRhdGFiYXNlUmVmEi8KDGN1dG92ZXJfbW9kZRgFIAEoDjIZLm1pZ3JhdGlvbi52MS5DdXRvdmVyTW9kZRIrCgpsYWdfcG9saWN5GAYgASgLMhcubWlncmF0aW9uLnYxLkxhZ1BvbGljeRIrCgpjZGNfcG9saWN5GAcgASgLMhcubWlncmF0aW9uLnYxLkNkY1BvbGljeRIzCg5mYWlsdXJlX3BvbGljeRgIIAEoDjIbLm1pZ3JhdGlvbi52MS5GYWlsdXJlUG9saWN5Ei0KC3N0ZXBfcG9saWN5GAkgASgLMhgubWlncmF0aW9uLnYxLlN0ZXBQb2xpY3kSNQoPcm9sbGJhY2tfcG9saWN5GAogASgLMhwubWlncmF0aW9uLnYxLlJvbGxiYWNrUG9saWN5ItsBCg5Sb2xsYmFja1BvbGljeRIdChVtYXhfcmV2ZXJzZV9sYWdfYnl0ZXMYASABKAMSIQoZbWF4X3RhcmdldF9yZXRhaW5lZF9ieXRlcxgCIAEoAxI5Cgtvbl9leGNlZWRlZBgDIAEoDjIkLm1pZ3JhdGlvbi52MS5Sb2xsYmFja0V4Y2VlZGVkQWN0aW9uEh0KFWZlbmNlX2JlbG93X2xhZ19ieXRlcxgEIAEoAxItCgpmZW5jZV93YWl0GAUgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIukBChhSZXZlcnNlUmVwbGljYXRpb25TdGF0dXMSEQoJbGFnX2J5dGVzGAEgASgDEhYKDnJldGFpbmVkX2J5dGVzGAIgASgDEh4KFmFwcGx5X2J5dGVzX3Blcl9zZWNvbmQYAyABKAESOgoXcm9sbGJhY2tfZHJhaW5fZXN0aW1hdGUYBCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SLgoKc2FtcGxlZF9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFgoOc3RvcHBlZF9yZWFzb24YBiABKAkinwIKClN0ZXBQb2xpY3kSFAoMbWF4X2F0dGVtcHRzGAEgASgNEjIKD2luaXRpYWxfYmFja29mZhgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIuCgttYXhfYmFja29mZhgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhJFCg9waGFzZV9kZWFkbGluZXMYBCADKAsyLC5taWdyYXRpb24udjEuU3RlcFBvbGljeS5QaGFzZURlYWRsaW5lc0VudHJ5GlAKE1BoYXNlRGVhZGxpbmVzRW50cnkSCwoDa2V5GAEgASgJEigKBXZhbHVlGAIgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uOgI4ASKcAQoPUGhhc2VUcmFuc2l0aW9uEiEKBGZyb20YASABKA4yEy5taWdyYXRpb24udjEuUGhhc2USHwoCdG8YAiABKA4yEy5taWdyYXRpb24udjEuUGhhc2USJgoCYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg0KBWFjdG9yGAQgASgJEg4KBnJlYXNvbhgFIAEoCSK0AQoLQ2hlY2tSZXN1bHQSDAoEbmFtZRgBIAEoCRIpCgZzdGF0dXMYAiABKA4yGS5taWdyYXRpb24udjEuQ2hlY2tTdGF0dXMSEAoIbWVhc3VyZWQYAyABKAkSEQoJdGhyZXNob2xkGAQgASgJEg8KB21lc3NhZ2UYBSABKAkSDgoGcmVtZWR5GAYgASgJEiYKAmF0GAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCK9BAoPQ2RjU2xvdFBvc2l0aW9uEhEKCXNsb3RfbmFtZRgBIAEoCRIOCgZwbHVnaW4YAiABKAkSEAoIZGF0YWJhc2UYAyABKAkSGwoTY29uZmlybWVkX2ZsdXNoX2xzbhgEIAEoCRITCgtyZXN0YXJ0X2xzbhgFIAEoCRIOCgZhY3RpdmUYBiABKAgSHQoVdGFyZ2V0X2NvbnNpc3RlbnRfbHNuGAcgASgJEi8KC3JlY29yZGVkX2F0GAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIpCgVzdGFnZRgJIAEoDjIaLm1pZ3JhdGlvbi52MS5DZGNTbG90U3RhZ2USEAoIY29uc3VtZXIYCiABKAkSFAoMcHVibGljYXRpb25zGAsgAygJEhkKEXNvdXJjZV9yZXN1bWVfbHNuGAwgASgJEhoKEndhdGNoaW5nX2NvbnN1bWVycxgNIAMoCRIUCgxyZWNlaXZlZF9sc24YDiABKAkSGgoScmVhZF9vbl90YXJnZXRfbHNuGA8gASgJEh0KFXRvX3N0cmVhbV9mcm9tX3NvdXJjZRgQIAEoBRI1ChFzdHJlYW1fc3RvcHBlZF9hdBgRIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASNQoRc3RyZWFtX3Jlc3VtZWRfYXQYEiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhoKEnJldGFpbmVkX3dhbF9ieXRlcxgTIAEoAyK1AQoLUHJveHlTdGF0dXMSDwoHbm9kZV9pZBgBIAEoCRIRCgljb25uZWN0ZWQYAiABKAgSFQoNYWNrZWRfdmVyc2lvbhgDIAEoCRIWCg5uYWNrZWRfdmVyc2lvbhgEIAEoCRIUCgxuYWNrX21lc3NhZ2UYBSABKAkSLQoJbGFzdF9zZWVuGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIOCgZiZWhpbmQYByABKAgiJgoIRW5kcG9pbnQSDAoEaG9zdBgBIAEoCRIMCgRwb3J0GAIgASgNIqQBCg1Sb3V0aW5nU3RhdHVzEhUKDWRhdGFiYXNlX25hbWUYASABKAkSKAoIZW5kcG9pbnQYAiABKAsyFi5taWdyYXRpb24udjEuRW5kcG9pbnQSDwoHdmVyc2lvbhgDIAEoCRIqCgdwcm94aWVzGAQgAygLMhkubWlncmF0aW9uLnYxLlByb3h5U3RhdHVzEhUKDWxpc3RlbmVyX3BvcnQYBSABKA0iewoOTWlncmF0aW9uRXJyb3ISDAoEY29kZRgBIAEoCRIPCgdtZXNzYWdlGAIgASgJEiIKBXBoYXNlGAMgASgOMhMubWlncmF0aW9uLnYxLlBoYXNlEiYKAmF0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCL0BAoJTWlncmF0aW9uEgoKAmlkGAEgASgJEhIKCnJlcXVlc3RfaWQYAiABKAkSKQoEc3BlYxgDIAEoCzIbLm1pZ3JhdGlvbi52MS5NaWdyYXRpb25TcGVjEiIKBXBoYXNlGAQgASgOMhMubWlncmF0aW9uLnYxLlBoYXNlEg4KBnBhdXNlZBgFIAEoCBIYChBjdXRvdmVyX2FwcHJvdmVkGAYgASgIEi4KB2hpc3RvcnkYByADKAsyHS5taWdyYXRpb24udjEuUGhhc2VUcmFuc2l0aW9uEikKBmNoZWNrcxgIIAMoCzIZLm1pZ3JhdGlvbi52MS5DaGVja1Jlc3VsdBIwCgljZGNfc2xvdHMYCSADKAsyHS5taWdyYXRpb24udjEuQ2RjU2xvdFBvc2l0aW9uEiwKB3JvdXRpbmcYCiABKAsyGy5taWdyYXRpb24udjEuUm91dGluZ1N0YXR1cxIwCgpsYXN0X2Vycm9yGAsgASgLMhwubWlncmF0aW9uLnYxLk1pZ3JhdGlvbkVycm9yEi4KCmNyZWF0ZWRfYXQYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnVwZGF0ZWRfYXQYDSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhIKCmNyZWF0ZWRfYnkYDiABKAkSNAoQY2RjX3BhdXNlZF9zaW5jZRgPIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASNwoHcmV2ZXJzZRgQIAEoCzImLm1pZ3JhdGlvbi52MS5SZXZlcnNlUmVwbGljYXRpb25TdGF0dXMiVwoWQ3JlYXRlTWlncmF0aW9uUmVxdWVzdBIpCgRzcGVjGAEgASgLMhsubWlncmF0aW9uLnYxLk1pZ3JhdGlvblNwZWMSEgoKcmVxdWVzdF9pZBgCIAEoCSJWChdDcmVhdGVNaWdyYXRpb25SZXNwb25zZRIqCgltaWdyYXRpb24YASABKAsyFy5taWdyYXRpb24udjEuTWlncmF0aW9uEg8KB2NyZWF0ZWQYAiABKAgiIQoTR2V0TWlncmF0aW9uUmVxdWVzdBIKCgJpZBgBIAEoCSJCChRHZXRNaWdyYXRpb25SZXNwb25zZRIqCgltaWdyYXRpb24YASABKAsyFy5taWdyYXRpb24udjEuTWlncmF0aW9uInoKFUxpc3RNaWdyYXRpb25zUmVxdWVzdBIjCgZwaGFzZXMYASADKA4yEy5taWdyYXRpb24udjEuUGhhc2USFQoNZGF0YWJhc2VfbmFtZRgCIAEoCRIRCglwYWdlX3NpemUYAyABKA0SEgoKcGFnZV90b2tlbhgEIAEoCSJeChZMaXN0TWlncmF0aW9uc1Jlc3BvbnNlEisKCm1pZ3JhdGlvbnMYASADKAsyFy5taWdyYXRpb24udjEuTWlncmF0aW9uEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSI7ChVXYXRjaE1pZ3JhdGlvblJlcXVlc3QSCgoCaWQYASABKAkSFgoOYWZ0ZXJfc2VxdWVuY2UYAiABKAQikgIKDk1pZ3JhdGlvbkV2ZW50EhAKCHNlcXVlbmNlGAEgASgEEhQKDG1pZ3JhdGlvbl9pZBgCIAEoCRIlCgR0eXBlGAMgASgOMhcubWlncmF0aW9uLnYxLkV2ZW50VHlwZRImCgJhdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDQoFYWN0b3IYBSABKAkSDwoHbWVzc2FnZRgGIAEoCRIxCgp0cmFuc2l0aW9uGAcgASgLMh0ubWlncmF0aW9uLnYxLlBoYXNlVHJhbnNpdGlvbhIoCgVjaGVjaxgIIAEoCzIZLm1pZ3JhdGlvbi52MS5DaGVja1Jlc3VsdBIMCgRzdGVwGAkgASgJImkKFldhdGNoTWlncmF0aW9uUmVzcG9uc2USKwoFZXZlbnQYASABKAsyHC5taWdyYXRpb24udjEuTWlncmF0aW9uRXZlbnQSIgoFcGhhc2UYAiABKA4yEy5taWdyYXRpb24udjEuUGhhc2UiQAoTUnVuUHJlZmxpZ2h0UmVxdWVzdBIpCgRzcGVjGAEgASgLMhsubWlncmF0aW9uLnYxLk1pZ3JhdGlvblNwZWMiUQoUUnVuUHJlZmxpZ2h0UmVzcG9uc2USKQoGY2hlY2tzGAEgAygLMhkubWlncmF0aW9uLnYxLkNoZWNrUmVzdWx0Eg4KBnBhc3NlZBgCIAEoCCIzChVBcHByb3ZlQ3V0b3ZlclJlcXVlc3QSCgoCaWQYASABKAkSDgoGcmVhc29uGAIgASgJIkQKFkFwcHJvdmVDdXRvdmVyUmVzcG9uc2USKgoJbWlncmF0aW9uGAEgASgLMhcubWlncmF0aW9uLnYxLk1pZ3JhdGlvbiIzChVQYXVzZU1pZ3JhdGlvblJlcXVlc3QSCgoCaWQYASABKAkSDgoGcmVhc29uGAIgASgJIkQKFlBhdXNlTWlncmF0aW9uUmVzcG9uc2USKgoJbWlncmF0aW9uGAEgASgLMhcubWlncmF0aW9uLnYxLk1pZ3JhdGlvbiI0ChZSZXN1bWVNaWdyYXRpb25SZXF1ZXN0EgoKAmlkGAEgASgJEg4KBnJlYXNvbhgCIAEoCSJFChdSZXN1bWVNaWdyYXRpb25SZXNwb25zZRIqCgltaWdyYXRpb24YASABKAsyFy5taWdyYXRpb24udjEuTWlncmF0aW9uIjMKFUFib3J0TWlncmF0aW9uUmVxdWVzdBIKCgJpZBgBIAEoCRIOCgZyZWFzb24YAiABKAkiRAoWQWJvcnRNaWdyYXRpb25SZXNwb25zZRIqCgltaWdyYXRpb24YASABKAsyFy5taWdyYXRpb24udjEuTWlncmF0aW9uIjYKGFJvbGxiYWNrTWlncmF0aW9uUmVxdWVzdBIKCgJpZBgBIAEoCRIOCgZyZWFzb24YAiABKAkiRwoZUm9sbGJhY2tNaWdyYXRpb25SZXNwb25zZRIqCgltaWdyYXRpb24YASABKAsyFy5taWdyYXRpb24udjEuTWlncmF0aW9uIjYKGEZpbmFsaXplTWlncmF0aW9uUmVxdWVzdBIKCgJpZBgBIAEoCRIOCgZyZWFzb24YAiABKAkiRwoZRmluYWxpemVNaWdyYXRpb25SZXNwb25zZRIqCgltaWdyYXRpb24YASABKAsyFy5taWdyYXRpb24udjEuTWlncmF0aW9uIkgKF0Ryb3BJbmFjdGl2ZVNsb3RSZXF1ZXN0EgoKAmlkGAEgASgJEhEKCXNsb3RfbmFtZRgCIAEoCRIOCgZyZWFzb24YAyABKAkiXgoYRHJvcEluYWN0aXZlU2xvdFJlc3BvbnNlEioKCW1pZ3JhdGlvbhgBIAEoCzIXLm1pZ3JhdGlvbi52MS5NaWdyYXRpb24SFgoOcmV0YWluZWRfYnl0ZXMYAiABKAQiMAoXR2V0Um91dGluZ1N0YXR1c1JlcXVlc3QSFQoNZGF0YWJhc2VfbmFtZRgBIAEoCSJHChhHZXRSb3V0aW5nU3RhdHVzUmVzcG9uc2USKwoGc3RhdHVzGAEgASgLMhsubWlncmF0aW9uLnYxLlJvdXRpbmdTdGF0dXMqdgoKU2xvdEFjdGlvbhIbChdTTE9UX0FDVElPTl9VTlNQRUNJRklFRBAAEhwKGFNMT1RfQUNUSU9OX0tFRVBfUkVBRElORxABEhUKEVNMT1RfQUNUSU9OX1BBVVNFEAISFgoSU0xPVF9BQ1RJT05fUkVTVU1FEAMqpgMKBVBoYXNlEhUKEVBIQVNFX1VOU1BFQ0lGSUVEEAASEQoNUEhBU0VfUEVORElORxABEhMKD1BIQVNFX1BSRUZMSUdIVBACEhYKElBIQVNFX1BST1ZJU0lPTklORxADEhUKEVBIQVNFX1JFUExJQ0FUSU5HEAQSGwoXUEhBU0VfUkVBRFlfRk9SX0NVVE9WRVIQBRIVChFQSEFTRV9DRENfUFJFUEFSRRAGEhMKD1BIQVNFX1FVSUVTQ0lORxAHEhQKEFBIQVNFX0ZJTkFMX1NZTkMQCBITCg9QSEFTRV9QUk9NT1RJTkcQCRIVChFQSEFTRV9DRENfUkVTVE9SRRAKEhEKDVBIQVNFX1JPVVRJTkcQCxITCg9QSEFTRV9WRVJJRllJTkcQDBITCg9QSEFTRV9DT01QTEVURUQQDRITCg9QSEFTRV9GSU5BTElaRUQQDhIWChJQSEFTRV9ST0xMSU5HX0JBQ0sQDxIVChFQSEFTRV9ST0xMRURfQkFDSxAQEhEKDVBIQVNFX0FCT1JURUQQERIQCgxQSEFTRV9GQUlMRUQQEipKCghQcm92aWRlchIYChRQUk9WSURFUl9VTlNQRUNJRklFRBAAEhIKDlBST1ZJREVSX0xPQ0FMEAESEAoMUFJPVklERVJfQVdTEAIqYAoLQ3V0b3Zlck1vZGUSHAoYQ1VUT1ZFUl9NT0RFX1VOU1BFQ0lGSUVEEAASFwoTQ1VUT1ZFUl9NT0RFX01BTlVBTBABEhoKFkNVVE9WRVJfTU9ERV9BVVRPTUFUSUMQAipRCgdDZGNNb2RlEhgKFENEQ19NT0RFX1VOU1BFQ0lGSUVEEAASFwoTQ0RDX01PREVfQ09PUkRJTkFURRABEhMKD0NEQ19NT0RFX0lHTk9SRRACKmUKDUZhaWx1cmVQb2xpY3kSHgoaRkFJTFVSRV9QT0xJQ1lfVU5TUEVDSUZJRUQQABIbChdGQUlMVVJFX1BPTElDWV9ST0xMQkFDSxABEhcKE0ZBSUxVUkVfUE9MSUNZX0hPTEQQAiqQAQoWUm9sbGJhY2tFeGNlZWRlZEFjdGlvbhIoCiRST0xMQkFDS19FWENFRURFRF9BQ1RJT05fVU5TUEVDSUZJRUQQABIhCh1ST0xMQkFDS19FWENFRURFRF9BQ1RJT05fV0FSThABEikKJVJPTExCQUNLX0VYQ0VFREVEX0FDVElPTl9TVE9QX1JFVkVSU0UQAipwCgtDaGVja1N0YXR1cxIcChhDSEVDS19TVEFUVVNfVU5TUEVDSUZJRUQQABIVChFDSEVDS19TVEFUVVNfUEFTUxABEhUKEUNIRUNLX1NUQVRVU19XQVJOEAISFQoRQ0hFQ0tfU1RBVFVTX0ZBSUwQAyqiAQoMQ2RjU2xvdFN0YWdlEh4KGkNEQ19TTE9UX1NUQUdFX1VOU1BFQ0lGSUVEEAASHAoYQ0RDX1NMT1RfU1RBR0VfT05fU09VUkNFEAESGwoXQ0RDX1NMT1RfU1RBR0VfRFJBSU5JTkcQAhIZChVDRENfU0xPVF9TVEFHRV9QQVVTRUQQAxIcChhDRENfU0xPVF9TVEFHRV9PTl9UQVJHRVQQBCqmAgoJRXZlbnRUeXBlEhoKFkVWRU5UX1RZUEVfVU5TUEVDSUZJRUQQABIWChJFVkVOVF9UWVBFX0NSRUFURUQQARIcChhFVkVOVF9UWVBFX1BIQVNFX0NIQU5HRUQQAhIbChdFVkVOVF9UWVBFX0NIRUNLX1JFU1VMVBADEhsKF0VWRU5UX1RZUEVfU1RFUF9TVEFSVEVEEAQSHQoZRVZFTlRfVFlQRV9TVEVQX1NVQ0NFRURFRBAFEhoKFkVWRU5UX1RZUEVfU1RFUF9GQUlMRUQQBhIeChpFVkVOVF9UWVBFX09QRVJBVE9SX0FDVElPThAHEh4KGkVWRU5UX1RZUEVfUk9VVElOR19DSEFOR0VEEAgSEgoORVZFTlRfVFlQRV9DREMQCTLlCQoQTWlncmF0aW9uU2VydmljZRJeCg9DcmVhdGVNaWdyYXRpb24SJC5taWdyYXRpb24udjEuQ3JlYXRlTWlncmF0aW9uUmVxdWVzdBolLm1pZ3JhdGlvbi52MS5DcmVhdGVNaWdyYXRpb25SZXNwb25zZRJVCgxHZXRNaWdyYXRpb24SIS5taWdyYXRpb24udjEuR2V0TWlncmF0aW9uUmVxdWVzdBoiLm1pZ3JhdGlvbi52MS5HZXRNaWdyYXRpb25SZXNwb25zZRJbCg5MaXN0TWlncmF0aW9ucxIjLm1pZ3JhdGlvbi52MS5MaXN0TWlncmF0aW9uc1JlcXVlc3QaJC5taWdyYXRpb24udjEuTGlzdE1pZ3JhdGlvbnNSZXNwb25zZRJdCg5XYXRjaE1pZ3JhdGlvbhIjLm1pZ3JhdGlvbi52MS5XYXRjaE1pZ3JhdGlvblJlcXVlc3QaJC5taWdyYXRpb24udjEuV2F0Y2hNaWdyYXRpb25SZXNwb25zZTABElUKDFJ1blByZWZsaWdodBIhLm1pZ3JhdGlvbi52MS5SdW5QcmVmbGlnaHRSZXF1ZXN0GiIubWlncmF0aW9uLnYxLlJ1blByZWZsaWdodFJlc3BvbnNlElsKDkFwcHJvdmVDdXRvdmVyEiMubWlncmF0aW9uLnYxLkFwcHJvdmVDdXRvdmVyUmVxdWVzdBokLm1pZ3JhdGlvbi52MS5BcHByb3ZlQ3V0b3ZlclJlc3BvbnNlElsKDlBhdXNlTWlncmF0aW9uEiMubWlncmF0aW9uLnYxLlBhdXNlTWlncmF0aW9uUmVxdWVzdBokLm1pZ3JhdGlvbi52MS5QYXVzZU1pZ3JhdGlvblJlc3BvbnNlEl4KD1Jlc3VtZU1pZ3JhdGlvbhIkLm1pZ3JhdGlvbi52MS5SZXN1bWVNaWdyYXRpb25SZXF1ZXN0GiUubWlncmF0aW9uLnYxLlJlc3VtZU1pZ3JhdGlvblJlc3BvbnNlElsKDkFib3J0TWlncmF0aW9uEiMubWlncmF0aW9uLnYxLkFib3J0TWlncmF0aW9uUmVxdWVzdBokLm1pZ3JhdGlvbi52MS5BYm9ydE1pZ3JhdGlvblJlc3BvbnNlEmQKEVJvbGxiYWNrTWlncmF0aW9uEiYubWlncmF0aW9uLnYxLlJvbGxiYWNrTWlncmF0aW9uUmVxdWVzdBonLm1pZ3JhdGlvbi52MS5Sb2xsYmFja01pZ3JhdGlvblJlc3BvbnNlEmQKEUZpbmFsaXplTWlncmF0aW9uEiYubWlncmF0aW9uLnYxLkZpbmFsaXplTWlncmF0aW9uUmVxdWVzdBonLm1pZ3JhdGlvbi52MS5GaW5hbGl6ZU1pZ3JhdGlvblJlc3BvbnNlEmEKEERyb3BJbmFjdGl2ZVNsb3QSJS5taWdyYXRpb24udjEuRHJvcEluYWN0aXZlU2xvdFJlcXVlc3QaJi5taWdyYXRpb24udjEuRHJvcEluYWN0aXZlU2xvdFJlc3BvbnNlEmEKEEdldFJvdXRpbmdTdGF0dXMSJS5taWdyYXRpb24udjEuR2V0Um91dGluZ1N0YXR1c1JlcXVlc3QaJi5taWdyYXRpb24udjEuR2V0Um91dGluZ1N0YXR1c1Jlc3BvbnNlMnoKCkNkY1NlcnZpY2USbAoTV2F0Y2hTbG90RGlyZWN0aXZlcxIoLm1pZ3JhdGlvbi52MS5XYXRjaFNsb3REaXJlY3RpdmVzUmVxdWVzdBopLm1pZ3JhdGlvbi52MS5XYXRjaFNsb3REaXJlY3RpdmVzUmVzcG9uc2UwAWIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
 
 /**
  * @generated from message migration.v1.WatchSlotDirectivesRequest
@@ -275,6 +275,11 @@ export type MigrationSpec = Message<"migration.v1.MigrationSpec"> & {
    * @generated from field: migration.v1.StepPolicy step_policy = 9;
    */
   stepPolicy?: StepPolicy | undefined;
+
+  /**
+   * @generated from field: migration.v1.RollbackPolicy rollback_policy = 10;
+   */
+  rollbackPolicy?: RollbackPolicy | undefined;
 };
 
 /**
@@ -283,6 +288,115 @@ export type MigrationSpec = Message<"migration.v1.MigrationSpec"> & {
  */
 export const MigrationSpecSchema: GenMessage<MigrationSpec> = /*@__PURE__*/
   messageDesc(file_migration_v1_migration, 6);
+
+/**
+ * How long a lossless rollback stays cheap: from promotion until finalize the
+ * target's writes flow back to the source (reverse replication); its backlog
+ * is what a rollback must apply with the target fenced.
+ *
+ * @generated from message migration.v1.RollbackPolicy
+ */
+export type RollbackPolicy = Message<"migration.v1.RollbackPolicy"> & {
+  /**
+   * Backlog (bytes of the target's WAL the source has not applied) past which
+   * the migration warns (check rollback.reverse_lag; default 256 MiB).
+   *
+   * @generated from field: int64 max_reverse_lag_bytes = 1;
+   */
+  maxReverseLagBytes: bigint;
+
+  /**
+   * WAL the target retains for reverse replication past which the migration
+   * warns (default 4 GiB).
+   *
+   * @generated from field: int64 max_target_retained_bytes = 2;
+   */
+  maxTargetRetainedBytes: bigint;
+
+  /**
+   * What happens past either limit (default ROLLBACK_EXCEEDED_WARN).
+   *
+   * @generated from field: migration.v1.RollbackExceededAction on_exceeded = 3;
+   */
+  onExceeded: RollbackExceededAction;
+
+  /**
+   * A rollback waits, with the target still taking writes, until the backlog
+   * is at most this before it fences the target (default 16 MiB; 0 fences at once).
+   *
+   * @generated from field: int64 fence_below_lag_bytes = 4;
+   */
+  fenceBelowLagBytes: bigint;
+
+  /**
+   * How long it waits for that at most (default 5m); then it fences anyway,
+   * having said what applying the rest will cost.
+   *
+   * @generated from field: google.protobuf.Duration fence_wait = 5;
+   */
+  fenceWait?: Duration | undefined;
+};
+
+/**
+ * Describes the message migration.v1.RollbackPolicy.
+ * Use `create(RollbackPolicySchema)` to create a new message.
+ */
+export const RollbackPolicySchema: GenMessage<RollbackPolicy> = /*@__PURE__*/
+  messageDesc(file_migration_v1_migration, 7);
+
+/**
+ * Reverse replication as last sampled (from promotion until finalize).
+ *
+ * @generated from message migration.v1.ReverseReplicationStatus
+ */
+export type ReverseReplicationStatus = Message<"migration.v1.ReverseReplicationStatus"> & {
+  /**
+   * Bytes of the target's WAL the source has not applied yet.
+   *
+   * @generated from field: int64 lag_bytes = 1;
+   */
+  lagBytes: bigint;
+
+  /**
+   * WAL the target retains for it.
+   *
+   * @generated from field: int64 retained_bytes = 2;
+   */
+  retainedBytes: bigint;
+
+  /**
+   * Apply rate measured between samples.
+   *
+   * @generated from field: double apply_bytes_per_second = 3;
+   */
+  applyBytesPerSecond: number;
+
+  /**
+   * What a rollback's drain would take now at that rate (unset when the rate is unknown).
+   *
+   * @generated from field: google.protobuf.Duration rollback_drain_estimate = 4;
+   */
+  rollbackDrainEstimate?: Duration | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp sampled_at = 5;
+   */
+  sampledAt?: Timestamp | undefined;
+
+  /**
+   * Set once reverse replication was dropped by the rollback policy: a lossless rollback is no longer possible.
+   *
+   * @generated from field: string stopped_reason = 6;
+   */
+  stoppedReason: string;
+};
+
+/**
+ * Describes the message migration.v1.ReverseReplicationStatus.
+ * Use `create(ReverseReplicationStatusSchema)` to create a new message.
+ */
+export const ReverseReplicationStatusSchema: GenMessage<ReverseReplicationStatus> = /*@__PURE__*/
+  messageDesc(file_migration_v1_migration, 8);
 
 /**
  * How the engine retries a failing step and how long a phase may take.
@@ -323,7 +437,7 @@ export type StepPolicy = Message<"migration.v1.StepPolicy"> & {
  * Use `create(StepPolicySchema)` to create a new message.
  */
 export const StepPolicySchema: GenMessage<StepPolicy> = /*@__PURE__*/
-  messageDesc(file_migration_v1_migration, 7);
+  messageDesc(file_migration_v1_migration, 9);
 
 /**
  * @generated from message migration.v1.PhaseTransition
@@ -362,7 +476,7 @@ export type PhaseTransition = Message<"migration.v1.PhaseTransition"> & {
  * Use `create(PhaseTransitionSchema)` to create a new message.
  */
 export const PhaseTransitionSchema: GenMessage<PhaseTransition> = /*@__PURE__*/
-  messageDesc(file_migration_v1_migration, 8);
+  messageDesc(file_migration_v1_migration, 10);
 
 /**
  * @generated from message migration.v1.CheckResult
@@ -413,7 +527,7 @@ export type CheckResult = Message<"migration.v1.CheckResult"> & {
  * Use `create(CheckResultSchema)` to create a new message.
  */
 export const CheckResultSchema: GenMessage<CheckResult> = /*@__PURE__*/
-  messageDesc(file_migration_v1_migration, 9);
+  messageDesc(file_migration_v1_migration, 11);
 
 /**
  * @generated from message migration.v1.CdcSlotPosition
@@ -542,7 +656,7 @@ export type CdcSlotPosition = Message<"migration.v1.CdcSlotPosition"> & {
  * Use `create(CdcSlotPositionSchema)` to create a new message.
  */
 export const CdcSlotPositionSchema: GenMessage<CdcSlotPosition> = /*@__PURE__*/
-  messageDesc(file_migration_v1_migration, 10);
+  messageDesc(file_migration_v1_migration, 12);
 
 /**
  * @generated from message migration.v1.ProxyStatus
@@ -596,7 +710,7 @@ export type ProxyStatus = Message<"migration.v1.ProxyStatus"> & {
  * Use `create(ProxyStatusSchema)` to create a new message.
  */
 export const ProxyStatusSchema: GenMessage<ProxyStatus> = /*@__PURE__*/
-  messageDesc(file_migration_v1_migration, 11);
+  messageDesc(file_migration_v1_migration, 13);
 
 /**
  * @generated from message migration.v1.Endpoint
@@ -618,7 +732,7 @@ export type Endpoint = Message<"migration.v1.Endpoint"> & {
  * Use `create(EndpointSchema)` to create a new message.
  */
 export const EndpointSchema: GenMessage<Endpoint> = /*@__PURE__*/
-  messageDesc(file_migration_v1_migration, 12);
+  messageDesc(file_migration_v1_migration, 14);
 
 /**
  * @generated from message migration.v1.RoutingStatus
@@ -661,7 +775,7 @@ export type RoutingStatus = Message<"migration.v1.RoutingStatus"> & {
  * Use `create(RoutingStatusSchema)` to create a new message.
  */
 export const RoutingStatusSchema: GenMessage<RoutingStatus> = /*@__PURE__*/
-  messageDesc(file_migration_v1_migration, 13);
+  messageDesc(file_migration_v1_migration, 15);
 
 /**
  * @generated from message migration.v1.MigrationError
@@ -695,7 +809,7 @@ export type MigrationError = Message<"migration.v1.MigrationError"> & {
  * Use `create(MigrationErrorSchema)` to create a new message.
  */
 export const MigrationErrorSchema: GenMessage<MigrationError> = /*@__PURE__*/
-  messageDesc(file_migration_v1_migration, 14);
+  messageDesc(file_migration_v1_migration, 16);
 
 /**
  * @generated from message migration.v1.Migration
@@ -781,6 +895,13 @@ export type Migration = Message<"migration.v1.Migration"> & {
    * @generated from field: google.protobuf.Timestamp cdc_paused_since = 15;
    */
   cdcPausedSince?: Timestamp | undefined;
+
+  /**
+   * From promotion until finalize: what a lossless rollback would have to apply.
+   *
+   * @generated from field: migration.v1.ReverseReplicationStatus reverse = 16;
+   */
+  reverse?: ReverseReplicationStatus | undefined;
 };
 
 /**
@@ -788,7 +909,7 @@ export type Migration = Message<"migration.v1.Migration"> & {
  * Use `create(MigrationSchema)` to create a new message.
  */
 export const MigrationSchema: GenMessage<Migration> = /*@__PURE__*/
-  messageDesc(file_migration_v1_migration, 15);
+  messageDesc(file_migration_v1_migration, 17);
 
 /**
  * @generated from message migration.v1.CreateMigrationRequest
@@ -813,7 +934,7 @@ export type CreateMigrationRequest = Message<"migration.v1.CreateMigrationReques
  * Use `create(CreateMigrationRequestSchema)` to create a new message.
  */
 export const CreateMigrationRequestSchema: GenMessage<CreateMigrationRequest> = /*@__PURE__*/
-  messageDesc(file_migration_v1_migration, 16);
+  messageDesc(file_migration_v1_migration, 18);
 
 /**
  * @generated from message migration.v1.CreateMigrationResponse
@@ -837,7 +958,7 @@ export type CreateMigrationResponse = Message<"migration.v1.CreateMigrationRespo
  * Use `create(CreateMigrationResponseSchema)` to create a new message.
  */
 export const CreateMigrationResponseSchema: GenMessage<CreateMigrationResponse> = /*@__PURE__*/
-  messageDesc(file_migration_v1_migration, 17);
+  messageDesc(file_migration_v1_migration, 19);
 
 /**
  * @generated from message migration.v1.GetMigrationRequest
@@ -854,7 +975,7 @@ export type GetMigrationRequest = Message<"migration.v1.GetMigrationRequest"> & 
  * Use `create(GetMigrationRequestSchema)` to create a new message.
  */
 export const GetMigrationRequestSchema: GenMessage<GetMigrationRequest> = /*@__PURE__*/
-  messageDesc(file_migration_v1_migration, 18);
+  messageDesc(file_migration_v1_migration, 20);
 
 /**
  * @generated from message migration.v1.GetMigrationResponse
@@ -871,7 +992,7 @@ export type GetMigrationResponse = Message<"migration.v1.GetMigrationResponse"> 
  * Use `create(GetMigrationResponseSchema)` to create a new message.
  */
 export const GetMigrationResponseSchema: GenMessage<GetMigrationResponse> = /*@__PURE__*/
-  messageDesc(file_migration_v1_migration, 19);
+  messageDesc(file_migration_v1_migration, 21);
 
 /**
  * @generated from message migration.v1.ListMigrationsRequest
@@ -911,7 +1032,7 @@ export type ListMigrationsRequest = Message<"migration.v1.ListMigrationsRequest"
  * Use `create(ListMigrationsRequestSchema)` to create a new message.
  */
 export const ListMigrationsRequestSchema: GenMessage<ListMigrationsRequest> = /*@__PURE__*/
-  messageDesc(file_migration_v1_migration, 20);
+  messageDesc(file_migration_v1_migration, 22);
 
 /**
  * @generated from message migration.v1.ListMigrationsResponse
@@ -935,7 +1056,7 @@ export type ListMigrationsResponse = Message<"migration.v1.ListMigrationsRespons
  * Use `create(ListMigrationsResponseSchema)` to create a new message.
  */
 export const ListMigrationsResponseSchema: GenMessage<ListMigrationsResponse> = /*@__PURE__*/
-  messageDesc(file_migration_v1_migration, 21);
+  messageDesc(file_migration_v1_migration, 23);
 
 /**
  * @generated from message migration.v1.WatchMigrationRequest
@@ -959,7 +1080,7 @@ export type WatchMigrationRequest = Message<"migration.v1.WatchMigrationRequest"
  * Use `create(WatchMigrationRequestSchema)` to create a new message.
  */
 export const WatchMigrationRequestSchema: GenMessage<WatchMigrationRequest> = /*@__PURE__*/
-  messageDesc(file_migration_v1_migration, 22);
+  messageDesc(file_migration_v1_migration, 24);
 
 /**
  * @generated from message migration.v1.MigrationEvent
@@ -1024,7 +1145,7 @@ export type MigrationEvent = Message<"migration.v1.MigrationEvent"> & {
  * Use `create(MigrationEventSchema)` to create a new message.
  */
 export const MigrationEventSchema: GenMessage<MigrationEvent> = /*@__PURE__*/
-  messageDesc(file_migration_v1_migration, 23);
+  messageDesc(file_migration_v1_migration, 25);
 
 /**
  * @generated from message migration.v1.WatchMigrationResponse
@@ -1048,7 +1169,7 @@ export type WatchMigrationResponse = Message<"migration.v1.WatchMigrationRespons
  * Use `create(WatchMigrationResponseSchema)` to create a new message.
  */
 export const WatchMigrationResponseSchema: GenMessage<WatchMigrationResponse> = /*@__PURE__*/
-  messageDesc(file_migration_v1_migration, 24);
+  messageDesc(file_migration_v1_migration, 26);
 
 /**
  * @generated from message migration.v1.RunPreflightRequest
@@ -1065,7 +1186,7 @@ export type RunPreflightRequest = Message<"migration.v1.RunPreflightRequest"> & 
  * Use `create(RunPreflightRequestSchema)` to create a new message.
  */
 export const RunPreflightRequestSchema: GenMessage<RunPreflightRequest> = /*@__PURE__*/
-  messageDesc(file_migration_v1_migration, 25);
+  messageDesc(file_migration_v1_migration, 27);
 
 /**
  * @generated from message migration.v1.RunPreflightResponse
@@ -1089,7 +1210,7 @@ export type RunPreflightResponse = Message<"migration.v1.RunPreflightResponse"> 
  * Use `create(RunPreflightResponseSchema)` to create a new message.
  */
 export const RunPreflightResponseSchema: GenMessage<RunPreflightResponse> = /*@__PURE__*/
-  messageDesc(file_migration_v1_migration, 26);
+  messageDesc(file_migration_v1_migration, 28);
 
 /**
  * @generated from message migration.v1.ApproveCutoverRequest
@@ -1111,7 +1232,7 @@ export type ApproveCutoverRequest = Message<"migration.v1.ApproveCutoverRequest"
  * Use `create(ApproveCutoverRequestSchema)` to create a new message.
  */
 export const ApproveCutoverRequestSchema: GenMessage<ApproveCutoverRequest> = /*@__PURE__*/
-  messageDesc(file_migration_v1_migration, 27);
+  messageDesc(file_migration_v1_migration, 29);
 
 /**
  * @generated from message migration.v1.ApproveCutoverResponse
@@ -1128,7 +1249,7 @@ export type ApproveCutoverResponse = Message<"migration.v1.ApproveCutoverRespons
  * Use `create(ApproveCutoverResponseSchema)` to create a new message.
  */
 export const ApproveCutoverResponseSchema: GenMessage<ApproveCutoverResponse> = /*@__PURE__*/
-  messageDesc(file_migration_v1_migration, 28);
+  messageDesc(file_migration_v1_migration, 30);
 
 /**
  * @generated from message migration.v1.PauseMigrationRequest
@@ -1150,7 +1271,7 @@ export type PauseMigrationRequest = Message<"migration.v1.PauseMigrationRequest"
  * Use `create(PauseMigrationRequestSchema)` to create a new message.
  */
 export const PauseMigrationRequestSchema: GenMessage<PauseMigrationRequest> = /*@__PURE__*/
-  messageDesc(file_migration_v1_migration, 29);
+  messageDesc(file_migration_v1_migration, 31);
 
 /**
  * @generated from message migration.v1.PauseMigrationResponse
@@ -1167,7 +1288,7 @@ export type PauseMigrationResponse = Message<"migration.v1.PauseMigrationRespons
  * Use `create(PauseMigrationResponseSchema)` to create a new message.
  */
 export const PauseMigrationResponseSchema: GenMessage<PauseMigrationResponse> = /*@__PURE__*/
-  messageDesc(file_migration_v1_migration, 30);
+  messageDesc(file_migration_v1_migration, 32);
 
 /**
  * @generated from message migration.v1.ResumeMigrationRequest
@@ -1189,7 +1310,7 @@ export type ResumeMigrationRequest = Message<"migration.v1.ResumeMigrationReques
  * Use `create(ResumeMigrationRequestSchema)` to create a new message.
  */
 export const ResumeMigrationRequestSchema: GenMessage<ResumeMigrationRequest> = /*@__PURE__*/
-  messageDesc(file_migration_v1_migration, 31);
+  messageDesc(file_migration_v1_migration, 33);
 
 /**
  * @generated from message migration.v1.ResumeMigrationResponse
@@ -1206,7 +1327,7 @@ export type ResumeMigrationResponse = Message<"migration.v1.ResumeMigrationRespo
  * Use `create(ResumeMigrationResponseSchema)` to create a new message.
  */
 export const ResumeMigrationResponseSchema: GenMessage<ResumeMigrationResponse> = /*@__PURE__*/
-  messageDesc(file_migration_v1_migration, 32);
+  messageDesc(file_migration_v1_migration, 34);
 
 /**
  * @generated from message migration.v1.AbortMigrationRequest
@@ -1228,7 +1349,7 @@ export type AbortMigrationRequest = Message<"migration.v1.AbortMigrationRequest"
  * Use `create(AbortMigrationRequestSchema)` to create a new message.
  */
 export const AbortMigrationRequestSchema: GenMessage<AbortMigrationRequest> = /*@__PURE__*/
-  messageDesc(file_migration_v1_migration, 33);
+  messageDesc(file_migration_v1_migration, 35);
 
 /**
  * @generated from message migration.v1.AbortMigrationResponse
@@ -1245,7 +1366,7 @@ export type AbortMigrationResponse = Message<"migration.v1.AbortMigrationRespons
  * Use `create(AbortMigrationResponseSchema)` to create a new message.
  */
 export const AbortMigrationResponseSchema: GenMessage<AbortMigrationResponse> = /*@__PURE__*/
-  messageDesc(file_migration_v1_migration, 34);
+  messageDesc(file_migration_v1_migration, 36);
 
 /**
  * @generated from message migration.v1.RollbackMigrationRequest
@@ -1267,7 +1388,7 @@ export type RollbackMigrationRequest = Message<"migration.v1.RollbackMigrationRe
  * Use `create(RollbackMigrationRequestSchema)` to create a new message.
  */
 export const RollbackMigrationRequestSchema: GenMessage<RollbackMigrationRequest> = /*@__PURE__*/
-  messageDesc(file_migration_v1_migration, 35);
+  messageDesc(file_migration_v1_migration, 37);
 
 /**
  * @generated from message migration.v1.RollbackMigrationResponse
@@ -1284,7 +1405,7 @@ export type RollbackMigrationResponse = Message<"migration.v1.RollbackMigrationR
  * Use `create(RollbackMigrationResponseSchema)` to create a new message.
  */
 export const RollbackMigrationResponseSchema: GenMessage<RollbackMigrationResponse> = /*@__PURE__*/
-  messageDesc(file_migration_v1_migration, 36);
+  messageDesc(file_migration_v1_migration, 38);
 
 /**
  * @generated from message migration.v1.FinalizeMigrationRequest
@@ -1306,7 +1427,7 @@ export type FinalizeMigrationRequest = Message<"migration.v1.FinalizeMigrationRe
  * Use `create(FinalizeMigrationRequestSchema)` to create a new message.
  */
 export const FinalizeMigrationRequestSchema: GenMessage<FinalizeMigrationRequest> = /*@__PURE__*/
-  messageDesc(file_migration_v1_migration, 37);
+  messageDesc(file_migration_v1_migration, 39);
 
 /**
  * @generated from message migration.v1.FinalizeMigrationResponse
@@ -1323,7 +1444,7 @@ export type FinalizeMigrationResponse = Message<"migration.v1.FinalizeMigrationR
  * Use `create(FinalizeMigrationResponseSchema)` to create a new message.
  */
 export const FinalizeMigrationResponseSchema: GenMessage<FinalizeMigrationResponse> = /*@__PURE__*/
-  messageDesc(file_migration_v1_migration, 38);
+  messageDesc(file_migration_v1_migration, 40);
 
 /**
  * @generated from message migration.v1.DropInactiveSlotRequest
@@ -1352,7 +1473,7 @@ export type DropInactiveSlotRequest = Message<"migration.v1.DropInactiveSlotRequ
  * Use `create(DropInactiveSlotRequestSchema)` to create a new message.
  */
 export const DropInactiveSlotRequestSchema: GenMessage<DropInactiveSlotRequest> = /*@__PURE__*/
-  messageDesc(file_migration_v1_migration, 39);
+  messageDesc(file_migration_v1_migration, 41);
 
 /**
  * @generated from message migration.v1.DropInactiveSlotResponse
@@ -1376,7 +1497,7 @@ export type DropInactiveSlotResponse = Message<"migration.v1.DropInactiveSlotRes
  * Use `create(DropInactiveSlotResponseSchema)` to create a new message.
  */
 export const DropInactiveSlotResponseSchema: GenMessage<DropInactiveSlotResponse> = /*@__PURE__*/
-  messageDesc(file_migration_v1_migration, 40);
+  messageDesc(file_migration_v1_migration, 42);
 
 /**
  * @generated from message migration.v1.GetRoutingStatusRequest
@@ -1393,7 +1514,7 @@ export type GetRoutingStatusRequest = Message<"migration.v1.GetRoutingStatusRequ
  * Use `create(GetRoutingStatusRequestSchema)` to create a new message.
  */
 export const GetRoutingStatusRequestSchema: GenMessage<GetRoutingStatusRequest> = /*@__PURE__*/
-  messageDesc(file_migration_v1_migration, 41);
+  messageDesc(file_migration_v1_migration, 43);
 
 /**
  * @generated from message migration.v1.GetRoutingStatusResponse
@@ -1410,7 +1531,7 @@ export type GetRoutingStatusResponse = Message<"migration.v1.GetRoutingStatusRes
  * Use `create(GetRoutingStatusResponseSchema)` to create a new message.
  */
 export const GetRoutingStatusResponseSchema: GenMessage<GetRoutingStatusResponse> = /*@__PURE__*/
-  messageDesc(file_migration_v1_migration, 42);
+  messageDesc(file_migration_v1_migration, 44);
 
 /**
  * @generated from enum migration.v1.SlotAction
@@ -1682,6 +1803,38 @@ export const FailurePolicySchema: GenEnum<FailurePolicy> = /*@__PURE__*/
   enumDesc(file_migration_v1_migration, 5);
 
 /**
+ * @generated from enum migration.v1.RollbackExceededAction
+ */
+export enum RollbackExceededAction {
+  /**
+   * @generated from enum value: ROLLBACK_EXCEEDED_ACTION_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * A WARN (event, check, metric); nothing else changes.
+   *
+   * @generated from enum value: ROLLBACK_EXCEEDED_ACTION_WARN = 1;
+   */
+  WARN = 1,
+
+  /**
+   * Reverse replication is dropped, so the target stops retaining WAL for it;
+   * recorded as an event with the reason. A rollback is refused from then on
+   * (it would lose the target's writes); FinalizeMigration closes the window.
+   *
+   * @generated from enum value: ROLLBACK_EXCEEDED_ACTION_STOP_REVERSE = 2;
+   */
+  STOP_REVERSE = 2,
+}
+
+/**
+ * Describes the enum migration.v1.RollbackExceededAction.
+ */
+export const RollbackExceededActionSchema: GenEnum<RollbackExceededAction> = /*@__PURE__*/
+  enumDesc(file_migration_v1_migration, 6);
+
+/**
  * @generated from enum migration.v1.CheckStatus
  */
 export enum CheckStatus {
@@ -1710,7 +1863,7 @@ export enum CheckStatus {
  * Describes the enum migration.v1.CheckStatus.
  */
 export const CheckStatusSchema: GenEnum<CheckStatus> = /*@__PURE__*/
-  enumDesc(file_migration_v1_migration, 6);
+  enumDesc(file_migration_v1_migration, 7);
 
 /**
  * @generated from enum migration.v1.CdcSlotStage
@@ -1754,7 +1907,7 @@ export enum CdcSlotStage {
  * Describes the enum migration.v1.CdcSlotStage.
  */
 export const CdcSlotStageSchema: GenEnum<CdcSlotStage> = /*@__PURE__*/
-  enumDesc(file_migration_v1_migration, 7);
+  enumDesc(file_migration_v1_migration, 8);
 
 /**
  * @generated from enum migration.v1.EventType
@@ -1815,7 +1968,7 @@ export enum EventType {
  * Describes the enum migration.v1.EventType.
  */
 export const EventTypeSchema: GenEnum<EventType> = /*@__PURE__*/
-  enumDesc(file_migration_v1_migration, 8);
+  enumDesc(file_migration_v1_migration, 9);
 
 /**
  * MigrationService starts and drives migrations of a PostgreSQL database from
