@@ -119,7 +119,8 @@ describe("CDC with pg_recvlogical through the proxy: nothing lost or duplicated,
     await expectCompleted(m.id);
     const gapWith = load.longestGapMs;
     console.log(`[recvlogical] longest application write gap across cutover: ${gapWithout} ms without a consumer, ${gapWith} ms with pg_recvlogical attached`);
-    expect(gapWith).toBeLessThan(gapWithout + 800);
+    // Waiting for its confirmation (it confirms once a second) would add up to a second; the hand-over adds only its own work.
+    expect(gapWith).toBeLessThan(gapWithout + 1000);
 
     // Its stream was handed over at the fence; it sleeps 5 s before reconnecting. Roll back now.
     const asleep = !(await readerOn("asleep-tgt"));

@@ -283,6 +283,13 @@ describe("CDC steps survive SIGKILL: the consumer's stream stays exactly once", 
       for (let i = 0; i < 300 && !consumer.changes.some((ch) => Number(ch.row.id) === newest); i++) await sleep(100);
       const streamed = consumer.changes.filter((ch) => ch.table === "items").map((ch) => Number(ch.row.id));
       expect(rows.length).toBeGreaterThan(100);
+      if (streamed.length !== rows.length) {
+        // What the consumer was told and where the slots are, to tell a lost directive from a lost change.
+        const slots = (await f.provider.describe({ id: `${name}-tgt` })).slots.map((s) => `${s.name}:${s.active}:${s.confirmedFlushLsn}`);
+        console.log(
+          `[cdc-kill] ${phase}: directives ${JSON.stringify(consumer.directives.map((d) => [d.action, d.endpoint?.port, d.drainToLsn, d.resumeFromLsn]))}; target slots ${slots.join(", ")}; ${JSON.stringify(consumer.debugState())}`,
+        );
+      }
       expect(streamed).toEqual(rows);
       expect(
         (await f.provider.describe({ id: `${name}-tgt` })).slots.filter((s) => s.type === "logical" && !s.name.startsWith("pgshift_")).map((s) => s.name),

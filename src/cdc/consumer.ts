@@ -74,6 +74,17 @@ export class CdcConsumer {
     await this.closeStream();
   }
 
+  /** Where the consumer stands, for a test's diagnostics. */
+  debugState(): { endpoint?: string; lastLsn: string; confirmed: string; pending: boolean; generation: number } {
+    return {
+      endpoint: this.stream?.endpoint,
+      lastLsn: this.lastLsn,
+      confirmed: this.confirmed,
+      pending: this.pending !== undefined,
+      generation: this.generation,
+    };
+  }
+
   private async watch(): Promise<void> {
     const client = createClient(CdcService, createGrpcTransport({ baseUrl: this.opts.api }));
     while (!this.abort.signal.aborted) {
@@ -131,7 +142,16 @@ export class CdcConsumer {
   private async openStream(endpoint: string): Promise<void> {
     const [host, port] = [endpoint.slice(0, endpoint.lastIndexOf(":")), Number(endpoint.slice(endpoint.lastIndexOf(":") + 1))];
     const service = new LogicalReplicationService(
-      { host, port, user: this.opts.user, password: this.opts.password, database: this.opts.database, application_name: "pgshift-consumer" },
+      {
+        host,
+        port,
+        user: this.opts.user,
+        password: this.opts.password,
+        database: this.opts.database,
+        application_name: "pgshift-consumer",
+        // A connection attempt that hangs (a server going away mid-handshake) must not hold the next directive up.
+        connectionTimeoutMillis: 5_000,
+      },
       { acknowledge: { auto: false, timeoutSeconds: 0 } },
     );
     service.on("error", () => {});
@@ -161,8 +181,9 @@ export class CdcConsumer {
     const s = this.stream;
     this.stream = undefined;
     if (!s) return;
-    await s.service.stop().catch(() => {});
-    await s.done;
+    // Bounded: a stream stuck in a connection attempt must not hold the next directive up.
+    await Promise.race([s.service.stop().catch(() => {}), new Promise((r) => setTimeout(r, 2_000))]);
+    await Promise.race([s.done, new Promise((r) => setTimeout(r, 2_000))]);
     // A transaction cut off mid-way is sent again from the confirmed position.
     this.pending = undefined;
   }
