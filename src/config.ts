@@ -32,6 +32,8 @@ export interface ServiceConfig {
   localDir: string;
   /** This replica's identity in the store; absent: one kept in the data dir, so a restart on it knows its own leases. */
   replicaId?: string;
+  /** How long the source (before cutover) and the target (after) are sampled for the baseline comparison. */
+  baselineSampleMs: number;
 }
 
 function port(name: string, v: string): number {
@@ -85,6 +87,7 @@ export function parseServiceConfig(argv: string[], env: NodeJS.ProcessEnv = proc
       "xds-port": { type: "string" },
       "metrics-port": { type: "string" },
       "fenced-lease-ms": { type: "string" },
+      "baseline-sample-ms": { type: "string" },
       "replica-id": { type: "string" },
       "local-dir": { type: "string" },
     },
@@ -110,5 +113,6 @@ export function parseServiceConfig(argv: string[], env: NodeJS.ProcessEnv = proc
     fencedLeaseMs: Math.min(leaseMs, positive("fenced-lease-ms", values["fenced-lease-ms"] ?? env.PGSHIFT_FENCED_LEASE_MS ?? "2000")),
     replicaId: replicaId(values["replica-id"] ?? env.PGSHIFT_REPLICA_ID),
     metricsPort: metricsPort(values["metrics-port"] ?? env.PGSHIFT_METRICS_PORT),
+    baselineSampleMs: positive("baseline-sample-ms", values["baseline-sample-ms"] ?? env.PGSHIFT_BASELINE_SAMPLE_MS ?? "2000"),
   };
 }

@@ -63,6 +63,7 @@ export async function startService(config: ServiceConfig, log: Logger): Promise<
     repo,
     leases,
     fencedLeaseMs: config.fencedLeaseMs,
+    baselineSampleMs: config.baselineSampleMs,
     providers,
     router,
     log: log.child({ component: "engine" }),

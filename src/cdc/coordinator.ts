@@ -129,6 +129,10 @@ async function stage(ctx: CdcContext, stage: CdcStage, side: "source" | "target"
  * consumer reads it on the source when it returns.
  */
 export async function drainAndPause(ctx: CdcContext, finalLsn: string, remainingMs: number): Promise<string> {
+  // Done already (it starts alongside FINAL_SYNC's replay wait): nothing to do, not even a connection.
+  if (ctx.state.cdc?.stage === "PAUSED" && ctx.state.cdc.side === "source" && ctx.state.cdc.drainToLsn === finalLsn) {
+    return `logical slot(s) handed over at ${finalLsn}: ${names(ctx.state).join(", ")}`;
+  }
   // One connection for the whole hand-over: it runs with writes stopped, and each new connection costs.
   return ctx.provider.sql(ctx.source).session(async (c) => {
     const slots = await logicalSlotsOn(c);
@@ -209,6 +213,10 @@ export async function drainAndPause(ctx: CdcContext, finalLsn: string, remaining
  */
 export async function restoreOnTarget(ctx: CdcContext): Promise<string> {
   const recs = ctx.state.cdcSlots ?? [];
+  // Done already (it runs alongside reverse replication's start, right after promotion).
+  if (ctx.state.cdc?.stage === "ON_TARGET" && recs.every((r) => r.targetConsistentLsn)) {
+    return recs.length === 0 ? "no logical slots to restore" : `logical slot(s) on ${ctx.target.id}: ${names(ctx.state).join(", ")}`;
+  }
   if (!coordinating(ctx.spec) || recs.length === 0)
     return recs.length === 0 ? "no logical slots to restore" : "logical slots left to the operator (CDC_MODE_IGNORE)";
   // Above everything a consumer saw on the source: a consumer resumes from its own last LSN.

@@ -23,6 +23,7 @@ commands:
            --lease-ms N (PGSHIFT_LEASE_MS, default 10000): a dead replica's migrations move after this
            --engine on|off (PGSHIFT_ENGINE, default on): off serves the API only
            --metrics-port N (PGSHIFT_METRICS_PORT): Prometheus metrics at /metrics
+           --baseline-sample-ms N (PGSHIFT_BASELINE_SAMPLE_MS, default 2000): each baseline sample's length, before and after cutover
 ${CTL_USAGE}${LOCAL_USAGE}${PROXY_USAGE}  demo     a whole migration under a live write load, shown and verified [--rollback] [--rows N] [--rate N] [--window S] [--keep]
 `;
 }

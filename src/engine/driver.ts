@@ -31,6 +31,8 @@ export interface EngineDeps {
   tickMs?: number;
   /** The lease while writes are stopped (cutover window, rollback); default 2 s. */
   fencedLeaseMs?: number;
+  /** How long each baseline sample lasts (default 2 s). */
+  baselineSampleMs?: number;
   metrics?: ServiceMetrics;
 }
 
@@ -148,6 +150,7 @@ export class Engine {
       row,
       spec,
       policy: policyOf(spec),
+      baselineSampleMs: this.deps.baselineSampleMs ?? 2_000,
       provider: this.deps.providers(spec.provider),
       router: this.deps.router,
       activities: this.deps.activities ?? realActivities,

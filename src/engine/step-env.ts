@@ -66,6 +66,8 @@ export interface StepEnv {
   signal: AbortSignal;
   /** Milliseconds left before the phase's deadline. */
   remainingMs: number;
+  /** How long each baseline sample lasts (the service's --baseline-sample-ms). */
+  baselineSampleMs: number;
   /** The state as the step leaves it; persisted with the step's outcome. */
   state: MigrationStateJson;
   /** Persists state and logs a check result, mid-step. */

@@ -9,8 +9,6 @@ import { parameterCheck, runPreflight, slotChecks } from "../checks/preflight.js
 import { cdcContext, type Step } from "./step-env.js";
 import { rollingBack } from "./rollback.js";
 
-/** How long the source (before) and the target (after) are sampled for the baseline comparison. */
-const BASELINE_SAMPLE_MS = 2000;
 /**
  * Right after cutover, connection pools reconnect and the target's cache is
  * cold: one bad sample is not a regression. A breach counts only when it holds
@@ -131,7 +129,7 @@ const replicating: Step = async (env) => {
 
 const readyForCutover: Step = async (env) => {
   if (!env.state.baseline) {
-    env.state.baseline = await env.activities.probes.baseline(env.provider, env.source, BASELINE_SAMPLE_MS);
+    env.state.baseline = await env.activities.probes.baseline(env.provider, env.source, env.baselineSampleMs);
     // Persisted now (with the state), not at the transition: this step may wait long for approval.
     await env.report(baselineCheck(env.state.baseline));
     // The change streams cutover will coordinate, on record for operators before they approve it.
@@ -157,18 +155,31 @@ const quiescing: Step = async (env) => {
 const finalSync: Step = async (env) => {
   // Fenced, the source writes nothing more; its position now is the last the target needs.
   env.state.finalLsn ??= await env.provider.currentLsn(env.source);
-  await env.provider.waitForReplay(env.target, env.state.finalLsn, Math.max(1, env.remainingMs));
-  return { to: "CDC_PREPARE", reason: `${env.target.id} replayed up to the final LSN ${env.state.finalLsn}` };
+  const finalLsn = env.state.finalLsn;
+  // The CDC hand-over needs only the final LSN: it runs while the replica replays up to it, not after (writes are stopped).
+  const [replayed, handed] = await Promise.allSettled([
+    env.provider.waitForReplay(env.target, finalLsn, Math.max(1, env.remainingMs)),
+    env.activities.cdc.drainAndPause(cdcContext(env), finalLsn, env.remainingMs),
+  ]);
+  if (replayed.status === "rejected") throw replayed.reason;
+  if (handed.status === "rejected") throw handed.reason;
+  return { to: "CDC_PREPARE", reason: `${env.target.id} replayed up to the final LSN ${finalLsn}; ${handed.value}` };
 };
 
 const promoting: Step = async (env) => {
   await env.provider.promote(env.source, env.target);
   // Before any traffic reaches the target, so that every write on it can flow back on rollback.
   env.state.reverseDatabases ??= [];
-  await env.activities.reverse.start(env.provider, env.source, env.target, env.state.reverseDatabases);
+  // The CDC slots go on the target alongside reverse replication's start, not after it: both must precede traffic, neither waits for the other.
+  const [started, restored] = await Promise.allSettled([
+    env.activities.reverse.start(env.provider, env.source, env.target, env.state.reverseDatabases),
+    env.activities.cdc.restoreOnTarget(cdcContext(env)),
+  ]);
+  if (started.status === "rejected") throw started.reason;
+  if (restored.status === "rejected") throw restored.reason;
   return {
     to: "CDC_RESTORE",
-    reason: `${env.target.id} promoted and accepting writes; reverse replication to ${env.source.id} for ${env.state.reverseDatabases.join(", ") || "no database"}`,
+    reason: `${env.target.id} promoted and accepting writes; reverse replication to ${env.source.id} for ${env.state.reverseDatabases.join(", ") || "no database"}; ${restored.value}`,
   };
 };
 
@@ -204,7 +215,7 @@ const verifying: Step = async (env) => {
   env.state.checks = mergeChecks(env.state.checks ?? [], [writable]);
   if (writable.status === "FAIL") throw new FailedPreconditionError(`the target is not a writable primary after promotion: ${writable.measured}`);
   if (env.state.baseline) {
-    const sample = () => env.activities.probes.baseline(env.provider, env.target, BASELINE_SAMPLE_MS);
+    const sample = () => env.activities.probes.baseline(env.provider, env.target, env.baselineSampleMs);
     let cmp = compareBaselines(env.state.baseline, await sample());
     for (let i = 1; i < BASELINE_BREACH_SAMPLES && cmp.status === "FAIL"; i++) {
       cmp = compareBaselines(env.state.baseline, await sample());
@@ -212,7 +223,7 @@ const verifying: Step = async (env) => {
     env.state.checks = mergeChecks(env.state.checks ?? [], [cmp]);
     if (cmp.status === "FAIL") {
       throw new FailedPreconditionError(
-        `baseline breached after cutover in ${BASELINE_BREACH_SAMPLES} consecutive samples of ${BASELINE_SAMPLE_MS} ms: ${cmp.measured}`,
+        `baseline breached after cutover in ${BASELINE_BREACH_SAMPLES} consecutive samples of ${env.baselineSampleMs} ms: ${cmp.measured}`,
       );
     }
   }

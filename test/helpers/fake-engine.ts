@@ -168,6 +168,7 @@ export function stepEnv(world: World, opts: EnvOptions): StepEnv {
     target: targetRef(spec),
     signal: new AbortController().signal,
     remainingMs: opts.remainingMs ?? 60_000,
+    baselineSampleMs: 10,
     state,
     // As the driver's: merged into the state, and recorded.
     report: async (r) => {

@@ -31,7 +31,8 @@ export function tempDir(prefix: string): { dir: string; remove: () => void } {
 export async function startServiceProcess(args: string[], env: NodeJS.ProcessEnv = {}): Promise<ServiceProcess> {
   const child = spawn(process.execPath, ["--enable-source-maps", MAIN, "serve", "--port", "0", "--xds-port", "0", ...args], {
     cwd: ROOT,
-    env: { ...process.env, PGSHIFT_LOG_LEVEL: "warn", ...env },
+    // One-second baseline samples: half the default, two seconds less per migration, the same verdicts (each compares a second of commits).
+    env: { ...process.env, PGSHIFT_LOG_LEVEL: "warn", PGSHIFT_BASELINE_SAMPLE_MS: "1000", ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });
   let err = "";

@@ -165,12 +165,13 @@ describe("steps, on a fake provider and router", () => {
     expect(world.provider.instance({ id: "billing" }).fenced).toBe(true);
   });
 
-  it("FINAL_SYNC records the final LSN once and waits for the replica to replay it", async () => {
+  it("FINAL_SYNC records the final LSN once, waits for the replica to replay it and hands the CDC streams over meanwhile", async () => {
     await replicating(world);
     world.provider.write({ id: "billing" }, 4096n);
     const { env, outcome } = await run(world, { phase: "FINAL_SYNC" });
     expect(to(outcome)).toBe("CDC_PREPARE");
     expect(env.state.finalLsn).toBe("0/3001000");
+    expect(world.activities.calls).toEqual(["cdc.drainAndPause(0/3001000)"]);
     // Resumed after a crash: the recorded final LSN stands, even if the source moved (it cannot, fenced; but the step must not re-read it).
     world.provider.write({ id: "billing" }, 4096n);
     const again = await run(world, { phase: "FINAL_SYNC", state: env.state });
@@ -190,13 +191,13 @@ describe("steps, on a fake provider and router", () => {
     expect(world.activities.calls).toEqual(["cdc.drainAndPause(0/3001000)"]);
   });
 
-  it("PROMOTING promotes once, however often it runs, and starts reverse replication before any traffic", async () => {
+  it("PROMOTING promotes once, however often it runs, and starts reverse replication and the CDC slots before any traffic", async () => {
     await replicating(world);
     const state = { reverseDatabases: ["app"] };
     expect(to((await run(world, { phase: "PROMOTING", state })).outcome)).toBe("CDC_RESTORE");
     expect(to((await run(world, { phase: "PROMOTING", state })).outcome)).toBe("CDC_RESTORE");
     expect(world.provider.instance({ id: "billing-aurora" }).promotions).toBe(1);
-    expect(world.activities.calls).toEqual(["reverse.start(app)", "reverse.start(app)"]);
+    expect(world.activities.calls).toEqual(["reverse.start(app)", "cdc.restoreOnTarget", "reverse.start(app)", "cdc.restoreOnTarget"]);
     expect(world.router.changes).toHaveLength(0);
   });
 
