@@ -4,8 +4,10 @@
  *   - write-unavailability window (longest gap between commits the application saw),
  *   - promotion time (the PROMOTING phase),
  *   - routing convergence (the ROUTING phase: route stored -> every proxy ACKed),
- * as median and p95 over several cutovers; then many migrations at once
- * through one service: throughput and the service's memory.
+ * as median and p95 over several cutovers, beside the limit measured in the
+ * same run: a bare PostgreSQL promotion of a streaming standby
+ * (pg_promote(false), then a committed write on it); then many migrations at
+ * once through one service: throughput and the service's memory.
  *
  *   npm run bench:cutover                 # 5 cutovers, then 20 concurrent migrations
  *   npm run bench:cutover -- 9 10         # 9 cutovers, then 10 concurrent
@@ -97,7 +99,32 @@ async function migrate(name: string, opts: { load: boolean }): Promise<{ duratio
   return { durations, windowMs: load?.longestGapMs, pausedMs };
 }
 
+/**
+ * The physical limit of a cutover window here: a primary and a streaming
+ * standby, nothing of ours in between; from pg_promote(false) (polling
+ * pg_is_in_recovery() on an open connection) to a committed write on the new
+ * primary. pg_promote(wait => true) polls ten times a second and would
+ * report more than promotion takes.
+ */
+async function barePromotionMs(name: string): Promise<number> {
+  await provider.createCluster(`${name}-src`);
+  const source = { id: `${name}-src` };
+  const target = { id: `${name}-tgt` };
+  await provider.createReplica(source, target, `bench-${name}`);
+  await provider.waitForReplay(target, await provider.currentLsn(source), 60_000);
+  return provider.sql(target).session(async (c) => {
+    const t0 = performance.now();
+    await c.query("select pg_promote(false)");
+    while ((await c.query<{ r: boolean }>("select pg_is_in_recovery() as r")).rows[0]!.r);
+    await c.query("create table if not exists public.pgshift_bench_write (x int)");
+    await c.query("insert into public.pgshift_bench_write values (1)");
+    return performance.now() - t0;
+  });
+}
+
 try {
+  const bare: number[] = [];
+  for (let i = 0; i < cutovers; i++) bare.push(await barePromotionMs(`bare${i}`));
   const windows: number[] = [];
   const promotion: number[] = [];
   const routing: number[] = [];
@@ -118,6 +145,9 @@ try {
     `cutovers under a 200 rows/s write load through the xDS proxy (${cutovers} runs${withCdc ? ", each with a logical slot and a directed CDC consumer" : ""})`,
   );
   console.log(`  write-unavailability window: ${stats(windows)}`);
+  console.log(`  limit: a bare pg_promote(false) to a committed write on the standby: ${stats(bare)}`);
+  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+  console.log(`  window / limit (medians): ${(median(windows) / median(bare)).toFixed(1)}x`);
   console.log(`  promotion (PROMOTING):        ${stats(promotion)}`);
   console.log(`  routing convergence (ROUTING): ${stats(routing)}`);
   console.log(`  fence -> routed (QUIESCING..ROUTING): ${stats(cutoverPath)}`);
