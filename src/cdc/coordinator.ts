@@ -101,12 +101,12 @@ async function setStage(ctx: CdcContext, to: CdcStage, side: "source" | "target"
 }
 
 /** Moves consumers to a stage in the state only; the caller persists it. */
-async function stage(ctx: CdcContext, stage: CdcStage, side: "source" | "target", extra: Partial<CdcStateJson>): Promise<void> {
-  const paused = pausedStage(stage);
+async function stage(ctx: CdcContext, to: CdcStage, side: "source" | "target", extra: Partial<CdcStateJson>): Promise<void> {
+  const paused = pausedStage(to);
   const prev = ctx.state.cdc;
   const wasPaused = pausedStage(prev?.stage);
   ctx.state.cdc = {
-    stage,
+    stage: to,
     side,
     since: new Date().toISOString(),
     endpoint: await ctx.provider.endpoint(side === "source" ? ctx.source : ctx.target),

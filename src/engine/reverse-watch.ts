@@ -7,6 +7,13 @@ export const REVERSE_SAMPLE_MS = 2_000;
 /** A verdict that does not change is still recorded this often, so GetMigration and the event log show the figures moving. */
 const REVERSE_RECORD_MS = 60_000;
 
+/** One sample of reverse replication's backlog, folded into the migration's state (the apply rate measured since the last one). */
+export async function sampleReverse(env: StepEnv): Promise<{ lagBytes: bigint; retainedBytes: bigint; targetLsn: string }> {
+  const sample = await env.activities.reverse.backlog(env.provider, env.target);
+  env.state.reverse = nextReverseStatus(env.state.reverse, { ...sample, at: new Date() });
+  return sample;
+}
+
 /** The gauges a sample feeds; undefined clears them. */
 export type ReverseGauges = (r: { lagBytes: number; retainedBytes: number; drainEstimateSeconds?: number } | undefined) => void;
 
@@ -20,25 +27,23 @@ export type ReverseGauges = (r: { lagBytes: number; retainedBytes: number; drain
 export async function watchReverse(env: StepEnv, gauges: ReverseGauges): Promise<void> {
   const { state } = env;
   if ((state.reverseDatabases ?? []).length === 0 || state.reverse?.stoppedReason) return;
-  const sample = await env.activities.reverse.backlog(env.provider, env.target);
-  const prev = state.reverse;
-  state.reverse = nextReverseStatus(prev, { ...sample, at: new Date() });
-  const estimate = drainEstimateMs(state.reverse);
+  const sample = await sampleReverse(env);
+  const estimate = drainEstimateMs(state.reverse!);
   gauges({
     lagBytes: Number(sample.lagBytes),
     retainedBytes: Number(sample.retainedBytes),
     drainEstimateSeconds: estimate === undefined ? undefined : estimate / 1000,
   });
-  const verdict = readinessCheck(state.reverse, env.policy);
+  const verdict = readinessCheck(state.reverse!, env.policy);
   const last = state.checks?.find((c) => c.name === verdict.name);
   if (!last || last.status !== verdict.status || Date.now() - Date.parse(last.at) > REVERSE_RECORD_MS) await env.report(verdict);
-  if (env.policy.stopReverseWhenExceeded && pastLimits(state.reverse, env.policy)) {
+  if (env.policy.stopReverseWhenExceeded && pastLimits(state.reverse!, env.policy)) {
     await env.activities.reverse.stop(env.provider, env.source, env.target);
-    state.reverse.stoppedReason = `rollback_policy: ${verdict.measured} (limits: ${verdict.threshold})`;
+    state.reverse!.stoppedReason = `rollback_policy: ${verdict.measured} (limits: ${verdict.threshold})`;
     gauges(undefined);
     await env.report(
       check("rollback.lossless", "WARN", {
-        measured: state.reverse.stoppedReason,
+        measured: state.reverse!.stoppedReason,
         threshold: "reverse replication within the rollback policy's limits",
         message: `reverse replication was dropped per the rollback policy (on_exceeded STOP_REVERSE): ${env.target.id} no longer retains WAL for it, and a rollback would lose the writes made on it`,
         remedy: "RollbackMigration is refused from now on; FinalizeMigration closes the rollback window",

@@ -1,6 +1,7 @@
 import { ConnectError } from "@connectrpc/connect";
 import { check, formatBytes } from "../domain/check.js";
-import { estimateText, nextReverseStatus } from "../domain/rollback-readiness.js";
+import { estimateText } from "../domain/rollback-readiness.js";
+import { sampleReverse } from "./reverse-watch.js";
 import { HoldForOperatorError } from "../domain/errors.js";
 import { FORWARD } from "../domain/transitions.js";
 import { removedText } from "./operator-actions.js";
@@ -89,17 +90,16 @@ async function awaitSmallBacklog(env: StepEnv): Promise<void> {
   while (true) {
     let sample;
     try {
-      sample = await env.activities.reverse.backlog(env.provider, env.target);
+      sample = await sampleReverse(env);
     } catch {
       return;
     }
-    env.state.reverse = nextReverseStatus(env.state.reverse, { ...sample, at: new Date() });
     const waited = Date.now() - started;
     const small = sample.lagBytes <= limit;
     if (small || waited >= env.policy.fenceWaitMs) {
       await env.report(
         check("rollback.fence_backlog", small ? "PASS" : "WARN", {
-          measured: `reverse backlog ${formatBytes(sample.lagBytes)} when the target was fenced, after waiting ${waited} ms; applying it: ${estimateText(env.state.reverse)}`,
+          measured: `reverse backlog ${formatBytes(sample.lagBytes)} when the target was fenced, after waiting ${waited} ms; applying it: ${estimateText(env.state.reverse!)}`,
           threshold: `≤ ${formatBytes(limit)} before fencing, waiting at most ${env.policy.fenceWaitMs} ms (rollback_policy)`,
           message: small
             ? "the backlog was small when writes stopped"
@@ -113,7 +113,7 @@ async function awaitSmallBacklog(env: StepEnv): Promise<void> {
       said = true;
       await env.report(
         check("rollback.fence_backlog", "WARN", {
-          measured: `reverse backlog ${formatBytes(sample.lagBytes)}; fencing now would stop writes for ${estimateText(env.state.reverse)}`,
+          measured: `reverse backlog ${formatBytes(sample.lagBytes)}; fencing now would stop writes for ${estimateText(env.state.reverse!)}`,
           threshold: `≤ ${formatBytes(limit)} before fencing (rollback_policy.fence_below_lag_bytes)`,
           message: `the rollback waits, up to ${env.policy.fenceWaitMs} ms, with ${env.target.id} still taking writes, for the backlog to shrink before it fences`,
           remedy: "nothing: it fences as soon as the backlog is small (reduce the write load to make that sooner)",
