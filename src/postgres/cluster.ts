@@ -309,6 +309,25 @@ export class LocalCluster {
     return pid !== undefined && processAlive(pid);
   }
 
+  /**
+   * The first start of a cluster just made: the free port it was given may be
+   * taken by another process before the server binds it (tests and migrations
+   * run side by side). Nobody knows this port yet, so another is picked.
+   */
+  async startNew(): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.start();
+      } catch (e) {
+        if (attempt >= 3 || !/could not bind .* Address already in use/.test(this.tailLog(15))) throw e;
+        this.meta.port = await freePort();
+        const conf = join(this.dataDir, "pgshift.conf");
+        this.writeDataFile("pgshift.conf", readFileSync(conf, "utf8").replace(/^port = .*$/m, `port = ${this.meta.port}`));
+        writeFileAtomic(LocalCluster.metaPath(this.dir), JSON.stringify(this.meta, null, 2));
+      }
+    }
+  }
+
   async start(): Promise<void> {
     if (await this.isRunning()) return;
     // A postmaster that died (crash, kill -9) leaves its pid file behind, and a

@@ -79,7 +79,7 @@ export class LocalProvider implements Provider {
   /** Creates and starts a new cluster under our root (for sample sources). */
   async createCluster(name: string, settings: Record<string, string | number> = {}): Promise<LocalCluster> {
     const c = await LocalCluster.init({ dir: this.dirOf(name), settings });
-    await c.start();
+    await c.startNew();
     return c;
   }
 
