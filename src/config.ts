@@ -20,6 +20,8 @@ export interface ServiceConfig {
   engine: boolean;
   /** Where Prometheus scrapes the service's metrics (/metrics); absent: not served. */
   metricsPort?: number;
+  /** Where the metrics endpoint binds: loopback unless told otherwise, since it names every database being moved. */
+  metricsHost: string;
   /**
    * The lease of a migration between the fence and routing (and while rolling back), when writes are stopped:
    * short and renewed often, so that a replica's death there costs this long, not leaseMs.
@@ -86,6 +88,7 @@ export function parseServiceConfig(argv: string[], env: NodeJS.ProcessEnv = proc
       engine: { type: "string" },
       "xds-port": { type: "string" },
       "metrics-port": { type: "string" },
+      "metrics-host": { type: "string" },
       "fenced-lease-ms": { type: "string" },
       "baseline-sample-ms": { type: "string" },
       "replica-id": { type: "string" },
@@ -113,6 +116,7 @@ export function parseServiceConfig(argv: string[], env: NodeJS.ProcessEnv = proc
     fencedLeaseMs: Math.min(leaseMs, positive("fenced-lease-ms", values["fenced-lease-ms"] ?? env.PGSHIFT_FENCED_LEASE_MS ?? "2000")),
     replicaId: replicaId(values["replica-id"] ?? env.PGSHIFT_REPLICA_ID),
     metricsPort: metricsPort(values["metrics-port"] ?? env.PGSHIFT_METRICS_PORT),
+    metricsHost: values["metrics-host"] ?? env.PGSHIFT_METRICS_HOST ?? "127.0.0.1",
     baselineSampleMs: positive("baseline-sample-ms", values["baseline-sample-ms"] ?? env.PGSHIFT_BASELINE_SAMPLE_MS ?? "2000"),
   };
 }

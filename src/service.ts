@@ -117,8 +117,8 @@ export async function startService(config: ServiceConfig, log: Logger): Promise<
   healthState.set(CdcService.typeName, Status.SERVING);
   log.info("listening", { host: config.host, port: api.port });
   const { createMetrics } = await import("./telemetry/metrics.js");
-  metrics.attach(createMetrics({ port: config.metricsPort, host: config.host, proxiesBehind: () => router.behindCounts() }));
-  if (config.metricsPort) log.info("metrics listening", { port: config.metricsPort, path: "/metrics" });
+  metrics.attach(createMetrics({ port: config.metricsPort, host: config.metricsHost, proxiesBehind: () => router.behindCounts() }));
+  if (config.metricsPort) log.info("metrics listening", { host: config.metricsHost, port: config.metricsPort, path: "/metrics" });
 
   let stopping: Promise<void> | undefined;
   return {

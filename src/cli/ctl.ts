@@ -11,13 +11,6 @@ import {
   WatchMigrationResponseSchema,
 } from "../gen/migration/v1/migration_pb.js";
 
-export const CTL_USAGE = `  ctl      operate migrations through the API; prints JSON, one object per line
-           [--api URL (PGSHIFT_API, default http://127.0.0.1:50051)] [--actor NAME (recorded with each action)]
-           list [--database NAME] [--phase PHASE]...
-           get ID | watch ID | routing DATABASE
-           approve|pause|resume|abort|rollback|finalize ID [--reason TEXT]
-`;
-
 const ACTIONS = {
   approve: "approveCutover",
   pause: "pauseMigration",
@@ -43,6 +36,7 @@ export async function ctlCommand(argv: string[]): Promise<void> {
       reason: { type: "string" },
       database: { type: "string" },
       phase: { type: "string", multiple: true },
+      json: { type: "boolean", default: false },
     },
     allowPositionals: true,
     strict: true,

@@ -36,11 +36,25 @@ export async function demoCommand(argv: string[]): Promise<void> {
       window: { type: "string", default: "5" },
       "data-dir": { type: "string" },
       keep: { type: "boolean", default: false },
+      "metrics-port": { type: "string" },
     },
     strict: true,
   });
   const dataDir = values["data-dir"] ? resolve(values["data-dir"]) : newWorkDir("pgshift-demo-");
-  const config = { ...parseServiceConfig(["--port", "0", "--xds-port", "0", "--data-dir", dataDir, "--lease-ms", "5000"]), logLevel: "warn" as const };
+  const config = {
+    ...parseServiceConfig([
+      "--port",
+      "0",
+      "--xds-port",
+      "0",
+      "--data-dir",
+      dataDir,
+      "--lease-ms",
+      "5000",
+      ...(values["metrics-port"] ? ["--metrics-port", values["metrics-port"]] : []),
+    ]),
+    logLevel: "warn" as const,
+  };
   const provider = new LocalProvider(join(dataDir, "local"));
   let ok = true;
 
@@ -48,6 +62,7 @@ export async function demoCommand(argv: string[]): Promise<void> {
   say("1. starting the service (its own PostgreSQL state store, gRPC API, xDS server)");
   const service = await startService(config, createLogger("warn"));
   say(`   API on 127.0.0.1:${service.port}, xDS on 127.0.0.1:${service.xdsPort}`);
+  if (config.metricsPort) say(`   metrics: curl -s http://${config.metricsHost}:${config.metricsPort}/metrics | grep ^pgshift_`);
   const client = createClient(MigrationService, createGrpcTransport({ baseUrl: `http://127.0.0.1:${service.port}` }));
   const proxy = new XdsTcpProxy({ xds: `127.0.0.1:${service.xdsPort}`, nodeId: "demo-sidecar", listenPort: () => 0 });
   let load: WriteLoad | undefined;

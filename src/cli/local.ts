@@ -6,18 +6,6 @@ import { LocalProvider } from "../providers/local/local-provider.js";
 import { createSampleSource, readAppCredentials } from "../providers/local/sample.js";
 import { WriteLoad } from "../workload/write-load.js";
 
-export const LOCAL_USAGE = `  local    manage the local provider's clusters (under <data-dir>/local)
-           local list
-           local sample --name N [--rows 1000]      create a sample source with an application database
-           local register --name N --pg-data DIR --port P --user U (--password-file F | --password-stdin)
-                                                    use a running cluster on this machine as a source; the
-                                                    superuser's password from a file, standard input, or
-                                                    PGSHIFT_REGISTER_PASSWORD (never on the command line)
-           local load --name N [--rate 100] [--seconds 30]
-                                                    write numbered rows into a sample source, print what committed
-           all take --data-dir DIR (PGSHIFT_DATA_DIR, default ./.pgshift)
-`;
-
 function num(name: string, v: string | undefined, fallback: number): number {
   if (v === undefined) return fallback;
   const n = Number(v);

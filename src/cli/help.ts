@@ -1,0 +1,202 @@
+/**
+ * Every command's and subcommand's help in one table: `pgshift <command> [<sub>] --help` prints its entry, and
+ * `pgshift --help` lists the commands. Kept apart from the commands so that answering --help loads nothing else.
+ */
+export interface CommandHelp {
+  /** One line: what it does. */
+  summary: string;
+  /** The synopsis after `pgshift `. */
+  usage: string;
+  /** Each flag with what it means (environment variable and default where there is one). */
+  flags?: [flag: string, meaning: string][];
+  /** A line that works as typed (after the service or cluster it names exists). */
+  example: string;
+}
+
+const API_FLAGS: [string, string][] = [
+  ["--api URL", "the service's API (PGSHIFT_API, default http://127.0.0.1:50051)"],
+  ["--actor NAME", "who is acting, recorded in the migration's event log"],
+];
+const ACTION_FLAGS: [string, string][] = [...API_FLAGS, ["--reason TEXT", "why, recorded with the action"]];
+const DATA_DIR: [string, string] = ["--data-dir DIR", "the service's data directory; clusters live under DIR/local (PGSHIFT_DATA_DIR, default ./.pgshift)"];
+
+function action(verb: string, what: string): CommandHelp {
+  return {
+    summary: what,
+    usage: `ctl ${verb} ID [--reason TEXT] [--actor NAME]`,
+    flags: ACTION_FLAGS,
+    example: `pgshift ctl ${verb} 0b6c2a1e-… --reason "change approved in CHG-1234"`,
+  };
+}
+
+export const HELP: Record<string, CommandHelp> = {
+  serve: {
+    summary: "run the migration service: gRPC/Connect API, xDS server for the proxies, and the engine that drives migrations",
+    usage: "serve [flags]",
+    flags: [
+      ["--port N", "API port (PGSHIFT_PORT, default 50051; 0 picks a free port)"],
+      ["--host H", "address to bind (PGSHIFT_HOST, default 127.0.0.1)"],
+      ["--xds-port N", "ADS port for the proxies (PGSHIFT_XDS_PORT, default 18000; 0 picks a free port)"],
+      DATA_DIR,
+      ["--database-url URL", "the state store (DATABASE_URL); without it the service runs its own PostgreSQL under the data dir"],
+      ["--log-level L", "debug, info, warn or error (PGSHIFT_LOG_LEVEL, default info)"],
+      ["--drain-ms N", "how long SIGTERM waits for in-flight calls (PGSHIFT_DRAIN_MS, default 10000)"],
+      ["--lease-ms N", "a dead replica's migrations move after this (PGSHIFT_LEASE_MS, default 10000)"],
+      ["--fenced-lease-ms N", "the lease while writes are stopped, renewed often (PGSHIFT_FENCED_LEASE_MS, default 2000)"],
+      ["--engine on|off", "off serves the API only (PGSHIFT_ENGINE, default on)"],
+      ["--metrics-port N", "Prometheus metrics at http://HOST:N/metrics (PGSHIFT_METRICS_PORT; default: not served)"],
+      ["--metrics-host H", "address the metrics endpoint binds (PGSHIFT_METRICS_HOST, default 127.0.0.1)"],
+      ["--replica-id ID", "this replica's identity in the store (PGSHIFT_REPLICA_ID; default: kept in the data dir)"],
+      ["--local-dir DIR", "the local provider's clusters (PGSHIFT_LOCAL_DIR, default DATA_DIR/local)"],
+      ["--baseline-sample-ms N", "each baseline sample's length (PGSHIFT_BASELINE_SAMPLE_MS, default 2000)"],
+    ],
+    example: "pgshift serve --port 50051 --xds-port 18000 --metrics-port 9464 --database-url postgres://pgshift@store/pgshift",
+  },
+  health: {
+    summary: "ask a running service's gRPC health service whether it serves; exit 0 when SERVING (for container health checks)",
+    usage: "health [--api URL] [--service NAME]",
+    flags: [
+      ["--api URL", "the service's API (PGSHIFT_API, default http://127.0.0.1:50051)"],
+      ["--service NAME", 'a service name, e.g. pgshift.migration.v1.MigrationService (default "": the whole server)'],
+    ],
+    example: "pgshift health --api http://127.0.0.1:50051",
+  },
+  ctl: {
+    summary: "operate migrations through the API; JSON out, one object per line",
+    usage: "ctl <list|get|watch|routing|approve|pause|resume|abort|rollback|finalize> … [--api URL] [--actor NAME]",
+    flags: API_FLAGS,
+    example: "pgshift ctl list --phase ready_for_cutover",
+  },
+  "ctl list": {
+    summary: "list migrations, optionally of one database or in some phases",
+    usage: "ctl list [--database NAME] [--phase PHASE]...",
+    flags: [...API_FLAGS, ["--database NAME", "only this database's migrations"], ["--phase PHASE", "only these phases (repeatable), e.g. completed"]],
+    example: "pgshift ctl list --database billing --phase completed --phase rolling_back",
+  },
+  "ctl get": { summary: "one migration: phase, checks, positions, routes", usage: "ctl get ID", flags: API_FLAGS, example: "pgshift ctl get 0b6c2a1e-…" },
+  "ctl watch": {
+    summary: "follow a migration: on a terminal a live view (phase timeline, lag window, lag, WAL rate, verdicts); otherwise its events as JSON lines",
+    usage: "ctl watch ID [--json]",
+    flags: [...API_FLAGS, ["--json", "JSON lines even on a terminal"]],
+    example: "pgshift ctl watch 0b6c2a1e-…",
+  },
+  "ctl routing": {
+    summary: "where a database's traffic goes and which proxies have applied it",
+    usage: "ctl routing DATABASE",
+    flags: API_FLAGS,
+    example: "pgshift ctl routing billing",
+  },
+  "ctl approve": action("approve", "approve a migration waiting in READY_FOR_CUTOVER: the cutover starts"),
+  "ctl pause": action("pause", "hold a migration where it is (no cutover starts while paused)"),
+  "ctl resume": action("resume", "let a paused migration go on"),
+  "ctl abort": action("abort", "stop a migration before cutover, unfence the source and remove what it created"),
+  "ctl rollback": action("rollback", "send traffic back to the source and resume CDC there (until finalize)"),
+  "ctl finalize": action("finalize", "end the rollback window: drop what rollback needed and retire the source"),
+  local: {
+    summary: "manage the local provider's clusters (under <data-dir>/local)",
+    usage: "local <list|sample|register|load> [flags]",
+    flags: [DATA_DIR],
+    example: "pgshift local sample --name billing --rows 1000",
+  },
+  "local list": {
+    summary: "the local clusters, their ports and whether they run",
+    usage: "local list [--data-dir DIR]",
+    flags: [DATA_DIR],
+    example: "pgshift local list",
+  },
+  "local sample": {
+    summary: "create a sample source with an application database",
+    usage: "local sample --name N [--rows 1000]",
+    flags: [["--name N", "the cluster's name"], ["--rows N", "rows in the items table (default 1000)"], DATA_DIR],
+    example: "pgshift local sample --name billing --rows 5000",
+  },
+  "local register": {
+    summary: "use a running cluster on this machine as a source",
+    usage: "local register --name N --pg-data DIR --port P --user U (--password-file F | --password-stdin)",
+    flags: [
+      ["--name N", "the name migrations will use for it"],
+      ["--pg-data DIR", "its data directory"],
+      ["--port P", "its port"],
+      ["--user U", "a superuser"],
+      ["--password-file F", "the superuser's password from a file"],
+      ["--password-stdin", "the password from standard input (or PGSHIFT_REGISTER_PASSWORD; never on the command line)"],
+      DATA_DIR,
+    ],
+    example: "pgshift local register --name orders --pg-data /var/lib/postgresql/15/main --port 5432 --user postgres --password-stdin < pw",
+  },
+  "local load": {
+    summary: "write numbered rows into a sample source, print what committed",
+    usage: "local load --name N [--rate 100] [--seconds 30]",
+    flags: [["--name N", "the sample cluster"], ["--rate N", "rows per second (default 100)"], ["--seconds N", "how long (default 30)"], DATA_DIR],
+    example: "pgshift local load --name billing --rate 200 --seconds 10",
+  },
+  proxy: {
+    summary: "the local stand-in for an Envoy sidecar: an xDS-driven TCP proxy",
+    usage: "proxy --xds HOST:PORT[,HOST:PORT...] --node-id ID [--listen DB=PORT ...]",
+    flags: [
+      ["--xds HOST:PORT[,…]", "the service's xDS address; several replicas or a DNS name: a failed stream moves to the next"],
+      ["--node-id ID", "this proxy's name as the service shows it"],
+      ["--listen DB=PORT", "listen for database DB on PORT instead of the port the service declares (repeatable)"],
+    ],
+    example: "pgshift proxy --xds 127.0.0.1:18000 --node-id app-1 --listen billing=6432",
+  },
+  demo: {
+    summary: "a whole migration under a live write load and a CDC consumer, shown and verified",
+    usage: "demo [--rollback] [--rows N] [--rate N] [--window S] [--metrics-port N] [--keep]",
+    flags: [
+      ["--rollback", "roll back after COMPLETED and verify nothing was lost"],
+      ["--rows N", "rows in the sample source (default 20000)"],
+      ["--rate N", "application writes per second (default 200)"],
+      ["--window S", "the lag window in seconds (default 5)"],
+      ["--metrics-port N", "serve Prometheus metrics on 127.0.0.1:N while the demo runs"],
+      ["--data-dir DIR", "where to put everything (default: a new temporary folder)"],
+      ["--keep", "leave the clusters and data behind"],
+    ],
+    example: "pgshift demo --rollback --metrics-port 9464",
+  },
+};
+
+/** Whether the arguments ask for help rather than for the command. */
+export function wantsHelp(argv: string[]): boolean {
+  return argv.includes("--help") || argv.includes("-h");
+}
+
+/** The help of `pgshift <path>`, e.g. "ctl watch"; undefined for a path with none. */
+export function helpFor(path: string): string | undefined {
+  const h = HELP[path];
+  if (!h) return undefined;
+  const subs = Object.keys(HELP).filter((k) => k.startsWith(`${path} `));
+  const width = Math.max(0, ...(h.flags ?? []).map(([f]) => f.length));
+  return [
+    `usage: pgshift ${h.usage}`,
+    "",
+    h.summary,
+    ...(subs.length ? ["", "subcommands (each answers --help):", ...subs.map((s) => `  ${s.slice(path.length + 1).padEnd(10)} ${HELP[s]!.summary}`)] : []),
+    ...(h.flags?.length ? ["", "flags:", ...h.flags.map(([f, m]) => `  ${f.padEnd(width)}  ${m}`)] : []),
+    "",
+    "example:",
+    `  ${h.example}`,
+    "",
+  ].join("\n");
+}
+
+/** `pgshift --help`: the commands, one line each. */
+export function topUsage(): string {
+  const top = Object.keys(HELP).filter((k) => !k.includes(" "));
+  return [
+    "usage: pgshift <command> [flags]",
+    "",
+    "commands (each answers --help):",
+    ...top.map((k) => `  ${k.padEnd(7)} ${HELP[k]!.summary}`),
+    "",
+    "example:",
+    "  pgshift serve --help",
+    "",
+  ].join("\n");
+}
+
+/** The help path an argv names: the command, and its subcommand when it has help of its own. */
+export function helpPath(command: string, rest: string[]): string {
+  const sub = rest.find((a) => !a.startsWith("-"));
+  return sub && HELP[`${command} ${sub}`] ? `${command} ${sub}` : command;
+}

@@ -1,0 +1,55 @@
+import { execFile } from "node:child_process";
+import { mkdirSync, readdirSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { promisify } from "node:util";
+import { afterAll, describe, expect, it } from "vitest";
+import { HELP } from "../src/cli/help.js";
+import { startServiceProcess, tempDir, type ServiceProcess } from "./helpers/service-process.js";
+
+const run = promisify(execFile);
+const ROOT = resolve(import.meta.dirname, "..");
+
+/**
+ * The service as a user gets it: `npm pack`, the tarball installed into an empty folder, and its `pgshift` bin run
+ * with plain node. dist/ was built by the suite's global setup (what `prepack` builds), so packing skips scripts.
+ */
+describe("the packed package: installed from its tarball, run with plain node", () => {
+  const tmp = tempDir("pack");
+  let svc: ServiceProcess | undefined;
+  afterAll(async () => {
+    await svc?.stop();
+    tmp.remove();
+  });
+
+  it("installs, answers --help for every command and subcommand, serves and answers a health check", async () => {
+    const npm = (args: string[], cwd: string) => run("npm", args, { cwd, env: { ...process.env, npm_config_update_notifier: "false" }, maxBuffer: 16 << 20 });
+    await npm(["pack", "--ignore-scripts", "--pack-destination", tmp.dir], ROOT);
+    const tgz = readdirSync(tmp.dir).find((f) => f.endsWith(".tgz"));
+    expect(tgz).toMatch(/^pgshift-.*\.tgz$/);
+    const app = join(tmp.dir, "app");
+    mkdirSync(app);
+    writeFileSync(join(app, "package.json"), JSON.stringify({ name: "pgshift-user", private: true }));
+    // From npm's cache where it has the packages (the suite's own `npm ci` filled it); the registry otherwise.
+    // Optional packages left out: PostgreSQL's server binaries come from the system here.
+    await npm(["install", "--prefer-offline", "--omit=optional", "--ignore-scripts", "--no-audit", "--no-fund", join(tmp.dir, tgz!)], app);
+    const bin = join(app, "node_modules/.bin/pgshift");
+    // No TypeScript loader anywhere: plain node on what the package ships.
+    const pgshift = (args: string[]) => run(process.execPath, [bin, ...args], { cwd: app });
+
+    const top = await pgshift(["--help"]);
+    for (const cmd of Object.keys(HELP).filter((k) => !k.includes(" "))) expect(top.stdout).toContain(`  ${cmd} `);
+    for (const path of Object.keys(HELP)) {
+      const { stdout } = await pgshift([...path.split(" "), "--help"]);
+      expect(stdout, path).toContain(`usage: pgshift ${HELP[path]!.usage}`);
+      expect(stdout, path).toContain(`example:\n  ${HELP[path]!.example}`);
+      for (const [flag] of HELP[path]!.flags ?? []) expect(stdout, path).toContain(flag);
+    }
+
+    svc = await startServiceProcess(["--data-dir", join(tmp.dir, "data")], {}, bin);
+    const health = await pgshift(["health", "--api", `http://${svc.address}`]);
+    expect(JSON.parse(health.stdout)).toEqual({ status: "SERVING" });
+    // A service that is not there: unavailable, said so, non-zero.
+    const down = await pgshift(["health", "--api", "http://127.0.0.1:1"]).catch((e: { code: number; stderr: string }) => e);
+    expect(down).toMatchObject({ code: 69, stderr: expect.stringMatching(/^Unavailable: /) });
+  });
+});
