@@ -6,7 +6,7 @@ import { createSampleSource } from "../src/providers/local/sample.js";
 import { WriteLoad } from "../src/workload/write-load.js";
 import { XdsTcpProxy } from "../src/proxy/xds-tcp-proxy.js";
 import { migrationClient, unary, unaryError, grpc, type AnyClient } from "./helpers/grpc-clients.js";
-import { getMigration, localSpec, waitForPhase } from "./helpers/migrations.js";
+import { expectChecksStreamed, getMigration, localSpec, waitForPhase } from "./helpers/migrations.js";
 import { startServiceProcess, tempDir, type ServiceProcess } from "./helpers/service-process.js";
 import { destroyClusters } from "./helpers/clusters.js";
 
@@ -68,6 +68,9 @@ describe("the engine drives migrations on the local provider, through the real s
     expect(got.checks.find((c: any) => c.name === "baseline.captured").measured).toMatch(/commits\/s.*commit p50 [\d.]+ ms \/ p99/);
     expect(got.checks.find((c: any) => c.name === "baseline.compare").status).toBe("CHECK_STATUS_PASS");
     expect(got.history.map((h: any) => h.to)).toContain("PHASE_COMPLETED");
+    // Every verdict it holds (preflight, the lag window, verification, baselines) was streamed as it was made.
+    expect(got.checks.length).toBeGreaterThanOrEqual(10);
+    await expectChecksStreamed(client, m.id);
 
     // Every id the application saw committed is on the promoted target.
     const ids = new Set((await provider.cluster({ id: "auto-tgt" }).query<{ id: string }>("select id::text from items", [], "app")).map((r) => r.id));

@@ -25,6 +25,18 @@ export function mergeChecks(prev: CheckResult[], next: CheckResult[]): CheckResu
   return [...prev.filter((c) => !names.has(c.name)), ...next];
 }
 
+/**
+ * The verdicts in `next` that are news against `prev`: a check not there before, or whose status or message changed.
+ * A check re-made with the same outcome (a live figure moving under a steady verdict) is not an event.
+ */
+export function newVerdicts(prev: CheckResult[], next: CheckResult[]): CheckResult[] {
+  const before = new Map(prev.map((c) => [c.name, c]));
+  return next.filter((c) => {
+    const p = before.get(c.name);
+    return !p || p.status !== c.status || p.message !== c.message;
+  });
+}
+
 export function formatBytes(n: bigint | number): string {
   const v = Number(n);
   const units = ["B", "KiB", "MiB", "GiB", "TiB"];

@@ -4,6 +4,7 @@ import { leaseHeld, type Lease } from "./leases.js";
 import { assertActionAllowed, assertTransition, type OperatorAction } from "../domain/transitions.js";
 import { TERMINAL_PHASES, type PhaseName } from "../domain/phases.js";
 import type { MigrationStateJson, RequestedAction, SpecJson } from "../domain/state.js";
+import { newVerdicts, type CheckResult } from "../domain/check.js";
 import type { Database, EventsTable, MigrationsTable } from "./schema.js";
 
 export type MigrationRow = Selectable<MigrationsTable>;
@@ -74,7 +75,51 @@ function uniqueViolation(e: unknown): string | undefined {
 
 /** Reads and writes migrations and their event log. */
 export class MigrationRepo {
+  private readonly listeners: ((events: EventRow[]) => void)[] = [];
+  /** Events appended inside each open transaction, handed to the listeners once it commits. */
+  private readonly pending = new WeakMap<object, EventRow[]>();
+
   constructor(private readonly db: Kysely<Database>) {}
+
+  /**
+   * Called with every batch of events this process commits, in sequence order: traces and metrics see each
+   * verdict, phase change and action as the log records it, never one the log does not hold.
+   */
+  onCommitted(fn: (events: EventRow[]) => void): void {
+    this.listeners.push(fn);
+  }
+
+  private async tx<T>(fn: (trx: Transaction<Database>) => Promise<T>): Promise<T> {
+    const appended: EventRow[] = [];
+    const out = await this.db.transaction().execute(async (trx) => {
+      this.pending.set(trx, appended);
+      return fn(trx);
+    });
+    if (appended.length > 0) {
+      for (const l of this.listeners) {
+        try {
+          l(appended);
+        } catch {
+          // A listener's fault must not fail a committed write.
+        }
+      }
+    }
+    return out;
+  }
+
+  /**
+   * The CHECK_RESULT events a state write carries: each verdict that is news against the state it replaces
+   * (read under the row lock), so a watcher sees every check however the step recorded it. `except` names a
+   * verdict the caller logs itself.
+   */
+  private async verdictEvents(trx: Transaction<Database>, id: string, state: MigrationStateJson | undefined, actor: string, except?: string): Promise<void> {
+    if (!state?.checks?.length) return;
+    const prev = await trx.selectFrom("migrations").select("state").where("id", "=", id).forUpdate().executeTakeFirst();
+    const before = ((prev?.state as MigrationStateJson | undefined)?.checks ?? []) as CheckResult[];
+    for (const c of newVerdicts(before, state.checks).filter((c) => c.name !== except)) {
+      await this.appendEvent(trx, { migrationId: id, type: "CHECK_RESULT", actor, message: c.message, payload: { check: c } });
+    }
+  }
 
   /**
    * Creates a migration and its CREATED event in one transaction. A request_id
@@ -86,7 +131,7 @@ export class MigrationRepo {
       if (prior) return this.retried(prior, m);
     }
     try {
-      const row = await this.db.transaction().execute(async (trx) => {
+      const row = await this.tx(async (trx) => {
         await trx
           .insertInto("instance_claims")
           .values([
@@ -235,7 +280,11 @@ export class MigrationRepo {
         payload: JSON.stringify(e.payload ?? {}),
       })
       .returningAll()
-      .executeTakeFirstOrThrow();
+      .executeTakeFirstOrThrow()
+      .then((row) => {
+        this.pending.get(trx)?.push(row);
+        return row;
+      });
   }
 
   /** Migrations some replica should be driving: not in a final phase. */
@@ -264,7 +313,8 @@ export class MigrationRepo {
     patch: { state?: MigrationStateJson; clearRequest?: boolean; paused?: boolean } = {},
   ): Promise<MigrationRow> {
     assertTransition(from, to);
-    return this.db.transaction().execute(async (trx) => {
+    return this.tx(async (trx) => {
+      await this.verdictEvents(trx, id, patch.state, actor);
       const q = trx
         .updateTable("migrations")
         .set((eb) => ({
@@ -289,7 +339,9 @@ export class MigrationRepo {
 
   /** Logs an event (and optionally updates state) under the lease. */
   async record(lease: Lease, id: string, e: Omit<NewEvent, "migrationId">, state?: MigrationStateJson, extra: { paused?: boolean } = {}): Promise<void> {
-    await this.db.transaction().execute(async (trx) => {
+    await this.tx(async (trx) => {
+      const own = e.type === "CHECK_RESULT" ? (e.payload?.check as CheckResult | undefined)?.name : undefined;
+      await this.verdictEvents(trx, id, state, e.actor, own);
       const row = await trx
         .updateTable("migrations")
         .set({ updated_at: new Date(), ...(state ? { state: JSON.stringify(state) } : {}), ...(extra.paused !== undefined ? { paused: extra.paused } : {}) })
@@ -307,7 +359,7 @@ export class MigrationRepo {
    * recorded with who asked, and left for the replica driving the migration.
    */
   async requestAction(id: string, action: OperatorAction, actor: string, reason: string): Promise<MigrationRow> {
-    return this.db.transaction().execute(async (trx) => {
+    return this.tx(async (trx) => {
       const row = await trx.selectFrom("migrations").selectAll().where("id", "=", id).forUpdate().executeTakeFirst();
       if (!row) throw new NotFoundError(`no migration with id "${id}"; ListMigrations shows the existing ones`);
       // Asking twice for what is already under way is a retry, not an error.
@@ -344,7 +396,7 @@ export class MigrationRepo {
 
   /** Logs what an operator did outside the phase machine (e.g. dropped a slot), under the row lock. */
   async logOperatorEvent(id: string, actor: string, message: string, payload: Record<string, unknown> = {}): Promise<MigrationRow> {
-    return this.db.transaction().execute(async (trx) => {
+    return this.tx(async (trx) => {
       const row = await trx.updateTable("migrations").set({ updated_at: new Date() }).where("id", "=", id).returningAll().executeTakeFirst();
       if (!row) throw new NotFoundError(`no migration with id "${id}"; ListMigrations shows the existing ones`);
       await this.appendEvent(trx, { migrationId: id, type: "OPERATOR_ACTION", actor, message, payload });

@@ -1,3 +1,4 @@
+import { expect } from "vitest";
 import { grpc, unary, type AnyClient } from "./grpc-clients.js";
 
 /** Waits, by watching the real stream, until the migration reaches one of the phases; returns every event seen. */
@@ -32,6 +33,31 @@ export function waitForPhase(client: AnyClient, id: string, phases: string[], ti
       resolve({ phase: "END", events });
     });
   });
+}
+
+/** Every event the migration has logged so far, read through WatchMigration (replayed, then cut after a quiet moment). */
+export function eventsSoFar(client: AnyClient, id: string, quietMs = 400): Promise<any[]> {
+  return new Promise((resolve, reject) => {
+    const events: any[] = [];
+    const stream = client.WatchMigration({ id, after_sequence: 0 });
+    let timer = setTimeout(() => stream.cancel(), quietMs);
+    stream.on("data", (d: any) => {
+      events.push(d.event);
+      clearTimeout(timer);
+      timer = setTimeout(() => stream.cancel(), quietMs);
+    });
+    stream.on("error", (e: grpc.ServiceError) => (e.code === grpc.status.CANCELLED ? resolve(events) : reject(e)));
+    stream.on("end", () => resolve(events));
+  });
+}
+
+/** Asserts every verdict the migration holds reached WatchMigration as a CHECK_RESULT event with the same outcome. */
+export async function expectChecksStreamed(client: AnyClient, id: string): Promise<void> {
+  const got = await getMigration(client, id);
+  const verdicts = new Map<string, string>();
+  for (const e of await eventsSoFar(client, id)) if (e.type === "EVENT_TYPE_CHECK_RESULT") verdicts.set(e.check.name, e.check.status);
+  expect(got.checks.length).toBeGreaterThan(0);
+  for (const c of got.checks) expect(verdicts.get(c.name), `check ${c.name} as an event`).toBe(c.status);
 }
 
 export function localSpec(db: string, source: string, target: string, extra: Record<string, unknown> = {}) {

@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { check, newVerdicts } from "../../src/domain/check.js";
 import { compareBaselines } from "../../src/checks/baseline.js";
 import type { Baseline } from "../../src/domain/state.js";
 import { extensionCheck, parameterCheck, slotChecks } from "../../src/checks/preflight.js";
@@ -111,5 +112,15 @@ describe("check verdicts", () => {
     expect(slow.measured).toContain("rollbacks rose");
     // An idle source gives no throughput to hold the target to.
     expect(compareBaselines({ ...before, commitsPerSec: 0.5 }, { ...before, commitsPerSec: 0 }).status).toBe("PASS");
+  });
+});
+
+describe("newVerdicts: which verdicts a state write logs as events", () => {
+  const c = (name: string, status: "PASS" | "WARN" | "FAIL", message = "m", measured = "1") => ({ ...check(name, status, { message, measured }) });
+  it("a new check, a changed status or message; not the same verdict with a moving figure", () => {
+    const prev = [c("a", "PASS"), c("b", "WARN"), c("d", "PASS", "quiet")];
+    const next = [c("a", "PASS", "m", "2"), c("b", "FAIL"), c("d", "PASS", "loud"), c("e", "PASS")];
+    expect(newVerdicts(prev, next).map((x) => x.name)).toEqual(["b", "d", "e"]);
+    expect(newVerdicts([], prev).map((x) => x.name)).toEqual(["a", "b", "d"]);
   });
 });
