@@ -1,3 +1,5 @@
+import type { tracing as otelTracing } from "@opentelemetry/sdk-node";
+import type { MetricReader } from "@opentelemetry/sdk-metrics";
 import { Engine } from "./engine/driver.js";
 import { Leases } from "./store/leases.js";
 import { FailedPreconditionError } from "./domain/errors.js";
@@ -17,6 +19,7 @@ import { openStore } from "./store/store.js";
 import { claimIdentity, dataDirIdentity } from "./store/replica-identity.js";
 import type { Logger } from "./telemetry/log.js";
 import { DeferredMetrics } from "./telemetry/deferred-metrics.js";
+import { DeferredTracing } from "./telemetry/tracing.js";
 
 export interface RunningService {
   port: number;
@@ -25,8 +28,16 @@ export interface RunningService {
   stop(): Promise<void>;
 }
 
+type SpanProcessor = otelTracing.SpanProcessor;
+
+/** What tests (and embedders) may add to the telemetry: their own span processors and metric readers. */
+export interface TelemetryHooks {
+  spanProcessors?: SpanProcessor[];
+  metricReaders?: MetricReader[];
+}
+
 /** Wires the store, the API and the standard gRPC services together and starts listening. */
-export async function startService(config: ServiceConfig, log: Logger): Promise<RunningService> {
+export async function startService(config: ServiceConfig, log: Logger, hooks: TelemetryHooks = {}): Promise<RunningService> {
   const store = await openStore({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
   log.info("state store ready", { embedded: Boolean(store.embedded), port: store.embedded?.port });
   const bus = new EventBus(store.connection);
@@ -57,9 +68,30 @@ export async function startService(config: ServiceConfig, log: Logger): Promise<
   log.info("xds listening", { port: xds.port });
   const watchers = new CdcWatchers(store.db, replicaId);
   const metrics = new DeferredMetrics();
+  const tracing = new DeferredTracing();
+  // Counters and trace events from what the log records, as it commits.
+  repo.onCommitted((events) => {
+    metrics.events(events);
+    for (const e of events) {
+      const c = e.type === "CHECK_RESULT" ? (e.payload as { check?: { name: string; status: string; message: string } }).check : undefined;
+      if (c) tracing.verdict(e.migration_id, { ...c, at: e.at });
+    }
+  });
+  // ACK latency: once per proxy and version, from the version reaching the cache.
+  const ackedSeen = new WeakMap<object, Map<string, number>>();
+  ads.on("ack", (s: object, typeUrl: string, version: number) => {
+    const seen = ackedSeen.get(s) ?? new Map<string, number>();
+    ackedSeen.set(s, seen);
+    if ((seen.get(typeUrl) ?? 0) >= version) return;
+    seen.set(typeUrl, version);
+    const made = cache.versionMadeAt(version);
+    metrics.xdsAck(typeUrl, made === undefined ? undefined : (performance.now() - made) / 1000);
+  });
+  ads.on("nack", (_s: object, typeUrl: string) => metrics.xdsNack(typeUrl));
   const leases = new Leases(store.leaseDb, replicaId, config.leaseMs);
   const engine = new Engine({
     metrics,
+    tracing,
     repo,
     leases,
     fencedLeaseMs: config.fencedLeaseMs,
@@ -82,6 +114,7 @@ export async function startService(config: ServiceConfig, log: Logger): Promise<
     { cdcService },
     { healthService, HealthState },
     { reflectionServices },
+    { rpcTelemetry },
     gen,
     health,
     reflectionV1,
@@ -92,6 +125,7 @@ export async function startService(config: ServiceConfig, log: Logger): Promise<
     import("./api/cdc-service.js"),
     import("./api/health.js"),
     import("./api/reflection.js"),
+    import("./api/rpc-telemetry.js"),
     import("./gen/migration/v1/migration_pb.js"),
     import("./gen/health/v1/health_pb.js"),
     import("./gen/grpc/reflection/v1/reflection_pb.js"),
@@ -111,13 +145,24 @@ export async function startService(config: ServiceConfig, log: Logger): Promise<
     },
     config.host,
     config.port,
+    [rpcTelemetry(() => (r) => metrics.rpc(r))],
   );
   healthState.set("", Status.SERVING);
   healthState.set(MigrationService.typeName, Status.SERVING);
   healthState.set(CdcService.typeName, Status.SERVING);
   log.info("listening", { host: config.host, port: api.port });
-  const { createMetrics } = await import("./telemetry/metrics.js");
-  metrics.attach(createMetrics({ port: config.metricsPort, host: config.metricsHost, proxiesBehind: () => router.behindCounts() }));
+  const [{ createMetrics }, { createOtelTracing }] = await Promise.all([import("./telemetry/metrics.js"), import("./telemetry/otel-tracing.js")]);
+  metrics.attach(
+    createMetrics({
+      port: config.metricsPort,
+      host: config.metricsHost,
+      proxiesBehind: () => router.behindCounts(),
+      snapshot: () => repo.telemetrySnapshot(),
+      connectedProxies: () => ads.connected().length,
+      readers: hooks.metricReaders,
+    }),
+  );
+  tracing.attach(createOtelTracing({ processors: hooks.spanProcessors }));
   if (config.metricsPort) log.info("metrics listening", { host: config.metricsHost, port: config.metricsPort, path: "/metrics" });
 
   let stopping: Promise<void> | undefined;
@@ -139,6 +184,7 @@ export async function startService(config: ServiceConfig, log: Logger): Promise<
         await identity.close();
         await store.close();
         await metrics.shutdown().catch(() => {});
+        await tracing.shutdown().catch(() => {});
         log.info("stopped");
       })();
       return stopping;

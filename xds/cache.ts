@@ -26,6 +26,8 @@ export class ResourceCache {
   private readonly typeVersion = new Map<string, number>();
   private readonly groups = new Map<string, Map<string, Map<string, CachedResource>>>();
   private readonly changes = new EventEmitter();
+  /** When recent versions were made (the newest 1024), for ACK latency. */
+  private readonly madeAt = new Map<number, number>();
 
   constructor() {
     this.changes.setMaxListeners(0);
@@ -33,6 +35,11 @@ export class ResourceCache {
 
   currentVersion(): number {
     return this.version;
+  }
+
+  /** When a version was made (performance.now() milliseconds), while it is among the newest 1024. */
+  versionMadeAt(version: number): number | undefined {
+    return this.madeAt.get(version);
   }
 
   typeVersionOf(typeUrl: string): number {
@@ -61,6 +68,8 @@ export class ResourceCache {
     }
     if (changed.length === 0) return this.version;
     this.version = next;
+    this.madeAt.set(next, performance.now());
+    if (this.madeAt.size > 1024) this.madeAt.delete(this.madeAt.keys().next().value!);
     this.typeVersion.set(typeUrl, next);
     this.changes.emit("change", { typeUrl, names: changed } satisfies CacheChange);
     return next;

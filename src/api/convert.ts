@@ -1,6 +1,8 @@
 import { create } from "@bufbuild/protobuf";
 import { durationFromMs, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import {
+  CutoverTimingSchema,
+  ReplicationStatusSchema,
   CdcSlotPositionSchema,
   ReverseReplicationStatusSchema,
   CdcSlotStage,
@@ -84,6 +86,23 @@ export function migrationToProto(row: MigrationRow, history: EventRow[], watcher
     ),
     cdcPausedSince: state.cdc?.pausedSince ? timestampFromDate(new Date(state.cdc.pausedSince)) : undefined,
     reverse: state.reverse ? reverseToProto(state.reverse) : undefined,
+    replication: state.replication
+      ? create(ReplicationStatusSchema, {
+          state: state.replication.state,
+          lagBytes: state.replication.lagBytes === null ? undefined : BigInt(state.replication.lagBytes),
+          lag: state.replication.lagSeconds === null ? undefined : durationFromMs(Math.round(state.replication.lagSeconds * 1000)),
+          walBytesPerSecond: state.replication.walBytesPerSec,
+          sampledAt: timestampFromDate(new Date(state.replication.sampledAt)),
+        })
+      : undefined,
+    cutover: state.cutover
+      ? create(CutoverTimingSchema, {
+          startedAt: timestampFromDate(new Date(state.cutover.startedAt)),
+          endedAt: state.cutover.endedAt ? timestampFromDate(new Date(state.cutover.endedAt)) : undefined,
+          window: state.cutover.windowMs === undefined ? undefined : durationFromMs(state.cutover.windowMs),
+          outcome: state.cutover.outcome ?? "",
+        })
+      : undefined,
     lastError: state.lastError
       ? {
           code: state.lastError.code,

@@ -1,6 +1,6 @@
 import http2 from "node:http2";
 import type { AddressInfo, Socket } from "node:net";
-import type { ConnectRouter } from "@connectrpc/connect";
+import type { ConnectRouter, Interceptor } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 
 /**
@@ -50,8 +50,8 @@ export interface ApiServer {
  * One cleartext HTTP/2 port for gRPC, Connect and gRPC-Web alike: connect-node
  * speaks all three, so grpcurl, grpc-js clients and browsers share it.
  */
-export async function listenApi(routes: (router: ConnectRouter) => void, host: string, port: number): Promise<ApiServer> {
-  const server = http2.createServer(withSpecGrpcMessages(connectNodeAdapter({ routes, grpc: true, connect: true, grpcWeb: true })));
+export async function listenApi(routes: (router: ConnectRouter) => void, host: string, port: number, interceptors: Interceptor[] = []): Promise<ApiServer> {
+  const server = http2.createServer(withSpecGrpcMessages(connectNodeAdapter({ routes, interceptors, grpc: true, connect: true, grpcWeb: true })));
   const sessions = new Set<http2.ServerHttp2Session>();
   server.on("session", (s) => {
     sessions.add(s);

@@ -4,7 +4,7 @@ import { DeadlineExceededError, FailedPreconditionError, unlessGone } from "../d
 import { CdcMode, type MigrationSpec } from "../gen/migration/v1/migration_pb.js";
 import { lsnAtLeast, lsnMax } from "../domain/lsn.js";
 import type { InstanceRef, Provider } from "../providers/provider.js";
-import type { CdcSlotRecord, CdcStage, CdcStateJson, MigrationStateJson } from "../domain/state.js";
+import { isPausedStage, pausedSince, type CdcSlotRecord, type CdcStage, type CdcStateJson, type MigrationStateJson } from "../domain/state.js";
 import {
   advanceSlot,
   dropSlots,
@@ -86,14 +86,6 @@ export async function inventory(ctx: CdcContext): Promise<number> {
   return ctx.state.cdcSlots.length;
 }
 
-const pausedStage = (stage: CdcStage | undefined) => stage === "DRAINING" || stage === "PAUSED";
-
-/** Since when the migration's CDC consumers are paused; undefined while they read. */
-export function pausedSince(state: MigrationStateJson): Date | undefined {
-  const paused = pausedStage(state.cdc?.stage) || state.cdc?.awaitingReaders;
-  return state.cdc?.pausedSince && paused ? new Date(state.cdc.pausedSince) : undefined;
-}
-
 /** Moves consumers to a stage and persists it with an event (so consumers watching their directives learn of it now). */
 async function setStage(ctx: CdcContext, to: CdcStage, side: "source" | "target", extra: Partial<CdcStateJson>, message: string): Promise<void> {
   await stage(ctx, to, side, extra);
@@ -102,9 +94,9 @@ async function setStage(ctx: CdcContext, to: CdcStage, side: "source" | "target"
 
 /** Moves consumers to a stage in the state only; the caller persists it. */
 async function stage(ctx: CdcContext, to: CdcStage, side: "source" | "target", extra: Partial<CdcStateJson>): Promise<void> {
-  const paused = pausedStage(to);
+  const paused = isPausedStage(to);
   const prev = ctx.state.cdc;
-  const wasPaused = pausedStage(prev?.stage);
+  const wasPaused = isPausedStage(prev?.stage);
   ctx.state.cdc = {
     stage: to,
     side,
@@ -417,7 +409,7 @@ async function putBackOnSource(ctx: CdcContext, seenAtMost: string | undefined):
  * consumers had been sent, so they do not see it twice.
  */
 export async function settleOnSource(ctx: CdcContext): Promise<void> {
-  if (ctx.state.cdc?.side !== "source" || !pausedStage(ctx.state.cdc.stage)) return;
+  if (ctx.state.cdc?.side !== "source" || !isPausedStage(ctx.state.cdc.stage)) return;
   const kept = new Map((await logicalSlots(ctx.provider, ctx.source)).map((s) => [s.name, s]));
   for (const r of ctx.state.cdcSlots ?? []) {
     const s = kept.get(r.slotName);

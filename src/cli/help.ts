@@ -57,7 +57,7 @@ export const HELP: Record<string, CommandHelp> = {
     usage: "health [--api URL] [--service NAME]",
     flags: [
       ["--api URL", "the service's API (PGSHIFT_API, default http://127.0.0.1:50051)"],
-      ["--service NAME", 'a service name, e.g. pgshift.migration.v1.MigrationService (default "": the whole server)'],
+      ["--service NAME", 'a service name, e.g. migration.v1.MigrationService (default "": the whole server)'],
     ],
     example: "pgshift health --api http://127.0.0.1:50051",
   },

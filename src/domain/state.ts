@@ -38,6 +38,10 @@ export interface MigrationStateJson {
   failing?: { reason: string; since: string };
   /** Reverse replication as last sampled, from promotion until finalize. */
   reverse?: ReverseStatusJson;
+  /** The physical replica as the lag gate last sampled it. */
+  replication?: ReplicationSampleJson;
+  /** The last cutover's window. */
+  cutover?: CutoverTimingJson;
   /** Step outputs, keyed by step name, so a resumed step knows what was done. */
   steps?: Record<string, unknown>;
 }
@@ -106,6 +110,25 @@ export interface Baseline {
   sampledMs: number;
 }
 
+/** The cutover's window as the engine measured it: from entering QUIESCING (the fence) to leaving ROUTING (every ACK). */
+export interface CutoverTimingJson {
+  startedAt: string;
+  endedAt?: string;
+  windowMs?: number;
+  /** ROUTED, FELL_BACK (a failure before promotion returned to the source) or the phase it left to. */
+  outcome?: string;
+}
+
+/** The physical replica's lag and the source's WAL rate at one sample of the lag gate. */
+export interface ReplicationSampleJson {
+  state: string;
+  /** Null when unknown (the replica not connected). */
+  lagBytes: number | null;
+  lagSeconds: number | null;
+  walBytesPerSec: number;
+  sampledAt: string;
+}
+
 /** One sample of reverse replication's backlog, with the apply rate measured since the previous one. */
 export interface ReverseStatusJson {
   /** Bytes of the target's WAL the source has not applied (as text: a bigint). */
@@ -119,4 +142,17 @@ export interface ReverseStatusJson {
   sampledAt: string;
   /** Set when the rollback policy dropped reverse replication: a lossless rollback is no longer possible. */
   stoppedReason?: string;
+}
+
+const pausedStage = (stage: CdcStage | undefined) => stage === "DRAINING" || stage === "PAUSED";
+
+/** Whether consumers in this stage are told to stop reading. */
+export function isPausedStage(stage: CdcStage | undefined): boolean {
+  return pausedStage(stage);
+}
+
+/** Since when the migration's CDC consumers are paused; undefined while they read. */
+export function pausedSince(state: MigrationStateJson): Date | undefined {
+  const paused = pausedStage(state.cdc?.stage) || state.cdc?.awaitingReaders;
+  return state.cdc?.pausedSince && paused ? new Date(state.cdc.pausedSince) : undefined;
 }

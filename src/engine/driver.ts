@@ -5,13 +5,15 @@ import { sleep } from "../domain/sleep.js";
 import { policyOf, sourceRef, specFromJson, targetRef, type ProviderKind } from "../domain/spec.js";
 import type { MigrationStateJson } from "../domain/state.js";
 import { CUTOVER_WINDOW } from "../domain/transitions.js";
-import { pauseAlert, pausedSince } from "../cdc/coordinator.js";
+import { nextCutoverTiming, phaseOutcome } from "../domain/cutover-timing.js";
+import { pauseAlert } from "../cdc/coordinator.js";
 import type { Provider } from "../providers/provider.js";
 import type { Router } from "../routing/router.js";
 import type { Lease, Leases } from "../store/leases.js";
 import type { MigrationRepo, MigrationRow } from "../store/migration-repo.js";
 import type { Logger } from "../telemetry/log.js";
 import type { ServiceMetrics } from "../telemetry/metrics.js";
+import { NO_TRACING, type MigrationTracing, type SpanAttributes } from "../telemetry/tracing.js";
 import { realActivities } from "./activities.js";
 import { backoffMs as decideBackoff, decide, failureInfo, type Decision } from "./failure-policy.js";
 import { REVERSE_SAMPLE_MS, watchReverse } from "./reverse-watch.js";
@@ -34,6 +36,7 @@ export interface EngineDeps {
   /** How long each baseline sample lasts (default 2 s). */
   baselineSampleMs?: number;
   metrics?: ServiceMetrics;
+  tracing?: MigrationTracing;
 }
 
 const ENGINE = "engine";
@@ -67,6 +70,10 @@ export class Engine {
   private ticking = false;
 
   constructor(private readonly deps: EngineDeps) {}
+
+  private get tracing(): MigrationTracing {
+    return this.deps.tracing ?? NO_TRACING;
+  }
 
   start(): void {
     const tick = () => {
@@ -170,15 +177,65 @@ export class Engine {
       note: async (message) => {
         await repo.record(lease, row.id, { type: "CDC", actor: ENGINE, message }, state);
       },
+      save: () => repo.saveState(lease, row.id, state),
+      trace: (name, fn, attrs = {}) => this.tracing.span(name, attrs, fn),
     };
   }
 
+  /** Runs one attempt (a step, or an operator's action) in its span, under the phase's. */
+  private async attempt<T>(env: StepEnv, name: string, attemptKey: string, fn: () => Promise<T>): Promise<T> {
+    const { row } = env;
+    const a = {
+      migrationId: row.id,
+      attrs: spanAttrs(env),
+      phase: row.phase,
+      enteredAt: row.state.phaseEnteredAt ?? row.updated_at.toISOString(),
+      name,
+      attempt: (this.attempts.get(attemptKey) ?? 0) + 1,
+      links: await this.triggers(row),
+    };
+    return this.tracing.attempt(a, fn);
+  }
+
+  /**
+   * The API calls that triggered what this attempt does (an approval, a rollback, an abort…), as links:
+   * looked up only when an operator's request is what moves the migration now.
+   */
+  private async triggers(row: MigrationRow): Promise<{ traceId: string; spanId: string }[]> {
+    const operatorMoves = row.requested_action !== null || (row.phase === "READY_FOR_CUTOVER" && row.cutover_approved);
+    if (!operatorMoves) return [];
+    const t = await this.deps.repo.lastOperatorTrace(row.id);
+    return t ? [t] : [];
+  }
+
   /** Moves the migration on, persisting the state as the step left it. */
-  private move(env: StepEnv, lease: Lease, to: PhaseName, reason: string, extra: { clearRequest?: boolean; paused?: boolean } = {}) {
-    return this.deps.repo.transition(lease, env.row.id, env.row.phase, to, ENGINE, reason, {
-      state: { ...env.state, phaseEnteredAt: new Date().toISOString() },
+  private async move(env: StepEnv, lease: Lease, to: PhaseName, reason: string, extra: { clearRequest?: boolean; paused?: boolean } = {}) {
+    const from = env.row.phase;
+    const at = new Date();
+    const enteredAt = env.state.phaseEnteredAt ? Date.parse(env.state.phaseEnteredAt) : env.row.updated_at.getTime();
+    const cutover = nextCutoverTiming(env.state.cutover, from, to, at);
+    const row = await this.deps.repo.transition(lease, env.row.id, from, to, ENGINE, reason, {
+      state: { ...env.state, phaseEnteredAt: at.toISOString(), ...(cutover ? { cutover } : {}) },
       ...extra,
     });
+    // Measured by the replica that made the move, once it is committed.
+    const m = this.deps.metrics;
+    m?.phaseEnded(from, phaseOutcome(from, to), (at.getTime() - enteredAt) / 1000);
+    if (cutover?.endedAt && cutover !== env.state.cutover) m?.cutoverEnded(cutover.outcome ?? "", (cutover.windowMs ?? 0) / 1000);
+    this.tracing.phaseEnded({
+      migrationId: row.id,
+      attrs: spanAttrs(env),
+      from,
+      to,
+      reason,
+      enteredAt: env.state.phaseEnteredAt ?? env.row.updated_at.toISOString(),
+      at,
+      createdAt: row.created_at,
+      cutover,
+      outcome: phaseOutcome(from, to),
+      terminal: isTerminal(to),
+    });
+    return row;
   }
 
   /** One decision: act on an operator's request, or run the phase's step. Returns "done" or ms to wait. */
@@ -187,9 +244,6 @@ export class Engine {
     const row = await this.deps.repo.get(id);
     await this.fitLease(held, row.phase);
     if (isTerminal(row.phase)) {
-      this.deps.metrics?.cdcPaused(id, "", undefined);
-      this.deps.metrics?.cdcRetainedWal(id, "", new Map());
-      this.deps.metrics?.reverse(id, "", undefined);
       return "done";
     }
     const probe = policyOf(specFromJson(row.spec));
@@ -203,7 +257,7 @@ export class Engine {
     if (action) {
       const attemptKey = `${id}:${row.requested_action}`;
       try {
-        const outcome = await action();
+        const outcome = await this.attempt(env, `action ${row.requested_action}`, attemptKey, action);
         this.attempts.delete(attemptKey);
         await this.fitLease(held, outcome.to);
         await this.move(env, lease, outcome.to, outcome.reason, { clearRequest: outcome.to !== "ROLLING_BACK" });
@@ -232,7 +286,7 @@ export class Engine {
     let outcome: Outcome;
     try {
       if (remainingMs <= 0) throw new DeadlineExceededError(`phase ${row.phase} ran past its deadline of ${deadline} ms`);
-      outcome = await step(env);
+      outcome = await this.attempt(env, `step ${row.phase}`, attemptKey, () => step(env));
     } catch (e) {
       if (e instanceof LeaseLostError || signal.aborted) throw e instanceof LeaseLostError ? e : new LeaseLostError("stopped");
       return this.onFailure(env, lease, e, attemptKey, log);
@@ -349,7 +403,7 @@ export class Engine {
     if (Date.now() - (this.reverseSampled.get(id) ?? 0) >= REVERSE_SAMPLE_MS) {
       this.reverseSampled.set(id, Date.now());
       try {
-        await watchReverse(env, (r) => this.deps.metrics?.reverse(id, env.spec.databaseName, r));
+        await watchReverse(env);
       } catch (e) {
         // Observation only, as below; the next sample tries again.
         log.warn("could not sample reverse replication", { error: String(e) });
@@ -362,7 +416,6 @@ export class Engine {
     try {
       const changed = await env.activities.cdc.observeReaders(cdcContext(env));
       const slots = env.state.cdcSlots ?? [];
-      this.deps.metrics?.cdcRetainedWal(id, env.spec.databaseName, new Map(slots.map((r) => [r.slotName, Number(r.retainedWalBytes ?? 0)])));
       if (await this.alertOnPause(env, log)) return 500;
       if (changed && (awaiting || Date.now() - (this.persisted.get(id) ?? 0) > PERSIST_RETAINED_MS)) {
         this.persisted.set(id, Date.now());
@@ -383,7 +436,7 @@ export class Engine {
   /** The paused-consumers gauge, and the alert once a pause outlasts its threshold (persisted with the state); true if it fired. */
   private async alertOnPause(env: StepEnv, log: Logger): Promise<boolean> {
     const { id } = env.row;
-    this.deps.metrics?.cdcPaused(id, env.spec.databaseName, pausedSince(env.state));
+    if ((env.state.cdcSlots ?? []).length > 0) this.deps.metrics?.cdcTracked(id, env.spec.databaseName);
     const alert = pauseAlert(env.spec, env.state);
     if (!alert) return false;
     log.warn("CDC consumers paused too long", { measured: alert.measured });
@@ -450,4 +503,15 @@ export class Engine {
         return 0;
     }
   }
+}
+
+/** What every span of a migration carries. */
+function spanAttrs(env: StepEnv): SpanAttributes {
+  return {
+    "pgshift.migration_id": env.row.id,
+    "pgshift.database": env.spec.databaseName,
+    "pgshift.provider": String(env.spec.provider),
+    "pgshift.source": env.source.id,
+    "pgshift.target": env.target.id,
+  };
 }

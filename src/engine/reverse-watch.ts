@@ -1,5 +1,5 @@
 import { check } from "../domain/check.js";
-import { drainEstimateMs, nextReverseStatus, pastLimits, readinessCheck } from "../domain/rollback-readiness.js";
+import { nextReverseStatus, pastLimits, readinessCheck } from "../domain/rollback-readiness.js";
 import type { StepEnv } from "./step-env.js";
 
 /** How often reverse replication is sampled while a migration is COMPLETED. */
@@ -14,9 +14,6 @@ export async function sampleReverse(env: StepEnv): Promise<{ lagBytes: bigint; r
   return sample;
 }
 
-/** The gauges a sample feeds; undefined clears them. */
-export type ReverseGauges = (r: { lagBytes: number; retainedBytes: number; drainEstimateSeconds?: number } | undefined) => void;
-
 /**
  * One look at reverse replication while COMPLETED: its backlog and retained
  * WAL sampled into the state and the gauges, the verdict on how cheap a
@@ -24,23 +21,18 @@ export type ReverseGauges = (r: { lagBytes: number; retainedBytes: number; drain
  * and, past the rollback policy's limits with STOP_REVERSE, reverse
  * replication dropped, said in an event and a check. Never silent.
  */
-export async function watchReverse(env: StepEnv, gauges: ReverseGauges): Promise<void> {
+export async function watchReverse(env: StepEnv): Promise<void> {
   const { state } = env;
   if ((state.reverseDatabases ?? []).length === 0 || state.reverse?.stoppedReason) return;
-  const sample = await sampleReverse(env);
-  const estimate = drainEstimateMs(state.reverse!);
-  gauges({
-    lagBytes: Number(sample.lagBytes),
-    retainedBytes: Number(sample.retainedBytes),
-    drainEstimateSeconds: estimate === undefined ? undefined : estimate / 1000,
-  });
+  await sampleReverse(env);
   const verdict = readinessCheck(state.reverse!, env.policy);
   const last = state.checks?.find((c) => c.name === verdict.name);
   if (!last || last.status !== verdict.status || Date.now() - Date.parse(last.at) > REVERSE_RECORD_MS) await env.report(verdict);
+  // Each sample is what GetMigration and the gauges show, as fresh as it is taken.
+  else await env.save();
   if (env.policy.stopReverseWhenExceeded && pastLimits(state.reverse!, env.policy)) {
     await env.activities.reverse.stop(env.provider, env.source, env.target);
     state.reverse!.stoppedReason = `rollback_policy: ${verdict.measured} (limits: ${verdict.threshold})`;
-    gauges(undefined);
     await env.report(
       check("rollback.lossless", "WARN", {
         measured: state.reverse!.stoppedReason,

@@ -76,6 +76,10 @@ export interface StepEnv {
   interrupted(): Promise<boolean>;
   /** Persists state mid-step with a CDC event (consumers watching their directives hear of it at once). */
   note(message: string): Promise<void>;
+  /** Persists state mid-step without an event: live figures (lag samples) that GetMigration and the metrics show. */
+  save(): Promise<void>;
+  /** Runs a part of the step (fence, promote, route…) as a child span of the step's attempt. */
+  trace<T>(name: string, fn: () => Promise<T>, attrs?: Record<string, string | number | boolean>): Promise<T>;
 }
 
 export function cdcContext(env: Pick<StepEnv, "provider" | "source" | "target" | "spec" | "state" | "note" | "signal">): CdcContext {

@@ -52,6 +52,7 @@ const replicating: Step = async (env) => {
   let lastAt = 0;
   let peak = env.state.peakWalRate ?? 0;
   let lastReport = -Infinity;
+  let lastSaved = -Infinity;
   let samples = 0;
   let slotsOk = false;
   let lastSlotCheck = -Infinity;
@@ -81,8 +82,21 @@ const replicating: Step = async (env) => {
       const rate = Number(lsnDiff(st.sourceLsn, lastSourceLsn)) / ((now - lastAt) / 1000);
       if (rate > peak) peak = rate;
     }
+    const walRate = lastSourceLsn !== undefined ? Math.max(0, Number(lsnDiff(st.sourceLsn, lastSourceLsn)) / ((now - lastAt) / 1000)) : 0;
     lastSourceLsn = st.sourceLsn;
     lastAt = now;
+    // What GetMigration and the metrics show of the replica: persisted at most once a second, never more often than sampled.
+    if (now - lastSaved >= 1000) {
+      lastSaved = now;
+      env.state.replication = {
+        state: st.state ?? "",
+        lagBytes: st.lagBytes === null ? null : Number(st.lagBytes),
+        lagSeconds: st.lagSeconds,
+        walBytesPerSec: walRate,
+        sampledAt: new Date().toISOString(),
+      };
+      await env.save();
+    }
     const okBytes = st.lagBytes !== null && st.lagBytes <= maxBytes;
     const okSecs = st.lagSeconds !== null && st.lagSeconds <= maxSecs;
     const ok = st.state === "streaming" && okBytes && okSecs && slotsOk;
@@ -148,18 +162,18 @@ const cdcPrepare: Step = async (env) => {
 };
 
 const quiescing: Step = async (env) => {
-  await env.provider.fence(env.source);
+  await env.trace("fence", () => env.provider.fence(env.source));
   return { to: "FINAL_SYNC", reason: `${env.source.id} fenced: new client connections refused, sessions ended` };
 };
 
 const finalSync: Step = async (env) => {
   // Fenced, the source writes nothing more; its position now is the last the target needs.
-  env.state.finalLsn ??= await env.provider.currentLsn(env.source);
+  env.state.finalLsn ??= await env.trace("final_lsn", () => env.provider.currentLsn(env.source));
   const finalLsn = env.state.finalLsn;
   // The CDC hand-over needs only the final LSN: it runs while the replica replays up to it, not after (writes are stopped).
   const [replayed, handed] = await Promise.allSettled([
-    env.provider.waitForReplay(env.target, finalLsn, Math.max(1, env.remainingMs)),
-    env.activities.cdc.drainAndPause(cdcContext(env), finalLsn, env.remainingMs),
+    env.trace("replay", () => env.provider.waitForReplay(env.target, finalLsn, Math.max(1, env.remainingMs)), { "pgshift.final_lsn": finalLsn }),
+    env.trace("cdc_drain", () => env.activities.cdc.drainAndPause(cdcContext(env), finalLsn, env.remainingMs)),
   ]);
   if (replayed.status === "rejected") throw replayed.reason;
   if (handed.status === "rejected") throw handed.reason;
@@ -167,13 +181,13 @@ const finalSync: Step = async (env) => {
 };
 
 const promoting: Step = async (env) => {
-  await env.provider.promote(env.source, env.target);
+  await env.trace("promote", () => env.provider.promote(env.source, env.target));
   // Before any traffic reaches the target, so that every write on it can flow back on rollback.
   env.state.reverseDatabases ??= [];
   // The CDC slots go on the target alongside reverse replication's start, not after it: both must precede traffic, neither waits for the other.
   const [started, restored] = await Promise.allSettled([
-    env.activities.reverse.start(env.provider, env.source, env.target, env.state.reverseDatabases),
-    env.activities.cdc.restoreOnTarget(cdcContext(env)),
+    env.trace("reverse_replication_start", () => env.activities.reverse.start(env.provider, env.source, env.target, env.state.reverseDatabases!)),
+    env.trace("cdc_restore", () => env.activities.cdc.restoreOnTarget(cdcContext(env))),
   ]);
   if (started.status === "rejected") throw started.reason;
   if (restored.status === "rejected") throw restored.reason;
@@ -184,12 +198,12 @@ const promoting: Step = async (env) => {
 };
 
 const cdcRestore: Step = async (env) => {
-  return { to: "ROUTING", reason: await env.activities.cdc.restoreOnTarget(cdcContext(env)) };
+  return { to: "ROUTING", reason: await env.trace("cdc_restore", () => env.activities.cdc.restoreOnTarget(cdcContext(env))) };
 };
 
 const routing: Step = async (env) => {
   const ep = await env.provider.endpoint(env.target);
-  const route = await env.router.route(env.spec.databaseName, ep, Math.max(1, env.remainingMs));
+  const route = await env.router.route(env.spec.databaseName, ep, Math.max(1, env.remainingMs), { trace: env.trace });
   return { to: "VERIFYING", reason: `${env.spec.databaseName} routed to ${ep.host}:${ep.port} (version ${route.version})` };
 };
 

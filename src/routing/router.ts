@@ -27,6 +27,13 @@ export interface ProxyRouteStatus {
  * Where each logical database's traffic goes. `route` returns once every
  * connected proxy for the database acknowledged the new version.
  */
+export interface RouteOptions {
+  /** With it, a proxy that rejects the change is not waited for instead of failing it. */
+  tolerateNack?: boolean;
+  /** Runs storing the route ("route") and waiting for the ACKs ("ack") as parts of the caller's trace. */
+  trace?: <T>(name: string, fn: () => Promise<T>) => Promise<T>;
+}
+
 export interface Router {
   current(databaseName: string): Promise<Route | undefined>;
   /**
@@ -35,7 +42,7 @@ export interface Router {
    * rejects the change is not waited for instead of failing it (rollback:
    * traffic must go back whatever one broken proxy says).
    */
-  route(databaseName: string, endpoint: Endpoint, deadlineMs: number, opts?: { tolerateNack?: boolean }): Promise<Route>;
+  route(databaseName: string, endpoint: Endpoint, deadlineMs: number, opts?: RouteOptions): Promise<Route>;
   /** Every proxy known to serve the database: live or not, and whether it applied the current version. */
   proxies(databaseName: string): Promise<ProxyRouteStatus[]>;
 }

@@ -3,7 +3,7 @@ import { DeadlineExceededError, FailedPreconditionError } from "../domain/errors
 import type { Endpoint } from "../domain/instance.js";
 import type { Database } from "../store/schema.js";
 import { PROXY_STALE_MS } from "./proxy-status.js";
-import type { ProxyRouteStatus, Route, Router, StoreRoutes } from "./router.js";
+import type { ProxyRouteStatus, Route, RouteOptions, Router, StoreRoutes } from "./router.js";
 
 /**
  * The router of the data access layer: a change is stored (every replica's
@@ -51,25 +51,28 @@ export class XdsRouter implements Router {
     return new Map(r.rows.map((x) => [x.database_name, x.n]));
   }
 
-  async route(databaseName: string, endpoint: Endpoint, deadlineMs: number, opts: { tolerateNack?: boolean } = {}): Promise<Route> {
-    const route = await this.routes.set(databaseName, endpoint);
+  async route(databaseName: string, endpoint: Endpoint, deadlineMs: number, opts: RouteOptions = {}): Promise<Route> {
+    const part = opts.trace ?? (<T>(_name: string, fn: () => Promise<T>) => fn());
+    const route = await part("route", () => this.routes.set(databaseName, endpoint));
     const want = BigInt(route.version);
     const deadline = Date.now() + deadlineMs;
-    while (true) {
-      const live = (await this.proxies(databaseName, route.version)).filter((p) => p.connected);
-      const nacked = (p: ProxyRouteStatus) => p.nackedVersion !== null && BigInt(p.nackedVersion) >= want;
-      const rejected = live.find(nacked);
-      if (rejected && !opts.tolerateNack) {
-        throw new FailedPreconditionError(`proxy ${rejected.nodeId} rejected route version ${route.version} of ${databaseName}: ${rejected.nackMessage}`);
+    return part("ack", async () => {
+      while (true) {
+        const live = (await this.proxies(databaseName, route.version)).filter((p) => p.connected);
+        const nacked = (p: ProxyRouteStatus) => p.nackedVersion !== null && BigInt(p.nackedVersion) >= want;
+        const rejected = live.find(nacked);
+        if (rejected && !opts.tolerateNack) {
+          throw new FailedPreconditionError(`proxy ${rejected.nodeId} rejected route version ${route.version} of ${databaseName}: ${rejected.nackMessage}`);
+        }
+        const waiting = live.filter((p) => !nacked(p) && (p.ackedVersion === null || BigInt(p.ackedVersion) < want));
+        if (waiting.length === 0) return route;
+        if (Date.now() > deadline) {
+          throw new DeadlineExceededError(
+            `route version ${route.version} of ${databaseName} was not ACKed within ${deadlineMs} ms by ${waiting.map((p) => p.nodeId).join(", ")}`,
+          );
+        }
+        await new Promise((r) => setTimeout(r, 25));
       }
-      const waiting = live.filter((p) => !nacked(p) && (p.ackedVersion === null || BigInt(p.ackedVersion) < want));
-      if (waiting.length === 0) return route;
-      if (Date.now() > deadline) {
-        throw new DeadlineExceededError(
-          `route version ${route.version} of ${databaseName} was not ACKed within ${deadlineMs} ms by ${waiting.map((p) => p.nodeId).join(", ")}`,
-        );
-      }
-      await new Promise((r) => setTimeout(r, 25));
-    }
+    });
   }
 }

@@ -1,9 +1,12 @@
+import { trace } from "@opentelemetry/api";
 import { sql, type Kysely, type Selectable, type Transaction } from "kysely";
 import { AlreadyExistsError, FailedPreconditionError, InvalidArgumentError, LeaseLostError, NotFoundError } from "../domain/errors.js";
 import { leaseHeld, type Lease } from "./leases.js";
 import { assertActionAllowed, assertTransition, type OperatorAction } from "../domain/transitions.js";
 import { TERMINAL_PHASES, type PhaseName } from "../domain/phases.js";
-import type { MigrationStateJson, RequestedAction, SpecJson } from "../domain/state.js";
+import { pausedSince, type MigrationStateJson, type RequestedAction, type SpecJson } from "../domain/state.js";
+import { drainEstimateMs } from "../domain/rollback-readiness.js";
+import type { TelemetrySnapshot } from "../telemetry/metrics.js";
 import { newVerdicts, type CheckResult } from "../domain/check.js";
 import type { Database, EventsTable, MigrationsTable } from "./schema.js";
 
@@ -66,6 +69,36 @@ function canonical(v: unknown): string {
       ? Object.fromEntries(Object.entries(x as Record<string, unknown>).sort(([a], [b]) => a.localeCompare(b)))
       : x,
   );
+}
+
+/**
+ * A request's event carries the trace of the API call that made it (when traced), so the step it triggers links
+ * back to the call.
+ */
+function withCaller(e: NewEvent): Record<string, unknown> {
+  const payload = e.payload ?? {};
+  if (e.type !== "OPERATOR_ACTION" && e.type !== "CREATED") return payload;
+  const ctx = trace.getActiveSpan()?.spanContext();
+  return ctx && trace.isSpanContextValid(ctx) ? { ...payload, trace: { traceId: ctx.traceId, spanId: ctx.spanId } } : payload;
+}
+
+/** CDC and reverse replication figures of a migration's state, as the gauges show them. */
+function telemetryParts(p: Pick<MigrationStateJson, "cdc" | "cdcSlots" | "reverse">) {
+  const slots = p.cdcSlots ?? [];
+  const since = pausedSince(p as MigrationStateJson);
+  const reverse = p.reverse && !p.reverse.stoppedReason ? p.reverse : undefined;
+  const estimate = reverse ? drainEstimateMs(reverse) : undefined;
+  return {
+    cdcPausedSeconds: slots.length === 0 ? undefined : since ? (Date.now() - since.getTime()) / 1000 : 0,
+    cdcRetained: new Map(slots.filter((s) => s.retainedWalBytes !== undefined).map((s) => [s.slotName, Number(s.retainedWalBytes)])),
+    reverse: reverse
+      ? {
+          lagBytes: Number(reverse.lagBytes),
+          retainedBytes: Number(reverse.retainedBytes),
+          drainEstimateSeconds: estimate === undefined ? undefined : estimate / 1000,
+        }
+      : undefined,
+  };
 }
 
 function uniqueViolation(e: unknown): string | undefined {
@@ -277,7 +310,7 @@ export class MigrationRepo {
         message: e.message ?? "",
         phase_from: e.phaseFrom ?? null,
         phase_to: e.phaseTo ?? null,
-        payload: JSON.stringify(e.payload ?? {}),
+        payload: JSON.stringify(withCaller(e)),
       })
       .returningAll()
       .executeTakeFirstOrThrow()
@@ -351,6 +384,76 @@ export class MigrationRepo {
         .executeTakeFirst();
       if (!row) throw new LeaseLostError(`migration ${id}: this replica no longer holds its lease`);
       await this.appendEvent(trx, { ...e, migrationId: id });
+    });
+  }
+
+  /** Migrations per phase (every phase that has one), and those still active with what the metrics show of each. */
+  async telemetrySnapshot(): Promise<TelemetrySnapshot> {
+    const [counts, active] = await Promise.all([
+      this.db
+        .selectFrom("migrations")
+        .select(["phase", (eb) => eb.fn.countAll<string>().as("n")])
+        .groupBy("phase")
+        .execute(),
+      this.db
+        .selectFrom("migrations")
+        .select([
+          "id",
+          "database_name",
+          "phase",
+          "paused",
+          "updated_at",
+          sql<MigrationStateJson["replication"] | null>`state->'replication'`.as("replication"),
+          sql<string | null>`state->>'phaseEnteredAt'`.as("entered"),
+          sql<string | null>`state->'held'->>'phase'`.as("held"),
+          sql<
+            Pick<MigrationStateJson, "cdc" | "cdcSlots" | "reverse">
+          >`jsonb_build_object('cdc', state->'cdc', 'cdcSlots', state->'cdcSlots', 'reverse', state->'reverse')`.as("parts"),
+        ])
+        .where("phase", "not in", [...TERMINAL_PHASES])
+        .execute(),
+    ]);
+    return {
+      byPhase: new Map(counts.map((c) => [c.phase, Number(c.n)])),
+      active: active.map((r) => ({
+        id: r.id,
+        databaseName: r.database_name,
+        phase: r.phase,
+        replication: r.replication ?? undefined,
+        phaseEnteredAt: r.entered ?? r.updated_at.toISOString(),
+        held: r.held === r.phase,
+        paused: r.paused,
+        ...telemetryParts(r.parts),
+      })),
+    };
+  }
+
+  /** The trace of the latest operator's request, if it was traced: what a step it triggered links to. */
+  async lastOperatorTrace(id: string): Promise<{ traceId: string; spanId: string } | undefined> {
+    const row = await this.db
+      .selectFrom("events")
+      .select("payload")
+      .where("migration_id", "=", id)
+      .where("type", "=", "OPERATOR_ACTION")
+      .orderBy("seq", "desc")
+      .limit(1)
+      .executeTakeFirst();
+    const t = (row?.payload as { trace?: { traceId?: unknown; spanId?: unknown } } | undefined)?.trace;
+    return typeof t?.traceId === "string" && typeof t.spanId === "string" ? { traceId: t.traceId, spanId: t.spanId } : undefined;
+  }
+
+  /** Persists state under the lease without an event (verdicts it carries are still logged). */
+  async saveState(lease: Lease, id: string, state: MigrationStateJson): Promise<void> {
+    await this.tx(async (trx) => {
+      await this.verdictEvents(trx, id, state, "engine");
+      const row = await trx
+        .updateTable("migrations")
+        .set({ updated_at: new Date(), state: JSON.stringify(state) })
+        .where("id", "=", id)
+        .where(leaseHeld(lease))
+        .returning("id")
+        .executeTakeFirst();
+      if (!row) throw new LeaseLostError(`migration ${id}: this replica no longer holds its lease`);
     });
   }
 

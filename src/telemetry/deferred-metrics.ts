@@ -1,4 +1,4 @@
-import type { ServiceMetrics } from "./metrics.js";
+import type { CommittedEvent, ServiceMetrics } from "./metrics.js";
 
 /**
  * Metrics for a service that starts its engine before OpenTelemetry is
@@ -24,16 +24,32 @@ export class DeferredMetrics implements ServiceMetrics {
     this.call((m) => m.cdcPauseAlert(migrationId, databaseName));
   }
 
-  cdcPaused(migrationId: string, databaseName: string, since: Date | undefined): void {
-    this.call((m) => m.cdcPaused(migrationId, databaseName, since));
+  cdcTracked(migrationId: string, databaseName: string): void {
+    this.call((m) => m.cdcTracked(migrationId, databaseName));
   }
 
-  cdcRetainedWal(migrationId: string, databaseName: string, bytes: Map<string, number>): void {
-    this.call((m) => m.cdcRetainedWal(migrationId, databaseName, bytes));
+  phaseEnded(phase: string, outcome: string, seconds: number): void {
+    this.call((m) => m.phaseEnded(phase, outcome, seconds));
   }
 
-  reverse(migrationId: string, databaseName: string, r: { lagBytes: number; retainedBytes: number; drainEstimateSeconds?: number } | undefined): void {
-    this.call((m) => m.reverse(migrationId, databaseName, r));
+  cutoverEnded(outcome: string, seconds: number): void {
+    this.call((m) => m.cutoverEnded(outcome, seconds));
+  }
+
+  events(events: CommittedEvent[]): void {
+    this.call((m) => m.events(events));
+  }
+
+  xdsAck(typeUrl: string, seconds: number | undefined): void {
+    this.call((m) => m.xdsAck(typeUrl, seconds));
+  }
+
+  xdsNack(typeUrl: string): void {
+    this.call((m) => m.xdsNack(typeUrl));
+  }
+
+  rpc(r: { service: string; method: string; code: string; seconds: number }): void {
+    this.call((m) => m.rpc(r));
   }
 
   async shutdown(): Promise<void> {

@@ -100,6 +100,8 @@ export interface World {
   reports: CheckResult[];
   /** CDC notes, in order. */
   notes: string[];
+  /** How often a step persisted its state without an event (env.save). */
+  saves: number;
   /** Set to make `interrupted()` answer true (an operator's request). */
   interrupt: boolean;
 }
@@ -107,7 +109,7 @@ export interface World {
 export function newWorld(): World {
   const provider = new FakeProvider();
   provider.addSource("billing");
-  return { provider, router: new FakeRouter(), activities: new FakeActivities(provider), reports: [], notes: [], interrupt: false };
+  return { provider, router: new FakeRouter(), activities: new FakeActivities(provider), reports: [], notes: [], saves: 0, interrupt: false };
 }
 
 /** A normalized spec for billing -> billing-aurora with short windows, overridable. */
@@ -177,5 +179,7 @@ export function stepEnv(world: World, opts: EnvOptions): StepEnv {
     },
     interrupted: async () => world.interrupt,
     note: async (m) => void world.notes.push(m),
+    save: async () => void world.saves++,
+    trace: (_name, fn) => fn(),
   };
 }
