@@ -1,4 +1,4 @@
-import { execFile } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
 import { join, resolve } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { migrationClient, unary, type AnyClient } from "./helpers/grpc-clients.js";
@@ -71,5 +71,38 @@ describe("pgshift ctl: operators act on migrations from the command line", () =>
     expect(usage.err).toMatch(/unknown ctl command "frobnicate"/);
     const phase = await ctl(api, ["list", "--phase", "soon"]);
     expect(phase.err).toMatch(/--phase soon is not a phase; use one of PENDING, PREFLIGHT/);
+  });
+
+  it("ctl watch: a live view on a terminal (run under script(1) for a pseudo-terminal), JSON lines through a pipe", async () => {
+    const m = (await unary(client, "CreateMigration", { spec: localSpec("watch-db", "watch-src", "watch-tgt") })).migration;
+    const bundle = join(ROOT, "dist/pgshift.mjs");
+    // script(1) gives the command a terminal and copies what it draws to our pipe.
+    const screen = await new Promise<string>((res) => {
+      const child = spawn("script", ["-qec", `${process.execPath} ${bundle} ctl watch ${m.id} --api ${api}`, "/dev/null"], { stdio: ["pipe", "pipe", "pipe"] });
+      let out = "";
+      child.stdout.on("data", (d: Buffer) => {
+        out += d.toString();
+        // Two draws: the first, and the one-second refresh.
+        if ((out.match(/timeline/g) ?? []).length >= 2) child.kill("SIGTERM");
+      });
+      child.on("exit", () => res(out));
+      setTimeout(() => child.kill("SIGKILL"), 15_000);
+    });
+    expect(screen).toContain("\x1b[H\x1b[2J");
+    expect(screen).toContain(`pgshift ctl watch ${m.id}`);
+    expect(screen).toContain("watch-db: watch-src -> watch-tgt");
+    expect(screen).toMatch(/phase PENDING for [\d.]+ (ms|s)/);
+    expect(screen).toMatch(/PENDING\s+\d\d:\d\d:\d\d\.\d{3}\s+[\d.]+ (ms|s)\s+<- now/);
+    // Through a pipe: the events as JSON, one per line.
+    const piped = await new Promise<string>((res) => {
+      const child = spawn(process.execPath, [bundle, "ctl", "watch", m.id, "--api", api], { stdio: ["ignore", "pipe", "pipe"] });
+      let out = "";
+      child.stdout.on("data", (d: Buffer) => {
+        out += d.toString();
+        if (out.includes("\n")) child.kill("SIGTERM");
+      });
+      child.on("exit", () => res(out));
+    });
+    expect(JSON.parse(piped.split("\n")[0]!).event.type).toBe("EVENT_TYPE_CREATED");
   });
 });

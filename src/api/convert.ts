@@ -93,6 +93,7 @@ export function migrationToProto(row: MigrationRow, history: EventRow[], watcher
           lag: state.replication.lagSeconds === null ? undefined : durationFromMs(Math.round(state.replication.lagSeconds * 1000)),
           walBytesPerSecond: state.replication.walBytesPerSec,
           sampledAt: timestampFromDate(new Date(state.replication.sampledAt)),
+          windowHeld: state.replication.windowHeldMs === undefined ? undefined : durationFromMs(Math.round(state.replication.windowHeldMs)),
         })
       : undefined,
     cutover: state.cutover

@@ -1,15 +1,18 @@
 import { parseArgs } from "node:util";
 import { create, toJson, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
-import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import {
   GetMigrationResponseSchema,
   GetRoutingStatusResponseSchema,
   ListMigrationsResponseSchema,
+  EventType,
   MigrationService,
   Phase,
+  type MigrationEvent,
   WatchMigrationResponseSchema,
 } from "../gen/migration/v1/migration_pb.js";
+import { FINAL_PHASES, renderWatch } from "./watch-view.js";
 
 const ACTIONS = {
   approve: "approveCutover",
@@ -19,6 +22,39 @@ const ACTIONS = {
   rollback: "rollbackMigration",
   finalize: "finalizeMigration",
 } as const;
+
+/**
+ * Redraws the migration's view on each event and once a second (lag moves between events); ends when the
+ * migration reaches a final phase, or on Ctrl-C.
+ */
+async function liveWatch(client: Client<typeof MigrationService>, id: string): Promise<void> {
+  const events: MigrationEvent[] = [];
+  let m = (await client.getMigration({ id })).migration!;
+  const draw = () =>
+    process.stdout.write(`\x1b[H\x1b[2J${renderWatch(m, events, { now: new Date(), color: true, verdicts: Math.max(5, (process.stdout.rows ?? 40) - 30) })}`);
+  const abort = new AbortController();
+  const refresh = setInterval(() => {
+    client.getMigration({ id }, { signal: abort.signal }).then(
+      (r) => {
+        m = r.migration!;
+        draw();
+      },
+      () => {},
+    );
+  }, 1000);
+  try {
+    draw();
+    for await (const res of client.watchMigration({ id }, { signal: abort.signal })) {
+      if (res.event) events.push(res.event);
+      if (res.event?.type === EventType.PHASE_CHANGED || res.event?.type === EventType.CHECK_RESULT) m = (await client.getMigration({ id })).migration!;
+      draw();
+      if (FINAL_PHASES.includes(res.phase)) break;
+    }
+  } finally {
+    clearInterval(refresh);
+    abort.abort();
+  }
+}
 
 /** A usage mistake: says what to type instead. */
 class UsageError extends Error {}
@@ -74,9 +110,13 @@ export async function ctlCommand(argv: string[]): Promise<void> {
         return print(GetMigrationResponseSchema, await client.getMigration({ id: need("a migration id") }));
       case "routing":
         return print(GetRoutingStatusResponseSchema, await client.getRoutingStatus({ databaseName: need("a database name") }));
-      case "watch":
-        for await (const res of client.watchMigration({ id: need("a migration id") })) print(WatchMigrationResponseSchema, res);
+      case "watch": {
+        const id = need("a migration id");
+        // A person at a terminal gets the live view; a pipe, a file or --json gets the events as JSON lines.
+        if (!values.json && process.stdout.isTTY) return await liveWatch(client, id);
+        for await (const res of client.watchMigration({ id })) print(WatchMigrationResponseSchema, res);
         return;
+      }
       default: {
         const method = ACTIONS[verb as keyof typeof ACTIONS];
         if (!method) throw new UsageError(`unknown ctl command "${verb ?? ""}"; one of list, get, watch, routing, ${Object.keys(ACTIONS).join(", ")}`);

@@ -127,6 +127,8 @@ export interface ReplicationSampleJson {
   lagSeconds: number | null;
   walBytesPerSec: number;
   sampledAt: string;
+  /** How long the current clean window has held; absent while lag is over a threshold. */
+  windowHeldMs?: number;
 }
 
 /** One sample of reverse replication's backlog, with the apply rate measured since the previous one. */

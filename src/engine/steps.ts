@@ -85,18 +85,14 @@ const replicating: Step = async (env) => {
     const walRate = lastSourceLsn !== undefined ? Math.max(0, Number(lsnDiff(st.sourceLsn, lastSourceLsn)) / ((now - lastAt) / 1000)) : 0;
     lastSourceLsn = st.sourceLsn;
     lastAt = now;
-    // What GetMigration and the metrics show of the replica: persisted at most once a second, never more often than sampled.
-    if (now - lastSaved >= 1000) {
-      lastSaved = now;
-      env.state.replication = {
-        state: st.state ?? "",
-        lagBytes: st.lagBytes === null ? null : Number(st.lagBytes),
-        lagSeconds: st.lagSeconds,
-        walBytesPerSec: walRate,
-        sampledAt: new Date().toISOString(),
-      };
-      await env.save();
-    }
+    const replicationSample = () => ({
+      state: st.state ?? "",
+      lagBytes: st.lagBytes === null ? null : Number(st.lagBytes),
+      lagSeconds: st.lagSeconds,
+      walBytesPerSec: walRate,
+      sampledAt: new Date().toISOString(),
+      windowHeldMs: windowStart === undefined ? undefined : now - windowStart,
+    });
     const okBytes = st.lagBytes !== null && st.lagBytes <= maxBytes;
     const okSecs = st.lagSeconds !== null && st.lagSeconds <= maxSecs;
     const ok = st.state === "streaming" && okBytes && okSecs && slotsOk;
@@ -123,6 +119,7 @@ const replicating: Step = async (env) => {
       windowStart ??= now;
       if (now - windowStart >= windowMs) {
         env.state.peakWalRate = peak;
+        env.state.replication = replicationSample();
         // Settings may have changed on either side while we waited: compare them as they are at the gate.
         const [src, tgt] = await Promise.all([env.provider.describe(env.source), env.provider.describe(env.target)]);
         env.state.checks = mergeChecks(env.state.checks ?? [], [
@@ -135,6 +132,12 @@ const replicating: Step = async (env) => {
         ]);
         return { to: "READY_FOR_CUTOVER", reason: `lag held under the thresholds for ${windowMs / 1000}s; peak WAL rate kept up with: ${formatBytes(peak)}/s` };
       }
+    }
+    // What GetMigration and the metrics show of the replica: persisted at most once a second, never more often than sampled.
+    if (now - lastSaved >= 1000) {
+      lastSaved = now;
+      env.state.replication = replicationSample();
+      await env.save();
     }
     await sleep(sampleMs, env.signal);
   }
