@@ -1,5 +1,7 @@
 import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { join, resolve } from "node:path";
 import { tracing } from "@opentelemetry/sdk-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -17,7 +19,7 @@ import { migrationTraceId } from "../src/telemetry/trace-ids.js";
 import { WriteLoad } from "../src/workload/write-load.js";
 import { migrationClient, unary, type AnyClient } from "./helpers/grpc-clients.js";
 import { getMigration, localSpec, waitForPhase } from "./helpers/migrations.js";
-import { tempDir } from "./helpers/service-process.js";
+import { startServiceProcess, tempDir } from "./helpers/service-process.js";
 import { destroyClusters } from "./helpers/clusters.js";
 
 const ROOT = resolve(import.meta.dirname, "..");
@@ -249,5 +251,33 @@ describe("observability: one trace per migration, the on-call metrics, a dashboa
     }
     const out = execFileSync(promtool, ["check", "rules", join(ROOT, "deploy/prometheus/alerts.yml")], { encoding: "utf8" });
     expect(out).toMatch(/SUCCESS: 4 rules found/);
+  });
+
+  it("with OTEL_EXPORTER_OTLP_ENDPOINT set, the service process exports its spans over OTLP/HTTP", async () => {
+    const received: Buffer[] = [];
+    const collector = createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on("data", (c: Buffer) => chunks.push(c));
+      req.on("end", () => {
+        if (req.url === "/v1/traces") received.push(Buffer.concat(chunks));
+        res.writeHead(200, { "content-type": "application/x-protobuf" }).end();
+      });
+    });
+    await new Promise<void>((r) => collector.listen(0, "127.0.0.1", r));
+    const endpoint = `http://127.0.0.1:${(collector.address() as AddressInfo).port}`;
+    const dir = tempDir("otlp");
+    const p = await startServiceProcess(["--data-dir", dir.dir, "--engine", "off", "--drain-ms", "500"], { OTEL_EXPORTER_OTLP_ENDPOINT: endpoint, OTEL_BSP_SCHEDULE_DELAY: "100" });
+    const c = migrationClient(p.address);
+    try {
+      await unary(c, "ListMigrations", {});
+      for (let i = 0; i < 50 && !received.some((b) => b.includes("migration.v1.MigrationService/ListMigrations")); i++)
+        await new Promise((r) => setTimeout(r, 100));
+      expect(received.some((b) => b.includes("migration.v1.MigrationService/ListMigrations"))).toBe(true);
+    } finally {
+      c.close();
+      await p.stop();
+      dir.remove();
+      collector.close();
+    }
   });
 });
