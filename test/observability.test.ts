@@ -266,7 +266,10 @@ describe("observability: one trace per migration, the on-call metrics, a dashboa
     await new Promise<void>((r) => collector.listen(0, "127.0.0.1", r));
     const endpoint = `http://127.0.0.1:${(collector.address() as AddressInfo).port}`;
     const dir = tempDir("otlp");
-    const p = await startServiceProcess(["--data-dir", dir.dir, "--engine", "off", "--drain-ms", "500"], { OTEL_EXPORTER_OTLP_ENDPOINT: endpoint, OTEL_BSP_SCHEDULE_DELAY: "100" });
+    const p = await startServiceProcess(["--data-dir", dir.dir, "--engine", "off", "--drain-ms", "500"], {
+      OTEL_EXPORTER_OTLP_ENDPOINT: endpoint,
+      OTEL_BSP_SCHEDULE_DELAY: "100",
+    });
     const c = migrationClient(p.address);
     try {
       await unary(c, "ListMigrations", {});

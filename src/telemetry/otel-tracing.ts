@@ -2,7 +2,7 @@ import { context, ROOT_CONTEXT, SpanStatusCode, trace, TraceFlags, type Context,
 import { NodeSDK, tracing } from "@opentelemetry/sdk-node";
 import { CUTOVER_WINDOW } from "../domain/transitions.js";
 import { migrationSpanId, migrationTraceId } from "./trace-ids.js";
-import type { Attempt, MigrationTracing, PhaseEnd, SpanAttributes } from "./tracing.js";
+import { tracesWanted, type Attempt, type MigrationTracing, type PhaseEnd, type SpanAttributes } from "./tracing.js";
 
 /** Random ids, except for the one span the tracer is about to start with an id we derived. */
 class DerivedIds implements tracing.IdGenerator {
@@ -14,13 +14,6 @@ class DerivedIds implements tracing.IdGenerator {
   generateSpanId(): string {
     return this.next.spanId ?? this.random.generateSpanId();
   }
-}
-
-/** Whether the environment asks for traces to be exported (OpenTelemetry's variables). */
-export function tracesWanted(env: NodeJS.ProcessEnv = process.env): boolean {
-  const exporters = (env.OTEL_TRACES_EXPORTER ?? "").split(",").map((s) => s.trim());
-  if (exporters.includes("none") || env.OTEL_SDK_DISABLED === "true") return false;
-  return Boolean(env.OTEL_EXPORTER_OTLP_ENDPOINT || env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT || exporters.some((e) => e && e !== "otlp"));
 }
 
 /**
