@@ -70,12 +70,13 @@ describe("SIGKILL inside the fenced window, restarted at once", () => {
    * needs its start-up time (node loading its modules, about 1 s here when
    * idle) whatever the control plane does; what must not be added is a lease
    * to wait out. So the gap, less the restart, stays within 2 s of the
-   * uninterrupted one. Both figures are printed.
+   * uninterrupted one. Both figures are printed, and whether the raw gap is within the bound. This file runs alone
+   * on the machine, after the others (vitest.config.ts): the gaps it judges are a few hundred milliseconds.
    */
   function judge(label: string, r: { gap: number; restart: number }, baseline: number): void {
     gaps[label] = r.gap;
     console.log(
-      `${label}: longest write gap ${Math.round(r.gap)} ms, of which the new process starting ${Math.round(r.restart)} ms; uninterrupted: ${Math.round(baseline)} ms`,
+      `${label}: longest write gap ${Math.round(r.gap)} ms, of which the new process starting ${Math.round(r.restart)} ms; uninterrupted: ${Math.round(baseline)} ms; raw gap ${r.gap <= baseline + 2000 ? "within" : "over"} uninterrupted + 2 s`,
     );
     // Beyond the restart, nothing like the lease it used to wait out (the default 10 s, in force here).
     expect(r.gap - r.restart).toBeLessThanOrEqual(baseline + 2000);

@@ -1,15 +1,19 @@
 import { spawn } from "node:child_process";
 import { resolve } from "node:path";
 import { describe, expect, it } from "vitest";
+import { freePort } from "../src/postgres/ports.js";
 
 const ROOT = resolve(import.meta.dirname, "..");
 
 /** Runs `npm run demo` as a user would, and reads its verdict and figures. */
-function demo(args: string[]): Promise<{ code: number | null; out: string }> {
+function demo(args: string[], onLine?: (out: string) => void): Promise<{ code: number | null; out: string }> {
   return new Promise((res) => {
     const child = spawn("npm", ["run", "--silent", "demo", "--", ...args], { cwd: ROOT, env: process.env, stdio: ["ignore", "pipe", "pipe"] });
     let out = "";
-    child.stdout.on("data", (d: Buffer) => (out += d.toString()));
+    child.stdout.on("data", (d: Buffer) => {
+      out += d.toString();
+      onLine?.(out);
+    });
     child.stderr.on("data", (d: Buffer) => (out += d.toString()));
     child.on("exit", (code) => res({ code, out }));
   });
@@ -31,8 +35,16 @@ describe("npm run demo", () => {
     console.log(`demo window: ${w?.[1]} ms`);
   });
 
-  it("--rollback brings every committed write, including those made on the target, back to the source", async () => {
-    const { code, out } = await demo(["--rollback", "--rows", "2000", "--window", "2"]);
+  it("--rollback brings every committed write, including those made on the target, back to the source; --metrics-port serves /metrics while it runs", async () => {
+    const port = await freePort();
+    let scraped: Promise<string> | undefined;
+    const { code, out } = await demo(["--rollback", "--rows", "2000", "--window", "2", "--metrics-port", String(port)], (o) => {
+      // Scraped once the migration is under way, while the demo runs.
+      if (!scraped && o.includes("5. watching the migration")) scraped = fetch(`http://127.0.0.1:${port}/metrics`).then((r) => r.text());
+    });
+    const metrics = await scraped!;
+    expect(metrics).toMatch(/^pgshift_migrations\{phase="PENDING".*\} \d+$/m);
+    expect(metrics).toMatch(/^pgshift_migration_phase_seconds\{migration_id="[0-9a-f-]+",database_name="billing-db"/m);
     expect(out).toContain("demo: OK");
     expect(code).toBe(0);
     expect(out).toMatch(/final phase: ROLLED_BACK/);

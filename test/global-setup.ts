@@ -8,6 +8,10 @@ import { resolve } from "node:path";
  * a TypeScript loader, as a restarted replica must.
  */
 export default function setup(): void {
+  // Each test project runs the global setup; the build is needed once per run.
+  const g = globalThis as { pgshiftBuilt?: boolean };
+  if (g.pgshiftBuilt) return;
+  g.pgshiftBuilt = true;
   const root = resolve(import.meta.dirname, "..");
   const tsc = createRequire(import.meta.url).resolve("typescript/bin/tsc");
   execFileSync(process.execPath, [tsc, "-p", resolve(root, "tsconfig.build.json")], { cwd: root, stdio: "inherit" });

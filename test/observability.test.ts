@@ -161,8 +161,25 @@ describe("observability: one trace per migration, the on-call metrics, a dashboa
       Number(slot.retained_wal_bytes),
     ]);
 
-    // Every metric the dashboard and the alert rules name is on /metrics.
+    // Every metric the dashboard and the alert rules name is on /metrics, and every one an on-call engineer is promised.
     const present = new Set(after.samples.map((s) => family(s.name)));
+    const promised = [
+      "pgshift_migrations",
+      "pgshift_phase_duration_seconds",
+      "pgshift_replication_lag_bytes",
+      "pgshift_replication_lag_seconds",
+      "pgshift_wal_rate_bytes_per_second",
+      "pgshift_cutover_window_seconds",
+      "pgshift_rollbacks_total",
+      "pgshift_xds_connected_proxies",
+      "pgshift_xds_ack_latency_seconds",
+      "pgshift_xds_nacks_total",
+      "pgshift_cdc_paused_seconds",
+      "pgshift_cdc_pause_alerts_total",
+      "pgshift_cdc_retained_wal_bytes",
+      "rpc_server_call_duration",
+    ];
+    expect(promised.filter((n) => !present.has(n))).toEqual([]);
     const dashboard = JSON.parse(readFileSync(join(ROOT, "deploy/grafana/pgshift.json"), "utf8"));
     const exprs: string[] = dashboard.panels.flatMap((p: any) => p.targets.map((t: any) => t.expr));
     const rules = parse(readFileSync(join(ROOT, "deploy/prometheus/alerts.yml"), "utf8"));

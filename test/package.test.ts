@@ -38,8 +38,9 @@ describe("the packed package: installed from its tarball, run with plain node", 
 
     const top = await pgshift(["--help"]);
     for (const cmd of Object.keys(HELP).filter((k) => !k.includes(" "))) expect(top.stdout).toContain(`  ${cmd} `);
-    for (const path of Object.keys(HELP)) {
-      const { stdout } = await pgshift([...path.split(" "), "--help"]);
+    // Side by side: each is a process of its own, as a user would start it.
+    const helps = await Promise.all(Object.keys(HELP).map(async (path) => ({ path, stdout: (await pgshift([...path.split(" "), "--help"])).stdout })));
+    for (const { path, stdout } of helps) {
       expect(stdout, path).toContain(`usage: pgshift ${HELP[path]!.usage}`);
       expect(stdout, path).toContain(`example:\n  ${HELP[path]!.example}`);
       for (const [flag] of HELP[path]!.flags ?? []) expect(stdout, path).toContain(flag);

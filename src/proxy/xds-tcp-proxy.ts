@@ -38,7 +38,7 @@ interface Endpoint {
 }
 
 /** The longest a disconnected proxy waits between attempts to reach a control plane. */
-const MAX_RETRY_MS = 250;
+const MAX_RETRY_MS = 100;
 
 const Listener = envoyTypes.lookupType("envoy.config.listener.v3.Listener");
 const Cluster = envoyTypes.lookupType("envoy.config.cluster.v3.Cluster");
