@@ -247,6 +247,13 @@ describe("observability: one trace per migration, the on-call metrics, a dashboa
     expect(approve).toBeDefined();
     const linked = attempts.filter((a) => a.links.some((l) => l.context.spanId === approve.spanContext().spanId));
     expect(linked.map((a) => a.name)).toContain("step READY_FOR_CUTOVER");
+    // And the call that created it, from the first step.
+    const create = exporter.getFinishedSpans().find((s) => s.name === "migration.v1.MigrationService/CreateMigration")!;
+    expect(attempts.find((a) => a.name === "step PENDING")!.links.map((l) => l.context.spanId)).toContain(create.spanContext().spanId);
+    // Attempts say how they ended; the phases carry the LSN and lag they ended with.
+    expect(attempts.find((a) => a.name === "step PROMOTING")!.attributes["pgshift.outcome"]).toBe("to CDC_RESTORE");
+    expect(phases.find((p) => p.name === "phase FINAL_SYNC")!.attributes["pgshift.final_lsn"]).toMatch(/^[0-9A-F]+\/[0-9A-F]+$/);
+    expect(typeof phases.find((p) => p.name === "phase REPLICATING")!.attributes["pgshift.replication.lag_bytes"]).toBe("number");
     console.log(
       `cutover window ${windowMs.toFixed(1)} ms = ${inside.map((s) => `${s.name.slice(6)} ${(ms(s.endTime) - ms(s.startTime)).toFixed(1)}`).join(" + ")}; parts: ${parts
         .map((p) => `${p} ${(ms(part(p).endTime) - ms(part(p).startTime)).toFixed(1)}`)

@@ -198,13 +198,16 @@ export class Engine {
   }
 
   /**
-   * The API calls that triggered what this attempt does (an approval, a rollback, an abort…), as links:
-   * looked up only when an operator's request is what moves the migration now.
+   * The API calls that triggered what this attempt does (the creation, an approval, a rollback, an abort…), as
+   * links: looked up only when such a request is what moves the migration now.
    */
   private async triggers(row: MigrationRow): Promise<{ traceId: string; spanId: string }[]> {
     const operatorMoves = row.requested_action !== null || (row.phase === "READY_FOR_CUTOVER" && row.cutover_approved);
-    if (!operatorMoves) return [];
-    const t = await this.deps.repo.lastOperatorTrace(row.id);
+    const t = operatorMoves
+      ? await this.deps.repo.lastRequestTrace(row.id, "OPERATOR_ACTION")
+      : row.phase === "PENDING"
+        ? await this.deps.repo.lastRequestTrace(row.id, "CREATED")
+        : undefined;
     return t ? [t] : [];
   }
 
@@ -222,9 +225,15 @@ export class Engine {
     const m = this.deps.metrics;
     m?.phaseEnded(from, phaseOutcome(from, to), (at.getTime() - enteredAt) / 1000);
     if (cutover?.endedAt && cutover !== env.state.cutover) m?.cutoverEnded(cutover.outcome ?? "", (cutover.windowMs ?? 0) / 1000);
+    const st = env.state;
     this.tracing.phaseEnded({
       migrationId: row.id,
-      attrs: spanAttrs(env),
+      attrs: {
+        ...spanAttrs(env),
+        ...(st.finalLsn ? { "pgshift.final_lsn": st.finalLsn } : {}),
+        ...(st.replication?.lagBytes != null ? { "pgshift.replication.lag_bytes": st.replication.lagBytes } : {}),
+        ...(st.replication?.lagSeconds != null ? { "pgshift.replication.lag_seconds": st.replication.lagSeconds } : {}),
+      },
       from,
       to,
       reason,

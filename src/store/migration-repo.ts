@@ -428,13 +428,16 @@ export class MigrationRepo {
     };
   }
 
-  /** The trace of the latest operator's request, if it was traced: what a step it triggered links to. */
-  async lastOperatorTrace(id: string): Promise<{ traceId: string; spanId: string } | undefined> {
+  /**
+   * The trace of the latest request of this kind (an operator's action, or the creation), if it was traced: what a
+   * step it triggered links to.
+   */
+  async lastRequestTrace(id: string, type: "OPERATOR_ACTION" | "CREATED"): Promise<{ traceId: string; spanId: string } | undefined> {
     const row = await this.db
       .selectFrom("events")
       .select("payload")
       .where("migration_id", "=", id)
-      .where("type", "=", "OPERATOR_ACTION")
+      .where("type", "=", type)
       .orderBy("seq", "desc")
       .limit(1)
       .executeTakeFirst();

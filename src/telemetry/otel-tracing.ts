@@ -101,8 +101,13 @@ export function createOtelTracing(opts: { processors?: tracing.SpanProcessor[] }
         ctx,
         async (span) => {
           try {
-            return await fn();
+            const out = await fn();
+            // A step's outcome: the phase it moves to, or that it waits.
+            const o = out as { to?: string; waitMs?: number } | undefined;
+            span.setAttribute("pgshift.outcome", o?.to ? `to ${o.to}` : o?.waitMs !== undefined ? "waiting" : "done");
+            return out;
           } catch (e) {
+            span.setAttribute("pgshift.outcome", "failed");
             span.recordException(e instanceof Error ? e : String(e));
             span.setStatus({ code: SpanStatusCode.ERROR, message: e instanceof Error ? e.message.slice(0, 500) : String(e) });
             throw e;
