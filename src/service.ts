@@ -115,6 +115,7 @@ export async function startService(config: ServiceConfig, log: Logger, hooks: Te
     { healthService, HealthState },
     { reflectionServices },
     { rpcTelemetry },
+    { inputGuard },
     gen,
     health,
     reflectionV1,
@@ -126,6 +127,7 @@ export async function startService(config: ServiceConfig, log: Logger, hooks: Te
     import("./api/health.js"),
     import("./api/reflection.js"),
     import("./api/rpc-telemetry.js"),
+    import("./api/input-guard.js"),
     import("./gen/migration/v1/migration_pb.js"),
     import("./gen/health/v1/health_pb.js"),
     import("./gen/grpc/reflection/v1/reflection_pb.js"),
@@ -145,7 +147,7 @@ export async function startService(config: ServiceConfig, log: Logger, hooks: Te
     },
     config.host,
     config.port,
-    [rpcTelemetry(() => (r) => metrics.rpc(r))],
+    [rpcTelemetry(() => (r) => metrics.rpc(r)), inputGuard(log.child({ component: "api" }))],
   );
   healthState.set("", Status.SERVING);
   healthState.set(MigrationService.typeName, Status.SERVING);

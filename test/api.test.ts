@@ -76,6 +76,47 @@ describe("MigrationService over a real socket, with its own PostgreSQL store", (
     expect(crossTarget.details).toContain("local:src-c (wanted as target) is the source of migration");
   });
 
+  it("refuses wrong input field by field with INVALID_ARGUMENT, quoting at most a short prefix, and stores nothing", async () => {
+    const before = (await unary(client, "ListMigrations", { page_size: 500 })).migrations.length;
+    const refused = async (method: string, req: unknown, field: RegExp) => {
+      const err = await unaryError(client, method, req);
+      expect(err.code, `${method} ${field}`).toBe(S.INVALID_ARGUMENT);
+      expect(err.details).toMatch(field);
+      // Never the whole of a long value echoed back.
+      expect(err.details.length).toBeLessThan(400);
+      return err.details;
+    };
+    // An enum value the service does not know is not taken for the default.
+    await refused(
+      "CreateMigration",
+      { spec: spec("s-enum", "t-enum", { cutover_mode: 99 }) },
+      /^spec\.cutover_mode is 99, which is not a value of migration\.v1\.CutoverMode/,
+    );
+    await refused("CreateMigration", { spec: spec("s-enum", "t-enum", { failure_policy: 42 }) }, /^spec\.failure_policy is 42/);
+    await refused("ListMigrations", { phases: [99] }, /^phases\[0\] is 99, which is not a value of migration\.v1\.Phase/);
+    await refused("ListMigrations", { phases: new Array(65_535).fill(1) }, /^phases holds 65535 elements; at most 1000/);
+    // NUL characters never reach the store (it would answer INTERNAL).
+    await refused("GetMigration", { id: "a\u0000b" }, /^id holds a NUL character/);
+    await refused("CreateMigration", { spec: spec("s-nul", "t-nul"), request_id: "r\u0000" }, /^request_id holds a NUL character/);
+    await refused("RollbackMigration", { id: "x", reason: "because\u0000" }, /^reason holds a NUL character/);
+    // 64-bit integers the store cannot hold.
+    const watch = await new Promise<grpc.ServiceError>((res) => {
+      const st = client.WatchMigration({ id: "x", after_sequence: "18446744073709551615" });
+      st.on("error", res);
+      st.on("data", () => {});
+    });
+    expect(watch.code).toBe(S.INVALID_ARGUMENT);
+    expect(watch.details).toMatch(/^after_sequence is 18446744073709551615, beyond the largest value the service stores/);
+    // A megabyte where a name goes: refused, quoting forty characters of it.
+    const big = await refused(
+      "CreateMigration",
+      { spec: { ...spec("s-big", "t-big"), database_name: "d".repeat(1 << 20) } },
+      /^spec\.database_name is 1048576 characters long/,
+    );
+    expect(big).toContain(`"${"d".repeat(40)}…"`);
+    expect((await unary(client, "ListMigrations", { page_size: 500 })).migrations.length).toBe(before);
+  });
+
   it("answers bad requests with the right code and a message that says what to fix", async () => {
     const cases: Array<[unknown, number, RegExp]> = [
       [{}, S.INVALID_ARGUMENT, /spec is required/],
