@@ -122,7 +122,10 @@ describe("CDC with pg_recvlogical through the proxy: nothing lost or duplicated,
     // Waiting for its confirmation (it confirms once a second) would add up to a second; the hand-over adds only its own work.
     expect(gapWith).toBeLessThan(gapWithout + 1000);
 
-    // Its stream was handed over at the fence; it sleeps 5 s before reconnecting. Roll back now.
+    // Its stream was handed over at the fence; it sleeps 5 s before reconnecting. Once the application has written
+    // on the target (what the sleeping consumer has not seen), roll back.
+    const written = load.committed.length;
+    while (load.committed.length < written + 5) await sleep(20);
     const asleep = !(await readerOn("asleep-tgt"));
     load.longestGapMs = 0;
     const rollbackMs = await rollBack(m.id);
