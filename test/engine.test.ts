@@ -131,8 +131,8 @@ describe("the engine drives migrations on the local provider, through the real s
       .migration;
     await waitForPhase(client, m.id, ["PHASE_REPLICATING"]);
     await unary(client, "PauseMigration", { id: m.id, reason: "hold on" });
-    // The lag window is 2s: paused, it must not move on however long we wait.
-    await new Promise((r) => setTimeout(r, 4000));
+    // The lag window is 1s: paused, it must not move on however long we wait (three windows here).
+    await new Promise((r) => setTimeout(r, 3000));
     const held = await getMigration(client, m.id);
     expect(held.phase).toBe("PHASE_REPLICATING");
     expect(held.paused).toBe(true);
@@ -193,8 +193,8 @@ describe("the engine drives migrations on the local provider, through the real s
     const m = (await unary(client, "CreateMigration", { spec: localSpec("slot-db", "slot-src", "slot-tgt", { cutover_mode: "CUTOVER_MODE_AUTOMATIC" }) }))
       .migration;
     await waitForPhase(client, m.id, ["PHASE_REPLICATING"]);
-    // The lag window is 2s; blocked by the slot, the migration must still be replicating well after it.
-    await new Promise((r) => setTimeout(r, 5000));
+    // The lag window is 1s; blocked by the slot, the migration must still be replicating well after it (three windows).
+    await new Promise((r) => setTimeout(r, 3000));
     const held = await getMigration(client, m.id);
     expect(held.phase).toBe("PHASE_REPLICATING");
     const slot = held.checks.find((c: any) => c.name === "slots.inactive_logical");

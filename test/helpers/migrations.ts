@@ -66,7 +66,7 @@ export function localSpec(db: string, source: string, target: string, extra: Rec
     provider: "PROVIDER_LOCAL",
     source: { id: source },
     target: { id: target },
-    lag_policy: { max_lag_bytes: String(64 * 1024 * 1024), max_lag_time: { seconds: 5 }, window: { seconds: 2 } },
+    lag_policy: { max_lag_bytes: String(64 * 1024 * 1024), max_lag_time: { seconds: 5 }, window: { seconds: 1 } },
     step_policy: { max_attempts: 3, initial_backoff: { nanos: 200_000_000 }, max_backoff: { seconds: 1 } },
     ...extra,
   };
