@@ -162,6 +162,7 @@ export async function startService(config: ServiceConfig, log: Logger, hooks: Te
       snapshot: () => repo.telemetrySnapshot(),
       connectedProxies: () => ads.connected().length,
       readers: hooks.metricReaders,
+      onError: (e) => log.error("metrics endpoint failed; the service goes on without it", { port: config.metricsPort, error: e.message }),
     }),
   );
   // OpenTelemetry's SDK is loaded only to export somewhere: a replica restarted inside a cutover spends no CPU on it otherwise.

@@ -81,6 +81,8 @@ export function createMetrics(
     connectedProxies?: () => number;
     /** Extra readers (tests: an in-memory one). */
     readers?: MetricReader[];
+    /** The endpoint could not listen (its port taken) or failed: said, and the service goes on without it. */
+    onError?: (e: Error) => void;
   } = {},
 ): ServiceMetrics {
   // Served by our own endpoint: OpenTelemetry's collection plus the per-migration gauges, read fresh at each scrape.
@@ -89,7 +91,7 @@ export function createMetrics(
     resource: resourceFromAttributes({ "service.name": "pgshift" }),
     readers: [...(exporter ? [exporter] : []), ...(opts.readers ?? [])],
   });
-  const server = exporter && opts.port ? serveMetrics(exporter, opts.port, opts.host ?? "127.0.0.1", opts.snapshot) : undefined;
+  const server = exporter && opts.port ? serveMetrics(exporter, opts.port, opts.host ?? "127.0.0.1", opts.snapshot, opts.onError) : undefined;
   const meter = provider.getMeter("pgshift");
   const connected = opts.connectedProxies;
   meter
@@ -244,7 +246,13 @@ function snapshotGauges(meter: Meter, s: TelemetrySnapshot): void {
 }
 
 /** GET /metrics: the service's OpenTelemetry metrics and the per-migration gauges, in Prometheus's text format. */
-function serveMetrics(exporter: PrometheusExporter, port: number, host: string, snapshot: (() => Promise<TelemetrySnapshot>) | undefined): Server {
+function serveMetrics(
+  exporter: PrometheusExporter,
+  port: number,
+  host: string,
+  snapshot: (() => Promise<TelemetrySnapshot>) | undefined,
+  onError: ((e: Error) => void) | undefined,
+): Server {
   const serializer = new PrometheusSerializer();
   const perScrape = new PrometheusSerializer(undefined, undefined, undefined, true);
   const server = createServer((req, res) => {
@@ -270,6 +278,8 @@ function serveMetrics(exporter: PrometheusExporter, port: number, host: string, 
       res.end(`# metrics collection failed: ${e instanceof Error ? e.message : String(e)}\n`);
     });
   });
+  // A metrics port already taken must not take the service down with it (an unhandled 'error' would).
+  server.on("error", (e) => (onError ?? ((x: Error) => process.stderr.write(`metrics endpoint: ${x.message}\n`)))(e));
   server.listen(port, host);
   return server;
 }
