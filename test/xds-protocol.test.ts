@@ -10,8 +10,11 @@ function stream(port: number, method: "StreamAggregatedResources" | "DeltaAggreg
   const inbox: any[] = [];
   const waiters: Array<(m: any) => void> = [];
   call.on("data", (m) => (waiters.length ? waiters.shift()!(m) : inbox.push(m)));
+  const ended = new Promise<grpc.StatusObject>((res) => call.on("status", res));
   call.on("error", () => {});
   return {
+    /** How the server ended the stream. */
+    ended: () => ended,
     send: (m: object) => call.write(m),
     next: (ms = 2000) =>
       new Promise<any>((res, rej) => {
@@ -143,10 +146,103 @@ describe("ADS protocol behaviour", () => {
     again.close();
   });
 
+  it("an ACK counts the version of the response it answers, whatever version_info the client claims", async () => {
+    const s = stream(xds.port, "StreamAggregatedResources");
+    s.send({ node: { id: "node-claims" }, type_url: TYPE.cluster, resource_names: ["db1"] });
+    const r = await s.next();
+    s.send({ type_url: TYPE.cluster, version_info: "99999999", response_nonce: r.nonce });
+    await s.quiet(100);
+    const v = ads.connected().find((x) => x.node.id === "node-claims")!;
+    expect(v.acks.get(TYPE.cluster)!.ackedVersion).toBe(Number(r.version_info));
+    expect(ads.outcome(v.id, TYPE.cluster, "db1", 99999999)).toBe("pending");
+    // A nonce never sent is forged: it changes nothing.
+    s.send({ type_url: TYPE.cluster, version_info: "99999999", response_nonce: "forged" });
+    await s.quiet(100);
+    expect(v.acks.get(TYPE.cluster)!.ackedVersion).toBe(Number(r.version_info));
+    s.close();
+  });
+
+  it("ends a stream asking for a type it does not serve with INVALID_ARGUMENT naming the type", async () => {
+    const s = stream(xds.port, "StreamAggregatedResources");
+    s.send({ node: { id: "node-t" }, type_url: "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret" });
+    const st = await s.ended();
+    expect(st.code).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(st.details).toContain("tls.v3.Secret");
+    s.close();
+  });
+
   it("refuses a stream whose first request names no node", async () => {
     const s = stream(xds.port, "StreamAggregatedResources");
     s.send({ type_url: TYPE.cluster });
-    await expect(s.next(1000)).rejects.toThrow();
+    const st = await s.ended();
+    expect(st.code).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(st.details).toContain("node.id");
     s.close();
+  });
+});
+
+describe("ADS admission and bounds", () => {
+  const cache = new ResourceCache();
+  const ads = new AdsServer(cache, {
+    limits: { maxNamesPerType: 3, maxRequestsPerSecond: 20 },
+    admit: (n) =>
+      n.id === "intruder" ? { refuse: `node ${n.id} is not allowed here` } : { identity: `id-${n.id}`, visible: (_t, name) => name.startsWith("a") },
+  });
+  let xds: XdsListener;
+  beforeAll(async () => {
+    xds = await listenXds(ads, "127.0.0.1", 0);
+    cache.set(TYPE.cluster, [
+      { name: "a1", value: bytes("a1") },
+      { name: "b1", value: bytes("b1") },
+    ]);
+  });
+  afterAll(async () => {
+    ads.close();
+    await xds.close();
+  });
+
+  it("a refused node's stream ends with PERMISSION_DENIED and the reason", async () => {
+    const s = stream(xds.port, "StreamAggregatedResources");
+    s.send({ node: { id: "intruder" }, type_url: TYPE.cluster });
+    const st = await s.ended();
+    expect(st.code).toBe(grpc.status.PERMISSION_DENIED);
+    expect(st.details).toContain("node intruder is not allowed");
+    expect(ads.connected().some((v) => v.node.id === "intruder")).toBe(false);
+  });
+
+  it("a stream sees only what its admission makes visible, by wildcard, by name and incrementally", async () => {
+    const s = stream(xds.port, "StreamAggregatedResources");
+    s.send({ node: { id: "p1" }, type_url: TYPE.cluster, resource_names: [] });
+    const r = await s.next();
+    expect(r.resources.map((x: any) => Buffer.from(x.value).toString())).toEqual(["a1"]);
+    const v = ads.connected().find((x) => x.node.id === "p1")!;
+    expect(v.identity).toBe("id-p1");
+    expect(ads.subscribes(v.id, TYPE.cluster, "b1")).toBe(false);
+    s.send({ type_url: TYPE.cluster, resource_names: ["b1"], response_nonce: r.nonce });
+    expect((await s.next()).resources ?? []).toEqual([]);
+    s.close();
+    const d = stream(xds.port, "DeltaAggregatedResources");
+    d.send({ node: { id: "p2" }, type_url: TYPE.cluster, resource_names_subscribe: ["a1", "b1"] });
+    expect((await d.next()).resources.map((x: any) => x.name)).toEqual(["a1"]);
+    d.close();
+  });
+
+  it("ends a stream that subscribes to too many names, or floods requests, with RESOURCE_EXHAUSTED", async () => {
+    const many = stream(xds.port, "DeltaAggregatedResources");
+    many.send({ node: { id: "p3" }, type_url: TYPE.cluster, resource_names_subscribe: ["a1", "a2", "a3", "a4"] });
+    const st = await many.ended();
+    expect(st.code).toBe(grpc.status.RESOURCE_EXHAUSTED);
+    expect(st.details).toContain("at most 3 names");
+    const flood = stream(xds.port, "StreamAggregatedResources");
+    flood.send({ node: { id: "p4" }, type_url: TYPE.cluster, resource_names: ["a1"] });
+    for (let i = 0; i < 40; i++) flood.send({ type_url: TYPE.cluster, resource_names: ["a1"], response_nonce: `stale-${i}` });
+    const fl = await flood.ended();
+    expect(fl.code).toBe(grpc.status.RESOURCE_EXHAUSTED);
+    expect(fl.details).toContain("requests in a second");
+    // The server still serves others.
+    const ok = stream(xds.port, "StreamAggregatedResources");
+    ok.send({ node: { id: "p5" }, type_url: TYPE.cluster, resource_names: [] });
+    expect((await ok.next()).resources).toHaveLength(1);
+    ok.close();
   });
 });

@@ -1,4 +1,5 @@
 import { EventEmitter } from "node:events";
+import type { PeerCertificate } from "node:tls";
 import type * as grpc from "@grpc/grpc-js";
 import { adsService, TYPE } from "./envoy-protos.js";
 import type { CacheChange, CachedResource, ResourceCache } from "./cache.js";
@@ -22,6 +23,8 @@ export interface TypeAckState {
 export interface StreamView {
   id: number;
   node: XdsNode;
+  /** Who the stream authenticated as (from its client certificate), when the admission hook names it. */
+  identity: string | undefined;
   kind: "sotw" | "delta";
   connectedAt: Date;
   lastSeen: Date;
@@ -35,6 +38,9 @@ interface PendingDelta {
 
 interface StreamState extends StreamView {
   group: string | undefined;
+  visible: ((typeUrl: string, name: string) => boolean) | undefined;
+  /** Requests in the current one-second window, for the flood bound. */
+  window: { start: number; count: number };
   /** Subscribed names per type; "*" means every resource of the type (wildcard). */
   subs: Map<string, Set<string> | "*">;
   /** SotW: last nonce and the version it carried, per type. */
@@ -58,9 +64,58 @@ const rank = (t: string) => (ORDER.includes(t) ? ORDER.indexOf(t) : ORDER.length
 /** LDS and CDS are wildcard when the first request names nothing; other types are always by name. */
 const WILDCARD_CAPABLE = new Set<string>([TYPE.listener, TYPE.cluster]);
 
+/** What the transport says of the peer of a stream. */
+export interface XdsPeer {
+  address: string;
+  /** The client certificate, when the stream is over mutual TLS. */
+  certificate: PeerCertificate | undefined;
+}
+
+/** An admission hook's answer for a new stream. */
+export type Admission =
+  | { refuse: string }
+  | {
+      /** The authenticated identity the stream's ACK state is kept under. */
+      identity?: string;
+      /** Which resources the stream may receive; everything when undefined. */
+      visible?: (typeUrl: string, name: string) => boolean;
+    };
+
+/** Bounds on what one stream may ask, so a flooding client cannot starve the others. */
+export interface AdsLimits {
+  /** Resource names a stream may subscribe to, per type. */
+  maxNamesPerType: number;
+  /** Requests a stream may send per second; beyond that the stream is ended. */
+  maxRequestsPerSecond: number;
+}
+
+export const DEFAULT_ADS_LIMITS: AdsLimits = { maxNamesPerType: 10_000, maxRequestsPerSecond: 200 };
+
 export interface AdsServerOptions {
   /** Which cache view a node sees; shared view when undefined. */
   groupOf?: (node: XdsNode) => string | undefined;
+  /**
+   * Called with the first request of a stream (go-control-plane's OnStreamRequest): may refuse the stream
+   * (it ends with PERMISSION_DENIED and the reason), name its identity and scope what it sees.
+   */
+  admit?: (node: XdsNode, peer: XdsPeer) => Admission;
+  /** The resource types served; a request for another ends the stream with INVALID_ARGUMENT. Default: the types in TYPE but tcpProxy. */
+  types?: readonly string[];
+  limits?: Partial<AdsLimits>;
+}
+
+/** gRPC status codes used here (grpc-js's enum is not imported at run time by this module). */
+const INVALID_ARGUMENT = 3;
+const PERMISSION_DENIED = 7;
+const RESOURCE_EXHAUSTED = 8;
+
+class StreamRefused extends Error {
+  constructor(
+    readonly code: number,
+    message: string,
+  ) {
+    super(message);
+  }
 }
 
 /**
@@ -74,6 +129,8 @@ export class AdsServer extends EventEmitter {
   private nonceCounter = 0;
   private readonly streams = new Map<number, StreamState>();
   private readonly unsubscribe: () => void;
+  private readonly types: Set<string>;
+  private readonly limits: AdsLimits;
 
   constructor(
     private readonly cache: ResourceCache,
@@ -81,6 +138,8 @@ export class AdsServer extends EventEmitter {
   ) {
     super();
     this.setMaxListeners(0);
+    this.types = new Set(opts.types ?? [TYPE.listener, TYPE.cluster, TYPE.endpoint, TYPE.route]);
+    this.limits = { ...DEFAULT_ADS_LIMITS, ...opts.limits };
     this.unsubscribe = cache.onChange((c) => this.onCacheChange(c));
   }
 
@@ -119,7 +178,9 @@ export class AdsServer extends EventEmitter {
 
   /** Whether a stream receives a resource at all (subscribed by name or by wildcard). */
   subscribes(streamId: number, typeUrl: string, name: string): boolean {
-    const sub = this.streams.get(streamId)?.subs.get(typeUrl);
+    const s = this.streams.get(streamId);
+    const sub = s?.subs.get(typeUrl);
+    if (!s || (s.visible && !s.visible(typeUrl, name))) return false;
     return sub === "*" || (sub !== undefined && sub.has(name));
   }
 
@@ -135,17 +196,22 @@ export class AdsServer extends EventEmitter {
       this.streams.delete(id);
       this.emit("disconnect", state);
     };
+    let refused = false;
     call.on("data", (req: any) => {
+      if (refused) return;
       try {
         if (!state) {
           const node: XdsNode = { id: req.node?.id ?? "", cluster: req.node?.cluster ?? "", metadata: req.node?.metadata };
-          if (!node.id) {
-            call.destroy(Object.assign(new Error("the first request on a stream must carry node.id"), { code: 3 }));
-            return;
-          }
+          if (!node.id) throw new StreamRefused(INVALID_ARGUMENT, "the first request on a stream must carry node.id");
+          const auth = call.getAuthContext();
+          const admission = this.opts.admit?.(node, { address: call.getPeer(), certificate: auth?.sslPeerCertificate }) ?? {};
+          if ("refuse" in admission) throw new StreamRefused(PERMISSION_DENIED, admission.refuse);
           state = {
             id,
             node,
+            identity: admission.identity,
+            visible: admission.visible,
+            window: { start: Date.now(), count: 0 },
             kind,
             connectedAt: new Date(),
             lastSeen: new Date(),
@@ -165,10 +231,15 @@ export class AdsServer extends EventEmitter {
           this.emit("connect", state);
         }
         state.lastSeen = new Date();
+        this.admitRequest(state, req);
         if (kind === "sotw") this.onSotwRequest(state, req);
         else this.onDeltaRequest(state, req);
       } catch (e) {
-        call.destroy(e as Error);
+        // Emitting "error" on a grpc-js server stream ends it with that status; destroy() would drop the status.
+        refused = true;
+        end();
+        const err = e instanceof StreamRefused ? Object.assign(new Error(e.message), { code: e.code, details: e.message }) : (e as Error);
+        call.emit("error", err);
       }
     });
     call.on("end", () => {
@@ -178,6 +249,31 @@ export class AdsServer extends EventEmitter {
     call.on("error", end);
     call.on("cancelled", end);
     call.on("close", end);
+  }
+
+  /** The bounds every request must keep: a served type, a bounded subscription, a bounded rate. */
+  private admitRequest(s: StreamState, req: any): void {
+    const now = Date.now();
+    if (now - s.window.start >= 1000) s.window = { start: now, count: 0 };
+    if (++s.window.count > this.limits.maxRequestsPerSecond) {
+      throw new StreamRefused(RESOURCE_EXHAUSTED, `more than ${this.limits.maxRequestsPerSecond} requests in a second on one stream; reconnect and slow down`);
+    }
+    const typeUrl: string = req.type_url ?? "";
+    if (typeUrl && !this.types.has(typeUrl)) {
+      throw new StreamRefused(INVALID_ARGUMENT, `type_url "${typeUrl.slice(0, 120)}" is not served here; served: ${[...this.types].join(", ")}`);
+    }
+    const names = (req.resource_names?.length ?? 0) + (req.resource_names_subscribe?.length ?? 0) + Object.keys(req.initial_resource_versions ?? {}).length;
+    const held = s.subs.get(typeUrl);
+    if (names > this.limits.maxNamesPerType || (held instanceof Set && held.size + (req.resource_names_subscribe?.length ?? 0) > this.limits.maxNamesPerType)) {
+      throw new StreamRefused(RESOURCE_EXHAUSTED, `a stream may subscribe to at most ${this.limits.maxNamesPerType} names of ${typeUrl}`);
+    }
+  }
+
+  /** The cache's view of a type as this stream may see it. */
+  private viewFor(s: StreamState, typeUrl: string): Map<string, CachedResource> {
+    const view = this.cache.view(typeUrl, s.group);
+    if (!s.visible) return view;
+    return new Map([...view].filter(([name]) => s.visible!(typeUrl, name)));
   }
 
   // ---- state of the world ----
@@ -198,7 +294,8 @@ export class AdsServer extends EventEmitter {
         s.acks.set(typeUrl, st);
         this.emit("nack", s, typeUrl, last.version, st.nackMessage);
       } else {
-        st.ackedVersion = Number(req.version_info || last.version);
+        // The version is the one the answered nonce carried: a client's own version_info could claim any.
+        st.ackedVersion = last.version;
         s.acks.set(typeUrl, st);
         this.emit("ack", s, typeUrl, st.ackedVersion);
       }
@@ -215,7 +312,7 @@ export class AdsServer extends EventEmitter {
   private sendSotw(s: StreamState, typeUrl: string): void {
     const sub = s.subs.get(typeUrl);
     if (sub === undefined) return;
-    const view = this.cache.view(typeUrl, s.group);
+    const view = this.viewFor(s, typeUrl);
     const resources: CachedResource[] = sub === "*" ? [...view.values()] : [...sub].map((n) => view.get(n)).filter((r): r is CachedResource => Boolean(r));
     const version = this.cache.currentVersion();
     const nonce = this.nonce();
@@ -285,7 +382,7 @@ export class AdsServer extends EventEmitter {
   private sendDelta(s: StreamState, typeUrl: string): void {
     const sub = s.subs.get(typeUrl);
     if (sub === undefined) return;
-    const view = this.cache.view(typeUrl, s.group);
+    const view = this.viewFor(s, typeUrl);
     const held = s.held.get(typeUrl)!;
     const wanted = sub === "*" ? [...view.keys()] : [...sub];
     const resources: Array<{ name: string; version: string; resource: { type_url: string; value: Buffer } }> = [];

@@ -1,5 +1,15 @@
 /** A generic xDS management server: a resource cache and ADS (SotW and delta) with per-node ACK state. */
 export { ResourceCache, type CachedResource, type CacheChange } from "./cache.js";
-export { AdsServer, type AckOutcome, type StreamView, type XdsNode, type AdsServerOptions } from "./ads-server.js";
+export {
+  AdsServer,
+  DEFAULT_ADS_LIMITS,
+  type AckOutcome,
+  type Admission,
+  type AdsLimits,
+  type AdsServerOptions,
+  type StreamView,
+  type XdsNode,
+  type XdsPeer,
+} from "./ads-server.js";
 export { listenXds, type XdsListener } from "./server.js";
 export { adsClientConstructor, adsService, envoyRoot, ENVOY_INCLUDE_DIRS, TYPE } from "./envoy-protos.js";
