@@ -8,7 +8,7 @@
 const LEVELS = [
   ["src/gen"],
   ["src/domain"],
-  ["src/telemetry", "src/postgres"],
+  ["src/telemetry", "src/postgres", "src/security"],
   ["src/store"],
   ["src/providers"],
   ["src/checks", "src/cdc", "src/replication", "src/routing", "src/workload"],

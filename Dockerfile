@@ -14,7 +14,13 @@ FROM node:20-bookworm-slim
 RUN apt-get update \
  && apt-get install -y --no-install-recommends postgresql-15 postgresql-client-15 \
  && rm -rf /var/lib/apt/lists/*
-ENV NODE_ENV=production PGSHIFT_DATA_DIR=/var/lib/pgshift PGSHIFT_API=http://127.0.0.1:50051
+# Mutual TLS by default: mount the certificates and the policy here (see deploy/policy.yaml). The health check
+# presents the server's own certificate, which must therefore also allow client authentication.
+ENV NODE_ENV=production PGSHIFT_DATA_DIR=/var/lib/pgshift \
+    PGSHIFT_TLS_CERT=/etc/pgshift/tls/server.crt PGSHIFT_TLS_KEY=/etc/pgshift/tls/server.key \
+    PGSHIFT_TLS_CLIENT_CA=/etc/pgshift/tls/ca.crt PGSHIFT_POLICY=/etc/pgshift/policy.yaml \
+    PGSHIFT_API=https://127.0.0.1:50051 PGSHIFT_CA=/etc/pgshift/tls/ca.crt \
+    PGSHIFT_CLIENT_CERT=/etc/pgshift/tls/server.crt PGSHIFT_CLIENT_KEY=/etc/pgshift/tls/server.key
 WORKDIR /app
 COPY package.json package-lock.json ./
 # The bundle carries the JavaScript; these are the packages it reads files from at run time (Envoy's .proto files).

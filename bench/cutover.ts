@@ -43,7 +43,7 @@ function stats(xs: number[]) {
 }
 
 const dataDir = newWorkDir("pgshift-bench-");
-const config = { ...parseServiceConfig(["--port", "0", "--xds-port", "0", "--data-dir", dataDir]), logLevel: "error" as const };
+const config = { ...parseServiceConfig(["--insecure", "--port", "0", "--xds-port", "0", "--data-dir", dataDir]), logLevel: "error" as const };
 const provider = new LocalProvider(join(dataDir, "local"));
 const service = await startService(config, createLogger("error"));
 const client = createClient(MigrationService, createGrpcTransport({ baseUrl: `http://127.0.0.1:${service.port}` }));

@@ -2,6 +2,13 @@ import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { InvalidArgumentError } from "./domain/errors.js";
 import { isLogLevel, type LogLevel } from "./telemetry/log.js";
+import type { TlsFiles } from "./security/tls-material.js";
+
+/**
+ * How callers and proxies prove who they are. mutual TLS by default: the API and xDS ports take only clients
+ * with a certificate from the trusted CA, and a policy says what each identity may do. Cleartext only when asked.
+ */
+export type Security = { mode: "mtls"; tls: TlsFiles; policyFile: string } | { mode: "insecure"; policyFile: string | undefined };
 
 export interface ServiceConfig {
   host: string;
@@ -36,6 +43,42 @@ export interface ServiceConfig {
   replicaId?: string;
   /** How long the source (before cutover) and the target (after) are sampled for the baseline comparison. */
   baselineSampleMs: number;
+  security: Security;
+  /** How often certificate and policy files are looked at for a change. */
+  reloadMs: number;
+}
+
+const NEED_TLS =
+  "serve needs mutual TLS: --tls-cert, --tls-key and --tls-client-ca (PEM files), and --policy (who may do what); or --insecure for cleartext with no authentication, on a network you trust";
+
+function security(v: Record<string, string | boolean | undefined>, env: NodeJS.ProcessEnv): Security {
+  const insecure = v.insecure === true || env.PGSHIFT_INSECURE === "true";
+  const files = {
+    "tls-cert": (v["tls-cert"] as string | undefined) ?? env.PGSHIFT_TLS_CERT,
+    "tls-key": (v["tls-key"] as string | undefined) ?? env.PGSHIFT_TLS_KEY,
+    "tls-client-ca": (v["tls-client-ca"] as string | undefined) ?? env.PGSHIFT_TLS_CLIENT_CA,
+  };
+  const policyFile = (v.policy as string | undefined) ?? (env.PGSHIFT_POLICY || undefined);
+  const given = Object.values(files).filter(Boolean).length;
+  if (insecure) {
+    if (given > 0) throw new InvalidArgumentError("--insecure and --tls-* contradict each other: give the TLS files, or --insecure, not both");
+    return { mode: "insecure", policyFile: policyFile ? resolve(policyFile) : undefined };
+  }
+  if (given === 0) throw new InvalidArgumentError(NEED_TLS);
+  const missing = Object.entries(files)
+    .filter(([, f]) => !f)
+    .map(([k]) => `--${k}`);
+  if (missing.length > 0) throw new InvalidArgumentError(`mutual TLS needs --tls-cert, --tls-key and --tls-client-ca; missing ${missing.join(", ")}`);
+  if (!policyFile) {
+    throw new InvalidArgumentError(
+      "--policy is required with mutual TLS: a YAML file saying which identities may do what to which databases (see deploy/policy.yaml)",
+    );
+  }
+  return {
+    mode: "mtls",
+    tls: { certFile: resolve(files["tls-cert"]!), keyFile: resolve(files["tls-key"]!), clientCaFile: resolve(files["tls-client-ca"]!) },
+    policyFile: resolve(policyFile),
+  };
 }
 
 function port(name: string, v: string): number {
@@ -93,6 +136,12 @@ export function parseServiceConfig(argv: string[], env: NodeJS.ProcessEnv = proc
       "baseline-sample-ms": { type: "string" },
       "replica-id": { type: "string" },
       "local-dir": { type: "string" },
+      "tls-cert": { type: "string" },
+      "tls-key": { type: "string" },
+      "tls-client-ca": { type: "string" },
+      policy: { type: "string" },
+      insecure: { type: "boolean" },
+      "reload-ms": { type: "string" },
     },
     strict: true,
   });
@@ -118,5 +167,7 @@ export function parseServiceConfig(argv: string[], env: NodeJS.ProcessEnv = proc
     metricsPort: metricsPort(values["metrics-port"] ?? env.PGSHIFT_METRICS_PORT),
     metricsHost: values["metrics-host"] ?? env.PGSHIFT_METRICS_HOST ?? "127.0.0.1",
     baselineSampleMs: positive("baseline-sample-ms", values["baseline-sample-ms"] ?? env.PGSHIFT_BASELINE_SAMPLE_MS ?? "2000"),
+    security: security(values, env),
+    reloadMs: positive("reload-ms", values["reload-ms"] ?? env.PGSHIFT_RELOAD_MS ?? "2000"),
   };
 }

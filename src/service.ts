@@ -20,6 +20,17 @@ import { claimIdentity, dataDirIdentity } from "./store/replica-identity.js";
 import type { Logger } from "./telemetry/log.js";
 import { DeferredMetrics } from "./telemetry/deferred-metrics.js";
 import { DeferredTracing, NO_TRACING, tracesWanted } from "./telemetry/tracing.js";
+import { openGuard } from "./security/guard.js";
+import { grpcMtlsCredentials } from "./security/grpc-certificates.js";
+import { xdsAdmission } from "./routing/xds-admission.js";
+
+/** Bounds that keep one client from starving the others or the engine. */
+const LIMITS = {
+  /** The largest request message, after decompression. */
+  messageBytes: 4 * 1024 * 1024,
+  streamsPerConnection: 100,
+  xdsStreamsPerIdentity: 8,
+};
 
 export interface RunningService {
   port: number;
@@ -38,6 +49,18 @@ export interface TelemetryHooks {
 
 /** Wires the store, the API and the standard gRPC services together and starts listening. */
 export async function startService(config: ServiceConfig, log: Logger, hooks: TelemetryHooks = {}): Promise<RunningService> {
+  const guard = await openGuard({
+    tls: config.security.mode === "mtls" ? config.security.tls : undefined,
+    policyFile: config.security.policyFile,
+    reloadMs: config.reloadMs,
+    onReload: (what) => log.info("reloaded", { what }),
+    onReloadError: (what, e) => log.error("a changed file did not load; the last good one stays in force", { what, error: e.message }),
+  });
+  if (config.security.mode === "insecure") {
+    log.warn("running --insecure: the API and xDS ports speak cleartext and authenticate no one; use mutual TLS outside a trusted network", {
+      policy: config.security.policyFile ?? "none: every caller may do everything",
+    });
+  }
   const store = await openStore({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
   log.info("state store ready", { embedded: Boolean(store.embedded), port: store.embedded?.port });
   const bus = new EventBus(store.connection);
@@ -58,13 +81,20 @@ export async function startService(config: ServiceConfig, log: Logger, hooks: Te
   const routes = new StoreRoutes(store.db);
   const router = new XdsRouter(store.db, routes);
   const cache = new ResourceCache();
-  const ads = new AdsServer(cache);
+  const ads: AdsServer = new AdsServer(cache, {
+    admit: xdsAdmission({
+      mtls: Boolean(guard.tls),
+      policy: guard.policy,
+      connected: () => ads.connected(),
+      maxStreamsPerIdentity: LIMITS.xdsStreamsPerIdentity,
+    }),
+  });
   const sync = new RouteSync(routes, cache, store.connection, log.child({ component: "routing" }));
   await sync.start();
   const tracker = new ProxyStatusTracker(store.db, ads, sync, replicaId, log.child({ component: "routing" }));
   await tracker.forgetPreviousIncarnation();
   tracker.start();
-  const xds = await listenXds(ads, config.host, config.xdsPort);
+  const xds = await listenXds(ads, config.host, config.xdsPort, guard.tls ? grpcMtlsCredentials(guard.tls) : undefined);
   log.info("xds listening", { port: xds.port });
   const watchers = new CdcWatchers(store.db, replicaId);
   const metrics = new DeferredMetrics();
@@ -116,6 +146,7 @@ export async function startService(config: ServiceConfig, log: Logger, hooks: Te
     { reflectionServices },
     { rpcTelemetry },
     { inputGuard },
+    { Authorizer },
     gen,
     health,
     reflectionV1,
@@ -128,6 +159,7 @@ export async function startService(config: ServiceConfig, log: Logger, hooks: Te
     import("./api/reflection.js"),
     import("./api/rpc-telemetry.js"),
     import("./api/input-guard.js"),
+    import("./api/authorize.js"),
     import("./gen/migration/v1/migration_pb.js"),
     import("./gen/health/v1/health_pb.js"),
     import("./gen/grpc/reflection/v1/reflection_pb.js"),
@@ -136,18 +168,24 @@ export async function startService(config: ServiceConfig, log: Logger, hooks: Te
   const { MigrationService, CdcService } = gen;
   const { Health, HealthCheckResponse_ServingStatus: Status } = health;
   const healthState = new HealthState();
+  const authz = new Authorizer(guard.policy);
   const reflection = reflectionServices([MigrationService, CdcService, Health, reflectionV1.ServerReflection, reflectionV1Alpha.ServerReflection]);
   const api = await listenApi(
     (r) => {
-      r.service(MigrationService, migrationService({ repo, bus, shutdown: shutdown.signal, providerAvailable, providers, router, watchers }));
-      r.service(CdcService, cdcService({ repo, bus, router, watchers, shutdown: shutdown.signal }));
+      r.service(MigrationService, migrationService({ repo, bus, shutdown: shutdown.signal, providerAvailable, providers, router, watchers, authz }));
+      r.service(CdcService, cdcService({ repo, bus, router, watchers, shutdown: shutdown.signal, authz }));
       r.service(Health, healthService(healthState));
       r.service(reflectionV1.ServerReflection, reflection.v1);
       r.service(reflectionV1Alpha.ServerReflection, reflection.v1alpha);
     },
-    config.host,
-    config.port,
-    [rpcTelemetry(() => (r) => metrics.rpc(r)), inputGuard(log.child({ component: "api" }))],
+    {
+      host: config.host,
+      port: config.port,
+      tls: guard.tls,
+      readMaxBytes: LIMITS.messageBytes,
+      maxConcurrentStreams: LIMITS.streamsPerConnection,
+      interceptors: [rpcTelemetry(() => (r) => metrics.rpc(r)), inputGuard(log.child({ component: "api" }))],
+    },
   );
   healthState.set("", Status.SERVING);
   healthState.set(MigrationService.typeName, Status.SERVING);
@@ -190,6 +228,7 @@ export async function startService(config: ServiceConfig, log: Logger, hooks: Te
         await bus.close();
         await identity.close();
         await store.close();
+        guard.close();
         await metrics.shutdown().catch(() => {});
         await tracing.shutdown().catch(() => {});
         log.info("stopped");

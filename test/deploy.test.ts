@@ -2,6 +2,8 @@ import { existsSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { describe, expect, it } from "vitest";
 import { parse } from "yaml";
+import { Policy } from "../src/security/policy.js";
+import { envoyBootstrapRoot, strictEnvoyDecode } from "./helpers/envoy-strict.js";
 
 const ROOT = resolve(import.meta.dirname, "..");
 
@@ -20,7 +22,17 @@ describe("deployment files (no Docker engine here: parsed and checked, not run)"
     expect(compose.services.pgshift.build).toBe(".");
     expect(compose.services.pgshift.image).toBeUndefined();
     expect(compose.services.pgshift.command[0]).toBe("serve");
-    for (const v of compose.services.envoy.volumes as string[]) expect(existsSync(join(ROOT, v.split(":")[0]!))).toBe(true);
+    // Every file mounted is in the repository, but the certificates `pgshift dev-certs --out deploy/tls` makes (never committed).
+    for (const v of [...compose.services.envoy.volumes, ...compose.services.pgshift.volumes] as string[]) {
+      const src = v.split(":")[0]!;
+      if (src !== "./deploy/tls") expect(existsSync(join(ROOT, src)), src).toBe(true);
+    }
+    // Mutual TLS: the service's certificates and policy mounted, the sidecar's node id its certificate's identity.
+    expect(compose.services.pgshift.volumes).toEqual(
+      expect.arrayContaining(["./deploy/tls:/etc/pgshift/tls:ro", "./deploy/policy.yaml:/etc/pgshift/policy.yaml:ro"]),
+    );
+    expect(compose.services.pgshift.command).not.toContain("--insecure");
+    expect(compose.services.envoy.command.join(" ")).toContain("--service-node spiffe://pgshift.local/sa/app-sidecar/");
   });
 
   it("the Envoy bootstrap takes LDS and CDS over ADS from pgshift on the xDS port", () => {
@@ -34,6 +46,47 @@ describe("deployment files (no Docker engine here: parsed and checked, not run)"
     expect(xds.type).toBe("STRICT_DNS");
     expect(xds.load_assignment.endpoints[0].lb_endpoints[0].endpoint.address.socket_address.address).toBe(compose.services.pgshift ? "pgshift" : "");
     expect(boot.dynamic_resources.ads_config.grpc_services[0].envoy_grpc.retry_policy.retry_back_off.max_interval).toBe("1s");
+  });
+
+  it("the Envoy bootstrap decodes strictly into envoy.config.bootstrap.v3.Bootstrap, with mutual TLS to the control plane", () => {
+    const root = envoyBootstrapRoot();
+    const BOOTSTRAP = "envoy.config.bootstrap.v3.Bootstrap";
+    const raw = parse(readFileSync(join(ROOT, "deploy/envoy/bootstrap.yaml"), "utf8"));
+    const boot = strictEnvoyDecode(root, BOOTSTRAP, raw).toJSON() as any;
+    const xds = boot.static_resources.clusters.find((c: any) => c.name === "pgshift_xds");
+    const socket = xds.transport_socket;
+    expect(socket.name).toBe("envoy.transport_sockets.tls");
+    expect(socket.typed_config.type_url ?? socket.typed_config["@type"]).toContain("UpstreamTlsContext");
+    const { "@type": _, ...upstream } = raw.static_resources.clusters[0].transport_socket.typed_config;
+    const tls = strictEnvoyDecode(root, "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext", upstream).toJSON() as any;
+    expect(tls.common_tls_context.tls_certificates[0].certificate_chain.filename).toMatch(/\.crt$/);
+    expect(tls.common_tls_context.tls_certificates[0].private_key.filename).toMatch(/\.key$/);
+    expect(tls.common_tls_context.validation_context.trusted_ca.filename).toMatch(/ca\.crt$/);
+    // The node id is an identity the policy's proxies section can grant.
+    expect(boot.node.id).toMatch(/^spiffe:\/\/pgshift\.local\/sa\/app-sidecar\//);
+    const policy = Policy.parse(readFileSync(join(ROOT, "deploy/policy.yaml"), "utf8"), "deploy/policy.yaml");
+    expect(policy.proxyMayReach("spiffe://pgshift.local/sa/app-sidecar", "billing-db")).toBe(true);
+    // The decoder is strict: a misspelt field, a wrong type and an unknown Any fail, naming where.
+    const mutate = (f: (b: any) => void) => {
+      const b = structuredClone(raw);
+      f(b);
+      return () => strictEnvoyDecode(root, BOOTSTRAP, b);
+    };
+    expect(mutate((b) => (b.static_resources.clusters[0].conect_timeout = "2s"))).toThrow(/clusters\[0\]\.conect_timeout: unknown field/);
+    expect(mutate((b) => (b.static_resources.clusters[0].connect_timeout = 2))).toThrow(/duration/);
+    expect(mutate((b) => (b.static_resources.clusters[0].type = "STRICT_DSN"))).toThrow(/one of/);
+    expect(mutate((b) => (b.static_resources.clusters[0].transport_socket.typed_config.common_tls_context.tls_certificate = []))).toThrow(/unknown field/);
+    expect(mutate((b) => (b.static_resources.clusters[0].transport_socket.typed_config["@type"] = "type.googleapis.com/envoy.Nope"))).toThrow(/not among/);
+  });
+
+  it("the sample policy parses, and grants what its comments say", () => {
+    const policy = Policy.parse(readFileSync(join(ROOT, "deploy/policy.yaml"), "utf8"), "deploy/policy.yaml");
+    expect(policy.allows("spiffe://corp.example/platform/sa/oncall", "administer", "anything")).toBe(true);
+    expect(policy.allows("spiffe://corp.example/team/billing/sa/deployer", "approve", "billing-db")).toBe(true);
+    expect(policy.allows("spiffe://corp.example/team/billing/sa/deployer", "administer", "billing-db")).toBe(false);
+    expect(policy.allows("spiffe://corp.example/team/billing/sa/deployer", "view", "payments-db")).toBe(false);
+    expect(policy.allows("spiffe://corp.example/observability/sa/grafana", "view", "payments-db")).toBe(true);
+    expect(policy.allows("spiffe://corp.example/observability/sa/grafana", "operate", "payments-db")).toBe(false);
   });
 
   it("the Dockerfile: multi-stage, the built bundle run by plain node as a non-root user, no dev dependencies, a gRPC health check", () => {

@@ -65,6 +65,7 @@ describe("observability: one trace per migration, the on-call metrics, a dashboa
   beforeAll(async () => {
     metricsPort = await freePort();
     const config = parseServiceConfig([
+      "--insecure",
       "--port",
       "0",
       "--xds-port",

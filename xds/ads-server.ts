@@ -73,7 +73,7 @@ export interface XdsPeer {
 
 /** An admission hook's answer for a new stream. */
 export type Admission =
-  | { refuse: string }
+  | { refuse: string; /** the gRPC status; PERMISSION_DENIED unless told */ code?: number }
   | {
       /** The authenticated identity the stream's ACK state is kept under. */
       identity?: string;
@@ -205,7 +205,7 @@ export class AdsServer extends EventEmitter {
           if (!node.id) throw new StreamRefused(INVALID_ARGUMENT, "the first request on a stream must carry node.id");
           const auth = call.getAuthContext();
           const admission = this.opts.admit?.(node, { address: call.getPeer(), certificate: auth?.sslPeerCertificate }) ?? {};
-          if ("refuse" in admission) throw new StreamRefused(PERMISSION_DENIED, admission.refuse);
+          if ("refuse" in admission) throw new StreamRefused(admission.code ?? PERMISSION_DENIED, admission.refuse);
           state = {
             id,
             node,

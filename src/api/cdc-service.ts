@@ -9,6 +9,7 @@ import type { EventBus } from "../store/event-bus.js";
 import type { MigrationRepo } from "../store/migration-repo.js";
 import { DATABASE_NAME } from "../domain/spec.js";
 import { wakeup } from "./wakeup.js";
+import type { Authorizer } from "./authorize.js";
 import type { CdcWatchers } from "../store/cdc-watchers.js";
 
 export interface CdcServiceDeps {
@@ -17,6 +18,7 @@ export interface CdcServiceDeps {
   router: XdsRouter;
   watchers: CdcWatchers;
   shutdown: AbortSignal;
+  authz: Authorizer;
 }
 
 const POLL_MS = 5_000;
@@ -39,7 +41,7 @@ function toProto(d: Directive): WatchSlotDirectivesResponse {
   });
 }
 
-export function cdcService({ repo, bus, router, watchers, shutdown }: CdcServiceDeps): ServiceImpl<typeof CdcService> {
+export function cdcService({ repo, bus, router, watchers, shutdown, authz }: CdcServiceDeps): ServiceImpl<typeof CdcService> {
   return {
     async *watchSlotDirectives(req, ctx: HandlerContext) {
       if (!DATABASE_NAME.test(req.databaseName)) {
@@ -53,6 +55,7 @@ export function cdcService({ repo, bus, router, watchers, shutdown }: CdcService
       if (req.consumerId.length < 1 || req.consumerId.length > 128) {
         throw new InvalidArgumentError("consumer_id is required (1 to 128 characters): who is watching, as the migration's consumer inventory will list it");
       }
+      authz.require(ctx, "view", req.databaseName, "watch slot directives");
       const signal = AbortSignal.any([ctx.signal, shutdown]);
       let signalled: boolean;
       // Subscribe before the first read so nothing committed in between is missed.

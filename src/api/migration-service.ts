@@ -9,7 +9,9 @@ import { type MigrationService, WatchMigrationResponseSchema, type WatchMigratio
 import { isTerminal, phaseFromProto, phaseToProto, type PhaseName } from "../domain/phases.js";
 import type { EventBus } from "../store/event-bus.js";
 import type { MigrationRepo } from "../store/migration-repo.js";
-import { actorOf } from "./actor.js";
+import { actorOf } from "./caller.js";
+import type { Authorizer } from "./authorize.js";
+import type { Action } from "../security/policy.js";
 import type { CdcWatchers } from "../store/cdc-watchers.js";
 import { wakeup } from "./wakeup.js";
 import { checkToProto, eventToProto, migrationToProto } from "./convert.js";
@@ -28,7 +30,19 @@ export interface MigrationServiceDeps {
   watchers: CdcWatchers;
   /** Aborted when the service drains: open watches end so clients reconnect elsewhere. */
   shutdown: AbortSignal;
+  /** Who may do what to which database. */
+  authz: Authorizer;
 }
+
+/** What each operator action needs (approving and rolling back are an approver's; ending a migration an admin's). */
+const ACTION_NEEDS: Record<OperatorAction, Action> = {
+  approve: "approve",
+  rollback: "approve",
+  pause: "operate",
+  resume: "operate",
+  abort: "administer",
+  finalize: "administer",
+};
 
 const MAX_PAGE = 500;
 const DEFAULT_PAGE = 50;
@@ -49,9 +63,17 @@ export function migrationService({
   providers,
   router,
   watchers,
+  authz,
 }: MigrationServiceDeps): ServiceImpl<typeof MigrationService> {
-  async function load(id: string) {
+  /** The migration, once the caller is known to be allowed the action on its database. */
+  async function allowed(ctx: HandlerContext, id: string, action: Action, what: string) {
     const row = await repo.get(requireId(id));
+    authz.require(ctx, action, row.database_name, what);
+    return row;
+  }
+
+  async function load(ctx: HandlerContext, id: string) {
+    const row = await allowed(ctx, id, "view", "read migration " + id);
     const history = await repo.phaseHistory([row.id]);
     return migrationToProto(row, history, await watchers.of(row.database_name));
   }
@@ -60,6 +82,7 @@ export function migrationService({
   async function act(req: { id: string; reason: string }, ctx: HandlerContext, action: OperatorAction) {
     const actor = actorOf(ctx);
     if (req.reason.length > 1000) throw new InvalidArgumentError("reason must be at most 1000 characters");
+    await allowed(ctx, req.id, ACTION_NEEDS[action], `${action} migration ${req.id}`);
     const row = await repo.requestAction(requireId(req.id), action, actor, req.reason);
     return { migration: migrationToProto(row, await repo.phaseHistory([row.id])) };
   }
@@ -69,6 +92,7 @@ export function migrationService({
       const actor = actorOf(ctx);
       if (req.requestId.length > 128) throw new InvalidArgumentError("request_id must be at most 128 characters");
       const spec = normalizeSpec(req.spec);
+      authz.require(ctx, "operate", spec.databaseName, "create a migration");
       const unavailable = providerAvailable(spec.provider);
       if (unavailable) throw new FailedPreconditionError(unavailable);
       // A retry of a request already taken returns what it made (whose target exists by now, made by it).
@@ -92,11 +116,11 @@ export function migrationService({
       return { migration: migrationToProto(row, await repo.phaseHistory([row.id])), created };
     },
 
-    async getMigration(req) {
-      return { migration: await load(req.id) };
+    async getMigration(req, ctx) {
+      return { migration: await load(ctx, req.id) };
     },
 
-    async listMigrations(req) {
+    async listMigrations(req, ctx) {
       if (req.pageSize > MAX_PAGE) throw new InvalidArgumentError(`page_size must be at most ${MAX_PAGE}; got ${req.pageSize}`);
       const phases: PhaseName[] = req.phases.map((p) => {
         const name = phaseFromProto(p);
@@ -109,13 +133,15 @@ export function migrationService({
         pageSize: req.pageSize || DEFAULT_PAGE,
         pageToken: req.pageToken || undefined,
       });
-      const history = await repo.phaseHistory(rows.map((r) => r.id));
-      return { migrations: rows.map((r) => migrationToProto(r, history)), nextPageToken };
+      // Only what the caller may view; a page can come back short, its token still leads on.
+      const visible = rows.filter((r) => authz.mayView(ctx, r.database_name));
+      const history = await repo.phaseHistory(visible.map((r) => r.id));
+      return { migrations: visible.map((r) => migrationToProto(r, history)), nextPageToken };
     },
 
     async *watchMigration(req, ctx: HandlerContext): AsyncGenerator<WatchMigrationResponse> {
       const id = requireId(req.id);
-      await repo.get(id);
+      await allowed(ctx, id, "view", "watch migration " + id);
       let cursor = req.afterSequence.toString();
       // The phase as of the cursor, so each response carries the phase right after its event.
       const before = (await repo.phaseHistory([id])).filter((e) => BigInt(e.seq) <= req.afterSequence);
@@ -146,8 +172,9 @@ export function migrationService({
       }
     },
 
-    async runPreflight(req) {
+    async runPreflight(req, ctx) {
       const spec = normalizeSpec(req.spec);
+      authz.require(ctx, "operate", spec.databaseName, "run a preflight");
       const unavailable = providerAvailable(spec.provider);
       if (unavailable) throw new FailedPreconditionError(unavailable);
       const checks = await runPreflight(providers(spec.provider), sourceRef(spec));
@@ -155,6 +182,7 @@ export function migrationService({
     },
     async dropInactiveSlot(req, ctx) {
       const actor = actorOf(ctx);
+      await allowed(ctx, req.id, "operate", "drop a slot of migration " + req.id);
       const { row, retained } = await dropInactiveSlot(repo, providers, requireId(req.id), req.slotName, actor, req.reason);
       return { migration: migrationToProto(row, await repo.phaseHistory([row.id])), retainedBytes: retained };
     },
@@ -164,8 +192,9 @@ export function migrationService({
     abortMigration: (req, ctx) => act(req, ctx, "abort"),
     rollbackMigration: (req, ctx) => act(req, ctx, "rollback"),
     finalizeMigration: (req, ctx) => act(req, ctx, "finalize"),
-    async getRoutingStatus(req) {
+    async getRoutingStatus(req, ctx) {
       if (!req.databaseName) throw new InvalidArgumentError("database_name is required: the logical database, e.g. billing-db");
+      authz.require(ctx, "view", req.databaseName, "read the routing status");
       const route = await router.current(req.databaseName);
       if (!route) throw new NotFoundError(`no route for database "${req.databaseName}"; a migration of it creates one at PREFLIGHT`);
       const proxies = await router.proxies(req.databaseName);

@@ -1,7 +1,12 @@
 import http2 from "node:http2";
 import type { AddressInfo, Socket } from "node:net";
-import type { ConnectRouter, Interceptor } from "@connectrpc/connect";
+import type { TLSSocket } from "node:tls";
+import { createContextValues, type ConnectRouter, type Interceptor } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { certificateIdentity } from "../security/identity.js";
+import type { TlsMaterial } from "../security/tls-material.js";
+import type { Watched } from "../security/watched-files.js";
+import { PEER, type Peer } from "./caller.js";
 
 /**
  * The gRPC spec percent-encodes only bytes outside printable ASCII (and "%")
@@ -46,12 +51,51 @@ export interface ApiServer {
   close(drainMs: number): Promise<void>;
 }
 
+export interface ApiListenOptions {
+  host: string;
+  port: number;
+  interceptors?: Interceptor[];
+  /** Mutual TLS: the server's material (reloaded as it changes) and the CA client certificates must come from. Cleartext when absent. */
+  tls?: Watched<TlsMaterial>;
+  /** The largest request message, after decompression: a small gzip body cannot expand into gigabytes. */
+  readMaxBytes: number;
+  /** Streams one connection may have open at once. */
+  maxConcurrentStreams: number;
+}
+
+/** The identity a request's client certificate names (undefined over cleartext). */
+function peerOf(req: http2.Http2ServerRequest): Peer {
+  const socket = req.socket as unknown as Partial<TLSSocket>;
+  if (typeof socket.getPeerCertificate !== "function" || !socket.authorized) return { identity: undefined };
+  return { identity: certificateIdentity(socket.getPeerCertificate()) ?? "" };
+}
+
 /**
- * One cleartext HTTP/2 port for gRPC, Connect and gRPC-Web alike: connect-node
- * speaks all three, so grpcurl, grpc-js clients and browsers share it.
+ * One HTTP/2 port for gRPC, Connect and gRPC-Web alike (connect-node speaks all three, so grpcurl, grpc-js
+ * clients and browsers share it): mutual TLS unless the service runs --insecure.
  */
-export async function listenApi(routes: (router: ConnectRouter) => void, host: string, port: number, interceptors: Interceptor[] = []): Promise<ApiServer> {
-  const server = http2.createServer(withSpecGrpcMessages(connectNodeAdapter({ routes, interceptors, grpc: true, connect: true, grpcWeb: true })));
+export async function listenApi(routes: (router: ConnectRouter) => void, opts: ApiListenOptions): Promise<ApiServer> {
+  const handler = withSpecGrpcMessages(
+    connectNodeAdapter({
+      routes,
+      interceptors: opts.interceptors ?? [],
+      grpc: true,
+      connect: true,
+      grpcWeb: true,
+      readMaxBytes: opts.readMaxBytes,
+      // The TLS session says who is calling; handlers read it from the context.
+      contextValues: (req) => createContextValues().set(PEER, opts.tls ? peerOf(req as http2.Http2ServerRequest) : { identity: undefined }),
+    }),
+  );
+  const settings = { maxConcurrentStreams: opts.maxConcurrentStreams };
+  const tls = opts.tls;
+  const server = tls
+    ? http2.createSecureServer({ ...tls.current(), requestCert: true, rejectUnauthorized: true, minVersion: "TLSv1.2", settings }, handler)
+    : http2.createServer({ settings }, handler);
+  if (tls) {
+    const secure = server as http2.Http2SecureServer;
+    tls.onChange((m) => secure.setSecureContext({ ...m }));
+  }
   const sessions = new Set<http2.ServerHttp2Session>();
   server.on("session", (s) => {
     sessions.add(s);
@@ -65,7 +109,7 @@ export async function listenApi(routes: (router: ConnectRouter) => void, host: s
   });
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
-    server.listen(port, host, () => {
+    server.listen(opts.port, opts.host, () => {
       server.off("error", reject);
       resolve();
     });

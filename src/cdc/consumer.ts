@@ -1,12 +1,15 @@
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { LogicalReplicationService, PgoutputPlugin, type Pgoutput } from "pg-logical-replication";
+import type { ClientTls } from "../security/client-tls.js";
 import { CdcService, SlotAction, type SlotDirective } from "../gen/migration/v1/migration_pb.js";
 import { lsnAtLeast, lsnFromBigInt, lsnToBigInt } from "../domain/lsn.js";
 
 export interface ConsumerOptions {
-  /** The pgshift API, e.g. "http://127.0.0.1:50051". */
+  /** The pgshift API, e.g. "https://127.0.0.1:50051". */
   api: string;
+  /** Mutual TLS to the API, when it is not run --insecure. */
+  tls?: ClientTls;
   /** The logical database the data access layer routes, e.g. "billing-db". */
   databaseName: string;
   slot: string;
@@ -86,7 +89,7 @@ export class CdcConsumer {
   }
 
   private async watch(): Promise<void> {
-    const client = createClient(CdcService, createGrpcTransport({ baseUrl: this.opts.api }));
+    const client = createClient(CdcService, createGrpcTransport({ baseUrl: this.opts.api, nodeOptions: this.opts.tls ? { ...this.opts.tls } : undefined }));
     while (!this.abort.signal.aborted) {
       try {
         const stream = client.watchSlotDirectives(

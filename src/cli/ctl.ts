@@ -1,7 +1,7 @@
 import { parseArgs } from "node:util";
 import { create, toJson, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
-import { createGrpcTransport } from "@connectrpc/connect-node";
+import { apiTransport, CLIENT_TLS_OPTIONS } from "./api-transport.js";
 import {
   GetMigrationResponseSchema,
   GetRoutingStatusResponseSchema,
@@ -68,6 +68,7 @@ export async function ctlCommand(argv: string[]): Promise<void> {
     args: argv,
     options: {
       api: { type: "string" },
+      ...CLIENT_TLS_OPTIONS,
       actor: { type: "string" },
       reason: { type: "string" },
       database: { type: "string" },
@@ -78,8 +79,7 @@ export async function ctlCommand(argv: string[]): Promise<void> {
     strict: true,
   });
   const [verb, arg] = positionals;
-  const api = values.api ?? process.env.PGSHIFT_API ?? "http://127.0.0.1:50051";
-  const client = createClient(MigrationService, createGrpcTransport({ baseUrl: api }));
+  const client = createClient(MigrationService, apiTransport(values));
   const headers = values.actor ? { "x-pgshift-actor": values.actor } : undefined;
   const need = (what: string) => {
     if (!arg) throw new UsageError(`pgshift ctl ${verb} needs ${what}`);

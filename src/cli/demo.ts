@@ -1,9 +1,8 @@
-import { rmSync } from "node:fs";
+import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { newWorkDir } from "../postgres/reach.js";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { createClient } from "@connectrpc/connect";
-import { createGrpcTransport } from "@connectrpc/connect-node";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import pg from "pg";
 import { CheckStatus, CutoverMode, EventType, MigrationService, Phase, Provider } from "../gen/migration/v1/migration_pb.js";
@@ -17,8 +16,23 @@ import { createLogger } from "../telemetry/log.js";
 import { WriteLoad } from "../workload/write-load.js";
 import { CdcConsumer } from "../cdc/consumer.js";
 import { verifyStream } from "../cdc/verify.js";
+import type { ClientTls } from "../security/client-tls.js";
+import { makeDevPki } from "../security/dev-pki.js";
+import { transportFor } from "./api-transport.js";
 
 const say = (s = "") => process.stdout.write(s + "\n");
+const SPIFFE = "spiffe://pgshift.local/sa";
+
+function demoPolicy(ids: { operator: string; sidecar: string; cdc: string }): string {
+  return [
+    "grants:",
+    `  - { identities: ["${ids.operator}"], databases: ["billing-db"], role: admin }`,
+    `  - { identities: ["${ids.cdc}"], databases: ["billing-db"], role: viewer }`,
+    "proxies:",
+    `  - { identities: ["${ids.sidecar}"], databases: ["billing-db"] }`,
+    "",
+  ].join("\n");
+}
 const phaseName = (p: Phase) => Phase[p] ?? String(p);
 
 /**
@@ -41,8 +55,24 @@ export async function demoCommand(argv: string[]): Promise<void> {
     strict: true,
   });
   const dataDir = values["data-dir"] ? resolve(values["data-dir"]) : newWorkDir("pgshift-demo-");
+  // Mutual TLS as in production, with certificates made for this run: the operator (this demo), the sidecar and the
+  // CDC consumer each have an identity, and the policy grants each what it needs on billing-db, nothing more.
+  const ids = { operator: `${SPIFFE}/demo-operator`, sidecar: `${SPIFFE}/demo-sidecar`, cdc: `${SPIFFE}/billing-events` };
+  const pki = await makeDevPki(join(dataDir, "tls"), {
+    serverNames: ["127.0.0.1"],
+    clients: Object.entries(ids).map(([name, identity]) => ({ name, identity })),
+    days: 1,
+  });
+  const policyFile = join(dataDir, "tls", "policy.yaml");
+  writeFileSync(policyFile, demoPolicy(ids));
+  const tlsOf = (name: keyof typeof ids): ClientTls => ({
+    ca: readFileSync(pki.ca),
+    cert: readFileSync(pki.clients[name]!.cert),
+    key: readFileSync(pki.clients[name]!.key),
+  });
   const config = {
     ...parseServiceConfig([
+      ...["--tls-cert", pki.server.cert, "--tls-key", pki.server.key, "--tls-client-ca", pki.ca, "--policy", policyFile],
       "--port",
       "0",
       "--xds-port",
@@ -61,10 +91,10 @@ export async function demoCommand(argv: string[]): Promise<void> {
   say(`pgshift demo — data under ${dataDir}`);
   say("1. starting the service (its own PostgreSQL state store, gRPC API, xDS server)");
   const service = await startService(config, createLogger("warn"));
-  say(`   API on 127.0.0.1:${service.port}, xDS on 127.0.0.1:${service.xdsPort}`);
+  say(`   API on 127.0.0.1:${service.port}, xDS on 127.0.0.1:${service.xdsPort}, both mutual TLS (certificates and policy under ${join(dataDir, "tls")})`);
   if (config.metricsPort) say(`   metrics: curl -s http://${config.metricsHost}:${config.metricsPort}/metrics | grep ^pgshift_`);
-  const client = createClient(MigrationService, createGrpcTransport({ baseUrl: `http://127.0.0.1:${service.port}` }));
-  const proxy = new XdsTcpProxy({ xds: `127.0.0.1:${service.xdsPort}`, nodeId: "demo-sidecar", listenPort: () => 0 });
+  const client = createClient(MigrationService, transportFor(`https://127.0.0.1:${service.port}`, tlsOf("operator")));
+  const proxy = new XdsTcpProxy({ xds: `127.0.0.1:${service.xdsPort}`, nodeId: `${ids.sidecar}/sidecar-1`, listenPort: () => 0, tls: tlsOf("sidecar") });
   let load: WriteLoad | undefined;
   let consumer: CdcConsumer | undefined;
   try {
@@ -74,7 +104,8 @@ export async function demoCommand(argv: string[]): Promise<void> {
     await proxy.start();
     say(`   a CDC consumer (pgoutput) reads slot ${cdc!.slot} and follows the service's directives (CdcService)`);
     consumer = new CdcConsumer({
-      api: `http://127.0.0.1:${service.port}`,
+      api: `https://127.0.0.1:${service.port}`,
+      tls: tlsOf("cdc"),
       databaseName: "billing-db",
       slot: cdc!.slot,
       publication: cdc!.publication,

@@ -1,6 +1,6 @@
 import { parseArgs } from "node:util";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
-import { createGrpcTransport } from "@connectrpc/connect-node";
+import { apiTransport, CLIENT_TLS_OPTIONS } from "./api-transport.js";
 import { Health, HealthCheckResponse_ServingStatus as Status } from "../gen/health/v1/health_pb.js";
 
 /**
@@ -8,9 +8,12 @@ import { Health, HealthCheckResponse_ServingStatus as Status } from "../gen/heal
  * server answers anything else, 69 (unavailable) when it does not answer within the deadline.
  */
 export async function healthCommand(argv: string[]): Promise<void> {
-  const { values } = parseArgs({ args: argv, options: { api: { type: "string" }, service: { type: "string", default: "" } }, strict: true });
-  const api = values.api ?? process.env.PGSHIFT_API ?? "http://127.0.0.1:50051";
-  const client = createClient(Health, createGrpcTransport({ baseUrl: api }));
+  const { values } = parseArgs({
+    args: argv,
+    options: { api: { type: "string" }, ...CLIENT_TLS_OPTIONS, service: { type: "string", default: "" } },
+    strict: true,
+  });
+  const client = createClient(Health, apiTransport(values));
   try {
     const res = await client.check({ service: values.service }, { timeoutMs: 5000 });
     const status = Status[res.status] ?? String(res.status);

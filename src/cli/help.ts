@@ -13,8 +13,14 @@ export interface CommandHelp {
   example: string;
 }
 
+const TLS_FLAGS: [string, string][] = [
+  ["--ca FILE", "the CA that signed the service's certificate (PGSHIFT_CA); with --cert and --key: mutual TLS, and --api says https://"],
+  ["--cert FILE", "this client's certificate, naming its identity (PGSHIFT_CLIENT_CERT)"],
+  ["--key FILE", "its private key (PGSHIFT_CLIENT_KEY)"],
+];
 const API_FLAGS: [string, string][] = [
-  ["--api URL", "the service's API (PGSHIFT_API, default http://127.0.0.1:50051)"],
+  ["--api URL", "the service's API (PGSHIFT_API, default http://127.0.0.1:50051, https://… with TLS)"],
+  ...TLS_FLAGS,
   ["--actor NAME", "who is acting, recorded in the migration's event log"],
 ];
 const ACTION_FLAGS: [string, string][] = [...API_FLAGS, ["--reason TEXT", "why, recorded with the action"]];
@@ -49,14 +55,36 @@ export const HELP: Record<string, CommandHelp> = {
       ["--replica-id ID", "this replica's identity in the store (PGSHIFT_REPLICA_ID; default: kept in the data dir)"],
       ["--local-dir DIR", "the local provider's clusters (PGSHIFT_LOCAL_DIR, default DATA_DIR/local)"],
       ["--baseline-sample-ms N", "each baseline sample's length (PGSHIFT_BASELINE_SAMPLE_MS, default 2000)"],
+      ["--tls-cert FILE", "the server certificate for the API and xDS ports, PEM (PGSHIFT_TLS_CERT); reloaded when it changes"],
+      ["--tls-key FILE", "its private key (PGSHIFT_TLS_KEY)"],
+      ["--tls-client-ca FILE", "the CA client certificates must come from; clients without one are refused (PGSHIFT_TLS_CLIENT_CA)"],
+      ["--policy FILE", "who may do what to which database, YAML (PGSHIFT_POLICY); required with TLS; see deploy/policy.yaml"],
+      ["--insecure", "cleartext, no authentication (PGSHIFT_INSECURE=true): only on a network you trust"],
+      ["--reload-ms N", "how often certificate and policy files are checked for a change (PGSHIFT_RELOAD_MS, default 2000)"],
     ],
-    example: "pgshift serve --port 50051 --xds-port 18000 --metrics-port 9464 --database-url postgres://pgshift@store/pgshift",
+    example:
+      "pgshift serve --tls-cert tls/server.crt --tls-key tls/server.key --tls-client-ca tls/ca.crt --policy deploy/policy.yaml --database-url postgres://pgshift@store/pgshift",
+  },
+  "dev-certs": {
+    summary: "make a throwaway CA, server and client certificates (openssl) for a first try; production uses the platform's own CA",
+    usage: "dev-certs --out DIR [--client NAME=IDENTITY]... [--server-name NAME]... [--days N]",
+    flags: [
+      ["--out DIR", "where ca.crt, server.crt/.key and NAME.crt/.key are written"],
+      [
+        "--client NAME=IDENTITY",
+        "a client certificate naming IDENTITY (a spiffe:// URI SAN, else the CN); repeatable; default operator=spiffe://pgshift.local/sa/operator",
+      ],
+      ["--server-name NAME", "a DNS name or IP address the service is reached at (repeatable; default 127.0.0.1, localhost, pgshift)"],
+      ["--days N", "validity (default 30)"],
+    ],
+    example: "pgshift dev-certs --out ./tls --client operator=spiffe://pgshift.local/sa/operator --client sidecar=spiffe://pgshift.local/sa/app-sidecar",
   },
   health: {
     summary: "ask a running service's gRPC health service whether it serves; exit 0 when SERVING (for container health checks)",
     usage: "health [--api URL] [--service NAME]",
     flags: [
-      ["--api URL", "the service's API (PGSHIFT_API, default http://127.0.0.1:50051)"],
+      ["--api URL", "the service's API (PGSHIFT_API, default http://127.0.0.1:50051, https://… with TLS)"],
+      ...TLS_FLAGS,
       ["--service NAME", 'a service name, e.g. migration.v1.MigrationService (default "": the whole server)'],
     ],
     example: "pgshift health --api http://127.0.0.1:50051",
@@ -135,8 +163,9 @@ export const HELP: Record<string, CommandHelp> = {
     usage: "proxy --xds HOST:PORT[,HOST:PORT...] --node-id ID [--listen DB=PORT ...]",
     flags: [
       ["--xds HOST:PORT[,…]", "the service's xDS address; several replicas or a DNS name: a failed stream moves to the next"],
-      ["--node-id ID", "this proxy's name as the service shows it"],
+      ["--node-id ID", "this proxy's name as the service shows it; over TLS its certificate's identity, optionally followed by /INSTANCE"],
       ["--listen DB=PORT", "listen for database DB on PORT instead of the port the service declares (repeatable)"],
+      ...TLS_FLAGS,
     ],
     example: "pgshift proxy --xds 127.0.0.1:18000 --node-id app-1 --listen billing=6432",
   },

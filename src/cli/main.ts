@@ -46,6 +46,8 @@ async function main(): Promise<void> {
       return (await import("./demo.js")).demoCommand(rest);
     case "ctl":
       return (await import("./ctl.js")).ctlCommand(rest);
+    case "dev-certs":
+      return (await import("./dev-certs.js")).devCertsCommand(rest);
     case "health":
       return (await import("./health.js")).healthCommand(rest);
     case undefined:

@@ -1,11 +1,12 @@
 import { parseArgs } from "node:util";
 import { InvalidArgumentError } from "../domain/errors.js";
 import { XdsTcpProxy } from "../proxy/xds-tcp-proxy.js";
+import { clientTls, CLIENT_TLS_OPTIONS } from "../security/client-tls.js";
 
 export async function proxyCommand(argv: string[]): Promise<void> {
   const { values } = parseArgs({
     args: argv,
-    options: { xds: { type: "string" }, "node-id": { type: "string" }, listen: { type: "string", multiple: true } },
+    options: { xds: { type: "string" }, "node-id": { type: "string" }, listen: { type: "string", multiple: true }, ...CLIENT_TLS_OPTIONS },
     strict: true,
   });
   if (!values.xds) throw new InvalidArgumentError("--xds is required: the service's xDS address, e.g. 127.0.0.1:18000");
@@ -16,7 +17,12 @@ export async function proxyCommand(argv: string[]): Promise<void> {
     if (!db || !port || !Number.isInteger(Number(port))) throw new InvalidArgumentError(`--listen ${l}: use DB=PORT`);
     overrides.set(db, Number(port));
   }
-  const proxy = new XdsTcpProxy({ xds: values.xds, nodeId: values["node-id"], listenPort: (name, declared) => overrides.get(name) ?? declared });
+  const proxy = new XdsTcpProxy({
+    xds: values.xds,
+    nodeId: values["node-id"],
+    listenPort: (name, declared) => overrides.get(name) ?? declared,
+    tls: clientTls(values),
+  });
   proxy.on("listening", (name: string, port: number) => process.stdout.write(JSON.stringify({ listener: name, port }) + "\n"));
   proxy.on("nack", (type: string, version: string, message: string) => process.stderr.write(JSON.stringify({ nack: { type, version, message } }) + "\n"));
   proxy.on("error", (e: Error) => process.stderr.write(JSON.stringify({ error: e.message }) + "\n"));

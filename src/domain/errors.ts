@@ -47,6 +47,12 @@ export class FailedPreconditionError extends PgshiftError {
   }
 }
 
+export class PermissionDeniedError extends PgshiftError {
+  constructor(message: string) {
+    super(Code.PermissionDenied, message);
+  }
+}
+
 export class UnavailableError extends PgshiftError {
   constructor(message: string, options?: { cause?: unknown }) {
     super(Code.Unavailable, message, options);

@@ -1,3 +1,4 @@
+import type { ClientTls } from "../security/client-tls.js";
 import { EventEmitter } from "node:events";
 import net from "node:net";
 import * as grpc from "@grpc/grpc-js";
@@ -22,6 +23,8 @@ export interface ProxyOptions {
    * are NACKed with the reason, and the last good configuration is kept.
    */
   allowEndpoint?: (host: string, port: number) => boolean;
+  /** Mutual TLS to the control plane: its CA and this proxy's certificate (which must name the node id's identity). */
+  tls?: ClientTls;
 }
 
 interface ListenerState {
@@ -90,7 +93,9 @@ export class XdsTcpProxy extends EventEmitter {
     // grpc's default backoff (up to two minutes): writes may be stopped until this proxy learns the new route.
     // host:port goes through grpc's DNS resolver (an IP literal resolves to itself); a full target (dns:, ipv4:, unix:) as given.
     const address = /^(dns|ipv4|ipv6|unix|unix-abstract|xds):/.test(target) ? target : `dns:///${target}`;
-    this.client = new Ctor(address, grpc.credentials.createInsecure(), {
+    const tls = this.opts.tls;
+    const credentials = tls ? grpc.credentials.createSsl(tls.ca, tls.key, tls.cert) : grpc.credentials.createInsecure();
+    this.client = new Ctor(address, credentials, {
       "grpc.initial_reconnect_backoff_ms": 100,
       "grpc.min_reconnect_backoff_ms": 100,
       "grpc.max_reconnect_backoff_ms": MAX_RETRY_MS,

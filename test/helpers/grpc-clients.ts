@@ -26,19 +26,19 @@ function load(file: string, includeDirs: string[], service: string): Ctor {
 
 export type AnyClient = grpc.Client & Record<string, any>;
 
-export function migrationClient(address: string): AnyClient {
+export function migrationClient(address: string, creds = grpc.credentials.createInsecure()): AnyClient {
   const C = load("migration/v1/migration.proto", [join(ROOT, "proto")], "migration.v1.MigrationService");
-  return new C(address, grpc.credentials.createInsecure()) as AnyClient;
+  return new C(address, creds) as AnyClient;
 }
 
-export function cdcClient(address: string): AnyClient {
+export function cdcClient(address: string, creds = grpc.credentials.createInsecure()): AnyClient {
   const C = load("migration/v1/migration.proto", [join(ROOT, "proto")], "migration.v1.CdcService");
-  return new C(address, grpc.credentials.createInsecure()) as AnyClient;
+  return new C(address, creds) as AnyClient;
 }
 
-export function healthClient(address: string): AnyClient {
+export function healthClient(address: string, creds = grpc.credentials.createInsecure()): AnyClient {
   const C = load("health/v1/health.proto", [HEALTH_PROTO], "grpc.health.v1.Health");
-  return new C(address, grpc.credentials.createInsecure()) as AnyClient;
+  return new C(address, creds) as AnyClient;
 }
 
 export function reflectionClient(address: string, version: "v1" | "v1alpha"): AnyClient {

@@ -29,7 +29,9 @@ export function tempDir(prefix: string): { dir: string; remove: () => void } {
 
 /** Starts `pgshift serve` as a real process (the bundle in dist/ unless `main` names another) and waits for its listening line. */
 export async function startServiceProcess(args: string[], env: NodeJS.ProcessEnv = {}, main = MAIN): Promise<ServiceProcess> {
-  const child = spawn(process.execPath, ["--enable-source-maps", main, "serve", "--port", "0", "--xds-port", "0", ...args], {
+  // Cleartext unless the test brings its own certificates.
+  const security = args.includes("--tls-cert") ? [] : ["--insecure"];
+  const child = spawn(process.execPath, ["--enable-source-maps", main, "serve", "--port", "0", "--xds-port", "0", ...security, ...args], {
     cwd: ROOT,
     // One-second baseline samples: half the default, two seconds less per migration, the same verdicts (each compares a second of commits).
     env: { ...process.env, PGSHIFT_LOG_LEVEL: "warn", PGSHIFT_BASELINE_SAMPLE_MS: "1000", ...env },

@@ -1,0 +1,41 @@
+import { createContextKey, type HandlerContext } from "@connectrpc/connect";
+import { InvalidArgumentError } from "../domain/errors.js";
+
+export const ACTOR_HEADER = "x-pgshift-actor";
+
+/** Who is calling, as the transport established it. */
+export interface Peer {
+  /** The identity of the client certificate; undefined on a cleartext (--insecure) listener. */
+  identity: string | undefined;
+}
+
+/** Set per request by the API listener from the TLS session. */
+export const PEER = createContextKey<Peer>({ identity: undefined }, { description: "the caller's authenticated identity" });
+
+/** The name a caller states for the human behind a call, checked for shape only: it proves nothing. */
+function statedActor(ctx: HandlerContext): string | undefined {
+  const v = ctx.requestHeader.get(ACTOR_HEADER)?.trim();
+  if (!v) return undefined;
+  // Control characters are exactly what is refused here.
+  // eslint-disable-next-line no-control-regex
+  if (v.length > 200 || /[\u0000-\u001f]/.test(v)) {
+    throw new InvalidArgumentError(`header ${ACTOR_HEADER} must be at most 200 printable characters`);
+  }
+  return v;
+}
+
+/** The identity a policy judges: the certificate's, or "anonymous" on a cleartext listener. */
+export function identityOf(ctx: HandlerContext): string {
+  return ctx.values.get(PEER).identity ?? "anonymous";
+}
+
+/**
+ * Who did it, for the event log. Over mutual TLS it is the certificate's identity, with the stated human added
+ * as such, never in its place; on a cleartext listener only the stated name exists.
+ */
+export function actorOf(ctx: HandlerContext): string {
+  const stated = statedActor(ctx);
+  const identity = ctx.values.get(PEER).identity;
+  if (identity === undefined) return stated ?? "anonymous";
+  return stated ? `${identity} on behalf of ${stated} (stated by the caller)` : identity;
+}

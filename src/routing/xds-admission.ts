@@ -1,0 +1,37 @@
+import type { Admission, StreamView, XdsNode, XdsPeer } from "../../xds/index.js";
+import { certificateIdentity } from "../security/identity.js";
+import type { Policy } from "../security/policy.js";
+
+export interface XdsAdmissionOptions {
+  /** Over mutual TLS a proxy must be who its node id says; over cleartext nothing is known of it. */
+  mtls: boolean;
+  policy: () => Policy;
+  connected: () => StreamView[];
+  /** Streams one identity may hold at once (a sidecar holds one; a restart briefly two). */
+  maxStreamsPerIdentity: number;
+}
+
+/**
+ * Whether a proxy's stream is served, under which identity, and what it sees. Over mutual TLS its node id must be
+ * its certificate's identity, or that identity followed by "/" and an instance suffix (`…/sa/billing/pod-7`), so a
+ * client cannot ACK or NACK in another sidecar's name; it receives only the listeners and clusters of the
+ * databases the policy lets its identity reach (both are named after the database).
+ */
+export function xdsAdmission(opts: XdsAdmissionOptions): (node: XdsNode, peer: XdsPeer) => Admission {
+  return (node, peer) => {
+    if (!opts.mtls) return {};
+    const identity = certificateIdentity(peer.certificate);
+    if (!identity) return { refuse: "the client certificate names no identity (no SPIFFE URI SAN, no CN)" };
+    if (node.id !== identity && !node.id.startsWith(identity + "/")) {
+      return {
+        refuse: `node id "${node.id.slice(0, 200)}" does not belong to the certificate's identity ${identity}: use the identity itself, or it followed by "/" and an instance name`,
+      };
+    }
+    const held = opts.connected().filter((s) => s.identity === identity).length;
+    if (held >= opts.maxStreamsPerIdentity) {
+      return { refuse: `${identity} already holds ${held} xDS streams, the most one identity may hold; close one first`, code: 8 };
+    }
+    const policy = opts.policy;
+    return { identity, visible: (_type, name) => policy().proxyMayReach(identity, name) };
+  };
+}

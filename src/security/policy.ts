@@ -1,0 +1,123 @@
+import { parse as parseYaml } from "yaml";
+import { InvalidArgumentError } from "../domain/errors.js";
+
+/** Roles, each allowing what the ones before it allow. */
+export const ROLES = ["viewer", "operator", "approver", "admin"] as const;
+export type Role = (typeof ROLES)[number];
+
+/** What a call does to a database, as the policy grants it. */
+export type Action = "view" | "operate" | "approve" | "administer";
+
+const ROLE_FOR: Record<Action, Role> = { view: "viewer", operate: "operator", approve: "approver", administer: "admin" };
+
+interface Grant {
+  identities: RegExp[];
+  databases: RegExp[];
+  role: Role;
+}
+
+interface Reach {
+  identities: RegExp[];
+  databases: RegExp[];
+}
+
+/**
+ * A pattern: exact, or with `*` for any run of characters but "/" and `**` for any run at all, so that
+ * `spiffe://corp/team/billing/*` names billing's service accounts and nothing deeper.
+ */
+export function pattern(p: string): RegExp {
+  const body = p
+    .split("**")
+    .map((part) =>
+      part
+        .split("*")
+        .map((s) => s.replace(/[.+?^${}()|[\]\\]/g, "\\$&"))
+        .join("[^/]*"),
+    )
+    .join(".*");
+  return new RegExp(`^${body}$`);
+}
+
+const matches = (ps: RegExp[], v: string) => ps.some((p) => p.test(v));
+
+/**
+ * Who may do what to which database: grants map identities to a role on databases; `proxies` say which databases'
+ * listeners and clusters a proxy identity receives over xDS. Nothing is allowed that no grant allows.
+ */
+export class Policy {
+  private constructor(
+    private readonly grants: Grant[],
+    private readonly reach: Reach[],
+    /** Only for --insecure without a policy file: every caller may do everything. */
+    readonly open = false,
+  ) {}
+
+  /** The policy of a service run with --insecure and no policy file. */
+  static allowAll(): Policy {
+    return new Policy([], [], true);
+  }
+
+  /** Parses a policy file; any mistake is an error naming where it is and what is expected. */
+  static parse(text: string, source: string): Policy {
+    let doc: unknown;
+    try {
+      doc = parseYaml(text);
+    } catch (e) {
+      throw new InvalidArgumentError(`${source}: not YAML: ${(e as Error).message}`);
+    }
+    const fail = (where: string, what: string): never => {
+      throw new InvalidArgumentError(`${source}: ${where}: ${what}`);
+    };
+    if (typeof doc !== "object" || doc === null || Array.isArray(doc)) fail("top level", "a mapping with `grants` (and optionally `proxies`) is expected");
+    const top = doc as Record<string, unknown>;
+    for (const k of Object.keys(top)) if (k !== "grants" && k !== "proxies") fail(k, "unknown key; expected grants or proxies");
+    const list = (where: string, v: unknown): RegExp[] => {
+      if (!Array.isArray(v) || v.length === 0 || !v.every((x) => typeof x === "string" && x.length > 0 && x.length <= 512)) {
+        fail(where, "a non-empty list of non-empty strings (exact names or patterns with * and **) is expected");
+      }
+      return (v as string[]).map(pattern);
+    };
+    const entries = (key: "grants" | "proxies", keys: string[]) => {
+      const v = top[key] ?? [];
+      if (!Array.isArray(v)) fail(key, "a list is expected");
+      return (v as unknown[]).map((e, i) => {
+        const where = `${key}[${i}]`;
+        if (typeof e !== "object" || e === null || Array.isArray(e)) fail(where, `a mapping with ${keys.join(", ")} is expected`);
+        const o = e as Record<string, unknown>;
+        for (const k of Object.keys(o)) if (!keys.includes(k)) fail(`${where}.${k}`, `unknown key; expected ${keys.join(", ")}`);
+        return { where, o, identities: list(`${where}.identities`, o.identities), databases: list(`${where}.databases`, o.databases) };
+      });
+    };
+    const grants = entries("grants", ["identities", "databases", "role"]).map(({ where, o, identities, databases }) => {
+      if (!ROLES.includes(o.role as Role)) fail(`${where}.role`, `one of ${ROLES.join(", ")} is expected; got ${JSON.stringify(o.role)}`);
+      return { identities, databases, role: o.role as Role };
+    });
+    const reach = entries("proxies", ["identities", "databases"]).map(({ identities, databases }) => ({ identities, databases }));
+    return new Policy(grants, reach);
+  }
+
+  /** The highest role an identity holds on a database, if any. */
+  roleOn(identity: string, database: string): Role | undefined {
+    if (this.open) return "admin";
+    let best = -1;
+    for (const g of this.grants) {
+      if (matches(g.identities, identity) && matches(g.databases, database)) best = Math.max(best, ROLES.indexOf(g.role));
+    }
+    return best < 0 ? undefined : ROLES[best];
+  }
+
+  allows(identity: string, action: Action, database: string): boolean {
+    const role = this.roleOn(identity, database);
+    return role !== undefined && ROLES.indexOf(role) >= ROLES.indexOf(ROLE_FOR[action]);
+  }
+
+  /** Whether a proxy of this identity receives the database's listener and cluster. */
+  proxyMayReach(identity: string, database: string): boolean {
+    return this.open || this.reach.some((r) => matches(r.identities, identity) && matches(r.databases, database));
+  }
+
+  /** The role an action needs, for error messages. */
+  static roleFor(action: Action): Role {
+    return ROLE_FOR[action];
+  }
+}
