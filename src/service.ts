@@ -30,6 +30,8 @@ const LIMITS = {
   messageBytes: 4 * 1024 * 1024,
   streamsPerConnection: 100,
   xdsStreamsPerIdentity: 8,
+  /** Per identity on the API (everyone is "anonymous" over cleartext). */
+  callers: { streams: 200, requestsPerSecond: 200, burst: 400 },
 };
 
 export interface RunningService {
@@ -147,6 +149,7 @@ export async function startService(config: ServiceConfig, log: Logger, hooks: Te
     { rpcTelemetry },
     { inputGuard },
     { Authorizer },
+    { callerLimits },
     gen,
     health,
     reflectionV1,
@@ -160,6 +163,7 @@ export async function startService(config: ServiceConfig, log: Logger, hooks: Te
     import("./api/rpc-telemetry.js"),
     import("./api/input-guard.js"),
     import("./api/authorize.js"),
+    import("./api/caller-limits.js"),
     import("./gen/migration/v1/migration_pb.js"),
     import("./gen/health/v1/health_pb.js"),
     import("./gen/grpc/reflection/v1/reflection_pb.js"),
@@ -184,7 +188,7 @@ export async function startService(config: ServiceConfig, log: Logger, hooks: Te
       tls: guard.tls,
       readMaxBytes: LIMITS.messageBytes,
       maxConcurrentStreams: LIMITS.streamsPerConnection,
-      interceptors: [rpcTelemetry(() => (r) => metrics.rpc(r)), inputGuard(log.child({ component: "api" }))],
+      interceptors: [rpcTelemetry(() => (r) => metrics.rpc(r)), callerLimits(LIMITS.callers), inputGuard(log.child({ component: "api" }))],
     },
   );
   healthState.set("", Status.SERVING);

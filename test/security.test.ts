@@ -17,6 +17,7 @@ const BUNDLE = resolve(import.meta.dirname, "../dist/pgshift.mjs");
 const ADMIN = "spiffe://test.example/platform/sa/admin";
 const BILLING = "spiffe://test.example/team/billing/sa/deployer";
 const BILLING_SIDECAR = "spiffe://test.example/team/billing/sa/sidecar";
+const FLOOD = "spiffe://test.example/team/billing/sa/flood";
 
 const POLICY = `# who may do what
 grants:
@@ -55,6 +56,7 @@ describe("mutual TLS, identities and per-database authorization", () => {
       { name: "admin", identity: ADMIN },
       { name: "billing", identity: BILLING },
       { name: "sidecar", identity: BILLING_SIDECAR },
+      { name: "flood", identity: FLOOD },
     ];
     pki = await makeDevPki(join(tmp.dir, "pki"), { serverNames: ["127.0.0.1", "localhost"], clients });
     otherCa = await makeDevPki(join(tmp.dir, "other"), { serverNames: ["127.0.0.1"], clients });
@@ -198,6 +200,53 @@ describe("mutual TLS, identities and per-database authorization", () => {
       expect((await stranger.status()).code).toBe(grpc.status.UNAVAILABLE);
       stranger.close();
     });
+  });
+
+  it("one identity's flood of requests or watches is bounded, and other identities are still served", async () => {
+    const flood = migrationClient(svc.address, creds(pki, "flood"));
+    // Open streams: 200 per identity, over several connections (each takes 100 streams at once); the next is refused.
+    const conns = [0, 1, 2].map((i) => migrationClient(svc.address, creds(pki, "flood"), { "grpc.channel_id": i } as grpc.ChannelOptions));
+    const watches: grpc.ClientReadableStream<any>[] = [];
+    for (let i = 0; i < 200; i++) {
+      const w = conns[i % 3]!.WatchMigration({ id: ids["billing-db"] });
+      w.on("error", () => {});
+      w.on("data", () => {});
+      watches.push(w);
+    }
+    await expect.poll(() => unaryError(flood, "GetMigration", { id: "x" }).then((e) => e.code)).toBe(grpc.status.NOT_FOUND);
+    const extra = flood.WatchMigration({ id: ids["billing-db"] });
+    const refused = await new Promise<grpc.ServiceError>((res) => extra.on("error", res));
+    expect(refused.code).toBe(grpc.status.RESOURCE_EXHAUSTED);
+    expect(refused.details).toContain(`${FLOOD} already has 200 open streams`);
+    for (const w of watches) w.cancel();
+    // Dropped streams give their places back.
+    await expect
+      .poll(
+        async () => {
+          const w = flood.WatchMigration({ id: ids["billing-db"] });
+          const got = await new Promise<string>((res) => (w.on("data", () => res("data")), w.on("error", (e: grpc.ServiceError) => res(grpc.status[e.code]!))));
+          w.cancel();
+          return got;
+        },
+        { timeout: 10_000, interval: 200 },
+      )
+      .toBe("data");
+
+    // Requests: a burst of 400, then 200 a second (calls refused by their own handler at once, so the flood outruns the refill).
+    const codes = await Promise.all(
+      Array.from({ length: 1200 }, (_, i) =>
+        unary(conns[i % 3]!, "GetRoutingStatus", { database_name: "" }).then(
+          () => "OK",
+          (e: grpc.ServiceError) => grpc.status[e.code],
+        ),
+      ),
+    );
+    expect(codes).toContain("RESOURCE_EXHAUSTED");
+    expect(codes.filter((c) => c !== "INVALID_ARGUMENT" && c !== "RESOURCE_EXHAUSTED")).toEqual([]);
+    // Another identity is not held back by it.
+    await expect(unary(billing, "GetMigration", { id: ids["billing-db"] })).resolves.toBeDefined();
+    flood.close();
+    for (const c of conns) c.close();
   });
 
   it("a changed policy and rotated certificates take effect without a restart", async () => {

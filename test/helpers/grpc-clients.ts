@@ -14,7 +14,7 @@ const HEALTH_PROTO = join(dirname(require.resolve("grpc-health-check/package.jso
 
 const LOADER: protoLoader.Options = { keepCase: true, longs: String, enums: String, defaults: true, oneofs: true };
 
-type Ctor = new (address: string, creds: grpc.ChannelCredentials) => grpc.Client;
+type Ctor = new (address: string, creds: grpc.ChannelCredentials, options?: grpc.ChannelOptions) => grpc.Client;
 
 function load(file: string, includeDirs: string[], service: string): Ctor {
   const def = protoLoader.loadSync(file, { ...LOADER, includeDirs });
@@ -26,9 +26,9 @@ function load(file: string, includeDirs: string[], service: string): Ctor {
 
 export type AnyClient = grpc.Client & Record<string, any>;
 
-export function migrationClient(address: string, creds = grpc.credentials.createInsecure()): AnyClient {
+export function migrationClient(address: string, creds = grpc.credentials.createInsecure(), options: grpc.ChannelOptions = {}): AnyClient {
   const C = load("migration/v1/migration.proto", [join(ROOT, "proto")], "migration.v1.MigrationService");
-  return new C(address, creds) as AnyClient;
+  return new C(address, creds, options) as AnyClient;
 }
 
 export function cdcClient(address: string, creds = grpc.credentials.createInsecure()): AnyClient {
