@@ -54,7 +54,9 @@ export function callerLimits(limits: CallerLimits, now: () => number = () => per
     u.streams++;
     let released = false;
     const release = () => {
-      if (!released) ((released = true), u.streams--);
+      if (released) return;
+      released = true;
+      u.streams--;
     };
     // A stream whose client leaves before its first message never runs the generator's finally: the signal tells.
     req.signal.addEventListener("abort", release, { once: true });
