@@ -46,6 +46,9 @@ export interface ServiceConfig {
   security: Security;
   /** How often certificate and policy files are looked at for a change. */
   reloadMs: number;
+  /** Per identity on the API: sustained requests a second (bursts of twice that) and open streams. */
+  maxRpsPerIdentity: number;
+  maxStreamsPerIdentity: number;
 }
 
 const NEED_TLS =
@@ -100,6 +103,12 @@ function positive(name: string, v: string): number {
   return n;
 }
 
+function count(name: string, v: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1 || n > 1_000_000) throw new InvalidArgumentError(`${name} must be a whole number from 1 to 1000000; got "${v}"`);
+  return n;
+}
+
 function replicaId(v: string | undefined): string | undefined {
   if (v === undefined || v === "") return undefined;
   if (!/^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/.test(v)) {
@@ -142,6 +151,8 @@ export function parseServiceConfig(argv: string[], env: NodeJS.ProcessEnv = proc
       policy: { type: "string" },
       insecure: { type: "boolean" },
       "reload-ms": { type: "string" },
+      "max-rps-per-identity": { type: "string" },
+      "max-streams-per-identity": { type: "string" },
     },
     strict: true,
   });
@@ -169,5 +180,7 @@ export function parseServiceConfig(argv: string[], env: NodeJS.ProcessEnv = proc
     baselineSampleMs: positive("baseline-sample-ms", values["baseline-sample-ms"] ?? env.PGSHIFT_BASELINE_SAMPLE_MS ?? "2000"),
     security: security(values, env),
     reloadMs: positive("reload-ms", values["reload-ms"] ?? env.PGSHIFT_RELOAD_MS ?? "2000"),
+    maxRpsPerIdentity: count("max-rps-per-identity", values["max-rps-per-identity"] ?? env.PGSHIFT_MAX_RPS_PER_IDENTITY ?? "200"),
+    maxStreamsPerIdentity: count("max-streams-per-identity", values["max-streams-per-identity"] ?? env.PGSHIFT_MAX_STREAMS_PER_IDENTITY ?? "200"),
   };
 }

@@ -30,8 +30,6 @@ const LIMITS = {
   messageBytes: 4 * 1024 * 1024,
   streamsPerConnection: 100,
   xdsStreamsPerIdentity: 8,
-  /** Per identity on the API (everyone is "anonymous" over cleartext). */
-  callers: { streams: 200, requestsPerSecond: 200, burst: 400 },
 };
 
 export interface RunningService {
@@ -188,7 +186,11 @@ export async function startService(config: ServiceConfig, log: Logger, hooks: Te
       tls: guard.tls,
       readMaxBytes: LIMITS.messageBytes,
       maxConcurrentStreams: LIMITS.streamsPerConnection,
-      interceptors: [rpcTelemetry(() => (r) => metrics.rpc(r)), callerLimits(LIMITS.callers), inputGuard(log.child({ component: "api" }))],
+      interceptors: [
+        rpcTelemetry(() => (r) => metrics.rpc(r)),
+        callerLimits({ streams: config.maxStreamsPerIdentity, requestsPerSecond: config.maxRpsPerIdentity, burst: 2 * config.maxRpsPerIdentity }),
+        inputGuard(log.child({ component: "api" })),
+      ],
     },
   );
   healthState.set("", Status.SERVING);

@@ -1,11 +1,9 @@
-import { readFileSync } from "node:fs";
-import { join } from "node:path";
-import pg from "pg";
 import { Code, createClient } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
 import { MigrationService } from "../src/gen/migration/v1/migration_pb.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { cdcClient, grpc, healthClient, migrationClient, reflectionClient, unary, unaryError, type AnyClient } from "./helpers/grpc-clients.js";
+import { storeClient } from "./helpers/embedded-store.js";
 import { startServiceProcess, tempDir, type ServiceProcess } from "./helpers/service-process.js";
 
 const S = grpc.status;
@@ -237,8 +235,7 @@ describe("MigrationService over a real socket, with its own PostgreSQL store", (
       stream.on("error", (e: grpc.ServiceError) => (e.code === S.CANCELLED ? undefined : rej(e)));
     });
     // Stand in for the engine: append a phase change to the store the service reads.
-    const meta = JSON.parse(readFileSync(join(tmp.dir, "store", "cluster.json"), "utf8"));
-    const db = new pg.Client({ host: "127.0.0.1", port: meta.port, user: "postgres", password: meta.password, database: "pgshift" });
+    const db = storeClient(tmp.dir);
     await db.connect();
     await new Promise((r) => setTimeout(r, 300));
     await db.query("begin");

@@ -1,6 +1,3 @@
-import { readFileSync } from "node:fs";
-import { join } from "node:path";
-import pg from "pg";
 import { describe, expect, it } from "vitest";
 import { freePort } from "../src/postgres/ports.js";
 import { type LocalProvider } from "../src/providers/local/local-provider.js";
@@ -10,16 +7,7 @@ import { migrationClient, unary } from "./helpers/grpc-clients.js";
 import { getMigration, localSpec, waitForPhase } from "./helpers/migrations.js";
 import { startServiceProcess } from "./helpers/service-process.js";
 import { useService } from "./helpers/fixture.js";
-
-function storeClient(dataDir: string): pg.Client {
-  const meta = JSON.parse(readFileSync(join(dataDir, "store", "cluster.json"), "utf8"));
-  return new pg.Client({ host: "127.0.0.1", port: meta.port, user: "postgres", password: meta.password, database: "pgshift" });
-}
-
-function storeUrl(dataDir: string): string {
-  const meta = JSON.parse(readFileSync(join(dataDir, "store", "cluster.json"), "utf8"));
-  return `postgres://postgres:${meta.password}@127.0.0.1:${meta.port}/pgshift`;
-}
+import { storeClient, storeUrl } from "./helpers/embedded-store.js";
 
 /** Timeline 2 means promoted exactly once; a second promotion would have made it 3. */
 async function timeline(provider: LocalProvider, id: string): Promise<number> {

@@ -3,12 +3,12 @@ import { readFileSync, renameSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { promisify } from "node:util";
 import * as grpc from "@grpc/grpc-js";
-import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { makeDevPki, type DevPki } from "../src/security/dev-pki.js";
 import { adsClientConstructor, TYPE } from "../xds/index.js";
 import { healthClient, migrationClient, unary, unaryError, type AnyClient } from "./helpers/grpc-clients.js";
 import { localSpec } from "./helpers/migrations.js";
+import { publishRoutes } from "./helpers/embedded-store.js";
 import { startServiceProcess, tempDir, type ServiceProcess } from "./helpers/service-process.js";
 
 const run = promisify(execFile);
@@ -151,14 +151,10 @@ describe("mutual TLS, identities and per-database authorization", () => {
   describe("xDS", () => {
     beforeAll(async () => {
       // Routes as PREFLIGHT would store them (this service runs no engine), announced as a replica does.
-      const meta = JSON.parse(readFileSync(join(tmp.dir, "data", "store", "cluster.json"), "utf8"));
-      const c = new pg.Client({ connectionString: `postgres://postgres:${meta.password}@127.0.0.1:${meta.port}/pgshift` });
-      await c.connect();
-      await c.query(
-        `insert into routes (database_name, host, port, version, listener_port) values ('billing-db', '127.0.0.1', 5999, 1, 16001), ('payments-db', '127.0.0.1', 5998, 1, 16002)`,
-      );
-      await c.query(`select pg_notify('pgshift_routes', '')`);
-      await c.end();
+      await publishRoutes(join(tmp.dir, "data"), [
+        { db: "billing-db", port: 5999, listenerPort: 16001 },
+        { db: "payments-db", port: 5998, listenerPort: 16002 },
+      ]);
     });
 
     function ads(credentials: grpc.ChannelCredentials) {

@@ -59,7 +59,9 @@ export function callerLimits(limits: CallerLimits, now: () => number = () => per
       u.streams--;
     };
     // A stream whose client leaves before its first message never runs the generator's finally: the signal tells.
-    req.signal.addEventListener("abort", release, { once: true });
+    // The listener never fires for a signal aborted already (a client that left before this ran).
+    if (req.signal.aborted) release();
+    else req.signal.addEventListener("abort", release, { once: true });
     try {
       const res = await next(req);
       if (!res.stream) {

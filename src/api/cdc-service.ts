@@ -9,6 +9,7 @@ import type { EventBus } from "../store/event-bus.js";
 import type { MigrationRepo } from "../store/migration-repo.js";
 import { DATABASE_NAME } from "../domain/spec.js";
 import { wakeup } from "./wakeup.js";
+import { linkedSignal } from "../domain/linked-signal.js";
 import type { Authorizer } from "./authorize.js";
 import type { CdcWatchers } from "../store/cdc-watchers.js";
 
@@ -56,7 +57,8 @@ export function cdcService({ repo, bus, router, watchers, shutdown, authz }: Cdc
         throw new InvalidArgumentError("consumer_id is required (1 to 128 characters): who is watching, as the migration's consumer inventory will list it");
       }
       authz.require(ctx, "view", req.databaseName, "watch slot directives");
-      const signal = AbortSignal.any([ctx.signal, shutdown]);
+      const linked = linkedSignal(ctx.signal, shutdown);
+      const signal = linked.signal;
       let signalled: boolean;
       // Subscribe before the first read so nothing committed in between is missed.
       const unsubscribe = bus.subscribeAll(() => (signalled = true));
@@ -78,6 +80,7 @@ export function cdcService({ repo, bus, router, watchers, shutdown, authz }: Cdc
           if (!signalled) await wakeup(signal, POLL_MS, (fn) => bus.subscribeAll(fn));
         }
       } finally {
+        linked.dispose();
         unsubscribe();
         await watchers.gone(req.databaseName, req.slotName, req.consumerId).catch(() => {});
       }

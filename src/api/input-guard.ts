@@ -101,6 +101,10 @@ export function inputGuard(log: Logger): Interceptor {
     // What is not one of our errors (a driver's, a bug) is internal, whatever code it would map to.
     const ce = ConnectError.from(e);
     if (e instanceof ConnectError && ce.code !== Code.Internal) return ce;
+    // connect-es calls a body that does not parse as the message INTERNAL; it is the client's mistake.
+    if (e instanceof ConnectError && /^parse (binary|JSON):/.test(ce.rawMessage)) {
+      return new ConnectError(`the request is not a valid ${method.split("/")[1]} request message: ${ce.rawMessage.slice(0, 200)}`, Code.InvalidArgument);
+    }
     const id = randomUUID();
     log.error("internal error", { correlationId: id, method, error: e instanceof Error ? (e.stack ?? e.message) : String(e) });
     return new ConnectError(`internal error (correlation id ${id}); the service logged it: retry, or report the id`, Code.Internal, {

@@ -14,6 +14,7 @@ import type { Authorizer } from "./authorize.js";
 import type { Action } from "../security/policy.js";
 import type { CdcWatchers } from "../store/cdc-watchers.js";
 import { wakeup } from "./wakeup.js";
+import { linkedSignal } from "../domain/linked-signal.js";
 import { checkToProto, eventToProto, migrationToProto } from "./convert.js";
 import { runPreflight } from "../checks/preflight.js";
 import { dropInactiveSlot } from "../engine/operator-remedies.js";
@@ -149,7 +150,8 @@ export function migrationService({
       let signalled: boolean;
       // Subscribe before the first read so nothing committed in between is missed.
       const unsubscribe = bus.subscribe(id, () => (signalled = true));
-      const signal = AbortSignal.any([ctx.signal, shutdown]);
+      const linked = linkedSignal(ctx.signal, shutdown);
+      const signal = linked.signal;
       try {
         while (!ctx.signal.aborted) {
           if (shutdown.aborted) {
@@ -168,6 +170,7 @@ export function migrationService({
           if (!signalled) await wakeup(signal, WATCH_POLL_MS, (fn) => bus.subscribe(id, fn));
         }
       } finally {
+        linked.dispose();
         unsubscribe();
       }
     },

@@ -29,17 +29,68 @@ export function specEncodeGrpcMessage(encoded: string): string {
 
 type NodeHeaders = Record<string, string | string[] | number | undefined>;
 
+/**
+ * connect-es reports a request body that does not parse as its message as INTERNAL ("parse binary: …"): the
+ * client sent it, so it is INVALID_ARGUMENT, and nothing in the service failed.
+ */
+const UNPARSABLE = /^parse (binary|JSON):/;
+
+function decoded(m: string): string {
+  try {
+    return decodeURIComponent(m);
+  } catch {
+    return m;
+  }
+}
+
 function fixGrpcMessage(headers: NodeHeaders | undefined): NodeHeaders | undefined {
   const m = headers?.["grpc-message"];
-  if (typeof m === "string") headers!["grpc-message"] = specEncodeGrpcMessage(m);
+  if (typeof m === "string") {
+    if (String(headers!["grpc-status"]) === "13" && UNPARSABLE.test(decoded(m))) headers!["grpc-status"] = "3";
+    headers!["grpc-message"] = specEncodeGrpcMessage(m);
+  }
   return headers;
+}
+
+/** The same for a Connect-protocol unary error, which travels as an HTTP status and a JSON body. */
+function fixConnectUnaryError(status: number, body: unknown): { status: number; body: unknown } {
+  if (status !== 500 || !(body instanceof Uint8Array)) return { status, body };
+  const text = Buffer.from(body).toString("utf8");
+  if (!/^\{"code":"internal","message":"parse (binary|JSON):/.test(text)) return { status, body };
+  return { status: 400, body: Buffer.from(text.replace('"code":"internal"', '"code":"invalid_argument"')) };
 }
 
 function withSpecGrpcMessages(handler: (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void) {
   return (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => {
     const writeHead = res.writeHead.bind(res) as (status: number, headers?: NodeHeaders) => http2.Http2ServerResponse;
     const addTrailers = res.addTrailers.bind(res);
-    (res as unknown as { writeHead: typeof writeHead }).writeHead = (status, headers) => writeHead(status, fixGrpcMessage(headers));
+    const write = res.write.bind(res) as (...args: unknown[]) => boolean;
+    const end = res.end.bind(res) as (...args: unknown[]) => http2.Http2ServerResponse;
+    let pending: { status: number; headers?: NodeHeaders } | undefined;
+    /** Sends the held head, with the first body chunk it may have to correct. */
+    const flush = (chunk: unknown): unknown => {
+      if (!pending) return chunk;
+      const fixed = fixConnectUnaryError(pending.status, chunk);
+      const headers = { ...pending.headers };
+      if (fixed.body !== chunk && fixed.body instanceof Uint8Array && headers["content-length"] !== undefined)
+        headers["content-length"] = fixed.body.byteLength;
+      pending = undefined;
+      writeHead(fixed.status, headers);
+      return fixed.body;
+    };
+    (res as unknown as { writeHead: typeof writeHead }).writeHead = (status, headers) => {
+      // An error status is held until its body is seen, in case it is a parse error to answer as the client's.
+      if (status === 500 && !res.headersSent) {
+        pending = { status, headers: fixGrpcMessage(headers) };
+        return res;
+      }
+      return writeHead(status, fixGrpcMessage(headers));
+    };
+    (res as unknown as { write: typeof write }).write = (chunk: unknown, ...rest: unknown[]) => write(flush(chunk), ...rest);
+    (res as unknown as { end: typeof end }).end = (...args: unknown[]) => {
+      if (pending) flush(undefined);
+      return end(...args);
+    };
     res.addTrailers = (headers) => addTrailers(fixGrpcMessage(headers as NodeHeaders) as http2.OutgoingHttpHeaders);
     handler(req, res);
   };

@@ -61,6 +61,8 @@ export const HELP: Record<string, CommandHelp> = {
       ["--policy FILE", "who may do what to which database, YAML (PGSHIFT_POLICY); required with TLS; see deploy/policy.yaml"],
       ["--insecure", "cleartext, no authentication (PGSHIFT_INSECURE=true): only on a network you trust"],
       ["--reload-ms N", "how often certificate and policy files are checked for a change (PGSHIFT_RELOAD_MS, default 2000)"],
+      ["--max-rps-per-identity N", "API requests a second one identity may send, bursts of twice that (PGSHIFT_MAX_RPS_PER_IDENTITY, default 200)"],
+      ["--max-streams-per-identity N", "API streams (watches) one identity may hold open (PGSHIFT_MAX_STREAMS_PER_IDENTITY, default 200)"],
     ],
     example:
       "pgshift serve --tls-cert tls/server.crt --tls-key tls/server.key --tls-client-ca tls/ca.crt --policy deploy/policy.yaml --database-url postgres://pgshift@store/pgshift",

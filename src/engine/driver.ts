@@ -1,6 +1,7 @@
 import { check, mergeChecks } from "../domain/check.js";
 import { DeadlineExceededError, FailedPreconditionError, LeaseLostError } from "../domain/errors.js";
 import { isTerminal, type PhaseName } from "../domain/phases.js";
+import { linkedSignal } from "../domain/linked-signal.js";
 import { sleep } from "../domain/sleep.js";
 import { policyOf, sourceRef, specFromJson, targetRef, type ProviderKind } from "../domain/spec.js";
 import type { MigrationStateJson } from "../domain/state.js";
@@ -114,7 +115,8 @@ export class Engine {
   private async drive(id: string, lease: Lease): Promise<void> {
     const log = this.deps.log.child({ migration: id, token: lease.token });
     const lost = new AbortController();
-    const signal = AbortSignal.any([lost.signal, this.stopping.signal]);
+    const linked = linkedSignal(lost.signal, this.stopping.signal);
+    const signal = linked.signal;
     const held: HeldLease = { lease, ttlMs: this.deps.leases.ttlMs };
     let renew: NodeJS.Timeout | undefined;
     const scheduleRenew = () => {
@@ -143,6 +145,7 @@ export class Engine {
       if (e instanceof LeaseLostError) log.warn("lease lost; another replica drives this migration now", { error: e.rawMessage });
       else log.error("driver failed", { error: String(e) });
     } finally {
+      linked.dispose();
       clearTimeout(renew);
       if (!lost.signal.aborted) await this.deps.leases.release(lease).catch(() => {});
     }

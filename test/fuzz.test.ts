@@ -1,0 +1,306 @@
+import { readFileSync } from "node:fs";
+import http2 from "node:http2";
+import { join } from "node:path";
+import { gzipSync } from "node:zlib";
+import * as grpc from "@grpc/grpc-js";
+import fc from "fast-check";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { CdcService, MigrationService } from "../src/gen/migration/v1/migration_pb.js";
+import { makeDevPki, type DevPki } from "../src/security/dev-pki.js";
+import { adsClientConstructor, TYPE } from "../xds/index.js";
+import { publishRoutes } from "./helpers/embedded-store.js";
+import { healthClient, migrationClient, unary, type AnyClient } from "./helpers/grpc-clients.js";
+import { eventsSoFar, localSpec } from "./helpers/migrations.js";
+import { startServiceProcess, tempDir, type ServiceProcess } from "./helpers/service-process.js";
+
+const ADMIN = "spiffe://fuzz.example/sa/admin";
+const SIDECAR = "spiffe://fuzz.example/sa/sidecar";
+const POLICY = `grants:\n  - { identities: ["${ADMIN}"], databases: ["**"], role: admin }\nproxies:\n  - { identities: ["${SIDECAR}"], databases: ["**"] }\n`;
+
+/** gRPC statuses a well-behaved server may answer garbage with; UNKNOWN, INTERNAL and UNAVAILABLE would be defects. */
+const HEAP_MIB = 128;
+const ACCEPTABLE = new Set([0, 1, 3, 5, 6, 7, 8, 9, 12]);
+
+interface Answer {
+  http: number;
+  grpcStatus: number | undefined;
+  message: string;
+  body: Buffer;
+}
+
+/** One raw HTTP/2 request, the way a hostile or broken client would send it; a stream still open after waitMs is closed. */
+function request(session: http2.ClientHttp2Session, headers: http2.OutgoingHttpHeaders, body: Buffer, waitMs = 3000): Promise<Answer | "open"> {
+  return new Promise((resolve, reject) => {
+    const req = session.request({ ":method": "POST", ...headers });
+    const out: Answer = { http: 0, grpcStatus: undefined, message: "", body: Buffer.alloc(0) };
+    const take = (h: http2.IncomingHttpHeaders) => {
+      if (h[":status"]) out.http = Number(h[":status"]);
+      if (h["grpc-status"] !== undefined) out.grpcStatus = Number(h["grpc-status"]);
+      if (h["grpc-message"]) out.message = decodeURIComponent(String(h["grpc-message"]));
+    };
+    const timer = setTimeout(() => {
+      req.close();
+      resolve("open");
+    }, waitMs);
+    req.on("response", take);
+    req.on("trailers", take);
+    req.on("data", (d: Buffer) => (out.body = Buffer.concat([out.body, d])));
+    req.on("end", () => {
+      clearTimeout(timer);
+      resolve(out);
+    });
+    req.on("error", (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+    req.end(body);
+  });
+}
+
+const frame = (payload: Buffer, compressed = false) => {
+  const f = Buffer.alloc(5 + payload.length);
+  f[0] = compressed ? 1 : 0;
+  f.writeUInt32BE(payload.length, 1);
+  payload.copy(f, 5);
+  return f;
+};
+
+/** The service's resident memory, as the kernel counts it. */
+function rssMiB(pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+  return Number(m![1]) / 1024;
+}
+
+describe("fuzzing the running service: API and xDS", () => {
+  const tmp = tempDir("fuzz");
+  let pki: DevPki;
+  let svc: ServiceProcess;
+  let admin: AnyClient;
+  let api: http2.ClientHttp2Session;
+  let id: string;
+  let before: { migration: any; events: number; routing: any; rss: number };
+  const tls = () => ({ ca: readFileSync(pki.ca), cert: readFileSync(pki.clients.admin!.cert), key: readFileSync(pki.clients.admin!.key) });
+  const adminCreds = () => grpc.credentials.createSsl(tls().ca, tls().key, tls().cert);
+
+  async function snapshot() {
+    const migration = (await unary(admin, "GetMigration", { id })).migration;
+    const events = (await eventsSoFar(admin, id)).length;
+    const routing = (await unary(admin, "GetRoutingStatus", { database_name: "fuzz-db" })).status;
+    return { migration, events, routing: { endpoint: routing.endpoint, version: routing.version }, rss: rssMiB(svc.child.pid!) };
+  }
+
+  beforeAll(async () => {
+    pki = await makeDevPki(join(tmp.dir, "pki"), {
+      serverNames: ["127.0.0.1"],
+      clients: [
+        { name: "admin", identity: ADMIN },
+        { name: "sidecar", identity: SIDECAR },
+      ],
+    });
+    const policy = join(tmp.dir, "policy.yaml");
+    (await import("node:fs")).writeFileSync(policy, POLICY);
+    // A generous request budget, so the fuzzed input reaches the handlers rather than the rate limit; a small heap,
+    // so that what the fuzzing leaves behind either is collected or ends the process (V8 otherwise lets garbage
+    // pile up to hundreds of MiB before a full collection, which says nothing either way).
+    svc = await startServiceProcess(
+      [
+        ...["--data-dir", join(tmp.dir, "data"), "--engine", "off", "--max-rps-per-identity", "100000"],
+        ...["--tls-cert", pki.server.cert, "--tls-key", pki.server.key, "--tls-client-ca", pki.ca, "--policy", policy],
+      ],
+      { NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ""} --max-old-space-size=${HEAP_MIB}` },
+    );
+    admin = migrationClient(svc.address, adminCreds());
+    id = (await unary(admin, "CreateMigration", { spec: localSpec("fuzz-db", "fuzz-src", "fuzz-tgt") })).migration.id;
+    await publishRoutes(join(tmp.dir, "data"), [{ db: "fuzz-db", port: 5999, listenerPort: 16001 }]);
+    for (let i = 0; i < 100 && !(await unary(admin, "GetRoutingStatus", { database_name: "fuzz-db" }).catch(() => undefined)); i++) {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    api = http2.connect(`https://127.0.0.1:${svc.port}`, tls());
+    api.on("error", () => {});
+    before = await snapshot();
+  }, 120_000);
+
+  afterAll(async () => {
+    api?.close();
+    admin?.close();
+    await svc?.stop();
+    tmp.remove();
+  });
+
+  const methods = [MigrationService, CdcService].flatMap((s) => s.methods.map((m) => ({ path: `/${s.typeName}/${m.name}`, kind: m.methodKind })));
+
+  it("random and malformed protobuf to every method: a clear status, never UNKNOWN or INTERNAL", async () => {
+    const seen = new Map<number, number>();
+    await fc.assert(
+      fc.asyncProperty(fc.constantFrom(...methods), fc.uint8Array({ maxLength: 600 }), async (m, bytes) => {
+        const a = await request(api, { ":path": m.path, "content-type": "application/grpc", te: "trailers" }, frame(Buffer.from(bytes)), 1500);
+        if (a === "open") return; // a well-formed watch of something that exists keeps streaming: closed here
+        seen.set(a.grpcStatus ?? -1, (seen.get(a.grpcStatus ?? -1) ?? 0) + 1);
+        expect(ACCEPTABLE.has(a.grpcStatus ?? -1), `${m.path} answered ${a.grpcStatus} ${a.message}`).toBe(true);
+        expect(a.message.length).toBeLessThan(1000);
+      }),
+      { numRuns: 400 },
+    );
+    console.log("fuzz: protobuf statuses", Object.fromEntries(seen));
+    // A frame whose declared length lies, and a body that is not a frame at all.
+    const lying = Buffer.from([0, 0, 0, 1, 0, 1, 2, 3]);
+    for (const body of [lying, Buffer.from("not a grpc frame")]) {
+      const a = await request(api, { ":path": methods[0]!.path, "content-type": "application/grpc", te: "trailers" }, body);
+      expect(a).not.toBe("open");
+      expect(ACCEPTABLE.has((a as Answer).grpcStatus ?? -1), `${(a as Answer).grpcStatus} ${(a as Answer).message}`).toBe(true);
+    }
+  });
+
+  it("wrong JSON types and unknown fields over Connect: a 4xx naming the problem, never a 5xx", async () => {
+    const unaryPaths = methods.filter((m) => m.kind === "unary").map((m) => m.path);
+    await fc.assert(
+      fc.asyncProperty(
+        fc.constantFrom(...unaryPaths),
+        fc.oneof(fc.jsonValue(), fc.object(), fc.dictionary(fc.constantFrom("id", "spec", "phases", "page_size", "reason", "zzz"), fc.jsonValue())),
+        async (path, value) => {
+          const a = await request(api, { ":path": path, "content-type": "application/json" }, Buffer.from(JSON.stringify(value)));
+          expect(a).not.toBe("open");
+          const ans = a as Answer;
+          expect(ans.http, `${path} ${ans.body.toString().slice(0, 200)}`).toBeLessThan(500);
+          if (ans.http >= 400) expect(JSON.parse(ans.body.toString()).code).not.toMatch(/internal|unknown/);
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+
+  it("an oversized message and a gzip bomb are refused with RESOURCE_EXHAUSTED, memory bounded", async () => {
+    const path = "/migration.v1.MigrationService/GetMigration";
+    const big = await request(api, { ":path": path, "content-type": "application/grpc", te: "trailers" }, frame(Buffer.alloc(5 * 1024 * 1024, 0x0a)));
+    expect((big as Answer).grpcStatus).toBe(grpc.status.RESOURCE_EXHAUSTED);
+    // 64 MiB of one field's bytes, gzipped to about 64 KiB.
+    const bomb = gzipSync(Buffer.alloc(64 * 1024 * 1024, 0x0a));
+    const rssBefore = rssMiB(svc.child.pid!);
+    const a = (await request(api, { ":path": path, "content-type": "application/grpc", te: "trailers", "grpc-encoding": "gzip" }, frame(bomb, true))) as Answer;
+    expect(a.grpcStatus).toBe(grpc.status.RESOURCE_EXHAUSTED);
+    console.log(
+      `fuzz: gzip bomb of ${bomb.length} bytes (64 MiB inflated): ${grpc.status[a.grpcStatus!]} "${a.message}"; rss ${rssBefore.toFixed(0)} -> ${rssMiB(svc.child.pid!).toFixed(0)} MiB`,
+    );
+    expect(rssMiB(svc.child.pid!)).toBeLessThan(rssBefore + 48);
+  });
+
+  it("10,000 watches opened and dropped", async () => {
+    const started = Date.now();
+    const outcomes = new Map<string, number>();
+    for (let batch = 0; batch < 100; batch++) {
+      // A connection per hundred: a client that cancels a call before it starts may never reset its stream
+      // (grpc-js does not), so what it left open is freed when its connection closes, as a dropped client's would be.
+      const conn = migrationClient(svc.address, adminCreds(), { "grpc.channel_id": `fuzz-${batch}` } as grpc.ChannelOptions);
+      await Promise.all(
+        Array.from({ length: 100 }, (_, i) => {
+          const w = conn.WatchMigration({ id, after_sequence: "0" });
+          return new Promise<void>((res) => {
+            const done = (how: string) => {
+              outcomes.set(how, (outcomes.get(how) ?? 0) + 1);
+              res();
+            };
+            w.on("error", (e: grpc.ServiceError) => done(grpc.status[e.code]!));
+            // Half are dropped at once, half after their first event.
+            if (i % 2 === 0) w.cancel();
+            else w.once("data", () => (w.cancel(), done("received")));
+          });
+        }),
+      );
+      conn.close();
+    }
+    console.log(`fuzz: 10,000 watches opened and dropped in ${Date.now() - started} ms`, Object.fromEntries(outcomes));
+    expect(outcomes.get("received")).toBeGreaterThan(0);
+    expect([...outcomes.keys()].filter((k) => !["received", "CANCELLED", "RESOURCE_EXHAUSTED"].includes(k))).toEqual([]);
+    // Their places are given back: the identity may open streams again.
+    await expect
+      .poll(
+        async () => {
+          const w = admin.WatchMigration({ id, after_sequence: "0" });
+          const got = await new Promise<string>(
+            (res) => (w.once("data", () => res("data")), w.on("error", (e: grpc.ServiceError) => res(grpc.status[e.code]!))),
+          );
+          w.cancel();
+          return got;
+        },
+        { timeout: 10_000, interval: 200 },
+      )
+      .toBe("data");
+  }, 120_000);
+
+  it("xDS: garbage, wrong type URLs, stale and forged nonces and floods end streams cleanly", async () => {
+    const Ctor = adsClientConstructor();
+    const sidecar = new Ctor(
+      `127.0.0.1:${svc.xdsPort}`,
+      grpc.credentials.createSsl(readFileSync(pki.ca), readFileSync(pki.clients.sidecar!.key), readFileSync(pki.clients.sidecar!.cert)),
+    ) as any;
+    const adsRequest = fc.record({
+      type_url: fc.oneof(fc.constantFrom(TYPE.listener, TYPE.cluster, TYPE.route, TYPE.endpoint, ""), fc.string({ maxLength: 80 })),
+      resource_names: fc.array(fc.oneof(fc.constant("fuzz-db"), fc.constant("*"), fc.string({ maxLength: 40 })), { maxLength: 20 }),
+      response_nonce: fc.oneof(fc.constant(""), fc.string({ maxLength: 12 })),
+      version_info: fc.string({ maxLength: 12 }),
+      error_detail: fc.option(fc.record({ code: fc.integer({ min: 0, max: 16 }), message: fc.string({ maxLength: 60 }) }), { nil: undefined }),
+    });
+    const codes = new Map<number, number>();
+    await fc.assert(
+      fc.asyncProperty(
+        fc.oneof(fc.constant(`${SIDECAR}/pod-1`), fc.string({ maxLength: 60 })),
+        fc.array(adsRequest, { minLength: 1, maxLength: 8 }),
+        async (nodeId, reqs) => {
+          const call = sidecar.StreamAggregatedResources() as grpc.ClientDuplexStream<any, any>;
+          call.on("data", () => {});
+          const ended = new Promise<number>((res) => call.on("status", (s: grpc.StatusObject) => res(s.code)));
+          call.on("error", () => {});
+          reqs.forEach((r, i) => call.write(i === 0 ? { ...r, node: { id: nodeId } } : r));
+          const code = await Promise.race([ended, new Promise<number>((res) => setTimeout(() => res(-1), 60))]);
+          call.cancel();
+          codes.set(code, (codes.get(code) ?? 0) + 1);
+          // Still open (-1), or ended by the server with a reason: never UNKNOWN or INTERNAL.
+          expect([-1, 0, 1, 3, 7, 8].includes(code), `code ${code}`).toBe(true);
+        },
+      ),
+      { numRuns: 150 },
+    );
+    console.log("fuzz: xDS stream outcomes (-1: still open)", Object.fromEntries(codes));
+
+    // A flood on one stream is cut off, and a stale nonce after a real response changes nothing.
+    const flood = sidecar.StreamAggregatedResources() as grpc.ClientDuplexStream<any, any>;
+    const first = new Promise<any>((res) => flood.once("data", res));
+    const status = new Promise<grpc.StatusObject>((res) => flood.on("status", res));
+    flood.on("error", () => {});
+    flood.write({ node: { id: `${SIDECAR}/flood` }, type_url: TYPE.cluster, resource_names: [] });
+    const r = await first;
+    for (let i = 0; i < 2000; i++) flood.write({ type_url: TYPE.cluster, response_nonce: i % 2 ? r.nonce + "x" : "stale", version_info: "999" });
+    expect((await status).code).toBe(grpc.status.RESOURCE_EXHAUSTED);
+    sidecar.close();
+
+    // Raw garbage on the ADS method itself.
+    const xds = http2.connect(`https://127.0.0.1:${svc.xdsPort}`, {
+      ca: readFileSync(pki.ca),
+      cert: readFileSync(pki.clients.sidecar!.cert),
+      key: readFileSync(pki.clients.sidecar!.key),
+    });
+    xds.on("error", () => {});
+    const g = await request(
+      xds,
+      { ":path": "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources", "content-type": "application/grpc", te: "trailers" },
+      frame(Buffer.from([0xff, 0xff, 0xff, 0x0f, 0x12])),
+    );
+    console.log("fuzz: garbage protobuf on ADS:", g === "open" ? "stream left open" : `${g.grpcStatus} ${g.message}`);
+    xds.close();
+  });
+
+  it("afterwards: healthy, memory near where it started, and no migration, event or route changed", async () => {
+    const h = healthClient(svc.address, adminCreds());
+    expect((await unary(h, "Check", { service: "" })).status).toBe("SERVING");
+    h.close();
+    const after = await snapshot();
+    console.log(`fuzz: rss ${before.rss.toFixed(0)} MiB before, ${after.rss.toFixed(0)} MiB after (old space capped at ${HEAP_MIB} MiB)`);
+    expect(after.migration.phase).toBe(before.migration.phase);
+    expect(after.migration.updated_at).toEqual(before.migration.updated_at);
+    expect(after.events).toBe(before.events);
+    expect(after.routing).toEqual(before.routing);
+    expect((await unary(admin, "ListMigrations", {})).migrations).toHaveLength(1);
+    expect(svc.alive()).toBe(true);
+    expect(after.rss).toBeLessThan(before.rss + HEAP_MIB);
+  });
+});
