@@ -11,7 +11,7 @@
 import { fork } from "node:child_process";
 import * as grpc from "@grpc/grpc-js";
 import { adsClientConstructor, AdsServer, listenXds, ResourceCache, TYPE } from "../xds/index.js";
-import { clusterResource } from "../src/routing/resources.js";
+import { ackRounds, allConnected, seedRoute } from "./ack-rounds.js";
 
 const ROUNDS = 7;
 const PER_CONNECTION = 100;
@@ -42,36 +42,17 @@ function stats(xs: number[]) {
 async function measure(n: number): Promise<void> {
   const cache = new ResourceCache();
   const ads = new AdsServer(cache);
-  const route = (port: number) => ({ databaseName: "billing-db", endpoint: { host: "127.0.0.1", port }, version: String(port), listenerPort: 15432 });
-  cache.set(TYPE.cluster, [{ name: "billing-db", value: clusterResource(route(1)) }]);
+  seedRoute(cache);
   const xds = await listenXds(ads, "127.0.0.1", 0);
   global.gc?.();
   const before = process.memoryUsage();
   const child = fork(new URL(import.meta.url).pathname, ["--clients", String(xds.port), String(n)], { execArgv: ["--import", "tsx"], stdio: "inherit" });
   await new Promise<void>((res) => child.on("message", () => res()));
   // Every stream has its first response ACKed.
-  await new Promise<void>((res) => {
-    const check = () => (ads.connected().filter((s) => s.acks.get(TYPE.cluster)?.ackedVersion !== undefined).length >= n ? res() : setTimeout(check, 20));
-    check();
-  });
+  await allConnected(ads, n);
   global.gc?.();
   const after = process.memoryUsage();
-  const times: number[] = [];
-  for (let r = 0; r < ROUNDS; r++) {
-    const t0 = performance.now();
-    const v = cache.set(TYPE.cluster, [{ name: "billing-db", value: clusterResource(route(2 + r)) }]);
-    let acked = 0;
-    await new Promise<void>((res) => {
-      const on = (_s: unknown, type: string, version: number) => {
-        if (type === TYPE.cluster && version >= v && ++acked === n) {
-          ads.off("ack", on);
-          res();
-        }
-      };
-      ads.on("ack", on);
-    });
-    times.push(performance.now() - t0);
-  }
+  const times = await ackRounds(ads, cache, n, ROUNDS);
   child.kill();
   ads.close();
   await xds.close();
