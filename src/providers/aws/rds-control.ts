@@ -1,0 +1,227 @@
+import {
+  CreateDBClusterCommand,
+  CreateDBInstanceCommand,
+  DeleteDBClusterCommand,
+  DeleteDBInstanceCommand,
+  DescribeDBClustersCommand,
+  DescribeDBInstancesCommand,
+  ModifyDBInstanceCommand,
+  PromoteReadReplicaDBClusterCommand,
+  RebootDBInstanceCommand,
+  StopDBInstanceCommand,
+  type DBCluster,
+  type DBInstance,
+  type RDSClient,
+  type Tag,
+} from "@aws-sdk/client-rds";
+import { DeadlineExceededError, FailedPreconditionError, NotFoundError } from "../../domain/errors.js";
+
+/** The tag every resource pgshift creates carries: the id of the migration that created it. */
+export const OWNER_TAG = "pgshift:migration-id";
+
+/** What an Aurora replica of an RDS for PostgreSQL instance is made of. */
+export interface ReplicaSpec {
+  /** The source instance (its ARN is read from DescribeDBInstances). */
+  sourceId: string;
+  /** The Aurora cluster to create, and its writer instance. */
+  clusterId: string;
+  instanceId: string;
+  instanceClass: string;
+  engineVersion: string;
+  clusterParameterGroup?: string;
+  /** The migration that owns what is created. */
+  owner: string;
+}
+
+export interface RdsControlOptions {
+  /** Between two looks at a resource that is changing state. */
+  pollMs?: number;
+  /** How long a resource may stay not found just after its creation (the API is eventually consistent). */
+  notFoundGraceMs?: number;
+  sleep?: (ms: number) => Promise<void>;
+}
+
+const isNotFound = (e: unknown) => /NotFound/.test((e as { name?: string }).name ?? "");
+/** What AWS answers when asked too often; a wait looks again later rather than failing. */
+const isThrottled = (e: unknown) =>
+  /^(Throttling|ThrottlingException|RequestLimitExceeded|TooManyRequestsException)$/.test((e as { name?: string }).name ?? "");
+const ownedBy = (tags: Tag[] | undefined, owner: string) => (tags ?? []).some((t) => t.Key === OWNER_TAG && t.Value === owner);
+const ownerOf = (tags: Tag[] | undefined) => (tags ?? []).find((t) => t.Key === OWNER_TAG)?.Value;
+
+/**
+ * The RDS control-plane calls the AWS provider makes, each idempotent: it describes before it creates, so a retried
+ * or resumed step never creates twice, and it deletes, stops or fences only what it is told to and, for deletion,
+ * only what carries its migration's tag. Throttling is retried by the SDK itself (its standard retry strategy).
+ */
+export class RdsControl {
+  private readonly pollMs: number;
+  private readonly graceMs: number;
+  private readonly sleep: (ms: number) => Promise<void>;
+
+  constructor(
+    private readonly rds: RDSClient,
+    opts: RdsControlOptions = {},
+  ) {
+    this.pollMs = opts.pollMs ?? 5_000;
+    this.graceMs = opts.notFoundGraceMs ?? 60_000;
+    this.sleep = opts.sleep ?? ((ms) => new Promise((r) => setTimeout(r, ms)));
+  }
+
+  async instance(id: string): Promise<DBInstance | undefined> {
+    try {
+      return (await this.rds.send(new DescribeDBInstancesCommand({ DBInstanceIdentifier: id }))).DBInstances?.[0];
+    } catch (e) {
+      if (isNotFound(e)) return undefined;
+      throw e;
+    }
+  }
+
+  async cluster(id: string): Promise<DBCluster | undefined> {
+    try {
+      return (await this.rds.send(new DescribeDBClustersCommand({ DBClusterIdentifier: id }))).DBClusters?.[0];
+    } catch (e) {
+      if (isNotFound(e)) return undefined;
+      throw e;
+    }
+  }
+
+  /** The source instance, which must exist. */
+  async source(id: string): Promise<DBInstance> {
+    const i = await this.instance(id);
+    if (!i) throw new NotFoundError(`RDS instance "${id}" does not exist (DescribeDBInstances): check spec.source.id and the region`);
+    return i;
+  }
+
+  /**
+   * Creates (or resumes) the Aurora PostgreSQL cluster replicating the source, and its writer instance, both tagged
+   * with the owner; returns once both are available. Refuses a cluster or instance of that name not tagged as the
+   * owner's.
+   */
+  async ensureReplica(spec: ReplicaSpec, timeoutMs: number): Promise<DBCluster> {
+    const deadline = Date.now() + timeoutMs;
+    const source = await this.source(spec.sourceId);
+    const tags: Tag[] = [{ Key: OWNER_TAG, Value: spec.owner }];
+    const existing = await this.cluster(spec.clusterId);
+    if (existing && !ownedBy(existing.TagList, spec.owner)) {
+      throw new FailedPreconditionError(
+        `Aurora cluster "${spec.clusterId}" exists and is not this migration's (tag ${OWNER_TAG}=${ownerOf(existing.TagList) ?? "absent"}): pgshift never adopts a cluster it did not create; name a new target`,
+      );
+    }
+    if (!existing) {
+      await this.rds.send(
+        new CreateDBClusterCommand({
+          DBClusterIdentifier: spec.clusterId,
+          Engine: "aurora-postgresql",
+          EngineVersion: spec.engineVersion,
+          ReplicationSourceIdentifier: source.DBInstanceArn,
+          DBClusterParameterGroupName: spec.clusterParameterGroup,
+          VpcSecurityGroupIds: (source.VpcSecurityGroups ?? []).map((g) => g.VpcSecurityGroupId!).filter(Boolean),
+          DBSubnetGroupName: source.DBSubnetGroup?.DBSubnetGroupName,
+          StorageEncrypted: source.StorageEncrypted,
+          KmsKeyId: source.StorageEncrypted ? source.KmsKeyId : undefined,
+          Tags: tags,
+        }),
+      );
+    }
+    const writer = await this.instance(spec.instanceId);
+    if (writer && (writer.DBClusterIdentifier !== spec.clusterId || !ownedBy(writer.TagList, spec.owner))) {
+      throw new FailedPreconditionError(`RDS instance "${spec.instanceId}" exists and is not this migration's writer: name a new target`);
+    }
+    if (!writer) {
+      await this.rds.send(
+        new CreateDBInstanceCommand({
+          DBInstanceIdentifier: spec.instanceId,
+          DBClusterIdentifier: spec.clusterId,
+          Engine: "aurora-postgresql",
+          DBInstanceClass: spec.instanceClass,
+          Tags: tags,
+        }),
+      );
+    }
+    await this.waitInstance(spec.instanceId, (i) => i.DBInstanceStatus === "available", deadline, "the writer instance to be available");
+    return this.waitCluster(spec.clusterId, (c) => c.Status === "available", deadline, "the replica cluster to be available");
+  }
+
+  /** Promotes the replica cluster to a standalone writable cluster; a cluster already promoted is left as it is. */
+  async promote(clusterId: string, timeoutMs: number): Promise<DBCluster> {
+    const deadline = Date.now() + timeoutMs;
+    const c = await this.cluster(clusterId);
+    if (!c) throw new NotFoundError(`Aurora cluster "${clusterId}" does not exist: nothing to promote`);
+    if (c.ReplicationSourceIdentifier) await this.rds.send(new PromoteReadReplicaDBClusterCommand({ DBClusterIdentifier: clusterId }));
+    return this.waitCluster(clusterId, (x) => x.Status === "available" && !x.ReplicationSourceIdentifier, deadline, "the promoted cluster to be available");
+  }
+
+  /** Moves the instance behind the given security groups and reboots it so no session survives; returns the groups it had. */
+  async networkFence(instanceId: string, denyGroupId: string, timeoutMs: number): Promise<string[]> {
+    const deadline = Date.now() + timeoutMs;
+    const before = (await this.source(instanceId)).VpcSecurityGroups?.map((g) => g.VpcSecurityGroupId!) ?? [];
+    if (!(before.length === 1 && before[0] === denyGroupId)) {
+      await this.rds.send(new ModifyDBInstanceCommand({ DBInstanceIdentifier: instanceId, VpcSecurityGroupIds: [denyGroupId], ApplyImmediately: true }));
+      await this.waitInstance(instanceId, (i) => i.DBInstanceStatus === "available", deadline, "the security group change");
+      await this.rds.send(new RebootDBInstanceCommand({ DBInstanceIdentifier: instanceId }));
+      await this.waitInstance(instanceId, (i) => i.DBInstanceStatus === "available", deadline, "the reboot that ends every session");
+    }
+    return before;
+  }
+
+  /** Restores the security groups recorded by networkFence. */
+  async networkUnfence(instanceId: string, groups: string[], timeoutMs: number): Promise<void> {
+    const now = (await this.source(instanceId)).VpcSecurityGroups?.map((g) => g.VpcSecurityGroupId!) ?? [];
+    if (now.length === groups.length && now.every((g) => groups.includes(g))) return;
+    await this.rds.send(new ModifyDBInstanceCommand({ DBInstanceIdentifier: instanceId, VpcSecurityGroupIds: groups, ApplyImmediately: true }));
+    await this.waitInstance(instanceId, (i) => i.DBInstanceStatus === "available", Date.now() + timeoutMs, "the security groups to be restored");
+  }
+
+  /** Stops (never deletes) the old source once a migration is finalized. */
+  async stop(instanceId: string): Promise<void> {
+    const i = await this.source(instanceId);
+    if (i.DBInstanceStatus === "stopped" || i.DBInstanceStatus === "stopping") return;
+    await this.rds.send(new StopDBInstanceCommand({ DBInstanceIdentifier: instanceId }));
+  }
+
+  /** Deletes the replica cluster and its writer, only if they carry the owner's tag. */
+  async deleteReplica(clusterId: string, instanceId: string, owner: string): Promise<"deleted" | "absent" | "not-ours"> {
+    const c = await this.cluster(clusterId);
+    const i = await this.instance(instanceId);
+    if (!c && !i) return "absent";
+    if ((c && !ownedBy(c.TagList, owner)) || (i && !ownedBy(i.TagList, owner))) return "not-ours";
+    if (i && i.DBInstanceStatus !== "deleting") await this.rds.send(new DeleteDBInstanceCommand({ DBInstanceIdentifier: instanceId, SkipFinalSnapshot: true }));
+    // A replica holds no data of its own: the source is the truth until promotion, so no final snapshot.
+    if (c && c.Status !== "deleting") await this.rds.send(new DeleteDBClusterCommand({ DBClusterIdentifier: clusterId, SkipFinalSnapshot: true }));
+    return "deleted";
+  }
+
+  private async waitInstance(id: string, done: (i: DBInstance) => boolean, deadline: number, what: string): Promise<DBInstance> {
+    return this.waitFor(() => this.instance(id), done, deadline, what, `instance ${id}`);
+  }
+
+  private async waitCluster(id: string, done: (c: DBCluster) => boolean, deadline: number, what: string): Promise<DBCluster> {
+    return this.waitFor(() => this.cluster(id), done, deadline, what, `cluster ${id}`);
+  }
+
+  private async waitFor<T extends { DBInstanceStatus?: string; Status?: string }>(
+    look: () => Promise<T | undefined>,
+    done: (x: T) => boolean,
+    deadline: number,
+    what: string,
+    name: string,
+  ): Promise<T> {
+    const started = Date.now();
+    for (;;) {
+      let x: T | undefined;
+      try {
+        x = await look();
+      } catch (e) {
+        if (!isThrottled(e) || Date.now() + this.pollMs > deadline) throw e;
+        await this.sleep(this.pollMs);
+        continue;
+      }
+      if (x && done(x)) return x;
+      // Just after a create the API may not know the resource yet: that is not its absence.
+      if (!x && Date.now() - started > this.graceMs) throw new NotFoundError(`${name} disappeared while waiting for ${what}`);
+      const last = x ? (x.DBInstanceStatus ?? x.Status ?? "unknown") : "not found";
+      if (Date.now() + this.pollMs > deadline) throw new DeadlineExceededError(`timed out waiting for ${what}; ${name} is ${last}`);
+      await this.sleep(this.pollMs);
+    }
+  }
+}

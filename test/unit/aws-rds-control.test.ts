@@ -1,0 +1,224 @@
+import { readFileSync } from "node:fs";
+import { resolve } from "node:path";
+import {
+  CreateDBClusterCommand,
+  CreateDBInstanceCommand,
+  DBClusterNotFoundFault,
+  DBInstanceNotFoundFault,
+  DeleteDBClusterCommand,
+  DeleteDBInstanceCommand,
+  DescribeDBClustersCommand,
+  DescribeDBInstancesCommand,
+  ModifyDBInstanceCommand,
+  PromoteReadReplicaDBClusterCommand,
+  RDSClient,
+  RebootDBInstanceCommand,
+  StopDBInstanceCommand,
+  type DBCluster,
+  type DBInstance,
+} from "@aws-sdk/client-rds";
+import { mockClient } from "aws-sdk-client-mock";
+import { afterAll, beforeEach, describe, expect, it } from "vitest";
+import { OWNER_TAG, RdsControl, type ReplicaSpec } from "../../src/providers/aws/rds-control.js";
+
+const rds = mockClient(RDSClient);
+const control = () => new RdsControl(new RDSClient({ region: "eu-west-1" }), { pollMs: 1, notFoundGraceMs: 50, sleep: () => Promise.resolve() });
+/** Every AWS action any test made, to hold the IAM policy to. */
+const made = new Set<string>();
+
+const SOURCE: DBInstance = {
+  DBInstanceIdentifier: "billing",
+  DBInstanceArn: "arn:aws:rds:eu-west-1:123456789012:db:billing",
+  DBInstanceStatus: "available",
+  Engine: "postgres",
+  EngineVersion: "15.8",
+  VpcSecurityGroups: [{ VpcSecurityGroupId: "sg-app", Status: "active" }],
+  DBSubnetGroup: { DBSubnetGroupName: "private" },
+  StorageEncrypted: true,
+  KmsKeyId: "arn:aws:kms:eu-west-1:123456789012:key/k",
+};
+const SPEC: ReplicaSpec = {
+  sourceId: "billing",
+  clusterId: "billing-aurora",
+  instanceId: "billing-aurora-1",
+  instanceClass: "db.r6g.large",
+  engineVersion: "15.8",
+  owner: "m-1",
+};
+const ours = [{ Key: OWNER_TAG, Value: "m-1" }];
+const notFound = (what: "cluster" | "instance") =>
+  what === "cluster"
+    ? new DBClusterNotFoundFault({ message: "not found", $metadata: {} })
+    : new DBInstanceNotFoundFault({ message: "not found", $metadata: {} });
+
+/** The names of the commands sent, in order. */
+const sent = () =>
+  rds.calls().map((c) => {
+    const name = (c.args[0] as object).constructor.name.replace(/Command$/, "");
+    made.add(`rds:${name}`);
+    return name;
+  });
+
+/** Answers DescribeDBInstances per identifier from a script of successive states. */
+function instances(script: Record<string, Array<DBInstance | Error>>): void {
+  const at: Record<string, number> = {};
+  rds.on(DescribeDBInstancesCommand).callsFake((input: { DBInstanceIdentifier: string }) => {
+    const id = input.DBInstanceIdentifier;
+    const steps = script[id] ?? [notFound("instance")];
+    const step = steps[Math.min(at[id] ?? 0, steps.length - 1)]!;
+    at[id] = (at[id] ?? 0) + 1;
+    if (step instanceof Error) throw step;
+    return { DBInstances: [step] };
+  });
+}
+
+function clusters(steps: Array<DBCluster | Error>): void {
+  let at = 0;
+  rds.on(DescribeDBClustersCommand).callsFake(() => {
+    const step = steps[Math.min(at++, steps.length - 1)]!;
+    if (step instanceof Error) throw step;
+    return { DBClusters: [step] };
+  });
+}
+
+describe("the AWS provider's RDS calls (aws-sdk-client-mock)", () => {
+  beforeEach(() => rds.reset());
+  afterAll(() => rds.restore());
+
+  it("creates an Aurora replica of the source: describe first, cluster then writer, tagged, waiting through not-found-after-create and throttling", async () => {
+    const throttled = Object.assign(new Error("Rate exceeded"), { name: "Throttling" });
+    instances({
+      billing: [SOURCE],
+      "billing-aurora-1": [
+        notFound("instance"),
+        notFound("instance"),
+        throttled,
+        { ...SOURCE, DBInstanceIdentifier: "billing-aurora-1", DBClusterIdentifier: "billing-aurora", DBInstanceStatus: "creating", TagList: ours },
+        { ...SOURCE, DBInstanceIdentifier: "billing-aurora-1", DBClusterIdentifier: "billing-aurora", DBInstanceStatus: "available", TagList: ours },
+      ],
+    });
+    clusters([
+      notFound("cluster"),
+      { DBClusterIdentifier: "billing-aurora", Status: "available", TagList: ours, ReplicationSourceIdentifier: SOURCE.DBInstanceArn },
+    ]);
+    rds.on(CreateDBClusterCommand).resolves({});
+    rds.on(CreateDBInstanceCommand).resolves({});
+    const c = await control().ensureReplica(SPEC, 60_000);
+    expect(c.Status).toBe("available");
+    expect(sent()).toEqual([
+      "DescribeDBInstances",
+      "DescribeDBClusters",
+      "CreateDBCluster",
+      "DescribeDBInstances",
+      "CreateDBInstance",
+      "DescribeDBInstances",
+      "DescribeDBInstances",
+      "DescribeDBInstances",
+      "DescribeDBInstances",
+      "DescribeDBClusters",
+    ]);
+    const create = rds.commandCalls(CreateDBClusterCommand)[0]!.args[0].input;
+    expect(create).toMatchObject({
+      DBClusterIdentifier: "billing-aurora",
+      Engine: "aurora-postgresql",
+      EngineVersion: "15.8",
+      ReplicationSourceIdentifier: SOURCE.DBInstanceArn,
+      VpcSecurityGroupIds: ["sg-app"],
+      DBSubnetGroupName: "private",
+      StorageEncrypted: true,
+      KmsKeyId: SOURCE.KmsKeyId,
+      Tags: [{ Key: OWNER_TAG, Value: "m-1" }],
+    });
+    expect(rds.commandCalls(CreateDBInstanceCommand)[0]!.args[0].input).toMatchObject({
+      DBClusterIdentifier: "billing-aurora",
+      Engine: "aurora-postgresql",
+      Tags: [{ Key: OWNER_TAG, Value: "m-1" }],
+    });
+  });
+
+  it("resumed after dying between the two creates, it creates only the writer", async () => {
+    instances({
+      billing: [SOURCE],
+      "billing-aurora-1": [
+        notFound("instance"),
+        { DBInstanceIdentifier: "billing-aurora-1", DBClusterIdentifier: "billing-aurora", DBInstanceStatus: "available", TagList: ours },
+      ],
+    });
+    clusters([{ DBClusterIdentifier: "billing-aurora", Status: "available", TagList: ours }]);
+    rds.on(CreateDBInstanceCommand).resolves({});
+    await control().ensureReplica(SPEC, 60_000);
+    expect(sent().filter((n) => n.startsWith("Create"))).toEqual(["CreateDBInstance"]);
+  });
+
+  it("never adopts a cluster it did not create, and deletes only what carries its tag", async () => {
+    instances({ billing: [SOURCE] });
+    clusters([{ DBClusterIdentifier: "billing-aurora", Status: "available", TagList: [{ Key: OWNER_TAG, Value: "someone-else" }] }]);
+    await expect(control().ensureReplica(SPEC, 60_000)).rejects.toMatchObject({ message: expect.stringContaining("someone-else") });
+    expect(await control().deleteReplica("billing-aurora", "billing-aurora-1", "m-1")).toBe("not-ours");
+    expect(sent().filter((n) => /^(Create|Delete)/.test(n))).toEqual([]);
+
+    rds.reset();
+    instances({ "billing-aurora-1": [{ DBInstanceIdentifier: "billing-aurora-1", DBInstanceStatus: "available", TagList: ours }] });
+    clusters([{ DBClusterIdentifier: "billing-aurora", Status: "available", TagList: ours }]);
+    rds.on(DeleteDBInstanceCommand).resolves({});
+    rds.on(DeleteDBClusterCommand).resolves({});
+    expect(await control().deleteReplica("billing-aurora", "billing-aurora-1", "m-1")).toBe("deleted");
+    expect(sent().filter((n) => n.startsWith("Delete"))).toEqual(["DeleteDBInstance", "DeleteDBCluster"]);
+  });
+
+  it("promotes once: a cluster already promoted is left alone", async () => {
+    clusters([
+      { DBClusterIdentifier: "billing-aurora", Status: "available", ReplicationSourceIdentifier: SOURCE.DBInstanceArn },
+      { DBClusterIdentifier: "billing-aurora", Status: "promoting" },
+      { DBClusterIdentifier: "billing-aurora", Status: "available" },
+    ]);
+    rds.on(PromoteReadReplicaDBClusterCommand).resolves({});
+    await control().promote("billing-aurora", 60_000);
+    await control().promote("billing-aurora", 60_000);
+    expect(sent().filter((n) => n === "PromoteReadReplicaDBCluster")).toHaveLength(1);
+  });
+
+  it("the network fence swaps in the deny-all group and reboots; unfence restores exactly the recorded groups; retire stops, never deletes", async () => {
+    instances({
+      billing: [
+        SOURCE,
+        { ...SOURCE, DBInstanceStatus: "modifying" },
+        SOURCE,
+        { ...SOURCE, DBInstanceStatus: "rebooting" },
+        { ...SOURCE, VpcSecurityGroups: [{ VpcSecurityGroupId: "sg-deny" }] },
+      ],
+    });
+    rds.on(ModifyDBInstanceCommand).resolves({});
+    rds.on(RebootDBInstanceCommand).resolves({});
+    rds.on(StopDBInstanceCommand).resolves({});
+    const recorded = await control().networkFence("billing", "sg-deny", 60_000);
+    expect(recorded).toEqual(["sg-app"]);
+    expect(rds.commandCalls(ModifyDBInstanceCommand)[0]!.args[0].input).toMatchObject({ VpcSecurityGroupIds: ["sg-deny"], ApplyImmediately: true });
+    await control().networkUnfence("billing", recorded, 60_000);
+    expect(rds.commandCalls(ModifyDBInstanceCommand)[1]!.args[0].input).toMatchObject({ VpcSecurityGroupIds: ["sg-app"] });
+    await control().stop("billing");
+    expect(sent().filter((n) => !n.startsWith("Describe"))).toEqual(["ModifyDBInstance", "RebootDBInstance", "ModifyDBInstance", "StopDBInstance"]);
+  });
+
+  it("deploy/aws/iam-policy.json grants exactly the RDS actions made (and what AWS requires alongside them)", () => {
+    const policy = JSON.parse(readFileSync(resolve(import.meta.dirname, "../../deploy/aws/iam-policy.json"), "utf8"));
+    const granted = new Set<string>(
+      policy.Statement.flatMap((s: { Effect: string; Action: string[] }) => (s.Effect === "Allow" ? s.Action : [])).filter((a: string) => a.startsWith("rds:")),
+    );
+    // Tags given to a create call need their own permission.
+    const needed = new Set([...made, ...(made.has("rds:CreateDBCluster") ? ["rds:AddTagsToResource"] : [])]);
+    expect(needed.size).toBeGreaterThan(5);
+    expect(
+      [...needed].filter((a) => !granted.has(a)),
+      "made but not granted",
+    ).toEqual([]);
+    expect(
+      [...granted].filter((a) => !needed.has(a)),
+      "granted but never made",
+    ).toEqual([]);
+    for (const s of policy.Statement) expect(JSON.stringify(s.Action)).not.toContain("*");
+    // Deleting and promoting are granted only on resources carrying the owner tag.
+    const change = policy.Statement.find((s: { Action: string[] }) => s.Action.includes("rds:DeleteDBCluster"));
+    expect(change.Condition.Null[`aws:ResourceTag/${OWNER_TAG}`]).toBe("false");
+  });
+});
