@@ -42,6 +42,16 @@ export interface RdsControlOptions {
 }
 
 const isNotFound = (e: unknown) => /NotFound/.test((e as { name?: string }).name ?? "");
+/** A describe call's answer, or undefined where AWS says the resource does not exist. */
+async function absentIfNotFound<T>(describe: () => Promise<T | undefined>): Promise<T | undefined> {
+  try {
+    return await describe();
+  } catch (e) {
+    if (isNotFound(e)) return undefined;
+    throw e;
+  }
+}
+
 /** What AWS answers when asked too often; a wait looks again later rather than failing. */
 const isThrottled = (e: unknown) =>
   /^(Throttling|ThrottlingException|RequestLimitExceeded|TooManyRequestsException)$/.test((e as { name?: string }).name ?? "");
@@ -68,21 +78,11 @@ export class RdsControl {
   }
 
   async instance(id: string): Promise<DBInstance | undefined> {
-    try {
-      return (await this.rds.send(new DescribeDBInstancesCommand({ DBInstanceIdentifier: id }))).DBInstances?.[0];
-    } catch (e) {
-      if (isNotFound(e)) return undefined;
-      throw e;
-    }
+    return absentIfNotFound(async () => (await this.rds.send(new DescribeDBInstancesCommand({ DBInstanceIdentifier: id }))).DBInstances?.[0]);
   }
 
   async cluster(id: string): Promise<DBCluster | undefined> {
-    try {
-      return (await this.rds.send(new DescribeDBClustersCommand({ DBClusterIdentifier: id }))).DBClusters?.[0];
-    } catch (e) {
-      if (isNotFound(e)) return undefined;
-      throw e;
-    }
+    return absentIfNotFound(async () => (await this.rds.send(new DescribeDBClustersCommand({ DBClusterIdentifier: id }))).DBClusters?.[0]);
   }
 
   /** The source instance, which must exist. */
