@@ -13,7 +13,7 @@ const LEVELS = [
   ["src/providers"],
   ["src/checks", "src/cdc", "src/replication", "src/routing", "src/workload"],
   // The local Envoy stand-in reads the resources routing builds.
-  ["src/proxy"],
+  ["src/proxy", "src/aws-emulator"],
   ["src/engine"],
   ["src/api"],
   ["src/config\\.ts"],

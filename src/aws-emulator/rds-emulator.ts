@@ -1,0 +1,345 @@
+import { randomUUID } from "node:crypto";
+import http from "node:http";
+import type { AddressInfo } from "node:net";
+import type { LocalProvider } from "../providers/local/local-provider.js";
+
+/**
+ * A local endpoint for @aws-sdk/client-rds: the RDS Query protocol (form-encoded requests, XML answers and errors
+ * as the API reference gives them), so that the SDK's own serializers, deserializers, retries and waiters run
+ * unchanged. Behind it, real PostgreSQL clusters of the local provider: an "RDS instance" is a local cluster, an
+ * "Aurora cluster replica" a physical standby of it, promoted by PromoteReadReplicaDBCluster. States move through
+ * creating, modifying, rebooting and promoting with small delays, as on AWS. It serves tests and the demo, never
+ * the service.
+ */
+
+const NS = "http://rds.amazonaws.com/doc/2014-10-31/";
+const ACCOUNT = "123456789012";
+
+interface Tag {
+  Key: string;
+  Value: string;
+}
+
+interface Instance {
+  id: string;
+  /** The local cluster behind it. */
+  local: string;
+  clusterId?: string;
+  status: string;
+  engine: string;
+  engineVersion: string;
+  securityGroups: string[];
+  tags: Tag[];
+}
+
+interface Cluster {
+  id: string;
+  /** The local standby behind it, named after the cluster. */
+  local: string;
+  status: string;
+  engineVersion: string;
+  /** The source instance's id while the cluster replicates it. */
+  replicating?: string;
+  tags: Tag[];
+  securityGroups: string[];
+}
+
+export interface RdsEmulatorOptions {
+  region?: string;
+  /** The security group that denies all traffic: an instance behind only it is fenced (pg_hba on the local cluster). */
+  denyAllGroup?: string;
+  /** How long a state change (creating, modifying, rebooting, promoting) takes at least. */
+  stepMs?: number;
+  /** Answers this many requests with Throttling first, to exercise the SDK's retries. */
+  throttleFirst?: number;
+}
+
+class ApiError extends Error {
+  constructor(
+    readonly code: string,
+    readonly status: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+const esc = (s: string) => s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+const el = (name: string, v: string | number | boolean | undefined) => (v === undefined ? "" : `<${name}>${esc(String(v))}</${name}>`);
+const tagsXml = (tags: Tag[]) => `<TagList>${tags.map((t) => `<Tag>${el("Key", t.Key)}${el("Value", t.Value)}</Tag>`).join("")}</TagList>`;
+const groupsXml = (gs: string[]) =>
+  `<VpcSecurityGroups>${gs.map((g) => `<VpcSecurityGroupMembership>${el("VpcSecurityGroupId", g)}${el("Status", "active")}</VpcSecurityGroupMembership>`).join("")}</VpcSecurityGroups>`;
+
+/** The numbered members of a Query-protocol list: `Prefix.<member>.N` (and `.Key`/`.Value` for tags). */
+function list(form: URLSearchParams, prefix: string): string[] {
+  return [...form.keys()]
+    .map((k) => new RegExp(`^${prefix.replace(/\./g, "\\.")}\\.[A-Za-z]+\\.(\\d+)$`).exec(k))
+    .filter((m): m is RegExpExecArray => Boolean(m))
+    .sort((a, b) => Number(a[1]) - Number(b[1]))
+    .map((m) => form.get(m[0])!);
+}
+
+function tags(form: URLSearchParams): Tag[] {
+  const out = new Map<string, Partial<Tag>>();
+  for (const [k, v] of form) {
+    const m = /^Tags\.Tag\.(\d+)\.(Key|Value)$/.exec(k);
+    if (m) out.set(m[1]!, { ...out.get(m[1]!), [m[2]!]: v });
+  }
+  return [...out.values()].map((t) => ({ Key: t.Key ?? "", Value: t.Value ?? "" }));
+}
+
+export class RdsEmulator {
+  private readonly instances = new Map<string, Instance>();
+  private readonly clusters = new Map<string, Cluster>();
+  private readonly region: string;
+  private readonly stepMs: number;
+  private throttleLeft: number;
+  /** Every action asked for, in order: what a test holds the IAM policy to. */
+  readonly calls: string[] = [];
+  private server: http.Server | undefined;
+  private readonly work = new Set<Promise<void>>();
+
+  constructor(
+    private readonly local: LocalProvider,
+    private readonly opts: RdsEmulatorOptions = {},
+  ) {
+    this.region = opts.region ?? "eu-west-1";
+    this.stepMs = opts.stepMs ?? 200;
+    this.throttleLeft = opts.throttleFirst ?? 0;
+  }
+
+  /** Registers a local cluster as an RDS for PostgreSQL instance. */
+  async addInstance(id: string, opts: { local?: string; securityGroups?: string[]; tags?: Tag[] } = {}): Promise<void> {
+    const local = opts.local ?? id;
+    const v = await this.local.sql({ id: local }).query<{ v: string }>("select current_setting('server_version') as v");
+    this.instances.set(id, {
+      id,
+      local,
+      status: "available",
+      engine: "postgres",
+      engineVersion: v.rows[0]!.v.split(" ")[0]!,
+      securityGroups: opts.securityGroups ?? ["sg-app"],
+      tags: opts.tags ?? [],
+    });
+  }
+
+  async listen(port = 0): Promise<string> {
+    this.server = http.createServer((req, res) => void this.handle(req, res));
+    await new Promise<void>((r) => this.server!.listen(port, "127.0.0.1", r));
+    return `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
+  }
+
+  async close(): Promise<void> {
+    await Promise.allSettled([...this.work]);
+    await new Promise<void>((r) => (this.server ? this.server.close(() => r()) : r()));
+  }
+
+  private arn(kind: "db" | "cluster", id: string): string {
+    return `arn:aws:rds:${this.region}:${ACCOUNT}:${kind}:${id}`;
+  }
+
+  private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const chunks: Buffer[] = [];
+    for await (const c of req) chunks.push(c as Buffer);
+    const form = new URLSearchParams(Buffer.concat(chunks).toString("utf8"));
+    const action = form.get("Action") ?? "";
+    const requestId = randomUUID();
+    const send = (status: number, body: string) => {
+      res.writeHead(status, { "content-type": "text/xml", "x-amzn-requestid": requestId });
+      res.end(`<?xml version="1.0" encoding="UTF-8"?>\n${body}`);
+    };
+    try {
+      if (!req.headers.authorization?.startsWith("AWS4-HMAC-SHA256 "))
+        throw new ApiError("MissingAuthenticationToken", 403, "Request is missing a SigV4 signature");
+      this.calls.push(action);
+      if (this.throttleLeft > 0) {
+        this.throttleLeft--;
+        throw new ApiError("Throttling", 400, "Rate exceeded");
+      }
+      const result = await this.act(action, form);
+      send(
+        200,
+        `<${action}Response xmlns="${NS}"><${action}Result>${result}</${action}Result><ResponseMetadata>${el("RequestId", requestId)}</ResponseMetadata></${action}Response>`,
+      );
+    } catch (e) {
+      const err = e instanceof ApiError ? e : new ApiError("InternalFailure", 500, (e as Error).message);
+      send(
+        err.status,
+        `<ErrorResponse xmlns="${NS}"><Error><Type>${err.status >= 500 ? "Receiver" : "Sender"}</Type>${el("Code", err.code)}${el("Message", err.message)}</Error>${el("RequestId", requestId)}</ErrorResponse>`,
+      );
+    }
+  }
+
+  private instance(id: string | null): Instance {
+    const i = id ? this.instances.get(id) : undefined;
+    if (!i) throw new ApiError("DBInstanceNotFound", 404, `DBInstance ${id} not found.`);
+    return i;
+  }
+
+  private cluster(id: string | null): Cluster {
+    const c = id ? this.clusters.get(id) : undefined;
+    if (!c) throw new ApiError("DBClusterNotFoundFault", 404, `DBCluster ${id} not found.`);
+    return c;
+  }
+
+  /** Runs a state change in the background, as AWS does, after at least one step of delay. */
+  private later(fn: () => Promise<void>): void {
+    const p = (async () => {
+      await new Promise((r) => setTimeout(r, this.stepMs));
+      await fn();
+    })().catch(() => {});
+    this.work.add(p);
+    void p.finally(() => this.work.delete(p));
+  }
+
+  private async act(action: string, f: URLSearchParams): Promise<string> {
+    switch (action) {
+      case "DescribeDBInstances":
+        return `<DBInstances>${[f.get("DBInstanceIdentifier") ? this.instance(f.get("DBInstanceIdentifier")) : [...this.instances.values()]]
+          .flat()
+          .map((i) => this.instanceXml(i))
+          .join("")}</DBInstances>`;
+      case "DescribeDBClusters":
+        return `<DBClusters>${[f.get("DBClusterIdentifier") ? this.cluster(f.get("DBClusterIdentifier")) : [...this.clusters.values()]]
+          .flat()
+          .map((c) => this.clusterXml(c))
+          .join("")}</DBClusters>`;
+      case "CreateDBCluster": {
+        const id = f.get("DBClusterIdentifier") ?? "";
+        if (this.clusters.has(id)) throw new ApiError("DBClusterAlreadyExistsFault", 400, `DB Cluster ${id} already exists`);
+        if (f.get("Engine") !== "aurora-postgresql") throw new ApiError("InvalidParameterValue", 400, "Engine must be aurora-postgresql here");
+        const sourceArn = f.get("ReplicationSourceIdentifier") ?? "";
+        const source = [...this.instances.values()].find((i) => this.arn("db", i.id) === sourceArn);
+        if (!source) throw new ApiError("DBInstanceNotFound", 404, `ReplicationSourceIdentifier ${sourceArn} is not an instance here`);
+        const owner = tags(f).find((t) => t.Key === "pgshift:migration-id")?.Value ?? `emulator:${id}`;
+        const c: Cluster = {
+          id,
+          local: id,
+          status: "creating",
+          engineVersion: f.get("EngineVersion") ?? source.engineVersion,
+          replicating: source.id,
+          tags: tags(f),
+          securityGroups: list(f, "VpcSecurityGroupIds"),
+        };
+        this.clusters.set(id, c);
+        this.later(async () => {
+          await this.local.createReplica({ id: source.local }, { id: c.local }, owner);
+          c.status = "available";
+        });
+        return this.clusterXml(c, "DBCluster");
+      }
+      case "CreateDBInstance": {
+        const id = f.get("DBInstanceIdentifier") ?? "";
+        if (this.instances.has(id)) throw new ApiError("DBInstanceAlreadyExists", 400, `DB instance ${id} already exists`);
+        const c = this.cluster(f.get("DBClusterIdentifier"));
+        const i: Instance = {
+          id,
+          local: c.local,
+          clusterId: c.id,
+          status: "creating",
+          engine: "aurora-postgresql",
+          engineVersion: c.engineVersion,
+          securityGroups: c.securityGroups,
+          tags: tags(f),
+        };
+        this.instances.set(id, i);
+        const ready = async (): Promise<void> => {
+          if (c.status !== "available") return void this.later(ready);
+          i.status = "available";
+        };
+        this.later(ready);
+        return this.instanceXml(i, "DBInstance");
+      }
+      case "PromoteReadReplicaDBCluster": {
+        const c = this.cluster(f.get("DBClusterIdentifier"));
+        if (!c.replicating) throw new ApiError("InvalidDBClusterStateFault", 400, `DB cluster ${c.id} is not a read replica`);
+        const source = this.instance(c.replicating);
+        c.status = "promoting";
+        this.later(async () => {
+          await this.local.promote({ id: source.local }, { id: c.local });
+          c.replicating = undefined;
+          c.status = "available";
+        });
+        return this.clusterXml(c, "DBCluster");
+      }
+      case "ModifyDBInstance": {
+        const i = this.instance(f.get("DBInstanceIdentifier"));
+        const groups = list(f, "VpcSecurityGroupIds");
+        if (groups.length > 0) {
+          i.securityGroups = groups;
+          i.status = "modifying";
+          const deny = this.opts.denyAllGroup;
+          this.later(async () => {
+            // Only the deny-all group: nothing reaches the server but the emulator's own (replication) access.
+            if (deny && groups.length === 1 && groups[0] === deny) await this.local.fence({ id: i.local });
+            else await this.local.unfence({ id: i.local });
+            i.status = "available";
+          });
+        }
+        return this.instanceXml(i, "DBInstance");
+      }
+      case "RebootDBInstance": {
+        const i = this.instance(f.get("DBInstanceIdentifier"));
+        i.status = "rebooting";
+        this.later(async () => {
+          const cluster = this.local.cluster({ id: i.local });
+          await cluster.stop("fast");
+          await cluster.start();
+          i.status = "available";
+        });
+        return this.instanceXml(i, "DBInstance");
+      }
+      case "StopDBInstance": {
+        const i = this.instance(f.get("DBInstanceIdentifier"));
+        i.status = "stopping";
+        this.later(async () => {
+          await this.local.retire({ id: i.local });
+          i.status = "stopped";
+        });
+        return this.instanceXml(i, "DBInstance");
+      }
+      case "DeleteDBInstance": {
+        const i = this.instance(f.get("DBInstanceIdentifier"));
+        i.status = "deleting";
+        this.later(async () => void this.instances.delete(i.id));
+        return this.instanceXml(i, "DBInstance");
+      }
+      case "DeleteDBCluster": {
+        const c = this.cluster(f.get("DBClusterIdentifier"));
+        c.status = "deleting";
+        const owner = c.tags.find((t) => t.Key === "pgshift:migration-id")?.Value ?? `emulator:${c.id}`;
+        this.later(async () => {
+          const source = c.replicating ? this.instances.get(c.replicating) : undefined;
+          await this.local.deleteReplica({ id: source?.local ?? c.local }, { id: c.local }, owner);
+          this.clusters.delete(c.id);
+        });
+        return this.clusterXml(c, "DBCluster");
+      }
+      default:
+        throw new ApiError("InvalidAction", 400, `The action ${action} is not valid for this web service (the emulator serves what pgshift calls)`);
+    }
+  }
+
+  private instanceXml(i: Instance, name = "DBInstance"): string {
+    const ep = i.status === "creating" ? undefined : this.local.cluster({ id: i.local }).connectionConfig();
+    return (
+      `<${name}>${el("DBInstanceIdentifier", i.id)}${el("DBInstanceArn", this.arn("db", i.id))}${el("DBInstanceStatus", i.status)}` +
+      `${el("Engine", i.engine)}${el("EngineVersion", i.engineVersion)}${el("DBClusterIdentifier", i.clusterId)}${el("MasterUsername", "postgres")}` +
+      (ep ? `<Endpoint>${el("Address", ep.host)}${el("Port", ep.port)}</Endpoint>` : "") +
+      `${groupsXml(i.securityGroups)}<DBSubnetGroup>${el("DBSubnetGroupName", "local")}</DBSubnetGroup>${el("StorageEncrypted", false)}${tagsXml(i.tags)}</${name}>`
+    );
+  }
+
+  private clusterXml(c: Cluster, name = "DBCluster"): string {
+    const members = [...this.instances.values()].filter((i) => i.clusterId === c.id);
+    const ep = c.status === "creating" ? undefined : this.local.cluster({ id: c.local }).connectionConfig();
+    return (
+      `<${name}>${el("DBClusterIdentifier", c.id)}${el("DBClusterArn", this.arn("cluster", c.id))}${el("Status", c.status)}` +
+      `${el("Engine", "aurora-postgresql")}${el("EngineVersion", c.engineVersion)}` +
+      `${c.replicating ? el("ReplicationSourceIdentifier", this.arn("db", c.replicating)) : ""}` +
+      (ep ? `${el("Endpoint", ep.host)}${el("Port", ep.port)}` : "") +
+      `<DBClusterMembers>${members.map((m) => `<DBClusterMember>${el("DBInstanceIdentifier", m.id)}${el("IsClusterWriter", true)}</DBClusterMember>`).join("")}</DBClusterMembers>` +
+      `${groupsXml(c.securityGroups)}${tagsXml(c.tags)}</${name}>`
+    );
+  }
+}
