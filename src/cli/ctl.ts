@@ -64,6 +64,8 @@ function print<D extends DescMessage>(schema: D, msg: MessageShape<D>): void {
 }
 
 export async function ctlCommand(argv: string[]): Promise<void> {
+  // Planning needs no service: it is a function of the flags.
+  if (argv[0] === "plan") return (await import("./aws-plan.js")).awsPlanCommand(argv.slice(1));
   const { values, positionals } = parseArgs({
     args: argv,
     options: {

@@ -20,11 +20,15 @@ import {
 import { mockClient } from "aws-sdk-client-mock";
 import { afterAll, beforeEach, describe, expect, it } from "vitest";
 import { OWNER_TAG, RdsControl, type ReplicaSpec } from "../../src/providers/aws/rds-control.js";
+import { awsPlan } from "../../src/providers/aws/plan.js";
 
 const rds = mockClient(RDSClient);
 const control = () => new RdsControl(new RDSClient({ region: "eu-west-1" }), { pollMs: 1, notFoundGraceMs: 50, sleep: () => Promise.resolve() });
 /** Every AWS action any test made, to hold the IAM policy to. */
 const made = new Set<string>();
+/** What the create and the network fence sent, with a wait's repeated describes shown once, as the plan shows them. */
+const observed: Record<string, string[]> = {};
+const collapse = (xs: string[]) => xs.filter((x, i) => x !== xs[i - 1]);
 
 const SOURCE: DBInstance = {
   DBInstanceIdentifier: "billing",
@@ -105,6 +109,7 @@ describe("the AWS provider's RDS calls (aws-sdk-client-mock)", () => {
     rds.on(CreateDBInstanceCommand).resolves({});
     const c = await control().ensureReplica(SPEC, 60_000);
     expect(c.Status).toBe("available");
+    observed.PROVISIONING = collapse(sent());
     expect(sent()).toEqual([
       "DescribeDBInstances",
       "DescribeDBClusters",
@@ -193,11 +198,25 @@ describe("the AWS provider's RDS calls (aws-sdk-client-mock)", () => {
     rds.on(StopDBInstanceCommand).resolves({});
     const recorded = await control().networkFence("billing", "sg-deny", 60_000);
     expect(recorded).toEqual(["sg-app"]);
+    observed.QUIESCING = collapse(sent());
     expect(rds.commandCalls(ModifyDBInstanceCommand)[0]!.args[0].input).toMatchObject({ VpcSecurityGroupIds: ["sg-deny"], ApplyImmediately: true });
     await control().networkUnfence("billing", recorded, 60_000);
     expect(rds.commandCalls(ModifyDBInstanceCommand)[1]!.args[0].input).toMatchObject({ VpcSecurityGroupIds: ["sg-app"] });
     await control().stop("billing");
     expect(sent().filter((n) => !n.startsWith("Describe"))).toEqual(["ModifyDBInstance", "RebootDBInstance", "ModifyDBInstance", "StopDBInstance"]);
+  });
+
+  it("the plan lists the calls RdsControl makes, in its order, and the IAM policy grants each", () => {
+    const plan = awsPlan({ replica: SPEC, fence: "network", denyGroup: "sg-deny" });
+    const of = (phase: string) => plan.filter((p) => p.phase === phase).map((p) => p.action.replace(/^rds:/, ""));
+    expect(of("PROVISIONING")).toEqual(observed.PROVISIONING);
+    expect(of("QUIESCING")).toEqual(observed.QUIESCING);
+    expect(of("PROMOTING")).toEqual(["DescribeDBClusters", "PromoteReadReplicaDBCluster", "DescribeDBClusters"]);
+    // The SQL fence makes no AWS call at cutover.
+    expect(awsPlan({ replica: SPEC, fence: "sql" }).some((p) => p.phase === "QUIESCING")).toBe(false);
+    const policy = JSON.parse(readFileSync(resolve(import.meta.dirname, "../../deploy/aws/iam-policy.json"), "utf8"));
+    const granted = new Set(policy.Statement.flatMap((s: { Action: string[] }) => s.Action));
+    expect(plan.filter((p) => !granted.has(p.action))).toEqual([]);
   });
 
   it("deploy/aws/iam-policy.json grants exactly the RDS actions made (and what AWS requires alongside them)", () => {

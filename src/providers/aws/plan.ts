@@ -1,0 +1,68 @@
+import type { ReplicaSpec } from "./rds-control.js";
+
+/** One AWS call a migration will make: in which phase, the IAM action, on what, and why. */
+export interface PlannedCall {
+  phase: string;
+  action: string;
+  resource: string;
+  why: string;
+}
+
+export interface AwsPlanOptions {
+  replica: ReplicaSpec;
+  /** How writes to the source are stopped at cutover: SQL (roles lose LOGIN) or a deny-all security group and a reboot. */
+  fence: "sql" | "network";
+  /** The deny-all security group, for the network fence. */
+  denyGroup?: string;
+}
+
+/**
+ * The AWS calls a migration makes, in order, without making any: what an operator reviews before starting one, and
+ * what the IAM policy must grant. It follows RdsControl call for call (its contract tests hold it to that); the
+ * repeated describes of a wait are shown once, as "until".
+ */
+export function awsPlan(o: AwsPlanOptions): PlannedCall[] {
+  const { sourceId, clusterId, instanceId } = o.replica;
+  const call = (phase: string, action: string, resource: string, why: string): PlannedCall => ({ phase, action: `rds:${action}`, resource, why });
+  const network = o.fence === "network";
+  return [
+    call("PREFLIGHT", "DescribeDBInstances", sourceId, "the source exists: engine, version, status, parameter group, security groups, storage"),
+    call("PREFLIGHT", "DescribeDBClusters", clusterId, "the target does not exist yet (pgshift never adopts one)"),
+    call("PROVISIONING", "DescribeDBInstances", sourceId, "the source's ARN, subnet group, security groups and encryption for the replica"),
+    call("PROVISIONING", "DescribeDBClusters", clusterId, "describe before create: a resumed step never creates twice"),
+    call(
+      "PROVISIONING",
+      "CreateDBCluster",
+      clusterId,
+      `aurora-postgresql ${o.replica.engineVersion}, ReplicationSourceIdentifier = ${sourceId}'s ARN, tagged pgshift:migration-id`,
+    ),
+    call("PROVISIONING", "DescribeDBInstances", instanceId, "describe before create"),
+    call("PROVISIONING", "CreateDBInstance", instanceId, `the writer, ${o.replica.instanceClass}, in ${clusterId}, tagged`),
+    call("PROVISIONING", "DescribeDBInstances", instanceId, "until available"),
+    call("PROVISIONING", "DescribeDBClusters", clusterId, "until available"),
+    ...(network
+      ? [
+          call("QUIESCING", "DescribeDBInstances", sourceId, "record the source's security groups (restored on rollback)"),
+          call("QUIESCING", "ModifyDBInstance", sourceId, `VpcSecurityGroupIds = [${o.denyGroup ?? "the deny-all group"}], ApplyImmediately`),
+          call("QUIESCING", "DescribeDBInstances", sourceId, "until available"),
+          call("QUIESCING", "RebootDBInstance", sourceId, "no session survives the fence"),
+          call("QUIESCING", "DescribeDBInstances", sourceId, "until available"),
+        ]
+      : []),
+    call("PROMOTING", "DescribeDBClusters", clusterId, "promote once: a promoted cluster is left as it is"),
+    call("PROMOTING", "PromoteReadReplicaDBCluster", clusterId, "the replica becomes a standalone writable cluster"),
+    call("PROMOTING", "DescribeDBClusters", clusterId, "until available with no replication source"),
+    ...(network ? [call("ROLLING_BACK (if asked)", "ModifyDBInstance", sourceId, "the recorded security groups back")] : []),
+    call("ABORTED or FAILED before promotion", "DescribeDBClusters", clusterId, "only what carries this migration's tag is deleted"),
+    call("ABORTED or FAILED before promotion", "DescribeDBInstances", instanceId, "the same, for the writer"),
+    call("ABORTED or FAILED before promotion", "DeleteDBInstance", instanceId, "the writer this migration created"),
+    call(
+      "ABORTED or FAILED before promotion",
+      "DeleteDBCluster",
+      clusterId,
+      "the replica cluster this migration created (no final snapshot: the source is the truth)",
+    ),
+    call("FINALIZED", "DescribeDBInstances", sourceId, "the source's state"),
+    call("FINALIZED", "StopDBInstance", sourceId, "retire the old source: stopped, never deleted"),
+  ];
+}
