@@ -49,6 +49,30 @@ export interface ServiceConfig {
   /** Per identity on the API: sustained requests a second (bursts of twice that) and open streams. */
   maxRpsPerIdentity: number;
   maxStreamsPerIdentity: number;
+  /** The AWS provider, when configured: region, an endpoint override (a local RDS endpoint), the fence's deny-all group. */
+  aws?: AwsConfig;
+}
+
+export interface AwsConfig {
+  region: string;
+  endpoint?: string;
+  denySecurityGroup: string;
+  instanceClass: string;
+}
+
+function aws(v: Record<string, string | boolean | undefined>, env: NodeJS.ProcessEnv): AwsConfig | undefined {
+  const region = (v["aws-region"] as string | undefined) ?? env.PGSHIFT_AWS_REGION;
+  const deny = (v["aws-deny-security-group"] as string | undefined) ?? env.PGSHIFT_AWS_DENY_SECURITY_GROUP;
+  if (!region && !deny) return undefined;
+  if (!region) throw new InvalidArgumentError("--aws-deny-security-group needs --aws-region: the region the RDS instances are in");
+  if (!deny)
+    throw new InvalidArgumentError("--aws-region needs --aws-deny-security-group sg-…: a security group allowing no inbound traffic, for the cutover's fence");
+  return {
+    region,
+    endpoint: (v["aws-endpoint"] as string | undefined) ?? (env.PGSHIFT_AWS_ENDPOINT || undefined),
+    denySecurityGroup: deny,
+    instanceClass: (v["aws-instance-class"] as string | undefined) ?? env.PGSHIFT_AWS_INSTANCE_CLASS ?? "db.r6g.large",
+  };
 }
 
 const NEED_TLS =
@@ -153,6 +177,10 @@ export function parseServiceConfig(argv: string[], env: NodeJS.ProcessEnv = proc
       "reload-ms": { type: "string" },
       "max-rps-per-identity": { type: "string" },
       "max-streams-per-identity": { type: "string" },
+      "aws-region": { type: "string" },
+      "aws-endpoint": { type: "string" },
+      "aws-deny-security-group": { type: "string" },
+      "aws-instance-class": { type: "string" },
     },
     strict: true,
   });
@@ -181,6 +209,7 @@ export function parseServiceConfig(argv: string[], env: NodeJS.ProcessEnv = proc
     security: security(values, env),
     reloadMs: positive("reload-ms", values["reload-ms"] ?? env.PGSHIFT_RELOAD_MS ?? "2000"),
     maxRpsPerIdentity: count("max-rps-per-identity", values["max-rps-per-identity"] ?? env.PGSHIFT_MAX_RPS_PER_IDENTITY ?? "200"),
+    aws: aws(values, env),
     maxStreamsPerIdentity: count("max-streams-per-identity", values["max-streams-per-identity"] ?? env.PGSHIFT_MAX_STREAMS_PER_IDENTITY ?? "200"),
   };
 }

@@ -68,12 +68,17 @@ export async function startService(config: ServiceConfig, log: Logger, hooks: Te
   const repo = new MigrationRepo(store.db);
   const shutdown = new AbortController();
   const local = new LocalProvider(config.localDir);
+  // The AWS SDK is loaded only by a service configured for AWS.
+  const aws = config.aws ? await (await import("./providers/aws/create.js")).createAwsProvider(config.aws) : undefined;
   const providers = (kind: ProviderKind): Provider => {
     if (kind === ProviderKind.LOCAL) return local;
-    throw new FailedPreconditionError("PROVIDER_AWS is not configured on this service");
+    if (aws) return aws;
+    throw new FailedPreconditionError("PROVIDER_AWS is not configured on this service: start it with --aws-region and --aws-deny-security-group");
   };
   const providerAvailable = (kind: ProviderKind) =>
-    kind === ProviderKind.LOCAL ? undefined : "PROVIDER_AWS is not configured on this service; use PROVIDER_LOCAL";
+    kind === ProviderKind.LOCAL || aws
+      ? undefined
+      : "PROVIDER_AWS is not configured on this service (start it with --aws-region and --aws-deny-security-group); use PROVIDER_LOCAL";
   // Held for as long as this process lives: whatever leases carry this identity belong to a dead incarnation of it.
   const identity = await claimIdentity(store.connection, config.replicaId ?? dataDirIdentity(config.dataDir));
   const replicaId = identity.id;

@@ -141,7 +141,10 @@ export class RdsEmulator {
   private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const chunks: Buffer[] = [];
     for await (const c of req) chunks.push(c as Buffer);
-    const form = new URLSearchParams(Buffer.concat(chunks).toString("utf8"));
+    const body = Buffer.concat(chunks).toString("utf8");
+    const target = String(req.headers["x-amz-target"] ?? "");
+    if (target.startsWith("secretsmanager.")) return this.secrets(target.slice("secretsmanager.".length), body, res);
+    const form = new URLSearchParams(body);
     const action = form.get("Action") ?? "";
     const requestId = randomUUID();
     const send = (status: number, body: string) => {
@@ -168,6 +171,25 @@ export class RdsEmulator {
         `<ErrorResponse xmlns="${NS}"><Error><Type>${err.status >= 500 ? "Receiver" : "Sender"}</Type>${el("Code", err.code)}${el("Message", err.message)}</Error>${el("RequestId", requestId)}</ErrorResponse>`,
       );
     }
+  }
+
+  /** Secrets Manager's JSON protocol, for the RDS-managed master user secrets of the instances. */
+  private secrets(action: string, body: string, res: http.ServerResponse): void {
+    const answer = (status: number, value: object) => {
+      res.writeHead(status, { "content-type": "application/x-amz-json-1.1", "x-amzn-requestid": randomUUID() });
+      res.end(JSON.stringify(value));
+    };
+    this.calls.push(`secretsmanager:${action}`);
+    const id = (JSON.parse(body || "{}") as { SecretId?: string }).SecretId ?? "";
+    const instance = [...this.instances.values()].find((i) => this.secretArn(i) === id);
+    if (action !== "GetSecretValue") return answer(400, { __type: "InvalidRequestException", message: `${action} is not served here` });
+    if (!instance) return answer(400, { __type: "ResourceNotFoundException", message: "Secrets Manager can't find the specified secret." });
+    const c = this.local.cluster({ id: instance.local }).connectionConfig();
+    answer(200, { ARN: id, Name: id.split(":").pop(), VersionId: "v1", SecretString: JSON.stringify({ username: c.user, password: c.password }) });
+  }
+
+  private secretArn(i: Instance): string {
+    return `arn:aws:secretsmanager:${this.region}:${ACCOUNT}:secret:rds!db-${i.id}`;
   }
 
   private instance(id: string | null): Instance {
@@ -250,6 +272,14 @@ export class RdsEmulator {
         this.later(ready);
         return this.instanceXml(i, "DBInstance");
       }
+      case "AddTagsToResource": {
+        const arn = f.get("ResourceName") ?? "";
+        const target =
+          [...this.instances.values()].find((i) => this.arn("db", i.id) === arn) ?? [...this.clusters.values()].find((c) => this.arn("cluster", c.id) === arn);
+        if (!target) throw new ApiError("DBInstanceNotFound", 404, `${arn} not found`);
+        for (const t of tags(f)) target.tags = [...target.tags.filter((x) => x.Key !== t.Key), t];
+        return "";
+      }
       case "PromoteReadReplicaDBCluster": {
         const c = this.cluster(f.get("DBClusterIdentifier"));
         if (!c.replicating) throw new ApiError("InvalidDBClusterStateFault", 400, `DB cluster ${c.id} is not a read replica`);
@@ -257,6 +287,8 @@ export class RdsEmulator {
         c.status = "promoting";
         this.later(async () => {
           await this.local.promote({ id: source.local }, { id: c.local });
+          // AWS releases what the source kept for the replica once it stands alone.
+          await this.local.detachReplica({ id: source.local }, { id: c.local });
           c.replicating = undefined;
           c.status = "available";
         });
@@ -326,6 +358,7 @@ export class RdsEmulator {
       `<${name}>${el("DBInstanceIdentifier", i.id)}${el("DBInstanceArn", this.arn("db", i.id))}${el("DBInstanceStatus", i.status)}` +
       `${el("Engine", i.engine)}${el("EngineVersion", i.engineVersion)}${el("DBClusterIdentifier", i.clusterId)}${el("MasterUsername", "postgres")}` +
       (ep ? `<Endpoint>${el("Address", ep.host)}${el("Port", ep.port)}</Endpoint>` : "") +
+      (i.clusterId ? "" : `<MasterUserSecret>${el("SecretArn", this.secretArn(i))}${el("SecretStatus", "active")}</MasterUserSecret>`) +
       `${groupsXml(i.securityGroups)}<DBSubnetGroup>${el("DBSubnetGroupName", "local")}</DBSubnetGroup>${el("StorageEncrypted", false)}${tagsXml(i.tags)}</${name}>`
     );
   }

@@ -62,6 +62,10 @@ export const HELP: Record<string, CommandHelp> = {
       ["--insecure", "cleartext, no authentication (PGSHIFT_INSECURE=true): only on a network you trust"],
       ["--reload-ms N", "how often certificate and policy files are checked for a change (PGSHIFT_RELOAD_MS, default 2000)"],
       ["--max-rps-per-identity N", "API requests a second one identity may send, bursts of twice that (PGSHIFT_MAX_RPS_PER_IDENTITY, default 200)"],
+      ["--aws-region R", "serve PROVIDER_AWS in this region (PGSHIFT_AWS_REGION); credentials from the AWS SDK's default chain"],
+      ["--aws-deny-security-group SG", "a security group allowing no inbound traffic: the cutover's network fence (PGSHIFT_AWS_DENY_SECURITY_GROUP)"],
+      ["--aws-instance-class C", "the Aurora writer's class (PGSHIFT_AWS_INSTANCE_CLASS, default db.r6g.large)"],
+      ["--aws-endpoint URL", "an endpoint override for RDS and Secrets Manager, e.g. a local RDS endpoint (PGSHIFT_AWS_ENDPOINT)"],
       ["--max-streams-per-identity N", "API streams (watches) one identity may hold open (PGSHIFT_MAX_STREAMS_PER_IDENTITY, default 200)"],
     ],
     example:

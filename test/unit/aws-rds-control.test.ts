@@ -19,7 +19,7 @@ import {
 } from "@aws-sdk/client-rds";
 import { mockClient } from "aws-sdk-client-mock";
 import { afterAll, beforeEach, describe, expect, it } from "vitest";
-import { OWNER_TAG, RdsControl, type ReplicaSpec } from "../../src/providers/aws/rds-control.js";
+import { OWNER_TAG, RdsControl, SOURCE_TAG, type ReplicaSpec } from "../../src/providers/aws/rds-control.js";
 import { awsPlan } from "../../src/providers/aws/plan.js";
 
 const rds = mockClient(RDSClient);
@@ -132,12 +132,18 @@ describe("the AWS provider's RDS calls (aws-sdk-client-mock)", () => {
       DBSubnetGroupName: "private",
       StorageEncrypted: true,
       KmsKeyId: SOURCE.KmsKeyId,
-      Tags: [{ Key: OWNER_TAG, Value: "m-1" }],
+      Tags: [
+        { Key: OWNER_TAG, Value: "m-1" },
+        { Key: SOURCE_TAG, Value: "billing" },
+      ],
     });
     expect(rds.commandCalls(CreateDBInstanceCommand)[0]!.args[0].input).toMatchObject({
       DBClusterIdentifier: "billing-aurora",
       Engine: "aurora-postgresql",
-      Tags: [{ Key: OWNER_TAG, Value: "m-1" }],
+      Tags: [
+        { Key: OWNER_TAG, Value: "m-1" },
+        { Key: SOURCE_TAG, Value: "billing" },
+      ],
     });
   });
 

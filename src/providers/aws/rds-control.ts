@@ -18,6 +18,8 @@ import { DeadlineExceededError, FailedPreconditionError, NotFoundError } from ".
 
 /** The tag every resource pgshift creates carries: the id of the migration that created it. */
 export const OWNER_TAG = "pgshift:migration-id";
+/** On a replica cluster: the RDS instance it was made from (whose master secret it shares). */
+export const SOURCE_TAG = "pgshift:source";
 
 /** What an Aurora replica of an RDS for PostgreSQL instance is made of. */
 export interface ReplicaSpec {
@@ -100,7 +102,10 @@ export class RdsControl {
   async ensureReplica(spec: ReplicaSpec, timeoutMs: number): Promise<DBCluster> {
     const deadline = Date.now() + timeoutMs;
     const source = await this.source(spec.sourceId);
-    const tags: Tag[] = [{ Key: OWNER_TAG, Value: spec.owner }];
+    const tags: Tag[] = [
+      { Key: OWNER_TAG, Value: spec.owner },
+      { Key: SOURCE_TAG, Value: spec.sourceId },
+    ];
     const existing = await this.cluster(spec.clusterId);
     if (existing && !ownedBy(existing.TagList, spec.owner)) {
       throw new FailedPreconditionError(

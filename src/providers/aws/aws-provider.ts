@@ -1,0 +1,250 @@
+import { AddTagsToResourceCommand, type RDSClient } from "@aws-sdk/client-rds";
+import { GetSecretValueCommand, type SecretsManagerClient } from "@aws-sdk/client-secrets-manager";
+import type pg from "pg";
+import { lsnAtLeast, type Lsn } from "../../domain/lsn.js";
+import { sqlPort } from "../connect.js";
+import { InvalidInstanceStateError, ReplayTimeoutError, UnknownInstanceError } from "../errors.js";
+import { PostgresAdmin } from "../postgres-admin.js";
+import type { Endpoint, InstanceDescription, InstanceRef, Provider, ReplicationStatus } from "../provider.js";
+import type { PeerConnection, SqlPort } from "../sql.js";
+import { RdsControl, SOURCE_TAG, type RdsControlOptions } from "./rds-control.js";
+
+/** Where the fence records the security groups it replaced, on the source itself, so any replica can restore them. */
+export const FENCED_GROUPS_TAG = "pgshift:pre-fence-security-groups";
+
+export interface AwsProviderOptions {
+  rds: RDSClient;
+  secrets: SecretsManagerClient;
+  /** The security group that allows no inbound traffic: the network fence. */
+  denySecurityGroup: string;
+  /** The Aurora writer's instance class. */
+  instanceClass: string;
+  /** How long provisioning, fencing and promotion may take. */
+  timeoutMs?: number;
+  control?: RdsControlOptions;
+}
+
+interface Credentials {
+  user: string;
+  password: string;
+}
+
+/** How long a looked-up endpoint or secret is reused: the cutover window must not wait on AWS for what it knew. */
+const CACHE_MS = 60_000;
+
+/**
+ * RDS for PostgreSQL to Aurora PostgreSQL. A source ref names an RDS instance; a target ref names the Aurora cluster
+ * to create (its writer is `<target>-1`). Control-plane calls go through RdsControl; SQL reaches the instances at
+ * their endpoints as the master user, whose password is the RDS-managed secret in Secrets Manager (never stored,
+ * never logged). The cluster created as a replica has the source's master user, so the source's secret serves both.
+ */
+export class AwsProvider implements Provider {
+  readonly kind = "aws" as const;
+  private readonly control: RdsControl;
+  private readonly timeoutMs: number;
+  private readonly cache = new Map<string, { at: number; value: unknown }>();
+
+  constructor(private readonly opts: AwsProviderOptions) {
+    this.control = new RdsControl(opts.rds, opts.control);
+    this.timeoutMs = opts.timeoutMs ?? 60 * 60_000;
+  }
+
+  static writerOf(target: InstanceRef): string {
+    return `${target.id}-1`;
+  }
+
+  private async cached<T>(key: string, load: () => Promise<T>): Promise<T> {
+    const hit = this.cache.get(key);
+    if (hit && Date.now() - hit.at < CACHE_MS) return hit.value as T;
+    const value = await load();
+    this.cache.set(key, { at: Date.now(), value });
+    return value;
+  }
+
+  /** An RDS instance, or else an Aurora cluster, by identifier. */
+  private async resolve(ref: InstanceRef): Promise<{ kind: "instance" | "cluster"; endpoint?: Endpoint; source: string }> {
+    const i = await this.control.instance(ref.id);
+    if (i) return { kind: "instance", endpoint: i.Endpoint?.Address ? { host: i.Endpoint.Address, port: i.Endpoint.Port ?? 5432 } : undefined, source: ref.id };
+    const c = await this.control.cluster(ref.id);
+    if (!c) throw new UnknownInstanceError(ref.id, "no RDS instance or Aurora cluster of that identifier in this region");
+    const source = c.TagList?.find((t) => t.Key === SOURCE_TAG)?.Value ?? ref.id;
+    return { kind: "cluster", endpoint: c.Endpoint ? { host: c.Endpoint, port: c.Port ?? 5432 } : undefined, source };
+  }
+
+  async endpoint(ref: InstanceRef): Promise<Endpoint> {
+    return this.cached(`endpoint:${ref.id}`, async () => {
+      const r = await this.resolve(ref);
+      if (!r.endpoint) throw new InvalidInstanceStateError(ref.id, `${ref.id} has no endpoint yet (still being created?)`);
+      return r.endpoint;
+    });
+  }
+
+  /** The master user's credentials from the RDS-managed secret of the instance (or of the source a cluster replicates). */
+  private credentials(ref: InstanceRef): Promise<Credentials> {
+    return this.cached(`credentials:${ref.id}`, async () => {
+      const { source } = await this.resolve(ref);
+      const i = await this.control.source(source);
+      const arn = i.MasterUserSecret?.SecretArn;
+      if (!arn) {
+        throw new InvalidInstanceStateError(
+          source,
+          `${source} has no RDS-managed master user secret (MasterUserSecret): turn on "Manage master credentials in AWS Secrets Manager" for it`,
+        );
+      }
+      const secret = await this.opts.secrets.send(new GetSecretValueCommand({ SecretId: arn }));
+      const parsed = JSON.parse(secret.SecretString ?? "{}") as { username?: string; password?: string };
+      if (!parsed.username || !parsed.password) throw new InvalidInstanceStateError(source, `the secret ${arn} holds no username and password`);
+      return { user: parsed.username, password: parsed.password };
+    });
+  }
+
+  private async config(ref: InstanceRef, database: string): Promise<pg.ClientConfig> {
+    const [ep, cred] = await Promise.all([this.endpoint(ref), this.credentials(ref)]);
+    return { host: ep.host, port: ep.port, user: cred.user, password: cred.password, database };
+  }
+
+  private pg(ref: InstanceRef): PostgresAdmin {
+    return new PostgresAdmin(ref.id, (database) => this.config(ref, database));
+  }
+
+  sql(ref: InstanceRef, database = "postgres"): SqlPort {
+    const port = async () => sqlPort(ref.id, await this.config(ref, database));
+    return { query: async (text, params) => (await port()).query(text, params), session: async (fn) => (await port()).session(fn) };
+  }
+
+  async peerConnection(ref: InstanceRef, database: string): Promise<PeerConnection> {
+    const c = await this.config(ref, database);
+    return { host: String(c.host), port: Number(c.port), user: String(c.user), password: String(c.password), database };
+  }
+
+  describe(ref: InstanceRef): Promise<InstanceDescription> {
+    return this.pg(ref).describe(ref);
+  }
+
+  async replicaMajor(source: InstanceRef): Promise<number> {
+    // The replica runs the source's engine version (Aurora offers the RDS versions it replicates from).
+    return Math.floor((await this.describe(source)).versionNum / 10000);
+  }
+
+  async targetExtensions(source: InstanceRef): Promise<Map<string, string[]>> {
+    // What the source's engine version offers; Aurora's list for the same version is published, not queryable before the cluster exists.
+    const rows = await this.pg(source).run(
+      async (c) => (await c.query<{ name: string; version: string }>("select name, version from pg_available_extension_versions")).rows,
+    );
+    const out = new Map<string, string[]>();
+    for (const r of rows) out.set(r.name, [...(out.get(r.name) ?? []), r.version]);
+    return out;
+  }
+
+  dropInactiveSlot(ref: InstanceRef, slot: string): Promise<bigint> {
+    return this.pg(ref).dropInactiveSlot(slot);
+  }
+
+  async exists(ref: InstanceRef): Promise<boolean> {
+    return Boolean((await this.control.cluster(ref.id)) ?? (await this.control.instance(ref.id)));
+  }
+
+  async createReplica(source: InstanceRef, target: InstanceRef, owner: string): Promise<void> {
+    const engineVersion = (await this.control.source(source.id)).EngineVersion ?? "";
+    await this.control.ensureReplica(
+      { sourceId: source.id, clusterId: target.id, instanceId: AwsProvider.writerOf(target), instanceClass: this.opts.instanceClass, engineVersion, owner },
+      this.timeoutMs,
+    );
+  }
+
+  async replicationStatus(source: InstanceRef, target: InstanceRef): Promise<ReplicationStatus> {
+    const c = await this.control.cluster(target.id);
+    const targetRunning = c?.Status === "available";
+    // The replica's walsender on the source: named after the target where the replica says so, else the only one.
+    const needle = target.id.toLowerCase().replace(/[^a-z0-9]/g, "_");
+    return this.pg(source).run(async (db) => {
+      const r = await db.query<{ cur: string; state: string | null; replay: string | null; lag: string | null; lag_s: number | null; name: string }>(
+        `select pg_current_wal_lsn()::text as cur, r.state, r.replay_lsn::text as replay, r.application_name as name,
+                pg_wal_lsn_diff(pg_current_wal_lsn(), r.replay_lsn)::bigint::text as lag,
+                extract(epoch from r.replay_lag)::float8 as lag_s
+           from pg_stat_replication r`,
+      );
+      const rows = r.rows.filter((x) => x.name.toLowerCase().includes(needle));
+      const row = rows[0] ?? (r.rows.length === 1 ? r.rows[0] : undefined);
+      if (!row) {
+        const cur = (await db.query<{ cur: string }>("select pg_current_wal_lsn()::text as cur")).rows[0]!.cur;
+        return { state: targetRunning ? "starting" : "stopped", targetRunning, sourceLsn: cur, replayLsn: null, lagBytes: null, lagSeconds: null };
+      }
+      const state = row.state === "streaming" ? "streaming" : row.state === "catchup" ? "catchup" : "starting";
+      return {
+        state,
+        targetRunning,
+        sourceLsn: row.cur,
+        replayLsn: row.replay,
+        lagBytes: row.lag === null ? null : BigInt(row.lag),
+        lagSeconds: row.lag_s ?? (state === "streaming" ? 0 : null),
+      };
+    });
+  }
+
+  walGenerationRate(ref: InstanceRef, sampleMs: number): Promise<number> {
+    return this.pg(ref).walGenerationRate(sampleMs);
+  }
+
+  currentLsn(ref: InstanceRef): Promise<Lsn> {
+    return this.pg(ref).currentLsn();
+  }
+
+  /** The network fence: the source behind the deny-all group, rebooted; the groups it had recorded on it as a tag. */
+  async fence(ref: InstanceRef): Promise<void> {
+    const i = await this.control.source(ref.id);
+    if (!i.TagList?.some((t) => t.Key === FENCED_GROUPS_TAG)) {
+      const groups = (i.VpcSecurityGroups ?? []).map((g) => g.VpcSecurityGroupId!).join(" ");
+      await this.opts.rds.send(new AddTagsToResourceCommand({ ResourceName: i.DBInstanceArn, Tags: [{ Key: FENCED_GROUPS_TAG, Value: groups }] }));
+    }
+    await this.control.networkFence(ref.id, this.opts.denySecurityGroup, this.timeoutMs);
+  }
+
+  async unfence(ref: InstanceRef): Promise<void> {
+    const i = await this.control.source(ref.id);
+    const recorded = i.TagList?.find((t) => t.Key === FENCED_GROUPS_TAG)?.Value;
+    if (recorded === undefined) return;
+    await this.control.networkUnfence(ref.id, recorded.split(" ").filter(Boolean), this.timeoutMs);
+  }
+
+  async isFenced(ref: InstanceRef): Promise<boolean> {
+    const groups = (await this.control.source(ref.id)).VpcSecurityGroups?.map((g) => g.VpcSecurityGroupId) ?? [];
+    return groups.length === 1 && groups[0] === this.opts.denySecurityGroup;
+  }
+
+  async waitForReplay(target: InstanceRef, lsn: Lsn, timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    await this.pg(target).run(async (c) => {
+      for (;;) {
+        const r = (await c.query<{ rec: boolean; lsn: string | null }>("select pg_is_in_recovery() as rec, pg_last_wal_replay_lsn()::text as lsn")).rows[0]!;
+        if (!r.rec || (r.lsn && lsnAtLeast(r.lsn, lsn))) return;
+        if (Date.now() > deadline) throw new ReplayTimeoutError(target.id, lsn, r.lsn, timeoutMs);
+        await new Promise((res) => setTimeout(res, 5));
+      }
+    });
+  }
+
+  async promote(_source: InstanceRef, target: InstanceRef): Promise<void> {
+    await this.control.promote(target.id, this.timeoutMs);
+    // Available is the control plane's word; writable is the server's.
+    await this.pg(target).run(async (c) => {
+      for (let i = 0; i < 12_000; i++) {
+        if (!(await c.query<{ rec: boolean }>("select pg_is_in_recovery() as rec")).rows[0]!.rec) return;
+        await new Promise((res) => setTimeout(res, 5));
+      }
+      throw new InvalidInstanceStateError(target.id, `${target.id} reports available but is still in recovery after 60 s`);
+    });
+  }
+
+  async detachReplica(): Promise<void> {
+    // Promotion ends Aurora's replication from the source; RDS releases what it kept for it.
+  }
+
+  deleteReplica(_source: InstanceRef, target: InstanceRef, owner: string): Promise<"deleted" | "absent" | "not-ours"> {
+    return this.control.deleteReplica(target.id, AwsProvider.writerOf(target), owner);
+  }
+
+  retire(ref: InstanceRef): Promise<void> {
+    return this.control.stop(ref.id);
+  }
+}

@@ -1,0 +1,82 @@
+import { readFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { RdsEmulator } from "../src/aws-emulator/rds-emulator.js";
+import { XdsTcpProxy } from "../src/proxy/xds-tcp-proxy.js";
+import { LocalProvider } from "../src/providers/local/local-provider.js";
+import { createSampleSource } from "../src/providers/local/sample.js";
+import { WriteLoad } from "../src/workload/write-load.js";
+import { destroyClusters } from "./helpers/clusters.js";
+import { migrationClient, unary, type AnyClient } from "./helpers/grpc-clients.js";
+import { getMigration, localSpec, waitForPhase } from "./helpers/migrations.js";
+import { startServiceProcess, tempDir, type ServiceProcess } from "./helpers/service-process.js";
+
+describe("a whole migration on PROVIDER_AWS, through @aws-sdk/client-rds, against the local RDS endpoint", () => {
+  const tmp = tempDir("aws-migration");
+  // The "AWS account": real clusters behind the emulator, apart from the service's own data.
+  const account = new LocalProvider(join(tmp.dir, "account"));
+  const emulator = new RdsEmulator(account, { denyAllGroup: "sg-deny", stepMs: 100, throttleFirst: 1 });
+  let svc: ServiceProcess;
+  let client: AnyClient;
+
+  beforeAll(async () => {
+    const endpoint = await emulator.listen();
+    svc = await startServiceProcess(
+      ["--data-dir", join(tmp.dir, "svc"), "--aws-region", "eu-west-1", "--aws-endpoint", endpoint, "--aws-deny-security-group", "sg-deny"],
+      // The SDK's default credential chain reads these; the emulator checks that requests are signed, not by whom.
+      { AWS_ACCESS_KEY_ID: "AKIDEMULATOR", AWS_SECRET_ACCESS_KEY: "emulator" },
+    );
+    client = migrationClient(svc.address);
+  }, 60_000);
+
+  afterAll(async () => {
+    client?.close();
+    await svc?.stop();
+    await emulator.close();
+    await destroyClusters(account);
+    tmp.remove();
+  });
+
+  it("RDS instance to Aurora cluster under a live write load: COMPLETED, every committed row on the target, the source fenced by its security group", async () => {
+    const { app } = await createSampleSource(account, "billing", { rows: 2000 });
+    await emulator.addInstance("billing");
+    const proxy = new XdsTcpProxy({ xds: `127.0.0.1:${svc.xdsPort}`, nodeId: "aws-sidecar", listenPort: () => 0 });
+    await proxy.start();
+    const m = (
+      await unary(client, "CreateMigration", {
+        spec: localSpec("billing-db", "billing", "billing-aurora", { provider: "PROVIDER_AWS", cutover_mode: "CUTOVER_MODE_AUTOMATIC" }),
+      })
+    ).migration;
+    const port = await proxy.waitForListener("billing-db");
+    const load = new WriteLoad({ host: "127.0.0.1", port, ...app, ratePerSec: 100 });
+    load.start();
+    const { phase, events } = await waitForPhase(client, m.id, ["PHASE_COMPLETED", "PHASE_FAILED", "PHASE_ROLLED_BACK"], 180_000);
+    await load.stop();
+    await proxy.stop();
+    expect(phase, events.map((e) => e.message).join(" | ")).toBe("PHASE_COMPLETED");
+    const got = await getMigration(client, m.id);
+    console.log("aws-migration:", JSON.stringify({ window: got.cutover?.window, calls: [...new Set(emulator.calls)], committed: load.committed.length }));
+    // Every id the application saw committed is on the promoted Aurora cluster (a local standby behind the emulator).
+    const ids = new Set((await account.cluster({ id: "billing-aurora" }).query<{ id: string }>("select id::text from items", [], "app")).map((r) => r.id));
+    expect(load.committed.length).toBeGreaterThan(50);
+    expect(load.committed.filter((id) => !ids.has(id.toString()))).toEqual([]);
+    // The SDK made the calls the plan lists: a replica cluster and its writer, a security-group fence and a reboot, a promotion.
+    for (const a of [
+      "CreateDBCluster",
+      "CreateDBInstance",
+      "ModifyDBInstance",
+      "RebootDBInstance",
+      "PromoteReadReplicaDBCluster",
+      "secretsmanager:GetSecretValue",
+    ]) {
+      expect(emulator.calls, a).toContain(a);
+    }
+    expect(emulator.calls.filter((a) => a === "CreateDBCluster")).toHaveLength(1);
+    // The old source stays behind the deny-all group (its pg_hba fence, in the emulator) until finalize or rollback.
+    expect(await account.isFenced({ id: "billing" })).toBe(true);
+    // Every call made is one deploy/aws/iam-policy.json grants.
+    const policy = JSON.parse(readFileSync(resolve(import.meta.dirname, "../deploy/aws/iam-policy.json"), "utf8"));
+    const granted = new Set(policy.Statement.flatMap((s: { Action: string[] }) => s.Action));
+    expect([...new Set(emulator.calls)].map((a) => (a.includes(":") ? a : `rds:${a}`)).filter((a) => !granted.has(a))).toEqual([]);
+  }, 240_000);
+});
