@@ -56,20 +56,27 @@ export interface ServiceConfig {
 export interface AwsConfig {
   region: string;
   endpoint?: string;
-  denySecurityGroup: string;
+  fence: "sql" | "network";
+  denySecurityGroup?: string;
   instanceClass: string;
 }
 
 function aws(v: Record<string, string | boolean | undefined>, env: NodeJS.ProcessEnv): AwsConfig | undefined {
   const region = (v["aws-region"] as string | undefined) ?? env.PGSHIFT_AWS_REGION;
   const deny = (v["aws-deny-security-group"] as string | undefined) ?? env.PGSHIFT_AWS_DENY_SECURITY_GROUP;
-  if (!region && !deny) return undefined;
-  if (!region) throw new InvalidArgumentError("--aws-deny-security-group needs --aws-region: the region the RDS instances are in");
-  if (!deny)
-    throw new InvalidArgumentError("--aws-region needs --aws-deny-security-group sg-…: a security group allowing no inbound traffic, for the cutover's fence");
+  const fence = (v["aws-fence"] as string | undefined) ?? env.PGSHIFT_AWS_FENCE ?? "sql";
+  if (!region) {
+    if (deny || v["aws-endpoint"] || v["aws-fence"]) throw new InvalidArgumentError("the --aws-* flags need --aws-region: the region the RDS instances are in");
+    return undefined;
+  }
+  if (fence !== "sql" && fence !== "network") throw new InvalidArgumentError(`--aws-fence must be sql or network; got "${fence}"`);
+  if (fence === "network" && !deny) {
+    throw new InvalidArgumentError("--aws-fence network needs --aws-deny-security-group sg-…: a security group allowing no inbound traffic");
+  }
   return {
     region,
     endpoint: (v["aws-endpoint"] as string | undefined) ?? (env.PGSHIFT_AWS_ENDPOINT || undefined),
+    fence,
     denySecurityGroup: deny,
     instanceClass: (v["aws-instance-class"] as string | undefined) ?? env.PGSHIFT_AWS_INSTANCE_CLASS ?? "db.r6g.large",
   };
@@ -181,6 +188,7 @@ export function parseServiceConfig(argv: string[], env: NodeJS.ProcessEnv = proc
       "aws-endpoint": { type: "string" },
       "aws-deny-security-group": { type: "string" },
       "aws-instance-class": { type: "string" },
+      "aws-fence": { type: "string" },
     },
     strict: true,
   });

@@ -73,12 +73,10 @@ export async function startService(config: ServiceConfig, log: Logger, hooks: Te
   const providers = (kind: ProviderKind): Provider => {
     if (kind === ProviderKind.LOCAL) return local;
     if (aws) return aws;
-    throw new FailedPreconditionError("PROVIDER_AWS is not configured on this service: start it with --aws-region and --aws-deny-security-group");
+    throw new FailedPreconditionError("PROVIDER_AWS is not configured on this service: start it with --aws-region");
   };
   const providerAvailable = (kind: ProviderKind) =>
-    kind === ProviderKind.LOCAL || aws
-      ? undefined
-      : "PROVIDER_AWS is not configured on this service (start it with --aws-region and --aws-deny-security-group); use PROVIDER_LOCAL";
+    kind === ProviderKind.LOCAL || aws ? undefined : "PROVIDER_AWS is not configured on this service (start it with --aws-region); use PROVIDER_LOCAL";
   // Held for as long as this process lives: whatever leases carry this identity belong to a dead incarnation of it.
   const identity = await claimIdentity(store.connection, config.replicaId ?? dataDirIdentity(config.dataDir));
   const replicaId = identity.id;

@@ -18,16 +18,43 @@ describe("a whole migration on PROVIDER_AWS, through @aws-sdk/client-rds, agains
   const emulator = new RdsEmulator(account, { denyAllGroup: "sg-deny", stepMs: 100, throttleFirst: 1 });
   let svc: ServiceProcess;
   let client: AnyClient;
+  let emulatorUrlResolve: (u: string) => void;
+  const emulatorUrl = new Promise<string>((r) => (emulatorUrlResolve = r));
 
   beforeAll(async () => {
     const endpoint = await emulator.listen();
+    emulatorUrlResolve(endpoint);
     svc = await startServiceProcess(
-      ["--data-dir", join(tmp.dir, "svc"), "--aws-region", "eu-west-1", "--aws-endpoint", endpoint, "--aws-deny-security-group", "sg-deny"],
+      [
+        "--data-dir",
+        join(tmp.dir, "svc"),
+        "--aws-region",
+        "eu-west-1",
+        "--aws-endpoint",
+        endpoint,
+        "--aws-deny-security-group",
+        "sg-deny",
+        "--aws-fence",
+        "network",
+      ],
       // The SDK's default credential chain reads these; the emulator checks that requests are signed, not by whom.
       { AWS_ACCESS_KEY_ID: "AKIDEMULATOR", AWS_SECRET_ACCESS_KEY: "emulator" },
     );
     client = migrationClient(svc.address);
   }, 60_000);
+
+  /** An RDS instance NAME with rows, an automatic migration of NAME-db to NAME-aurora, and the application writing through a sidecar. */
+  async function migrateUnderLoad(c: AnyClient, service: ServiceProcess, name: string) {
+    const { app } = await createSampleSource(account, name, { rows: 1000 });
+    await emulator.addInstance(name);
+    const proxy = new XdsTcpProxy({ xds: `127.0.0.1:${service.xdsPort}`, nodeId: `${name}-sidecar`, listenPort: () => 0 });
+    await proxy.start();
+    const spec = localSpec(`${name}-db`, name, `${name}-aurora`, { provider: "PROVIDER_AWS", cutover_mode: "CUTOVER_MODE_AUTOMATIC" });
+    const m = (await unary(c, "CreateMigration", { spec })).migration;
+    const load = new WriteLoad({ host: "127.0.0.1", port: await proxy.waitForListener(`${name}-db`), ...app, ratePerSec: 100 });
+    load.start();
+    return { app, m, load, proxy };
+  }
 
   afterAll(async () => {
     client?.close();
@@ -38,18 +65,7 @@ describe("a whole migration on PROVIDER_AWS, through @aws-sdk/client-rds, agains
   });
 
   it("RDS instance to Aurora cluster under a live write load: COMPLETED, every committed row on the target, the source fenced by its security group", async () => {
-    const { app } = await createSampleSource(account, "billing", { rows: 2000 });
-    await emulator.addInstance("billing");
-    const proxy = new XdsTcpProxy({ xds: `127.0.0.1:${svc.xdsPort}`, nodeId: "aws-sidecar", listenPort: () => 0 });
-    await proxy.start();
-    const m = (
-      await unary(client, "CreateMigration", {
-        spec: localSpec("billing-db", "billing", "billing-aurora", { provider: "PROVIDER_AWS", cutover_mode: "CUTOVER_MODE_AUTOMATIC" }),
-      })
-    ).migration;
-    const port = await proxy.waitForListener("billing-db");
-    const load = new WriteLoad({ host: "127.0.0.1", port, ...app, ratePerSec: 100 });
-    load.start();
+    const { m, load, proxy } = await migrateUnderLoad(client, svc, "billing");
     const { phase, events } = await waitForPhase(client, m.id, ["PHASE_COMPLETED", "PHASE_FAILED", "PHASE_ROLLED_BACK"], 180_000);
     await load.stop();
     await proxy.stop();
@@ -79,4 +95,43 @@ describe("a whole migration on PROVIDER_AWS, through @aws-sdk/client-rds, agains
     const granted = new Set(policy.Statement.flatMap((s: { Action: string[] }) => s.Action));
     expect([...new Set(emulator.calls)].map((a) => (a.includes(":") ? a : `rds:${a}`)).filter((a) => !granted.has(a))).toEqual([]);
   }, 240_000);
+
+  describe("with the SQL fence (the default): application roles lose LOGIN, CDC consumers keep theirs", () => {
+    let sqlSvc: ServiceProcess;
+    let sqlClient: AnyClient;
+
+    beforeAll(async () => {
+      sqlSvc = await startServiceProcess(["--data-dir", join(tmp.dir, "svc-sql"), "--aws-region", "eu-west-1", "--aws-endpoint", await emulatorUrl], {
+        AWS_ACCESS_KEY_ID: "AKIDEMULATOR",
+        AWS_SECRET_ACCESS_KEY: "emulator",
+      });
+      sqlClient = migrationClient(sqlSvc.address);
+    }, 60_000);
+
+    afterAll(async () => {
+      sqlClient?.close();
+      await sqlSvc?.stop();
+    });
+
+    it("cuts over and rolls back: every committed row on the source, the application's role able to log in on both sides", async () => {
+      const { app, m, load, proxy } = await migrateUnderLoad(sqlClient, sqlSvc, "orders");
+      const done = await waitForPhase(sqlClient, m.id, ["PHASE_COMPLETED", "PHASE_FAILED", "PHASE_ROLLED_BACK"], 180_000);
+      expect(done.phase, done.events.map((e) => e.message).join(" | ")).toBe("PHASE_COMPLETED");
+      // The roles the fence took LOGIN from log in on the promoted cluster.
+      const login = async (id: string) =>
+        (await account.cluster({ id }).query<{ l: boolean }>("select rolcanlogin as l from pg_roles where rolname = $1", [app.user]))[0]!.l;
+      expect(await login("orders-aurora")).toBe(true);
+      await unary(sqlClient, "RollbackMigration", { id: m.id, reason: "drill on AWS" });
+      const back = await waitForPhase(sqlClient, m.id, ["PHASE_ROLLED_BACK", "PHASE_FAILED"], 180_000);
+      await load.stop();
+      await proxy.stop();
+      expect(back.phase, back.events.map((e) => e.message).join(" | ")).toBe("PHASE_ROLLED_BACK");
+      const ids = new Set((await account.cluster({ id: "orders" }).query<{ id: string }>("select id::text from items", [], "app")).map((r) => r.id));
+      expect(load.committed.length).toBeGreaterThan(50);
+      expect(load.committed.filter((id) => !ids.has(id.toString()))).toEqual([]);
+      expect(await login("orders")).toBe(true);
+      // The SQL fence made no security-group change and no reboot.
+      expect(emulator.calls.filter((a) => a === "RebootDBInstance")).toHaveLength(1);
+    }, 300_000);
+  });
 });

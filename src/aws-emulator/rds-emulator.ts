@@ -315,7 +315,13 @@ export class RdsEmulator {
         i.status = "rebooting";
         this.later(async () => {
           const cluster = this.local.cluster({ id: i.local });
-          await cluster.stop("fast");
+          // A fast shutdown waits for every walsender's client (a logical consumer may never let go); RDS's reboot
+          // does not wait forever either: after a moment, the immediate kind.
+          const stopped = cluster.stop("fast").then(() => true);
+          if (!(await Promise.race([stopped, new Promise<boolean>((r) => setTimeout(() => r(false), 2_000))]))) {
+            await cluster.stop("immediate");
+            await stopped.catch(() => {});
+          }
           await cluster.start();
           i.status = "available";
         });

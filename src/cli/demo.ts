@@ -22,6 +22,8 @@ import { transportFor } from "./api-transport.js";
 
 const say = (s = "") => process.stdout.write(s + "\n");
 const SPIFFE = "spiffe://pgshift.local/sa";
+/** The emulator's "security group that allows nothing" (the demo uses the SQL fence, which keeps CDC consumers connected). */
+const DENY_ALL = "sg-demo-deny-all";
 
 function demoPolicy(ids: { operator: string; sidecar: string; cdc: string }): string {
   return [
@@ -51,6 +53,7 @@ export async function demoCommand(argv: string[]): Promise<void> {
       "data-dir": { type: "string" },
       keep: { type: "boolean", default: false },
       "metrics-port": { type: "string" },
+      "aws-emulator": { type: "boolean", default: false },
     },
     strict: true,
   });
@@ -70,6 +73,18 @@ export async function demoCommand(argv: string[]): Promise<void> {
     cert: readFileSync(pki.clients[name]!.cert),
     key: readFileSync(pki.clients[name]!.key),
   });
+  const provider = new LocalProvider(join(dataDir, "local"));
+  // With --aws-emulator the migration runs on PROVIDER_AWS: the service's AWS provider, through @aws-sdk/client-rds,
+  // against a local RDS endpoint whose "instances" are this machine's clusters.
+  const emulator = values["aws-emulator"]
+    ? new (await import("../aws-emulator/rds-emulator.js")).RdsEmulator(provider, { denyAllGroup: DENY_ALL, stepMs: 100 })
+    : undefined;
+  const awsEndpoint = await emulator?.listen();
+  if (emulator) {
+    // The SDK signs every request; the emulator checks that it is signed, not by whom.
+    process.env.AWS_ACCESS_KEY_ID ??= "AKIDPGSHIFTDEMO";
+    process.env.AWS_SECRET_ACCESS_KEY ??= "pgshift-demo";
+  }
   const config = {
     ...parseServiceConfig([
       ...["--tls-cert", pki.server.cert, "--tls-key", pki.server.key, "--tls-client-ca", pki.ca, "--policy", policyFile],
@@ -82,10 +97,10 @@ export async function demoCommand(argv: string[]): Promise<void> {
       "--lease-ms",
       "5000",
       ...(values["metrics-port"] ? ["--metrics-port", values["metrics-port"]] : []),
+      ...(awsEndpoint ? ["--aws-region", "eu-west-1", "--aws-endpoint", awsEndpoint] : []),
     ]),
     logLevel: "warn" as const,
   };
-  const provider = new LocalProvider(join(dataDir, "local"));
   let ok = true;
 
   say(`pgshift demo — data under ${dataDir}`);
@@ -100,6 +115,12 @@ export async function demoCommand(argv: string[]): Promise<void> {
   try {
     say(`2. creating the source "billing" (RDS stand-in) with ${values.rows} rows, a publication and a pgoutput slot for CDC`);
     const { app, cdc } = await createSampleSource(provider, "billing", { rows: Number(values.rows), cdc: true });
+    if (emulator) {
+      await emulator.addInstance("billing");
+      say(
+        `   PROVIDER_AWS: "billing" is an RDS for PostgreSQL instance behind a local RDS endpoint (${awsEndpoint}); the service reaches it through @aws-sdk/client-rds`,
+      );
+    }
     const firstId = (await provider.cluster({ id: "billing" }).query<{ m: string }>("select coalesce(max(id), 0)::text as m from items", [], "app"))[0]!.m;
     await proxy.start();
     say(`   a CDC consumer (pgoutput) reads slot ${cdc!.slot} and follows the service's directives (CdcService)`);
@@ -120,7 +141,7 @@ export async function demoCommand(argv: string[]): Promise<void> {
       requestId: `demo-${Date.now()}`,
       spec: {
         databaseName: "billing-db",
-        provider: Provider.LOCAL,
+        provider: emulator ? Provider.AWS : Provider.LOCAL,
         source: { id: "billing" },
         target: { id: "billing-aurora" },
         cutoverMode: CutoverMode.AUTOMATIC,
@@ -223,6 +244,7 @@ export async function demoCommand(argv: string[]): Promise<void> {
       `   CDC events verified: ${v.streamed} inserts streamed for ${truth.length} committed rows — ${v.lost} lost, ${v.duplicated} duplicated, ${v.inOrder ? "in commit order" : "OUT OF ORDER"}; read from ${v.from.map(named).join(", then ")}`,
     );
     if (v.lost > 0 || v.duplicated > 0 || !v.inOrder || truth.length === 0) ok = false;
+    if (emulator) say(`   AWS calls made (through the SDK, against the local RDS endpoint): ${[...new Set(emulator.calls)].join(", ")}`);
     say();
     say(ok ? "demo: OK" : "demo: FAILED");
   } finally {
@@ -230,6 +252,7 @@ export async function demoCommand(argv: string[]): Promise<void> {
     await load?.stop();
     await proxy.stop();
     await service.stop();
+    await emulator?.close();
     if (!values.keep) {
       for (const name of provider.list())
         await provider

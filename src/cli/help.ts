@@ -63,7 +63,11 @@ export const HELP: Record<string, CommandHelp> = {
       ["--reload-ms N", "how often certificate and policy files are checked for a change (PGSHIFT_RELOAD_MS, default 2000)"],
       ["--max-rps-per-identity N", "API requests a second one identity may send, bursts of twice that (PGSHIFT_MAX_RPS_PER_IDENTITY, default 200)"],
       ["--aws-region R", "serve PROVIDER_AWS in this region (PGSHIFT_AWS_REGION); credentials from the AWS SDK's default chain"],
-      ["--aws-deny-security-group SG", "a security group allowing no inbound traffic: the cutover's network fence (PGSHIFT_AWS_DENY_SECURITY_GROUP)"],
+      [
+        "--aws-fence sql|network",
+        "sql: application roles lose LOGIN, CDC consumers keep access (default); network: a deny-all group and a reboot (PGSHIFT_AWS_FENCE)",
+      ],
+      ["--aws-deny-security-group SG", "a security group allowing no inbound traffic, for the network fence (PGSHIFT_AWS_DENY_SECURITY_GROUP)"],
       ["--aws-instance-class C", "the Aurora writer's class (PGSHIFT_AWS_INSTANCE_CLASS, default db.r6g.large)"],
       ["--aws-endpoint URL", "an endpoint override for RDS and Secrets Manager, e.g. a local RDS endpoint (PGSHIFT_AWS_ENDPOINT)"],
       ["--max-streams-per-identity N", "API streams (watches) one identity may hold open (PGSHIFT_MAX_STREAMS_PER_IDENTITY, default 200)"],
@@ -191,13 +195,14 @@ export const HELP: Record<string, CommandHelp> = {
   },
   demo: {
     summary: "a whole migration under a live write load and a CDC consumer, shown and verified",
-    usage: "demo [--rollback] [--rows N] [--rate N] [--window S] [--metrics-port N] [--keep]",
+    usage: "demo [--rollback] [--aws-emulator] [--rows N] [--rate N] [--window S] [--metrics-port N] [--keep]",
     flags: [
       ["--rollback", "roll back after COMPLETED and verify nothing was lost"],
       ["--rows N", "rows in the sample source (default 20000)"],
       ["--rate N", "application writes per second (default 200)"],
       ["--window S", "the lag window in seconds (default 5)"],
       ["--metrics-port N", "serve Prometheus metrics on 127.0.0.1:N while the demo runs"],
+      ["--aws-emulator", "migrate on PROVIDER_AWS: the AWS provider through @aws-sdk/client-rds against a local RDS endpoint over this machine's clusters"],
       ["--data-dir DIR", "where to put everything (default: a new temporary folder)"],
       ["--keep", "leave the clusters and data behind"],
     ],

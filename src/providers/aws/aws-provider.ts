@@ -1,7 +1,8 @@
-import { AddTagsToResourceCommand, type RDSClient } from "@aws-sdk/client-rds";
+import { AddTagsToResourceCommand, type RDSClient, type Tag } from "@aws-sdk/client-rds";
 import { GetSecretValueCommand, type SecretsManagerClient } from "@aws-sdk/client-secrets-manager";
 import type pg from "pg";
 import { lsnAtLeast, type Lsn } from "../../domain/lsn.js";
+import pgDriver from "pg";
 import { sqlPort } from "../connect.js";
 import { InvalidInstanceStateError, ReplayTimeoutError, UnknownInstanceError } from "../errors.js";
 import { PostgresAdmin } from "../postgres-admin.js";
@@ -9,14 +10,30 @@ import type { Endpoint, InstanceDescription, InstanceRef, Provider, ReplicationS
 import type { PeerConnection, SqlPort } from "../sql.js";
 import { RdsControl, SOURCE_TAG, type RdsControlOptions } from "./rds-control.js";
 
-/** Where the fence records the security groups it replaced, on the source itself, so any replica can restore them. */
+/** Where the network fence records the security groups it replaced, on the source itself, so any replica can restore them. */
 export const FENCED_GROUPS_TAG = "pgshift:pre-fence-security-groups";
+/** Where the SQL fence records the roles it took LOGIN from. */
+export const FENCED_ROLES_TAG = "pgshift:fenced-roles";
+
+/**
+ * The roles the SQL fence stops: every role that can log in but the master user, superusers, replication roles
+ * (CDC consumers keep reading their slots through the cutover) and RDS's own.
+ */
+const APPLICATION_ROLES = `select rolname from pg_roles
+  where rolcanlogin and not rolsuper and not rolreplication and rolname <> current_user
+    and rolname !~ '^(rds|pg_)' order by rolname`;
 
 export interface AwsProviderOptions {
   rds: RDSClient;
   secrets: SecretsManagerClient;
-  /** The security group that allows no inbound traffic: the network fence. */
-  denySecurityGroup: string;
+  /**
+   * How writes to the source stop at cutover. sql: the application roles lose LOGIN and their sessions end (no AWS
+   * call, fast, CDC consumers keep their access). network: the deny-all security group and a reboot (every client,
+   * whatever its role, at the cost of a reboot; CDC consumers are cut off too).
+   */
+  fence: "sql" | "network";
+  /** The security group that allows no inbound traffic, for the network fence. */
+  denySecurityGroup?: string;
   /** The Aurora writer's instance class. */
   instanceClass: string;
   /** How long provisioning, fencing and promotion may take. */
@@ -28,6 +45,8 @@ interface Credentials {
   user: string;
   password: string;
 }
+
+const escapeIdent = (name: string) => pgDriver.escapeIdentifier(name);
 
 /** How long a looked-up endpoint or secret is reused: the cutover window must not wait on AWS for what it knew. */
 const CACHE_MS = 60_000;
@@ -190,26 +209,89 @@ export class AwsProvider implements Provider {
     return this.pg(ref).currentLsn();
   }
 
-  /** The network fence: the source behind the deny-all group, rebooted; the groups it had recorded on it as a tag. */
+  /** The ARN and tags of an instance, or of a cluster (the target, fenced during a rollback). */
+  private async tagged(ref: InstanceRef): Promise<{ arn: string; tags: Tag[] }> {
+    const i = await this.control.instance(ref.id);
+    if (i) return { arn: i.DBInstanceArn!, tags: i.TagList ?? [] };
+    const c = await this.control.cluster(ref.id);
+    if (!c) throw new UnknownInstanceError(ref.id, "no RDS instance or Aurora cluster of that identifier in this region");
+    return { arn: c.DBClusterArn!, tags: c.TagList ?? [] };
+  }
+
+  /** Records on the resource, before changing anything, what the fence is about to change: any replica can undo it. */
+  private async record(ref: InstanceRef, key: string, value: string): Promise<void> {
+    const { arn, tags } = await this.tagged(ref);
+    if (tags.some((t) => t.Key === key)) return;
+    if (value.length > 256)
+      throw new InvalidInstanceStateError(ref.id, `too many roles to record in a tag (${value.length} characters of names): use the network fence`);
+    await this.opts.rds.send(new AddTagsToResourceCommand({ ResourceName: arn, Tags: [{ Key: key, Value: value }] }));
+  }
+
+  private async recorded(ref: InstanceRef, key: string): Promise<string | undefined> {
+    return (await this.tagged(ref)).tags.find((t) => t.Key === key)?.Value;
+  }
+
   async fence(ref: InstanceRef): Promise<void> {
-    const i = await this.control.source(ref.id);
-    if (!i.TagList?.some((t) => t.Key === FENCED_GROUPS_TAG)) {
-      const groups = (i.VpcSecurityGroups ?? []).map((g) => g.VpcSecurityGroupId!).join(" ");
-      await this.opts.rds.send(new AddTagsToResourceCommand({ ResourceName: i.DBInstanceArn, Tags: [{ Key: FENCED_GROUPS_TAG, Value: groups }] }));
+    if (this.opts.fence === "network") {
+      const i = await this.control.instance(ref.id);
+      if (!i) {
+        throw new InvalidInstanceStateError(
+          ref.id,
+          `${ref.id} is an Aurora cluster: the network fence covers RDS instances only so far (a rollback fences the promoted cluster); run with --aws-fence sql`,
+        );
+      }
+      await this.record(ref, FENCED_GROUPS_TAG, (i.VpcSecurityGroups ?? []).map((g) => g.VpcSecurityGroupId!).join(" "));
+      await this.control.networkFence(ref.id, this.opts.denySecurityGroup!, this.timeoutMs);
+      return;
     }
-    await this.control.networkFence(ref.id, this.opts.denySecurityGroup, this.timeoutMs);
+    const admin = this.pg(ref);
+    const roles = await admin.run(async (c) => (await c.query<{ rolname: string }>(APPLICATION_ROLES)).rows.map((r) => r.rolname));
+    // A fence resumed after a crash finds the roles already without LOGIN: the tag written first still names them.
+    await this.record(ref, FENCED_ROLES_TAG, roles.join(" "));
+    const fenced = ((await this.recorded(ref, FENCED_ROLES_TAG)) ?? "").split(" ").filter(Boolean);
+    await admin.run(async (c) => {
+      for (const r of fenced) await c.query(`alter role ${escapeIdent(r)} nologin`);
+      // Until no session of theirs is left twice in a row: a login may have slipped in before the ALTER.
+      let quiet = 0;
+      for (let i = 0; i < 250 && quiet < 2; i++) {
+        const n = (
+          await c.query<{ n: string }>(
+            "select count(pg_terminate_backend(pid))::text as n from pg_stat_activity where usename = any($1) and pid <> pg_backend_pid()",
+            [fenced],
+          )
+        ).rows[0]!.n;
+        quiet = Number(n) === 0 ? quiet + 1 : 0;
+        if (quiet < 2) await new Promise((res) => setTimeout(res, 20));
+      }
+      if (quiet < 2) throw new InvalidInstanceStateError(ref.id, `sessions of the fenced roles on ${ref.id} kept coming back for 5 s`);
+    });
   }
 
   async unfence(ref: InstanceRef): Promise<void> {
-    const i = await this.control.source(ref.id);
-    const recorded = i.TagList?.find((t) => t.Key === FENCED_GROUPS_TAG)?.Value;
-    if (recorded === undefined) return;
-    await this.control.networkUnfence(ref.id, recorded.split(" ").filter(Boolean), this.timeoutMs);
+    if (this.opts.fence === "network") {
+      const groups = await this.recorded(ref, FENCED_GROUPS_TAG);
+      if (groups !== undefined) await this.control.networkUnfence(ref.id, groups.split(" ").filter(Boolean), this.timeoutMs);
+      return;
+    }
+    const roles = await this.recorded(ref, FENCED_ROLES_TAG);
+    if (roles === undefined) return;
+    // Exactly the roles the fence changed, back to LOGIN; the tag stays as the record that this source was fenced once.
+    await this.pg(ref).run(async (c) => {
+      for (const r of roles.split(" ").filter(Boolean)) await c.query(`alter role ${escapeIdent(r)} login`);
+    });
   }
 
   async isFenced(ref: InstanceRef): Promise<boolean> {
-    const groups = (await this.control.source(ref.id)).VpcSecurityGroups?.map((g) => g.VpcSecurityGroupId) ?? [];
-    return groups.length === 1 && groups[0] === this.opts.denySecurityGroup;
+    if (this.opts.fence === "network") {
+      const groups = (await this.control.source(ref.id)).VpcSecurityGroups?.map((g) => g.VpcSecurityGroupId) ?? [];
+      return groups.length === 1 && groups[0] === this.opts.denySecurityGroup;
+    }
+    const roles = ((await this.recorded(ref, FENCED_ROLES_TAG)) ?? "").split(" ").filter(Boolean);
+    if (roles.length === 0) return false;
+    return this.pg(ref).run(
+      async (c) =>
+        (await c.query<{ n: string }>("select count(*)::text as n from pg_roles where rolname = any($1) and rolcanlogin", [roles])).rows[0]!.n === "0",
+    );
   }
 
   async waitForReplay(target: InstanceRef, lsn: Lsn, timeoutMs: number): Promise<void> {
@@ -224,12 +306,17 @@ export class AwsProvider implements Provider {
     });
   }
 
-  async promote(_source: InstanceRef, target: InstanceRef): Promise<void> {
+  async promote(source: InstanceRef, target: InstanceRef): Promise<void> {
     await this.control.promote(target.id, this.timeoutMs);
+    // The SQL fence's NOLOGIN reached the replica with the rest of the source's WAL: the target's roles log in again.
+    const fenced = this.opts.fence === "sql" ? ((await this.recorded(source, FENCED_ROLES_TAG)) ?? "").split(" ").filter(Boolean) : [];
     // Available is the control plane's word; writable is the server's.
     await this.pg(target).run(async (c) => {
       for (let i = 0; i < 12_000; i++) {
-        if (!(await c.query<{ rec: boolean }>("select pg_is_in_recovery() as rec")).rows[0]!.rec) return;
+        if (!(await c.query<{ rec: boolean }>("select pg_is_in_recovery() as rec")).rows[0]!.rec) {
+          for (const r of fenced) await c.query(`alter role ${escapeIdent(r)} login`);
+          return;
+        }
         await new Promise((res) => setTimeout(res, 5));
       }
       throw new InvalidInstanceStateError(target.id, `${target.id} reports available but is still in recovery after 60 s`);

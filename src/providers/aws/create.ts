@@ -6,7 +6,8 @@ export interface AwsSettings {
   region: string;
   /** An endpoint override: a local RDS endpoint speaking AWS's wire protocol. */
   endpoint?: string;
-  denySecurityGroup: string;
+  fence: "sql" | "network";
+  denySecurityGroup?: string;
   instanceClass: string;
 }
 
@@ -16,6 +17,7 @@ export async function createAwsProvider(s: AwsSettings): Promise<AwsProvider> {
   return new AwsProvider({
     rds: new RDSClient(common),
     secrets: new SecretsManagerClient(common),
+    fence: s.fence,
     denySecurityGroup: s.denySecurityGroup,
     instanceClass: s.instanceClass,
     // Against a local endpoint, states change in fractions of a second: look often.
