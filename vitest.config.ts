@@ -1,4 +1,5 @@
 import { defineConfig } from "vitest/config";
+import LongestFirst from "./test/sequencer.js";
 
 /**
  * Two groups. First the suite: test files side by side, two at a time (two cores), each starting its own clusters.
@@ -12,6 +13,7 @@ export default defineConfig({
     testTimeout: 120_000,
     hookTimeout: 180_000,
     pool: "forks",
+    sequence: { sequencer: LongestFirst },
     reporters: ["default"],
     projects: [
       {
