@@ -9,15 +9,15 @@
  *   npm run bench:tls -- 500 200   # fewer
  */
 import { fork } from "node:child_process";
-import { readFileSync, writeFileSync } from "node:fs";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import * as grpc from "@grpc/grpc-js";
 import { adsClientConstructor, AdsServer, listenXds, ResourceCache, TYPE } from "../xds/index.js";
 import { ackRounds, allConnected, seedRoute } from "./ack-rounds.js";
-import { makeDevPki, type DevPki } from "../src/security/dev-pki.js";
+import { makeDevPki, serveTlsArgs, type DevPki } from "../src/security/dev-pki.js";
 import { watchTls } from "../src/security/tls-material.js";
 import { grpcMtlsCredentials } from "../src/security/grpc-certificates.js";
-import { migrationClient, unary } from "../test/helpers/grpc-clients.js";
+import { migrationClient, mtlsCredentials, unary } from "../test/helpers/grpc-clients.js";
 import { localSpec } from "../test/helpers/migrations.js";
 import { startServiceProcess, tempDir } from "../test/helpers/service-process.js";
 
@@ -33,9 +33,7 @@ function stats(xs: number[]) {
 const ms = (v: number) => v.toFixed(2).padStart(8) + " ms";
 
 function clientCreds(pki: DevPki | undefined): grpc.ChannelCredentials {
-  if (!pki) return grpc.credentials.createInsecure();
-  const c = pki.clients.bench!;
-  return grpc.credentials.createSsl(readFileSync(pki.ca), readFileSync(c.key), readFileSync(c.cert));
+  return pki ? mtlsCredentials(pki, "bench") : grpc.credentials.createInsecure();
 }
 
 /** The xDS side of the child process: N streams ACKing every response. */
@@ -82,7 +80,7 @@ async function apiRound(calls: number, dir: string, pki: DevPki | undefined): Pr
   if (pki) {
     const policy = join(dir, "policy.yaml");
     writeFileSync(policy, `grants:\n  - { identities: ["${IDENTITY}"], databases: ["**"], role: admin }\n`);
-    args.push("--tls-cert", pki.server.cert, "--tls-key", pki.server.key, "--tls-client-ca", pki.ca, "--policy", policy);
+    args.push(...serveTlsArgs(pki, policy));
   }
   const svc = await startServiceProcess(args);
   try {

@@ -1,4 +1,4 @@
-import { readFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import http2 from "node:http2";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
@@ -6,10 +6,10 @@ import * as grpc from "@grpc/grpc-js";
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CdcService, MigrationService } from "../src/gen/migration/v1/migration_pb.js";
-import { makeDevPki, type DevPki } from "../src/security/dev-pki.js";
+import { clientTlsOf, makeDevPki, serveTlsArgs, type DevPki } from "../src/security/dev-pki.js";
 import { adsClientConstructor, TYPE } from "../xds/index.js";
 import { publishRoutes } from "./helpers/embedded-store.js";
-import { healthClient, migrationClient, unary, type AnyClient } from "./helpers/grpc-clients.js";
+import { healthClient, migrationClient, mtlsCredentials, unary, type AnyClient } from "./helpers/grpc-clients.js";
 import { eventsSoFar, localSpec } from "./helpers/migrations.js";
 import { startServiceProcess, tempDir, type ServiceProcess } from "./helpers/service-process.js";
 
@@ -79,8 +79,8 @@ describe("fuzzing the running service: API and xDS", () => {
   let api: http2.ClientHttp2Session;
   let id: string;
   let before: { migration: any; events: number; routing: any; rss: number };
-  const tls = () => ({ ca: readFileSync(pki.ca), cert: readFileSync(pki.clients.admin!.cert), key: readFileSync(pki.clients.admin!.key) });
-  const adminCreds = () => grpc.credentials.createSsl(tls().ca, tls().key, tls().cert);
+  const tls = () => clientTlsOf(pki, "admin");
+  const adminCreds = () => mtlsCredentials(pki, "admin");
 
   async function snapshot() {
     const migration = (await unary(admin, "GetMigration", { id })).migration;
@@ -98,15 +98,12 @@ describe("fuzzing the running service: API and xDS", () => {
       ],
     });
     const policy = join(tmp.dir, "policy.yaml");
-    (await import("node:fs")).writeFileSync(policy, POLICY);
+    writeFileSync(policy, POLICY);
     // A generous request budget, so the fuzzed input reaches the handlers rather than the rate limit; a small heap,
     // so that what the fuzzing leaves behind either is collected or ends the process (V8 otherwise lets garbage
     // pile up to hundreds of MiB before a full collection, which says nothing either way).
     svc = await startServiceProcess(
-      [
-        ...["--data-dir", join(tmp.dir, "data"), "--engine", "off", "--max-rps-per-identity", "100000"],
-        ...["--tls-cert", pki.server.cert, "--tls-key", pki.server.key, "--tls-client-ca", pki.ca, "--policy", policy],
-      ],
+      [...["--data-dir", join(tmp.dir, "data"), "--engine", "off", "--max-rps-per-identity", "100000"], ...serveTlsArgs(pki, policy)],
       { NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ""} --max-old-space-size=${HEAP_MIB}` },
     );
     admin = migrationClient(svc.address, adminCreds());
@@ -229,10 +226,7 @@ describe("fuzzing the running service: API and xDS", () => {
 
   it("xDS: garbage, wrong type URLs, stale and forged nonces and floods end streams cleanly", async () => {
     const Ctor = adsClientConstructor();
-    const sidecar = new Ctor(
-      `127.0.0.1:${svc.xdsPort}`,
-      grpc.credentials.createSsl(readFileSync(pki.ca), readFileSync(pki.clients.sidecar!.key), readFileSync(pki.clients.sidecar!.cert)),
-    ) as any;
+    const sidecar = new Ctor(`127.0.0.1:${svc.xdsPort}`, mtlsCredentials(pki, "sidecar")) as any;
     const adsRequest = fc.record({
       type_url: fc.oneof(fc.constantFrom(TYPE.listener, TYPE.cluster, TYPE.route, TYPE.endpoint, ""), fc.string({ maxLength: 80 })),
       resource_names: fc.array(fc.oneof(fc.constant("fuzz-db"), fc.constant("*"), fc.string({ maxLength: 40 })), { maxLength: 20 }),
@@ -274,11 +268,7 @@ describe("fuzzing the running service: API and xDS", () => {
     sidecar.close();
 
     // Raw garbage on the ADS method itself.
-    const xds = http2.connect(`https://127.0.0.1:${svc.xdsPort}`, {
-      ca: readFileSync(pki.ca),
-      cert: readFileSync(pki.clients.sidecar!.cert),
-      key: readFileSync(pki.clients.sidecar!.key),
-    });
+    const xds = http2.connect(`https://127.0.0.1:${svc.xdsPort}`, clientTlsOf(pki, "sidecar"));
     xds.on("error", () => {});
     const g = await request(
       xds,

@@ -6,7 +6,7 @@ import * as grpc from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { makeDevPki, type DevPki } from "../src/security/dev-pki.js";
 import { adsClientConstructor, TYPE } from "../xds/index.js";
-import { healthClient, migrationClient, unary, unaryError, type AnyClient } from "./helpers/grpc-clients.js";
+import { healthClient, migrationClient, mtlsCredentials, unary, unaryError, type AnyClient } from "./helpers/grpc-clients.js";
 import { localSpec } from "./helpers/migrations.js";
 import { publishRoutes } from "./helpers/embedded-store.js";
 import { startServiceProcess, tempDir, type ServiceProcess } from "./helpers/service-process.js";
@@ -32,8 +32,7 @@ proxies:
     databases: ["billing-*"]
 `;
 
-const creds = (pki: DevPki, name: string) =>
-  grpc.credentials.createSsl(readFileSync(pki.ca), readFileSync(pki.clients[name]!.key), readFileSync(pki.clients[name]!.cert));
+const creds = mtlsCredentials;
 
 /** Atomically replaces a file, as certificate rotation tools do. */
 function replace(path: string, contents: Buffer | string): void {

@@ -1,5 +1,6 @@
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import { PEER } from "./caller.js";
+import { observeStream } from "./stream-response.js";
 
 /** What one identity may take of the API at once, so that a slow or flooding client cannot starve the others. */
 export interface CallerLimits {
@@ -68,17 +69,7 @@ export function callerLimits(limits: CallerLimits, now: () => number = () => per
         release();
         return res;
       }
-      const message = res.message;
-      return {
-        ...res,
-        message: (async function* () {
-          try {
-            yield* message;
-          } finally {
-            release();
-          }
-        })(),
-      };
+      return { ...res, message: observeStream(res.message, { onEnd: release }) };
     } catch (e) {
       release();
       throw e;

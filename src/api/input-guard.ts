@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { ScalarType, type DescField, type DescMessage } from "@bufbuild/protobuf";
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
+import { observeStream } from "./stream-response.js";
 import { InvalidArgumentError } from "../domain/errors.js";
 import type { Logger } from "../telemetry/log.js";
 
@@ -130,17 +131,7 @@ export function inputGuard(log: Logger): Interceptor {
       }
       const res = await next(req);
       if (!res.stream) return res;
-      const out = res.message;
-      return {
-        ...res,
-        message: (async function* () {
-          try {
-            yield* out;
-          } catch (e) {
-            throw internal(e, method);
-          }
-        })(),
-      };
+      return { ...res, message: observeStream(res.message, { onError: (e) => internal(e, method) }) };
     } catch (e) {
       throw internal(e, method);
     }

@@ -1,5 +1,6 @@
 import { SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
+import { observeStream } from "./stream-response.js";
 
 /** Where each finished call is counted: the service's RPC metrics. */
 export type RpcObserver = (rpc: { service: string; method: string; code: string; seconds: number }) => void;
@@ -30,22 +31,16 @@ export function rpcTelemetry(observe: () => RpcObserver | undefined): Intercepto
             return res;
           }
           // A stream ends when its messages do.
-          const message = res.message;
           return {
             ...res,
-            message: (async function* () {
-              let code: Code | 0 = 0;
-              try {
-                yield* message;
-              } catch (e) {
-                code = ConnectError.from(e).code;
-                throw e;
-              } finally {
+            message: observeStream(res.message, {
+              onEnd: (error) => {
+                const code: Code | 0 = error === undefined ? 0 : ConnectError.from(error).code;
                 span.setAttribute("rpc.grpc.status_code", code);
                 span.end();
                 done(code);
-              }
-            })(),
+              },
+            }),
           };
         } catch (e) {
           const code = ConnectError.from(e).code;

@@ -1,4 +1,4 @@
-import { readFileSync, rmSync, writeFileSync } from "node:fs";
+import { rmSync, writeFileSync } from "node:fs";
 import { newWorkDir } from "../postgres/reach.js";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
@@ -17,7 +17,7 @@ import { WriteLoad } from "../workload/write-load.js";
 import { CdcConsumer } from "../cdc/consumer.js";
 import { verifyStream } from "../cdc/verify.js";
 import type { ClientTls } from "../security/client-tls.js";
-import { makeDevPki } from "../security/dev-pki.js";
+import { clientTlsOf, makeDevPki, serveTlsArgs } from "../security/dev-pki.js";
 import { transportFor } from "./api-transport.js";
 
 const say = (s = "") => process.stdout.write(s + "\n");
@@ -68,11 +68,7 @@ export async function demoCommand(argv: string[]): Promise<void> {
   });
   const policyFile = join(dataDir, "tls", "policy.yaml");
   writeFileSync(policyFile, demoPolicy(ids));
-  const tlsOf = (name: keyof typeof ids): ClientTls => ({
-    ca: readFileSync(pki.ca),
-    cert: readFileSync(pki.clients[name]!.cert),
-    key: readFileSync(pki.clients[name]!.key),
-  });
+  const tlsOf = (name: keyof typeof ids): ClientTls => clientTlsOf(pki, name);
   const provider = new LocalProvider(join(dataDir, "local"));
   // With --aws-emulator the migration runs on PROVIDER_AWS: the service's AWS provider, through @aws-sdk/client-rds,
   // against a local RDS endpoint whose "instances" are this machine's clusters.
@@ -87,7 +83,7 @@ export async function demoCommand(argv: string[]): Promise<void> {
   }
   const config = {
     ...parseServiceConfig([
-      ...["--tls-cert", pki.server.cert, "--tls-key", pki.server.key, "--tls-client-ca", pki.ca, "--policy", policyFile],
+      ...serveTlsArgs(pki, policyFile),
       "--port",
       "0",
       "--xds-port",

@@ -1,7 +1,9 @@
 import { execFile } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
+import type { ClientTls } from "./client-tls.js";
 
 const run = promisify(execFile);
 
@@ -83,4 +85,16 @@ export async function makeDevPki(dir: string, req: DevPkiRequest): Promise<DevPk
     clients[c.name] = { ...(await leaf(c.name, spiffe ? c.name : c.identity, spiffe ? [`URI:${c.identity}`] : [])), identity: c.identity };
   }
   return { ca: ca.cert, server, clients };
+}
+
+/** A client's material from the dev PKI, read into memory as clients take it. */
+export function clientTlsOf(pki: DevPki, name: string): ClientTls {
+  const c = pki.clients[name];
+  if (!c) throw new Error(`no client certificate named ${name} in this PKI`);
+  return { ca: readFileSync(pki.ca), cert: readFileSync(c.cert), key: readFileSync(c.key) };
+}
+
+/** The `serve` flags for mutual TLS with the dev PKI's server certificate, its CA for clients, and a policy file. */
+export function serveTlsArgs(pki: DevPki, policyFile: string): string[] {
+  return ["--tls-cert", pki.server.cert, "--tls-key", pki.server.key, "--tls-client-ca", pki.ca, "--policy", policyFile];
 }

@@ -2,6 +2,7 @@ import { createRequire } from "node:module";
 import { dirname, join, resolve } from "node:path";
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
+import { clientTlsOf, type DevPki } from "../../src/security/dev-pki.js";
 
 /**
  * Independent clients: @grpc/grpc-js with the .proto files loaded at run time
@@ -25,6 +26,12 @@ function load(file: string, includeDirs: string[], service: string): Ctor {
 }
 
 export type AnyClient = grpc.Client & Record<string, any>;
+
+/** grpc-js credentials for mutual TLS as the dev PKI's client `name`. */
+export function mtlsCredentials(pki: DevPki, name: string): grpc.ChannelCredentials {
+  const t = clientTlsOf(pki, name);
+  return grpc.credentials.createSsl(t.ca, t.key, t.cert);
+}
 
 export function migrationClient(address: string, creds = grpc.credentials.createInsecure(), options: grpc.ChannelOptions = {}): AnyClient {
   const C = load("migration/v1/migration.proto", [join(ROOT, "proto")], "migration.v1.MigrationService");
