@@ -231,6 +231,11 @@ export class AwsProvider implements Provider {
     return (await this.tagged(ref)).tags.find((t) => t.Key === key)?.Value;
   }
 
+  /** The roles the SQL fence recorded on the resource (none if it was never fenced that way). */
+  private async fencedRoles(ref: InstanceRef): Promise<string[]> {
+    return ((await this.recorded(ref, FENCED_ROLES_TAG)) ?? "").split(" ").filter(Boolean);
+  }
+
   async fence(ref: InstanceRef): Promise<void> {
     if (this.opts.fence === "network") {
       const i = await this.control.instance(ref.id);
@@ -248,7 +253,7 @@ export class AwsProvider implements Provider {
     const roles = await admin.run(async (c) => (await c.query<{ rolname: string }>(APPLICATION_ROLES)).rows.map((r) => r.rolname));
     // A fence resumed after a crash finds the roles already without LOGIN: the tag written first still names them.
     await this.record(ref, FENCED_ROLES_TAG, roles.join(" "));
-    const fenced = ((await this.recorded(ref, FENCED_ROLES_TAG)) ?? "").split(" ").filter(Boolean);
+    const fenced = await this.fencedRoles(ref);
     await admin.run(async (c) => {
       for (const r of fenced) await c.query(`alter role ${escapeIdent(r)} nologin`);
       // Until no session of theirs is left twice in a row: a login may have slipped in before the ALTER.
@@ -273,11 +278,11 @@ export class AwsProvider implements Provider {
       if (groups !== undefined) await this.control.networkUnfence(ref.id, groups.split(" ").filter(Boolean), this.timeoutMs);
       return;
     }
-    const roles = await this.recorded(ref, FENCED_ROLES_TAG);
-    if (roles === undefined) return;
+    const roles = await this.fencedRoles(ref);
+    if (roles.length === 0) return;
     // Exactly the roles the fence changed, back to LOGIN; the tag stays as the record that this source was fenced once.
     await this.pg(ref).run(async (c) => {
-      for (const r of roles.split(" ").filter(Boolean)) await c.query(`alter role ${escapeIdent(r)} login`);
+      for (const r of roles) await c.query(`alter role ${escapeIdent(r)} login`);
     });
   }
 
@@ -286,7 +291,7 @@ export class AwsProvider implements Provider {
       const groups = (await this.control.source(ref.id)).VpcSecurityGroups?.map((g) => g.VpcSecurityGroupId) ?? [];
       return groups.length === 1 && groups[0] === this.opts.denySecurityGroup;
     }
-    const roles = ((await this.recorded(ref, FENCED_ROLES_TAG)) ?? "").split(" ").filter(Boolean);
+    const roles = await this.fencedRoles(ref);
     if (roles.length === 0) return false;
     return this.pg(ref).run(
       async (c) =>
@@ -309,7 +314,7 @@ export class AwsProvider implements Provider {
   async promote(source: InstanceRef, target: InstanceRef): Promise<void> {
     await this.control.promote(target.id, this.timeoutMs);
     // The SQL fence's NOLOGIN reached the replica with the rest of the source's WAL: the target's roles log in again.
-    const fenced = this.opts.fence === "sql" ? ((await this.recorded(source, FENCED_ROLES_TAG)) ?? "").split(" ").filter(Boolean) : [];
+    const fenced = this.opts.fence === "sql" ? await this.fencedRoles(source) : [];
     // Available is the control plane's word; writable is the server's.
     await this.pg(target).run(async (c) => {
       for (let i = 0; i < 12_000; i++) {
