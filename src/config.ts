@@ -59,6 +59,8 @@ export interface AwsConfig {
   fence: "sql" | "network";
   denySecurityGroup?: string;
   instanceClass: string;
+  /** The target clusters' DB cluster parameter group when a spec names none (it must set rds.logical_replication = 1). */
+  clusterParameterGroup?: string;
 }
 
 function aws(v: Record<string, string | boolean | undefined>, env: NodeJS.ProcessEnv): AwsConfig | undefined {
@@ -79,6 +81,7 @@ function aws(v: Record<string, string | boolean | undefined>, env: NodeJS.Proces
     fence,
     denySecurityGroup: deny,
     instanceClass: (v["aws-instance-class"] as string | undefined) ?? env.PGSHIFT_AWS_INSTANCE_CLASS ?? "db.r6g.large",
+    clusterParameterGroup: (v["aws-cluster-parameter-group"] as string | undefined) ?? (env.PGSHIFT_AWS_CLUSTER_PARAMETER_GROUP || undefined),
   };
 }
 
@@ -189,6 +192,7 @@ export function parseServiceConfig(argv: string[], env: NodeJS.ProcessEnv = proc
       "aws-deny-security-group": { type: "string" },
       "aws-instance-class": { type: "string" },
       "aws-fence": { type: "string" },
+      "aws-cluster-parameter-group": { type: "string" },
     },
     strict: true,
   });

@@ -5,7 +5,8 @@ import { Leases } from "./store/leases.js";
 import { FailedPreconditionError } from "./domain/errors.js";
 import { LocalProvider } from "./providers/local/local-provider.js";
 import type { Provider } from "./providers/provider.js";
-import { ProviderKind } from "./domain/spec.js";
+import { awsOptionsOf, ProviderKind } from "./domain/spec.js";
+import type { MigrationSpec } from "./gen/migration/v1/migration_pb.js";
 import { StoreRoutes } from "./routing/router.js";
 import { RouteSync } from "./routing/route-sync.js";
 import { ProxyStatusTracker } from "./routing/proxy-status.js";
@@ -70,9 +71,9 @@ export async function startService(config: ServiceConfig, log: Logger, hooks: Te
   const local = new LocalProvider(config.localDir);
   // The AWS SDK is loaded only by a service configured for AWS.
   const aws = config.aws ? await (await import("./providers/aws/create.js")).createAwsProvider(config.aws) : undefined;
-  const providers = (kind: ProviderKind): Provider => {
-    if (kind === ProviderKind.LOCAL) return local;
-    if (aws) return aws;
+  const providers = (spec: MigrationSpec): Provider => {
+    if (spec.provider === ProviderKind.LOCAL) return local;
+    if (aws) return aws.configured(awsOptionsOf(spec));
     throw new FailedPreconditionError("PROVIDER_AWS is not configured on this service: start it with --aws-region");
   };
   const providerAvailable = (kind: ProviderKind) =>

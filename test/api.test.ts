@@ -126,6 +126,14 @@ describe("MigrationService over a real socket, with its own PostgreSQL store", (
       [{ spec: { ...spec("a1", "b1"), provider: "PROVIDER_AWS", source: { id: "db--1" } } }, S.INVALID_ARGUMENT, /not a valid RDS identifier/],
       [{ spec: spec("a2", "b2", { lag_policy: { window: { seconds: -5 } } }) }, S.INVALID_ARGUMENT, /lag_policy.window/],
       [{ spec: spec("a3", "b3"), request_id: "x".repeat(129) }, S.INVALID_ARGUMENT, /request_id/],
+      [{ spec: spec("a5", "b5", { fence_mode: "FENCE_MODE_ROLES" }) }, S.INVALID_ARGUMENT, /FENCE_MODE_ROLES is for PROVIDER_AWS/],
+      [{ spec: spec("a6", "b6", { aws: { instance_class: "db.r6g.large" } }) }, S.INVALID_ARGUMENT, /spec.aws is only for PROVIDER_AWS/],
+      [
+        { spec: { ...spec("a7", "b7"), provider: "PROVIDER_AWS", aws: { cluster_parameter_group: "bad group!" } } },
+        S.INVALID_ARGUMENT,
+        /cluster_parameter_group "bad group!" is not a DB cluster parameter group name/,
+      ],
+      [{ spec: { ...spec("a8", "b8"), provider: "PROVIDER_AWS", aws: { instance_class: "huge" } } }, S.INVALID_ARGUMENT, /instance_class "huge"/],
     ];
     for (const [req, code, msg] of cases) {
       const err = await unaryError(client, "CreateMigration", req);

@@ -18,12 +18,11 @@ describe("a whole migration on PROVIDER_AWS, through @aws-sdk/client-rds, agains
   const emulator = new RdsEmulator(account, { denyAllGroup: "sg-deny", stepMs: 100, throttleFirst: 1 });
   let svc: ServiceProcess;
   let client: AnyClient;
-  let emulatorUrlResolve: (u: string) => void;
-  const emulatorUrl = new Promise<string>((r) => (emulatorUrlResolve = r));
 
   beforeAll(async () => {
     const endpoint = await emulator.listen();
-    emulatorUrlResolve(endpoint);
+    // As on AWS, the engine's default cluster parameter group leaves logical decoding off.
+    emulator.addClusterParameterGroup("pgshift-logical", { "rds.logical_replication": "1" });
     svc = await startServiceProcess(
       [
         "--data-dir",
@@ -34,8 +33,8 @@ describe("a whole migration on PROVIDER_AWS, through @aws-sdk/client-rds, agains
         endpoint,
         "--aws-deny-security-group",
         "sg-deny",
-        "--aws-fence",
-        "network",
+        "--aws-cluster-parameter-group",
+        "pgshift-logical",
       ],
       // The SDK's default credential chain reads these; the emulator checks that requests are signed, not by whom.
       { AWS_ACCESS_KEY_ID: "AKIDEMULATOR", AWS_SECRET_ACCESS_KEY: "emulator" },
@@ -44,12 +43,12 @@ describe("a whole migration on PROVIDER_AWS, through @aws-sdk/client-rds, agains
   }, 60_000);
 
   /** An RDS instance NAME with rows, an automatic migration of NAME-db to NAME-aurora, and the application writing through a sidecar. */
-  async function migrateUnderLoad(c: AnyClient, service: ServiceProcess, name: string) {
+  async function migrateUnderLoad(c: AnyClient, service: ServiceProcess, name: string, extra: Record<string, unknown> = {}) {
     const { app } = await createSampleSource(account, name, { rows: 1000 });
     await emulator.addInstance(name);
     const proxy = new XdsTcpProxy({ xds: `127.0.0.1:${service.xdsPort}`, nodeId: `${name}-sidecar`, listenPort: () => 0 });
     await proxy.start();
-    const spec = localSpec(`${name}-db`, name, `${name}-aurora`, { provider: "PROVIDER_AWS", cutover_mode: "CUTOVER_MODE_AUTOMATIC" });
+    const spec = localSpec(`${name}-db`, name, `${name}-aurora`, { provider: "PROVIDER_AWS", cutover_mode: "CUTOVER_MODE_AUTOMATIC", ...extra });
     const m = (await unary(c, "CreateMigration", { spec })).migration;
     const load = new WriteLoad({ host: "127.0.0.1", port: await proxy.waitForListener(`${name}-db`), ...app, ratePerSec: 100 });
     load.start();
@@ -65,7 +64,8 @@ describe("a whole migration on PROVIDER_AWS, through @aws-sdk/client-rds, agains
   });
 
   it("RDS instance to Aurora cluster under a live write load: COMPLETED, every committed row on the target, the source fenced by its security group", async () => {
-    const { m, load, proxy } = await migrateUnderLoad(client, svc, "billing");
+    // The spec chooses the network fence; the service's default is the roles fence.
+    const { m, load, proxy } = await migrateUnderLoad(client, svc, "billing", { fence_mode: "FENCE_MODE_NETWORK" });
     const { phase, events } = await waitForPhase(client, m.id, ["PHASE_COMPLETED", "PHASE_FAILED", "PHASE_ROLLED_BACK"], 180_000);
     await load.stop();
     await proxy.stop();
@@ -96,42 +96,53 @@ describe("a whole migration on PROVIDER_AWS, through @aws-sdk/client-rds, agains
     expect([...new Set(emulator.calls)].map((a) => (a.includes(":") ? a : `rds:${a}`)).filter((a) => !granted.has(a))).toEqual([]);
   }, 240_000);
 
-  describe("with the SQL fence (the default): application roles lose LOGIN, CDC consumers keep theirs", () => {
-    let sqlSvc: ServiceProcess;
-    let sqlClient: AnyClient;
+  it("with the roles fence (the default) it cuts over and rolls back: every committed row on the source, the application's role able to log in on both sides", async () => {
+    const { app, m, load, proxy } = await migrateUnderLoad(client, svc, "orders");
+    const done = await waitForPhase(client, m.id, ["PHASE_COMPLETED", "PHASE_FAILED", "PHASE_ROLLED_BACK"], 180_000);
+    expect(done.phase, done.events.map((e) => e.message).join(" | ")).toBe("PHASE_COMPLETED");
+    // The roles the fence took LOGIN from log in on the promoted cluster.
+    const login = async (id: string) =>
+      (await account.cluster({ id }).query<{ l: boolean }>("select rolcanlogin as l from pg_roles where rolname = $1", [app.user]))[0]!.l;
+    expect(await login("orders-aurora")).toBe(true);
+    const reboots = emulator.calls.filter((a) => a === "RebootDBInstance").length;
+    await unary(client, "RollbackMigration", { id: m.id, reason: "drill on AWS" });
+    const back = await waitForPhase(client, m.id, ["PHASE_ROLLED_BACK", "PHASE_FAILED"], 180_000);
+    await load.stop();
+    await proxy.stop();
+    expect(back.phase, back.events.map((e) => e.message).join(" | ")).toBe("PHASE_ROLLED_BACK");
+    const ids = new Set((await account.cluster({ id: "orders" }).query<{ id: string }>("select id::text from items", [], "app")).map((r) => r.id));
+    expect(load.committed.length).toBeGreaterThan(50);
+    expect(load.committed.filter((id) => !ids.has(id.toString()))).toEqual([]);
+    expect(await login("orders")).toBe(true);
+    // The roles fence made no security-group change and no reboot.
+    expect(emulator.calls.filter((a) => a === "RebootDBInstance")).toHaveLength(reboots);
+  }, 300_000);
 
-    beforeAll(async () => {
-      sqlSvc = await startServiceProcess(["--data-dir", join(tmp.dir, "svc-sql"), "--aws-region", "eu-west-1", "--aws-endpoint", await emulatorUrl], {
-        AWS_ACCESS_KEY_ID: "AKIDEMULATOR",
-        AWS_SECRET_ACCESS_KEY: "emulator",
-      });
-      sqlClient = migrationClient(sqlSvc.address);
-    }, 60_000);
-
-    afterAll(async () => {
-      sqlClient?.close();
-      await sqlSvc?.stop();
+  it("preflight reads what only AWS knows: a cluster parameter group without logical decoding fails the migration before anything is created", async () => {
+    await createSampleSource(account, "ledger", { rows: 10 });
+    await emulator.addInstance("ledger", { parameters: { work_mem: "64MB" } });
+    const major = (await account.describe({ id: "ledger" })).major;
+    const spec = (group: string) => localSpec("ledger-db", "ledger", "ledger-aurora", { provider: "PROVIDER_AWS", aws: { cluster_parameter_group: group } });
+    const verdicts = async (group: string) =>
+      Object.fromEntries(((await unary(client, "RunPreflight", { spec: spec(group) })).checks as any[]).map((c) => [c.name, c]));
+    // The engine's default group, as AWS ships it: rds.logical_replication = 0.
+    const dflt = await verdicts(`default.aurora-postgresql${major}`);
+    expect(dflt["aws.logical_replication"]).toMatchObject({
+      status: "CHECK_STATUS_FAIL",
+      measured: `rds.logical_replication = 0 in default.aurora-postgresql${major}`,
     });
-
-    it("cuts over and rolls back: every committed row on the source, the application's role able to log in on both sides", async () => {
-      const { app, m, load, proxy } = await migrateUnderLoad(sqlClient, sqlSvc, "orders");
-      const done = await waitForPhase(sqlClient, m.id, ["PHASE_COMPLETED", "PHASE_FAILED", "PHASE_ROLLED_BACK"], 180_000);
-      expect(done.phase, done.events.map((e) => e.message).join(" | ")).toBe("PHASE_COMPLETED");
-      // The roles the fence took LOGIN from log in on the promoted cluster.
-      const login = async (id: string) =>
-        (await account.cluster({ id }).query<{ l: boolean }>("select rolcanlogin as l from pg_roles where rolname = $1", [app.user]))[0]!.l;
-      expect(await login("orders-aurora")).toBe(true);
-      await unary(sqlClient, "RollbackMigration", { id: m.id, reason: "drill on AWS" });
-      const back = await waitForPhase(sqlClient, m.id, ["PHASE_ROLLED_BACK", "PHASE_FAILED"], 180_000);
-      await load.stop();
-      await proxy.stop();
-      expect(back.phase, back.events.map((e) => e.message).join(" | ")).toBe("PHASE_ROLLED_BACK");
-      const ids = new Set((await account.cluster({ id: "orders" }).query<{ id: string }>("select id::text from items", [], "app")).map((r) => r.id));
-      expect(load.committed.length).toBeGreaterThan(50);
-      expect(load.committed.filter((id) => !ids.has(id.toString()))).toEqual([]);
-      expect(await login("orders")).toBe(true);
-      // The SQL fence made no security-group change and no reboot.
-      expect(emulator.calls.filter((a) => a === "RebootDBInstance")).toHaveLength(1);
-    }, 300_000);
+    expect(dflt["aws.logical_replication"].remedy).toMatch(/rds\.logical_replication = 1.*spec\.aws\.cluster_parameter_group/);
+    expect(dflt["aws.engine_version"].status).toBe("CHECK_STATUS_PASS");
+    // What an operator set on the source's own group and the target's group does not carry.
+    expect(dflt["aws.parameter_groups"]).toMatchObject({ status: "CHECK_STATUS_WARN", measured: "work_mem: 64MB -> engine default" });
+    expect((await verdicts("no-such-group"))["aws.logical_replication"].measured).toBe("DB cluster parameter group no-such-group does not exist");
+    expect((await verdicts("pgshift-logical"))["aws.logical_replication"].status).toBe("CHECK_STATUS_PASS");
+    // Started anyway, the migration fails in PREFLIGHT and AWS is asked to create nothing.
+    const creates = emulator.calls.filter((a) => a.startsWith("Create")).length;
+    const m = (await unary(client, "CreateMigration", { spec: spec(`default.aurora-postgresql${major}`) })).migration;
+    const end = await waitForPhase(client, m.id, ["PHASE_FAILED", "PHASE_PROVISIONING"], 60_000);
+    expect(end.phase).toBe("PHASE_FAILED");
+    expect((await getMigration(client, m.id)).last_error.message).toMatch(/aws\.logical_replication/);
+    expect(emulator.calls.filter((a) => a.startsWith("Create")).length).toBe(creates);
   });
 });

@@ -7,7 +7,8 @@ import { BaseSequencer, type TestSpecification } from "vitest/node";
  * them better: about a minute less in all.
  */
 const SECONDS: Record<string, number> = {
-  "test/engine-faults.test.ts": 184,
+  "test/engine-faults.test.ts": 140,
+  "test/engine-faults-aws.test.ts": 90,
   "test/cdc.test.ts": 121,
   "test/cdc-recvlogical.test.ts": 120,
   "test/engine.test.ts": 93,
@@ -15,7 +16,7 @@ const SECONDS: Record<string, number> = {
   "test/routing.test.ts": 79,
   "test/demo.test.ts": 60,
   "test/safety.test.ts": 55,
-  "test/aws-migration.test.ts": 45,
+  "test/aws-migration.test.ts": 35,
   "test/fuzz.test.ts": 45,
   "test/package.test.ts": 35,
   "test/rollback-readiness.test.ts": 33,

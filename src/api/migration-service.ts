@@ -5,7 +5,7 @@ import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import type { XdsRouter } from "../routing/xds-router.js";
 import { FailedPreconditionError, NotFoundError, InvalidArgumentError, UnavailableError } from "../domain/errors.js";
 import type { OperatorAction } from "../domain/transitions.js";
-import { type MigrationService, WatchMigrationResponseSchema, type WatchMigrationResponse } from "../gen/migration/v1/migration_pb.js";
+import { type MigrationService, type MigrationSpec, WatchMigrationResponseSchema, type WatchMigrationResponse } from "../gen/migration/v1/migration_pb.js";
 import { isTerminal, phaseFromProto, phaseToProto, type PhaseName } from "../domain/phases.js";
 import type { EventBus } from "../store/event-bus.js";
 import type { MigrationRepo } from "../store/migration-repo.js";
@@ -25,7 +25,7 @@ export interface MigrationServiceDeps {
   repo: MigrationRepo;
   /** Which providers this service can drive; CreateMigration refuses the others. */
   providerAvailable: (p: ProviderKind) => string | undefined;
-  providers: (p: ProviderKind) => Provider;
+  providers: (spec: MigrationSpec) => Provider;
   bus: EventBus;
   router: XdsRouter;
   watchers: CdcWatchers;
@@ -99,7 +99,7 @@ export function migrationService({
       // A retry of a request already taken returns what it made (whose target exists by now, made by it).
       const retry = req.requestId ? await repo.byRequestId(req.requestId) : undefined;
       const target = targetRef(spec);
-      if (!retry && (await providers(spec.provider).exists(target))) {
+      if (!retry && (await providers(spec).exists(target))) {
         throw new FailedPreconditionError(
           `spec.target.id "${target.id}" names an instance that exists already; pgshift creates the target itself and never adopts, overwrites or deletes an existing one: name a new instance`,
         );
@@ -180,7 +180,7 @@ export function migrationService({
       authz.require(ctx, "operate", spec.databaseName, "run a preflight");
       const unavailable = providerAvailable(spec.provider);
       if (unavailable) throw new FailedPreconditionError(unavailable);
-      const checks = await runPreflight(providers(spec.provider), sourceRef(spec));
+      const checks = await runPreflight(providers(spec), sourceRef(spec), targetRef(spec));
       return { checks: checks.map(checkToProto), passed: checks.every((c) => c.status !== "FAIL") };
     },
     async dropInactiveSlot(req, ctx) {

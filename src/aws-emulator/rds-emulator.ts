@@ -30,6 +30,18 @@ interface Instance {
   engineVersion: string;
   securityGroups: string[];
   tags: Tag[];
+  /** Its DB parameter group (instances of the source engine). */
+  parameterGroup?: string;
+}
+
+/** A DB parameter group (of an RDS instance) or DB cluster parameter group (of an Aurora cluster): the values set in it. */
+interface ParameterGroup {
+  family: string;
+  cluster: boolean;
+  /** What an operator set; the rest is the engine's default. */
+  user: Record<string, string>;
+  /** The engine's defaults the group shows (Source "engine-default"). */
+  engine: Record<string, string>;
 }
 
 interface Cluster {
@@ -52,6 +64,8 @@ export interface RdsEmulatorOptions {
   stepMs?: number;
   /** Answers this many requests with Throttling first, to exercise the SDK's retries. */
   throttleFirst?: number;
+  /** The aurora-postgresql versions on offer; by default, the versions of the instances registered (Aurora offers RDS's). */
+  auroraVersions?: string[];
 }
 
 class ApiError extends Error {
@@ -91,6 +105,7 @@ function tags(form: URLSearchParams): Tag[] {
 export class RdsEmulator {
   private readonly instances = new Map<string, Instance>();
   private readonly clusters = new Map<string, Cluster>();
+  private readonly parameterGroups = new Map<string, ParameterGroup>();
   private readonly region: string;
   private readonly stepMs: number;
   private throttleLeft: number;
@@ -108,19 +123,40 @@ export class RdsEmulator {
     this.throttleLeft = opts.throttleFirst ?? 0;
   }
 
-  /** Registers a local cluster as an RDS for PostgreSQL instance. */
-  async addInstance(id: string, opts: { local?: string; securityGroups?: string[]; tags?: Tag[] } = {}): Promise<void> {
+  /**
+   * Registers a local cluster as an RDS for PostgreSQL instance, in its engine's default DB parameter group unless
+   * `parameters` names values an operator set (then in a group of its own, `<id>-params`).
+   */
+  async addInstance(id: string, opts: { local?: string; securityGroups?: string[]; tags?: Tag[]; parameters?: Record<string, string> } = {}): Promise<void> {
     const local = opts.local ?? id;
     const v = await this.local.sql({ id: local }).query<{ v: string }>("select current_setting('server_version') as v");
+    const engineVersion = v.rows[0]!.v.split(" ")[0]!;
+    const major = engineVersion.split(".")[0]!;
+    const group = opts.parameters ? `${id}-params` : `default.postgres${major}`;
+    if (!this.parameterGroups.has(group)) {
+      this.parameterGroups.set(group, { family: `postgres${major}`, cluster: false, user: opts.parameters ?? {}, engine: { "rds.logical_replication": "0" } });
+    }
+    this.addClusterParameterGroup(`default.aurora-postgresql${major}`, {}, { ifAbsent: true, family: `aurora-postgresql${major}` });
     this.instances.set(id, {
       id,
       local,
       status: "available",
       engine: "postgres",
-      engineVersion: v.rows[0]!.v.split(" ")[0]!,
+      engineVersion,
       securityGroups: opts.securityGroups ?? ["sg-app"],
       tags: opts.tags ?? [],
+      parameterGroup: group,
     });
+  }
+
+  /**
+   * A DB cluster parameter group with the values an operator set. As on AWS, the engine's default group leaves
+   * rds.logical_replication at 0.
+   */
+  addClusterParameterGroup(name: string, user: Record<string, string>, opts: { ifAbsent?: boolean; family?: string } = {}): void {
+    if (opts.ifAbsent && this.parameterGroups.has(name)) return;
+    const family = opts.family ?? `aurora-postgresql${[...this.instances.values()][0]?.engineVersion.split(".")[0] ?? "16"}`;
+    this.parameterGroups.set(name, { family, cluster: true, user, engine: { "rds.logical_replication": "0", "rds.force_ssl": "0" } });
   }
 
   async listen(port = 0): Promise<string> {
@@ -226,9 +262,56 @@ export class RdsEmulator {
           .flat()
           .map((c) => this.clusterXml(c))
           .join("")}</DBClusters>`;
+      case "DescribeDBEngineVersions": {
+        const engine = f.get("Engine");
+        const offered =
+          engine === "aurora-postgresql"
+            ? (this.opts.auroraVersions ?? [...this.instances.values()].filter((i) => i.engine === "postgres").map((i) => i.engineVersion))
+            : [];
+        const family = (v: string) => `aurora-postgresql${v.split(".")[0]}`;
+        const wanted = [...new Set(offered)].filter(
+          (v) =>
+            (!f.get("EngineVersion") || f.get("EngineVersion") === v) && (!f.get("DBParameterGroupFamily") || f.get("DBParameterGroupFamily") === family(v)),
+        );
+        return `<DBEngineVersions>${wanted
+          .map(
+            (v) =>
+              `<DBEngineVersion>${el("Engine", "aurora-postgresql")}${el("EngineVersion", v)}${el("DBParameterGroupFamily", family(v))}${el("Status", "available")}</DBEngineVersion>`,
+          )
+          .join("")}</DBEngineVersions>`;
+      }
+      case "DescribeDBParameters":
+      case "DescribeDBClusterParameters": {
+        const cluster = action === "DescribeDBClusterParameters";
+        const name = f.get(cluster ? "DBClusterParameterGroupName" : "DBParameterGroupName") ?? "";
+        const g = this.parameterGroups.get(name);
+        if (!g || g.cluster !== cluster) {
+          throw new ApiError(
+            cluster ? "DBParameterGroupNotFound" : "DBParameterGroupNotFound",
+            404,
+            `${cluster ? "DBClusterParameterGroup" : "DBParameterGroup"} not found: ${name}`,
+          );
+        }
+        const source = f.get("Source");
+        const rows = [
+          ...Object.entries(g.engine)
+            .filter(([k]) => !(k in g.user))
+            .map(([k, v]) => ({ k, v, s: "engine-default" })),
+          ...Object.entries(g.user).map(([k, v]) => ({ k, v, s: "user" })),
+        ].filter((r) => !source || r.s === source);
+        return `<Parameters>${rows
+          .map(
+            (r) =>
+              `<Parameter>${el("ParameterName", r.k)}${el("ParameterValue", r.v)}${el("Source", r.s)}${el("ApplyType", "static")}${el("IsModifiable", true)}</Parameter>`,
+          )
+          .join("")}</Parameters>`;
+      }
       case "CreateDBCluster": {
         const id = f.get("DBClusterIdentifier") ?? "";
         if (this.clusters.has(id)) throw new ApiError("DBClusterAlreadyExistsFault", 400, `DB Cluster ${id} already exists`);
+        const group = f.get("DBClusterParameterGroupName");
+        if (group && !this.parameterGroups.get(group)?.cluster)
+          throw new ApiError("DBClusterParameterGroupNotFound", 404, `DBClusterParameterGroup not found: ${group}`);
         if (f.get("Engine") !== "aurora-postgresql") throw new ApiError("InvalidParameterValue", 400, "Engine must be aurora-postgresql here");
         const sourceArn = f.get("ReplicationSourceIdentifier") ?? "";
         const source = [...this.instances.values()].find((i) => this.arn("db", i.id) === sourceArn);
@@ -365,6 +448,9 @@ export class RdsEmulator {
       `${el("Engine", i.engine)}${el("EngineVersion", i.engineVersion)}${el("DBClusterIdentifier", i.clusterId)}${el("MasterUsername", "postgres")}` +
       (ep ? `<Endpoint>${el("Address", ep.host)}${el("Port", ep.port)}</Endpoint>` : "") +
       (i.clusterId ? "" : `<MasterUserSecret>${el("SecretArn", this.secretArn(i))}${el("SecretStatus", "active")}</MasterUserSecret>`) +
+      (i.parameterGroup
+        ? `<DBParameterGroups><DBParameterGroup>${el("DBParameterGroupName", i.parameterGroup)}${el("ParameterApplyStatus", "in-sync")}</DBParameterGroup></DBParameterGroups>`
+        : "") +
       `${groupsXml(i.securityGroups)}<DBSubnetGroup>${el("DBSubnetGroupName", "local")}</DBSubnetGroup>${el("StorageEncrypted", false)}${tagsXml(i.tags)}</${name}>`
     );
   }

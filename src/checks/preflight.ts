@@ -173,7 +173,10 @@ export function slotChecks(source: InstanceDescription): CheckResult[] {
 }
 
 /** The preflight checks of a source, creating nothing (RunPreflight runs exactly these). */
-export async function runPreflight(provider: Provider, source: InstanceRef): Promise<CheckResult[]> {
+export async function runPreflight(provider: Provider, source: InstanceRef, target: InstanceRef): Promise<CheckResult[]> {
   const desc = await provider.describe(source);
-  return preflightChecks(desc, await provider.replicaMajor(source), await provider.targetExtensions(source));
+  return [
+    ...preflightChecks(desc, await provider.replicaMajor(source), await provider.targetExtensions(source)),
+    ...(await provider.platformChecks(source, target)),
+  ];
 }

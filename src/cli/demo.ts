@@ -24,6 +24,8 @@ const say = (s = "") => process.stdout.write(s + "\n");
 const SPIFFE = "spiffe://pgshift.local/sa";
 /** The emulator's "security group that allows nothing" (the demo uses the SQL fence, which keeps CDC consumers connected). */
 const DENY_ALL = "sg-demo-deny-all";
+/** The DB cluster parameter group the demo's Aurora cluster gets: rds.logical_replication = 1. */
+const LOGICAL_GROUP = "pgshift-logical";
 
 function demoPolicy(ids: { operator: string; sidecar: string; cdc: string }): string {
   return [
@@ -77,6 +79,8 @@ export async function demoCommand(argv: string[]): Promise<void> {
     : undefined;
   const awsEndpoint = await emulator?.listen();
   if (emulator) {
+    // As on AWS, the engine's default cluster parameter group leaves logical decoding off: the Aurora cluster gets one that turns it on.
+    emulator.addClusterParameterGroup(LOGICAL_GROUP, { "rds.logical_replication": "1" });
     // The SDK signs every request; the emulator checks that it is signed, not by whom.
     process.env.AWS_ACCESS_KEY_ID ??= "AKIDPGSHIFTDEMO";
     process.env.AWS_SECRET_ACCESS_KEY ??= "pgshift-demo";
@@ -93,7 +97,7 @@ export async function demoCommand(argv: string[]): Promise<void> {
       "--lease-ms",
       "5000",
       ...(values["metrics-port"] ? ["--metrics-port", values["metrics-port"]] : []),
-      ...(awsEndpoint ? ["--aws-region", "eu-west-1", "--aws-endpoint", awsEndpoint] : []),
+      ...(awsEndpoint ? ["--aws-region", "eu-west-1", "--aws-endpoint", awsEndpoint, "--aws-cluster-parameter-group", LOGICAL_GROUP] : []),
     ]),
     logLevel: "warn" as const,
   };

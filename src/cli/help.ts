@@ -69,6 +69,10 @@ export const HELP: Record<string, CommandHelp> = {
       ],
       ["--aws-deny-security-group SG", "a security group allowing no inbound traffic, for the network fence (PGSHIFT_AWS_DENY_SECURITY_GROUP)"],
       ["--aws-instance-class C", "the Aurora writer's class (PGSHIFT_AWS_INSTANCE_CLASS, default db.r6g.large)"],
+      [
+        "--aws-cluster-parameter-group G",
+        "the target clusters' parameter group when a spec names none; it must set rds.logical_replication = 1 (PGSHIFT_AWS_CLUSTER_PARAMETER_GROUP)",
+      ],
       ["--aws-endpoint URL", "an endpoint override for RDS and Secrets Manager, e.g. a local RDS endpoint (PGSHIFT_AWS_ENDPOINT)"],
       ["--max-streams-per-identity N", "API streams (watches) one identity may hold open (PGSHIFT_MAX_STREAMS_PER_IDENTITY, default 200)"],
     ],

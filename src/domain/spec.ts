@@ -2,9 +2,11 @@ import { create, toJson, fromJson } from "@bufbuild/protobuf";
 import { durationFromMs, type Duration } from "@bufbuild/protobuf/wkt";
 import { InvalidArgumentError } from "./errors.js";
 import {
+  AwsOptionsSchema,
   CdcMode,
   CutoverMode,
   FailurePolicy,
+  FenceMode,
   MigrationSpecSchema,
   Provider,
   RollbackExceededAction,
@@ -21,6 +23,9 @@ const LOCAL_ID = /^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$/;
 // RDS identifiers: a letter first, letters, digits and single hyphens, no trailing hyphen, 1 to 63.
 const AWS_ID = /^[A-Za-z](?:[A-Za-z0-9]|-(?!-)){0,62}$/;
 const AWS_REGION = /^[a-z]{2}(-[a-z]+)+-\d$/;
+// A DB cluster parameter group name: a letter first, letters, digits, hyphens and dots (default.aurora-postgresql15), up to 255.
+const AWS_PARAMETER_GROUP = /^[A-Za-z][A-Za-z0-9.-]{0,254}$/;
+const AWS_INSTANCE_CLASS = /^db\.[a-z0-9]+\.[a-z0-9]+$/;
 
 /** The one place defaults live; a stored spec carries them filled in. */
 export const DEFAULTS = {
@@ -120,6 +125,7 @@ export function normalizeSpec(spec: MigrationSpec | undefined): MigrationSpec {
   if (!(spec.cutoverMode in CutoverMode)) throw new InvalidArgumentError(`spec.cutover_mode ${spec.cutoverMode} is not a CutoverMode`);
   if (!(spec.failurePolicy in FailurePolicy)) throw new InvalidArgumentError(`spec.failure_policy ${spec.failurePolicy} is not a FailurePolicy`);
   return create(MigrationSpecSchema, {
+    ...normalizeFence(spec),
     databaseName: spec.databaseName,
     provider: spec.provider,
     source: { id: source.id, region: source.region },
@@ -139,6 +145,34 @@ export function normalizeSpec(spec: MigrationSpec | undefined): MigrationSpec {
     stepPolicy: normalizeStepPolicy(spec),
     rollbackPolicy: normalizeRollbackPolicy(spec),
   });
+}
+
+/** The fence mode (local: filled in; AWS: unset means the service's --aws-fence) and the AWS options, checked against the provider. */
+function normalizeFence(spec: MigrationSpec): Pick<MigrationSpec, "fenceMode" | "aws"> {
+  if (!(spec.fenceMode in FenceMode)) throw new InvalidArgumentError(`spec.fence_mode ${spec.fenceMode} is not a FenceMode`);
+  const aws = spec.aws;
+  if (spec.provider === Provider.LOCAL) {
+    if (spec.fenceMode === FenceMode.ROLES) {
+      throw new InvalidArgumentError(
+        "spec.fence_mode FENCE_MODE_ROLES is for PROVIDER_AWS: the local provider fences with pg_hba.conf (FENCE_MODE_NETWORK, or leave it unset)",
+      );
+    }
+    if (aws && (aws.clusterParameterGroup || aws.instanceClass))
+      throw new InvalidArgumentError("spec.aws is only for PROVIDER_AWS; leave it empty for PROVIDER_LOCAL");
+    return { fenceMode: FenceMode.NETWORK, aws: undefined };
+  }
+  if (aws?.clusterParameterGroup && !AWS_PARAMETER_GROUP.test(aws.clusterParameterGroup)) {
+    throw new InvalidArgumentError(
+      `spec.aws.cluster_parameter_group "${aws.clusterParameterGroup.slice(0, 80)}" is not a DB cluster parameter group name: a letter, then letters, digits, dots or hyphens`,
+    );
+  }
+  if (aws?.instanceClass && !AWS_INSTANCE_CLASS.test(aws.instanceClass)) {
+    throw new InvalidArgumentError(`spec.aws.instance_class "${aws.instanceClass.slice(0, 80)}" is not an instance class such as db.r6g.large`);
+  }
+  return {
+    fenceMode: spec.fenceMode,
+    aws: aws && create(AwsOptionsSchema, { clusterParameterGroup: aws.clusterParameterGroup, instanceClass: aws.instanceClass }),
+  };
 }
 
 function normalizeRollbackPolicy(spec: MigrationSpec) {
@@ -244,6 +278,15 @@ export function instanceKey(provider: Provider, ref: DatabaseRef): string {
 
 /** The generated enum of providers, named so that it does not clash with the Provider port. */
 export { Provider as ProviderKind };
+
+/** What a spec chooses for its AWS target; unset fields leave the service's settings in force. */
+export function awsOptionsOf(spec: MigrationSpec): { fence?: "sql" | "network"; clusterParameterGroup?: string; instanceClass?: string } {
+  return {
+    fence: spec.fenceMode === FenceMode.ROLES ? "sql" : spec.fenceMode === FenceMode.NETWORK ? "network" : undefined,
+    clusterParameterGroup: spec.aws?.clusterParameterGroup || undefined,
+    instanceClass: spec.aws?.instanceClass || undefined,
+  };
+}
 
 /** The instance a spec names as its source or target, as providers take it. */
 export function sourceRef(spec: MigrationSpec): InstanceRef {

@@ -1,9 +1,10 @@
+import type { MigrationSpec } from "../gen/migration/v1/migration_pb.js";
 import { check, mergeChecks } from "../domain/check.js";
 import { DeadlineExceededError, FailedPreconditionError, LeaseLostError } from "../domain/errors.js";
 import { isTerminal, type PhaseName } from "../domain/phases.js";
 import { linkedSignal } from "../domain/linked-signal.js";
 import { sleep } from "../domain/sleep.js";
-import { policyOf, sourceRef, specFromJson, targetRef, type ProviderKind } from "../domain/spec.js";
+import { policyOf, sourceRef, specFromJson, targetRef } from "../domain/spec.js";
 import type { MigrationStateJson } from "../domain/state.js";
 import { CUTOVER_WINDOW } from "../domain/transitions.js";
 import { nextCutoverTiming, phaseOutcome } from "../domain/cutover-timing.js";
@@ -25,7 +26,8 @@ import { STEPS } from "./steps.js";
 export interface EngineDeps {
   repo: MigrationRepo;
   leases: Leases;
-  providers: (kind: ProviderKind) => Provider;
+  /** The provider a migration runs on, configured by its spec (fence mode, AWS options). */
+  providers: (spec: MigrationSpec) => Provider;
   router: Router;
   log: Logger;
   /** CDC, reverse replication and probes; the real ones unless a test gives fakes. */
@@ -161,7 +163,7 @@ export class Engine {
       spec,
       policy: policyOf(spec),
       baselineSampleMs: this.deps.baselineSampleMs ?? 2_000,
-      provider: this.deps.providers(spec.provider),
+      provider: this.deps.providers(spec),
       router: this.deps.router,
       activities: this.deps.activities ?? realActivities,
       source: sourceRef(spec),

@@ -1,4 +1,5 @@
-import { sourceRef, specFromJson, type ProviderKind } from "../domain/spec.js";
+import type { MigrationSpec } from "../gen/migration/v1/migration_pb.js";
+import { sourceRef, specFromJson } from "../domain/spec.js";
 import { formatBytes } from "../domain/check.js";
 import { isTerminal } from "../domain/phases.js";
 import { FailedPreconditionError, NotFoundError } from "../domain/errors.js";
@@ -12,7 +13,7 @@ import type { MigrationRepo, MigrationRow } from "../store/migration-repo.js";
  */
 export async function dropInactiveSlot(
   repo: MigrationRepo,
-  providers: (k: ProviderKind) => Provider,
+  providers: (spec: MigrationSpec) => Provider,
   id: string,
   slot: string,
   actor: string,
@@ -22,7 +23,7 @@ export async function dropInactiveSlot(
   const row = await repo.get(id);
   if (isTerminal(row.phase)) throw new FailedPreconditionError(`migration ${id} is ${row.phase}; slots of its source are no longer its business`);
   const spec = specFromJson(row.spec);
-  const provider = providers(spec.provider);
+  const provider = providers(spec);
   const source = sourceRef(spec);
   const info = (await provider.describe(source)).slots.find((s) => s.name === slot);
   if (!info) throw new NotFoundError(`${source.id} has no replication slot named "${slot}"`);

@@ -17,7 +17,7 @@ import { rollingBack } from "./rollback.js";
 const BASELINE_BREACH_SAMPLES = 3;
 
 const preflight: Step = async (env) => {
-  const results = await runPreflight(env.provider, env.source);
+  const results = await runPreflight(env.provider, env.source, env.target);
   env.state.checks = mergeChecks(env.state.checks ?? [], results);
   // An inactive slot does not stop the replica being built; it blocks cutover, at the lag gate, until an operator acts.
   const bad = failed(results).filter((r) => r.name !== "slots.inactive_logical");

@@ -1,3 +1,4 @@
+import type { CheckResult } from "../domain/check.js";
 import type { Lsn } from "../domain/lsn.js";
 import type { PeerConnection, SqlPort } from "./sql.js";
 
@@ -65,6 +66,8 @@ export interface Provider {
   targetExtensions(source: InstanceRef): Promise<Map<string, string[]>>;
   /** Drops a replication slot that no consumer is reading; refuses an active one. Returns the WAL it retained. */
   dropInactiveSlot(ref: InstanceRef, slot: string): Promise<bigint>;
+  /** Checks only this platform can make of a source before anything is created (versions, parameter groups, the fence). */
+  platformChecks(source: InstanceRef, target: InstanceRef): Promise<CheckResult[]>;
   /** Whether an instance of that name exists (of ours or not): a migration's target must not. */
   exists(ref: InstanceRef): Promise<boolean>;
   /**

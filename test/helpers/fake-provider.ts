@@ -1,3 +1,4 @@
+import type { CheckResult } from "../../src/domain/check.js";
 import { lsnAtLeast, lsnFromBigInt, type Lsn } from "../../src/domain/lsn.js";
 import type { Endpoint, InstanceDescription, InstanceRef, Provider, ReplicationStatus, SlotInfo } from "../../src/providers/provider.js";
 import type { PeerConnection, SqlPort } from "../../src/providers/sql.js";
@@ -127,6 +128,14 @@ export class FakeProvider implements Provider {
     if (s.active) throw new InvalidInstanceStateError(ref.id, `slot ${slot} is in use`);
     i.slots = i.slots.filter((x) => x !== s);
     return s.retainedBytes;
+  }
+
+  /** Verdicts a test sets for the platform's own checks. */
+  platform: CheckResult[] = [];
+
+  async platformChecks(source: InstanceRef): Promise<CheckResult[]> {
+    this.enter("platformChecks", source);
+    return this.platform;
   }
 
   async exists(ref: InstanceRef): Promise<boolean> {

@@ -18,8 +18,8 @@ export interface ServiceFixture {
   readonly owned: Array<{ stop(): Promise<unknown> }>;
   /** The service's command-line arguments. */
   readonly args: string[];
-  /** SIGKILL, as a crash would, then the same command again. */
-  restart(): Promise<void>;
+  /** SIGKILL, as a crash would, then the same command again; `whileDown` runs in between. */
+  restart(whileDown?: () => Promise<void>): Promise<void>;
 }
 
 /**
@@ -27,7 +27,12 @@ export interface ServiceFixture {
  * arguments from `args`), a client, and a proxy; everything torn down after,
  * including the clusters the tests made and a store a killed service left.
  */
-export function useService(prefix: string, nodeId: string, args: (dir: string) => Promise<string[]> = async () => []): ServiceFixture {
+export function useService(
+  prefix: string,
+  nodeId: string,
+  args: (dir: string) => Promise<string[]> = async () => [],
+  env: NodeJS.ProcessEnv = {},
+): ServiceFixture {
   const tmp = tempDir(prefix);
   let fullArgs: string[] = [];
   const f = {
@@ -37,17 +42,18 @@ export function useService(prefix: string, nodeId: string, args: (dir: string) =
     get args() {
       return fullArgs;
     },
-    async restart() {
+    async restart(whileDown?: () => Promise<void>) {
       await f.svc.kill();
       f.client.close();
-      f.svc = await startServiceProcess(fullArgs);
+      await whileDown?.();
+      f.svc = await startServiceProcess(fullArgs, env);
       f.client = migrationClient(f.svc.address);
     },
   } as unknown as ServiceFixture;
 
   beforeAll(async () => {
     fullArgs = ["--data-dir", tmp.dir, ...(await args(tmp.dir))];
-    f.svc = await startServiceProcess(fullArgs);
+    f.svc = await startServiceProcess(fullArgs, env);
     f.client = migrationClient(f.svc.address);
     f.proxy = new XdsTcpProxy({ xds: `127.0.0.1:${f.svc.xdsPort}`, nodeId, listenPort: () => 0 });
     await f.proxy.start();

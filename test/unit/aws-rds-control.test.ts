@@ -7,8 +7,12 @@ import {
   DBInstanceNotFoundFault,
   DeleteDBClusterCommand,
   DeleteDBInstanceCommand,
+  DBParameterGroupNotFoundFault,
+  DescribeDBClusterParametersCommand,
   DescribeDBClustersCommand,
+  DescribeDBEngineVersionsCommand,
   DescribeDBInstancesCommand,
+  DescribeDBParametersCommand,
   ModifyDBInstanceCommand,
   PromoteReadReplicaDBClusterCommand,
   RDSClient,
@@ -21,6 +25,7 @@ import { mockClient } from "aws-sdk-client-mock";
 import { afterAll, beforeEach, describe, expect, it } from "vitest";
 import { OWNER_TAG, RdsControl, SOURCE_TAG, type ReplicaSpec } from "../../src/providers/aws/rds-control.js";
 import { awsPlan } from "../../src/providers/aws/plan.js";
+import { awsPreflight, TAG_VALUE_MAX } from "../../src/providers/aws/preflight.js";
 
 const rds = mockClient(RDSClient);
 const control = () => new RdsControl(new RDSClient({ region: "eu-west-1" }), { pollMs: 1, notFoundGraceMs: 50, sleep: () => Promise.resolve() });
@@ -223,6 +228,53 @@ describe("the AWS provider's RDS calls (aws-sdk-client-mock)", () => {
     const policy = JSON.parse(readFileSync(resolve(import.meta.dirname, "../../deploy/aws/iam-policy.json"), "utf8"));
     const granted = new Set(policy.Statement.flatMap((s: { Action: string[] }) => s.Action));
     expect(plan.filter((p) => !granted.has(p.action))).toEqual([]);
+  });
+
+  it("preflight: the engine version Aurora offers, logical decoding in the cluster parameter group (all pages), parameters set on the source, the fence", async () => {
+    const withGroup: DBInstance = { ...SOURCE, DBParameterGroups: [{ DBParameterGroupName: "billing-params" }] };
+    rds.on(DescribeDBEngineVersionsCommand).callsFake((input: { EngineVersion?: string; DBParameterGroupFamily?: string }) => ({
+      DBEngineVersions: input.EngineVersion === "15.8" ? [] : [{ EngineVersion: "15.6" }, { EngineVersion: "15.10" }],
+    }));
+    // Two pages: the setting that matters is on the second.
+    rds.on(DescribeDBClusterParametersCommand).callsFake((input: { DBClusterParameterGroupName: string; Marker?: string }) => {
+      if (input.DBClusterParameterGroupName !== "logical") throw new DBParameterGroupNotFoundFault({ message: "not found", $metadata: {} });
+      return input.Marker
+        ? { Parameters: [{ ParameterName: "rds.logical_replication", ParameterValue: "1" }] }
+        : { Parameters: [{ ParameterName: "work_mem", ParameterValue: "65536" }], Marker: "p2" };
+    });
+    rds.on(DescribeDBParametersCommand).resolves({
+      Parameters: [
+        { ParameterName: "work_mem", ParameterValue: "65536", Source: "user" },
+        { ParameterName: "shared_preload_libraries", ParameterValue: "pg_stat_statements", Source: "user" },
+      ],
+    });
+    const verdicts = async (o: Partial<Parameters<typeof awsPreflight>[1]>) =>
+      Object.fromEntries(
+        (await awsPreflight(control(), { source: withGroup, fence: "sql", applicationRoles: ["app"], clusterParameterGroup: "logical", ...o })).map((c) => [
+          c.name,
+          c,
+        ]),
+      );
+    const v = await verdicts({});
+    // Aurora has no 15.8 here: fail, naming the versions to upgrade the source to.
+    expect(v["aws.engine_version"]).toMatchObject({ status: "FAIL", remedy: expect.stringContaining("15.6, 15.10") });
+    expect(v["aws.logical_replication"]).toMatchObject({ status: "PASS", measured: "rds.logical_replication = 1 in logical" });
+    expect(v["aws.parameter_groups"]).toMatchObject({ status: "WARN", measured: "shared_preload_libraries: pg_stat_statements -> engine default" });
+    expect(v["aws.fence"]).toMatchObject({ status: "PASS", measured: "roles fence: app lose LOGIN at cutover" });
+    expect(rds.commandCalls(DescribeDBParametersCommand)[0]!.args[0].input).toMatchObject({ DBParameterGroupName: "billing-params", Source: "user" });
+    // The engine's default group (no name given) does not exist in this mock: said so, with the remedy.
+    expect((await verdicts({ clusterParameterGroup: undefined }))["aws.logical_replication"]).toMatchObject({
+      status: "FAIL",
+      measured: "DB cluster parameter group default.aurora-postgresql15 does not exist",
+    });
+    // The network fence needs the deny-all group; too many roles do not fit the tag the roles fence records them in.
+    expect((await verdicts({ fence: "network" }))["aws.fence"]).toMatchObject({ status: "FAIL", remedy: expect.stringContaining("--aws-deny-security-group") });
+    expect((await verdicts({ fence: "network", denySecurityGroup: "sg-deny" }))["aws.fence"]?.status).toBe("PASS");
+    const many = Array.from({ length: 40 }, (_, i) => `application_role_${i}`);
+    expect(many.join(" ").length).toBeGreaterThan(TAG_VALUE_MAX);
+    expect((await verdicts({ applicationRoles: many }))["aws.fence"]).toMatchObject({ status: "FAIL", remedy: "use FENCE_MODE_NETWORK for this migration" });
+    expect((await verdicts({ applicationRoles: [] }))["aws.fence"]?.status).toBe("WARN");
+    sent();
   });
 
   it("deploy/aws/iam-policy.json grants exactly the RDS actions made (and what AWS requires alongside them)", () => {

@@ -8,7 +8,16 @@ import { InvalidInstanceStateError, ReplayTimeoutError, UnknownInstanceError } f
 import { PostgresAdmin } from "../postgres-admin.js";
 import type { Endpoint, InstanceDescription, InstanceRef, Provider, ReplicationStatus } from "../provider.js";
 import type { PeerConnection, SqlPort } from "../sql.js";
+import { awsPreflight, TAG_VALUE_MAX } from "./preflight.js";
 import { RdsControl, SOURCE_TAG, type RdsControlOptions } from "./rds-control.js";
+import type { CheckResult } from "../../domain/check.js";
+
+/** What a migration's spec may choose for itself on AWS; unset, the service's settings hold. */
+export interface AwsMigrationOptions {
+  fence?: "sql" | "network";
+  clusterParameterGroup?: string;
+  instanceClass?: string;
+}
 
 /** Where the network fence records the security groups it replaced, on the source itself, so any replica can restore them. */
 export const FENCED_GROUPS_TAG = "pgshift:pre-fence-security-groups";
@@ -36,6 +45,8 @@ export interface AwsProviderOptions {
   denySecurityGroup?: string;
   /** The Aurora writer's instance class. */
   instanceClass: string;
+  /** The target cluster's parameter group; absent: the engine's default group. */
+  clusterParameterGroup?: string;
   /** How long provisioning, fencing and promotion may take. */
   timeoutMs?: number;
   control?: RdsControlOptions;
@@ -61,11 +72,44 @@ export class AwsProvider implements Provider {
   readonly kind = "aws" as const;
   private readonly control: RdsControl;
   private readonly timeoutMs: number;
-  private readonly cache = new Map<string, { at: number; value: unknown }>();
+  private readonly variants = new Map<string, AwsProvider>();
 
-  constructor(private readonly opts: AwsProviderOptions) {
+  constructor(
+    private readonly opts: AwsProviderOptions,
+    private readonly cache = new Map<string, { at: number; value: unknown }>(),
+  ) {
     this.control = new RdsControl(opts.rds, opts.control);
     this.timeoutMs = opts.timeoutMs ?? 60 * 60_000;
+  }
+
+  /** This provider as one migration's spec configures it; looked-up endpoints and secrets stay shared. */
+  configured(o: AwsMigrationOptions): AwsProvider {
+    const key = JSON.stringify([o.fence, o.clusterParameterGroup, o.instanceClass]);
+    let p = this.variants.get(key);
+    if (!p) {
+      const defined = Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined));
+      p = new AwsProvider({ ...this.opts, ...defined }, this.cache);
+      this.variants.set(key, p);
+    }
+    return p;
+  }
+
+  async platformChecks(source: InstanceRef): Promise<CheckResult[]> {
+    const [instance, applicationRoles] = await Promise.all([
+      this.control.source(source.id),
+      this.opts.fence === "sql" ? this.applicationRoles(source) : Promise.resolve([]),
+    ]);
+    return awsPreflight(this.control, {
+      source: instance,
+      clusterParameterGroup: this.opts.clusterParameterGroup,
+      fence: this.opts.fence,
+      denySecurityGroup: this.opts.denySecurityGroup,
+      applicationRoles,
+    });
+  }
+
+  private applicationRoles(ref: InstanceRef): Promise<string[]> {
+    return this.pg(ref).run(async (c) => (await c.query<{ rolname: string }>(APPLICATION_ROLES)).rows.map((r) => r.rolname));
   }
 
   static writerOf(target: InstanceRef): string {
@@ -166,7 +210,15 @@ export class AwsProvider implements Provider {
   async createReplica(source: InstanceRef, target: InstanceRef, owner: string): Promise<void> {
     const engineVersion = (await this.control.source(source.id)).EngineVersion ?? "";
     await this.control.ensureReplica(
-      { sourceId: source.id, clusterId: target.id, instanceId: AwsProvider.writerOf(target), instanceClass: this.opts.instanceClass, engineVersion, owner },
+      {
+        sourceId: source.id,
+        clusterId: target.id,
+        instanceId: AwsProvider.writerOf(target),
+        instanceClass: this.opts.instanceClass,
+        engineVersion,
+        owner,
+        clusterParameterGroup: this.opts.clusterParameterGroup,
+      },
       this.timeoutMs,
     );
   }
@@ -222,7 +274,7 @@ export class AwsProvider implements Provider {
   private async record(ref: InstanceRef, key: string, value: string): Promise<void> {
     const { arn, tags } = await this.tagged(ref);
     if (tags.some((t) => t.Key === key)) return;
-    if (value.length > 256)
+    if (value.length > TAG_VALUE_MAX)
       throw new InvalidInstanceStateError(ref.id, `too many roles to record in a tag (${value.length} characters of names): use the network fence`);
     await this.opts.rds.send(new AddTagsToResourceCommand({ ResourceName: arn, Tags: [{ Key: key, Value: value }] }));
   }
@@ -250,7 +302,7 @@ export class AwsProvider implements Provider {
       return;
     }
     const admin = this.pg(ref);
-    const roles = await admin.run(async (c) => (await c.query<{ rolname: string }>(APPLICATION_ROLES)).rows.map((r) => r.rolname));
+    const roles = await this.applicationRoles(ref);
     // A fence resumed after a crash finds the roles already without LOGIN: the tag written first still names them.
     await this.record(ref, FENCED_ROLES_TAG, roles.join(" "));
     const fenced = await this.fencedRoles(ref);

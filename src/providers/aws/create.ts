@@ -9,6 +9,8 @@ export interface AwsSettings {
   fence: "sql" | "network";
   denySecurityGroup?: string;
   instanceClass: string;
+  /** The target clusters' parameter group when a spec names none. */
+  clusterParameterGroup?: string;
 }
 
 /** The AWS provider with SDK clients on the default credential chain (environment, profile, instance or task role). */
@@ -20,6 +22,7 @@ export async function createAwsProvider(s: AwsSettings): Promise<AwsProvider> {
     fence: s.fence,
     denySecurityGroup: s.denySecurityGroup,
     instanceClass: s.instanceClass,
+    clusterParameterGroup: s.clusterParameterGroup,
     // Against a local endpoint, states change in fractions of a second: look often.
     control: s.endpoint ? { pollMs: 200 } : undefined,
   });

@@ -28,6 +28,14 @@ export function awsPlan(o: AwsPlanOptions): PlannedCall[] {
   return [
     call("PREFLIGHT", "DescribeDBInstances", sourceId, "the source exists: engine, version, status, parameter group, security groups, storage"),
     call("PREFLIGHT", "DescribeDBClusters", clusterId, "the target does not exist yet (pgshift never adopts one)"),
+    call("PREFLIGHT", "DescribeDBEngineVersions", "aurora-postgresql", `Aurora offers the source's engine version (${o.replica.engineVersion})`),
+    call(
+      "PREFLIGHT",
+      "DescribeDBClusterParameters",
+      o.replica.clusterParameterGroup ?? "default.aurora-postgresqlNN",
+      "rds.logical_replication = 1 (reverse replication, CDC slots), and the values to compare",
+    ),
+    call("PREFLIGHT", "DescribeDBParameters", "the source's DB parameter group", "what an operator set on the source (Source = user), to compare"),
     call("PROVISIONING", "DescribeDBInstances", sourceId, "the source's ARN, subnet group, security groups and encryption for the replica"),
     call("PROVISIONING", "DescribeDBClusters", clusterId, "describe before create: a resumed step never creates twice"),
     call(

@@ -3,7 +3,10 @@ import {
   CreateDBInstanceCommand,
   DeleteDBClusterCommand,
   DeleteDBInstanceCommand,
+  DescribeDBClusterParametersCommand,
   DescribeDBClustersCommand,
+  DescribeDBEngineVersionsCommand,
+  DescribeDBParametersCommand,
   DescribeDBInstancesCommand,
   ModifyDBInstanceCommand,
   PromoteReadReplicaDBClusterCommand,
@@ -11,6 +14,7 @@ import {
   StopDBInstanceCommand,
   type DBCluster,
   type DBInstance,
+  type Parameter,
   type RDSClient,
   type Tag,
 } from "@aws-sdk/client-rds";
@@ -85,6 +89,39 @@ export class RdsControl {
 
   async cluster(id: string): Promise<DBCluster | undefined> {
     return absentIfNotFound(async () => (await this.rds.send(new DescribeDBClustersCommand({ DBClusterIdentifier: id }))).DBClusters?.[0]);
+  }
+
+  /** The aurora-postgresql versions offered in the region: the one asked for, or all of a parameter group family. */
+  async auroraVersions(q: { version?: string; family?: string }): Promise<string[]> {
+    const r = await this.rds.send(
+      new DescribeDBEngineVersionsCommand({ Engine: "aurora-postgresql", EngineVersion: q.version, DBParameterGroupFamily: q.family }),
+    );
+    return (r.DBEngineVersions ?? []).map((v) => v.EngineVersion!).filter(Boolean);
+  }
+
+  /** Every parameter of a DB cluster parameter group (all pages), or undefined where the group does not exist. */
+  clusterParameters(group: string): Promise<Parameter[] | undefined> {
+    return absentIfNotFound(() =>
+      this.pages((Marker) => this.rds.send(new DescribeDBClusterParametersCommand({ DBClusterParameterGroupName: group, Marker }))),
+    );
+  }
+
+  /** The parameters an operator set in a DB parameter group (Source "user"), all pages. */
+  userParameters(group: string): Promise<Parameter[] | undefined> {
+    return absentIfNotFound(() =>
+      this.pages((Marker) => this.rds.send(new DescribeDBParametersCommand({ DBParameterGroupName: group, Source: "user", Marker }))),
+    );
+  }
+
+  private async pages(page: (marker: string | undefined) => Promise<{ Parameters?: Parameter[]; Marker?: string }>): Promise<Parameter[]> {
+    const out: Parameter[] = [];
+    let marker: string | undefined;
+    do {
+      const r = await page(marker);
+      out.push(...(r.Parameters ?? []));
+      marker = r.Marker;
+    } while (marker);
+    return out;
   }
 
   /** The source instance, which must exist. */

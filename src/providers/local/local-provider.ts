@@ -1,6 +1,8 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { writeFileAtomic } from "../../postgres/atomic-file.js";
+import { statfs } from "node:fs/promises";
 import { join } from "node:path";
+import { check, formatBytes, type CheckResult } from "../../domain/check.js";
 import type pg from "pg";
 import { InvalidArgumentError } from "../../domain/errors.js";
 import { availableExtensions, findPgBinaries } from "../../postgres/binaries.js";
@@ -166,6 +168,25 @@ export class LocalProvider implements Provider {
 
   async describe(ref: InstanceRef): Promise<InstanceDescription> {
     return this.pg(ref).describe(ref);
+  }
+
+  /**
+   * The target is a copy of the source's files on this machine: the filesystem under our root must hold the
+   * source's databases with room to spare (a fifth more, for WAL written while it is made).
+   */
+  async platformChecks(source: InstanceRef): Promise<CheckResult[]> {
+    const { sizeBytes } = await this.describe(source);
+    const fs = await statfs(this.root, { bigint: true });
+    const free = fs.bavail * fs.bsize;
+    const need = (sizeBytes * 6n) / 5n;
+    return [
+      check("local.disk_space", free >= need ? "PASS" : "FAIL", {
+        measured: `${formatBytes(free)} free under ${this.root}`,
+        threshold: `${formatBytes(need)} (the source's ${formatBytes(sizeBytes)} and a fifth more)`,
+        message: free >= need ? "" : "the replica would not fit on this machine's filesystem",
+        remedy: free >= need ? "" : `free space under ${this.root}, or run the service with a --data-dir on a larger filesystem`,
+      }),
+    ];
   }
 
   async exists(ref: InstanceRef): Promise<boolean> {

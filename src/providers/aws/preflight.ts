@@ -1,0 +1,128 @@
+import type { DBInstance, Parameter } from "@aws-sdk/client-rds";
+import { check, type CheckResult } from "../../domain/check.js";
+import type { RdsControl } from "./rds-control.js";
+
+/** What the AWS checks look at, beyond the control plane itself. */
+export interface AwsPreflightInput {
+  source: DBInstance;
+  /** The target's DB cluster parameter group; absent: the engine's default group. */
+  clusterParameterGroup?: string;
+  fence: "sql" | "network";
+  denySecurityGroup?: string;
+  /** The roles the SQL fence would take LOGIN from, as the source has them now. */
+  applicationRoles: string[];
+}
+
+/** A tag value holds at most 256 characters: the SQL fence records its roles in one. */
+export const TAG_VALUE_MAX = 256;
+
+/**
+ * The checks only AWS can answer, before anything is created: is there an Aurora version to replicate into, does the
+ * target's cluster parameter group allow logical decoding (reverse replication for a lossless rollback and CDC slots
+ * on the target both need it), which parameters set on the source the target would not have, and can the chosen
+ * fence work. Each says what to change.
+ */
+export async function awsPreflight(control: RdsControl, i: AwsPreflightInput): Promise<CheckResult[]> {
+  const version = i.source.EngineVersion ?? "";
+  const major = version.split(".")[0] ?? "";
+  const family = `aurora-postgresql${major}`;
+  const group = i.clusterParameterGroup ?? `default.${family}`;
+  const [versions, clusterParams, sourceParams] = await Promise.all([
+    control.auroraVersions({ version }),
+    control.clusterParameters(group),
+    i.source.DBParameterGroups?.[0]?.DBParameterGroupName ? control.userParameters(i.source.DBParameterGroups[0].DBParameterGroupName) : Promise.resolve([]),
+  ]);
+  return [
+    await engineVersionCheck(control, version, family, versions),
+    logicalReplicationCheck(group, clusterParams, Boolean(i.clusterParameterGroup)),
+    parameterGroupCheck(i.source.DBParameterGroups?.[0]?.DBParameterGroupName ?? "", sourceParams ?? [], group, clusterParams),
+    fenceCheck(i),
+  ];
+}
+
+async function engineVersionCheck(control: RdsControl, version: string, family: string, offered: string[]): Promise<CheckResult> {
+  if (offered.includes(version)) {
+    return check("aws.engine_version", "PASS", { measured: `aurora-postgresql ${version} is offered`, threshold: "the source's engine version" });
+  }
+  const sameMajor = await control.auroraVersions({ family });
+  return check("aws.engine_version", "FAIL", {
+    measured: `source postgres ${version}; aurora-postgresql offers ${sameMajor.length ? sameMajor.join(", ") : `no ${family} version`} here`,
+    threshold: "an aurora-postgresql version equal to the source's",
+    message: "an Aurora read replica of an RDS instance runs the source's engine version, and Aurora does not offer it in this region",
+    remedy: sameMajor.length
+      ? `upgrade the source to a minor version Aurora offers (${sameMajor.join(", ")}) first`
+      : `Aurora has no version of this major here: upgrade the source's major version first`,
+  });
+}
+
+function logicalReplicationCheck(group: string, params: Parameter[] | undefined, named: boolean): CheckResult {
+  const remedy = `create a DB cluster parameter group with rds.logical_replication = 1 and name it in spec.aws.cluster_parameter_group (or the service's --aws-cluster-parameter-group)`;
+  if (!params) {
+    return check("aws.logical_replication", "FAIL", {
+      measured: `DB cluster parameter group ${group} does not exist`,
+      threshold: "an existing group with rds.logical_replication = 1",
+      message: named ? "the cluster parameter group the migration names does not exist" : "the engine's default cluster parameter group is not there",
+      remedy,
+    });
+  }
+  const value = params.find((p) => p.ParameterName === "rds.logical_replication")?.ParameterValue ?? "0";
+  if (value === "1") return check("aws.logical_replication", "PASS", { measured: `rds.logical_replication = 1 in ${group}`, threshold: "1" });
+  return check("aws.logical_replication", "FAIL", {
+    measured: `rds.logical_replication = ${value} in ${group}`,
+    threshold: "1",
+    message:
+      "the promoted Aurora cluster must decode its WAL: reverse replication to the source (a lossless rollback) and the CDC slots recreated on it need rds.logical_replication = 1",
+    remedy,
+  });
+}
+
+/** Parameters set on the source's group that the target's cluster group does not set to the same value. */
+function parameterGroupCheck(sourceGroup: string, user: Parameter[], targetGroup: string, target: Parameter[] | undefined): CheckResult {
+  const there = new Map((target ?? []).map((p) => [p.ParameterName!, p.ParameterValue]));
+  const differ = user.filter((p) => p.ParameterName !== "rds.logical_replication" && there.get(p.ParameterName!) !== p.ParameterValue);
+  if (differ.length === 0) {
+    return check("aws.parameter_groups", "PASS", {
+      measured: `${user.length} parameter(s) set in ${sourceGroup || "the source's group"}, all the same in ${targetGroup}`,
+      threshold: "what the source sets, the target sets",
+    });
+  }
+  return check("aws.parameter_groups", "WARN", {
+    measured: differ.map((p) => `${p.ParameterName}: ${p.ParameterValue} -> ${there.get(p.ParameterName!) ?? "engine default"}`).join("; "),
+    threshold: "what the source sets, the target sets",
+    message: `${differ.length} parameter(s) set on the source's group ${sourceGroup} differ in ${targetGroup}: the application would see other behaviour after cutover`,
+    remedy: `set them in ${targetGroup} (instance-level ones in the writer's DB parameter group) before cutover, or accept the difference`,
+  });
+}
+
+function fenceCheck(i: AwsPreflightInput): CheckResult {
+  if (i.fence === "network") {
+    return i.denySecurityGroup
+      ? check("aws.fence", "PASS", {
+          measured: `network fence: ${i.source.DBInstanceIdentifier} moves behind ${i.denySecurityGroup} and reboots at cutover`,
+          threshold: "a deny-all security group",
+        })
+      : check("aws.fence", "FAIL", {
+          measured: "network fence without a deny-all security group",
+          threshold: "a deny-all security group",
+          message: "the network fence moves the source behind a security group that admits nothing; the service has none configured",
+          remedy: "start the service with --aws-deny-security-group sg-…, or use FENCE_MODE_ROLES",
+        });
+  }
+  const names = i.applicationRoles.join(" ");
+  if (names.length > TAG_VALUE_MAX) {
+    return check("aws.fence", "FAIL", {
+      measured: `${i.applicationRoles.length} application roles (${names.length} characters of names)`,
+      threshold: `their names fit one tag (${TAG_VALUE_MAX} characters)`,
+      message: "the roles fence records the roles it changes in a tag on the instance, so that any replica can restore exactly them",
+      remedy: "use FENCE_MODE_NETWORK for this migration",
+    });
+  }
+  return check("aws.fence", i.applicationRoles.length ? "PASS" : "WARN", {
+    measured: i.applicationRoles.length ? `roles fence: ${names} lose LOGIN at cutover` : "no application role to fence",
+    threshold: "at least one application role",
+    message: i.applicationRoles.length
+      ? ""
+      : "every role that logs in is the master user, a superuser or a replication role: the roles fence would stop no writer",
+    remedy: i.applicationRoles.length ? "" : "give the application its own role, or use FENCE_MODE_NETWORK",
+  });
+}
