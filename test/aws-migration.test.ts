@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { DescribeDBInstancesCommand, RDSClient } from "@aws-sdk/client-rds";
 import { RdsEmulator } from "../src/aws-emulator/rds-emulator.js";
 import { XdsTcpProxy } from "../src/proxy/xds-tcp-proxy.js";
 import { LocalProvider } from "../src/providers/local/local-provider.js";
@@ -11,6 +12,10 @@ import { migrationClient, unary, type AnyClient } from "./helpers/grpc-clients.j
 import { getMigration, localSpec, waitForPhase } from "./helpers/migrations.js";
 import { startServiceProcess, tempDir, type ServiceProcess } from "./helpers/service-process.js";
 
+/** An SDK client of our own to read what the emulated account holds (fake credentials: the emulator wants a signature, not a valid one). */
+const rdsFor = (endpoint: string) =>
+  new RDSClient({ region: "eu-west-1", endpoint, credentials: { accessKeyId: "AKIDEMULATOR", secretAccessKey: "emulator" } });
+
 describe("a whole migration on PROVIDER_AWS, through @aws-sdk/client-rds, against the local RDS endpoint", () => {
   const tmp = tempDir("aws-migration");
   // The "AWS account": real clusters behind the emulator, apart from the service's own data.
@@ -19,8 +24,11 @@ describe("a whole migration on PROVIDER_AWS, through @aws-sdk/client-rds, agains
   let svc: ServiceProcess;
   let client: AnyClient;
 
+  let emulatorEndpoint = "";
+
   beforeAll(async () => {
     const endpoint = await emulator.listen();
+    emulatorEndpoint = endpoint;
     // As on AWS, the engine's default cluster parameter group leaves logical decoding off.
     emulator.addClusterParameterGroup("pgshift-logical", { "rds.logical_replication": "1" });
     svc = await startServiceProcess(
@@ -50,7 +58,7 @@ describe("a whole migration on PROVIDER_AWS, through @aws-sdk/client-rds, agains
     await proxy.start();
     const spec = localSpec(`${name}-db`, name, `${name}-aurora`, { provider: "PROVIDER_AWS", cutover_mode: "CUTOVER_MODE_AUTOMATIC", ...extra });
     const m = (await unary(c, "CreateMigration", { spec })).migration;
-    const load = new WriteLoad({ host: "127.0.0.1", port: await proxy.waitForListener(`${name}-db`), ...app, ratePerSec: 100 });
+    const load = new WriteLoad({ host: "127.0.0.1", port: await proxy.waitForListener(`${name}-db`), ...app, ratePerSec: 50 });
     load.start();
     return { app, m, load, proxy };
   }
@@ -63,19 +71,20 @@ describe("a whole migration on PROVIDER_AWS, through @aws-sdk/client-rds, agains
     tmp.remove();
   });
 
-  it("RDS instance to Aurora cluster under a live write load: COMPLETED, every committed row on the target, the source fenced by its security group", async () => {
+  it("RDS instance to Aurora cluster under a live write load, network fence: COMPLETED, every committed row on the target; rolled back, every row on the source", async () => {
     // The spec chooses the network fence; the service's default is the roles fence.
-    const { m, load, proxy } = await migrateUnderLoad(client, svc, "billing", { fence_mode: "FENCE_MODE_NETWORK" });
+    const { app, m, load, proxy } = await migrateUnderLoad(client, svc, "billing", { fence_mode: "FENCE_MODE_NETWORK" });
     const { phase, events } = await waitForPhase(client, m.id, ["PHASE_COMPLETED", "PHASE_FAILED", "PHASE_ROLLED_BACK"], 180_000);
-    await load.stop();
-    await proxy.stop();
     expect(phase, events.map((e) => e.message).join(" | ")).toBe("PHASE_COMPLETED");
     const got = await getMigration(client, m.id);
     console.log("aws-migration:", JSON.stringify({ window: got.cutover?.window, calls: [...new Set(emulator.calls)], committed: load.committed.length }));
     // Every id the application saw committed is on the promoted Aurora cluster (a local standby behind the emulator).
-    const ids = new Set((await account.cluster({ id: "billing-aurora" }).query<{ id: string }>("select id::text from items", [], "app")).map((r) => r.id));
-    expect(load.committed.length).toBeGreaterThan(50);
-    expect(load.committed.filter((id) => !ids.has(id.toString()))).toEqual([]);
+    const ids = async (id: string) => new Set((await account.cluster({ id }).query<{ id: string }>("select id::text from items", [], "app")).map((r) => r.id));
+    // The load goes on: what it had committed before the read must be there.
+    const committed = [...load.committed];
+    const onTarget = await ids("billing-aurora");
+    expect(committed.length).toBeGreaterThan(50);
+    expect(committed.filter((id) => !onTarget.has(id.toString()))).toEqual([]);
     // The SDK made the calls the plan lists: a replica cluster and its writer, a security-group fence and a reboot, a promotion.
     for (const a of [
       "CreateDBCluster",
@@ -90,11 +99,26 @@ describe("a whole migration on PROVIDER_AWS, through @aws-sdk/client-rds, agains
     expect(emulator.calls.filter((a) => a === "CreateDBCluster")).toHaveLength(1);
     // The old source stays behind the deny-all group (its pg_hba fence, in the emulator) until finalize or rollback.
     expect(await account.isFenced({ id: "billing" })).toBe(true);
-    // Every call made is one deploy/aws/iam-policy.json grants.
-    const policy = JSON.parse(readFileSync(resolve(import.meta.dirname, "../deploy/aws/iam-policy.json"), "utf8"));
-    const granted = new Set(policy.Statement.flatMap((s: { Action: string[] }) => s.Action));
-    expect([...new Set(emulator.calls)].map((a) => (a.includes(":") ? a : `rds:${a}`)).filter((a) => !granted.has(a))).toEqual([]);
-  }, 240_000);
+
+    // Rolled back: a promoted cluster has no single security-group change and reboot, so the roles fence stops its
+    // writers; the source gets its groups back and the record of them is removed.
+    await unary(client, "RollbackMigration", { id: m.id, reason: "drill with the network fence" });
+    const back = await waitForPhase(client, m.id, ["PHASE_ROLLED_BACK", "PHASE_FAILED"], 180_000);
+    await load.stop();
+    await proxy.stop();
+    expect(back.phase, back.events.map((e) => e.message).join(" | ")).toBe("PHASE_ROLLED_BACK");
+    const onSource = await ids("billing");
+    expect(load.committed.filter((id) => !onSource.has(id.toString()))).toEqual([]);
+    expect(await account.isFenced({ id: "billing" })).toBe(false);
+    const login = (
+      await account.cluster({ id: "billing-aurora" }).query<{ l: boolean }>("select rolcanlogin as l from pg_roles where rolname = $1", [app.user])
+    )[0]!.l;
+    expect(login).toBe(false);
+    const tags = async (id: string) =>
+      (await rdsFor(emulatorEndpoint).send(new DescribeDBInstancesCommand({ DBInstanceIdentifier: id }))).DBInstances![0]!.TagList!.map((t) => t.Key);
+    expect(await tags("billing")).not.toContain("pgshift:pre-fence-security-groups");
+    expect(emulator.calls).toContain("RemoveTagsFromResource");
+  }, 300_000);
 
   it("with the roles fence (the default) it cuts over and rolls back: every committed row on the source, the application's role able to log in on both sides", async () => {
     const { app, m, load, proxy } = await migrateUnderLoad(client, svc, "orders");
@@ -144,5 +168,13 @@ describe("a whole migration on PROVIDER_AWS, through @aws-sdk/client-rds, agains
     expect(end.phase).toBe("PHASE_FAILED");
     expect((await getMigration(client, m.id)).last_error.message).toMatch(/aws\.logical_replication/);
     expect(emulator.calls.filter((a) => a.startsWith("Create")).length).toBe(creates);
+  });
+
+  it("every AWS call made in this file is one deploy/aws/iam-policy.json grants", () => {
+    const policy = JSON.parse(readFileSync(resolve(import.meta.dirname, "../deploy/aws/iam-policy.json"), "utf8"));
+    const granted = new Set(policy.Statement.flatMap((s: { Action: string[] }) => s.Action));
+    const made = [...new Set(emulator.calls)].map((a) => (a.includes(":") ? a : `rds:${a}`));
+    expect(made.length).toBeGreaterThan(10);
+    expect(made.filter((a) => !granted.has(a))).toEqual([]);
   });
 });

@@ -38,7 +38,7 @@ describe("CDC with pg_recvlogical through the proxy: nothing lost or duplicated,
       consumer.start();
       f.owned.push(consumer);
     }
-    const load = new WriteLoad({ host: "127.0.0.1", port, ...app, ratePerSec: 100 });
+    const load = new WriteLoad({ host: "127.0.0.1", port, ...app, ratePerSec: 50 });
     load.start();
     f.owned.push(load);
     return { m, consumer, load, port, app };
@@ -71,7 +71,7 @@ describe("CDC with pg_recvlogical through the proxy: nothing lost or duplicated,
     await load.stop();
     await sleep(2500);
     await consumer.stop();
-    const next = new WriteLoad({ host: "127.0.0.1", port, ...(app as { user: string; password: string; database: string }), ratePerSec: 100 });
+    const next = new WriteLoad({ host: "127.0.0.1", port, ...(app as { user: string; password: string; database: string }), ratePerSec: 50 });
     next.start();
     f.owned.push(next);
     return next;

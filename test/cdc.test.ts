@@ -45,7 +45,7 @@ describe("CDC continuity: a real pgoutput consumer sees every committed row exac
       })
     ).migration;
     const port = await f.proxy.waitForListener(`${name}-db`);
-    const load = new WriteLoad({ host: "127.0.0.1", port, ...app, ratePerSec: 100 });
+    const load = new WriteLoad({ host: "127.0.0.1", port, ...app, ratePerSec: 50 });
     load.start();
     return { m, consumer, load, before, cdc: cdc! };
   }
@@ -175,7 +175,7 @@ describe("CDC continuity: a real pgoutput consumer sees every committed row exac
     });
     consumer.start();
     consumers.push(consumer);
-    const load = new WriteLoad({ host: "127.0.0.1", port, ...app, ratePerSec: 100 });
+    const load = new WriteLoad({ host: "127.0.0.1", port, ...app, ratePerSec: 50 });
     load.start();
     try {
       const done = await waitForPhase(f.client, m.id, ["PHASE_COMPLETED", "PHASE_FAILED", "PHASE_ROLLED_BACK"]);
@@ -268,7 +268,7 @@ describe("CDC steps survive SIGKILL: the consumer's stream stays exactly once", 
       const m = (
         await unary(f.client, "CreateMigration", { spec: localSpec(`${name}-db`, `${name}-src`, `${name}-tgt`, { cutover_mode: "CUTOVER_MODE_AUTOMATIC" }) })
       ).migration;
-      const load = new WriteLoad({ host: "127.0.0.1", port: await f.proxy.waitForListener(`${name}-db`), ...app, ratePerSec: 100 });
+      const load = new WriteLoad({ host: "127.0.0.1", port: await f.proxy.waitForListener(`${name}-db`), ...app, ratePerSec: 50 });
       load.start();
       await waitForPhase(f.client, m.id, [`PHASE_${phase}`, "PHASE_COMPLETED", "PHASE_FAILED"]);
       await f.restart();

@@ -40,7 +40,7 @@ describe("the engine drives migrations on the local provider, through the real s
       })
     ).migration;
     const port = await proxy.waitForListener("auto-db");
-    const load = new WriteLoad({ host: "127.0.0.1", port, ...app, ratePerSec: 200 });
+    const load = new WriteLoad({ host: "127.0.0.1", port, ...app, ratePerSec: 100 });
     load.start();
     const { phase, events } = await waitForPhase(client, m.id, ["PHASE_COMPLETED", "PHASE_FAILED", "PHASE_ROLLED_BACK"]);
     await load.stop();

@@ -106,7 +106,7 @@ describe("observability: one trace per migration, the on-call metrics, a dashboa
     const m = (await unary(client, "CreateMigration", { spec: localSpec("obs-db", "obs-src", "obs-tgt", { lag_policy: { window: { seconds: 3 } } }) }))
       .migration;
     const port = await proxy.waitForListener("obs-db");
-    const load = new WriteLoad({ host: "127.0.0.1", port, ...app, ratePerSec: 100 });
+    const load = new WriteLoad({ host: "127.0.0.1", port, ...app, ratePerSec: 50 });
     load.start();
     try {
       // During the lag gate: the lag gauges are the sample GetMigration shows (scraped around it, as samples move once a second).

@@ -63,7 +63,7 @@ describe("routing through xDS: the local proxy follows cutover, ROUTING waits fo
     const srcPort = provider.cluster({ id: "billing" }).port;
     expect(await serverPort(port, app)).toEqual({ port: srcPort, recovery: false });
 
-    const load = new WriteLoad({ host: "127.0.0.1", port, ...app, ratePerSec: 200 });
+    const load = new WriteLoad({ host: "127.0.0.1", port, ...app, ratePerSec: 100 });
     load.start();
     await waitForPhase(client, m.id, ["PHASE_READY_FOR_CUTOVER"]);
     await unary(client, "ApproveCutover", { id: m.id });
@@ -99,7 +99,7 @@ describe("routing through xDS: the local proxy follows cutover, ROUTING waits fo
       .migration;
     await waitForPhase(client, m.id, ["PHASE_REPLICATING"]);
     const port = await proxy.waitForListener("ledger-db");
-    const load = new WriteLoad({ host: "127.0.0.1", port, ...app, ratePerSec: 200 });
+    const load = new WriteLoad({ host: "127.0.0.1", port, ...app, ratePerSec: 100 });
     load.start();
     expect((await waitForPhase(client, m.id, ["PHASE_COMPLETED", "PHASE_FAILED"])).phase).toBe("PHASE_COMPLETED");
     // Writes land on the target for a while.

@@ -7,8 +7,8 @@ import { BaseSequencer, type TestSpecification } from "vitest/node";
  * them better: about a minute less in all.
  */
 const SECONDS: Record<string, number> = {
-  "test/engine-faults.test.ts": 140,
-  "test/engine-faults-aws.test.ts": 90,
+  "test/engine-faults.test.ts": 170,
+  "test/engine-faults-aws.test.ts": 130,
   "test/cdc.test.ts": 121,
   "test/cdc-recvlogical.test.ts": 120,
   "test/engine.test.ts": 93,

@@ -35,6 +35,7 @@ function toProto(d: Directive): WatchSlotDirectivesResponse {
       database: d.database,
       drainToLsn: d.drainToLsn,
       resumeFromLsn: d.resumeFromLsn,
+      reanchor: d.reanchor ?? false,
       migrationId: d.migrationId,
       reason: d.reason,
       since: d.since ? timestampFromDate(new Date(d.since)) : undefined,

@@ -355,12 +355,17 @@ export class RdsEmulator {
         this.later(ready);
         return this.instanceXml(i, "DBInstance");
       }
-      case "AddTagsToResource": {
+      case "AddTagsToResource":
+      case "RemoveTagsFromResource": {
         const arn = f.get("ResourceName") ?? "";
         const target =
           [...this.instances.values()].find((i) => this.arn("db", i.id) === arn) ?? [...this.clusters.values()].find((c) => this.arn("cluster", c.id) === arn);
         if (!target) throw new ApiError("DBInstanceNotFound", 404, `${arn} not found`);
-        for (const t of tags(f)) target.tags = [...target.tags.filter((x) => x.Key !== t.Key), t];
+        if (action === "AddTagsToResource") for (const t of tags(f)) target.tags = [...target.tags.filter((x) => x.Key !== t.Key), t];
+        else {
+          const keys = list(f, "TagKeys");
+          target.tags = target.tags.filter((t) => !keys.includes(t.Key));
+        }
         return "";
       }
       case "PromoteReadReplicaDBCluster": {

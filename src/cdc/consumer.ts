@@ -122,7 +122,8 @@ export class CdcConsumer {
     if (!endpoint) return;
     if (this.stream?.endpoint === endpoint) return;
     await this.closeStream();
-    // Positions are the new side's from here on: its slot was placed for us, and we start where the service says.
+    // Positions are the new side's from here on: its slot was placed for us, and we start where the service says,
+    // even below our own last position (a directive with reanchor: the sides count positions apart).
     if (d.action === SlotAction.RESUME && d.resumeFromLsn) this.confirmed = this.lastLsn = d.resumeFromLsn;
     await this.openStream(endpoint);
   }

@@ -106,6 +106,8 @@ async function stage(ctx: CdcContext, to: CdcStage, side: "source" | "target", e
     pausedSince:
       paused || extra.awaitingReaders ? ((wasPaused || prev?.awaitingReaders ? prev?.pausedSince : undefined) ?? new Date().toISOString()) : undefined,
     alerted: (paused || extra.awaitingReaders) && (wasPaused || prev?.awaitingReaders) ? prev?.alerted : undefined,
+    // Once the sides were found to count positions apart, every later hand-over re-anchors too.
+    ...(prev?.lsnDiscontinuous ? { lsnDiscontinuous: true } : {}),
     ...extra,
   };
 }
@@ -215,26 +217,43 @@ export async function restoreOnTarget(ctx: CdcContext): Promise<string> {
   const floor = lsnMax(
     ...[ctx.state.finalLsn, ctx.state.cdc?.readersEndedAt, ...recs.flatMap((r) => [r.confirmedFlushLsn, r.receivedLsn])].filter((x): x is string => !!x),
   );
+  let discontinuous = false;
   for (const db of new Set(recs.map((r) => r.database))) {
     // Publications are catalog and came over with physical replication: checked rather than trusted, on the same connection.
     const mine = recs.filter((r) => r.database === db);
-    const at = await restoreSlotsIn(
+    const { at, continuous } = await restoreSlotsIn(
       ctx.provider,
       ctx.target,
       db,
       mine.map((r) => ({ name: r.slotName, plugin: r.plugin, publications: r.publications })),
       floor,
+      ctx.state.finalLsn ?? floor,
     );
+    discontinuous ||= !continuous;
     for (const r of mine) r.targetConsistentLsn = at.get(r.slotName);
   }
+  if (discontinuous) {
+    ctx.state.checks = mergeChecks(ctx.state.checks ?? [], [
+      check("cdc.lsn_continuity", "WARN", {
+        measured: `${ctx.target.id}'s WAL positions are below ${ctx.source.id}'s final LSN ${ctx.state.finalLsn}`,
+        threshold: "the target continues the source's positions",
+        message:
+          "the promoted target counts WAL positions apart from the source (Aurora need not continue them): consumers' stored positions mean nothing there",
+        remedy: "CDC consumers must resume at their directive's resume_from_lsn (reanchor); one resuming from its own stored position would skip changes",
+      }),
+    ]);
+  }
+  const how = discontinuous
+    ? `; ${ctx.target.id}'s WAL positions do not continue ${ctx.source.id}'s (below its final LSN ${ctx.state.finalLsn}): consumers re-anchor at the slot's position (directive reanchor), not at their own last position`
+    : "";
   await setStage(
     ctx,
     "ON_TARGET",
     "target",
-    { awaitingReaders: true },
-    `CDC slots ${names(ctx.state).join(", ")} recreated on ${ctx.target.id}; consumers resume there`,
+    { awaitingReaders: true, ...(discontinuous ? { lsnDiscontinuous: true } : {}) },
+    `CDC slots ${names(ctx.state).join(", ")} recreated on ${ctx.target.id}; consumers resume there${how}`,
   );
-  return `${recs.length} logical slot(s) recreated on ${ctx.target.id} (${recs.map((r) => `${r.slotName} at ${r.targetConsistentLsn}`).join(", ")}); consumers resume there`;
+  return `${recs.length} logical slot(s) recreated on ${ctx.target.id} (${recs.map((r) => `${r.slotName} at ${r.targetConsistentLsn}`).join(", ")}); consumers resume there${how}`;
 }
 
 /**
@@ -399,7 +418,8 @@ async function putBackOnSource(ctx: CdcContext, seenAtMost: string | undefined):
       r.toStreamFromSource = 0;
     }
   }
-  const seen = [seenAtMost, ...recs.map((r) => r.readOnTargetLsn)].filter((x): x is string => !!x);
+  // Positions of a target that counts in a space of its own mean nothing here: consumers re-anchor (directive reanchor).
+  const seen = ctx.state.cdc?.lsnDiscontinuous ? [] : [seenAtMost, ...recs.map((r) => r.readOnTargetLsn)].filter((x): x is string => !!x);
   return seen.length > 0 ? skipWalTo(ctx.provider, ctx.source, lsnMax(...seen)) : ctx.provider.currentLsn(ctx.source);
 }
 

@@ -2,6 +2,8 @@ import type { MigrationRow } from "../store/migration-repo.js";
 
 export type SlotActionName = "KEEP_READING" | "PAUSE" | "RESUME";
 
+const REANCHOR = "; its WAL positions do not continue the other side's: start at resume_from_lsn, not at your own last position";
+
 /** What a consumer of one slot is to do now: the consumer-facing reading of a migration's CDC state. */
 export interface Directive {
   action: SlotActionName;
@@ -13,6 +15,8 @@ export interface Directive {
   migrationId: string;
   reason: string;
   since: string;
+  /** RESUME: the sides' positions do not continue each other; start at resumeFromLsn, whatever was stored. */
+  reanchor?: boolean;
 }
 
 /**
@@ -43,10 +47,22 @@ export function directiveFor(row: MigrationRow | undefined, slotName: string, ro
         reason: `confirm ${cdc.drainToLsn} on ${cdc.side === "source" ? "the source" : "the target"}, then stop: the primary is changing`,
       };
     case "ON_TARGET":
-      return { ...common, action: "RESUME", resumeFromLsn: rec.targetConsistentLsn ?? "", reason: "the slot was recreated on the promoted target" };
+      return {
+        ...common,
+        action: "RESUME",
+        resumeFromLsn: rec.targetConsistentLsn ?? "",
+        reason: `the slot was recreated on the promoted target${cdc.lsnDiscontinuous ? REANCHOR : ""}`,
+        reanchor: Boolean(cdc.lsnDiscontinuous),
+      };
     case "ON_SOURCE":
       return cdc.resumed
-        ? { ...common, action: "RESUME", resumeFromLsn: rec.sourceResumeLsn ?? rec.confirmedFlushLsn, reason: "back on the source" }
+        ? {
+            ...common,
+            action: "RESUME",
+            resumeFromLsn: rec.sourceResumeLsn ?? rec.confirmedFlushLsn,
+            reason: `back on the source${cdc.lsnDiscontinuous ? REANCHOR : ""}`,
+            reanchor: Boolean(cdc.lsnDiscontinuous),
+          }
         : { ...common, action: "KEEP_READING", reason: "the migration has not reached cutover" };
   }
 }

@@ -300,7 +300,13 @@ async function fillWalOn(c: Sql, ref: InstanceRef, lsn: string): Promise<string>
 /**
  * On the promoted target, for one database, before traffic: checks that the
  * publications came over, moves the WAL past `floor`, and creates each slot.
- * One connection. Returns each slot's consistent point.
+ * One connection. Returns each slot's consistent point, and whether the
+ * target's positions continue the source's: a target that replayed the
+ * source's WAL up to `replayedTo` and continues its positions is at or past
+ * it; one below it counts in a space of its own (a promoted Aurora cluster
+ * need not continue its RDS source's). There, moving the WAL past positions
+ * of the other space would be meaningless (and unbounded), so it is not
+ * done: consumers re-anchor at the slot's position instead.
  */
 export async function restoreSlotsIn(
   provider: Provider,
@@ -308,16 +314,19 @@ export async function restoreSlotsIn(
   database: string,
   wanted: Array<{ name: string; plugin: string; publications: string[] }>,
   floor: string,
-): Promise<Map<string, string>> {
+  replayedTo: string,
+): Promise<{ at: Map<string, string>; continuous: boolean }> {
   return provider.sql(ref, database).session(async (c) => {
     const there = (await c.query<{ p: string }>("select pubname as p from pg_publication")).rows.map((r) => r.p);
     const missing = [...new Set(wanted.flatMap((w) => w.publications))].filter((p) => !there.includes(p));
     if (missing.length > 0)
       throw new FailedPreconditionError(`publication(s) ${missing.join(", ")} of ${database} are not on ${ref.id}; the target is not a copy of the source`);
-    await fillWalOn(c, ref, floor);
-    const out = new Map<string, string>();
-    for (const w of wanted) out.set(w.name, await ensureSlotOn(c, ref, database, w.name, w.plugin));
-    return out;
+    const now = (await c.query<{ l: string }>("select pg_current_wal_lsn()::text as l")).rows[0]!.l;
+    const continuous = lsnAtLeast(now, replayedTo);
+    if (continuous) await fillWalOn(c, ref, floor);
+    const at = new Map<string, string>();
+    for (const w of wanted) at.set(w.name, await ensureSlotOn(c, ref, database, w.name, w.plugin));
+    return { at, continuous };
   });
 }
 

@@ -92,6 +92,11 @@ export interface CdcStateJson {
   readersEndedAt?: string;
   /** Consumers were moved but not all were seen reading on the new side yet: their pause goes on. */
   awaitingReaders?: boolean;
+  /**
+   * The promoted target's WAL positions do not continue the source's (Aurora's need not): positions of one side mean
+   * nothing on the other, so consumers re-anchor at the position their directive gives instead of their own.
+   */
+  lsnDiscontinuous?: boolean;
 }
 
 export type RequestedAction = "abort" | "rollback" | "finalize";

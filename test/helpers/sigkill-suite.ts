@@ -1,4 +1,4 @@
-import { beforeAll, expect, it } from "vitest";
+import { expect, it } from "vitest";
 import type { LocalProvider } from "../../src/providers/local/local-provider.js";
 import { WriteLoad } from "../../src/workload/write-load.js";
 import { storeClient } from "./embedded-store.js";
@@ -30,113 +30,66 @@ async function timeline(clusters: LocalProvider, id: string): Promise<number> {
 
 /** The phases the service is killed on reaching, one migration each. */
 export const KILL_PHASES = ["PROVISIONING", "REPLICATING", "QUIESCING", "FINAL_SYNC", "PROMOTING", "ROUTING", "VERIFYING"];
-/** Before READY_FOR_CUTOVER: reached on their own. The others are reached one migration at a time, by approving its cutover. */
-const BEFORE_APPROVAL = new Set(["PROVISIONING", "REPLICATING"]);
-
-interface Run {
-  name: string;
-  id: string;
-  app: { user: string; password: string; database: string };
-  load: WriteLoad;
-  /** The phase the migration was in when the service was killed for it. */
-  killedIn?: string;
-  end?: { phase: string; events: any[] };
-}
-
 /**
- * One migration per phase, each under a live write load, all on one service at once. The service is killed with
- * SIGKILL the moment migration k reaches phase k, and restarted at once; the cutover phases are reached one migration
- * at a time (its cutover approved after the previous kill), so each kill lands in its phase. Every kill hits every
- * migration in flight, wherever it is: each must still complete with every side effect done once and every
- * committed row on the target. One test per phase reads its migration's outcome.
+ * One test per phase: a migration under a live write load, the service killed with SIGKILL the moment it reaches the
+ * phase and restarted at once; it must complete with every side effect done once and every committed row on the
+ * target. One at a time: the tests run beside other files on two cores, and seven migrations at once would slow
+ * both.
  */
 export function sigkillAtEveryPhase(f: ServiceFixture, platform: () => KillPlatform, timeoutMs = 120_000): void {
-  const runs = new Map<string, Run>();
-  let scenario: Promise<void>;
-
-  beforeAll(() => {
-    const p = platform();
-    scenario = (async () => {
-      await Promise.all(
-        KILL_PHASES.map(async (phase) => {
-          const name = phase.toLowerCase().replace(/_/g, "-");
-          const { app } = await p.source(`${name}-src`);
-          const mode = BEFORE_APPROVAL.has(phase) ? "CUTOVER_MODE_AUTOMATIC" : "CUTOVER_MODE_MANUAL";
-          const id = (await unary(f.client, "CreateMigration", { spec: p.spec(name, mode) })).migration.id;
-          const port = await f.proxy.waitForListener(`${name}-db`);
-          // Seven applications at once: a gentler rate each, still hundreds of commits across the kills.
-          const load = new WriteLoad({ host: "127.0.0.1", port, ...app, ratePerSec: 30 });
-          load.start();
-          runs.set(phase, { name, id, app, load });
-        }),
-      );
-      for (const phase of KILL_PHASES) {
-        const run = runs.get(phase)!;
-        if (!BEFORE_APPROVAL.has(phase)) {
-          await waitForPhase(f.client, run.id, ["PHASE_READY_FOR_CUTOVER"], timeoutMs);
-          await unary(f.client, "ApproveCutover", { id: run.id });
-        }
-        await waitForPhase(f.client, run.id, [`PHASE_${phase}`, "PHASE_COMPLETED", "PHASE_FAILED"], timeoutMs);
-        await f.restart(async () => {
-          // Where the kill found it, read from the store while no process runs.
-          const db = storeClient(f.dir);
-          await db.connect();
-          run.killedIn = (await db.query("select phase from migrations where id = $1", [run.id])).rows[0].phase;
-          await db.end();
-        });
-      }
-      for (const run of runs.values()) {
-        run.end = await waitForPhase(f.client, run.id, ["PHASE_COMPLETED", "PHASE_FAILED", "PHASE_ROLLED_BACK"], timeoutMs);
-        await run.load.stop();
-      }
-    })();
-    // Each test reports its own migration; a scenario that broke is reported by all of them.
-    scenario.catch(() => {});
-  }, 1_000);
-
   for (const phase of KILL_PHASES) {
-    it(
-      `killed with SIGKILL on reaching ${phase}, restarted, it completes with each side effect done once`,
-      async () => {
-        await scenario;
-        const p = platform();
-        const { name, app, load, killedIn, end } = runs.get(phase)!;
-        const { phase: last, events } = end!;
-        expect(last, events.map((e) => e.message).join(" | ")).toBe("PHASE_COMPLETED");
-        // The kill found it in its phase (or in the next one, for a phase that lasts less than the watch takes to tell).
-        const entered = events.filter((e) => e.type === "EVENT_TYPE_PHASE_CHANGED").map((e) => e.transition.to);
-        const at = entered.indexOf(`PHASE_${phase}`);
-        expect(entered.slice(at, at + 2), `killed in ${killedIn}`).toContain(`PHASE_${killedIn}`);
-        // Each phase was entered once: nothing was redone from the start.
-        expect(new Set(entered).size).toBe(entered.length);
-        // Each step's intent is in the log before its work; a step a crash interrupted shows as resumed by the next
-        // driver, never as started twice by one.
-        const intents = events.filter((e) => e.type === "EVENT_TYPE_STEP_STARTED");
-        for (const ph of entered.filter((x: string) => x !== "PHASE_COMPLETED")) expect(intents.map((e) => e.step)).toContain(ph.replace("PHASE_", ""));
-        for (const step of new Set(intents.map((e) => e.step))) {
-          expect(
-            intents.filter((e) => e.step === step && !/ resumed by a new driver/.test(e.message)),
-            `fresh starts of ${step}`,
-          ).toHaveLength(1);
-        }
-        // Promoted exactly once; one replica, no leftover slot on the source.
-        const target = p.target(name);
-        expect(await timeline(p.clusters, target)).toBe(2);
-        expect((await p.clusters.describe({ id: `${name}-src` })).slots).toEqual([]);
-        // Only the target takes the application's traffic: the source stays fenced behind it.
-        expect(await p.sourceRefusesApplication(`${name}-src`, app)).toBe(true);
-        // Every id the application saw committed is on the target.
-        const ids = new Set((await p.clusters.cluster({ id: target }).query<{ id: string }>("select id::text from items", [], "app")).map((r) => r.id));
-        expect(load.committed.length).toBeGreaterThan(30);
-        expect(load.committed.filter((id) => !ids.has(id.toString()))).toEqual([]);
-        // The route moved once: version 1 (source) then 2 (target), pointing at the target.
+    it(`killed with SIGKILL on reaching ${phase}, restarted, it completes with each side effect done once`, async () => {
+      const p = platform();
+      const name = phase.toLowerCase().replace(/_/g, "-");
+      const { app } = await p.source(`${name}-src`);
+      const m = (await unary(f.client, "CreateMigration", { spec: p.spec(name, "CUTOVER_MODE_AUTOMATIC") })).migration;
+      const port = await f.proxy.waitForListener(`${name}-db`);
+      const load = new WriteLoad({ host: "127.0.0.1", port, ...app, ratePerSec: 50 });
+      load.start();
+      await waitForPhase(f.client, m.id, [`PHASE_${phase}`, "PHASE_COMPLETED", "PHASE_FAILED"], timeoutMs);
+      let killedIn = "";
+      await f.restart(async () => {
+        // Where the kill found it, read from the store while no process runs.
         const db = storeClient(f.dir);
         await db.connect();
-        const route = (await db.query("select port, version from routes where database_name = $1", [`${name}-db`])).rows[0];
+        killedIn = (await db.query("select phase from migrations where id = $1", [m.id])).rows[0].phase;
         await db.end();
-        expect(route).toEqual({ port: p.clusters.cluster({ id: target }).port, version: "2" });
-      },
-      timeoutMs * 4,
-    );
+      });
+      const { phase: end, events } = await waitForPhase(f.client, m.id, ["PHASE_COMPLETED", "PHASE_FAILED", "PHASE_ROLLED_BACK"], timeoutMs);
+      await load.stop();
+      expect(end, events.map((e) => e.message).join(" | ")).toBe("PHASE_COMPLETED");
+      // The kill found it in its phase (or in the next one, for a phase that lasts less than the watch takes to tell).
+      const entered = events.filter((e) => e.type === "EVENT_TYPE_PHASE_CHANGED").map((e) => e.transition.to);
+      const at = entered.indexOf(`PHASE_${phase}`);
+      expect(entered.slice(at, at + 2), `killed in ${killedIn}`).toContain(`PHASE_${killedIn}`);
+      // Each phase was entered once: nothing was redone from the start.
+      expect(new Set(entered).size).toBe(entered.length);
+      // Each step's intent is in the log before its work; a step the crash interrupted shows as resumed by the next
+      // driver, never as started twice by one.
+      const intents = events.filter((e) => e.type === "EVENT_TYPE_STEP_STARTED");
+      for (const ph of entered.filter((x: string) => x !== "PHASE_COMPLETED")) expect(intents.map((e) => e.step)).toContain(ph.replace("PHASE_", ""));
+      for (const step of new Set(intents.map((e) => e.step))) {
+        expect(
+          intents.filter((e) => e.step === step && !/ resumed by a new driver/.test(e.message)),
+          `fresh starts of ${step}`,
+        ).toHaveLength(1);
+      }
+      // Promoted exactly once; one replica, no leftover slot on the source.
+      const target = p.target(name);
+      expect(await timeline(p.clusters, target)).toBe(2);
+      expect((await p.clusters.describe({ id: `${name}-src` })).slots).toEqual([]);
+      // Only the target takes the application's traffic: the source stays fenced behind it.
+      expect(await p.sourceRefusesApplication(`${name}-src`, app)).toBe(true);
+      // Every id the application saw committed is on the target.
+      const ids = new Set((await p.clusters.cluster({ id: target }).query<{ id: string }>("select id::text from items", [], "app")).map((r) => r.id));
+      expect(load.committed.length).toBeGreaterThan(30);
+      expect(load.committed.filter((id) => !ids.has(id.toString()))).toEqual([]);
+      // The route moved once: version 1 (source) then 2 (target), pointing at the target.
+      const db = storeClient(f.dir);
+      await db.connect();
+      const route = (await db.query("select port, version from routes where database_name = $1", [`${name}-db`])).rows[0];
+      await db.end();
+      expect(route).toEqual({ port: p.clusters.cluster({ id: target }).port, version: "2" });
+    });
   }
 }

@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import {
+  AddTagsToResourceCommand,
   CreateDBClusterCommand,
   CreateDBInstanceCommand,
   DBClusterNotFoundFault,
@@ -17,6 +18,7 @@ import {
   PromoteReadReplicaDBClusterCommand,
   RDSClient,
   RebootDBInstanceCommand,
+  RemoveTagsFromResourceCommand,
   StopDBInstanceCommand,
   type DBCluster,
   type DBInstance,
@@ -221,13 +223,34 @@ describe("the AWS provider's RDS calls (aws-sdk-client-mock)", () => {
     const plan = awsPlan({ replica: SPEC, fence: "network", denyGroup: "sg-deny" });
     const of = (phase: string) => plan.filter((p) => p.phase === phase).map((p) => p.action.replace(/^rds:/, ""));
     expect(of("PROVISIONING")).toEqual(observed.PROVISIONING);
-    expect(of("QUIESCING")).toEqual(observed.QUIESCING);
+    // The fence's record (a tag) is written by the provider before RdsControl's calls.
+    expect(of("QUIESCING")).toEqual(["AddTagsToResource", ...observed.QUIESCING!]);
     expect(of("PROMOTING")).toEqual(["DescribeDBClusters", "PromoteReadReplicaDBCluster", "DescribeDBClusters"]);
     // The SQL fence makes no AWS call at cutover.
-    expect(awsPlan({ replica: SPEC, fence: "sql" }).some((p) => p.phase === "QUIESCING")).toBe(false);
+    expect(
+      awsPlan({ replica: SPEC, fence: "sql" })
+        .filter((p) => p.phase === "QUIESCING")
+        .map((p) => p.action),
+    ).toEqual(["rds:AddTagsToResource"]);
     const policy = JSON.parse(readFileSync(resolve(import.meta.dirname, "../../deploy/aws/iam-policy.json"), "utf8"));
     const granted = new Set(policy.Statement.flatMap((s: { Action: string[] }) => s.Action));
     expect(plan.filter((p) => !granted.has(p.action))).toEqual([]);
+  });
+
+  it("a fence's record: one tag set on the resource, removed by key once undone", async () => {
+    rds.on(AddTagsToResourceCommand).resolves({});
+    rds.on(RemoveTagsFromResourceCommand).resolves({});
+    await control().tag(SOURCE.DBInstanceArn!, "pgshift:fenced-roles", "app reporting");
+    await control().untag(SOURCE.DBInstanceArn!, ["pgshift:fenced-roles"]);
+    expect(rds.commandCalls(AddTagsToResourceCommand)[0]!.args[0].input).toEqual({
+      ResourceName: SOURCE.DBInstanceArn,
+      Tags: [{ Key: "pgshift:fenced-roles", Value: "app reporting" }],
+    });
+    expect(rds.commandCalls(RemoveTagsFromResourceCommand)[0]!.args[0].input).toEqual({
+      ResourceName: SOURCE.DBInstanceArn,
+      TagKeys: ["pgshift:fenced-roles"],
+    });
+    sent();
   });
 
   it("preflight: the engine version Aurora offers, logical decoding in the cluster parameter group (all pages), parameters set on the source, the fence", async () => {

@@ -1,4 +1,4 @@
-import { AddTagsToResourceCommand, type RDSClient, type Tag } from "@aws-sdk/client-rds";
+import type { RDSClient, Tag } from "@aws-sdk/client-rds";
 import { GetSecretValueCommand, type SecretsManagerClient } from "@aws-sdk/client-secrets-manager";
 import type pg from "pg";
 import { lsnAtLeast, type Lsn } from "../../domain/lsn.js";
@@ -275,28 +275,30 @@ export class AwsProvider implements Provider {
     const { arn, tags } = await this.tagged(ref);
     if (tags.some((t) => t.Key === key)) return;
     if (value.length > TAG_VALUE_MAX)
-      throw new InvalidInstanceStateError(ref.id, `too many roles to record in a tag (${value.length} characters of names): use the network fence`);
-    await this.opts.rds.send(new AddTagsToResourceCommand({ ResourceName: arn, Tags: [{ Key: key, Value: value }] }));
+      throw new InvalidInstanceStateError(ref.id, `too many roles to record in a tag (${value.length} characters of names): use FENCE_MODE_NETWORK`);
+    await this.control.tag(arn, key, value);
   }
 
-  private async recorded(ref: InstanceRef, key: string): Promise<string | undefined> {
-    return (await this.tagged(ref)).tags.find((t) => t.Key === key)?.Value;
+  /** What the fences recorded on the resource: the groups the network fence replaced, the roles the roles fence changed. */
+  private async records(ref: InstanceRef): Promise<{ arn: string; groups?: string[]; roles?: string[] }> {
+    const { arn, tags } = await this.tagged(ref);
+    const value = (key: string) => tags.find((t) => t.Key === key)?.Value;
+    const split = (v: string | undefined) => (v === undefined ? undefined : v.split(" ").filter(Boolean));
+    return { arn, groups: split(value(FENCED_GROUPS_TAG)), roles: split(value(FENCED_ROLES_TAG)) };
   }
 
-  /** The roles the SQL fence recorded on the resource (none if it was never fenced that way). */
+  /** The roles the roles fence recorded on the resource (none if it was never fenced that way). */
   private async fencedRoles(ref: InstanceRef): Promise<string[]> {
-    return ((await this.recorded(ref, FENCED_ROLES_TAG)) ?? "").split(" ").filter(Boolean);
+    return (await this.records(ref)).roles ?? [];
   }
 
+  /**
+   * The network fence for an RDS instance when this migration chose it; the roles fence otherwise, and for an Aurora
+   * cluster (the promoted target, fenced by a rollback), which has no single security-group change and reboot.
+   */
   async fence(ref: InstanceRef): Promise<void> {
-    if (this.opts.fence === "network") {
-      const i = await this.control.instance(ref.id);
-      if (!i) {
-        throw new InvalidInstanceStateError(
-          ref.id,
-          `${ref.id} is an Aurora cluster: the network fence covers RDS instances only so far (a rollback fences the promoted cluster); run with --aws-fence sql`,
-        );
-      }
+    const i = this.opts.fence === "network" ? await this.control.instance(ref.id) : undefined;
+    if (i) {
       await this.record(ref, FENCED_GROUPS_TAG, (i.VpcSecurityGroups ?? []).map((g) => g.VpcSecurityGroupId!).join(" "));
       await this.control.networkFence(ref.id, this.opts.denySecurityGroup!, this.timeoutMs);
       return;
@@ -310,41 +312,45 @@ export class AwsProvider implements Provider {
       for (const r of fenced) await c.query(`alter role ${escapeIdent(r)} nologin`);
       // Until no session of theirs is left twice in a row: a login may have slipped in before the ALTER.
       let quiet = 0;
-      for (let i = 0; i < 250 && quiet < 2; i++) {
-        const n = (
+      for (let n = 0; n < 250 && quiet < 2; n++) {
+        const left = (
           await c.query<{ n: string }>(
             "select count(pg_terminate_backend(pid))::text as n from pg_stat_activity where usename = any($1) and pid <> pg_backend_pid()",
             [fenced],
           )
         ).rows[0]!.n;
-        quiet = Number(n) === 0 ? quiet + 1 : 0;
+        quiet = Number(left) === 0 ? quiet + 1 : 0;
         if (quiet < 2) await new Promise((res) => setTimeout(res, 20));
       }
       if (quiet < 2) throw new InvalidInstanceStateError(ref.id, `sessions of the fenced roles on ${ref.id} kept coming back for 5 s`);
     });
   }
 
+  /**
+   * Undoes whichever fence the resource records (whatever this migration's mode: a service restarted with other
+   * settings still undoes what was done), then removes the record, so that a later fence records afresh. Undoing
+   * first: a crash in between undoes again, which changes nothing.
+   */
   async unfence(ref: InstanceRef): Promise<void> {
-    if (this.opts.fence === "network") {
-      const groups = await this.recorded(ref, FENCED_GROUPS_TAG);
-      if (groups !== undefined) await this.control.networkUnfence(ref.id, groups.split(" ").filter(Boolean), this.timeoutMs);
-      return;
+    const { arn, groups, roles } = await this.records(ref);
+    if (groups !== undefined) await this.control.networkUnfence(ref.id, groups, this.timeoutMs);
+    if (roles?.length) {
+      // Exactly the roles the fence changed, back to LOGIN.
+      await this.pg(ref).run(async (c) => {
+        for (const r of roles) await c.query(`alter role ${escapeIdent(r)} login`);
+      });
     }
-    const roles = await this.fencedRoles(ref);
-    if (roles.length === 0) return;
-    // Exactly the roles the fence changed, back to LOGIN; the tag stays as the record that this source was fenced once.
-    await this.pg(ref).run(async (c) => {
-      for (const r of roles) await c.query(`alter role ${escapeIdent(r)} login`);
-    });
+    const done = [groups !== undefined ? FENCED_GROUPS_TAG : "", roles !== undefined ? FENCED_ROLES_TAG : ""].filter(Boolean);
+    if (done.length > 0) await this.control.untag(arn, done);
   }
 
   async isFenced(ref: InstanceRef): Promise<boolean> {
-    if (this.opts.fence === "network") {
-      const groups = (await this.control.source(ref.id)).VpcSecurityGroups?.map((g) => g.VpcSecurityGroupId) ?? [];
-      return groups.length === 1 && groups[0] === this.opts.denySecurityGroup;
+    const { groups, roles } = await this.records(ref);
+    if (groups !== undefined) {
+      const now = (await this.control.source(ref.id)).VpcSecurityGroups?.map((g) => g.VpcSecurityGroupId) ?? [];
+      return now.length === 1 && now[0] === this.opts.denySecurityGroup;
     }
-    const roles = await this.fencedRoles(ref);
-    if (roles.length === 0) return false;
+    if (!roles?.length) return false;
     return this.pg(ref).run(
       async (c) =>
         (await c.query<{ n: string }>("select count(*)::text as n from pg_roles where rolname = any($1) and rolcanlogin", [roles])).rows[0]!.n === "0",

@@ -48,6 +48,12 @@ export function awsPlan(o: AwsPlanOptions): PlannedCall[] {
     call("PROVISIONING", "CreateDBInstance", instanceId, `the writer, ${o.replica.instanceClass}, in ${clusterId}, tagged`),
     call("PROVISIONING", "DescribeDBInstances", instanceId, "until available"),
     call("PROVISIONING", "DescribeDBClusters", clusterId, "until available"),
+    call(
+      "QUIESCING",
+      "AddTagsToResource",
+      sourceId,
+      network ? "pgshift:pre-fence-security-groups: the groups the fence replaces" : "pgshift:fenced-roles: the roles that lose LOGIN",
+    ),
     ...(network
       ? [
           call("QUIESCING", "DescribeDBInstances", sourceId, "record the source's security groups (restored on rollback)"),
@@ -60,7 +66,9 @@ export function awsPlan(o: AwsPlanOptions): PlannedCall[] {
     call("PROMOTING", "DescribeDBClusters", clusterId, "promote once: a promoted cluster is left as it is"),
     call("PROMOTING", "PromoteReadReplicaDBCluster", clusterId, "the replica becomes a standalone writable cluster"),
     call("PROMOTING", "DescribeDBClusters", clusterId, "until available with no replication source"),
+    call("ROLLING_BACK (if asked)", "AddTagsToResource", clusterId, "pgshift:fenced-roles: the promoted cluster's roles that lose LOGIN"),
     ...(network ? [call("ROLLING_BACK (if asked)", "ModifyDBInstance", sourceId, "the recorded security groups back")] : []),
+    call("ROLLING_BACK (if asked)", "RemoveTagsFromResource", sourceId, "the fence's record, once undone"),
     call("ABORTED or FAILED before promotion", "DescribeDBClusters", clusterId, "only what carries this migration's tag is deleted"),
     call("ABORTED or FAILED before promotion", "DescribeDBInstances", instanceId, "the same, for the writer"),
     call("ABORTED or FAILED before promotion", "DeleteDBInstance", instanceId, "the writer this migration created"),

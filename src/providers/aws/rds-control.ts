@@ -1,4 +1,5 @@
 import {
+  AddTagsToResourceCommand,
   CreateDBClusterCommand,
   CreateDBInstanceCommand,
   DeleteDBClusterCommand,
@@ -11,6 +12,7 @@ import {
   ModifyDBInstanceCommand,
   PromoteReadReplicaDBClusterCommand,
   RebootDBInstanceCommand,
+  RemoveTagsFromResourceCommand,
   StopDBInstanceCommand,
   type DBCluster,
   type DBInstance,
@@ -122,6 +124,16 @@ export class RdsControl {
       marker = r.Marker;
     } while (marker);
     return out;
+  }
+
+  /** Sets one tag on a resource (what a fence records before it changes anything). */
+  async tag(arn: string, key: string, value: string): Promise<void> {
+    await this.rds.send(new AddTagsToResourceCommand({ ResourceName: arn, Tags: [{ Key: key, Value: value }] }));
+  }
+
+  /** Removes tags from a resource (a fence's record, once undone). */
+  async untag(arn: string, keys: string[]): Promise<void> {
+    await this.rds.send(new RemoveTagsFromResourceCommand({ ResourceName: arn, TagKeys: keys }));
   }
 
   /** The source instance, which must exist. */
