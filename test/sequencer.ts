@@ -7,16 +7,16 @@ import { BaseSequencer, type TestSpecification } from "vitest/node";
  * them better: about a minute less in all.
  */
 const SECONDS: Record<string, number> = {
-  "test/engine-faults.test.ts": 170,
-  "test/engine-faults-aws.test.ts": 130,
-  "test/cdc.test.ts": 121,
-  "test/cdc-recvlogical.test.ts": 120,
+  "test/engine-faults.test.ts": 110,
+  "test/engine-faults-aws.test.ts": 85,
+  "test/cdc.test.ts": 128,
+  "test/cdc-recvlogical.test.ts": 108,
   "test/engine.test.ts": 93,
   "test/ha.test.ts": 81,
   "test/routing.test.ts": 79,
   "test/demo.test.ts": 60,
   "test/safety.test.ts": 55,
-  "test/aws-migration.test.ts": 35,
+  "test/aws-migration.test.ts": 50,
   "test/fuzz.test.ts": 45,
   "test/package.test.ts": 35,
   "test/rollback-readiness.test.ts": 33,
