@@ -28,6 +28,7 @@ COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --omit=optional --ignore-scripts --no-audit --no-fund && npm cache clean --force
 COPY --from=build /src/dist/pgshift.mjs /src/dist/pgshift.mjs.map ./dist/
 COPY --from=build /src/dist/chunks ./dist/chunks
+COPY --from=build /src/dist/envoy-descriptors.json ./dist/
 RUN mkdir -p /var/lib/pgshift && chown node:node /var/lib/pgshift
 USER node
 EXPOSE 50051 18000 9464

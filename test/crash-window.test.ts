@@ -62,6 +62,13 @@ describe("SIGKILL inside the fenced window, restarted at once", () => {
     expect(load.committed.filter((id) => !ids.has(id.toString()))).toEqual([]);
     // Never two writable primaries: the side traffic left is fenced.
     expect(await f.provider.isFenced({ id: rollback ? `${name}-tgt` : `${name}-src` })).toBe(true);
+    // Done with: finalized (or rolled back, which is final) and its clusters removed, so that the next runs measure
+    // the control plane on a machine not also running the clusters of every run before.
+    if (!rollback) {
+      await unary(f.client, "FinalizeMigration", { id: m.id, reason: "measured" });
+      expect((await waitForPhase(f.client, m.id, ["PHASE_FINALIZED", "PHASE_FAILED"])).phase).toBe("PHASE_FINALIZED");
+    }
+    for (const id of [`${name}-src`, `${name}-tgt`]) await f.provider.cluster({ id }).destroy();
     return { gap: load.longestGapMs, restart };
   }
 

@@ -119,7 +119,9 @@ describe("deployment files (no Docker engine here: parsed and checked, not run)"
     expect(final.join("\n")).not.toMatch(/tsx|src\/cli\/main\.ts/);
     // What the runtime stage copies from the build is what the package ships.
     const files = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")).files as string[];
-    expect(files).toEqual(expect.arrayContaining(["dist/pgshift.mjs", "dist/chunks/"]));
+    expect(files).toEqual(expect.arrayContaining(["dist/pgshift.mjs", "dist/chunks/", "dist/envoy-descriptors.json"]));
+    // Envoy's descriptors, parsed at build: a restarted replica does not parse .proto files.
+    expect(final.filter((l) => l.startsWith("COPY --from=")).join(" ")).toContain("dist/envoy-descriptors.json");
     expect(JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")).bin.pgshift).toBe("./dist/pgshift.mjs");
   });
 });
