@@ -61,6 +61,9 @@ export interface AwsConfig {
   instanceClass: string;
   /** The target clusters' DB cluster parameter group when a spec names none (it must set rds.logical_replication = 1). */
   clusterParameterGroup?: string;
+  /** How sessions to the instances are encrypted; verify-full checks them against the CA bundle file. */
+  dbSsl: "verify-full" | "require" | "disable";
+  caBundleFile?: string;
 }
 
 function aws(v: Record<string, string | boolean | undefined>, env: NodeJS.ProcessEnv): AwsConfig | undefined {
@@ -68,10 +71,21 @@ function aws(v: Record<string, string | boolean | undefined>, env: NodeJS.Proces
   const deny = (v["aws-deny-security-group"] as string | undefined) ?? env.PGSHIFT_AWS_DENY_SECURITY_GROUP;
   const fence = (v["aws-fence"] as string | undefined) ?? env.PGSHIFT_AWS_FENCE ?? "sql";
   if (!region) {
-    if (deny || v["aws-endpoint"] || v["aws-fence"]) throw new InvalidArgumentError("the --aws-* flags need --aws-region: the region the RDS instances are in");
+    if (deny || v["aws-endpoint"] || v["aws-fence"] || v["aws-db-ssl"] || v["aws-ca-bundle"])
+      throw new InvalidArgumentError("the --aws-* flags need --aws-region: the region the RDS instances are in");
     return undefined;
   }
   if (fence !== "sql" && fence !== "network") throw new InvalidArgumentError(`--aws-fence must be sql or network; got "${fence}"`);
+  const dbSsl = (v["aws-db-ssl"] as string | undefined) ?? env.PGSHIFT_AWS_DB_SSL ?? "verify-full";
+  const caBundleFile = (v["aws-ca-bundle"] as string | undefined) ?? (env.PGSHIFT_AWS_CA_BUNDLE || undefined);
+  if (dbSsl !== "verify-full" && dbSsl !== "require" && dbSsl !== "disable") {
+    throw new InvalidArgumentError(`--aws-db-ssl must be verify-full, require or disable; got "${dbSsl}"`);
+  }
+  if (dbSsl === "verify-full" && !caBundleFile) {
+    throw new InvalidArgumentError(
+      "--aws-db-ssl verify-full (the default) needs --aws-ca-bundle FILE: AWS's RDS certificate bundle (global-bundle.pem, from the RDS documentation), so that the instances' certificates are checked; or --aws-db-ssl require to encrypt without checking",
+    );
+  }
   if (fence === "network" && !deny) {
     throw new InvalidArgumentError("--aws-fence network needs --aws-deny-security-group sg-…: a security group allowing no inbound traffic");
   }
@@ -82,6 +96,8 @@ function aws(v: Record<string, string | boolean | undefined>, env: NodeJS.Proces
     denySecurityGroup: deny,
     instanceClass: (v["aws-instance-class"] as string | undefined) ?? env.PGSHIFT_AWS_INSTANCE_CLASS ?? "db.r6g.large",
     clusterParameterGroup: (v["aws-cluster-parameter-group"] as string | undefined) ?? (env.PGSHIFT_AWS_CLUSTER_PARAMETER_GROUP || undefined),
+    dbSsl,
+    caBundleFile,
   };
 }
 
@@ -193,6 +209,8 @@ export function parseServiceConfig(argv: string[], env: NodeJS.ProcessEnv = proc
       "aws-instance-class": { type: "string" },
       "aws-fence": { type: "string" },
       "aws-cluster-parameter-group": { type: "string" },
+      "aws-db-ssl": { type: "string" },
+      "aws-ca-bundle": { type: "string" },
     },
     strict: true,
   });

@@ -3,6 +3,7 @@ import { join, resolve } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DescribeDBInstancesCommand, RDSClient } from "@aws-sdk/client-rds";
 import { RdsEmulator } from "../src/aws-emulator/rds-emulator.js";
+import { makeDevPki } from "../src/security/dev-pki.js";
 import { XdsTcpProxy } from "../src/proxy/xds-tcp-proxy.js";
 import { LocalProvider } from "../src/providers/local/local-provider.js";
 import { createSampleSource } from "../src/providers/local/sample.js";
@@ -20,13 +21,17 @@ describe("a whole migration on PROVIDER_AWS, through @aws-sdk/client-rds, agains
   const tmp = tempDir("aws-migration");
   // The "AWS account": real clusters behind the emulator, apart from the service's own data.
   const account = new LocalProvider(join(tmp.dir, "account"));
-  const emulator = new RdsEmulator(account, { denyAllGroup: "sg-deny", stepMs: 100, throttleFirst: 1 });
+  let emulator: RdsEmulator;
   let svc: ServiceProcess;
   let client: AnyClient;
 
   let emulatorEndpoint = "";
 
   beforeAll(async () => {
+    // The instances present a certificate, as RDS's do, and the service checks it (verify-full) against the CA.
+    const pki = await makeDevPki(join(tmp.dir, "tls"), { serverNames: ["127.0.0.1"], clients: [], days: 1 });
+    const tls = { cert: readFileSync(pki.server.cert, "utf8"), key: readFileSync(pki.server.key, "utf8") };
+    emulator = new RdsEmulator(account, { denyAllGroup: "sg-deny", stepMs: 100, throttleFirst: 1, tls });
     const endpoint = await emulator.listen();
     emulatorEndpoint = endpoint;
     // As on AWS, the engine's default cluster parameter group leaves logical decoding off.
@@ -43,6 +48,10 @@ describe("a whole migration on PROVIDER_AWS, through @aws-sdk/client-rds, agains
         "sg-deny",
         "--aws-cluster-parameter-group",
         "pgshift-logical",
+        "--aws-db-ssl",
+        "verify-full",
+        "--aws-ca-bundle",
+        pki.ca,
       ],
       // The SDK's default credential chain reads these; the emulator checks that requests are signed, not by whom.
       { AWS_ACCESS_KEY_ID: "AKIDEMULATOR", AWS_SECRET_ACCESS_KEY: "emulator" },
@@ -99,6 +108,12 @@ describe("a whole migration on PROVIDER_AWS, through @aws-sdk/client-rds, agains
     expect(emulator.calls.filter((a) => a === "CreateDBCluster")).toHaveLength(1);
     // The old source stays behind the deny-all group (its pg_hba fence, in the emulator) until finalize or rollback.
     expect(await account.isFenced({ id: "billing" })).toBe(true);
+    // Reverse replication, the source's own connection to the target, is encrypted too.
+    const walsenders = await account
+      .cluster({ id: "billing-aurora" })
+      .query<{ ssl: boolean }>("select s.ssl from pg_stat_ssl s join pg_stat_activity a using (pid) where a.backend_type = 'walsender'");
+    expect(walsenders.length).toBeGreaterThan(0);
+    expect(walsenders.every((w) => w.ssl)).toBe(true);
 
     // Rolled back: a promoted cluster has no single security-group change and reboot, so the roles fence stops its
     // writers; the source gets its groups back and the record of them is removed.

@@ -197,7 +197,8 @@ describe("CDC with pg_recvlogical through the proxy: nothing lost or duplicated,
     await sleep(1000);
     const rollbackMs = await rollBack(m.id);
     console.log(`[recvlogical] rollback with the consumer gone: ROLLED_BACK in ${rollbackMs} ms, application gap ${load.longestGapMs} ms`);
-    expect(rollbackMs).toBeLessThan(15_000);
+    // Seconds, not the consumer: a rollback that waited for it would never end (it is gone for good).
+    expect(rollbackMs).toBeLessThan(30_000);
     got = await getMigration(f.client, m.id);
     const slot = got.cdc_slots.find((s: any) => s.slot_name === "items_recv");
     expect(slot.to_stream_from_source).toBeGreaterThan(0);

@@ -34,6 +34,9 @@ describe("on PROVIDER_AWS: the engine survives SIGKILL at every phase", () => {
       await emulator.listen(),
       "--aws-cluster-parameter-group",
       "pgshift-logical",
+      // The emulated instances speak plaintext here; aws-migration.test.ts runs them with certificates, verified.
+      "--aws-db-ssl",
+      "disable",
     ],
     // The SDK's default credential chain reads these; the emulator checks that requests are signed, not by whom.
     { AWS_ACCESS_KEY_ID: "AKIDEMULATOR", AWS_SECRET_ACCESS_KEY: "emulator" },

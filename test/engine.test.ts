@@ -151,9 +151,14 @@ describe("the engine drives migrations on the local provider, through the real s
     ).migration;
     await waitForPhase(client, m.id, ["PHASE_REPLICATING"]);
     await new Promise((r) => setTimeout(r, 1500));
-    // Well inside the window: a burst of WAL the replica needs a moment to replay.
+    // Well inside the window, the replica falls behind: its replay paused for a second while the source writes (on a
+    // busy machine a burst of WAL alone may be replayed as fast as it comes, and show no lag at any sample).
+    const tgt = provider.cluster({ id: "spike-tgt" });
+    await tgt.query("select pg_wal_replay_pause()");
     const spikeAt = Date.now();
-    await src.cluster.query("insert into items (payload) select repeat(md5(g::text), 20) from generate_series(1, 150000) g", [], "app");
+    await src.cluster.query("insert into items (payload) select repeat(md5(g::text), 20) from generate_series(1, 20000) g", [], "app");
+    await new Promise((r) => setTimeout(r, 1000));
+    await tgt.query("select pg_wal_replay_resume()");
     const { events } = await waitForPhase(client, m.id, ["PHASE_READY_FOR_CUTOVER"]);
     const restarted = events.find(
       (e) => e.type === "EVENT_TYPE_CHECK_RESULT" && e.check.status === "CHECK_STATUS_WARN" && /window starts again/.test(e.message),

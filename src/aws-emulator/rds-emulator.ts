@@ -66,6 +66,11 @@ export interface RdsEmulatorOptions {
   throttleFirst?: number;
   /** The aurora-postgresql versions on offer; by default, the versions of the instances registered (Aurora offers RDS's). */
   auroraVersions?: string[];
+  /**
+   * A server certificate and key (PEM) the instances present, as RDS instances do: SSL is turned on in each cluster
+   * registered, and the replicas made from it carry the files with the rest of its data directory.
+   */
+  tls?: { cert: string; key: string };
 }
 
 class ApiError extends Error {
@@ -129,6 +134,13 @@ export class RdsEmulator {
    */
   async addInstance(id: string, opts: { local?: string; securityGroups?: string[]; tags?: Tag[]; parameters?: Record<string, string> } = {}): Promise<void> {
     const local = opts.local ?? id;
+    if (this.opts.tls) {
+      const cluster = this.local.cluster({ id: local });
+      cluster.writeDataFile("server.crt", this.opts.tls.cert);
+      cluster.writeDataFile("server.key", this.opts.tls.key);
+      await cluster.query("alter system set ssl = on");
+      await cluster.query("select pg_reload_conf()");
+    }
     const v = await this.local.sql({ id: local }).query<{ v: string }>("select current_setting('server_version') as v");
     const engineVersion = v.rows[0]!.v.split(" ")[0]!;
     const major = engineVersion.split(".")[0]!;

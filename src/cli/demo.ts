@@ -97,7 +97,10 @@ export async function demoCommand(argv: string[]): Promise<void> {
       "--lease-ms",
       "5000",
       ...(values["metrics-port"] ? ["--metrics-port", values["metrics-port"]] : []),
-      ...(awsEndpoint ? ["--aws-region", "eu-west-1", "--aws-endpoint", awsEndpoint, "--aws-cluster-parameter-group", LOGICAL_GROUP] : []),
+      // The emulated instances speak plaintext (the tests run them with certificates, verified).
+      ...(awsEndpoint
+        ? ["--aws-region", "eu-west-1", "--aws-endpoint", awsEndpoint, "--aws-cluster-parameter-group", LOGICAL_GROUP, "--aws-db-ssl", "disable"]
+        : []),
     ]),
     logLevel: "warn" as const,
   };

@@ -70,6 +70,11 @@ export const HELP: Record<string, CommandHelp> = {
       ["--aws-deny-security-group SG", "a security group allowing no inbound traffic, for the network fence (PGSHIFT_AWS_DENY_SECURITY_GROUP)"],
       ["--aws-instance-class C", "the Aurora writer's class (PGSHIFT_AWS_INSTANCE_CLASS, default db.r6g.large)"],
       [
+        "--aws-db-ssl MODE",
+        "verify-full (default, with --aws-ca-bundle), require (encrypted, unchecked) or disable (a local endpoint's plaintext clusters) (PGSHIFT_AWS_DB_SSL)",
+      ],
+      ["--aws-ca-bundle FILE", "AWS's RDS certificate bundle (global-bundle.pem) the instances' certificates are checked against (PGSHIFT_AWS_CA_BUNDLE)"],
+      [
         "--aws-cluster-parameter-group G",
         "the target clusters' parameter group when a spec names none; it must set rds.logical_replication = 1 (PGSHIFT_AWS_CLUSTER_PARAMETER_GROUP)",
       ],

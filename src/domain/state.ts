@@ -19,6 +19,8 @@ export interface MigrationStateJson {
   finalLsn?: string;
   /** Databases whose changes on the promoted target replicate back to the source. */
   reverseDatabases?: string[];
+  /** When the source last reached the target as reverse replication will (ISO time); unset until it has. */
+  reversePathAt?: string;
   /** The source under its live load, captured before cutover; the target is held to it after. */
   baseline?: Baseline;
   /** Peak WAL generation rate (bytes/s) the replica kept up with while replicating. */

@@ -11,7 +11,14 @@ import {
 } from "../cdc/coordinator.js";
 import { captureBaseline } from "../checks/baseline.js";
 import { targetWritable } from "../checks/verify.js";
-import { drainReverseReplication, prepareReverseReplication, reverseBacklog, startReverseReplication, stopReverseReplication } from "../replication/reverse.js";
+import {
+  drainReverseReplication,
+  prepareReverseReplication,
+  probeReversePath,
+  reverseBacklog,
+  startReverseReplication,
+  stopReverseReplication,
+} from "../replication/reverse.js";
 import type { Activities } from "./step-env.js";
 
 /** The activities the service runs: real CDC coordination, reverse replication and probes. */
@@ -19,6 +26,7 @@ export const realActivities: Activities = {
   cdc: { inventory, drainAndPause, restoreOnTarget, observeReaders, releaseSourceSlots, rollbackSlots, settleOnSource, resumeOnSource, closeReaderWatch },
   reverse: {
     prepare: prepareReverseReplication,
+    probe: probeReversePath,
     start: startReverseReplication,
     drain: drainReverseReplication,
     stop: stopReverseReplication,

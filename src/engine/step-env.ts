@@ -38,6 +38,8 @@ export interface Activities {
   reverse: {
     /** Before the fence: publications on the source; returns the databases covered. */
     prepare(provider: Provider, source: InstanceRef): Promise<string[]>;
+    /** Before the fence: the source connects to the replica as reverse replication will; the error, or undefined. */
+    probe(provider: Provider, source: InstanceRef, target: InstanceRef, databases: string[]): Promise<string | undefined>;
     /** After promotion, before traffic: the source subscribes to the target. */
     start(provider: Provider, source: InstanceRef, target: InstanceRef, databases: string[]): Promise<void>;
     /** With the target fenced: the source applies everything it wrote, sequences carried over. */

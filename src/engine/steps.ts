@@ -144,6 +144,9 @@ const replicating: Step = async (env) => {
   return { waitMs: 0 };
 };
 
+/** How often a reverse-replication path that failed is tried again, while the migration waits before cutover. */
+const REVERSE_PROBE_MS = 10_000;
+
 const readyForCutover: Step = async (env) => {
   if (!env.state.baseline) {
     env.state.baseline = await env.activities.probes.baseline(env.provider, env.source, env.baselineSampleMs);
@@ -154,6 +157,26 @@ const readyForCutover: Step = async (env) => {
   }
   // Reverse replication's publication goes in now, outside the write-unavailability window.
   env.state.reverseDatabases ??= await env.activities.reverse.prepare(env.provider, env.source);
+  // And its path: what PROMOTING needs from the source, proven while the source is still the primary.
+  if (!env.state.reversePathAt) {
+    const error = await env.activities.reverse.probe(env.provider, env.source, env.target, env.state.reverseDatabases);
+    const dbs = env.state.reverseDatabases.join(", ") || "no database";
+    if (error) {
+      await env.report(
+        check("rollback.reverse_path", "FAIL", {
+          measured: `${env.source.id} cannot reach ${env.target.id}: ${error}`,
+          threshold: `${env.source.id} connects to ${env.target.id} as reverse replication will (${dbs})`,
+          message: "after promotion the source subscribes to the target, so that a rollback loses none of the target's writes; that connection fails now",
+          remedy: `let ${env.source.id} reach ${env.target.id}'s endpoint (network path, security groups, pg_hba) with the credentials the target accepts; the cutover waits until it can, re-checked every ${REVERSE_PROBE_MS / 1000} s`,
+        }),
+      );
+      return { waitMs: REVERSE_PROBE_MS };
+    }
+    env.state.reversePathAt = new Date().toISOString();
+    await env.report(
+      check("rollback.reverse_path", "PASS", { measured: `${env.source.id} reached ${env.target.id} (${dbs})`, threshold: "the source reaches the target" }),
+    );
+  }
   if (env.spec.cutoverMode === CutoverMode.AUTOMATIC) return { to: "QUIESCING", reason: "automatic cutover" };
   if (env.row.cutover_approved) return { to: "QUIESCING", reason: "cutover approved" };
   return { waitMs: 500 };

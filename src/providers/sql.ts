@@ -26,4 +26,6 @@ export interface PeerConnection {
   user: string;
   password: string;
   database: string;
+  /** libpq's sslmode for the peer's connection (absent: libpq's default). */
+  sslmode?: "disable" | "require";
 }

@@ -30,9 +30,41 @@ async function userDatabases(provider: Provider, ref: InstanceRef): Promise<stri
   return out;
 }
 
-function conninfo(c: PeerConnection): string {
+function conninfo(c: PeerConnection, extra = ""): string {
   const q = (v: unknown) => `'${String(v).replace(/\\/g, "\\\\").replace(/'/g, "\\'")}'`;
-  return `host=${q(c.host)} port=${q(c.port)} user=${q(c.user)} password=${q(c.password)} dbname=${q(c.database)}`;
+  const ssl = c.sslmode ? ` sslmode=${q(c.sslmode)}` : "";
+  return `host=${q(c.host)} port=${q(c.port)} user=${q(c.user)} password=${q(c.password)} dbname=${q(c.database)}${ssl}${extra}`;
+}
+
+const PROBE = `${NAME}_probe`;
+
+/**
+ * Before cutover, with the source still the primary: the source connects to the replica as reverse replication
+ * will once it is promoted (the same connection string, by CREATE SUBSCRIPTION with connect on, but no slot and
+ * disabled), then the probe subscription is dropped. A missing network path or credentials the target refuses show
+ * now, rather than in PROMOTING with the source fenced. Returns the error, or undefined when the path works.
+ */
+export async function probeReversePath(provider: Provider, source: InstanceRef, target: InstanceRef, dbs: string[]): Promise<string | undefined> {
+  const db = dbs[0];
+  if (!db) return undefined;
+  const tgt = await provider.peerConnection(target, db);
+  return provider.sql(source, db).session(async (c) => {
+    // The statement carries a password: a failure must not write it to the server's log.
+    await c.query("set log_min_error_statement = panic");
+    await c.query("set log_statement = 'none'");
+    // Left by a probe a crash interrupted: it holds no slot, so dropping it touches nothing on the target.
+    await c.query(`drop subscription if exists ${PROBE}`);
+    try {
+      await c.query(
+        `create subscription ${PROBE} connection ${sqlLiteral(conninfo(tgt, " connect_timeout=10"))} publication ${NAME}
+           with (connect = true, enabled = false, create_slot = false, slot_name = NONE, copy_data = false)`,
+      );
+    } catch (e) {
+      return (e as Error).message;
+    }
+    await c.query(`drop subscription ${PROBE}`);
+    return undefined;
+  });
 }
 
 /**

@@ -63,6 +63,10 @@ export class FakeActivities implements Activities {
       this.log("reverse.prepare");
       return ["app"];
     },
+    probe: async () => {
+      this.log("reverse.probe");
+      return this.reversePathErrors.shift();
+    },
     start: async (_p, _s, _t, dbs) => this.log(`reverse.start(${dbs.join(",")})`),
     drain: async () => this.log("reverse.drain"),
     stop: async () => this.log("reverse.stop"),
@@ -75,6 +79,8 @@ export class FakeActivities implements Activities {
   /** What successive reverse backlog samples return (the last one repeats). */
   reverseBacklogs: Array<{ lagBytes: bigint; retainedBytes: bigint; targetLsn: string }> = [{ lagBytes: 0n, retainedBytes: 0n, targetLsn: "0/3000000" }];
   private backlogSamples = 0;
+  /** What successive reverse-path probes answer (an error message each); empty: the path works. */
+  reversePathErrors: string[] = [];
 
   probes: Activities["probes"] = {
     baseline: async (_p, ref) => {

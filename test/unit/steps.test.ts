@@ -147,11 +147,31 @@ describe("steps, on a fake provider and router", () => {
     expect(to(first.outcome)).toBe("wait 500");
     expect(first.env.state.baseline).toEqual(HEALTHY_BASELINE);
     expect(first.env.state.reverseDatabases).toEqual(["app"]);
-    expect(world.activities.calls).toEqual(["probes.baseline(billing)", "cdc.inventory", "reverse.prepare"]);
+    expect(world.activities.calls).toEqual(["probes.baseline(billing)", "cdc.inventory", "reverse.prepare", "reverse.probe"]);
+    expect(first.env.state.checks?.find((c) => c.name === "rollback.reverse_path")?.status).toBe("PASS");
     // Approved later: the baseline is not taken again.
     const approved = await run(world, { phase: "READY_FOR_CUTOVER", spec: manual, state: first.env.state, row: { cutover_approved: true } });
     expect(to(approved.outcome)).toBe("QUIESCING");
     expect(world.activities.calls.filter((c) => c.startsWith("probes.baseline"))).toHaveLength(1);
+  });
+
+  it("READY_FOR_CUTOVER holds the cutover, automatic or approved, while the source cannot reach the target as reverse replication will", async () => {
+    await replicating(world);
+    world.activities.reversePathErrors = ['could not connect to the publisher: connection to server at "10.0.0.9", port 5432 failed: timeout expired'];
+    const held = await run(world, { phase: "READY_FOR_CUTOVER" });
+    expect(to(held.outcome)).toBe("wait 10000");
+    expect(held.env.state.checks?.find((c) => c.name === "rollback.reverse_path")).toMatchObject({
+      status: "FAIL",
+      measured: expect.stringContaining("timeout expired"),
+      remedy: expect.stringContaining("network path"),
+    });
+    expect(held.env.state.reversePathAt).toBeUndefined();
+    // Fixed: the next look passes it, and the cutover goes on; the path is not probed again.
+    const next = await run(world, { phase: "READY_FOR_CUTOVER", state: held.env.state });
+    expect(to(next.outcome)).toBe("QUIESCING");
+    expect(next.env.state.checks?.find((c) => c.name === "rollback.reverse_path")?.status).toBe("PASS");
+    await run(world, { phase: "READY_FOR_CUTOVER", state: next.env.state });
+    expect(world.activities.calls.filter((c) => c === "reverse.probe")).toHaveLength(2);
   });
 
   it("READY_FOR_CUTOVER goes straight on in automatic mode", async () => {

@@ -47,6 +47,12 @@ export interface AwsProviderOptions {
   instanceClass: string;
   /** The target cluster's parameter group; absent: the engine's default group. */
   clusterParameterGroup?: string;
+  /**
+   * How the service's sessions are encrypted (RDS for PostgreSQL 15 and later refuses unencrypted ones by default):
+   * verify-full checks the server's certificate against `caBundle` (AWS's RDS CA bundle) and its name; require
+   * encrypts without checking; disable is for a local endpoint whose clusters speak plaintext.
+   */
+  ssl: { mode: "verify-full"; caBundle: string } | { mode: "require" | "disable" };
   /** How long provisioning, fencing and promotion may take. */
   timeoutMs?: number;
   control?: RdsControlOptions;
@@ -58,6 +64,12 @@ interface Credentials {
 }
 
 const escapeIdent = (name: string) => pgDriver.escapeIdentifier(name);
+
+/** node-postgres's TLS options for a mode (the CA bundle is read once per provider). */
+function tlsFor(ssl: AwsProviderOptions["ssl"], host: string): pg.ClientConfig["ssl"] {
+  if (ssl.mode === "verify-full") return { ca: ssl.caBundle, rejectUnauthorized: true, servername: host };
+  return ssl.mode === "require" ? { rejectUnauthorized: false } : false;
+}
 
 /** How long a looked-up endpoint or secret is reused: the cutover window must not wait on AWS for what it knew. */
 const CACHE_MS = 60_000;
@@ -163,7 +175,7 @@ export class AwsProvider implements Provider {
 
   private async config(ref: InstanceRef, database: string): Promise<pg.ClientConfig> {
     const [ep, cred] = await Promise.all([this.endpoint(ref), this.credentials(ref)]);
-    return { host: ep.host, port: ep.port, user: cred.user, password: cred.password, database };
+    return { host: ep.host, port: ep.port, user: cred.user, password: cred.password, database, ssl: tlsFor(this.opts.ssl, ep.host) };
   }
 
   private pg(ref: InstanceRef): PostgresAdmin {
@@ -177,7 +189,9 @@ export class AwsProvider implements Provider {
 
   async peerConnection(ref: InstanceRef, database: string): Promise<PeerConnection> {
     const c = await this.config(ref, database);
-    return { host: String(c.host), port: Number(c.port), user: String(c.user), password: String(c.password), database };
+    // The source's own outgoing connection: encrypted unless this endpoint speaks plaintext (RDS keeps no CA file to verify with).
+    const sslmode = this.opts.ssl.mode === "disable" ? "disable" : "require";
+    return { host: String(c.host), port: Number(c.port), user: String(c.user), password: String(c.password), database, sslmode };
   }
 
   describe(ref: InstanceRef): Promise<InstanceDescription> {

@@ -1,5 +1,7 @@
+import { readFileSync } from "node:fs";
 import { RDSClient } from "@aws-sdk/client-rds";
 import { SecretsManagerClient } from "@aws-sdk/client-secrets-manager";
+import { InvalidArgumentError } from "../../domain/errors.js";
 import { AwsProvider } from "./aws-provider.js";
 
 export interface AwsSettings {
@@ -11,6 +13,20 @@ export interface AwsSettings {
   instanceClass: string;
   /** The target clusters' parameter group when a spec names none. */
   clusterParameterGroup?: string;
+  /** How sessions to the instances are encrypted; verify-full checks them against the CA bundle file. */
+  dbSsl: "verify-full" | "require" | "disable";
+  caBundleFile?: string;
+}
+
+/** AWS's RDS certificate bundle, read once at start: a wrong path is said now, not at the first connection. */
+function readCaBundle(file: string | undefined): string {
+  try {
+    const pem = readFileSync(file ?? "", "utf8");
+    if (!pem.includes("BEGIN CERTIFICATE")) throw new Error("no PEM certificate in it");
+    return pem;
+  } catch (e) {
+    throw new InvalidArgumentError(`--aws-ca-bundle ${file}: ${(e as Error).message}; give AWS's RDS certificate bundle (global-bundle.pem)`);
+  }
 }
 
 /** The AWS provider with SDK clients on the default credential chain (environment, profile, instance or task role). */
@@ -23,6 +39,7 @@ export async function createAwsProvider(s: AwsSettings): Promise<AwsProvider> {
     denySecurityGroup: s.denySecurityGroup,
     instanceClass: s.instanceClass,
     clusterParameterGroup: s.clusterParameterGroup,
+    ssl: s.dbSsl === "verify-full" ? { mode: "verify-full", caBundle: readCaBundle(s.caBundleFile) } : { mode: s.dbSsl },
     // Against a local endpoint, states change in fractions of a second: look often.
     control: s.endpoint ? { pollMs: 200 } : undefined,
   });
