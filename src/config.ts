@@ -64,6 +64,8 @@ export interface AwsConfig {
   /** How sessions to the instances are encrypted; verify-full checks them against the CA bundle file. */
   dbSsl: "verify-full" | "require" | "disable";
   caBundleFile?: string;
+  /** The database user the service's own sessions authenticate as with IAM tokens; absent: the master user's secret. */
+  iamDbUser?: string;
 }
 
 function aws(v: Record<string, string | boolean | undefined>, env: NodeJS.ProcessEnv): AwsConfig | undefined {
@@ -71,7 +73,7 @@ function aws(v: Record<string, string | boolean | undefined>, env: NodeJS.Proces
   const deny = (v["aws-deny-security-group"] as string | undefined) ?? env.PGSHIFT_AWS_DENY_SECURITY_GROUP;
   const fence = (v["aws-fence"] as string | undefined) ?? env.PGSHIFT_AWS_FENCE ?? "sql";
   if (!region) {
-    if (deny || v["aws-endpoint"] || v["aws-fence"] || v["aws-db-ssl"] || v["aws-ca-bundle"])
+    if (deny || v["aws-endpoint"] || v["aws-fence"] || v["aws-db-ssl"] || v["aws-ca-bundle"] || v["aws-db-auth"] || v["aws-db-user"])
       throw new InvalidArgumentError("the --aws-* flags need --aws-region: the region the RDS instances are in");
     return undefined;
   }
@@ -86,6 +88,15 @@ function aws(v: Record<string, string | boolean | undefined>, env: NodeJS.Proces
       "--aws-db-ssl verify-full (the default) needs --aws-ca-bundle FILE: AWS's RDS certificate bundle (global-bundle.pem, from the RDS documentation), so that the instances' certificates are checked; or --aws-db-ssl require to encrypt without checking",
     );
   }
+  const dbAuth = (v["aws-db-auth"] as string | undefined) ?? env.PGSHIFT_AWS_DB_AUTH ?? "secret";
+  const iamDbUser = (v["aws-db-user"] as string | undefined) ?? (env.PGSHIFT_AWS_DB_USER || undefined);
+  if (dbAuth !== "secret" && dbAuth !== "iam") throw new InvalidArgumentError(`--aws-db-auth must be secret or iam; got "${dbAuth}"`);
+  if (dbAuth === "iam" && !iamDbUser) {
+    throw new InvalidArgumentError("--aws-db-auth iam needs --aws-db-user U: the database user granted rds_iam (and rds_superuser) the service logs in as");
+  }
+  if (dbAuth === "iam" && dbSsl === "disable")
+    throw new InvalidArgumentError("--aws-db-auth iam needs TLS: RDS accepts IAM tokens only over it; drop --aws-db-ssl disable");
+  if (dbAuth === "secret" && iamDbUser) throw new InvalidArgumentError("--aws-db-user is for --aws-db-auth iam");
   if (fence === "network" && !deny) {
     throw new InvalidArgumentError("--aws-fence network needs --aws-deny-security-group sg-…: a security group allowing no inbound traffic");
   }
@@ -98,6 +109,7 @@ function aws(v: Record<string, string | boolean | undefined>, env: NodeJS.Proces
     clusterParameterGroup: (v["aws-cluster-parameter-group"] as string | undefined) ?? (env.PGSHIFT_AWS_CLUSTER_PARAMETER_GROUP || undefined),
     dbSsl,
     caBundleFile,
+    iamDbUser: dbAuth === "iam" ? iamDbUser : undefined,
   };
 }
 
@@ -211,6 +223,8 @@ export function parseServiceConfig(argv: string[], env: NodeJS.ProcessEnv = proc
       "aws-cluster-parameter-group": { type: "string" },
       "aws-db-ssl": { type: "string" },
       "aws-ca-bundle": { type: "string" },
+      "aws-db-auth": { type: "string" },
+      "aws-db-user": { type: "string" },
     },
     strict: true,
   });

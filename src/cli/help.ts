@@ -73,6 +73,10 @@ export const HELP: Record<string, CommandHelp> = {
         "--aws-db-ssl MODE",
         "verify-full (default, with --aws-ca-bundle), require (encrypted, unchecked) or disable (a local endpoint's plaintext clusters) (PGSHIFT_AWS_DB_SSL)",
       ],
+      [
+        "--aws-db-auth secret|iam",
+        "secret: the master user's RDS-managed secret (default); iam: IAM database tokens as --aws-db-user for the service's sessions (PGSHIFT_AWS_DB_AUTH, PGSHIFT_AWS_DB_USER)",
+      ],
       ["--aws-ca-bundle FILE", "AWS's RDS certificate bundle (global-bundle.pem) the instances' certificates are checked against (PGSHIFT_AWS_CA_BUNDLE)"],
       [
         "--aws-cluster-parameter-group G",

@@ -25,11 +25,12 @@ export const FENCED_GROUPS_TAG = "pgshift:pre-fence-security-groups";
 export const FENCED_ROLES_TAG = "pgshift:fenced-roles";
 
 /**
- * The roles the SQL fence stops: every role that can log in but the master user, superusers, replication roles
- * (CDC consumers keep reading their slots through the cutover) and RDS's own.
+ * The roles the SQL fence stops: every role that can log in but the master user ($1, whose sessions carry reverse
+ * replication), the service's own, superusers, replication roles (CDC consumers keep reading their slots through the
+ * cutover) and RDS's own.
  */
 const APPLICATION_ROLES = `select rolname from pg_roles
-  where rolcanlogin and not rolsuper and not rolreplication and rolname <> current_user
+  where rolcanlogin and not rolsuper and not rolreplication and rolname <> current_user and rolname <> $1
     and rolname !~ '^(rds|pg_)' order by rolname`;
 
 export interface AwsProviderOptions {
@@ -53,6 +54,12 @@ export interface AwsProviderOptions {
    * encrypts without checking; disable is for a local endpoint whose clusters speak plaintext.
    */
   ssl: { mode: "verify-full"; caBundle: string } | { mode: "require" | "disable" };
+  /**
+   * IAM database authentication for the service's own sessions: `user` (granted rds_iam, and rds_superuser for what
+   * the service does) with a token signed for each endpoint, valid 15 minutes. Reverse replication, a subscription
+   * that reconnects for as long as the rollback window lasts, keeps the master user's secret.
+   */
+  iam?: { user: string; token(host: string, port: number, user: string): Promise<string> };
   /** How long provisioning, fencing and promotion may take. */
   timeoutMs?: number;
   control?: RdsControlOptions;
@@ -120,8 +127,9 @@ export class AwsProvider implements Provider {
     });
   }
 
-  private applicationRoles(ref: InstanceRef): Promise<string[]> {
-    return this.pg(ref).run(async (c) => (await c.query<{ rolname: string }>(APPLICATION_ROLES)).rows.map((r) => r.rolname));
+  private async applicationRoles(ref: InstanceRef): Promise<string[]> {
+    const master = (await this.masterCredentials(ref)).user;
+    return this.pg(ref).run(async (c) => (await c.query<{ rolname: string }>(APPLICATION_ROLES, [master])).rows.map((r) => r.rolname));
   }
 
   static writerOf(target: InstanceRef): string {
@@ -155,7 +163,7 @@ export class AwsProvider implements Provider {
   }
 
   /** The master user's credentials from the RDS-managed secret of the instance (or of the source a cluster replicates). */
-  private credentials(ref: InstanceRef): Promise<Credentials> {
+  private masterCredentials(ref: InstanceRef): Promise<Credentials> {
     return this.cached(`credentials:${ref.id}`, async () => {
       const { source } = await this.resolve(ref);
       const i = await this.control.source(source);
@@ -173,22 +181,31 @@ export class AwsProvider implements Provider {
     });
   }
 
-  private async config(ref: InstanceRef, database: string): Promise<pg.ClientConfig> {
-    const [ep, cred] = await Promise.all([this.endpoint(ref), this.credentials(ref)]);
+  /** Who the service's own sessions are: the IAM database user with a fresh token, or the master user. Reused a minute at most. */
+  private sessionCredentials(ref: InstanceRef, ep: Endpoint): Promise<Credentials> {
+    const iam = this.opts.iam;
+    if (!iam) return this.masterCredentials(ref);
+    return this.cached(`iam:${ref.id}`, async () => ({ user: iam.user, password: await iam.token(ep.host, ep.port, iam.user) }));
+  }
+
+  /** How the service's own sessions reach an instance (`master`: as the master user, for what must outlive a token). */
+  async sessionConfig(ref: InstanceRef, database: string, as: "service" | "master" = "service"): Promise<pg.ClientConfig> {
+    const ep = await this.endpoint(ref);
+    const cred = as === "master" ? await this.masterCredentials(ref) : await this.sessionCredentials(ref, ep);
     return { host: ep.host, port: ep.port, user: cred.user, password: cred.password, database, ssl: tlsFor(this.opts.ssl, ep.host) };
   }
 
   private pg(ref: InstanceRef): PostgresAdmin {
-    return new PostgresAdmin(ref.id, (database) => this.config(ref, database));
+    return new PostgresAdmin(ref.id, (database) => this.sessionConfig(ref, database));
   }
 
   sql(ref: InstanceRef, database = "postgres"): SqlPort {
-    const port = async () => sqlPort(ref.id, await this.config(ref, database));
+    const port = async () => sqlPort(ref.id, await this.sessionConfig(ref, database));
     return { query: async (text, params) => (await port()).query(text, params), session: async (fn) => (await port()).session(fn) };
   }
 
   async peerConnection(ref: InstanceRef, database: string): Promise<PeerConnection> {
-    const c = await this.config(ref, database);
+    const c = await this.sessionConfig(ref, database, "master");
     // The source's own outgoing connection: encrypted unless this endpoint speaks plaintext (RDS keeps no CA file to verify with).
     const sslmode = this.opts.ssl.mode === "disable" ? "disable" : "require";
     return { host: String(c.host), port: Number(c.port), user: String(c.user), password: String(c.password), database, sslmode };
