@@ -324,8 +324,9 @@ export class AwsProvider implements Provider {
   }
 
   /**
-   * The network fence for an RDS instance when this migration chose it; the roles fence otherwise, and for an Aurora
-   * cluster (the promoted target, fenced by a rollback), which has no single security-group change and reboot.
+   * The network fence for an RDS instance when this migration chose it; the roles fence otherwise, and always for an
+   * Aurora cluster (the promoted target, fenced by a rollback): a deny-all security group there would also cut the
+   * source's subscription, and reverse replication must still drain the target's last writes to the source.
    */
   async fence(ref: InstanceRef): Promise<void> {
     const i = this.opts.fence === "network" ? await this.control.instance(ref.id) : undefined;
