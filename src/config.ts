@@ -66,6 +66,8 @@ export interface AwsConfig {
   caBundleFile?: string;
   /** The database user the service's own sessions authenticate as with IAM tokens; absent: the master user's secret. */
   iamDbUser?: string;
+  /** Read replication figures from CloudWatch too. */
+  cloudwatch: boolean;
 }
 
 function aws(v: Record<string, string | boolean | undefined>, env: NodeJS.ProcessEnv): AwsConfig | undefined {
@@ -73,7 +75,7 @@ function aws(v: Record<string, string | boolean | undefined>, env: NodeJS.Proces
   const deny = (v["aws-deny-security-group"] as string | undefined) ?? env.PGSHIFT_AWS_DENY_SECURITY_GROUP;
   const fence = (v["aws-fence"] as string | undefined) ?? env.PGSHIFT_AWS_FENCE ?? "sql";
   if (!region) {
-    if (deny || v["aws-endpoint"] || v["aws-fence"] || v["aws-db-ssl"] || v["aws-ca-bundle"] || v["aws-db-auth"] || v["aws-db-user"])
+    if (deny || v["aws-endpoint"] || v["aws-fence"] || v["aws-db-ssl"] || v["aws-ca-bundle"] || v["aws-db-auth"] || v["aws-db-user"] || v["aws-cloudwatch"])
       throw new InvalidArgumentError("the --aws-* flags need --aws-region: the region the RDS instances are in");
     return undefined;
   }
@@ -110,6 +112,7 @@ function aws(v: Record<string, string | boolean | undefined>, env: NodeJS.Proces
     dbSsl,
     caBundleFile,
     iamDbUser: dbAuth === "iam" ? iamDbUser : undefined,
+    cloudwatch: v["aws-cloudwatch"] === true || env.PGSHIFT_AWS_CLOUDWATCH === "true",
   };
 }
 
@@ -224,6 +227,7 @@ export function parseServiceConfig(argv: string[], env: NodeJS.ProcessEnv = proc
       "aws-db-ssl": { type: "string" },
       "aws-ca-bundle": { type: "string" },
       "aws-db-auth": { type: "string" },
+      "aws-cloudwatch": { type: "boolean" },
       "aws-db-user": { type: "string" },
     },
     strict: true,

@@ -52,6 +52,7 @@ describe("a whole migration on PROVIDER_AWS, through @aws-sdk/client-rds, agains
         "verify-full",
         "--aws-ca-bundle",
         pki.ca,
+        "--aws-cloudwatch",
       ],
       // The SDK's default credential chain reads these; the emulator checks that requests are signed, not by whom.
       { AWS_ACCESS_KEY_ID: "AKIDEMULATOR", AWS_SECRET_ACCESS_KEY: "emulator" },
@@ -108,6 +109,12 @@ describe("a whole migration on PROVIDER_AWS, through @aws-sdk/client-rds, agains
     expect(emulator.calls.filter((a) => a === "CreateDBCluster")).toHaveLength(1);
     // The old source stays behind the deny-all group (its pg_hba fence, in the emulator) until finalize or rollback.
     expect(await account.isFenced({ id: "billing" })).toBe(true);
+    // The lag gate read CloudWatch too (the emulator's figures are measured on the clusters behind it).
+    const lagWindow = got.checks.find((c: { name: string }) => c.name === "replication.lag_window");
+    expect(lagWindow.measured).toMatch(
+      /CloudWatch: RDSToAuroraPostgreSQLReplicaLag \d+\.\d\ds, OldestReplicationSlotLag [\d.]+ MiB, TransactionLogsDiskUsage [\d.]+ MiB/,
+    );
+    expect(emulator.calls).toContain("cloudwatch:GetMetricData");
     // Reverse replication, the source's own connection to the target, is encrypted too.
     const walsenders = await account
       .cluster({ id: "billing-aurora" })

@@ -192,6 +192,7 @@ export class RdsEmulator {
     const body = Buffer.concat(chunks).toString("utf8");
     const target = String(req.headers["x-amz-target"] ?? "");
     if (target.startsWith("secretsmanager.")) return this.secrets(target.slice("secretsmanager.".length), body, res);
+    if (target.startsWith("GraniteServiceVersion20100801.")) return this.cloudwatch(target.slice("GraniteServiceVersion20100801.".length), body, res);
     const form = new URLSearchParams(body);
     const action = form.get("Action") ?? "";
     const requestId = randomUUID();
@@ -234,6 +235,58 @@ export class RdsEmulator {
     if (!instance) return answer(400, { __type: "ResourceNotFoundException", message: "Secrets Manager can't find the specified secret." });
     const c = this.local.cluster({ id: instance.local }).connectionConfig();
     answer(200, { ARN: id, Name: id.split(":").pop(), VersionId: "v1", SecretString: JSON.stringify({ username: c.user, password: c.password }) });
+  }
+
+  /**
+   * CloudWatch's JSON 1.0 protocol, GetMetricData only: the RDS figures pgshift reads, measured on the clusters
+   * behind the instances now (one datapoint, this minute), as RDS would publish them.
+   */
+  private async cloudwatch(action: string, body: string, res: http.ServerResponse): Promise<void> {
+    const answer = (status: number, value: object) => {
+      res.writeHead(status, { "content-type": "application/x-amz-json-1.0", "x-amzn-requestid": randomUUID() });
+      res.end(JSON.stringify(value));
+    };
+    this.calls.push(`cloudwatch:${action}`);
+    if (action !== "GetMetricData") return answer(400, { __type: "InvalidAction", message: `${action} is not served here` });
+    type Query = { Id: string; MetricStat?: { Metric?: { MetricName?: string; Dimensions?: Array<{ Name: string; Value: string }> } } };
+    const queries = ((JSON.parse(body || "{}") as { MetricDataQueries?: Query[] }).MetricDataQueries ?? []).slice(0, 500);
+    const results = [];
+    for (const q of queries) {
+      const m = q.MetricStat?.Metric;
+      const dim = (name: string) => m?.Dimensions?.find((d) => d.Name === name)?.Value;
+      const value = await this.metric(m?.MetricName ?? "", dim("DBInstanceIdentifier"), dim("DBClusterIdentifier")).catch(() => undefined);
+      results.push({
+        Id: q.Id,
+        Label: m?.MetricName ?? q.Id,
+        Timestamps: value === undefined ? [] : [Math.floor(Date.now() / 60_000) * 60],
+        Values: value === undefined ? [] : [value],
+        StatusCode: "Complete",
+      });
+    }
+    answer(200, { MetricDataResults: results, Messages: [] });
+  }
+
+  /** One figure, measured on the local clusters; undefined where RDS would have no datapoint. */
+  private async metric(name: string, instanceId: string | undefined, clusterId: string | undefined): Promise<number | undefined> {
+    if (name === "RDSToAuroraPostgreSQLReplicaLag") {
+      const c = clusterId ? this.clusters.get(clusterId) : undefined;
+      const source = c?.replicating ? this.instances.get(c.replicating) : undefined;
+      if (!c || !source || c.status === "creating") return undefined;
+      const r = await this.local.replicationStatus({ id: source.local }, { id: c.local });
+      return r.lagSeconds ?? undefined;
+    }
+    const i = instanceId ? this.instances.get(instanceId) : undefined;
+    if (!i) return undefined;
+    const sql = this.local.sql({ id: i.local });
+    if (name === "OldestReplicationSlotLag") {
+      const r = await sql.query<{ b: string | null }>(
+        "select max(pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn))::text as b from pg_replication_slots where restart_lsn is not null",
+      );
+      return r.rows[0]?.b === null || r.rows[0]?.b === undefined ? 0 : Number(r.rows[0].b);
+    }
+    if (name === "TransactionLogsDiskUsage")
+      return Number((await sql.query<{ b: string }>("select coalesce(sum(size), 0)::text as b from pg_ls_waldir()")).rows[0]!.b);
+    return undefined;
   }
 
   private secretArn(i: Instance): string {

@@ -14,6 +14,7 @@ export function awsPlanCommand(argv: string[]): void {
       "instance-class": { type: "string", default: "db.r6g.large" },
       "engine-version": { type: "string", default: "the source's" },
       "cluster-parameter-group": { type: "string" },
+      cloudwatch: { type: "boolean", default: false },
       json: { type: "boolean", default: false },
     },
     strict: true,
@@ -35,6 +36,7 @@ export function awsPlanCommand(argv: string[]): void {
     },
     fence: values.fence,
     denyGroup: values["deny-security-group"],
+    cloudwatch: values.cloudwatch,
   });
   if (values.json) {
     for (const p of plan) process.stdout.write(JSON.stringify(p) + "\n");

@@ -77,6 +77,10 @@ export const HELP: Record<string, CommandHelp> = {
         "--aws-db-auth secret|iam",
         "secret: the master user's RDS-managed secret (default); iam: IAM database tokens as --aws-db-user for the service's sessions (PGSHIFT_AWS_DB_AUTH, PGSHIFT_AWS_DB_USER)",
       ],
+      [
+        "--aws-cloudwatch",
+        "also read RDSToAuroraPostgreSQLReplicaLag (it counts in the lag gate), OldestReplicationSlotLag and TransactionLogsDiskUsage (PGSHIFT_AWS_CLOUDWATCH=true)",
+      ],
       ["--aws-ca-bundle FILE", "AWS's RDS certificate bundle (global-bundle.pem) the instances' certificates are checked against (PGSHIFT_AWS_CA_BUNDLE)"],
       [
         "--aws-cluster-parameter-group G",
@@ -139,7 +143,8 @@ export const HELP: Record<string, CommandHelp> = {
   },
   "ctl plan": {
     summary: "the AWS calls a migration from an RDS instance to a new Aurora cluster will make, in order, without making them",
-    usage: "ctl plan --source RDS_INSTANCE --target AURORA_CLUSTER [--fence network|sql] [--deny-security-group SG] [--json]",
+    usage:
+      "ctl plan --source RDS_INSTANCE --target AURORA_CLUSTER [--fence network|sql] [--deny-security-group SG] [--cluster-parameter-group G] [--cloudwatch] [--json]",
     flags: [
       ["--source ID", "the RDS for PostgreSQL instance"],
       ["--target ID", "the Aurora PostgreSQL cluster to create (its writer is ID-1)"],
@@ -147,6 +152,8 @@ export const HELP: Record<string, CommandHelp> = {
       ["--deny-security-group SG", "the group that allows nothing, for the network fence"],
       ["--instance-class C", "the writer's class (default db.r6g.large)"],
       ["--engine-version V", "the Aurora engine version (default: the source's)"],
+      ["--cluster-parameter-group G", "the target's DB cluster parameter group (default: the engine's)"],
+      ["--cloudwatch", "the service reads CloudWatch too (--aws-cloudwatch)"],
       ["--json", "one JSON object per call"],
     ],
     example: "pgshift ctl plan --source billing --target billing-aurora --deny-security-group sg-0deny",

@@ -98,7 +98,7 @@ const replicating: Step = async (env) => {
     const ok = st.state === "streaming" && okBytes && okSecs && slotsOk;
     // The samples of the window under way: a restarted window counts from zero.
     samples = ok ? samples + 1 : 0;
-    const measured = `${slotsOk ? "" : "blocked by an inactive logical slot; "}state ${st.state}, lag ${st.lagBytes === null ? "unknown" : formatBytes(st.lagBytes)} / ${st.lagSeconds === null ? "unknown" : `${st.lagSeconds.toFixed(2)}s`}`;
+    const measured = `${slotsOk ? "" : "blocked by an inactive logical slot; "}state ${st.state}, lag ${st.lagBytes === null ? "unknown" : formatBytes(st.lagBytes)} / ${st.lagSeconds === null ? "unknown" : `${st.lagSeconds.toFixed(2)}s`}${st.platform ? `; ${st.platform}` : ""}`;
     const threshold = `≤ ${formatBytes(maxBytes)} and ≤ ${maxSecs}s for ${windowMs / 1000}s`;
     if (!ok) {
       if (windowStart !== undefined || now - lastReport > 5000) {

@@ -51,6 +51,8 @@ export interface ReplicationStatus {
   replayLsn: Lsn | null;
   lagBytes: bigint | null;
   lagSeconds: number | null;
+  /** What the platform's own monitoring says of it, for the record (AWS: CloudWatch, when configured). */
+  platform?: string;
 }
 
 /**

@@ -1,12 +1,14 @@
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { CloudWatchClient, GetMetricDataCommand } from "@aws-sdk/client-cloudwatch";
 import { DescribeDBInstancesCommand, RDSClient } from "@aws-sdk/client-rds";
 import { GetSecretValueCommand, SecretsManagerClient } from "@aws-sdk/client-secrets-manager";
 import { mockClient } from "aws-sdk-client-mock";
 import { describe, expect, it } from "vitest";
 import { parseServiceConfig } from "../../src/config.js";
 import { AwsProvider } from "../../src/providers/aws/aws-provider.js";
+import { describeFigures, replicationFigures } from "../../src/providers/aws/cloudwatch.js";
 import { createAwsProvider, iamTokens } from "../../src/providers/aws/create.js";
 
 describe("the AWS settings of `pgshift serve`", () => {
@@ -92,5 +94,31 @@ describe("IAM database authentication for the service's own sessions", () => {
     expect(await provider.peerConnection({ id: "billing" }, "app")).toMatchObject({ user: "postgres", password: "master-password", sslmode: "require" });
     rds.restore();
     secrets.restore();
+  });
+});
+
+describe("CloudWatch's replication figures", () => {
+  it("one GetMetricData for the replica cluster's lag and the source's slot and WAL figures; the newest value of each counts", async () => {
+    const cw = mockClient(CloudWatchClient);
+    const t = (m: number) => new Date(Date.UTC(2026, 10, 26, 12, m));
+    cw.on(GetMetricDataCommand).resolves({
+      MetricDataResults: [
+        { Id: "replicalag", Timestamps: [t(1), t(3), t(2)], Values: [9, 0.25, 4] },
+        { Id: "slotlag", Timestamps: [t(3)], Values: [3 * (1 << 20)] },
+        { Id: "waldisk", Timestamps: [], Values: [] },
+      ],
+    });
+    const f = await replicationFigures(new CloudWatchClient({ region: "eu-west-1" }), "billing", "billing-aurora", t(4));
+    expect(f).toEqual({ replicaLagSeconds: 0.25, oldestSlotLagBytes: 3 * (1 << 20), walDiskBytes: undefined });
+    expect(describeFigures(f)).toBe("CloudWatch: RDSToAuroraPostgreSQLReplicaLag 0.25s, OldestReplicationSlotLag 3.0 MiB");
+    const input = cw.commandCalls(GetMetricDataCommand)[0]!.args[0].input;
+    expect(input.MetricDataQueries?.map((q) => [q.MetricStat?.Metric?.MetricName, q.MetricStat?.Metric?.Dimensions?.[0]])).toEqual([
+      ["RDSToAuroraPostgreSQLReplicaLag", { Name: "DBClusterIdentifier", Value: "billing-aurora" }],
+      ["OldestReplicationSlotLag", { Name: "DBInstanceIdentifier", Value: "billing" }],
+      ["TransactionLogsDiskUsage", { Name: "DBInstanceIdentifier", Value: "billing" }],
+    ]);
+    expect(input.EndTime!.getTime() - input.StartTime!.getTime()).toBe(10 * 60_000);
+    expect(describeFigures({})).toBe("CloudWatch: no datapoints yet");
+    cw.restore();
   });
 });

@@ -235,6 +235,9 @@ describe("the AWS provider's RDS calls (aws-sdk-client-mock)", () => {
     const policy = JSON.parse(readFileSync(resolve(import.meta.dirname, "../../deploy/aws/iam-policy.json"), "utf8"));
     const granted = new Set(policy.Statement.flatMap((s: { Action: string[] }) => s.Action));
     expect(plan.filter((p) => !granted.has(p.action))).toEqual([]);
+    const withCloudWatch = awsPlan({ replica: SPEC, fence: "sql", cloudwatch: true }).filter((p) => p.phase === "REPLICATING");
+    expect(withCloudWatch.map((p) => p.action)).toEqual(["cloudwatch:GetMetricData"]);
+    expect(withCloudWatch.filter((p) => !granted.has(p.action))).toEqual([]);
   });
 
   it("a fence's record: one tag set on the resource, removed by key once undone", async () => {

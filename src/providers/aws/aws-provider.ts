@@ -8,6 +8,8 @@ import { InvalidInstanceStateError, ReplayTimeoutError, UnknownInstanceError } f
 import { PostgresAdmin } from "../postgres-admin.js";
 import type { Endpoint, InstanceDescription, InstanceRef, Provider, ReplicationStatus } from "../provider.js";
 import type { PeerConnection, SqlPort } from "../sql.js";
+import type { CloudWatchClient } from "@aws-sdk/client-cloudwatch";
+import { describeFigures, replicationFigures, type CloudWatchFigures } from "./cloudwatch.js";
 import { awsPreflight, TAG_VALUE_MAX } from "./preflight.js";
 import { RdsControl, SOURCE_TAG, type RdsControlOptions } from "./rds-control.js";
 import type { CheckResult } from "../../domain/check.js";
@@ -60,6 +62,11 @@ export interface AwsProviderOptions {
    * that reconnects for as long as the rollback window lasts, keeps the master user's secret.
    */
   iam?: { user: string; token(host: string, port: number, user: string): Promise<string> };
+  /**
+   * CloudWatch, when configured: the replica lag AWS measures (RDSToAuroraPostgreSQLReplicaLag) counts in the lag
+   * gate beside what SQL measures, the larger winning, and the source's slot and WAL figures go on record with it.
+   */
+  cloudwatch?: CloudWatchClient;
   /** How long provisioning, fencing and promotion may take. */
   timeoutMs?: number;
   control?: RdsControlOptions;
@@ -255,6 +262,21 @@ export class AwsProvider implements Provider {
   }
 
   async replicationStatus(source: InstanceRef, target: InstanceRef): Promise<ReplicationStatus> {
+    const [sql, cw] = await Promise.all([this.sqlReplicationStatus(source, target), this.cloudwatchFigures(source, target)]);
+    if (!cw) return sql;
+    const lag = cw.replicaLagSeconds;
+    const lagSeconds = lag === undefined ? sql.lagSeconds : Math.max(lag, sql.lagSeconds ?? 0);
+    return { ...sql, lagSeconds, platform: describeFigures(cw) };
+  }
+
+  /** CloudWatch's figures, fetched at most once a minute (its resolution for RDS); undefined when it is not configured. */
+  private async cloudwatchFigures(source: InstanceRef, target: InstanceRef): Promise<CloudWatchFigures | undefined> {
+    const cw = this.opts.cloudwatch;
+    if (!cw) return undefined;
+    return this.cached(`cloudwatch:${source.id}:${target.id}`, () => replicationFigures(cw, source.id, target.id));
+  }
+
+  private async sqlReplicationStatus(source: InstanceRef, target: InstanceRef): Promise<ReplicationStatus> {
     const c = await this.control.cluster(target.id);
     const targetRunning = c?.Status === "available";
     // The replica's walsender on the source: named after the target where the replica says so, else the only one.

@@ -1,4 +1,5 @@
 import { readFileSync } from "node:fs";
+import { CloudWatchClient } from "@aws-sdk/client-cloudwatch";
 import { RDSClient } from "@aws-sdk/client-rds";
 import { Signer } from "@aws-sdk/rds-signer";
 import type { AwsCredentialIdentity } from "@aws-sdk/types";
@@ -20,6 +21,8 @@ export interface AwsSettings {
   caBundleFile?: string;
   /** IAM database authentication as this user for the service's own sessions. */
   iamDbUser?: string;
+  /** Read replication figures from CloudWatch too. */
+  cloudwatch?: boolean;
 }
 
 /**
@@ -53,6 +56,7 @@ export async function createAwsProvider(s: AwsSettings): Promise<AwsProvider> {
     clusterParameterGroup: s.clusterParameterGroup,
     ssl: s.dbSsl === "verify-full" ? { mode: "verify-full", caBundle: readCaBundle(s.caBundleFile) } : { mode: s.dbSsl },
     iam: s.iamDbUser ? { user: s.iamDbUser, token: iamTokens(s.region) } : undefined,
+    cloudwatch: s.cloudwatch ? new CloudWatchClient(common) : undefined,
     // Against a local endpoint, states change in fractions of a second: look often.
     control: s.endpoint ? { pollMs: 200 } : undefined,
   });

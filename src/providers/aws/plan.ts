@@ -14,6 +14,8 @@ export interface AwsPlanOptions {
   fence: "sql" | "network";
   /** The deny-all security group, for the network fence. */
   denyGroup?: string;
+  /** Whether the service reads CloudWatch (--aws-cloudwatch). */
+  cloudwatch?: boolean;
 }
 
 /**
@@ -48,6 +50,16 @@ export function awsPlan(o: AwsPlanOptions): PlannedCall[] {
     call("PROVISIONING", "CreateDBInstance", instanceId, `the writer, ${o.replica.instanceClass}, in ${clusterId}, tagged`),
     call("PROVISIONING", "DescribeDBInstances", instanceId, "until available"),
     call("PROVISIONING", "DescribeDBClusters", clusterId, "until available"),
+    ...(o.cloudwatch
+      ? [
+          {
+            phase: "REPLICATING",
+            action: "cloudwatch:GetMetricData",
+            resource: `${clusterId}, ${sourceId}`,
+            why: "RDSToAuroraPostgreSQLReplicaLag (counts in the lag gate), OldestReplicationSlotLag, TransactionLogsDiskUsage; once a minute at most",
+          },
+        ]
+      : []),
     call(
       "QUIESCING",
       "AddTagsToResource",
