@@ -1,3 +1,4 @@
+import type { AwsSettings } from "./providers/aws/create.js";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { InvalidArgumentError } from "./domain/errors.js";
@@ -53,22 +54,8 @@ export interface ServiceConfig {
   aws?: AwsConfig;
 }
 
-export interface AwsConfig {
-  region: string;
-  endpoint?: string;
-  fence: "sql" | "network";
-  denySecurityGroup?: string;
-  instanceClass: string;
-  /** The target clusters' DB cluster parameter group when a spec names none (it must set rds.logical_replication = 1). */
-  clusterParameterGroup?: string;
-  /** How sessions to the instances are encrypted; verify-full checks them against the CA bundle file. */
-  dbSsl: "verify-full" | "require" | "disable";
-  caBundleFile?: string;
-  /** The database user the service's own sessions authenticate as with IAM tokens; absent: the master user's secret. */
-  iamDbUser?: string;
-  /** Read replication figures from CloudWatch too. */
-  cloudwatch: boolean;
-}
+/** The AWS provider's settings, as `serve`'s flags give them. */
+export type AwsConfig = AwsSettings;
 
 function aws(v: Record<string, string | boolean | undefined>, env: NodeJS.ProcessEnv): AwsConfig | undefined {
   const region = (v["aws-region"] as string | undefined) ?? env.PGSHIFT_AWS_REGION;

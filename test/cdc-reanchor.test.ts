@@ -1,7 +1,7 @@
 import { spawn } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { afterAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { directiveFor } from "../src/cdc/directive.js";
 import { create } from "@bufbuild/protobuf";
 import { restoreOnTarget } from "../src/cdc/coordinator.js";
@@ -10,11 +10,9 @@ import { normalizeSpec, ProviderKind } from "../src/domain/spec.js";
 import type { MigrationStateJson } from "../src/domain/state.js";
 import { MigrationSpecSchema } from "../src/gen/migration/v1/migration_pb.js";
 import { lsnAtLeast } from "../src/domain/lsn.js";
-import { LocalProvider } from "../src/providers/local/local-provider.js";
 import { createSampleSource } from "../src/providers/local/sample.js";
 import type { MigrationRow } from "../src/store/migration-repo.js";
-import { destroyClusters } from "./helpers/clusters.js";
-import { tempDir } from "./helpers/service-process.js";
+import { useLocalProvider } from "./helpers/clusters.js";
 
 /** pg_recvlogical from `startpos` to `endpos`, then exits: the ids of the rows it was sent. */
 async function readSlot(
@@ -63,13 +61,7 @@ async function readSlot(
  * consumer skips the target's first transactions; started at the directive's position, it gets every one.
  */
 describe("CDC restore on a target whose WAL positions do not continue the source's", () => {
-  const tmp = tempDir("reanchor");
-  const local = new LocalProvider(tmp.dir);
-
-  afterAll(async () => {
-    await destroyClusters(local);
-    tmp.remove();
-  });
+  const { provider: local, dir } = useLocalProvider("reanchor");
 
   it("creates the slot where the target is, moves none of its WAL, and the directive re-anchors the consumer", async () => {
     await createSampleSource(local, "rds", { rows: 10, cdc: true });
@@ -125,7 +117,7 @@ describe("CDC restore on a target whose WAL positions do not continue the source
     const end = await local.currentLsn({ id: "aurora" });
 
     // A consumer resuming at its own last position from the source skips the target's first transactions.
-    const own = await readSlot(target.port, cdc!, "items_td_own", finalLsn, end, join(tmp.dir, "own.txt"));
+    const own = await readSlot(target.port, cdc!, "items_td_own", finalLsn, end, join(dir, "own.txt"));
     expect(own).toEqual([late]);
 
     // The directive: RESUME at the slot's position, reanchor set, and the reason says why.
@@ -134,7 +126,7 @@ describe("CDC restore on a target whose WAL positions do not continue the source
     expect(d).toMatchObject({ action: "RESUME", resumeFromLsn: slotAt, reanchor: true });
     expect(d.reason).toMatch(/do not continue the other side's: start at resume_from_lsn/);
     // Started where the directive says, the consumer gets every transaction of the target, once.
-    const anchored = await readSlot(target.port, cdc!, "items_td", d.resumeFromLsn, end, join(tmp.dir, "anchored.txt"));
+    const anchored = await readSlot(target.port, cdc!, "items_td", d.resumeFromLsn, end, join(dir, "anchored.txt"));
     expect(anchored).toEqual([...early, late]);
   });
 });

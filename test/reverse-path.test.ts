@@ -1,9 +1,7 @@
-import { afterAll, describe, expect, it } from "vitest";
-import { LocalProvider } from "../src/providers/local/local-provider.js";
+import { describe, expect, it } from "vitest";
 import { createSampleSource } from "../src/providers/local/sample.js";
 import { prepareReverseReplication, probeReversePath } from "../src/replication/reverse.js";
-import { destroyClusters } from "./helpers/clusters.js";
-import { tempDir } from "./helpers/service-process.js";
+import { useLocalProvider } from "./helpers/clusters.js";
 
 /**
  * Before cutover the source connects to its replica exactly as reverse replication will after promotion, so that a
@@ -11,13 +9,7 @@ import { tempDir } from "./helpers/service-process.js";
  * replica is a hot standby, and the probe must leave nothing behind on either side.
  */
 describe("the reverse-replication path, probed before cutover", () => {
-  const tmp = tempDir("reverse-path");
-  const local = new LocalProvider(tmp.dir);
-
-  afterAll(async () => {
-    await destroyClusters(local);
-    tmp.remove();
-  });
+  const { provider: local } = useLocalProvider("reverse-path");
 
   it("reaches a standby replica and leaves no subscription; a target it cannot reach is named with the error", async () => {
     await createSampleSource(local, "src", { rows: 10 });

@@ -280,7 +280,13 @@ export function instanceKey(provider: Provider, ref: DatabaseRef): string {
 export { Provider as ProviderKind };
 
 /** What a spec chooses for its AWS target; unset fields leave the service's settings in force. */
-export function awsOptionsOf(spec: MigrationSpec): { fence?: "sql" | "network"; clusterParameterGroup?: string; instanceClass?: string } {
+export interface AwsMigrationOptions {
+  fence?: "sql" | "network";
+  clusterParameterGroup?: string;
+  instanceClass?: string;
+}
+
+export function awsOptionsOf(spec: MigrationSpec): AwsMigrationOptions {
   return {
     fence: spec.fenceMode === FenceMode.ROLES ? "sql" : spec.fenceMode === FenceMode.NETWORK ? "network" : undefined,
     clusterParameterGroup: spec.aws?.clusterParameterGroup || undefined,

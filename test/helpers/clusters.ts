@@ -1,4 +1,6 @@
-import type { LocalProvider } from "../../src/providers/local/local-provider.js";
+import { afterAll } from "vitest";
+import { LocalProvider } from "../../src/providers/local/local-provider.js";
+import { tempDir } from "./service-process.js";
 
 /** Stops and removes every cluster a test made under the provider (teardown; failures ignored). */
 export async function destroyClusters(provider: LocalProvider): Promise<void> {
@@ -7,4 +9,18 @@ export async function destroyClusters(provider: LocalProvider): Promise<void> {
       .cluster({ id: name })
       .destroy()
       .catch(() => {});
+}
+
+/**
+ * For one describe block: a local provider on a folder of its own, every cluster it made destroyed and the folder
+ * removed after the block.
+ */
+export function useLocalProvider(prefix: string): { provider: LocalProvider; dir: string } {
+  const tmp = tempDir(prefix);
+  const provider = new LocalProvider(tmp.dir);
+  afterAll(async () => {
+    await destroyClusters(provider);
+    tmp.remove();
+  });
+  return { provider, dir: tmp.dir };
 }

@@ -13,13 +13,7 @@ import { describeFigures, replicationFigures, type CloudWatchFigures } from "./c
 import { awsPreflight, TAG_VALUE_MAX } from "./preflight.js";
 import { RdsControl, SOURCE_TAG, type RdsControlOptions } from "./rds-control.js";
 import type { CheckResult } from "../../domain/check.js";
-
-/** What a migration's spec may choose for itself on AWS; unset, the service's settings hold. */
-export interface AwsMigrationOptions {
-  fence?: "sql" | "network";
-  clusterParameterGroup?: string;
-  instanceClass?: string;
-}
+import type { AwsMigrationOptions } from "../../domain/spec.js";
 
 /** Where the network fence records the security groups it replaced, on the source itself, so any replica can restore them. */
 export const FENCED_GROUPS_TAG = "pgshift:pre-fence-security-groups";
