@@ -8,10 +8,9 @@ import type { Provider } from "./providers/provider.js";
 import { awsOptionsOf, ProviderKind } from "./domain/spec.js";
 import type { MigrationSpec } from "./gen/migration/v1/migration_pb.js";
 import { StoreRoutes } from "./routing/router.js";
-import { RouteSync } from "./routing/route-sync.js";
-import { ProxyStatusTracker } from "./routing/proxy-status.js";
+import { forgetStreamsOf } from "./routing/proxy-liveness.js";
 import { XdsRouter } from "./routing/xds-router.js";
-import { AdsServer, listenXds, ResourceCache } from "../xds/index.js";
+import type { AdsServer } from "../xds/index.js";
 import type { ServiceConfig } from "./config.js";
 import { CdcWatchers } from "./store/cdc-watchers.js";
 import { EventBus } from "./store/event-bus.js";
@@ -22,8 +21,6 @@ import type { Logger } from "./telemetry/log.js";
 import { DeferredMetrics } from "./telemetry/deferred-metrics.js";
 import { DeferredTracing, NO_TRACING, tracesWanted } from "./telemetry/tracing.js";
 import { openGuard } from "./security/guard.js";
-import { grpcMtlsCredentials } from "./security/grpc-certificates.js";
-import { xdsAdmission } from "./routing/xds-admission.js";
 
 /** Bounds that keep one client from starving the others or the engine. */
 const LIMITS = {
@@ -84,23 +81,8 @@ export async function startService(config: ServiceConfig, log: Logger, hooks: Te
   if (!identity.preferred) log.warn("another live replica uses this identity (same data dir?); running under a fresh one", { replicaId });
   const routes = new StoreRoutes(store.db);
   const router = new XdsRouter(store.db, routes);
-  const cache = new ResourceCache();
-  const ads: AdsServer = new AdsServer(cache, {
-    admit: xdsAdmission({
-      mtls: Boolean(guard.tls),
-      policy: guard.policy,
-      connected: () => ads.connected(),
-      maxStreamsPerIdentity: LIMITS.xdsStreamsPerIdentity,
-    }),
-  });
-  const sync = new RouteSync(routes, cache, store.connection, log.child({ component: "routing" }));
-  await sync.start();
-  const tracker = new ProxyStatusTracker(store.db, ads, sync, replicaId, log.child({ component: "routing" }));
-  await tracker.forgetPreviousIncarnation();
-  tracker.start();
-  const xds = await listenXds(ads, config.host, config.xdsPort, guard.tls ? grpcMtlsCredentials(guard.tls) : undefined);
-  log.info("xds listening", { port: xds.port });
-  const watchers = new CdcWatchers(store.db, replicaId);
+  // Before the engine runs: ROUTING must not wait for ACKs from the streams a dead incarnation held.
+  await forgetStreamsOf(store.db, replicaId);
   const metrics = new DeferredMetrics();
   const tracing = new DeferredTracing();
   // Counters and trace events from what the log records, as it commits.
@@ -111,17 +93,6 @@ export async function startService(config: ServiceConfig, log: Logger, hooks: Te
       if (c) tracing.verdict(e.migration_id, { ...c, at: e.at });
     }
   });
-  // ACK latency: once per proxy and version, from the version reaching the cache.
-  const ackedSeen = new WeakMap<object, Map<string, number>>();
-  ads.on("ack", (s: object, typeUrl: string, version: number) => {
-    const seen = ackedSeen.get(s) ?? new Map<string, number>();
-    ackedSeen.set(s, seen);
-    if ((seen.get(typeUrl) ?? 0) >= version) return;
-    seen.set(typeUrl, version);
-    const made = cache.versionMadeAt(version);
-    metrics.xdsAck(typeUrl, made === undefined ? undefined : (performance.now() - made) / 1000);
-  });
-  ads.on("nack", (_s: object, typeUrl: string) => metrics.xdsNack(typeUrl));
   const leases = new Leases(store.leaseDb, replicaId, config.leaseMs);
   const engine = new Engine({
     metrics,
@@ -138,10 +109,50 @@ export async function startService(config: ServiceConfig, log: Logger, hooks: Te
     // A restart knows its own leases: taken back at once, with new fencing tokens, rather than waited out.
     const reclaimed = identity.preferred ? await leases.reclaim() : [];
     if (reclaimed.length > 0) log.info("leases of a previous incarnation taken back", { leases: reclaimed });
-    // Before the API and metrics are even loaded: a replica restarted inside a cutover's fenced window drives it first.
+    // Before the xDS server, the API and metrics are even loaded (gRPC and protobufjs alone are a few hundred
+    // milliseconds of CPU on a busy machine): a replica restarted inside a cutover's fenced window drives it first.
+    // Its ROUTING step needs only the store: the routes it writes reach the proxies once the xDS server below serves.
     engine.start();
   }
 
+  const [{ AdsServer, listenXds, ResourceCache }, { RouteSync }, { ProxyStatusTracker }, { xdsAdmission }, { grpcMtlsCredentials }] = await Promise.all([
+    import("../xds/index.js"),
+    import("./routing/route-sync.js"),
+    import("./routing/proxy-status.js"),
+    import("./routing/xds-admission.js"),
+    import("./security/grpc-certificates.js"),
+  ]);
+  const cache = new ResourceCache();
+  const ads: AdsServer = new AdsServer(cache, {
+    admit: xdsAdmission({
+      mtls: Boolean(guard.tls),
+      policy: guard.policy,
+      connected: () => ads.connected(),
+      maxStreamsPerIdentity: LIMITS.xdsStreamsPerIdentity,
+    }),
+  });
+  const sync = new RouteSync(routes, cache, store.connection, log.child({ component: "routing" }));
+  await sync.start();
+  const tracker = new ProxyStatusTracker(store.db, ads, sync, replicaId, log.child({ component: "routing" }));
+  tracker.start();
+  const xds = await listenXds(ads, config.host, config.xdsPort, guard.tls ? grpcMtlsCredentials(guard.tls) : undefined);
+  log.info("xds listening", { port: xds.port });
+  const watchers = new CdcWatchers(store.db, replicaId);
+  // ACK latency: once per proxy and version, from the version reaching the cache.
+  const ackedSeen = new WeakMap<object, Map<string, number>>();
+  ads.on("ack", (s: object, typeUrl: string, version: number) => {
+    const seen = ackedSeen.get(s) ?? new Map<string, number>();
+    ackedSeen.set(s, seen);
+    if ((seen.get(typeUrl) ?? 0) >= version) return;
+    seen.set(typeUrl, version);
+    const made = cache.versionMadeAt(version);
+    metrics.xdsAck(typeUrl, made === undefined ? undefined : (performance.now() - made) / 1000);
+  });
+  ads.on("nack", (_s: object, typeUrl: string) => metrics.xdsNack(typeUrl));
+
+  // What can wait does (two seconds at most): a replica restarted inside a cutover's fenced window first gets the
+  // applications writing again. Measured in test/crash-window.test.ts.
+  if (config.engine) await engine.windowClear(2_000);
   const [
     { listenApi },
     { migrationService },

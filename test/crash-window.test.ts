@@ -18,7 +18,7 @@ describe("SIGKILL inside the fenced window, restarted at once", () => {
 
   /**
    * One migration under a writer through the proxy; `crashAt` kills and restarts the service on reaching that phase.
-   * Returns the application's longest gap and how long the new process took to listen (0 without a crash).
+   * Returns the application's longest gap and how long after the kill the new process's API answered (0 without a crash).
    */
   async function run(name: string, crashAt?: string, rollback = false): Promise<{ gap: number; restart: number }> {
     const { app, cluster } = await createSampleSource(f.provider, `${name}-src`, { rows: 200 });
@@ -73,20 +73,19 @@ describe("SIGKILL inside the fenced window, restarted at once", () => {
   }
 
   /**
-   * What the crash costs beyond the process coming back: the new process
-   * needs its start-up time (node loading its modules, about 1 s here when
-   * idle) whatever the control plane does; what must not be added is a lease
-   * to wait out. So the gap, less the restart, stays within 2 s of the
-   * uninterrupted one. Both figures are printed, and whether the raw gap is within the bound. This file runs alone
-   * on the machine, after the others (vitest.config.ts): the gaps it judges are a few hundred milliseconds.
+   * The issue's bound, on the raw figure: the application's longest gap stays within 2 s of the uninterrupted one,
+   * the new process's start-up included (node loading its modules, a few hundred milliseconds; the restarted service
+   * drives its engine before it loads the xDS server, and the API after the fenced window). Also printed: when the
+   * restarted service's API answered, which is later on purpose. This file runs alone on the machine, after the
+   * others (vitest.config.ts): the gaps it judges are a few hundred milliseconds.
    */
   function judge(label: string, r: { gap: number; restart: number }, baseline: number): void {
     gaps[label] = r.gap;
     console.log(
-      `${label}: longest write gap ${Math.round(r.gap)} ms, of which the new process starting ${Math.round(r.restart)} ms; uninterrupted: ${Math.round(baseline)} ms; raw gap ${r.gap <= baseline + 2000 ? "within" : "over"} uninterrupted + 2 s`,
+      `${label}: longest write gap ${Math.round(r.gap)} ms (bound: uninterrupted ${Math.round(baseline)} ms + 2000); the restarted service's API answered after ${Math.round(r.restart)} ms`,
     );
-    // Beyond the restart, nothing like the lease it used to wait out (the default 10 s, in force here).
-    expect(r.gap - r.restart).toBeLessThanOrEqual(baseline + 2000);
+    // Nothing like the lease it used to wait out (the default 10 s, in force here), nor the process's start-up beyond 2 s.
+    expect(r.gap).toBeLessThanOrEqual(baseline + 2000);
   }
 
   it("an uninterrupted cutover and rollback, for comparison", async () => {
@@ -95,12 +94,12 @@ describe("SIGKILL inside the fenced window, restarted at once", () => {
   });
 
   for (const phase of ["QUIESCING", "FINAL_SYNC", "PROMOTING", "CDC_RESTORE", "ROUTING"]) {
-    it(`killed in ${phase}: beyond the restart, the application's longest gap stays within 2 s of an uninterrupted cutover's`, async () => {
+    it(`killed in ${phase}: the application's longest gap stays within 2 s of an uninterrupted cutover's`, async () => {
       judge(`killed in ${phase}`, await run(phase.toLowerCase().replace(/_/g, "-"), phase), gaps["cutover, uninterrupted"]!);
     });
   }
 
-  it("killed in ROLLING_BACK: beyond the restart, the application's longest gap stays within 2 s of an uninterrupted rollback's", async () => {
+  it("killed in ROLLING_BACK: the application's longest gap stays within 2 s of an uninterrupted rollback's", async () => {
     judge("killed in ROLLING_BACK", await run("rolling-back", "ROLLING_BACK", true), gaps["rollback, uninterrupted"]!);
     console.log(`longest write gaps (ms): ${JSON.stringify(Object.fromEntries(Object.entries(gaps).map(([k, v]) => [k, Math.round(v)])))}`);
   });

@@ -2,7 +2,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { describe, expect, it } from "vitest";
 import { parse } from "yaml";
-import { Policy } from "../src/security/policy.js";
+import { parsePolicy } from "../src/security/policy-file.js";
 import { envoyBootstrapRoot, strictEnvoyDecode } from "./helpers/envoy-strict.js";
 
 const ROOT = resolve(import.meta.dirname, "..");
@@ -64,7 +64,7 @@ describe("deployment files (no Docker engine here: parsed and checked, not run)"
     expect(tls.common_tls_context.validation_context.trusted_ca.filename).toMatch(/ca\.crt$/);
     // The node id is an identity the policy's proxies section can grant.
     expect(boot.node.id).toMatch(/^spiffe:\/\/pgshift\.local\/sa\/app-sidecar\//);
-    const policy = Policy.parse(readFileSync(join(ROOT, "deploy/policy.yaml"), "utf8"), "deploy/policy.yaml");
+    const policy = parsePolicy(readFileSync(join(ROOT, "deploy/policy.yaml"), "utf8"), "deploy/policy.yaml");
     expect(policy.proxyMayReach("spiffe://pgshift.local/sa/app-sidecar", "billing-db")).toBe(true);
     // The decoder is strict: a misspelt field, a wrong type and an unknown Any fail, naming where.
     const mutate = (f: (b: any) => void) => {
@@ -80,7 +80,7 @@ describe("deployment files (no Docker engine here: parsed and checked, not run)"
   });
 
   it("the sample policy parses, and grants what its comments say", () => {
-    const policy = Policy.parse(readFileSync(join(ROOT, "deploy/policy.yaml"), "utf8"), "deploy/policy.yaml");
+    const policy = parsePolicy(readFileSync(join(ROOT, "deploy/policy.yaml"), "utf8"), "deploy/policy.yaml");
     expect(policy.allows("spiffe://corp.example/platform/sa/oncall", "administer", "anything")).toBe(true);
     expect(policy.allows("spiffe://corp.example/team/billing/sa/deployer", "approve", "billing-db")).toBe(true);
     expect(policy.allows("spiffe://corp.example/team/billing/sa/deployer", "administer", "billing-db")).toBe(false);

@@ -3,7 +3,6 @@ import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import * as grpc from "@grpc/grpc-js";
-import * as protoLoader from "@grpc/proto-loader";
 import protobuf from "protobufjs";
 
 /**
@@ -23,7 +22,8 @@ export const TYPE = {
   tcpProxy: "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
 } as const;
 
-const LOADER_OPTIONS: protoLoader.Options = { keepCase: true, longs: String, enums: String, defaults: false, oneofs: true };
+/** How decoded messages look (what @grpc/proto-loader's options of the same names give): 64-bit integers and enums as strings. */
+const DECODED: protobuf.IConversionOptions = { longs: String, enums: String, defaults: false, oneofs: true };
 
 export const ADS_FILE = "envoy/service/discovery/v3/ads.proto";
 
@@ -35,29 +35,53 @@ export const SERVED_FILES = [
   "envoy/extensions/filters/network/tcp_proxy/v3/tcp_proxy.proto",
 ];
 
+/** What the build parses into one root: the served resources and the ADS service. */
+export const PREBUILT_FILES = [...SERVED_FILES, ADS_FILE];
+
 /** Where `npm run build` writes the parsed descriptors: dist/, one level above the bundle's chunks and the compiled xds/. */
 export const PREBUILT_FILE = "envoy-descriptors.json";
 
 interface Prebuilt {
-  /** ADS alone: a service definition is made for every message of the root it comes from. */
-  ads: protobuf.INamespace;
   files: string[];
   root: protobuf.INamespace;
 }
 
-let prebuiltCache: Prebuilt | null | undefined;
+let prebuiltRoot: protobuf.Root | null | undefined;
 
 /**
- * Envoy's descriptors as the build parsed them. Parsing a few hundred .proto files costs a starting process about a
- * fifth of a second of CPU, and a replica restarted inside a cutover's fenced window must be back fast; running
- * from the sources (no build), the files are parsed as before.
+ * Envoy's descriptors as the build parsed them, as one root shared by whoever needs it. Parsing a few hundred .proto
+ * files costs a starting process about a fifth of a second of CPU, and a replica restarted inside a cutover's fenced
+ * window must be back fast; running from the sources (no build), the files are parsed as before.
  */
-function prebuilt(): Prebuilt | undefined {
-  if (prebuiltCache === undefined) {
+function prebuilt(files: string[]): protobuf.Root | undefined {
+  if (prebuiltRoot === undefined) {
     const p = join(dirname(fileURLToPath(import.meta.url)), "..", PREBUILT_FILE);
-    prebuiltCache = existsSync(p) ? (JSON.parse(readFileSync(p, "utf8")) as Prebuilt) : null;
+    const built = existsSync(p) ? (JSON.parse(readFileSync(p, "utf8")) as Prebuilt) : undefined;
+    prebuiltRoot = built && PREBUILT_FILES.every((f) => built.files.includes(f)) ? protobuf.Root.fromJSON(built.root) : null;
   }
-  return prebuiltCache ?? undefined;
+  return prebuiltRoot && files.every((f) => PREBUILT_FILES.includes(f)) ? prebuiltRoot : undefined;
+}
+
+/**
+ * One bidirectional-streaming method of ADS, coded as @grpc/proto-loader would code it. Built by hand from the two
+ * message types: proto-loader would make a definition, with its file descriptors, for each of the few hundred
+ * messages ADS's files reach, a tenth of a second of a restarting replica's CPU for two methods.
+ */
+function streamingMethod(root: protobuf.Root, name: string, request: string, response: string): grpc.MethodDefinition<object, object> {
+  const req = root.lookupType(request);
+  const res = root.lookupType(response);
+  const serialize = (t: protobuf.Type) => (o: object) => Buffer.from(t.encode(t.fromObject(o)).finish());
+  const deserialize = (t: protobuf.Type) => (b: Buffer) => t.toObject(t.decode(b), DECODED);
+  return {
+    path: `/envoy.service.discovery.v3.AggregatedDiscoveryService/${name}`,
+    requestStream: true,
+    responseStream: true,
+    requestSerialize: serialize(req),
+    requestDeserialize: deserialize(req),
+    responseSerialize: serialize(res),
+    responseDeserialize: deserialize(res),
+    originalName: name[0]!.toLowerCase() + name.slice(1),
+  };
 }
 
 let adsCtor: grpc.ServiceClientConstructor | undefined;
@@ -65,12 +89,15 @@ let adsCtor: grpc.ServiceClientConstructor | undefined;
 /** The AggregatedDiscoveryService client constructor (its .service is the definition a server adds). */
 export function adsClientConstructor(): grpc.ServiceClientConstructor {
   adsCtor ??= (() => {
-    const built = prebuilt();
-    const def = built
-      ? protoLoader.fromJSON(built.ads, LOADER_OPTIONS)
-      : protoLoader.loadSync(ADS_FILE, { ...LOADER_OPTIONS, includeDirs: ENVOY_INCLUDE_DIRS });
-    const pkg = grpc.loadPackageDefinition(def) as any;
-    return pkg.envoy.service.discovery.v3.AggregatedDiscoveryService as grpc.ServiceClientConstructor;
+    const root = envoyRoot([ADS_FILE]);
+    const d = "envoy.service.discovery.v3.";
+    return grpc.makeGenericClientConstructor(
+      {
+        StreamAggregatedResources: streamingMethod(root, "StreamAggregatedResources", `${d}DiscoveryRequest`, `${d}DiscoveryResponse`),
+        DeltaAggregatedResources: streamingMethod(root, "DeltaAggregatedResources", `${d}DeltaDiscoveryRequest`, `${d}DeltaDiscoveryResponse`),
+      },
+      "AggregatedDiscoveryService",
+    );
   })();
   return adsCtor;
 }
@@ -82,9 +109,7 @@ export function adsService(): grpc.ServiceDefinition {
 
 /** A protobufjs root over Envoy's files, to encode and decode resources carried in Any. */
 export function envoyRoot(files: string[]): protobuf.Root {
-  const built = prebuilt();
-  if (built && files.every((f) => built.files.includes(f))) return protobuf.Root.fromJSON(built.root);
-  return parseEnvoyProtos(files);
+  return prebuilt(files) ?? parseEnvoyProtos(files);
 }
 
 /** Envoy's .proto files parsed from the package (what the build does once, and what runs without a build). */

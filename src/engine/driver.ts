@@ -71,6 +71,9 @@ export class Engine {
   private readonly stopping = new AbortController();
   private timer: NodeJS.Timeout | undefined;
   private ticking = false;
+  private firstTick: Promise<void> | undefined;
+  /** The phase each migration driven here was last read in; undefined until its driver has read it. */
+  private readonly phases = new Map<string, PhaseName | undefined>();
 
   constructor(private readonly deps: EngineDeps) {}
 
@@ -82,12 +85,24 @@ export class Engine {
     const tick = () => {
       if (this.ticking || this.stopping.signal.aborted) return;
       this.ticking = true;
-      this.tick()
+      return this.tick()
         .catch((e: unknown) => this.deps.log.warn("engine tick failed", { error: String(e) }))
         .finally(() => (this.ticking = false));
     };
     this.timer = setInterval(tick, this.deps.tickMs ?? 500);
-    tick();
+    this.firstTick = tick();
+  }
+
+  /**
+   * Resolves once no migration this replica drives is where writes are stopped (from the fence to routing,
+   * or rolling back), or after `maxMs`. A replica restarted inside that window loads what can wait (the API, metrics)
+   * after it: on a busy machine, their CPU would otherwise lengthen the applications' gap.
+   */
+  async windowClear(maxMs: number): Promise<void> {
+    const until = Date.now() + maxMs;
+    await this.firstTick;
+    const stopped = (p: PhaseName | undefined) => p === undefined || CUTOVER_WINDOW.includes(p) || p === "ROLLING_BACK";
+    while (Date.now() < until && !this.stopping.signal.aborted && [...this.phases.values()].some(stopped)) await sleep(20, this.stopping.signal);
   }
 
   /** Stops driving; leases are released so another replica takes over at once. */
@@ -107,9 +122,13 @@ export class Engine {
       if (this.driving.has(id) || this.stopping.signal.aborted) continue;
       const lease = await this.deps.leases.acquire(`migration:${id}`);
       if (!lease) continue;
+      this.phases.set(id, undefined);
       this.driving.set(
         id,
-        this.drive(id, lease).finally(() => this.driving.delete(id)),
+        this.drive(id, lease).finally(() => {
+          this.driving.delete(id);
+          this.phases.delete(id);
+        }),
       );
     }
   }
@@ -256,6 +275,7 @@ export class Engine {
   private async advance(id: string, held: HeldLease, signal: AbortSignal, log: Logger): Promise<"done" | number> {
     const { lease } = held;
     const row = await this.deps.repo.get(id);
+    this.phases.set(id, row.phase);
     await this.fitLease(held, row.phase);
     if (isTerminal(row.phase)) {
       return "done";

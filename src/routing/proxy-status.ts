@@ -4,15 +4,7 @@ import type { Database } from "../store/schema.js";
 import type { Logger } from "../telemetry/log.js";
 import { clusterName, listenerName } from "./resources.js";
 import type { RouteSync } from "./route-sync.js";
-
-/**
- * A proxy's liveness follows the replica holding its stream: that replica
- * refreshes it every HEARTBEAT_MS; three missed refreshes (the replica died,
- * or lost the store) and it no longer counts as connected, so ROUTING does
- * not wait for it. It is recorded again when it reconnects to any replica.
- */
-const HEARTBEAT_MS = 1_000;
-export const PROXY_STALE_MS = 3 * HEARTBEAT_MS;
+import { HEARTBEAT_MS } from "./proxy-liveness.js";
 
 /**
  * Turns the ADS server's per-type ACKs into "proxy P applied route version V
@@ -43,15 +35,6 @@ export class ProxyStatusTracker {
       () => this.ads.off("disconnect", onGone),
     );
     this.timer = setInterval(() => void this.heartbeat().catch(() => {}), HEARTBEAT_MS);
-  }
-
-  /**
-   * Streams recorded under this replica's identity by an incarnation that
-   * died are gone with it: not connected, so ROUTING waits for none of them
-   * (each proxy that reconnects is recorded again). Called at start.
-   */
-  async forgetPreviousIncarnation(): Promise<void> {
-    await this.db.updateTable("proxy_status").set({ connected: false }).where("replica_id", "=", this.replicaId).execute();
   }
 
   async stop(): Promise<void> {

@@ -2,7 +2,7 @@ import { sql, type Kysely } from "kysely";
 import { DeadlineExceededError, FailedPreconditionError } from "../domain/errors.js";
 import type { Endpoint } from "../domain/instance.js";
 import type { Database } from "../store/schema.js";
-import { PROXY_STALE_MS } from "./proxy-status.js";
+import { PROXY_STALE_MS } from "./proxy-liveness.js";
 import type { ProxyRouteStatus, Route, RouteOptions, Router, StoreRoutes } from "./router.js";
 
 /**

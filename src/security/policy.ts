@@ -1,4 +1,3 @@
-import { parse as parseYaml } from "yaml";
 import { InvalidArgumentError } from "../domain/errors.js";
 
 /** Roles, each allowing what the ones before it allow. */
@@ -57,14 +56,8 @@ export class Policy {
     return new Policy([], [], true);
   }
 
-  /** Parses a policy file; any mistake is an error naming where it is and what is expected. */
-  static parse(text: string, source: string): Policy {
-    let doc: unknown;
-    try {
-      doc = parseYaml(text);
-    } catch (e) {
-      throw new InvalidArgumentError(`${source}: not YAML: ${(e as Error).message}`);
-    }
+  /** A policy file's document (policy-file.ts reads the YAML); any mistake is an error naming where it is and what is expected. */
+  static fromDocument(doc: unknown, source: string): Policy {
     const fail = (where: string, what: string): never => {
       throw new InvalidArgumentError(`${source}: ${where}: ${what}`);
     };
