@@ -164,6 +164,33 @@ describe("a whole migration on PROVIDER_AWS, through @aws-sdk/client-rds, agains
     expect(emulator.calls.filter((a) => a === "RebootDBInstance")).toHaveLength(reboots);
   }, 300_000);
 
+  it("AWS refusing the promotion (AccessDenied) leads where a failed promotion leads locally: rolled back, the error named, every committed row on the source", async () => {
+    emulator.refuse("PromoteReadReplicaDBCluster", "AccessDenied", 403, "User is not authorized to perform: rds:PromoteReadReplicaDBCluster");
+    const promotions = () => emulator.calls.filter((a) => a === "PromoteReadReplicaDBCluster").length;
+    const before = promotions();
+    try {
+      const { m, load, proxy } = await migrateUnderLoad(client, svc, "payroll");
+      const end = await waitForPhase(client, m.id, ["PHASE_ROLLED_BACK", "PHASE_COMPLETED", "PHASE_FAILED"], 180_000);
+      // A refusal no retry can fix: no second attempt at PROMOTING, straight to the rollback.
+      expect(promotions() - before).toBe(1);
+      await new Promise((r) => setTimeout(r, 500));
+      await load.stop();
+      await proxy.stop();
+      expect(end.phase, end.events.map((e) => e.message).join(" | ")).toBe("PHASE_ROLLED_BACK");
+      const failed = end.events.find((e) => e.type === "EVENT_TYPE_STEP_FAILED");
+      expect(failed.message).toMatch(/AWS refused rds:PromoteReadReplicaDBCluster \(AccessDenied.*iam-policy\.json/);
+      // The replica never promoted took no write: the rollback is one from before promotion, which removes it.
+      expect(emulator.calls).toContain("DeleteDBCluster");
+      // The source serves again, unfenced, with every write the application saw committed.
+      expect(await account.isFenced({ id: "payroll" })).toBe(false);
+      const ids = new Set((await account.cluster({ id: "payroll" }).query<{ id: string }>("select id::text from items", [], "app")).map((r) => r.id));
+      expect(load.committed.length).toBeGreaterThan(50);
+      expect(load.committed.filter((id) => !ids.has(id.toString()))).toEqual([]);
+    } finally {
+      emulator.allow("PromoteReadReplicaDBCluster");
+    }
+  }, 300_000);
+
   it("preflight reads what only AWS knows: a cluster parameter group without logical decoding fails the migration before anything is created", async () => {
     await createSampleSource(account, "ledger", { rows: 10 });
     await emulator.addInstance("ledger", { parameters: { work_mem: "64MB" } });

@@ -118,6 +118,7 @@ export class RdsEmulator {
   readonly calls: string[] = [];
   private server: http.Server | undefined;
   private readonly work = new Set<Promise<void>>();
+  private readonly refusals = new Map<string, ApiError>();
 
   constructor(
     private readonly local: LocalProvider,
@@ -186,6 +187,15 @@ export class RdsEmulator {
     return `arn:aws:rds:${this.region}:${ACCOUNT}:${kind}:${id}`;
   }
 
+  /** From now on, answers the RDS action with an AWS fault (as when a permission is taken from the role), until `allow`. */
+  refuse(action: string, code: string, status: number, message: string): void {
+    this.refusals.set(action, new ApiError(code, status, message));
+  }
+
+  allow(action: string): void {
+    this.refusals.delete(action);
+  }
+
   private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const chunks: Buffer[] = [];
     for await (const c of req) chunks.push(c as Buffer);
@@ -208,6 +218,8 @@ export class RdsEmulator {
         this.throttleLeft--;
         throw new ApiError("Throttling", 400, "Rate exceeded");
       }
+      const refused = this.refusals.get(action);
+      if (refused) throw refused;
       const result = await this.act(action, form);
       send(
         200,

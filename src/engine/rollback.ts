@@ -12,6 +12,22 @@ import { cdcContext, type Step, type StepEnv } from "./step-env.js";
 const READER_WATCH_MS = 6_000;
 
 /**
+ * A rollback from PROMOTING may find the promotion never happened (AWS refused PromoteReadReplicaDBCluster, say): the
+ * target is still a replica that took no write, and the rollback is one from before promotion. Asked of the target
+ * once and recorded; a target that cannot be asked counts as promoted (it is fenced before anything goes back).
+ */
+async function promotedInPromoting(env: StepEnv): Promise<boolean> {
+  if (env.state.rollbackPromoted === undefined) {
+    env.state.rollbackPromoted = await env.provider
+      .describe(env.target)
+      .then((d) => !d.inRecovery)
+      .catch(() => true);
+    await env.save();
+  }
+  return env.state.rollbackPromoted;
+}
+
+/**
  * ROLLING_BACK: sends everything back to the source. Before promotion the
  * target is just removed; after it, the promoted target is fenced, its writes
  * drained to the source, CDC consumers moved back, the source unfenced and
@@ -19,7 +35,7 @@ const READER_WATCH_MS = 6_000;
  */
 export const rollingBack: Step = async (env) => {
   const from = env.state.rollbackFrom ?? "PENDING";
-  const promoted = FORWARD.indexOf(from) >= FORWARD.indexOf("PROMOTING");
+  const promoted = FORWARD.indexOf(from) > FORWARD.indexOf("PROMOTING") || (from === "PROMOTING" && (await promotedInPromoting(env)));
   const reverse = promoted && (env.state.reverseDatabases?.length ?? 0) > 0 && !env.state.reverse?.stoppedReason;
   const { cdc, reverse: rev } = env.activities;
   // Said before the fence: what the drain will cost, after waiting (writes still flowing on the target) for a small backlog.

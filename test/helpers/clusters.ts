@@ -2,13 +2,16 @@ import { afterAll } from "vitest";
 import { LocalProvider } from "../../src/providers/local/local-provider.js";
 import { tempDir } from "./service-process.js";
 
-/** Stops and removes every cluster a test made under the provider (teardown; failures ignored). */
+/** Stops and removes every cluster a test made under the provider, side by side (teardown; failures ignored). */
 export async function destroyClusters(provider: LocalProvider): Promise<void> {
-  for (const name of provider.list())
-    await provider
-      .cluster({ id: name })
-      .destroy()
-      .catch(() => {});
+  await Promise.all(
+    provider.list().map((name) =>
+      provider
+        .cluster({ id: name })
+        .destroy()
+        .catch(() => {}),
+    ),
+  );
 }
 
 /**

@@ -336,6 +336,30 @@ describe("steps, on a fake provider and router", () => {
     expect(world.provider.instance({ id: "billing" }).fenced).toBe(false);
     expect(world.activities.calls).toEqual(["cdc.settleOnSource", "cdc.resumeOnSource", "cdc.closeReaderWatch"]);
   });
+
+  it("ROLLING_BACK from PROMOTING whose promotion never happened (AWS refused it) is one from before promotion; asked once", async () => {
+    await replicating(world);
+    world.provider.instance({ id: "billing" }).fenced = true;
+    const env = stepEnv(world, { phase: "ROLLING_BACK", state: { rollbackFrom: "PROMOTING" } });
+    const outcome = await STEPS.ROLLING_BACK!(env);
+    expect(to(outcome)).toBe("ROLLED_BACK");
+    expect(env.state.rollbackPromoted).toBe(false);
+    // Nothing fenced on the replica, which is removed; the source takes writes again.
+    expect(world.provider.instances.has("billing-aurora")).toBe(false);
+    expect(world.provider.instance({ id: "billing" }).fenced).toBe(false);
+    expect(world.activities.calls).toEqual(["cdc.settleOnSource", "cdc.resumeOnSource", "cdc.closeReaderWatch"]);
+  });
+
+  it("ROLLING_BACK from PROMOTING whose promotion happened goes the promoted way", async () => {
+    await replicating(world);
+    await world.provider.promote({ id: "billing" }, { id: "billing-aurora" });
+    const env = stepEnv(world, { phase: "ROLLING_BACK", state: { rollbackFrom: "PROMOTING" } });
+    const outcome = await STEPS.ROLLING_BACK!(env);
+    expect(to(outcome)).toBe("ROLLED_BACK");
+    expect(env.state.rollbackPromoted).toBe(true);
+    // Kept, fenced, for inspection.
+    expect(world.provider.instance({ id: "billing-aurora" }).fenced).toBe(true);
+  });
 });
 
 describe("operator actions, on the fakes", () => {

@@ -9,6 +9,7 @@ import { PostgresAdmin } from "../postgres-admin.js";
 import type { Endpoint, InstanceDescription, InstanceRef, Provider, ReplicationStatus } from "../provider.js";
 import type { PeerConnection, SqlPort } from "../sql.js";
 import type { CloudWatchClient } from "@aws-sdk/client-cloudwatch";
+import { withTypedErrors } from "./aws-errors.js";
 import { describeFigures, replicationFigures, type CloudWatchFigures } from "./cloudwatch.js";
 import { awsPreflight, TAG_VALUE_MAX } from "./preflight.js";
 import { RdsControl, SOURCE_TAG, type RdsControlOptions } from "./rds-control.js";
@@ -175,7 +176,7 @@ export class AwsProvider implements Provider {
           `${source} has no RDS-managed master user secret (MasterUserSecret): turn on "Manage master credentials in AWS Secrets Manager" for it`,
         );
       }
-      const secret = await this.opts.secrets.send(new GetSecretValueCommand({ SecretId: arn }));
+      const secret = await withTypedErrors("secretsmanager", this.opts.secrets).send(new GetSecretValueCommand({ SecretId: arn }));
       const parsed = JSON.parse(secret.SecretString ?? "{}") as { username?: string; password?: string };
       if (!parsed.username || !parsed.password) throw new InvalidInstanceStateError(source, `the secret ${arn} holds no username and password`);
       return { user: parsed.username, password: parsed.password };
@@ -267,7 +268,7 @@ export class AwsProvider implements Provider {
   private async cloudwatchFigures(source: InstanceRef, target: InstanceRef): Promise<CloudWatchFigures | undefined> {
     const cw = this.opts.cloudwatch;
     if (!cw) return undefined;
-    return this.cached(`cloudwatch:${source.id}:${target.id}`, () => replicationFigures(cw, source.id, target.id));
+    return this.cached(`cloudwatch:${source.id}:${target.id}`, () => replicationFigures(withTypedErrors("cloudwatch", cw), source.id, target.id));
   }
 
   private async sqlReplicationStatus(source: InstanceRef, target: InstanceRef): Promise<ReplicationStatus> {

@@ -21,6 +21,7 @@ import {
   type Tag,
 } from "@aws-sdk/client-rds";
 import { DeadlineExceededError, FailedPreconditionError, NotFoundError } from "../../domain/errors.js";
+import { awsFaultName, withTypedErrors } from "./aws-errors.js";
 
 /** The tag every resource pgshift creates carries: the id of the migration that created it. */
 export const OWNER_TAG = "pgshift:migration-id";
@@ -49,7 +50,7 @@ export interface RdsControlOptions {
   sleep?: (ms: number) => Promise<void>;
 }
 
-const isNotFound = (e: unknown) => /NotFound/.test((e as { name?: string }).name ?? "");
+const isNotFound = (e: unknown) => /NotFound/.test(awsFaultName(e));
 /** A describe call's answer, or undefined where AWS says the resource does not exist. */
 async function absentIfNotFound<T>(describe: () => Promise<T | undefined>): Promise<T | undefined> {
   try {
@@ -61,8 +62,7 @@ async function absentIfNotFound<T>(describe: () => Promise<T | undefined>): Prom
 }
 
 /** What AWS answers when asked too often; a wait looks again later rather than failing. */
-const isThrottled = (e: unknown) =>
-  /^(Throttling|ThrottlingException|RequestLimitExceeded|TooManyRequestsException)$/.test((e as { name?: string }).name ?? "");
+const isThrottled = (e: unknown) => /^(Throttling|ThrottlingException|RequestLimitExceeded|TooManyRequestsException)$/.test(awsFaultName(e));
 const ownedBy = (tags: Tag[] | undefined, owner: string) => (tags ?? []).some((t) => t.Key === OWNER_TAG && t.Value === owner);
 const ownerOf = (tags: Tag[] | undefined) => (tags ?? []).find((t) => t.Key === OWNER_TAG)?.Value;
 
@@ -75,11 +75,11 @@ export class RdsControl {
   private readonly pollMs: number;
   private readonly graceMs: number;
   private readonly sleep: (ms: number) => Promise<void>;
+  /** Every call's fault arrives as the engine's typed error (aws-errors.ts). */
+  private readonly rds: RDSClient;
 
-  constructor(
-    private readonly rds: RDSClient,
-    opts: RdsControlOptions = {},
-  ) {
+  constructor(rds: RDSClient, opts: RdsControlOptions = {}) {
+    this.rds = withTypedErrors("rds", rds);
     this.pollMs = opts.pollMs ?? 5_000;
     this.graceMs = opts.notFoundGraceMs ?? 60_000;
     this.sleep = opts.sleep ?? ((ms) => new Promise((r) => setTimeout(r, ms)));
