@@ -7,21 +7,21 @@ import { BaseSequencer, type TestSpecification } from "vitest/node";
  * them better: about a minute less in all.
  */
 const SECONDS: Record<string, number> = {
+  "test/cdc.test.ts": 133,
   "test/engine-faults.test.ts": 110,
-  "test/engine-faults-aws.test.ts": 85,
-  "test/cdc.test.ts": 128,
-  "test/cdc-recvlogical.test.ts": 108,
-  "test/engine.test.ts": 93,
-  "test/ha.test.ts": 81,
-  "test/routing.test.ts": 79,
-  "test/demo.test.ts": 60,
-  "test/safety.test.ts": 55,
-  "test/aws-migration.test.ts": 50,
-  "test/fuzz.test.ts": 45,
-  "test/package.test.ts": 35,
-  "test/rollback-readiness.test.ts": 33,
-  "test/cli.test.ts": 31,
-  "test/observability.test.ts": 28,
+  "test/cdc-recvlogical.test.ts": 101,
+  "test/engine-faults-aws.test.ts": 91,
+  "test/ha.test.ts": 89,
+  "test/engine.test.ts": 89,
+  "test/routing.test.ts": 82,
+  "test/demo.test.ts": 69,
+  "test/aws-migration.test.ts": 62,
+  "test/safety.test.ts": 45,
+  "test/fuzz.test.ts": 41,
+  "test/observability.test.ts": 29,
+  "test/rollback-readiness.test.ts": 25,
+  "test/cli.test.ts": 23,
+  "test/package.test.ts": 22,
 };
 /** A file not listed yet: somewhere in the middle. */
 const UNKNOWN = 20;
