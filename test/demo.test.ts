@@ -8,7 +8,9 @@ const ROOT = resolve(import.meta.dirname, "..");
 /** Runs `npm run demo` as a user would, and reads its verdict and figures. */
 function demo(args: string[], onLine?: (out: string) => void): Promise<{ code: number | null; out: string }> {
   return new Promise((res) => {
-    const child = spawn("npm", ["run", "--silent", "demo", "--", ...args], { cwd: ROOT, env: process.env, stdio: ["ignore", "pipe", "pipe"] });
+    // One-second baseline samples, as the other tests' services take (the same verdicts, each compares a second of commits).
+    const env = { ...process.env, PGSHIFT_BASELINE_SAMPLE_MS: "1000" };
+    const child = spawn("npm", ["run", "--silent", "demo", "--", ...args], { cwd: ROOT, env, stdio: ["ignore", "pipe", "pipe"] });
     let out = "";
     child.stdout.on("data", (d: Buffer) => {
       out += d.toString();
