@@ -79,7 +79,7 @@ describe("SIGKILL inside the fenced window, restarted at once", () => {
     const end = (await waitForPhase(f.client, m.id, ends)).phase;
     // The application writes again (a gap still open at the end would not count as one).
     const before = load.committed.length;
-    await new Promise((r) => setTimeout(r, 1000));
+    for (let i = 0; i < 500 && load.committed.length <= before; i++) await new Promise((r) => setTimeout(r, 20));
     expect(load.committed.length).toBeGreaterThan(before);
     await load.stop();
     expect(end).toBe(rollback ? "PHASE_ROLLED_BACK" : "PHASE_COMPLETED");
