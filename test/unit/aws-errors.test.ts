@@ -46,6 +46,13 @@ const SOURCE: DBInstance = {
 };
 const POLICY: RetryPolicy = { maxAttempts: 3, initialBackoffMs: 200, maxBackoffMs: 1000, failurePolicy: FailurePolicy.ROLLBACK };
 
+/** The local provider's errors for the same conditions. */
+const LOCAL = {
+  noRoom: new InvalidInstanceStateError("billing", "the machine has no room for the replica"),
+  refused: new CredentialsRejectedError("billing", "postgres", new Error("password authentication failed")),
+  unreachable: new InstanceUnreachableError("billing", "127.0.0.1:5432", new Error("ECONNREFUSED")),
+};
+
 /** What the engine does with an error in a phase, on the first attempt and on the last. */
 const outcome = (phase: PhaseName, e: unknown) => [1, POLICY.maxAttempts].map((attempt) => decide(phase, failureInfo(e), attempt, POLICY).kind);
 
@@ -100,20 +107,19 @@ describe("AWS faults reach the engine as the local provider's typed errors (aws-
       what: "CreateDBCluster over the account's cluster quota",
       call: replica,
       fault: () => rds.on(CreateDBClusterCommand).rejects(new DBClusterQuotaExceededFault({ message: "quota reached", ...meta })),
-      local: new InvalidInstanceStateError("billing", "the machine has no room for the replica"),
+      local: LOCAL.noRoom,
       expected: ["fail", "fail"],
       says: /rds:CreateDBCluster.*DBClusterQuotaExceededFault.*raise the quota/,
     },
     {
       phase: "PROVISIONING",
       what: "CreateDBInstance with no capacity for the class",
-      call: () => {
+      call: replica,
+      fault: () => {
         rds.on(CreateDBClusterCommand).resolves({});
         rds.on(CreateDBInstanceCommand).rejects(new InsufficientDBInstanceCapacityFault({ message: "no capacity", ...meta }));
-        return replica();
       },
-      fault: () => {},
-      local: new InvalidInstanceStateError("billing", "the machine has no room for the replica"),
+      local: LOCAL.noRoom,
       expected: ["fail", "fail"],
       says: /rds:CreateDBInstance.*spec\.aws\.instance_class/,
     },
@@ -122,7 +128,7 @@ describe("AWS faults reach the engine as the local provider's typed errors (aws-
       what: "CreateDBCluster refused to the service's role",
       call: replica,
       fault: () => rds.on(CreateDBClusterCommand).rejects(generic("AccessDenied", 403)),
-      local: new CredentialsRejectedError("billing", "postgres", new Error("password authentication failed")),
+      local: LOCAL.refused,
       expected: ["fail", "fail"],
       says: /AWS refused rds:CreateDBCluster.*iam-policy\.json/,
     },
@@ -131,7 +137,7 @@ describe("AWS faults reach the engine as the local provider's typed errors (aws-
       what: "CreateDBCluster throttled past the SDK's own retries",
       call: replica,
       fault: () => rds.on(CreateDBClusterCommand).rejects(generic("Throttling", 400)),
-      local: new InstanceUnreachableError("billing", "127.0.0.1:5432", new Error("ECONNREFUSED")),
+      local: LOCAL.unreachable,
       expected: ["retry", "fail"],
       says: /rds:CreateDBCluster did not go through now.*Throttling/,
     },
@@ -150,7 +156,7 @@ describe("AWS faults reach the engine as the local provider's typed errors (aws-
       what: "the network fence's ModifyDBInstance while the instance is busy",
       call: () => control().networkFence("billing", "sg-deny", 60_000),
       fault: () => rds.on(ModifyDBInstanceCommand).rejects(new InvalidDBInstanceStateFault({ message: "instance is modifying", ...meta })),
-      local: new InstanceUnreachableError("billing", "127.0.0.1:5432", new Error("ECONNREFUSED")),
+      local: LOCAL.unreachable,
       expected: ["retry", "fall_back"],
       says: /rds:ModifyDBInstance did not go through now.*InvalidDBInstanceStateFault/,
     },
@@ -159,7 +165,7 @@ describe("AWS faults reach the engine as the local provider's typed errors (aws-
       what: "the network fence refused to the service's role",
       call: () => control().networkFence("billing", "sg-deny", 60_000),
       fault: () => rds.on(ModifyDBInstanceCommand).rejects(generic("AccessDenied", 403)),
-      local: new CredentialsRejectedError("billing", "postgres", new Error("password authentication failed")),
+      local: LOCAL.refused,
       expected: ["fall_back", "fall_back"],
       says: /AWS refused rds:ModifyDBInstance/,
     },
@@ -186,7 +192,7 @@ describe("AWS faults reach the engine as the local provider's typed errors (aws-
       what: "restoring the source's security groups fails for good",
       call: () => control().networkUnfence("billing", ["sg-app", "sg-ops"], 60_000),
       fault: () => rds.on(ModifyDBInstanceCommand).rejects(generic("AccessDenied", 403)),
-      local: new CredentialsRejectedError("billing", "postgres", new Error("password authentication failed")),
+      local: LOCAL.refused,
       // Getting traffic back to the source is never given up on.
       expected: ["retry", "retry"],
       says: /AWS refused rds:ModifyDBInstance/,

@@ -16,6 +16,13 @@ import {
  * the network failing) is retried with backoff. The AWS fault stays as the cause: the control plane's own checks
  * (not found just after a create, throttled while waiting) read its name through `awsFaultName`.
  */
+/** AWS's names for "asked too often". */
+const THROTTLING = "Throttling|ThrottlingException|RequestLimitExceeded|TooManyRequestsException";
+const THROTTLED = new RegExp(`^(${THROTTLING})$`);
+
+/** Whether AWS answered that it was asked too often (a wait looks again later rather than failing). */
+export const isThrottled = (e: unknown): boolean => THROTTLED.test(awsFaultName(e));
+
 const RULES: Array<{ match: RegExp; make: (what: string, name: string, message: string) => PgshiftError }> = [
   // Before /NotFound/: an IAM role or a KMS key the service cannot use is a permission, whatever the fault says.
   {
@@ -46,8 +53,7 @@ const RULES: Array<{ match: RegExp; make: (what: string, name: string, message: 
       new InvalidArgumentError(`AWS rejected the parameters of ${what} (${name}: ${message}): check spec.aws and the service's --aws-* flags`),
   },
   {
-    match:
-      /^Invalid.*State|NotReady|^(Throttling|ThrottlingException|RequestLimitExceeded|TooManyRequestsException|ServiceUnavailable|InternalFailure|InternalError|RequestTimeout|RequestExpired|ExpiredToken)/,
+    match: new RegExp(`^Invalid.*State|NotReady|^(${THROTTLING}|ServiceUnavailable|InternalFailure|InternalError|RequestTimeout|RequestExpired|ExpiredToken)`),
     make: (what, name, message) => new UnavailableError(`${what} did not go through now (${name}: ${message}); retried with backoff`),
   },
 ];

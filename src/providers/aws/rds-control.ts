@@ -21,7 +21,7 @@ import {
   type Tag,
 } from "@aws-sdk/client-rds";
 import { DeadlineExceededError, FailedPreconditionError, NotFoundError } from "../../domain/errors.js";
-import { awsFaultName, withTypedErrors } from "./aws-errors.js";
+import { awsFaultName, isThrottled, withTypedErrors } from "./aws-errors.js";
 
 /** The tag every resource pgshift creates carries: the id of the migration that created it. */
 export const OWNER_TAG = "pgshift:migration-id";
@@ -61,8 +61,6 @@ async function absentIfNotFound<T>(describe: () => Promise<T | undefined>): Prom
   }
 }
 
-/** What AWS answers when asked too often; a wait looks again later rather than failing. */
-const isThrottled = (e: unknown) => /^(Throttling|ThrottlingException|RequestLimitExceeded|TooManyRequestsException)$/.test(awsFaultName(e));
 const ownedBy = (tags: Tag[] | undefined, owner: string) => (tags ?? []).some((t) => t.Key === OWNER_TAG && t.Value === owner);
 const ownerOf = (tags: Tag[] | undefined) => (tags ?? []).find((t) => t.Key === OWNER_TAG)?.Value;
 
