@@ -62,7 +62,6 @@ export async function startService(config: ServiceConfig, log: Logger, hooks: Te
   const store = await openStore({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
   log.info("state store ready", { embedded: Boolean(store.embedded), port: store.embedded?.port });
   const bus = new EventBus(store.connection);
-  await bus.start();
   const repo = new MigrationRepo(store.db);
   const shutdown = new AbortController();
   const local = new LocalProvider(config.localDir);
@@ -76,13 +75,17 @@ export async function startService(config: ServiceConfig, log: Logger, hooks: Te
   const providerAvailable = (kind: ProviderKind) =>
     kind === ProviderKind.LOCAL || aws ? undefined : "PROVIDER_AWS is not configured on this service (start it with --aws-region); use PROVIDER_LOCAL";
   // Held for as long as this process lives: whatever leases carry this identity belong to a dead incarnation of it.
-  const identity = await claimIdentity(store.connection, config.replicaId ?? dataDirIdentity(config.dataDir));
+  // Two connections of their own, opened at once.
+  const [identity] = await Promise.all([claimIdentity(store.connection, config.replicaId ?? dataDirIdentity(config.dataDir)), bus.start()]);
   const replicaId = identity.id;
   if (!identity.preferred) log.warn("another live replica uses this identity (same data dir?); running under a fresh one", { replicaId });
   const routes = new StoreRoutes(store.db);
   const router = new XdsRouter(store.db, routes);
-  // Before the engine runs: ROUTING must not wait for ACKs from the streams a dead incarnation held.
-  await forgetStreamsOf(store.db, replicaId);
+  const leases = new Leases(store.leaseDb, replicaId, config.leaseMs);
+  // Before the engine runs, side by side: ROUTING must not wait for ACKs from the streams a dead incarnation held, and
+  // a restart knows its own leases (taken back at once, with new fencing tokens, rather than waited out).
+  const [, reclaimed] = await Promise.all([forgetStreamsOf(store.db, replicaId), config.engine && identity.preferred ? leases.reclaim() : []]);
+  if (reclaimed.length > 0) log.info("leases of a previous incarnation taken back", { leases: reclaimed });
   const metrics = new DeferredMetrics();
   const tracing = new DeferredTracing();
   // Counters and trace events from what the log records, as it commits.
@@ -93,7 +96,6 @@ export async function startService(config: ServiceConfig, log: Logger, hooks: Te
       if (c) tracing.verdict(e.migration_id, { ...c, at: e.at });
     }
   });
-  const leases = new Leases(store.leaseDb, replicaId, config.leaseMs);
   const engine = new Engine({
     metrics,
     tracing,
@@ -106,9 +108,6 @@ export async function startService(config: ServiceConfig, log: Logger, hooks: Te
     log: log.child({ component: "engine" }),
   });
   if (config.engine) {
-    // A restart knows its own leases: taken back at once, with new fencing tokens, rather than waited out.
-    const reclaimed = identity.preferred ? await leases.reclaim() : [];
-    if (reclaimed.length > 0) log.info("leases of a previous incarnation taken back", { leases: reclaimed });
     // Before the xDS server, the API and metrics are even loaded (gRPC and protobufjs alone are a few hundred
     // milliseconds of CPU on a busy machine): a replica restarted inside a cutover's fenced window drives it first.
     // Its ROUTING step needs only the store: the routes it writes reach the proxies once the xDS server below serves.
@@ -131,7 +130,7 @@ export async function startService(config: ServiceConfig, log: Logger, hooks: Te
       maxStreamsPerIdentity: LIMITS.xdsStreamsPerIdentity,
     }),
   });
-  const sync = new RouteSync(routes, cache, store.connection, log.child({ component: "routing" }));
+  const sync = new RouteSync(routes, cache, bus, log.child({ component: "routing" }));
   await sync.start();
   const tracker = new ProxyStatusTracker(store.db, ads, sync, replicaId, log.child({ component: "routing" }));
   tracker.start();

@@ -1,5 +1,5 @@
-import pg from "pg";
 import { TYPE, type ResourceCache } from "../../xds/index.js";
+import type { EventBus } from "../store/event-bus.js";
 import type { Logger } from "../telemetry/log.js";
 import { clusterName, clusterResource, listenerName, listenerResource } from "./resources.js";
 import type { Route, StoreRoutes } from "./router.js";
@@ -13,45 +13,27 @@ export interface Published {
 
 /**
  * Keeps the xDS cache equal to the routes in the store: loads them at start,
- * then follows every change any replica makes (LISTEN pgshift_routes), with a
- * periodic re-read in case a notification was lost.
+ * then follows every change any replica makes (the event bus's route
+ * notifications, on the connection it already holds), with a periodic re-read
+ * in case a notification was lost.
  */
 export class RouteSync {
   readonly published = new Map<string, Published>();
-  private client: pg.Client | undefined;
+  private unsubscribe: (() => void) | undefined;
   private timer: NodeJS.Timeout | undefined;
-  private closed = false;
 
   constructor(
     private readonly routes: StoreRoutes,
     private readonly cache: ResourceCache,
-    private readonly connection: pg.ClientConfig,
+    private readonly bus: EventBus,
     private readonly log: Logger,
   ) {}
 
   async start(): Promise<void> {
-    await this.listen();
+    // Subscribed before the first read: a change made meanwhile is read again, never missed.
+    this.unsubscribe = this.bus.subscribeRoutes(() => void this.reload().catch((e: unknown) => this.log.warn("route reload failed", { error: String(e) })));
     await this.reload();
     this.timer = setInterval(() => void this.reload().catch(() => {}), 5_000);
-  }
-
-  private async listen(): Promise<void> {
-    const c = new pg.Client({ ...this.connection, application_name: "pgshift-routes" });
-    c.on("notification", () => void this.reload().catch((e: unknown) => this.log.warn("route reload failed", { error: String(e) })));
-    c.on("error", () => {});
-    c.on("end", () => {
-      if (!this.closed)
-        setTimeout(
-          () =>
-            void this.listen()
-              .then(() => this.reload())
-              .catch(() => {}),
-          500,
-        );
-    });
-    await c.connect();
-    await c.query("listen pgshift_routes");
-    this.client = c;
   }
 
   /** Publishes every route that changed; the cache ignores what did not. */
@@ -73,8 +55,7 @@ export class RouteSync {
   }
 
   async close(): Promise<void> {
-    this.closed = true;
     if (this.timer) clearInterval(this.timer);
-    await this.client?.end().catch(() => {});
+    this.unsubscribe?.();
   }
 }

@@ -5,12 +5,13 @@ import pg from "pg";
 const NOTIFICATION = /^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}) (\d{1,20})$/;
 const ALL = "all";
 const RESYNC = "resync";
+const ROUTES = "routes";
 
 /**
- * One LISTEN connection per service process, fanned out in-process. Events are
- * announced by a trigger in the store, so every replica hears every writer.
- * A lost connection is re-established, and listeners are told to re-read
- * (a notification may have been missed meanwhile).
+ * One LISTEN connection per service process, fanned out in-process: migration
+ * events and route changes. Both are announced by triggers in the store, so
+ * every replica hears every writer. A lost connection is re-established, and
+ * listeners are told to re-read (a notification may have been missed meanwhile).
  */
 export class EventBus {
   private readonly emitter = new EventEmitter();
@@ -27,6 +28,8 @@ export class EventBus {
   async start(): Promise<void> {
     const client = new pg.Client({ ...this.connection, application_name: "pgshift-listen" });
     client.on("notification", (msg) => {
+      // What changed is read from the table: the payload is not needed.
+      if (msg.channel === "pgshift_routes") return void this.emitter.emit(ROUTES);
       // Any role that reaches the store's database can NOTIFY this channel: what does not look like our trigger's is counted and dropped.
       const m = NOTIFICATION.exec(msg.payload ?? "");
       if (!m) {
@@ -40,7 +43,7 @@ export class EventBus {
     client.on("error", () => this.reconnect());
     client.on("end", () => this.reconnect());
     await client.connect();
-    await client.query("listen pgshift_events");
+    await client.query("listen pgshift_events; listen pgshift_routes");
     this.client = client;
   }
 
@@ -65,6 +68,11 @@ export class EventBus {
   /** Calls fn on every migration's events (and re-reads). Returns an unsubscribe. */
   subscribeAll(fn: () => void): () => void {
     return this.on(ALL, fn);
+  }
+
+  /** Calls fn whenever any replica changes a route (or a re-read is due). Returns an unsubscribe. */
+  subscribeRoutes(fn: () => void): () => void {
+    return this.on(ROUTES, fn);
   }
 
   private on(key: string, fn: () => void): () => void {

@@ -30,14 +30,31 @@ export interface Store {
 const STORE_DB = "pgshift";
 
 async function ensureDatabase(cluster: LocalCluster): Promise<void> {
-  const rows = await cluster.query("select 1 from pg_database where datname = $1", [STORE_DB]);
-  if (rows.length === 0) {
-    try {
-      await cluster.query(`create database ${STORE_DB}`);
-    } catch (e) {
-      // Another replica created it first.
-      if ((e as { code?: string }).code !== "42P04") throw e;
-    }
+  try {
+    await cluster.query(`create database ${STORE_DB}`);
+  } catch (e) {
+    // Another replica created it first.
+    if ((e as { code?: string }).code !== "42P04") throw e;
+  }
+}
+
+/** Opens one connection of the pool and gives it back: the pool keeps it for the next query. */
+async function connectOnce(pool: pg.Pool): Promise<void> {
+  (await pool.connect()).release();
+}
+
+/**
+ * Whether every migration of ours is recorded as applied, and nothing else: then the migrator (a lock table and a
+ * dozen statements) has nothing to do. Anything else (a first start, a newer or older schema) goes through it.
+ */
+async function schemaCurrent(pool: pg.Pool): Promise<boolean> {
+  try {
+    const { rows } = await pool.query<{ name: string }>("select name from kysely_migration");
+    const ours = Object.keys(await schemaMigrations.getMigrations());
+    return rows.length === ours.length && ours.every((n) => rows.some((r) => r.name === n));
+  } catch (e) {
+    if ((e as { code?: string }).code === "42P01") return false;
+    throw e;
   }
 }
 
@@ -50,33 +67,44 @@ export async function openStore(opts: StoreOptions): Promise<Store> {
   } else {
     embedded = await LocalCluster.init({ dir: join(opts.dataDir, "store") });
     await embedded.start();
-    await ensureDatabase(embedded);
     connection = embedded.connectionConfig(STORE_DB);
   }
   const pool = new pg.Pool({ ...connection, max: 10, application_name: "pgshift" });
   // An idle client that loses its server must not crash the process.
   pool.on("error", () => {});
+  // Leases are renewed on connections of their own: a burst of API watches on the main pool must never cost a driver its lease.
+  const leasePool = new pg.Pool({ ...connection, max: 2, application_name: "pgshift-leases" });
+  leasePool.on("error", () => {});
+  // Each first connection is a backend started and an authentication exchange: both pools open theirs at once, since a
+  // replica restarted inside a cutover's fenced window needs both before it drives. A lease connection that fails
+  // here is opened again when a lease is first taken.
+  const leaseReady = connectOnce(leasePool).catch(() => {});
   try {
-    const c = await pool.connect();
-    c.release();
+    await connectOnce(pool).catch(async (e: unknown) => {
+      // The embedded store's first start: its database is made on first use.
+      if (!embedded || (e as { code?: string }).code !== "3D000") throw e;
+      await ensureDatabase(embedded);
+      await connectOnce(pool);
+    });
   } catch (e) {
-    await pool.end();
+    await leaseReady;
+    await Promise.all([pool.end(), leasePool.end()]);
     throw new UnavailableError(
       `cannot reach the state store${opts.databaseUrl ? " at DATABASE_URL" : ""}: ${(e as Error).message}; check that the server runs and the credentials are right`,
       { cause: e },
     );
   }
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
-  const migrator = new Migrator({ db, provider: schemaMigrations });
-  const { error } = await migrator.migrateToLatest();
-  if (error) {
-    await db.destroy();
-    throw new UnavailableError(`state store schema migration failed: ${(error as Error).message}`, { cause: error });
-  }
-  // Leases are renewed on connections of their own: a burst of API watches on the main pool must never cost a driver its lease.
-  const leasePool = new pg.Pool({ ...connection, max: 2, application_name: "pgshift-leases" });
-  leasePool.on("error", () => {});
   const leaseDb = new Kysely<Database>({ dialect: new PostgresDialect({ pool: leasePool }) });
+  if (!(await schemaCurrent(pool))) {
+    const { error } = await new Migrator({ db, provider: schemaMigrations }).migrateToLatest();
+    if (error) {
+      await leaseReady;
+      await Promise.all([db.destroy(), leaseDb.destroy()]);
+      throw new UnavailableError(`state store schema migration failed: ${(error as Error).message}`, { cause: error });
+    }
+  }
+  await leaseReady;
   return {
     db,
     leaseDb,
