@@ -16,6 +16,6 @@ await build({
   format: "esm",
   logLevel: "warning",
 });
-const { parseEnvoyProtos, PREBUILT_FILE, PREBUILT_FILES } = await import(pathToFileURL(compiled).href).finally(() => rmSync(compiled));
+const { prebuiltDescriptors, PREBUILT_FILE } = await import(pathToFileURL(compiled).href).finally(() => rmSync(compiled));
 
-writeFileSync(`dist/${PREBUILT_FILE}`, JSON.stringify({ files: PREBUILT_FILES, root: parseEnvoyProtos(PREBUILT_FILES).toJSON() }));
+writeFileSync(`dist/${PREBUILT_FILE}`, JSON.stringify(prebuiltDescriptors()));
