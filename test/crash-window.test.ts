@@ -100,20 +100,19 @@ describe("SIGKILL inside the fenced window, restarted at once", () => {
   }
 
   /**
-   * The issue's bound is on the raw gap: within 2 s of the uninterrupted one, the new process's start-up included.
-   * Asserted is what the control plane answers for: beyond the time the new process takes to serve xDS again (node
-   * loading its modules and the store, a few hundred milliseconds idle, more than a second on a busy 2-core machine),
-   * the gap stays within 2 s of the uninterrupted one, so no lease is waited out (the default 10 s, in force here).
-   * The raw gap and whether it is within the bound are printed. This file runs alone on the machine, after the others
+   * The bound is on the raw gap, the new process's start-up included: within 2 s of the uninterrupted one. Printed
+   * beside it: when the new process served xDS again after the kill (node loading its modules and opening the store,
+   * about half a second idle, 0.7-1 s under this load on a 2-core machine), which is what a late kill (CDC_RESTORE,
+   * ROUTING) waits for before the proxy learns the route. This file runs alone on the machine, after the others
    * (vitest.config.ts): the gaps it judges are a few hundred milliseconds.
    */
   function judge(label: string, r: Run, baseline: number): void {
     gaps[label] = r.gap;
     console.log(
-      `${label}: longest write gap ${Math.round(r.gap)} ms, raw ${r.gap <= baseline + 2000 ? "within" : "OVER"} the bound (uninterrupted ${Math.round(baseline)} ms + 2000); the new process served xDS ${Math.round(r.xdsBack)} ms after the kill, its API ${Math.round(r.restart)} ms`,
+      `${label}: longest write gap ${Math.round(r.gap)} ms, ${r.gap <= baseline + 2000 ? "within" : "OVER"} the bound (uninterrupted ${Math.round(baseline)} ms + 2000); the new process served xDS ${Math.round(r.xdsBack)} ms after the kill, its API ${Math.round(r.restart)} ms`,
     );
     expect(r.xdsBack).toBeGreaterThan(0);
-    expect(r.gap - r.xdsBack).toBeLessThanOrEqual(baseline + 2000);
+    expect(r.gap).toBeLessThanOrEqual(baseline + 2000);
   }
 
   it("an uninterrupted cutover and rollback, for comparison", async () => {
@@ -122,12 +121,12 @@ describe("SIGKILL inside the fenced window, restarted at once", () => {
   });
 
   for (const phase of ["QUIESCING", "FINAL_SYNC", "PROMOTING", "CDC_RESTORE", "ROUTING"]) {
-    it(`killed in ${phase}: beyond the new process's start, the application's longest gap stays within 2 s of an uninterrupted cutover's`, async () => {
+    it(`killed in ${phase}: the application's longest gap, the new process's start included, stays within 2 s of an uninterrupted cutover's`, async () => {
       judge(`killed in ${phase}`, await run(phase.toLowerCase().replace(/_/g, "-"), phase), gaps["cutover, uninterrupted"]!);
     });
   }
 
-  it("killed in ROLLING_BACK: beyond the new process's start, the application's longest gap stays within 2 s of an uninterrupted rollback's", async () => {
+  it("killed in ROLLING_BACK: the application's longest gap, the new process's start included, stays within 2 s of an uninterrupted rollback's", async () => {
     judge("killed in ROLLING_BACK", await run("rolling-back", "ROLLING_BACK", true), gaps["rollback, uninterrupted"]!);
     console.log(`longest write gaps (ms): ${JSON.stringify(Object.fromEntries(Object.entries(gaps).map(([k, v]) => [k, Math.round(v)])))}`);
   });
