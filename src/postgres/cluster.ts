@@ -7,6 +7,7 @@ import { FailedPreconditionError, InternalError, UnavailableError } from "../dom
 import { findPgBinaries, majorOf, pgBin } from "./binaries.js";
 import { assertReachable, reachableBinDir } from "./reach.js";
 import { writeFileAtomic } from "./atomic-file.js";
+import { copyTemplate, findTemplate, keepTemplate, templateKey } from "./initdb-cache.js";
 import { postgresRunAs, type OsUser } from "./os-user.js";
 import { freePort } from "./ports.js";
 
@@ -23,6 +24,8 @@ export interface ClusterMeta {
   binDir?: string;
   /** Its pg_hba.conf, when not in the data directory (the server's hba_file setting, as last read). */
   hbaFile?: string;
+  /** Set while a cluster copied from initdb's cache still has the superuser password its catalog came with (see start). */
+  templatePassword?: string;
 }
 
 export interface ClusterOptions {
@@ -221,31 +224,30 @@ export class LocalCluster {
     // The folders on the way are ours to make traversable (a recursive mkdir would give them the data dir's 0700).
     mkdirSync(opts.dir, { recursive: true, mode: 0o711 });
     mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+    const options = ["-U", SUPERUSER, "--auth=scram-sha-256", "-E", "UTF8", "--locale=C"];
+    const key = templateKey(bins.dir, options, user?.uid);
+    const template = key ? findTemplate(key) : undefined;
     const meta: ClusterMeta = {
       port: opts.port ?? (await freePort()),
       password: randomBytes(12).toString("hex"),
       major: bins.major,
       ...(opts.binDir || binDir !== found.dir ? { binDir } : {}),
+      ...(template ? { templatePassword: template.password } : {}),
     };
-    const pwfile = join(opts.dir, "initdb.pw");
-    writeFileSync(pwfile, meta.password + "\n", { mode: 0o600 });
-    handOver(opts.dir, user);
-    const res = await runAsPostgres(join(bins.dir, "initdb"), [
-      "-D",
-      dataDir,
-      "-U",
-      SUPERUSER,
-      "--pwfile",
-      pwfile,
-      "--auth=scram-sha-256",
-      "-E",
-      "UTF8",
-      "--locale=C",
-      "--no-sync",
-    ]);
-    rmSync(pwfile, { force: true });
-    if (res.code !== 0) {
-      throw new InternalError(`initdb failed for ${dataDir} (exit ${res.code}): ${res.stderr.trim().slice(-2000)}`);
+    if (template) {
+      copyTemplate(template, dataDir);
+      handOver(opts.dir, user);
+    } else {
+      const pwfile = join(opts.dir, "initdb.pw");
+      writeFileSync(pwfile, meta.password + "\n", { mode: 0o600 });
+      handOver(opts.dir, user);
+      const res = await runAsPostgres(join(bins.dir, "initdb"), ["-D", dataDir, ...options, "--pwfile", pwfile, "--no-sync"]);
+      rmSync(pwfile, { force: true });
+      if (res.code !== 0) {
+        throw new InternalError(`initdb failed for ${dataDir} (exit ${res.code}): ${res.stderr.trim().slice(-2000)}`);
+      }
+      // initdb's output as it made it, before our settings go in: the next cluster on these binaries copies it.
+      if (key) keepTemplate(key, dataDir, meta.password);
     }
     const cluster = new LocalCluster(opts.dir, meta);
     cluster.writeConfig({ ...BASE_SETTINGS, ...(opts.settings ?? {}) });
@@ -329,7 +331,7 @@ export class LocalCluster {
   }
 
   async start(): Promise<void> {
-    if (await this.isRunning()) return;
+    if (await this.isRunning()) return this.takeOwnPassword();
     // A postmaster that died (crash, kill -9) leaves its pid file behind, and a
     // zombie would make PostgreSQL believe it still runs: the file is stale.
     if (this.postmasterPid() !== undefined) rmSync(join(this.dataDir, "postmaster.pid"), { force: true });
@@ -337,6 +339,38 @@ export class LocalCluster {
     if (res.code !== 0) {
       throw new UnavailableError(`PostgreSQL in ${this.dataDir} did not start (exit ${res.code}): ${res.stderr.trim()}; last log lines: ${this.tailLog(15)}`);
     }
+    await this.takeOwnPassword();
+  }
+
+  /**
+   * A cluster copied from initdb's cache has, at its first start, the superuser password its catalog came with: it
+   * takes its own then. Safe to repeat: after a crash between the change and its record, the inherited password is
+   * refused and the cluster's own works.
+   */
+  private async takeOwnPassword(): Promise<void> {
+    const inherited = this.meta.templatePassword;
+    if (!inherited) return;
+    const client = new pg.Client({ ...this.connectionConfig(), password: inherited });
+    client.on("error", () => {});
+    let changed = false;
+    try {
+      await client.connect();
+    } catch (e) {
+      if ((e as { code?: string }).code !== "28P01") throw e;
+      changed = true;
+    }
+    if (!changed) {
+      try {
+        // The statement carries the password: kept out of the server's log.
+        await client.query("set log_statement = 'none'");
+        await client.query(`alter role ${pg.escapeIdentifier(this.user)} password ${pg.escapeLiteral(this.meta.password)}`);
+      } finally {
+        await client.end().catch(() => {});
+      }
+    }
+    const { templatePassword: _, ...own } = this.meta;
+    this.meta = own;
+    writeFileAtomic(LocalCluster.metaPath(this.dir), JSON.stringify(this.meta, null, 2));
   }
 
   async stop(mode: "smart" | "fast" | "immediate" = "fast"): Promise<void> {
