@@ -2,26 +2,26 @@ import { relative } from "node:path";
 import { BaseSequencer, type TestSpecification } from "vitest/node";
 
 /**
- * Seconds each file took in a fresh-clone CI run (2026-11-26). A fresh clone has no vitest cache, so the default
- * order is by file size; with two workers, starting the longest files first (and the millisecond ones last) packs
- * them better: about a minute less in all.
+ * Seconds each file took in a fresh-clone CI run (2026-11-26, local clusters copied from initdb's cache). A fresh
+ * clone has no vitest cache, so the default order is by file size; with two workers, starting the longest files first
+ * (and the millisecond ones last) packs them better: about a minute less in all.
  */
 const SECONDS: Record<string, number> = {
-  "test/cdc.test.ts": 133,
-  "test/engine-faults.test.ts": 110,
-  "test/cdc-recvlogical.test.ts": 101,
-  "test/engine-faults-aws.test.ts": 91,
-  "test/ha.test.ts": 89,
-  "test/engine.test.ts": 89,
-  "test/routing.test.ts": 82,
-  "test/demo.test.ts": 69,
-  "test/aws-migration.test.ts": 62,
-  "test/safety.test.ts": 45,
-  "test/fuzz.test.ts": 41,
-  "test/observability.test.ts": 29,
-  "test/rollback-readiness.test.ts": 25,
-  "test/cli.test.ts": 23,
-  "test/package.test.ts": 22,
+  "test/cdc.test.ts": 134,
+  "test/engine-faults.test.ts": 106,
+  "test/cdc-recvlogical.test.ts": 103,
+  "test/routing.test.ts": 85,
+  "test/engine.test.ts": 85,
+  "test/engine-faults-aws.test.ts": 72,
+  "test/ha.test.ts": 66,
+  "test/demo.test.ts": 65,
+  "test/aws-migration.test.ts": 60,
+  "test/fuzz.test.ts": 50,
+  "test/safety.test.ts": 46,
+  "test/observability.test.ts": 33,
+  "test/rollback-readiness.test.ts": 26,
+  "test/package.test.ts": 25,
+  "test/cli.test.ts": 25,
   "test/initdb-cache.test.ts": 4,
 };
 /** A file not listed yet: somewhere in the middle. */
