@@ -135,9 +135,9 @@ export function prebuiltDescriptors(): Prebuilt {
   const prune = (json: protobuf.INamespace, path: string): boolean => {
     if (!json.nested) return false;
     for (const [name, child] of Object.entries(json.nested)) {
-      const full = `${path}.${name}`;
-      const kept = keep.has(full);
-      const holds = prune(child as protobuf.INamespace, full);
+      const fullName = `${path}.${name}`;
+      const kept = keep.has(fullName);
+      const holds = prune(child as protobuf.INamespace, fullName);
       if (!kept && !holds) delete json.nested[name];
     }
     if (Object.keys(json.nested).length === 0) delete json.nested;

@@ -8,6 +8,7 @@ import { findPgBinaries, majorOf, pgBin } from "./binaries.js";
 import { assertReachable, reachableBinDir } from "./reach.js";
 import { writeFileAtomic } from "./atomic-file.js";
 import { copyTemplate, findTemplate, keepTemplate, templateKey } from "./initdb-cache.js";
+import { keepOutOfServerLog } from "./quiet-session.js";
 import { postgresRunAs, type OsUser } from "./os-user.js";
 import { freePort } from "./ports.js";
 
@@ -352,17 +353,17 @@ export class LocalCluster {
     if (!inherited) return;
     const client = new pg.Client({ ...this.connectionConfig(), password: inherited });
     client.on("error", () => {});
-    let changed = false;
-    try {
-      await client.connect();
-    } catch (e) {
-      if ((e as { code?: string }).code !== "28P01") throw e;
-      changed = true;
-    }
-    if (!changed) {
+    // Refused (28P01): the change was made, its record was not.
+    const reached = await client.connect().then(
+      () => true,
+      (e: unknown) => {
+        if ((e as { code?: string }).code !== "28P01") throw e;
+        return false;
+      },
+    );
+    if (reached) {
       try {
-        // The statement carries the password: kept out of the server's log.
-        await client.query("set log_statement = 'none'");
+        await keepOutOfServerLog(client);
         await client.query(`alter role ${pg.escapeIdentifier(this.user)} password ${pg.escapeLiteral(this.meta.password)}`);
       } finally {
         await client.end().catch(() => {});

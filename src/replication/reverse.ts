@@ -1,5 +1,6 @@
 import { DeadlineExceededError, FailedPreconditionError, unlessGone } from "../domain/errors.js";
 import { lsnAtLeast } from "../domain/lsn.js";
+import { keepOutOfServerLog } from "../postgres/quiet-session.js";
 import { sqlLiteral } from "../providers/connect.js";
 import type { InstanceRef, Provider } from "../providers/provider.js";
 import type { PeerConnection } from "../providers/sql.js";
@@ -49,9 +50,8 @@ export async function probeReversePath(provider: Provider, source: InstanceRef, 
   if (!db) return undefined;
   const tgt = await provider.peerConnection(target, db);
   return provider.sql(source, db).session(async (c) => {
-    // The statement carries a password: a failure must not write it to the server's log.
-    await c.query("set log_min_error_statement = panic");
-    await c.query("set log_statement = 'none'");
+    // The statement carries a password.
+    await keepOutOfServerLog(c);
     // Left by a probe a crash interrupted: it holds no slot, so dropping it touches nothing on the target.
     await c.query(`drop subscription if exists ${PROBE}`);
     try {
@@ -96,9 +96,8 @@ export async function startReverseReplication(provider: Provider, source: Instan
       );
       if (has.rowCount === 0) {
         // A subscription cannot be created inside a transaction block; pg runs each query on its own.
-        // The statement carries a password: a failure must not write it to the server's log.
-        await c.query("set log_min_error_statement = panic");
-        await c.query("set log_statement = 'none'");
+        // The statement carries a password.
+        await keepOutOfServerLog(c);
         await c.query(`create subscription ${NAME} connection ${sqlLiteral(conninfo(tgt))} publication ${NAME}
                        with (copy_data = false, create_slot = true, slot_name = ${sqlLiteral(slotName(db))}, enabled = true)`);
       }
