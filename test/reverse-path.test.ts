@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { createSampleSource } from "../src/providers/local/sample.js";
 import { prepareReverseReplication, probeReversePath } from "../src/replication/reverse.js";
+import { readSchemaInventory } from "../src/checks/schema-inventory.js";
 import { useLocalProvider } from "./helpers/clusters.js";
 
 /**
@@ -14,7 +15,7 @@ describe("the reverse-replication path, probed before cutover", () => {
   it("reaches a standby replica and leaves no subscription; a target it cannot reach is named with the error", async () => {
     await createSampleSource(local, "src", { rows: 10 });
     await local.createReplica({ id: "src" }, { id: "tgt" }, "m-probe");
-    const dbs = await prepareReverseReplication(local, { id: "src" });
+    const dbs = (await prepareReverseReplication(local, { id: "src" }, await readSchemaInventory(local, { id: "src" }))).map((p) => p.database);
     expect(dbs).toEqual(["app"]);
     const subscriptions = async () => (await local.cluster({ id: "src" }).query<{ n: number }>("select count(*)::int as n from pg_subscription"))[0]!.n;
 

@@ -180,7 +180,7 @@ export function migrationService({
       authz.require(ctx, "operate", spec.databaseName, "run a preflight");
       const unavailable = providerAvailable(spec.provider);
       if (unavailable) throw new FailedPreconditionError(unavailable);
-      const checks = await runPreflight(providers(spec), sourceRef(spec), targetRef(spec));
+      const checks = await runPreflight(providers(spec), sourceRef(spec), targetRef(spec), spec.schemaPolicy?.disposableUnloggedTables ?? []);
       return { checks: checks.map(checkToProto), passed: checks.every((c) => c.status !== "FAIL") };
     },
     async dropInactiveSlot(req, ctx) {

@@ -1,5 +1,7 @@
 import type { InstanceDescription, InstanceRef, Provider } from "../providers/provider.js";
 import { check, formatBytes, type CheckResult } from "../domain/check.js";
+import { schemaChecks } from "./schema-checks.js";
+import { readSchemaInventory, type SchemaInventory } from "./schema-inventory.js";
 
 /**
  * Checks of the source alone, before anything is created. Each returns a
@@ -172,11 +174,21 @@ export function slotChecks(source: InstanceDescription): CheckResult[] {
   ];
 }
 
-/** The preflight checks of a source, creating nothing (RunPreflight runs exactly these). */
-export async function runPreflight(provider: Provider, source: InstanceRef, target: InstanceRef): Promise<CheckResult[]> {
+/**
+ * The preflight checks of a source, its schema inventory's included, creating nothing (RunPreflight runs exactly
+ * these). `disposableUnlogged` is the spec's schema_policy; the engine reads the inventory through its activities.
+ */
+export async function runPreflight(
+  provider: Provider,
+  source: InstanceRef,
+  target: InstanceRef,
+  disposableUnlogged: readonly string[],
+  readInventory: (p: Provider, ref: InstanceRef) => Promise<SchemaInventory> = readSchemaInventory,
+): Promise<CheckResult[]> {
   const desc = await provider.describe(source);
   return [
     ...preflightChecks(desc, await provider.replicaMajor(source), await provider.targetExtensions(source)),
     ...(await provider.platformChecks(source, target)),
+    ...schemaChecks(await readInventory(provider, source), disposableUnlogged),
   ];
 }

@@ -41,6 +41,8 @@ export const DEFAULTS = {
   maxTargetRetainedBytes: 4n * 1024n * 1024n * 1024n,
   fenceBelowLagBytes: 16n * 1024n * 1024n,
   fenceWaitMs: 5 * 60_000,
+  guardrailMaxTransactionAgeMs: 5_000,
+  guardrailMaxWaitMs: 30_000,
 } as const;
 
 /**
@@ -144,7 +146,34 @@ export function normalizeSpec(spec: MigrationSpec | undefined): MigrationSpec {
     failurePolicy: spec.failurePolicy === FailurePolicy.UNSPECIFIED ? FailurePolicy.ROLLBACK : spec.failurePolicy,
     stepPolicy: normalizeStepPolicy(spec),
     rollbackPolicy: normalizeRollbackPolicy(spec),
+    schemaPolicy: { disposableUnloggedTables: normalizeTableNames(spec.schemaPolicy?.disposableUnloggedTables ?? []) },
+    guardrails: {
+      maxTransactionAge: checkDuration(
+        "spec.guardrails.max_transaction_age",
+        spec.guardrails?.maxTransactionAge,
+        DEFAULTS.guardrailMaxTransactionAgeMs,
+        3600_000,
+      ),
+      maxWait: checkDuration("spec.guardrails.max_wait", spec.guardrails?.maxWait, DEFAULTS.guardrailMaxWaitMs, 3600_000),
+    },
   });
+}
+
+// An identifier as PostgreSQL prints it unquoted, or double-quoted; two or three of them joined by dots.
+const IDENT = String.raw`(?:[A-Za-z_][A-Za-z0-9_$]*|"(?:[^"]|"")+")`;
+const TABLE_NAME = new RegExp(`^${IDENT}\\.${IDENT}(?:\\.${IDENT})?$`);
+
+/** Table names a spec lists: "schema.table" or "database.schema.table", each once. */
+function normalizeTableNames(names: string[]): string[] {
+  if (names.length > 1000) throw new InvalidArgumentError(`spec.schema_policy.disposable_unlogged_tables lists ${names.length} tables; at most 1000`);
+  for (const n of names) {
+    if (!TABLE_NAME.test(n)) {
+      throw new InvalidArgumentError(
+        `spec.schema_policy.disposable_unlogged_tables has "${n.slice(0, 80)}", which is not "schema.table" or "database.schema.table" (quote names that need it, as PostgreSQL prints them)`,
+      );
+    }
+  }
+  return [...new Set(names)];
 }
 
 /** The fence mode (local: filled in; AWS: unset means the service's --aws-fence) and the AWS options, checked against the provider. */
@@ -238,6 +267,12 @@ export interface ResolvedPolicy {
   stopReverseWhenExceeded: boolean;
   fenceBelowLagBytes: bigint;
   fenceWaitMs: number;
+  /** Unlogged tables the spec accepts losing ("schema.table" or "database.schema.table"). */
+  disposableUnloggedTables: string[];
+  /** Transactions older than this on the source hold the cutover before the fence. */
+  guardrailMaxTransactionAgeMs: number;
+  /** How long the cutover waits for the guardrails before it refuses. */
+  guardrailMaxWaitMs: number;
   /** The phase's deadline in ms, or undefined when it has none. */
   deadlineMs(phase: PhaseName): number | undefined;
 }
@@ -258,6 +293,9 @@ export function policyOf(spec: MigrationSpec): ResolvedPolicy {
     stopReverseWhenExceeded: spec.rollbackPolicy?.onExceeded === RollbackExceededAction.STOP_REVERSE,
     fenceBelowLagBytes: spec.rollbackPolicy ? spec.rollbackPolicy.fenceBelowLagBytes : DEFAULTS.fenceBelowLagBytes,
     fenceWaitMs: durationMs(spec.rollbackPolicy?.fenceWait) ?? DEFAULTS.fenceWaitMs,
+    disposableUnloggedTables: spec.schemaPolicy?.disposableUnloggedTables ?? [],
+    guardrailMaxTransactionAgeMs: durationMs(spec.guardrails?.maxTransactionAge) ?? DEFAULTS.guardrailMaxTransactionAgeMs,
+    guardrailMaxWaitMs: durationMs(spec.guardrails?.maxWait) ?? DEFAULTS.guardrailMaxWaitMs,
     deadlineMs: (phase) => {
       // Getting traffic back to the source has no deadline that could strand it.
       if (!DEADLINE_PHASES.includes(phase)) return undefined;

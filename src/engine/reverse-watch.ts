@@ -1,4 +1,5 @@
-import { check } from "../domain/check.js";
+import { check, newVerdicts } from "../domain/check.js";
+import { schemaDriftCheck } from "../checks/schema-drift.js";
 import { nextReverseStatus, pastLimits, readinessCheck } from "../domain/rollback-readiness.js";
 import type { StepEnv } from "./step-env.js";
 
@@ -30,6 +31,9 @@ export async function watchReverse(env: StepEnv): Promise<void> {
   if (!last || last.status !== verdict.status || Date.now() - Date.parse(last.at) > REVERSE_RECORD_MS) await env.report(verdict);
   // Each sample is what GetMigration and the gauges show, as fresh as it is taken.
   else await env.save();
+  // A schema change on one side only breaks reverse replication: shown in rollback readiness at the next sample.
+  const drift = schemaDriftCheck(await env.activities.schema.drift(env.provider, env.source, env.target, state.reverseDatabases!), env.source.id);
+  if (newVerdicts(state.checks ?? [], [drift]).length > 0) await env.report(drift);
   if (env.policy.stopReverseWhenExceeded && pastLimits(state.reverse!, env.policy)) {
     await env.activities.reverse.stop(env.provider, env.source, env.target);
     state.reverse!.stoppedReason = `rollback_policy: ${verdict.measured} (limits: ${verdict.threshold})`;

@@ -1,6 +1,7 @@
 import { ConnectError } from "@connectrpc/connect";
 import { check, formatBytes } from "../domain/check.js";
 import { estimateText } from "../domain/rollback-readiness.js";
+import { schemaDriftCheck } from "../checks/schema-drift.js";
 import { sampleReverse } from "./reverse-watch.js";
 import { HoldForOperatorError } from "../domain/errors.js";
 import { FORWARD } from "../domain/transitions.js";
@@ -38,6 +39,9 @@ export const rollingBack: Step = async (env) => {
   const promoted = FORWARD.indexOf(from) > FORWARD.indexOf("PROMOTING") || (from === "PROMOTING" && (await promotedInPromoting(env)));
   const reverse = promoted && (env.state.reverseDatabases?.length ?? 0) > 0 && !env.state.reverse?.stoppedReason;
   const { cdc, reverse: rev } = env.activities;
+  // A schema change on one side only would stop the drain half way: found before the target is fenced, it holds the
+  // rollback with traffic still on the target, until an operator makes both sides match.
+  if (reverse) await refuseOnSchemaDrift(env);
   // Said before the fence: what the drain will cost, after waiting (writes still flowing on the target) for a small backlog.
   if (reverse) await awaitSmallBacklog(env);
   if (promoted) {
@@ -62,6 +66,16 @@ export const rollingBack: Step = async (env) => {
   if (reverse) {
     // Lossless: with the target's writes stopped, let the source apply all of them and carry sequences over.
     await rev.drain(env.provider, env.source, env.target, Math.max(5_000, env.remainingMs));
+    // Logical replication carries no large objects: the source is made to hold the target's.
+    const lo = await rev.carryLargeObjects(env.provider, env.source, env.target, env.state.reverseDatabases!);
+    if (lo.copied + lo.removed > 0) {
+      await env.report(
+        check("rollback.large_objects", "PASS", {
+          measured: `${lo.copied} large object(s) copied back (${formatBytes(lo.bytes)}), ${lo.removed} removed on the source`,
+          threshold: "the source holds the target's large objects",
+        }),
+      );
+    }
   }
   if (promoted) {
     const warning = await cdc.rollbackSlots(cdcContext(env), Math.max(5_000, env.remainingMs));
@@ -91,6 +105,21 @@ export const rollingBack: Step = async (env) => {
       : `${env.source.id} unfenced and ${removedText(env.target.id, removed!)}`,
   };
 };
+
+/** Holds a rollback, before anything is fenced, while the two sides' tables differ in shape (named in the check). */
+async function refuseOnSchemaDrift(env: StepEnv): Promise<void> {
+  const drift = await env.activities.schema.drift(env.provider, env.source, env.target, env.state.reverseDatabases ?? []);
+  const verdict = schemaDriftCheck(drift, env.source.id);
+  const last = env.state.checks?.find((c) => c.name === verdict.name);
+  if (drift.length === 0) {
+    if (last && last.status !== "PASS") await env.report(verdict);
+    return;
+  }
+  await env.report(verdict);
+  throw new HoldForOperatorError(
+    `rollback holds before fencing ${env.target.id}, traffic still on it: ${verdict.measured}; ${verdict.remedy}, then ResumeMigration`,
+  );
+}
 
 /**
  * Before a rollback fences the target, the reverse backlog is what the

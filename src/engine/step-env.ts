@@ -4,6 +4,11 @@ import type { ResolvedPolicy } from "../domain/spec.js";
 import type { Baseline, MigrationStateJson } from "../domain/state.js";
 import type { MigrationSpec } from "../gen/migration/v1/migration_pb.js";
 import type { CdcContext } from "../cdc/coordinator.js";
+import type { GuardrailBlocker } from "../checks/guardrails.js";
+import type { TableDrift } from "../checks/schema-drift.js";
+import type { SchemaInventory } from "../checks/schema-inventory.js";
+import type { LargeObjectSync } from "../replication/large-objects.js";
+import type { ReversePublication } from "../replication/reverse.js";
 import type { InstanceRef, Provider } from "../providers/provider.js";
 import type { Router } from "../routing/router.js";
 import type { MigrationRow } from "../store/migration-repo.js";
@@ -35,9 +40,19 @@ export interface Activities {
     /** Stops watching for readers (the phase that watched ends): the pause recorded as it stands. */
     closeReaderWatch(ctx: CdcContext): void;
   };
+  schema: {
+    /** What each database holds that a switch forward and back treat apart (keyless, unlogged, large objects…). */
+    inventory(provider: Provider, ref: InstanceRef): Promise<SchemaInventory>;
+    /** What a fence now would cut short on the instance: long or idle transactions, DDL, prepared transactions. */
+    guardrails(provider: Provider, ref: InstanceRef, maxTransactionAgeMs: number): Promise<GuardrailBlocker[]>;
+    /** Tables whose shape differs between the two sides, in these databases. */
+    drift(provider: Provider, source: InstanceRef, target: InstanceRef, databases: string[]): Promise<TableDrift[]>;
+  };
   reverse: {
-    /** Before the fence: publications on the source; returns the databases covered. */
-    prepare(provider: Provider, source: InstanceRef): Promise<string[]>;
+    /** Before the fence: publications on the source, from its inventory; returns what each database publishes. */
+    prepare(provider: Provider, source: InstanceRef, inventory: SchemaInventory): Promise<ReversePublication[]>;
+    /** With the target fenced and drained: the source's large objects made the target's. */
+    carryLargeObjects(provider: Provider, source: InstanceRef, target: InstanceRef, databases: string[]): Promise<LargeObjectSync>;
     /** Before the fence: the source connects to the replica as reverse replication will; the error, or undefined. */
     probe(provider: Provider, source: InstanceRef, target: InstanceRef, databases: string[]): Promise<string | undefined>;
     /** After promotion, before traffic: the source subscribes to the target. */

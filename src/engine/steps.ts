@@ -1,4 +1,4 @@
-import { check, failed, formatBytes, mergeChecks } from "../domain/check.js";
+import { check, failed, formatBytes, mergeChecks, newVerdicts, type CheckResult } from "../domain/check.js";
 import { FailedPreconditionError } from "../domain/errors.js";
 import { lsnDiff } from "../domain/lsn.js";
 import type { PhaseName } from "../domain/phases.js";
@@ -6,7 +6,9 @@ import { sleep } from "../domain/sleep.js";
 import { CutoverMode } from "../gen/migration/v1/migration_pb.js";
 import { baselineCheck, compareBaselines } from "../checks/baseline.js";
 import { parameterCheck, runPreflight, slotChecks } from "../checks/preflight.js";
-import { cdcContext, type Step } from "./step-env.js";
+import { guardrailCheck } from "../checks/guardrails.js";
+import { schemaChecks } from "../checks/schema-checks.js";
+import { cdcContext, type Step, type StepEnv } from "./step-env.js";
 import { rollingBack } from "./rollback.js";
 
 /**
@@ -17,7 +19,7 @@ import { rollingBack } from "./rollback.js";
 const BASELINE_BREACH_SAMPLES = 3;
 
 const preflight: Step = async (env) => {
-  const results = await runPreflight(env.provider, env.source, env.target);
+  const results = await runPreflight(env.provider, env.source, env.target, env.policy.disposableUnloggedTables, env.activities.schema.inventory);
   env.state.checks = mergeChecks(env.state.checks ?? [], results);
   // An inactive slot does not stop the replica being built; it blocks cutover, at the lag gate, until an operator acts.
   const bad = failed(results).filter((r) => r.name !== "slots.inactive_logical");
@@ -147,7 +149,17 @@ const replicating: Step = async (env) => {
 /** How often a reverse-replication path that failed is tried again, while the migration waits before cutover. */
 const REVERSE_PROBE_MS = 10_000;
 
+/** How often the schema is looked at again while a FAIL in it holds the cutover. */
+const SCHEMA_RECHECK_MS = 5_000;
+
+/** Verdicts recorded: each one that is news as an event, the rest folded into the state quietly. */
+async function recordVerdicts(env: StepEnv, verdicts: CheckResult[]): Promise<void> {
+  for (const v of newVerdicts(env.state.checks ?? [], verdicts)) await env.report(v);
+  env.state.checks = mergeChecks(env.state.checks ?? [], verdicts);
+}
+
 const readyForCutover: Step = async (env) => {
+  const go = env.spec.cutoverMode === CutoverMode.AUTOMATIC || env.row.cutover_approved;
   if (!env.state.baseline) {
     env.state.baseline = await env.activities.probes.baseline(env.provider, env.source, env.baselineSampleMs);
     // Persisted now (with the state), not at the transition: this step may wait long for approval.
@@ -155,8 +167,16 @@ const readyForCutover: Step = async (env) => {
     // The change streams cutover will coordinate, on record for operators before they approve it.
     await env.activities.cdc.inventory(cdcContext(env));
   }
-  // Reverse replication's publication goes in now, outside the write-unavailability window.
-  env.state.reverseDatabases ??= await env.activities.reverse.prepare(env.provider, env.source);
+  // The schema, looked at again when the migration gets here and when its cutover starts (it may have changed since
+  // preflight): a FAIL holds the cutover; reverse replication's publications list the tables as they are then,
+  // outside the write-unavailability window.
+  if (!env.state.reverseDatabases || go) {
+    const inventory = await env.activities.schema.inventory(env.provider, env.source);
+    const verdicts = schemaChecks(inventory, env.policy.disposableUnloggedTables);
+    await recordVerdicts(env, verdicts);
+    if (failed(verdicts).length > 0) return { waitMs: SCHEMA_RECHECK_MS };
+    env.state.reverseDatabases = (await env.activities.reverse.prepare(env.provider, env.source, inventory)).map((p) => p.database);
+  }
   // And its path: what PROMOTING needs from the source, proven while the source is still the primary.
   if (!env.state.reversePathAt) {
     const error = await env.activities.reverse.probe(env.provider, env.source, env.target, env.state.reverseDatabases);
@@ -177,8 +197,7 @@ const readyForCutover: Step = async (env) => {
       check("rollback.reverse_path", "PASS", { measured: `${env.source.id} reached ${env.target.id} (${dbs})`, threshold: "the source reaches the target" }),
     );
   }
-  if (env.spec.cutoverMode === CutoverMode.AUTOMATIC) return { to: "QUIESCING", reason: "automatic cutover" };
-  if (env.row.cutover_approved) return { to: "QUIESCING", reason: "cutover approved" };
+  if (go) return { to: "QUIESCING", reason: env.spec.cutoverMode === CutoverMode.AUTOMATIC ? "automatic cutover" : "cutover approved" };
   return { waitMs: 500 };
 };
 
@@ -187,7 +206,44 @@ const cdcPrepare: Step = async (env) => {
   return { to: "PROMOTING", reason };
 };
 
+/** How often the guardrails look again while they hold the cutover. */
+const GUARDRAIL_POLL_MS = 250;
+
+/**
+ * Before the fence: work a fence would cut short or carry over half done (long or idle transactions, DDL,
+ * prepared transactions) is waited for, up to spec.guardrails.max_wait, said while it waits; then the cutover is
+ * refused with the sessions named, before anything was fenced (the failure falls back to REPLICATING, paused).
+ */
+async function awaitGuardrails(env: StepEnv): Promise<void> {
+  const { guardrailMaxTransactionAgeMs: maxAge, guardrailMaxWaitMs: maxWait } = env.policy;
+  const started = performance.now();
+  let said = "";
+  while (true) {
+    const blockers = await env.activities.schema.guardrails(env.provider, env.source, maxAge);
+    const waited = performance.now() - started;
+    const refused = blockers.length > 0 && waited >= maxWait;
+    const verdict = guardrailCheck(blockers, maxAge, maxWait, waited, refused);
+    if (blockers.length === 0) {
+      // Said only after a wait: a clear look is the common case, and the window's start is not the place for a write.
+      if (said) await env.report(verdict);
+      return;
+    }
+    if (refused) {
+      await env.report(verdict);
+      throw new FailedPreconditionError(`cutover refused before the fence: ${verdict.measured}`);
+    }
+    const who = blockers.map((b) => `${b.kind}:${b.pid ?? b.what}`).join(",");
+    if (who !== said) {
+      said = who;
+      await env.report(verdict);
+    }
+    await sleep(GUARDRAIL_POLL_MS, env.signal);
+  }
+}
+
 const quiescing: Step = async (env) => {
+  // A fence already in place (a restarted step) has ended every session: nothing left to wait for.
+  if (!(await env.provider.isFenced(env.source))) await awaitGuardrails(env);
   await env.trace("fence", () => env.provider.fence(env.source));
   return { to: "FINAL_SYNC", reason: `${env.source.id} fenced: new client connections refused, sessions ended` };
 };

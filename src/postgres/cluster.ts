@@ -143,6 +143,17 @@ function processAlive(pid: number): boolean {
   }
 }
 
+/** The settings a file written by renderSettings holds (a copy's, from a base backup); none when absent. */
+export function readSettingsFile(path: string): Record<string, string> {
+  if (!existsSync(path)) return {};
+  const out: Record<string, string> = {};
+  for (const line of readFileSync(path, "utf8").split("\n")) {
+    const m = /^([A-Za-z_.]+) = (.*)$/.exec(line);
+    if (m) out[m[1]!] = m[2]!;
+  }
+  return out;
+}
+
 export function renderSettings(settings: Record<string, string | number>): string {
   return (
     Object.entries(settings)

@@ -3,7 +3,8 @@ import { lsnAtLeast } from "../domain/lsn.js";
 import { keepOutOfServerLog } from "../postgres/quiet-session.js";
 import { sqlLiteral } from "../providers/connect.js";
 import type { InstanceRef, Provider } from "../providers/provider.js";
-import type { PeerConnection } from "../providers/sql.js";
+import type { PeerConnection, Sql } from "../providers/sql.js";
+import type { SchemaInventory } from "../domain/schema-inventory.js";
 
 /**
  * Reverse replication, for a lossless rollback: from promotion on, every
@@ -12,23 +13,43 @@ import type { PeerConnection } from "../providers/sql.js";
  * source (copy_data off: the source has everything up to promotion already).
  *
  * Limits: DDL does not replicate (a schema change on the target after
- * promotion breaks the subscription); sequences do not replicate, so they are
- * carried over on rollback; UPDATE and DELETE need a replica identity
- * (a primary key) on every table.
+ * promotion is detected and holds a rollback); sequences and large objects do
+ * not replicate, so they are carried over on rollback; a table without a
+ * replica identity has its inserts carried only; unlogged tables not at all.
  */
 const NAME = "pgshift_reverse";
+/** Tables without a replica identity go in a publication of their own that publishes inserts and truncates only. */
+const INSERTS = `${NAME}_inserts`;
+const PUBLICATIONS = `${NAME}, ${INSERTS}`;
 
-async function userDatabases(provider: Provider, ref: InstanceRef): Promise<string[]> {
-  const desc = await provider.describe(ref);
-  const out: string[] = [];
-  for (const db of desc.databases) {
-    const r = await provider
-      .sql(ref, db)
-      .query<{ n: number }>("select count(*)::int as n from pg_tables where schemaname not in ('pg_catalog', 'information_schema')");
-    const n = r.rows[0]!.n;
-    if (n > 0) out.push(db);
-  }
-  return out;
+/** Which tables of a database each publication lists (names as PostgreSQL prints them). */
+export interface ReversePublication {
+  database: string;
+  /** Every change carried: tables with a primary key, a replica identity index or REPLICA IDENTITY FULL. */
+  all: string[];
+  /** Inserts and truncates only: tables without a replica identity. */
+  inserts: string[];
+}
+
+function createPublication(name: string, tables: string[], publish: string): string {
+  return `create publication ${name}${tables.length ? ` for table ${tables.join(", ")}` : ""} with (publish = '${publish}')`;
+}
+
+/**
+ * The publications of one database, made anew in one transaction (before cutover nothing subscribes to them). A
+ * publication that publishes updates and deletes makes UPDATE and DELETE fail on a table without a replica
+ * identity, on the server and its replicas: so those tables are published for inserts only, and no statement the
+ * application runs is refused at any phase. Unlogged and foreign tables cannot be published.
+ */
+async function publish(sql: Sql, p: ReversePublication): Promise<void> {
+  await sql.query(
+    `begin;
+     drop publication if exists ${NAME};
+     drop publication if exists ${INSERTS};
+     ${createPublication(NAME, p.all, "insert, update, delete, truncate")};
+     ${createPublication(INSERTS, p.inserts, "insert, truncate")};
+     commit;`,
+  );
 }
 
 function conninfo(c: PeerConnection, extra = ""): string {
@@ -56,7 +77,7 @@ export async function probeReversePath(provider: Provider, source: InstanceRef, 
     await c.query(`drop subscription if exists ${PROBE}`);
     try {
       await c.query(
-        `create subscription ${PROBE} connection ${sqlLiteral(conninfo(tgt, " connect_timeout=10"))} publication ${NAME}
+        `create subscription ${PROBE} connection ${sqlLiteral(conninfo(tgt, " connect_timeout=10"))} publication ${PUBLICATIONS}
            with (connect = true, enabled = false, create_slot = false, slot_name = NONE, copy_data = false)`,
       );
     } catch (e) {
@@ -68,20 +89,20 @@ export async function probeReversePath(provider: Provider, source: InstanceRef, 
 }
 
 /**
- * Before cutover: a publication on the source for every database with
- * tables. It is catalog, not data, and reaches the target through physical
- * replication, so nothing needs creating on the target in the cutover window.
- * Idempotent. Returns the databases covered.
+ * Before cutover: publications on the source for every database with tables, listing its tables as they are now
+ * (called again right before the fence, so a table created meanwhile is in). They are catalog, not data, and reach
+ * the target through physical replication, so nothing needs creating on the target in the cutover window.
+ * Idempotent. Returns what each database publishes.
  */
-export async function prepareReverseReplication(provider: Provider, source: InstanceRef): Promise<string[]> {
-  const dbs = await userDatabases(provider, source);
-  for (const db of dbs) {
-    await provider.sql(source, db).session(async (c) => {
-      const has = await c.query("select 1 from pg_publication where pubname = $1", [NAME]);
-      if (has.rowCount === 0) await c.query(`create publication ${NAME} for all tables`);
-    });
+export async function prepareReverseReplication(provider: Provider, source: InstanceRef, inventory: SchemaInventory): Promise<ReversePublication[]> {
+  const out: ReversePublication[] = [];
+  for (const d of inventory.databases) {
+    if (d.identified.length + d.keyless.length === 0) continue;
+    const p = { database: d.database, all: d.identified, inserts: d.keyless };
+    await publish(provider.sql(source, d.database), p);
+    out.push(p);
   }
-  return dbs;
+  return out;
 }
 
 /** After promotion, before traffic: a subscription on the source to the target's publication, per database. Idempotent. */
@@ -98,7 +119,7 @@ export async function startReverseReplication(provider: Provider, source: Instan
         // A subscription cannot be created inside a transaction block; pg runs each query on its own.
         // The statement carries a password.
         await keepOutOfServerLog(c);
-        await c.query(`create subscription ${NAME} connection ${sqlLiteral(conninfo(tgt))} publication ${NAME}
+        await c.query(`create subscription ${NAME} connection ${sqlLiteral(conninfo(tgt))} publication ${PUBLICATIONS}
                        with (copy_data = false, create_slot = true, slot_name = ${sqlLiteral(slotName(db))}, enabled = true)`);
       }
     });
@@ -190,10 +211,10 @@ export async function stopReverseReplication(provider: Provider, source: Instanc
         await new Promise((r) => setTimeout(r, 100));
       }
     });
-  // The publication exists on both sides (it came over with the catalog).
+  // The publications exist on both sides (they came over with the catalog).
   for (const desc of [targetThere, srcDesc]) {
     for (const db of desc?.databases ?? []) {
-      await provider.sql(desc!.ref, db).session(async (c) => void (await c.query(`drop publication if exists ${NAME}`)));
+      await provider.sql(desc!.ref, db).query(`drop publication if exists ${NAME}; drop publication if exists ${INSERTS}`);
     }
   }
   const left = [

@@ -7,8 +7,36 @@ import type { Baseline, MigrationStateJson } from "../../src/domain/state.js";
 import type { Activities, StepEnv } from "../../src/engine/step-env.js";
 import { CutoverMode, FailurePolicy, MigrationSpecSchema, Provider as ProviderKind, type MigrationSpec } from "../../src/gen/migration/v1/migration_pb.js";
 import type { MigrationRow } from "../../src/store/migration-repo.js";
+import type { GuardrailBlocker } from "../../src/checks/guardrails.js";
+import type { TableDrift } from "../../src/checks/schema-drift.js";
+import type { DatabaseInventory, SchemaInventory } from "../../src/checks/schema-inventory.js";
 import { FakeProvider } from "./fake-provider.js";
 import { FakeRouter } from "./fake-router.js";
+
+/** An inventory of one database holding only what `fields` gives it. */
+export function emptyInventory(database: string, fields: Partial<DatabaseInventory> = {}): SchemaInventory {
+  return {
+    databases: [
+      {
+        database,
+        identified: [],
+        keyless: [],
+        unlogged: [],
+        partitioned: [],
+        foreign: [],
+        materializedViews: [],
+        largeObjects: 0,
+        largeObjectBytes: 0,
+        publications: [],
+        subscriptions: [],
+        eventTriggers: [],
+        fingerprint: "",
+        ...fields,
+      },
+    ],
+    prepared: [],
+  };
+}
 
 export const HEALTHY_BASELINE: Baseline = { commitsPerSec: 100, rollbacksPerSec: 0, connections: 4, commitP50Ms: 1, commitP99Ms: 3, sampledMs: 2000 };
 
@@ -58,10 +86,38 @@ export class FakeActivities implements Activities {
     resumeOnSource: async () => this.log("cdc.resumeOnSource"),
   };
 
+  /** The source's schema inventory, as a test sets it: by default one database with one table with a primary key. */
+  inventory: SchemaInventory = emptyInventory("app", { identified: ["public.items"] });
+  /** What successive guardrail looks find on the source (the last repeats). */
+  guardrailBlockers: GuardrailBlocker[][] = [[]];
+  private guardrailLooks = 0;
+  /** What successive schema comparisons find (the last repeats). */
+  drifts: TableDrift[][] = [[]];
+  private driftLooks = 0;
+
+  schema: Activities["schema"] = {
+    inventory: async (_p, ref) => {
+      this.log(`schema.inventory(${ref.id})`);
+      return this.inventory;
+    },
+    guardrails: async (_p, ref) => {
+      this.log(`schema.guardrails(${ref.id})`);
+      return this.guardrailBlockers[Math.min(this.guardrailLooks++, this.guardrailBlockers.length - 1)]!;
+    },
+    drift: async () => {
+      this.log("schema.drift");
+      return this.drifts[Math.min(this.driftLooks++, this.drifts.length - 1)]!;
+    },
+  };
+
   reverse: Activities["reverse"] = {
-    prepare: async () => {
+    prepare: async (_p, _s, inv) => {
       this.log("reverse.prepare");
-      return ["app"];
+      return inv.databases.map((d) => ({ database: d.database, all: d.identified, inserts: d.keyless }));
+    },
+    carryLargeObjects: async () => {
+      this.log("reverse.carryLargeObjects");
+      return { copied: 0, removed: 0, bytes: 0 };
     },
     probe: async () => {
       this.log("reverse.probe");

@@ -1,21 +1,14 @@
 import { beforeEach, describe, expect, it } from "vitest";
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code } from "@connectrpc/connect";
 import { check } from "../../src/domain/check.js";
 import { HoldForOperatorError, UnavailableError } from "../../src/domain/errors.js";
 import { decide, failureInfo } from "../../src/engine/failure-policy.js";
 import { PHASES, isTerminal, type PhaseName } from "../../src/domain/phases.js";
 import { operatorAction } from "../../src/engine/operator-actions.js";
-import type { Outcome } from "../../src/engine/step-env.js";
 import { STEPS } from "../../src/engine/steps.js";
 import { CutoverMode } from "../../src/gen/migration/v1/migration_pb.js";
-import { HEALTHY_BASELINE, newWorld, stepEnv, testSpec, type EnvOptions, type World } from "../helpers/fake-engine.js";
-
-/** Runs the phase's step once in a fresh env over the world. */
-async function run(world: World, opts: EnvOptions) {
-  const env = stepEnv(world, opts);
-  const outcome = await STEPS[opts.phase]!(env);
-  return { env, outcome };
-}
+import { HEALTHY_BASELINE, newWorld, stepEnv, testSpec, type World } from "../helpers/fake-engine.js";
+import { codeOf, promoted, replicating, run, to } from "../helpers/step-runs.js";
 
 /** An inactive logical slot retaining WAL: the classic trap. */
 const STALE_SLOT = {
@@ -28,30 +21,6 @@ const STALE_SLOT = {
   confirmedFlushLsn: "0/1000000",
   retainedBytes: 1n << 26n,
 };
-
-const to = (o: Outcome) => ("to" in o ? o.to : `wait ${o.waitMs}`);
-
-async function codeOf(p: Promise<unknown>): Promise<Code> {
-  try {
-    await p;
-  } catch (e) {
-    return ConnectError.from(e).code;
-  }
-  throw new Error("expected the step to fail");
-}
-
-/** A world whose target exists and replays the source (the state after PROVISIONING). */
-async function replicating(world: World) {
-  await world.provider.createReplica({ id: "billing" }, { id: "billing-aurora" }, "m-1");
-}
-
-/** A world right after promotion, routed to the source, with reverse replication prepared. */
-async function promoted(world: World) {
-  await replicating(world);
-  await world.router.route("billing-db", await world.provider.endpoint({ id: "billing" }), 1000);
-  world.provider.instance({ id: "billing" }).fenced = true;
-  await world.provider.promote({ id: "billing" }, { id: "billing-aurora" });
-}
 
 describe("every phase has a step or is waited in, and final phases have none", () => {
   it("maps phases to steps", () => {
@@ -147,7 +116,7 @@ describe("steps, on a fake provider and router", () => {
     expect(to(first.outcome)).toBe("wait 500");
     expect(first.env.state.baseline).toEqual(HEALTHY_BASELINE);
     expect(first.env.state.reverseDatabases).toEqual(["app"]);
-    expect(world.activities.calls).toEqual(["probes.baseline(billing)", "cdc.inventory", "reverse.prepare", "reverse.probe"]);
+    expect(world.activities.calls).toEqual(["probes.baseline(billing)", "cdc.inventory", "schema.inventory(billing)", "reverse.prepare", "reverse.probe"]);
     expect(first.env.state.checks?.find((c) => c.name === "rollback.reverse_path")?.status).toBe("PASS");
     // Approved later: the baseline is not taken again.
     const approved = await run(world, { phase: "READY_FOR_CUTOVER", spec: manual, state: first.env.state, row: { cutover_approved: true } });
@@ -299,8 +268,10 @@ describe("steps, on a fake provider and router", () => {
     expect(world.router.routes.get("billing-db")!.endpoint.port).toBe(world.provider.instance({ id: "billing" }).port);
     expect(world.router.changes.at(-1)!.tolerateNack).toBe(true);
     expect(world.activities.calls).toEqual([
+      "schema.drift",
       "reverse.backlog",
       "reverse.drain",
+      "reverse.carryLargeObjects",
       "cdc.rollbackSlots",
       "cdc.resumeOnSource",
       "reverse.stop",
@@ -323,7 +294,7 @@ describe("steps, on a fake provider and router", () => {
       // Nothing went back: the source stays fenced and traffic stays on the target.
       expect(world.provider.instance({ id: "billing" }).fenced).toBe(true);
       expect(world.router.routes.get("billing-db")!.endpoint.port).toBe(world.provider.instance({ id: "billing-aurora" }).port);
-      expect(world.activities.calls).toEqual(reverseDatabases.length ? ["reverse.backlog"] : []);
+      expect(world.activities.calls).toEqual(reverseDatabases.length ? ["schema.drift", "reverse.backlog"] : []);
     });
   }
 

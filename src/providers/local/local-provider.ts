@@ -7,7 +7,7 @@ import type pg from "pg";
 import { InvalidArgumentError } from "../../domain/errors.js";
 import { availableExtensions, findPgBinaries } from "../../postgres/binaries.js";
 import { reachableBinDir } from "../../postgres/reach.js";
-import { LocalCluster, runAsPostgres } from "../../postgres/cluster.js";
+import { LocalCluster, readSettingsFile, runAsPostgres } from "../../postgres/cluster.js";
 import { postgresRunAs } from "../../postgres/os-user.js";
 import { freePort } from "../../postgres/ports.js";
 import { InvalidInstanceStateError, ReplicaDownError, ReplayTimeoutError, UnknownInstanceError, VersionMismatchError } from "../errors.js";
@@ -262,14 +262,20 @@ export class LocalProvider implements Provider {
       rmSync(dataDir, { recursive: true, force: true });
       throw new InvalidInstanceStateError(target.id, `base backup of ${source.id} for ${target.id} failed: ${res.stderr.trim().slice(-1500)}`);
     }
-    // The copy came with the source's settings; the replica gets its own port and keeps the rest.
-    const replica = LocalCluster.adopt(targetDir, {
-      port: await freePort(),
-      password: src.password,
-      user: src.user,
-      major: bins.major,
-      ...(binDir !== bins.dir ? { binDir } : {}),
-    });
+    // The copy came with the source's settings (a standby refuses to start with less of max_prepared_transactions,
+    // max_connections… than its primary has); the replica gets its own port and keeps the rest.
+    const { port: _port, ...copied } = readSettingsFile(join(dataDir, "pgshift.conf"));
+    const replica = LocalCluster.adopt(
+      targetDir,
+      {
+        port: await freePort(),
+        password: src.password,
+        user: src.user,
+        major: bins.major,
+        ...(binDir !== bins.dir ? { binDir } : {}),
+      },
+      copied,
+    );
     await replica.start();
   }
 
