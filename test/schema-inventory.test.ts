@@ -1,6 +1,8 @@
 import pg from "pg";
 import { describe, expect, it } from "vitest";
+import { compareDatabase, dataVerdict } from "../src/checks/data-compare.js";
 import { readGuardrailBlockers } from "../src/checks/guardrails.js";
+import { HeldSnapshots } from "../src/checks/held-snapshots.js";
 import { schemaChecks } from "../src/checks/schema-checks.js";
 import { readSchemaDrift } from "../src/checks/schema-drift.js";
 import { readSchemaInventory } from "../src/checks/schema-inventory.js";
@@ -8,6 +10,7 @@ import { carryLargeObjectsBack } from "../src/replication/large-objects.js";
 import { drainReverseReplication, prepareReverseReplication, startReverseReplication, stopReverseReplication } from "../src/replication/reverse.js";
 import { useLocalProvider } from "./helpers/clusters.js";
 
+const NONE = { disposableUnlogged: [], identityFull: [] };
 const SRC = { id: "inv-src" };
 const TGT = { id: "inv-tgt" };
 
@@ -52,7 +55,7 @@ describe("the schema inventory and what depends on it, on real clusters", () => 
     expect(app.largeObjects).toBe(3);
     expect(app.publications).toEqual(["app_cdc"]);
     expect(app.eventTriggers).toEqual(["audit_ddl"]);
-    const verdicts = schemaChecks(inv, []);
+    const verdicts = schemaChecks(inv, NONE);
     const status = Object.fromEntries(verdicts.map((v) => [v.name, v.status]));
     expect(status).toMatchObject({
       "schema.unlogged_tables": "FAIL",
@@ -61,7 +64,7 @@ describe("the schema inventory and what depends on it, on real clusters", () => 
       "schema.event_triggers": "WARN",
       "rollback.coverage": "WARN",
     });
-    expect(schemaChecks(inv, ["app.public.cache"]).find((v) => v.name === "schema.unlogged_tables")?.status).toBe("WARN");
+    expect(schemaChecks(inv, { ...NONE, disposableUnlogged: ["app.public.cache"] }).find((v) => v.name === "schema.unlogged_tables")?.status).toBe("WARN");
 
     // The reverse publications: the keyless table published for inserts only, so the application's UPDATE and
     // DELETE on it still work on the source (a FOR ALL TABLES publication makes them fail).
@@ -97,6 +100,12 @@ describe("the schema inventory and what depends on it, on real clusters", () => 
     await provider.promote(SRC, TGT);
     await startReverseReplication(provider, SRC, TGT, ["app"]);
     expect(await readSchemaDrift(provider, SRC, TGT, ["app"])).toEqual([]);
+    // Both sides as promoted, held for a comparison made after the target took writes.
+    const snapshots = new HeldSnapshots();
+    await snapshots.hold("cutover", [
+      { side: "source", database: "app", port: provider.sql(SRC, "app") },
+      { side: "target", database: "app", port: provider.sql(TGT, "app") },
+    ]);
 
     // Writes on the target, large objects among them, and a statement on the keyless table of each kind.
     await tgt().query(
@@ -105,7 +114,18 @@ describe("the schema inventory and what depends on it, on real clusters", () => 
       [],
       "app",
     );
+    const held = snapshots.take("cutover")!;
+    const atPromotion = await compareDatabase("app", held.sql("source", "app")!, held.sql("target", "app")!, { throttleMs: 0 });
+    held.release();
+    expect(atPromotion).toMatchObject({ tables: 4, mismatches: [] });
+    // items 50; nopk 10, less the one deleted, plus the prepared insert committed.
+    expect(atPromotion.rows).toBe(50 + 10);
     await drainReverseReplication(provider, SRC, TGT, 30_000);
+    // Now, as they are: every table alike but the keyless one, whose update and delete were not carried back.
+    const now = await compareDatabase("app", provider.sql(SRC, "app"), provider.sql(TGT, "app"), { throttleMs: 0 });
+    expect(now.mismatches).toEqual([{ database: "app", table: "public.nopk", range: "whole table", source: "11 rows", target: "11 rows" }]);
+    expect(dataVerdict({ ...now, databases: 1, ms: 1 }, "now", ["app.public.nopk"]).status).toBe("WARN");
+    expect(dataVerdict({ ...now, databases: 1, ms: 1 }, "now").status).toBe("FAIL");
     const sync = await carryLargeObjectsBack(provider, SRC, TGT, ["app"]);
     expect(sync).toMatchObject({ copied: 2, removed: 1 });
     const los = async (c: typeof src) =>

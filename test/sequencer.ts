@@ -20,8 +20,10 @@ const SECONDS: Record<string, number> = {
   "test/safety.test.ts": 46,
   "test/observability.test.ts": 33,
   "test/rollback-readiness.test.ts": 26,
+  "test/realistic-schema.test.ts": 25,
   "test/package.test.ts": 25,
   "test/cli.test.ts": 25,
+  "test/schema-inventory.test.ts": 6,
   "test/initdb-cache.test.ts": 4,
 };
 /** A file not listed yet: somewhere in the middle. */

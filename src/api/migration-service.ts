@@ -19,7 +19,7 @@ import { checkToProto, eventToProto, migrationToProto } from "./convert.js";
 import { runPreflight } from "../checks/preflight.js";
 import { dropInactiveSlot } from "../engine/operator-remedies.js";
 import type { Provider } from "../providers/provider.js";
-import { instanceKey, normalizeSpec, providerName, sourceRef, specToJson, targetRef, type ProviderKind } from "../domain/spec.js";
+import { instanceKey, normalizeSpec, policyOf, providerName, sourceRef, specToJson, targetRef, type ProviderKind } from "../domain/spec.js";
 
 export interface MigrationServiceDeps {
   repo: MigrationRepo;
@@ -180,7 +180,7 @@ export function migrationService({
       authz.require(ctx, "operate", spec.databaseName, "run a preflight");
       const unavailable = providerAvailable(spec.provider);
       if (unavailable) throw new FailedPreconditionError(unavailable);
-      const checks = await runPreflight(providers(spec), sourceRef(spec), targetRef(spec), spec.schemaPolicy?.disposableUnloggedTables ?? []);
+      const checks = await runPreflight(providers(spec), sourceRef(spec), targetRef(spec), policyOf(spec).schema);
       return { checks: checks.map(checkToProto), passed: checks.every((c) => c.status !== "FAIL") };
     },
     async dropInactiveSlot(req, ctx) {

@@ -1,5 +1,6 @@
 import type { InstanceDescription, InstanceRef, Provider } from "../providers/provider.js";
 import { check, formatBytes, type CheckResult } from "../domain/check.js";
+import type { SchemaChoices } from "../domain/spec.js";
 import { schemaChecks } from "./schema-checks.js";
 import { readSchemaInventory, type SchemaInventory } from "./schema-inventory.js";
 
@@ -176,19 +177,19 @@ export function slotChecks(source: InstanceDescription): CheckResult[] {
 
 /**
  * The preflight checks of a source, its schema inventory's included, creating nothing (RunPreflight runs exactly
- * these). `disposableUnlogged` is the spec's schema_policy; the engine reads the inventory through its activities.
+ * these), as the spec's schema_policy chooses; the engine reads the inventory through its activities.
  */
 export async function runPreflight(
   provider: Provider,
   source: InstanceRef,
   target: InstanceRef,
-  disposableUnlogged: readonly string[],
+  choices: SchemaChoices,
   readInventory: (p: Provider, ref: InstanceRef) => Promise<SchemaInventory> = readSchemaInventory,
 ): Promise<CheckResult[]> {
   const desc = await provider.describe(source);
   return [
     ...preflightChecks(desc, await provider.replicaMajor(source), await provider.targetExtensions(source)),
     ...(await provider.platformChecks(source, target)),
-    ...schemaChecks(await readInventory(provider, source), disposableUnlogged),
+    ...schemaChecks(await readInventory(provider, source), choices),
   ];
 }

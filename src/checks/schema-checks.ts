@@ -1,4 +1,5 @@
 import { check, formatBytes, type CheckResult } from "../domain/check.js";
+import { namesTable, type SchemaChoices } from "../domain/spec.js";
 import type { DatabaseInventory, SchemaInventory } from "./schema-inventory.js";
 
 /** "db: a, b; other: c" for the databases that have any. */
@@ -13,9 +14,9 @@ function count(inv: SchemaInventory, pick: (d: DatabaseInventory) => string[]): 
   return inv.databases.reduce((n, d) => n + pick(d).length, 0);
 }
 
-/** Whether a spec's list names this table of this database ("schema.table" anywhere, or "database.schema.table"). */
-export function listed(names: readonly string[], database: string, table: string): boolean {
-  return names.includes(table) || names.includes(`${database}.${table}`) || names.includes(`"${database.replace(/"/g, '""')}".${table}`);
+/** The keyless tables that stay keyless: those the spec does not have made REPLICA IDENTITY FULL. */
+function keyless(d: DatabaseInventory, choices: SchemaChoices): string[] {
+  return d.keyless.filter((t) => !namesTable(choices.identityFull, d.database, t));
 }
 
 /**
@@ -24,7 +25,7 @@ export function listed(names: readonly string[], database: string, table: string
  */
 export function unloggedCheck(inv: SchemaInventory, disposable: readonly string[]): CheckResult {
   const threshold = "no unlogged table, unless spec.schema_policy.disposable_unlogged_tables names it";
-  const refused = inv.databases.flatMap((d) => d.unlogged.filter((t) => !listed(disposable, d.database, t)).map((t) => ({ db: d.database, t })));
+  const refused = inv.databases.flatMap((d) => d.unlogged.filter((t) => !namesTable(disposable, d.database, t)).map((t) => ({ db: d.database, t })));
   const accepted = count(inv, (d) => d.unlogged) - refused.length;
   if (refused.length > 0) {
     return check("schema.unlogged_tables", "FAIL", {
@@ -45,15 +46,25 @@ export function unloggedCheck(inv: SchemaInventory, disposable: readonly string[
 }
 
 /** Tables without a usable replica identity: forward they move like any other; back, a rollback carries their inserts only. */
-export function replicaIdentityCheck(inv: SchemaInventory): CheckResult {
-  const n = count(inv, (d) => d.keyless);
+export function replicaIdentityCheck(inv: SchemaInventory, choices: SchemaChoices): CheckResult {
+  const n = count(inv, (d) => keyless(d, choices));
+  const full = count(inv, (d) => d.keyless) - n;
   const threshold = "every logged table has a primary key, a replica identity index or REPLICA IDENTITY FULL";
-  if (n === 0) return check("schema.replica_identity", "PASS", { measured: "every logged table has a replica identity", threshold });
+  if (n === 0) {
+    return check("schema.replica_identity", "PASS", {
+      measured:
+        full === 0
+          ? "every logged table has a replica identity"
+          : `made REPLICA IDENTITY FULL before cutover, per the spec: ${perDatabase(inv, (d) => d.keyless)}`,
+      threshold,
+    });
+  }
   return check("schema.replica_identity", "WARN", {
-    measured: `without a replica identity: ${perDatabase(inv, (d) => d.keyless)}`,
+    measured: `without a replica identity: ${perDatabase(inv, (d) => keyless(d, choices))}`,
     threshold,
     message: `${n} table(s) have no replica identity: the application's statements on them keep working at every phase, but after cutover a rollback carries only the rows inserted into them on the target, not its updates and deletes`,
-    remedy: "add a primary key, or ALTER TABLE … REPLICA IDENTITY FULL (every update then logs the whole old row), before cutover",
+    remedy:
+      "add a primary key, or name them in spec.schema_policy.replica_identity_full_tables (pgshift sets REPLICA IDENTITY FULL before cutover: every update then logs the whole old row)",
   });
 }
 
@@ -148,10 +159,10 @@ export function schemaShapeChecks(inv: SchemaInventory): CheckResult[] {
 }
 
 /** What a rollback would not carry back, by table, with why: everything else returns to the source losslessly. */
-export function rollbackCoverageCheck(inv: SchemaInventory): CheckResult {
+export function rollbackCoverageCheck(inv: SchemaInventory, choices: SchemaChoices): CheckResult {
   const gaps: string[] = [];
   for (const d of inv.databases) {
-    for (const t of d.keyless) gaps.push(`${d.database}.${t}: updates and deletes (no replica identity; inserts are carried)`);
+    for (const t of keyless(d, choices)) gaps.push(`${d.database}.${t}: updates and deletes (no replica identity; inserts are carried)`);
     for (const t of d.unlogged) gaps.push(`${d.database}.${t}: every row (unlogged)`);
     for (const t of d.materializedViews) gaps.push(`${d.database}.${t}: its contents as refreshed on the target (REFRESH it on the source after a rollback)`);
   }
@@ -185,14 +196,14 @@ export function preparedTransactionsCheck(inv: SchemaInventory): CheckResult {
 }
 
 /** Every verdict of the schema inventory, as preflight and READY_FOR_CUTOVER record them. */
-export function schemaChecks(inv: SchemaInventory, disposableUnlogged: readonly string[]): CheckResult[] {
+export function schemaChecks(inv: SchemaInventory, choices: SchemaChoices): CheckResult[] {
   return [
-    unloggedCheck(inv, disposableUnlogged),
-    replicaIdentityCheck(inv),
+    unloggedCheck(inv, choices.disposableUnlogged),
+    replicaIdentityCheck(inv, choices),
     largeObjectCheck(inv),
     ...replicationObjectsCheck(inv),
     ...schemaShapeChecks(inv),
     preparedTransactionsCheck(inv),
-    rollbackCoverageCheck(inv),
+    rollbackCoverageCheck(inv, choices),
   ];
 }

@@ -146,7 +146,10 @@ export function normalizeSpec(spec: MigrationSpec | undefined): MigrationSpec {
     failurePolicy: spec.failurePolicy === FailurePolicy.UNSPECIFIED ? FailurePolicy.ROLLBACK : spec.failurePolicy,
     stepPolicy: normalizeStepPolicy(spec),
     rollbackPolicy: normalizeRollbackPolicy(spec),
-    schemaPolicy: { disposableUnloggedTables: normalizeTableNames(spec.schemaPolicy?.disposableUnloggedTables ?? []) },
+    schemaPolicy: {
+      disposableUnloggedTables: normalizeTableNames("disposable_unlogged_tables", spec.schemaPolicy?.disposableUnloggedTables ?? []),
+      replicaIdentityFullTables: normalizeTableNames("replica_identity_full_tables", spec.schemaPolicy?.replicaIdentityFullTables ?? []),
+    },
     guardrails: {
       maxTransactionAge: checkDuration(
         "spec.guardrails.max_transaction_age",
@@ -164,12 +167,12 @@ const IDENT = String.raw`(?:[A-Za-z_][A-Za-z0-9_$]*|"(?:[^"]|"")+")`;
 const TABLE_NAME = new RegExp(`^${IDENT}\\.${IDENT}(?:\\.${IDENT})?$`);
 
 /** Table names a spec lists: "schema.table" or "database.schema.table", each once. */
-function normalizeTableNames(names: string[]): string[] {
-  if (names.length > 1000) throw new InvalidArgumentError(`spec.schema_policy.disposable_unlogged_tables lists ${names.length} tables; at most 1000`);
+function normalizeTableNames(field: string, names: string[]): string[] {
+  if (names.length > 1000) throw new InvalidArgumentError(`spec.schema_policy.${field} lists ${names.length} tables; at most 1000`);
   for (const n of names) {
     if (!TABLE_NAME.test(n)) {
       throw new InvalidArgumentError(
-        `spec.schema_policy.disposable_unlogged_tables has "${n.slice(0, 80)}", which is not "schema.table" or "database.schema.table" (quote names that need it, as PostgreSQL prints them)`,
+        `spec.schema_policy.${field} has "${n.slice(0, 80)}", which is not "schema.table" or "database.schema.table" (quote names that need it, as PostgreSQL prints them)`,
       );
     }
   }
@@ -252,6 +255,19 @@ function normalizeStepPolicy(spec: MigrationSpec) {
 /** Phases a deadline may be set for: the forward steps. ROLLING_BACK has none: a rollback is never given up on. */
 export const DEADLINE_PHASES: readonly PhaseName[] = FORWARD.slice(0, FORWARD.indexOf("COMPLETED"));
 
+/** Tables a spec names for the schema checks and reverse replication. */
+export interface SchemaChoices {
+  /** Unlogged tables whose rows may be lost. */
+  disposableUnlogged: readonly string[];
+  /** Keyless tables pgshift sets REPLICA IDENTITY FULL on before cutover, so a rollback carries all their changes. */
+  identityFull: readonly string[];
+}
+
+/** Whether a list of a spec's table names names this table of this database ("schema.table" anywhere, or "database.schema.table"). */
+export function namesTable(names: readonly string[], database: string, table: string): boolean {
+  return names.includes(table) || names.includes(`${database}.${table}`) || names.includes(`"${database.replace(/"/g, '""')}".${table}`);
+}
+
 /** A spec's policies as numbers, defaults applied (for specs stored before a field existed). */
 export interface ResolvedPolicy {
   maxLagBytes: bigint;
@@ -267,8 +283,8 @@ export interface ResolvedPolicy {
   stopReverseWhenExceeded: boolean;
   fenceBelowLagBytes: bigint;
   fenceWaitMs: number;
-  /** Unlogged tables the spec accepts losing ("schema.table" or "database.schema.table"). */
-  disposableUnloggedTables: string[];
+  /** What the spec chooses for the source's schema (tables as "schema.table" or "database.schema.table"). */
+  schema: SchemaChoices;
   /** Transactions older than this on the source hold the cutover before the fence. */
   guardrailMaxTransactionAgeMs: number;
   /** How long the cutover waits for the guardrails before it refuses. */
@@ -293,7 +309,10 @@ export function policyOf(spec: MigrationSpec): ResolvedPolicy {
     stopReverseWhenExceeded: spec.rollbackPolicy?.onExceeded === RollbackExceededAction.STOP_REVERSE,
     fenceBelowLagBytes: spec.rollbackPolicy ? spec.rollbackPolicy.fenceBelowLagBytes : DEFAULTS.fenceBelowLagBytes,
     fenceWaitMs: durationMs(spec.rollbackPolicy?.fenceWait) ?? DEFAULTS.fenceWaitMs,
-    disposableUnloggedTables: spec.schemaPolicy?.disposableUnloggedTables ?? [],
+    schema: {
+      disposableUnlogged: spec.schemaPolicy?.disposableUnloggedTables ?? [],
+      identityFull: spec.schemaPolicy?.replicaIdentityFullTables ?? [],
+    },
     guardrailMaxTransactionAgeMs: durationMs(spec.guardrails?.maxTransactionAge) ?? DEFAULTS.guardrailMaxTransactionAgeMs,
     guardrailMaxWaitMs: durationMs(spec.guardrails?.maxWait) ?? DEFAULTS.guardrailMaxWaitMs,
     deadlineMs: (phase) => {

@@ -21,6 +21,10 @@ export interface MigrationStateJson {
   finalLsn?: string;
   /** Databases whose changes on the promoted target replicate back to the source. */
   reverseDatabases?: string[];
+  /** Tables ("database.schema.table") reverse replication carries inserts of only: no replica identity. */
+  insertOnlyTables?: string[];
+  /** When source and target were compared table by table: after cutover, after a rollback (ISO times). */
+  dataVerified?: { cutover?: string; rollback?: string };
   /** When the source last reached the target as reverse replication will (ISO time); unset until it has. */
   reversePathAt?: string;
   /** The source under its live load, captured before cutover; the target is held to it after. */

@@ -23,7 +23,14 @@ import { readGuardrailBlockers } from "../checks/guardrails.js";
 import { readSchemaDrift } from "../checks/schema-drift.js";
 import { readSchemaInventory } from "../checks/schema-inventory.js";
 import { carryLargeObjectsBack } from "../replication/large-objects.js";
+import { compareDatabase, type CompareReport } from "../checks/data-compare.js";
+import { HeldSnapshots } from "../checks/held-snapshots.js";
 import type { Activities } from "./step-env.js";
+
+/** Between two ranges' checksums: the comparison reads the whole database, and the application comes first. */
+const COMPARE_THROTTLE_MS = 5;
+
+const held = new HeldSnapshots();
 
 /** The activities the service runs: real CDC coordination, reverse replication and probes. */
 export const realActivities: Activities = {
@@ -41,6 +48,35 @@ export const realActivities: Activities = {
     drain: drainReverseReplication,
     stop: stopReverseReplication,
     backlog: reverseBacklog,
+  },
+  verify: {
+    hold: (provider, source, target, databases, key) =>
+      held.hold(
+        key,
+        databases.flatMap((database) => [
+          { side: "source" as const, database, port: provider.sql(source, database) },
+          { side: "target" as const, database, port: provider.sql(target, database) },
+        ]),
+      ),
+    compareHeld: async (key, databases, signal) => {
+      const h = held.take(key);
+      if (!h) return undefined;
+      const started = performance.now();
+      const report: CompareReport = { databases: databases.length, tables: 0, ranges: 0, rows: 0, mismatches: [], ms: 0 };
+      try {
+        for (const db of databases) {
+          const r = await compareDatabase(db, h.sql("source", db)!, h.sql("target", db)!, { throttleMs: COMPARE_THROTTLE_MS, signal });
+          report.tables += r.tables;
+          report.ranges += r.ranges;
+          report.rows += r.rows;
+          report.mismatches.push(...r.mismatches);
+        }
+      } finally {
+        h.release();
+      }
+      report.ms = performance.now() - started;
+      return report;
+    },
   },
   probes: {
     baseline: (provider, ref, sampleMs) => captureBaseline(provider.sql(ref), sampleMs),

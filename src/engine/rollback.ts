@@ -8,6 +8,7 @@ import { FORWARD } from "../domain/transitions.js";
 import { removedText } from "./operator-actions.js";
 import { sleep } from "../domain/sleep.js";
 import { cdcContext, type Step, type StepEnv } from "./step-env.js";
+import { verifyData, verifyKey } from "./data-verification.js";
 
 /** After routing back, how long the rollback looks for CDC readers on the source before it ends (PostgreSQL's clients retry every 5 s). */
 const READER_WATCH_MS = 6_000;
@@ -80,6 +81,11 @@ export const rollingBack: Step = async (env) => {
   if (promoted) {
     const warning = await cdc.rollbackSlots(cdcContext(env), Math.max(5_000, env.remainingMs));
     if (warning) await env.report(warning);
+    // The point the comparison after the rollback is made at: the source as drained, the target as fenced. Only
+    // while the source is still fenced (a rerun after the unfence would see later writes on it).
+    if (reverse && (await env.provider.isFenced(env.source))) {
+      await env.activities.verify.hold(env.provider, env.source, env.target, env.state.reverseDatabases!, verifyKey(env, "rollback")).catch(() => {});
+    }
   } else {
     // Before the source takes writes again: consumers handed over at the fence do not see again what they were sent.
     await cdc.settleOnSource(cdcContext(env));
@@ -97,6 +103,8 @@ export const rollingBack: Step = async (env) => {
     if (!(await cdc.observeReaders(cdcContext(env)))) await sleep(250, env.signal);
   }
   cdc.closeReaderWatch(cdcContext(env));
+  // Writes flow on the source again: the comparison reads the snapshots held at the drain point, throttled.
+  if (reverse) await verifyData(env, "rollback");
   const removed = promoted ? undefined : await env.provider.deleteReplica(env.source, env.target, env.row.id);
   return {
     to: "ROLLED_BACK",

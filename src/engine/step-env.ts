@@ -4,6 +4,7 @@ import type { ResolvedPolicy } from "../domain/spec.js";
 import type { Baseline, MigrationStateJson } from "../domain/state.js";
 import type { MigrationSpec } from "../gen/migration/v1/migration_pb.js";
 import type { CdcContext } from "../cdc/coordinator.js";
+import type { CompareReport } from "../checks/data-compare.js";
 import type { GuardrailBlocker } from "../checks/guardrails.js";
 import type { TableDrift } from "../checks/schema-drift.js";
 import type { SchemaInventory } from "../checks/schema-inventory.js";
@@ -50,7 +51,7 @@ export interface Activities {
   };
   reverse: {
     /** Before the fence: publications on the source, from its inventory; returns what each database publishes. */
-    prepare(provider: Provider, source: InstanceRef, inventory: SchemaInventory): Promise<ReversePublication[]>;
+    prepare(provider: Provider, source: InstanceRef, inventory: SchemaInventory, identityFull: readonly string[]): Promise<ReversePublication[]>;
     /** With the target fenced and drained: the source's large objects made the target's. */
     carryLargeObjects(provider: Provider, source: InstanceRef, target: InstanceRef, databases: string[]): Promise<LargeObjectSync>;
     /** Before the fence: the source connects to the replica as reverse replication will; the error, or undefined. */
@@ -62,6 +63,12 @@ export interface Activities {
     stop(provider: Provider, source: InstanceRef, target: InstanceRef): Promise<void>;
     /** The backlog the source has not applied and the WAL the target retains for it. */
     backlog(provider: Provider, target: InstanceRef): Promise<{ lagBytes: bigint; retainedBytes: bigint; targetLsn: string; slots: number }>;
+  };
+  verify: {
+    /** Both sides' databases as they are now, held (in this process) for a later comparison under key. */
+    hold(provider: Provider, source: InstanceRef, target: InstanceRef, databases: string[], key: string): Promise<void>;
+    /** Every table compared by checksum in key ranges, from the snapshots held under key (released after); undefined when none are held. */
+    compareHeld(key: string, databases: string[], signal: AbortSignal): Promise<CompareReport | undefined>;
   };
   probes: {
     baseline(provider: Provider, ref: InstanceRef, sampleMs: number): Promise<Baseline>;

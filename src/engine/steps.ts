@@ -10,6 +10,7 @@ import { guardrailCheck } from "../checks/guardrails.js";
 import { schemaChecks } from "../checks/schema-checks.js";
 import { cdcContext, type Step, type StepEnv } from "./step-env.js";
 import { rollingBack } from "./rollback.js";
+import { verifyData, verifyKey } from "./data-verification.js";
 
 /**
  * Right after cutover, connection pools reconnect and the target's cache is
@@ -19,7 +20,7 @@ import { rollingBack } from "./rollback.js";
 const BASELINE_BREACH_SAMPLES = 3;
 
 const preflight: Step = async (env) => {
-  const results = await runPreflight(env.provider, env.source, env.target, env.policy.disposableUnloggedTables, env.activities.schema.inventory);
+  const results = await runPreflight(env.provider, env.source, env.target, env.policy.schema, env.activities.schema.inventory);
   env.state.checks = mergeChecks(env.state.checks ?? [], results);
   // An inactive slot does not stop the replica being built; it blocks cutover, at the lag gate, until an operator acts.
   const bad = failed(results).filter((r) => r.name !== "slots.inactive_logical");
@@ -172,10 +173,12 @@ const readyForCutover: Step = async (env) => {
   // outside the write-unavailability window.
   if (!env.state.reverseDatabases || go) {
     const inventory = await env.activities.schema.inventory(env.provider, env.source);
-    const verdicts = schemaChecks(inventory, env.policy.disposableUnloggedTables);
+    const verdicts = schemaChecks(inventory, env.policy.schema);
     await recordVerdicts(env, verdicts);
     if (failed(verdicts).length > 0) return { waitMs: SCHEMA_RECHECK_MS };
-    env.state.reverseDatabases = (await env.activities.reverse.prepare(env.provider, env.source, inventory)).map((p) => p.database);
+    const pubs = await env.activities.reverse.prepare(env.provider, env.source, inventory, env.policy.schema.identityFull);
+    env.state.reverseDatabases = pubs.map((p) => p.database);
+    env.state.insertOnlyTables = pubs.flatMap((p) => p.inserts.map((t) => `${p.database}.${t}`));
   }
   // And its path: what PROMOTING needs from the source, proven while the source is still the primary.
   if (!env.state.reversePathAt) {
@@ -267,9 +270,14 @@ const promoting: Step = async (env) => {
   // Before any traffic reaches the target, so that every write on it can flow back on rollback.
   env.state.reverseDatabases ??= [];
   // The CDC slots go on the target alongside reverse replication's start, not after it: both must precede traffic, neither waits for the other.
+  // So is the snapshot of both sides that verification compares after routing: the target as promoted, the source
+  // as fenced, before any write reaches either. A failure to take it costs the comparison only, said in VERIFYING.
   const [started, restored] = await Promise.allSettled([
     env.trace("reverse_replication_start", () => env.activities.reverse.start(env.provider, env.source, env.target, env.state.reverseDatabases!)),
     env.trace("cdc_restore", () => env.activities.cdc.restoreOnTarget(cdcContext(env))),
+    env.trace("snapshot_hold", () =>
+      env.activities.verify.hold(env.provider, env.source, env.target, env.state.reverseDatabases!, verifyKey(env, "cutover")).catch(() => {}),
+    ),
   ]);
   if (started.status === "rejected") throw started.reason;
   if (restored.status === "rejected") throw restored.reason;
@@ -310,6 +318,7 @@ const verifying: Step = async (env) => {
   const writable = await env.activities.probes.targetWritable(env.provider, env.target);
   env.state.checks = mergeChecks(env.state.checks ?? [], [writable]);
   if (writable.status === "FAIL") throw new FailedPreconditionError(`the target is not a writable primary after promotion: ${writable.measured}`);
+  await verifyData(env, "cutover");
   if (env.state.baseline) {
     const sample = () => env.activities.probes.baseline(env.provider, env.target, env.baselineSampleMs);
     let cmp = compareBaselines(env.state.baseline, await sample());

@@ -5,6 +5,7 @@ import { sqlLiteral } from "../providers/connect.js";
 import type { InstanceRef, Provider } from "../providers/provider.js";
 import type { PeerConnection, Sql } from "../providers/sql.js";
 import type { SchemaInventory } from "../domain/schema-inventory.js";
+import { namesTable } from "../domain/spec.js";
 
 /**
  * Reverse replication, for a lossless rollback: from promotion on, every
@@ -94,12 +95,22 @@ export async function probeReversePath(provider: Provider, source: InstanceRef, 
  * the target through physical replication, so nothing needs creating on the target in the cutover window.
  * Idempotent. Returns what each database publishes.
  */
-export async function prepareReverseReplication(provider: Provider, source: InstanceRef, inventory: SchemaInventory): Promise<ReversePublication[]> {
+export async function prepareReverseReplication(
+  provider: Provider,
+  source: InstanceRef,
+  inventory: SchemaInventory,
+  identityFull: readonly string[] = [],
+): Promise<ReversePublication[]> {
   const out: ReversePublication[] = [];
   for (const d of inventory.databases) {
     if (d.identified.length + d.keyless.length === 0) continue;
-    const p = { database: d.database, all: d.identified, inserts: d.keyless };
-    await publish(provider.sql(source, d.database), p);
+    const sql = provider.sql(source, d.database);
+    const full = d.keyless.filter((t) => namesTable(identityFull, d.database, t));
+    // The spec's choice for these tables: every change carried back, at the cost of whole old rows in the WAL.
+    // A short lock wait: behind a long transaction the ALTER would queue the application's statements behind it.
+    for (const t of full) await sql.query(`set lock_timeout = '2s'; alter table ${t} replica identity full`);
+    const p = { database: d.database, all: [...d.identified, ...full].sort(), inserts: d.keyless.filter((t) => !full.includes(t)) };
+    await publish(sql, p);
     out.push(p);
   }
   return out;

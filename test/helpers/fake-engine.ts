@@ -7,6 +7,7 @@ import type { Baseline, MigrationStateJson } from "../../src/domain/state.js";
 import type { Activities, StepEnv } from "../../src/engine/step-env.js";
 import { CutoverMode, FailurePolicy, MigrationSpecSchema, Provider as ProviderKind, type MigrationSpec } from "../../src/gen/migration/v1/migration_pb.js";
 import type { MigrationRow } from "../../src/store/migration-repo.js";
+import type { CompareReport } from "../../src/checks/data-compare.js";
 import type { GuardrailBlocker } from "../../src/checks/guardrails.js";
 import type { TableDrift } from "../../src/checks/schema-drift.js";
 import type { DatabaseInventory, SchemaInventory } from "../../src/checks/schema-inventory.js";
@@ -137,6 +138,22 @@ export class FakeActivities implements Activities {
   private backlogSamples = 0;
   /** What successive reverse-path probes answer (an error message each); empty: the path works. */
   reversePathErrors: string[] = [];
+
+  /** Keys snapshots were held under (the fake holds nothing: a comparison finds the report a test sets). */
+  held = new Set<string>();
+  /** What a comparison of held snapshots reports. */
+  compareReport: CompareReport = { databases: 1, tables: 1, ranges: 1, rows: 10, mismatches: [], ms: 1 };
+
+  verify: Activities["verify"] = {
+    hold: async (_p, _s, _t, _dbs, key) => {
+      this.log(`verify.hold(${key})`);
+      this.held.add(key);
+    },
+    compareHeld: async (key) => {
+      this.log(`verify.compareHeld(${key})`);
+      return this.held.delete(key) ? this.compareReport : undefined;
+    },
+  };
 
   probes: Activities["probes"] = {
     baseline: async (_p, ref) => {

@@ -1,6 +1,7 @@
 import { beforeEach, describe, expect, it } from "vitest";
 import { Code } from "@connectrpc/connect";
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
+import { dataVerdict, type RangeMismatch } from "../../src/checks/data-compare.js";
 import { guardrailCheck, type GuardrailBlocker } from "../../src/checks/guardrails.js";
 import { schemaChecks } from "../../src/checks/schema-checks.js";
 import { schemaDriftCheck } from "../../src/checks/schema-drift.js";
@@ -13,35 +14,48 @@ import { CutoverMode } from "../../src/gen/migration/v1/migration_pb.js";
 import { emptyInventory, newWorld, stepEnv, testSpec, type World } from "../helpers/fake-engine.js";
 import { codeOf, promoted, replicating, run, to } from "../helpers/step-runs.js";
 
+const NONE = { disposableUnlogged: [], identityFull: [] };
 const verdict = (checks: CheckResult[], name: string) => checks.find((c) => c.name === name);
 
 describe("the schema inventory's verdicts", () => {
   it("a clean schema passes every check, and a rollback covers every table", () => {
-    const checks = schemaChecks(emptyInventory("app", { identified: ["public.items"] }), []);
+    const checks = schemaChecks(emptyInventory("app", { identified: ["public.items"] }), NONE);
     expect(checks.filter((c) => c.status !== "PASS")).toEqual([]);
     expect(verdict(checks, "rollback.coverage")?.measured).toMatch(/every table carried back/);
   });
 
   it("an unlogged table fails with the remedy, unless the spec names it disposable (either form); then a WARN", () => {
     const inv = emptyInventory("app", { unlogged: ["public.cache"] });
-    const refused = verdict(schemaChecks(inv, []), "schema.unlogged_tables") as any;
+    const refused = verdict(schemaChecks(inv, NONE), "schema.unlogged_tables") as any;
     expect(refused).toMatchObject({ status: "FAIL", measured: "unlogged: app.public.cache" });
     expect(refused.remedy).toMatch(/ALTER TABLE public\.cache SET LOGGED.*disposable_unlogged_tables/);
     for (const name of ["public.cache", "app.public.cache"]) {
-      expect(verdict(schemaChecks(inv, [name]), "schema.unlogged_tables")?.status).toBe("WARN");
+      expect(verdict(schemaChecks(inv, { ...NONE, disposableUnlogged: [name] }), "schema.unlogged_tables")?.status).toBe("WARN");
     }
-    expect(verdict(schemaChecks(inv, ["public.other"]), "schema.unlogged_tables")?.status).toBe("FAIL");
-    expect(verdict(schemaChecks(inv, ["public.cache"]), "rollback.coverage")?.measured).toMatch(/app\.public\.cache: every row \(unlogged\)/);
+    expect(verdict(schemaChecks(inv, { ...NONE, disposableUnlogged: ["public.other"] }), "schema.unlogged_tables")?.status).toBe("FAIL");
+    expect(verdict(schemaChecks(inv, { ...NONE, disposableUnlogged: ["public.cache"] }), "rollback.coverage")?.measured).toMatch(
+      /app\.public\.cache: every row \(unlogged\)/,
+    );
   });
 
   it("keyless tables WARN, and rollback readiness names exactly what a rollback would not carry, with why", () => {
-    const checks = schemaChecks(emptyInventory("app", { identified: ["public.items"], keyless: ["public.events"], materializedViews: ["public.totals"] }), []);
+    const checks = schemaChecks(
+      emptyInventory("app", { identified: ["public.items"], keyless: ["public.events"], materializedViews: ["public.totals"] }),
+      NONE,
+    );
     expect(verdict(checks, "schema.replica_identity")).toMatchObject({ status: "WARN", measured: "without a replica identity: app: public.events" });
     const coverage = verdict(checks, "rollback.coverage") as any;
     expect(coverage.status).toBe("WARN");
     expect(coverage.measured).toMatch(/app\.public\.events: updates and deletes \(no replica identity; inserts are carried\)/);
     expect(coverage.measured).toMatch(/app\.public\.totals: its contents as refreshed on the target/);
     expect(coverage.measured).not.toMatch(/items/);
+    // Named for REPLICA IDENTITY FULL by the spec: carried back whole, no longer a gap.
+    const full = schemaChecks(emptyInventory("app", { identified: ["public.items"], keyless: ["public.events"] }), {
+      ...NONE,
+      identityFull: ["public.events"],
+    });
+    expect(verdict(full, "schema.replica_identity")).toMatchObject({ status: "PASS", measured: expect.stringContaining("REPLICA IDENTITY FULL") });
+    expect(verdict(full, "rollback.coverage")?.status).toBe("PASS");
   });
 
   it("a subscription on the source fails; large objects, partitions, publications pass with what happens to them; foreign tables and event triggers warn", () => {
@@ -55,7 +69,7 @@ describe("the schema inventory's verdicts", () => {
         foreign: ["public.remote"],
         eventTriggers: ["audit_ddl"],
       }),
-      [],
+      NONE,
     );
     expect(verdict(checks, "schema.subscriptions")?.status).toBe("FAIL");
     expect(verdict(checks, "schema.large_objects")).toMatchObject({ status: "PASS", measured: "app: 3 (24.0 KiB)" });
@@ -63,13 +77,13 @@ describe("the schema inventory's verdicts", () => {
     expect(verdict(checks, "schema.partitioned_tables")?.measured).toMatch(/public\.measurements/);
     expect(verdict(checks, "schema.foreign_tables")?.status).toBe("WARN");
     expect(verdict(checks, "schema.event_triggers")?.status).toBe("WARN");
-    const heavy = schemaChecks(emptyInventory("app", { largeObjects: 10, largeObjectBytes: 512 * 1024 * 1024 }), []);
+    const heavy = schemaChecks(emptyInventory("app", { largeObjects: 10, largeObjectBytes: 512 * 1024 * 1024 }), NONE);
     expect(verdict(heavy, "schema.large_objects")?.status).toBe("WARN");
   });
 
   it("prepared transactions WARN in preflight, named", () => {
     const inv = { ...emptyInventory("app"), prepared: [{ gid: "tx-42", database: "app", owner: "app", preparedAt: "2026-12-06 10:00:00+00" }] };
-    expect(verdict(schemaChecks(inv, []), "transactions.prepared")).toMatchObject({ status: "WARN", measured: expect.stringContaining("tx-42") });
+    expect(verdict(schemaChecks(inv, NONE), "transactions.prepared")).toMatchObject({ status: "WARN", measured: expect.stringContaining("tx-42") });
   });
 
   it("guardrails: PASS with nothing, WARN while waiting, FAIL when refused, sessions named with their statement", () => {
@@ -89,6 +103,18 @@ describe("the schema inventory's verdicts", () => {
     expect(refused.measured).toMatch(/idle in transaction pid 4242 \(user app, database app, application batch, open 9\.0 s\): "update items set x = 1"/);
   });
 
+  it("a data comparison: PASS when alike; FAIL naming table and range; WARN when only tables a rollback carries inserts of differ", () => {
+    const report = { databases: 1, tables: 2, ranges: 4, rows: 100, ms: 10, mismatches: [] as RangeMismatch[] };
+    expect(dataVerdict(report, "after cutover").status).toBe("PASS");
+    const m: RangeMismatch = { database: "app", table: "public.events", range: "whole table", source: "5 rows", target: "4 rows" };
+    expect(dataVerdict({ ...report, mismatches: [m] }, "after cutover")).toMatchObject({
+      status: "FAIL",
+      measured: expect.stringContaining("app.public.events whole table: source 5 rows, target 4 rows"),
+    });
+    expect(dataVerdict({ ...report, mismatches: [m] }, "after rollback", ["app.public.events"]).status).toBe("WARN");
+    expect(dataVerdict({ ...report, mismatches: [m, { ...m, table: "public.items" }] }, "after rollback", ["app.public.events"]).status).toBe("FAIL");
+  });
+
   it("schema drift names each table and which side has what", () => {
     const c = schemaDriftCheck([{ database: "app", table: "public.items", source: "(id bigint)", target: "(id bigint, note text)" }], "billing");
     expect(c).toMatchObject({ name: "rollback.schema_changes", status: "WARN" });
@@ -99,9 +125,9 @@ describe("the schema inventory's verdicts", () => {
   it("the spec takes disposable unlogged tables by name, refusing what is not a table name", () => {
     const spec = testSpec({ schemaPolicy: { disposableUnloggedTables: ["public.cache", "app.public.cache", '"My Schema"."T"'] } });
     expect(spec.schemaPolicy?.disposableUnloggedTables).toHaveLength(3);
-    expect(() => normalizeSpec({ ...spec, schemaPolicy: { $typeName: "migration.v1.SchemaPolicy", disposableUnloggedTables: ["cache"] } })).toThrow(
-      /disposable_unlogged_tables has "cache", which is not "schema.table"/,
-    );
+    expect(() =>
+      normalizeSpec({ ...spec, schemaPolicy: { $typeName: "migration.v1.SchemaPolicy", disposableUnloggedTables: ["cache"], replicaIdentityFullTables: [] } }),
+    ).toThrow(/disposable_unlogged_tables has "cache", which is not "schema.table"/);
     expect(spec.guardrails?.maxWait).toEqual(durationFromMs(30_000));
   });
 });

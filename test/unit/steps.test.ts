@@ -183,10 +183,13 @@ describe("steps, on a fake provider and router", () => {
   it("PROMOTING promotes once, however often it runs, and starts reverse replication and the CDC slots before any traffic", async () => {
     await replicating(world);
     const state = { reverseDatabases: ["app"] };
-    expect(to((await run(world, { phase: "PROMOTING", state })).outcome)).toBe("CDC_RESTORE");
+    const first = await run(world, { phase: "PROMOTING", state });
+    expect(to(first.outcome)).toBe("CDC_RESTORE");
     expect(to((await run(world, { phase: "PROMOTING", state })).outcome)).toBe("CDC_RESTORE");
     expect(world.provider.instance({ id: "billing-aurora" }).promotions).toBe(1);
-    expect(world.activities.calls).toEqual(["reverse.start(app)", "cdc.restoreOnTarget", "reverse.start(app)", "cdc.restoreOnTarget"]);
+    // Both sides' snapshots held for the comparison after routing, taken again by a rerun (still before any traffic).
+    const hold = `verify.hold(${first.env.row.id}/cutover)`;
+    expect(world.activities.calls).toEqual(["reverse.start(app)", "cdc.restoreOnTarget", hold, "reverse.start(app)", "cdc.restoreOnTarget", hold]);
     expect(world.router.changes).toHaveLength(0);
   });
 
@@ -212,15 +215,41 @@ describe("steps, on a fake provider and router", () => {
 
   it("VERIFYING releases the replica's slot, looks for CDC readers, proves the target writable and holds it to the baseline", async () => {
     await promoted(world);
-    const { env, outcome } = await run(world, { phase: "VERIFYING", state: { baseline: HEALTHY_BASELINE } });
+    world.activities.held.add(`${stepEnv(world, { phase: "VERIFYING" }).row.id}/cutover`);
+    const { env, outcome } = await run(world, { phase: "VERIFYING", state: { baseline: HEALTHY_BASELINE, reverseDatabases: ["app"] } });
     expect(to(outcome)).toBe("COMPLETED");
     expect(world.provider.count("detachReplica")).toBe(1);
     expect(world.activities.calls).toContain("cdc.observeReaders");
     expect(env.state.checks?.map((c) => `${c.name}:${c.status}`)).toEqual([
       "routing.proxies_current:PASS",
       "verify.target_writable:PASS",
+      "verify.data:PASS",
       "baseline.compare:PASS",
     ]);
+  });
+
+  it("VERIFYING compares the data once: a mismatch is a FAIL naming table and range, not a failure of the step; lost snapshots a WARN", async () => {
+    await promoted(world);
+    const key = `${stepEnv(world, { phase: "VERIFYING" }).row.id}/cutover`;
+    world.activities.held.add(key);
+    world.activities.compareReport = {
+      databases: 1,
+      tables: 3,
+      ranges: 5,
+      rows: 900,
+      ms: 40,
+      mismatches: [{ database: "app", table: "public.items", range: "id [100, 200)", source: "100 rows", target: "99 rows" }],
+    };
+    const first = await run(world, { phase: "VERIFYING", state: { reverseDatabases: ["app"] } });
+    expect(to(first.outcome)).toBe("COMPLETED");
+    expect(first.env.state.checks?.find((c) => c.name === "verify.data")).toMatchObject({
+      status: "FAIL",
+      measured: expect.stringContaining("app.public.items id [100, 200): source 100 rows, target 99 rows"),
+    });
+    await run(world, { phase: "VERIFYING", state: first.env.state });
+    expect(world.activities.calls.filter((c) => c.startsWith("verify.compareHeld"))).toHaveLength(1);
+    const lost = await run(world, { phase: "VERIFYING", state: { reverseDatabases: ["app"] } });
+    expect(lost.env.state.checks?.find((c) => c.name === "verify.data")).toMatchObject({ status: "WARN", measured: expect.stringContaining("lost") });
   });
 
   it("VERIFYING fails a baseline breach only when it holds in three consecutive samples", async () => {
@@ -273,12 +302,13 @@ describe("steps, on a fake provider and router", () => {
       "reverse.drain",
       "reverse.carryLargeObjects",
       "cdc.rollbackSlots",
+      `verify.hold(${env.row.id}/rollback)`,
       "cdc.resumeOnSource",
       "reverse.stop",
       "cdc.closeReaderWatch",
+      `verify.compareHeld(${env.row.id}/rollback)`,
     ]);
-    expect(world.reports.map((r) => r.name)).toEqual(["rollback.fence_backlog", "cdc.rollback_drain"]);
-    void env;
+    expect(world.reports.map((r) => `${r.name}:${r.status}`)).toEqual(["rollback.fence_backlog:PASS", "cdc.rollback_drain:WARN", "verify.data:PASS"]);
   });
 
   for (const reverseDatabases of [["app"], []]) {

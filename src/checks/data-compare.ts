@@ -1,0 +1,162 @@
+import { check, type CheckResult } from "../domain/check.js";
+import type { Sql } from "../providers/sql.js";
+
+/** A table to compare, and the integer key it is split on (none: compared whole). */
+export interface ComparableTable {
+  name: string;
+  key?: string;
+  rowsEstimate: number;
+}
+
+/** A half-open key range [lo, hi) of a table (both undefined: the whole table). */
+export interface KeyRange {
+  lo?: string;
+  hi?: string;
+}
+
+export interface RangeMismatch {
+  database: string;
+  table: string;
+  range: string;
+  source: string;
+  target: string;
+}
+
+/** What a comparison saw. */
+export interface CompareReport {
+  databases: number;
+  tables: number;
+  ranges: number;
+  rows: number;
+  mismatches: RangeMismatch[];
+  ms: number;
+}
+
+/** Rows a range holds, about: small enough that one digest is a short statement, large enough to keep them few. */
+export const ROWS_PER_RANGE = 20_000;
+
+/**
+ * The tables whose rows both sides must hold alike: logged plain tables and partitions (unlogged tables arrive empty
+ * by construction and are judged in preflight), with a single-column integer primary key to split on where there is one.
+ */
+export async function comparableTables(sql: Sql): Promise<ComparableTable[]> {
+  const r = await sql.query<{ name: string; key: string | null; est: string }>(
+    `select format('%I.%I', n.nspname, c.relname) as name, greatest(c.reltuples, 0)::bigint::text as est,
+            (select quote_ident(a.attname) from pg_index i join pg_attribute a on a.attrelid = i.indrelid and a.attnum = i.indkey[0]
+              where i.indrelid = c.oid and i.indisprimary and i.indnatts = 1 and a.atttypid in ('int2'::regtype, 'int4'::regtype, 'int8'::regtype)) as key
+       from pg_class c join pg_namespace n on n.oid = c.relnamespace
+      where c.relkind = 'r' and c.relpersistence = 'p'
+        and n.nspname not in ('pg_catalog', 'information_schema') and n.nspname !~ '^pg_(toast|temp_)'
+      order by 1`,
+  );
+  return r.rows.map((t) => ({ name: t.name, key: t.key ?? undefined, rowsEstimate: Number(t.est) }));
+}
+
+/** Key ranges of about ROWS_PER_RANGE rows each, from the key's bounds and the row estimate; one range without a key. */
+export async function keyRanges(sql: Sql, t: ComparableTable): Promise<KeyRange[]> {
+  if (!t.key) return [{}];
+  const b = (await sql.query<{ lo: string | null; hi: string | null }>(`select min(${t.key})::text as lo, max(${t.key})::text as hi from only ${t.name}`))
+    .rows[0]!;
+  if (b.lo === null || b.hi === null) return [{}];
+  const lo = BigInt(b.lo);
+  const hi = BigInt(b.hi) + 1n;
+  const parts = BigInt(Math.max(1, Math.ceil(t.rowsEstimate / ROWS_PER_RANGE)));
+  const width = (hi - lo + parts - 1n) / parts;
+  const out: KeyRange[] = [];
+  // Open at both ends: rows the other side has beyond this side's bounds fall in the first or last range.
+  for (let at = lo; at < hi; at += width) out.push({ lo: at === lo ? undefined : String(at), hi: at + width >= hi ? undefined : String(at + width) });
+  return out;
+}
+
+/** Row count and an order-independent digest of the rows in a range: the sum of each row's 60-bit hash. */
+export async function rangeDigest(sql: Sql, t: ComparableTable, r: KeyRange): Promise<{ rows: number; digest: string }> {
+  const where = [r.lo !== undefined ? `${t.key} >= ${BigInt(r.lo)}` : "", r.hi !== undefined ? `${t.key} < ${BigInt(r.hi)}` : ""].filter(Boolean);
+  const row = (
+    await sql.query<{ n: string; h: string }>(
+      `select count(*)::text as n, coalesce(sum(('x' || substr(md5(t::text), 1, 15))::bit(60)::bigint::numeric), 0)::text as h
+         from only ${t.name} t${where.length ? ` where ${where.join(" and ")}` : ""}`,
+    )
+  ).rows[0]!;
+  return { rows: Number(row.n), digest: `${row.n}:${row.h}` };
+}
+
+export function rangeText(t: ComparableTable, r: KeyRange): string {
+  if (!t.key) return "whole table";
+  return `${t.key} ${r.lo === undefined ? "(-∞" : `[${r.lo}`}, ${r.hi === undefined ? "∞)" : `${r.hi})`}`;
+}
+
+/**
+ * Compares one database on both sides, table by table and range by range, as each side's SQL sees it (a held
+ * snapshot, for a comparison at one point in time), pausing throttleMs between ranges so that it never competes
+ * with the application for long.
+ */
+export async function compareDatabase(
+  database: string,
+  source: Sql,
+  target: Sql,
+  opts: { throttleMs: number; signal?: AbortSignal },
+): Promise<Omit<CompareReport, "databases" | "ms">> {
+  const out = { tables: 0, ranges: 0, rows: 0, mismatches: [] as RangeMismatch[] };
+  const [src, tgt] = await Promise.all([comparableTables(source), comparableTables(target)]);
+  const onSource = new Set(src.map((t) => t.name));
+  for (const t of tgt) {
+    if (!onSource.has(t.name)) {
+      out.mismatches.push({ database, table: t.name, range: "whole table", source: "absent", target: "present" });
+      continue;
+    }
+    out.tables++;
+    for (const r of await keyRanges(target, t)) {
+      if (opts.signal?.aborted) return out;
+      const [s, g] = await Promise.all([rangeDigest(source, t, r), rangeDigest(target, t, r)]);
+      out.ranges++;
+      out.rows += g.rows;
+      if (s.digest !== g.digest) out.mismatches.push({ database, table: t.name, range: rangeText(t, r), source: `${s.rows} rows`, target: `${g.rows} rows` });
+      if (opts.throttleMs > 0) await new Promise((res) => setTimeout(res, opts.throttleMs));
+    }
+  }
+  for (const name of onSource) {
+    if (!tgt.some((t) => t.name === name)) out.mismatches.push({ database, table: name, range: "whole table", source: "present", target: "absent" });
+  }
+  return out;
+}
+
+function listMismatches(ms: RangeMismatch[]): string {
+  const shown = ms.slice(0, 20).map((m) => `${m.database}.${m.table} ${m.range}: source ${m.source}, target ${m.target}`);
+  return `${shown.join("; ")}${ms.length > shown.length ? `; and ${ms.length - shown.length} more` : ""}`;
+}
+
+/**
+ * The verdict on a comparison: PASS when every range matched; FAIL naming each table and range that did not;
+ * WARN when only tables `expected` lists differ (those a rollback carries inserts of only, as rollback.coverage said).
+ */
+export function dataVerdict(report: CompareReport, what: string, expected: readonly string[] = []): CheckResult {
+  const measured = `${report.databases} database(s), ${report.tables} table(s), ${report.ranges} range(s), ${report.rows} rows compared by checksum in ${(report.ms / 1000).toFixed(1)} s`;
+  const threshold = `every table's rows equal on both sides (${what})`;
+  if (report.mismatches.length === 0) return check("verify.data", "PASS", { measured, threshold, message: `source and target hold the same rows (${what})` });
+  const known = report.mismatches.filter((m) => expected.includes(`${m.database}.${m.table}`));
+  const unknown = report.mismatches.filter((m) => !known.includes(m));
+  if (unknown.length === 0) {
+    return check("verify.data", "WARN", {
+      measured: `${measured}; differ only where a rollback carries inserts alone (rollback.coverage): ${listMismatches(known)}`,
+      threshold,
+      message: `${known.length} range(s) of tables without a replica identity differ: their updates and deletes on the target were not carried back`,
+      remedy: "nothing was lost elsewhere; reconcile those tables by hand if their changes on the target matter",
+    });
+  }
+  return check("verify.data", "FAIL", {
+    measured: `${measured}; differ: ${listMismatches(unknown)}${known.length ? `; also, as rollback.coverage said: ${listMismatches(known)}` : ""}`,
+    threshold,
+    message: `${unknown.length} range(s) differ between source and target (${what})`,
+    remedy: "inspect the named ranges on both sides before finalizing; a rollback (or finalize) is an operator's call",
+  });
+}
+
+/** The verdict when the snapshots to compare were lost (the service restarted between taking and reading them). */
+export function dataVerdictLost(what: string): CheckResult {
+  return check("verify.data", "WARN", {
+    measured: "not compared: the snapshots taken for it were lost (the service restarted in between)",
+    threshold: `every table's rows equal on both sides (${what})`,
+    message: "source and target were not compared this time",
+    remedy: "compare the tables that matter by hand (the target and the source are both still there until finalize)",
+  });
+}
