@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { createRealisticSource, RealisticLoad } from "../src/workload/realistic.js";
-import { unary } from "./helpers/grpc-clients.js";
+import { grpc, unary, unaryError } from "./helpers/grpc-clients.js";
 import { getMigration, localSpec, waitForPhase } from "./helpers/migrations.js";
 import { useService } from "./helpers/fixture.js";
 
@@ -47,6 +47,10 @@ describe("a realistic schema, cutover then rollback under a load touching every 
     ready = await getMigration(f.client, m.id);
     expect(ready.phase).toBe("PHASE_READY_FOR_CUTOVER");
     expect(load.refused).toEqual([]);
+    // On demand, before cutover: the replica against the source, under the load.
+    const before = await unary(f.client, "VerifyMigration", { id: m.id });
+    console.log(`[realistic] VerifyMigration before cutover: ${before.check.status} ${before.check.measured}`);
+    expect(before).toMatchObject({ check: { name: "verify.data", status: "CHECK_STATUS_PASS" }, mismatches: [] });
 
     await unary(f.client, "ApproveCutover", { id: m.id });
     const done = await waitForPhase(f.client, m.id, ["PHASE_COMPLETED", "PHASE_FAILED", "PHASE_ROLLED_BACK"]);
@@ -59,8 +63,11 @@ describe("a realistic schema, cutover then rollback under a load touching every 
     const sessionsOnTarget = await f.provider.cluster({ id: "real-tgt" }).query<{ n: number }>("select count(*)::int as n from sessions", [], "app");
     console.log(`[realistic] the disposable unlogged table on the target after cutover: ${sessionsOnTarget[0]!.n} rows`);
 
-    // The load runs on the target; a schema change there shows in rollback readiness within seconds.
-    await sleep(1500);
+    // The load runs on the target; on demand, the source following it through reverse replication compares equal.
+    const during = await unary(f.client, "VerifyMigration", { id: m.id });
+    console.log(`[realistic] VerifyMigration after cutover: ${during.check.status} ${during.check.measured}`);
+    expect(during).toMatchObject({ check: { status: "CHECK_STATUS_PASS" }, mismatches: [] });
+    // A schema change there shows in rollback readiness within seconds.
     const tgt = f.provider.cluster({ id: "real-tgt" });
     const ddlAt = Date.now();
     await tgt.query("alter table public.audit_log add column note text", [], "app");
@@ -91,12 +98,25 @@ describe("a realistic schema, cutover then rollback under a load touching every 
     await load.stop();
     const rolled = await getMigration(f.client, m.id);
     const afterRollback = check(rolled, "verify.data");
+    expect((await unaryError(f.client, "VerifyMigration", { id: m.id })).code).toBe(grpc.status.FAILED_PRECONDITION);
     console.log(`[realistic] after rollback: ${afterRollback.status} ${afterRollback.measured}`);
     expect(afterRollback).toMatchObject({ status: "CHECK_STATUS_PASS", threshold: expect.stringContaining("drain point") });
 
     console.log(`[realistic] ${load.committed.length} transactions committed, ${load.failures.length} connection failures, ${load.refused.length} refused`);
     expect(load.refused).toEqual([]);
     expect(load.committed.length).toBeGreaterThan(50);
+    // Sequences carried back in their own direction: the source hands out none the target used.
+    const seq = async (c: typeof src.cluster) =>
+      (
+        await c.query<{ down: string; up: string }>(
+          "select (select last_value from public.countdown)::text as down, (select last_value from sales.invoice_no)::text as up",
+          [],
+          "app",
+        )
+      )[0]!;
+    const [onSource, onTarget] = [await seq(src.cluster), await seq(tgt)];
+    expect(BigInt(onSource.down)).toBeLessThanOrEqual(BigInt(onTarget.down));
+    expect(BigInt(onSource.up)).toBeGreaterThanOrEqual(BigInt(onTarget.up));
     const ids = new Set((await src.cluster.query<{ id: string }>("select id::text from sales.orders", [], "app")).map((r) => r.id));
     expect(load.committed.filter((id) => !ids.has(String(id)))).toEqual([]);
     // Large objects the load created (on either side, the target's among them) are on the source with their bytes.

@@ -10,6 +10,7 @@ import { isTerminal, phaseFromProto, phaseToProto, type PhaseName } from "../dom
 import type { EventBus } from "../store/event-bus.js";
 import type { MigrationRepo } from "../store/migration-repo.js";
 import { actorOf } from "./caller.js";
+import { verifyNow } from "../engine/verify-now.js";
 import type { Authorizer } from "./authorize.js";
 import type { Action } from "../security/policy.js";
 import type { CdcWatchers } from "../store/cdc-watchers.js";
@@ -188,6 +189,12 @@ export function migrationService({
       await allowed(ctx, req.id, "operate", "drop a slot of migration " + req.id);
       const { row, retained } = await dropInactiveSlot(repo, providers, requireId(req.id), req.slotName, actor, req.reason);
       return { migration: migrationToProto(row, await repo.phaseHistory([row.id])), retainedBytes: retained };
+    },
+    async verifyMigration(req, ctx) {
+      const actor = actorOf(ctx);
+      await allowed(ctx, req.id, "operate", "verify migration " + req.id);
+      const { check, report } = await verifyNow(repo, providers, requireId(req.id), actor, ctx.signal);
+      return { check: checkToProto(check), mismatches: report.mismatches };
     },
     approveCutover: (req, ctx) => act(req, ctx, "approve"),
     pauseMigration: (req, ctx) => act(req, ctx, "pause"),

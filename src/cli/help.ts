@@ -118,7 +118,7 @@ export const HELP: Record<string, CommandHelp> = {
   },
   ctl: {
     summary: "operate migrations through the API; JSON out, one object per line",
-    usage: "ctl <list|get|watch|routing|plan|approve|pause|resume|abort|rollback|finalize> … [--api URL] [--actor NAME]",
+    usage: "ctl <list|get|watch|routing|verify|plan|approve|pause|resume|abort|rollback|finalize> … [--api URL] [--actor NAME]",
     flags: API_FLAGS,
     example: "pgshift ctl list --phase ready_for_cutover",
   },
@@ -140,6 +140,13 @@ export const HELP: Record<string, CommandHelp> = {
     usage: "ctl routing DATABASE",
     flags: API_FLAGS,
     example: "pgshift ctl routing billing",
+  },
+  "ctl verify": {
+    summary:
+      "compare source and target now, every table by checksum in key ranges, while the side that follows catches up (REPLICATING, READY_FOR_CUTOVER, COMPLETED); exit 1 when a range differs",
+    usage: "ctl verify ID",
+    flags: API_FLAGS,
+    example: "pgshift ctl verify 0b6c2a1e-…",
   },
   "ctl plan": {
     summary: "the AWS calls a migration from an RDS instance to a new Aurora cluster will make, in order, without making them",

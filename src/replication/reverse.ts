@@ -142,14 +142,18 @@ export function slotName(db: string): string {
 }
 
 /**
- * Waits until the source applied everything the (fenced) target wrote, then
- * carries sequences over, so the source can take writes again where the
- * target left off.
+ * Waits until the source confirmed applying the target's WAL up to lsn, in every database reverse replication
+ * covers; returns its slots. A DEADLINE_EXCEEDED names the database behind.
  */
-export async function drainReverseReplication(provider: Provider, source: InstanceRef, target: InstanceRef, timeoutMs: number): Promise<void> {
+export async function awaitReverseApplied(
+  provider: Provider,
+  source: InstanceRef,
+  target: InstanceRef,
+  lsn: string,
+  timeoutMs: number,
+): Promise<Array<{ slot_name: string; database: string }>> {
   const deadline = Date.now() + timeoutMs;
   const tgtAdmin = provider.sql(target);
-  const targetLsn = (await tgtAdmin.query<{ l: string }>("select pg_current_wal_lsn()::text as l")).rows[0]!.l;
   const slots = (
     await tgtAdmin.query<{ slot_name: string; database: string }>("select slot_name, database from pg_replication_slots where slot_name like $1", [`${NAME}_%`])
   ).rows;
@@ -158,14 +162,27 @@ export async function drainReverseReplication(provider: Provider, source: Instan
       const flushed =
         (await tgtAdmin.query<{ l: string | null }>("select confirmed_flush_lsn::text as l from pg_replication_slots where slot_name = $1", [s.slot_name]))
           .rows[0]?.l ?? null;
-      if (flushed && lsnAtLeast(flushed, targetLsn)) break;
+      if (flushed && lsnAtLeast(flushed, lsn)) break;
       if (Date.now() > deadline) {
         throw new DeadlineExceededError(
-          `the source has not applied the target's changes of ${s.database} up to ${targetLsn} (at ${flushed ?? "nothing"}); check the subscription ${NAME} on ${source.id}`,
+          `the source has not applied the target's changes of ${s.database} up to ${lsn} (at ${flushed ?? "nothing"}); check the subscription ${NAME} on ${source.id}`,
         );
       }
       await new Promise((r) => setTimeout(r, 20));
     }
+  }
+  return slots;
+}
+
+/**
+ * Waits until the source applied everything the (fenced) target wrote, then
+ * carries sequences over, so the source can take writes again where the
+ * target left off.
+ */
+export async function drainReverseReplication(provider: Provider, source: InstanceRef, target: InstanceRef, timeoutMs: number): Promise<void> {
+  const tgtAdmin = provider.sql(target);
+  const targetLsn = (await tgtAdmin.query<{ l: string }>("select pg_current_wal_lsn()::text as l")).rows[0]!.l;
+  for (const s of await awaitReverseApplied(provider, source, target, targetLsn, timeoutMs)) {
     const seqs = await provider
       .sql(target, s.database)
       .session(
@@ -176,8 +193,10 @@ export async function drainReverseReplication(provider: Provider, source: Instan
     await provider.sql(source, s.database).session(async (c) => {
       for (const q of seqs) {
         if (q.v === null) continue;
+        // Past the target's value in the sequence's own direction: a descending one must not hand out its values again.
         await c.query(
-          `select pg_catalog.setval(c.oid, greatest($2::bigint, coalesce(s.last_value, 1)), true)
+          `select pg_catalog.setval(c.oid, case when s.increment_by < 0 then least($2::bigint, coalesce(s.last_value, s.start_value))
+                                                else greatest($2::bigint, coalesce(s.last_value, s.start_value)) end, true)
              from pg_class c join pg_namespace n on n.oid = c.relnamespace
              join pg_sequences s on s.schemaname = n.nspname and s.sequencename = c.relname
             where format('%I.%I', n.nspname, c.relname) = $1`,

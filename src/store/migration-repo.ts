@@ -500,6 +500,15 @@ export class MigrationRepo {
     });
   }
 
+  /** Logs a verdict an operator's request produced (outside the engine's state), as a CHECK_RESULT event. */
+  async logCheck(id: string, actor: string, check: CheckResult): Promise<void> {
+    await this.tx(async (trx) => {
+      const row = await trx.updateTable("migrations").set({ updated_at: new Date() }).where("id", "=", id).returning("id").executeTakeFirst();
+      if (!row) throw new NotFoundError(`no migration with id "${id}"; ListMigrations shows the existing ones`);
+      await this.appendEvent(trx, { migrationId: id, type: "CHECK_RESULT", actor, message: check.message, payload: { check } });
+    });
+  }
+
   /** Logs what an operator did outside the phase machine (e.g. dropped a slot), under the row lock. */
   async logOperatorEvent(id: string, actor: string, message: string, payload: Record<string, unknown> = {}): Promise<MigrationRow> {
     return this.tx(async (trx) => {
