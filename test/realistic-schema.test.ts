@@ -7,6 +7,14 @@ import { useService } from "./helpers/fixture.js";
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const check = (m: any, name: string) => m.checks.find((c: any) => c.name === name);
 
+/** An on-demand comparison under the load: no range differs; a table written at every look (the keyless one, compared whole) may be in flux, said as such. */
+function expectNoDifference(v: any): void {
+  expect(v.check.name).toBe("verify.data");
+  expect(v.mismatches).toEqual([]);
+  expect(["CHECK_STATUS_PASS", "CHECK_STATUS_WARN"]).toContain(v.check.status);
+  if (v.check.status === "CHECK_STATUS_WARN") expect(v.check.measured).toMatch(/written throughout, not compared/);
+}
+
 /**
  * A migration of a database as production ones are (test/../src/workload/realistic.ts: two databases, keyless,
  * unlogged and partitioned tables, large objects, enums, jsonb, arrays, generated columns, odd sequences, a
@@ -50,7 +58,7 @@ describe("a realistic schema, cutover then rollback under a load touching every 
     // On demand, before cutover: the replica against the source, under the load.
     const before = await unary(f.client, "VerifyMigration", { id: m.id });
     console.log(`[realistic] VerifyMigration before cutover: ${before.check.status} ${before.check.measured}`);
-    expect(before).toMatchObject({ check: { name: "verify.data", status: "CHECK_STATUS_PASS" }, mismatches: [] });
+    expectNoDifference(before);
 
     await unary(f.client, "ApproveCutover", { id: m.id });
     const done = await waitForPhase(f.client, m.id, ["PHASE_COMPLETED", "PHASE_FAILED", "PHASE_ROLLED_BACK"]);
@@ -66,7 +74,7 @@ describe("a realistic schema, cutover then rollback under a load touching every 
     // The load runs on the target; on demand, the source following it through reverse replication compares equal.
     const during = await unary(f.client, "VerifyMigration", { id: m.id });
     console.log(`[realistic] VerifyMigration after cutover: ${during.check.status} ${during.check.measured}`);
-    expect(during).toMatchObject({ check: { status: "CHECK_STATUS_PASS" }, mismatches: [] });
+    expectNoDifference(during);
     // A schema change there shows in rollback readiness within seconds.
     const tgt = f.provider.cluster({ id: "real-tgt" });
     const ddlAt = Date.now();

@@ -14,11 +14,13 @@ import { XdsTcpProxy } from "../proxy/xds-tcp-proxy.js";
 import { startService } from "../service.js";
 import { createLogger } from "../telemetry/log.js";
 import { WriteLoad } from "../workload/write-load.js";
+import { createRealisticSource, RealisticLoad } from "../workload/realistic.js";
 import { CdcConsumer } from "../cdc/consumer.js";
 import { verifyStream } from "../cdc/verify.js";
 import type { ClientTls } from "../security/client-tls.js";
 import { clientTlsOf, makeDevPki, serveTlsArgs } from "../security/dev-pki.js";
 import { transportFor } from "./api-transport.js";
+import type { RdsEmulator } from "../aws-emulator/rds-emulator.js";
 
 const say = (s = "") => process.stdout.write(s + "\n");
 const SPIFFE = "spiffe://pgshift.local/sa";
@@ -44,7 +46,10 @@ const phaseName = (p: Phase) => Phase[p] ?? String(p);
  * load through the local xDS proxy, a whole migration driven by the service,
  * shown phase by phase, then verified on the data.
  */
-export async function demoCommand(argv: string[]): Promise<void> {
+/** The demo's options, parsed. */
+type DemoValues = ReturnType<typeof parseDemoArgs>;
+
+function parseDemoArgs(argv: string[]) {
   const { values } = parseArgs({
     args: argv,
     options: {
@@ -56,9 +61,58 @@ export async function demoCommand(argv: string[]): Promise<void> {
       keep: { type: "boolean", default: false },
       "metrics-port": { type: "string" },
       "aws-emulator": { type: "boolean", default: false },
+      schema: { type: "string", default: "sample" },
     },
     strict: true,
   });
+  if (values.schema !== "sample" && values.schema !== "realistic") throw new Error(`--schema ${values.schema}: use sample or realistic`);
+  return values;
+}
+
+/** What the demo runs on: the service, a client of it, the application's sidecar, the clusters' provider (and the AWS endpoint). */
+interface DemoRig {
+  dataDir: string;
+  provider: LocalProvider;
+  emulator?: RdsEmulator;
+  service: Awaited<ReturnType<typeof startService>>;
+  client: ReturnType<typeof createClient<typeof MigrationService>>;
+  proxy: XdsTcpProxy;
+  awsEndpoint?: string;
+  tlsOf(name: "operator" | "sidecar" | "cdc"): ClientTls;
+}
+
+/**
+ * The main job on the embedded default: a source with a live write load
+ * through the local xDS proxy, a whole migration driven by the service, shown
+ * phase by phase, then verified on the data. `--schema realistic` migrates a
+ * source shaped like production databases instead of the sample table.
+ */
+export async function demoCommand(argv: string[]): Promise<void> {
+  const values = parseDemoArgs(argv);
+  const rig = await setUp(values);
+  let ok: boolean;
+  try {
+    ok = values.schema === "realistic" ? await runRealistic(rig, values) : await runSample(rig, values);
+    say();
+    say(ok ? "demo: OK" : "demo: FAILED");
+  } finally {
+    await rig.proxy.stop();
+    await rig.service.stop();
+    await rig.emulator?.close();
+    if (!values.keep) {
+      for (const name of rig.provider.list())
+        await rig.provider
+          .cluster({ id: name })
+          .destroy()
+          .catch(() => {});
+      await LocalCluster.load(join(rig.dataDir, "store"))?.destroy();
+      if (!values["data-dir"]) rmSync(rig.dataDir, { recursive: true, force: true });
+    }
+  }
+  if (!ok) process.exitCode = 1;
+}
+
+async function setUp(values: DemoValues): Promise<DemoRig> {
   const dataDir = values["data-dir"] ? resolve(values["data-dir"]) : newWorkDir("pgshift-demo-");
   // Mutual TLS as in production, with certificates made for this run: the operator (this demo), the sidecar and the
   // CDC consumer each have an identity, and the policy grants each what it needs on billing-db, nothing more.
@@ -104,8 +158,6 @@ export async function demoCommand(argv: string[]): Promise<void> {
     ]),
     logLevel: "warn" as const,
   };
-  let ok = true;
-
   say(`pgshift demo — data under ${dataDir}`);
   say("1. starting the service (its own PostgreSQL state store, gRPC API, xDS server)");
   const service = await startService(config, createLogger("warn"));
@@ -113,6 +165,13 @@ export async function demoCommand(argv: string[]): Promise<void> {
   if (config.metricsPort) say(`   metrics: curl -s http://${config.metricsHost}:${config.metricsPort}/metrics | grep ^pgshift_`);
   const client = createClient(MigrationService, transportFor(`https://127.0.0.1:${service.port}`, tlsOf("operator")));
   const proxy = new XdsTcpProxy({ xds: `127.0.0.1:${service.xdsPort}`, nodeId: `${ids.sidecar}/sidecar-1`, listenPort: () => 0, tls: tlsOf("sidecar") });
+  return { dataDir, provider, emulator, service, client, proxy, tlsOf, awsEndpoint };
+}
+
+/** The sample source with a CDC consumer: every committed row on the side that holds the truth, streamed once, in order. */
+async function runSample(rig: DemoRig, values: DemoValues): Promise<boolean> {
+  const { provider, emulator, service, client, proxy, tlsOf, awsEndpoint } = rig;
+  let ok = true;
   let load: WriteLoad | undefined;
   let consumer: CdcConsumer | undefined;
   try {
@@ -157,49 +216,10 @@ export async function demoCommand(argv: string[]): Promise<void> {
     load = new WriteLoad({ host: "127.0.0.1", port: listenerPort, ...app, ratePerSec: Number(values.rate) });
     load.start();
 
-    say("5. watching the migration:");
-    const entered = new Map<string, Date>();
-    let last: Phase = Phase.PENDING;
-    let rolledBackRequested = false;
-    for await (const res of client.watchMigration({ id })) {
-      const e = res.event!;
-      const at = e.at ? timestampDate(e.at) : new Date();
-      if (e.type === EventType.PHASE_CHANGED && e.transition) {
-        entered.set(phaseName(e.transition.to), at);
-        say(`   ${at.toISOString().slice(11, 23)}  ${phaseName(e.transition.from).padEnd(17)} -> ${phaseName(e.transition.to).padEnd(17)} ${e.message}`);
-      } else if (e.type === EventType.CHECK_RESULT && e.check) {
-        say(`   ${at.toISOString().slice(11, 23)}    check ${e.check.name}: ${CheckStatus[e.check.status]} — ${e.check.measured}`);
-      } else if (e.type === EventType.STEP_FAILED || e.type === EventType.OPERATOR_ACTION || e.type === EventType.CDC) {
-        say(`   ${at.toISOString().slice(11, 23)}    ${EventType[e.type]}: ${e.message}`);
-      }
-      last = res.phase;
-      if (last === Phase.COMPLETED && values.rollback && !rolledBackRequested) {
-        rolledBackRequested = true;
-        await new Promise((r) => setTimeout(r, 1000));
-        say("   RollbackMigration requested");
-        await client.rollbackMigration({ id, reason: "demo --rollback" });
-        continue;
-      }
-      if (last === Phase.COMPLETED && !values.rollback) break;
-      if ([Phase.ROLLED_BACK, Phase.FAILED, Phase.ABORTED, Phase.FINALIZED].includes(last)) break;
-    }
+    const { entered } = await watchToEnd(client, id, values.rollback);
     await new Promise((r) => setTimeout(r, 500));
     await load.stop();
-
-    const final = (await client.getMigration({ id })).migration!;
-    say();
-    say("6. checks");
-    for (const c of final.checks) say(`   ${CheckStatus[c.status].padEnd(4)} ${c.name}: ${c.measured}`);
-    say();
-    say("7. summary");
-    const order = [...entered.entries()].sort((a, b) => a[1].getTime() - b[1].getTime());
-    for (let i = 0; i < order.length - 1; i++) {
-      say(`   ${order[i]![0].padEnd(18)} ${String(order[i + 1]![1].getTime() - order[i]![1].getTime()).padStart(7)} ms`);
-    }
-    const routing = (await client.getRoutingStatus({ databaseName: "billing-db" })).status!;
-    say(
-      `   final phase: ${phaseName(final.phase)}; billing-db routed to ${routing.endpoint?.host}:${routing.endpoint?.port} (version ${routing.version}), proxies: ${routing.proxies.map((p) => `${p.nodeId} acked ${p.ackedVersion}`).join(", ")}`,
-    );
+    const final = await reportChecksAndPhases(client, id, entered);
     say(`   write-unavailability window (longest gap between commits seen by the application): ${Math.round(load.longestGapMs)} ms`);
     say(
       `   application: ${load.committed.length} commits, ${load.failures.length} failed attempts (${[...new Set(load.failures.map((f) => f.code))].join(", ") || "none"}), all retried`,
@@ -248,23 +268,122 @@ export async function demoCommand(argv: string[]): Promise<void> {
     );
     if (v.lost > 0 || v.duplicated > 0 || !v.inOrder || truth.length === 0) ok = false;
     if (emulator) say(`   AWS calls made (through the SDK, against the local RDS endpoint): ${[...new Set(emulator.calls)].join(", ")}`);
-    say();
-    say(ok ? "demo: OK" : "demo: FAILED");
   } finally {
     await consumer?.stop();
     await load?.stop();
-    await proxy.stop();
-    await service.stop();
-    await emulator?.close();
-    if (!values.keep) {
-      for (const name of provider.list())
-        await provider
-          .cluster({ id: name })
-          .destroy()
-          .catch(() => {});
-      await LocalCluster.load(join(dataDir, "store"))?.destroy();
-      if (!values["data-dir"]) rmSync(dataDir, { recursive: true, force: true });
-    }
   }
-  if (!ok) process.exitCode = 1;
+  return ok;
+}
+
+/** Prints the migration's events as they come, asks for the rollback with --rollback once COMPLETED, and returns when it ends. */
+async function watchToEnd(client: DemoRig["client"], id: string, rollback: boolean): Promise<{ entered: Map<string, Date> }> {
+  say("5. watching the migration:");
+  const entered = new Map<string, Date>();
+  let rolledBackRequested = false;
+  for await (const res of client.watchMigration({ id })) {
+    const e = res.event!;
+    const at = e.at ? timestampDate(e.at) : new Date();
+    if (e.type === EventType.PHASE_CHANGED && e.transition) {
+      entered.set(phaseName(e.transition.to), at);
+      say(`   ${at.toISOString().slice(11, 23)}  ${phaseName(e.transition.from).padEnd(17)} -> ${phaseName(e.transition.to).padEnd(17)} ${e.message}`);
+    } else if (e.type === EventType.CHECK_RESULT && e.check) {
+      say(`   ${at.toISOString().slice(11, 23)}    check ${e.check.name}: ${CheckStatus[e.check.status]} — ${e.check.measured}`);
+    } else if (e.type === EventType.STEP_FAILED || e.type === EventType.OPERATOR_ACTION || e.type === EventType.CDC) {
+      say(`   ${at.toISOString().slice(11, 23)}    ${EventType[e.type]}: ${e.message}`);
+    }
+    if (res.phase === Phase.COMPLETED && rollback && !rolledBackRequested) {
+      rolledBackRequested = true;
+      await new Promise((r) => setTimeout(r, 1000));
+      say("   RollbackMigration requested");
+      await client.rollbackMigration({ id, reason: "demo --rollback" });
+      continue;
+    }
+    if (res.phase === Phase.COMPLETED && !rollback) break;
+    if ([Phase.ROLLED_BACK, Phase.FAILED, Phase.ABORTED, Phase.FINALIZED].includes(res.phase)) break;
+  }
+  return { entered };
+}
+
+/** Steps 6 and 7's start: every verdict, the phase durations, where the database is routed; returns the migration. */
+async function reportChecksAndPhases(client: DemoRig["client"], id: string, entered: Map<string, Date>) {
+  const final = (await client.getMigration({ id })).migration!;
+  say();
+  say("6. checks");
+  for (const c of final.checks) say(`   ${CheckStatus[c.status].padEnd(4)} ${c.name}: ${c.measured}`);
+  say();
+  say("7. summary");
+  const order = [...entered.entries()].sort((a, b) => a[1].getTime() - b[1].getTime());
+  for (let i = 0; i < order.length - 1; i++) {
+    say(`   ${order[i]![0].padEnd(18)} ${String(order[i + 1]![1].getTime() - order[i]![1].getTime()).padStart(7)} ms`);
+  }
+  const routing = (await client.getRoutingStatus({ databaseName: "billing-db" })).status!;
+  say(
+    `   final phase: ${phaseName(final.phase)}; billing-db routed to ${routing.endpoint?.host}:${routing.endpoint?.port} (version ${routing.version}), proxies: ${routing.proxies.map((p) => `${p.nodeId} acked ${p.ackedVersion}`).join(", ")}`,
+  );
+  return final;
+}
+
+/**
+ * The realistic source (two databases; keyless, unlogged, partitioned tables; large objects; odd sequences; a
+ * materialized view) under a load touching every table: preflight refuses the unlogged table until the spec accepts
+ * it; no statement is refused at any phase; verify.data compares every table after each switch.
+ */
+async function runRealistic(rig: DemoRig, values: DemoValues): Promise<boolean> {
+  const { provider, emulator, client, proxy } = rig;
+  const rate = Math.min(Number(values.rate), 50);
+  say(`2. creating the source "billing" (RDS stand-in) with a realistic schema: databases app and ledger, ${values.rows} orders`);
+  const src = await createRealisticSource(provider, "billing", { rows: Number(values.rows) });
+  if (emulator) await emulator.addInstance("billing");
+  await proxy.start();
+  const spec = {
+    databaseName: "billing-db",
+    provider: emulator ? Provider.AWS : Provider.LOCAL,
+    source: { id: "billing" },
+    target: { id: "billing-aurora" },
+    cutoverMode: CutoverMode.AUTOMATIC,
+    lagPolicy: { maxLagBytes: 16n * 1024n * 1024n, maxLagTime: { seconds: 2n }, window: { seconds: BigInt(values.window) } },
+  };
+  const pre = await client.runPreflight({ spec });
+  for (const c of pre.checks.filter((c) => c.status !== CheckStatus.PASS))
+    say(`   preflight ${CheckStatus[c.status]} ${c.name}: ${c.measured}${c.remedy ? ` — ${c.remedy}` : ""}`);
+  say(`   preflight ${pre.passed ? "passed" : "refused"} without schema choices`);
+  const choices = {
+    disposableUnloggedTables: src.schemaPolicy.disposable_unlogged_tables,
+    replicaIdentityFullTables: src.schemaPolicy.replica_identity_full_tables,
+  };
+  say(
+    `3. CreateMigration billing-db: billing -> billing-aurora (automatic cutover), accepting ${choices.disposableUnloggedTables.join(", ")} as disposable and carrying ${choices.replicaIdentityFullTables.join(", ")} whole (REPLICA IDENTITY FULL)`,
+  );
+  const { migration } = await client.createMigration({ requestId: `demo-${Date.now()}`, spec: { ...spec, schemaPolicy: choices } });
+  const id = migration!.id;
+  const port = await proxy.waitForListener("billing-db");
+  say(`4. the application runs ${rate} transactions/s through the local proxy (127.0.0.1:${port}), each touching every table of both databases`);
+  const load = new RealisticLoad({ host: "127.0.0.1", port, ...src.app, ratePerSec: rate });
+  load.start();
+  try {
+    const { entered } = await watchToEnd(client, id, values.rollback);
+    await new Promise((r) => setTimeout(r, 500));
+    await load.stop();
+    const final = await reportChecksAndPhases(client, id, entered);
+    say(`   write-unavailability window (longest gap between committed transactions): ${Math.round(load.longestGapMs)} ms`);
+    say(
+      `   application: ${load.committed.length} transactions committed, ${load.failures.length} failed on a lost connection and were retried, ${load.refused.length} statements refused${load.refused.length ? `: ${load.refused.map((f) => `${f.code} ${f.message}`).join("; ")}` : ""}`,
+    );
+    const onSide = provider.cluster({ id: values.rollback ? "billing" : "billing-aurora" });
+    const ids = new Set((await onSide.query<{ id: string }>("select id::text from sales.orders", [], "app")).map((r) => r.id));
+    const missing = load.committed.filter((c) => !ids.has(c.toString()));
+    say(
+      `   orders verified on ${values.rollback ? "the source after rollback" : "the target"}: ${load.committed.length - missing.length} of ${load.committed.length} committed present`,
+    );
+    const verified = final.checks.find((c) => c.name === "verify.data");
+    say(`   every table compared by checksum: ${verified ? `${CheckStatus[verified.status]} — ${verified.measured}` : "not compared"}`);
+    return (
+      final.phase === (values.rollback ? Phase.ROLLED_BACK : Phase.COMPLETED) &&
+      missing.length === 0 &&
+      load.refused.length === 0 &&
+      verified?.status === CheckStatus.PASS
+    );
+  } finally {
+    await load.stop();
+  }
 }

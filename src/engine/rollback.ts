@@ -45,6 +45,9 @@ export const rollingBack: Step = async (env) => {
   if (reverse) await refuseOnSchemaDrift(env);
   // Said before the fence: what the drain will cost, after waiting (writes still flowing on the target) for a small backlog.
   if (reverse) await awaitSmallBacklog(env);
+  // Large objects copied back once while the target still takes writes, so that only what changes meanwhile is
+  // copied with writes stopped. The source is fenced: nothing reads them there yet.
+  if (reverse) await carryLargeObjects(env, "before the target was fenced");
   if (promoted) {
     // Two writable primaries must never both take traffic: the promoted target stops taking any, or nothing goes back.
     try {
@@ -68,15 +71,7 @@ export const rollingBack: Step = async (env) => {
     // Lossless: with the target's writes stopped, let the source apply all of them and carry sequences over.
     await rev.drain(env.provider, env.source, env.target, Math.max(5_000, env.remainingMs));
     // Logical replication carries no large objects: the source is made to hold the target's.
-    const lo = await rev.carryLargeObjects(env.provider, env.source, env.target, env.state.reverseDatabases!);
-    if (lo.copied + lo.removed > 0) {
-      await env.report(
-        check("rollback.large_objects", "PASS", {
-          measured: `${lo.copied} large object(s) copied back (${formatBytes(lo.bytes)}), ${lo.removed} removed on the source`,
-          threshold: "the source holds the target's large objects",
-        }),
-      );
-    }
+    await carryLargeObjects(env, "with the target fenced");
   }
   if (promoted) {
     const warning = await cdc.rollbackSlots(cdcContext(env), Math.max(5_000, env.remainingMs));
@@ -113,6 +108,18 @@ export const rollingBack: Step = async (env) => {
       : `${env.source.id} unfenced and ${removedText(env.target.id, removed!)}`,
   };
 };
+
+/** Makes the source's large objects the target's (logical replication carries none); said when any moved. */
+async function carryLargeObjects(env: StepEnv, when: "before the target was fenced" | "with the target fenced"): Promise<void> {
+  const lo = await env.activities.reverse.carryLargeObjects(env.provider, env.source, env.target, env.state.reverseDatabases!);
+  if (lo.copied + lo.removed === 0) return;
+  await env.report(
+    check("rollback.large_objects", "PASS", {
+      measured: `${lo.copied} large object(s) copied back (${formatBytes(lo.bytes)}), ${lo.removed} removed on the source, ${when}`,
+      threshold: "the source holds the target's large objects",
+    }),
+  );
+}
 
 /** Holds a rollback, before anything is fenced, while the two sides' tables differ in shape (named in the check). */
 async function refuseOnSchemaDrift(env: StepEnv): Promise<void> {

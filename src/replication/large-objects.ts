@@ -8,6 +8,9 @@ export interface LargeObjectSync {
   bytes: number;
 }
 
+/** Large objects read from the target per statement. */
+const BATCH = 100;
+
 const DIGESTS = `select m.oid::text as oid, pg_get_userbyid(m.lomowner)::text as owner, md5(lo_get(m.oid)) as digest
                    from pg_largeobject_metadata m order by m.oid`;
 
@@ -30,15 +33,22 @@ export async function carryLargeObjectsBack(provider: Provider, source: Instance
     const changed = [...tgt].filter(([oid, t]) => src.get(oid)?.digest !== t.digest || src.get(oid)?.owner !== t.owner);
     const gone = [...src.keys()].filter((oid) => !tgt.has(oid));
     if (changed.length === 0 && gone.length === 0) continue;
+    // The changed objects' bytes in one statement a batch: each statement through the port is a connection.
+    const data = new Map<string, Buffer>();
+    for (let i = 0; i < changed.length; i += BATCH) {
+      const oids = changed.slice(i, i + BATCH).map(([oid]) => oid);
+      const rows = (await tgtSql.query<{ oid: string; data: Buffer }>("select oid::text as oid, lo_get(oid) as data from unnest($1::oid[]) oid", [oids])).rows;
+      for (const r of rows) data.set(r.oid, r.data);
+    }
     await provider.sql(source, db).session(async (c) => {
       await c.query("begin");
       for (const oid of gone) await c.query("select lo_unlink($1::oid)", [oid]);
       for (const [oid, t] of changed) {
-        const data = (await tgtSql.query<{ data: Buffer }>("select lo_get($1::oid) as data", [oid])).rows[0]!.data;
+        const bytes = data.get(oid)!;
         if (src.has(oid)) await c.query("select lo_unlink($1::oid)", [oid]);
-        await c.query("select lo_from_bytea($1::oid, $2::bytea)", [oid, data]);
+        await c.query("select lo_from_bytea($1::oid, $2::bytea)", [oid, bytes]);
         await c.query(`alter large object ${Number(oid)} owner to ${quoteIdent(t.owner)}`);
-        out.bytes += data.length;
+        out.bytes += bytes.length;
       }
       await c.query("commit");
     });

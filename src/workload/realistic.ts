@@ -109,9 +109,12 @@ export class RealisticLoad {
   readonly refused: WriteFailure[] = [];
   /** Large objects this load created, by OID, with the md5 of what it wrote (it never rewrites or removes these). */
   readonly created = new Map<string, string>();
+  /** Longest stretch without a committed transaction while the load ran (ms). */
+  longestGapMs = 0;
   private running = false;
   private loop: Promise<void> | undefined;
   private tick = 0;
+  private lastCommitAt = 0;
 
   constructor(private readonly opts: RealisticLoadOptions) {}
 
@@ -183,6 +186,7 @@ export class RealisticLoad {
 
   private async run(): Promise<void> {
     const interval = 1000 / Math.max(1, this.opts.ratePerSec);
+    this.lastCommitAt = performance.now();
     let app: pg.Client | undefined;
     let ledger: pg.Client | undefined;
     while (this.running) {
@@ -192,6 +196,9 @@ export class RealisticLoad {
         app ??= await this.connect(this.opts.database);
         const done = await this.appTransaction(app, n);
         done();
+        const now = performance.now();
+        this.longestGapMs = Math.max(this.longestGapMs, now - this.lastCommitAt);
+        this.lastCommitAt = now;
         ledger ??= await this.connect("ledger");
         await ledger.query("insert into books.entries (account, delta) values ($1, $2)", [`acct-${n % 7}`, n % 2 ? 10.5 : -3.25]);
       } catch (e) {

@@ -299,6 +299,7 @@ describe("steps, on a fake provider and router", () => {
     expect(world.activities.calls).toEqual([
       "schema.drift",
       "reverse.backlog",
+      "reverse.carryLargeObjects",
       "reverse.drain",
       "reverse.carryLargeObjects",
       "cdc.rollbackSlots",
@@ -324,7 +325,7 @@ describe("steps, on a fake provider and router", () => {
       // Nothing went back: the source stays fenced and traffic stays on the target.
       expect(world.provider.instance({ id: "billing" }).fenced).toBe(true);
       expect(world.router.routes.get("billing-db")!.endpoint.port).toBe(world.provider.instance({ id: "billing-aurora" }).port);
-      expect(world.activities.calls).toEqual(reverseDatabases.length ? ["schema.drift", "reverse.backlog"] : []);
+      expect(world.activities.calls).toEqual(reverseDatabases.length ? ["schema.drift", "reverse.backlog", "reverse.carryLargeObjects"] : []);
     });
   }
 
