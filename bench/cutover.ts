@@ -12,6 +12,7 @@
  *   npm run bench:cutover                 # 5 cutovers, then 20 concurrent migrations
  *   npm run bench:cutover -- 9 10         # 9 cutovers, then 10 concurrent
  *   npm run bench:cutover -- 5 0 --cdc    # each source with a logical slot and a directed CDC consumer
+ *   npm run bench:cutover -- 5 0 --realistic  # each source with the realistic schema, a load touching every table
  */
 import { rmSync } from "node:fs";
 import { newWorkDir } from "../src/postgres/reach.js";
@@ -28,9 +29,12 @@ import { XdsTcpProxy } from "../src/proxy/xds-tcp-proxy.js";
 import { startService } from "../src/service.js";
 import { createLogger } from "../src/telemetry/log.js";
 import { WriteLoad } from "../src/workload/write-load.js";
+import { createRealisticSource, RealisticLoad } from "../src/workload/realistic.js";
 import { CdcConsumer } from "../src/cdc/consumer.js";
 
 const withCdc = process.argv.includes("--cdc");
+/** Sources with the realistic schema (src/workload/realistic.ts) under a load touching every table, 50 transactions/s. */
+const realistic = process.argv.includes("--realistic");
 const [cutovers = 5, concurrent = 20] = process.argv
   .slice(2)
   .filter((a) => !a.startsWith("--"))
@@ -52,7 +56,8 @@ await proxy.start();
 
 /** Runs one migration to COMPLETED and returns its phase durations (ms), by phase entered. */
 async function migrate(name: string, opts: { load: boolean }): Promise<{ durations: Map<string, number>; windowMs?: number; pausedMs?: number }> {
-  const { app, cdc } = await createSampleSource(provider, `${name}-src`, { rows: 2000, cdc: withCdc && opts.load });
+  const rich = realistic && opts.load ? await createRealisticSource(provider, `${name}-src`, { rows: 2000 }) : undefined;
+  const { app, cdc } = rich ? { app: rich.app, cdc: undefined } : await createSampleSource(provider, `${name}-src`, { rows: 2000, cdc: withCdc && opts.load });
   const consumer = cdc
     ? new CdcConsumer({
         api: `http://127.0.0.1:${service.port}`,
@@ -73,16 +78,26 @@ async function migrate(name: string, opts: { load: boolean }): Promise<{ duratio
       target: { id: `${name}-tgt` },
       cutoverMode: CutoverMode.AUTOMATIC,
       lagPolicy: { maxLagBytes: 16n * 1024n * 1024n, maxLagTime: { seconds: 5n }, window: { seconds: 2n } },
+      ...(rich
+        ? {
+            schemaPolicy: {
+              disposableUnloggedTables: rich.schemaPolicy.disposable_unlogged_tables,
+              replicaIdentityFullTables: rich.schemaPolicy.replica_identity_full_tables,
+            },
+          }
+        : {}),
     },
   });
-  let load: WriteLoad | undefined;
+  let load: WriteLoad | RealisticLoad | undefined;
   const entered = new Map<string, number>();
   for await (const res of client.watchMigration({ id: migration!.id })) {
     const e = res.event!;
     if (e.type === EventType.PHASE_CHANGED && e.transition && e.at) entered.set(Phase[e.transition.to]!, timestampDate(e.at).getTime());
     if (opts.load && !load && res.phase === Phase.REPLICATING) {
       const port = await proxy.waitForListener(`${name}-db`);
-      load = new WriteLoad({ host: "127.0.0.1", port, ...app, ratePerSec: 200 });
+      load = rich
+        ? new RealisticLoad({ host: "127.0.0.1", port, ...app, ratePerSec: 50 })
+        : new WriteLoad({ host: "127.0.0.1", port, ...app, ratePerSec: 200 });
       load.start();
     }
     if (res.phase === Phase.COMPLETED) break;
@@ -142,7 +157,7 @@ try {
     process.stderr.write(`cutover ${i + 1}/${cutovers}: window ${windowMs!.toFixed(0)} ms\n`);
   }
   console.log(
-    `cutovers under a 200 rows/s write load through the xDS proxy (${cutovers} runs${withCdc ? ", each with a logical slot and a directed CDC consumer" : ""})`,
+    `cutovers under ${realistic ? "a load of 50 transactions/s touching every table of a realistic schema" : "a 200 rows/s write load"} through the xDS proxy (${cutovers} runs${withCdc ? ", each with a logical slot and a directed CDC consumer" : ""})`,
   );
   console.log(`  write-unavailability window: ${stats(windows)}`);
   console.log(`  limit: a bare pg_promote(false) to a committed write on the standby: ${stats(bare)}`);

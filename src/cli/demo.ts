@@ -201,14 +201,7 @@ async function runSample(rig: DemoRig, values: DemoValues): Promise<boolean> {
     say("3. CreateMigration billing-db: billing -> billing-aurora (automatic cutover)");
     const { migration } = await client.createMigration({
       requestId: `demo-${Date.now()}`,
-      spec: {
-        databaseName: "billing-db",
-        provider: emulator ? Provider.AWS : Provider.LOCAL,
-        source: { id: "billing" },
-        target: { id: "billing-aurora" },
-        cutoverMode: CutoverMode.AUTOMATIC,
-        lagPolicy: { maxLagBytes: 16n * 1024n * 1024n, maxLagTime: { seconds: 2n }, window: { seconds: BigInt(values.window) } },
-      },
+      spec: demoSpec(rig, values),
     });
     const id = migration!.id;
     const listenerPort = await proxy.waitForListener("billing-db");
@@ -275,6 +268,18 @@ async function runSample(rig: DemoRig, values: DemoValues): Promise<boolean> {
   return ok;
 }
 
+/** The demo's migration: billing -> billing-aurora, automatic cutover, on the provider the rig runs. */
+function demoSpec(rig: DemoRig, values: DemoValues) {
+  return {
+    databaseName: "billing-db",
+    provider: rig.emulator ? Provider.AWS : Provider.LOCAL,
+    source: { id: "billing" },
+    target: { id: "billing-aurora" },
+    cutoverMode: CutoverMode.AUTOMATIC,
+    lagPolicy: { maxLagBytes: 16n * 1024n * 1024n, maxLagTime: { seconds: 2n }, window: { seconds: BigInt(values.window) } },
+  };
+}
+
 /** Prints the migration's events as they come, asks for the rollback with --rollback once COMPLETED, and returns when it ends. */
 async function watchToEnd(client: DemoRig["client"], id: string, rollback: boolean): Promise<{ entered: Map<string, Date> }> {
   say("5. watching the migration:");
@@ -335,14 +340,7 @@ async function runRealistic(rig: DemoRig, values: DemoValues): Promise<boolean> 
   const src = await createRealisticSource(provider, "billing", { rows: Number(values.rows) });
   if (emulator) await emulator.addInstance("billing");
   await proxy.start();
-  const spec = {
-    databaseName: "billing-db",
-    provider: emulator ? Provider.AWS : Provider.LOCAL,
-    source: { id: "billing" },
-    target: { id: "billing-aurora" },
-    cutoverMode: CutoverMode.AUTOMATIC,
-    lagPolicy: { maxLagBytes: 16n * 1024n * 1024n, maxLagTime: { seconds: 2n }, window: { seconds: BigInt(values.window) } },
-  };
+  const spec = demoSpec(rig, values);
   const pre = await client.runPreflight({ spec });
   for (const c of pre.checks.filter((c) => c.status !== CheckStatus.PASS))
     say(`   preflight ${CheckStatus[c.status]} ${c.name}: ${c.measured}${c.remedy ? ` — ${c.remedy}` : ""}`);
