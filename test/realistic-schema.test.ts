@@ -78,7 +78,11 @@ describe("a realistic schema, cutover then rollback under a load touching every 
     // A schema change there shows in rollback readiness within seconds.
     const tgt = f.provider.cluster({ id: "real-tgt" });
     const ddlAt = Date.now();
-    await tgt.query("alter table public.audit_log add column note text", [], "app");
+    await tgt.query(
+      "alter table public.audit_log add column note text; create table public.late (id int primary key, v text); insert into public.late select g, 'made on the target' from generate_series(1, 40) g",
+      [],
+      "app",
+    );
     let drift: any;
     for (let i = 0; i < 100 && drift?.status !== "CHECK_STATUS_WARN"; i++) {
       await sleep(100);
@@ -87,9 +91,10 @@ describe("a realistic schema, cutover then rollback under a load touching every 
     console.log(`[realistic] DDL on the target shown after ${Date.now() - ddlAt} ms: ${drift?.measured}`);
     expect(drift).toMatchObject({ status: "CHECK_STATUS_WARN", measured: expect.stringContaining("app.public.audit_log") });
     expect(drift.measured).toMatch(/note text/);
+    expect(drift.measured).toMatch(/app\.public\.late exists on the target only/);
     expect(Date.now() - ddlAt).toBeLessThan(10_000);
     // The remedy, as an operator would: the same change on the source; readiness clears.
-    await src.cluster.query("alter table public.audit_log add column note text", [], "app");
+    await src.cluster.query("alter table public.audit_log add column note text; create table public.late (id int primary key, v text)", [], "app");
     for (let i = 0; i < 100 && drift?.status !== "CHECK_STATUS_PASS"; i++) {
       await sleep(100);
       drift = check(await getMigration(f.client, m.id), "rollback.schema_changes");
@@ -106,6 +111,9 @@ describe("a realistic schema, cutover then rollback under a load touching every 
     await load.stop();
     const rolled = await getMigration(f.client, m.id);
     const afterRollback = check(rolled, "verify.data");
+    // The table made after promotion came back with its rows.
+    expect(check(rolled, "rollback.new_tables")?.measured).toMatch(/app\.public\.late/);
+    expect((await src.cluster.query<{ n: number }>("select count(*)::int as n from public.late", [], "app"))[0]!.n).toBe(40);
     expect((await unaryError(f.client, "VerifyMigration", { id: m.id })).code).toBe(grpc.status.FAILED_PRECONDITION);
     console.log(`[realistic] after rollback: ${afterRollback.status} ${afterRollback.measured}`);
     expect(afterRollback).toMatchObject({ status: "CHECK_STATUS_PASS", threshold: expect.stringContaining("drain point") });

@@ -7,7 +7,13 @@ import { schemaChecks } from "../src/checks/schema-checks.js";
 import { readSchemaDrift } from "../src/checks/schema-drift.js";
 import { readSchemaInventory } from "../src/checks/schema-inventory.js";
 import { carryLargeObjectsBack } from "../src/replication/large-objects.js";
-import { drainReverseReplication, prepareReverseReplication, startReverseReplication, stopReverseReplication } from "../src/replication/reverse.js";
+import {
+  coverNewTables,
+  drainReverseReplication,
+  prepareReverseReplication,
+  startReverseReplication,
+  stopReverseReplication,
+} from "../src/replication/reverse.js";
 import { useLocalProvider } from "./helpers/clusters.js";
 
 const NONE = { disposableUnlogged: [], identityFull: [] };
@@ -149,6 +155,17 @@ describe("the schema inventory and what depends on it, on real clusters", () => 
     const drift = await readSchemaDrift(provider, SRC, TGT, ["app"]);
     expect(drift.map((d) => d.table).sort()).toEqual(["public.fresh", "public.items"]);
     expect(drift.find((d) => d.table === "public.items")?.target).toMatch(/note text/);
+
+    // The remedy: the same change on the source, the new table created there empty; the rollback then copies its rows.
+    await tgt().query("insert into fresh select generate_series(1, 25)", [], "app");
+    await src().query("alter table items add column note text; create table fresh (id int primary key)", [], "app");
+    expect(await readSchemaDrift(provider, SRC, TGT, ["app"])).toEqual([]);
+    expect(await coverNewTables(provider, SRC, TGT, ["app"], 30_000)).toEqual(["app.public.fresh"]);
+    expect((await src().query<{ n: number }>("select count(*)::int as n from fresh", [], "app"))[0]!.n).toBe(25);
+    await tgt().query("insert into fresh values (26)", [], "app");
+    await drainReverseReplication(provider, SRC, TGT, 30_000);
+    expect((await src().query<{ n: number }>("select count(*)::int as n from fresh", [], "app"))[0]!.n).toBe(26);
+    expect(await coverNewTables(provider, SRC, TGT, ["app"], 30_000)).toEqual([]);
 
     await stopReverseReplication(provider, SRC, TGT);
     const left = await src().query<{ n: number }>("select count(*)::int as n from pg_publication where pubname like 'pgshift%'", [], "app");

@@ -44,6 +44,6 @@ export function schemaDriftCheck(drift: TableDrift[], sourceId: string): CheckRe
     measured: drift.map(describe).join("; "),
     threshold,
     message: `${drift.length} table(s) changed shape on one side only: reverse replication cannot apply the target's changes to them, and a rollback would stop, before fencing the target, until the source matches`,
-    remedy: `apply the same change to ${sourceId} (the statement the target ran), or undo it on the target; reverse replication then carries on, and a rollback proceeds`,
+    remedy: `apply the same change to ${sourceId} (the statement the target ran; a table made on the target only: create it there, empty, and a rollback copies its rows), or undo it on the target; reverse replication then carries on, and a rollback proceeds`,
   });
 }

@@ -12,6 +12,7 @@ import {
 import { captureBaseline } from "../checks/baseline.js";
 import { targetWritable } from "../checks/verify.js";
 import {
+  coverNewTables,
   drainReverseReplication,
   prepareReverseReplication,
   probeReversePath,
@@ -43,6 +44,7 @@ export const realActivities: Activities = {
   reverse: {
     prepare: prepareReverseReplication,
     carryLargeObjects: carryLargeObjectsBack,
+    coverNewTables,
     probe: probeReversePath,
     start: startReverseReplication,
     drain: drainReverseReplication,

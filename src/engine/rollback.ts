@@ -43,6 +43,7 @@ export const rollingBack: Step = async (env) => {
   // A schema change on one side only would stop the drain half way: found before the target is fenced, it holds the
   // rollback with traffic still on the target, until an operator makes both sides match.
   if (reverse) await refuseOnSchemaDrift(env);
+  if (reverse) await coverNewTables(env);
   // Said before the fence: what the drain will cost, after waiting (writes still flowing on the target) for a small backlog.
   if (reverse) await awaitSmallBacklog(env);
   // Large objects copied back once while the target still takes writes, so that only what changes meanwhile is
@@ -136,6 +137,19 @@ async function refuseOnSchemaDrift(env: StepEnv): Promise<void> {
   );
 }
 
+/** Tables created on both sides since the cutover started are not in reverse replication yet: added, their rows copied, before the fence. */
+async function coverNewTables(env: StepEnv): Promise<void> {
+  const added = await env.activities.reverse.coverNewTables(env.provider, env.source, env.target, env.state.reverseDatabases ?? [], NEW_TABLE_COPY_MS);
+  if (added.length === 0) return;
+  await env.report(
+    check("rollback.new_tables", "PASS", {
+      measured: `added to reverse replication, their rows copied to ${env.source.id}: ${added.join(", ")}`,
+      threshold: "every table on the target carried back",
+      message: "tables created after the cutover started are carried back too",
+    }),
+  );
+}
+
 /**
  * Before a rollback fences the target, the reverse backlog is what the
  * source must apply with writes stopped: wait, while the target still takes
@@ -185,3 +199,5 @@ async function awaitSmallBacklog(env: StepEnv): Promise<void> {
 }
 
 const BACKLOG_POLL_MS = 200;
+/** How long a rollback waits for new tables' rows to be copied before it tries again (a rollback is never given up). */
+const NEW_TABLE_COPY_MS = 60_000;

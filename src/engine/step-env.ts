@@ -52,6 +52,8 @@ export interface Activities {
   reverse: {
     /** Before the fence: publications on the source, from its inventory; returns what each database publishes. */
     prepare(provider: Provider, source: InstanceRef, inventory: SchemaInventory, identityFull: readonly string[]): Promise<ReversePublication[]>;
+    /** Before a rollback fences the target: tables made on both sides since the publications were, added and copied; returns them. */
+    coverNewTables(provider: Provider, source: InstanceRef, target: InstanceRef, databases: string[], timeoutMs: number): Promise<string[]>;
     /** With the target fenced and drained: the source's large objects made the target's. */
     carryLargeObjects(provider: Provider, source: InstanceRef, target: InstanceRef, databases: string[]): Promise<LargeObjectSync>;
     /** Before the fence: the source connects to the replica as reverse replication will; the error, or undefined. */

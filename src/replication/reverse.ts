@@ -142,6 +142,52 @@ export function slotName(db: string): string {
 }
 
 /**
+ * Tables that came to be on the target after the publications were made (a CREATE TABLE after promotion, once the
+ * source has the same table): added to reverse replication, their rows copied to the source by the subscription's
+ * table sync, waited for until every table is in sync. Run before a rollback fences the target. Idempotent;
+ * returns the tables added ("database.schema.table").
+ */
+export async function coverNewTables(provider: Provider, source: InstanceRef, target: InstanceRef, databases: string[], timeoutMs: number): Promise<string[]> {
+  const added: string[] = [];
+  for (const db of databases) {
+    const missing = (
+      await provider.sql(target, db).query<{ name: string; identified: boolean }>(
+        `select format('%I.%I', n.nspname, c.relname) as name,
+                (c.relreplident = 'f' or exists (select 1 from pg_index i where i.indrelid = c.oid and (i.indisprimary and c.relreplident = 'd' or i.indisreplident and c.relreplident = 'i'))) as identified
+           from pg_class c join pg_namespace n on n.oid = c.relnamespace
+          where c.relkind = 'r' and c.relpersistence = 'p'
+            and n.nspname not in ('pg_catalog', 'information_schema') and n.nspname !~ '^pg_(toast|temp_)'
+            and not exists (select 1 from pg_publication_rel pr join pg_publication p on p.oid = pr.prpubid
+                             where pr.prrelid = c.oid and p.pubname in ('${NAME}', '${INSERTS}'))`,
+      )
+    ).rows;
+    if (missing.length > 0) {
+      const tgt = provider.sql(target, db);
+      for (const t of missing) await tgt.query(`alter publication ${t.identified ? NAME : INSERTS} add table ${t.name}`);
+      await provider.sql(source, db).query(`alter subscription ${NAME} refresh publication with (copy_data = true)`);
+      added.push(...missing.map((t) => `${db}.${t.name}`));
+    }
+    // Every table's initial copy done and caught up: until then its rows are not all on the source.
+    const deadline = Date.now() + timeoutMs;
+    while (true) {
+      const syncing = (
+        await provider
+          .sql(source, db)
+          .query<{ n: number }>(
+            "select count(*)::int as n from pg_subscription_rel r join pg_subscription s on s.oid = r.srsubid where s.subname = $1 and r.srsubstate not in ('r', 's')",
+            [NAME],
+          )
+      ).rows[0]!.n;
+      if (syncing === 0) break;
+      if (Date.now() > deadline)
+        throw new DeadlineExceededError(`${syncing} table(s) of ${db} added to reverse replication are still being copied to ${source.id}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+  return added;
+}
+
+/**
  * Waits until the source confirmed applying the target's WAL up to lsn, in every database reverse replication
  * covers; returns its slots. A DEADLINE_EXCEEDED names the database behind.
  */

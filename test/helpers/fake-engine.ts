@@ -116,6 +116,10 @@ export class FakeActivities implements Activities {
       this.log("reverse.prepare");
       return inv.databases.map((d) => ({ database: d.database, all: d.identified, inserts: d.keyless }));
     },
+    coverNewTables: async () => {
+      this.log("reverse.coverNewTables");
+      return [];
+    },
     carryLargeObjects: async () => {
       this.log("reverse.carryLargeObjects");
       return { copied: 0, removed: 0, bytes: 0 };

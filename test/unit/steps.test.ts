@@ -298,6 +298,7 @@ describe("steps, on a fake provider and router", () => {
     expect(world.router.changes.at(-1)!.tolerateNack).toBe(true);
     expect(world.activities.calls).toEqual([
       "schema.drift",
+      "reverse.coverNewTables",
       "reverse.backlog",
       "reverse.carryLargeObjects",
       "reverse.drain",
@@ -325,7 +326,9 @@ describe("steps, on a fake provider and router", () => {
       // Nothing went back: the source stays fenced and traffic stays on the target.
       expect(world.provider.instance({ id: "billing" }).fenced).toBe(true);
       expect(world.router.routes.get("billing-db")!.endpoint.port).toBe(world.provider.instance({ id: "billing-aurora" }).port);
-      expect(world.activities.calls).toEqual(reverseDatabases.length ? ["schema.drift", "reverse.backlog", "reverse.carryLargeObjects"] : []);
+      expect(world.activities.calls).toEqual(
+        reverseDatabases.length ? ["schema.drift", "reverse.coverNewTables", "reverse.backlog", "reverse.carryLargeObjects"] : [],
+      );
     });
   }
 
