@@ -72,6 +72,26 @@ describe("the schema inventory and what depends on it, on real clusters", () => 
     });
     expect(schemaChecks(inv, { ...NONE, disposableUnlogged: ["app.public.cache"] }).find((v) => v.name === "schema.unlogged_tables")?.status).toBe("WARN");
 
+    // A foreign table and a subscription (disabled, no slot: it needs no publisher to exist), seen, then removed.
+    await src().query(
+      `create extension postgres_fdw;
+       create server elsewhere foreign data wrapper postgres_fdw options (host '127.0.0.1', dbname 'app');
+       create foreign table remote_items (id bigint) server elsewhere options (table_name 'items');
+       create subscription upstream connection 'host=127.0.0.1 dbname=none' publication p with (connect = false);`,
+      [],
+      "app",
+    );
+    const more = await readSchemaInventory(provider, SRC);
+    const moreApp = more.databases.find((d) => d.database === "app")!;
+    expect(moreApp).toMatchObject({ foreign: ["public.remote_items"], subscriptions: ["upstream"] });
+    const moreStatus = Object.fromEntries(schemaChecks(more, NONE).map((v) => [v.name, v.status]));
+    expect(moreStatus).toMatchObject({ "schema.foreign_tables": "WARN", "schema.subscriptions": "FAIL" });
+    await src().query(
+      "alter subscription upstream set (slot_name = none); drop subscription upstream; drop foreign table remote_items; drop server elsewhere; drop extension postgres_fdw",
+      [],
+      "app",
+    );
+
     // The reverse publications: the keyless table published for inserts only, so the application's UPDATE and
     // DELETE on it still work on the source (a FOR ALL TABLES publication makes them fail).
     const pubs = await prepareReverseReplication(provider, SRC, inv);
@@ -90,6 +110,8 @@ describe("the schema inventory and what depends on it, on real clusters", () => 
       await src().query("begin; insert into nopk values (-1); prepare transaction 'tx-inv'", [], "app");
       await new Promise((r) => setTimeout(r, 1200));
       const blockers = await readGuardrailBlockers(provider.sql(SRC), 60_000);
+      expect((await readSchemaInventory(provider, SRC)).prepared.map((p) => p.gid)).toEqual(["tx-inv"]);
+      expect(schemaChecks(await readSchemaInventory(provider, SRC), NONE).find((v) => v.name === "transactions.prepared")?.status).toBe("WARN");
       expect(blockers.map((b) => `${b.kind} ${b.application ?? b.what}`).sort()).toEqual(["idle in transaction batch-job", "prepared transaction tx-inv"]);
       expect(blockers.find((b) => b.kind === "idle in transaction")?.what).toMatch(/update items set v = 'held'/);
     } finally {

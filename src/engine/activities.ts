@@ -24,7 +24,7 @@ import { readGuardrailBlockers } from "../checks/guardrails.js";
 import { readSchemaDrift } from "../checks/schema-drift.js";
 import { readSchemaInventory } from "../checks/schema-inventory.js";
 import { carryLargeObjectsBack } from "../replication/large-objects.js";
-import { compareDatabase, type CompareReport } from "../checks/data-compare.js";
+import { compareDatabase, compareDatabases } from "../checks/data-compare.js";
 import { HeldSnapshots } from "../checks/held-snapshots.js";
 import type { Activities } from "./step-env.js";
 
@@ -63,21 +63,13 @@ export const realActivities: Activities = {
     compareHeld: async (key, databases, signal) => {
       const h = held.take(key);
       if (!h) return undefined;
-      const started = performance.now();
-      const report: CompareReport = { databases: databases.length, tables: 0, ranges: 0, rows: 0, mismatches: [], ms: 0 };
       try {
-        for (const db of databases) {
-          const r = await compareDatabase(db, h.sql("source", db)!, h.sql("target", db)!, { throttleMs: COMPARE_THROTTLE_MS, signal });
-          report.tables += r.tables;
-          report.ranges += r.ranges;
-          report.rows += r.rows;
-          report.mismatches.push(...r.mismatches);
-        }
+        return await compareDatabases(databases, signal, (db, sig) =>
+          compareDatabase(db, h.sql("source", db)!, h.sql("target", db)!, { throttleMs: COMPARE_THROTTLE_MS, signal: sig }),
+        );
       } finally {
         h.release();
       }
-      report.ms = performance.now() - started;
-      return report;
     },
   },
   probes: {

@@ -1,4 +1,4 @@
-import { compareConverging, dataVerdict, type CompareReport, type Convergence } from "../checks/data-compare.js";
+import { compareConverging, compareDatabases, dataVerdict, type CompareReport, type Convergence } from "../checks/data-compare.js";
 import { readSchemaInventory } from "../checks/schema-inventory.js";
 import type { CheckResult } from "../domain/check.js";
 import { FailedPreconditionError } from "../domain/errors.js";
@@ -51,17 +51,9 @@ export async function verifyNow(
   const databases =
     state.reverseDatabases ??
     (await readSchemaInventory(provider, source)).databases.filter((d) => d.identified.length + d.keyless.length > 0).map((d) => d.database);
-  const started = performance.now();
-  const report: CompareReport = { databases: databases.length, tables: 0, ranges: 0, rows: 0, mismatches: [], inFlux: [], ms: 0 };
-  for (const db of databases) {
-    const r = await compareConverging(db, provider.sql(source, db), provider.sql(target, db), conv, { throttleMs: THROTTLE_MS, signal });
-    report.tables += r.tables;
-    report.ranges += r.ranges;
-    report.rows += r.rows;
-    report.mismatches.push(...r.mismatches);
-    report.inFlux!.push(...(r.inFlux ?? []));
-  }
-  report.ms = performance.now() - started;
+  const report = await compareDatabases(databases, signal, (db, sig) =>
+    compareConverging(db, provider.sql(source, db), provider.sql(target, db), conv, { throttleMs: THROTTLE_MS, signal: sig }),
+  );
   const check = dataVerdict(report, what, row.phase === "COMPLETED" ? (state.insertOnlyTables ?? []) : []);
   await repo.logCheck(id, actor, check);
   return { check, report };

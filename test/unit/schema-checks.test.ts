@@ -113,6 +113,14 @@ describe("the schema inventory's verdicts", () => {
     });
     expect(dataVerdict({ ...report, mismatches: [m] }, "after rollback", ["app.public.events"]).status).toBe("WARN");
     expect(dataVerdict({ ...report, mismatches: [m, { ...m, table: "public.items" }] }, "after rollback", ["app.public.events"]).status).toBe("FAIL");
+    // Out of time before the end: what was compared matched, the rest is said to be left.
+    expect(dataVerdict({ ...report, incomplete: true }, "after cutover")).toMatchObject({ status: "WARN", measured: expect.stringContaining("then stopped") });
+    expect(dataVerdict({ ...report, incomplete: true, mismatches: [m] }, "after cutover").status).toBe("FAIL");
+    // Written at every look (a comparison of live sides): not a difference.
+    expect(dataVerdict({ ...report, inFlux: ["app.public.events whole table"] }, "now")).toMatchObject({
+      status: "WARN",
+      measured: expect.stringContaining("written throughout"),
+    });
   });
 
   it("schema drift names each table and which side has what", () => {
