@@ -25,13 +25,21 @@ import { readSchemaDrift } from "../checks/schema-drift.js";
 import { readSchemaInventory } from "../checks/schema-inventory.js";
 import { carryLargeObjectsBack } from "../replication/large-objects.js";
 import { compareDatabase, compareDatabases } from "../checks/data-compare.js";
-import { HeldSnapshots } from "../checks/held-snapshots.js";
+import { HeldSnapshots, type Side } from "../checks/held-snapshots.js";
+import type { InstanceRef, Provider } from "../providers/provider.js";
 import type { Activities } from "./step-env.js";
 
 /** Between two ranges' checksums: the comparison reads the whole database, and the application comes first. */
 const COMPARE_THROTTLE_MS = 5;
 
 const held = new HeldSnapshots();
+
+function bothSides(provider: Provider, source: InstanceRef, target: InstanceRef, databases: string[]): Side[] {
+  return databases.flatMap((database) => [
+    { side: "source" as const, database, port: provider.sql(source, database) },
+    { side: "target" as const, database, port: provider.sql(target, database) },
+  ]);
+}
 
 /** The activities the service runs: real CDC coordination, reverse replication and probes. */
 export const realActivities: Activities = {
@@ -52,14 +60,8 @@ export const realActivities: Activities = {
     backlog: reverseBacklog,
   },
   verify: {
-    hold: (provider, source, target, databases, key) =>
-      held.hold(
-        key,
-        databases.flatMap((database) => [
-          { side: "source" as const, database, port: provider.sql(source, database) },
-          { side: "target" as const, database, port: provider.sql(target, database) },
-        ]),
-      ),
+    open: (provider, source, target, databases, key) => held.open(key, bothSides(provider, source, target, databases)),
+    hold: (provider, source, target, databases, key) => held.hold(key, bothSides(provider, source, target, databases)),
     compareHeld: async (key, databases, signal) => {
       const h = held.take(key);
       if (!h) return undefined;

@@ -47,8 +47,15 @@ export const rollingBack: Step = async (env) => {
   // Said before the fence: what the drain will cost, after waiting (writes still flowing on the target) for a small backlog.
   if (reverse) await awaitSmallBacklog(env);
   // Large objects copied back once while the target still takes writes, so that only what changes meanwhile is
-  // copied with writes stopped. The source is fenced: nothing reads them there yet.
-  if (reverse) await carryLargeObjects(env, "before the target was fenced");
+  // copied with writes stopped (the source is fenced: nothing reads them there yet); and the sessions the
+  // comparison after the rollback takes its snapshots on opened, so that taking them costs one round trip.
+  if (reverse) {
+    const dbs = env.state.reverseDatabases!;
+    await Promise.all([
+      carryLargeObjects(env, "before the target was fenced"),
+      env.activities.verify.open(env.provider, env.source, env.target, dbs, verifyKey(env, "rollback")).catch(() => {}),
+    ]);
+  }
   if (promoted) {
     // Two writable primaries must never both take traffic: the promoted target stops taking any, or nothing goes back.
     try {

@@ -67,6 +67,8 @@ export interface Activities {
     backlog(provider: Provider, target: InstanceRef): Promise<{ lagBytes: bigint; retainedBytes: bigint; targetLsn: string; slots: number }>;
   };
   verify: {
+    /** Before the fence: the sessions a later hold() under key takes its snapshots on, opened now (idle). */
+    open(provider: Provider, source: InstanceRef, target: InstanceRef, databases: string[], key: string): Promise<void>;
     /** Both sides' databases as they are now, held (in this process) for a later comparison under key. */
     hold(provider: Provider, source: InstanceRef, target: InstanceRef, databases: string[], key: string): Promise<void>;
     /** Every table compared by checksum in key ranges, from the snapshots held under key (released after); undefined when none are held. */

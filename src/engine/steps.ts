@@ -245,8 +245,13 @@ async function awaitGuardrails(env: StepEnv): Promise<void> {
 }
 
 const quiescing: Step = async (env) => {
-  // A fence already in place (a restarted step) has ended every session: nothing left to wait for.
-  if (!(await env.provider.isFenced(env.source))) await awaitGuardrails(env);
+  // A fence already in place (a restarted step) has ended every session: nothing left to wait for. Meanwhile the
+  // sessions the comparison after cutover takes its snapshots on are opened, so that taking them in PROMOTING costs
+  // one round trip (a failure costs the comparison only, said in VERIFYING).
+  if (!(await env.provider.isFenced(env.source))) {
+    const dbs = env.state.reverseDatabases ?? [];
+    await Promise.all([awaitGuardrails(env), env.activities.verify.open(env.provider, env.source, env.target, dbs, verifyKey(env, "cutover")).catch(() => {})]);
+  }
   await env.trace("fence", () => env.provider.fence(env.source));
   return { to: "FINAL_SYNC", reason: `${env.source.id} fenced: new client connections refused, sessions ended` };
 };

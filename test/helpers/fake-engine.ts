@@ -149,6 +149,9 @@ export class FakeActivities implements Activities {
   compareReport: CompareReport = { databases: 1, tables: 1, ranges: 1, rows: 10, mismatches: [], ms: 1 };
 
   verify: Activities["verify"] = {
+    open: async (_p, _s, _t, _dbs, key) => {
+      this.log(`verify.open(${key})`);
+    },
     hold: async (_p, _s, _t, _dbs, key) => {
       this.log(`verify.hold(${key})`);
       this.held.add(key);

@@ -301,6 +301,7 @@ describe("steps, on a fake provider and router", () => {
       "reverse.coverNewTables",
       "reverse.backlog",
       "reverse.carryLargeObjects",
+      `verify.open(${env.row.id}/rollback)`,
       "reverse.drain",
       "reverse.carryLargeObjects",
       "cdc.rollbackSlots",
@@ -327,7 +328,9 @@ describe("steps, on a fake provider and router", () => {
       expect(world.provider.instance({ id: "billing" }).fenced).toBe(true);
       expect(world.router.routes.get("billing-db")!.endpoint.port).toBe(world.provider.instance({ id: "billing-aurora" }).port);
       expect(world.activities.calls).toEqual(
-        reverseDatabases.length ? ["schema.drift", "reverse.coverNewTables", "reverse.backlog", "reverse.carryLargeObjects"] : [],
+        reverseDatabases.length
+          ? ["schema.drift", "reverse.coverNewTables", "reverse.backlog", "reverse.carryLargeObjects", `verify.open(${env.row.id}/rollback)`]
+          : [],
       );
     });
   }
