@@ -32,7 +32,7 @@ describe("deployment files (no Docker engine here: parsed and checked, not run)"
       expect.arrayContaining(["./deploy/tls:/etc/pgshift/tls:ro", "./deploy/policy.yaml:/etc/pgshift/policy.yaml:ro"]),
     );
     expect(compose.services.pgshift.command).not.toContain("--insecure");
-    expect(compose.services.envoy.command.join(" ")).toContain("--service-node spiffe://pgshift.local/sa/app-sidecar/");
+    expect(compose.services.envoy.command.join(" ")).toContain("--service-node spiffe://pgshift.local/sa/app-sidecar#");
   });
 
   it("the Envoy bootstrap takes LDS and CDS over ADS from pgshift on the xDS port", () => {
@@ -63,7 +63,7 @@ describe("deployment files (no Docker engine here: parsed and checked, not run)"
     expect(tls.common_tls_context.tls_certificates[0].private_key.filename).toMatch(/\.key$/);
     expect(tls.common_tls_context.validation_context.trusted_ca.filename).toMatch(/ca\.crt$/);
     // The node id is an identity the policy's proxies section can grant.
-    expect(boot.node.id).toMatch(/^spiffe:\/\/pgshift\.local\/sa\/app-sidecar\//);
+    expect(boot.node.id).toMatch(/^spiffe:\/\/pgshift\.local\/sa\/app-sidecar#/);
     const policy = parsePolicy(readFileSync(join(ROOT, "deploy/policy.yaml"), "utf8"), "deploy/policy.yaml");
     expect(policy.proxyMayReach("spiffe://pgshift.local/sa/app-sidecar", "billing-db")).toBe(true);
     // The decoder is strict: a misspelt field, a wrong type and an unknown Any fail, naming where.

@@ -166,6 +166,31 @@ describe("fuzzing the running service: API and xDS", () => {
     );
   });
 
+  it("misspelled enum names and unknown fields, over Connect and gRPC-Web JSON: INVALID_ARGUMENT naming field and value, nothing created", async () => {
+    const path = "/migration.v1.MigrationService/CreateMigration";
+    // Protobuf JSON, as a Connect client sends it.
+    const spec = { database_name: "strict-db", provider: "PROVIDER_LOCAL", source: { id: "strict-src" }, target: { id: "strict-tgt" } };
+    const cases: Array<[object, RegExp]> = [
+      [{ ...spec, cutover_mode: "CUTOVER_MODE_AUTOMATC" }, /^spec\.cutover_mode: "CUTOVER_MODE_AUTOMATC" is not a migration\.v1\.CutoverMode value/],
+      [{ ...spec, failure_policy: "FAILURE_POLICY_HLD" }, /^spec\.failure_policy: "FAILURE_POLICY_HLD" is not .*FAILURE_POLICY_HOLD/],
+      [{ ...spec, cdc_policy: { mode: "CDC_MODE_IGNOR" } }, /^spec\.cdc_policy\.mode: "CDC_MODE_IGNOR" is not/],
+      [{ ...spec, cutover_modes: "CUTOVER_MODE_AUTOMATIC" }, /"cutover_modes" is unknown/],
+    ];
+    for (const [bad, named] of cases) {
+      const body = Buffer.from(JSON.stringify({ spec: bad }));
+      const connect = (await request(api, { ":path": path, "content-type": "application/json" }, body)) as Answer;
+      expect(connect.http, connect.body.toString()).toBe(400);
+      expect(JSON.parse(connect.body.toString())).toMatchObject({ code: "invalid_argument", message: expect.stringMatching(named) });
+      // gRPC-Web's trailers travel in the body, as a frame flagged 0x80.
+      const web = (await request(api, { ":path": path, "content-type": "application/grpc-web+json" }, frame(body))) as Answer;
+      const trailers = web.body.subarray(web.body.indexOf(0x80) + 5).toString("utf8");
+      expect(/grpc-status: (\d+)/.exec(trailers)?.[1]).toBe(String(grpc.status.INVALID_ARGUMENT));
+      expect(decodeURIComponent(/grpc-message: (.*)\r?\n?/.exec(trailers)?.[1] ?? "")).toMatch(named);
+    }
+    const listed = await unary(admin, "ListMigrations", { database_name: "strict-db" });
+    expect(listed.migrations).toEqual([]);
+  });
+
   it("an oversized message and a gzip bomb are refused with RESOURCE_EXHAUSTED, memory bounded", async () => {
     const path = "/migration.v1.MigrationService/GetMigration";
     const big = await request(api, { ":path": path, "content-type": "application/grpc", te: "trailers" }, frame(Buffer.alloc(5 * 1024 * 1024, 0x0a)));
@@ -237,7 +262,7 @@ describe("fuzzing the running service: API and xDS", () => {
     const codes = new Map<number, number>();
     await fc.assert(
       fc.asyncProperty(
-        fc.oneof(fc.constant(`${SIDECAR}/pod-1`), fc.string({ maxLength: 60 })),
+        fc.oneof(fc.constant(`${SIDECAR}#pod-1`), fc.string({ maxLength: 60 })),
         fc.array(adsRequest, { minLength: 1, maxLength: 8 }),
         async (nodeId, reqs) => {
           const call = sidecar.StreamAggregatedResources() as grpc.ClientDuplexStream<any, any>;
@@ -261,7 +286,7 @@ describe("fuzzing the running service: API and xDS", () => {
     const first = new Promise<any>((res) => flood.once("data", res));
     const status = new Promise<grpc.StatusObject>((res) => flood.on("status", res));
     flood.on("error", () => {});
-    flood.write({ node: { id: `${SIDECAR}/flood` }, type_url: TYPE.cluster, resource_names: [] });
+    flood.write({ node: { id: `${SIDECAR}#flood` }, type_url: TYPE.cluster, resource_names: [] });
     const r = await first;
     for (let i = 0; i < 2000; i++) flood.write({ type_url: TYPE.cluster, response_nonce: i % 2 ? r.nonce + "x" : "stale", version_info: "999" });
     expect((await status).code).toBe(grpc.status.RESOURCE_EXHAUSTED);

@@ -18,6 +18,8 @@ const ADMIN = "spiffe://test.example/platform/sa/admin";
 const BILLING = "spiffe://test.example/team/billing/sa/deployer";
 const BILLING_SIDECAR = "spiffe://test.example/team/billing/sa/sidecar";
 const FLOOD = "spiffe://test.example/team/billing/sa/flood";
+/** An identity that BILLING_SIDECAR's begins with: with "/" separating instances it could claim the sidecar's node id. */
+const PREFIX = "spiffe://test.example/team/billing/sa";
 
 const POLICY = `# who may do what
 grants:
@@ -33,6 +35,50 @@ proxies:
 `;
 
 const creds = mtlsCredentials;
+
+/** A client certificate from the dev PKI's CA that names no identity: no SAN, and a subject without a CN. */
+async function namelessCertificate(pkiDir: string): Promise<grpc.ChannelCredentials> {
+  const [key, csr, cert, ext] = ["nameless.key", "nameless.csr", "nameless.crt", "nameless.ext"].map((f) => join(pkiDir, f)) as [
+    string,
+    string,
+    string,
+    string,
+  ];
+  writeFileSync(ext, "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n");
+  await run("openssl", [
+    "req",
+    "-new",
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:prime256v1",
+    "-nodes",
+    "-keyout",
+    key,
+    "-out",
+    csr,
+    "-subj",
+    "/O=pgshift tests",
+  ]);
+  await run("openssl", [
+    "x509",
+    "-req",
+    "-in",
+    csr,
+    "-CA",
+    join(pkiDir, "ca.crt"),
+    "-CAkey",
+    join(pkiDir, "ca.key"),
+    "-CAcreateserial",
+    "-out",
+    cert,
+    "-days",
+    "1",
+    "-extfile",
+    ext,
+  ]);
+  return grpc.credentials.createSsl(readFileSync(join(pkiDir, "ca.crt")), readFileSync(key), readFileSync(cert));
+}
 
 /** Atomically replaces a file, as certificate rotation tools do. */
 function replace(path: string, contents: Buffer | string): void {
@@ -56,6 +102,7 @@ describe("mutual TLS, identities and per-database authorization", () => {
       { name: "billing", identity: BILLING },
       { name: "sidecar", identity: BILLING_SIDECAR },
       { name: "flood", identity: FLOOD },
+      { name: "prefix", identity: PREFIX },
     ];
     pki = await makeDevPki(join(tmp.dir, "pki"), { serverNames: ["127.0.0.1", "localhost"], clients });
     otherCa = await makeDevPki(join(tmp.dir, "other"), { serverNames: ["127.0.0.1"], clients });
@@ -96,6 +143,19 @@ describe("mutual TLS, identities and per-database authorization", () => {
     await expect(health(creds(pki, "admin"))).resolves.toMatchObject({ status: "SERVING" });
     for (const c of [grpc.credentials.createSsl(readFileSync(pki.ca)), creds(otherCa, "admin"), grpc.credentials.createInsecure()]) {
       await expect(health(c)).rejects.toMatchObject({ code: grpc.status.UNAVAILABLE });
+    }
+  });
+
+  it("refuses a trusted certificate that names no identity: UNAUTHENTICATED on the API, never judged as the empty name", async () => {
+    const nameless = await namelessCertificate(join(tmp.dir, "pki"));
+    const client = migrationClient(svc.address, nameless);
+    try {
+      const err = await unaryError(client, "ListMigrations", {});
+      expect(err.code).toBe(grpc.status.UNAUTHENTICATED);
+      expect(err.details).toMatch(/names no identity/);
+      expect((await unaryError(client, "GetMigration", { id: ids["billing-db"] })).code).toBe(grpc.status.UNAUTHENTICATED);
+    } finally {
+      client.close();
     }
   });
 
@@ -174,7 +234,7 @@ describe("mutual TLS, identities and per-database authorization", () => {
       const Cluster = envoyTypes.lookupType("envoy.config.cluster.v3.Cluster");
       const seen = async () => {
         const s = ads(creds(pki, "sidecar"));
-        s.call.write({ node: { id: `${BILLING_SIDECAR}/pod-1` }, type_url: TYPE.cluster, resource_names: [] });
+        s.call.write({ node: { id: `${BILLING_SIDECAR}#pod-1` }, type_url: TYPE.cluster, resource_names: [] });
         const r = await s.first();
         s.close();
         return (r.resources ?? []).map((x: any) => (Cluster.decode(x.value) as any).name);
@@ -189,6 +249,20 @@ describe("mutual TLS, identities and per-database authorization", () => {
       expect(st.code).toBe(grpc.status.PERMISSION_DENIED);
       expect(st.details).toContain("does not belong to the certificate's identity");
       forged.close();
+
+      // An identity that the sidecar's begins with cannot hold the sidecar's node id; nor can a nameless certificate hold any.
+      const prefix = ads(creds(pki, "prefix"));
+      prefix.call.write({ node: { id: BILLING_SIDECAR }, type_url: TYPE.cluster, resource_names: [] });
+      const pst = await prefix.status();
+      expect(pst.code).toBe(grpc.status.PERMISSION_DENIED);
+      expect(pst.details).toContain(`does not belong to the certificate's identity ${PREFIX}`);
+      prefix.close();
+      const nameless = ads(await namelessCertificate(join(tmp.dir, "pki")));
+      nameless.call.write({ node: { id: "anything" }, type_url: TYPE.cluster, resource_names: [] });
+      const nst = await nameless.status();
+      expect(nst.code).toBe(grpc.status.PERMISSION_DENIED);
+      expect(nst.details).toContain("names no identity");
+      nameless.close();
 
       const stranger = ads(creds(otherCa, "sidecar"));
       stranger.call.write({ node: { id: BILLING_SIDECAR }, type_url: TYPE.cluster, resource_names: [] });

@@ -1,5 +1,5 @@
 import { createContextKey, type HandlerContext } from "@connectrpc/connect";
-import { InvalidArgumentError } from "../domain/errors.js";
+import { InvalidArgumentError, UnauthenticatedError } from "../domain/errors.js";
 
 export const ACTOR_HEADER = "x-pgshift-actor";
 
@@ -24,9 +24,18 @@ function statedActor(ctx: HandlerContext): string | undefined {
   return v;
 }
 
-/** The identity a policy judges: the certificate's, or "anonymous" on a cleartext listener. */
+/**
+ * The identity a policy judges: the certificate's, or "anonymous" on a cleartext listener. A trusted certificate
+ * that names no identity is refused (UNAUTHENTICATED), never judged as the empty name a pattern might match.
+ */
 export function identityOf(ctx: HandlerContext): string {
-  return ctx.values.get(PEER).identity ?? "anonymous";
+  const identity = ctx.values.get(PEER).identity;
+  if (identity === "") {
+    throw new UnauthenticatedError(
+      "the client certificate names no identity (no SPIFFE ID as a URI SAN, no subject CN): the policy grants identities, so issue it one",
+    );
+  }
+  return identity ?? "anonymous";
 }
 
 /**
@@ -35,7 +44,7 @@ export function identityOf(ctx: HandlerContext): string {
  */
 export function actorOf(ctx: HandlerContext): string {
   const stated = statedActor(ctx);
-  const identity = ctx.values.get(PEER).identity;
-  if (identity === undefined) return stated ?? "anonymous";
+  if (ctx.values.get(PEER).identity === undefined) return stated ?? "anonymous";
+  const identity = identityOf(ctx);
   return stated ? `${identity} on behalf of ${stated} (stated by the caller)` : identity;
 }

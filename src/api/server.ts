@@ -1,12 +1,14 @@
 import http2 from "node:http2";
 import type { AddressInfo, Socket } from "node:net";
 import type { TLSSocket } from "node:tls";
+import type { DescMessage, DescService } from "@bufbuild/protobuf";
 import { createContextValues, type ConnectRouter, type Interceptor } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { certificateIdentity } from "../security/identity.js";
 import type { TlsMaterial } from "../security/tls-material.js";
 import type { Watched } from "../security/watched-files.js";
 import { PEER, type Peer } from "./caller.js";
+import { explainJsonError } from "./json-errors.js";
 
 /**
  * The gRPC spec percent-encodes only bytes outside printable ASCII (and "%")
@@ -43,25 +45,57 @@ function decoded(m: string): string {
   }
 }
 
-function fixGrpcMessage(headers: NodeHeaders | undefined): NodeHeaders | undefined {
+/** Says in a client's error message what it got wrong, where the decoder said less (see json-errors.ts). */
+type Explain = (message: string) => string;
+
+function fixGrpcMessage(headers: NodeHeaders | undefined, explain: Explain): NodeHeaders | undefined {
   const m = headers?.["grpc-message"];
   if (typeof m === "string") {
     if (String(headers!["grpc-status"]) === "13" && UNPARSABLE.test(decoded(m))) headers!["grpc-status"] = "3";
-    headers!["grpc-message"] = specEncodeGrpcMessage(m);
+    headers!["grpc-message"] = specEncodeGrpcMessage(encodeURIComponent(explain(decoded(m))));
   }
   return headers;
 }
 
 /** The same for a Connect-protocol unary error, which travels as an HTTP status and a JSON body. */
-function fixConnectUnaryError(status: number, body: unknown): { status: number; body: unknown } {
-  if (status !== 500 || !(body instanceof Uint8Array)) return { status, body };
-  const text = Buffer.from(body).toString("utf8");
-  if (!/^\{"code":"internal","message":"parse (binary|JSON):/.test(text)) return { status, body };
-  return { status: 400, body: Buffer.from(text.replace('"code":"internal"', '"code":"invalid_argument"')) };
+function fixConnectUnaryError(status: number, body: unknown, explain: Explain): { status: number; body: unknown } {
+  if (status < 400 || !(body instanceof Uint8Array)) return { status, body };
+  let error: { code?: string; message?: string };
+  try {
+    error = JSON.parse(Buffer.from(body).toString("utf8")) as typeof error;
+  } catch {
+    return { status, body };
+  }
+  if (typeof error.message !== "string") return { status, body };
+  const unparsable = status === 500 && error.code === "internal" && UNPARSABLE.test(error.message);
+  const message = explain(error.message);
+  if (!unparsable && message === error.message) return { status, body };
+  return {
+    status: unparsable ? 400 : status,
+    body: Buffer.from(JSON.stringify({ ...error, ...(unparsable ? { code: "invalid_argument" } : {}), message })),
+  };
 }
 
-function withSpecGrpcMessages(handler: (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void) {
+/** A gRPC-Web trailer frame with its grpc-message explained (and spec-encoded as in headers). */
+function fixGrpcWebTrailers(frame: Uint8Array, explain: Explain): Uint8Array {
+  const text = Buffer.from(frame.subarray(5)).toString("utf8");
+  const fixed = text.replace(/^grpc-message: (.*)$/im, (_, m: string) => `grpc-message: ${specEncodeGrpcMessage(encodeURIComponent(explain(decoded(m))))}`);
+  if (fixed === text) return frame;
+  const body = Buffer.from(fixed, "utf8");
+  const out = Buffer.alloc(5 + body.length);
+  out[0] = 0x80;
+  out.writeUInt32BE(body.length, 1);
+  body.copy(out, 5);
+  return out;
+}
+
+function withSpecGrpcMessages(
+  handler: (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void,
+  inputOf: (path: string) => DescMessage | undefined,
+) {
   return (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => {
+    const input = inputOf(req.url.split("?")[0]!);
+    const explain: Explain = (m) => explainJsonError(m, input);
     const writeHead = res.writeHead.bind(res) as (status: number, headers?: NodeHeaders) => http2.Http2ServerResponse;
     const addTrailers = res.addTrailers.bind(res);
     const write = res.write.bind(res) as (...args: unknown[]) => boolean;
@@ -70,7 +104,7 @@ function withSpecGrpcMessages(handler: (req: http2.Http2ServerRequest, res: http
     /** Sends the held head, with the first body chunk it may have to correct. */
     const flush = (chunk: unknown): unknown => {
       if (!pending) return chunk;
-      const fixed = fixConnectUnaryError(pending.status, chunk);
+      const fixed = fixConnectUnaryError(pending.status, chunk, explain);
       const headers = { ...pending.headers };
       if (fixed.body !== chunk && fixed.body instanceof Uint8Array && headers["content-length"] !== undefined)
         headers["content-length"] = fixed.body.byteLength;
@@ -80,18 +114,24 @@ function withSpecGrpcMessages(handler: (req: http2.Http2ServerRequest, res: http
     };
     (res as unknown as { writeHead: typeof writeHead }).writeHead = (status, headers) => {
       // An error status is held until its body is seen, in case it is a parse error to answer as the client's.
-      if (status === 500 && !res.headersSent) {
-        pending = { status, headers: fixGrpcMessage(headers) };
+      if (status >= 400 && !res.headersSent) {
+        pending = { status, headers: fixGrpcMessage(headers, explain) };
         return res;
       }
-      return writeHead(status, fixGrpcMessage(headers));
+      return writeHead(status, fixGrpcMessage(headers, explain));
     };
-    (res as unknown as { write: typeof write }).write = (chunk: unknown, ...rest: unknown[]) => write(flush(chunk), ...rest);
+    // gRPC-Web carries its trailers in the body, as a frame flagged 0x80.
+    const webTrailers = (chunk: unknown): unknown =>
+      chunk instanceof Uint8Array && chunk[0] === 0x80 && String(res.getHeader("content-type") ?? "").startsWith("application/grpc-web")
+        ? fixGrpcWebTrailers(chunk, explain)
+        : chunk;
+    (res as unknown as { write: typeof write }).write = (chunk: unknown, ...rest: unknown[]) => write(webTrailers(flush(chunk)), ...rest);
     (res as unknown as { end: typeof end }).end = (...args: unknown[]) => {
       if (pending) flush(undefined);
+      if (args.length > 0 && typeof args[0] !== "function") args[0] = webTrailers(args[0]);
       return end(...args);
     };
-    res.addTrailers = (headers) => addTrailers(fixGrpcMessage(headers as NodeHeaders) as http2.OutgoingHttpHeaders);
+    res.addTrailers = (headers) => addTrailers(fixGrpcMessage(headers as NodeHeaders, explain) as http2.OutgoingHttpHeaders);
     handler(req, res);
   };
 }
@@ -126,17 +166,36 @@ function peerOf(req: http2.Http2ServerRequest): Peer {
  * clients and browsers share it): mutual TLS unless the service runs --insecure.
  */
 export async function listenApi(routes: (router: ConnectRouter) => void, opts: ApiListenOptions): Promise<ApiServer> {
+  // The services routed, so that an error can name a field of the method's request.
+  const services: DescService[] = [];
+  const recorded = (router: ConnectRouter) =>
+    routes(
+      new Proxy(router, {
+        get: (target, prop, receiver) =>
+          prop === "service"
+            ? (desc: DescService, ...rest: unknown[]) => (services.push(desc), (target.service as (...a: unknown[]) => ConnectRouter)(desc, ...rest))
+            : Reflect.get(target, prop, receiver),
+      }),
+    );
+  const inputOf = (path: string) => {
+    const [, service, method] = path.split("/");
+    return services.find((s) => s.typeName === service)?.methods.find((m) => m.name === method)?.input;
+  };
   const handler = withSpecGrpcMessages(
     connectNodeAdapter({
-      routes,
+      routes: recorded,
       interceptors: opts.interceptors ?? [],
       grpc: true,
       connect: true,
       grpcWeb: true,
       readMaxBytes: opts.readMaxBytes,
+      // A misspelled enum name or field is the caller's mistake, said as INVALID_ARGUMENT naming it: never read as a
+      // default (connect ignores unknown JSON by default, which made "CUTOVER_MODE_AUTOMATC" a manual cutover).
+      jsonOptions: { ignoreUnknownFields: false },
       // The TLS session says who is calling; handlers read it from the context.
       contextValues: (req) => createContextValues().set(PEER, opts.tls ? peerOf(req as http2.Http2ServerRequest) : { identity: undefined }),
     }),
+    inputOf,
   );
   const settings = { maxConcurrentStreams: opts.maxConcurrentStreams };
   const tls = opts.tls;

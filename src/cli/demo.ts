@@ -164,7 +164,7 @@ async function setUp(values: DemoValues): Promise<DemoRig> {
   say(`   API on 127.0.0.1:${service.port}, xDS on 127.0.0.1:${service.xdsPort}, both mutual TLS (certificates and policy under ${join(dataDir, "tls")})`);
   if (config.metricsPort) say(`   metrics: curl -s http://${config.metricsHost}:${config.metricsPort}/metrics | grep ^pgshift_`);
   const client = createClient(MigrationService, transportFor(`https://127.0.0.1:${service.port}`, tlsOf("operator")));
-  const proxy = new XdsTcpProxy({ xds: `127.0.0.1:${service.xdsPort}`, nodeId: `${ids.sidecar}/sidecar-1`, listenPort: () => 0, tls: tlsOf("sidecar") });
+  const proxy = new XdsTcpProxy({ xds: `127.0.0.1:${service.xdsPort}`, nodeId: `${ids.sidecar}#sidecar-1`, listenPort: () => 0, tls: tlsOf("sidecar") });
   return { dataDir, provider, emulator, service, client, proxy, tlsOf, awsEndpoint };
 }
 

@@ -53,6 +53,12 @@ export class PermissionDeniedError extends PgshiftError {
   }
 }
 
+export class UnauthenticatedError extends PgshiftError {
+  constructor(message: string) {
+    super(Code.Unauthenticated, message);
+  }
+}
+
 export class UnavailableError extends PgshiftError {
   constructor(message: string, options?: { cause?: unknown }) {
     super(Code.Unavailable, message, options);

@@ -12,8 +12,21 @@ export interface XdsAdmissionOptions {
 }
 
 /**
+ * Between a sidecar's identity and its instance name in a node id. SPIFFE IDs cannot hold it, and an identity (a
+ * CN) that does is refused: so a node id names exactly one identity, the part before the first separator. With "/"
+ * as the separator, identity `…/team` could claim node id `…/team/sa/x`, another identity's.
+ */
+export const INSTANCE_SEPARATOR = "#";
+
+/** The identity a node id belongs to: all of it, or what stands before the instance separator. */
+export function nodeIdentity(nodeId: string): string {
+  const i = nodeId.indexOf(INSTANCE_SEPARATOR);
+  return i < 0 ? nodeId : nodeId.slice(0, i);
+}
+
+/**
  * Whether a proxy's stream is served, under which identity, and what it sees. Over mutual TLS its node id must be
- * its certificate's identity, or that identity followed by "/" and an instance suffix (`…/sa/billing/pod-7`), so a
+ * its certificate's identity, or that identity followed by "#" and an instance name (`…/sa/billing#pod-7`), so a
  * client cannot ACK or NACK in another sidecar's name; it receives only the listeners and clusters of the
  * databases the policy lets its identity reach (both are named after the database).
  */
@@ -22,9 +35,14 @@ export function xdsAdmission(opts: XdsAdmissionOptions): (node: XdsNode, peer: X
     if (!opts.mtls) return {};
     const identity = certificateIdentity(peer.certificate);
     if (!identity) return { refuse: "the client certificate names no identity (no SPIFFE URI SAN, no CN)" };
-    if (node.id !== identity && !node.id.startsWith(identity + "/")) {
+    if (identity.includes(INSTANCE_SEPARATOR)) {
       return {
-        refuse: `node id "${node.id.slice(0, 200)}" does not belong to the certificate's identity ${identity}: use the identity itself, or it followed by "/" and an instance name`,
+        refuse: `the certificate's identity ${identity.slice(0, 200)} holds "${INSTANCE_SEPARATOR}", which separates an identity from its instance in a node id: issue one without it`,
+      };
+    }
+    if (nodeIdentity(node.id) !== identity) {
+      return {
+        refuse: `node id "${node.id.slice(0, 200)}" does not belong to the certificate's identity ${identity}: use the identity itself, or it followed by "${INSTANCE_SEPARATOR}" and an instance name`,
       };
     }
     const held = opts.connected().filter((s) => s.identity === identity).length;
