@@ -301,6 +301,11 @@ describe("fuzzing the running service: API and xDS", () => {
       frame(Buffer.from([0xff, 0xff, 0xff, 0x0f, 0x12])),
     );
     console.log("fuzz: garbage protobuf on ADS:", g === "open" ? "stream left open" : `${g.grpcStatus} ${g.message}`);
+    // The client's mistake, said as such: INVALID_ARGUMENT naming what did not decode, never INTERNAL.
+    expect(g).toMatchObject({
+      grpcStatus: grpc.status.INVALID_ARGUMENT,
+      message: expect.stringContaining("does not decode as envoy.service.discovery.v3.DiscoveryRequest"),
+    });
     xds.close();
   });
 

@@ -1,7 +1,7 @@
 import { EventEmitter } from "node:events";
 import type { PeerCertificate } from "node:tls";
 import type * as grpc from "@grpc/grpc-js";
-import { adsService, TYPE } from "./envoy-protos.js";
+import { adsService, TYPE, UNDECODABLE } from "./envoy-protos.js";
 import type { CacheChange, CachedResource, ResourceCache } from "./cache.js";
 
 /** The node as a proxy introduces itself (the parts we use). */
@@ -200,6 +200,7 @@ export class AdsServer extends EventEmitter {
     call.on("data", (req: any) => {
       if (refused) return;
       try {
+        if (req?.[UNDECODABLE]) throw new StreamRefused(INVALID_ARGUMENT, req[UNDECODABLE] as string);
         if (!state) {
           const node: XdsNode = { id: req.node?.id ?? "", cluster: req.node?.cluster ?? "", metadata: req.node?.metadata };
           if (!node.id) throw new StreamRefused(INVALID_ARGUMENT, "the first request on a stream must carry node.id");

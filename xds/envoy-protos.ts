@@ -72,17 +72,29 @@ function streamingMethod(root: protobuf.Root, name: string, request: string, res
   const res = root.lookupType(response);
   const serialize = (t: protobuf.Type) => (o: object) => Buffer.from(t.encode(t.fromObject(o)).finish());
   const deserialize = (t: protobuf.Type) => (b: Buffer) => t.toObject(t.decode(b), DECODED);
+  // grpc-js answers a request its deserializer throws on with INTERNAL, as if the server had failed: an undecodable
+  // request reaches the handler marked instead, which ends the stream with INVALID_ARGUMENT, the client's mistake.
+  const deserializeRequest = (b: Buffer) => {
+    try {
+      return deserialize(req)(b);
+    } catch (e) {
+      return { [UNDECODABLE]: `the request does not decode as ${req.fullName.slice(1)}: ${(e as Error).message}` };
+    }
+  };
   return {
     path: `/envoy.service.discovery.v3.AggregatedDiscoveryService/${name}`,
     requestStream: true,
     responseStream: true,
     requestSerialize: serialize(req),
-    requestDeserialize: deserialize(req),
+    requestDeserialize: deserializeRequest,
     responseSerialize: serialize(res),
     responseDeserialize: deserialize(res),
     originalName: name[0]!.toLowerCase() + name.slice(1),
   };
 }
+
+/** On a request that did not decode, the reason it did not. */
+export const UNDECODABLE = Symbol("undecodable");
 
 let adsCtor: grpc.ServiceClientConstructor | undefined;
 
