@@ -92,6 +92,9 @@ describe("a realistic schema, cutover then rollback under a load touching every 
     expect(drift).toMatchObject({ status: "CHECK_STATUS_WARN", measured: expect.stringContaining("app.public.audit_log") });
     expect(drift.measured).toMatch(/note text/);
     expect(drift.measured).toMatch(/app\.public\.late exists on the target only/);
+    // With the statement the target ran, recorded by its event trigger.
+    expect(drift.measured).toMatch(/run on the target: "alter table public\.audit_log add column note text; create table public\.late/);
+    expect(drift.measured).not.toMatch(/refresh materialized view/);
     expect(Date.now() - ddlAt).toBeLessThan(10_000);
     // The remedy, as an operator would: the same change on the source; readiness clears.
     await src.cluster.query("alter table public.audit_log add column note text; create table public.late (id int primary key, v text)", [], "app");

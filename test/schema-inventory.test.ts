@@ -7,6 +7,7 @@ import { schemaChecks } from "../src/checks/schema-checks.js";
 import { readSchemaDrift } from "../src/checks/schema-drift.js";
 import { readSchemaInventory } from "../src/checks/schema-inventory.js";
 import { carryLargeObjectsBack } from "../src/replication/large-objects.js";
+import { installDdlCapture, readCapturedDdl } from "../src/replication/ddl-capture.js";
 import {
   coverNewTables,
   drainReverseReplication,
@@ -128,6 +129,10 @@ describe("the schema inventory and what depends on it, on real clusters", () => 
     await provider.promote(SRC, TGT);
     await startReverseReplication(provider, SRC, TGT, ["app"]);
     expect(await readSchemaDrift(provider, SRC, TGT, ["app"])).toEqual([]);
+    // The target records its DDL statements from now on (its own table is unlogged and left out of every comparison).
+    await installDdlCapture(provider, TGT, ["app"]);
+    await installDdlCapture(provider, TGT, ["app"]);
+    expect(await readSchemaDrift(provider, SRC, TGT, ["app"])).toEqual([]);
     // Both sides as promoted, held for a comparison made after the target took writes.
     const snapshots = new HeldSnapshots();
     await snapshots.hold("cutover", [
@@ -177,6 +182,10 @@ describe("the schema inventory and what depends on it, on real clusters", () => 
     const drift = await readSchemaDrift(provider, SRC, TGT, ["app"]);
     expect(drift.map((d) => d.table).sort()).toEqual(["public.fresh", "public.items"]);
     expect(drift.find((d) => d.table === "public.items")?.target).toMatch(/note text/);
+    // One statement of two commands: one entry, both tags.
+    expect(await readCapturedDdl(provider, TGT, "app")).toMatchObject([
+      { tag: "ALTER TABLE, CREATE TABLE", statement: "alter table items add column note text; create table fresh (id int primary key)" },
+    ]);
 
     // The remedy: the same change on the source, the new table created there empty; the rollback then copies its rows.
     await tgt().query("insert into fresh select generate_series(1, 25)", [], "app");
@@ -192,5 +201,12 @@ describe("the schema inventory and what depends on it, on real clusters", () => 
     await stopReverseReplication(provider, SRC, TGT);
     const left = await src().query<{ n: number }>("select count(*)::int as n from pg_publication where pubname like 'pgshift%'", [], "app");
     expect(left[0]!.n).toBe(0);
+    // The DDL capture went with reverse replication: no event trigger or schema of ours is left on the target.
+    const ours = await tgt().query<{ n: number }>(
+      "select (select count(*) from pg_event_trigger where evtname like 'pgshift%') + (select count(*) from pg_namespace where nspname = 'pgshift_ddl') as n",
+      [],
+      "app",
+    );
+    expect(Number(ours[0]!.n)).toBe(0);
   });
 });

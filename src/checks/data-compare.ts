@@ -1,5 +1,6 @@
 import { check, type CheckResult } from "../domain/check.js";
 import type { Sql } from "../providers/sql.js";
+import { DDL_CAPTURE_SCHEMA } from "../domain/schema-inventory.js";
 
 /** A table to compare, and the integer key it is split on (none: compared whole). */
 export interface ComparableTable {
@@ -74,7 +75,7 @@ export async function comparableTables(sql: Sql): Promise<ComparableTable[]> {
               where i.indrelid = c.oid and i.indisprimary and i.indnatts = 1 and a.atttypid in ('int2'::regtype, 'int4'::regtype, 'int8'::regtype)) as key
        from pg_class c join pg_namespace n on n.oid = c.relnamespace
       where c.relkind = 'r' and c.relpersistence = 'p'
-        and n.nspname not in ('pg_catalog', 'information_schema') and n.nspname !~ '^pg_(toast|temp_)'
+        and n.nspname not in ('pg_catalog', 'information_schema', '${DDL_CAPTURE_SCHEMA}') and n.nspname !~ '^pg_(toast|temp_)'
       order by 1`,
   );
   return r.rows.map((t) => ({ name: t.name, key: t.key ?? undefined, rowsEstimate: Number(t.est) }));

@@ -37,11 +37,12 @@ function describe(d: TableDrift): string {
 }
 
 /** The verdict on schema changes after promotion: a rollback cannot carry them, so it holds before fencing until both sides match. */
-export function schemaDriftCheck(drift: TableDrift[], sourceId: string): CheckResult {
+export function schemaDriftCheck(drift: TableDrift[], sourceId: string, statements: readonly { tag: string; statement: string }[] = []): CheckResult {
   const threshold = "the same tables and columns on the source and the target";
   if (drift.length === 0) return check("rollback.schema_changes", "PASS", { measured: "no schema change on either side since promotion", threshold });
+  const ran = statements.length ? `; run on the target: ${statements.map((s) => JSON.stringify(s.statement.trim())).join("; ")}` : "";
   return check("rollback.schema_changes", "WARN", {
-    measured: drift.map(describe).join("; "),
+    measured: drift.map(describe).join("; ") + ran,
     threshold,
     message: `${drift.length} table(s) changed shape on one side only: reverse replication cannot apply the target's changes to them, and a rollback would stop, before fencing the target, until the source matches`,
     remedy: `apply the same change to ${sourceId} (the statement the target ran; a table made on the target only: create it there, empty, and a rollback copies its rows), or undo it on the target; reverse replication then carries on, and a rollback proceeds`,

@@ -1,6 +1,6 @@
 import type { InstanceRef, Provider } from "../providers/provider.js";
 import type { Sql } from "../providers/sql.js";
-import type { DatabaseInventory, PreparedTransaction, SchemaInventory } from "../domain/schema-inventory.js";
+import { DDL_CAPTURE_SCHEMA, type DatabaseInventory, type PreparedTransaction, type SchemaInventory } from "../domain/schema-inventory.js";
 
 export type { DatabaseInventory, PreparedTransaction, SchemaInventory };
 
@@ -12,7 +12,7 @@ const RELS = `
   select c.oid, c.relkind, c.relpersistence, c.relreplident, format('%I.%I', n.nspname, c.relname) as name
     from pg_class c join pg_namespace n on n.oid = c.relnamespace
    where c.relkind in ('r', 'p', 'f', 'm') and c.relpersistence <> 't'
-     and n.nspname not in ('pg_catalog', 'information_schema') and n.nspname !~ '^pg_(toast|temp_)'`;
+     and n.nspname not in ('pg_catalog', 'information_schema', '${DDL_CAPTURE_SCHEMA}') and n.nspname !~ '^pg_(toast|temp_)'`;
 
 /** Every user table's columns, in one digest: what logical replication's apply needs to match on both sides. */
 export const COLUMNS = `
@@ -22,7 +22,7 @@ export const COLUMNS = `
     from pg_class c join pg_namespace n on n.oid = c.relnamespace
     left join pg_attribute a on a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped
    where c.relkind in ('r', 'p', 'f') and c.relpersistence <> 't'
-     and n.nspname not in ('pg_catalog', 'information_schema') and n.nspname !~ '^pg_(toast|temp_)'
+     and n.nspname not in ('pg_catalog', 'information_schema', '${DDL_CAPTURE_SCHEMA}') and n.nspname !~ '^pg_(toast|temp_)'
    group by 1, 2, 3`;
 
 const INVENTORY = `

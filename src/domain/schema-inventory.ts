@@ -35,3 +35,6 @@ export interface SchemaInventory {
   databases: DatabaseInventory[];
   prepared: PreparedTransaction[];
 }
+
+/** The schema pgshift keeps on a promoted target to record DDL statements (replication/ddl-capture.ts): not the application's. */
+export const DDL_CAPTURE_SCHEMA = "pgshift_ddl";

@@ -24,6 +24,7 @@ import { readGuardrailBlockers } from "../checks/guardrails.js";
 import { readSchemaDrift } from "../checks/schema-drift.js";
 import { readSchemaInventory } from "../checks/schema-inventory.js";
 import { carryLargeObjectsBack } from "../replication/large-objects.js";
+import { installDdlCapture, readCapturedDdl } from "../replication/ddl-capture.js";
 import { compareDatabase, compareDatabases } from "../checks/data-compare.js";
 import { HeldSnapshots, type Side } from "../checks/held-snapshots.js";
 import type { InstanceRef, Provider } from "../providers/provider.js";
@@ -48,6 +49,8 @@ export const realActivities: Activities = {
     inventory: readSchemaInventory,
     guardrails: (provider, ref, maxAgeMs) => readGuardrailBlockers(provider.sql(ref), maxAgeMs),
     drift: readSchemaDrift,
+    captureDdl: installDdlCapture,
+    capturedDdl: async (provider, target, databases) => (await Promise.all(databases.map((db) => readCapturedDdl(provider, target, db)))).flat(),
   },
   reverse: {
     prepare: prepareReverseReplication,

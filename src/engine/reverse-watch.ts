@@ -8,6 +8,14 @@ export const REVERSE_SAMPLE_MS = 2_000;
 /** A verdict that does not change is still recorded this often, so GetMigration and the event log show the figures moving. */
 const REVERSE_RECORD_MS = 60_000;
 
+/** The two sides' schema compared, with the statements the target recorded when they differ. */
+export async function driftVerdict(env: StepEnv) {
+  const dbs = env.state.reverseDatabases ?? [];
+  const drift = await env.activities.schema.drift(env.provider, env.source, env.target, dbs);
+  const statements = drift.length ? await env.activities.schema.capturedDdl(env.provider, env.target, dbs).catch(() => []) : [];
+  return schemaDriftCheck(drift, env.source.id, statements);
+}
+
 /** One sample of reverse replication's backlog, folded into the migration's state (the apply rate measured since the last one). */
 export async function sampleReverse(env: StepEnv): Promise<{ lagBytes: bigint; retainedBytes: bigint; targetLsn: string }> {
   const sample = await env.activities.reverse.backlog(env.provider, env.target);
@@ -32,7 +40,7 @@ export async function watchReverse(env: StepEnv): Promise<void> {
   // Each sample is what GetMigration and the gauges show, as fresh as it is taken.
   else await env.save();
   // A schema change on one side only breaks reverse replication: shown in rollback readiness at the next sample.
-  const drift = schemaDriftCheck(await env.activities.schema.drift(env.provider, env.source, env.target, state.reverseDatabases!), env.source.id);
+  const drift = await driftVerdict(env);
   if (newVerdicts(state.checks ?? [], [drift]).length > 0) await env.report(drift);
   if (env.policy.stopReverseWhenExceeded && pastLimits(state.reverse!, env.policy)) {
     await env.activities.reverse.stop(env.provider, env.source, env.target);

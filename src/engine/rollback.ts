@@ -1,8 +1,7 @@
 import { ConnectError } from "@connectrpc/connect";
 import { check, formatBytes } from "../domain/check.js";
 import { estimateText } from "../domain/rollback-readiness.js";
-import { schemaDriftCheck } from "../checks/schema-drift.js";
-import { sampleReverse } from "./reverse-watch.js";
+import { driftVerdict, sampleReverse } from "./reverse-watch.js";
 import { HoldForOperatorError } from "../domain/errors.js";
 import { FORWARD } from "../domain/transitions.js";
 import { removedText } from "./operator-actions.js";
@@ -131,10 +130,9 @@ async function carryLargeObjects(env: StepEnv, when: "before the target was fenc
 
 /** Holds a rollback, before anything is fenced, while the two sides' tables differ in shape (named in the check). */
 async function refuseOnSchemaDrift(env: StepEnv): Promise<void> {
-  const drift = await env.activities.schema.drift(env.provider, env.source, env.target, env.state.reverseDatabases ?? []);
-  const verdict = schemaDriftCheck(drift, env.source.id);
+  const verdict = await driftVerdict(env);
   const last = env.state.checks?.find((c) => c.name === verdict.name);
-  if (drift.length === 0) {
+  if (verdict.status === "PASS") {
     if (last && last.status !== "PASS") await env.report(verdict);
     return;
   }

@@ -9,6 +9,7 @@ import type { GuardrailBlocker } from "../checks/guardrails.js";
 import type { TableDrift } from "../checks/schema-drift.js";
 import type { SchemaInventory } from "../checks/schema-inventory.js";
 import type { LargeObjectSync } from "../replication/large-objects.js";
+import type { CapturedDdl } from "../replication/ddl-capture.js";
 import type { ReversePublication } from "../replication/reverse.js";
 import type { InstanceRef, Provider } from "../providers/provider.js";
 import type { Router } from "../routing/router.js";
@@ -48,6 +49,10 @@ export interface Activities {
     guardrails(provider: Provider, ref: InstanceRef, maxTransactionAgeMs: number): Promise<GuardrailBlocker[]>;
     /** Tables whose shape differs between the two sides, in these databases. */
     drift(provider: Provider, source: InstanceRef, target: InstanceRef, databases: string[]): Promise<TableDrift[]>;
+    /** After promotion: the target records the DDL statements it runs (removed with reverse replication). */
+    captureDdl(provider: Provider, target: InstanceRef, databases: string[]): Promise<void>;
+    /** The DDL statements the target recorded, oldest first. */
+    capturedDdl(provider: Provider, target: InstanceRef, databases: string[]): Promise<CapturedDdl[]>;
   };
   reverse: {
     /** Before the fence: publications on the source, from its inventory; returns what each database publishes. */

@@ -324,6 +324,7 @@ const verifying: Step = async (env) => {
   env.state.checks = mergeChecks(env.state.checks ?? [], [writable]);
   if (writable.status === "FAIL") throw new FailedPreconditionError(`the target is not a writable primary after promotion: ${writable.measured}`);
   await verifyData(env, "cutover");
+  await captureDdl(env);
   if (env.state.baseline) {
     const sample = () => env.activities.probes.baseline(env.provider, env.target, env.baselineSampleMs);
     let cmp = compareBaselines(env.state.baseline, await sample());
@@ -339,6 +340,28 @@ const verifying: Step = async (env) => {
   }
   return { to: "COMPLETED", reason: "the target serves reads and writes" };
 };
+
+/**
+ * From VERIFYING on, while reverse replication runs, the target records the DDL statements it runs, so that rollback
+ * readiness shows a schema change's statement beside its shape. A failure costs only the statements (the shapes are
+ * compared regardless): said, not fatal.
+ */
+async function captureDdl(env: StepEnv): Promise<void> {
+  const dbs = env.state.reverseDatabases ?? [];
+  if (dbs.length === 0 || env.state.reverse?.stoppedReason) return;
+  try {
+    await env.activities.schema.captureDdl(env.provider, env.target, dbs);
+  } catch (e) {
+    await env.report(
+      check("rollback.ddl_capture", "WARN", {
+        measured: e instanceof Error ? e.message : String(e),
+        threshold: `an event trigger on ${env.target.id} records its DDL statements`,
+        message: "schema changes on the target are still detected by shape, but their statements will not be shown",
+        remedy: "nothing required; the role pgshift uses needs the right to create event triggers for the statements",
+      }),
+    );
+  }
+}
 
 /** One step per phase that does work; COMPLETED waits for an operator, final phases have none. */
 export const STEPS: Partial<Record<PhaseName, Step>> = {

@@ -6,6 +6,7 @@ import type { InstanceRef, Provider } from "../providers/provider.js";
 import type { PeerConnection, Sql } from "../providers/sql.js";
 import type { SchemaInventory } from "../domain/schema-inventory.js";
 import { namesTable } from "../domain/spec.js";
+import { removeDdlCapture } from "./ddl-capture.js";
 
 /**
  * Reverse replication, for a lossless rollback: from promotion on, every
@@ -287,12 +288,13 @@ export async function stopReverseReplication(provider: Provider, source: Instanc
         await new Promise((r) => setTimeout(r, 100));
       }
     });
-  // The publications exist on both sides (they came over with the catalog).
+  // The publications exist on both sides (they came over with the catalog); the DDL capture on the target only.
   for (const desc of [targetThere, srcDesc]) {
     for (const db of desc?.databases ?? []) {
       await provider.sql(desc!.ref, db).query(`drop publication if exists ${NAME}; drop publication if exists ${INSERTS}`);
     }
   }
+  if (targetThere) await removeDdlCapture(provider, target, targetThere.databases);
   const left = [
     ...(targetThere
       ? (await provider.sql(target).query<{ s: string }>("select slot_name as s from pg_replication_slots where slot_name like $1", [`${NAME}_%`])).rows.map(

@@ -92,6 +92,8 @@ export class FakeActivities implements Activities {
   /** What successive guardrail looks find on the source (the last repeats). */
   guardrailBlockers: GuardrailBlocker[][] = [[]];
   private guardrailLooks = 0;
+  /** The DDL statements the target recorded. */
+  capturedStatements: Array<{ at: string; tag: string; statement: string }> = [];
   /** What successive schema comparisons find (the last repeats). */
   drifts: TableDrift[][] = [[]];
   private driftLooks = 0;
@@ -108,6 +110,11 @@ export class FakeActivities implements Activities {
     drift: async () => {
       this.log("schema.drift");
       return this.drifts[Math.min(this.driftLooks++, this.drifts.length - 1)]!;
+    },
+    captureDdl: async () => this.log("schema.captureDdl"),
+    capturedDdl: async () => {
+      this.log("schema.capturedDdl");
+      return this.capturedStatements;
     },
   };
 

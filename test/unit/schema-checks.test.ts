@@ -198,11 +198,15 @@ describe("the schema on the engine's path, on the fakes", () => {
     await world.router.route("billing-db", await world.provider.endpoint({ id: "billing-aurora" }), 1000);
     const drift = [{ database: "app", table: "public.items", source: "(id bigint)", target: "(id bigint, note text)" }];
     world.activities.drifts = [[], drift];
+    world.activities.capturedStatements = [{ at: "2026-12-06 16:00:00+00", tag: "ALTER TABLE", statement: "alter table items add column note text" }];
     const completed = stepEnv(world, { phase: "COMPLETED", state: { reverseDatabases: ["app"] } });
     await watchReverse(completed);
     expect(verdict(completed.state.checks ?? [], "rollback.schema_changes")?.status).toBe("PASS");
     await watchReverse(completed);
-    expect(verdict(completed.state.checks ?? [], "rollback.schema_changes")).toMatchObject({ status: "WARN", measured: expect.stringContaining("note text") });
+    expect(verdict(completed.state.checks ?? [], "rollback.schema_changes")).toMatchObject({
+      status: "WARN",
+      measured: expect.stringContaining('run on the target: "alter table items add column note text"'),
+    });
 
     const env = stepEnv(world, { phase: "ROLLING_BACK", state: { ...completed.state, rollbackFrom: "COMPLETED" } });
     const err = await STEPS.ROLLING_BACK!(env).catch((e: unknown) => e);
