@@ -127,6 +127,8 @@ describe("CDC with pg_recvlogical through the proxy: nothing lost or duplicated,
     const written = load.committed.length;
     while (load.committed.length < written + 5) await sleep(20);
     const asleep = !(await readerOn("asleep-tgt"));
+    // What this test is about: the rollback begins while the consumer sleeps (it retries every 5 s; this is about 1 s in).
+    expect(asleep, "pg_recvlogical had reconnected to the target before the rollback began").toBe(true);
     load.longestGapMs = 0;
     const rollbackMs = await rollBack(m.id);
     console.log(
@@ -198,7 +200,8 @@ describe("CDC with pg_recvlogical through the proxy: nothing lost or duplicated,
     const rollbackMs = await rollBack(m.id);
     console.log(`[recvlogical] rollback with the consumer gone: ROLLED_BACK in ${rollbackMs} ms, application gap ${load.longestGapMs} ms`);
     // Seconds, not the consumer: a rollback that waited for it would never end (it is gone for good).
-    expect(rollbackMs).toBeLessThan(30_000);
+    // The bound set for this: a gone consumer must not stall a rollback (7.1 s in a fresh-clone CI run on this machine).
+    expect(rollbackMs).toBeLessThan(15_000);
     got = await getMigration(f.client, m.id);
     const slot = got.cdc_slots.find((s: any) => s.slot_name === "items_recv");
     expect(slot.to_stream_from_source).toBeGreaterThan(0);
