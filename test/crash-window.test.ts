@@ -6,6 +6,9 @@ import { WriteLoad } from "../src/workload/write-load.js";
 import { unary } from "./helpers/grpc-clients.js";
 import { localSpec, waitForPhase } from "./helpers/migrations.js";
 import { useService } from "./helpers/fixture.js";
+import { storeClient } from "./helpers/embedded-store.js";
+import type { PhaseName } from "../src/domain/phases.js";
+import { nextForward } from "../src/domain/transitions.js";
 
 /**
  * A crash inside the fenced window must cost seconds, not a lease: the
@@ -72,9 +75,24 @@ describe("SIGKILL inside the fenced window, restarted at once", () => {
     if (crashAt) {
       await waitForPhase(f.client, m.id, [`PHASE_${crashAt}`, ...ends]);
       const t0 = performance.now();
-      // From the kill on: when the new process's xDS server accepts the proxy's connection again.
-      await f.restart(async () => void (xdsBack = listeningAgain(f.svc.xdsPort, t0)));
+      let killedIn: Promise<string> = Promise.resolve("");
+      // From the kill on: when the new process's xDS server accepts the proxy's connection again; and where the kill
+      // found the migration, read from the store beside the restart (not before it: that would lengthen the gap).
+      await f.restart(async () => {
+        xdsBack = listeningAgain(f.svc.xdsPort, t0);
+        killedIn = (async () => {
+          const db = storeClient(f.dir);
+          await db.connect();
+          const phase = (await db.query("select phase from migrations where id = $1", [m.id])).rows[0].phase as string;
+          await db.end();
+          return phase;
+        })();
+      });
       restart = performance.now() - t0;
+      // The kill landed in the phase it is named for (or the next: a phase shorter than the watch takes to tell, or
+      // one the new process finished before the store was read).
+      const landed = await killedIn;
+      expect([crashAt, nextForward(crashAt as PhaseName)], `killed for ${crashAt} in ${landed}`).toContain(landed);
     }
     const end = (await waitForPhase(f.client, m.id, ends)).phase;
     // The application writes again (a gap still open at the end would not count as one).

@@ -9,7 +9,9 @@ import { createSampleSource } from "../src/providers/local/sample.js";
 import { WriteLoad } from "../src/workload/write-load.js";
 import { destroyClusters } from "./helpers/clusters.js";
 import { migrationClient, unary } from "./helpers/grpc-clients.js";
-import { localSpec, waitForPhase } from "./helpers/migrations.js";
+import { getMigration, localSpec, waitForPhase } from "./helpers/migrations.js";
+import type { PhaseName } from "../src/domain/phases.js";
+import { nextForward } from "../src/domain/transitions.js";
 import { startServiceProcess, tempDir, type ServiceProcess } from "./helpers/service-process.js";
 
 /**
@@ -114,6 +116,9 @@ describe("high availability: a control-plane replica dies during the cutover", (
     await waitForPhase(clients[survivor]!, m.id, [`PHASE_${phase}`, "PHASE_COMPLETED", "PHASE_FAILED"]);
     const killedAt = Date.now();
     await replicas[victim]!.kill();
+    // The kill landed in the phase it is named for (or the next, for a phase shorter than the watch takes to tell).
+    const killedIn = (await getMigration(clients[survivor]!, m.id)).phase;
+    expect([`PHASE_${phase}`, `PHASE_${nextForward(phase as PhaseName)}`], `killed for ${phase} in ${killedIn}`).toContain(killedIn);
     const { phase: end, events } = await waitForPhase(clients[survivor]!, m.id, ["PHASE_COMPLETED", "PHASE_FAILED", "PHASE_ROLLED_BACK"], 60_000);
     expect(end, events.map((e) => e.message).join(" | ")).toBe("PHASE_COMPLETED");
     const routed = events.find((e) => e.transition?.to === "PHASE_VERIFYING")!;
