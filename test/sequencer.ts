@@ -19,7 +19,7 @@ const SECONDS: Record<string, number> = {
   "test/fuzz.test.ts": 50,
   "test/safety.test.ts": 46,
   "test/observability.test.ts": 33,
-  "test/rollback-readiness.test.ts": 26,
+  "test/rollback-readiness.test.ts": 36,
   "test/realistic-schema.test.ts": 25,
   "test/package.test.ts": 25,
   "test/cli.test.ts": 25,
