@@ -235,6 +235,8 @@ describe("the AWS provider's RDS calls (aws-sdk-client-mock)", () => {
     const policy = JSON.parse(readFileSync(resolve(import.meta.dirname, "../../deploy/aws/iam-policy.json"), "utf8"));
     const granted = new Set(policy.Statement.flatMap((s: { Action: string[] }) => s.Action));
     expect(plan.filter((p) => !granted.has(p.action))).toEqual([]);
+    // Every call, not only RDS's: the master user's secret is read before the first statement.
+    expect(plan.filter((p) => p.phase === "PREFLIGHT").map((p) => p.action)).toContain("secretsmanager:GetSecretValue");
     const withCloudWatch = awsPlan({ replica: SPEC, fence: "sql", cloudwatch: true }).filter((p) => p.phase === "REPLICATING");
     expect(withCloudWatch.map((p) => p.action)).toEqual(["cloudwatch:GetMetricData"]);
     expect(withCloudWatch.filter((p) => !granted.has(p.action))).toEqual([]);

@@ -38,6 +38,12 @@ export function awsPlan(o: AwsPlanOptions): PlannedCall[] {
       "rds.logical_replication = 1 (reverse replication, CDC slots), and the values to compare",
     ),
     call("PREFLIGHT", "DescribeDBParameters", "the source's DB parameter group", "what an operator set on the source (Source = user), to compare"),
+    {
+      phase: "PREFLIGHT",
+      action: "secretsmanager:GetSecretValue",
+      resource: `the RDS-managed master user secrets (rds!…) of ${sourceId}, then of ${clusterId}`,
+      why: "SQL as the master user from here on (schema checks, fences, CDC, reverse replication), each reused for a minute; reverse replication's subscription keeps the target's",
+    },
     call("PROVISIONING", "DescribeDBInstances", sourceId, "the source's ARN, subnet group, security groups and encryption for the replica"),
     call("PROVISIONING", "DescribeDBClusters", clusterId, "describe before create: a resumed step never creates twice"),
     call(
