@@ -221,7 +221,7 @@ describe("the AWS provider's RDS calls (aws-sdk-client-mock)", () => {
 
   it("the plan lists the calls RdsControl makes, in its order, and the IAM policy grants each", () => {
     const plan = awsPlan({ replica: SPEC, fence: "network", denyGroup: "sg-deny" });
-    const of = (phase: string) => plan.filter((p) => p.phase === phase).map((p) => p.action.replace(/^rds:/, ""));
+    const of = (phase: string) => plan.filter((p) => p.phase === phase && p.action.startsWith("rds:")).map((p) => p.action.replace(/^rds:/, ""));
     expect(of("PROVISIONING")).toEqual(observed.PROVISIONING);
     // The fence's record (a tag) is written by the provider before RdsControl's calls.
     expect(of("QUIESCING")).toEqual(["AddTagsToResource", ...observed.QUIESCING!]);
@@ -235,8 +235,12 @@ describe("the AWS provider's RDS calls (aws-sdk-client-mock)", () => {
     const policy = JSON.parse(readFileSync(resolve(import.meta.dirname, "../../deploy/aws/iam-policy.json"), "utf8"));
     const granted = new Set(policy.Statement.flatMap((s: { Action: string[] }) => s.Action));
     expect(plan.filter((p) => !granted.has(p.action))).toEqual([]);
-    // Every call, not only RDS's: the master user's secret is read before the first statement.
+    // Every call, not only RDS's: the master user's secret is read before the first statement; an encrypted source's
+    // key is used through RDS when the replica is created, and the policy grants that only through RDS.
     expect(plan.filter((p) => p.phase === "PREFLIGHT").map((p) => p.action)).toContain("secretsmanager:GetSecretValue");
+    expect(plan.filter((p) => p.action.startsWith("kms:")).map((p) => p.action)).toEqual(["kms:DescribeKey", "kms:CreateGrant"]);
+    const kms = policy.Statement.find((s: { Action: string[] }) => s.Action.includes("kms:CreateGrant"));
+    expect(kms.Condition.StringLike["kms:ViaService"]).toBe("rds.*.amazonaws.com");
     const withCloudWatch = awsPlan({ replica: SPEC, fence: "sql", cloudwatch: true }).filter((p) => p.phase === "REPLICATING");
     expect(withCloudWatch.map((p) => p.action)).toEqual(["cloudwatch:GetMetricData"]);
     expect(withCloudWatch.filter((p) => !granted.has(p.action))).toEqual([]);

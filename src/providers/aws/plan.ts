@@ -46,6 +46,12 @@ export function awsPlan(o: AwsPlanOptions): PlannedCall[] {
     },
     call("PROVISIONING", "DescribeDBInstances", sourceId, "the source's ARN, subnet group, security groups and encryption for the replica"),
     call("PROVISIONING", "DescribeDBClusters", clusterId, "describe before create: a resumed step never creates twice"),
+    ...(["kms:DescribeKey", "kms:CreateGrant"] as const).map((action) => ({
+      phase: "PROVISIONING",
+      action,
+      resource: `the source's KMS key, when ${sourceId} is encrypted with a customer managed key`,
+      why: "RDS uses the key on pgshift's behalf to encrypt the replica as the source is (granted only through RDS: kms:ViaService)",
+    })),
     call(
       "PROVISIONING",
       "CreateDBCluster",
