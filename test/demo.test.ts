@@ -37,6 +37,18 @@ describe("npm run demo", () => {
     console.log(`demo window: ${w?.[1]} ms`);
   });
 
+  it("--schema realistic: preflight refuses the unlogged table, the spec accepts it, and every table compares equal after the cutover, no statement refused", async () => {
+    const { code, out } = await demo(["--schema", "realistic", "--rows", "1000", "--window", "2", "--rate", "25"]);
+    expect(out).toContain("demo: OK");
+    expect(code).toBe(0);
+    expect(out).toMatch(/preflight FAIL schema\.unlogged_tables: unlogged: app\.public\.sessions — make them logged/);
+    expect(out).toMatch(/preflight refused without schema choices/);
+    expect(out).toMatch(/final phase: COMPLETED/);
+    expect(out).toMatch(/application: (\d+) transactions committed, \d+ failed on a lost connection and were retried, 0 statements refused/);
+    expect(out).toMatch(/orders verified on the target: (\d+) of \1 committed present/);
+    expect(out).toMatch(/every table compared by checksum: PASS — 2 database\(s\), 8 table\(s\)/);
+  });
+
   it("--rollback brings every committed write, including those made on the target, back to the source; --metrics-port serves /metrics while it runs", async () => {
     const port = await freePort();
     let scraped: Promise<string> | undefined;

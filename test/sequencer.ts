@@ -14,7 +14,7 @@ const SECONDS: Record<string, number> = {
   "test/engine.test.ts": 85,
   "test/engine-faults-aws.test.ts": 72,
   "test/ha.test.ts": 66,
-  "test/demo.test.ts": 65,
+  "test/demo.test.ts": 77,
   "test/aws-migration.test.ts": 60,
   "test/fuzz.test.ts": 50,
   "test/safety.test.ts": 46,
