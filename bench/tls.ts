@@ -18,7 +18,7 @@ import { makeDevPki, serveTlsArgs, type DevPki } from "../src/security/dev-pki.j
 import { watchTls } from "../src/security/tls-material.js";
 import { grpcMtlsCredentials } from "../src/security/grpc-certificates.js";
 import { migrationClient, mtlsCredentials, unary } from "../test/helpers/grpc-clients.js";
-import { localSpec } from "../test/helpers/migrations.js";
+import { createRegistered, localSpec } from "../test/helpers/migrations.js";
 import { startServiceProcess, tempDir } from "../test/helpers/service-process.js";
 
 const PER_CONNECTION = 100;
@@ -85,7 +85,7 @@ async function apiRound(calls: number, dir: string, pki: DevPki | undefined): Pr
   const svc = await startServiceProcess(args);
   try {
     const client = migrationClient(svc.address, clientCreds(pki));
-    const id = (await unary(client, "CreateMigration", { spec: localSpec("bench-db", "bench-src", "bench-tgt") })).migration.id;
+    const id = (await createRegistered(client, localSpec("bench-db", "bench-src", "bench-tgt"))).id;
     for (let i = 0; i < 200; i++) await unary(client, "GetMigration", { id });
     const warm: number[] = [];
     for (let i = 0; i < calls; i++) {

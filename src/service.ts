@@ -15,6 +15,8 @@ import type { ServiceConfig } from "./config.js";
 import { CdcWatchers } from "./store/cdc-watchers.js";
 import { EventBus } from "./store/event-bus.js";
 import { MigrationRepo } from "./store/migration-repo.js";
+import { DatabaseRepo } from "./store/database-repo.js";
+import { ownershipKey, sourceOf } from "./domain/inventory.js";
 import { openStore } from "./store/store.js";
 import { claimIdentity, dataDirIdentity } from "./store/replica-identity.js";
 import type { Logger } from "./telemetry/log.js";
@@ -161,6 +163,7 @@ export async function startService(config: ServiceConfig, log: Logger, hooks: Te
     { rpcTelemetry },
     { inputGuard },
     { Authorizer },
+    { Inventory },
     { callerLimits },
     gen,
     health,
@@ -175,6 +178,7 @@ export async function startService(config: ServiceConfig, log: Logger, hooks: Te
     import("./api/rpc-telemetry.js"),
     import("./api/input-guard.js"),
     import("./api/authorize.js"),
+    import("./api/inventory.js"),
     import("./api/caller-limits.js"),
     import("./gen/migration/v1/migration_pb.js"),
     import("./gen/health/v1/health_pb.js"),
@@ -185,10 +189,11 @@ export async function startService(config: ServiceConfig, log: Logger, hooks: Te
   const { Health, HealthCheckResponse_ServingStatus: Status } = health;
   const healthState = new HealthState();
   const authz = new Authorizer(guard.policy);
+  const inventory = new Inventory(new DatabaseRepo(store.db, (spec) => ownershipKey(...sourceOf(spec), config.aws?.region)), authz, config.aws?.region);
   const reflection = reflectionServices([MigrationService, CdcService, Health, reflectionV1.ServerReflection, reflectionV1Alpha.ServerReflection]);
   const api = await listenApi(
     (r) => {
-      r.service(MigrationService, migrationService({ repo, bus, shutdown: shutdown.signal, providerAvailable, providers, router, watchers, authz }));
+      r.service(MigrationService, migrationService({ repo, bus, shutdown: shutdown.signal, providerAvailable, providers, router, watchers, authz, inventory }));
       r.service(CdcService, cdcService({ repo, bus, router, watchers, shutdown: shutdown.signal, authz }));
       r.service(Health, healthService(healthState));
       r.service(reflectionV1.ServerReflection, reflection.v1);

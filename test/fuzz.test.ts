@@ -10,7 +10,7 @@ import { clientTlsOf, makeDevPki, serveTlsArgs, type DevPki } from "../src/secur
 import { adsClientConstructor, TYPE } from "../xds/index.js";
 import { publishRoutes } from "./helpers/embedded-store.js";
 import { healthClient, migrationClient, mtlsCredentials, unary, type AnyClient } from "./helpers/grpc-clients.js";
-import { eventsSoFar, localSpec } from "./helpers/migrations.js";
+import { createRegistered, eventsSoFar, localSpec } from "./helpers/migrations.js";
 import { startServiceProcess, tempDir, type ServiceProcess } from "./helpers/service-process.js";
 
 const ADMIN = "spiffe://fuzz.example/sa/admin";
@@ -107,7 +107,7 @@ describe("fuzzing the running service: API and xDS", () => {
       { NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ""} --max-old-space-size=${HEAP_MIB}` },
     );
     admin = migrationClient(svc.address, adminCreds());
-    id = (await unary(admin, "CreateMigration", { spec: localSpec("fuzz-db", "fuzz-src", "fuzz-tgt") })).migration.id;
+    id = (await createRegistered(admin, localSpec("fuzz-db", "fuzz-src", "fuzz-tgt"))).id;
     await publishRoutes(join(tmp.dir, "data"), [{ db: "fuzz-db", port: 5999, listenerPort: 16001 }]);
     for (let i = 0; i < 100 && !(await unary(admin, "GetRoutingStatus", { database_name: "fuzz-db" }).catch(() => undefined)); i++) {
       await new Promise((r) => setTimeout(r, 100));

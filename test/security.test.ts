@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { makeDevPki, type DevPki } from "../src/security/dev-pki.js";
 import { adsClientConstructor, TYPE } from "../xds/index.js";
 import { healthClient, migrationClient, mtlsCredentials, unary, unaryError, type AnyClient } from "./helpers/grpc-clients.js";
-import { localSpec } from "./helpers/migrations.js";
+import { createRegistered, localSpec, registerFor } from "./helpers/migrations.js";
 import { publishRoutes } from "./helpers/embedded-store.js";
 import { startServiceProcess, tempDir, type ServiceProcess } from "./helpers/service-process.js";
 
@@ -124,8 +124,9 @@ describe("mutual TLS, identities and per-database authorization", () => {
     admin = migrationClient(svc.address, creds(pki, "admin"));
     billing = migrationClient(svc.address, creds(pki, "billing"));
     for (const db of ["billing-db", "payments-db"]) {
-      ids[db] = (await unary(admin, "CreateMigration", { spec: localSpec(db, `${db}-src`, `${db}-tgt`) })).migration.id;
+      ids[db] = (await createRegistered(admin, localSpec(db, `${db}-src`, `${db}-tgt`), db.split("-")[0])).id;
     }
+    await registerFor(admin, localSpec("billing-two", "b2-src", "b2-tgt"), "billing");
   }, 120_000);
 
   afterAll(async () => {
@@ -171,7 +172,7 @@ describe("mutual TLS, identities and per-database authorization", () => {
     }
     const create = await unaryError(billing, "CreateMigration", { spec: localSpec("payments-two", "p2-src", "p2-tgt") });
     expect(create.code).toBe(grpc.status.PERMISSION_DENIED);
-    expect(create.details).toMatch(/may not create a migration for database "payments-two": that needs role operator/);
+    expect(create.details).toMatch(/may not create a migration for database "payments-two" \(instance local:p2-src\): that needs role operator/);
     // Its own database: an approver may approve (ahead of the phase, as any approval), not finalize.
     await expect(unary(billing, "ApproveCutover", { id: ids["billing-db"] })).resolves.toBeDefined();
     const fin = await unaryError(billing, "FinalizeMigration", { id: ids["billing-db"] });

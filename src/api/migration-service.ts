@@ -12,6 +12,7 @@ import type { MigrationRepo } from "../store/migration-repo.js";
 import { actorOf } from "./caller.js";
 import { verifyNow } from "../engine/verify-now.js";
 import type { Authorizer } from "./authorize.js";
+import type { Inventory } from "./inventory.js";
 import type { Action } from "../security/policy.js";
 import type { CdcWatchers } from "../store/cdc-watchers.js";
 import { wakeup } from "./wakeup.js";
@@ -34,6 +35,8 @@ export interface MigrationServiceDeps {
   shutdown: AbortSignal;
   /** Who may do what to which database. */
   authz: Authorizer;
+  /** Which instances serve which database: what authorization stands on. */
+  inventory: Inventory;
 }
 
 /** What each operator action needs (approving and rolling back are an approver's; ending a migration an admin's). */
@@ -66,11 +69,12 @@ export function migrationService({
   router,
   watchers,
   authz,
+  inventory,
 }: MigrationServiceDeps): ServiceImpl<typeof MigrationService> {
   /** The migration, once the caller is known to be allowed the action on its database. */
   async function allowed(ctx: HandlerContext, id: string, action: Action, what: string) {
     const row = await repo.get(requireId(id));
-    authz.require(ctx, action, row.database_name, what);
+    await inventory.admitMigration(ctx, row, action, what);
     return row;
   }
 
@@ -94,9 +98,9 @@ export function migrationService({
       const actor = actorOf(ctx);
       if (req.requestId.length > 128) throw new InvalidArgumentError("request_id must be at most 128 characters");
       const spec = normalizeSpec(req.spec);
-      authz.require(ctx, "operate", spec.databaseName, "create a migration");
       const unavailable = providerAvailable(spec.provider);
       if (unavailable) throw new FailedPreconditionError(unavailable);
+      await inventory.admitSpec(ctx, spec, "operate", "create a migration", { registerAs: actor });
       // A retry of a request already taken returns what it made (whose target exists by now, made by it).
       const retry = req.requestId ? await repo.byRequestId(req.requestId) : undefined;
       const target = targetRef(spec);
@@ -178,9 +182,9 @@ export function migrationService({
 
     async runPreflight(req, ctx) {
       const spec = normalizeSpec(req.spec);
-      authz.require(ctx, "operate", spec.databaseName, "run a preflight");
       const unavailable = providerAvailable(spec.provider);
       if (unavailable) throw new FailedPreconditionError(unavailable);
+      await inventory.admitSpec(ctx, spec, "operate", "run a preflight");
       const checks = await runPreflight(providers(spec), sourceRef(spec), targetRef(spec), policyOf(spec).schema);
       return { checks: checks.map(checkToProto), passed: checks.every((c) => c.status !== "FAIL") };
     },
@@ -196,6 +200,8 @@ export function migrationService({
       const { check, report } = await verifyNow(repo, providers, requireId(req.id), actor, ctx.signal);
       return { check: checkToProto(check), mismatches: report.mismatches };
     },
+    registerDatabase: (req, ctx) => inventory.register(ctx, req.database, actorOf(ctx)),
+    listDatabases: (req, ctx) => inventory.list(ctx, req),
     approveCutover: (req, ctx) => act(req, ctx, "approve"),
     pauseMigration: (req, ctx) => act(req, ctx, "pause"),
     resumeMigration: (req, ctx) => act(req, ctx, "resume"),

@@ -13,6 +13,9 @@ import {
   WatchMigrationResponseSchema,
   VerifyMigrationResponseSchema,
   CheckStatus,
+  ListDatabasesResponseSchema,
+  Provider,
+  RegisterDatabaseResponseSchema,
 } from "../gen/migration/v1/migration_pb.js";
 import { FINAL_PHASES, renderWatch } from "./watch-view.js";
 
@@ -61,6 +64,17 @@ async function liveWatch(client: Client<typeof MigrationService>, id: string): P
 /** A usage mistake: says what to type instead. */
 class UsageError extends Error {}
 
+/** --label KEY=VALUE flags as a map. */
+function labels(flags: string[] | undefined): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const f of flags ?? []) {
+    const eq = f.indexOf("=");
+    if (eq <= 0) throw new UsageError(`--label ${f} is not KEY=VALUE, e.g. --label tier=gold`);
+    out[f.slice(0, eq)] = f.slice(eq + 1);
+  }
+  return out;
+}
+
 function print<D extends DescMessage>(schema: D, msg: MessageShape<D>): void {
   process.stdout.write(JSON.stringify(toJson(schema, msg)) + "\n");
 }
@@ -78,6 +92,11 @@ export async function ctlCommand(argv: string[]): Promise<void> {
       database: { type: "string" },
       phase: { type: "string", multiple: true },
       json: { type: "boolean", default: false },
+      instance: { type: "string", multiple: true },
+      team: { type: "string" },
+      label: { type: "string", multiple: true },
+      provider: { type: "string" },
+      region: { type: "string" },
     },
     allowPositionals: true,
     strict: true,
@@ -110,6 +129,28 @@ export async function ctlCommand(argv: string[]): Promise<void> {
         } while (pageToken);
         return;
       }
+      case "register": {
+        const provider = { local: Provider.LOCAL, aws: Provider.AWS }[values.provider ?? "local"];
+        if (provider === undefined) throw new UsageError(`--provider ${values.provider} is not a provider; use local or aws`);
+        if (!values.instance?.length) throw new UsageError("pgshift ctl register needs --instance ID (repeatable): the instances that serve the database");
+        const database = {
+          name: need("a database name"),
+          provider,
+          instances: values.instance.map((id) => ({ id, region: values.region ?? "" })),
+          team: values.team ?? "",
+          labels: labels(values.label),
+        };
+        return print(RegisterDatabaseResponseSchema, await client.registerDatabase({ database }, { headers }));
+      }
+      case "databases": {
+        let pageToken = "";
+        do {
+          const res = await client.listDatabases({ team: values.team ?? "", labels: labels(values.label), pageToken, pageSize: 100 });
+          print(ListDatabasesResponseSchema, res);
+          pageToken = res.nextPageToken;
+        } while (pageToken);
+        return;
+      }
       case "get":
         return print(GetMigrationResponseSchema, await client.getMigration({ id: need("a migration id") }));
       case "routing":
@@ -130,7 +171,10 @@ export async function ctlCommand(argv: string[]): Promise<void> {
       }
       default: {
         const method = ACTIONS[verb as keyof typeof ACTIONS];
-        if (!method) throw new UsageError(`unknown ctl command "${verb ?? ""}"; one of list, get, watch, routing, verify, ${Object.keys(ACTIONS).join(", ")}`);
+        if (!method)
+          throw new UsageError(
+            `unknown ctl command "${verb ?? ""}"; one of list, get, watch, routing, verify, register, databases, ${Object.keys(ACTIONS).join(", ")}`,
+          );
         const res = await client[method]({ id: need("a migration id"), reason: values.reason ?? "" }, { headers });
         return print(GetMigrationResponseSchema, create(GetMigrationResponseSchema, { migration: res.migration }));
       }

@@ -183,6 +183,7 @@ async function runSample(rig: DemoRig, values: DemoValues): Promise<boolean> {
         `   PROVIDER_AWS: "billing" is an RDS for PostgreSQL instance behind a local RDS endpoint (${awsEndpoint}); the service reaches it through @aws-sdk/client-rds`,
       );
     }
+    await registerBilling(rig, values);
     const firstId = (await provider.cluster({ id: "billing" }).query<{ m: string }>("select coalesce(max(id), 0)::text as m from items", [], "app"))[0]!.m;
     await proxy.start();
     say(`   a CDC consumer (pgoutput) reads slot ${cdc!.slot} and follows the service's directives (CdcService)`);
@@ -269,6 +270,15 @@ async function runSample(rig: DemoRig, values: DemoValues): Promise<boolean> {
 }
 
 /** The demo's migration: billing -> billing-aurora, automatic cutover, on the provider the rig runs. */
+/** The inventory entry every migration stands on: billing-db, served by the source "billing", owned by team billing. */
+async function registerBilling(rig: DemoRig, values: DemoValues): Promise<void> {
+  const spec = demoSpec(rig, values);
+  await rig.client.registerDatabase({
+    database: { name: spec.databaseName, provider: spec.provider, instances: [spec.source], team: "billing", labels: { tier: "demo" } },
+  });
+  say(`   RegisterDatabase ${spec.databaseName}: served by "${spec.source.id}", team billing; a migration of "${spec.source.id}" must name it`);
+}
+
 function demoSpec(rig: DemoRig, values: DemoValues) {
   return {
     databaseName: "billing-db",
@@ -340,6 +350,7 @@ async function runRealistic(rig: DemoRig, values: DemoValues): Promise<boolean> 
   const src = await createRealisticSource(provider, "billing", { rows: Number(values.rows) });
   if (emulator) await emulator.addInstance("billing");
   await proxy.start();
+  await registerBilling(rig, values);
   const spec = demoSpec(rig, values);
   const pre = await client.runPreflight({ spec });
   for (const c of pre.checks.filter((c) => c.status !== CheckStatus.PASS))

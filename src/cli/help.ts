@@ -118,7 +118,7 @@ export const HELP: Record<string, CommandHelp> = {
   },
   ctl: {
     summary: "operate migrations through the API; JSON out, one object per line",
-    usage: "ctl <list|get|watch|routing|verify|plan|approve|pause|resume|abort|rollback|finalize> … [--api URL] [--actor NAME]",
+    usage: "ctl <list|get|watch|routing|verify|register|databases|plan|approve|pause|resume|abort|rollback|finalize> … [--api URL] [--actor NAME]",
     flags: API_FLAGS,
     example: "pgshift ctl list --phase ready_for_cutover",
   },
@@ -147,6 +147,26 @@ export const HELP: Record<string, CommandHelp> = {
     usage: "ctl verify ID",
     flags: API_FLAGS,
     example: "pgshift ctl verify 0b6c2a1e-…",
+  },
+  "ctl register": {
+    summary:
+      "register a logical database (or change its entry): the instances a migration of it may take as source, its team and labels; needs role admin on it",
+    usage: "ctl register NAME --instance ID [--instance ID]... --team TEAM [--label KEY=VALUE]... [--provider local|aws] [--region REGION]",
+    flags: [
+      ...API_FLAGS,
+      ["--instance ID", "an instance serving it (repeatable): a local cluster's name, or an RDS instance identifier"],
+      ["--team TEAM", "the team that owns it"],
+      ["--label KEY=VALUE", "a label to select it by (repeatable)"],
+      ["--provider local|aws", "where its instances run (default local)"],
+      ["--region REGION", "AWS: the instances' region (default: the service's)"],
+    ],
+    example: "pgshift ctl register billing-db --instance billing-prod --team billing --label tier=gold --provider aws",
+  },
+  "ctl databases": {
+    summary: "list the registered databases the caller may view, optionally of one team or with some labels",
+    usage: "ctl databases [--team TEAM] [--label KEY=VALUE]...",
+    flags: [...API_FLAGS, ["--team TEAM", "only this team's databases"], ["--label KEY=VALUE", "only databases with this label (repeatable: all must match)"]],
+    example: "pgshift ctl databases --team billing",
   },
   "ctl plan": {
     summary: "the AWS calls a migration from an RDS instance to a new Aurora cluster will make, in order, without making them",

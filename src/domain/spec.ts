@@ -78,7 +78,7 @@ function checkDuration(field: string, d: Duration | undefined, fallbackMs: numbe
   return durationFromMs(ms);
 }
 
-function checkRef(field: string, ref: DatabaseRef | undefined, provider: Provider): DatabaseRef {
+export function checkRef(field: string, ref: DatabaseRef | undefined, provider: Provider): DatabaseRef {
   if (!ref || !ref.id)
     throw new InvalidArgumentError(`${field}.id is required: the ${field === "spec.source" ? "source instance" : "target to create"}'s identifier`);
   if (provider === Provider.AWS) {

@@ -139,6 +139,30 @@ const migrations: Record<string, Migration> = {
                 on conflict do nothing`.execute(db);
     },
   },
+  "0006_databases": {
+    async up(db: Kysely<any>) {
+      // The inventory authorization stands on: which logical database each instance serves, and whose it is.
+      await db.schema
+        .createTable("databases")
+        .addColumn("name", "text", (c) => c.primaryKey())
+        .addColumn("provider", "text", (c) => c.notNull())
+        .addColumn("instances", "jsonb", (c) => c.notNull())
+        .addColumn("team", "text", (c) => c.notNull())
+        .addColumn("labels", "jsonb", (c) => c.notNull().defaultTo(sql`'{}'::jsonb`))
+        .addColumn("registered_by", "text", (c) => c.notNull())
+        .addColumn("created_at", "timestamptz", (c) => c.notNull().defaultTo(sql`now()`))
+        .addColumn("updated_at", "timestamptz", (c) => c.notNull().defaultTo(sql`now()`))
+        .execute();
+      await db.schema.createIndex("databases_team").on("databases").columns(["team", "name"]).execute();
+      // One key per instance: the store itself refuses an instance registered to two databases.
+      await db.schema
+        .createTable("database_instances")
+        .addColumn("instance_key", "text", (c) => c.primaryKey())
+        .addColumn("database_name", "text", (c) => c.notNull().references("databases.name"))
+        .execute();
+      await db.schema.createIndex("database_instances_database").on("database_instances").column("database_name").execute();
+    },
+  },
 };
 
 export const schemaMigrations: MigrationProvider = {

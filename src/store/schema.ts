@@ -78,7 +78,26 @@ export interface InstanceClaimsTable {
   role: "source" | "target";
 }
 
+export interface DatabasesTable {
+  name: string;
+  provider: string;
+  instances: JSONColumnType<{ id: string; region: string }[]>;
+  team: string;
+  labels: JSONColumnType<Record<string, string>>;
+  registered_by: string;
+  created_at: ColumnType<Date, Date | string | undefined, never>;
+  updated_at: ColumnType<Date, Date | string | undefined, Date | string>;
+}
+
+export interface DatabaseInstancesTable {
+  /** provider + region (the default filled in) + id. */
+  instance_key: string;
+  database_name: string;
+}
+
 export interface Database {
+  databases: DatabasesTable;
+  database_instances: DatabaseInstancesTable;
   instance_claims: InstanceClaimsTable;
   cdc_watchers: CdcWatchersTable;
   migrations: MigrationsTable;

@@ -72,6 +72,17 @@ export function localSpec(db: string, source: string, target: string, extra: Rec
   };
 }
 
+/** Registers a spec's database (as an admin does before its first migration), served by the spec's source. */
+export async function registerFor(client: AnyClient, spec: { database_name: string; provider: string; source: { id: string } }, team = "test"): Promise<void> {
+  await unary(client, "RegisterDatabase", { database: { name: spec.database_name, provider: spec.provider, instances: [spec.source], team } });
+}
+
+/** Registers a spec's database, then creates its migration; returns the migration. */
+export async function createRegistered(client: AnyClient, spec: ReturnType<typeof localSpec>, team = "test"): Promise<any> {
+  await registerFor(client, spec, team);
+  return (await unary(client, "CreateMigration", { spec })).migration;
+}
+
 export async function getMigration(client: AnyClient, id: string): Promise<any> {
   return (await unary(client, "GetMigration", { id })).migration;
 }
