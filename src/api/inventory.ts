@@ -13,8 +13,6 @@ import { identityOf } from "./caller.js";
 
 const MAX_PAGE = 500;
 const DEFAULT_PAGE = 50;
-/** The team of a database registered by a migration on a service without a policy. */
-const UNASSIGNED = "unassigned";
 
 export function databaseToProto(r: DatabaseRow): Database {
   return create(DatabaseSchema, {
@@ -45,10 +43,10 @@ export class Inventory {
 
   /**
    * A spec's call (create, preflight): its source must be an instance of the database it names, its target no other
-   * database's instance, and the caller needs `action` on that database. A service without a policy registers a
-   * database the first migration of it names; it never changes a registration that exists.
+   * database's instance, and the caller needs `action` on that database. A service without a policy authorizes no
+   * one: there an instance nobody registered may be migrated under any name, and a registered one only under its own.
    */
-  async admitSpec(ctx: HandlerContext, spec: MigrationSpec, action: Action, what: string, opts: { registerAs?: string } = {}): Promise<void> {
+  async admitSpec(ctx: HandlerContext, spec: MigrationSpec, action: Action, what: string): Promise<void> {
     const source = this.sourceKey(spec);
     const target = ownershipKey(spec.provider, spec.target!, this.defaultRegion);
     const [owner, targetOwner, registered] = await Promise.all([this.repo.ownerOf(source), this.repo.ownerOf(target), this.repo.get(spec.databaseName)]);
@@ -61,16 +59,11 @@ export class Inventory {
         `instance ${source} is not one of database "${spec.databaseName}"'s instances (${registered.instances.map((i) => i.id).join(", ")}); an admin adds it with RegisterDatabase (pgshift ctl register)`,
       );
     }
-    if (!this.authz.open || !opts.registerAs) {
+    if (!this.authz.open) {
       throw new FailedPreconditionError(
         `database "${spec.databaseName}" is not registered; an admin registers it, with ${source} among its instances, with RegisterDatabase (pgshift ctl register)`,
       );
     }
-    const entry = normalizeRegistration(
-      create(DatabaseSchema, { name: spec.databaseName, provider: spec.provider, instances: [spec.source!], team: UNASSIGNED }),
-      this.defaultRegion,
-    );
-    await this.repo.register(entry, opts.registerAs);
   }
 
   /**

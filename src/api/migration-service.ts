@@ -100,7 +100,7 @@ export function migrationService({
       const spec = normalizeSpec(req.spec);
       const unavailable = providerAvailable(spec.provider);
       if (unavailable) throw new FailedPreconditionError(unavailable);
-      await inventory.admitSpec(ctx, spec, "operate", "create a migration", { registerAs: actor });
+      await inventory.admitSpec(ctx, spec, "operate", "create a migration");
       // A retry of a request already taken returns what it made (whose target exists by now, made by it).
       const retry = req.requestId ? await repo.byRequestId(req.requestId) : undefined;
       const target = targetRef(spec);
