@@ -53,13 +53,52 @@ describe("the fence cannot be fooled", () => {
     await provider.fence({ id: "fenced" });
     await expect(human.query("insert into items (payload) values ('after the fence')")).rejects.toThrow();
     await expect(application.query("select 1")).rejects.toThrow();
-    const left = await c.query<{ n: number }>(
-      "select count(*)::int as n from pg_stat_activity where backend_type = 'client backend' and pid <> pg_backend_pid() and application_name <> 'pgshift-admin'",
-    );
-    expect(left[0]!.n).toBe(0);
+    // The superuser's own rules no longer let it in: pgshift looks through the fence's role, and sees only itself.
+    await expect(c.query("select 1")).rejects.toThrow(/pg_hba.conf rejects connection/);
+    expect(await provider.intruders({ id: "fenced" })).toEqual([]);
     await provider.unfence({ id: "fenced" });
     await human.end().catch(() => {});
     await application.end().catch(() => {});
+  });
+
+  it("ends a superuser session calling itself pgshift-admin, refuses it until unfence, and spares only the sessions pgshift opened", async () => {
+    const ref = { id: "fenced" };
+    const c = provider.cluster(ref);
+    const superuser = { user: c.user, password: c.password, database: "app" };
+    const impostor = await connect(port, superuser, "pgshift-admin");
+    // A session pgshift opened before the fence (as the snapshot the comparison holds) lives through it.
+    let held!: () => void;
+    const release = new Promise<void>((r) => (held = r));
+    let opened!: () => void;
+    const isOpen = new Promise<void>((r) => (opened = r));
+    const own = provider.sql(ref, "app").session(async (s) => {
+      await s.query("select 1");
+      opened();
+      await release;
+      return (await s.query<{ n: number }>("select count(*)::int as n from public.items")).rows[0]!.n;
+    });
+    await isOpen;
+    await provider.fence(ref);
+    await expect(impostor.query("insert into items (payload) values ('after the fence')")).rejects.toThrow();
+    const again = await connect(port, superuser, "pgshift-admin").catch((e: Error) => e);
+    expect(String((again as Error).message)).toMatch(/pg_hba.conf rejects connection .*user "postgres"/);
+    held();
+    expect(await own).toBeGreaterThan(0);
+    // pgshift's own work goes on through the fence's role, and finds no session but its own.
+    expect(await provider.fencedPosition(ref)).toMatchObject({ intruders: [] });
+    // One that gets in anyway (here with the fence role's own password, as only something reading pgshift's files could) is named.
+    const creds = JSON.parse(readFileSync(join(c.dir, "pgshift-fence-role.json"), "utf8")) as { password: string };
+    const sneak = await connect(port, { user: "pgshift_fence", password: creds.password, database: "app" }, "sneaky");
+    expect((await provider.intruders(ref)).join()).toMatch(/role pgshift_fence, application sneaky, from 127\.0\.0\.1/);
+    await sneak.end();
+    await provider.unfence(ref);
+    const back = await connect(port, superuser, "pgshift-admin");
+    await back.query("select 1");
+    await back.end();
+    // The fence's role went with the fence; nothing of it is left.
+    expect((await c.query<{ n: number }>("select count(*)::int as n from pg_roles where rolname = 'pgshift_fence'"))[0]!.n).toBe(0);
+    expect(existsSync(join(c.dir, "pgshift-fence-role.json"))).toBe(false);
+    await impostor.end().catch(() => {});
   });
 
   it("fences a pg_hba.conf that lives outside the data directory (hba_file), and unfences it byte for byte", async () => {

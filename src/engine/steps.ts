@@ -205,7 +205,12 @@ const readyForCutover: Step = async (env) => {
 };
 
 const cdcPrepare: Step = async (env) => {
-  const reason = await env.activities.cdc.drainAndPause(cdcContext(env), env.state.finalLsn!, env.remainingMs);
+  // The last look before promotion, beside the hand-over: no session got past the fence while the target replayed.
+  const [reason, intruders] = await Promise.all([
+    env.activities.cdc.drainAndPause(cdcContext(env), env.state.finalLsn!, env.remainingMs),
+    env.trace("fence_recheck", () => env.provider.intruders(env.source)),
+  ]);
+  await refuseIntruders(env, intruders, "before promotion");
   return { to: "PROMOTING", reason };
 };
 
@@ -256,9 +261,33 @@ const quiescing: Step = async (env) => {
   return { to: "FINAL_SYNC", reason: `${env.source.id} fenced: new client connections refused, sessions ended` };
 };
 
+/**
+ * A client session the fence did not end (one that logged in past it): its writes may follow the final LSN and be
+ * lost at promotion, so the cutover is held, the sessions named (the failure falls back to REPLICATING, paused).
+ */
+async function refuseIntruders(env: StepEnv, intruders: string[], when: string): Promise<void> {
+  if (intruders.length === 0) return;
+  const measured = `${intruders.length} client session(s) pgshift did not open on the fenced ${env.source.id} ${when}: ${intruders.slice(0, 5).join("; ")}`;
+  await env.report(
+    check("fence.sessions", "FAIL", {
+      measured,
+      threshold: "no client session but pgshift's own while the source is fenced",
+      message: "a session got past the fence; its writes could follow the final LSN and be lost at promotion",
+      remedy:
+        "find what logs in as that role during the cutover (the provider's preflight names the roles its fence cannot refuse) and stop it, then approve again",
+    }),
+  );
+  throw new FailedPreconditionError(`cutover held: ${measured}`);
+}
+
 const finalSync: Step = async (env) => {
-  // Fenced, the source writes nothing more; its position now is the last the target needs.
-  env.state.finalLsn ??= await env.trace("final_lsn", () => env.provider.currentLsn(env.source));
+  // Fenced, the source writes nothing more; its position now is the last the target needs. Read in the same
+  // statement: whether any session but pgshift's own is there to write after it.
+  if (!env.state.finalLsn) {
+    const { lsn, intruders } = await env.trace("final_lsn", () => env.provider.fencedPosition(env.source));
+    await refuseIntruders(env, intruders, "when the final LSN was read");
+    env.state.finalLsn = lsn;
+  }
   const finalLsn = env.state.finalLsn;
   // The CDC hand-over needs only the final LSN: it runs while the replica replays up to it, not after (writes are stopped).
   const [replayed, handed] = await Promise.allSettled([

@@ -2,6 +2,35 @@ import pg from "pg";
 import type { Sql, SqlPort } from "./sql.js";
 import { CredentialsRejectedError, InstanceUnreachableError } from "./errors.js";
 
+/**
+ * The backend PIDs of the sessions this process has open, by server: how a fence recognises pgshift's own sessions
+ * (an application_name, a role or an address any client can share; a PID it opened, no client can claim).
+ */
+const ours = new Map<string, Set<number>>();
+
+function serverKey(config: pg.ClientConfig): string {
+  return `${config.host ?? ""}:${config.port ?? 5432}`;
+}
+
+/** The PIDs of this process's open sessions on the server a config reaches. */
+export function ownSessions(config: pg.ClientConfig): number[] {
+  return [...(ours.get(serverKey(config)) ?? [])];
+}
+
+function remember(config: pg.ClientConfig, client: pg.Client): void {
+  const pid = (client as unknown as { processID?: number }).processID;
+  if (!pid) return;
+  const key = serverKey(config);
+  let set = ours.get(key);
+  if (!set) ours.set(key, (set = new Set()));
+  set.add(pid);
+  const forget = () => {
+    set.delete(pid);
+    if (set.size === 0 && ours.get(key) === set) ours.delete(key);
+  };
+  client.once("end", forget);
+}
+
 /** Opens a connection, turning connection failures into errors that name the instance and the fix. */
 export async function connectTo(instance: string, config: pg.ClientConfig): Promise<pg.Client> {
   const client = new pg.Client({
@@ -16,6 +45,7 @@ export async function connectTo(instance: string, config: pg.ClientConfig): Prom
   client.on("error", () => {});
   try {
     await client.connect();
+    remember(config, client);
     return client;
   } catch (e) {
     await client.end().catch(() => {});

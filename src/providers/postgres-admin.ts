@@ -1,8 +1,29 @@
 import type pg from "pg";
 import { lsnDiff, type Lsn } from "../domain/lsn.js";
-import { withClient } from "./connect.js";
+import { ownSessions, withClient } from "./connect.js";
 import { InvalidInstanceStateError, UnknownInstanceError } from "./errors.js";
 import type { InstanceDescription, InstanceRef, SlotInfo } from "./provider.js";
+
+/** Client sessions but the caller's own and those whose PIDs $1 lists (this process's). */
+const FOREIGN_SESSIONS = `from pg_stat_activity where backend_type = 'client backend' and pid <> pg_backend_pid() and not (pid = any($1::int[]))`;
+/** Each session as an operator would look for it. */
+const DESCRIBED = `coalesce(array_agg(format('pid %s (role %s, application %s, from %s)', pid, usename, coalesce(nullif(application_name, ''), 'unnamed'), coalesce(client_addr::text, 'a local socket')) order by pid), '{}')`;
+
+/**
+ * Ends every client session on the server but the caller's and those whose PIDs `own` lists, whatever its role or
+ * application name (the superuser's too), until none is left twice in a row: a login may slip in while a fence
+ * takes effect.
+ */
+export async function endForeignSessions(c: pg.Client, own: number[], instance: string): Promise<void> {
+  let quiet = 0;
+  for (let i = 0; i < 250 && quiet < 2; i++) {
+    const r = await c.query<{ n: string }>(`select count(pg_terminate_backend(pid))::text as n ${FOREIGN_SESSIONS}`, [own]);
+    quiet = Number(r.rows[0]!.n) === 0 ? quiet + 1 : 0;
+    if (quiet < 2) await new Promise((res) => setTimeout(res, 20));
+  }
+  if (quiet < 2)
+    throw new InvalidInstanceStateError(instance, `client sessions on ${instance} kept coming back for 5 s after the fence; some role still logs in`);
+}
 
 /** How to reach one database of an instance as its admin (credentials may be looked up, or minted, per call). */
 export type AdminConfig = (database: string) => pg.ClientConfig | Promise<pg.ClientConfig>;
@@ -20,6 +41,35 @@ export class PostgresAdmin {
   /** Runs fn on a short-lived admin connection to one database. */
   async run<T>(fn: (c: pg.Client) => Promise<T>, database = "postgres"): Promise<T> {
     return withClient(this.instance, await this.config(database), fn);
+  }
+
+  /** Runs fn with the PIDs of this process's own sessions on the server (the connection fn runs on among them). */
+  private async runAsOwner<T>(fn: (c: pg.Client, own: number[]) => Promise<T>): Promise<T> {
+    const config = await this.config("postgres");
+    return withClient(this.instance, config, (c) => fn(c, ownSessions(config)));
+  }
+
+  /** Ends every client session on the server that this process did not open (see endForeignSessions). */
+  async endForeignSessions(): Promise<void> {
+    await this.runAsOwner((c, own) => endForeignSessions(c, own, this.instance));
+  }
+
+  /**
+   * The WAL position of a fenced server and, read in the same statement, the client sessions this process did not
+   * open: a session found there got past the fence, and its writes may follow the position.
+   */
+  async fencedPosition(): Promise<{ lsn: Lsn; intruders: string[] }> {
+    return this.runAsOwner(async (c, own) => {
+      const r = await c.query<{ lsn: string; who: string[] }>(`select pg_current_wal_lsn()::text as lsn, (select ${DESCRIBED} ${FOREIGN_SESSIONS}) as who`, [
+        own,
+      ]);
+      return { lsn: r.rows[0]!.lsn, intruders: r.rows[0]!.who };
+    });
+  }
+
+  /** The client sessions on the server that this process did not open, described. */
+  async intruders(): Promise<string[]> {
+    return this.runAsOwner(async (c, own) => (await c.query<{ who: string[] }>(`select ${DESCRIBED} as who ${FOREIGN_SESSIONS}`, [own])).rows[0]!.who);
   }
 
   async dropInactiveSlot(slot: string): Promise<bigint> {

@@ -87,6 +87,13 @@ export interface Provider {
   fence(ref: InstanceRef): Promise<void>;
   unfence(ref: InstanceRef): Promise<void>;
   isFenced(ref: InstanceRef): Promise<boolean>;
+  /**
+   * A fenced instance's WAL position and, in the same look, the client sessions pgshift did not open (described):
+   * one found there got past the fence.
+   */
+  fencedPosition(ref: InstanceRef): Promise<{ lsn: Lsn; intruders: string[] }>;
+  /** The client sessions on an instance that pgshift did not open, described. */
+  intruders(ref: InstanceRef): Promise<string[]>;
   /** Resolves once the target replayed up to lsn; rejects after timeoutMs. */
   waitForReplay(target: InstanceRef, lsn: Lsn, timeoutMs: number): Promise<void>;
   /** Makes the replica a writable primary. */

@@ -23,6 +23,8 @@ export interface FakeInstance {
   port: number;
   slots: SlotInfo[];
   settings: Record<string, string>;
+  /** Client sessions pgshift did not open that a fenced instance still has (a fence that leaks). */
+  intruders?: string[];
 }
 
 type Method = Exclude<keyof Provider, "kind">;
@@ -181,6 +183,18 @@ export class FakeProvider implements Provider {
   async fence(ref: InstanceRef): Promise<void> {
     this.enter("fence", ref);
     this.instance(ref).fenced = true;
+  }
+
+  async fencedPosition(ref: InstanceRef): Promise<{ lsn: Lsn; intruders: string[] }> {
+    this.enter("fencedPosition", ref);
+    this.replay();
+    const i = this.instance(ref);
+    return { lsn: lsnFromBigInt(i.lsn), intruders: i.intruders ?? [] };
+  }
+
+  async intruders(ref: InstanceRef): Promise<string[]> {
+    this.enter("intruders", ref);
+    return this.instance(ref).intruders ?? [];
   }
 
   async unfence(ref: InstanceRef): Promise<void> {

@@ -282,10 +282,16 @@ describe("the AWS provider's RDS calls (aws-sdk-client-mock)", () => {
     });
     const verdicts = async (o: Partial<Parameters<typeof awsPreflight>[1]>) =>
       Object.fromEntries(
-        (await awsPreflight(control(), { source: withGroup, fence: "sql", applicationRoles: ["app"], clusterParameterGroup: "logical", ...o })).map((c) => [
-          c.name,
-          c,
-        ]),
+        (
+          await awsPreflight(control(), {
+            source: withGroup,
+            fence: "sql",
+            applicationRoles: ["app"],
+            unfencedRoles: ["postgres"],
+            clusterParameterGroup: "logical",
+            ...o,
+          })
+        ).map((c) => [c.name, c]),
       );
     const v = await verdicts({});
     // Aurora has no 15.8 here: fail, naming the versions to upgrade the source to.
@@ -293,6 +299,12 @@ describe("the AWS provider's RDS calls (aws-sdk-client-mock)", () => {
     expect(v["aws.logical_replication"]).toMatchObject({ status: "PASS", measured: "rds.logical_replication = 1 in logical" });
     expect(v["aws.parameter_groups"]).toMatchObject({ status: "WARN", measured: "shared_preload_libraries: pg_stat_statements -> engine default" });
     expect(v["aws.fence"]).toMatchObject({ status: "PASS", measured: "roles fence: app lose LOGIN at cutover" });
+    // The master user keeps LOGIN under the roles fence: said by name, with the remedy.
+    expect(v["fence.unfenced_roles"]).toMatchObject({
+      status: "WARN",
+      measured: "postgres keep LOGIN under the roles fence",
+      remedy: expect.stringContaining("FENCE_MODE_NETWORK"),
+    });
     expect(rds.commandCalls(DescribeDBParametersCommand)[0]!.args[0].input).toMatchObject({ DBParameterGroupName: "billing-params", Source: "user" });
     // The engine's default group (no name given) does not exist in this mock: said so, with the remedy.
     expect((await verdicts({ clusterParameterGroup: undefined }))["aws.logical_replication"]).toMatchObject({

@@ -174,6 +174,32 @@ describe("steps, on a fake provider and router", () => {
     expect(await codeOf(STEPS.FINAL_SYNC!(stepEnv(world, { phase: "FINAL_SYNC" })))).toBe(Code.DeadlineExceeded);
   });
 
+  it("a session past the fence holds the cutover, named: when the final LSN is read, and again before promotion", async () => {
+    await replicating(world);
+    const source = world.provider.instance({ id: "billing" });
+    source.intruders = ["pid 4242 (role postgres, application pgshift-admin, from 127.0.0.1/32)"];
+    const env = stepEnv(world, { phase: "FINAL_SYNC" });
+    const err = await STEPS.FINAL_SYNC!(env).catch((e: Error) => e);
+    expect(codeOf(Promise.reject(err))).resolves.toBe(Code.FailedPrecondition);
+    expect(String((err as Error).message)).toContain("pid 4242 (role postgres, application pgshift-admin");
+    expect(env.state.finalLsn).toBeUndefined();
+    expect(env.state.checks?.find((c) => c.name === "fence.sessions")).toMatchObject({
+      status: "FAIL",
+      measured: expect.stringContaining("when the final LSN was read"),
+    });
+    expect(decide("FINAL_SYNC", failureInfo(err), 1, { maxAttempts: 3, initialBackoffMs: 1, maxBackoffMs: 1, failurePolicy: 0 }).kind).toBe("fall_back");
+
+    // One that logs in after the final LSN was read is found before promotion.
+    source.intruders = [];
+    const synced = await run(world, { phase: "FINAL_SYNC" });
+    expect(to(synced.outcome)).toBe("CDC_PREPARE");
+    source.intruders = ["pid 4343 (role app, application psql, from 127.0.0.1/32)"];
+    const prep = stepEnv(world, { phase: "CDC_PREPARE", state: synced.env.state });
+    expect(await codeOf(STEPS.CDC_PREPARE!(prep))).toBe(Code.FailedPrecondition);
+    expect(prep.state.checks?.find((c) => c.name === "fence.sessions")?.measured).toContain("before promotion: pid 4343");
+    expect(world.provider.instance({ id: "billing-aurora" }).promotions).toBe(0);
+  });
+
   it("CDC_PREPARE drains consumers to the final LSN", async () => {
     const { outcome } = await run(world, { phase: "CDC_PREPARE", state: { finalLsn: "0/3001000" } });
     expect(to(outcome)).toBe("PROMOTING");

@@ -30,6 +30,9 @@ const APPLICATION_ROLES = `select rolname from pg_roles
   where rolcanlogin and not rolsuper and not rolreplication and rolname <> current_user and rolname <> $1
     and rolname !~ '^(rds|pg_)' order by rolname`;
 
+const UNFENCED_ROLES = `select rolname from pg_roles
+  where rolcanlogin and rolname !~ '^(rds|pg_)' and (rolsuper or rolreplication or rolname = $1 or rolname = current_user) order by rolname`;
+
 export interface AwsProviderOptions {
   rds: RDSClient;
   secrets: SecretsManagerClient;
@@ -116,9 +119,10 @@ export class AwsProvider implements Provider {
   }
 
   async platformChecks(source: InstanceRef): Promise<CheckResult[]> {
-    const [instance, applicationRoles] = await Promise.all([
+    const [instance, applicationRoles, unfencedRoles] = await Promise.all([
       this.control.source(source.id),
       this.opts.fence === "sql" ? this.applicationRoles(source) : Promise.resolve([]),
+      this.opts.fence === "sql" ? this.unfencedRoles(source) : Promise.resolve([]),
     ]);
     return awsPreflight(this.control, {
       source: instance,
@@ -126,7 +130,14 @@ export class AwsProvider implements Provider {
       fence: this.opts.fence,
       denySecurityGroup: this.opts.denySecurityGroup,
       applicationRoles,
+      unfencedRoles,
     });
+  }
+
+  /** The roles that keep LOGIN under the roles fence (AWS's own rds* roles aside: no customer logs in as them). */
+  private async unfencedRoles(ref: InstanceRef): Promise<string[]> {
+    const master = (await this.masterCredentials(ref)).user;
+    return this.pg(ref).run(async (c) => (await c.query<{ rolname: string }>(UNFENCED_ROLES, [master])).rows.map((r) => r.rolname));
   }
 
   private async applicationRoles(ref: InstanceRef): Promise<string[]> {
@@ -359,20 +370,18 @@ export class AwsProvider implements Provider {
     const fenced = await this.fencedRoles(ref);
     await admin.run(async (c) => {
       for (const r of fenced) await c.query(`alter role ${escapeIdent(r)} nologin`);
-      // Until no session of theirs is left twice in a row: a login may have slipped in before the ALTER.
-      let quiet = 0;
-      for (let n = 0; n < 250 && quiet < 2; n++) {
-        const left = (
-          await c.query<{ n: string }>(
-            "select count(pg_terminate_backend(pid))::text as n from pg_stat_activity where usename = any($1) and pid <> pg_backend_pid()",
-            [fenced],
-          )
-        ).rows[0]!.n;
-        quiet = Number(left) === 0 ? quiet + 1 : 0;
-        if (quiet < 2) await new Promise((res) => setTimeout(res, 20));
-      }
-      if (quiet < 2) throw new InvalidInstanceStateError(ref.id, `sessions of the fenced roles on ${ref.id} kept coming back for 5 s`);
     });
+    // Every session pgshift did not open ends, the master user's and superusers' too: those roles keep LOGIN (preflight
+    // names them), so the checks before the final LSN and before promotion look for a session of theirs again.
+    await admin.endForeignSessions();
+  }
+
+  async fencedPosition(ref: InstanceRef): Promise<{ lsn: Lsn; intruders: string[] }> {
+    return this.pg(ref).fencedPosition();
+  }
+
+  async intruders(ref: InstanceRef): Promise<string[]> {
+    return this.pg(ref).intruders();
   }
 
   /**

@@ -11,6 +11,8 @@ export interface AwsPreflightInput {
   denySecurityGroup?: string;
   /** The roles the SQL fence would take LOGIN from, as the source has them now. */
   applicationRoles: string[];
+  /** The roles that keep LOGIN under the SQL fence: the master user, superusers, replication roles. */
+  unfencedRoles: string[];
 }
 
 /** A tag value holds at most 256 characters: the SQL fence records its roles in one. */
@@ -37,6 +39,7 @@ export async function awsPreflight(control: RdsControl, i: AwsPreflightInput): P
     logicalReplicationCheck(group, clusterParams, Boolean(i.clusterParameterGroup)),
     parameterGroupCheck(i.source.DBParameterGroups?.[0]?.DBParameterGroupName ?? "", sourceParams ?? [], group, clusterParams),
     fenceCheck(i),
+    ...(i.fence === "sql" ? [unfencedRolesCheck(i.unfencedRoles)] : []),
   ];
 }
 
@@ -124,5 +127,21 @@ function fenceCheck(i: AwsPreflightInput): CheckResult {
       ? ""
       : "every role that logs in is the master user, a superuser or a replication role: the roles fence would stop no writer",
     remedy: i.applicationRoles.length ? "" : "give the application its own role, or use FENCE_MODE_NETWORK",
+  });
+}
+
+/**
+ * The roles fence cannot take LOGIN from the master user (pgshift's own access), superusers or replication roles
+ * (CDC consumers): their sessions are ended at the fence, but they can log in again. Said here, by name; a session of
+ * theirs found before the final LSN or before promotion holds the cutover.
+ */
+function unfencedRolesCheck(roles: string[]): CheckResult {
+  return check("fence.unfenced_roles", roles.length ? "WARN" : "PASS", {
+    measured: roles.length ? `${roles.join(", ")} keep LOGIN under the roles fence` : "every role that logs in loses LOGIN at the fence",
+    threshold: "no role an application writes through keeps LOGIN while the source is fenced",
+    message: roles.length
+      ? "their sessions are ended at the fence, but they can log in again; a session found before the final LSN or before promotion holds the cutover"
+      : "",
+    remedy: roles.length ? "give applications roles of their own (not the master user), or use FENCE_MODE_NETWORK, which refuses every client" : "",
   });
 }

@@ -13,10 +13,11 @@ import { freePort } from "../../postgres/ports.js";
 import { InvalidInstanceStateError, ReplicaDownError, ReplayTimeoutError, UnknownInstanceError, VersionMismatchError } from "../errors.js";
 import { lsnAtLeast, type Lsn } from "../../domain/lsn.js";
 import type { Endpoint, InstanceDescription, InstanceRef, Provider, ReplicationStatus } from "../provider.js";
-import { sqlPort, withClient } from "../connect.js";
-import { PostgresAdmin } from "../postgres-admin.js";
+import { connectTo, ownSessions, sqlPort, withClient } from "../connect.js";
+import { endForeignSessions, PostgresAdmin } from "../postgres-admin.js";
 import type { PeerConnection, SqlPort } from "../sql.js";
 import { fenceHba, isFencedHba, unfenceHba } from "./fence.js";
+import { createFenceRole, dropFenceRole, FENCE_ROLE, fenceCredentials } from "./fence-role.js";
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$/;
 /** In a cluster folder pgshift created for a migration: which migration. */
@@ -121,7 +122,7 @@ export class LocalProvider implements Provider {
 
   sql(ref: InstanceRef, database = "postgres"): SqlPort {
     // Resolved per call, so a ref to a cluster that does not exist fails when used, naming it.
-    const port = () => sqlPort(ref.id, this.cluster(ref).connectionConfig(database));
+    const port = () => sqlPort(ref.id, this.adminConfig(ref, database));
     return { query: (text, params) => port().query(text, params), session: (fn) => port().session(fn) };
   }
 
@@ -132,11 +133,17 @@ export class LocalProvider implements Provider {
 
   /** The SQL-level operations every provider shares, on this cluster. */
   private pg(ref: InstanceRef): PostgresAdmin {
-    return new PostgresAdmin(ref.id, (database) => this.cluster(ref).connectionConfig(database));
+    return new PostgresAdmin(ref.id, (database) => this.adminConfig(ref, database));
   }
 
   private admin<T>(ref: InstanceRef, fn: (c: pg.Client) => Promise<T>, database = "postgres"): Promise<T> {
-    return withClient(ref.id, this.cluster(ref).connectionConfig(database), fn);
+    return withClient(ref.id, this.adminConfig(ref, database), fn);
+  }
+
+  /** How pgshift logs in: as the cluster's admin, or, while it is fenced, as the fence's own role (the only one it admits). */
+  private adminConfig(ref: InstanceRef, database = "postgres"): pg.ClientConfig {
+    const c = this.cluster(ref);
+    return { ...c.connectionConfig(database), ...fenceCredentials(c.dir) };
   }
 
   async replicaMajor(): Promise<number> {
@@ -325,6 +332,8 @@ export class LocalProvider implements Provider {
   async fence(ref: InstanceRef): Promise<void> {
     const c = this.cluster(ref);
     await this.admin(ref, async (db) => {
+      // The role the fence admits comes first: from the moment the rules change, pgshift logs in as nothing else.
+      await createFenceRole(db, ref.id, c.dir);
       // The server's own idea of where its rules are (a Debian layout keeps them outside the data directory).
       const hbaFile = (await db.query<{ f: string }>("select current_setting('hba_file') as f")).rows[0]!.f;
       if (hbaFile !== c.hbaFile) c.recordHbaFile(hbaFile);
@@ -332,26 +341,11 @@ export class LocalProvider implements Provider {
       if (!isFencedHba(hba)) {
         // The original is kept, whole, before the file changes: unfence restores it byte for byte, even after a crash here.
         if (!existsSync(this.originalHbaPath(c))) writeFileAtomic(this.originalHbaPath(c), hba);
-        writeLike(hbaFile, fenceHba(hba, c.user));
+        writeLike(hbaFile, fenceHba(hba, FENCE_ROLE));
       }
       await db.query("select pg_reload_conf()");
-      // The postmaster applies the reload asynchronously: a connection may slip in just before it.
-      // Keep ending client sessions (the admin role's too, but pgshift's own) until none is left twice in a row.
-      let quiet = 0;
-      for (let i = 0; i < 250 && quiet < 2; i++) {
-        const r = await db.query<{ n: string }>(
-          `select count(pg_terminate_backend(pid))::text as n from pg_stat_activity
-            where backend_type = 'client backend' and pid <> pg_backend_pid() and application_name is distinct from 'pgshift-admin'`,
-        );
-        quiet = Number(r.rows[0]!.n) === 0 ? quiet + 1 : 0;
-        if (quiet < 2) await new Promise((res) => setTimeout(res, 20));
-      }
-      if (quiet < 2) {
-        throw new InvalidInstanceStateError(
-          ref.id,
-          `client sessions on ${ref.id} kept coming back after the fence for 5 s; is something reconnecting as a role the fence lets in?`,
-        );
-      }
+      // Every session pgshift did not open ends, the superuser's too, whatever it calls itself.
+      await endForeignSessions(db, ownSessions(this.adminConfig(ref)), ref.id);
     });
   }
 
@@ -368,6 +362,16 @@ export class LocalProvider implements Provider {
     }
     await this.admin(ref, async (db) => void (await db.query("select pg_reload_conf()")));
     rmSync(original, { force: true });
+    // The cluster's own rules are back: pgshift logs in as the admin again, and the fence's role goes.
+    await dropFenceRole((database) => connectTo(ref.id, c.connectionConfig(database)), ref.id, c.dir, c.user);
+  }
+
+  async fencedPosition(ref: InstanceRef): Promise<{ lsn: Lsn; intruders: string[] }> {
+    return this.pg(ref).fencedPosition();
+  }
+
+  async intruders(ref: InstanceRef): Promise<string[]> {
+    return this.pg(ref).intruders();
   }
 
   async waitForReplay(target: InstanceRef, lsn: Lsn, timeoutMs: number): Promise<void> {
@@ -413,6 +417,9 @@ export class LocalProvider implements Provider {
 
   async detachReplica(source: InstanceRef, target: InstanceRef): Promise<void> {
     await this.dropReplicaSlot(source, target);
+    // The fence's role reached the replica with the rest of the source's WAL; the promoted target is no fence's.
+    const tgt = this.cluster(target);
+    if (!fenceCredentials(tgt.dir)) await dropFenceRole((database) => connectTo(target.id, tgt.connectionConfig(database)), target.id, tgt.dir, tgt.user);
   }
 
   private async dropReplicaSlot(source: InstanceRef, target: InstanceRef): Promise<void> {
