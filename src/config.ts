@@ -44,6 +44,8 @@ export interface ServiceConfig {
   replicaId?: string;
   /** How long the source (before cutover) and the target (after) are sampled for the baseline comparison. */
   baselineSampleMs: number;
+  /** How often the sources of finalized migrations are looked at, and stopped again if the platform started them. */
+  retirementCheckMs: number;
   security: Security;
   /** How often certificate and policy files are looked at for a change. */
   reloadMs: number;
@@ -195,6 +197,7 @@ export function parseServiceConfig(argv: string[], env: NodeJS.ProcessEnv = proc
       "metrics-host": { type: "string" },
       "fenced-lease-ms": { type: "string" },
       "baseline-sample-ms": { type: "string" },
+      "retirement-check-ms": { type: "string" },
       "replica-id": { type: "string" },
       "local-dir": { type: "string" },
       "tls-cert": { type: "string" },
@@ -241,6 +244,7 @@ export function parseServiceConfig(argv: string[], env: NodeJS.ProcessEnv = proc
     metricsPort: metricsPort(values["metrics-port"] ?? env.PGSHIFT_METRICS_PORT),
     metricsHost: values["metrics-host"] ?? env.PGSHIFT_METRICS_HOST ?? "127.0.0.1",
     baselineSampleMs: positive("baseline-sample-ms", values["baseline-sample-ms"] ?? env.PGSHIFT_BASELINE_SAMPLE_MS ?? "2000"),
+    retirementCheckMs: positive("retirement-check-ms", values["retirement-check-ms"] ?? env.PGSHIFT_RETIREMENT_CHECK_MS ?? "3600000"),
     security: security(values, env),
     reloadMs: positive("reload-ms", values["reload-ms"] ?? env.PGSHIFT_RELOAD_MS ?? "2000"),
     maxRpsPerIdentity: count("max-rps-per-identity", values["max-rps-per-identity"] ?? env.PGSHIFT_MAX_RPS_PER_IDENTITY ?? "200"),

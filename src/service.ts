@@ -1,6 +1,7 @@
 import type { tracing as otelTracing } from "@opentelemetry/sdk-node";
 import type { MetricReader } from "@opentelemetry/sdk-metrics";
 import { Engine } from "./engine/driver.js";
+import { RetirementKeeper } from "./engine/retirement-keeper.js";
 import { Leases } from "./store/leases.js";
 import { FailedPreconditionError } from "./domain/errors.js";
 import { LocalProvider } from "./providers/local/local-provider.js";
@@ -109,6 +110,8 @@ export async function startService(config: ServiceConfig, log: Logger, hooks: Te
     router,
     log: log.child({ component: "engine" }),
   });
+  const keeper = new RetirementKeeper({ repo, leases, providers, log: log.child({ component: "retirement" }), intervalMs: config.retirementCheckMs });
+  if (config.engine) keeper.start();
   if (config.engine) {
     // Before the xDS server, the API and metrics are even loaded (gRPC and protobufjs alone are a few hundred
     // milliseconds of CPU on a busy machine): a replica restarted inside a cutover's fenced window drives it first.
@@ -245,6 +248,7 @@ export async function startService(config: ServiceConfig, log: Logger, hooks: Te
         healthState.shutdown();
         shutdown.abort();
         await engine.stop();
+        await keeper.stop();
         await api.close(config.drainMs);
         await tracker.stop();
         ads.close();

@@ -1,5 +1,3 @@
-import { readFileSync } from "node:fs";
-import { resolve } from "node:path";
 import { DescribeDBInstancesCommand, RDSClient } from "@aws-sdk/client-rds";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -9,6 +7,7 @@ import { LocalProvider } from "../src/providers/local/local-provider.js";
 import { createSampleSource, type AppCredentials } from "../src/providers/local/sample.js";
 import { destroyClusters } from "./helpers/clusters.js";
 import { tempDir } from "./helpers/service-process.js";
+import { EMULATOR_KEY, shippedIamPolicy } from "./helpers/aws.js";
 
 const SPEC: ReplicaSpec = {
   sourceId: "billing",
@@ -36,17 +35,23 @@ async function canWrite(port: number, app: AppCredentials): Promise<string> {
 describe("RdsControl through the real AWS SDK against the local RDS endpoint (real clusters behind it)", () => {
   const tmp = tempDir("aws-emu");
   const local = new LocalProvider(tmp.dir);
-  const emulator = new RdsEmulator(local, { denyAllGroup: "sg-deny", stepMs: 100, throttleFirst: 2 });
+  const emulator = new RdsEmulator(local, {
+    credentials: EMULATOR_KEY,
+    policy: shippedIamPolicy(),
+    denyAllGroup: "sg-deny",
+    stepMs: 100,
+    throttleFirst: 2,
+    maxPage: 1,
+  });
   let rds: RDSClient;
   let control: RdsControl;
   let app: AppCredentials;
 
   beforeAll(async () => {
     ({ app } = await createSampleSource(local, "billing", { rows: 500 }));
-    await emulator.addInstance("billing");
+    await emulator.addInstance("billing", { database: "billing-db" });
     const endpoint = await emulator.listen();
-    // Fake credentials: the emulator wants a SigV4 signature, not a valid one.
-    rds = new RDSClient({ region: "eu-west-1", endpoint, credentials: { accessKeyId: "AKIDEMULATOR", secretAccessKey: "emulator" }, maxAttempts: 5 });
+    rds = new RDSClient({ region: "eu-west-1", endpoint, credentials: EMULATOR_KEY, maxAttempts: 5 });
     control = new RdsControl(rds, { pollMs: 100 });
   }, 60_000);
 
@@ -90,15 +95,34 @@ describe("RdsControl through the real AWS SDK against the local RDS endpoint (re
     expect(c.ReplicationSourceIdentifier).toBeUndefined();
     expect(await canWrite(c.Port!, app)).toBe("written");
     expect(await control.deleteReplica("billing-aurora", "billing-aurora-1", "another-migration")).toBe("not-ours");
-    await control.stop("billing");
+    expect(await control.retire("billing", "stop", "pgshift-final-m1")).toContain("stopped after its final snapshot pgshift-final-m1");
+    await expect.poll(async () => (await control.instance("billing"))?.DBInstanceStatus, { timeout: 30_000 }).toBe("stopped");
+    expect(await local.cluster({ id: "billing" }).isRunning()).toBe(false);
+    expect(emulator.snapshots.get("pgshift-final-m1")).toMatchObject({ instance: "billing" });
+    // Retried (a finalize resumed after a crash): nothing more is asked of AWS.
+    expect(await control.retire("billing", "stop", "pgshift-final-m1")).toBe("billing is stopped already");
+    // Day 8: AWS starts the instance by itself; the keeper stops it again, and says so.
+    expect(await control.keepStopped("billing")).toBeUndefined();
+    await emulator.startInstance("billing");
+    expect(await local.cluster({ id: "billing" }).isRunning()).toBe(true);
+    expect(await control.keepStopped("billing")).toMatch(/billing was available again .*stopped again/);
     await expect.poll(async () => (await control.instance("billing"))?.DBInstanceStatus, { timeout: 30_000 }).toBe("stopped");
     expect(await local.cluster({ id: "billing" }).isRunning()).toBe(false);
   }, 180_000);
 
-  it("every action asked of the endpoint is granted by deploy/aws/iam-policy.json", () => {
-    const policy = JSON.parse(readFileSync(resolve(import.meta.dirname, "../deploy/aws/iam-policy.json"), "utf8"));
-    const granted = new Set(policy.Statement.flatMap((s: { Action: string[] }) => s.Action));
-    expect(emulator.calls.length).toBeGreaterThan(10);
-    expect([...new Set(emulator.calls)].filter((a) => !granted.has(`rds:${a}`))).toEqual([]);
+  it("every call asked of the endpoint, with its resource and tags, is one deploy/aws/iam-policy.json allows", () => {
+    expect(emulator.judged.length).toBeGreaterThan(10);
+    expect(new Set(emulator.judged.map((j) => j.request.action))).toContain("rds:StopDBInstance");
+    expect(emulator.judged.filter((j) => !j.decision.allowed)).toEqual([]);
+  });
+
+  it("pages DescribeDBInstances as RDS does (MaxRecords, Marker), and refuses a page size RDS refuses", async () => {
+    const { DescribeDBInstancesCommand, paginateDescribeDBInstances } = await import("@aws-sdk/client-rds");
+    const ids: string[] = [];
+    for await (const page of paginateDescribeDBInstances({ client: rds, pageSize: 20 }, {}))
+      ids.push(...(page.DBInstances ?? []).map((i) => i.DBInstanceIdentifier!));
+    expect(ids.length).toBeGreaterThan(0);
+    expect(new Set(ids).size).toBe(ids.length);
+    await expect(rds.send(new DescribeDBInstancesCommand({ MaxRecords: 5 }))).rejects.toMatchObject({ name: "InvalidParameterValue" });
   });
 });

@@ -1,7 +1,15 @@
 import { readFileSync } from "node:fs";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { DescribeDBInstancesCommand, RDSClient } from "@aws-sdk/client-rds";
+import {
+  AddTagsToResourceCommand,
+  DescribeDBInstancesCommand,
+  ModifyDBInstanceCommand,
+  RDSClient,
+  RebootDBInstanceCommand,
+  StopDBInstanceCommand,
+} from "@aws-sdk/client-rds";
+import { GetSecretValueCommand, SecretsManagerClient } from "@aws-sdk/client-secrets-manager";
 import { RdsEmulator } from "../src/aws-emulator/rds-emulator.js";
 import { makeDevPki } from "../src/security/dev-pki.js";
 import { XdsTcpProxy } from "../src/proxy/xds-tcp-proxy.js";
@@ -10,12 +18,12 @@ import { createSampleSource } from "../src/providers/local/sample.js";
 import { WriteLoad } from "../src/workload/write-load.js";
 import { destroyClusters } from "./helpers/clusters.js";
 import { migrationClient, unary, type AnyClient } from "./helpers/grpc-clients.js";
-import { getMigration, localSpec, waitForPhase } from "./helpers/migrations.js";
+import { eventsSoFar, getMigration, localSpec, waitForPhase } from "./helpers/migrations.js";
 import { startServiceProcess, tempDir, type ServiceProcess } from "./helpers/service-process.js";
+import { EMULATOR_ENV, EMULATOR_KEY, shippedIamPolicy } from "./helpers/aws.js";
 
 /** An SDK client of our own to read what the emulated account holds (fake credentials: the emulator wants a signature, not a valid one). */
-const rdsFor = (endpoint: string) =>
-  new RDSClient({ region: "eu-west-1", endpoint, credentials: { accessKeyId: "AKIDEMULATOR", secretAccessKey: "emulator" } });
+const rdsFor = (endpoint: string) => new RDSClient({ region: "eu-west-1", endpoint, credentials: EMULATOR_KEY });
 
 describe("a whole migration on PROVIDER_AWS, through @aws-sdk/client-rds, against the local RDS endpoint", () => {
   const tmp = tempDir("aws-migration");
@@ -31,7 +39,7 @@ describe("a whole migration on PROVIDER_AWS, through @aws-sdk/client-rds, agains
     // The instances present a certificate, as RDS's do, and the service checks it (verify-full) against the CA.
     const pki = await makeDevPki(join(tmp.dir, "tls"), { serverNames: ["127.0.0.1"], clients: [], days: 1 });
     const tls = { cert: readFileSync(pki.server.cert, "utf8"), key: readFileSync(pki.server.key, "utf8") };
-    emulator = new RdsEmulator(account, { denyAllGroup: "sg-deny", stepMs: 100, throttleFirst: 1, tls });
+    emulator = new RdsEmulator(account, { credentials: EMULATOR_KEY, policy: shippedIamPolicy(), denyAllGroup: "sg-deny", stepMs: 100, throttleFirst: 1, tls });
     const endpoint = await emulator.listen();
     emulatorEndpoint = endpoint;
     // As on AWS, the engine's default cluster parameter group leaves logical decoding off.
@@ -53,17 +61,20 @@ describe("a whole migration on PROVIDER_AWS, through @aws-sdk/client-rds, agains
         "--aws-ca-bundle",
         pki.ca,
         "--aws-cloudwatch",
+        // Finalized sources are looked at twice a second here (hourly by default).
+        "--retirement-check-ms",
+        "500",
       ],
-      // The SDK's default credential chain reads these; the emulator checks that requests are signed, not by whom.
-      { AWS_ACCESS_KEY_ID: "AKIDEMULATOR", AWS_SECRET_ACCESS_KEY: "emulator" },
+      // The SDK's default credential chain reads these; the emulator verifies every signature against them.
+      EMULATOR_ENV,
     );
     client = migrationClient(svc.address);
   }, 60_000);
 
   /** An RDS instance NAME with rows, an automatic migration of NAME-db to NAME-aurora, and the application writing through a sidecar. */
-  async function migrateUnderLoad(c: AnyClient, service: ServiceProcess, name: string, extra: Record<string, unknown> = {}) {
+  async function migrateUnderLoad(c: AnyClient, service: ServiceProcess, name: string, extra: Record<string, unknown> = {}, kmsKeyId?: string) {
     const { app } = await createSampleSource(account, name, { rows: 1000 });
-    await emulator.addInstance(name);
+    await emulator.addInstance(name, { database: `${name}-db`, kmsKeyId });
     const proxy = new XdsTcpProxy({ xds: `127.0.0.1:${service.xdsPort}`, nodeId: `${name}-sidecar`, listenPort: () => 0 });
     await proxy.start();
     const spec = localSpec(`${name}-db`, name, `${name}-aurora`, { provider: "PROVIDER_AWS", cutover_mode: "CUTOVER_MODE_AUTOMATIC", ...extra });
@@ -164,6 +175,29 @@ describe("a whole migration on PROVIDER_AWS, through @aws-sdk/client-rds, agains
     expect(emulator.calls.filter((a) => a === "RebootDBInstance")).toHaveLength(reboots);
   }, 300_000);
 
+  it("finalize retires an encrypted source after a final snapshot, and stops it again when AWS starts it by itself (day 8)", async () => {
+    const key = "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+    const { m, load, proxy } = await migrateUnderLoad(client, svc, "archive", {}, key);
+    const done = await waitForPhase(client, m.id, ["PHASE_COMPLETED", "PHASE_FAILED", "PHASE_ROLLED_BACK"], 180_000);
+    expect(done.phase, done.events.map((e) => e.message).join(" | ")).toBe("PHASE_COMPLETED");
+    await load.stop();
+    await proxy.stop();
+    await unary(client, "FinalizeMigration", { id: m.id, reason: "drill" });
+    const fin = await waitForPhase(client, m.id, ["PHASE_FINALIZED", "PHASE_FAILED"], 60_000);
+    expect(fin.phase).toBe("PHASE_FINALIZED");
+    expect(fin.events.find((e) => e.phase_to === "PHASE_FINALIZED").message).toContain(`archive stopped after its final snapshot pgshift-final-${m.id}`);
+    expect(emulator.snapshots.get(`pgshift-final-${m.id}`)).toMatchObject({ instance: "archive" });
+    const status = async () =>
+      (await rdsFor(emulatorEndpoint).send(new DescribeDBInstancesCommand({ DBInstanceIdentifier: "archive" }))).DBInstances![0]!.DBInstanceStatus;
+    await expect.poll(status, { timeout: 30_000 }).toBe("stopped");
+    // Day 8: AWS starts it. The service stops it again and says so on the migration.
+    await emulator.startInstance("archive");
+    await expect.poll(status, { timeout: 30_000, interval: 200 }).toBe("stopped");
+    expect(await account.cluster({ id: "archive" }).isRunning()).toBe(false);
+    const again = (await eventsSoFar(client, m.id)).find((e) => e.check?.name === "retirement.source");
+    expect(again?.check).toMatchObject({ status: "CHECK_STATUS_WARN", measured: expect.stringContaining("archive was available again") });
+  }, 300_000);
+
   it("AWS refusing the promotion (AccessDenied) leads where a failed promotion leads locally: rolled back, the error named, every committed row on the source", async () => {
     emulator.refuse("PromoteReadReplicaDBCluster", "AccessDenied", 403, "User is not authorized to perform: rds:PromoteReadReplicaDBCluster");
     const promotions = () => emulator.calls.filter((a) => a === "PromoteReadReplicaDBCluster").length;
@@ -193,7 +227,7 @@ describe("a whole migration on PROVIDER_AWS, through @aws-sdk/client-rds, agains
 
   it("preflight reads what only AWS knows: a cluster parameter group without logical decoding fails the migration before anything is created", async () => {
     await createSampleSource(account, "ledger", { rows: 10 });
-    await emulator.addInstance("ledger", { parameters: { work_mem: "64MB" } });
+    await emulator.addInstance("ledger", { parameters: { work_mem: "64MB" }, database: "ledger-db" });
     const major = (await account.describe({ id: "ledger" })).major;
     const spec = (group: string) => localSpec("ledger-db", "ledger", "ledger-aurora", { provider: "PROVIDER_AWS", aws: { cluster_parameter_group: group } });
     const verdicts = async (group: string) =>
@@ -219,11 +253,102 @@ describe("a whole migration on PROVIDER_AWS, through @aws-sdk/client-rds, agains
     expect(emulator.calls.filter((a) => a.startsWith("Create")).length).toBe(creates);
   });
 
-  it("every AWS call made in this file is one deploy/aws/iam-policy.json grants", () => {
-    const policy = JSON.parse(readFileSync(resolve(import.meta.dirname, "../deploy/aws/iam-policy.json"), "utf8"));
-    const granted = new Set(policy.Statement.flatMap((s: { Action: string[] }) => s.Action));
-    const made = [...new Set(emulator.calls)].map((a) => (a.includes(":") ? a : `rds:${a}`));
-    expect(made.length).toBeGreaterThan(10);
-    expect(made.filter((a) => !granted.has(a))).toEqual([]);
+  it("every AWS call made in this file, with its resource and tags, is one deploy/aws/iam-policy.json allows; the same call on an untagged resource is not", async () => {
+    // The endpoint judged each call (and the KMS use RDS makes for an encrypted source) by the shipped policy as it came.
+    const judged = emulator.judged;
+    const actions = new Set(judged.map((j) => j.request.action));
+    for (const a of [
+      "rds:CreateDBCluster",
+      "rds:CreateDBInstance",
+      "rds:AddTagsToResource",
+      "rds:RemoveTagsFromResource",
+      "rds:PromoteReadReplicaDBCluster",
+      "rds:ModifyDBInstance",
+      "rds:RebootDBInstance",
+      "rds:StopDBInstance",
+      "rds:DeleteDBCluster",
+      "kms:CreateGrant",
+      "kms:DescribeKey",
+      "secretsmanager:GetSecretValue",
+      "cloudwatch:GetMetricData",
+    ]) {
+      expect(actions, a).toContain(a);
+    }
+    // Refused only where this file took a permission away (PromoteReadReplicaDBCluster, above, is refused before IAM).
+    expect(judged.filter((j) => !j.decision.allowed)).toEqual([]);
+    // Resources are named, not "*", wherever RDS allows it, and changes carry the tags the policy's conditions read.
+    const on = (a: string) => judged.filter((j) => j.request.action === a);
+    expect(
+      on("rds:StopDBInstance").every((j) => /^arn:aws:rds:eu-west-1:\d+:db:/.test(j.request.resource) && j.request.context["aws:ResourceTag/pgshift:database"]),
+    ).toBe(true);
+    expect(on("rds:DeleteDBCluster").every((j) => j.request.context["aws:ResourceTag/pgshift:migration-id"])).toBe(true);
+    expect(on("kms:CreateGrant")[0]!.request.context["kms:ViaService"]).toBe("rds.eu-west-1.amazonaws.com");
+
+    // An instance the platform did not tag: the very calls a cutover and a finalize make are refused by the policy.
+    await createSampleSource(account, "stranger", { rows: 1 });
+    await emulator.addInstance("stranger");
+    const rds = rdsFor(emulatorEndpoint);
+    try {
+      for (const cmd of [
+        new ModifyDBInstanceCommand({ DBInstanceIdentifier: "stranger", VpcSecurityGroupIds: ["sg-deny"], ApplyImmediately: true }),
+        new RebootDBInstanceCommand({ DBInstanceIdentifier: "stranger" }),
+        new StopDBInstanceCommand({ DBInstanceIdentifier: "stranger" }),
+        new AddTagsToResourceCommand({ ResourceName: "arn:aws:rds:eu-west-1:123456789012:db:stranger", Tags: [{ Key: "pgshift:fenced-roles", Value: "app" }] }),
+      ]) {
+        const e = await rds.send(cmd as never).catch((err: { name: string; message: string }) => err);
+        expect(e, cmd.constructor.name).toMatchObject({ name: "AccessDenied" });
+        expect((e as { message: string }).message).toContain("arn:aws:rds:eu-west-1:123456789012:db:stranger because no identity-based policy allows");
+      }
+      // Nor may pgshift tag a source with anything but what its fence records.
+      const retag = await rds
+        .send(
+          new AddTagsToResourceCommand({
+            ResourceName: "arn:aws:rds:eu-west-1:123456789012:db:ledger",
+            Tags: [{ Key: "pgshift:database", Value: "other-db" }],
+          }),
+        )
+        .catch((err: { name: string }) => err);
+      expect(retag).toMatchObject({ name: "AccessDenied" });
+    } finally {
+      rds.destroy();
+    }
+  });
+
+  it("refuses a request signed with the wrong secret, as AWS does, over each protocol the endpoint speaks", async () => {
+    const wrong = new RDSClient({
+      region: "eu-west-1",
+      endpoint: emulatorEndpoint,
+      credentials: { ...EMULATOR_KEY, secretAccessKey: "not-the-secret" },
+      maxAttempts: 1,
+    });
+    const stranger = new RDSClient({
+      region: "eu-west-1",
+      endpoint: emulatorEndpoint,
+      credentials: { accessKeyId: "AKIDNOBODY", secretAccessKey: "x" },
+      maxAttempts: 1,
+    });
+    const sm = new SecretsManagerClient({
+      region: "eu-west-1",
+      endpoint: emulatorEndpoint,
+      credentials: { ...EMULATOR_KEY, secretAccessKey: "not-the-secret" },
+      maxAttempts: 1,
+    });
+    try {
+      await expect(wrong.send(new DescribeDBInstancesCommand({}))).rejects.toMatchObject({ name: "SignatureDoesNotMatch", $metadata: { httpStatusCode: 403 } });
+      await expect(stranger.send(new DescribeDBInstancesCommand({}))).rejects.toMatchObject({ name: "InvalidClientTokenId" });
+      await expect(
+        sm.send(new GetSecretValueCommand({ SecretId: "arn:aws:secretsmanager:eu-west-1:123456789012:secret:rds!db-ledger" })),
+      ).rejects.toMatchObject({
+        name: "InvalidSignatureException",
+      });
+      // The right key still works.
+      const ok = rdsFor(emulatorEndpoint);
+      expect((await ok.send(new DescribeDBInstancesCommand({ DBInstanceIdentifier: "ledger" }))).DBInstances?.[0]?.DBInstanceIdentifier).toBe("ledger");
+      ok.destroy();
+    } finally {
+      wrong.destroy();
+      stranger.destroy();
+      sm.destroy();
+    }
   });
 });

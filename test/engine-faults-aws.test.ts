@@ -9,6 +9,7 @@ import { useService } from "./helpers/fixture.js";
 import { localSpec } from "./helpers/migrations.js";
 import { tempDir } from "./helpers/service-process.js";
 import { sigkillAtEveryPhase } from "./helpers/sigkill-suite.js";
+import { EMULATOR_ENV, EMULATOR_KEY, shippedIamPolicy } from "./helpers/aws.js";
 
 /**
  * The same SIGKILL-at-every-phase suite on PROVIDER_AWS: the service drives @aws-sdk/client-rds against the local
@@ -18,7 +19,7 @@ import { sigkillAtEveryPhase } from "./helpers/sigkill-suite.js";
 describe("on PROVIDER_AWS: the engine survives SIGKILL at every phase", () => {
   const account = tempDir("faults-aws-account");
   const clusters = new LocalProvider(join(account.dir, "account"));
-  const emulator = new RdsEmulator(clusters, { stepMs: 100, throttleFirst: 1 });
+  const emulator = new RdsEmulator(clusters, { credentials: EMULATOR_KEY, policy: shippedIamPolicy(), stepMs: 100, throttleFirst: 1 });
   emulator.addClusterParameterGroup("pgshift-logical", { "rds.logical_replication": "1" });
   const f = useService(
     "faults-aws",
@@ -38,8 +39,8 @@ describe("on PROVIDER_AWS: the engine survives SIGKILL at every phase", () => {
       "--aws-db-ssl",
       "disable",
     ],
-    // The SDK's default credential chain reads these; the emulator checks that requests are signed, not by whom.
-    { AWS_ACCESS_KEY_ID: "AKIDEMULATOR", AWS_SECRET_ACCESS_KEY: "emulator" },
+    // The SDK's default credential chain reads these; the emulator verifies every signature against them.
+    EMULATOR_ENV,
   );
 
   afterAll(async () => {
@@ -54,7 +55,7 @@ describe("on PROVIDER_AWS: the engine survives SIGKILL at every phase", () => {
       clusters,
       source: async (name) => {
         const made = await createSampleSource(clusters, name, { rows: 500 });
-        await emulator.addInstance(name);
+        await emulator.addInstance(name, { database: `${name}-db` });
         return made;
       },
       spec: (name, mode) => localSpec(`${name}-db`, `${name}-src`, `${name}-aurora`, { provider: "PROVIDER_AWS", cutover_mode: mode }),

@@ -78,6 +78,10 @@ describe("the engine drives migrations on the local provider, through the real s
     expect(load.committed.filter((id) => !ids.has(id.toString()))).toEqual([]);
     expect(await provider.isFenced({ id: "auto-src" })).toBe(true);
     expect((await provider.describe({ id: "auto-src" })).slots.map((s) => s.name)).not.toContain(replicaSlotName("auto-tgt"));
+    // The fence's role reached the target with the source's WAL; the promoted target keeps none of it.
+    const fenceRoles = async (id: string) =>
+      (await provider.cluster({ id }).query<{ n: number }>("select count(*)::int as n from pg_roles where rolname = 'pgshift_fence'"))[0]!.n;
+    expect(await fenceRoles("auto-tgt")).toBe(0);
 
     const fin = await unary(client, "FinalizeMigration", { id: m.id });
     expect(fin.migration.phase).toBe("PHASE_COMPLETED");
@@ -123,6 +127,10 @@ describe("the engine drives migrations on the local provider, through the real s
     expect((await c.query("select count(*)::int as n from setval_calls")).rows[0].n).toBe(0);
     expect(Number((await c.query("select last_value from items_id_seq")).rows[0].last_value)).toBeGreaterThan(500);
     await c.end();
+    // The role the fence let pgshift in with went with the fence.
+    expect(
+      (await provider.cluster({ id: "man-src" }).query<{ n: number }>("select count(*)::int as n from pg_roles where rolname = 'pgshift_fence'"))[0]!.n,
+    ).toBe(0);
   });
 
   it("pauses at a safe point and holds there, then resumes to completion", async () => {

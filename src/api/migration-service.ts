@@ -185,7 +185,7 @@ export function migrationService({
       const unavailable = providerAvailable(spec.provider);
       if (unavailable) throw new FailedPreconditionError(unavailable);
       await inventory.admitSpec(ctx, spec, "operate", "run a preflight");
-      const checks = await runPreflight(providers(spec), sourceRef(spec), targetRef(spec), policyOf(spec).schema);
+      const checks = await runPreflight(providers(spec), sourceRef(spec), targetRef(spec), spec.databaseName, policyOf(spec).schema);
       return { checks: checks.map(checkToProto), passed: checks.every((c) => c.status !== "FAIL") };
     },
     async dropInactiveSlot(req, ctx) {
@@ -221,6 +221,7 @@ export function migrationService({
           version: route.version,
           listenerPort: route.listenerPort,
           proxies: proxies.map((p) => ({
+            identity: p.identity,
             nodeId: p.nodeId,
             connected: p.connected,
             ackedVersion: p.ackedVersion ?? "",

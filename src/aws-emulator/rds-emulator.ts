@@ -2,6 +2,8 @@ import { randomUUID } from "node:crypto";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import type { LocalProvider } from "../providers/local/local-provider.js";
+import { verifySigV4, type AccessKey, type SignatureFault } from "./sigv4.js";
+import { checkPolicy, evaluate, tagContext, type IamDecision, type IamPolicy, type IamRequest } from "./iam.js";
 
 /**
  * A local endpoint for @aws-sdk/client-rds: the RDS Query protocol (form-encoded requests, XML answers and errors
@@ -32,6 +34,8 @@ interface Instance {
   tags: Tag[];
   /** Its DB parameter group (instances of the source engine). */
   parameterGroup?: string;
+  /** The KMS key its storage is encrypted with, if it is. */
+  kmsKeyId?: string;
 }
 
 /** A DB parameter group (of an RDS instance) or DB cluster parameter group (of an Aurora cluster): the values set in it. */
@@ -57,11 +61,15 @@ interface Cluster {
 }
 
 export interface RdsEmulatorOptions {
+  /** The access key requests must be signed with (SigV4, verified as AWS does): a wrong secret is refused. */
+  credentials: AccessKey;
   region?: string;
   /** The security group that denies all traffic: an instance behind only it is fenced (pg_hba on the local cluster). */
   denyAllGroup?: string;
   /** How long a state change (creating, modifying, rebooting, promoting) takes at least. */
   stepMs?: number;
+  /** The most records a Describe answers at once, below RDS's own 100 (MaxRecords 20 to 100): to make clients page. */
+  maxPage?: number;
   /** Answers this many requests with Throttling first, to exercise the SDK's retries. */
   throttleFirst?: number;
   /** The aurora-postgresql versions on offer; by default, the versions of the instances registered (Aurora offers RDS's). */
@@ -71,7 +79,30 @@ export interface RdsEmulatorOptions {
    * registered, and the replicas made from it carry the files with the rest of its data directory.
    */
   tls?: { cert: string; key: string };
+  /**
+   * The IAM policy of the role pgshift runs as: every call is judged by it, with its resource ARN and tags (and the
+   * KMS calls RDS makes on the caller's behalf for an encrypted source), and refused with AccessDenied as AWS would.
+   */
+  policy?: IamPolicy;
 }
+
+/** The error codes AWS's Query protocol (RDS) answers a refused signature with. */
+const QUERY_FAULTS: Record<SignatureFault["kind"], string> = {
+  missing: "MissingAuthenticationToken",
+  "unknown-key": "InvalidClientTokenId",
+  mismatch: "SignatureDoesNotMatch",
+  expired: "SignatureDoesNotMatch",
+  scope: "SignatureDoesNotMatch",
+};
+
+/** …and the JSON protocols (Secrets Manager, CloudWatch). */
+const JSON_FAULTS: Record<SignatureFault["kind"], string> = {
+  missing: "MissingAuthenticationTokenException",
+  "unknown-key": "UnrecognizedClientException",
+  mismatch: "InvalidSignatureException",
+  expired: "InvalidSignatureException",
+  scope: "InvalidSignatureException",
+};
 
 class ApiError extends Error {
   constructor(
@@ -116,24 +147,120 @@ export class RdsEmulator {
   private throttleLeft: number;
   /** Every action asked for, in order: what a test holds the IAM policy to. */
   readonly calls: string[] = [];
+  /** Every call as IAM judged it (with a policy): action, resource, condition keys, and the verdict. */
+  readonly judged: { request: IamRequest; decision: IamDecision }[] = [];
+  private readonly policy: IamPolicy | undefined;
+  /** Snapshots taken on StopDBInstance and DeleteDBInstance, by identifier. */
+  readonly snapshots = new Map<string, { instance: string; at: Date }>();
   private server: http.Server | undefined;
   private readonly work = new Set<Promise<void>>();
   private readonly refusals = new Map<string, ApiError>();
 
   constructor(
     private readonly local: LocalProvider,
-    private readonly opts: RdsEmulatorOptions = {},
+    private readonly opts: RdsEmulatorOptions,
   ) {
     this.region = opts.region ?? "eu-west-1";
     this.stepMs = opts.stepMs ?? 200;
     this.throttleLeft = opts.throttleFirst ?? 0;
+    this.policy = opts.policy ? checkPolicy(opts.policy) : undefined;
+  }
+
+  /** Judges the call's IAM requests by the policy; the first one refused ends it with AccessDenied, naming it. */
+  private authorize(requests: IamRequest[]): void {
+    if (!this.policy) return;
+    for (const request of requests) {
+      const decision = evaluate(this.policy, request);
+      this.judged.push({ request, decision });
+      if (!decision.allowed) {
+        throw new ApiError(
+          "AccessDenied",
+          403,
+          `User: arn:aws:sts::${ACCOUNT}:assumed-role/pgshift/service is not authorized to perform: ${request.action} on resource: ${request.resource} because ${decision.sid ? `statement ${decision.sid} denies it` : `no identity-based policy allows the ${request.action} action`}`,
+        );
+      }
+    }
+  }
+
+  private tagsOf(arn: string): Tag[] {
+    return (
+      ([...this.instances.values()].find((i) => this.arn("db", i.id) === arn) ?? [...this.clusters.values()].find((c) => this.arn("cluster", c.id) === arn))
+        ?.tags ?? []
+    );
+  }
+
+  /** What IAM is asked for a call: its action on its resource, and what RDS does on the caller's behalf with it. */
+  private iamRequests(action: string, f: URLSearchParams): IamRequest[] {
+    const rds = `rds:${action}`;
+    const on = (resource: string, context: IamRequest["context"] = {}): IamRequest => ({ action: rds, resource, context });
+    const existing = (arn: string) => on(arn, tagContext(this.tagsOf(arn)));
+    const created = (arn: string): IamRequest[] => {
+      const t = tags(f);
+      // Tagging on create needs rds:AddTagsToResource too, with the same request tags.
+      return [on(arn, tagContext([], t)), ...(t.length ? [{ action: "rds:AddTagsToResource", resource: arn, context: tagContext([], t) }] : [])];
+    };
+    const id = (k: string) => f.get(k) ?? "*";
+    switch (action) {
+      case "DescribeDBInstances":
+        return [on(this.arn("db", id("DBInstanceIdentifier")))];
+      case "DescribeDBClusters":
+        return [on(this.arn("cluster", id("DBClusterIdentifier")))];
+      case "DescribeDBParameters":
+        return [on(`arn:aws:rds:${this.region}:${ACCOUNT}:pg:${id("DBParameterGroupName")}`)];
+      case "DescribeDBClusterParameters":
+        return [on(`arn:aws:rds:${this.region}:${ACCOUNT}:cluster-pg:${id("DBClusterParameterGroupName")}`)];
+      case "CreateDBCluster": {
+        const key = f.get("KmsKeyId");
+        // An encrypted replica: RDS uses the key with the caller's permissions, through RDS only.
+        const kms = key
+          ? ["kms:DescribeKey", "kms:CreateGrant"].map((a) => ({ action: a, resource: key, context: { "kms:ViaService": `rds.${this.region}.amazonaws.com` } }))
+          : [];
+        return [...created(this.arn("cluster", id("DBClusterIdentifier"))), ...kms];
+      }
+      case "CreateDBInstance":
+        return created(this.arn("db", id("DBInstanceIdentifier")));
+      case "AddTagsToResource": {
+        const arn = id("ResourceName");
+        return [on(arn, tagContext(this.tagsOf(arn), tags(f)))];
+      }
+      case "RemoveTagsFromResource": {
+        const arn = id("ResourceName");
+        return [on(arn, { ...tagContext(this.tagsOf(arn)), "aws:TagKeys": list(f, "TagKeys") })];
+      }
+      case "PromoteReadReplicaDBCluster":
+      case "DeleteDBCluster":
+        return [existing(this.arn("cluster", id("DBClusterIdentifier")))];
+      case "StopDBInstance":
+      case "DeleteDBInstance": {
+        const self = existing(this.arn("db", id("DBInstanceIdentifier")));
+        // A snapshot on the way needs rds:CreateDBSnapshot as well.
+        const snap = f.get("DBSnapshotIdentifier") ?? f.get("FinalDBSnapshotIdentifier");
+        return snap ? [self, { ...self, action: "rds:CreateDBSnapshot" }] : [self];
+      }
+      case "ModifyDBInstance":
+      case "RebootDBInstance":
+        return [existing(this.arn("db", id("DBInstanceIdentifier")))];
+      default:
+        return [on("*")];
+    }
   }
 
   /**
    * Registers a local cluster as an RDS for PostgreSQL instance, in its engine's default DB parameter group unless
    * `parameters` names values an operator set (then in a group of its own, `<id>-params`).
    */
-  async addInstance(id: string, opts: { local?: string; securityGroups?: string[]; tags?: Tag[]; parameters?: Record<string, string> } = {}): Promise<void> {
+  async addInstance(
+    id: string,
+    opts: {
+      local?: string;
+      securityGroups?: string[];
+      tags?: Tag[];
+      parameters?: Record<string, string>;
+      kmsKeyId?: string;
+      /** The logical database it serves: tagged pgshift:database, as the platform marks what pgshift may fence and retire. */
+      database?: string;
+    } = {},
+  ): Promise<void> {
     const local = opts.local ?? id;
     if (this.opts.tls) {
       const cluster = this.local.cluster({ id: local });
@@ -157,8 +284,9 @@ export class RdsEmulator {
       engine: "postgres",
       engineVersion,
       securityGroups: opts.securityGroups ?? ["sg-app"],
-      tags: opts.tags ?? [],
+      tags: [...(opts.tags ?? []), ...(opts.database ? [{ Key: "pgshift:database", Value: opts.database }] : [])],
       parameterGroup: group,
+      kmsKeyId: opts.kmsKeyId,
     });
   }
 
@@ -201,6 +329,12 @@ export class RdsEmulator {
     for await (const c of req) chunks.push(c as Buffer);
     const body = Buffer.concat(chunks).toString("utf8");
     const target = String(req.headers["x-amz-target"] ?? "");
+    const json = target.startsWith("secretsmanager.") || target.startsWith("GraniteServiceVersion20100801.");
+    const fault = verifySigV4(req, body, [this.opts.credentials], {
+      region: this.region,
+      services: [target.startsWith("secretsmanager.") ? "secretsmanager" : json ? "monitoring" : "rds"],
+    });
+    if (fault && json) return this.jsonFault(res, fault);
     if (target.startsWith("secretsmanager.")) return this.secrets(target.slice("secretsmanager.".length), body, res);
     if (target.startsWith("GraniteServiceVersion20100801.")) return this.cloudwatch(target.slice("GraniteServiceVersion20100801.".length), body, res);
     const form = new URLSearchParams(body);
@@ -211,8 +345,7 @@ export class RdsEmulator {
       res.end(`<?xml version="1.0" encoding="UTF-8"?>\n${body}`);
     };
     try {
-      if (!req.headers.authorization?.startsWith("AWS4-HMAC-SHA256 "))
-        throw new ApiError("MissingAuthenticationToken", 403, "Request is missing a SigV4 signature");
+      if (fault) throw new ApiError(QUERY_FAULTS[fault.kind], 403, fault.message);
       this.calls.push(action);
       if (this.throttleLeft > 0) {
         this.throttleLeft--;
@@ -220,6 +353,7 @@ export class RdsEmulator {
       }
       const refused = this.refusals.get(action);
       if (refused) throw refused;
+      this.authorize(this.iamRequests(action, form));
       const result = await this.act(action, form);
       send(
         200,
@@ -234,6 +368,12 @@ export class RdsEmulator {
     }
   }
 
+  /** A signature refused over the JSON protocols (Secrets Manager, CloudWatch), with the codes they use. */
+  private jsonFault(res: http.ServerResponse, fault: SignatureFault): void {
+    res.writeHead(fault.kind === "missing" ? 403 : 400, { "content-type": "application/x-amz-json-1.1", "x-amzn-requestid": randomUUID() });
+    res.end(JSON.stringify({ __type: JSON_FAULTS[fault.kind], message: fault.message }));
+  }
+
   /** Secrets Manager's JSON protocol, for the RDS-managed master user secrets of the instances. */
   private secrets(action: string, body: string, res: http.ServerResponse): void {
     const answer = (status: number, value: object) => {
@@ -242,6 +382,11 @@ export class RdsEmulator {
     };
     this.calls.push(`secretsmanager:${action}`);
     const id = (JSON.parse(body || "{}") as { SecretId?: string }).SecretId ?? "";
+    try {
+      this.authorize([{ action: `secretsmanager:${action}`, resource: id, context: {} }]);
+    } catch (e) {
+      return answer(400, { __type: "AccessDeniedException", message: (e as Error).message });
+    }
     const instance = [...this.instances.values()].find((i) => this.secretArn(i) === id);
     if (action !== "GetSecretValue") return answer(400, { __type: "InvalidRequestException", message: `${action} is not served here` });
     if (!instance) return answer(400, { __type: "ResourceNotFoundException", message: "Secrets Manager can't find the specified secret." });
@@ -259,6 +404,11 @@ export class RdsEmulator {
       res.end(JSON.stringify(value));
     };
     this.calls.push(`cloudwatch:${action}`);
+    try {
+      this.authorize([{ action: `cloudwatch:${action}`, resource: "*", context: {} }]);
+    } catch (e) {
+      return answer(400, { __type: "AccessDenied", message: (e as Error).message });
+    }
     if (action !== "GetMetricData") return answer(400, { __type: "InvalidAction", message: `${action} is not served here` });
     type Query = { Id: string; MetricStat?: { Metric?: { MetricName?: string; Dimensions?: Array<{ Name: string; Value: string }> } } };
     const queries = ((JSON.parse(body || "{}") as { MetricDataQueries?: Query[] }).MetricDataQueries ?? []).slice(0, 500);
@@ -317,6 +467,21 @@ export class RdsEmulator {
     return c;
   }
 
+  /** A snapshot AWS takes of an instance as it stops or before it is deleted, when asked for one. */
+  private snapshot(name: string | null, i: Instance): void {
+    if (!name) return;
+    if (this.snapshots.has(name))
+      throw new ApiError("DBSnapshotAlreadyExists", 400, `Cannot create the snapshot because a snapshot with the identifier ${name} already exists.`);
+    this.snapshots.set(name, { instance: i.id, at: new Date() });
+  }
+
+  /** What AWS does to an instance stopped for 7 days: starts it again, by itself. */
+  async startInstance(id: string): Promise<void> {
+    const i = this.instance(id);
+    await this.local.cluster({ id: i.local }).start();
+    i.status = "available";
+  }
+
   /** Runs a state change in the background, as AWS does, after at least one step of delay. */
   private later(fn: () => Promise<void>): void {
     const p = (async () => {
@@ -327,18 +492,33 @@ export class RdsEmulator {
     void p.finally(() => this.work.delete(p));
   }
 
+  /**
+   * One page of a Describe's records, as RDS pages them: MaxRecords from 20 to 100 (100 if not given), and a Marker
+   * to continue from, answered with the next one while records remain.
+   */
+  private page<T>(f: URLSearchParams, items: T[], wrap: (page: T[]) => string): string {
+    const asked = f.get("MaxRecords");
+    const max = asked === null ? 100 : Number(asked);
+    if (!Number.isInteger(max) || max < 20 || max > 100)
+      throw new ApiError("InvalidParameterValue", 400, `Invalid value ${asked} for MaxRecords. Must be between 20 and 100`);
+    const size = Math.min(max, this.opts.maxPage ?? 100);
+    const marker = f.get("Marker");
+    const from = marker === null ? 0 : Number(Buffer.from(marker, "base64url").toString("utf8"));
+    if (!Number.isInteger(from) || from < 0 || from > items.length) throw new ApiError("InvalidParameterValue", 400, "The marker is not valid");
+    const next = from + size < items.length ? el("Marker", Buffer.from(String(from + size)).toString("base64url")) : "";
+    return wrap(items.slice(from, from + size)) + next;
+  }
+
   private async act(action: string, f: URLSearchParams): Promise<string> {
     switch (action) {
-      case "DescribeDBInstances":
-        return `<DBInstances>${[f.get("DBInstanceIdentifier") ? this.instance(f.get("DBInstanceIdentifier")) : [...this.instances.values()]]
-          .flat()
-          .map((i) => this.instanceXml(i))
-          .join("")}</DBInstances>`;
-      case "DescribeDBClusters":
-        return `<DBClusters>${[f.get("DBClusterIdentifier") ? this.cluster(f.get("DBClusterIdentifier")) : [...this.clusters.values()]]
-          .flat()
-          .map((c) => this.clusterXml(c))
-          .join("")}</DBClusters>`;
+      case "DescribeDBInstances": {
+        const all = f.get("DBInstanceIdentifier") ? [this.instance(f.get("DBInstanceIdentifier"))] : [...this.instances.values()];
+        return this.page(f, all, (p) => `<DBInstances>${p.map((i) => this.instanceXml(i)).join("")}</DBInstances>`);
+      }
+      case "DescribeDBClusters": {
+        const all = f.get("DBClusterIdentifier") ? [this.cluster(f.get("DBClusterIdentifier"))] : [...this.clusters.values()];
+        return this.page(f, all, (p) => `<DBClusters>${p.map((c) => this.clusterXml(c)).join("")}</DBClusters>`);
+      }
       case "DescribeDBEngineVersions": {
         const engine = f.get("Engine");
         const offered =
@@ -350,12 +530,17 @@ export class RdsEmulator {
           (v) =>
             (!f.get("EngineVersion") || f.get("EngineVersion") === v) && (!f.get("DBParameterGroupFamily") || f.get("DBParameterGroupFamily") === family(v)),
         );
-        return `<DBEngineVersions>${wanted
-          .map(
-            (v) =>
-              `<DBEngineVersion>${el("Engine", "aurora-postgresql")}${el("EngineVersion", v)}${el("DBParameterGroupFamily", family(v))}${el("Status", "available")}</DBEngineVersion>`,
-          )
-          .join("")}</DBEngineVersions>`;
+        return this.page(
+          f,
+          wanted,
+          (p) =>
+            `<DBEngineVersions>${p
+              .map(
+                (v) =>
+                  `<DBEngineVersion>${el("Engine", "aurora-postgresql")}${el("EngineVersion", v)}${el("DBParameterGroupFamily", family(v))}${el("Status", "available")}</DBEngineVersion>`,
+              )
+              .join("")}</DBEngineVersions>`,
+        );
       }
       case "DescribeDBParameters":
       case "DescribeDBClusterParameters": {
@@ -376,12 +561,17 @@ export class RdsEmulator {
             .map(([k, v]) => ({ k, v, s: "engine-default" })),
           ...Object.entries(g.user).map(([k, v]) => ({ k, v, s: "user" })),
         ].filter((r) => !source || r.s === source);
-        return `<Parameters>${rows
-          .map(
-            (r) =>
-              `<Parameter>${el("ParameterName", r.k)}${el("ParameterValue", r.v)}${el("Source", r.s)}${el("ApplyType", "static")}${el("IsModifiable", true)}</Parameter>`,
-          )
-          .join("")}</Parameters>`;
+        return this.page(
+          f,
+          rows,
+          (p) =>
+            `<Parameters>${p
+              .map(
+                (r) =>
+                  `<Parameter>${el("ParameterName", r.k)}${el("ParameterValue", r.v)}${el("Source", r.s)}${el("ApplyType", "static")}${el("IsModifiable", true)}</Parameter>`,
+              )
+              .join("")}</Parameters>`,
+        );
       }
       case "CreateDBCluster": {
         const id = f.get("DBClusterIdentifier") ?? "";
@@ -467,8 +657,9 @@ export class RdsEmulator {
           i.status = "modifying";
           const deny = this.opts.denyAllGroup;
           this.later(async () => {
-            // Only the deny-all group: nothing reaches the server but the emulator's own (replication) access.
-            if (deny && groups.length === 1 && groups[0] === deny) await this.local.fence({ id: i.local });
+            // Only the deny-all group: nothing reaches the server but the control plane (the master user stands for
+            // its security group) and replication; the reboot that follows ends the sessions.
+            if (deny && groups.length === 1 && groups[0] === deny) await this.local.fenceRules({ id: i.local }, this.local.cluster({ id: i.local }).user);
             else await this.local.unfence({ id: i.local });
             i.status = "available";
           });
@@ -494,17 +685,28 @@ export class RdsEmulator {
       }
       case "StopDBInstance": {
         const i = this.instance(f.get("DBInstanceIdentifier"));
+        if (i.status !== "available")
+          throw new ApiError("InvalidDBInstanceState", 400, `DB instance ${i.id} is ${i.status}; only an available instance can be stopped`);
+        this.snapshot(f.get("DBSnapshotIdentifier"), i);
         i.status = "stopping";
         this.later(async () => {
-          await this.local.retire({ id: i.local });
+          await this.local.retire({ id: i.local }, "stop");
           i.status = "stopped";
         });
         return this.instanceXml(i, "DBInstance");
       }
       case "DeleteDBInstance": {
         const i = this.instance(f.get("DBInstanceIdentifier"));
+        if (f.get("SkipFinalSnapshot") !== "true" && !f.get("FinalDBSnapshotIdentifier")) {
+          throw new ApiError("InvalidParameterCombination", 400, "FinalDBSnapshotIdentifier is required unless SkipFinalSnapshot is specified.");
+        }
+        this.snapshot(f.get("FinalDBSnapshotIdentifier"), i);
         i.status = "deleting";
-        this.later(async () => void this.instances.delete(i.id));
+        this.later(async () => {
+          // A source deleted: its server stops (the local cluster's folder stays, as the snapshot would).
+          if (!i.clusterId) await this.local.retire({ id: i.local }, "stop");
+          this.instances.delete(i.id);
+        });
         return this.instanceXml(i, "DBInstance");
       }
       case "DeleteDBCluster": {
@@ -533,7 +735,7 @@ export class RdsEmulator {
       (i.parameterGroup
         ? `<DBParameterGroups><DBParameterGroup>${el("DBParameterGroupName", i.parameterGroup)}${el("ParameterApplyStatus", "in-sync")}</DBParameterGroup></DBParameterGroups>`
         : "") +
-      `${groupsXml(i.securityGroups)}<DBSubnetGroup>${el("DBSubnetGroupName", "local")}</DBSubnetGroup>${el("StorageEncrypted", false)}${tagsXml(i.tags)}</${name}>`
+      `${groupsXml(i.securityGroups)}<DBSubnetGroup>${el("DBSubnetGroupName", "local")}</DBSubnetGroup>${el("StorageEncrypted", Boolean(i.kmsKeyId))}${el("KmsKeyId", i.kmsKeyId)}${tagsXml(i.tags)}</${name}>`
     );
   }
 

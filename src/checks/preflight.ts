@@ -183,13 +183,14 @@ export async function runPreflight(
   provider: Provider,
   source: InstanceRef,
   target: InstanceRef,
+  database: string,
   choices: SchemaChoices,
   readInventory: (p: Provider, ref: InstanceRef) => Promise<SchemaInventory> = readSchemaInventory,
 ): Promise<CheckResult[]> {
   const desc = await provider.describe(source);
   return [
     ...preflightChecks(desc, await provider.replicaMajor(source), await provider.targetExtensions(source)),
-    ...(await provider.platformChecks(source, target)),
+    ...(await provider.platformChecks(source, target, database)),
     ...schemaChecks(await readInventory(provider, source), choices),
   ];
 }

@@ -15,12 +15,15 @@ export function awsPlanCommand(argv: string[]): void {
       "engine-version": { type: "string", default: "the source's" },
       "cluster-parameter-group": { type: "string" },
       cloudwatch: { type: "boolean", default: false },
+      retirement: { type: "string", default: "stop" },
       json: { type: "boolean", default: false },
     },
     strict: true,
   });
   if (!values.source || !values.target) throw new InvalidArgumentError("--source (the RDS instance) and --target (the Aurora cluster to create) are required");
   if (values.fence !== "sql" && values.fence !== "network") throw new InvalidArgumentError(`--fence must be sql or network; got "${values.fence}"`);
+  if (values.retirement !== "stop" && values.retirement !== "delete")
+    throw new InvalidArgumentError(`--retirement must be stop or delete; got "${values.retirement}"`);
   if (values.fence === "network" && !values["deny-security-group"]) {
     throw new InvalidArgumentError("--fence network needs --deny-security-group sg-…: a group that allows no inbound traffic");
   }
@@ -37,6 +40,7 @@ export function awsPlanCommand(argv: string[]): void {
     fence: values.fence,
     denyGroup: values["deny-security-group"],
     cloudwatch: values.cloudwatch,
+    retirement: values.retirement,
   });
   if (values.json) {
     for (const p of plan) process.stdout.write(JSON.stringify(p) + "\n");

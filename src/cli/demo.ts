@@ -128,16 +128,19 @@ async function setUp(values: DemoValues): Promise<DemoRig> {
   const provider = new LocalProvider(join(dataDir, "local"));
   // With --aws-emulator the migration runs on PROVIDER_AWS: the service's AWS provider, through @aws-sdk/client-rds,
   // against a local RDS endpoint whose "instances" are this machine's clusters.
+  if (values["aws-emulator"]) {
+    // The SDK signs every request with these; the local endpoint verifies each signature against them.
+    process.env.AWS_ACCESS_KEY_ID ??= "AKIDPGSHIFTDEMO";
+    process.env.AWS_SECRET_ACCESS_KEY ??= "pgshift-demo";
+  }
+  const credentials = { accessKeyId: process.env.AWS_ACCESS_KEY_ID ?? "", secretAccessKey: process.env.AWS_SECRET_ACCESS_KEY ?? "" };
   const emulator = values["aws-emulator"]
-    ? new (await import("../aws-emulator/rds-emulator.js")).RdsEmulator(provider, { denyAllGroup: DENY_ALL, stepMs: 100 })
+    ? new (await import("../aws-emulator/rds-emulator.js")).RdsEmulator(provider, { credentials, denyAllGroup: DENY_ALL, stepMs: 100 })
     : undefined;
   const awsEndpoint = await emulator?.listen();
   if (emulator) {
     // As on AWS, the engine's default cluster parameter group leaves logical decoding off: the Aurora cluster gets one that turns it on.
     emulator.addClusterParameterGroup(LOGICAL_GROUP, { "rds.logical_replication": "1" });
-    // The SDK signs every request; the emulator checks that it is signed, not by whom.
-    process.env.AWS_ACCESS_KEY_ID ??= "AKIDPGSHIFTDEMO";
-    process.env.AWS_SECRET_ACCESS_KEY ??= "pgshift-demo";
   }
   const config = {
     ...parseServiceConfig([
@@ -178,7 +181,7 @@ async function runSample(rig: DemoRig, values: DemoValues): Promise<boolean> {
     say(`2. creating the source "billing" (RDS stand-in) with ${values.rows} rows, a publication and a pgoutput slot for CDC`);
     const { app, cdc } = await createSampleSource(provider, "billing", { rows: Number(values.rows), cdc: true });
     if (emulator) {
-      await emulator.addInstance("billing");
+      await emulator.addInstance("billing", { database: "billing-db" });
       say(
         `   PROVIDER_AWS: "billing" is an RDS for PostgreSQL instance behind a local RDS endpoint (${awsEndpoint}); the service reaches it through @aws-sdk/client-rds`,
       );
@@ -348,7 +351,7 @@ async function runRealistic(rig: DemoRig, values: DemoValues): Promise<boolean> 
   const rate = Math.min(Number(values.rate), 50);
   say(`2. creating the source "billing" (RDS stand-in) with a realistic schema: databases app and ledger, ${values.rows} orders`);
   const src = await createRealisticSource(provider, "billing", { rows: Number(values.rows) });
-  if (emulator) await emulator.addInstance("billing");
+  if (emulator) await emulator.addInstance("billing", { database: "billing-db" });
   await proxy.start();
   await registerBilling(rig, values);
   const spec = demoSpec(rig, values);

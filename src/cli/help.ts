@@ -49,6 +49,10 @@ export const HELP: Record<string, CommandHelp> = {
       ["--drain-ms N", "how long SIGTERM waits for in-flight calls (PGSHIFT_DRAIN_MS, default 10000)"],
       ["--lease-ms N", "a dead replica's migrations move after this (PGSHIFT_LEASE_MS, default 10000)"],
       ["--fenced-lease-ms N", "the lease while writes are stopped, renewed often (PGSHIFT_FENCED_LEASE_MS, default 2000)"],
+      [
+        "--retirement-check-ms N",
+        "how often finalized migrations' stopped sources are looked at, and stopped again if running (PGSHIFT_RETIREMENT_CHECK_MS, default 3600000)",
+      ],
       ["--engine on|off", "off serves the API only (PGSHIFT_ENGINE, default on)"],
       ["--metrics-port N", "Prometheus metrics at http://HOST:N/metrics (PGSHIFT_METRICS_PORT; default: not served)"],
       ["--metrics-host H", "address the metrics endpoint binds (PGSHIFT_METRICS_HOST, default 127.0.0.1)"],
@@ -171,7 +175,7 @@ export const HELP: Record<string, CommandHelp> = {
   "ctl plan": {
     summary: "the AWS calls a migration from an RDS instance to a new Aurora cluster will make, in order, without making them",
     usage:
-      "ctl plan --source RDS_INSTANCE --target AURORA_CLUSTER [--fence network|sql] [--deny-security-group SG] [--cluster-parameter-group G] [--cloudwatch] [--json]",
+      "ctl plan --source RDS_INSTANCE --target AURORA_CLUSTER [--fence network|sql] [--deny-security-group SG] [--cluster-parameter-group G] [--cloudwatch] [--retirement stop|delete] [--json]",
     flags: [
       ["--source ID", "the RDS for PostgreSQL instance"],
       ["--target ID", "the Aurora PostgreSQL cluster to create (its writer is ID-1)"],
@@ -181,6 +185,7 @@ export const HELP: Record<string, CommandHelp> = {
       ["--engine-version V", "the Aurora engine version (default: the source's)"],
       ["--cluster-parameter-group G", "the target's DB cluster parameter group (default: the engine's)"],
       ["--cloudwatch", "the service reads CloudWatch too (--aws-cloudwatch)"],
+      ["--retirement stop|delete", "how finalize retires the source, as the spec's source_retirement says (default stop)"],
       ["--json", "one JSON object per call"],
     ],
     example: "pgshift ctl plan --source billing --target billing-aurora --deny-security-group sg-0deny",

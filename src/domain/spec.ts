@@ -10,6 +10,7 @@ import {
   MigrationSpecSchema,
   Provider,
   RollbackExceededAction,
+  SourceRetirement,
   type DatabaseRef,
   type MigrationSpec,
 } from "../gen/migration/v1/migration_pb.js";
@@ -126,6 +127,9 @@ export function normalizeSpec(spec: MigrationSpec | undefined): MigrationSpec {
   if (cdc && !(cdc.mode in CdcMode)) throw new InvalidArgumentError(`spec.cdc_policy.mode ${cdc.mode} is not a CdcMode`);
   if (!(spec.cutoverMode in CutoverMode)) throw new InvalidArgumentError(`spec.cutover_mode ${spec.cutoverMode} is not a CutoverMode`);
   if (!(spec.failurePolicy in FailurePolicy)) throw new InvalidArgumentError(`spec.failure_policy ${spec.failurePolicy} is not a FailurePolicy`);
+  if (!(spec.sourceRetirement in SourceRetirement)) {
+    throw new InvalidArgumentError(`spec.source_retirement ${spec.sourceRetirement} is not a SourceRetirement`);
+  }
   return create(MigrationSpecSchema, {
     ...normalizeFence(spec),
     databaseName: spec.databaseName,
@@ -159,7 +163,15 @@ export function normalizeSpec(spec: MigrationSpec | undefined): MigrationSpec {
       ),
       maxWait: checkDuration("spec.guardrails.max_wait", spec.guardrails?.maxWait, DEFAULTS.guardrailMaxWaitMs, 3600_000),
     },
+    sourceRetirement: spec.sourceRetirement === SourceRetirement.UNSPECIFIED ? SourceRetirement.STOP : spec.sourceRetirement,
   });
+}
+
+/** How a migration's finalize retires its source, as providers take it. */
+export type Retirement = "stop" | "delete";
+
+export function retirementOf(spec: MigrationSpec): Retirement {
+  return spec.sourceRetirement === SourceRetirement.DELETE ? "delete" : "stop";
 }
 
 // An identifier as PostgreSQL prints it unquoted, or double-quoted; two or three of them joined by dots.

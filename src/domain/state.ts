@@ -15,6 +15,8 @@ export interface MigrationStateJson {
   phaseEnteredAt?: string;
   /** The phase a rollback started from. */
   rollbackFrom?: PhaseName;
+  /** Set once a rollback has ended reverse replication: a resumed rollback does not look for it again. */
+  rollbackReverseEnded?: boolean;
   /** Whether the target had left recovery when a rollback from PROMOTING began (decided once: the step may run again after the replica is gone). */
   rollbackPromoted?: boolean;
   /** The source's WAL position once fenced: what the target must replay before promotion. */

@@ -1,6 +1,7 @@
 import type { PhaseName } from "../domain/phases.js";
 import { BEFORE_QUIESCING } from "../domain/transitions.js";
 import { cdcContext, type StepEnv } from "./step-env.js";
+import { retirementOf } from "../domain/spec.js";
 
 export type ActionOutcome = { to: PhaseName; reason: string };
 
@@ -29,10 +30,10 @@ export function operatorAction(env: StepEnv): (() => Promise<ActionOutcome>) | u
       await env.activities.reverse.stop(provider, source, target);
       // The change streams' slots kept on the source for a rollback retain WAL for nobody now.
       await env.activities.cdc.releaseSourceSlots(cdcContext(env));
-      await provider.retire(source);
+      const retired = await provider.retire(source, retirementOf(env.spec), `pgshift-final-${row.id}`);
       return {
         to: "FINALIZED",
-        reason: `${source.id} retired; reverse replication and the CDC slots kept for a rollback removed; the rollback window is closed`,
+        reason: `${retired}; reverse replication and the CDC slots kept for a rollback removed; the rollback window is closed`,
       };
     };
   }

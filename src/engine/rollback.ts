@@ -37,7 +37,7 @@ async function promotedInPromoting(env: StepEnv): Promise<boolean> {
 export const rollingBack: Step = async (env) => {
   const from = env.state.rollbackFrom ?? "PENDING";
   const promoted = FORWARD.indexOf(from) > FORWARD.indexOf("PROMOTING") || (from === "PROMOTING" && (await promotedInPromoting(env)));
-  const reverse = promoted && (env.state.reverseDatabases?.length ?? 0) > 0 && !env.state.reverse?.stoppedReason;
+  const reverse = promoted && (env.state.reverseDatabases?.length ?? 0) > 0 && !env.state.reverse?.stoppedReason && !env.state.rollbackReverseEnded;
   const { cdc, reverse: rev } = env.activities;
   // A schema change on one side only would stop the drain half way: found before the target is fenced, it holds the
   // rollback with traffic still on the target, until an operator makes both sides match.
@@ -99,7 +99,11 @@ export const rollingBack: Step = async (env) => {
     await env.router.route(env.spec.databaseName, sourceEp, 120_000, { tolerateNack: true });
   }
   await cdc.resumeOnSource(cdcContext(env), { watch: true });
-  if (reverse) await rev.stop(env.provider, env.source, env.target);
+  if (reverse) {
+    await rev.stop(env.provider, env.source, env.target);
+    env.state.rollbackReverseEnded = true;
+    await env.save();
+  }
   // Writes flow again; the migration ends here, so readers are looked for on the source for a few seconds, not waited on.
   for (const until = Date.now() + READER_WATCH_MS; env.state.cdc?.awaitingReaders && Date.now() < until;) {
     if (!(await cdc.observeReaders(cdcContext(env)))) await sleep(250, env.signal);
@@ -107,6 +111,8 @@ export const rollingBack: Step = async (env) => {
   cdc.closeReaderWatch(cdcContext(env));
   // Writes flow on the source again: the comparison reads the snapshots held at the drain point, throttled.
   if (reverse) await verifyData(env, "rollback");
+  // Its sessions closed, what the source's fence left behind for them goes too (unfence is idempotent).
+  await env.provider.unfence(env.source);
   const removed = promoted ? undefined : await env.provider.deleteReplica(env.source, env.target, env.row.id);
   return {
     to: "ROLLED_BACK",

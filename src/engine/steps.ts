@@ -20,7 +20,7 @@ import { verifyData, verifyKey } from "./data-verification.js";
 const BASELINE_BREACH_SAMPLES = 3;
 
 const preflight: Step = async (env) => {
-  const results = await runPreflight(env.provider, env.source, env.target, env.policy.schema, env.activities.schema.inventory);
+  const results = await runPreflight(env.provider, env.source, env.target, env.spec.databaseName, env.policy.schema, env.activities.schema.inventory);
   env.state.checks = mergeChecks(env.state.checks ?? [], results);
   // An inactive slot does not stop the replica being built; it blocks cutover, at the lag gate, until an operator acts.
   const bad = failed(results).filter((r) => r.name !== "slots.inactive_logical");

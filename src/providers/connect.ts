@@ -7,6 +7,8 @@ import { CredentialsRejectedError, InstanceUnreachableError } from "./errors.js"
  * (an application_name, a role or an address any client can share; a PID it opened, no client can claim).
  */
 const ours = new Map<string, Set<number>>();
+/** Connections this process is opening, by server: their backends exist before their PIDs are known here. */
+const opening = new Map<string, Set<Promise<unknown>>>();
 
 function serverKey(config: pg.ClientConfig): string {
   return `${config.host ?? ""}:${config.port ?? 5432}`;
@@ -15,6 +17,14 @@ function serverKey(config: pg.ClientConfig): string {
 /** The PIDs of this process's open sessions on the server a config reaches. */
 export function ownSessions(config: pg.ClientConfig): number[] {
   return [...(ours.get(serverKey(config)) ?? [])];
+}
+
+/**
+ * Waits for the connections to that server this process had begun to open: a backend seen in pg_stat_activity
+ * before its connection completed here may be one of ours, known only once it has.
+ */
+export async function connectsSettled(config: pg.ClientConfig): Promise<void> {
+  await Promise.allSettled([...(opening.get(serverKey(config)) ?? [])]);
 }
 
 function remember(config: pg.ClientConfig, client: pg.Client): void {
@@ -44,7 +54,17 @@ export async function connectTo(instance: string, config: pg.ClientConfig): Prom
   // A server that goes away later must not crash the process through an unhandled 'error'.
   client.on("error", () => {});
   try {
-    await client.connect();
+    const key = serverKey(config);
+    const connecting = client.connect();
+    let set = opening.get(key);
+    if (!set) opening.set(key, (set = new Set()));
+    set.add(connecting);
+    try {
+      await connecting;
+    } finally {
+      set.delete(connecting);
+      if (set.size === 0 && opening.get(key) === set) opening.delete(key);
+    }
     remember(config, client);
     return client;
   } catch (e) {

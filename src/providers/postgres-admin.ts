@@ -1,24 +1,35 @@
 import type pg from "pg";
 import { lsnDiff, type Lsn } from "../domain/lsn.js";
-import { ownSessions, withClient } from "./connect.js";
+import { connectsSettled, ownSessions, withClient } from "./connect.js";
 import { InvalidInstanceStateError, UnknownInstanceError } from "./errors.js";
 import type { InstanceDescription, InstanceRef, SlotInfo } from "./provider.js";
 
 /** Client sessions but the caller's own and those whose PIDs $1 lists (this process's). */
 const FOREIGN_SESSIONS = `from pg_stat_activity where backend_type = 'client backend' and pid <> pg_backend_pid() and not (pid = any($1::int[]))`;
-/** Each session as an operator would look for it. */
-const DESCRIBED = `coalesce(array_agg(format('pid %s (role %s, application %s, from %s)', pid, usename, coalesce(nullif(application_name, ''), 'unnamed'), coalesce(client_addr::text, 'a local socket')) order by pid), '{}')`;
+/** Each such session, as an operator would look for it. */
+const SESSIONS = `coalesce(json_agg(json_build_object('pid', pid, 'who', format('pid %s (role %s, application %s, from %s)', pid, usename, coalesce(nullif(application_name, ''), 'unnamed'), coalesce(client_addr::text, 'a local socket'))) order by pid), '[]')`;
+
+type Session = { pid: number; who: string };
+
+/** Of the sessions a look found, those that are not this process's, once the connections it was opening are known. */
+async function notOurs(sessions: Session[], config: pg.ClientConfig): Promise<Session[]> {
+  if (sessions.length === 0) return sessions;
+  await connectsSettled(config);
+  const own = new Set(ownSessions(config));
+  return sessions.filter((s) => !own.has(s.pid));
+}
 
 /**
- * Ends every client session on the server but the caller's and those whose PIDs `own` lists, whatever its role or
- * application name (the superuser's too), until none is left twice in a row: a login may slip in while a fence
- * takes effect.
+ * Ends every client session on the server that this process did not open, whatever its role or application name
+ * (the superuser's too), until none is left twice in a row: a login may slip in while a fence takes effect.
  */
-export async function endForeignSessions(c: pg.Client, own: number[], instance: string): Promise<void> {
+export async function endForeignSessions(c: pg.Client, config: pg.ClientConfig, instance: string): Promise<void> {
   let quiet = 0;
   for (let i = 0; i < 250 && quiet < 2; i++) {
-    const r = await c.query<{ n: string }>(`select count(pg_terminate_backend(pid))::text as n ${FOREIGN_SESSIONS}`, [own]);
-    quiet = Number(r.rows[0]!.n) === 0 ? quiet + 1 : 0;
+    const found = (await c.query<{ s: Session[] }>(`select ${SESSIONS} as s ${FOREIGN_SESSIONS}`, [ownSessions(config)])).rows[0]!.s;
+    const foreign = await notOurs(found, config);
+    if (foreign.length > 0) await c.query("select pg_terminate_backend(pid) from unnest($1::int[]) pid", [foreign.map((s) => s.pid)]);
+    quiet = foreign.length === 0 ? quiet + 1 : 0;
     if (quiet < 2) await new Promise((res) => setTimeout(res, 20));
   }
   if (quiet < 2)
@@ -43,15 +54,10 @@ export class PostgresAdmin {
     return withClient(this.instance, await this.config(database), fn);
   }
 
-  /** Runs fn with the PIDs of this process's own sessions on the server (the connection fn runs on among them). */
-  private async runAsOwner<T>(fn: (c: pg.Client, own: number[]) => Promise<T>): Promise<T> {
-    const config = await this.config("postgres");
-    return withClient(this.instance, config, (c) => fn(c, ownSessions(config)));
-  }
-
   /** Ends every client session on the server that this process did not open (see endForeignSessions). */
   async endForeignSessions(): Promise<void> {
-    await this.runAsOwner((c, own) => endForeignSessions(c, own, this.instance));
+    const config = await this.config("postgres");
+    await withClient(this.instance, config, (c) => endForeignSessions(c, config, this.instance));
   }
 
   /**
@@ -59,17 +65,22 @@ export class PostgresAdmin {
    * open: a session found there got past the fence, and its writes may follow the position.
    */
   async fencedPosition(): Promise<{ lsn: Lsn; intruders: string[] }> {
-    return this.runAsOwner(async (c, own) => {
-      const r = await c.query<{ lsn: string; who: string[] }>(`select pg_current_wal_lsn()::text as lsn, (select ${DESCRIBED} ${FOREIGN_SESSIONS}) as who`, [
-        own,
+    const config = await this.config("postgres");
+    return withClient(this.instance, config, async (c) => {
+      const r = await c.query<{ lsn: string; s: Session[] }>(`select pg_current_wal_lsn()::text as lsn, (select ${SESSIONS} ${FOREIGN_SESSIONS}) as s`, [
+        ownSessions(config),
       ]);
-      return { lsn: r.rows[0]!.lsn, intruders: r.rows[0]!.who };
+      return { lsn: r.rows[0]!.lsn, intruders: (await notOurs(r.rows[0]!.s, config)).map((s) => s.who) };
     });
   }
 
   /** The client sessions on the server that this process did not open, described. */
   async intruders(): Promise<string[]> {
-    return this.runAsOwner(async (c, own) => (await c.query<{ who: string[] }>(`select ${DESCRIBED} as who ${FOREIGN_SESSIONS}`, [own])).rows[0]!.who);
+    const config = await this.config("postgres");
+    return withClient(this.instance, config, async (c) => {
+      const found = (await c.query<{ s: Session[] }>(`select ${SESSIONS} as s ${FOREIGN_SESSIONS}`, [ownSessions(config)])).rows[0]!.s;
+      return (await notOurs(found, config)).map((s) => s.who);
+    });
   }
 
   async dropInactiveSlot(slot: string): Promise<bigint> {

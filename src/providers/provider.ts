@@ -3,6 +3,7 @@ import type { Lsn } from "../domain/lsn.js";
 import type { PeerConnection, SqlPort } from "./sql.js";
 
 import type { Endpoint, InstanceRef } from "../domain/instance.js";
+import type { Retirement } from "../domain/spec.js";
 
 export type { Endpoint, InstanceRef };
 
@@ -69,7 +70,7 @@ export interface Provider {
   /** Drops a replication slot that no consumer is reading; refuses an active one. Returns the WAL it retained. */
   dropInactiveSlot(ref: InstanceRef, slot: string): Promise<bigint>;
   /** Checks only this platform can make of a source before anything is created (versions, parameter groups, the fence). */
-  platformChecks(source: InstanceRef, target: InstanceRef): Promise<CheckResult[]>;
+  platformChecks(source: InstanceRef, target: InstanceRef, database: string): Promise<CheckResult[]>;
   /** Whether an instance of that name exists (of ours or not): a migration's target must not. */
   exists(ref: InstanceRef): Promise<boolean>;
   /**
@@ -106,8 +107,16 @@ export interface Provider {
    * Anything not marked as `owner`'s is left as it is ("not-ours").
    */
   deleteReplica(source: InstanceRef, target: InstanceRef, owner: string): Promise<"deleted" | "absent" | "not-ours">;
-  /** Takes the old source out of service once the migration is finalized (its data is kept). */
-  retire(ref: InstanceRef): Promise<void>;
+  /**
+   * Takes the old source out of service once the migration is finalized: stopped, or deleted where the spec says
+   * so, after a final snapshot named `snapshot` where the platform takes snapshots. Returns what was done, in words.
+   */
+  retire(ref: InstanceRef, how: Retirement, snapshot: string): Promise<string>;
+  /**
+   * Keeps a retired source retired: one the platform started again by itself (AWS does after 7 days) is stopped
+   * again. Returns what it found and did, or undefined when it was as left.
+   */
+  keepRetired(ref: InstanceRef): Promise<string | undefined>;
   /** SQL as the instance's admin, in a database ("postgres" by default): checks, CDC and reverse replication run through it. */
   sql(ref: InstanceRef, database?: string): SqlPort;
   /** How another server (the source, for reverse replication) connects to this instance's database. */

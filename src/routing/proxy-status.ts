@@ -62,9 +62,9 @@ export class ProxyStatusTracker {
       const message = nacked ? (s.acks.get(c === "nacked" ? TYPE.cluster : TYPE.listener)?.nackMessage ?? "rejected") : null;
       const v = pub.route.version;
       await sql`
-        insert into proxy_status (node_id, database_name, replica_id, connected, acked_version, nacked_version, nack_message, last_seen)
-        values (${s.node.id}, ${dbName}, ${this.replicaId}, true, ${acked ? v : null}, ${nacked ? v : null}, ${message}, now())
-        on conflict (node_id, database_name) do update set
+        insert into proxy_status (identity, node_id, database_name, replica_id, connected, acked_version, nacked_version, nack_message, last_seen)
+        values (${s.identity ?? ""}, ${s.node.id}, ${dbName}, ${this.replicaId}, true, ${acked ? v : null}, ${nacked ? v : null}, ${message}, now())
+        on conflict (identity, node_id, database_name) do update set
           replica_id = excluded.replica_id, connected = true, last_seen = now(),
           acked_version = greatest(proxy_status.acked_version, excluded.acked_version),
           nacked_version = case when excluded.nacked_version is not null then excluded.nacked_version else proxy_status.nacked_version end,
@@ -74,18 +74,26 @@ export class ProxyStatusTracker {
 
   private async disconnected(s: StreamView): Promise<void> {
     // Another stream of the same node may still be up on this replica.
-    if (this.ads.connected().some((o) => o.node.id === s.node.id)) return;
-    await this.db.updateTable("proxy_status").set({ connected: false }).where("node_id", "=", s.node.id).where("replica_id", "=", this.replicaId).execute();
+    if (this.ads.connected().some((o) => o.node.id === s.node.id && o.identity === s.identity)) return;
+    await this.db
+      .updateTable("proxy_status")
+      .set({ connected: false })
+      .where("identity", "=", s.identity ?? "")
+      .where("node_id", "=", s.node.id)
+      .where("replica_id", "=", this.replicaId)
+      .execute();
   }
 
   private async heartbeat(): Promise<void> {
-    const nodes = [...new Set(this.ads.connected().map((s) => s.node.id))];
-    if (nodes.length === 0) return;
+    const streams = this.ads.connected();
+    if (streams.length === 0) return;
+    const identities = streams.map((s) => s.identity ?? "");
+    const nodes = streams.map((s) => s.node.id);
     await this.db
       .updateTable("proxy_status")
       .set({ last_seen: new Date(), connected: true })
       .where("replica_id", "=", this.replicaId)
-      .where("node_id", "in", nodes)
+      .where(sql<boolean>`(identity, node_id) in (select * from unnest(${identities}::text[], ${nodes}::text[]))`)
       .execute();
   }
 }

@@ -13,6 +13,8 @@ export interface Route {
 
 /** One proxy (sidecar) serving a database, as the store knows it. */
 export interface ProxyRouteStatus {
+  /** Its certificate's identity ("" over cleartext). */
+  identity: string;
   nodeId: string;
   connected: boolean;
   ackedVersion: string | null;

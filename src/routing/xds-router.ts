@@ -24,13 +24,15 @@ export class XdsRouter implements Router {
   async proxies(databaseName: string, version?: string): Promise<ProxyRouteStatus[]> {
     const rows = await this.db
       .selectFrom("proxy_status")
-      .select(["node_id", "acked_version", "nacked_version", "nack_message", "last_seen"])
+      .select(["identity", "node_id", "acked_version", "nacked_version", "nack_message", "last_seen"])
       .select(sql<boolean>`connected and last_seen > now() - ${`${PROXY_STALE_MS} milliseconds`}::interval`.as("live"))
       .where("database_name", "=", databaseName)
       .orderBy("node_id")
+      .orderBy("identity")
       .execute();
     const current = version ?? (await this.routes.get(databaseName))?.version;
     return rows.map((r) => ({
+      identity: r.identity,
       nodeId: r.node_id,
       connected: r.live,
       ackedVersion: r.acked_version,

@@ -163,6 +163,15 @@ const migrations: Record<string, Migration> = {
       await db.schema.createIndex("database_instances_database").on("database_instances").column("database_name").execute();
     },
   },
+  "0007_proxy_status_identity": {
+    async up(db: Kysely<any>) {
+      // ACK state is kept under the certificate's identity and the node id together: one identity's proxy can never
+      // stand in another's, even were a node id reused.
+      await sql`alter table proxy_status add column identity text not null default ''`.execute(db);
+      await sql`alter table proxy_status drop constraint proxy_status_pk`.execute(db);
+      await sql`alter table proxy_status add constraint proxy_status_pk primary key (identity, node_id, database_name)`.execute(db);
+    },
+  },
 };
 
 export const schemaMigrations: MigrationProvider = {

@@ -24,6 +24,8 @@ export interface MigrationsTable {
 }
 
 export interface ProxyStatusTable {
+  /** The proxy's certificate identity ("" over cleartext): ACKs are kept per identity and node. */
+  identity: Generated<string>;
   node_id: string;
   database_name: string;
   replica_id: string;

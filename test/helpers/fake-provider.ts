@@ -243,11 +243,20 @@ export class FakeProvider implements Provider {
     return "deleted";
   }
 
-  async retire(ref: InstanceRef): Promise<void> {
-    this.enter("retire", ref);
+  async retire(ref: InstanceRef, how: "stop" | "delete", snapshot: string): Promise<string> {
+    this.enter("retire", ref, how, snapshot);
     const i = this.instance(ref);
     i.retired = true;
     i.running = false;
+    return `${ref.id} retired (${how}, snapshot ${snapshot})`;
+  }
+
+  async keepRetired(ref: InstanceRef): Promise<string | undefined> {
+    this.enter("keepRetired", ref);
+    const i = this.instance(ref);
+    if (!i.running) return undefined;
+    i.running = false;
+    return `${ref.id} was running again; stopped again`;
   }
 
   sql(ref: InstanceRef): SqlPort {

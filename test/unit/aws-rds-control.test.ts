@@ -215,8 +215,32 @@ describe("the AWS provider's RDS calls (aws-sdk-client-mock)", () => {
     expect(rds.commandCalls(ModifyDBInstanceCommand)[0]!.args[0].input).toMatchObject({ VpcSecurityGroupIds: ["sg-deny"], ApplyImmediately: true });
     await control().networkUnfence("billing", recorded, 60_000);
     expect(rds.commandCalls(ModifyDBInstanceCommand)[1]!.args[0].input).toMatchObject({ VpcSecurityGroupIds: ["sg-app"] });
-    await control().stop("billing");
+    await control().retire("billing", "stop", "pgshift-final-m1");
     expect(sent().filter((n) => !n.startsWith("Describe"))).toEqual(["ModifyDBInstance", "RebootDBInstance", "ModifyDBInstance", "StopDBInstance"]);
+    // Stopped after a final snapshot, so that nothing is lost if the instance is ever deleted.
+    expect(rds.commandCalls(StopDBInstanceCommand)[0]!.args[0].input).toEqual({ DBInstanceIdentifier: "billing", DBSnapshotIdentifier: "pgshift-final-m1" });
+  });
+
+  it("retires by deletion only when asked, after a final snapshot; a source deleted already is left as it is", async () => {
+    rds
+      .on(DescribeDBInstancesCommand)
+      .resolvesOnce({ DBInstances: [SOURCE] })
+      .resolves({ DBInstances: [{ ...SOURCE, DBInstanceStatus: "deleting" }] });
+    rds.on(DeleteDBInstanceCommand).resolves({});
+    expect(await control().retire("billing", "delete", "pgshift-final-m2")).toBe("billing deleted after its final snapshot pgshift-final-m2");
+    expect(rds.commandCalls(DeleteDBInstanceCommand)[0]!.args[0].input).toEqual({
+      DBInstanceIdentifier: "billing",
+      SkipFinalSnapshot: false,
+      FinalDBSnapshotIdentifier: "pgshift-final-m2",
+      DeleteAutomatedBackups: false,
+    });
+    expect(await control().retire("billing", "delete", "pgshift-final-m2")).toBe("billing is deleted already");
+    expect(rds.commandCalls(DeleteDBInstanceCommand)).toHaveLength(1);
+    expect(
+      awsPlan({ replica: SPEC, fence: "sql", retirement: "delete" })
+        .filter((p) => p.phase === "FINALIZED")
+        .map((p) => p.action),
+    ).toEqual(["rds:DescribeDBInstances", "rds:DeleteDBInstance", "rds:CreateDBSnapshot"]);
   });
 
   it("the plan lists the calls RdsControl makes, in its order, and the IAM policy grants each", () => {
@@ -288,9 +312,10 @@ describe("the AWS provider's RDS calls (aws-sdk-client-mock)", () => {
             fence: "sql",
             applicationRoles: ["app"],
             unfencedRoles: ["postgres"],
+            database: "billing-db",
             clusterParameterGroup: "logical",
             ...o,
-          })
+          } as Parameters<typeof awsPreflight>[1])
         ).map((c) => [c.name, c]),
       );
     const v = await verdicts({});
@@ -299,6 +324,12 @@ describe("the AWS provider's RDS calls (aws-sdk-client-mock)", () => {
     expect(v["aws.logical_replication"]).toMatchObject({ status: "PASS", measured: "rds.logical_replication = 1 in logical" });
     expect(v["aws.parameter_groups"]).toMatchObject({ status: "WARN", measured: "shared_preload_libraries: pg_stat_statements -> engine default" });
     expect(v["aws.fence"]).toMatchObject({ status: "PASS", measured: "roles fence: app lose LOGIN at cutover" });
+    // Untagged, the source is one the IAM policy lets pgshift neither fence nor retire: said, with the command that tags it.
+    expect(v["aws.source_tag"]).toMatchObject({
+      status: "FAIL",
+      measured: expect.stringContaining("has no pgshift:database tag"),
+      remedy: expect.stringContaining("Key=pgshift:database,Value=billing-db"),
+    });
     // The master user keeps LOGIN under the roles fence: said by name, with the remedy.
     expect(v["fence.unfenced_roles"]).toMatchObject({
       status: "WARN",
@@ -326,8 +357,12 @@ describe("the AWS provider's RDS calls (aws-sdk-client-mock)", () => {
     const granted = new Set<string>(
       policy.Statement.flatMap((s: { Effect: string; Action: string[] }) => (s.Effect === "Allow" ? s.Action : [])).filter((a: string) => a.startsWith("rds:")),
     );
-    // Tags given to a create call need their own permission.
-    const needed = new Set([...made, ...(made.has("rds:CreateDBCluster") ? ["rds:AddTagsToResource"] : [])]);
+    // Tags given to a create call need their own permission, and so does the final snapshot a stop or a delete takes.
+    const needed = new Set([
+      ...made,
+      ...(made.has("rds:CreateDBCluster") ? ["rds:AddTagsToResource"] : []),
+      ...(made.has("rds:StopDBInstance") ? ["rds:CreateDBSnapshot"] : []),
+    ]);
     expect(needed.size).toBeGreaterThan(5);
     expect(
       [...needed].filter((a) => !granted.has(a)),
@@ -341,5 +376,8 @@ describe("the AWS provider's RDS calls (aws-sdk-client-mock)", () => {
     // Deleting and promoting are granted only on resources carrying the owner tag.
     const change = policy.Statement.find((s: { Action: string[] }) => s.Action.includes("rds:DeleteDBCluster"));
     expect(change.Condition.Null[`aws:ResourceTag/${OWNER_TAG}`]).toBe("false");
+    // Fencing and retiring a source are granted only on instances the platform tagged with the database they serve.
+    const source = policy.Statement.find((s: { Action: string[] }) => s.Action.includes("rds:StopDBInstance"));
+    expect(source.Condition.StringLike["aws:ResourceTag/pgshift:database"]).toBe("?*");
   });
 });

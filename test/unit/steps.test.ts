@@ -180,7 +180,7 @@ describe("steps, on a fake provider and router", () => {
     source.intruders = ["pid 4242 (role postgres, application pgshift-admin, from 127.0.0.1/32)"];
     const env = stepEnv(world, { phase: "FINAL_SYNC" });
     const err = await STEPS.FINAL_SYNC!(env).catch((e: Error) => e);
-    expect(codeOf(Promise.reject(err))).resolves.toBe(Code.FailedPrecondition);
+    await expect(codeOf(Promise.reject(err))).resolves.toBe(Code.FailedPrecondition);
     expect(String((err as Error).message)).toContain("pid 4242 (role postgres, application pgshift-admin");
     expect(env.state.finalLsn).toBeUndefined();
     expect(env.state.checks?.find((c) => c.name === "fence.sessions")).toMatchObject({
@@ -294,7 +294,7 @@ describe("steps, on a fake provider and router", () => {
 
   it("VERIFYING warns, naming them, about sidecars that have not applied the route to the target", async () => {
     await promoted(world);
-    const seen = { connected: false, nackedVersion: null, nackMessage: null, lastSeen: new Date() };
+    const seen = { identity: "", connected: false, nackedVersion: null, nackMessage: null, lastSeen: new Date() };
     world.router.proxyStatus = [
       { nodeId: "sidecar-a", ackedVersion: "2", behind: false, ...seen, connected: true },
       { nodeId: "sidecar-b", ackedVersion: "1", behind: true, ...seen },

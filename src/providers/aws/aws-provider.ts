@@ -1,3 +1,4 @@
+import type { Retirement } from "../../domain/spec.js";
 import type { RDSClient, Tag } from "@aws-sdk/client-rds";
 import { GetSecretValueCommand, type SecretsManagerClient } from "@aws-sdk/client-secrets-manager";
 import type pg from "pg";
@@ -118,7 +119,7 @@ export class AwsProvider implements Provider {
     return p;
   }
 
-  async platformChecks(source: InstanceRef): Promise<CheckResult[]> {
+  async platformChecks(source: InstanceRef, _target: InstanceRef, database: string): Promise<CheckResult[]> {
     const [instance, applicationRoles, unfencedRoles] = await Promise.all([
       this.control.source(source.id),
       this.opts.fence === "sql" ? this.applicationRoles(source) : Promise.resolve([]),
@@ -131,6 +132,7 @@ export class AwsProvider implements Provider {
       denySecurityGroup: this.opts.denySecurityGroup,
       applicationRoles,
       unfencedRoles,
+      database,
     });
   }
 
@@ -452,7 +454,11 @@ export class AwsProvider implements Provider {
     return this.control.deleteReplica(target.id, AwsProvider.writerOf(target), owner);
   }
 
-  retire(ref: InstanceRef): Promise<void> {
-    return this.control.stop(ref.id);
+  retire(ref: InstanceRef, how: Retirement, snapshot: string): Promise<string> {
+    return this.control.retire(ref.id, how, snapshot);
+  }
+
+  keepRetired(ref: InstanceRef): Promise<string | undefined> {
+    return this.control.keepStopped(ref.id);
   }
 }

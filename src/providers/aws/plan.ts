@@ -16,6 +16,8 @@ export interface AwsPlanOptions {
   denyGroup?: string;
   /** Whether the service reads CloudWatch (--aws-cloudwatch). */
   cloudwatch?: boolean;
+  /** How finalize retires the source (the spec's source_retirement; stop unless it says delete). */
+  retirement?: "stop" | "delete";
 }
 
 /**
@@ -103,6 +105,21 @@ export function awsPlan(o: AwsPlanOptions): PlannedCall[] {
       "the replica cluster this migration created (no final snapshot: the source is the truth)",
     ),
     call("FINALIZED", "DescribeDBInstances", sourceId, "the source's state"),
-    call("FINALIZED", "StopDBInstance", sourceId, "retire the old source: stopped, never deleted"),
+    ...(o.retirement === "delete"
+      ? [
+          call(
+            "FINALIZED",
+            "DeleteDBInstance",
+            sourceId,
+            "retire the old source as the spec says: deleted, FinalDBSnapshotIdentifier pgshift-final-<migration id>",
+          ),
+          call("FINALIZED", "CreateDBSnapshot", sourceId, "the final snapshot DeleteDBInstance takes (AWS checks this permission too)"),
+        ]
+      : [
+          call("FINALIZED", "StopDBInstance", sourceId, "retire the old source: stopped, DBSnapshotIdentifier pgshift-final-<migration id>"),
+          call("FINALIZED", "CreateDBSnapshot", sourceId, "the final snapshot StopDBInstance takes (AWS checks this permission too)"),
+          call("FINALIZED, every hour after", "DescribeDBInstances", sourceId, "AWS starts a stopped instance after 7 days: is it running again?"),
+          call("FINALIZED, every hour after", "StopDBInstance", sourceId, "if it is, stopped again (recorded as check retirement.source)"),
+        ]),
   ];
 }

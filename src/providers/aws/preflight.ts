@@ -13,7 +13,15 @@ export interface AwsPreflightInput {
   applicationRoles: string[];
   /** The roles that keep LOGIN under the SQL fence: the master user, superusers, replication roles. */
   unfencedRoles: string[];
+  /** The logical database the migration names: the source must be tagged as serving it. */
+  database: string;
 }
+
+/**
+ * The tag the platform puts on an instance pgshift may fence and retire: the IAM policy lets pgshift modify, reboot,
+ * stop, snapshot or delete only instances that carry it, and preflight wants its value to be the migration's database.
+ */
+export const DATABASE_TAG = "pgshift:database";
 
 /** A tag value holds at most 256 characters: the SQL fence records its roles in one. */
 export const TAG_VALUE_MAX = 256;
@@ -40,6 +48,7 @@ export async function awsPreflight(control: RdsControl, i: AwsPreflightInput): P
     parameterGroupCheck(i.source.DBParameterGroups?.[0]?.DBParameterGroupName ?? "", sourceParams ?? [], group, clusterParams),
     fenceCheck(i),
     ...(i.fence === "sql" ? [unfencedRolesCheck(i.unfencedRoles)] : []),
+    sourceTagCheck(i),
   ];
 }
 
@@ -143,5 +152,21 @@ function unfencedRolesCheck(roles: string[]): CheckResult {
       ? "their sessions are ended at the fence, but they can log in again; a session found before the final LSN or before promotion holds the cutover"
       : "",
     remedy: roles.length ? "give applications roles of their own (not the master user), or use FENCE_MODE_NETWORK, which refuses every client" : "",
+  });
+}
+
+/** The source carries the platform's tag naming this database: without it, the IAM policy lets pgshift neither fence nor retire it. */
+function sourceTagCheck(i: AwsPreflightInput): CheckResult {
+  const id = i.source.DBInstanceIdentifier ?? "";
+  const value = i.source.TagList?.find((t) => t.Key === DATABASE_TAG)?.Value;
+  const remedy = `aws rds add-tags-to-resource --resource-name ${i.source.DBInstanceArn ?? id} --tags Key=${DATABASE_TAG},Value=${i.database}`;
+  if (value === i.database) {
+    return check("aws.source_tag", "PASS", { measured: `${id} is tagged ${DATABASE_TAG}=${value}`, threshold: `${DATABASE_TAG}=${i.database}` });
+  }
+  return check("aws.source_tag", "FAIL", {
+    measured: value === undefined ? `${id} has no ${DATABASE_TAG} tag` : `${id} is tagged ${DATABASE_TAG}=${value}`,
+    threshold: `${DATABASE_TAG}=${i.database}`,
+    message: `pgshift's IAM policy lets it fence and retire only instances tagged ${DATABASE_TAG}, and this one must be tagged as serving ${i.database}`,
+    remedy: value === undefined ? `tag it: ${remedy}` : `it serves ${value}: name that database, or retag it: ${remedy}`,
   });
 }

@@ -1,3 +1,4 @@
+import type { Retirement } from "../../domain/spec.js";
 import {
   AddTagsToResourceCommand,
   CreateDBClusterCommand,
@@ -93,32 +94,44 @@ export class RdsControl {
 
   /** The aurora-postgresql versions offered in the region: the one asked for, or all of a parameter group family. */
   async auroraVersions(q: { version?: string; family?: string }): Promise<string[]> {
-    const r = await this.rds.send(
-      new DescribeDBEngineVersionsCommand({ Engine: "aurora-postgresql", EngineVersion: q.version, DBParameterGroupFamily: q.family }),
+    // Every page: Aurora offers more versions than one answer holds.
+    const versions = await this.pages((Marker) =>
+      this.rds
+        .send(new DescribeDBEngineVersionsCommand({ Engine: "aurora-postgresql", EngineVersion: q.version, DBParameterGroupFamily: q.family, Marker }))
+        .then((r) => ({ items: r.DBEngineVersions, Marker: r.Marker })),
     );
-    return (r.DBEngineVersions ?? []).map((v) => v.EngineVersion!).filter(Boolean);
+    return versions.map((v) => v.EngineVersion!).filter(Boolean);
   }
 
   /** Every parameter of a DB cluster parameter group (all pages), or undefined where the group does not exist. */
   clusterParameters(group: string): Promise<Parameter[] | undefined> {
     return absentIfNotFound(() =>
-      this.pages((Marker) => this.rds.send(new DescribeDBClusterParametersCommand({ DBClusterParameterGroupName: group, Marker }))),
+      this.pages((Marker) =>
+        this.rds
+          .send(new DescribeDBClusterParametersCommand({ DBClusterParameterGroupName: group, Marker }))
+          .then((r) => ({ items: r.Parameters, Marker: r.Marker })),
+      ),
     );
   }
 
   /** The parameters an operator set in a DB parameter group (Source "user"), all pages. */
   userParameters(group: string): Promise<Parameter[] | undefined> {
     return absentIfNotFound(() =>
-      this.pages((Marker) => this.rds.send(new DescribeDBParametersCommand({ DBParameterGroupName: group, Source: "user", Marker }))),
+      this.pages((Marker) =>
+        this.rds
+          .send(new DescribeDBParametersCommand({ DBParameterGroupName: group, Source: "user", Marker }))
+          .then((r) => ({ items: r.Parameters, Marker: r.Marker })),
+      ),
     );
   }
 
-  private async pages(page: (marker: string | undefined) => Promise<{ Parameters?: Parameter[]; Marker?: string }>): Promise<Parameter[]> {
-    const out: Parameter[] = [];
+  /** Every record of a paged Describe, following its Marker. */
+  private async pages<T>(page: (marker: string | undefined) => Promise<{ items?: T[]; Marker?: string }>): Promise<T[]> {
+    const out: T[] = [];
     let marker: string | undefined;
     do {
       const r = await page(marker);
-      out.push(...(r.Parameters ?? []));
+      out.push(...(r.items ?? []));
       marker = r.Marker;
     } while (marker);
     return out;
@@ -224,11 +237,36 @@ export class RdsControl {
     await this.waitInstance(instanceId, (i) => i.DBInstanceStatus === "available", Date.now() + timeoutMs, "the security groups to be restored");
   }
 
-  /** Stops (never deletes) the old source once a migration is finalized. */
-  async stop(instanceId: string): Promise<void> {
-    const i = await this.source(instanceId);
-    if (i.DBInstanceStatus === "stopped" || i.DBInstanceStatus === "stopping") return;
+  /**
+   * Retires the old source once a migration is finalized, after a final snapshot: stopped (AWS takes the snapshot as
+   * it stops), or deleted where the spec says so (AWS takes it before deleting). Done already: said so.
+   */
+  async retire(instanceId: string, how: Retirement, snapshot: string): Promise<string> {
+    const i = await this.instance(instanceId);
+    if (!i || i.DBInstanceStatus === "deleting") return `${instanceId} is deleted already`;
+    if (how === "delete") {
+      await this.rds.send(
+        new DeleteDBInstanceCommand({
+          DBInstanceIdentifier: instanceId,
+          SkipFinalSnapshot: false,
+          FinalDBSnapshotIdentifier: snapshot,
+          DeleteAutomatedBackups: false,
+        }),
+      );
+      return `${instanceId} deleted after its final snapshot ${snapshot}`;
+    }
+    if (i.DBInstanceStatus === "stopped" || i.DBInstanceStatus === "stopping") return `${instanceId} is stopped already`;
+    await this.rds.send(new StopDBInstanceCommand({ DBInstanceIdentifier: instanceId, DBSnapshotIdentifier: snapshot }));
+    return `${instanceId} stopped after its final snapshot ${snapshot}; AWS starts a stopped instance after 7 days, and pgshift stops it again each time`;
+  }
+
+  /** A retired source AWS started again (it does after 7 days stopped) is stopped again; said, or undefined. */
+  async keepStopped(instanceId: string): Promise<string | undefined> {
+    const i = await this.instance(instanceId);
+    // Starting: stopped on the next look, once available (StopDBInstance refuses an instance still starting).
+    if (!i || i.DBInstanceStatus !== "available") return undefined;
     await this.rds.send(new StopDBInstanceCommand({ DBInstanceIdentifier: instanceId }));
+    return `${instanceId} was available again (AWS starts a stopped instance after 7 days); stopped again`;
   }
 
   /** Deletes the replica cluster and its writer, only if they carry the owner's tag. */

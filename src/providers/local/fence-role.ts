@@ -58,24 +58,26 @@ export async function createFenceRole(db: pg.Client, instance: string, dir: stri
 }
 
 /**
- * Drops the role, handing what it created to `heir` (a subscription made while the source was fenced) in every
- * database; then forgets its password. Run on an unfenced cluster, as `heir`.
+ * Takes the role out of use: no more logins, what it created (a subscription made while the source was fenced)
+ * handed to `heir` in every database, its password forgotten; then dropped, once no session of it is left (a
+ * snapshot pgshift holds for a comparison may still be one: a later call drops it). Run as `heir`, unfenced.
  */
 export async function dropFenceRole(connect: (database: string) => Promise<pg.Client>, instance: string, dir: string, heir: string): Promise<void> {
   const db = await connect("postgres");
   try {
     if (await ours(db, instance)) {
+      await db.query(`alter role ${escapeIdent(FENCE_ROLE)} nologin`);
       const dbs = await db.query<{ datname: string }>("select datname from pg_database where datallowconn order by datname");
       for (const { datname } of dbs.rows) {
         const c = datname === "postgres" ? db : await connect(datname);
         try {
           await c.query(`reassign owned by ${escapeIdent(FENCE_ROLE)} to ${escapeIdent(heir)}`);
-          await c.query(`drop owned by ${escapeIdent(FENCE_ROLE)}`);
         } finally {
           if (c !== db) await c.end().catch(() => {});
         }
       }
-      await db.query(`drop role ${escapeIdent(FENCE_ROLE)}`);
+      const busy = await db.query<{ n: number }>("select count(*)::int as n from pg_stat_activity where usename = $1", [FENCE_ROLE]);
+      if (busy.rows[0]!.n === 0) await db.query(`drop role ${escapeIdent(FENCE_ROLE)}`);
     }
   } finally {
     await db.end().catch(() => {});

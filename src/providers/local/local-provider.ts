@@ -12,8 +12,9 @@ import { postgresRunAs } from "../../postgres/os-user.js";
 import { freePort } from "../../postgres/ports.js";
 import { InvalidInstanceStateError, ReplicaDownError, ReplayTimeoutError, UnknownInstanceError, VersionMismatchError } from "../errors.js";
 import { lsnAtLeast, type Lsn } from "../../domain/lsn.js";
+import type { Retirement } from "../../domain/spec.js";
 import type { Endpoint, InstanceDescription, InstanceRef, Provider, ReplicationStatus } from "../provider.js";
-import { connectTo, ownSessions, sqlPort, withClient } from "../connect.js";
+import { connectTo, sqlPort, withClient } from "../connect.js";
 import { endForeignSessions, PostgresAdmin } from "../postgres-admin.js";
 import type { PeerConnection, SqlPort } from "../sql.js";
 import { fenceHba, isFencedHba, unfenceHba } from "./fence.js";
@@ -334,19 +335,32 @@ export class LocalProvider implements Provider {
     await this.admin(ref, async (db) => {
       // The role the fence admits comes first: from the moment the rules change, pgshift logs in as nothing else.
       await createFenceRole(db, ref.id, c.dir);
-      // The server's own idea of where its rules are (a Debian layout keeps them outside the data directory).
-      const hbaFile = (await db.query<{ f: string }>("select current_setting('hba_file') as f")).rows[0]!.f;
-      if (hbaFile !== c.hbaFile) c.recordHbaFile(hbaFile);
-      const hba = readFileSync(hbaFile, "utf8");
-      if (!isFencedHba(hba)) {
-        // The original is kept, whole, before the file changes: unfence restores it byte for byte, even after a crash here.
-        if (!existsSync(this.originalHbaPath(c))) writeFileAtomic(this.originalHbaPath(c), hba);
-        writeLike(hbaFile, fenceHba(hba, FENCE_ROLE));
-      }
-      await db.query("select pg_reload_conf()");
+      await this.writeFenceRules(db, c, FENCE_ROLE);
       // Every session pgshift did not open ends, the superuser's too, whatever it calls itself.
-      await endForeignSessions(db, ownSessions(this.adminConfig(ref)), ref.id);
+      await endForeignSessions(db, this.adminConfig(ref), ref.id);
     });
+  }
+
+  /**
+   * Only the rules of a fence, admitting `role` and ending no session: what a network fence does to who may connect
+   * (the RDS endpoint in tests: a deny-all security group that still admits the control plane, then a reboot).
+   */
+  async fenceRules(ref: InstanceRef, role: string): Promise<void> {
+    const c = this.cluster(ref);
+    await this.admin(ref, (db) => this.writeFenceRules(db, c, role));
+  }
+
+  private async writeFenceRules(db: pg.Client, c: LocalCluster, role: string): Promise<void> {
+    // The server's own idea of where its rules are (a Debian layout keeps them outside the data directory).
+    const hbaFile = (await db.query<{ f: string }>("select current_setting('hba_file') as f")).rows[0]!.f;
+    if (hbaFile !== c.hbaFile) c.recordHbaFile(hbaFile);
+    const hba = readFileSync(hbaFile, "utf8");
+    if (!isFencedHba(hba)) {
+      // The original is kept, whole, before the file changes: unfence restores it byte for byte, even after a crash here.
+      if (!existsSync(this.originalHbaPath(c))) writeFileAtomic(this.originalHbaPath(c), hba);
+      writeLike(hbaFile, fenceHba(hba, role));
+    }
+    await db.query("select pg_reload_conf()");
   }
 
   async unfence(ref: InstanceRef): Promise<void> {
@@ -439,9 +453,20 @@ export class LocalProvider implements Provider {
     });
   }
 
-  async retire(ref: InstanceRef): Promise<void> {
-    // Stopping keeps the data directory: retiring is not deleting.
-    await this.cluster(ref).stop("fast");
+  async retire(ref: InstanceRef, how: Retirement): Promise<string> {
+    // Stopping keeps the data directory: a local cluster has no snapshot to fall back on, so it is never deleted.
+    const c = this.cluster(ref);
+    await c.stop("fast");
+    return how === "delete"
+      ? `${ref.id} stopped; the local provider deletes no cluster (it has no snapshot to keep): its folder ${c.dir} is yours to remove`
+      : `${ref.id} stopped; its folder ${c.dir} is kept`;
+  }
+
+  async keepRetired(ref: InstanceRef): Promise<string | undefined> {
+    const c = this.cluster(ref);
+    if (!(await c.isRunning())) return undefined;
+    await c.stop("fast");
+    return `${ref.id} was running again; stopped again`;
   }
 
   async deleteReplica(source: InstanceRef, target: InstanceRef, owner: string): Promise<"deleted" | "absent" | "not-ours"> {
