@@ -185,7 +185,7 @@ describe("a whole migration on PROVIDER_AWS, through @aws-sdk/client-rds, agains
     await unary(client, "FinalizeMigration", { id: m.id, reason: "drill" });
     const fin = await waitForPhase(client, m.id, ["PHASE_FINALIZED", "PHASE_FAILED"], 60_000);
     expect(fin.phase).toBe("PHASE_FINALIZED");
-    expect(fin.events.find((e) => e.phase_to === "PHASE_FINALIZED").message).toContain(`archive stopped after its final snapshot pgshift-final-${m.id}`);
+    expect(fin.events.find((e) => e.transition?.to === "PHASE_FINALIZED").message).toContain(`archive stopped after its final snapshot pgshift-final-${m.id}`);
     expect(emulator.snapshots.get(`pgshift-final-${m.id}`)).toMatchObject({ instance: "archive" });
     const status = async () =>
       (await rdsFor(emulatorEndpoint).send(new DescribeDBInstancesCommand({ DBInstanceIdentifier: "archive" }))).DBInstances![0]!.DBInstanceStatus;

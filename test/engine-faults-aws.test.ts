@@ -55,7 +55,7 @@ describe("on PROVIDER_AWS: the engine survives SIGKILL at every phase", () => {
       clusters,
       source: async (name) => {
         const made = await createSampleSource(clusters, name, { rows: 500 });
-        await emulator.addInstance(name, { database: `${name}-db` });
+        await emulator.addInstance(name, { database: `${name.replace(/-src$/, "")}-db` });
         return made;
       },
       spec: (name, mode) => localSpec(`${name}-db`, `${name}-src`, `${name}-aurora`, { provider: "PROVIDER_AWS", cutover_mode: mode }),

@@ -6,6 +6,7 @@ import { LocalProvider, replicaSlotName } from "../src/providers/local/local-pro
 import { createSampleSource, type AppCredentials } from "../src/providers/local/sample.js";
 import { WriteLoad } from "../src/workload/write-load.js";
 import { tempDir } from "./helpers/service-process.js";
+import { adminOf } from "./helpers/clusters.js";
 
 async function appQuery(port: number, app: AppCredentials, sql: string): Promise<any[]> {
   const c = new pg.Client({ host: "127.0.0.1", port, user: app.user, password: app.password, database: app.database, connectionTimeoutMillis: 3000 });
@@ -112,7 +113,7 @@ describe("local provider on real PostgreSQL clusters", () => {
     await provider.promote(src, tgt);
     await provider.detachReplica(src, tgt);
 
-    const srcSum = await provider.cluster(src).query(CHECKSUM, [], "app");
+    const srcSum = await adminOf(provider, src.id).query(CHECKSUM, [], "app");
     const tgtSum = await provider.cluster(tgt).query(CHECKSUM, [], "app");
     expect(tgtSum[0]).toEqual(srcSum[0]);
     const ids = new Set((await provider.cluster(tgt).query<{ id: string }>("select id::text from items", [], "app")).map((r) => r.id));
@@ -145,6 +146,8 @@ describe("local provider on real PostgreSQL clusters", () => {
   });
 
   it("answers bad input and faults with typed errors that say what to do", async () => {
+    // The previous test left the source fenced: its admin is refused there now, as anyone is.
+    await provider.unfence(src);
     const unknown = await provider.describe({ id: "nope" }).catch((e) => e);
     expect(unknown.kind).toBe("UnknownInstanceError");
     const c = provider.cluster(src);

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { createRealisticSource, RealisticLoad } from "../src/workload/realistic.js";
 import { grpc, unary, unaryError } from "./helpers/grpc-clients.js";
+import { adminOf } from "./helpers/clusters.js";
 import { getMigration, localSpec, waitForPhase } from "./helpers/migrations.js";
 import { useService } from "./helpers/fixture.js";
 
@@ -68,7 +69,7 @@ describe("a realistic schema, cutover then rollback under a load touching every 
     const afterCutover = check(completed, "verify.data");
     console.log(`[realistic] after cutover: ${afterCutover.status} ${afterCutover.measured}`);
     expect(afterCutover).toMatchObject({ status: "CHECK_STATUS_PASS", threshold: expect.stringContaining("at the final LSN") });
-    const sessionsOnTarget = await f.provider.cluster({ id: "real-tgt" }).query<{ n: number }>("select count(*)::int as n from sessions", [], "app");
+    const sessionsOnTarget = await adminOf(f.provider, "real-tgt").query<{ n: number }>("select count(*)::int as n from sessions", [], "app");
     console.log(`[realistic] the disposable unlogged table on the target after cutover: ${sessionsOnTarget[0]!.n} rows`);
 
     // The load runs on the target; on demand, the source following it through reverse replication compares equal.

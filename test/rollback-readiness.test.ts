@@ -4,6 +4,7 @@ import { freePort } from "../src/postgres/ports.js";
 import { createSampleSource } from "../src/providers/local/sample.js";
 import { WriteLoad } from "../src/workload/write-load.js";
 import { unary } from "./helpers/grpc-clients.js";
+import { adminOf } from "./helpers/clusters.js";
 import { getMigration, localSpec, waitForPhase } from "./helpers/migrations.js";
 import { useService } from "./helpers/fixture.js";
 
@@ -140,7 +141,7 @@ describe("rollback readiness under a write-heavy load", () => {
     const ids = new Set((await cluster.query<{ id: string }>("select id::text from items", [], "app")).map((r) => r.id));
     expect(load.committed.filter((id) => !ids.has(String(id)))).toEqual([]);
     const sum = async (id: string) =>
-      (await f.provider.cluster({ id }).query<{ s: string }>("select md5(string_agg(v, ',' order by id)) as s from big", [], "app"))[0]!.s;
+      (await adminOf(f.provider, id).query<{ s: string }>("select md5(string_agg(v, ',' order by id)) as s from big", [], "app"))[0]!.s;
     expect(await sum("heavy-src")).toBe(await sum("heavy-tgt"));
   });
 });

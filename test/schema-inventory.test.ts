@@ -15,7 +15,7 @@ import {
   startReverseReplication,
   stopReverseReplication,
 } from "../src/replication/reverse.js";
-import { useLocalProvider } from "./helpers/clusters.js";
+import { adminOf, useLocalProvider } from "./helpers/clusters.js";
 
 const NONE = { disposableUnlogged: [], identityFull: [] };
 const SRC = { id: "inv-src" };
@@ -28,8 +28,8 @@ const TGT = { id: "inv-tgt" };
  */
 describe("the schema inventory and what depends on it, on real clusters", () => {
   const { provider } = useLocalProvider("schema-inv");
-  const src = () => provider.cluster(SRC);
-  const tgt = () => provider.cluster(TGT);
+  const src = () => adminOf(provider, SRC.id);
+  const tgt = () => adminOf(provider, TGT.id);
 
   it("inventories, publishes without refusing a statement, guards the fence, sees drift, carries large objects back", async () => {
     await provider.createCluster(SRC.id, { max_prepared_transactions: 4 });
@@ -104,7 +104,7 @@ describe("the schema inventory and what depends on it, on real clusters", () => 
     await src().query("update nopk set v = v + 100 where v <= 5; delete from nopk where v = 10; update cache set v = 'x'; update ident set v = 1", [], "app");
 
     // Guardrails: a session idle in a transaction, a prepared transaction; neither once they end.
-    const idle = new pg.Client(src().connectionConfig("app"));
+    const idle = new pg.Client(provider.cluster(SRC).connectionConfig("app"));
     await idle.connect();
     try {
       await idle.query("set application_name = 'batch-job'; begin; update items set v = 'held' where id = 1");

@@ -243,13 +243,18 @@ describe("mutual TLS, identities and per-database authorization", () => {
       // The routes reach the cache by NOTIFY: wait for them, then the payments cluster must still be missing.
       await expect.poll(seen, { timeout: 10_000, interval: 100 }).toContain("billing-db");
       expect(await seen()).toEqual(["billing-db"]);
-      // Its state is kept under its certificate's identity and its node id together.
+      // Its ACK is kept under its certificate's identity and its node id together.
+      const acking = ads(creds(pki, "sidecar"));
+      acking.call.write({ node: { id: `${BILLING_SIDECAR}#pod-1` }, type_url: TYPE.cluster, resource_names: [] });
+      const answer = await acking.first();
+      acking.call.write({ type_url: TYPE.cluster, resource_names: [], version_info: answer.version_info, response_nonce: answer.nonce });
       await expect
         .poll(async () => (await unary(admin, "GetRoutingStatus", { database_name: "billing-db" })).status.proxies.map((p: any) => [p.identity, p.node_id]), {
           timeout: 10_000,
           interval: 100,
         })
         .toEqual([[BILLING_SIDECAR, `${BILLING_SIDECAR}#pod-1`]]);
+      acking.close();
 
       const forged = ads(creds(pki, "sidecar"));
       forged.call.write({ node: { id: "spiffe://test.example/team/payments/sa/sidecar" }, type_url: TYPE.cluster, resource_names: [] });

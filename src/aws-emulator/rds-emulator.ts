@@ -1,4 +1,5 @@
 import { randomUUID } from "node:crypto";
+import { statfsSync } from "node:fs";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import type { LocalProvider } from "../providers/local/local-provider.js";
@@ -446,9 +447,19 @@ export class RdsEmulator {
       );
       return r.rows[0]?.b === null || r.rows[0]?.b === undefined ? 0 : Number(r.rows[0].b);
     }
+    if (name === "FreeStorageSpace") {
+      const fs = statfsSync(this.local.cluster({ id: i.local }).dataDir, { bigint: true });
+      return Number(fs.bavail * fs.bsize);
+    }
     if (name === "TransactionLogsDiskUsage")
       return Number((await sql.query<{ b: string }>("select coalesce(sum(size), 0)::text as b from pg_ls_waldir()")).rows[0]!.b);
     return undefined;
+  }
+
+  /** The instance's storage in GiB, as RDS reports AllocatedStorage: the size of the file system its cluster is on. */
+  private allocatedGiB(i: Instance): number {
+    const fs = statfsSync(this.local.cluster({ id: i.local }).dataDir, { bigint: true });
+    return Math.max(1, Math.round(Number(fs.blocks * fs.bsize) / 2 ** 30));
   }
 
   private secretArn(i: Instance): string {
@@ -730,6 +741,7 @@ export class RdsEmulator {
     return (
       `<${name}>${el("DBInstanceIdentifier", i.id)}${el("DBInstanceArn", this.arn("db", i.id))}${el("DBInstanceStatus", i.status)}` +
       `${el("Engine", i.engine)}${el("EngineVersion", i.engineVersion)}${el("DBClusterIdentifier", i.clusterId)}${el("MasterUsername", "postgres")}` +
+      el("AllocatedStorage", this.allocatedGiB(i)) +
       (ep ? `<Endpoint>${el("Address", ep.host)}${el("Port", ep.port)}</Endpoint>` : "") +
       (i.clusterId ? "" : `<MasterUserSecret>${el("SecretArn", this.secretArn(i))}${el("SecretStatus", "active")}</MasterUserSecret>`) +
       (i.parameterGroup

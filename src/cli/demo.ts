@@ -231,7 +231,8 @@ async function runSample(rig: DemoRig, values: DemoValues): Promise<boolean> {
     if (values.rollback) {
       const promotedAt = entered.get("CDC_RESTORE");
       const onTarget = new Set(
-        (await provider.cluster({ id: "billing-aurora" }).query<{ id: string }>("select id::text from items", [], "app")).map((r) => r.id),
+        // Kept fenced after the rollback: read as pgshift reads it, through the fence's own role.
+        (await provider.query<{ id: string }>({ id: "billing-aurora" }, "select id::text from items", [], "app")).map((r) => r.id),
       );
       const writtenOnTarget = load.committed.filter((c) => onTarget.has(c.toString())).length;
       say(

@@ -31,6 +31,8 @@ const AWS_INSTANCE_CLASS = /^db\.[a-z0-9]+\.[a-z0-9]+$/;
 /** The one place defaults live; a stored spec carries them filled in. */
 export const DEFAULTS = {
   maxLagBytes: 16n * 1024n * 1024n,
+  storageWarnFraction: 0.2,
+  storageHoldFraction: 0.1,
   maxLagMs: 5_000,
   windowMs: 60_000,
   drainTimeoutMs: 2_000,
@@ -164,7 +166,25 @@ export function normalizeSpec(spec: MigrationSpec | undefined): MigrationSpec {
       maxWait: checkDuration("spec.guardrails.max_wait", spec.guardrails?.maxWait, DEFAULTS.guardrailMaxWaitMs, 3600_000),
     },
     sourceRetirement: spec.sourceRetirement === SourceRetirement.UNSPECIFIED ? SourceRetirement.STOP : spec.sourceRetirement,
+    storageGuard: normalizeStorageGuard(spec),
   });
+}
+
+function normalizeStorageGuard(spec: MigrationSpec) {
+  const warn = spec.storageGuard?.warnBelowFreeFraction || DEFAULTS.storageWarnFraction;
+  const hold = spec.storageGuard?.holdBelowFreeFraction || DEFAULTS.storageHoldFraction;
+  for (const [field, v] of [
+    ["warn_below_free_fraction", warn],
+    ["hold_below_free_fraction", hold],
+  ] as const) {
+    if (!(v > 0 && v < 1)) throw new InvalidArgumentError(`spec.storage_guard.${field} must be between 0 and 1 (a fraction of the storage); got ${v}`);
+  }
+  if (hold > warn) {
+    throw new InvalidArgumentError(
+      `spec.storage_guard.hold_below_free_fraction (${hold}) must be at most warn_below_free_fraction (${warn}): the warning comes first`,
+    );
+  }
+  return { warnBelowFreeFraction: warn, holdBelowFreeFraction: hold };
 }
 
 /** How a migration's finalize retires its source, as providers take it. */
@@ -301,6 +321,9 @@ export interface ResolvedPolicy {
   guardrailMaxTransactionAgeMs: number;
   /** How long the cutover waits for the guardrails before it refuses. */
   guardrailMaxWaitMs: number;
+  /** Free fractions of the source's storage below which it warns, then holds. */
+  storageWarnFraction: number;
+  storageHoldFraction: number;
   /** The phase's deadline in ms, or undefined when it has none. */
   deadlineMs(phase: PhaseName): number | undefined;
 }
@@ -327,6 +350,8 @@ export function policyOf(spec: MigrationSpec): ResolvedPolicy {
     },
     guardrailMaxTransactionAgeMs: durationMs(spec.guardrails?.maxTransactionAge) ?? DEFAULTS.guardrailMaxTransactionAgeMs,
     guardrailMaxWaitMs: durationMs(spec.guardrails?.maxWait) ?? DEFAULTS.guardrailMaxWaitMs,
+    storageWarnFraction: spec.storageGuard?.warnBelowFreeFraction || DEFAULTS.storageWarnFraction,
+    storageHoldFraction: spec.storageGuard?.holdBelowFreeFraction || DEFAULTS.storageHoldFraction,
     deadlineMs: (phase) => {
       // Getting traffic back to the source has no deadline that could strand it.
       if (!DEADLINE_PHASES.includes(phase)) return undefined;

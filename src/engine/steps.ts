@@ -1,5 +1,6 @@
 import { check, failed, formatBytes, mergeChecks, newVerdicts, type CheckResult } from "../domain/check.js";
-import { FailedPreconditionError } from "../domain/errors.js";
+import { FailedPreconditionError, HoldForOperatorError } from "../domain/errors.js";
+import { storageCheck } from "../checks/storage.js";
 import { lsnDiff } from "../domain/lsn.js";
 import type { PhaseName } from "../domain/phases.js";
 import { sleep } from "../domain/sleep.js";
@@ -34,8 +35,45 @@ const preflight: Step = async (env) => {
   return { to: "PROVISIONING", reason: `preflight passed (${results.length} checks)` };
 };
 
+/** How often the source's storage is looked at while the replica is built and replays (CloudWatch has a figure a minute). */
+const STORAGE_SAMPLE_MS = 30_000;
+
+/** One look at the source's storage: said when its verdict changes; returned, so that a FAIL holds the migration. */
+async function lookAtStorage(env: StepEnv): Promise<CheckResult | undefined> {
+  const figures = await env.provider.storage(env.source).catch(() => undefined);
+  if (!figures) return undefined;
+  const verdict = storageCheck(env.source.id, figures, env.policy.storageWarnFraction, env.policy.storageHoldFraction);
+  if (env.state.checks?.find((c) => c.name === "storage.source")?.status !== verdict.status) await env.report(verdict);
+  return verdict;
+}
+
+function storageHold(verdict: CheckResult): HoldForOperatorError {
+  return new HoldForOperatorError(`holding: ${verdict.measured}, below spec.storage_guard's hold; ${verdict.remedy}`);
+}
+
 const provisioning: Step = async (env) => {
-  await env.provider.createReplica(env.source, env.target, env.row.id);
+  // Looked at before the replica is made, and all the while it is (AWS builds one for hours, and the source keeps
+  // its WAL meanwhile): a source about to run out holds the migration, said with the remedy, before it does.
+  const before = await lookAtStorage(env);
+  if (before?.status === "FAIL") throw storageHold(before);
+  const stop = new AbortController();
+  let held: CheckResult | undefined;
+  const watching = (async () => {
+    while (!stop.signal.aborted) {
+      await sleep(STORAGE_SAMPLE_MS, stop.signal);
+      if (stop.signal.aborted) return;
+      const v = await lookAtStorage(env);
+      if (v?.status === "FAIL") held ??= v;
+    }
+  })();
+  try {
+    await env.provider.createReplica(env.source, env.target, env.row.id);
+  } finally {
+    stop.abort();
+    await watching;
+  }
+  // The replica is made (its creation cannot be called back half way): the hold takes effect before it replays on.
+  if (held) throw storageHold(held);
   return { to: "REPLICATING", reason: `${env.target.id} created from a snapshot of ${env.source.id} and replaying its WAL` };
 };
 
@@ -64,8 +102,15 @@ const replicating: Step = async (env) => {
     const [src, tgt] = await Promise.all([env.provider.describe(env.source), env.provider.describe(env.target)]);
     await env.report(parameterCheck(src.settings, tgt.settings));
   }
+  let lastStorageCheck = -Infinity;
   while (!env.signal.aborted) {
     if (await env.interrupted()) return { waitMs: 0 };
+    // The source's storage, while its WAL is kept for the replica: a FAIL holds the migration before it runs out.
+    if (performance.now() - lastStorageCheck > STORAGE_SAMPLE_MS) {
+      lastStorageCheck = performance.now();
+      const storage = await lookAtStorage(env);
+      if (storage?.status === "FAIL") throw storageHold(storage);
+    }
     // Slot health is part of the gate: an inactive logical slot blocks cutover until an operator drops it.
     if (performance.now() - lastSlotCheck > 2000) {
       lastSlotCheck = performance.now();

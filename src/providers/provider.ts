@@ -4,6 +4,7 @@ import type { PeerConnection, SqlPort } from "./sql.js";
 
 import type { Endpoint, InstanceRef } from "../domain/instance.js";
 import type { Retirement } from "../domain/spec.js";
+import type { StorageFigures } from "../domain/storage.js";
 
 export type { Endpoint, InstanceRef };
 
@@ -81,6 +82,8 @@ export interface Provider {
    */
   createReplica(source: InstanceRef, target: InstanceRef, owner: string): Promise<void>;
   replicationStatus(source: InstanceRef, target: InstanceRef): Promise<ReplicationStatus>;
+  /** The instance's storage now (free, total, WAL), or undefined where the platform does not say (AWS without CloudWatch). */
+  storage(ref: InstanceRef): Promise<StorageFigures | undefined>;
   /** Bytes of WAL the instance writes per second, sampled over sampleMs. */
   walGenerationRate(ref: InstanceRef, sampleMs: number): Promise<number>;
   currentLsn(ref: InstanceRef): Promise<Lsn>;

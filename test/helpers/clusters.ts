@@ -1,3 +1,4 @@
+import type pg from "pg";
 import { afterAll } from "vitest";
 import { LocalProvider } from "../../src/providers/local/local-provider.js";
 import { tempDir } from "./service-process.js";
@@ -26,4 +27,12 @@ export function useLocalProvider(prefix: string): { provider: LocalProvider; dir
     tmp.remove();
   });
   return { provider, dir: tmp.dir };
+}
+
+/** A cluster as pgshift's tooling reaches it: as its admin, or, while it is fenced, as the fence's own role. */
+export function adminOf(provider: LocalProvider, id: string) {
+  return {
+    query: <R extends pg.QueryResultRow = pg.QueryResultRow>(text: string, params: unknown[] = [], database = "postgres") =>
+      provider.query<R>({ id }, text, params, database),
+  };
 }

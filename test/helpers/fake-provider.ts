@@ -1,3 +1,4 @@
+import type { StorageFigures } from "../../src/domain/storage.js";
 import type { CheckResult } from "../../src/domain/check.js";
 import { lsnAtLeast, lsnFromBigInt, type Lsn } from "../../src/domain/lsn.js";
 import type { Endpoint, InstanceDescription, InstanceRef, Provider, ReplicationStatus, SlotInfo } from "../../src/providers/provider.js";
@@ -249,6 +250,14 @@ export class FakeProvider implements Provider {
     i.retired = true;
     i.running = false;
     return `${ref.id} retired (${how}, snapshot ${snapshot})`;
+  }
+
+  /** What storage() reports of every instance: plenty free, unless a test says otherwise. */
+  storageFigures: StorageFigures = { freeBytes: 80 * 2 ** 30, totalBytes: 100 * 2 ** 30, by: "the fake" };
+
+  async storage(ref: InstanceRef): Promise<StorageFigures | undefined> {
+    this.enter("storage", ref);
+    return this.storageFigures;
   }
 
   async keepRetired(ref: InstanceRef): Promise<string | undefined> {

@@ -174,6 +174,28 @@ describe("steps, on a fake provider and router", () => {
     expect(await codeOf(STEPS.FINAL_SYNC!(stepEnv(world, { phase: "FINAL_SYNC" })))).toBe(Code.DeadlineExceeded);
   });
 
+  it("the source's storage is watched from PROVISIONING: a WARN, then a hold with the remedy before it runs out", async () => {
+    world.provider.storageFigures = { freeBytes: 15 * 2 ** 30, totalBytes: 100 * 2 ** 30, walBytes: 40 * 2 ** 30, by: "CloudWatch" };
+    const warned = await run(world, { phase: "PROVISIONING" });
+    expect(to(warned.outcome)).toBe("REPLICATING");
+    expect(warned.env.state.checks?.find((c) => c.name === "storage.source")).toMatchObject({
+      status: "WARN",
+      measured: expect.stringContaining("15.0 GiB free of 100.0 GiB (15.0%), 40.0 GiB of it WAL"),
+    });
+    world.provider.storageFigures = { ...world.provider.storageFigures, freeBytes: 5 * 2 ** 30 };
+    const env = stepEnv(world, { phase: "REPLICATING" });
+    const err = await STEPS.REPLICATING!(env).catch((e: Error) => e);
+    expect(err).toBeInstanceOf(HoldForOperatorError);
+    expect(String((err as Error).message)).toMatch(/holding: .*5\.0 GiB free .*add storage to the source/);
+    expect(env.state.checks?.find((c) => c.name === "storage.source")?.status).toBe("FAIL");
+    expect(decide("REPLICATING", failureInfo(err), 1, { maxAttempts: 3, initialBackoffMs: 1, maxBackoffMs: 1, failurePolicy: 0 }).kind).toBe("hold");
+    // Already that low before the replica is made: nothing is made.
+    world.provider.instances.delete("billing-aurora");
+    const before = stepEnv(world, { phase: "PROVISIONING" });
+    await expect(STEPS.PROVISIONING!(before)).rejects.toBeInstanceOf(HoldForOperatorError);
+    expect(world.provider.instances.has("billing-aurora")).toBe(false);
+  });
+
   it("a session past the fence holds the cutover, named: when the final LSN is read, and again before promotion", async () => {
     await replicating(world);
     const source = world.provider.instance({ id: "billing" });

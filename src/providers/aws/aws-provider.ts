@@ -11,7 +11,8 @@ import type { Endpoint, InstanceDescription, InstanceRef, Provider, ReplicationS
 import type { PeerConnection, SqlPort } from "../sql.js";
 import type { CloudWatchClient } from "@aws-sdk/client-cloudwatch";
 import { withTypedErrors } from "./aws-errors.js";
-import { describeFigures, replicationFigures, type CloudWatchFigures } from "./cloudwatch.js";
+import { describeFigures, replicationFigures, storageFigures, type CloudWatchFigures } from "./cloudwatch.js";
+import type { StorageFigures } from "../../domain/storage.js";
 import { awsPreflight, TAG_VALUE_MAX } from "./preflight.js";
 import { RdsControl, SOURCE_TAG, type RdsControlOptions } from "./rds-control.js";
 import type { CheckResult } from "../../domain/check.js";
@@ -275,6 +276,26 @@ export class AwsProvider implements Provider {
     const lag = cw.replicaLagSeconds;
     const lagSeconds = lag === undefined ? sql.lagSeconds : Math.max(lag, sql.lagSeconds ?? 0);
     return { ...sql, lagSeconds, platform: describeFigures(cw) };
+  }
+
+  /**
+   * The source's storage: CloudWatch's FreeStorageSpace and TransactionLogsDiskUsage against its allocated storage
+   * (DescribeDBInstances); undefined without CloudWatch, or before its first datapoint.
+   */
+  async storage(ref: InstanceRef): Promise<StorageFigures | undefined> {
+    const cw = this.opts.cloudwatch;
+    if (!cw) return undefined;
+    const [i, f] = await Promise.all([
+      this.control.source(ref.id),
+      this.cached(`cloudwatch-storage:${ref.id}`, () => storageFigures(withTypedErrors("cloudwatch", cw), ref.id)),
+    ]);
+    if (f.freeBytes === undefined || !i.AllocatedStorage) return undefined;
+    return {
+      freeBytes: f.freeBytes,
+      totalBytes: i.AllocatedStorage * 2 ** 30,
+      walBytes: f.walBytes,
+      by: "CloudWatch FreeStorageSpace, TransactionLogsDiskUsage",
+    };
   }
 
   /** CloudWatch's figures, fetched at most once a minute (its resolution for RDS); undefined when it is not configured. */

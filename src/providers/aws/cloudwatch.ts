@@ -43,15 +43,41 @@ export async function replicationFigures(cw: CloudWatchClient, sourceId: string,
   return figuresOf(r.MetricDataResults ?? []);
 }
 
+/** The source's storage as CloudWatch has it: FreeStorageSpace and TransactionLogsDiskUsage, in bytes (latest minute). */
+export async function storageFigures(cw: CloudWatchClient, sourceId: string, now = new Date()): Promise<{ freeBytes?: number; walBytes?: number }> {
+  const r = await cw.send(
+    new GetMetricDataCommand({
+      StartTime: new Date(now.getTime() - 10 * 60_000),
+      EndTime: now,
+      ScanBy: "TimestampDescending",
+      MetricDataQueries: [
+        { id: "free", name: "FreeStorageSpace", stat: "Minimum" },
+        { id: "waldisk", name: "TransactionLogsDiskUsage", stat: "Maximum" },
+      ].map((q) => ({
+        Id: q.id,
+        MetricStat: {
+          Metric: { Namespace: "AWS/RDS", MetricName: q.name, Dimensions: [{ Name: "DBInstanceIdentifier", Value: sourceId }] },
+          Period: 60,
+          Stat: q.stat,
+        },
+      })),
+    }),
+  );
+  const results = r.MetricDataResults ?? [];
+  return { freeBytes: latestOf(results, "free"), walBytes: latestOf(results, "waldisk") };
+}
+
+function latestOf(results: MetricDataResult[], id: string): number | undefined {
+  const r = results.find((x) => x.Id === id);
+  if (!r?.Values?.length) return undefined;
+  let best = 0;
+  r.Timestamps?.forEach((t, i) => (t.getTime() > (r.Timestamps![best]?.getTime() ?? 0) ? (best = i) : undefined));
+  return r.Values[best];
+}
+
 /** The latest value of each query's series (timestamps descending, or not: the newest one is taken). */
 export function figuresOf(results: MetricDataResult[]): CloudWatchFigures {
-  const latest = (id: string) => {
-    const r = results.find((x) => x.Id === id);
-    if (!r?.Values?.length) return undefined;
-    let best = 0;
-    r.Timestamps?.forEach((t, i) => (t.getTime() > (r.Timestamps![best]?.getTime() ?? 0) ? (best = i) : undefined));
-    return r.Values[best];
-  };
+  const latest = (id: string) => latestOf(results, id);
   return { replicaLagSeconds: latest("replicalag"), oldestSlotLagBytes: latest("slotlag"), walDiskBytes: latest("waldisk") };
 }
 

@@ -3,7 +3,7 @@ import { writeFileAtomic } from "../../postgres/atomic-file.js";
 import { statfs } from "node:fs/promises";
 import { join } from "node:path";
 import { check, formatBytes, type CheckResult } from "../../domain/check.js";
-import type pg from "pg";
+import pg from "pg";
 import { InvalidArgumentError } from "../../domain/errors.js";
 import { availableExtensions, findPgBinaries } from "../../postgres/binaries.js";
 import { reachableBinDir } from "../../postgres/reach.js";
@@ -13,6 +13,7 @@ import { freePort } from "../../postgres/ports.js";
 import { InvalidInstanceStateError, ReplicaDownError, ReplayTimeoutError, UnknownInstanceError, VersionMismatchError } from "../errors.js";
 import { lsnAtLeast, type Lsn } from "../../domain/lsn.js";
 import type { Retirement } from "../../domain/spec.js";
+import type { StorageFigures } from "../../domain/storage.js";
 import type { Endpoint, InstanceDescription, InstanceRef, Provider, ReplicationStatus } from "../provider.js";
 import { connectTo, sqlPort, withClient } from "../connect.js";
 import { endForeignSessions, PostgresAdmin } from "../postgres-admin.js";
@@ -139,6 +140,22 @@ export class LocalProvider implements Provider {
 
   private admin<T>(ref: InstanceRef, fn: (c: pg.Client) => Promise<T>, database = "postgres"): Promise<T> {
     return withClient(ref.id, this.adminConfig(ref, database), fn);
+  }
+
+  /**
+   * Rows of a statement on a cluster as pgshift logs in to it now (its admin, or the fence's role while it is
+   * fenced: the only role a fenced cluster admits), with the database's own search_path: for tooling that reads a
+   * cluster's tables (the demo's accounting, tests), never for pgshift's own work.
+   */
+  async query<R extends pg.QueryResultRow = pg.QueryResultRow>(ref: InstanceRef, text: string, params: unknown[] = [], database = "postgres"): Promise<R[]> {
+    const client = new pg.Client(this.adminConfig(ref, database));
+    client.on("error", () => {});
+    await client.connect();
+    try {
+      return (await client.query<R>(text, params)).rows;
+    } finally {
+      await client.end().catch(() => {});
+    }
   }
 
   /** How pgshift logs in: as the cluster's admin, or, while it is fenced, as the fence's own role (the only one it admits). */
@@ -460,6 +477,15 @@ export class LocalProvider implements Provider {
     return how === "delete"
       ? `${ref.id} stopped; the local provider deletes no cluster (it has no snapshot to keep): its folder ${c.dir} is yours to remove`
       : `${ref.id} stopped; its folder ${c.dir} is kept`;
+  }
+
+  async storage(ref: InstanceRef): Promise<StorageFigures | undefined> {
+    const c = this.cluster(ref);
+    const [fs, wal] = await Promise.all([
+      statfs(c.dataDir, { bigint: true }),
+      this.pg(ref).run(async (db) => Number((await db.query<{ b: string }>("select coalesce(sum(size), 0)::text as b from pg_ls_waldir()")).rows[0]!.b)),
+    ]);
+    return { freeBytes: Number(fs.bavail * fs.bsize), totalBytes: Number(fs.blocks * fs.bsize), walBytes: wal, by: `the file system of ${c.dataDir}` };
   }
 
   async keepRetired(ref: InstanceRef): Promise<string | undefined> {
