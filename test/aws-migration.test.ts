@@ -126,6 +126,10 @@ describe("a whole migration on PROVIDER_AWS, through @aws-sdk/client-rds, agains
       /CloudWatch: RDSToAuroraPostgreSQLReplicaLag \d+\.\d\ds, OldestReplicationSlotLag [\d.]+ MiB, TransactionLogsDiskUsage [\d.]+ MiB/,
     );
     expect(emulator.calls).toContain("cloudwatch:GetMetricData");
+    // The source's storage was watched from PROVISIONING on, from CloudWatch against its allocated storage.
+    expect(got.checks.find((c: { name: string }) => c.name === "storage.source").measured).toMatch(
+      /^billing: [\d.]+ \w+ free of [\d.]+ \w+ \([\d.]+%\), [\d.]+ \w+ of it WAL; CloudWatch FreeStorageSpace, TransactionLogsDiskUsage$/,
+    );
     // Reverse replication, the source's own connection to the target, is encrypted too.
     const walsenders = await account
       .cluster({ id: "billing-aurora" })

@@ -457,9 +457,13 @@ export class RdsEmulator {
   }
 
   /** The instance's storage in GiB, as RDS reports AllocatedStorage: the size of the file system its cluster is on. */
-  private allocatedGiB(i: Instance): number {
-    const fs = statfsSync(this.local.cluster({ id: i.local }).dataDir, { bigint: true });
-    return Math.max(1, Math.round(Number(fs.blocks * fs.bsize) / 2 ** 30));
+  private allocatedGiB(i: Instance): number | undefined {
+    try {
+      const fs = statfsSync(this.local.cluster({ id: i.local }).dataDir, { bigint: true });
+      return Math.max(1, Math.round(Number(fs.blocks * fs.bsize) / 2 ** 30));
+    } catch {
+      return undefined; // its cluster gone (deleted): RDS would not describe it either
+    }
   }
 
   private secretArn(i: Instance): string {
@@ -741,7 +745,7 @@ export class RdsEmulator {
     return (
       `<${name}>${el("DBInstanceIdentifier", i.id)}${el("DBInstanceArn", this.arn("db", i.id))}${el("DBInstanceStatus", i.status)}` +
       `${el("Engine", i.engine)}${el("EngineVersion", i.engineVersion)}${el("DBClusterIdentifier", i.clusterId)}${el("MasterUsername", "postgres")}` +
-      el("AllocatedStorage", this.allocatedGiB(i)) +
+      (i.clusterId ? "" : el("AllocatedStorage", this.allocatedGiB(i))) +
       (ep ? `<Endpoint>${el("Address", ep.host)}${el("Port", ep.port)}</Endpoint>` : "") +
       (i.clusterId ? "" : `<MasterUserSecret>${el("SecretArn", this.secretArn(i))}${el("SecretStatus", "active")}</MasterUserSecret>`) +
       (i.parameterGroup
