@@ -77,7 +77,8 @@ describe("a realistic schema, cutover then rollback under a load touching every 
     console.log(`[realistic] VerifyMigration after cutover: ${during.check.status} ${during.check.measured}`);
     expectNoDifference(during);
     // A schema change there shows in rollback readiness within seconds.
-    const tgt = f.provider.cluster({ id: "real-tgt" });
+    // Fenced after the rollback, it is read through the fence's role, as pgshift reads it.
+    const tgt = adminOf(f.provider, "real-tgt");
     const ddlAt = Date.now();
     await tgt.query(
       "alter table public.audit_log add column note text; create table public.late (id int primary key, v text); insert into public.late select g, 'made on the target' from generate_series(1, 40) g",
@@ -98,7 +99,12 @@ describe("a realistic schema, cutover then rollback under a load touching every 
     expect(drift.measured).not.toMatch(/refresh materialized view/);
     expect(Date.now() - ddlAt).toBeLessThan(10_000);
     // The remedy, as an operator would: the same change on the source; readiness clears.
-    await src.cluster.query("alter table public.audit_log add column note text; create table public.late (id int primary key, v text)", [], "app");
+    // The source is fenced until a rollback: an operator reaches it through the fence's role.
+    await adminOf(f.provider, "real-src").query(
+      "alter table public.audit_log add column note text; create table public.late (id int primary key, v text)",
+      [],
+      "app",
+    );
     for (let i = 0; i < 100 && drift?.status !== "CHECK_STATUS_PASS"; i++) {
       await sleep(100);
       drift = check(await getMigration(f.client, m.id), "rollback.schema_changes");
@@ -126,7 +132,7 @@ describe("a realistic schema, cutover then rollback under a load touching every 
     expect(load.refused).toEqual([]);
     expect(load.committed.length).toBeGreaterThan(50);
     // Sequences carried back in their own direction: the source hands out none the target used.
-    const seq = async (c: typeof src.cluster) =>
+    const seq = async (c: ReturnType<typeof adminOf>) =>
       (
         await c.query<{ down: string; up: string }>(
           "select (select last_value from public.countdown)::text as down, (select last_value from sales.invoice_no)::text as up",
@@ -134,7 +140,7 @@ describe("a realistic schema, cutover then rollback under a load touching every 
           "app",
         )
       )[0]!;
-    const [onSource, onTarget] = [await seq(src.cluster), await seq(tgt)];
+    const [onSource, onTarget] = [await seq(adminOf(f.provider, "real-src")), await seq(tgt)];
     expect(BigInt(onSource.down)).toBeLessThanOrEqual(BigInt(onTarget.down));
     expect(BigInt(onSource.up)).toBeGreaterThanOrEqual(BigInt(onTarget.up));
     const ids = new Set((await src.cluster.query<{ id: string }>("select id::text from sales.orders", [], "app")).map((r) => r.id));
