@@ -250,12 +250,7 @@ const readyForCutover: Step = async (env) => {
 };
 
 const cdcPrepare: Step = async (env) => {
-  // The last look before promotion, beside the hand-over: no session got past the fence while the target replayed.
-  const [reason, intruders] = await Promise.all([
-    env.activities.cdc.drainAndPause(cdcContext(env), env.state.finalLsn!, env.remainingMs),
-    env.trace("fence_recheck", () => env.provider.intruders(env.source)),
-  ]);
-  await refuseIntruders(env, intruders, "before promotion");
+  const reason = await env.activities.cdc.drainAndPause(cdcContext(env), env.state.finalLsn!, env.remainingMs);
   return { to: "PROMOTING", reason };
 };
 
@@ -335,10 +330,15 @@ const finalSync: Step = async (env) => {
   }
   const finalLsn = env.state.finalLsn;
   // The CDC hand-over needs only the final LSN: it runs while the replica replays up to it, not after (writes are stopped).
-  const [replayed, handed] = await Promise.allSettled([
+  // And the last look before promotion, beside them (it costs the window nothing there): no session got past the
+  // fence since the final LSN was read.
+  const [replayed, handed, recheck] = await Promise.allSettled([
     env.trace("replay", () => env.provider.waitForReplay(env.target, finalLsn, Math.max(1, env.remainingMs)), { "pgshift.final_lsn": finalLsn }),
     env.trace("cdc_drain", () => env.activities.cdc.drainAndPause(cdcContext(env), finalLsn, env.remainingMs)),
+    env.trace("fence_recheck", () => env.provider.intruders(env.source)),
   ]);
+  if (recheck.status === "rejected") throw recheck.reason;
+  await refuseIntruders(env, recheck.value, "before promotion");
   if (replayed.status === "rejected") throw replayed.reason;
   if (handed.status === "rejected") throw handed.reason;
   return { to: "CDC_PREPARE", reason: `${env.target.id} replayed up to the final LSN ${finalLsn}; ${handed.value}` };
