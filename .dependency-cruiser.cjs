@@ -1,5 +1,5 @@
 /**
- * The folder rules of DESIGN.md §1, checked by `npm test` (npm run lint:deps).
+ * The folder rules of docs/architecture.md, checked by `npm test` (npm run lint:deps).
  * Data flows one way: cli -> service -> config -> api -> engine -> proxy ->
  * (checks, cdc, replication, routing, workload) -> providers -> store ->
  * (telemetry, postgres) -> domain -> gen. A folder imports only folders below it;
@@ -29,7 +29,7 @@ const layerRules = LEVELS.flatMap((level, i) =>
     if (above.length + siblings.length === 0) return [];
     return {
       name: `layer:${folder.replace(/\\/g, "")}`,
-      comment: `${folder} may import only what lies below it (DESIGN.md §1): not ${[...above, ...siblings].join(", ").replace(/\\/g, "")}`,
+      comment: `${folder} may import only what lies below it (docs/architecture.md): not ${[...above, ...siblings].join(", ").replace(/\\/g, "")}`,
       severity: "error",
       from: { path: esc(folder) },
       to: { path: [...above, ...siblings].map(esc) },

@@ -1,4 +1,5 @@
 import { execFile, spawn } from "node:child_process";
+import { writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { migrationClient, unary, type AnyClient } from "./helpers/grpc-clients.js";
@@ -33,6 +34,51 @@ describe("pgshift ctl: operators act on migrations from the command line", () =>
     client?.close();
     if (svc) await svc.stop();
     tmp.remove();
+  });
+
+  it("ctl create starts a migration from a YAML spec or from flags (flags win), and refuses a misspelled field by name", async () => {
+    const file = join(tmp.dir, "spec.yaml");
+    writeFileSync(
+      file,
+      [
+        "database_name: yaml-db",
+        "provider: PROVIDER_LOCAL",
+        "source: { id: yaml-src }",
+        "target: { id: yaml-tgt }",
+        "cutover_mode: CUTOVER_MODE_AUTOMATIC",
+        "lag_policy: { max_lag_time: 3s, window: 30s }",
+        "",
+      ].join("\n"),
+    );
+    const fromFile = await ctl(api, ["create", "--spec", file, "--request-id", "cli-create-1"]);
+    expect(fromFile.code, fromFile.err).toBe(0);
+    const made = JSON.parse(fromFile.out);
+    expect(made).toMatchObject({
+      created: true,
+      migration: { spec: { databaseName: "yaml-db", cutoverMode: "CUTOVER_MODE_AUTOMATIC", lagPolicy: { window: "30s" } } },
+    });
+    // Retried with the same request id: the same migration.
+    const again = JSON.parse((await ctl(api, ["create", "--spec", file, "--request-id", "cli-create-1"])).out);
+    expect(again.migration.id).toBe(made.migration.id);
+    expect(again.created).toBeUndefined();
+    // Flags alone, and over a file.
+    const flags = await ctl(api, ["create", "--database", "flag-db", "--source", "flag-src", "--target", "flag-tgt", "--cutover", "manual"]);
+    expect(flags.code, flags.err).toBe(0);
+    expect(JSON.parse(flags.out).migration.spec).toMatchObject({ databaseName: "flag-db", source: { id: "flag-src" }, cutoverMode: "CUTOVER_MODE_MANUAL" });
+    const over = await ctl(api, ["create", "--spec", file, "--database", "over-db", "--source", "over-src", "--target", "over-tgt"]);
+    expect(JSON.parse(over.out).migration.spec).toMatchObject({ databaseName: "over-db", cutoverMode: "CUTOVER_MODE_AUTOMATIC" });
+    // A misspelling is refused before anything is sent, naming it; so is a flag value that is not one of its words.
+    writeFileSync(file, "database_name: typo-db\ncutover_mode: CUTOVER_MODE_AUTOMATC\n");
+    const typo = await ctl(api, ["create", "--spec", file]);
+    expect(typo.code).toBe(64);
+    expect(typo.err).toMatch(/--spec .*spec\.yaml: .*CUTOVER_MODE_AUTOMATC/);
+    const word = await ctl(api, ["create", "--database", "w-db", "--source", "w-src", "--target", "w-tgt", "--cutover", "soon"]);
+    expect(word.code).toBe(64);
+    expect(word.err).toContain("--cutover soon is not one of manual, automatic");
+    // What the service refuses comes back with its code and words.
+    const bad = await ctl(api, ["create", "--database", "Bad_Name", "--source", "b-src", "--target", "b-tgt"]);
+    expect(bad.code).toBe(1);
+    expect(bad.err).toMatch(/^InvalidArgument: spec\.database_name "Bad_Name" is not valid/);
   });
 
   it("lists, gets, pauses and resumes with who asked on record; bad input exits non-zero with the service's code and words", async () => {

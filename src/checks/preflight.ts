@@ -36,7 +36,7 @@ export function preflightChecks(source: InstanceDescription, targetMajor: number
         })
       : check("settings.wal_level", "PASS", { measured: walLevel, threshold: "replica or logical" }),
   );
-  results.push(...slotChecks(source));
+  results.push(...slotChecks(source, "preflight"));
   results.push(extensionCheck(source, targetExtensions));
   return results;
 }
@@ -159,17 +159,24 @@ export function parameterCheck(source: Record<string, string>, target: Record<st
  * without bound. Each such slot fails the gate, named with its size; dropping
  * it is the operator's call, never ours.
  */
-export function slotChecks(source: InstanceDescription): CheckResult[] {
+/**
+ * An inactive logical slot retaining WAL: the classic trap. Before anything is created it is a WARN (it does not
+ * stop the replica being made); at the lag gate a FAIL, for there it holds the cutover until it is read or dropped.
+ */
+export function slotChecks(source: InstanceDescription, stage: "preflight" | "gate" = "gate"): CheckResult[] {
   const stale = source.slots.filter((s) => s.type === "logical" && !s.active);
   if (stale.length === 0) {
     return [check("slots.inactive_logical", "PASS", { measured: "0 inactive logical slots", threshold: "0" })];
   }
   const total = stale.reduce((n, s) => n + s.retainedBytes, 0n);
   return [
-    check("slots.inactive_logical", "FAIL", {
+    check("slots.inactive_logical", stage === "gate" ? "FAIL" : "WARN", {
       measured: stale.map((s) => `${s.name} (${s.plugin}, database ${s.database}) retains ${formatBytes(s.retainedBytes)}`).join("; "),
       threshold: "no inactive logical slot",
-      message: `${stale.length} inactive logical slot(s) retain ${formatBytes(total)} of WAL and would keep the replica from converging`,
+      message:
+        stage === "gate"
+          ? `${stale.length} inactive logical slot(s) retain ${formatBytes(total)} of WAL and would keep the replica from converging: the cutover waits`
+          : `${stale.length} inactive logical slot(s) retain ${formatBytes(total)} of WAL: the replica is made, but the cutover waits at the lag gate until they are read or dropped`,
       remedy: `resume their consumers, or drop them: ${stale.map((s) => `SELECT pg_drop_replication_slot('${s.name}')`).join("; ")}`,
     }),
   ];

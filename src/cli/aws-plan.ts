@@ -2,22 +2,25 @@ import { parseArgs } from "node:util";
 import { InvalidArgumentError } from "../domain/errors.js";
 import { awsPlan } from "../providers/aws/plan.js";
 
+/** The flags its parser takes: `pgshift help` describes each, and a test holds the two to each other. */
+export const PLAN_OPTIONS = {
+  source: { type: "string" },
+  target: { type: "string" },
+  fence: { type: "string", default: "network" },
+  "deny-security-group": { type: "string" },
+  "instance-class": { type: "string", default: "db.r6g.large" },
+  "engine-version": { type: "string", default: "the source's" },
+  "cluster-parameter-group": { type: "string" },
+  cloudwatch: { type: "boolean", default: false },
+  retirement: { type: "string", default: "stop" },
+  json: { type: "boolean", default: false },
+} as const;
+
 /** `pgshift ctl plan`: the AWS calls a migration will make, in order, without making them. */
 export function awsPlanCommand(argv: string[]): void {
   const { values } = parseArgs({
     args: argv,
-    options: {
-      source: { type: "string" },
-      target: { type: "string" },
-      fence: { type: "string", default: "network" },
-      "deny-security-group": { type: "string" },
-      "instance-class": { type: "string", default: "db.r6g.large" },
-      "engine-version": { type: "string", default: "the source's" },
-      "cluster-parameter-group": { type: "string" },
-      cloudwatch: { type: "boolean", default: false },
-      retirement: { type: "string", default: "stop" },
-      json: { type: "boolean", default: false },
-    },
+    options: PLAN_OPTIONS,
     strict: true,
   });
   if (!values.source || !values.target) throw new InvalidArgumentError("--source (the RDS instance) and --target (the Aurora cluster to create) are required");

@@ -14,10 +14,12 @@ import {
   VerifyMigrationResponseSchema,
   CheckStatus,
   ListDatabasesResponseSchema,
+  CreateMigrationResponseSchema,
   Provider,
   RegisterDatabaseResponseSchema,
 } from "../gen/migration/v1/migration_pb.js";
 import { FINAL_PHASES, renderWatch } from "./watch-view.js";
+import { SpecInputError, specFromInput } from "./spec-input.js";
 
 const ACTIONS = {
   approve: "approveCutover",
@@ -79,25 +81,33 @@ function print<D extends DescMessage>(schema: D, msg: MessageShape<D>): void {
   process.stdout.write(JSON.stringify(toJson(schema, msg)) + "\n");
 }
 
+/** The flags its parser takes: `pgshift help` describes each, and a test holds the two to each other. */
+export const CTL_OPTIONS = {
+  api: { type: "string" },
+  ...CLIENT_TLS_OPTIONS,
+  actor: { type: "string" },
+  reason: { type: "string" },
+  database: { type: "string" },
+  phase: { type: "string", multiple: true },
+  json: { type: "boolean", default: false },
+  instance: { type: "string", multiple: true },
+  team: { type: "string" },
+  label: { type: "string", multiple: true },
+  provider: { type: "string" },
+  region: { type: "string" },
+  spec: { type: "string" },
+  source: { type: "string" },
+  target: { type: "string" },
+  cutover: { type: "string" },
+  "request-id": { type: "string" },
+} as const;
+
 export async function ctlCommand(argv: string[]): Promise<void> {
   // Planning needs no service: it is a function of the flags.
   if (argv[0] === "plan") return (await import("./aws-plan.js")).awsPlanCommand(argv.slice(1));
   const { values, positionals } = parseArgs({
     args: argv,
-    options: {
-      api: { type: "string" },
-      ...CLIENT_TLS_OPTIONS,
-      actor: { type: "string" },
-      reason: { type: "string" },
-      database: { type: "string" },
-      phase: { type: "string", multiple: true },
-      json: { type: "boolean", default: false },
-      instance: { type: "string", multiple: true },
-      team: { type: "string" },
-      label: { type: "string", multiple: true },
-      provider: { type: "string" },
-      region: { type: "string" },
-    },
+    options: CTL_OPTIONS,
     allowPositionals: true,
     strict: true,
   });
@@ -128,6 +138,17 @@ export async function ctlCommand(argv: string[]): Promise<void> {
           pageToken = res.nextPageToken;
         } while (pageToken);
         return;
+      }
+      case "create": {
+        let spec;
+        try {
+          spec = specFromInput(values);
+        } catch (e) {
+          if (e instanceof SpecInputError) throw new UsageError(e.message);
+          throw e;
+        }
+        const res = await client.createMigration({ spec, requestId: values["request-id"] ?? "" }, { headers });
+        return print(CreateMigrationResponseSchema, res);
       }
       case "register": {
         const provider = { local: Provider.LOCAL, aws: Provider.AWS }[values.provider ?? "local"];
@@ -173,7 +194,7 @@ export async function ctlCommand(argv: string[]): Promise<void> {
         const method = ACTIONS[verb as keyof typeof ACTIONS];
         if (!method)
           throw new UsageError(
-            `unknown ctl command "${verb ?? ""}"; one of list, get, watch, routing, verify, register, databases, ${Object.keys(ACTIONS).join(", ")}`,
+            `unknown ctl command "${verb ?? ""}"; one of create, list, get, watch, routing, verify, register, databases, ${Object.keys(ACTIONS).join(", ")}`,
           );
         const res = await client[method]({ id: need("a migration id"), reason: values.reason ?? "" }, { headers });
         return print(GetMigrationResponseSchema, create(GetMigrationResponseSchema, { migration: res.migration }));

@@ -49,20 +49,23 @@ const phaseName = (p: Phase) => Phase[p] ?? String(p);
 /** The demo's options, parsed. */
 type DemoValues = ReturnType<typeof parseDemoArgs>;
 
+/** The flags its parser takes: `pgshift help` describes each, and a test holds the two to each other. */
+export const DEMO_OPTIONS = {
+  rollback: { type: "boolean", default: false },
+  rows: { type: "string", default: "20000" },
+  rate: { type: "string", default: "200" },
+  window: { type: "string", default: "5" },
+  "data-dir": { type: "string" },
+  keep: { type: "boolean", default: false },
+  "metrics-port": { type: "string" },
+  "aws-emulator": { type: "boolean", default: false },
+  schema: { type: "string", default: "sample" },
+} as const;
+
 function parseDemoArgs(argv: string[]) {
   const { values } = parseArgs({
     args: argv,
-    options: {
-      rollback: { type: "boolean", default: false },
-      rows: { type: "string", default: "20000" },
-      rate: { type: "string", default: "200" },
-      window: { type: "string", default: "5" },
-      "data-dir": { type: "string" },
-      keep: { type: "boolean", default: false },
-      "metrics-port": { type: "string" },
-      "aws-emulator": { type: "boolean", default: false },
-      schema: { type: "string", default: "sample" },
-    },
+    options: DEMO_OPTIONS,
     strict: true,
   });
   if (values.schema !== "sample" && values.schema !== "realistic") throw new Error(`--schema ${values.schema}: use sample or realistic`);

@@ -3,16 +3,19 @@ import { resolve } from "node:path";
 import { InvalidArgumentError } from "../domain/errors.js";
 import { makeDevPki } from "../security/dev-pki.js";
 
+/** The flags its parser takes: `pgshift help` describes each, and a test holds the two to each other. */
+export const DEV_CERTS_OPTIONS = {
+  out: { type: "string" },
+  "server-name": { type: "string", multiple: true },
+  client: { type: "string", multiple: true },
+  days: { type: "string" },
+} as const;
+
 /** `pgshift dev-certs`: a throwaway CA, a server certificate and client certificates, for a first try or a test bed. */
 export async function devCertsCommand(argv: string[]): Promise<void> {
   const { values } = parseArgs({
     args: argv,
-    options: {
-      out: { type: "string" },
-      "server-name": { type: "string", multiple: true },
-      client: { type: "string", multiple: true },
-      days: { type: "string" },
-    },
+    options: DEV_CERTS_OPTIONS,
     strict: true,
   });
   if (!values.out) throw new InvalidArgumentError("--out DIR is required: where the CA, server and client certificates are written");

@@ -79,8 +79,9 @@ export const HELP: Record<string, CommandHelp> = {
       ],
       [
         "--aws-db-auth secret|iam",
-        "secret: the master user's RDS-managed secret (default); iam: IAM database tokens as --aws-db-user for the service's sessions (PGSHIFT_AWS_DB_AUTH, PGSHIFT_AWS_DB_USER)",
+        "secret: the master user's RDS-managed secret (default); iam: IAM database tokens as --aws-db-user for the service's sessions (PGSHIFT_AWS_DB_AUTH)",
       ],
+      ["--aws-db-user U", "with --aws-db-auth iam: the database user granted rds_iam and rds_superuser (PGSHIFT_AWS_DB_USER)"],
       [
         "--aws-cloudwatch",
         "also read RDSToAuroraPostgreSQLReplicaLag (it counts in the lag gate), OldestReplicationSlotLag and TransactionLogsDiskUsage (PGSHIFT_AWS_CLOUDWATCH=true)",
@@ -122,9 +123,26 @@ export const HELP: Record<string, CommandHelp> = {
   },
   ctl: {
     summary: "operate migrations through the API; JSON out, one object per line",
-    usage: "ctl <list|get|watch|routing|verify|register|databases|plan|approve|pause|resume|abort|rollback|finalize> … [--api URL] [--actor NAME]",
+    usage: "ctl <create|list|get|watch|routing|verify|register|databases|plan|approve|pause|resume|abort|rollback|finalize> … [--api URL] [--actor NAME]",
     flags: API_FLAGS,
     example: "pgshift ctl list --phase ready_for_cutover",
+  },
+  "ctl create": {
+    summary: "start a migration from a spec file (YAML or JSON: the API's MigrationSpec) or flags; flags win over the file",
+    usage:
+      "ctl create [--spec FILE] [--database NAME --source ID --target ID] [--provider local|aws] [--region R] [--cutover manual|automatic] [--request-id ID]",
+    flags: [
+      ...API_FLAGS,
+      ["--spec FILE", "a MigrationSpec in YAML or JSON (fields as in proto/migration/v1/migration.proto); unknown fields are refused"],
+      ["--database NAME", "the logical database (spec.database_name), registered with ctl register"],
+      ["--source ID", "the source instance (spec.source.id)"],
+      ["--target ID", "the target to create (spec.target.id)"],
+      ["--provider local|aws", "spec.provider (default local)"],
+      ["--region REGION", "AWS: the region of source and target (default: the service's)"],
+      ["--cutover manual|automatic", "spec.cutover_mode (default manual: ctl approve starts the cutover)"],
+      ["--request-id ID", "makes a retried create return the same migration"],
+    ],
+    example: "pgshift ctl create --database billing-db --source billing --target billing-aurora --cutover automatic",
   },
   "ctl list": {
     summary: "list migrations, optionally of one database or in some phases",
@@ -255,6 +273,10 @@ export const HELP: Record<string, CommandHelp> = {
       ["--window S", "the lag window in seconds (default 5)"],
       ["--metrics-port N", "serve Prometheus metrics on 127.0.0.1:N while the demo runs"],
       ["--aws-emulator", "migrate on PROVIDER_AWS: the AWS provider through @aws-sdk/client-rds against a local RDS endpoint over this machine's clusters"],
+      [
+        "--schema sample|realistic",
+        "sample: one table and a CDC consumer (default); realistic: two databases, keyless, unlogged and partitioned tables, large objects, sequences",
+      ],
       ["--data-dir DIR", "where to put everything (default: a new temporary folder)"],
       ["--keep", "leave the clusters and data behind"],
     ],

@@ -36,22 +36,25 @@ async function registerPassword(file: string | undefined, stdin: boolean | undef
   return pw;
 }
 
+/** The flags its parser takes: `pgshift help` describes each, and a test holds the two to each other. */
+export const LOCAL_OPTIONS = {
+  "data-dir": { type: "string" },
+  name: { type: "string" },
+  rows: { type: "string" },
+  "pg-data": { type: "string" },
+  port: { type: "string" },
+  user: { type: "string" },
+  "password-file": { type: "string" },
+  "password-stdin": { type: "boolean" },
+  rate: { type: "string" },
+  seconds: { type: "string" },
+} as const;
+
 export async function localCommand(argv: string[]): Promise<void> {
   const [sub, ...rest] = argv;
   const { values } = parseArgs({
     args: rest,
-    options: {
-      "data-dir": { type: "string" },
-      name: { type: "string" },
-      rows: { type: "string" },
-      "pg-data": { type: "string" },
-      port: { type: "string" },
-      user: { type: "string" },
-      "password-file": { type: "string" },
-      "password-stdin": { type: "boolean" },
-      rate: { type: "string" },
-      seconds: { type: "string" },
-    },
+    options: LOCAL_OPTIONS,
     strict: true,
   });
   const dataDir = resolve(values["data-dir"] ?? process.env.PGSHIFT_DATA_DIR ?? ".pgshift");

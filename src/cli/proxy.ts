@@ -3,10 +3,18 @@ import { InvalidArgumentError } from "../domain/errors.js";
 import { XdsTcpProxy } from "../proxy/xds-tcp-proxy.js";
 import { clientTls, CLIENT_TLS_OPTIONS } from "../security/client-tls.js";
 
+/** The flags its parser takes: `pgshift help` describes each, and a test holds the two to each other. */
+export const PROXY_OPTIONS = {
+  xds: { type: "string" },
+  "node-id": { type: "string" },
+  listen: { type: "string", multiple: true },
+  ...CLIENT_TLS_OPTIONS,
+} as const;
+
 export async function proxyCommand(argv: string[]): Promise<void> {
   const { values } = parseArgs({
     args: argv,
-    options: { xds: { type: "string" }, "node-id": { type: "string" }, listen: { type: "string", multiple: true }, ...CLIENT_TLS_OPTIONS },
+    options: PROXY_OPTIONS,
     strict: true,
   });
   if (!values.xds) throw new InvalidArgumentError("--xds is required: the service's xDS address, e.g. 127.0.0.1:18000");
