@@ -26,6 +26,9 @@ describe("npm run demo", () => {
     const { code, out } = await demo(["--rows", "2000", "--window", "2"]);
     expect(out).toContain("demo: OK");
     expect(code).toBe(0);
+    // A clean run says nothing it does not mean: no runtime warning, and no FAIL among checks that let it pass.
+    expect(out).not.toMatch(/Warning/);
+    expect(out).not.toMatch(/check \S+: FAIL/);
     expect(out).toMatch(/final phase: COMPLETED/);
     const m = /rows verified on the target: (\d+) of (\d+) committed ids present, 0 missing/.exec(out);
     expect(m).not.toBeNull();

@@ -121,7 +121,8 @@ async function setUp(values: DemoValues): Promise<DemoRig> {
   // CDC consumer each have an identity, and the policy grants each what it needs on billing-db, nothing more.
   const ids = { operator: `${SPIFFE}/demo-operator`, sidecar: `${SPIFFE}/demo-sidecar`, cdc: `${SPIFFE}/billing-events` };
   const pki = await makeDevPki(join(dataDir, "tls"), {
-    serverNames: ["127.0.0.1"],
+    // The sidecar checks the control plane as "localhost" (SNI may not carry an IP); other clients by address.
+    serverNames: ["127.0.0.1", "localhost"],
     clients: Object.entries(ids).map(([name, identity]) => ({ name, identity })),
     days: 1,
   });
@@ -170,7 +171,13 @@ async function setUp(values: DemoValues): Promise<DemoRig> {
   say(`   API on 127.0.0.1:${service.port}, xDS on 127.0.0.1:${service.xdsPort}, both mutual TLS (certificates and policy under ${join(dataDir, "tls")})`);
   if (config.metricsPort) say(`   metrics: curl -s http://${config.metricsHost}:${config.metricsPort}/metrics | grep ^pgshift_`);
   const client = createClient(MigrationService, transportFor(`https://127.0.0.1:${service.port}`, tlsOf("operator")));
-  const proxy = new XdsTcpProxy({ xds: `127.0.0.1:${service.xdsPort}`, nodeId: `${ids.sidecar}#sidecar-1`, listenPort: () => 0, tls: tlsOf("sidecar") });
+  const proxy = new XdsTcpProxy({
+    xds: `127.0.0.1:${service.xdsPort}`,
+    nodeId: `${ids.sidecar}#sidecar-1`,
+    listenPort: () => 0,
+    tls: tlsOf("sidecar"),
+    serverName: "localhost",
+  });
   return { dataDir, provider, emulator, service, client, proxy, tlsOf, awsEndpoint };
 }
 

@@ -25,6 +25,11 @@ export interface ProxyOptions {
   allowEndpoint?: (host: string, port: number) => boolean;
   /** Mutual TLS to the control plane: its CA and this proxy's certificate (which must name the node id's identity). */
   tls?: ClientTls;
+  /**
+   * The name the control plane's certificate is checked against, and sent as SNI, when the address is an IP: SNI
+   * may not carry an IP (RFC 6066), and Node warns of one.
+   */
+  serverName?: string;
 }
 
 interface ListenerState {
@@ -96,6 +101,7 @@ export class XdsTcpProxy extends EventEmitter {
     const tls = this.opts.tls;
     const credentials = tls ? grpc.credentials.createSsl(tls.ca, tls.key, tls.cert) : grpc.credentials.createInsecure();
     this.client = new Ctor(address, credentials, {
+      ...(tls && this.opts.serverName ? { "grpc.ssl_target_name_override": this.opts.serverName } : {}),
       "grpc.initial_reconnect_backoff_ms": 100,
       "grpc.min_reconnect_backoff_ms": 100,
       "grpc.max_reconnect_backoff_ms": MAX_RETRY_MS,
