@@ -10,7 +10,10 @@ export default tseslint.config(
     files: ["**/*.ts"],
     rules: {
       // `void promise` marks a deliberate fire-and-forget; unused names starting with _ are placeholders.
-      "@typescript-eslint/no-unused-vars": ["error", { argsIgnorePattern: "^_", varsIgnorePattern: "^_", caughtErrors: "none" }],
+      "@typescript-eslint/no-unused-vars": [
+        "error",
+        { argsIgnorePattern: "^_", varsIgnorePattern: "^_", caughtErrors: "none" },
+      ],
       // Type-only imports stay type-only, so ESM output never loads a module for a type.
       "@typescript-eslint/consistent-type-imports": ["error", { fixStyle: "inline-type-imports" }],
       "no-empty": ["error", { allowEmptyCatch: false }],

@@ -18,9 +18,18 @@ export default defineConfig({
     projects: [
       {
         extends: true,
-        test: { name: "suite", include: ["test/**/*.test.ts"], exclude: ["test/crash-window.test.ts"], maxWorkers: 2, sequence: { groupOrder: 0 } },
+        test: {
+          name: "suite",
+          include: ["test/**/*.test.ts"],
+          exclude: ["test/crash-window.test.ts"],
+          maxWorkers: 2,
+          sequence: { groupOrder: 0 },
+        },
       },
-      { extends: true, test: { name: "alone", include: ["test/crash-window.test.ts"], maxWorkers: 1, sequence: { groupOrder: 1 } } },
+      {
+        extends: true,
+        test: { name: "alone", include: ["test/crash-window.test.ts"], maxWorkers: 1, sequence: { groupOrder: 1 } },
+      },
     ],
   },
 });

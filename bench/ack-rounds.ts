@@ -1,7 +1,12 @@
 import { TYPE, type AdsServer, type ResourceCache } from "../xds/index.js";
 import { clusterResource } from "../src/routing/resources.js";
 
-const route = (port: number) => ({ databaseName: "billing-db", endpoint: { host: "127.0.0.1", port }, version: String(port), listenerPort: 15432 });
+const route = (port: number) => ({
+  databaseName: "billing-db",
+  endpoint: { host: "127.0.0.1", port },
+  version: String(port),
+  listenerPort: 15432,
+});
 
 /** Puts the first version of billing-db's cluster in the cache, for streams to subscribe to. */
 export function seedRoute(cache: ResourceCache): void {
@@ -11,7 +16,10 @@ export function seedRoute(cache: ResourceCache): void {
 /** Resolves once n streams have ACKed their first response. */
 export function allConnected(ads: AdsServer, n: number): Promise<void> {
   return new Promise<void>((res) => {
-    const check = () => (ads.connected().filter((s) => s.acks.get(TYPE.cluster)?.ackedVersion !== undefined).length >= n ? res() : setTimeout(check, 20));
+    const check = () =>
+      ads.connected().filter((s) => s.acks.get(TYPE.cluster)?.ackedVersion !== undefined).length >= n
+        ? res()
+        : setTimeout(check, 20);
     check();
   });
 }

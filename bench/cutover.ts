@@ -47,7 +47,10 @@ function stats(xs: number[]) {
 }
 
 const dataDir = newWorkDir("pgshift-bench-");
-const config = { ...parseServiceConfig(["--insecure", "--port", "0", "--xds-port", "0", "--data-dir", dataDir]), logLevel: "error" as const };
+const config = {
+  ...parseServiceConfig(["--insecure", "--port", "0", "--xds-port", "0", "--data-dir", dataDir]),
+  logLevel: "error" as const,
+};
 const provider = new LocalProvider(join(dataDir, "local"));
 const service = await startService(config, createLogger("error"));
 const client = createClient(MigrationService, createGrpcTransport({ baseUrl: `http://127.0.0.1:${service.port}` }));
@@ -55,9 +58,15 @@ const proxy = new XdsTcpProxy({ xds: `127.0.0.1:${service.xdsPort}`, nodeId: "be
 await proxy.start();
 
 /** Runs one migration to COMPLETED and returns its phase durations (ms), by phase entered. */
-async function migrate(name: string, opts: { load: boolean }): Promise<{ durations: Map<string, number>; windowMs?: number; pausedMs?: number }> {
-  const rich = realistic && opts.load ? await createRealisticSource(provider, `${name}-src`, { rows: 2000 }) : undefined;
-  const { app, cdc } = rich ? { app: rich.app, cdc: undefined } : await createSampleSource(provider, `${name}-src`, { rows: 2000, cdc: withCdc && opts.load });
+async function migrate(
+  name: string,
+  opts: { load: boolean },
+): Promise<{ durations: Map<string, number>; windowMs?: number; pausedMs?: number }> {
+  const rich =
+    realistic && opts.load ? await createRealisticSource(provider, `${name}-src`, { rows: 2000 }) : undefined;
+  const { app, cdc } = rich
+    ? { app: rich.app, cdc: undefined }
+    : await createSampleSource(provider, `${name}-src`, { rows: 2000, cdc: withCdc && opts.load });
   const consumer = cdc
     ? new CdcConsumer({
         api: `http://127.0.0.1:${service.port}`,
@@ -92,7 +101,8 @@ async function migrate(name: string, opts: { load: boolean }): Promise<{ duratio
   const entered = new Map<string, number>();
   for await (const res of client.watchMigration({ id: migration!.id })) {
     const e = res.event!;
-    if (e.type === EventType.PHASE_CHANGED && e.transition && e.at) entered.set(Phase[e.transition.to]!, timestampDate(e.at).getTime());
+    if (e.type === EventType.PHASE_CHANGED && e.transition && e.at)
+      entered.set(Phase[e.transition.to]!, timestampDate(e.at).getTime());
     if (opts.load && !load && res.phase === Phase.REPLICATING) {
       const port = await proxy.waitForListener(`${name}-db`);
       load = rich
@@ -101,12 +111,15 @@ async function migrate(name: string, opts: { load: boolean }): Promise<{ duratio
       load.start();
     }
     if (res.phase === Phase.COMPLETED) break;
-    if ([Phase.FAILED, Phase.ROLLED_BACK, Phase.ABORTED].includes(res.phase)) throw new Error(`${name} ended ${Phase[res.phase]}: ${e.message}`);
+    if ([Phase.FAILED, Phase.ROLLED_BACK, Phase.ABORTED].includes(res.phase))
+      throw new Error(`${name} ended ${Phase[res.phase]}: ${e.message}`);
   }
   await new Promise((r) => setTimeout(r, 300));
   await load?.stop();
   await consumer?.stop();
-  const paused = (await client.getMigration({ id: migration!.id })).migration!.checks.find((c) => c.name === "cdc.paused");
+  const paused = (await client.getMigration({ id: migration!.id })).migration!.checks.find(
+    (c) => c.name === "cdc.paused",
+  );
   const pausedMs = paused ? Number(/stopped for up to (\d+) ms/.exec(paused.measured)?.[1]) : undefined;
   const order = [...entered.entries()].sort((a, b) => a[1] - b[1]);
   const durations = new Map<string, number>();
@@ -153,7 +166,12 @@ try {
     promotion.push(durations.get("PROMOTING")!);
     routing.push(durations.get("ROUTING")!);
     cdcSteps.push((durations.get("CDC_PREPARE") ?? 0) + (durations.get("CDC_RESTORE") ?? 0));
-    cutoverPath.push(["QUIESCING", "FINAL_SYNC", "CDC_PREPARE", "PROMOTING", "CDC_RESTORE", "ROUTING"].reduce((n, p) => n + (durations.get(p) ?? 0), 0));
+    cutoverPath.push(
+      ["QUIESCING", "FINAL_SYNC", "CDC_PREPARE", "PROMOTING", "CDC_RESTORE", "ROUTING"].reduce(
+        (n, p) => n + (durations.get(p) ?? 0),
+        0,
+      ),
+    );
     process.stderr.write(`cutover ${i + 1}/${cutovers}: window ${windowMs!.toFixed(0)} ms\n`);
   }
   console.log(
@@ -175,12 +193,18 @@ try {
     let peakRss = rssBefore;
     const sampler = setInterval(() => (peakRss = Math.max(peakRss, process.memoryUsage().rss)), 100);
     const t0 = performance.now();
-    const results = await Promise.allSettled(Array.from({ length: concurrent }, (_, i) => migrate(`many${i}`, { load: false })));
+    const results = await Promise.allSettled(
+      Array.from({ length: concurrent }, (_, i) => migrate(`many${i}`, { load: false })),
+    );
     const secs = (performance.now() - t0) / 1000;
     clearInterval(sampler);
     const ok = results.filter((r) => r.status === "fulfilled").length;
-    console.log(`${concurrent} migrations at once through one service (each: new source, replica, 2 s lag window, cutover)`);
-    console.log(`  completed ${ok}/${concurrent} in ${secs.toFixed(1)} s: ${((ok / secs) * 60).toFixed(1)} migrations/min`);
+    console.log(
+      `${concurrent} migrations at once through one service (each: new source, replica, 2 s lag window, cutover)`,
+    );
+    console.log(
+      `  completed ${ok}/${concurrent} in ${secs.toFixed(1)} s: ${((ok / secs) * 60).toFixed(1)} migrations/min`,
+    );
     console.log(
       `  service process memory: rss ${(rssBefore / 2 ** 20).toFixed(0)} MiB before, peak ${(peakRss / 2 ** 20).toFixed(0)} MiB (includes the bench's own clients)`,
     );

@@ -45,8 +45,13 @@ async function streams(port: number, n: number, pkiJson: string): Promise<void> 
     (_, i) => new Ctor(`127.0.0.1:${port}`, clientCreds(pki), { "grpc.channel_id": i } as grpc.ChannelOptions),
   );
   for (let i = 0; i < n; i++) {
-    const call = (conns[Math.floor(i / PER_CONNECTION)] as any).StreamAggregatedResources() as grpc.ClientDuplexStream<any, any>;
-    call.on("data", (res: any) => call.write({ type_url: res.type_url, version_info: res.version_info, response_nonce: res.nonce }));
+    const call = (conns[Math.floor(i / PER_CONNECTION)] as any).StreamAggregatedResources() as grpc.ClientDuplexStream<
+      any,
+      any
+    >;
+    call.on("data", (res: any) =>
+      call.write({ type_url: res.type_url, version_info: res.version_info, response_nonce: res.nonce }),
+    );
     call.on("error", () => {});
     call.write({ node: { id: `${IDENTITY}/${i}` }, type_url: TYPE.cluster, resource_names: [] });
   }
@@ -59,12 +64,18 @@ async function xdsRound(n: number, pki: DevPki | undefined): Promise<number[]> {
   seedRoute(cache);
   // Streams of one identity: the bench measures the transport, not the per-identity bound.
   const ads = new AdsServer(cache);
-  const tls = pki ? await watchTls({ certFile: pki.server.cert, keyFile: pki.server.key, clientCaFile: pki.ca }) : undefined;
+  const tls = pki
+    ? await watchTls({ certFile: pki.server.cert, keyFile: pki.server.key, clientCaFile: pki.ca })
+    : undefined;
   const xds = await listenXds(ads, "127.0.0.1", 0, tls ? grpcMtlsCredentials(tls) : undefined);
-  const child = fork(new URL(import.meta.url).pathname, ["--streams", String(xds.port), String(n), pki ? JSON.stringify(pki) : "-"], {
-    execArgv: ["--import", "tsx"],
-    stdio: "inherit",
-  });
+  const child = fork(
+    new URL(import.meta.url).pathname,
+    ["--streams", String(xds.port), String(n), pki ? JSON.stringify(pki) : "-"],
+    {
+      execArgv: ["--import", "tsx"],
+      stdio: "inherit",
+    },
+  );
   await new Promise<void>((res) => child.on("message", () => res()));
   await allConnected(ads, n);
   const times = await ackRounds(ads, cache, n, ROUNDS);
@@ -75,7 +86,11 @@ async function xdsRound(n: number, pki: DevPki | undefined): Promise<number[]> {
   return times;
 }
 
-async function apiRound(calls: number, dir: string, pki: DevPki | undefined): Promise<{ warm: number[]; fresh: number[] }> {
+async function apiRound(
+  calls: number,
+  dir: string,
+  pki: DevPki | undefined,
+): Promise<{ warm: number[]; fresh: number[] }> {
   const args = ["--data-dir", join(dir, pki ? "tls" : "plain"), "--engine", "off", "--max-rps-per-identity", "1000000"];
   if (pki) {
     const policy = join(dir, "policy.yaml");
@@ -97,7 +112,9 @@ async function apiRound(calls: number, dir: string, pki: DevPki | undefined): Pr
     // A new connection per call: the handshake is what TLS adds there.
     const fresh: number[] = [];
     for (let i = 0; i < 50; i++) {
-      const c = migrationClient(svc.address, clientCreds(pki), { "grpc.channel_id": `fresh-${i}` } as grpc.ChannelOptions);
+      const c = migrationClient(svc.address, clientCreds(pki), {
+        "grpc.channel_id": `fresh-${i}`,
+      } as grpc.ChannelOptions);
       const t0 = performance.now();
       await unary(c, "GetMigration", { id });
       fresh.push(performance.now() - t0);
@@ -114,8 +131,13 @@ async function main(): Promise<void> {
   const n = Number(process.argv[3] ?? 1000);
   const tmp = tempDir("bench-tls");
   try {
-    const pki = await makeDevPki(join(tmp.dir, "pki"), { serverNames: ["127.0.0.1"], clients: [{ name: "bench", identity: IDENTITY }] });
-    console.log(`API: GetMigration, ${calls} calls on a warm connection, 50 on a new connection each (engine off, embedded store)`);
+    const pki = await makeDevPki(join(tmp.dir, "pki"), {
+      serverNames: ["127.0.0.1"],
+      clients: [{ name: "bench", identity: IDENTITY }],
+    });
+    console.log(
+      `API: GetMigration, ${calls} calls on a warm connection, 50 on a new connection each (engine off, embedded store)`,
+    );
     const plainApi = await apiRound(calls, tmp.dir, undefined);
     const tlsApi = await apiRound(calls, tmp.dir, pki);
     for (const [name, r] of [

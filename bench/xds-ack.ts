@@ -21,11 +21,18 @@ async function clients(port: number, n: number): Promise<void> {
   const conns: grpc.Client[] = [];
   for (let i = 0; i < Math.ceil(n / PER_CONNECTION); i++) {
     // A distinct channel option per connection keeps grpc-js from sharing one subchannel among all.
-    conns.push(new Ctor(`127.0.0.1:${port}`, grpc.credentials.createInsecure(), { "grpc.channel_id": i } as grpc.ChannelOptions));
+    conns.push(
+      new Ctor(`127.0.0.1:${port}`, grpc.credentials.createInsecure(), { "grpc.channel_id": i } as grpc.ChannelOptions),
+    );
   }
   for (let i = 0; i < n; i++) {
-    const call = (conns[Math.floor(i / PER_CONNECTION)] as any).StreamAggregatedResources() as grpc.ClientDuplexStream<any, any>;
-    call.on("data", (res: any) => call.write({ type_url: res.type_url, version_info: res.version_info, response_nonce: res.nonce }));
+    const call = (conns[Math.floor(i / PER_CONNECTION)] as any).StreamAggregatedResources() as grpc.ClientDuplexStream<
+      any,
+      any
+    >;
+    call.on("data", (res: any) =>
+      call.write({ type_url: res.type_url, version_info: res.version_info, response_nonce: res.nonce }),
+    );
     call.on("error", () => {});
     call.write({ node: { id: `bench-${i}` }, type_url: TYPE.cluster, resource_names: [] });
   }
@@ -46,7 +53,10 @@ async function measure(n: number): Promise<void> {
   const xds = await listenXds(ads, "127.0.0.1", 0);
   global.gc?.();
   const before = process.memoryUsage();
-  const child = fork(new URL(import.meta.url).pathname, ["--clients", String(xds.port), String(n)], { execArgv: ["--import", "tsx"], stdio: "inherit" });
+  const child = fork(new URL(import.meta.url).pathname, ["--clients", String(xds.port), String(n)], {
+    execArgv: ["--import", "tsx"],
+    stdio: "inherit",
+  });
   await new Promise<void>((res) => child.on("message", () => res()));
   // Every stream has its first response ACKed.
   await allConnected(ads, n);

@@ -29,7 +29,9 @@ const { metafile } = await build({
   metafile: true,
   logLevel: "warning",
   // CommonJS dependencies call require(); an ES module has none of its own.
-  banner: { js: "import { createRequire as __pgshiftRequire } from 'node:module'; const require = __pgshiftRequire(import.meta.url);" },
+  banner: {
+    js: "import { createRequire as __pgshiftRequire } from 'node:module'; const require = __pgshiftRequire(import.meta.url);",
+  },
 });
 
 // Source maps for our code only. With --enable-source-maps, node reads and decodes a chunk's map as it loads the chunk:

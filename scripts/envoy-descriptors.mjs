@@ -16,6 +16,8 @@ await build({
   format: "esm",
   logLevel: "warning",
 });
-const { prebuiltDescriptors, PREBUILT_FILE } = await import(pathToFileURL(compiled).href).finally(() => rmSync(compiled));
+const { prebuiltDescriptors, PREBUILT_FILE } = await import(pathToFileURL(compiled).href).finally(() =>
+  rmSync(compiled),
+);
 
 writeFileSync(`dist/${PREBUILT_FILE}`, JSON.stringify(prebuiltDescriptors()));

@@ -9,7 +9,8 @@ import type { TlsFiles } from "./security/tls-material.js";
  * How callers and proxies prove who they are. mutual TLS by default: the API and xDS ports take only clients
  * with a certificate from the trusted CA, and a policy says what each identity may do. Cleartext only when asked.
  */
-export type Security = { mode: "mtls"; tls: TlsFiles; policyFile: string } | { mode: "insecure"; policyFile: string | undefined };
+export type Security =
+  { mode: "mtls"; tls: TlsFiles; policyFile: string } | { mode: "insecure"; policyFile: string | undefined };
 
 export interface ServiceConfig {
   host: string;
@@ -64,11 +65,21 @@ function aws(v: Record<string, string | boolean | undefined>, env: NodeJS.Proces
   const deny = (v["aws-deny-security-group"] as string | undefined) ?? env.PGSHIFT_AWS_DENY_SECURITY_GROUP;
   const fence = (v["aws-fence"] as string | undefined) ?? env.PGSHIFT_AWS_FENCE ?? "sql";
   if (!region) {
-    if (deny || v["aws-endpoint"] || v["aws-fence"] || v["aws-db-ssl"] || v["aws-ca-bundle"] || v["aws-db-auth"] || v["aws-db-user"] || v["aws-cloudwatch"])
+    if (
+      deny ||
+      v["aws-endpoint"] ||
+      v["aws-fence"] ||
+      v["aws-db-ssl"] ||
+      v["aws-ca-bundle"] ||
+      v["aws-db-auth"] ||
+      v["aws-db-user"] ||
+      v["aws-cloudwatch"]
+    )
       throw new InvalidArgumentError("the --aws-* flags need --aws-region: the region the RDS instances are in");
     return undefined;
   }
-  if (fence !== "sql" && fence !== "network") throw new InvalidArgumentError(`--aws-fence must be sql or network; got "${fence}"`);
+  if (fence !== "sql" && fence !== "network")
+    throw new InvalidArgumentError(`--aws-fence must be sql or network; got "${fence}"`);
   const dbSsl = (v["aws-db-ssl"] as string | undefined) ?? env.PGSHIFT_AWS_DB_SSL ?? "verify-full";
   const caBundleFile = (v["aws-ca-bundle"] as string | undefined) ?? (env.PGSHIFT_AWS_CA_BUNDLE || undefined);
   if (dbSsl !== "verify-full" && dbSsl !== "require" && dbSsl !== "disable") {
@@ -81,15 +92,22 @@ function aws(v: Record<string, string | boolean | undefined>, env: NodeJS.Proces
   }
   const dbAuth = (v["aws-db-auth"] as string | undefined) ?? env.PGSHIFT_AWS_DB_AUTH ?? "secret";
   const iamDbUser = (v["aws-db-user"] as string | undefined) ?? (env.PGSHIFT_AWS_DB_USER || undefined);
-  if (dbAuth !== "secret" && dbAuth !== "iam") throw new InvalidArgumentError(`--aws-db-auth must be secret or iam; got "${dbAuth}"`);
+  if (dbAuth !== "secret" && dbAuth !== "iam")
+    throw new InvalidArgumentError(`--aws-db-auth must be secret or iam; got "${dbAuth}"`);
   if (dbAuth === "iam" && !iamDbUser) {
-    throw new InvalidArgumentError("--aws-db-auth iam needs --aws-db-user U: the database user granted rds_iam (and rds_superuser) the service logs in as");
+    throw new InvalidArgumentError(
+      "--aws-db-auth iam needs --aws-db-user U: the database user granted rds_iam (and rds_superuser) the service logs in as",
+    );
   }
   if (dbAuth === "iam" && dbSsl === "disable")
-    throw new InvalidArgumentError("--aws-db-auth iam needs TLS: RDS accepts IAM tokens only over it; drop --aws-db-ssl disable");
+    throw new InvalidArgumentError(
+      "--aws-db-auth iam needs TLS: RDS accepts IAM tokens only over it; drop --aws-db-ssl disable",
+    );
   if (dbAuth === "secret" && iamDbUser) throw new InvalidArgumentError("--aws-db-user is for --aws-db-auth iam");
   if (fence === "network" && !deny) {
-    throw new InvalidArgumentError("--aws-fence network needs --aws-deny-security-group sg-…: a security group allowing no inbound traffic");
+    throw new InvalidArgumentError(
+      "--aws-fence network needs --aws-deny-security-group sg-…: a security group allowing no inbound traffic",
+    );
   }
   return {
     region,
@@ -97,7 +115,9 @@ function aws(v: Record<string, string | boolean | undefined>, env: NodeJS.Proces
     fence,
     denySecurityGroup: deny,
     instanceClass: (v["aws-instance-class"] as string | undefined) ?? env.PGSHIFT_AWS_INSTANCE_CLASS ?? "db.r6g.large",
-    clusterParameterGroup: (v["aws-cluster-parameter-group"] as string | undefined) ?? (env.PGSHIFT_AWS_CLUSTER_PARAMETER_GROUP || undefined),
+    clusterParameterGroup:
+      (v["aws-cluster-parameter-group"] as string | undefined) ??
+      (env.PGSHIFT_AWS_CLUSTER_PARAMETER_GROUP || undefined),
     dbSsl,
     caBundleFile,
     iamDbUser: dbAuth === "iam" ? iamDbUser : undefined,
@@ -118,14 +138,20 @@ function security(v: Record<string, string | boolean | undefined>, env: NodeJS.P
   const policyFile = (v.policy as string | undefined) ?? (env.PGSHIFT_POLICY || undefined);
   const given = Object.values(files).filter(Boolean).length;
   if (insecure) {
-    if (given > 0) throw new InvalidArgumentError("--insecure and --tls-* contradict each other: give the TLS files, or --insecure, not both");
+    if (given > 0)
+      throw new InvalidArgumentError(
+        "--insecure and --tls-* contradict each other: give the TLS files, or --insecure, not both",
+      );
     return { mode: "insecure", policyFile: policyFile ? resolve(policyFile) : undefined };
   }
   if (given === 0) throw new InvalidArgumentError(NEED_TLS);
   const missing = Object.entries(files)
     .filter(([, f]) => !f)
     .map(([k]) => `--${k}`);
-  if (missing.length > 0) throw new InvalidArgumentError(`mutual TLS needs --tls-cert, --tls-key and --tls-client-ca; missing ${missing.join(", ")}`);
+  if (missing.length > 0)
+    throw new InvalidArgumentError(
+      `mutual TLS needs --tls-cert, --tls-key and --tls-client-ca; missing ${missing.join(", ")}`,
+    );
   if (!policyFile) {
     throw new InvalidArgumentError(
       "--policy is required with mutual TLS: a YAML file saying which identities may do what to which databases (see deploy/policy.yaml)",
@@ -133,33 +159,43 @@ function security(v: Record<string, string | boolean | undefined>, env: NodeJS.P
   }
   return {
     mode: "mtls",
-    tls: { certFile: resolve(files["tls-cert"]!), keyFile: resolve(files["tls-key"]!), clientCaFile: resolve(files["tls-client-ca"]!) },
+    tls: {
+      certFile: resolve(files["tls-cert"]!),
+      keyFile: resolve(files["tls-key"]!),
+      clientCaFile: resolve(files["tls-client-ca"]!),
+    },
     policyFile: resolve(policyFile),
   };
 }
 
 function port(name: string, v: string): number {
   const n = Number(v);
-  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new InvalidArgumentError(`${name} must be a port number from 0 to 65535; got "${v}"`);
+  if (!Number.isInteger(n) || n < 0 || n > 65535)
+    throw new InvalidArgumentError(`${name} must be a port number from 0 to 65535; got "${v}"`);
   return n;
 }
 
 function metricsPort(v: string | undefined): number | undefined {
   if (v === undefined || v === "") return undefined;
   const n = port("metrics-port", v);
-  if (n === 0) throw new InvalidArgumentError("metrics-port must name a port (Prometheus has to know where to scrape); leave it out to serve no metrics");
+  if (n === 0)
+    throw new InvalidArgumentError(
+      "metrics-port must name a port (Prometheus has to know where to scrape); leave it out to serve no metrics",
+    );
   return n;
 }
 
 function positive(name: string, v: string): number {
   const n = Number(v);
-  if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError(`${name} must be a positive number of milliseconds; got "${v}"`);
+  if (!Number.isFinite(n) || n <= 0)
+    throw new InvalidArgumentError(`${name} must be a positive number of milliseconds; got "${v}"`);
   return n;
 }
 
 function count(name: string, v: string): number {
   const n = Number(v);
-  if (!Number.isInteger(n) || n < 1 || n > 1_000_000) throw new InvalidArgumentError(`${name} must be a whole number from 1 to 1000000; got "${v}"`);
+  if (!Number.isInteger(n) || n < 1 || n > 1_000_000)
+    throw new InvalidArgumentError(`${name} must be a whole number from 1 to 1000000; got "${v}"`);
   return n;
 }
 
@@ -226,7 +262,8 @@ export function parseServiceConfig(argv: string[], env: NodeJS.ProcessEnv = proc
     strict: true,
   });
   const logLevel = values["log-level"] ?? env.PGSHIFT_LOG_LEVEL ?? "info";
-  if (!isLogLevel(logLevel)) throw new InvalidArgumentError(`log level must be debug, info, warn or error; got "${logLevel}"`);
+  if (!isLogLevel(logLevel))
+    throw new InvalidArgumentError(`log level must be debug, info, warn or error; got "${logLevel}"`);
   const drain = Number(values["drain-ms"] ?? env.PGSHIFT_DRAIN_MS ?? 10_000);
   if (!Number.isFinite(drain) || drain < 0) throw new InvalidArgumentError("drain-ms must be a number of milliseconds");
   const leaseMs = positive("lease-ms", values["lease-ms"] ?? env.PGSHIFT_LEASE_MS ?? "10000");
@@ -242,16 +279,31 @@ export function parseServiceConfig(argv: string[], env: NodeJS.ProcessEnv = proc
     xdsPort: port("xds-port", values["xds-port"] ?? env.PGSHIFT_XDS_PORT ?? "18000"),
     engine: onOff("engine", values.engine ?? env.PGSHIFT_ENGINE ?? "on"),
     leaseMs,
-    fencedLeaseMs: Math.min(leaseMs, positive("fenced-lease-ms", values["fenced-lease-ms"] ?? env.PGSHIFT_FENCED_LEASE_MS ?? "2000")),
+    fencedLeaseMs: Math.min(
+      leaseMs,
+      positive("fenced-lease-ms", values["fenced-lease-ms"] ?? env.PGSHIFT_FENCED_LEASE_MS ?? "2000"),
+    ),
     replicaId: replicaId(values["replica-id"] ?? env.PGSHIFT_REPLICA_ID),
     metricsPort: metricsPort(values["metrics-port"] ?? env.PGSHIFT_METRICS_PORT),
     metricsHost: values["metrics-host"] ?? env.PGSHIFT_METRICS_HOST ?? "127.0.0.1",
-    baselineSampleMs: positive("baseline-sample-ms", values["baseline-sample-ms"] ?? env.PGSHIFT_BASELINE_SAMPLE_MS ?? "2000"),
-    retirementCheckMs: positive("retirement-check-ms", values["retirement-check-ms"] ?? env.PGSHIFT_RETIREMENT_CHECK_MS ?? "3600000"),
+    baselineSampleMs: positive(
+      "baseline-sample-ms",
+      values["baseline-sample-ms"] ?? env.PGSHIFT_BASELINE_SAMPLE_MS ?? "2000",
+    ),
+    retirementCheckMs: positive(
+      "retirement-check-ms",
+      values["retirement-check-ms"] ?? env.PGSHIFT_RETIREMENT_CHECK_MS ?? "3600000",
+    ),
     security: security(values, env),
     reloadMs: positive("reload-ms", values["reload-ms"] ?? env.PGSHIFT_RELOAD_MS ?? "2000"),
-    maxRpsPerIdentity: count("max-rps-per-identity", values["max-rps-per-identity"] ?? env.PGSHIFT_MAX_RPS_PER_IDENTITY ?? "200"),
+    maxRpsPerIdentity: count(
+      "max-rps-per-identity",
+      values["max-rps-per-identity"] ?? env.PGSHIFT_MAX_RPS_PER_IDENTITY ?? "200",
+    ),
     aws: aws(values, env),
-    maxStreamsPerIdentity: count("max-streams-per-identity", values["max-streams-per-identity"] ?? env.PGSHIFT_MAX_STREAMS_PER_IDENTITY ?? "200"),
+    maxStreamsPerIdentity: count(
+      "max-streams-per-identity",
+      values["max-streams-per-identity"] ?? env.PGSHIFT_MAX_STREAMS_PER_IDENTITY ?? "200",
+    ),
   };
 }

@@ -49,18 +49,26 @@ export interface TelemetryHooks {
 }
 
 /** Wires the store, the API and the standard gRPC services together and starts listening. */
-export async function startService(config: ServiceConfig, log: Logger, hooks: TelemetryHooks = {}): Promise<RunningService> {
+export async function startService(
+  config: ServiceConfig,
+  log: Logger,
+  hooks: TelemetryHooks = {},
+): Promise<RunningService> {
   const guard = await openGuard({
     tls: config.security.mode === "mtls" ? config.security.tls : undefined,
     policyFile: config.security.policyFile,
     reloadMs: config.reloadMs,
     onReload: (what) => log.info("reloaded", { what }),
-    onReloadError: (what, e) => log.error("a changed file did not load; the last good one stays in force", { what, error: e.message }),
+    onReloadError: (what, e) =>
+      log.error("a changed file did not load; the last good one stays in force", { what, error: e.message }),
   });
   if (config.security.mode === "insecure") {
-    log.warn("running --insecure: the API and xDS ports speak cleartext and authenticate no one; use mutual TLS outside a trusted network", {
-      policy: config.security.policyFile ?? "none: every caller may do everything",
-    });
+    log.warn(
+      "running --insecure: the API and xDS ports speak cleartext and authenticate no one; use mutual TLS outside a trusted network",
+      {
+        policy: config.security.policyFile ?? "none: every caller may do everything",
+      },
+    );
   }
   const store = await openStore({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
   log.info("state store ready", { embedded: Boolean(store.embedded), port: store.embedded?.port });
@@ -76,18 +84,27 @@ export async function startService(config: ServiceConfig, log: Logger, hooks: Te
     throw new FailedPreconditionError("PROVIDER_AWS is not configured on this service: start it with --aws-region");
   };
   const providerAvailable = (kind: ProviderKind) =>
-    kind === ProviderKind.LOCAL || aws ? undefined : "PROVIDER_AWS is not configured on this service (start it with --aws-region); use PROVIDER_LOCAL";
+    kind === ProviderKind.LOCAL || aws
+      ? undefined
+      : "PROVIDER_AWS is not configured on this service (start it with --aws-region); use PROVIDER_LOCAL";
   // Held for as long as this process lives: whatever leases carry this identity belong to a dead incarnation of it.
   // Two connections of their own, opened at once.
-  const [identity] = await Promise.all([claimIdentity(store.connection, config.replicaId ?? dataDirIdentity(config.dataDir)), bus.start()]);
+  const [identity] = await Promise.all([
+    claimIdentity(store.connection, config.replicaId ?? dataDirIdentity(config.dataDir)),
+    bus.start(),
+  ]);
   const replicaId = identity.id;
-  if (!identity.preferred) log.warn("another live replica uses this identity (same data dir?); running under a fresh one", { replicaId });
+  if (!identity.preferred)
+    log.warn("another live replica uses this identity (same data dir?); running under a fresh one", { replicaId });
   const routes = new StoreRoutes(store.db);
   const router = new XdsRouter(store.db, routes);
   const leases = new Leases(store.leaseDb, replicaId, config.leaseMs);
   // Before the engine runs, side by side: ROUTING must not wait for ACKs from the streams a dead incarnation held, and
   // a restart knows its own leases (taken back at once, with new fencing tokens, rather than waited out).
-  const [, reclaimed] = await Promise.all([forgetStreamsOf(store.db, replicaId), config.engine && identity.preferred ? leases.reclaim() : []]);
+  const [, reclaimed] = await Promise.all([
+    forgetStreamsOf(store.db, replicaId),
+    config.engine && identity.preferred ? leases.reclaim() : [],
+  ]);
   if (reclaimed.length > 0) log.info("leases of a previous incarnation taken back", { leases: reclaimed });
   const metrics = new DeferredMetrics();
   const tracing = new DeferredTracing();
@@ -95,7 +112,10 @@ export async function startService(config: ServiceConfig, log: Logger, hooks: Te
   repo.onCommitted((events) => {
     metrics.events(events);
     for (const e of events) {
-      const c = e.type === "CHECK_RESULT" ? (e.payload as { check?: { name: string; status: string; message: string } }).check : undefined;
+      const c =
+        e.type === "CHECK_RESULT"
+          ? (e.payload as { check?: { name: string; status: string; message: string } }).check
+          : undefined;
       if (c) tracing.verdict(e.migration_id, { ...c, at: e.at });
     }
   });
@@ -110,7 +130,13 @@ export async function startService(config: ServiceConfig, log: Logger, hooks: Te
     router,
     log: log.child({ component: "engine" }),
   });
-  const keeper = new RetirementKeeper({ repo, leases, providers, log: log.child({ component: "retirement" }), intervalMs: config.retirementCheckMs });
+  const keeper = new RetirementKeeper({
+    repo,
+    leases,
+    providers,
+    log: log.child({ component: "retirement" }),
+    intervalMs: config.retirementCheckMs,
+  });
   if (config.engine) keeper.start();
   if (config.engine) {
     // Before the xDS server, the API and metrics are even loaded (gRPC and protobufjs alone are a few hundred
@@ -119,7 +145,13 @@ export async function startService(config: ServiceConfig, log: Logger, hooks: Te
     engine.start();
   }
 
-  const [{ AdsServer, listenXds, ResourceCache }, { RouteSync }, { ProxyStatusTracker }, { xdsAdmission }, { grpcMtlsCredentials }] = await Promise.all([
+  const [
+    { AdsServer, listenXds, ResourceCache },
+    { RouteSync },
+    { ProxyStatusTracker },
+    { xdsAdmission },
+    { grpcMtlsCredentials },
+  ] = await Promise.all([
     import("../xds/index.js"),
     import("./routing/route-sync.js"),
     import("./routing/proxy-status.js"),
@@ -192,11 +224,34 @@ export async function startService(config: ServiceConfig, log: Logger, hooks: Te
   const { Health, HealthCheckResponse_ServingStatus: Status } = health;
   const healthState = new HealthState();
   const authz = new Authorizer(guard.policy);
-  const inventory = new Inventory(new DatabaseRepo(store.db, (spec) => ownershipKey(...sourceOf(spec), config.aws?.region)), authz, config.aws?.region);
-  const reflection = reflectionServices([MigrationService, CdcService, Health, reflectionV1.ServerReflection, reflectionV1Alpha.ServerReflection]);
+  const inventory = new Inventory(
+    new DatabaseRepo(store.db, (spec) => ownershipKey(...sourceOf(spec), config.aws?.region)),
+    authz,
+    config.aws?.region,
+  );
+  const reflection = reflectionServices([
+    MigrationService,
+    CdcService,
+    Health,
+    reflectionV1.ServerReflection,
+    reflectionV1Alpha.ServerReflection,
+  ]);
   const api = await listenApi(
     (r) => {
-      r.service(MigrationService, migrationService({ repo, bus, shutdown: shutdown.signal, providerAvailable, providers, router, watchers, authz, inventory }));
+      r.service(
+        MigrationService,
+        migrationService({
+          repo,
+          bus,
+          shutdown: shutdown.signal,
+          providerAvailable,
+          providers,
+          router,
+          watchers,
+          authz,
+          inventory,
+        }),
+      );
       r.service(CdcService, cdcService({ repo, bus, router, watchers, shutdown: shutdown.signal, authz }));
       r.service(Health, healthService(healthState));
       r.service(reflectionV1.ServerReflection, reflection.v1);
@@ -210,7 +265,11 @@ export async function startService(config: ServiceConfig, log: Logger, hooks: Te
       maxConcurrentStreams: LIMITS.streamsPerConnection,
       interceptors: [
         rpcTelemetry(() => (r) => metrics.rpc(r)),
-        callerLimits({ streams: config.maxStreamsPerIdentity, requestsPerSecond: config.maxRpsPerIdentity, burst: 2 * config.maxRpsPerIdentity }),
+        callerLimits({
+          streams: config.maxStreamsPerIdentity,
+          requestsPerSecond: config.maxRpsPerIdentity,
+          burst: 2 * config.maxRpsPerIdentity,
+        }),
         inputGuard(log.child({ component: "api" })),
       ],
     },
@@ -228,7 +287,11 @@ export async function startService(config: ServiceConfig, log: Logger, hooks: Te
       snapshot: () => repo.telemetrySnapshot(),
       connectedProxies: () => ads.connected().length,
       readers: hooks.metricReaders,
-      onError: (e) => log.error("metrics endpoint failed; the service goes on without it", { port: config.metricsPort, error: e.message }),
+      onError: (e) =>
+        log.error("metrics endpoint failed; the service goes on without it", {
+          port: config.metricsPort,
+          error: e.message,
+        }),
     }),
   );
   // OpenTelemetry's SDK is loaded only to export somewhere: a replica restarted inside a cutover spends no CPU on it otherwise.
@@ -236,7 +299,8 @@ export async function startService(config: ServiceConfig, log: Logger, hooks: Te
     const { createOtelTracing } = await import("./telemetry/otel-tracing.js");
     tracing.attach(createOtelTracing({ processors: hooks.spanProcessors }));
   } else tracing.attach(NO_TRACING);
-  if (config.metricsPort) log.info("metrics listening", { host: config.metricsHost, port: config.metricsPort, path: "/metrics" });
+  if (config.metricsPort)
+    log.info("metrics listening", { host: config.metricsHost, port: config.metricsPort, path: "/metrics" });
 
   let stopping: Promise<void> | undefined;
   return {

@@ -2,14 +2,29 @@ import { Code, createClient } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
 import { MigrationService } from "../src/gen/migration/v1/migration_pb.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { cdcClient, grpc, healthClient, migrationClient, reflectionClient, unary, unaryError, type AnyClient } from "./helpers/grpc-clients.js";
+import {
+  cdcClient,
+  grpc,
+  healthClient,
+  migrationClient,
+  reflectionClient,
+  unary,
+  unaryError,
+  type AnyClient,
+} from "./helpers/grpc-clients.js";
 import { storeClient } from "./helpers/embedded-store.js";
 import { startServiceProcess, tempDir, type ServiceProcess } from "./helpers/service-process.js";
 
 const S = grpc.status;
 
 function spec(source: string, target: string, extra: Record<string, unknown> = {}) {
-  return { database_name: "billing-db", provider: "PROVIDER_LOCAL", source: { id: source }, target: { id: target }, ...extra };
+  return {
+    database_name: "billing-db",
+    provider: "PROVIDER_LOCAL",
+    source: { id: source },
+    target: { id: target },
+    ...extra,
+  };
 }
 
 describe("MigrationService over a real socket, with its own PostgreSQL store", () => {
@@ -90,12 +105,28 @@ describe("MigrationService over a real socket, with its own PostgreSQL store", (
       { spec: spec("s-enum", "t-enum", { cutover_mode: 99 }) },
       /^spec\.cutover_mode is 99, which is not a value of migration\.v1\.CutoverMode/,
     );
-    await refused("CreateMigration", { spec: spec("s-enum", "t-enum", { failure_policy: 42 }) }, /^spec\.failure_policy is 42/);
-    await refused("ListMigrations", { phases: [99] }, /^phases\[0\] is 99, which is not a value of migration\.v1\.Phase/);
-    await refused("ListMigrations", { phases: new Array(65_535).fill(1) }, /^phases holds 65535 elements; at most 1000/);
+    await refused(
+      "CreateMigration",
+      { spec: spec("s-enum", "t-enum", { failure_policy: 42 }) },
+      /^spec\.failure_policy is 42/,
+    );
+    await refused(
+      "ListMigrations",
+      { phases: [99] },
+      /^phases\[0\] is 99, which is not a value of migration\.v1\.Phase/,
+    );
+    await refused(
+      "ListMigrations",
+      { phases: new Array(65_535).fill(1) },
+      /^phases holds 65535 elements; at most 1000/,
+    );
     // NUL characters never reach the store (it would answer INTERNAL).
     await refused("GetMigration", { id: "a\u0000b" }, /^id holds a NUL character/);
-    await refused("CreateMigration", { spec: spec("s-nul", "t-nul"), request_id: "r\u0000" }, /^request_id holds a NUL character/);
+    await refused(
+      "CreateMigration",
+      { spec: spec("s-nul", "t-nul"), request_id: "r\u0000" },
+      /^request_id holds a NUL character/,
+    );
     await refused("RollbackMigration", { id: "x", reason: "because\u0000" }, /^reason holds a NUL character/);
     // 64-bit integers the store cannot hold.
     const watch = await new Promise<grpc.ServiceError>((res) => {
@@ -104,7 +135,9 @@ describe("MigrationService over a real socket, with its own PostgreSQL store", (
       st.on("data", () => {});
     });
     expect(watch.code).toBe(S.INVALID_ARGUMENT);
-    expect(watch.details).toMatch(/^after_sequence is 18446744073709551615, beyond the largest value the service stores/);
+    expect(watch.details).toMatch(
+      /^after_sequence is 18446744073709551615, beyond the largest value the service stores/,
+    );
     // A megabyte where a name goes: refused, quoting forty characters of it.
     const big = await refused(
       "CreateMigration",
@@ -123,17 +156,37 @@ describe("MigrationService over a real socket, with its own PostgreSQL store", (
       [{ spec: spec("a", "a") }, S.INVALID_ARGUMENT, /must differ/],
       [{ spec: spec("", "b") }, S.INVALID_ARGUMENT, /spec.source.id is required/],
       [{ spec: spec("bad id!", "b") }, S.INVALID_ARGUMENT, /not a valid local cluster name/],
-      [{ spec: { ...spec("a1", "b1"), provider: "PROVIDER_AWS", source: { id: "db--1" } } }, S.INVALID_ARGUMENT, /not a valid RDS identifier/],
-      [{ spec: spec("a2", "b2", { lag_policy: { window: { seconds: -5 } } }) }, S.INVALID_ARGUMENT, /lag_policy.window/],
+      [
+        { spec: { ...spec("a1", "b1"), provider: "PROVIDER_AWS", source: { id: "db--1" } } },
+        S.INVALID_ARGUMENT,
+        /not a valid RDS identifier/,
+      ],
+      [
+        { spec: spec("a2", "b2", { lag_policy: { window: { seconds: -5 } } }) },
+        S.INVALID_ARGUMENT,
+        /lag_policy.window/,
+      ],
       [{ spec: spec("a3", "b3"), request_id: "x".repeat(129) }, S.INVALID_ARGUMENT, /request_id/],
-      [{ spec: spec("a5", "b5", { fence_mode: "FENCE_MODE_ROLES" }) }, S.INVALID_ARGUMENT, /FENCE_MODE_ROLES is for PROVIDER_AWS/],
-      [{ spec: spec("a6", "b6", { aws: { instance_class: "db.r6g.large" } }) }, S.INVALID_ARGUMENT, /spec.aws is only for PROVIDER_AWS/],
+      [
+        { spec: spec("a5", "b5", { fence_mode: "FENCE_MODE_ROLES" }) },
+        S.INVALID_ARGUMENT,
+        /FENCE_MODE_ROLES is for PROVIDER_AWS/,
+      ],
+      [
+        { spec: spec("a6", "b6", { aws: { instance_class: "db.r6g.large" } }) },
+        S.INVALID_ARGUMENT,
+        /spec.aws is only for PROVIDER_AWS/,
+      ],
       [
         { spec: { ...spec("a7", "b7"), provider: "PROVIDER_AWS", aws: { cluster_parameter_group: "bad group!" } } },
         S.INVALID_ARGUMENT,
         /cluster_parameter_group "bad group!" is not a DB cluster parameter group name/,
       ],
-      [{ spec: { ...spec("a8", "b8"), provider: "PROVIDER_AWS", aws: { instance_class: "huge" } } }, S.INVALID_ARGUMENT, /instance_class "huge"/],
+      [
+        { spec: { ...spec("a8", "b8"), provider: "PROVIDER_AWS", aws: { instance_class: "huge" } } },
+        S.INVALID_ARGUMENT,
+        /instance_class "huge"/,
+      ],
     ];
     for (const [req, code, msg] of cases) {
       const err = await unaryError(client, "CreateMigration", req);
@@ -148,7 +201,9 @@ describe("MigrationService over a real socket, with its own PostgreSQL store", (
     expect((await unaryError(client, "ListMigrations", { page_token: "garbage" })).code).toBe(S.INVALID_ARGUMENT);
     const md = new grpc.Metadata();
     md.set("x-pgshift-actor", "x".repeat(300));
-    await expect(unary(client, "CreateMigration", { spec: spec("a4", "b4") }, md)).rejects.toMatchObject({ code: S.INVALID_ARGUMENT });
+    await expect(unary(client, "CreateMigration", { spec: spec("a4", "b4") }, md)).rejects.toMatchObject({
+      code: S.INVALID_ARGUMENT,
+    });
     // Nothing above left a migration behind.
     const all = await unary(client, "ListMigrations", { page_size: 500 });
     expect(all.migrations.map((m: any) => m.spec.source.id)).not.toContain("a4");
@@ -160,13 +215,25 @@ describe("MigrationService over a real socket, with its own PostgreSQL store", (
     expect(err.code).toBe(S.NOT_FOUND);
     expect(err.details).toMatch(/no local cluster of that name/);
     expect((await unary(client, "ListMigrations", { page_size: 500 })).migrations.length).toBe(before);
-    expect((await unaryError(client, "DropInactiveSlot", { id: "00000000-0000-0000-0000-000000000000", slot_name: "x" })).code).toBe(S.NOT_FOUND);
+    expect(
+      (await unaryError(client, "DropInactiveSlot", { id: "00000000-0000-0000-0000-000000000000", slot_name: "x" }))
+        .code,
+    ).toBe(S.NOT_FOUND);
   });
 
   it("checks operator actions against the phase, records who asked, and treats a repeat as a retry", async () => {
     const m = (await unary(client, "CreateMigration", { spec: spec("act-src", "act-tgt") })).migration;
-    for (const method of ["ApproveCutover", "PauseMigration", "AbortMigration", "RollbackMigration", "FinalizeMigration", "ResumeMigration"]) {
-      expect((await unaryError(client, method, { id: "00000000-0000-0000-0000-000000000000" })).code, method).toBe(S.NOT_FOUND);
+    for (const method of [
+      "ApproveCutover",
+      "PauseMigration",
+      "AbortMigration",
+      "RollbackMigration",
+      "FinalizeMigration",
+      "ResumeMigration",
+    ]) {
+      expect((await unaryError(client, method, { id: "00000000-0000-0000-0000-000000000000" })).code, method).toBe(
+        S.NOT_FOUND,
+      );
     }
     const fin = await unaryError(client, "FinalizeMigration", { id: m.id });
     expect(fin.code).toBe(S.FAILED_PRECONDITION);
@@ -202,7 +269,9 @@ describe("MigrationService over a real socket, with its own PostgreSQL store", (
   });
 
   it("refuses PROVIDER_AWS while it is not configured, saying so", async () => {
-    const err = await unaryError(client, "CreateMigration", { spec: { ...spec("aws-src", "aws-tgt"), provider: "PROVIDER_AWS" } });
+    const err = await unaryError(client, "CreateMigration", {
+      spec: { ...spec("aws-src", "aws-tgt"), provider: "PROVIDER_AWS" },
+    });
     expect(err.code).toBe(S.FAILED_PRECONDITION);
     expect(err.details).toMatch(/PROVIDER_AWS is not configured/);
   });
@@ -210,7 +279,9 @@ describe("MigrationService over a real socket, with its own PostgreSQL store", (
   it("gets and lists, filtered by phase and database, page by page without gaps or repeats", async () => {
     const ids: string[] = [];
     for (let i = 0; i < 5; i++) {
-      const r = await unary(client, "CreateMigration", { spec: { ...spec(`list-src-${i}`, `list-tgt-${i}`), database_name: "orders-db" } });
+      const r = await unary(client, "CreateMigration", {
+        spec: { ...spec(`list-src-${i}`, `list-tgt-${i}`), database_name: "orders-db" },
+      });
       ids.push(r.migration.id);
     }
     const got = await unary(client, "GetMigration", { id: ids[2] });
@@ -219,7 +290,12 @@ describe("MigrationService over a real socket, with its own PostgreSQL store", (
     let token = "";
     let pages = 0;
     do {
-      const page = await unary(client, "ListMigrations", { database_name: "orders-db", page_size: 2, page_token: token, phases: ["PHASE_PENDING"] });
+      const page = await unary(client, "ListMigrations", {
+        database_name: "orders-db",
+        page_size: 2,
+        page_token: token,
+        phases: ["PHASE_PENDING"],
+      });
       seen.push(...page.migrations.map((m: any) => m.id));
       token = page.next_page_token;
       pages++;
@@ -342,14 +418,25 @@ describe("MigrationService over a real socket, with its own PostgreSQL store", (
       r.close();
       const names = answers[0].list_services_response.service.map((s: any) => s.name);
       expect(names).toEqual(
-        expect.arrayContaining(["migration.v1.MigrationService", "migration.v1.CdcService", "grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection"]),
+        expect.arrayContaining([
+          "migration.v1.MigrationService",
+          "migration.v1.CdcService",
+          "grpc.health.v1.Health",
+          "grpc.reflection.v1.ServerReflection",
+        ]),
       );
       const { FileDescriptorProto } = await import("./helpers/descriptor.js");
-      const files: any[] = answers[1].file_descriptor_response.file_descriptor_proto.map((b: Buffer) => FileDescriptorProto.decode(b));
+      const files: any[] = answers[1].file_descriptor_response.file_descriptor_proto.map((b: Buffer) =>
+        FileDescriptorProto.decode(b),
+      );
       expect(files[0].name).toBe("migration/v1/migration.proto");
       expect(files[0].service[0].method.map((m: any) => m.name)).toContain("WatchMigration");
-      expect(files.map((f: any) => f.name)).toEqual(expect.arrayContaining(["google/protobuf/timestamp.proto", "google/protobuf/duration.proto"]));
-      expect((FileDescriptorProto.decode(answers[2].file_descriptor_response.file_descriptor_proto[0]) as any).name).toBe("google/protobuf/duration.proto");
+      expect(files.map((f: any) => f.name)).toEqual(
+        expect.arrayContaining(["google/protobuf/timestamp.proto", "google/protobuf/duration.proto"]),
+      );
+      expect(
+        (FileDescriptorProto.decode(answers[2].file_descriptor_response.file_descriptor_proto[0]) as any).name,
+      ).toBe("google/protobuf/duration.proto");
       expect(answers[3].error_response.error_code).toBe(S.NOT_FOUND);
     });
   }

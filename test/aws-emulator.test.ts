@@ -19,7 +19,14 @@ const SPEC: ReplicaSpec = {
 };
 
 async function canWrite(port: number, app: AppCredentials): Promise<string> {
-  const c = new pg.Client({ host: "127.0.0.1", port, user: app.user, password: app.password, database: app.database, connectionTimeoutMillis: 2000 });
+  const c = new pg.Client({
+    host: "127.0.0.1",
+    port,
+    user: app.user,
+    password: app.password,
+    database: app.database,
+    connectionTimeoutMillis: 2000,
+  });
   c.on("error", () => {});
   try {
     await c.connect();
@@ -65,9 +72,15 @@ describe("RdsControl through the real AWS SDK against the local RDS endpoint (re
   it("the SDK's own retry strategy rides out throttling, and its deserializer reads the emulator's answers", async () => {
     const out = await rds.send(new DescribeDBInstancesCommand({ DBInstanceIdentifier: "billing" }));
     expect(out.$metadata.attempts).toBe(3);
-    expect(out.DBInstances?.[0]).toMatchObject({ DBInstanceIdentifier: "billing", Engine: "postgres", DBInstanceStatus: "available" });
+    expect(out.DBInstances?.[0]).toMatchObject({
+      DBInstanceIdentifier: "billing",
+      Engine: "postgres",
+      DBInstanceStatus: "available",
+    });
     expect(out.DBInstances?.[0]?.VpcSecurityGroups?.[0]?.VpcSecurityGroupId).toBe("sg-app");
-    await expect(rds.send(new DescribeDBInstancesCommand({ DBInstanceIdentifier: "nope" }))).rejects.toMatchObject({ name: "DBInstanceNotFoundFault" });
+    await expect(rds.send(new DescribeDBInstancesCommand({ DBInstanceIdentifier: "nope" }))).rejects.toMatchObject({
+      name: "DBInstanceNotFoundFault",
+    });
   });
 
   it("creates a real streaming replica, tagged; a second call creates nothing", async () => {
@@ -95,8 +108,12 @@ describe("RdsControl through the real AWS SDK against the local RDS endpoint (re
     expect(c.ReplicationSourceIdentifier).toBeUndefined();
     expect(await canWrite(c.Port!, app)).toBe("written");
     expect(await control.deleteReplica("billing-aurora", "billing-aurora-1", "another-migration")).toBe("not-ours");
-    expect(await control.retire("billing", "stop", "pgshift-final-m1")).toContain("stopped after its final snapshot pgshift-final-m1");
-    await expect.poll(async () => (await control.instance("billing"))?.DBInstanceStatus, { timeout: 30_000 }).toBe("stopped");
+    expect(await control.retire("billing", "stop", "pgshift-final-m1")).toContain(
+      "stopped after its final snapshot pgshift-final-m1",
+    );
+    await expect
+      .poll(async () => (await control.instance("billing"))?.DBInstanceStatus, { timeout: 30_000 })
+      .toBe("stopped");
     expect(await local.cluster({ id: "billing" }).isRunning()).toBe(false);
     expect(emulator.snapshots.get("pgshift-final-m1")).toMatchObject({ instance: "billing" });
     // Retried (a finalize resumed after a crash): nothing more is asked of AWS.
@@ -106,7 +123,9 @@ describe("RdsControl through the real AWS SDK against the local RDS endpoint (re
     await emulator.startInstance("billing");
     expect(await local.cluster({ id: "billing" }).isRunning()).toBe(true);
     expect(await control.keepStopped("billing")).toMatch(/billing was available again .*stopped again/);
-    await expect.poll(async () => (await control.instance("billing"))?.DBInstanceStatus, { timeout: 30_000 }).toBe("stopped");
+    await expect
+      .poll(async () => (await control.instance("billing"))?.DBInstanceStatus, { timeout: 30_000 })
+      .toBe("stopped");
     expect(await local.cluster({ id: "billing" }).isRunning()).toBe(false);
   }, 180_000);
 
@@ -123,6 +142,8 @@ describe("RdsControl through the real AWS SDK against the local RDS endpoint (re
       ids.push(...(page.DBInstances ?? []).map((i) => i.DBInstanceIdentifier!));
     expect(ids.length).toBeGreaterThan(0);
     expect(new Set(ids).size).toBe(ids.length);
-    await expect(rds.send(new DescribeDBInstancesCommand({ MaxRecords: 5 }))).rejects.toMatchObject({ name: "InvalidParameterValue" });
+    await expect(rds.send(new DescribeDBInstancesCommand({ MaxRecords: 5 }))).rejects.toMatchObject({
+      name: "InvalidParameterValue",
+    });
   });
 });

@@ -39,7 +39,14 @@ describe("a whole migration on PROVIDER_AWS, through @aws-sdk/client-rds, agains
     // The instances present a certificate, as RDS's do, and the service checks it (verify-full) against the CA.
     const pki = await makeDevPki(join(tmp.dir, "tls"), { serverNames: ["127.0.0.1"], clients: [], days: 1 });
     const tls = { cert: readFileSync(pki.server.cert, "utf8"), key: readFileSync(pki.server.key, "utf8") };
-    emulator = new RdsEmulator(account, { credentials: EMULATOR_KEY, policy: shippedIamPolicy(), denyAllGroup: "sg-deny", stepMs: 100, throttleFirst: 1, tls });
+    emulator = new RdsEmulator(account, {
+      credentials: EMULATOR_KEY,
+      policy: shippedIamPolicy(),
+      denyAllGroup: "sg-deny",
+      stepMs: 100,
+      throttleFirst: 1,
+      tls,
+    });
     const endpoint = await emulator.listen();
     emulatorEndpoint = endpoint;
     // As on AWS, the engine's default cluster parameter group leaves logical decoding off.
@@ -72,14 +79,33 @@ describe("a whole migration on PROVIDER_AWS, through @aws-sdk/client-rds, agains
   }, 60_000);
 
   /** An RDS instance NAME with rows, an automatic migration of NAME-db to NAME-aurora, and the application writing through a sidecar. */
-  async function migrateUnderLoad(c: AnyClient, service: ServiceProcess, name: string, extra: Record<string, unknown> = {}, kmsKeyId?: string) {
+  async function migrateUnderLoad(
+    c: AnyClient,
+    service: ServiceProcess,
+    name: string,
+    extra: Record<string, unknown> = {},
+    kmsKeyId?: string,
+  ) {
     const { app } = await createSampleSource(account, name, { rows: 1000 });
     await emulator.addInstance(name, { database: `${name}-db`, kmsKeyId });
-    const proxy = new XdsTcpProxy({ xds: `127.0.0.1:${service.xdsPort}`, nodeId: `${name}-sidecar`, listenPort: () => 0 });
+    const proxy = new XdsTcpProxy({
+      xds: `127.0.0.1:${service.xdsPort}`,
+      nodeId: `${name}-sidecar`,
+      listenPort: () => 0,
+    });
     await proxy.start();
-    const spec = localSpec(`${name}-db`, name, `${name}-aurora`, { provider: "PROVIDER_AWS", cutover_mode: "CUTOVER_MODE_AUTOMATIC", ...extra });
+    const spec = localSpec(`${name}-db`, name, `${name}-aurora`, {
+      provider: "PROVIDER_AWS",
+      cutover_mode: "CUTOVER_MODE_AUTOMATIC",
+      ...extra,
+    });
     const m = (await unary(c, "CreateMigration", { spec })).migration;
-    const load = new WriteLoad({ host: "127.0.0.1", port: await proxy.waitForListener(`${name}-db`), ...app, ratePerSec: 50 });
+    const load = new WriteLoad({
+      host: "127.0.0.1",
+      port: await proxy.waitForListener(`${name}-db`),
+      ...app,
+      ratePerSec: 50,
+    });
     load.start();
     return { app, m, load, proxy };
   }
@@ -94,13 +120,30 @@ describe("a whole migration on PROVIDER_AWS, through @aws-sdk/client-rds, agains
 
   it("RDS instance to Aurora cluster under a live write load, network fence: COMPLETED, every committed row on the target; rolled back, every row on the source", async () => {
     // The spec chooses the network fence; the service's default is the roles fence.
-    const { app, m, load, proxy } = await migrateUnderLoad(client, svc, "billing", { fence_mode: "FENCE_MODE_NETWORK" });
-    const { phase, events } = await waitForPhase(client, m.id, ["PHASE_COMPLETED", "PHASE_FAILED", "PHASE_ROLLED_BACK"], 180_000);
+    const { app, m, load, proxy } = await migrateUnderLoad(client, svc, "billing", {
+      fence_mode: "FENCE_MODE_NETWORK",
+    });
+    const { phase, events } = await waitForPhase(
+      client,
+      m.id,
+      ["PHASE_COMPLETED", "PHASE_FAILED", "PHASE_ROLLED_BACK"],
+      180_000,
+    );
     expect(phase, events.map((e) => e.message).join(" | ")).toBe("PHASE_COMPLETED");
     const got = await getMigration(client, m.id);
-    console.log("aws-migration:", JSON.stringify({ window: got.cutover?.window, calls: [...new Set(emulator.calls)], committed: load.committed.length }));
+    console.log(
+      "aws-migration:",
+      JSON.stringify({
+        window: got.cutover?.window,
+        calls: [...new Set(emulator.calls)],
+        committed: load.committed.length,
+      }),
+    );
     // Every id the application saw committed is on the promoted Aurora cluster (a local standby behind the emulator).
-    const ids = async (id: string) => new Set((await account.cluster({ id }).query<{ id: string }>("select id::text from items", [], "app")).map((r) => r.id));
+    const ids = async (id: string) =>
+      new Set(
+        (await account.cluster({ id }).query<{ id: string }>("select id::text from items", [], "app")).map((r) => r.id),
+      );
     // The load goes on: what it had committed before the read must be there.
     const committed = [...load.committed];
     const onTarget = await ids("billing-aurora");
@@ -133,7 +176,9 @@ describe("a whole migration on PROVIDER_AWS, through @aws-sdk/client-rds, agains
     // Reverse replication, the source's own connection to the target, is encrypted too.
     const walsenders = await account
       .cluster({ id: "billing-aurora" })
-      .query<{ ssl: boolean }>("select s.ssl from pg_stat_ssl s join pg_stat_activity a using (pid) where a.backend_type = 'walsender'");
+      .query<{ ssl: boolean }>(
+        "select s.ssl from pg_stat_ssl s join pg_stat_activity a using (pid) where a.backend_type = 'walsender'",
+      );
     expect(walsenders.length).toBeGreaterThan(0);
     expect(walsenders.every((w) => w.ssl)).toBe(true);
 
@@ -148,11 +193,15 @@ describe("a whole migration on PROVIDER_AWS, through @aws-sdk/client-rds, agains
     expect(load.committed.filter((id) => !onSource.has(id.toString()))).toEqual([]);
     expect(await account.isFenced({ id: "billing" })).toBe(false);
     const login = (
-      await account.cluster({ id: "billing-aurora" }).query<{ l: boolean }>("select rolcanlogin as l from pg_roles where rolname = $1", [app.user])
+      await account
+        .cluster({ id: "billing-aurora" })
+        .query<{ l: boolean }>("select rolcanlogin as l from pg_roles where rolname = $1", [app.user])
     )[0]!.l;
     expect(login).toBe(false);
     const tags = async (id: string) =>
-      (await rdsFor(emulatorEndpoint).send(new DescribeDBInstancesCommand({ DBInstanceIdentifier: id }))).DBInstances![0]!.TagList!.map((t) => t.Key);
+      (
+        await rdsFor(emulatorEndpoint).send(new DescribeDBInstancesCommand({ DBInstanceIdentifier: id }))
+      ).DBInstances![0]!.TagList!.map((t) => t.Key);
     expect(await tags("billing")).not.toContain("pgshift:pre-fence-security-groups");
     expect(emulator.calls).toContain("RemoveTagsFromResource");
   }, 300_000);
@@ -163,7 +212,11 @@ describe("a whole migration on PROVIDER_AWS, through @aws-sdk/client-rds, agains
     expect(done.phase, done.events.map((e) => e.message).join(" | ")).toBe("PHASE_COMPLETED");
     // The roles the fence took LOGIN from log in on the promoted cluster.
     const login = async (id: string) =>
-      (await account.cluster({ id }).query<{ l: boolean }>("select rolcanlogin as l from pg_roles where rolname = $1", [app.user]))[0]!.l;
+      (
+        await account
+          .cluster({ id })
+          .query<{ l: boolean }>("select rolcanlogin as l from pg_roles where rolname = $1", [app.user])
+      )[0]!.l;
     expect(await login("orders-aurora")).toBe(true);
     const reboots = emulator.calls.filter((a) => a === "RebootDBInstance").length;
     await unary(client, "RollbackMigration", { id: m.id, reason: "drill on AWS" });
@@ -171,7 +224,11 @@ describe("a whole migration on PROVIDER_AWS, through @aws-sdk/client-rds, agains
     await load.stop();
     await proxy.stop();
     expect(back.phase, back.events.map((e) => e.message).join(" | ")).toBe("PHASE_ROLLED_BACK");
-    const ids = new Set((await account.cluster({ id: "orders" }).query<{ id: string }>("select id::text from items", [], "app")).map((r) => r.id));
+    const ids = new Set(
+      (await account.cluster({ id: "orders" }).query<{ id: string }>("select id::text from items", [], "app")).map(
+        (r) => r.id,
+      ),
+    );
     expect(load.committed.length).toBeGreaterThan(50);
     expect(load.committed.filter((id) => !ids.has(id.toString()))).toEqual([]);
     expect(await login("orders")).toBe(true);
@@ -189,21 +246,32 @@ describe("a whole migration on PROVIDER_AWS, through @aws-sdk/client-rds, agains
     await unary(client, "FinalizeMigration", { id: m.id, reason: "drill" });
     const fin = await waitForPhase(client, m.id, ["PHASE_FINALIZED", "PHASE_FAILED"], 60_000);
     expect(fin.phase).toBe("PHASE_FINALIZED");
-    expect(fin.events.find((e) => e.transition?.to === "PHASE_FINALIZED").message).toContain(`archive stopped after its final snapshot pgshift-final-${m.id}`);
+    expect(fin.events.find((e) => e.transition?.to === "PHASE_FINALIZED").message).toContain(
+      `archive stopped after its final snapshot pgshift-final-${m.id}`,
+    );
     expect(emulator.snapshots.get(`pgshift-final-${m.id}`)).toMatchObject({ instance: "archive" });
     const status = async () =>
-      (await rdsFor(emulatorEndpoint).send(new DescribeDBInstancesCommand({ DBInstanceIdentifier: "archive" }))).DBInstances![0]!.DBInstanceStatus;
+      (await rdsFor(emulatorEndpoint).send(new DescribeDBInstancesCommand({ DBInstanceIdentifier: "archive" })))
+        .DBInstances![0]!.DBInstanceStatus;
     await expect.poll(status, { timeout: 30_000 }).toBe("stopped");
     // Day 8: AWS starts it. The service stops it again and says so on the migration.
     await emulator.startInstance("archive");
     await expect.poll(status, { timeout: 30_000, interval: 200 }).toBe("stopped");
     expect(await account.cluster({ id: "archive" }).isRunning()).toBe(false);
     const again = (await eventsSoFar(client, m.id)).find((e) => e.check?.name === "retirement.source");
-    expect(again?.check).toMatchObject({ status: "CHECK_STATUS_WARN", measured: expect.stringContaining("archive was available again") });
+    expect(again?.check).toMatchObject({
+      status: "CHECK_STATUS_WARN",
+      measured: expect.stringContaining("archive was available again"),
+    });
   }, 300_000);
 
   it("AWS refusing the promotion (AccessDenied) leads where a failed promotion leads locally: rolled back, the error named, every committed row on the source", async () => {
-    emulator.refuse("PromoteReadReplicaDBCluster", "AccessDenied", 403, "User is not authorized to perform: rds:PromoteReadReplicaDBCluster");
+    emulator.refuse(
+      "PromoteReadReplicaDBCluster",
+      "AccessDenied",
+      403,
+      "User is not authorized to perform: rds:PromoteReadReplicaDBCluster",
+    );
     const promotions = () => emulator.calls.filter((a) => a === "PromoteReadReplicaDBCluster").length;
     const before = promotions();
     try {
@@ -221,7 +289,11 @@ describe("a whole migration on PROVIDER_AWS, through @aws-sdk/client-rds, agains
       expect(emulator.calls).toContain("DeleteDBCluster");
       // The source serves again, unfenced, with every write the application saw committed.
       expect(await account.isFenced({ id: "payroll" })).toBe(false);
-      const ids = new Set((await account.cluster({ id: "payroll" }).query<{ id: string }>("select id::text from items", [], "app")).map((r) => r.id));
+      const ids = new Set(
+        (await account.cluster({ id: "payroll" }).query<{ id: string }>("select id::text from items", [], "app")).map(
+          (r) => r.id,
+        ),
+      );
       expect(load.committed.length).toBeGreaterThan(50);
       expect(load.committed.filter((id) => !ids.has(id.toString()))).toEqual([]);
     } finally {
@@ -233,20 +305,33 @@ describe("a whole migration on PROVIDER_AWS, through @aws-sdk/client-rds, agains
     await createSampleSource(account, "ledger", { rows: 10 });
     await emulator.addInstance("ledger", { parameters: { work_mem: "64MB" }, database: "ledger-db" });
     const major = (await account.describe({ id: "ledger" })).major;
-    const spec = (group: string) => localSpec("ledger-db", "ledger", "ledger-aurora", { provider: "PROVIDER_AWS", aws: { cluster_parameter_group: group } });
+    const spec = (group: string) =>
+      localSpec("ledger-db", "ledger", "ledger-aurora", {
+        provider: "PROVIDER_AWS",
+        aws: { cluster_parameter_group: group },
+      });
     const verdicts = async (group: string) =>
-      Object.fromEntries(((await unary(client, "RunPreflight", { spec: spec(group) })).checks as any[]).map((c) => [c.name, c]));
+      Object.fromEntries(
+        ((await unary(client, "RunPreflight", { spec: spec(group) })).checks as any[]).map((c) => [c.name, c]),
+      );
     // The engine's default group, as AWS ships it: rds.logical_replication = 0.
     const dflt = await verdicts(`default.aurora-postgresql${major}`);
     expect(dflt["aws.logical_replication"]).toMatchObject({
       status: "CHECK_STATUS_FAIL",
       measured: `rds.logical_replication = 0 in default.aurora-postgresql${major}`,
     });
-    expect(dflt["aws.logical_replication"].remedy).toMatch(/rds\.logical_replication = 1.*spec\.aws\.cluster_parameter_group/);
+    expect(dflt["aws.logical_replication"].remedy).toMatch(
+      /rds\.logical_replication = 1.*spec\.aws\.cluster_parameter_group/,
+    );
     expect(dflt["aws.engine_version"].status).toBe("CHECK_STATUS_PASS");
     // What an operator set on the source's own group and the target's group does not carry.
-    expect(dflt["aws.parameter_groups"]).toMatchObject({ status: "CHECK_STATUS_WARN", measured: "work_mem: 64MB -> engine default" });
-    expect((await verdicts("no-such-group"))["aws.logical_replication"].measured).toBe("DB cluster parameter group no-such-group does not exist");
+    expect(dflt["aws.parameter_groups"]).toMatchObject({
+      status: "CHECK_STATUS_WARN",
+      measured: "work_mem: 64MB -> engine default",
+    });
+    expect((await verdicts("no-such-group"))["aws.logical_replication"].measured).toBe(
+      "DB cluster parameter group no-such-group does not exist",
+    );
     expect((await verdicts("pgshift-logical"))["aws.logical_replication"].status).toBe("CHECK_STATUS_PASS");
     // Started anyway, the migration fails in PREFLIGHT and AWS is asked to create nothing.
     const creates = emulator.calls.filter((a) => a.startsWith("Create")).length;
@@ -283,9 +368,15 @@ describe("a whole migration on PROVIDER_AWS, through @aws-sdk/client-rds, agains
     // Resources are named, not "*", wherever RDS allows it, and changes carry the tags the policy's conditions read.
     const on = (a: string) => judged.filter((j) => j.request.action === a);
     expect(
-      on("rds:StopDBInstance").every((j) => /^arn:aws:rds:eu-west-1:\d+:db:/.test(j.request.resource) && j.request.context["aws:ResourceTag/pgshift:database"]),
+      on("rds:StopDBInstance").every(
+        (j) =>
+          /^arn:aws:rds:eu-west-1:\d+:db:/.test(j.request.resource) &&
+          j.request.context["aws:ResourceTag/pgshift:database"],
+      ),
     ).toBe(true);
-    expect(on("rds:DeleteDBCluster").every((j) => j.request.context["aws:ResourceTag/pgshift:migration-id"])).toBe(true);
+    expect(on("rds:DeleteDBCluster").every((j) => j.request.context["aws:ResourceTag/pgshift:migration-id"])).toBe(
+      true,
+    );
     expect(on("kms:CreateGrant")[0]!.request.context["kms:ViaService"]).toBe("rds.eu-west-1.amazonaws.com");
 
     // An instance the platform did not tag: the very calls a cutover and a finalize make are refused by the policy.
@@ -294,14 +385,23 @@ describe("a whole migration on PROVIDER_AWS, through @aws-sdk/client-rds, agains
     const rds = rdsFor(emulatorEndpoint);
     try {
       for (const cmd of [
-        new ModifyDBInstanceCommand({ DBInstanceIdentifier: "stranger", VpcSecurityGroupIds: ["sg-deny"], ApplyImmediately: true }),
+        new ModifyDBInstanceCommand({
+          DBInstanceIdentifier: "stranger",
+          VpcSecurityGroupIds: ["sg-deny"],
+          ApplyImmediately: true,
+        }),
         new RebootDBInstanceCommand({ DBInstanceIdentifier: "stranger" }),
         new StopDBInstanceCommand({ DBInstanceIdentifier: "stranger" }),
-        new AddTagsToResourceCommand({ ResourceName: "arn:aws:rds:eu-west-1:123456789012:db:stranger", Tags: [{ Key: "pgshift:fenced-roles", Value: "app" }] }),
+        new AddTagsToResourceCommand({
+          ResourceName: "arn:aws:rds:eu-west-1:123456789012:db:stranger",
+          Tags: [{ Key: "pgshift:fenced-roles", Value: "app" }],
+        }),
       ]) {
         const e = await rds.send(cmd as never).catch((err: { name: string; message: string }) => err);
         expect(e, cmd.constructor.name).toMatchObject({ name: "AccessDenied" });
-        expect((e as { message: string }).message).toContain("arn:aws:rds:eu-west-1:123456789012:db:stranger because no identity-based policy allows");
+        expect((e as { message: string }).message).toContain(
+          "arn:aws:rds:eu-west-1:123456789012:db:stranger because no identity-based policy allows",
+        );
       }
       // Nor may pgshift tag a source with anything but what its fence records.
       const retag = await rds
@@ -338,16 +438,26 @@ describe("a whole migration on PROVIDER_AWS, through @aws-sdk/client-rds, agains
       maxAttempts: 1,
     });
     try {
-      await expect(wrong.send(new DescribeDBInstancesCommand({}))).rejects.toMatchObject({ name: "SignatureDoesNotMatch", $metadata: { httpStatusCode: 403 } });
-      await expect(stranger.send(new DescribeDBInstancesCommand({}))).rejects.toMatchObject({ name: "InvalidClientTokenId" });
+      await expect(wrong.send(new DescribeDBInstancesCommand({}))).rejects.toMatchObject({
+        name: "SignatureDoesNotMatch",
+        $metadata: { httpStatusCode: 403 },
+      });
+      await expect(stranger.send(new DescribeDBInstancesCommand({}))).rejects.toMatchObject({
+        name: "InvalidClientTokenId",
+      });
       await expect(
-        sm.send(new GetSecretValueCommand({ SecretId: "arn:aws:secretsmanager:eu-west-1:123456789012:secret:rds!db-ledger" })),
+        sm.send(
+          new GetSecretValueCommand({ SecretId: "arn:aws:secretsmanager:eu-west-1:123456789012:secret:rds!db-ledger" }),
+        ),
       ).rejects.toMatchObject({
         name: "InvalidSignatureException",
       });
       // The right key still works.
       const ok = rdsFor(emulatorEndpoint);
-      expect((await ok.send(new DescribeDBInstancesCommand({ DBInstanceIdentifier: "ledger" }))).DBInstances?.[0]?.DBInstanceIdentifier).toBe("ledger");
+      expect(
+        (await ok.send(new DescribeDBInstancesCommand({ DBInstanceIdentifier: "ledger" }))).DBInstances?.[0]
+          ?.DBInstanceIdentifier,
+      ).toBe("ledger");
       ok.destroy();
     } finally {
       wrong.destroy();

@@ -50,7 +50,9 @@ async function readSlot(
   const code = await new Promise<number | null>((r) => proc.once("exit", r));
   expect(code, err).toBe(0);
   if (!existsSync(file)) return [];
-  return [...readFileSync(file, "utf8").matchAll(/table public\.items: INSERT: id\[bigint\]:(\d+)/g)].map((m) => Number(m[1]));
+  return [...readFileSync(file, "utf8").matchAll(/table public\.items: INSERT: id\[bigint\]:(\d+)/g)].map((m) =>
+    Number(m[1]),
+  );
 }
 
 /**
@@ -93,7 +95,12 @@ describe("CDC restore on a target whose WAL positions do not continue the source
       source: { id: "rds" },
       target: { id: "aurora" },
       spec: normalizeSpec(
-        create(MigrationSpecSchema, { databaseName: "billing-db", provider: ProviderKind.LOCAL, source: { id: "rds" }, target: { id: "aurora" } }),
+        create(MigrationSpecSchema, {
+          databaseName: "billing-db",
+          provider: ProviderKind.LOCAL,
+          source: { id: "rds" },
+          target: { id: "aurora" },
+        }),
       ),
       state,
       note: async (m) => void notes.push(m),
@@ -109,7 +116,15 @@ describe("CDC restore on a target whose WAL positions do not continue the source
     // The application writes on the promoted target: five rows, then (after its WAL passed the source's old final
     // position, as it will in time) one more.
     const id = async () =>
-      Number((await target.query<{ id: string }>("insert into items (payload) values ('after cutover') returning id::text as id", [], "app"))[0]!.id);
+      Number(
+        (
+          await target.query<{ id: string }>(
+            "insert into items (payload) values ('after cutover') returning id::text as id",
+            [],
+            "app",
+          )
+        )[0]!.id,
+      );
     const early: number[] = [];
     for (let i = 0; i < 5; i++) early.push(await id());
     await skipWalTo(local, { id: "aurora" }, finalLsn);

@@ -26,7 +26,9 @@ describe("CDC with pg_recvlogical through the proxy: nothing lost or duplicated,
     let consumer: RecvLogical | undefined;
     const m = (
       await unary(f.client, "CreateMigration", {
-        spec: localSpec(`${name}-db`, `${name}-src`, `${name}-tgt`, { cutover_mode: opts.manual ? "CUTOVER_MODE_MANUAL" : "CUTOVER_MODE_AUTOMATIC" }),
+        spec: localSpec(`${name}-db`, `${name}-src`, `${name}-tgt`, {
+          cutover_mode: opts.manual ? "CUTOVER_MODE_MANUAL" : "CUTOVER_MODE_AUTOMATIC",
+        }),
       })
     ).migration;
     const port = await f.proxy.waitForListener(`${name}-db`);
@@ -34,7 +36,14 @@ describe("CDC with pg_recvlogical through the proxy: nothing lost or duplicated,
       const password = randomBytes(9).toString("hex");
       await cluster.query(`create role cdc login replication password '${password}'`);
       await cluster.query("select pg_create_logical_replication_slot('items_recv', 'test_decoding')", [], "app");
-      consumer = new RecvLogical({ port, user: "cdc", password, database: "app", slot: "items_recv", file: join(f.dir, `${name}.recv`) });
+      consumer = new RecvLogical({
+        port,
+        user: "cdc",
+        password,
+        database: "app",
+        slot: "items_recv",
+        file: join(f.dir, `${name}.recv`),
+      });
       consumer.start();
       f.owned.push(consumer);
     }
@@ -45,7 +54,11 @@ describe("CDC with pg_recvlogical through the proxy: nothing lost or duplicated,
   }
 
   async function expectCompleted(id: string) {
-    const { phase, events } = await waitForPhase(f.client, id, ["PHASE_COMPLETED", "PHASE_FAILED", "PHASE_ROLLED_BACK"]);
+    const { phase, events } = await waitForPhase(f.client, id, [
+      "PHASE_COMPLETED",
+      "PHASE_FAILED",
+      "PHASE_ROLLED_BACK",
+    ]);
     expect(phase, events.map((e) => e.message).join(" | ")).toBe("PHASE_COMPLETED");
   }
 
@@ -71,7 +84,12 @@ describe("CDC with pg_recvlogical through the proxy: nothing lost or duplicated,
     await load.stop();
     await sleep(2500);
     await consumer.stop();
-    const next = new WriteLoad({ host: "127.0.0.1", port, ...(app as { user: string; password: string; database: string }), ratePerSec: 50 });
+    const next = new WriteLoad({
+      host: "127.0.0.1",
+      port,
+      ...(app as { user: string; password: string; database: string }),
+      ratePerSec: 50,
+    });
     next.start();
     f.owned.push(next);
     return next;
@@ -80,7 +98,9 @@ describe("CDC with pg_recvlogical through the proxy: nothing lost or duplicated,
   /** Waits for the consumer to stream the newest row of `holder`, then compares stream and table. */
   async function expectStreamMatches(consumer: RecvLogical, holder: string, label: string) {
     const rows = (
-      await f.provider.cluster({ id: holder }).query<{ id: string }>("select id::text from items where items.id > $1 order by items.id", [ROWS], "app")
+      await f.provider
+        .cluster({ id: holder })
+        .query<{ id: string }>("select id::text from items where items.id > $1 order by items.id", [ROWS], "app")
     ).map((r) => Number(r.id));
     expect(rows.length).toBeGreaterThan(100);
     const newest = rows[rows.length - 1]!;
@@ -89,7 +109,9 @@ describe("CDC with pg_recvlogical through the proxy: nothing lost or duplicated,
     const seen = new Set(streamed);
     const lost = rows.filter((id) => !seen.has(id)).length;
     const duplicated = streamed.length - seen.size;
-    console.log(`[recvlogical] ${label}: ${rows.length} rows, ${streamed.length} streamed, lost ${lost}, duplicated ${duplicated}`);
+    console.log(
+      `[recvlogical] ${label}: ${rows.length} rows, ${streamed.length} streamed, lost ${lost}, duplicated ${duplicated}`,
+    );
     const at = rows.findIndex((id, i) => streamed[i] !== id);
     if (at >= 0 || lost > 0) {
       const from = Math.max(0, at - 3);
@@ -118,7 +140,9 @@ describe("CDC with pg_recvlogical through the proxy: nothing lost or duplicated,
     const { m, consumer, load } = await start("asleep", { consumer: true });
     await expectCompleted(m.id);
     const gapWith = load.longestGapMs;
-    console.log(`[recvlogical] longest application write gap across cutover: ${gapWithout} ms without a consumer, ${gapWith} ms with pg_recvlogical attached`);
+    console.log(
+      `[recvlogical] longest application write gap across cutover: ${gapWithout} ms without a consumer, ${gapWith} ms with pg_recvlogical attached`,
+    );
     // Waiting for its confirmation (it confirms once a second) would add up to a second; the hand-over adds only its own work.
     expect(gapWith).toBeLessThan(gapWithout + 1000);
 
@@ -145,7 +169,9 @@ describe("CDC with pg_recvlogical through the proxy: nothing lost or duplicated,
     // How much the source had to stream that the consumer had not seen on the target: printed, not asserted. Whether
     // any target write fell between its hand-over and the rollback depends on timing (a loaded machine gave 0);
     // what must hold whatever it is, nothing lost or duplicated, is asserted above.
-    console.log(`[recvlogical] asleep: ${asleep}; to stream from the source after the rollback: ${slot.to_stream_from_source}`);
+    console.log(
+      `[recvlogical] asleep: ${asleep}; to stream from the source after the rollback: ${slot.to_stream_from_source}`,
+    );
   });
 
   it("a rollback after it reconnected to the target: handed back without waiting, nothing lost or twice; cdc.paused measures its real pause", async () => {
@@ -165,7 +191,9 @@ describe("CDC with pg_recvlogical through the proxy: nothing lost or duplicated,
     await sleep(1000); // it reads the target's writes
     load.longestGapMs = 0;
     const rollbackMs = await rollBack(m.id);
-    console.log(`[recvlogical] rollback with the consumer reading the target: ROLLED_BACK in ${rollbackMs} ms, application gap ${load.longestGapMs} ms`);
+    console.log(
+      `[recvlogical] rollback with the consumer reading the target: ROLLED_BACK in ${rollbackMs} ms, application gap ${load.longestGapMs} ms`,
+    );
     expect(load.longestGapMs).toBeLessThan(5_000);
     await sleep(1500);
     await load.stop();
@@ -198,7 +226,9 @@ describe("CDC with pg_recvlogical through the proxy: nothing lost or duplicated,
     load = await stopQuietly(consumer, load, app, port);
     await sleep(1000);
     const rollbackMs = await rollBack(m.id);
-    console.log(`[recvlogical] rollback with the consumer gone: ROLLED_BACK in ${rollbackMs} ms, application gap ${load.longestGapMs} ms`);
+    console.log(
+      `[recvlogical] rollback with the consumer gone: ROLLED_BACK in ${rollbackMs} ms, application gap ${load.longestGapMs} ms`,
+    );
     // Seconds, not the consumer: a rollback that waited for it would never end (it is gone for good).
     // The bound set for this: a gone consumer must not stall a rollback (7.1 s in a fresh-clone CI run on this machine).
     expect(rollbackMs).toBeLessThan(15_000);

@@ -34,14 +34,24 @@ describe("CDC continuity: a real pgoutput consumer sees every committed row exac
   async function setup(
     name: string,
     extra: Record<string, unknown> = {},
-    startConsumer: (cdc: CdcSetup, port: number) => Promise<CdcConsumer | undefined> = async (cdc) => directed(name, cdc),
+    startConsumer: (cdc: CdcSetup, port: number) => Promise<CdcConsumer | undefined> = async (cdc) =>
+      directed(name, cdc),
   ) {
     const { app, cdc } = await createSampleSource(f.provider, `${name}-src`, { rows: 50, cdc: true });
-    const before = Number((await f.provider.cluster({ id: `${name}-src` }).query<{ m: string }>("select max(id)::text as m from items", [], "app"))[0]!.m);
+    const before = Number(
+      (
+        await f.provider
+          .cluster({ id: `${name}-src` })
+          .query<{ m: string }>("select max(id)::text as m from items", [], "app")
+      )[0]!.m,
+    );
     const consumer = await startConsumer(cdc!, f.provider.cluster({ id: `${name}-src` }).port);
     const m = (
       await unary(f.client, "CreateMigration", {
-        spec: localSpec(`${name}-db`, `${name}-src`, `${name}-tgt`, { cutover_mode: "CUTOVER_MODE_AUTOMATIC", ...extra }),
+        spec: localSpec(`${name}-db`, `${name}-src`, `${name}-tgt`, {
+          cutover_mode: "CUTOVER_MODE_AUTOMATIC",
+          ...extra,
+        }),
       })
     ).migration;
     const port = await f.proxy.waitForListener(`${name}-db`);
@@ -57,12 +67,16 @@ describe("CDC continuity: a real pgoutput consumer sees every committed row exac
   /** Waits until the consumer has seen the newest row of `holder`, then compares the stream with the table. */
   async function expectExactlyOnce(consumer: { readonly changes: Change[] }, holder: string, after: number) {
     const rows = (
-      await f.provider.cluster({ id: holder }).query<{ id: string }>("select id::text from items where items.id > $1 order by items.id", [after], "app")
+      await f.provider
+        .cluster({ id: holder })
+        .query<{ id: string }>("select id::text from items where items.id > $1 order by items.id", [after], "app")
     ).map((r) => Number(r.id));
     expect(rows.length).toBeGreaterThan(100);
     const newest = rows[rows.length - 1];
     for (let i = 0; i < 300 && !consumer.changes.some((c) => Number(c.row.id) === newest); i++) await sleep(100);
-    const streamed = consumer.changes.filter((c) => c.table === "items" && c.op === "insert").map((c) => Number(c.row.id));
+    const streamed = consumer.changes
+      .filter((c) => c.table === "items" && c.op === "insert")
+      .map((c) => Number(c.row.id));
     const seen = new Set(streamed);
     const lost = rows.filter((id) => !seen.has(id));
     const duplicated = streamed.length - seen.size;
@@ -77,7 +91,11 @@ describe("CDC continuity: a real pgoutput consumer sees every committed row exac
   it("across cutover: handed over on the source at the final LSN, resumed on the target; the source slot kept until finalize", async () => {
     const { m, consumer: c, load, before } = await setup("cut");
     const consumer = c!;
-    const { phase, events } = await waitForPhase(f.client, m.id, ["PHASE_COMPLETED", "PHASE_FAILED", "PHASE_ROLLED_BACK"]);
+    const { phase, events } = await waitForPhase(f.client, m.id, [
+      "PHASE_COMPLETED",
+      "PHASE_FAILED",
+      "PHASE_ROLLED_BACK",
+    ]);
     expect(phase, events.map((e) => e.message).join(" | ")).toBe("PHASE_COMPLETED");
     await sleep(1500); // writes on the target, streamed from its slot
     await load.stop();
@@ -94,7 +112,12 @@ describe("CDC continuity: a real pgoutput consumer sees every committed row exac
 
       const got = await getMigration(f.client, m.id);
       const slot = got.cdc_slots.find((s: any) => s.slot_name === "items_cdc");
-      expect(slot).toMatchObject({ plugin: "pgoutput", database: "app", stage: "CDC_SLOT_STAGE_ON_TARGET", publications: ["items_pub"] });
+      expect(slot).toMatchObject({
+        plugin: "pgoutput",
+        database: "app",
+        stage: "CDC_SLOT_STAGE_ON_TARGET",
+        publications: ["items_pub"],
+      });
       expect(slot.target_consistent_lsn).toMatch(/^[0-9A-F]+\/[0-9A-F]+$/);
       expect(slot.consumer).toMatch(/^pgshift-consumer@/);
       // The consumer following the directives is in the inventory while it watches.
@@ -109,9 +132,11 @@ describe("CDC continuity: a real pgoutput consumer sees every committed row exac
       expect(consumer.directives[consumer.directives.length - 1]!.endpoint).toMatchObject({ port: tgt.port });
 
       // The source keeps the slot, unread, for a rollback until finalize; its WAL retention is shown.
-      expect((await f.provider.describe({ id: "cut-src" })).slots.filter((s) => s.type === "logical").map((s) => [s.name, s.active])).toEqual([
-        ["items_cdc", false],
-      ]);
+      expect(
+        (await f.provider.describe({ id: "cut-src" })).slots
+          .filter((s) => s.type === "logical")
+          .map((s) => [s.name, s.active]),
+      ).toEqual([["items_cdc", false]]);
       expect(slot.received_lsn).toMatch(/\//);
       expect(slot.stream_resumed_at).toBeTruthy();
       expect(Number(slot.retained_wal_bytes)).toBeGreaterThan(0);
@@ -128,7 +153,12 @@ describe("CDC continuity: a real pgoutput consumer sees every committed row exac
 
   it("across a rollback after writes on the target: resumed on the source past what it already saw; no orphan slot", async () => {
     // A pause alert threshold below any real pause: the alert must show.
-    const { m, consumer: c, load, before } = await setup("back", { cdc_policy: { pause_alert_after: { nanos: 1_000_000 } } });
+    const {
+      m,
+      consumer: c,
+      load,
+      before,
+    } = await setup("back", { cdc_policy: { pause_alert_after: { nanos: 1_000_000 } } });
     const consumer = c!;
     const done = await waitForPhase(f.client, m.id, ["PHASE_COMPLETED", "PHASE_FAILED", "PHASE_ROLLED_BACK"]);
     expect(done.phase, done.events.map((e) => e.message).join(" | ")).toBe("PHASE_COMPLETED");
@@ -144,16 +174,25 @@ describe("CDC continuity: a real pgoutput consumer sees every committed row exac
       expect(consumer.changes[consumer.changes.length - 1]!.from).toBe(`${src.host}:${src.port}`);
       const got = await getMigration(f.client, m.id);
       expect(got.cdc_slots[0].source_resume_lsn).toMatch(/\//);
-      const alerts = events.filter((e) => e.type === "EVENT_TYPE_CHECK_RESULT" && e.check?.name === "cdc.paused" && e.check.status === "CHECK_STATUS_WARN");
+      const alerts = events.filter(
+        (e) =>
+          e.type === "EVENT_TYPE_CHECK_RESULT" &&
+          e.check?.name === "cdc.paused" &&
+          e.check.status === "CHECK_STATUS_WARN",
+      );
       expect(alerts.length).toBeGreaterThan(0);
       // ...and as a metric Prometheus scrapes.
       const scraped = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
-      const count = new RegExp(`pgshift_cdc_pause_alerts_total\\{[^}]*database_name="back-db"[^}]*\\} (\\d+)`).exec(scraped);
+      const count = new RegExp(`pgshift_cdc_pause_alerts_total\\{[^}]*database_name="back-db"[^}]*\\} (\\d+)`).exec(
+        scraped,
+      );
       expect(Number(count?.[1])).toBeGreaterThanOrEqual(1);
       expect(scraped).toMatch(/target_info\{[^}]*service_name="pgshift"/);
       // The target keeps no slot; the source keeps only the consumer's, read again.
       expect((await f.provider.describe({ id: "back-tgt" })).slots).toEqual([]);
-      expect((await f.provider.describe({ id: "back-src" })).slots.map((s) => [s.name, s.active])).toEqual([["items_cdc", true]]);
+      expect((await f.provider.describe({ id: "back-src" })).slots.map((s) => [s.name, s.active])).toEqual([
+        ["items_cdc", true],
+      ]);
     } finally {
       await consumer.stop();
     }
@@ -161,8 +200,11 @@ describe("CDC continuity: a real pgoutput consumer sees every committed row exac
 
   it("a consumer that ignores the API and reads through the proxy: exactly once across cutover and across rollback", async () => {
     const { app, cdc } = await createSampleSource(f.provider, "plain-src", { rows: 50, cdc: true });
-    const m = (await unary(f.client, "CreateMigration", { spec: localSpec("plain-db", "plain-src", "plain-tgt", { cutover_mode: "CUTOVER_MODE_AUTOMATIC" }) }))
-      .migration;
+    const m = (
+      await unary(f.client, "CreateMigration", {
+        spec: localSpec("plain-db", "plain-src", "plain-tgt", { cutover_mode: "CUTOVER_MODE_AUTOMATIC" }),
+      })
+    ).migration;
     const port = await f.proxy.waitForListener("plain-db");
     // The same listener the application uses: the consumer never learns that the primary changed.
     const consumer = new CdcConsumer({
@@ -204,7 +246,9 @@ describe("CDC continuity: a real pgoutput consumer sees every committed row exac
       const { got, ms: fellBackMs } = await approveExpectingFallback(f.client, m.id);
       expect(got.phase).toBe("PHASE_REPLICATING");
       expect(got.paused).toBe(true);
-      expect(got.last_error.message).toMatch(/no consumer reads logical slot items_cdc and it has \d+ change\(s\) committed before the final LSN/);
+      expect(got.last_error.message).toMatch(
+        /no consumer reads logical slot items_cdc and it has \d+ change\(s\) committed before the final LSN/,
+      );
       expect(await f.provider.isFenced({ id: "down-src" })).toBe(false);
       // Nothing waited on the consumer: well inside any drain timeout.
       console.log(`[cdc] consumer down at the fence: approved -> fallen back and unfenced in ${fellBackMs} ms`);
@@ -216,7 +260,11 @@ describe("CDC continuity: a real pgoutput consumer sees every committed row exac
       // Back, it reads what it missed on the source; resumed, the migration completes with the approval it had.
       const again = directed("down", cdc);
       await unary(f.client, "ResumeMigration", { id: m.id, reason: "consumer back" });
-      const { phase, events } = await waitForPhase(f.client, m.id, ["PHASE_COMPLETED", "PHASE_FAILED", "PHASE_ROLLED_BACK"]);
+      const { phase, events } = await waitForPhase(f.client, m.id, [
+        "PHASE_COMPLETED",
+        "PHASE_FAILED",
+        "PHASE_ROLLED_BACK",
+      ]);
       expect(phase, events.map((e) => e.message).join(" | ")).toBe("PHASE_COMPLETED");
       await sleep(1000);
       await load.stop();
@@ -266,18 +314,31 @@ describe("CDC steps survive SIGKILL: the consumer's stream stays exactly once", 
       consumer.start();
       consumers.push(consumer);
       const m = (
-        await unary(f.client, "CreateMigration", { spec: localSpec(`${name}-db`, `${name}-src`, `${name}-tgt`, { cutover_mode: "CUTOVER_MODE_AUTOMATIC" }) })
+        await unary(f.client, "CreateMigration", {
+          spec: localSpec(`${name}-db`, `${name}-src`, `${name}-tgt`, { cutover_mode: "CUTOVER_MODE_AUTOMATIC" }),
+        })
       ).migration;
-      const load = new WriteLoad({ host: "127.0.0.1", port: await f.proxy.waitForListener(`${name}-db`), ...app, ratePerSec: 50 });
+      const load = new WriteLoad({
+        host: "127.0.0.1",
+        port: await f.proxy.waitForListener(`${name}-db`),
+        ...app,
+        ratePerSec: 50,
+      });
       load.start();
       await waitForPhase(f.client, m.id, [`PHASE_${phase}`, "PHASE_COMPLETED", "PHASE_FAILED"]);
       await f.restart();
-      const { phase: end, events } = await waitForPhase(f.client, m.id, ["PHASE_COMPLETED", "PHASE_FAILED", "PHASE_ROLLED_BACK"]);
+      const { phase: end, events } = await waitForPhase(f.client, m.id, [
+        "PHASE_COMPLETED",
+        "PHASE_FAILED",
+        "PHASE_ROLLED_BACK",
+      ]);
       expect(end, events.map((e) => e.message).join(" | ")).toBe("PHASE_COMPLETED");
       await sleep(1000);
       await load.stop();
       const rows = (
-        await f.provider.cluster({ id: `${name}-tgt` }).query<{ id: string }>("select id::text from items where items.id > 50 order by items.id", [], "app")
+        await f.provider
+          .cluster({ id: `${name}-tgt` })
+          .query<{ id: string }>("select id::text from items where items.id > 50 order by items.id", [], "app")
       ).map((r) => Number(r.id));
       const newest = rows[rows.length - 1];
       for (let i = 0; i < 300 && !consumer.changes.some((ch) => Number(ch.row.id) === newest); i++) await sleep(100);
@@ -285,19 +346,25 @@ describe("CDC steps survive SIGKILL: the consumer's stream stays exactly once", 
       expect(rows.length).toBeGreaterThan(100);
       if (streamed.length !== rows.length) {
         // What the consumer was told and where the slots are, to tell a lost directive from a lost change.
-        const slots = (await f.provider.describe({ id: `${name}-tgt` })).slots.map((s) => `${s.name}:${s.active}:${s.confirmedFlushLsn}`);
+        const slots = (await f.provider.describe({ id: `${name}-tgt` })).slots.map(
+          (s) => `${s.name}:${s.active}:${s.confirmedFlushLsn}`,
+        );
         console.log(
           `[cdc-kill] ${phase}: directives ${JSON.stringify(consumer.directives.map((d) => [d.action, d.endpoint?.port, d.drainToLsn, d.resumeFromLsn]))}; target slots ${slots.join(", ")}; ${JSON.stringify(consumer.debugState())}`,
         );
       }
       expect(streamed).toEqual(rows);
       expect(
-        (await f.provider.describe({ id: `${name}-tgt` })).slots.filter((s) => s.type === "logical" && !s.name.startsWith("pgshift_")).map((s) => s.name),
+        (await f.provider.describe({ id: `${name}-tgt` })).slots
+          .filter((s) => s.type === "logical" && !s.name.startsWith("pgshift_"))
+          .map((s) => s.name),
       ).toEqual([c.slot]);
       // Kept, unread, on the source for a rollback until finalize.
-      expect((await f.provider.describe({ id: `${name}-src` })).slots.filter((s) => s.type === "logical").map((s) => [s.name, s.active])).toEqual([
-        [c.slot, false],
-      ]);
+      expect(
+        (await f.provider.describe({ id: `${name}-src` })).slots
+          .filter((s) => s.type === "logical")
+          .map((s) => [s.name, s.active]),
+      ).toEqual([[c.slot, false]]);
     });
   }
 });

@@ -11,8 +11,11 @@ const ROOT = resolve(import.meta.dirname, "..");
 /** Runs `pgshift ctl …` as an operator would, and returns its exit code and output. */
 function ctl(api: string, args: string[]): Promise<{ code: number; out: string; err: string }> {
   return new Promise((res) => {
-    execFile(process.execPath, ["--import", "tsx", join(ROOT, "src/cli/main.ts"), "ctl", "--api", api, ...args], { cwd: ROOT }, (e, out, err) =>
-      res({ code: e ? ((e as { code?: number }).code ?? 1) : 0, out, err }),
+    execFile(
+      process.execPath,
+      ["--import", "tsx", join(ROOT, "src/cli/main.ts"), "ctl", "--api", api, ...args],
+      { cwd: ROOT },
+      (e, out, err) => res({ code: e ? ((e as { code?: number }).code ?? 1) : 0, out, err }),
     );
   });
 }
@@ -55,24 +58,63 @@ describe("pgshift ctl: operators act on migrations from the command line", () =>
     const made = JSON.parse(fromFile.out);
     expect(made).toMatchObject({
       created: true,
-      migration: { spec: { databaseName: "yaml-db", cutoverMode: "CUTOVER_MODE_AUTOMATIC", lagPolicy: { window: "30s" } } },
+      migration: {
+        spec: { databaseName: "yaml-db", cutoverMode: "CUTOVER_MODE_AUTOMATIC", lagPolicy: { window: "30s" } },
+      },
     });
     // Retried with the same request id: the same migration.
     const again = JSON.parse((await ctl(api, ["create", "--spec", file, "--request-id", "cli-create-1"])).out);
     expect(again.migration.id).toBe(made.migration.id);
     expect(again.created).toBeUndefined();
     // Flags alone, and over a file.
-    const flags = await ctl(api, ["create", "--database", "flag-db", "--source", "flag-src", "--target", "flag-tgt", "--cutover", "manual"]);
+    const flags = await ctl(api, [
+      "create",
+      "--database",
+      "flag-db",
+      "--source",
+      "flag-src",
+      "--target",
+      "flag-tgt",
+      "--cutover",
+      "manual",
+    ]);
     expect(flags.code, flags.err).toBe(0);
-    expect(JSON.parse(flags.out).migration.spec).toMatchObject({ databaseName: "flag-db", source: { id: "flag-src" }, cutoverMode: "CUTOVER_MODE_MANUAL" });
-    const over = await ctl(api, ["create", "--spec", file, "--database", "over-db", "--source", "over-src", "--target", "over-tgt"]);
-    expect(JSON.parse(over.out).migration.spec).toMatchObject({ databaseName: "over-db", cutoverMode: "CUTOVER_MODE_AUTOMATIC" });
+    expect(JSON.parse(flags.out).migration.spec).toMatchObject({
+      databaseName: "flag-db",
+      source: { id: "flag-src" },
+      cutoverMode: "CUTOVER_MODE_MANUAL",
+    });
+    const over = await ctl(api, [
+      "create",
+      "--spec",
+      file,
+      "--database",
+      "over-db",
+      "--source",
+      "over-src",
+      "--target",
+      "over-tgt",
+    ]);
+    expect(JSON.parse(over.out).migration.spec).toMatchObject({
+      databaseName: "over-db",
+      cutoverMode: "CUTOVER_MODE_AUTOMATIC",
+    });
     // A misspelling is refused before anything is sent, naming it; so is a flag value that is not one of its words.
     writeFileSync(file, "database_name: typo-db\ncutover_mode: CUTOVER_MODE_AUTOMATC\n");
     const typo = await ctl(api, ["create", "--spec", file]);
     expect(typo.code).toBe(64);
     expect(typo.err).toMatch(/--spec .*spec\.yaml: .*CUTOVER_MODE_AUTOMATC/);
-    const word = await ctl(api, ["create", "--database", "w-db", "--source", "w-src", "--target", "w-tgt", "--cutover", "soon"]);
+    const word = await ctl(api, [
+      "create",
+      "--database",
+      "w-db",
+      "--source",
+      "w-src",
+      "--target",
+      "w-tgt",
+      "--cutover",
+      "soon",
+    ]);
     expect(word.code).toBe(64);
     expect(word.err).toContain("--cutover soon is not one of manual, automatic");
     // What the service refuses comes back with its code and words.
@@ -104,7 +146,10 @@ describe("pgshift ctl: operators act on migrations from the command line", () =>
       });
       s.on("error", () => res(seen));
     });
-    expect(events.find((e) => e.type === "EVENT_TYPE_OPERATOR_ACTION")).toMatchObject({ actor: "alice", message: "pause: change freeze" });
+    expect(events.find((e) => e.type === "EVENT_TYPE_OPERATOR_ACTION")).toMatchObject({
+      actor: "alice",
+      message: "pause: change freeze",
+    });
     expect(JSON.parse((await ctl(api, ["resume", m.id])).out).migration.paused ?? false).toBe(false);
 
     const missing = await ctl(api, ["get", "no-such-id"]);
@@ -120,11 +165,16 @@ describe("pgshift ctl: operators act on migrations from the command line", () =>
   });
 
   it("ctl watch: a live view on a terminal (run under script(1) for a pseudo-terminal), JSON lines through a pipe", async () => {
-    const m = (await unary(client, "CreateMigration", { spec: localSpec("watch-db", "watch-src", "watch-tgt") })).migration;
+    const m = (await unary(client, "CreateMigration", { spec: localSpec("watch-db", "watch-src", "watch-tgt") }))
+      .migration;
     const bundle = join(ROOT, "dist/pgshift.mjs");
     // script(1) gives the command a terminal and copies what it draws to our pipe.
     const screen = await new Promise<string>((res) => {
-      const child = spawn("script", ["-qec", `${process.execPath} ${bundle} ctl watch ${m.id} --api ${api}`, "/dev/null"], { stdio: ["pipe", "pipe", "pipe"] });
+      const child = spawn(
+        "script",
+        ["-qec", `${process.execPath} ${bundle} ctl watch ${m.id} --api ${api}`, "/dev/null"],
+        { stdio: ["pipe", "pipe", "pipe"] },
+      );
       let out = "";
       child.stdout.on("data", (d: Buffer) => {
         out += d.toString();
@@ -141,7 +191,9 @@ describe("pgshift ctl: operators act on migrations from the command line", () =>
     expect(screen).toMatch(/PENDING\s+\d\d:\d\d:\d\d\.\d{3}\s+[\d.]+ (ms|s)\s+<- now/);
     // Through a pipe: the events as JSON, one per line.
     const piped = await new Promise<string>((res) => {
-      const child = spawn(process.execPath, [bundle, "ctl", "watch", m.id, "--api", api], { stdio: ["ignore", "pipe", "pipe"] });
+      const child = spawn(process.execPath, [bundle, "ctl", "watch", m.id, "--api", api], {
+        stdio: ["ignore", "pipe", "pipe"],
+      });
       let out = "";
       child.stdout.on("data", (d: Buffer) => {
         out += d.toString();

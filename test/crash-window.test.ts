@@ -52,7 +52,10 @@ describe("SIGKILL inside the fenced window, restarted at once", () => {
     const { app, cluster } = await createSampleSource(f.provider, `${name}-src`, { rows: 200 });
     const m = (
       await unary(f.client, "CreateMigration", {
-        spec: localSpec(`${name}-db`, `${name}-src`, `${name}-tgt`, { cutover_mode: "CUTOVER_MODE_AUTOMATIC", lag_policy: { window: { seconds: 1 } } }),
+        spec: localSpec(`${name}-db`, `${name}-src`, `${name}-tgt`, {
+          cutover_mode: "CUTOVER_MODE_AUTOMATIC",
+          lag_policy: { window: { seconds: 1 } },
+        }),
       })
     ).migration;
     const port = await f.proxy.waitForListener(`${name}-db`);
@@ -65,13 +68,17 @@ describe("SIGKILL inside the fenced window, restarted at once", () => {
     load.start();
     await new Promise((r) => setTimeout(r, 300));
     if (rollback) {
-      expect((await waitForPhase(f.client, m.id, ["PHASE_COMPLETED", "PHASE_ROLLED_BACK", "PHASE_FAILED"])).phase).toBe("PHASE_COMPLETED");
+      expect((await waitForPhase(f.client, m.id, ["PHASE_COMPLETED", "PHASE_ROLLED_BACK", "PHASE_FAILED"])).phase).toBe(
+        "PHASE_COMPLETED",
+      );
       await new Promise((r) => setTimeout(r, 1000));
       load.longestGapMs = 0;
       await unary(f.client, "RollbackMigration", { id: m.id, reason: "crash drill" });
     }
     // The watch replays from the start: after a rollback request, COMPLETED is behind us and not an end.
-    const ends = rollback ? ["PHASE_ROLLED_BACK", "PHASE_FAILED"] : ["PHASE_COMPLETED", "PHASE_ROLLED_BACK", "PHASE_FAILED"];
+    const ends = rollback
+      ? ["PHASE_ROLLED_BACK", "PHASE_FAILED"]
+      : ["PHASE_COMPLETED", "PHASE_ROLLED_BACK", "PHASE_FAILED"];
     if (crashAt) {
       await waitForPhase(f.client, m.id, [`PHASE_${crashAt}`, ...ends]);
       const t0 = performance.now();
@@ -140,12 +147,18 @@ describe("SIGKILL inside the fenced window, restarted at once", () => {
 
   for (const phase of ["QUIESCING", "FINAL_SYNC", "PROMOTING", "CDC_RESTORE", "ROUTING"]) {
     it(`killed in ${phase}: the application's longest gap, the new process's start included, stays within 2 s of an uninterrupted cutover's`, async () => {
-      judge(`killed in ${phase}`, await run(phase.toLowerCase().replace(/_/g, "-"), phase), gaps["cutover, uninterrupted"]!);
+      judge(
+        `killed in ${phase}`,
+        await run(phase.toLowerCase().replace(/_/g, "-"), phase),
+        gaps["cutover, uninterrupted"]!,
+      );
     });
   }
 
   it("killed in ROLLING_BACK: the application's longest gap, the new process's start included, stays within 2 s of an uninterrupted rollback's", async () => {
     judge("killed in ROLLING_BACK", await run("rolling-back", "ROLLING_BACK", true), gaps["rollback, uninterrupted"]!);
-    console.log(`longest write gaps (ms): ${JSON.stringify(Object.fromEntries(Object.entries(gaps).map(([k, v]) => [k, Math.round(v)])))}`);
+    console.log(
+      `longest write gaps (ms): ${JSON.stringify(Object.fromEntries(Object.entries(gaps).map(([k, v]) => [k, Math.round(v)])))}`,
+    );
   });
 });

@@ -10,7 +10,11 @@ function demo(args: string[], onLine?: (out: string) => void): Promise<{ code: n
   return new Promise((res) => {
     // One-second baseline samples, as the other tests' services take (the same verdicts, each compares a second of commits).
     const env = { ...process.env, PGSHIFT_BASELINE_SAMPLE_MS: "1000" };
-    const child = spawn("npm", ["run", "--silent", "demo", "--", ...args], { cwd: ROOT, env, stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn("npm", ["run", "--silent", "demo", "--", ...args], {
+      cwd: ROOT,
+      env,
+      stdio: ["ignore", "pipe", "pipe"],
+    });
     let out = "";
     child.stdout.on("data", (d: Buffer) => {
       out += d.toString();
@@ -47,7 +51,9 @@ describe("npm run demo", () => {
     expect(out).toMatch(/preflight FAIL schema\.unlogged_tables: unlogged: app\.public\.sessions — make them logged/);
     expect(out).toMatch(/preflight refused without schema choices/);
     expect(out).toMatch(/final phase: COMPLETED/);
-    expect(out).toMatch(/application: (\d+) transactions committed, \d+ failed on a lost connection and were retried, 0 statements refused/);
+    expect(out).toMatch(
+      /application: (\d+) transactions committed, \d+ failed on a lost connection and were retried, 0 statements refused/,
+    );
     expect(out).toMatch(/orders verified on the target: (\d+) of \1 committed present/);
     expect(out).toMatch(/every table compared by checksum: PASS — 2 database\(s\), 8 table\(s\)/);
   });
@@ -55,10 +61,14 @@ describe("npm run demo", () => {
   it("--rollback brings every committed write, including those made on the target, back to the source; --metrics-port serves /metrics while it runs", async () => {
     const port = await freePort();
     let scraped: Promise<string> | undefined;
-    const { code, out } = await demo(["--rollback", "--rows", "2000", "--window", "2", "--metrics-port", String(port)], (o) => {
-      // Scraped once the migration is under way, while the demo runs.
-      if (!scraped && o.includes("5. watching the migration")) scraped = fetch(`http://127.0.0.1:${port}/metrics`).then((r) => r.text());
-    });
+    const { code, out } = await demo(
+      ["--rollback", "--rows", "2000", "--window", "2", "--metrics-port", String(port)],
+      (o) => {
+        // Scraped once the migration is under way, while the demo runs.
+        if (!scraped && o.includes("5. watching the migration"))
+          scraped = fetch(`http://127.0.0.1:${port}/metrics`).then((r) => r.text());
+      },
+    );
     const metrics = await scraped!;
     expect(metrics).toMatch(/^pgshift_migrations\{phase="PENDING".*\} \d+$/m);
     expect(metrics).toMatch(/^pgshift_migration_phase_seconds\{migration_id="[0-9a-f-]+",database_name="billing-db"/m);

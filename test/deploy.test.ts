@@ -40,12 +40,18 @@ describe("deployment files (no Docker engine here: parsed and checked, not run)"
     expect(boot.dynamic_resources.ads_config.api_type).toBe("GRPC");
     expect(boot.dynamic_resources.cds_config.ads).toEqual({});
     expect(boot.dynamic_resources.lds_config.ads).toEqual({});
-    const xds = boot.static_resources.clusters.find((c: any) => c.name === boot.dynamic_resources.ads_config.grpc_services[0].envoy_grpc.cluster_name);
+    const xds = boot.static_resources.clusters.find(
+      (c: any) => c.name === boot.dynamic_resources.ads_config.grpc_services[0].envoy_grpc.cluster_name,
+    );
     expect(xds.load_assignment.endpoints[0].lb_endpoints[0].endpoint.address.socket_address.port_value).toBe(18000);
     // STRICT_DNS over the replicas' name, and a short reconnect backoff so a sidecar moves on when its replica dies.
     expect(xds.type).toBe("STRICT_DNS");
-    expect(xds.load_assignment.endpoints[0].lb_endpoints[0].endpoint.address.socket_address.address).toBe(compose.services.pgshift ? "pgshift" : "");
-    expect(boot.dynamic_resources.ads_config.grpc_services[0].envoy_grpc.retry_policy.retry_back_off.max_interval).toBe("1s");
+    expect(xds.load_assignment.endpoints[0].lb_endpoints[0].endpoint.address.socket_address.address).toBe(
+      compose.services.pgshift ? "pgshift" : "",
+    );
+    expect(boot.dynamic_resources.ads_config.grpc_services[0].envoy_grpc.retry_policy.retry_back_off.max_interval).toBe(
+      "1s",
+    );
   });
 
   it("the Envoy bootstrap decodes strictly into envoy.config.bootstrap.v3.Bootstrap, with mutual TLS to the control plane", () => {
@@ -58,7 +64,11 @@ describe("deployment files (no Docker engine here: parsed and checked, not run)"
     expect(socket.name).toBe("envoy.transport_sockets.tls");
     expect(socket.typed_config.type_url ?? socket.typed_config["@type"]).toContain("UpstreamTlsContext");
     const { "@type": _, ...upstream } = raw.static_resources.clusters[0].transport_socket.typed_config;
-    const tls = strictEnvoyDecode(root, "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext", upstream).toJSON() as any;
+    const tls = strictEnvoyDecode(
+      root,
+      "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+      upstream,
+    ).toJSON() as any;
     expect(tls.common_tls_context.tls_certificates[0].certificate_chain.filename).toMatch(/\.crt$/);
     expect(tls.common_tls_context.tls_certificates[0].private_key.filename).toMatch(/\.key$/);
     expect(tls.common_tls_context.validation_context.trusted_ca.filename).toMatch(/ca\.crt$/);
@@ -72,11 +82,22 @@ describe("deployment files (no Docker engine here: parsed and checked, not run)"
       f(b);
       return () => strictEnvoyDecode(root, BOOTSTRAP, b);
     };
-    expect(mutate((b) => (b.static_resources.clusters[0].conect_timeout = "2s"))).toThrow(/clusters\[0\]\.conect_timeout: unknown field/);
+    expect(mutate((b) => (b.static_resources.clusters[0].conect_timeout = "2s"))).toThrow(
+      /clusters\[0\]\.conect_timeout: unknown field/,
+    );
     expect(mutate((b) => (b.static_resources.clusters[0].connect_timeout = 2))).toThrow(/duration/);
     expect(mutate((b) => (b.static_resources.clusters[0].type = "STRICT_DSN"))).toThrow(/one of/);
-    expect(mutate((b) => (b.static_resources.clusters[0].transport_socket.typed_config.common_tls_context.tls_certificate = []))).toThrow(/unknown field/);
-    expect(mutate((b) => (b.static_resources.clusters[0].transport_socket.typed_config["@type"] = "type.googleapis.com/envoy.Nope"))).toThrow(/not among/);
+    expect(
+      mutate(
+        (b) => (b.static_resources.clusters[0].transport_socket.typed_config.common_tls_context.tls_certificate = []),
+      ),
+    ).toThrow(/unknown field/);
+    expect(
+      mutate(
+        (b) =>
+          (b.static_resources.clusters[0].transport_socket.typed_config["@type"] = "type.googleapis.com/envoy.Nope"),
+      ),
+    ).toThrow(/not among/);
   });
 
   it("the sample policy parses, and grants what its comments say", () => {

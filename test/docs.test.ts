@@ -23,7 +23,8 @@ describe("the README and docs/", () => {
   it("the README stays short: under 12 KB, pointing to docs/ for the rest", () => {
     const size = readFileSync(join(ROOT, "README.md")).length;
     expect(size).toBeLessThan(12 * 1024);
-    for (const p of pages.filter((p) => p.startsWith("docs/"))) expect(readFileSync(join(ROOT, "README.md"), "utf8"), p).toContain(`(${p})`);
+    for (const p of pages.filter((p) => p.startsWith("docs/")))
+      expect(readFileSync(join(ROOT, "README.md"), "utf8"), p).toContain(`(${p})`);
   });
 
   it("every relative link in them resolves, to a file and to a heading in it", () => {

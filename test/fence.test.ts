@@ -10,7 +10,11 @@ import { destroyClusters } from "./helpers/clusters.js";
 
 const ROOT = resolve(import.meta.dirname, "..");
 
-async function connect(port: number, creds: { user: string; password: string; database: string }, applicationName = "psql"): Promise<pg.Client> {
+async function connect(
+  port: number,
+  creds: { user: string; password: string; database: string },
+  applicationName = "psql",
+): Promise<pg.Client> {
   const c = new pg.Client({ host: "127.0.0.1", port, ...creds, application_name: applicationName });
   c.on("error", () => {});
   await c.connect();
@@ -96,7 +100,9 @@ describe("the fence cannot be fooled", () => {
     await back.query("select 1");
     await back.end();
     // The fence's role went with the fence; nothing of it is left.
-    expect((await c.query<{ n: number }>("select count(*)::int as n from pg_roles where rolname = 'pgshift_fence'"))[0]!.n).toBe(0);
+    expect(
+      (await c.query<{ n: number }>("select count(*)::int as n from pg_roles where rolname = 'pgshift_fence'"))[0]!.n,
+    ).toBe(0);
     expect(existsSync(join(c.dir, "pgshift-fence-role.json"))).toBe(false);
     await impostor.end().catch(() => {});
   });
@@ -134,7 +140,9 @@ describe("the fence cannot be fooled", () => {
       // Either the old content or the new, never a torn one; the temporary file is all that is left behind.
       expect(readFileSync(hbaPath, "utf8")).toBe(original);
       expect(
-        readdirSync(provider.cluster({ id: "fenced" }).dataDir).some((f) => f.startsWith("pg_hba.conf") && f !== "pg_hba.conf" && !f.includes("pgshift-tmp")),
+        readdirSync(provider.cluster({ id: "fenced" }).dataDir).some(
+          (f) => f.startsWith("pg_hba.conf") && f !== "pg_hba.conf" && !f.includes("pgshift-tmp"),
+        ),
       ).toBe(false);
       // The engine retries the fence after a crash, then (say) falls back and unfences.
       await provider.fence({ id: "fenced" });

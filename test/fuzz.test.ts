@@ -34,7 +34,12 @@ interface Answer {
 }
 
 /** One raw HTTP/2 request, the way a hostile or broken client would send it; a stream still open after waitMs is closed. */
-function request(session: http2.ClientHttp2Session, headers: http2.OutgoingHttpHeaders, body: Buffer, waitMs = 3000): Promise<Answer | "open"> {
+function request(
+  session: http2.ClientHttp2Session,
+  headers: http2.OutgoingHttpHeaders,
+  body: Buffer,
+  waitMs = 3000,
+): Promise<Answer | "open"> {
   return new Promise((resolve, reject) => {
     const req = session.request({ ":method": "POST", ...headers });
     const out: Answer = { http: 0, grpcStatus: undefined, message: "", body: Buffer.alloc(0) };
@@ -99,7 +104,14 @@ describe("fuzzing the running service, its engine driving migrations meanwhile: 
     for (const m of [id, pausedId]) {
       const got = (await unary(admin, "GetMigration", { id: m })).migration;
       const events = (await eventsSoFar(admin, m)).map((e) => `${e.sequence} ${e.type} ${e.message}`);
-      migrations.push({ id: m, phase: got.phase, paused: got.paused, approved: got.cutover_approved, updated: got.updated_at, events });
+      migrations.push({
+        id: m,
+        phase: got.phase,
+        paused: got.paused,
+        approved: got.cutover_approved,
+        updated: got.updated_at,
+        events,
+      });
     }
     const routes = [];
     for (const db of ["fuzz-db", "held-db"]) {
@@ -129,14 +141,25 @@ describe("fuzzing the running service, its engine driving migrations meanwhile: 
     // A generous request budget, so the fuzzed input reaches the handlers rather than the rate limit; a small heap,
     // so that what the fuzzing leaves behind either is collected or ends the process (V8 otherwise lets garbage
     // pile up to hundreds of MiB before a full collection, which says nothing either way).
-    await Promise.all([createSampleSource(provider, "fuzz-src", { rows: 100 }), createSampleSource(provider, "held-src", { rows: 100 })]);
+    await Promise.all([
+      createSampleSource(provider, "fuzz-src", { rows: 100 }),
+      createSampleSource(provider, "held-src", { rows: 100 }),
+    ]);
     // The engine on: what the fuzzing might disturb is real work in flight, not a table nobody drives.
-    svc = await startServiceProcess([...["--data-dir", join(tmp.dir, "data"), "--max-rps-per-identity", "100000"], ...serveTlsArgs(pki, policy)], {
-      NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ""} --max-old-space-size=${HEAP_MIB}`,
-    });
+    svc = await startServiceProcess(
+      [...["--data-dir", join(tmp.dir, "data"), "--max-rps-per-identity", "100000"], ...serveTlsArgs(pki, policy)],
+      {
+        NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ""} --max-old-space-size=${HEAP_MIB}`,
+      },
+    );
     admin = migrationClient(svc.address, adminCreds());
     id = (await createRegistered(admin, localSpec("fuzz-db", "fuzz-src", "fuzz-tgt"))).id;
-    pausedId = (await createRegistered(admin, localSpec("held-db", "held-src", "held-tgt", { lag_policy: { window: { seconds: 3600 } } }))).id;
+    pausedId = (
+      await createRegistered(
+        admin,
+        localSpec("held-db", "held-src", "held-tgt", { lag_policy: { window: { seconds: 3600 } } }),
+      )
+    ).id;
     await waitForPhase(admin, pausedId, ["PHASE_REPLICATING"]);
     await unary(admin, "PauseMigration", { id: pausedId, reason: "held through the fuzzing" });
     await waitForPhase(admin, id, ["PHASE_READY_FOR_CUTOVER"]);
@@ -161,13 +184,20 @@ describe("fuzzing the running service, its engine driving migrations meanwhile: 
     tmp.remove();
   });
 
-  const methods = [MigrationService, CdcService].flatMap((s) => s.methods.map((m) => ({ path: `/${s.typeName}/${m.name}`, kind: m.methodKind })));
+  const methods = [MigrationService, CdcService].flatMap((s) =>
+    s.methods.map((m) => ({ path: `/${s.typeName}/${m.name}`, kind: m.methodKind })),
+  );
 
   it("random and malformed protobuf to every method: a clear status, never UNKNOWN or INTERNAL", async () => {
     const seen = new Map<number, number>();
     await fc.assert(
       fc.asyncProperty(fc.constantFrom(...methods), fc.uint8Array({ maxLength: 600 }), async (m, bytes) => {
-        const a = await request(api, { ":path": m.path, "content-type": "application/grpc", te: "trailers" }, frame(Buffer.from(bytes)), 1500);
+        const a = await request(
+          api,
+          { ":path": m.path, "content-type": "application/grpc", te: "trailers" },
+          frame(Buffer.from(bytes)),
+          1500,
+        );
         if (a === "open") return; // a well-formed watch of something that exists keeps streaming: closed here
         seen.set(a.grpcStatus ?? -1, (seen.get(a.grpcStatus ?? -1) ?? 0) + 1);
         expect(ACCEPTABLE.has(a.grpcStatus ?? -1), `${m.path} answered ${a.grpcStatus} ${a.message}`).toBe(true);
@@ -179,9 +209,16 @@ describe("fuzzing the running service, its engine driving migrations meanwhile: 
     // A frame whose declared length lies, and a body that is not a frame at all.
     const lying = Buffer.from([0, 0, 0, 1, 0, 1, 2, 3]);
     for (const body of [lying, Buffer.from("not a grpc frame")]) {
-      const a = await request(api, { ":path": methods[0]!.path, "content-type": "application/grpc", te: "trailers" }, body);
+      const a = await request(
+        api,
+        { ":path": methods[0]!.path, "content-type": "application/grpc", te: "trailers" },
+        body,
+      );
       expect(a).not.toBe("open");
-      expect(ACCEPTABLE.has((a as Answer).grpcStatus ?? -1), `${(a as Answer).grpcStatus} ${(a as Answer).message}`).toBe(true);
+      expect(
+        ACCEPTABLE.has((a as Answer).grpcStatus ?? -1),
+        `${(a as Answer).grpcStatus} ${(a as Answer).message}`,
+      ).toBe(true);
     }
   });
 
@@ -190,9 +227,17 @@ describe("fuzzing the running service, its engine driving migrations meanwhile: 
     await fc.assert(
       fc.asyncProperty(
         fc.constantFrom(...unaryPaths),
-        fc.oneof(fc.jsonValue(), fc.object(), fc.dictionary(fc.constantFrom("id", "spec", "phases", "page_size", "reason", "zzz"), fc.jsonValue())),
+        fc.oneof(
+          fc.jsonValue(),
+          fc.object(),
+          fc.dictionary(fc.constantFrom("id", "spec", "phases", "page_size", "reason", "zzz"), fc.jsonValue()),
+        ),
         async (path, value) => {
-          const a = await request(api, { ":path": path, "content-type": "application/json" }, Buffer.from(JSON.stringify(value)));
+          const a = await request(
+            api,
+            { ":path": path, "content-type": "application/json" },
+            Buffer.from(JSON.stringify(value)),
+          );
           expect(a).not.toBe("open");
           const ans = a as Answer;
           expect(ans.http, `${path} ${ans.body.toString().slice(0, 200)}`).toBeLessThan(500);
@@ -206,10 +251,21 @@ describe("fuzzing the running service, its engine driving migrations meanwhile: 
   it("misspelled enum names and unknown fields, over Connect and gRPC-Web JSON: INVALID_ARGUMENT naming field and value, nothing created", async () => {
     const path = "/migration.v1.MigrationService/CreateMigration";
     // Protobuf JSON, as a Connect client sends it.
-    const spec = { database_name: "strict-db", provider: "PROVIDER_LOCAL", source: { id: "strict-src" }, target: { id: "strict-tgt" } };
+    const spec = {
+      database_name: "strict-db",
+      provider: "PROVIDER_LOCAL",
+      source: { id: "strict-src" },
+      target: { id: "strict-tgt" },
+    };
     const cases: Array<[object, RegExp]> = [
-      [{ ...spec, cutover_mode: "CUTOVER_MODE_AUTOMATC" }, /^spec\.cutover_mode: "CUTOVER_MODE_AUTOMATC" is not a migration\.v1\.CutoverMode value/],
-      [{ ...spec, failure_policy: "FAILURE_POLICY_HLD" }, /^spec\.failure_policy: "FAILURE_POLICY_HLD" is not .*FAILURE_POLICY_HOLD/],
+      [
+        { ...spec, cutover_mode: "CUTOVER_MODE_AUTOMATC" },
+        /^spec\.cutover_mode: "CUTOVER_MODE_AUTOMATC" is not a migration\.v1\.CutoverMode value/,
+      ],
+      [
+        { ...spec, failure_policy: "FAILURE_POLICY_HLD" },
+        /^spec\.failure_policy: "FAILURE_POLICY_HLD" is not .*FAILURE_POLICY_HOLD/,
+      ],
       [{ ...spec, cdc_policy: { mode: "CDC_MODE_IGNOR" } }, /^spec\.cdc_policy\.mode: "CDC_MODE_IGNOR" is not/],
       [{ ...spec, cutover_modes: "CUTOVER_MODE_AUTOMATIC" }, /"cutover_modes" is unknown/],
     ];
@@ -217,9 +273,16 @@ describe("fuzzing the running service, its engine driving migrations meanwhile: 
       const body = Buffer.from(JSON.stringify({ spec: bad }));
       const connect = (await request(api, { ":path": path, "content-type": "application/json" }, body)) as Answer;
       expect(connect.http, connect.body.toString()).toBe(400);
-      expect(JSON.parse(connect.body.toString())).toMatchObject({ code: "invalid_argument", message: expect.stringMatching(named) });
+      expect(JSON.parse(connect.body.toString())).toMatchObject({
+        code: "invalid_argument",
+        message: expect.stringMatching(named),
+      });
       // gRPC-Web's trailers travel in the body, as a frame flagged 0x80.
-      const web = (await request(api, { ":path": path, "content-type": "application/grpc-web+json" }, frame(body))) as Answer;
+      const web = (await request(
+        api,
+        { ":path": path, "content-type": "application/grpc-web+json" },
+        frame(body),
+      )) as Answer;
       const trailers = web.body.subarray(web.body.indexOf(0x80) + 5).toString("utf8");
       expect(/grpc-status: (\d+)/.exec(trailers)?.[1]).toBe(String(grpc.status.INVALID_ARGUMENT));
       expect(decodeURIComponent(/grpc-message: (.*)\r?\n?/.exec(trailers)?.[1] ?? "")).toMatch(named);
@@ -230,12 +293,20 @@ describe("fuzzing the running service, its engine driving migrations meanwhile: 
 
   it("an oversized message and a gzip bomb are refused with RESOURCE_EXHAUSTED, memory bounded", async () => {
     const path = "/migration.v1.MigrationService/GetMigration";
-    const big = await request(api, { ":path": path, "content-type": "application/grpc", te: "trailers" }, frame(Buffer.alloc(5 * 1024 * 1024, 0x0a)));
+    const big = await request(
+      api,
+      { ":path": path, "content-type": "application/grpc", te: "trailers" },
+      frame(Buffer.alloc(5 * 1024 * 1024, 0x0a)),
+    );
     expect((big as Answer).grpcStatus).toBe(grpc.status.RESOURCE_EXHAUSTED);
     // 64 MiB of one field's bytes, gzipped to about 64 KiB.
     const bomb = gzipSync(Buffer.alloc(64 * 1024 * 1024, 0x0a));
     const rssBefore = rssMiB(svc.child.pid!);
-    const a = (await request(api, { ":path": path, "content-type": "application/grpc", te: "trailers", "grpc-encoding": "gzip" }, frame(bomb, true))) as Answer;
+    const a = (await request(
+      api,
+      { ":path": path, "content-type": "application/grpc", te: "trailers", "grpc-encoding": "gzip" },
+      frame(bomb, true),
+    )) as Answer;
     expect(a.grpcStatus).toBe(grpc.status.RESOURCE_EXHAUSTED);
     console.log(
       `fuzz: gzip bomb of ${bomb.length} bytes (64 MiB inflated): ${grpc.status[a.grpcStatus!]} "${a.message}"; rss ${rssBefore.toFixed(0)} -> ${rssMiB(svc.child.pid!).toFixed(0)} MiB`,
@@ -251,7 +322,9 @@ describe("fuzzing the running service, its engine driving migrations meanwhile: 
     for (let batch = 0; batch < 100; batch++) {
       // A connection per hundred: a client that cancels a call before it starts may never reset its stream
       // (grpc-js does not), so what it left open is freed when its connection closes, as a dropped client's would be.
-      const conn = migrationClient(svc.address, adminCreds(), { "grpc.channel_id": `fuzz-${batch}` } as grpc.ChannelOptions);
+      const conn = migrationClient(svc.address, adminCreds(), {
+        "grpc.channel_id": `fuzz-${batch}`,
+      } as grpc.ChannelOptions);
       await Promise.all(
         Array.from({ length: 100 }, (_, i) => {
           // From the last event on: each watch that reads gets one, as a client resuming a watch does.
@@ -272,14 +345,19 @@ describe("fuzzing the running service, its engine driving migrations meanwhile: 
     }
     console.log(`fuzz: 10,000 watches opened and dropped in ${Date.now() - started} ms`, Object.fromEntries(outcomes));
     expect(outcomes.get("received")).toBeGreaterThan(0);
-    expect([...outcomes.keys()].filter((k) => !["received", "CANCELLED", "RESOURCE_EXHAUSTED"].includes(k))).toEqual([]);
+    expect([...outcomes.keys()].filter((k) => !["received", "CANCELLED", "RESOURCE_EXHAUSTED"].includes(k))).toEqual(
+      [],
+    );
     // Their places are given back: the identity may open streams again.
     await expect
       .poll(
         async () => {
           const w = admin.WatchMigration({ id, after_sequence: "0" });
           const got = await new Promise<string>(
-            (res) => (w.once("data", () => res("data")), w.on("error", (e: grpc.ServiceError) => res(grpc.status[e.code]!))),
+            (res) => (
+              w.once("data", () => res("data")),
+              w.on("error", (e: grpc.ServiceError) => res(grpc.status[e.code]!))
+            ),
           );
           w.cancel();
           return got;
@@ -293,11 +371,19 @@ describe("fuzzing the running service, its engine driving migrations meanwhile: 
     const Ctor = adsClientConstructor();
     const sidecar = new Ctor(`127.0.0.1:${svc.xdsPort}`, mtlsCredentials(pki, "sidecar")) as any;
     const adsRequest = fc.record({
-      type_url: fc.oneof(fc.constantFrom(TYPE.listener, TYPE.cluster, TYPE.route, TYPE.endpoint, ""), fc.string({ maxLength: 80 })),
-      resource_names: fc.array(fc.oneof(fc.constant("fuzz-db"), fc.constant("*"), fc.string({ maxLength: 40 })), { maxLength: 20 }),
+      type_url: fc.oneof(
+        fc.constantFrom(TYPE.listener, TYPE.cluster, TYPE.route, TYPE.endpoint, ""),
+        fc.string({ maxLength: 80 }),
+      ),
+      resource_names: fc.array(fc.oneof(fc.constant("fuzz-db"), fc.constant("*"), fc.string({ maxLength: 40 })), {
+        maxLength: 20,
+      }),
       response_nonce: fc.oneof(fc.constant(""), fc.string({ maxLength: 12 })),
       version_info: fc.string({ maxLength: 12 }),
-      error_detail: fc.option(fc.record({ code: fc.integer({ min: 0, max: 16 }), message: fc.string({ maxLength: 60 }) }), { nil: undefined }),
+      error_detail: fc.option(
+        fc.record({ code: fc.integer({ min: 0, max: 16 }), message: fc.string({ maxLength: 60 }) }),
+        { nil: undefined },
+      ),
     });
     const codes = new Map<number, number>();
     await fc.assert(
@@ -328,7 +414,8 @@ describe("fuzzing the running service, its engine driving migrations meanwhile: 
     flood.on("error", () => {});
     flood.write({ node: { id: `${SIDECAR}#flood` }, type_url: TYPE.cluster, resource_names: [] });
     const r = await first;
-    for (let i = 0; i < 2000; i++) flood.write({ type_url: TYPE.cluster, response_nonce: i % 2 ? r.nonce + "x" : "stale", version_info: "999" });
+    for (let i = 0; i < 2000; i++)
+      flood.write({ type_url: TYPE.cluster, response_nonce: i % 2 ? r.nonce + "x" : "stale", version_info: "999" });
     expect((await status).code).toBe(grpc.status.RESOURCE_EXHAUSTED);
     sidecar.close();
 
@@ -337,7 +424,11 @@ describe("fuzzing the running service, its engine driving migrations meanwhile: 
     xds.on("error", () => {});
     const g = await request(
       xds,
-      { ":path": "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources", "content-type": "application/grpc", te: "trailers" },
+      {
+        ":path": "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources",
+        "content-type": "application/grpc",
+        te: "trailers",
+      },
       frame(Buffer.from([0xff, 0xff, 0xff, 0x0f, 0x12])),
     );
     console.log("fuzz: garbage protobuf on ADS:", g === "open" ? "stream left open" : `${g.grpcStatus} ${g.message}`);
@@ -354,7 +445,9 @@ describe("fuzzing the running service, its engine driving migrations meanwhile: 
     expect((await unary(h, "Check", { service: "" })).status).toBe("SERVING");
     h.close();
     const after = await snapshot();
-    console.log(`fuzz: rss ${before.rss.toFixed(0)} MiB before, ${after.rss.toFixed(0)} MiB after (old space capped at ${HEAP_MIB} MiB)`);
+    console.log(
+      `fuzz: rss ${before.rss.toFixed(0)} MiB before, ${after.rss.toFixed(0)} MiB after (old space capped at ${HEAP_MIB} MiB)`,
+    );
     console.log(
       `fuzz: compared ${before.state.migrations.reduce((n, m) => n + m.events.length, 0)} events, ${before.state.routes.length} routes, ${before.state.clusters.length} clusters`,
     );

@@ -71,7 +71,11 @@ describe("high availability: a control-plane replica dies during the cutover", (
   async function driver(id: string): Promise<number> {
     const store = LocalCluster.load(join(dirs[0]!, "store"))!;
     for (let i = 0; i < 100; i++) {
-      const rows = await store.query<{ holder: string }>("select holder from leases where name = $1 and expires_at > now()", [`migration:${id}`], "pgshift");
+      const rows = await store.query<{ holder: string }>(
+        "select holder from leases where name = $1 and expires_at > now()",
+        [`migration:${id}`],
+        "pgshift",
+      );
       if (rows[0]) return rows[0].holder === identity(0) ? 0 : 1;
       await new Promise((r) => setTimeout(r, 50));
     }
@@ -97,11 +101,23 @@ describe("high availability: a control-plane replica dies during the cutover", (
     let lone: XdsTcpProxy | undefined;
     const m = (
       await unary(clients[0]!, "CreateMigration", {
-        spec: localSpec(`${name}-db`, `${name}-src`, `${name}-tgt`, { cutover_mode: "CUTOVER_MODE_AUTOMATIC", lag_policy: { window: { seconds: 1 } } }),
+        spec: localSpec(`${name}-db`, `${name}-src`, `${name}-tgt`, {
+          cutover_mode: "CUTOVER_MODE_AUTOMATIC",
+          lag_policy: { window: { seconds: 1 } },
+        }),
       })
     ).migration;
     const loads = await Promise.all(
-      proxies.map(async (p) => new WriteLoad({ host: "127.0.0.1", port: await p.waitForListener(`${name}-db`), ...app, ratePerSec: 100, retryDelayMs: 50 })),
+      proxies.map(
+        async (p) =>
+          new WriteLoad({
+            host: "127.0.0.1",
+            port: await p.waitForListener(`${name}-db`),
+            ...app,
+            ratePerSec: 100,
+            retryDelayMs: 50,
+          }),
+      ),
     );
     await waitForPhase(clients[0]!, m.id, ["PHASE_READY_FOR_CUTOVER"]);
     for (const l of loads) l.start();
@@ -109,7 +125,11 @@ describe("high availability: a control-plane replica dies during the cutover", (
     const victim = kill === "driver" ? driving : 1 - driving;
     const survivor = 1 - victim;
     if (stranded) {
-      lone = new XdsTcpProxy({ xds: `127.0.0.1:${xdsPorts[victim]}`, nodeId: `${name}-lone-sidecar`, listenPort: () => 0 });
+      lone = new XdsTcpProxy({
+        xds: `127.0.0.1:${xdsPorts[victim]}`,
+        nodeId: `${name}-lone-sidecar`,
+        listenPort: () => 0,
+      });
       await lone.start();
       await lone.waitForListener(`${name}-db`);
     }
@@ -118,8 +138,16 @@ describe("high availability: a control-plane replica dies during the cutover", (
     await replicas[victim]!.kill();
     // The kill landed in the phase it is named for (or the next, for a phase shorter than the watch takes to tell).
     const killedIn = (await getMigration(clients[survivor]!, m.id)).phase;
-    expect([`PHASE_${phase}`, `PHASE_${nextForward(phase as PhaseName)}`], `killed for ${phase} in ${killedIn}`).toContain(killedIn);
-    const { phase: end, events } = await waitForPhase(clients[survivor]!, m.id, ["PHASE_COMPLETED", "PHASE_FAILED", "PHASE_ROLLED_BACK"], 60_000);
+    expect(
+      [`PHASE_${phase}`, `PHASE_${nextForward(phase as PhaseName)}`],
+      `killed for ${phase} in ${killedIn}`,
+    ).toContain(killedIn);
+    const { phase: end, events } = await waitForPhase(
+      clients[survivor]!,
+      m.id,
+      ["PHASE_COMPLETED", "PHASE_FAILED", "PHASE_ROLLED_BACK"],
+      60_000,
+    );
     expect(end, events.map((e) => e.message).join(" | ")).toBe("PHASE_COMPLETED");
     const routed = events.find((e) => e.transition?.to === "PHASE_VERIFYING")!;
     const routing = events.find((e) => e.transition?.to === "PHASE_ROUTING")!;
@@ -129,7 +157,11 @@ describe("high availability: a control-plane replica dies during the cutover", (
     await new Promise((r) => setTimeout(r, 1500));
     for (const l of loads) await l.stop();
 
-    const ids = new Set((await provider.cluster({ id: `${name}-tgt` }).query<{ id: string }>("select id::text from items", [], "app")).map((r) => r.id));
+    const ids = new Set(
+      (
+        await provider.cluster({ id: `${name}-tgt` }).query<{ id: string }>("select id::text from items", [], "app")
+      ).map((r) => r.id),
+    );
     const report = loads.map((l, i) => {
       // The first commit once the survivor routed (writes stopped at the fence resume on the target).
       const firstAfterRouting = l.committedAt.find((t) => t >= routedAt);
@@ -142,7 +174,9 @@ describe("high availability: a control-plane replica dies during the cutover", (
         lost: l.committed.filter((id) => !ids.has(id.toString())).length,
       };
     });
-    console.log(`${name}: killed the ${kill === "driver" ? "driving" : "other"} replica in ${phase}; ROUTING took ${routingMs} ms; ${JSON.stringify(report)}`);
+    console.log(
+      `${name}: killed the ${kill === "driver" ? "driving" : "other"} replica in ${phase}; ROUTING took ${routingMs} ms; ${JSON.stringify(report)}`,
+    );
     for (const r of report) {
       expect(r.lost).toBe(0);
       expect(r.routedToFirstCommitMs).not.toBeNull();
@@ -157,7 +191,9 @@ describe("high availability: a control-plane replica dies during the cutover", (
       const status = (await unary(clients[survivor]!, "GetRoutingStatus", { database_name: `${name}-db` })).status;
       const mark = status.proxies.find((p: any) => p.node_id === `${name}-lone-sidecar`);
       expect(mark).toMatchObject({ connected: false, behind: true, acked_version: "1" });
-      const warn = (await unary(clients[survivor]!, "GetMigration", { id: m.id })).migration.checks.find((c: any) => c.name === "routing.proxies_current");
+      const warn = (await unary(clients[survivor]!, "GetMigration", { id: m.id })).migration.checks.find(
+        (c: any) => c.name === "routing.proxies_current",
+      );
       expect(warn.status).toBe("CHECK_STATUS_WARN");
       expect(warn.measured).toContain(`${name}-lone-sidecar at version 1 (disconnected)`);
       const scrape = await (await fetch(`http://127.0.0.1:${metricsPorts[survivor]}/metrics`)).text();

@@ -5,7 +5,8 @@ import pg from "pg";
 import { LocalCluster } from "../src/postgres/cluster.js";
 import { tempDir } from "./helpers/service-process.js";
 
-const metaOf = (c: LocalCluster) => JSON.parse(readFileSync(join(c.dir, "cluster.json"), "utf8")) as { password: string; templatePassword?: string };
+const metaOf = (c: LocalCluster) =>
+  JSON.parse(readFileSync(join(c.dir, "cluster.json"), "utf8")) as { password: string; templatePassword?: string };
 
 async function loginFails(c: LocalCluster, password: string): Promise<string | undefined> {
   const client = new pg.Client({ ...c.connectionConfig(), password });
@@ -60,7 +61,10 @@ describe("initdb's output, kept and copied", () => {
 
     // A crash between the change and its record: the record still names the inherited password. The next start finds
     // it refused, keeps the cluster's own, and clears the record.
-    writeFileSync(join(copy.dir, "cluster.json"), JSON.stringify({ ...metaOf(copy), templatePassword: first.password }));
+    writeFileSync(
+      join(copy.dir, "cluster.json"),
+      JSON.stringify({ ...metaOf(copy), templatePassword: first.password }),
+    );
     const reloaded = LocalCluster.load(copy.dir)!;
     await reloaded.start();
     expect(metaOf(reloaded).templatePassword).toBeUndefined();

@@ -53,7 +53,11 @@ describe("the database inventory: a grant on database names never reaches anothe
       createSampleSource(provider, "billing-src", { rows: 50 }),
     ]);
     paymentsApp = payments.app;
-    svc = await startServiceProcess(["--data-dir", join(tmp.dir, "data"), ...serveTlsArgs(pki, join(tmp.dir, "policy.yaml"))]);
+    svc = await startServiceProcess([
+      "--data-dir",
+      join(tmp.dir, "data"),
+      ...serveTlsArgs(pki, join(tmp.dir, "policy.yaml")),
+    ]);
     admin = migrationClient(svc.address, mtlsCredentials(pki, "admin"));
     billing = migrationClient(svc.address, mtlsCredentials(pki, "billing"));
   }, 120_000);
@@ -68,10 +72,17 @@ describe("the database inventory: a grant on database names never reaches anothe
 
   it("an admin registers each database once, with its instances, team and labels; an instance serves one database", async () => {
     const reg = (name: string, source: string, team: string, labels: Record<string, string> = {}) =>
-      unary(admin, "RegisterDatabase", { database: { name, provider: "PROVIDER_LOCAL", instances: [{ id: source }], team, labels } });
+      unary(admin, "RegisterDatabase", {
+        database: { name, provider: "PROVIDER_LOCAL", instances: [{ id: source }], team, labels },
+      });
     const first = await reg("payments-db", "payments-src", "payments", { tier: "gold" });
     expect(first.created).toBe(true);
-    expect(first.database).toMatchObject({ name: "payments-db", team: "payments", labels: { tier: "gold" }, registered_by: ADMIN });
+    expect(first.database).toMatchObject({
+      name: "payments-db",
+      team: "payments",
+      labels: { tier: "gold" },
+      registered_by: ADMIN,
+    });
     expect((await reg("billing-db", "billing-src", "billing")).created).toBe(true);
     // Again, the same: no second entry.
     expect((await reg("payments-db", "payments-src", "payments", { tier: "gold" })).created).toBe(false);
@@ -95,8 +106,12 @@ describe("the database inventory: a grant on database names never reaches anothe
     expect(denied.code).toBe(grpc.status.PERMISSION_DENIED);
     expect(denied.details).toMatch(/may not register a database for database "billing-x": that needs role admin/);
     expect((await unary(billing, "ListDatabases", {})).databases.map((d: any) => d.name)).toEqual(["billing-db"]);
-    expect((await unary(admin, "ListDatabases", { labels: { tier: "gold" } })).databases.map((d: any) => d.name)).toEqual(["payments-db"]);
-    expect((await unary(admin, "ListDatabases", { team: "billing" })).databases.map((d: any) => d.name)).toEqual(["billing-db"]);
+    expect(
+      (await unary(admin, "ListDatabases", { labels: { tier: "gold" } })).databases.map((d: any) => d.name),
+    ).toEqual(["payments-db"]);
+    expect((await unary(admin, "ListDatabases", { team: "billing" })).databases.map((d: any) => d.name)).toEqual([
+      "billing-db",
+    ]);
   });
 
   it("billing's deployer cannot create a migration of payments' instance under any database name: PERMISSION_DENIED naming the instance", async () => {
@@ -110,30 +125,50 @@ describe("the database inventory: a grant on database names never reaches anothe
       }
     }
     // A name nobody registered reaches nothing either, even for the admin: the inventory must say which instances serve it.
-    const unregistered = await unaryError(admin, "CreateMigration", { spec: localSpec("orders-db", "orders-src", "orders-tgt") });
+    const unregistered = await unaryError(admin, "CreateMigration", {
+      spec: localSpec("orders-db", "orders-src", "orders-tgt"),
+    });
     expect(unregistered.code).toBe(grpc.status.FAILED_PRECONDITION);
     expect(unregistered.details).toMatch(/database "orders-db" is not registered; an admin registers it/);
     // Nor can a target be another database's instance.
-    const target = await unaryError(admin, "CreateMigration", { spec: localSpec("billing-db", "billing-src", "payments-src") });
+    const target = await unaryError(admin, "CreateMigration", {
+      spec: localSpec("billing-db", "billing-src", "payments-src"),
+    });
     expect(target.code).toBe(grpc.status.PERMISSION_DENIED);
     expect(target.details).toContain(`reaches instance ${PAYMENTS_SOURCE}: it is registered to database "payments-db"`);
   });
 
   it("billing's deployer cannot approve, roll back or abort payments' migration; its own runs to the end; nothing of payments' is fenced", async () => {
-    paymentsMigration = (await unary(admin, "CreateMigration", { spec: localSpec("payments-db", "payments-src", "payments-tgt") })).migration.id;
-    for (const method of ["ApproveCutover", "RollbackMigration", "AbortMigration", "PauseMigration", "VerifyMigration"]) {
+    paymentsMigration = (
+      await unary(admin, "CreateMigration", { spec: localSpec("payments-db", "payments-src", "payments-tgt") })
+    ).migration.id;
+    for (const method of [
+      "ApproveCutover",
+      "RollbackMigration",
+      "AbortMigration",
+      "PauseMigration",
+      "VerifyMigration",
+    ]) {
       const e = await unaryError(billing, method, { id: paymentsMigration, reason: "" });
       expect(e.code, method).toBe(grpc.status.PERMISSION_DENIED);
       expect(e.details, method).toContain(`database "payments-db" (instance ${PAYMENTS_SOURCE})`);
     }
     const own = (
-      await unary(billing, "CreateMigration", { spec: localSpec("billing-db", "billing-src", "billing-tgt", { cutover_mode: "CUTOVER_MODE_AUTOMATIC" }) })
+      await unary(billing, "CreateMigration", {
+        spec: localSpec("billing-db", "billing-src", "billing-tgt", { cutover_mode: "CUTOVER_MODE_AUTOMATIC" }),
+      })
     ).migration;
     expect((await waitForPhase(billing, own.id, ["PHASE_COMPLETED", "PHASE_FAILED"])).phase).toBe("PHASE_COMPLETED");
     // Payments' migration waits for its own approver; its source was never fenced and takes the application's writes.
-    expect((await waitForPhase(admin, paymentsMigration, ["PHASE_READY_FOR_CUTOVER"])).phase).toBe("PHASE_READY_FOR_CUTOVER");
+    expect((await waitForPhase(admin, paymentsMigration, ["PHASE_READY_FOR_CUTOVER"])).phase).toBe(
+      "PHASE_READY_FOR_CUTOVER",
+    );
     expect(await provider.isFenced({ id: "payments-src" })).toBe(false);
-    const app = new pg.Client({ host: "127.0.0.1", port: (await provider.endpoint({ id: "payments-src" })).port, ...paymentsApp });
+    const app = new pg.Client({
+      host: "127.0.0.1",
+      port: (await provider.endpoint({ id: "payments-src" })).port,
+      ...paymentsApp,
+    });
     await app.connect();
     await app.query("insert into items (payload) values ('still ours')");
     await app.end();
@@ -142,10 +177,17 @@ describe("the database inventory: a grant on database names never reaches anothe
 
   it("an instance cannot leave its database while a live migration takes it as source", async () => {
     const e = await unaryError(admin, "RegisterDatabase", {
-      database: { name: "payments-db", provider: "PROVIDER_LOCAL", instances: [{ id: "payments-other" }], team: "payments" },
+      database: {
+        name: "payments-db",
+        provider: "PROVIDER_LOCAL",
+        instances: [{ id: "payments-other" }],
+        team: "payments",
+      },
     });
     expect(e.code).toBe(grpc.status.FAILED_PRECONDITION);
-    expect(e.details).toContain(`migration ${paymentsMigration} of payments-db is live and takes ${PAYMENTS_SOURCE} as its source`);
+    expect(e.details).toContain(
+      `migration ${paymentsMigration} of payments-db is live and takes ${PAYMENTS_SOURCE} as its source`,
+    );
   });
 
   it("the CLI registers and lists databases", async () => {
@@ -172,9 +214,15 @@ describe("the database inventory: a grant on database names never reaches anothe
     });
     const list = await run(process.execPath, [BUNDLE, "ctl", "databases", "--label", "tier=gold", ...tls]);
     expect(JSON.parse(list.stdout).databases.map((d: any) => d.name)).toEqual(["ledger-db", "payments-db"]);
-    const bad = await run(process.execPath, [BUNDLE, "ctl", "register", "ledger-db", "--team", "finance", ...tls]).catch(
-      (e: { code: number; stderr: string }) => e,
-    );
+    const bad = await run(process.execPath, [
+      BUNDLE,
+      "ctl",
+      "register",
+      "ledger-db",
+      "--team",
+      "finance",
+      ...tls,
+    ]).catch((e: { code: number; stderr: string }) => e);
     expect(bad).toMatchObject({ code: 64 });
     expect((bad as { stderr: string }).stderr).toContain("needs --instance ID");
   });

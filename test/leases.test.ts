@@ -44,8 +44,12 @@ describe("leases in the state store", () => {
     const leaseB = await b.acquire("migration:m-1");
     expect(Number(leaseB!.token)).toBeGreaterThan(Number(leaseA!.token));
     expect(await a.renew(leaseA!)).toBe(false);
-    await expect(repo.transition(leaseA!, row.id, "PREFLIGHT", "PROVISIONING", "engine", "stale a")).rejects.toMatchObject({ kind: "LeaseLostError" });
-    await expect(repo.record(leaseA!, row.id, { type: "STEP_STARTED", actor: "engine" })).rejects.toMatchObject({ kind: "LeaseLostError" });
+    await expect(
+      repo.transition(leaseA!, row.id, "PREFLIGHT", "PROVISIONING", "engine", "stale a"),
+    ).rejects.toMatchObject({ kind: "LeaseLostError" });
+    await expect(repo.record(leaseA!, row.id, { type: "STEP_STARTED", actor: "engine" })).rejects.toMatchObject({
+      kind: "LeaseLostError",
+    });
     await repo.transition(leaseB!, row.id, "PREFLIGHT", "PROVISIONING", "engine", "by b");
     const history = await repo.phaseHistory([row.id]);
     expect(history.map((e) => [e.phase_to, e.message])).toEqual([
@@ -54,6 +58,8 @@ describe("leases in the state store", () => {
       ["PROVISIONING", "by b"],
     ]);
     // An illegal transition is refused whoever holds the lease.
-    await expect(repo.transition(leaseB!, row.id, "PROVISIONING", "COMPLETED", "engine", "skip")).rejects.toMatchObject({ code: 9 });
+    await expect(repo.transition(leaseB!, row.id, "PROVISIONING", "COMPLETED", "engine", "skip")).rejects.toMatchObject(
+      { code: 9 },
+    );
   });
 });

@@ -9,7 +9,14 @@ import { tempDir } from "./helpers/service-process.js";
 import { adminOf } from "./helpers/clusters.js";
 
 async function appQuery(port: number, app: AppCredentials, sql: string): Promise<any[]> {
-  const c = new pg.Client({ host: "127.0.0.1", port, user: app.user, password: app.password, database: app.database, connectionTimeoutMillis: 3000 });
+  const c = new pg.Client({
+    host: "127.0.0.1",
+    port,
+    user: app.user,
+    password: app.password,
+    database: app.database,
+    connectionTimeoutMillis: 3000,
+  });
   c.on("error", () => {});
   await c.connect();
   try {
@@ -19,7 +26,8 @@ async function appQuery(port: number, app: AppCredentials, sql: string): Promise
   }
 }
 
-const CHECKSUM = "select count(*)::text as n, coalesce(sum(hashtext(id::text || payload)::bigint), 0)::text as sum, max(id)::text as max from items";
+const CHECKSUM =
+  "select count(*)::text as n, coalesce(sum(hashtext(id::text || payload)::bigint), 0)::text as sum, max(id)::text as max from items";
 
 describe("local provider on real PostgreSQL clusters", () => {
   const tmp = tempDir("local");
@@ -39,7 +47,9 @@ describe("local provider on real PostgreSQL clusters", () => {
   afterAll(async () => {
     await load?.stop();
     // Registered ones first: they only point at clusters of ours.
-    for (const name of provider.list().sort((a, b) => Number(b.includes("registered")) - Number(a.includes("registered")))) {
+    for (const name of provider
+      .list()
+      .sort((a, b) => Number(b.includes("registered")) - Number(a.includes("registered")))) {
       await provider.cluster({ id: name }).destroy();
     }
     tmp.remove();
@@ -71,7 +81,11 @@ describe("local provider on real PostgreSQL clusters", () => {
     const rate = await provider.walGenerationRate(src, 500);
     expect(rate).toBeGreaterThan(0);
     // The replica is read-only while it replays.
-    const err = await appQuery((await provider.endpoint(tgt)).port, app, "insert into items (payload) values ('x')").catch((e) => e);
+    const err = await appQuery(
+      (await provider.endpoint(tgt)).port,
+      app,
+      "insert into items (payload) values ('x')",
+    ).catch((e) => e);
     expect(err.code).toBe("25006");
   });
 
@@ -116,13 +130,19 @@ describe("local provider on real PostgreSQL clusters", () => {
     const srcSum = await adminOf(provider, src.id).query(CHECKSUM, [], "app");
     const tgtSum = await provider.cluster(tgt).query(CHECKSUM, [], "app");
     expect(tgtSum[0]).toEqual(srcSum[0]);
-    const ids = new Set((await provider.cluster(tgt).query<{ id: string }>("select id::text from items", [], "app")).map((r) => r.id));
+    const ids = new Set(
+      (await provider.cluster(tgt).query<{ id: string }>("select id::text from items", [], "app")).map((r) => r.id),
+    );
     const missing = load.committed.filter((id) => !ids.has(id.toString()));
     expect(load.committed.length).toBeGreaterThan(100);
     expect(missing).toEqual([]);
 
     const tgtPort = (await provider.endpoint(tgt)).port;
-    const inserted = await appQuery(tgtPort, app, "insert into items (payload) values ('after promotion') returning id");
+    const inserted = await appQuery(
+      tgtPort,
+      app,
+      "insert into items (payload) values ('after promotion') returning id",
+    );
     expect(BigInt(inserted[0].id)).toBeGreaterThan(BigInt(srcSum[0]!.max));
     // The source no longer keeps WAL for the promoted replica.
     expect((await provider.describe(src)).slots.map((s) => s.name)).not.toContain(replicaSlotName(tgt.id));
@@ -151,15 +171,27 @@ describe("local provider on real PostgreSQL clusters", () => {
     const unknown = await provider.describe({ id: "nope" }).catch((e) => e);
     expect(unknown.kind).toBe("UnknownInstanceError");
     const c = provider.cluster(src);
-    const wrong = await provider.register("wrong-pw", { dataDir: c.dataDir, port: c.port, user: c.user, password: "not-it" }).catch((e) => e);
+    const wrong = await provider
+      .register("wrong-pw", { dataDir: c.dataDir, port: c.port, user: c.user, password: "not-it" })
+      .catch((e) => e);
     expect(wrong.kind).toBe("CredentialsRejectedError");
     expect(wrong.rawMessage).toMatch(/rejected the credentials/);
     const wrongDir = await provider
-      .register("wrong-dir", { dataDir: provider.cluster(tgt).dataDir, port: c.port, user: c.user, password: c.password })
+      .register("wrong-dir", {
+        dataDir: provider.cluster(tgt).dataDir,
+        port: c.port,
+        user: c.user,
+        password: c.password,
+      })
       .catch((e) => e);
     expect(wrongDir.rawMessage).toMatch(/runs on .* not on/);
     // Registering the real thing works, and the registered cluster can be described under its new name.
-    await provider.register("billing-registered", { dataDir: c.dataDir, port: c.port, user: c.user, password: c.password });
+    await provider.register("billing-registered", {
+      dataDir: c.dataDir,
+      port: c.port,
+      user: c.user,
+      password: c.password,
+    });
     expect((await provider.describe({ id: "billing-registered" })).currentLsn).toBeTruthy();
 
     // A data directory that holds something that is not ours is refused, and left alone.

@@ -25,7 +25,9 @@ import { destroyClusters } from "./helpers/clusters.js";
 const ROOT = resolve(import.meta.dirname, "..");
 
 /** One scrape of /metrics: each sample line as name{labels} -> value. */
-async function scrape(port: number): Promise<{ text: string; samples: { name: string; labels: Record<string, string>; value: number }[] }> {
+async function scrape(
+  port: number,
+): Promise<{ text: string; samples: { name: string; labels: Record<string, string>; value: number }[] }> {
   const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
   const samples = [];
   for (const line of text.split("\n")) {
@@ -44,9 +46,26 @@ const value = (s: Awaited<ReturnType<typeof scrape>>["samples"], name: string, l
 /** Metric names an expression refers to (what is not a PromQL function, keyword or label). */
 function metricNames(expr: string): string[] {
   const noStrings = expr.replace(/"(?:[^"\\]|\\.)*"/g, '""');
-  const noLabels = noStrings.replace(/\{[^}]*\}/g, "").replace(/\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)/g, "");
+  const noLabels = noStrings
+    .replace(/\{[^}]*\}/g, "")
+    .replace(/\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)/g, "");
   const words = noLabels.match(/[a-zA-Z_:][\w:]*/g) ?? [];
-  const promql = new Set(["sum", "max", "min", "avg", "rate", "increase", "histogram_quantile", "count", "and", "or", "unless", "le", "bool", "offset"]);
+  const promql = new Set([
+    "sum",
+    "max",
+    "min",
+    "avg",
+    "rate",
+    "increase",
+    "histogram_quantile",
+    "count",
+    "and",
+    "or",
+    "unless",
+    "le",
+    "bool",
+    "offset",
+  ]);
   return [...new Set(words.filter((w) => !promql.has(w) && /^(pgshift_|rpc_)/.test(w)))];
 }
 
@@ -77,7 +96,9 @@ describe("observability: one trace per migration, the on-call metrics, a dashboa
       "--baseline-sample-ms",
       "1000",
     ]);
-    svc = await startService(config, createLogger("warn"), { spanProcessors: [new tracing.SimpleSpanProcessor(exporter)] });
+    svc = await startService(config, createLogger("warn"), {
+      spanProcessors: [new tracing.SimpleSpanProcessor(exporter)],
+    });
     client = migrationClient(`127.0.0.1:${svc.port}`);
     proxy = new XdsTcpProxy({ xds: `127.0.0.1:${svc.xdsPort}`, nodeId: "obs-sidecar", listenPort: () => 0 });
     await proxy.start();
@@ -101,10 +122,18 @@ describe("observability: one trace per migration, the on-call metrics, a dashboa
 
   it("a migration on the demo's path: spans in order, cutover parts adding up to the window; metrics matching GetMigration; dashboard and alerts on real metrics", async () => {
     const { app, cdc } = await createSampleSource(provider, "obs-src", { rows: 2000, cdc: true });
-    const consumer = new CdcConsumer({ api: `http://127.0.0.1:${svc.port}`, databaseName: "obs-db", ...cdc!, slot: cdc!.slot });
+    const consumer = new CdcConsumer({
+      api: `http://127.0.0.1:${svc.port}`,
+      databaseName: "obs-db",
+      ...cdc!,
+      slot: cdc!.slot,
+    });
     consumer.start();
-    const m = (await unary(client, "CreateMigration", { spec: localSpec("obs-db", "obs-src", "obs-tgt", { lag_policy: { window: { seconds: 3 } } }) }))
-      .migration;
+    const m = (
+      await unary(client, "CreateMigration", {
+        spec: localSpec("obs-db", "obs-src", "obs-tgt", { lag_policy: { window: { seconds: 3 } } }),
+      })
+    ).migration;
     const port = await proxy.waitForListener("obs-db");
     const load = new WriteLoad({ host: "127.0.0.1", port, ...app, ratePerSec: 50 });
     load.start();
@@ -129,13 +158,20 @@ describe("observability: one trace per migration, the on-call metrics, a dashboa
 
       await waitForPhase(client, m.id, ["PHASE_READY_FOR_CUTOVER"]);
       await unary(client, "ApproveCutover", { id: m.id, reason: "observability test" });
-      expect((await waitForPhase(client, m.id, ["PHASE_COMPLETED", "PHASE_ROLLED_BACK", "PHASE_FAILED"])).phase).toBe("PHASE_COMPLETED");
+      expect((await waitForPhase(client, m.id, ["PHASE_COMPLETED", "PHASE_ROLLED_BACK", "PHASE_FAILED"])).phase).toBe(
+        "PHASE_COMPLETED",
+      );
     } finally {
       await load.stop();
     }
     // COMPLETED's watch samples reverse replication and the kept slots' WAL into the state within seconds.
     let got = await getMigration(client, m.id);
-    for (let i = 0; i < 60 && !(got.reverse?.rollback_drain_estimate && got.cdc_slots.some((c: any) => Number(c.retained_wal_bytes) > 0)); i++) {
+    for (
+      let i = 0;
+      i < 60 &&
+      !(got.reverse?.rollback_drain_estimate && got.cdc_slots.some((c: any) => Number(c.retained_wal_bytes) > 0));
+      i++
+    ) {
       await new Promise((r) => setTimeout(r, 250));
       got = await getMigration(client, m.id);
     }
@@ -146,21 +182,36 @@ describe("observability: one trace per migration, the on-call metrics, a dashboa
     const after = await scrape(metricsPort);
     expect(value(after.samples, "pgshift_migrations", { phase: "COMPLETED" })).toEqual([1]);
     expect(value(after.samples, "pgshift_cutover_window_seconds_count", { outcome: "ROUTED" })).toEqual([1]);
-    expect(value(after.samples, "pgshift_cutover_window_seconds_sum", { outcome: "ROUTED" })[0]! * 1000).toBeCloseTo(windowMs, 0);
+    expect(value(after.samples, "pgshift_cutover_window_seconds_sum", { outcome: "ROUTED" })[0]! * 1000).toBeCloseTo(
+      windowMs,
+      0,
+    );
     for (const phase of ["PREFLIGHT", "REPLICATING", "QUIESCING", "PROMOTING", "ROUTING", "VERIFYING"]) {
-      expect(value(after.samples, "pgshift_phase_duration_seconds_count", { phase, outcome: "advanced" }), phase).toEqual([1]);
+      expect(
+        value(after.samples, "pgshift_phase_duration_seconds_count", { phase, outcome: "advanced" }),
+        phase,
+      ).toEqual([1]);
     }
     expect(value(after.samples, "pgshift_xds_ack_latency_seconds_count").reduce((a, b) => a + b, 0)).toBeGreaterThan(0);
-    expect(value(after.samples, "rpc_server_call_duration_count", { rpc_method: "ApproveCutover", rpc_grpc_status_code: "OK" })).toEqual([1]);
-    expect(value(after.samples, "pgshift_check_results_total", { check: "replication.lag_window", status: "PASS" })).toEqual([1]);
-    expect(value(after.samples, "pgshift_replication_lag_bytes", { migration_id: m.id })).toEqual([Number(got.replication.lag_bytes)]);
+    expect(
+      value(after.samples, "rpc_server_call_duration_count", {
+        rpc_method: "ApproveCutover",
+        rpc_grpc_status_code: "OK",
+      }),
+    ).toEqual([1]);
+    expect(
+      value(after.samples, "pgshift_check_results_total", { check: "replication.lag_window", status: "PASS" }),
+    ).toEqual([1]);
+    expect(value(after.samples, "pgshift_replication_lag_bytes", { migration_id: m.id })).toEqual([
+      Number(got.replication.lag_bytes),
+    ]);
     expect(value(after.samples, "pgshift_migration_held", { migration_id: m.id })).toEqual([0]);
     expect(value(after.samples, "pgshift_cdc_paused_seconds", { migration_id: m.id }).length).toBe(1);
     expect(value(after.samples, "pgshift_reverse_lag_bytes", { migration_id: m.id }).length).toBe(1);
     const slot = got.cdc_slots[0];
-    expect(value(after.samples, "pgshift_cdc_retained_wal_bytes", { migration_id: m.id, slot_name: slot.slot_name })).toEqual([
-      Number(slot.retained_wal_bytes),
-    ]);
+    expect(
+      value(after.samples, "pgshift_cdc_retained_wal_bytes", { migration_id: m.id, slot_name: slot.slot_name }),
+    ).toEqual([Number(slot.retained_wal_bytes)]);
 
     // Every metric the dashboard and the alert rules name is on /metrics, and every one an on-call engineer is promised.
     const present = new Set(after.samples.map((s) => family(s.name)));
@@ -215,7 +266,14 @@ describe("observability: one trace per migration, the on-call metrics, a dashboa
     const cutover = spans.find((s) => s.name === "cutover")!;
     expect(ms(cutover.endTime) - ms(cutover.startTime)).toBeCloseTo(windowMs, 0);
     const inside = phases.filter((s) => s.parentSpanContext?.spanId === cutover.spanContext().spanId);
-    expect(inside.map((s) => s.name.slice(6))).toEqual(["QUIESCING", "FINAL_SYNC", "CDC_PREPARE", "PROMOTING", "CDC_RESTORE", "ROUTING"]);
+    expect(inside.map((s) => s.name.slice(6))).toEqual([
+      "QUIESCING",
+      "FINAL_SYNC",
+      "CDC_PREPARE",
+      "PROMOTING",
+      "CDC_RESTORE",
+      "ROUTING",
+    ]);
     const sum = inside.reduce((a, s) => a + (ms(s.endTime) - ms(s.startTime)), 0);
     expect(sum).toBeCloseTo(windowMs, 0);
 
@@ -224,7 +282,17 @@ describe("observability: one trace per migration, the on-call metrics, a dashboa
     const byId = new Map(spans.map((s) => [s.spanContext().spanId, s]));
     const parentName = (s: tracing.ReadableSpan) => byId.get(s.parentSpanContext?.spanId ?? "")?.name;
     for (const a of attempts) expect(parentName(a), a.name).toBe(`phase ${a.name.slice(5)}`);
-    const parts = ["fence", "final_lsn", "replay", "cdc_drain", "promote", "reverse_replication_start", "cdc_restore", "route", "ack"];
+    const parts = [
+      "fence",
+      "final_lsn",
+      "replay",
+      "cdc_drain",
+      "promote",
+      "reverse_replication_start",
+      "cdc_restore",
+      "route",
+      "ack",
+    ];
     for (const p of parts) {
       const s = spans.find((x) => x.name === p);
       expect(s, p).toBeDefined();
@@ -236,11 +304,19 @@ describe("observability: one trace per migration, the on-call metrics, a dashboa
     // Every verdict is an event: on its attempt's span, or (logged with the transition) on its phase's.
     const lagPass = [...attempts, ...phases]
       .flatMap((a) => a.events)
-      .find((e) => e.attributes?.["pgshift.check"] === "replication.lag_window" && e.attributes["pgshift.check.status"] === "PASS");
+      .find(
+        (e) =>
+          e.attributes?.["pgshift.check"] === "replication.lag_window" &&
+          e.attributes["pgshift.check.status"] === "PASS",
+      );
     expect(lagPass).toBeDefined();
     const slotPass = attempts
       .flatMap((a) => a.events)
-      .find((e) => e.attributes?.["pgshift.check"] === "slots.inactive_logical" && e.attributes["pgshift.check.status"] === "PASS");
+      .find(
+        (e) =>
+          e.attributes?.["pgshift.check"] === "slots.inactive_logical" &&
+          e.attributes["pgshift.check.status"] === "PASS",
+      );
     expect(slotPass).toBeDefined();
 
     // The API call that approved the cutover is linked from the step it triggered.
@@ -250,11 +326,17 @@ describe("observability: one trace per migration, the on-call metrics, a dashboa
     expect(linked.map((a) => a.name)).toContain("step READY_FOR_CUTOVER");
     // And the call that created it, from the first step.
     const create = exporter.getFinishedSpans().find((s) => s.name === "migration.v1.MigrationService/CreateMigration")!;
-    expect(attempts.find((a) => a.name === "step PENDING")!.links.map((l) => l.context.spanId)).toContain(create.spanContext().spanId);
+    expect(attempts.find((a) => a.name === "step PENDING")!.links.map((l) => l.context.spanId)).toContain(
+      create.spanContext().spanId,
+    );
     // Attempts say how they ended; the phases carry the LSN and lag they ended with.
     expect(attempts.find((a) => a.name === "step PROMOTING")!.attributes["pgshift.outcome"]).toBe("to CDC_RESTORE");
-    expect(phases.find((p) => p.name === "phase FINAL_SYNC")!.attributes["pgshift.final_lsn"]).toMatch(/^[0-9A-F]+\/[0-9A-F]+$/);
-    expect(typeof phases.find((p) => p.name === "phase REPLICATING")!.attributes["pgshift.replication.lag_bytes"]).toBe("number");
+    expect(phases.find((p) => p.name === "phase FINAL_SYNC")!.attributes["pgshift.final_lsn"]).toMatch(
+      /^[0-9A-F]+\/[0-9A-F]+$/,
+    );
+    expect(typeof phases.find((p) => p.name === "phase REPLICATING")!.attributes["pgshift.replication.lag_bytes"]).toBe(
+      "number",
+    );
     console.log(
       `cutover window ${windowMs.toFixed(1)} ms = ${inside.map((s) => `${s.name.slice(6)} ${(ms(s.endTime) - ms(s.startTime)).toFixed(1)}`).join(" + ")}; parts: ${parts
         .map((p) => `${p} ${(ms(part(p).endTime) - ms(part(p).startTime)).toFixed(1)}`)
@@ -270,11 +352,15 @@ describe("observability: one trace per migration, the on-call metrics, a dashboa
       promtool = undefined;
     }
     if (!promtool) {
-      console.log("promtool is not installed here: the rules were parsed and their metrics checked above; .ci/run installs it");
+      console.log(
+        "promtool is not installed here: the rules were parsed and their metrics checked above; .ci/run installs it",
+      );
       expect(process.env.CI, "CI installs promtool").not.toBe("true");
       return;
     }
-    const out = execFileSync(promtool, ["check", "rules", join(ROOT, "deploy/prometheus/alerts.yml")], { encoding: "utf8" });
+    const out = execFileSync(promtool, ["check", "rules", join(ROOT, "deploy/prometheus/alerts.yml")], {
+      encoding: "utf8",
+    });
     expect(out).toMatch(/SUCCESS: 4 rules found/);
   });
 

@@ -22,7 +22,8 @@ describe("the packed package: installed from its tarball, run with plain node", 
   });
 
   it("installs, answers --help for every command and subcommand, serves and answers a health check", async () => {
-    const npm = (args: string[], cwd: string) => run("npm", args, { cwd, env: { ...process.env, npm_config_update_notifier: "false" }, maxBuffer: 16 << 20 });
+    const npm = (args: string[], cwd: string) =>
+      run("npm", args, { cwd, env: { ...process.env, npm_config_update_notifier: "false" }, maxBuffer: 16 << 20 });
     await npm(["pack", "--ignore-scripts", "--pack-destination", tmp.dir], ROOT);
     const tgz = readdirSync(tmp.dir).find((f) => f.endsWith(".tgz"));
     expect(tgz).toMatch(/^pgshift-.*\.tgz$/);
@@ -31,7 +32,18 @@ describe("the packed package: installed from its tarball, run with plain node", 
     writeFileSync(join(app, "package.json"), JSON.stringify({ name: "pgshift-user", private: true }));
     // From npm's cache where it has the packages (the suite's own `npm ci` filled it); the registry otherwise.
     // Optional packages left out: PostgreSQL's server binaries come from the system here.
-    await npm(["install", "--prefer-offline", "--omit=optional", "--ignore-scripts", "--no-audit", "--no-fund", join(tmp.dir, tgz!)], app);
+    await npm(
+      [
+        "install",
+        "--prefer-offline",
+        "--omit=optional",
+        "--ignore-scripts",
+        "--no-audit",
+        "--no-fund",
+        join(tmp.dir, tgz!),
+      ],
+      app,
+    );
     const bin = join(app, "node_modules/.bin/pgshift");
     // No TypeScript loader anywhere: plain node on what the package ships.
     const pgshift = (args: string[]) => run(process.execPath, [bin, ...args], { cwd: app });
@@ -39,7 +51,9 @@ describe("the packed package: installed from its tarball, run with plain node", 
     const top = await pgshift(["--help"]);
     for (const cmd of Object.keys(HELP).filter((k) => !k.includes(" "))) expect(top.stdout).toContain(`  ${cmd} `);
     // Side by side: each is a process of its own, as a user would start it.
-    const helps = await Promise.all(Object.keys(HELP).map(async (path) => ({ path, stdout: (await pgshift([...path.split(" "), "--help"])).stdout })));
+    const helps = await Promise.all(
+      Object.keys(HELP).map(async (path) => ({ path, stdout: (await pgshift([...path.split(" "), "--help"])).stdout })),
+    );
     for (const { path, stdout } of helps) {
       expect(stdout, path).toContain(`usage: pgshift ${HELP[path]!.usage}`);
       expect(stdout, path).toContain(`example:\n  ${HELP[path]!.example}`);
@@ -50,7 +64,9 @@ describe("the packed package: installed from its tarball, run with plain node", 
     const health = await pgshift(["health", "--api", `http://${svc.address}`]);
     expect(JSON.parse(health.stdout)).toEqual({ status: "SERVING" });
     // A service that is not there: unavailable, said so, non-zero.
-    const down = await pgshift(["health", "--api", "http://127.0.0.1:1"]).catch((e: { code: number; stderr: string }) => e);
+    const down = await pgshift(["health", "--api", "http://127.0.0.1:1"]).catch(
+      (e: { code: number; stderr: string }) => e,
+    );
     expect(down).toMatchObject({ code: 69, stderr: expect.stringMatching(/^Unavailable: /) });
   });
 });

@@ -38,7 +38,8 @@ describe("a realistic schema, cutover then rollback under a load touching every 
     expect(unlogged.remedy).toMatch(/ALTER TABLE public\.sessions SET LOGGED/);
     expect(check(pre, "schema.replica_identity").measured).toMatch(/public\.audit_log, public\.events/);
 
-    const m = (await unary(f.client, "CreateMigration", { spec: { ...bare, schema_policy: src.schemaPolicy } })).migration;
+    const m = (await unary(f.client, "CreateMigration", { spec: { ...bare, schema_policy: src.schemaPolicy } }))
+      .migration;
     const port = await f.proxy.waitForListener("real-db");
     const load = new RealisticLoad({ host: "127.0.0.1", port, ...src.app, ratePerSec: 25 });
     load.start();
@@ -68,9 +69,18 @@ describe("a realistic schema, cutover then rollback under a load touching every 
     const completed = await getMigration(f.client, m.id);
     const afterCutover = check(completed, "verify.data");
     console.log(`[realistic] after cutover: ${afterCutover.status} ${afterCutover.measured}`);
-    expect(afterCutover).toMatchObject({ status: "CHECK_STATUS_PASS", threshold: expect.stringContaining("at the final LSN") });
-    const sessionsOnTarget = await adminOf(f.provider, "real-tgt").query<{ n: number }>("select count(*)::int as n from sessions", [], "app");
-    console.log(`[realistic] the disposable unlogged table on the target after cutover: ${sessionsOnTarget[0]!.n} rows`);
+    expect(afterCutover).toMatchObject({
+      status: "CHECK_STATUS_PASS",
+      threshold: expect.stringContaining("at the final LSN"),
+    });
+    const sessionsOnTarget = await adminOf(f.provider, "real-tgt").query<{ n: number }>(
+      "select count(*)::int as n from sessions",
+      [],
+      "app",
+    );
+    console.log(
+      `[realistic] the disposable unlogged table on the target after cutover: ${sessionsOnTarget[0]!.n} rows`,
+    );
 
     // The load runs on the target; on demand, the source following it through reverse replication compares equal.
     const during = await unary(f.client, "VerifyMigration", { id: m.id });
@@ -91,11 +101,16 @@ describe("a realistic schema, cutover then rollback under a load touching every 
       drift = check(await getMigration(f.client, m.id), "rollback.schema_changes");
     }
     console.log(`[realistic] DDL on the target shown after ${Date.now() - ddlAt} ms: ${drift?.measured}`);
-    expect(drift).toMatchObject({ status: "CHECK_STATUS_WARN", measured: expect.stringContaining("app.public.audit_log") });
+    expect(drift).toMatchObject({
+      status: "CHECK_STATUS_WARN",
+      measured: expect.stringContaining("app.public.audit_log"),
+    });
     expect(drift.measured).toMatch(/note text/);
     expect(drift.measured).toMatch(/app\.public\.late exists on the target only/);
     // With the statement the target ran, recorded by its event trigger.
-    expect(drift.measured).toMatch(/run on the target: "alter table public\.audit_log add column note text; create table public\.late/);
+    expect(drift.measured).toMatch(
+      /run on the target: "alter table public\.audit_log add column note text; create table public\.late/,
+    );
     expect(drift.measured).not.toMatch(/refresh materialized view/);
     expect(Date.now() - ddlAt).toBeLessThan(10_000);
     // The remedy, as an operator would: the same change on the source; readiness clears.
@@ -123,12 +138,19 @@ describe("a realistic schema, cutover then rollback under a load touching every 
     const afterRollback = check(rolled, "verify.data");
     // The table made after promotion came back with its rows.
     expect(check(rolled, "rollback.new_tables")?.measured).toMatch(/app\.public\.late/);
-    expect((await src.cluster.query<{ n: number }>("select count(*)::int as n from public.late", [], "app"))[0]!.n).toBe(40);
+    expect(
+      (await src.cluster.query<{ n: number }>("select count(*)::int as n from public.late", [], "app"))[0]!.n,
+    ).toBe(40);
     expect((await unaryError(f.client, "VerifyMigration", { id: m.id })).code).toBe(grpc.status.FAILED_PRECONDITION);
     console.log(`[realistic] after rollback: ${afterRollback.status} ${afterRollback.measured}`);
-    expect(afterRollback).toMatchObject({ status: "CHECK_STATUS_PASS", threshold: expect.stringContaining("drain point") });
+    expect(afterRollback).toMatchObject({
+      status: "CHECK_STATUS_PASS",
+      threshold: expect.stringContaining("drain point"),
+    });
 
-    console.log(`[realistic] ${load.committed.length} transactions committed, ${load.failures.length} connection failures, ${load.refused.length} refused`);
+    console.log(
+      `[realistic] ${load.committed.length} transactions committed, ${load.failures.length} connection failures, ${load.refused.length} refused`,
+    );
     expect(load.refused).toEqual([]);
     expect(load.committed.length).toBeGreaterThan(50);
     // Sequences carried back in their own direction: the source hands out none the target used.
@@ -143,14 +165,19 @@ describe("a realistic schema, cutover then rollback under a load touching every 
     const [onSource, onTarget] = [await seq(adminOf(f.provider, "real-src")), await seq(tgt)];
     expect(BigInt(onSource.down)).toBeLessThanOrEqual(BigInt(onTarget.down));
     expect(BigInt(onSource.up)).toBeGreaterThanOrEqual(BigInt(onTarget.up));
-    const ids = new Set((await src.cluster.query<{ id: string }>("select id::text from sales.orders", [], "app")).map((r) => r.id));
+    const ids = new Set(
+      (await src.cluster.query<{ id: string }>("select id::text from sales.orders", [], "app")).map((r) => r.id),
+    );
     expect(load.committed.filter((id) => !ids.has(String(id)))).toEqual([]);
     // Large objects the load created (on either side, the target's among them) are on the source with their bytes.
     const los = new Map(
-      (await src.cluster.query<{ oid: string; d: string }>("select oid::text, md5(lo_get(oid)) as d from pg_largeobject_metadata", [], "app")).map((r) => [
-        r.oid,
-        r.d,
-      ]),
+      (
+        await src.cluster.query<{ oid: string; d: string }>(
+          "select oid::text, md5(lo_get(oid)) as d from pg_largeobject_metadata",
+          [],
+          "app",
+        )
+      ).map((r) => [r.oid, r.d]),
     );
     expect(createdOnTarget.filter(([oid, d]) => los.get(oid) !== d)).toEqual([]);
     expect([...load.created].filter(([oid, d]) => los.get(oid) !== d)).toEqual([]);

@@ -15,9 +15,12 @@ describe("the reverse-replication path, probed before cutover", () => {
   it("reaches a standby replica and leaves no subscription; a target it cannot reach is named with the error", async () => {
     await createSampleSource(local, "src", { rows: 10 });
     await local.createReplica({ id: "src" }, { id: "tgt" }, "m-probe");
-    const dbs = (await prepareReverseReplication(local, { id: "src" }, await readSchemaInventory(local, { id: "src" }))).map((p) => p.database);
+    const dbs = (
+      await prepareReverseReplication(local, { id: "src" }, await readSchemaInventory(local, { id: "src" }))
+    ).map((p) => p.database);
     expect(dbs).toEqual(["app"]);
-    const subscriptions = async () => (await local.cluster({ id: "src" }).query<{ n: number }>("select count(*)::int as n from pg_subscription"))[0]!.n;
+    const subscriptions = async () =>
+      (await local.cluster({ id: "src" }).query<{ n: number }>("select count(*)::int as n from pg_subscription"))[0]!.n;
 
     expect(await probeReversePath(local, { id: "src" }, { id: "tgt" }, dbs)).toBeUndefined();
     expect(await subscriptions()).toBe(0);

@@ -29,12 +29,22 @@ describe("rollback readiness under a write-heavy load", () => {
 
   it("a rollback without a reverse backlog, for comparison", async () => {
     const { app } = await createSampleSource(f.provider, "plain-src", { rows: 50 });
-    const m = (await unary(f.client, "CreateMigration", { spec: localSpec("plain-db", "plain-src", "plain-tgt", { cutover_mode: "CUTOVER_MODE_AUTOMATIC" }) }))
-      .migration;
-    const load = new WriteLoad({ host: "127.0.0.1", port: await f.proxy.waitForListener("plain-db"), ...app, ratePerSec: 100 });
+    const m = (
+      await unary(f.client, "CreateMigration", {
+        spec: localSpec("plain-db", "plain-src", "plain-tgt", { cutover_mode: "CUTOVER_MODE_AUTOMATIC" }),
+      })
+    ).migration;
+    const load = new WriteLoad({
+      host: "127.0.0.1",
+      port: await f.proxy.waitForListener("plain-db"),
+      ...app,
+      ratePerSec: 100,
+    });
     load.start();
     f.owned.push(load);
-    expect((await waitForPhase(f.client, m.id, ["PHASE_COMPLETED", "PHASE_FAILED", "PHASE_ROLLED_BACK"])).phase).toBe("PHASE_COMPLETED");
+    expect((await waitForPhase(f.client, m.id, ["PHASE_COMPLETED", "PHASE_FAILED", "PHASE_ROLLED_BACK"])).phase).toBe(
+      "PHASE_COMPLETED",
+    );
     await sleep(1000);
     load.longestGapMs = 0;
     await unary(f.client, "RollbackMigration", { id: m.id, reason: "readiness baseline" });
@@ -43,7 +53,9 @@ describe("rollback readiness under a write-heavy load", () => {
     for (let i = 0; i < 250 && load.committed.length <= before; i++) await sleep(20);
     await load.stop();
     plainRollbackGapMs = load.longestGapMs;
-    console.log(`[readiness] rollback without a backlog: application's longest gap ${Math.round(plainRollbackGapMs)} ms`);
+    console.log(
+      `[readiness] rollback without a backlog: application's longest gap ${Math.round(plainRollbackGapMs)} ms`,
+    );
     expect(plainRollbackGapMs).toBeGreaterThan(0);
   });
 
@@ -60,7 +72,11 @@ describe("rollback readiness under a write-heavy load", () => {
       await unary(f.client, "CreateMigration", {
         spec: localSpec("heavy-db", "heavy-src", "heavy-tgt", {
           cutover_mode: "CUTOVER_MODE_AUTOMATIC",
-          rollback_policy: { max_reverse_lag_bytes: String(1024 * 1024), fence_below_lag_bytes: String(256 * 1024), fence_wait: { seconds: 60 } },
+          rollback_policy: {
+            max_reverse_lag_bytes: String(1024 * 1024),
+            fence_below_lag_bytes: String(256 * 1024),
+            fence_wait: { seconds: 60 },
+          },
         }),
       })
     ).migration;
@@ -98,7 +114,9 @@ describe("rollback readiness under a write-heavy load", () => {
       expect(lag).toBeGreaterThan(1024 * 1024);
       expect(warned(got)).toBe(true);
       const scraped = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
-      const gauge = new RegExp(`pgshift_reverse_lag_bytes\\{[^}]*database_name="heavy-db"[^}]*\\} (\\d+)`).exec(scraped);
+      const gauge = new RegExp(`pgshift_reverse_lag_bytes\\{[^}]*database_name="heavy-db"[^}]*\\} (\\d+)`).exec(
+        scraped,
+      );
       expect(Number(gauge?.[1])).toBeGreaterThan(0);
       expect(scraped).toMatch(/pgshift_reverse_retained_wal_bytes\{/);
 
@@ -109,7 +127,9 @@ describe("rollback readiness under a write-heavy load", () => {
       let waiting: any;
       for (let i = 0; i < 100 && !waiting; i++) {
         await sleep(100);
-        waiting = (await getMigration(f.client, m.id)).checks.find((c: any) => c.name === "rollback.fence_backlog" && c.status === "CHECK_STATUS_WARN");
+        waiting = (await getMigration(f.client, m.id)).checks.find(
+          (c: any) => c.name === "rollback.fence_backlog" && c.status === "CHECK_STATUS_WARN",
+        );
       }
       console.log(`[readiness] rollback asked; ${waiting ? `it waits: ${waiting.measured}` : "no wait reported"}`);
       expect(waiting?.measured).toMatch(/fencing now would stop writes for/);
@@ -138,10 +158,18 @@ describe("rollback readiness under a write-heavy load", () => {
     await sleep(500);
     await load.stop();
     // Nothing lost: every committed insert, and the target's last state of the big table, on the source.
-    const ids = new Set((await cluster.query<{ id: string }>("select id::text from items", [], "app")).map((r) => r.id));
+    const ids = new Set(
+      (await cluster.query<{ id: string }>("select id::text from items", [], "app")).map((r) => r.id),
+    );
     expect(load.committed.filter((id) => !ids.has(String(id)))).toEqual([]);
     const sum = async (id: string) =>
-      (await adminOf(f.provider, id).query<{ s: string }>("select md5(string_agg(v, ',' order by id)) as s from big", [], "app"))[0]!.s;
+      (
+        await adminOf(f.provider, id).query<{ s: string }>(
+          "select md5(string_agg(v, ',' order by id)) as s from big",
+          [],
+          "app",
+        )
+      )[0]!.s;
     expect(await sum("heavy-src")).toBe(await sum("heavy-tgt"));
   });
 });

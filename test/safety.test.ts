@@ -10,7 +10,9 @@ import { startServiceProcess, tempDir, type ServiceProcess } from "./helpers/ser
 import { destroyClusters } from "./helpers/clusters.js";
 
 const rowsOf = async (provider: LocalProvider, id: string) =>
-  Number((await provider.cluster({ id }).query<{ n: string }>("select count(*)::text as n from items", [], "app"))[0]!.n);
+  Number(
+    (await provider.cluster({ id }).query<{ n: string }>("select count(*)::text as n from items", [], "app"))[0]!.n,
+  );
 
 /** pgshift never deletes, stops or changes what it did not create or what a migration does not name. */
 describe("never destroy what pgshift did not create", () => {
@@ -48,7 +50,9 @@ describe("never destroy what pgshift did not create", () => {
     await down.stop("fast");
     const m = (
       await unary(client, "CreateMigration", {
-        spec: localSpec("late-db", "down-src", "late-tgt", { step_policy: { max_attempts: 50, initial_backoff: { seconds: 1 }, max_backoff: { seconds: 2 } } }),
+        spec: localSpec("late-db", "down-src", "late-tgt", {
+          step_policy: { max_attempts: 50, initial_backoff: { seconds: 1 }, max_backoff: { seconds: 2 } },
+        }),
       })
     ).migration;
     // Preflight keeps failing (the source is down); meanwhile somebody creates a database named like the target.
@@ -66,7 +70,9 @@ describe("never destroy what pgshift did not create", () => {
   it("a cleanup that fails is recorded and retried, never swallowed: FAILED only once what the migration made is gone", async () => {
     const { cluster: src } = await createSampleSource(provider, "cleanup-src", { rows: 50 });
     const m = (
-      await unary(client, "CreateMigration", { spec: localSpec("cleanup-db", "cleanup-src", "cleanup-tgt", { lag_policy: { window: { seconds: 3600 } } }) })
+      await unary(client, "CreateMigration", {
+        spec: localSpec("cleanup-db", "cleanup-src", "cleanup-tgt", { lag_policy: { window: { seconds: 3600 } } }),
+      })
     ).migration;
     await waitForPhase(client, m.id, ["PHASE_REPLICATING"]);
     // The lag gate samples (its window of an hour keeps it there).
@@ -74,7 +80,11 @@ describe("never destroy what pgshift did not create", () => {
     // The replica dies (the step fails for good) and the source is down, so its slot for the replica cannot be dropped yet.
     provider.cluster({ id: "cleanup-tgt" }).crash();
     await src.stop("fast");
-    const failedCleanup = await waitForEvent(client, m.id, (e) => e.type === "EVENT_TYPE_CHECK_RESULT" && e.check?.name === "cleanup.target");
+    const failedCleanup = await waitForEvent(
+      client,
+      m.id,
+      (e) => e.type === "EVENT_TYPE_CHECK_RESULT" && e.check?.name === "cleanup.target",
+    );
     expect(failedCleanup.check.status).toBe("CHECK_STATUS_FAIL");
     expect(failedCleanup.check.measured).toMatch(/cannot connect to cleanup-src/);
     await new Promise((r) => setTimeout(r, 1500));
@@ -96,16 +106,19 @@ describe("never destroy what pgshift did not create", () => {
     await createSampleSource(provider, "keep-src", { rows: 5 });
     await createSampleSource(provider, "not-mine", { rows: 7 });
     const err = await provider.createReplica({ id: "keep-src" }, { id: "not-mine" }, "m-1").catch((e: Error) => e);
-    expect((err as Error).message).toMatch(/not-mine exists and was not created by migration m-1 \(pgshift did not create it\)/);
+    expect((err as Error).message).toMatch(
+      /not-mine exists and was not created by migration m-1 \(pgshift did not create it\)/,
+    );
     expect(await provider.deleteReplica({ id: "keep-src" }, { id: "not-mine" }, "m-1")).toBe("not-ours");
     expect(await rowsOf(provider, "not-mine")).toBe(7);
     // Its own target is resumed by the migration that made it, and refused to another.
     await provider.createReplica({ id: "keep-src" }, { id: "mine" }, "m-2");
     expect(provider.ownerOf("mine")).toBe("m-2");
     await provider.createReplica({ id: "keep-src" }, { id: "mine" }, "m-2");
-    expect(((await provider.createReplica({ id: "keep-src" }, { id: "mine" }, "m-3").catch((e: Error) => e)) as Error).message).toMatch(
-      /migration m-2 created it/,
-    );
+    expect(
+      ((await provider.createReplica({ id: "keep-src" }, { id: "mine" }, "m-3").catch((e: Error) => e)) as Error)
+        .message,
+    ).toMatch(/migration m-2 created it/);
     expect(await provider.deleteReplica({ id: "keep-src" }, { id: "mine" }, "m-3")).toBe("not-ours");
     expect(await provider.deleteReplica({ id: "keep-src" }, { id: "mine" }, "m-2")).toBe("deleted");
     expect(existsSync(join(tmp.dir, "local", "clusters", "mine"))).toBe(false);
@@ -127,11 +140,24 @@ describe("the store's notification channel", () => {
   it("a malformed NOTIFY from any role that reaches the store leaves every replica up", async () => {
     replicas.push(await startServiceProcess(["--data-dir", tmp.dir]));
     const store = LocalCluster.load(join(tmp.dir, "store"))!;
-    replicas.push(await startServiceProcess(["--data-dir", join(tmp.dir, "second"), "--database-url", store.url("pgshift")]));
+    replicas.push(
+      await startServiceProcess(["--data-dir", join(tmp.dir, "second"), "--database-url", store.url("pgshift")]),
+    );
     const clients = replicas.map((r) => migrationClient(r.address));
-    const m = (await unary(clients[0]!, "CreateMigration", { spec: localSpec("notify-db", "nothing-here", "nothing-there") })).migration;
+    const m = (
+      await unary(clients[0]!, "CreateMigration", { spec: localSpec("notify-db", "nothing-here", "nothing-there") })
+    ).migration;
     // An EventEmitter throws on an "error" event nobody listens to: the payload that used to crash every replica.
-    for (const payload of ["error 1", "error", "", "x".repeat(7000), `${m.id} not-a-number`, "resync 1", "all 1", "m:x 1"]) {
+    for (const payload of [
+      "error 1",
+      "error",
+      "",
+      "x".repeat(7000),
+      `${m.id} not-a-number`,
+      "resync 1",
+      "all 1",
+      "m:x 1",
+    ]) {
       await store.query("select pg_notify('pgshift_events', $1)", [payload], "pgshift");
     }
     await new Promise((r) => setTimeout(r, 500));

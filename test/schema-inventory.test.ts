@@ -71,7 +71,11 @@ describe("the schema inventory and what depends on it, on real clusters", () => 
       "schema.event_triggers": "WARN",
       "rollback.coverage": "WARN",
     });
-    expect(schemaChecks(inv, { ...NONE, disposableUnlogged: ["app.public.cache"] }).find((v) => v.name === "schema.unlogged_tables")?.status).toBe("WARN");
+    expect(
+      schemaChecks(inv, { ...NONE, disposableUnlogged: ["app.public.cache"] }).find(
+        (v) => v.name === "schema.unlogged_tables",
+      )?.status,
+    ).toBe("WARN");
 
     // A foreign table and a subscription (disabled, no slot: it needs no publisher to exist), seen, then removed.
     await src().query(
@@ -101,7 +105,11 @@ describe("the schema inventory and what depends on it, on real clusters", () => 
       all: ["public.ident", "public.items", "public.measurements_2026"],
       inserts: ["public.nopk"],
     });
-    await src().query("update nopk set v = v + 100 where v <= 5; delete from nopk where v = 10; update cache set v = 'x'; update ident set v = 1", [], "app");
+    await src().query(
+      "update nopk set v = v + 100 where v <= 5; delete from nopk where v = 10; update cache set v = 'x'; update ident set v = 1",
+      [],
+      "app",
+    );
 
     // Guardrails: a session idle in a transaction, a prepared transaction; neither once they end.
     const idle = new pg.Client(provider.cluster(SRC).connectionConfig("app"));
@@ -112,8 +120,14 @@ describe("the schema inventory and what depends on it, on real clusters", () => 
       await new Promise((r) => setTimeout(r, 1200));
       const blockers = await readGuardrailBlockers(provider.sql(SRC), 60_000);
       expect((await readSchemaInventory(provider, SRC)).prepared.map((p) => p.gid)).toEqual(["tx-inv"]);
-      expect(schemaChecks(await readSchemaInventory(provider, SRC), NONE).find((v) => v.name === "transactions.prepared")?.status).toBe("WARN");
-      expect(blockers.map((b) => `${b.kind} ${b.application ?? b.what}`).sort()).toEqual(["idle in transaction batch-job", "prepared transaction tx-inv"]);
+      expect(
+        schemaChecks(await readSchemaInventory(provider, SRC), NONE).find((v) => v.name === "transactions.prepared")
+          ?.status,
+      ).toBe("WARN");
+      expect(blockers.map((b) => `${b.kind} ${b.application ?? b.what}`).sort()).toEqual([
+        "idle in transaction batch-job",
+        "prepared transaction tx-inv",
+      ]);
       expect(blockers.find((b) => b.kind === "idle in transaction")?.what).toMatch(/update items set v = 'held'/);
     } finally {
       await idle.query("rollback").catch(() => {});
@@ -148,7 +162,9 @@ describe("the schema inventory and what depends on it, on real clusters", () => 
       "app",
     );
     const held = snapshots.take("cutover")!;
-    const atPromotion = await compareDatabase("app", held.sql("source", "app")!, held.sql("target", "app")!, { throttleMs: 0 });
+    const atPromotion = await compareDatabase("app", held.sql("source", "app")!, held.sql("target", "app")!, {
+      throttleMs: 0,
+    });
     held.release();
     expect(atPromotion).toMatchObject({ tables: 4, mismatches: [] });
     // items 50; nopk 10, less the one deleted, plus the prepared insert committed.
@@ -156,7 +172,9 @@ describe("the schema inventory and what depends on it, on real clusters", () => 
     await drainReverseReplication(provider, SRC, TGT, 30_000);
     // Now, as they are: every table alike but the keyless one, whose update and delete were not carried back.
     const now = await compareDatabase("app", provider.sql(SRC, "app"), provider.sql(TGT, "app"), { throttleMs: 0 });
-    expect(now.mismatches).toEqual([{ database: "app", table: "public.nopk", range: "whole table", source: "11 rows", target: "11 rows" }]);
+    expect(now.mismatches).toEqual([
+      { database: "app", table: "public.nopk", range: "whole table", source: "11 rows", target: "11 rows" },
+    ]);
     expect(dataVerdict({ ...now, databases: 1, ms: 1 }, "now", ["app.public.nopk"]).status).toBe("WARN");
     expect(dataVerdict({ ...now, databases: 1, ms: 1 }, "now").status).toBe("FAIL");
     const sync = await carryLargeObjectsBack(provider, SRC, TGT, ["app"]);
@@ -175,7 +193,9 @@ describe("the schema inventory and what depends on it, on real clusters", () => 
     // Inserts into the keyless table came back; its update and delete did not, as rollback readiness says.
     const nopk = await src().query<{ v: number }>("select v from nopk where v in (77, 1077)", [], "app");
     expect(nopk.map((r) => r.v)).toEqual([77]);
-    expect((await src().query<{ v: string }>("select v from items order by id desc limit 1", [], "app"))[0]!.v).toBe("on the target");
+    expect((await src().query<{ v: string }>("select v from items order by id desc limit 1", [], "app"))[0]!.v).toBe(
+      "on the target",
+    );
 
     // A schema change on the target after promotion: named, with both sides' shapes.
     await tgt().query("alter table items add column note text; create table fresh (id int primary key)", [], "app");
@@ -184,7 +204,10 @@ describe("the schema inventory and what depends on it, on real clusters", () => 
     expect(drift.find((d) => d.table === "public.items")?.target).toMatch(/note text/);
     // One statement of two commands: one entry, both tags.
     expect(await readCapturedDdl(provider, TGT, "app")).toMatchObject([
-      { tag: "ALTER TABLE, CREATE TABLE", statement: "alter table items add column note text; create table fresh (id int primary key)" },
+      {
+        tag: "ALTER TABLE, CREATE TABLE",
+        statement: "alter table items add column note text; create table fresh (id int primary key)",
+      },
     ]);
 
     // The remedy: the same change on the source, the new table created there empty; the rollback then copies its rows.
@@ -199,7 +222,11 @@ describe("the schema inventory and what depends on it, on real clusters", () => 
     expect(await coverNewTables(provider, SRC, TGT, ["app"], 30_000)).toEqual([]);
 
     await stopReverseReplication(provider, SRC, TGT);
-    const left = await src().query<{ n: number }>("select count(*)::int as n from pg_publication where pubname like 'pgshift%'", [], "app");
+    const left = await src().query<{ n: number }>(
+      "select count(*)::int as n from pg_publication where pubname like 'pgshift%'",
+      [],
+      "app",
+    );
     expect(left[0]!.n).toBe(0);
     // The DDL capture went with reverse replication: no event trigger or schema of ours is left on the target.
     const ours = await tgt().query<{ n: number }>(

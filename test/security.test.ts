@@ -6,7 +6,14 @@ import * as grpc from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { makeDevPki, type DevPki } from "../src/security/dev-pki.js";
 import { adsClientConstructor, TYPE } from "../xds/index.js";
-import { healthClient, migrationClient, mtlsCredentials, unary, unaryError, type AnyClient } from "./helpers/grpc-clients.js";
+import {
+  healthClient,
+  migrationClient,
+  mtlsCredentials,
+  unary,
+  unaryError,
+  type AnyClient,
+} from "./helpers/grpc-clients.js";
 import { createRegistered, localSpec, registerFor } from "./helpers/migrations.js";
 import { publishRoutes } from "./helpers/embedded-store.js";
 import { startServiceProcess, tempDir, type ServiceProcess } from "./helpers/service-process.js";
@@ -38,12 +45,9 @@ const creds = mtlsCredentials;
 
 /** A client certificate from the dev PKI's CA that names no identity: no SAN, and a subject without a CN. */
 async function namelessCertificate(pkiDir: string): Promise<grpc.ChannelCredentials> {
-  const [key, csr, cert, ext] = ["nameless.key", "nameless.csr", "nameless.crt", "nameless.ext"].map((f) => join(pkiDir, f)) as [
-    string,
-    string,
-    string,
-    string,
-  ];
+  const [key, csr, cert, ext] = ["nameless.key", "nameless.csr", "nameless.crt", "nameless.ext"].map((f) =>
+    join(pkiDir, f),
+  ) as [string, string, string, string];
   writeFileSync(ext, "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n");
   await run("openssl", [
     "req",
@@ -142,7 +146,11 @@ describe("mutual TLS, identities and per-database authorization", () => {
       return unary(h, "Check", { service: "" }, new grpc.Metadata()).finally(() => h.close());
     };
     await expect(health(creds(pki, "admin"))).resolves.toMatchObject({ status: "SERVING" });
-    for (const c of [grpc.credentials.createSsl(readFileSync(pki.ca)), creds(otherCa, "admin"), grpc.credentials.createInsecure()]) {
+    for (const c of [
+      grpc.credentials.createSsl(readFileSync(pki.ca)),
+      creds(otherCa, "admin"),
+      grpc.credentials.createInsecure(),
+    ]) {
       await expect(health(c)).rejects.toMatchObject({ code: grpc.status.UNAVAILABLE });
     }
   });
@@ -154,7 +162,9 @@ describe("mutual TLS, identities and per-database authorization", () => {
       const err = await unaryError(client, "ListMigrations", {});
       expect(err.code).toBe(grpc.status.UNAUTHENTICATED);
       expect(err.details).toMatch(/names no identity/);
-      expect((await unaryError(client, "GetMigration", { id: ids["billing-db"] })).code).toBe(grpc.status.UNAUTHENTICATED);
+      expect((await unaryError(client, "GetMigration", { id: ids["billing-db"] })).code).toBe(
+        grpc.status.UNAUTHENTICATED,
+      );
     } finally {
       client.close();
     }
@@ -170,9 +180,13 @@ describe("mutual TLS, identities and per-database authorization", () => {
       expect(e.details).toContain(BILLING);
       expect(e.details).toContain('"payments-db"');
     }
-    const create = await unaryError(billing, "CreateMigration", { spec: localSpec("payments-two", "p2-src", "p2-tgt") });
+    const create = await unaryError(billing, "CreateMigration", {
+      spec: localSpec("payments-two", "p2-src", "p2-tgt"),
+    });
     expect(create.code).toBe(grpc.status.PERMISSION_DENIED);
-    expect(create.details).toMatch(/may not create a migration for database "payments-two" \(instance local:p2-src\): that needs role operator/);
+    expect(create.details).toMatch(
+      /may not create a migration for database "payments-two" \(instance local:p2-src\): that needs role operator/,
+    );
     // Its own database: an approver may approve (ahead of the phase, as any approval), not finalize.
     await expect(unary(billing, "ApproveCutover", { id: ids["billing-db"] })).resolves.toBeDefined();
     const fin = await unaryError(billing, "FinalizeMigration", { id: ids["billing-db"] });
@@ -183,7 +197,8 @@ describe("mutual TLS, identities and per-database authorization", () => {
   it("the audit log names the certificate's identity; x-pgshift-actor only adds the stated human", async () => {
     const md = new grpc.Metadata();
     md.set("x-pgshift-actor", ADMIN);
-    const m = (await unary(billing, "CreateMigration", { spec: localSpec("billing-two", "b2-src", "b2-tgt") }, md)).migration;
+    const m = (await unary(billing, "CreateMigration", { spec: localSpec("billing-two", "b2-src", "b2-tgt") }, md))
+      .migration;
     expect(m.history[0].actor).toBe(`${BILLING} on behalf of ${ADMIN} (stated by the caller)`);
     const plain = (await unary(billing, "GetMigration", { id: ids["billing-db"] })).migration;
     expect(plain.history[0].actor).toBe(ADMIN);
@@ -247,17 +262,33 @@ describe("mutual TLS, identities and per-database authorization", () => {
       const acking = ads(creds(pki, "sidecar"));
       acking.call.write({ node: { id: `${BILLING_SIDECAR}#pod-1` }, type_url: TYPE.cluster, resource_names: [] });
       const answer = await acking.first();
-      acking.call.write({ type_url: TYPE.cluster, resource_names: [], version_info: answer.version_info, response_nonce: answer.nonce });
+      acking.call.write({
+        type_url: TYPE.cluster,
+        resource_names: [],
+        version_info: answer.version_info,
+        response_nonce: answer.nonce,
+      });
       await expect
-        .poll(async () => (await unary(admin, "GetRoutingStatus", { database_name: "billing-db" })).status.proxies.map((p: any) => [p.identity, p.node_id]), {
-          timeout: 10_000,
-          interval: 100,
-        })
+        .poll(
+          async () =>
+            (await unary(admin, "GetRoutingStatus", { database_name: "billing-db" })).status.proxies.map((p: any) => [
+              p.identity,
+              p.node_id,
+            ]),
+          {
+            timeout: 10_000,
+            interval: 100,
+          },
+        )
         .toEqual([[BILLING_SIDECAR, `${BILLING_SIDECAR}#pod-1`]]);
       acking.close();
 
       const forged = ads(creds(pki, "sidecar"));
-      forged.call.write({ node: { id: "spiffe://test.example/team/payments/sa/sidecar" }, type_url: TYPE.cluster, resource_names: [] });
+      forged.call.write({
+        node: { id: "spiffe://test.example/team/payments/sa/sidecar" },
+        type_url: TYPE.cluster,
+        resource_names: [],
+      });
       const st = await forged.status();
       expect(st.code).toBe(grpc.status.PERMISSION_DENIED);
       expect(st.details).toContain("does not belong to the certificate's identity");
@@ -287,7 +318,9 @@ describe("mutual TLS, identities and per-database authorization", () => {
   it("one identity's flood of requests or watches is bounded, and other identities are still served", async () => {
     const flood = migrationClient(svc.address, creds(pki, "flood"));
     // Open streams: 200 per identity, over several connections (each takes 100 streams at once); the next is refused.
-    const conns = [0, 1, 2].map((i) => migrationClient(svc.address, creds(pki, "flood"), { "grpc.channel_id": i } as grpc.ChannelOptions));
+    const conns = [0, 1, 2].map((i) =>
+      migrationClient(svc.address, creds(pki, "flood"), { "grpc.channel_id": i } as grpc.ChannelOptions),
+    );
     const watches: grpc.ClientReadableStream<any>[] = [];
     for (let i = 0; i < 200; i++) {
       const w = conns[i % 3]!.WatchMigration({ id: ids["billing-db"] });
@@ -295,7 +328,9 @@ describe("mutual TLS, identities and per-database authorization", () => {
       w.on("data", () => {});
       watches.push(w);
     }
-    await expect.poll(() => unaryError(flood, "GetMigration", { id: "x" }).then((e) => e.code)).toBe(grpc.status.NOT_FOUND);
+    await expect
+      .poll(() => unaryError(flood, "GetMigration", { id: "x" }).then((e) => e.code))
+      .toBe(grpc.status.NOT_FOUND);
     const extra = flood.WatchMigration({ id: ids["billing-db"] });
     const refused = await new Promise<grpc.ServiceError>((res) => extra.on("error", res));
     expect(refused.code).toBe(grpc.status.RESOURCE_EXHAUSTED);
@@ -306,7 +341,12 @@ describe("mutual TLS, identities and per-database authorization", () => {
       .poll(
         async () => {
           const w = flood.WatchMigration({ id: ids["billing-db"] });
-          const got = await new Promise<string>((res) => (w.on("data", () => res("data")), w.on("error", (e: grpc.ServiceError) => res(grpc.status[e.code]!))));
+          const got = await new Promise<string>(
+            (res) => (
+              w.on("data", () => res("data")),
+              w.on("error", (e: grpc.ServiceError) => res(grpc.status[e.code]!))
+            ),
+          );
           w.cancel();
           return got;
         },
@@ -332,8 +372,19 @@ describe("mutual TLS, identities and per-database authorization", () => {
   });
 
   it("a changed policy and rotated certificates take effect without a restart", async () => {
-    replace(files.policy, POLICY.replace('databases: ["billing-*"]\n    role: approver', 'databases: ["billing-*", "payments-db"]\n    role: approver'));
-    await expect.poll(async () => (await unary(billing, "ListMigrations", {})).migrations.length, { timeout: 10_000, interval: 100 }).toBe(3);
+    replace(
+      files.policy,
+      POLICY.replace(
+        'databases: ["billing-*"]\n    role: approver',
+        'databases: ["billing-*", "payments-db"]\n    role: approver',
+      ),
+    );
+    await expect
+      .poll(async () => (await unary(billing, "ListMigrations", {})).migrations.length, {
+        timeout: 10_000,
+        interval: 100,
+      })
+      .toBe(3);
     // A broken policy keeps the last good one in force.
     replace(files.policy, "grants: [oops");
     await new Promise((r) => setTimeout(r, 600));

@@ -32,7 +32,8 @@ const UNKNOWN = 20;
 export default class LongestFirst extends BaseSequencer {
   override async sort(files: TestSpecification[]): Promise<TestSpecification[]> {
     const grouped = await super.sort(files);
-    const weight = (f: TestSpecification) => SECONDS[relative(f.project.config.root, f.moduleId)] ?? (f.moduleId.includes("/unit/") ? 0 : UNKNOWN);
+    const weight = (f: TestSpecification) =>
+      SECONDS[relative(f.project.config.root, f.moduleId)] ?? (f.moduleId.includes("/unit/") ? 0 : UNKNOWN);
     // Within a project group, longest first; projects keep the order the base sequencer gave them.
     const rank = new Map(grouped.map((f, i) => [f, i]));
     const groupOf = (f: TestSpecification) => grouped.findIndex((g) => g.project.name === f.project.name);

@@ -38,7 +38,12 @@ function grpcListener(name: string, cluster: string) {
 }
 
 const edsCluster = (name: string) =>
-  enc("envoy.config.cluster.v3.Cluster", { name, type: "EDS", eds_cluster_config: { eds_config: { ads: {} } }, lb_policy: "ROUND_ROBIN" });
+  enc("envoy.config.cluster.v3.Cluster", {
+    name,
+    type: "EDS",
+    eds_cluster_config: { eds_config: { ads: {} } },
+    lb_policy: "ROUND_ROBIN",
+  });
 
 const assignment = (name: string, port: number) =>
   enc("envoy.config.endpoint.v3.ClusterLoadAssignment", {
@@ -46,7 +51,12 @@ const assignment = (name: string, port: number) =>
     endpoints: [
       {
         locality: {},
-        lb_endpoints: [{ endpoint: { address: { socket_address: { address: "127.0.0.1", port_value: port } } }, load_balancing_weight: { value: 1 } }],
+        lb_endpoints: [
+          {
+            endpoint: { address: { socket_address: { address: "127.0.0.1", port_value: port } } },
+            load_balancing_weight: { value: 1 },
+          },
+        ],
         load_balancing_weight: { value: 1 },
       },
     ],
@@ -83,7 +93,9 @@ describe("interop with gRPC's own xDS client", () => {
     a = await backend("SERVING");
     b = await backend("NOT_SERVING");
     process.env.GRPC_XDS_BOOTSTRAP_CONFIG = JSON.stringify({
-      xds_servers: [{ server_uri: `127.0.0.1:${xds.port}`, channel_creds: [{ type: "insecure" }], server_features: ["xds_v3"] }],
+      xds_servers: [
+        { server_uri: `127.0.0.1:${xds.port}`, channel_creds: [{ type: "insecure" }], server_features: ["xds_v3"] },
+      ],
       node: { id: "grpc-client-1", cluster: "interop", locality: {} },
     });
     const xdsClient = await import("@grpc/grpc-js-xds");
@@ -123,7 +135,10 @@ describe("interop with gRPC's own xDS client", () => {
     await unary(client, "Check", { service: "" });
     const node = ads.connected().find((s) => s.node.id === "grpc-client-1")!;
     // A listener without api_listener cannot serve gRPC: the client must reject it.
-    const bad = enc("envoy.config.listener.v3.Listener", { name: "echo", address: { socket_address: { address: "127.0.0.1", port_value: 1 } } });
+    const bad = enc("envoy.config.listener.v3.Listener", {
+      name: "echo",
+      address: { socket_address: { address: "127.0.0.1", port_value: 1 } },
+    });
     const v = cache.set(TYPE.listener, [{ name: "echo", value: bad }]);
     const nack = await new Promise<{ type: string; version: number; message: string }>((res) =>
       ads.on("nack", (s, type, version, message) => {

@@ -75,7 +75,12 @@ describe("ADS protocol behaviour", () => {
     s.send({ type_url: TYPE.cluster, version_info: r1.version_info, response_nonce: r1.nonce });
     await s.quiet(100);
     expect(ads.outcome(view().id, TYPE.cluster, "db1", v2)).toBe("pending");
-    s.send({ type_url: TYPE.cluster, version_info: r1.version_info, response_nonce: r2.nonce, error_detail: { code: 3, message: "bad cluster" } });
+    s.send({
+      type_url: TYPE.cluster,
+      version_info: r1.version_info,
+      response_nonce: r2.nonce,
+      error_detail: { code: 3, message: "bad cluster" },
+    });
     await s.quiet(100);
     expect(ads.outcome(view().id, TYPE.cluster, "db1", v2)).toBe("nacked");
     expect(view().acks.get(TYPE.cluster)!.nackMessage).toBe("bad cluster");
@@ -103,7 +108,12 @@ describe("ADS protocol behaviour", () => {
     a.close();
     const v = cache.set(TYPE.cluster, [{ name: "db1", value: bytes("c1-while-away") }]);
     const b = stream(xds.port, "StreamAggregatedResources");
-    b.send({ node: { id: "node-r" }, type_url: TYPE.cluster, resource_names: ["db1"], version_info: before.version_info });
+    b.send({
+      node: { id: "node-r" },
+      type_url: TYPE.cluster,
+      resource_names: ["db1"],
+      version_info: before.version_info,
+    });
     const now = await b.next();
     expect(now.version_info).toBe(String(v));
     expect(now.resources.map((r: any) => Buffer.from(r.value).toString())).toEqual(["c1-while-away"]);
@@ -164,7 +174,10 @@ describe("ADS protocol behaviour", () => {
 
   it("ends a stream asking for a type it does not serve with INVALID_ARGUMENT naming the type", async () => {
     const s = stream(xds.port, "StreamAggregatedResources");
-    s.send({ node: { id: "node-t" }, type_url: "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret" });
+    s.send({
+      node: { id: "node-t" },
+      type_url: "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret",
+    });
     const st = await s.ended();
     expect(st.code).toBe(grpc.status.INVALID_ARGUMENT);
     expect(st.details).toContain("tls.v3.Secret");
@@ -186,7 +199,9 @@ describe("ADS admission and bounds", () => {
   const ads = new AdsServer(cache, {
     limits: { maxNamesPerType: 3, maxRequestsPerSecond: 20 },
     admit: (n) =>
-      n.id === "intruder" ? { refuse: `node ${n.id} is not allowed here` } : { identity: `id-${n.id}`, visible: (_t, name) => name.startsWith("a") },
+      n.id === "intruder"
+        ? { refuse: `node ${n.id} is not allowed here` }
+        : { identity: `id-${n.id}`, visible: (_t, name) => name.startsWith("a") },
   });
   let xds: XdsListener;
   beforeAll(async () => {
@@ -235,7 +250,8 @@ describe("ADS admission and bounds", () => {
     expect(st.details).toContain("at most 3 names");
     const flood = stream(xds.port, "StreamAggregatedResources");
     flood.send({ node: { id: "p4" }, type_url: TYPE.cluster, resource_names: ["a1"] });
-    for (let i = 0; i < 40; i++) flood.send({ type_url: TYPE.cluster, resource_names: ["a1"], response_nonce: `stale-${i}` });
+    for (let i = 0; i < 40; i++)
+      flood.send({ type_url: TYPE.cluster, resource_names: ["a1"], response_nonce: `stale-${i}` });
     const fl = await flood.ended();
     expect(fl.code).toBe(grpc.status.RESOURCE_EXHAUSTED);
     expect(fl.details).toContain("requests in a second");

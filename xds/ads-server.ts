@@ -172,7 +172,8 @@ export class AdsServer extends EventEmitter {
       return acked !== undefined && acked >= version ? "acked" : "pending";
     }
     const st = s.acks.get(typeUrl);
-    if (st?.nackedVersion !== undefined && st.nackedVersion >= version && (st.ackedVersion ?? -1) < st.nackedVersion) return "nacked";
+    if (st?.nackedVersion !== undefined && st.nackedVersion >= version && (st.ackedVersion ?? -1) < st.nackedVersion)
+      return "nacked";
     return st?.ackedVersion !== undefined && st.ackedVersion >= version ? "acked" : "pending";
   }
 
@@ -202,10 +203,15 @@ export class AdsServer extends EventEmitter {
       try {
         if (req?.[UNDECODABLE]) throw new StreamRefused(INVALID_ARGUMENT, req[UNDECODABLE] as string);
         if (!state) {
-          const node: XdsNode = { id: req.node?.id ?? "", cluster: req.node?.cluster ?? "", metadata: req.node?.metadata };
+          const node: XdsNode = {
+            id: req.node?.id ?? "",
+            cluster: req.node?.cluster ?? "",
+            metadata: req.node?.metadata,
+          };
           if (!node.id) throw new StreamRefused(INVALID_ARGUMENT, "the first request on a stream must carry node.id");
           const auth = call.getAuthContext();
-          const admission = this.opts.admit?.(node, { address: call.getPeer(), certificate: auth?.sslPeerCertificate }) ?? {};
+          const admission =
+            this.opts.admit?.(node, { address: call.getPeer(), certificate: auth?.sslPeerCertificate }) ?? {};
           if ("refuse" in admission) throw new StreamRefused(admission.code ?? PERMISSION_DENIED, admission.refuse);
           state = {
             id,
@@ -239,7 +245,10 @@ export class AdsServer extends EventEmitter {
         // Emitting "error" on a grpc-js server stream ends it with that status; destroy() would drop the status.
         refused = true;
         end();
-        const err = e instanceof StreamRefused ? Object.assign(new Error(e.message), { code: e.code, details: e.message }) : (e as Error);
+        const err =
+          e instanceof StreamRefused
+            ? Object.assign(new Error(e.message), { code: e.code, details: e.message })
+            : (e as Error);
         call.emit("error", err);
       }
     });
@@ -257,16 +266,31 @@ export class AdsServer extends EventEmitter {
     const now = Date.now();
     if (now - s.window.start >= 1000) s.window = { start: now, count: 0 };
     if (++s.window.count > this.limits.maxRequestsPerSecond) {
-      throw new StreamRefused(RESOURCE_EXHAUSTED, `more than ${this.limits.maxRequestsPerSecond} requests in a second on one stream; reconnect and slow down`);
+      throw new StreamRefused(
+        RESOURCE_EXHAUSTED,
+        `more than ${this.limits.maxRequestsPerSecond} requests in a second on one stream; reconnect and slow down`,
+      );
     }
     const typeUrl: string = req.type_url ?? "";
     if (typeUrl && !this.types.has(typeUrl)) {
-      throw new StreamRefused(INVALID_ARGUMENT, `type_url "${typeUrl.slice(0, 120)}" is not served here; served: ${[...this.types].join(", ")}`);
+      throw new StreamRefused(
+        INVALID_ARGUMENT,
+        `type_url "${typeUrl.slice(0, 120)}" is not served here; served: ${[...this.types].join(", ")}`,
+      );
     }
-    const names = (req.resource_names?.length ?? 0) + (req.resource_names_subscribe?.length ?? 0) + Object.keys(req.initial_resource_versions ?? {}).length;
+    const names =
+      (req.resource_names?.length ?? 0) +
+      (req.resource_names_subscribe?.length ?? 0) +
+      Object.keys(req.initial_resource_versions ?? {}).length;
     const held = s.subs.get(typeUrl);
-    if (names > this.limits.maxNamesPerType || (held instanceof Set && held.size + (req.resource_names_subscribe?.length ?? 0) > this.limits.maxNamesPerType)) {
-      throw new StreamRefused(RESOURCE_EXHAUSTED, `a stream may subscribe to at most ${this.limits.maxNamesPerType} names of ${typeUrl}`);
+    if (
+      names > this.limits.maxNamesPerType ||
+      (held instanceof Set && held.size + (req.resource_names_subscribe?.length ?? 0) > this.limits.maxNamesPerType)
+    ) {
+      throw new StreamRefused(
+        RESOURCE_EXHAUSTED,
+        `a stream may subscribe to at most ${this.limits.maxNamesPerType} names of ${typeUrl}`,
+      );
     }
   }
 
@@ -303,7 +327,11 @@ export class AdsServer extends EventEmitter {
     }
     const prev = s.subs.get(typeUrl);
     const next: Set<string> | "*" =
-      names.length === 0 || names.includes("*") ? (WILDCARD_CAPABLE.has(typeUrl) && (prev === undefined || prev === "*") ? "*" : new Set()) : new Set(names);
+      names.length === 0 || names.includes("*")
+        ? WILDCARD_CAPABLE.has(typeUrl) && (prev === undefined || prev === "*")
+          ? "*"
+          : new Set()
+        : new Set(names);
     const changed = prev === undefined || !sameSubs(prev, next);
     s.subs.set(typeUrl, next);
     // First request, or a changed subscription: answer with the current state.
@@ -314,7 +342,10 @@ export class AdsServer extends EventEmitter {
     const sub = s.subs.get(typeUrl);
     if (sub === undefined) return;
     const view = this.viewFor(s, typeUrl);
-    const resources: CachedResource[] = sub === "*" ? [...view.values()] : [...sub].map((n) => view.get(n)).filter((r): r is CachedResource => Boolean(r));
+    const resources: CachedResource[] =
+      sub === "*"
+        ? [...view.values()]
+        : [...sub].map((n) => view.get(n)).filter((r): r is CachedResource => Boolean(r));
     const version = this.cache.currentVersion();
     const nonce = this.nonce();
     s.lastNonce.set(typeUrl, { nonce, version });
@@ -338,7 +369,8 @@ export class AdsServer extends EventEmitter {
       if (pending) {
         if (req.error_detail) {
           const nacked = s.deltaNacked.get(typeUrl) ?? new Map();
-          for (const [name, v] of pending.versions) nacked.set(name, { version: v, message: String(req.error_detail.message ?? "rejected") });
+          for (const [name, v] of pending.versions)
+            nacked.set(name, { version: v, message: String(req.error_detail.message ?? "rejected") });
           s.deltaNacked.set(typeUrl, nacked);
           const max = Math.max(0, ...pending.versions.values());
           s.acks.set(typeUrl, {
@@ -353,7 +385,11 @@ export class AdsServer extends EventEmitter {
           s.deltaAcked.set(typeUrl, acked);
           const max = Math.max(0, ...pending.versions.values());
           const prev = s.acks.get(typeUrl);
-          s.acks.set(typeUrl, { ackedVersion: Math.max(max, prev?.ackedVersion ?? 0), nackedVersion: prev?.nackedVersion, nackMessage: prev?.nackMessage });
+          s.acks.set(typeUrl, {
+            ackedVersion: Math.max(max, prev?.ackedVersion ?? 0),
+            nackedVersion: prev?.nackedVersion,
+            nackMessage: prev?.nackMessage,
+          });
           this.emit("ack", s, typeUrl, max);
         }
       }
@@ -391,7 +427,11 @@ export class AdsServer extends EventEmitter {
     for (const name of wanted) {
       const r = view.get(name);
       if (r && held.get(name) !== r.version) {
-        resources.push({ name, version: String(r.version), resource: { type_url: typeUrl, value: Buffer.from(r.value) } });
+        resources.push({
+          name,
+          version: String(r.version),
+          resource: { type_url: typeUrl, value: Buffer.from(r.value) },
+        });
         versions.set(name, r.version);
         held.set(name, r.version);
       }
@@ -406,7 +446,13 @@ export class AdsServer extends EventEmitter {
     if (resources.length === 0 && removed.length === 0) return;
     const nonce = this.nonce();
     s.pendingDelta.set(nonce, { typeUrl, versions });
-    s.write({ system_version_info: String(this.cache.currentVersion()), type_url: typeUrl, nonce, resources, removed_resources: removed });
+    s.write({
+      system_version_info: String(this.cache.currentVersion()),
+      type_url: typeUrl,
+      nonce,
+      resources,
+      removed_resources: removed,
+    });
   }
 
   // ---- pushing changes ----

@@ -57,7 +57,8 @@ function prebuilt(files: string[]): protobuf.Root | undefined {
   if (prebuiltRoot === undefined) {
     const p = join(dirname(fileURLToPath(import.meta.url)), "..", PREBUILT_FILE);
     const built = existsSync(p) ? (JSON.parse(readFileSync(p, "utf8")) as Prebuilt) : undefined;
-    prebuiltRoot = built && PREBUILT_FILES.every((f) => built.files.includes(f)) ? protobuf.Root.fromJSON(built.root) : null;
+    prebuiltRoot =
+      built && PREBUILT_FILES.every((f) => built.files.includes(f)) ? protobuf.Root.fromJSON(built.root) : null;
   }
   return prebuiltRoot && files.every((f) => PREBUILT_FILES.includes(f)) ? prebuiltRoot : undefined;
 }
@@ -67,7 +68,12 @@ function prebuilt(files: string[]): protobuf.Root | undefined {
  * message types: proto-loader would make a definition, with its file descriptors, for each of the few hundred
  * messages ADS's files reach, a tenth of a second of a restarting replica's CPU for two methods.
  */
-function streamingMethod(root: protobuf.Root, name: string, request: string, response: string): grpc.MethodDefinition<object, object> {
+function streamingMethod(
+  root: protobuf.Root,
+  name: string,
+  request: string,
+  response: string,
+): grpc.MethodDefinition<object, object> {
   const req = root.lookupType(request);
   const res = root.lookupType(response);
   const serialize = (t: protobuf.Type) => (o: object) => Buffer.from(t.encode(t.fromObject(o)).finish());
@@ -105,8 +111,18 @@ export function adsClientConstructor(): grpc.ServiceClientConstructor {
     const d = "envoy.service.discovery.v3.";
     return grpc.makeGenericClientConstructor(
       {
-        StreamAggregatedResources: streamingMethod(root, "StreamAggregatedResources", `${d}DiscoveryRequest`, `${d}DiscoveryResponse`),
-        DeltaAggregatedResources: streamingMethod(root, "DeltaAggregatedResources", `${d}DeltaDiscoveryRequest`, `${d}DeltaDiscoveryResponse`),
+        StreamAggregatedResources: streamingMethod(
+          root,
+          "StreamAggregatedResources",
+          `${d}DiscoveryRequest`,
+          `${d}DiscoveryResponse`,
+        ),
+        DeltaAggregatedResources: streamingMethod(
+          root,
+          "DeltaAggregatedResources",
+          `${d}DeltaDiscoveryRequest`,
+          `${d}DeltaDiscoveryResponse`,
+        ),
       },
       "AggregatedDiscoveryService",
     );
@@ -132,7 +148,8 @@ export function prebuiltDescriptors(): Prebuilt {
   const defined = (o: protobuf.ReflectionObject) => PREBUILT_FILES.some((f) => o.filename?.endsWith(f));
   (function collect(ns: protobuf.NamespaceBase) {
     for (const o of ns.nestedArray) {
-      if ((o instanceof protobuf.Type || o instanceof protobuf.Enum || o instanceof protobuf.Service) && defined(o)) todo.push(o);
+      if ((o instanceof protobuf.Type || o instanceof protobuf.Enum || o instanceof protobuf.Service) && defined(o))
+        todo.push(o);
       if (o instanceof protobuf.Namespace || o instanceof protobuf.Type) collect(o);
     }
   })(full);
@@ -141,7 +158,8 @@ export function prebuiltDescriptors(): Prebuilt {
     if (keep.has(o.fullName)) continue;
     keep.add(o.fullName);
     if (o instanceof protobuf.Type) for (const f of o.fieldsArray) if (f.resolvedType) todo.push(f.resolvedType);
-    if (o instanceof protobuf.Service) for (const m of o.methodsArray) todo.push(m.resolvedRequestType!, m.resolvedResponseType!);
+    if (o instanceof protobuf.Service)
+      for (const m of o.methodsArray) todo.push(m.resolvedRequestType!, m.resolvedResponseType!);
   }
   // The JSON tree, less what is not kept (a namespace stays while it holds something kept).
   const prune = (json: protobuf.INamespace, path: string): boolean => {
@@ -170,7 +188,10 @@ export function envoyRoot(files: string[]): protobuf.Root {
 /** Envoy's .proto files parsed from the package (what the build does once, and what runs without a build). */
 export function parseEnvoyProtos(files: string[]): protobuf.Root {
   // Envoy's files import descriptor.proto, which protobufjs knows but does not register by itself.
-  protobuf.common("descriptor", require("protobufjs/google/protobuf/descriptor.json").nested.google.nested.protobuf.nested);
+  protobuf.common(
+    "descriptor",
+    require("protobufjs/google/protobuf/descriptor.json").nested.google.nested.protobuf.nested,
+  );
   const root = new protobuf.Root();
   root.resolvePath = (_origin, target) => {
     for (const dir of ENVOY_INCLUDE_DIRS) {

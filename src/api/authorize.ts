@@ -3,7 +3,12 @@ import { PermissionDeniedError } from "../domain/errors.js";
 import { Policy, type Action } from "../security/policy.js";
 import { identityOf } from "./caller.js";
 
-const VERBS: Record<Action, string> = { view: "view", operate: "operate", approve: "approve or roll back", administer: "finalize or abort" };
+const VERBS: Record<Action, string> = {
+  view: "view",
+  operate: "operate",
+  approve: "approve or roll back",
+  administer: "finalize or abort",
+};
 
 /** Applies the current policy to a call: the identity of its certificate, what it does, and to which database. */
 export class Authorizer {

@@ -50,7 +50,10 @@ export function callerLimits(limits: CallerLimits, now: () => number = () => per
     u.tokens -= 1;
     if (!req.stream) return next(req);
     if (u.streams >= limits.streams) {
-      throw new ConnectError(`${who} already has ${u.streams} open streams, the most one identity may hold; close one first`, Code.ResourceExhausted);
+      throw new ConnectError(
+        `${who} already has ${u.streams} open streams, the most one identity may hold; close one first`,
+        Code.ResourceExhausted,
+      );
     }
     u.streams++;
     let released = false;

@@ -10,7 +10,10 @@ export interface Peer {
 }
 
 /** Set per request by the API listener from the TLS session. */
-export const PEER = createContextKey<Peer>({ identity: undefined }, { description: "the caller's authenticated identity" });
+export const PEER = createContextKey<Peer>(
+  { identity: undefined },
+  { description: "the caller's authenticated identity" },
+);
 
 /** The name a caller states for the human behind a call, checked for shape only: it proves nothing. */
 function statedActor(ctx: HandlerContext): string | undefined {

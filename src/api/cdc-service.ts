@@ -3,7 +3,12 @@ import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { directiveFor, type Directive } from "../cdc/directive.js";
 import { InvalidArgumentError, UnavailableError } from "../domain/errors.js";
-import { type CdcService, SlotAction, WatchSlotDirectivesResponseSchema, type WatchSlotDirectivesResponse } from "../gen/migration/v1/migration_pb.js";
+import {
+  type CdcService,
+  SlotAction,
+  WatchSlotDirectivesResponseSchema,
+  type WatchSlotDirectivesResponse,
+} from "../gen/migration/v1/migration_pb.js";
 import type { XdsRouter } from "../routing/xds-router.js";
 import type { EventBus } from "../store/event-bus.js";
 import type { MigrationRepo } from "../store/migration-repo.js";
@@ -43,7 +48,14 @@ function toProto(d: Directive): WatchSlotDirectivesResponse {
   });
 }
 
-export function cdcService({ repo, bus, router, watchers, shutdown, authz }: CdcServiceDeps): ServiceImpl<typeof CdcService> {
+export function cdcService({
+  repo,
+  bus,
+  router,
+  watchers,
+  shutdown,
+  authz,
+}: CdcServiceDeps): ServiceImpl<typeof CdcService> {
   return {
     async *watchSlotDirectives(req, ctx: HandlerContext) {
       if (!DATABASE_NAME.test(req.databaseName)) {
@@ -52,10 +64,14 @@ export function cdcService({ repo, bus, router, watchers, shutdown, authz }: Cdc
         );
       }
       if (!SLOT_NAME.test(req.slotName)) {
-        throw new InvalidArgumentError(`slot_name "${req.slotName}" is not valid: 1 to 63 lowercase letters, digits and underscores`);
+        throw new InvalidArgumentError(
+          `slot_name "${req.slotName}" is not valid: 1 to 63 lowercase letters, digits and underscores`,
+        );
       }
       if (req.consumerId.length < 1 || req.consumerId.length > 128) {
-        throw new InvalidArgumentError("consumer_id is required (1 to 128 characters): who is watching, as the migration's consumer inventory will list it");
+        throw new InvalidArgumentError(
+          "consumer_id is required (1 to 128 characters): who is watching, as the migration's consumer inventory will list it",
+        );
       }
       authz.require(ctx, "view", req.databaseName, "watch slot directives");
       const linked = linkedSignal(ctx.signal, shutdown);
@@ -66,11 +82,13 @@ export function cdcService({ repo, bus, router, watchers, shutdown, authz }: Cdc
       let last = "";
       try {
         while (!ctx.signal.aborted) {
-          if (shutdown.aborted) throw new UnavailableError("the service is shutting down; watch again on another replica");
+          if (shutdown.aborted)
+            throw new UnavailableError("the service is shutting down; watch again on another replica");
           signalled = false;
           // Refreshed at least every POLL_MS: the inventory drops a watch that stops refreshing.
           await watchers.seen(req.databaseName, req.slotName, req.consumerId);
-          const newest = (await repo.list({ phases: [], databaseName: req.databaseName, pageSize: 1, pageToken: "" })).rows[0];
+          const newest = (await repo.list({ phases: [], databaseName: req.databaseName, pageSize: 1, pageToken: "" }))
+            .rows[0];
           const route = await router.current(req.databaseName);
           const d = directiveFor(newest, req.slotName, route?.endpoint);
           const key = JSON.stringify(d);

@@ -90,10 +90,16 @@ export function migrationToProto(row: MigrationRow, history: EventRow[], watcher
       ? create(ReplicationStatusSchema, {
           state: state.replication.state,
           lagBytes: state.replication.lagBytes === null ? undefined : BigInt(state.replication.lagBytes),
-          lag: state.replication.lagSeconds === null ? undefined : durationFromMs(Math.round(state.replication.lagSeconds * 1000)),
+          lag:
+            state.replication.lagSeconds === null
+              ? undefined
+              : durationFromMs(Math.round(state.replication.lagSeconds * 1000)),
           walBytesPerSecond: state.replication.walBytesPerSec,
           sampledAt: timestampFromDate(new Date(state.replication.sampledAt)),
-          windowHeld: state.replication.windowHeldMs === undefined ? undefined : durationFromMs(Math.round(state.replication.windowHeldMs)),
+          windowHeld:
+            state.replication.windowHeldMs === undefined
+              ? undefined
+              : durationFromMs(Math.round(state.replication.windowHeldMs)),
         })
       : undefined,
     cutover: state.cutover

@@ -44,7 +44,8 @@ export function healthService(state: HealthState): ServiceImpl<typeof Health> {
   return {
     check(req) {
       const status = state.get(req.service);
-      if (status === undefined) throw new NotFoundError(`unknown service "${req.service}"; use "" for the server as a whole`);
+      if (status === undefined)
+        throw new NotFoundError(`unknown service "${req.service}"; use "" for the server as a whole`);
       return { status };
     },
     async *watch(req, ctx) {

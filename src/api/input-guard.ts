@@ -25,15 +25,21 @@ function refuse(path: string, problem: string): never {
 
 function checkScalar(path: string, type: ScalarType, v: unknown): void {
   if (type === ScalarType.STRING && typeof v === "string") {
-    if (v.length > MAX_STRING) refuse(path, `is ${v.length} characters long; at most ${MAX_STRING} are allowed (it starts ${quoteShort(v)})`);
-    if (v.includes("\u0000")) refuse(path, `holds a NUL character; remove it (got ${quoteShort(v.replaceAll("\u0000", "\\0"))})`);
+    if (v.length > MAX_STRING)
+      refuse(path, `is ${v.length} characters long; at most ${MAX_STRING} are allowed (it starts ${quoteShort(v)})`);
+    if (v.includes("\u0000"))
+      refuse(path, `holds a NUL character; remove it (got ${quoteShort(v.replaceAll("\u0000", "\\0"))})`);
   }
   if (LONG.has(type) && typeof v === "bigint" && (v > INT64_MAX || v < -INT64_MAX - 1n)) {
     refuse(path, `is ${v}, beyond the largest value the service stores (${INT64_MAX})`);
   }
 }
 
-function checkEnum(path: string, field: DescField & { enum: { values: { number: number }[]; typeName: string } }, v: unknown): void {
+function checkEnum(
+  path: string,
+  field: DescField & { enum: { values: { number: number }[]; typeName: string } },
+  v: unknown,
+): void {
   if (typeof v === "number" && !field.enum.values.some((e) => e.number === v)) {
     refuse(path, `is ${v}, which is not a value of ${field.enum.typeName}; use one of its names`);
   }
@@ -78,7 +84,8 @@ export function checkMessage(desc: DescMessage, msg: Record<string, unknown>, pa
       }
       case "map": {
         const entries = Object.entries(v as Record<string, unknown>);
-        if (entries.length > MAX_ELEMENTS) refuse(p, `holds ${entries.length} entries; at most ${MAX_ELEMENTS} are allowed`);
+        if (entries.length > MAX_ELEMENTS)
+          refuse(p, `holds ${entries.length} entries; at most ${MAX_ELEMENTS} are allowed`);
         for (const [k, x] of entries) {
           checkScalar(`${p} key`, ScalarType.STRING, k);
           const e = `${p}[${quoteShort(k)}]`;
@@ -104,13 +111,24 @@ export function inputGuard(log: Logger): Interceptor {
     if (e instanceof ConnectError && ce.code !== Code.Internal) return ce;
     // connect-es calls a body that does not parse as the message INTERNAL; it is the client's mistake.
     if (e instanceof ConnectError && /^parse (binary|JSON):/.test(ce.rawMessage)) {
-      return new ConnectError(`the request is not a valid ${method.split("/")[1]} request message: ${ce.rawMessage.slice(0, 200)}`, Code.InvalidArgument);
+      return new ConnectError(
+        `the request is not a valid ${method.split("/")[1]} request message: ${ce.rawMessage.slice(0, 200)}`,
+        Code.InvalidArgument,
+      );
     }
     const id = randomUUID();
-    log.error("internal error", { correlationId: id, method, error: e instanceof Error ? (e.stack ?? e.message) : String(e) });
-    return new ConnectError(`internal error (correlation id ${id}); the service logged it: retry, or report the id`, Code.Internal, {
-      "x-pgshift-correlation-id": id,
+    log.error("internal error", {
+      correlationId: id,
+      method,
+      error: e instanceof Error ? (e.stack ?? e.message) : String(e),
     });
+    return new ConnectError(
+      `internal error (correlation id ${id}); the service logged it: retry, or report the id`,
+      Code.Internal,
+      {
+        "x-pgshift-correlation-id": id,
+      },
+    );
   };
   return (next) => async (req) => {
     const method = `${req.service.typeName}/${req.method.name}`;

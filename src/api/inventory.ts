@@ -49,7 +49,11 @@ export class Inventory {
   async admitSpec(ctx: HandlerContext, spec: MigrationSpec, action: Action, what: string): Promise<void> {
     const source = this.sourceKey(spec);
     const target = ownershipKey(spec.provider, spec.target!, this.defaultRegion);
-    const [owner, targetOwner, registered] = await Promise.all([this.repo.ownerOf(source), this.repo.ownerOf(target), this.repo.get(spec.databaseName)]);
+    const [owner, targetOwner, registered] = await Promise.all([
+      this.repo.ownerOf(source),
+      this.repo.ownerOf(target),
+      this.repo.get(spec.databaseName),
+    ]);
     if (owner && owner !== spec.databaseName) this.deny(ctx, what, source, owner, spec.databaseName);
     if (targetOwner && targetOwner !== spec.databaseName) this.deny(ctx, what, target, targetOwner, spec.databaseName);
     this.authz.require(ctx, action, spec.databaseName, what, source);
@@ -90,8 +94,12 @@ export class Inventory {
     return { database: databaseToProto(row), created };
   }
 
-  async list(ctx: HandlerContext, req: { team: string; labels: Record<string, string>; pageSize: number; pageToken: string }) {
-    if (req.pageSize > MAX_PAGE) throw new InvalidArgumentError(`page_size must be at most ${MAX_PAGE}; got ${req.pageSize}`);
+  async list(
+    ctx: HandlerContext,
+    req: { team: string; labels: Record<string, string>; pageSize: number; pageToken: string },
+  ) {
+    if (req.pageSize > MAX_PAGE)
+      throw new InvalidArgumentError(`page_size must be at most ${MAX_PAGE}; got ${req.pageSize}`);
     const { rows, nextPageToken } = await this.repo.list({
       team: req.team || undefined,
       labels: checkLabels("labels", req.labels),

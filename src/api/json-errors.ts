@@ -3,7 +3,12 @@ import type { DescField, DescMessage } from "@bufbuild/protobuf";
 const ENUM_ERROR = /cannot decode enum ([\w.]+) from JSON: (.*)$/;
 
 /** The paths (snake_case, as the API's JSON takes them) of every field under `desc` whose type is the enum named. */
-function enumFieldPaths(desc: DescMessage, enumName: string, prefix = "", seen = new Set<string>()): Array<{ path: string; field: DescField }> {
+function enumFieldPaths(
+  desc: DescMessage,
+  enumName: string,
+  prefix = "",
+  seen = new Set<string>(),
+): Array<{ path: string; field: DescField }> {
   if (seen.has(desc.typeName)) return [];
   seen.add(desc.typeName);
   const out: Array<{ path: string; field: DescField }> = [];

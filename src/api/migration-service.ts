@@ -5,7 +5,12 @@ import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import type { XdsRouter } from "../routing/xds-router.js";
 import { FailedPreconditionError, NotFoundError, InvalidArgumentError, UnavailableError } from "../domain/errors.js";
 import type { OperatorAction } from "../domain/transitions.js";
-import { type MigrationService, type MigrationSpec, WatchMigrationResponseSchema, type WatchMigrationResponse } from "../gen/migration/v1/migration_pb.js";
+import {
+  type MigrationService,
+  type MigrationSpec,
+  WatchMigrationResponseSchema,
+  type WatchMigrationResponse,
+} from "../gen/migration/v1/migration_pb.js";
 import { isTerminal, phaseFromProto, phaseToProto, type PhaseName } from "../domain/phases.js";
 import type { EventBus } from "../store/event-bus.js";
 import type { MigrationRepo } from "../store/migration-repo.js";
@@ -21,7 +26,16 @@ import { checkToProto, eventToProto, migrationToProto } from "./convert.js";
 import { runPreflight } from "../checks/preflight.js";
 import { dropInactiveSlot } from "../engine/operator-remedies.js";
 import type { Provider } from "../providers/provider.js";
-import { instanceKey, normalizeSpec, policyOf, providerName, sourceRef, specToJson, targetRef, type ProviderKind } from "../domain/spec.js";
+import {
+  instanceKey,
+  normalizeSpec,
+  policyOf,
+  providerName,
+  sourceRef,
+  specToJson,
+  targetRef,
+  type ProviderKind,
+} from "../domain/spec.js";
 
 export interface MigrationServiceDeps {
   repo: MigrationRepo;
@@ -127,10 +141,14 @@ export function migrationService({
     },
 
     async listMigrations(req, ctx) {
-      if (req.pageSize > MAX_PAGE) throw new InvalidArgumentError(`page_size must be at most ${MAX_PAGE}; got ${req.pageSize}`);
+      if (req.pageSize > MAX_PAGE)
+        throw new InvalidArgumentError(`page_size must be at most ${MAX_PAGE}; got ${req.pageSize}`);
       const phases: PhaseName[] = req.phases.map((p) => {
         const name = phaseFromProto(p);
-        if (!name) throw new InvalidArgumentError(`phases holds ${p}, which is not a phase; use the Phase enum values other than PHASE_UNSPECIFIED`);
+        if (!name)
+          throw new InvalidArgumentError(
+            `phases holds ${p}, which is not a phase; use the Phase enum values other than PHASE_UNSPECIFIED`,
+          );
         return name;
       });
       const { rows, nextPageToken } = await repo.list({
@@ -160,7 +178,9 @@ export function migrationService({
       try {
         while (!ctx.signal.aborted) {
           if (shutdown.aborted) {
-            throw new UnavailableError(`the service is shutting down; watch again with after_sequence=${cursor} to continue where this stream stopped`);
+            throw new UnavailableError(
+              `the service is shutting down; watch again with after_sequence=${cursor} to continue where this stream stopped`,
+            );
           }
           signalled = false;
           const events = await repo.events(id, cursor);
@@ -185,13 +205,26 @@ export function migrationService({
       const unavailable = providerAvailable(spec.provider);
       if (unavailable) throw new FailedPreconditionError(unavailable);
       await inventory.admitSpec(ctx, spec, "operate", "run a preflight");
-      const checks = await runPreflight(providers(spec), sourceRef(spec), targetRef(spec), spec.databaseName, policyOf(spec).schema);
+      const checks = await runPreflight(
+        providers(spec),
+        sourceRef(spec),
+        targetRef(spec),
+        spec.databaseName,
+        policyOf(spec).schema,
+      );
       return { checks: checks.map(checkToProto), passed: checks.every((c) => c.status !== "FAIL") };
     },
     async dropInactiveSlot(req, ctx) {
       const actor = actorOf(ctx);
       await allowed(ctx, req.id, "operate", "drop a slot of migration " + req.id);
-      const { row, retained } = await dropInactiveSlot(repo, providers, requireId(req.id), req.slotName, actor, req.reason);
+      const { row, retained } = await dropInactiveSlot(
+        repo,
+        providers,
+        requireId(req.id),
+        req.slotName,
+        actor,
+        req.reason,
+      );
       return { migration: migrationToProto(row, await repo.phaseHistory([row.id])), retainedBytes: retained };
     },
     async verifyMigration(req, ctx) {
@@ -209,10 +242,14 @@ export function migrationService({
     rollbackMigration: (req, ctx) => act(req, ctx, "rollback"),
     finalizeMigration: (req, ctx) => act(req, ctx, "finalize"),
     async getRoutingStatus(req, ctx) {
-      if (!req.databaseName) throw new InvalidArgumentError("database_name is required: the logical database, e.g. billing-db");
+      if (!req.databaseName)
+        throw new InvalidArgumentError("database_name is required: the logical database, e.g. billing-db");
       authz.require(ctx, "view", req.databaseName, "read the routing status");
       const route = await router.current(req.databaseName);
-      if (!route) throw new NotFoundError(`no route for database "${req.databaseName}"; a migration of it creates one at PREFLIGHT`);
+      if (!route)
+        throw new NotFoundError(
+          `no route for database "${req.databaseName}"; a migration of it creates one at PREFLIGHT`,
+        );
       const proxies = await router.proxies(req.databaseName);
       return {
         status: {

@@ -76,7 +76,10 @@ export function reflectionServices(services: DescService[]): {
           })
         : create(ServerReflectionResponseSchema, {
             ...base,
-            messageResponse: { case: "errorResponse", value: { errorCode: NOT_FOUND, errorMessage: `${what} not found` } },
+            messageResponse: {
+              case: "errorResponse",
+              value: { errorCode: NOT_FOUND, errorMessage: `${what} not found` },
+            },
           });
     switch (req.messageRequest.case) {
       case "listServices":
@@ -92,12 +95,18 @@ export function reflectionServices(services: DescService[]): {
         // Our API declares no extensions.
         return create(ServerReflectionResponseSchema, {
           ...base,
-          messageResponse: { case: "allExtensionNumbersResponse", value: { baseTypeName: req.messageRequest.value, extensionNumber: [] } },
+          messageResponse: {
+            case: "allExtensionNumbersResponse",
+            value: { baseTypeName: req.messageRequest.value, extensionNumber: [] },
+          },
         });
       default:
         return create(ServerReflectionResponseSchema, {
           ...base,
-          messageResponse: { case: "errorResponse", value: { errorCode: UNIMPLEMENTED, errorMessage: "request kind not supported" } },
+          messageResponse: {
+            case: "errorResponse",
+            value: { errorCode: UNIMPLEMENTED, errorMessage: "request kind not supported" },
+          },
         });
     }
   }

@@ -17,7 +17,12 @@ export function rpcTelemetry(observe: () => RpcObserver | undefined): Intercepto
     const method = req.method.name;
     const started = performance.now();
     const done = (code: Code | 0) =>
-      observe()?.({ service, method, code: code === 0 ? "OK" : (Code[code] ?? String(code)), seconds: (performance.now() - started) / 1000 });
+      observe()?.({
+        service,
+        method,
+        code: code === 0 ? "OK" : (Code[code] ?? String(code)),
+        seconds: (performance.now() - started) / 1000,
+      });
     return tracer.startActiveSpan(
       `${service}/${method}`,
       { kind: SpanKind.SERVER, attributes: { "rpc.system": "grpc", "rpc.service": service, "rpc.method": method } },

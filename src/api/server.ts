@@ -25,7 +25,11 @@ export function specEncodeGrpcMessage(encoded: string): string {
     return encoded;
   }
   return Array.from(Buffer.from(raw, "utf8"))
-    .map((b) => (b >= 0x20 && b <= 0x7e && b !== 0x25 ? String.fromCharCode(b) : "%" + b.toString(16).toUpperCase().padStart(2, "0")))
+    .map((b) =>
+      b >= 0x20 && b <= 0x7e && b !== 0x25
+        ? String.fromCharCode(b)
+        : "%" + b.toString(16).toUpperCase().padStart(2, "0"),
+    )
     .join("");
 }
 
@@ -79,7 +83,10 @@ function fixConnectUnaryError(status: number, body: unknown, explain: Explain): 
 /** A gRPC-Web trailer frame with its grpc-message explained (and spec-encoded as in headers). */
 function fixGrpcWebTrailers(frame: Uint8Array, explain: Explain): Uint8Array {
   const text = Buffer.from(frame.subarray(5)).toString("utf8");
-  const fixed = text.replace(/^grpc-message: (.*)$/im, (_, m: string) => `grpc-message: ${specEncodeGrpcMessage(encodeURIComponent(explain(decoded(m))))}`);
+  const fixed = text.replace(
+    /^grpc-message: (.*)$/im,
+    (_, m: string) => `grpc-message: ${specEncodeGrpcMessage(encodeURIComponent(explain(decoded(m))))}`,
+  );
   if (fixed === text) return frame;
   const body = Buffer.from(fixed, "utf8");
   const out = Buffer.alloc(5 + body.length);
@@ -122,16 +129,20 @@ function withSpecGrpcMessages(
     };
     // gRPC-Web carries its trailers in the body, as a frame flagged 0x80.
     const webTrailers = (chunk: unknown): unknown =>
-      chunk instanceof Uint8Array && chunk[0] === 0x80 && String(res.getHeader("content-type") ?? "").startsWith("application/grpc-web")
+      chunk instanceof Uint8Array &&
+      chunk[0] === 0x80 &&
+      String(res.getHeader("content-type") ?? "").startsWith("application/grpc-web")
         ? fixGrpcWebTrailers(chunk, explain)
         : chunk;
-    (res as unknown as { write: typeof write }).write = (chunk: unknown, ...rest: unknown[]) => write(webTrailers(flush(chunk)), ...rest);
+    (res as unknown as { write: typeof write }).write = (chunk: unknown, ...rest: unknown[]) =>
+      write(webTrailers(flush(chunk)), ...rest);
     (res as unknown as { end: typeof end }).end = (...args: unknown[]) => {
       if (pending) flush(undefined);
       if (args.length > 0 && typeof args[0] !== "function") args[0] = webTrailers(args[0]);
       return end(...args);
     };
-    res.addTrailers = (headers) => addTrailers(fixGrpcMessage(headers as NodeHeaders, explain) as http2.OutgoingHttpHeaders);
+    res.addTrailers = (headers) =>
+      addTrailers(fixGrpcMessage(headers as NodeHeaders, explain) as http2.OutgoingHttpHeaders);
     handler(req, res);
   };
 }
@@ -173,7 +184,10 @@ export async function listenApi(routes: (router: ConnectRouter) => void, opts: A
       new Proxy(router, {
         get: (target, prop, receiver) =>
           prop === "service"
-            ? (desc: DescService, ...rest: unknown[]) => (services.push(desc), (target.service as (...a: unknown[]) => ConnectRouter)(desc, ...rest))
+            ? (desc: DescService, ...rest: unknown[]) => (
+                services.push(desc),
+                (target.service as (...a: unknown[]) => ConnectRouter)(desc, ...rest)
+              )
             : Reflect.get(target, prop, receiver),
       }),
     );
@@ -193,14 +207,18 @@ export async function listenApi(routes: (router: ConnectRouter) => void, opts: A
       // default (connect ignores unknown JSON by default, which made "CUTOVER_MODE_AUTOMATC" a manual cutover).
       jsonOptions: { ignoreUnknownFields: false },
       // The TLS session says who is calling; handlers read it from the context.
-      contextValues: (req) => createContextValues().set(PEER, opts.tls ? peerOf(req as http2.Http2ServerRequest) : { identity: undefined }),
+      contextValues: (req) =>
+        createContextValues().set(PEER, opts.tls ? peerOf(req as http2.Http2ServerRequest) : { identity: undefined }),
     }),
     inputOf,
   );
   const settings = { maxConcurrentStreams: opts.maxConcurrentStreams };
   const tls = opts.tls;
   const server = tls
-    ? http2.createSecureServer({ ...tls.current(), requestCert: true, rejectUnauthorized: true, minVersion: "TLSv1.2", settings }, handler)
+    ? http2.createSecureServer(
+        { ...tls.current(), requestCert: true, rejectUnauthorized: true, minVersion: "TLSv1.2", settings },
+        handler,
+      )
     : http2.createServer({ settings }, handler);
   if (tls) {
     const secure = server as http2.Http2SecureServer;

@@ -2,7 +2,10 @@
  * A streamed response's messages, unchanged, with hooks on how they end: onError may replace an error before it
  * reaches the client, and onEnd runs once however the stream ends (completed, failed, or dropped by the client).
  */
-export function observeStream<T>(messages: AsyncIterable<T>, hooks: { onError?: (e: unknown) => unknown; onEnd?: (error: unknown) => void }): AsyncIterable<T> {
+export function observeStream<T>(
+  messages: AsyncIterable<T>,
+  hooks: { onError?: (e: unknown) => unknown; onEnd?: (error: unknown) => void },
+): AsyncIterable<T> {
   return (async function* () {
     let error: unknown;
     try {

@@ -31,7 +31,14 @@ export interface IamDecision {
   sid?: string;
 }
 
-const OPERATORS = new Set(["StringEquals", "StringLike", "StringNotEquals", "Null", "ForAllValues:StringEquals", "ForAnyValue:StringEquals"]);
+const OPERATORS = new Set([
+  "StringEquals",
+  "StringLike",
+  "StringNotEquals",
+  "Null",
+  "ForAllValues:StringEquals",
+  "ForAnyValue:StringEquals",
+]);
 
 const asList = (v: string | string[]) => (Array.isArray(v) ? v : [v]);
 
@@ -67,7 +74,9 @@ function conditionHolds(op: string, key: string, wanted: string[], context: IamR
 function matches(s: IamStatement, r: IamRequest): boolean {
   if (!asList(s.Action).some((a) => glob(a, r.action, true))) return false;
   if (!asList(s.Resource).some((p) => glob(p, r.resource))) return false;
-  return Object.entries(s.Condition ?? {}).every(([op, keys]) => Object.entries(keys).every(([k, v]) => conditionHolds(op, k, asList(v), r.context)));
+  return Object.entries(s.Condition ?? {}).every(([op, keys]) =>
+    Object.entries(keys).every(([k, v]) => conditionHolds(op, k, asList(v), r.context)),
+  );
 }
 
 /** Refuses a policy this evaluator could misjudge: an operator it does not know, a field it does not read. */
@@ -75,8 +84,10 @@ export function checkPolicy(p: IamPolicy): IamPolicy {
   if (p.Version !== "2012-10-17") throw new Error(`policy Version must be 2012-10-17; got ${p.Version}`);
   for (const s of p.Statement) {
     for (const k of Object.keys(s))
-      if (!["Sid", "Effect", "Action", "Resource", "Condition"].includes(k)) throw new Error(`statement ${s.Sid}: ${k} is not read here`);
-    for (const op of Object.keys(s.Condition ?? {})) if (!OPERATORS.has(op)) throw new Error(`statement ${s.Sid}: condition operator ${op} is not known here`);
+      if (!["Sid", "Effect", "Action", "Resource", "Condition"].includes(k))
+        throw new Error(`statement ${s.Sid}: ${k} is not read here`);
+    for (const op of Object.keys(s.Condition ?? {}))
+      if (!OPERATORS.has(op)) throw new Error(`statement ${s.Sid}: condition operator ${op} is not known here`);
   }
   return p;
 }
@@ -90,7 +101,10 @@ export function evaluate(p: IamPolicy, r: IamRequest): IamDecision {
 }
 
 /** The condition keys of a resource's tags, and of the tags a request sets. */
-export function tagContext(resourceTags: { Key: string; Value: string }[], requestTags?: { Key: string; Value: string }[]): Record<string, string | string[]> {
+export function tagContext(
+  resourceTags: { Key: string; Value: string }[],
+  requestTags?: { Key: string; Value: string }[],
+): Record<string, string | string[]> {
   const ctx: Record<string, string | string[]> = {};
   for (const t of resourceTags) ctx[`aws:ResourceTag/${t.Key}`] = t.Value;
   if (requestTags) {

@@ -116,8 +116,10 @@ class ApiError extends Error {
 }
 
 const esc = (s: string) => s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
-const el = (name: string, v: string | number | boolean | undefined) => (v === undefined ? "" : `<${name}>${esc(String(v))}</${name}>`);
-const tagsXml = (tags: Tag[]) => `<TagList>${tags.map((t) => `<Tag>${el("Key", t.Key)}${el("Value", t.Value)}</Tag>`).join("")}</TagList>`;
+const el = (name: string, v: string | number | boolean | undefined) =>
+  v === undefined ? "" : `<${name}>${esc(String(v))}</${name}>`;
+const tagsXml = (tags: Tag[]) =>
+  `<TagList>${tags.map((t) => `<Tag>${el("Key", t.Key)}${el("Value", t.Value)}</Tag>`).join("")}</TagList>`;
 const groupsXml = (gs: string[]) =>
   `<VpcSecurityGroups>${gs.map((g) => `<VpcSecurityGroupMembership>${el("VpcSecurityGroupId", g)}${el("Status", "active")}</VpcSecurityGroupMembership>`).join("")}</VpcSecurityGroups>`;
 
@@ -185,20 +187,29 @@ export class RdsEmulator {
 
   private tagsOf(arn: string): Tag[] {
     return (
-      ([...this.instances.values()].find((i) => this.arn("db", i.id) === arn) ?? [...this.clusters.values()].find((c) => this.arn("cluster", c.id) === arn))
-        ?.tags ?? []
+      (
+        [...this.instances.values()].find((i) => this.arn("db", i.id) === arn) ??
+        [...this.clusters.values()].find((c) => this.arn("cluster", c.id) === arn)
+      )?.tags ?? []
     );
   }
 
   /** What IAM is asked for a call: its action on its resource, and what RDS does on the caller's behalf with it. */
   private iamRequests(action: string, f: URLSearchParams): IamRequest[] {
     const rds = `rds:${action}`;
-    const on = (resource: string, context: IamRequest["context"] = {}): IamRequest => ({ action: rds, resource, context });
+    const on = (resource: string, context: IamRequest["context"] = {}): IamRequest => ({
+      action: rds,
+      resource,
+      context,
+    });
     const existing = (arn: string) => on(arn, tagContext(this.tagsOf(arn)));
     const created = (arn: string): IamRequest[] => {
       const t = tags(f);
       // Tagging on create needs rds:AddTagsToResource too, with the same request tags.
-      return [on(arn, tagContext([], t)), ...(t.length ? [{ action: "rds:AddTagsToResource", resource: arn, context: tagContext([], t) }] : [])];
+      return [
+        on(arn, tagContext([], t)),
+        ...(t.length ? [{ action: "rds:AddTagsToResource", resource: arn, context: tagContext([], t) }] : []),
+      ];
     };
     const id = (k: string) => f.get(k) ?? "*";
     switch (action) {
@@ -214,7 +225,11 @@ export class RdsEmulator {
         const key = f.get("KmsKeyId");
         // An encrypted replica: RDS uses the key with the caller's permissions, through RDS only.
         const kms = key
-          ? ["kms:DescribeKey", "kms:CreateGrant"].map((a) => ({ action: a, resource: key, context: { "kms:ViaService": `rds.${this.region}.amazonaws.com` } }))
+          ? ["kms:DescribeKey", "kms:CreateGrant"].map((a) => ({
+              action: a,
+              resource: key,
+              context: { "kms:ViaService": `rds.${this.region}.amazonaws.com` },
+            }))
           : [];
         return [...created(this.arn("cluster", id("DBClusterIdentifier"))), ...kms];
       }
@@ -275,9 +290,18 @@ export class RdsEmulator {
     const major = engineVersion.split(".")[0]!;
     const group = opts.parameters ? `${id}-params` : `default.postgres${major}`;
     if (!this.parameterGroups.has(group)) {
-      this.parameterGroups.set(group, { family: `postgres${major}`, cluster: false, user: opts.parameters ?? {}, engine: { "rds.logical_replication": "0" } });
+      this.parameterGroups.set(group, {
+        family: `postgres${major}`,
+        cluster: false,
+        user: opts.parameters ?? {},
+        engine: { "rds.logical_replication": "0" },
+      });
     }
-    this.addClusterParameterGroup(`default.aurora-postgresql${major}`, {}, { ifAbsent: true, family: `aurora-postgresql${major}` });
+    this.addClusterParameterGroup(
+      `default.aurora-postgresql${major}`,
+      {},
+      { ifAbsent: true, family: `aurora-postgresql${major}` },
+    );
     this.instances.set(id, {
       id,
       local,
@@ -295,10 +319,20 @@ export class RdsEmulator {
    * A DB cluster parameter group with the values an operator set. As on AWS, the engine's default group leaves
    * rds.logical_replication at 0.
    */
-  addClusterParameterGroup(name: string, user: Record<string, string>, opts: { ifAbsent?: boolean; family?: string } = {}): void {
+  addClusterParameterGroup(
+    name: string,
+    user: Record<string, string>,
+    opts: { ifAbsent?: boolean; family?: string } = {},
+  ): void {
     if (opts.ifAbsent && this.parameterGroups.has(name)) return;
-    const family = opts.family ?? `aurora-postgresql${[...this.instances.values()][0]?.engineVersion.split(".")[0] ?? "16"}`;
-    this.parameterGroups.set(name, { family, cluster: true, user, engine: { "rds.logical_replication": "0", "rds.force_ssl": "0" } });
+    const family =
+      opts.family ?? `aurora-postgresql${[...this.instances.values()][0]?.engineVersion.split(".")[0] ?? "16"}`;
+    this.parameterGroups.set(name, {
+      family,
+      cluster: true,
+      user,
+      engine: { "rds.logical_replication": "0", "rds.force_ssl": "0" },
+    });
   }
 
   async listen(port = 0): Promise<string> {
@@ -337,7 +371,8 @@ export class RdsEmulator {
     });
     if (fault && json) return this.jsonFault(res, fault);
     if (target.startsWith("secretsmanager.")) return this.secrets(target.slice("secretsmanager.".length), body, res);
-    if (target.startsWith("GraniteServiceVersion20100801.")) return this.cloudwatch(target.slice("GraniteServiceVersion20100801.".length), body, res);
+    if (target.startsWith("GraniteServiceVersion20100801."))
+      return this.cloudwatch(target.slice("GraniteServiceVersion20100801.".length), body, res);
     const form = new URLSearchParams(body);
     const action = form.get("Action") ?? "";
     const requestId = randomUUID();
@@ -371,7 +406,10 @@ export class RdsEmulator {
 
   /** A signature refused over the JSON protocols (Secrets Manager, CloudWatch), with the codes they use. */
   private jsonFault(res: http.ServerResponse, fault: SignatureFault): void {
-    res.writeHead(fault.kind === "missing" ? 403 : 400, { "content-type": "application/x-amz-json-1.1", "x-amzn-requestid": randomUUID() });
+    res.writeHead(fault.kind === "missing" ? 403 : 400, {
+      "content-type": "application/x-amz-json-1.1",
+      "x-amzn-requestid": randomUUID(),
+    });
     res.end(JSON.stringify({ __type: JSON_FAULTS[fault.kind], message: fault.message }));
   }
 
@@ -389,10 +427,20 @@ export class RdsEmulator {
       return answer(400, { __type: "AccessDeniedException", message: (e as Error).message });
     }
     const instance = [...this.instances.values()].find((i) => this.secretArn(i) === id);
-    if (action !== "GetSecretValue") return answer(400, { __type: "InvalidRequestException", message: `${action} is not served here` });
-    if (!instance) return answer(400, { __type: "ResourceNotFoundException", message: "Secrets Manager can't find the specified secret." });
+    if (action !== "GetSecretValue")
+      return answer(400, { __type: "InvalidRequestException", message: `${action} is not served here` });
+    if (!instance)
+      return answer(400, {
+        __type: "ResourceNotFoundException",
+        message: "Secrets Manager can't find the specified secret.",
+      });
     const c = this.local.cluster({ id: instance.local }).connectionConfig();
-    answer(200, { ARN: id, Name: id.split(":").pop(), VersionId: "v1", SecretString: JSON.stringify({ username: c.user, password: c.password }) });
+    answer(200, {
+      ARN: id,
+      Name: id.split(":").pop(),
+      VersionId: "v1",
+      SecretString: JSON.stringify({ username: c.user, password: c.password }),
+    });
   }
 
   /**
@@ -410,14 +458,25 @@ export class RdsEmulator {
     } catch (e) {
       return answer(400, { __type: "AccessDenied", message: (e as Error).message });
     }
-    if (action !== "GetMetricData") return answer(400, { __type: "InvalidAction", message: `${action} is not served here` });
-    type Query = { Id: string; MetricStat?: { Metric?: { MetricName?: string; Dimensions?: Array<{ Name: string; Value: string }> } } };
-    const queries = ((JSON.parse(body || "{}") as { MetricDataQueries?: Query[] }).MetricDataQueries ?? []).slice(0, 500);
+    if (action !== "GetMetricData")
+      return answer(400, { __type: "InvalidAction", message: `${action} is not served here` });
+    type Query = {
+      Id: string;
+      MetricStat?: { Metric?: { MetricName?: string; Dimensions?: Array<{ Name: string; Value: string }> } };
+    };
+    const queries = ((JSON.parse(body || "{}") as { MetricDataQueries?: Query[] }).MetricDataQueries ?? []).slice(
+      0,
+      500,
+    );
     const results = [];
     for (const q of queries) {
       const m = q.MetricStat?.Metric;
       const dim = (name: string) => m?.Dimensions?.find((d) => d.Name === name)?.Value;
-      const value = await this.metric(m?.MetricName ?? "", dim("DBInstanceIdentifier"), dim("DBClusterIdentifier")).catch(() => undefined);
+      const value = await this.metric(
+        m?.MetricName ?? "",
+        dim("DBInstanceIdentifier"),
+        dim("DBClusterIdentifier"),
+      ).catch(() => undefined);
       results.push({
         Id: q.Id,
         Label: m?.MetricName ?? q.Id,
@@ -430,7 +489,11 @@ export class RdsEmulator {
   }
 
   /** One figure, measured on the local clusters; undefined where RDS would have no datapoint. */
-  private async metric(name: string, instanceId: string | undefined, clusterId: string | undefined): Promise<number | undefined> {
+  private async metric(
+    name: string,
+    instanceId: string | undefined,
+    clusterId: string | undefined,
+  ): Promise<number | undefined> {
     if (name === "RDSToAuroraPostgreSQLReplicaLag") {
       const c = clusterId ? this.clusters.get(clusterId) : undefined;
       const source = c?.replicating ? this.instances.get(c.replicating) : undefined;
@@ -452,7 +515,9 @@ export class RdsEmulator {
       return Number(fs.bavail * fs.bsize);
     }
     if (name === "TransactionLogsDiskUsage")
-      return Number((await sql.query<{ b: string }>("select coalesce(sum(size), 0)::text as b from pg_ls_waldir()")).rows[0]!.b);
+      return Number(
+        (await sql.query<{ b: string }>("select coalesce(sum(size), 0)::text as b from pg_ls_waldir()")).rows[0]!.b,
+      );
     return undefined;
   }
 
@@ -486,7 +551,11 @@ export class RdsEmulator {
   private snapshot(name: string | null, i: Instance): void {
     if (!name) return;
     if (this.snapshots.has(name))
-      throw new ApiError("DBSnapshotAlreadyExists", 400, `Cannot create the snapshot because a snapshot with the identifier ${name} already exists.`);
+      throw new ApiError(
+        "DBSnapshotAlreadyExists",
+        400,
+        `Cannot create the snapshot because a snapshot with the identifier ${name} already exists.`,
+      );
     this.snapshots.set(name, { instance: i.id, at: new Date() });
   }
 
@@ -515,11 +584,16 @@ export class RdsEmulator {
     const asked = f.get("MaxRecords");
     const max = asked === null ? 100 : Number(asked);
     if (!Number.isInteger(max) || max < 20 || max > 100)
-      throw new ApiError("InvalidParameterValue", 400, `Invalid value ${asked} for MaxRecords. Must be between 20 and 100`);
+      throw new ApiError(
+        "InvalidParameterValue",
+        400,
+        `Invalid value ${asked} for MaxRecords. Must be between 20 and 100`,
+      );
     const size = Math.min(max, this.opts.maxPage ?? 100);
     const marker = f.get("Marker");
     const from = marker === null ? 0 : Number(Buffer.from(marker, "base64url").toString("utf8"));
-    if (!Number.isInteger(from) || from < 0 || from > items.length) throw new ApiError("InvalidParameterValue", 400, "The marker is not valid");
+    if (!Number.isInteger(from) || from < 0 || from > items.length)
+      throw new ApiError("InvalidParameterValue", 400, "The marker is not valid");
     const next = from + size < items.length ? el("Marker", Buffer.from(String(from + size)).toString("base64url")) : "";
     return wrap(items.slice(from, from + size)) + next;
   }
@@ -527,23 +601,29 @@ export class RdsEmulator {
   private async act(action: string, f: URLSearchParams): Promise<string> {
     switch (action) {
       case "DescribeDBInstances": {
-        const all = f.get("DBInstanceIdentifier") ? [this.instance(f.get("DBInstanceIdentifier"))] : [...this.instances.values()];
+        const all = f.get("DBInstanceIdentifier")
+          ? [this.instance(f.get("DBInstanceIdentifier"))]
+          : [...this.instances.values()];
         return this.page(f, all, (p) => `<DBInstances>${p.map((i) => this.instanceXml(i)).join("")}</DBInstances>`);
       }
       case "DescribeDBClusters": {
-        const all = f.get("DBClusterIdentifier") ? [this.cluster(f.get("DBClusterIdentifier"))] : [...this.clusters.values()];
+        const all = f.get("DBClusterIdentifier")
+          ? [this.cluster(f.get("DBClusterIdentifier"))]
+          : [...this.clusters.values()];
         return this.page(f, all, (p) => `<DBClusters>${p.map((c) => this.clusterXml(c)).join("")}</DBClusters>`);
       }
       case "DescribeDBEngineVersions": {
         const engine = f.get("Engine");
         const offered =
           engine === "aurora-postgresql"
-            ? (this.opts.auroraVersions ?? [...this.instances.values()].filter((i) => i.engine === "postgres").map((i) => i.engineVersion))
+            ? (this.opts.auroraVersions ??
+              [...this.instances.values()].filter((i) => i.engine === "postgres").map((i) => i.engineVersion))
             : [];
         const family = (v: string) => `aurora-postgresql${v.split(".")[0]}`;
         const wanted = [...new Set(offered)].filter(
           (v) =>
-            (!f.get("EngineVersion") || f.get("EngineVersion") === v) && (!f.get("DBParameterGroupFamily") || f.get("DBParameterGroupFamily") === family(v)),
+            (!f.get("EngineVersion") || f.get("EngineVersion") === v) &&
+            (!f.get("DBParameterGroupFamily") || f.get("DBParameterGroupFamily") === family(v)),
         );
         return this.page(
           f,
@@ -590,14 +670,21 @@ export class RdsEmulator {
       }
       case "CreateDBCluster": {
         const id = f.get("DBClusterIdentifier") ?? "";
-        if (this.clusters.has(id)) throw new ApiError("DBClusterAlreadyExistsFault", 400, `DB Cluster ${id} already exists`);
+        if (this.clusters.has(id))
+          throw new ApiError("DBClusterAlreadyExistsFault", 400, `DB Cluster ${id} already exists`);
         const group = f.get("DBClusterParameterGroupName");
         if (group && !this.parameterGroups.get(group)?.cluster)
           throw new ApiError("DBClusterParameterGroupNotFound", 404, `DBClusterParameterGroup not found: ${group}`);
-        if (f.get("Engine") !== "aurora-postgresql") throw new ApiError("InvalidParameterValue", 400, "Engine must be aurora-postgresql here");
+        if (f.get("Engine") !== "aurora-postgresql")
+          throw new ApiError("InvalidParameterValue", 400, "Engine must be aurora-postgresql here");
         const sourceArn = f.get("ReplicationSourceIdentifier") ?? "";
         const source = [...this.instances.values()].find((i) => this.arn("db", i.id) === sourceArn);
-        if (!source) throw new ApiError("DBInstanceNotFound", 404, `ReplicationSourceIdentifier ${sourceArn} is not an instance here`);
+        if (!source)
+          throw new ApiError(
+            "DBInstanceNotFound",
+            404,
+            `ReplicationSourceIdentifier ${sourceArn} is not an instance here`,
+          );
         const owner = tags(f).find((t) => t.Key === "pgshift:migration-id")?.Value ?? `emulator:${id}`;
         const c: Cluster = {
           id,
@@ -617,7 +704,8 @@ export class RdsEmulator {
       }
       case "CreateDBInstance": {
         const id = f.get("DBInstanceIdentifier") ?? "";
-        if (this.instances.has(id)) throw new ApiError("DBInstanceAlreadyExists", 400, `DB instance ${id} already exists`);
+        if (this.instances.has(id))
+          throw new ApiError("DBInstanceAlreadyExists", 400, `DB instance ${id} already exists`);
         const c = this.cluster(f.get("DBClusterIdentifier"));
         const i: Instance = {
           id,
@@ -641,9 +729,11 @@ export class RdsEmulator {
       case "RemoveTagsFromResource": {
         const arn = f.get("ResourceName") ?? "";
         const target =
-          [...this.instances.values()].find((i) => this.arn("db", i.id) === arn) ?? [...this.clusters.values()].find((c) => this.arn("cluster", c.id) === arn);
+          [...this.instances.values()].find((i) => this.arn("db", i.id) === arn) ??
+          [...this.clusters.values()].find((c) => this.arn("cluster", c.id) === arn);
         if (!target) throw new ApiError("DBInstanceNotFound", 404, `${arn} not found`);
-        if (action === "AddTagsToResource") for (const t of tags(f)) target.tags = [...target.tags.filter((x) => x.Key !== t.Key), t];
+        if (action === "AddTagsToResource")
+          for (const t of tags(f)) target.tags = [...target.tags.filter((x) => x.Key !== t.Key), t];
         else {
           const keys = list(f, "TagKeys");
           target.tags = target.tags.filter((t) => !keys.includes(t.Key));
@@ -652,7 +742,8 @@ export class RdsEmulator {
       }
       case "PromoteReadReplicaDBCluster": {
         const c = this.cluster(f.get("DBClusterIdentifier"));
-        if (!c.replicating) throw new ApiError("InvalidDBClusterStateFault", 400, `DB cluster ${c.id} is not a read replica`);
+        if (!c.replicating)
+          throw new ApiError("InvalidDBClusterStateFault", 400, `DB cluster ${c.id} is not a read replica`);
         const source = this.instance(c.replicating);
         c.status = "promoting";
         this.later(async () => {
@@ -674,7 +765,8 @@ export class RdsEmulator {
           this.later(async () => {
             // Only the deny-all group: nothing reaches the server but the control plane (the master user stands for
             // its security group) and replication; the reboot that follows ends the sessions.
-            if (deny && groups.length === 1 && groups[0] === deny) await this.local.fenceRules({ id: i.local }, this.local.cluster({ id: i.local }).user);
+            if (deny && groups.length === 1 && groups[0] === deny)
+              await this.local.fenceRules({ id: i.local }, this.local.cluster({ id: i.local }).user);
             else await this.local.unfence({ id: i.local });
             i.status = "available";
           });
@@ -701,7 +793,11 @@ export class RdsEmulator {
       case "StopDBInstance": {
         const i = this.instance(f.get("DBInstanceIdentifier"));
         if (i.status !== "available")
-          throw new ApiError("InvalidDBInstanceState", 400, `DB instance ${i.id} is ${i.status}; only an available instance can be stopped`);
+          throw new ApiError(
+            "InvalidDBInstanceState",
+            400,
+            `DB instance ${i.id} is ${i.status}; only an available instance can be stopped`,
+          );
         this.snapshot(f.get("DBSnapshotIdentifier"), i);
         i.status = "stopping";
         this.later(async () => {
@@ -713,7 +809,11 @@ export class RdsEmulator {
       case "DeleteDBInstance": {
         const i = this.instance(f.get("DBInstanceIdentifier"));
         if (f.get("SkipFinalSnapshot") !== "true" && !f.get("FinalDBSnapshotIdentifier")) {
-          throw new ApiError("InvalidParameterCombination", 400, "FinalDBSnapshotIdentifier is required unless SkipFinalSnapshot is specified.");
+          throw new ApiError(
+            "InvalidParameterCombination",
+            400,
+            "FinalDBSnapshotIdentifier is required unless SkipFinalSnapshot is specified.",
+          );
         }
         this.snapshot(f.get("FinalDBSnapshotIdentifier"), i);
         i.status = "deleting";
@@ -736,7 +836,11 @@ export class RdsEmulator {
         return this.clusterXml(c, "DBCluster");
       }
       default:
-        throw new ApiError("InvalidAction", 400, `The action ${action} is not valid for this web service (the emulator serves what pgshift calls)`);
+        throw new ApiError(
+          "InvalidAction",
+          400,
+          `The action ${action} is not valid for this web service (the emulator serves what pgshift calls)`,
+        );
     }
   }
 
@@ -747,7 +851,9 @@ export class RdsEmulator {
       `${el("Engine", i.engine)}${el("EngineVersion", i.engineVersion)}${el("DBClusterIdentifier", i.clusterId)}${el("MasterUsername", "postgres")}` +
       (i.clusterId ? "" : el("AllocatedStorage", this.allocatedGiB(i))) +
       (ep ? `<Endpoint>${el("Address", ep.host)}${el("Port", ep.port)}</Endpoint>` : "") +
-      (i.clusterId ? "" : `<MasterUserSecret>${el("SecretArn", this.secretArn(i))}${el("SecretStatus", "active")}</MasterUserSecret>`) +
+      (i.clusterId
+        ? ""
+        : `<MasterUserSecret>${el("SecretArn", this.secretArn(i))}${el("SecretStatus", "active")}</MasterUserSecret>`) +
       (i.parameterGroup
         ? `<DBParameterGroups><DBParameterGroup>${el("DBParameterGroupName", i.parameterGroup)}${el("ParameterApplyStatus", "in-sync")}</DBParameterGroup></DBParameterGroups>`
         : "") +

@@ -33,7 +33,10 @@ export function verifySigV4(
   expect: { region: string; services: string[]; now?: number },
 ): SignatureFault | undefined {
   const auth = req.headers.authorization ?? "";
-  const m = /^AWS4-HMAC-SHA256 Credential=([^/]+)\/(\d{8})\/([^/]+)\/([^/]+)\/aws4_request, ?SignedHeaders=([^,]+), ?Signature=([0-9a-f]{64})$/.exec(auth);
+  const m =
+    /^AWS4-HMAC-SHA256 Credential=([^/]+)\/(\d{8})\/([^/]+)\/([^/]+)\/aws4_request, ?SignedHeaders=([^,]+), ?Signature=([0-9a-f]{64})$/.exec(
+      auth,
+    );
   if (!m) return { kind: "missing", message: "Request is missing Authentication Token" };
   const [, keyId, date, region, service, signedHeaders, signature] = m as unknown as string[];
   const key = keys.find((k) => k.accessKeyId === keyId);
@@ -48,9 +51,15 @@ export function verifySigV4(
   const at = Date.parse(amzDate.replace(/^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z$/, "$1-$2-$3T$4:$5:$6Z"));
   const now = expect.now ?? Date.now();
   if (Number.isNaN(at) || !amzDate.startsWith(date!))
-    return { kind: "mismatch", message: "Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date from HTTP" };
+    return {
+      kind: "mismatch",
+      message: "Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date from HTTP",
+    };
   if (Math.abs(now - at) > SKEW_MS) {
-    return { kind: "expired", message: `Signature expired: ${amzDate} is now earlier or later than the server's time by more than 15 minutes.` };
+    return {
+      kind: "expired",
+      message: `Signature expired: ${amzDate} is now earlier or later than the server's time by more than 15 minutes.`,
+    };
   }
   const url = new URL(req.url ?? "/", "http://x");
   const path =
@@ -70,7 +79,10 @@ export function verifySigV4(
   });
   const payload = String(req.headers["x-amz-content-sha256"] ?? "") || sha256(body);
   if (payload !== "UNSIGNED-PAYLOAD" && payload !== sha256(body))
-    return { kind: "mismatch", message: "The provided 'x-amz-content-sha256' header does not match what was computed." };
+    return {
+      kind: "mismatch",
+      message: "The provided 'x-amz-content-sha256' header does not match what was computed.",
+    };
   const canonical = [req.method ?? "POST", path, query, headers.join(""), signedHeaders, payload].join("\n");
   const scope = `${date}/${region}/${service}/aws4_request`;
   const toSign = ["AWS4-HMAC-SHA256", amzDate, scope, sha256(canonical)].join("\n");

@@ -89,11 +89,18 @@ export class CdcConsumer {
   }
 
   private async watch(): Promise<void> {
-    const client = createClient(CdcService, createGrpcTransport({ baseUrl: this.opts.api, nodeOptions: this.opts.tls ? { ...this.opts.tls } : undefined }));
+    const client = createClient(
+      CdcService,
+      createGrpcTransport({ baseUrl: this.opts.api, nodeOptions: this.opts.tls ? { ...this.opts.tls } : undefined }),
+    );
     while (!this.abort.signal.aborted) {
       try {
         const stream = client.watchSlotDirectives(
-          { databaseName: this.opts.databaseName, slotName: this.opts.slot, consumerId: `pgshift-consumer:${process.pid}` },
+          {
+            databaseName: this.opts.databaseName,
+            slotName: this.opts.slot,
+            consumerId: `pgshift-consumer:${process.pid}`,
+          },
           { signal: this.abort.signal },
         );
         for await (const res of stream) {
@@ -144,7 +151,10 @@ export class CdcConsumer {
   }
 
   private async openStream(endpoint: string): Promise<void> {
-    const [host, port] = [endpoint.slice(0, endpoint.lastIndexOf(":")), Number(endpoint.slice(endpoint.lastIndexOf(":") + 1))];
+    const [host, port] = [
+      endpoint.slice(0, endpoint.lastIndexOf(":")),
+      Number(endpoint.slice(endpoint.lastIndexOf(":") + 1)),
+    ];
     const service = new LogicalReplicationService(
       {
         host,
@@ -210,7 +220,13 @@ export class CdcConsumer {
         this.pending?.push({ table: msg.relation.name, op: "update", row: msg.new, commitLsn: "", from });
         return;
       case "delete":
-        this.pending?.push({ table: msg.relation.name, op: "delete", row: msg.key ?? msg.old ?? {}, commitLsn: "", from });
+        this.pending?.push({
+          table: msg.relation.name,
+          op: "delete",
+          row: msg.key ?? msg.old ?? {},
+          commitLsn: "",
+          from,
+        });
         return;
       case "commit": {
         const end = msg.commitEndLsn ?? lsn;

@@ -4,7 +4,14 @@ import { DeadlineExceededError, FailedPreconditionError, unlessGone } from "../d
 import { CdcMode, type MigrationSpec } from "../gen/migration/v1/migration_pb.js";
 import { lsnAtLeast, lsnMax } from "../domain/lsn.js";
 import type { InstanceRef, Provider } from "../providers/provider.js";
-import { isPausedStage, pausedSince, type CdcSlotRecord, type CdcStage, type CdcStateJson, type MigrationStateJson } from "../domain/state.js";
+import {
+  isPausedStage,
+  pausedSince,
+  type CdcSlotRecord,
+  type CdcStage,
+  type CdcStateJson,
+  type MigrationStateJson,
+} from "../domain/state.js";
 import {
   advanceSlot,
   dropSlots,
@@ -51,18 +58,24 @@ const coordinating = (spec: MigrationSpec) => spec.cdcPolicy?.mode !== CdcMode.I
  * confirmation is awaited): a healthy stream needs milliseconds; only a
  * consumer whose socket is full makes it wait.
  */
-const handoverMs = (spec: MigrationSpec, remainingMs: number) => Math.max(1, Math.min(policyOf(spec).drainTimeoutMs, remainingMs));
+const handoverMs = (spec: MigrationSpec, remainingMs: number) =>
+  Math.max(1, Math.min(policyOf(spec).drainTimeoutMs, remainingMs));
 /** Reverse replication's publication on the source (see replication/reverse.ts), through which a kept source slot is read for positions. */
 const REVERSE_PUBLICATION = "pgshift_reverse";
 const pauseAlertMs = (spec: MigrationSpec) => policyOf(spec).pauseAlertAfterMs;
 const names = (state: MigrationStateJson) => (state.cdcSlots ?? []).map((s) => s.slotName);
 
-async function records(ctx: CdcContext, slots: LogicalSlot[], opts: { publications: "read" | "keep" } = { publications: "read" }): Promise<CdcSlotRecord[]> {
+async function records(
+  ctx: CdcContext,
+  slots: LogicalSlot[],
+  opts: { publications: "read" | "keep" } = { publications: "read" },
+): Promise<CdcSlotRecord[]> {
   const prev = new Map((ctx.state.cdcSlots ?? []).map((r) => [r.slotName, r]));
   const pubs = new Map<string, string[]>();
   for (const db of new Set(slots.map((s) => s.database))) {
     // Inside the cutover window the publications read moments ago stand: the source takes no DDL while fenced.
-    const known = opts.publications === "keep" ? [...prev.values()].find((r) => r.database === db)?.publications : undefined;
+    const known =
+      opts.publications === "keep" ? [...prev.values()].find((r) => r.database === db)?.publications : undefined;
     pubs.set(db, known ?? (await publications(ctx.provider, ctx.source, db)));
   }
   return slots.map((s) => ({
@@ -87,13 +100,24 @@ export async function inventory(ctx: CdcContext): Promise<number> {
 }
 
 /** Moves consumers to a stage and persists it with an event (so consumers watching their directives learn of it now). */
-async function setStage(ctx: CdcContext, to: CdcStage, side: "source" | "target", extra: Partial<CdcStateJson>, message: string): Promise<void> {
+async function setStage(
+  ctx: CdcContext,
+  to: CdcStage,
+  side: "source" | "target",
+  extra: Partial<CdcStateJson>,
+  message: string,
+): Promise<void> {
   await stage(ctx, to, side, extra);
   await ctx.note(message);
 }
 
 /** Moves consumers to a stage in the state only; the caller persists it. */
-async function stage(ctx: CdcContext, to: CdcStage, side: "source" | "target", extra: Partial<CdcStateJson>): Promise<void> {
+async function stage(
+  ctx: CdcContext,
+  to: CdcStage,
+  side: "source" | "target",
+  extra: Partial<CdcStateJson>,
+): Promise<void> {
   const paused = isPausedStage(to);
   const prev = ctx.state.cdc;
   const wasPaused = isPausedStage(prev?.stage);
@@ -104,7 +128,9 @@ async function stage(ctx: CdcContext, to: CdcStage, side: "source" | "target", e
     endpoint: await ctx.provider.endpoint(side === "source" ? ctx.source : ctx.target),
     // A pause that carries on (draining, paused, then moved but not read yet) keeps counting from its start.
     pausedSince:
-      paused || extra.awaitingReaders ? ((wasPaused || prev?.awaitingReaders ? prev?.pausedSince : undefined) ?? new Date().toISOString()) : undefined,
+      paused || extra.awaitingReaders
+        ? ((wasPaused || prev?.awaitingReaders ? prev?.pausedSince : undefined) ?? new Date().toISOString())
+        : undefined,
     alerted: (paused || extra.awaitingReaders) && (wasPaused || prev?.awaitingReaders) ? prev?.alerted : undefined,
     // Once the sides were found to count positions apart, every later hand-over re-anchors too.
     ...(prev?.lsnDiscontinuous ? { lsnDiscontinuous: true } : {}),
@@ -162,12 +188,18 @@ export async function drainAndPause(ctx: CdcContext, finalLsn: string, remaining
     } catch (e) {
       if (!(e instanceof DeadlineExceededError)) throw e;
       // While we wait, the source takes no writes: no retry, fall back at once.
-      throw new FailedPreconditionError(`${e.rawMessage}; the consumer reads too slowly to be handed over: speed it up, then ResumeMigration`);
+      throw new FailedPreconditionError(
+        `${e.rawMessage}; the consumer reads too slowly to be handed over: speed it up, then ResumeMigration`,
+      );
     }
     const now = new Date().toISOString();
     for (const h of handed.filter((x) => x.sent !== null)) {
       const r = recs.find((x) => x.slotName === h.name)!;
-      Object.assign(r, { receivedLsn: h.sent!, confirmedFlushLsn: h.confirmed ?? r.confirmedFlushLsn, streamStoppedAt: now });
+      Object.assign(r, {
+        receivedLsn: h.sent!,
+        confirmedFlushLsn: h.confirmed ?? r.confirmedFlushLsn,
+        streamStoppedAt: now,
+      });
     }
     // Positions first, then the readers ended: a crash in between finds them on record.
     await ctx.note(
@@ -190,11 +222,18 @@ export async function drainAndPause(ctx: CdcContext, finalLsn: string, remaining
           );
         }
       }
-      Object.assign(r, { receivedLsn: finalLsn, confirmedFlushLsn: h.confirmed ?? r.confirmedFlushLsn, streamStoppedAt: r.streamStoppedAt ?? now });
+      Object.assign(r, {
+        receivedLsn: finalLsn,
+        confirmedFlushLsn: h.confirmed ?? r.confirmedFlushLsn,
+        streamStoppedAt: r.streamStoppedAt ?? now,
+      });
     }
     const endLsn = (await c.query<{ l: string }>("select pg_current_wal_lsn()::text as l")).rows[0]!.l;
     // No reader saw WAL past this point: the target's slots must start above it. Persisted by the step's transition.
-    await stage(ctx, "PAUSED", "source", { drainToLsn: finalLsn, readersEndedAt: ctx.state.cdc?.readersEndedAt ?? endLsn });
+    await stage(ctx, "PAUSED", "source", {
+      drainToLsn: finalLsn,
+      readersEndedAt: ctx.state.cdc?.readersEndedAt ?? endLsn,
+    });
     return `${list.length} logical slot(s) handed over at ${finalLsn} and recorded: ${recs.map((r) => `${r.slotName} sent ${r.receivedLsn}`).join(", ")}`;
   });
 }
@@ -209,13 +248,19 @@ export async function restoreOnTarget(ctx: CdcContext): Promise<string> {
   const recs = ctx.state.cdcSlots ?? [];
   // Done already (it runs alongside reverse replication's start, right after promotion).
   if (ctx.state.cdc?.stage === "ON_TARGET" && recs.every((r) => r.targetConsistentLsn)) {
-    return recs.length === 0 ? "no logical slots to restore" : `logical slot(s) on ${ctx.target.id}: ${names(ctx.state).join(", ")}`;
+    return recs.length === 0
+      ? "no logical slots to restore"
+      : `logical slot(s) on ${ctx.target.id}: ${names(ctx.state).join(", ")}`;
   }
   if (!coordinating(ctx.spec) || recs.length === 0)
     return recs.length === 0 ? "no logical slots to restore" : "logical slots left to the operator (CDC_MODE_IGNORE)";
   // Above everything a consumer saw on the source: a consumer resumes from its own last LSN.
   const floor = lsnMax(
-    ...[ctx.state.finalLsn, ctx.state.cdc?.readersEndedAt, ...recs.flatMap((r) => [r.confirmedFlushLsn, r.receivedLsn])].filter((x): x is string => !!x),
+    ...[
+      ctx.state.finalLsn,
+      ctx.state.cdc?.readersEndedAt,
+      ...recs.flatMap((r) => [r.confirmedFlushLsn, r.receivedLsn]),
+    ].filter((x): x is string => !!x),
   );
   let discontinuous = false;
   for (const db of new Set(recs.map((r) => r.database))) {
@@ -239,7 +284,8 @@ export async function restoreOnTarget(ctx: CdcContext): Promise<string> {
         threshold: "the target continues the source's positions",
         message:
           "the promoted target counts WAL positions apart from the source (Aurora need not continue them): consumers' stored positions mean nothing there",
-        remedy: "CDC consumers must resume at their directive's resume_from_lsn (reanchor); one resuming from its own stored position would skip changes",
+        remedy:
+          "CDC consumers must resume at their directive's resume_from_lsn (reanchor); one resuming from its own stored position would skip changes",
       }),
     ]);
   }
@@ -267,7 +313,10 @@ export async function releaseSourceSlots(ctx: CdcContext): Promise<void> {
   await unlessGone(dropSlots(ctx.provider, ctx.source, list));
   const left = await unlessGone(logicalSlots(ctx.provider, ctx.source));
   const still = (left ?? []).filter((s) => list.includes(s.name));
-  if (still.length > 0) throw new FailedPreconditionError(`slot(s) ${still.map((s) => s.name).join(", ")} are still on ${ctx.source.id}: a reader holds them`);
+  if (still.length > 0)
+    throw new FailedPreconditionError(
+      `slot(s) ${still.map((s) => s.name).join(", ")} are still on ${ctx.source.id}: a reader holds them`,
+    );
 }
 
 /**
@@ -348,13 +397,21 @@ export async function rollbackSlots(ctx: CdcContext, remainingMs: number): Promi
         measured: `${ctx.target.id} unreachable`,
         threshold: "every consumer's position on the target known",
         message: "the target did not answer, so what its CDC consumers had read there is unknown",
-        remedy: "they stream the target's changes again from the source from where they moved to the target: expect some twice downstream, none missing",
+        remedy:
+          "they stream the target's changes again from the source from where they moved to the target: expect some twice downstream, none missing",
       });
     } else if (recs.some((r) => !r.readOnTargetLsn)) {
       const pending = recs.filter((r) => !r.readOnTargetLsn).map((r) => r.slotName);
       let handed: HandedOver[];
       try {
-        handed = await waitSent(ctx.provider, ctx.target, pending, targetEnd, handoverMs(ctx.spec, remainingMs), ctx.signal);
+        handed = await waitSent(
+          ctx.provider,
+          ctx.target,
+          pending,
+          targetEnd,
+          handoverMs(ctx.spec, remainingMs),
+          ctx.signal,
+        );
       } catch (e) {
         if (!(e instanceof DeadlineExceededError)) throw e;
         // Not waited for: taken at what it confirmed, it may see again what it had been sent since.
@@ -365,7 +422,8 @@ export async function rollbackSlots(ctx: CdcContext, remainingMs: number): Promi
           measured: e.rawMessage,
           threshold: `every connected consumer sent ${targetEnd} on ${ctx.target.id} within ${handoverMs(ctx.spec, remainingMs)} ms`,
           message: "a CDC consumer read the target too slowly to be handed over; it is moved at what it confirmed",
-          remedy: "it may see again, from the source, changes it had been sent but not confirmed on the target: nothing is missing",
+          remedy:
+            "it may see again, from the source, changes it had been sent but not confirmed on the target: nothing is missing",
         });
       }
       for (const h of handed) {
@@ -375,13 +433,21 @@ export async function rollbackSlots(ctx: CdcContext, remainingMs: number): Promi
         r.streamResumedAt = undefined;
       }
       // Positions first, then the readers ended: a crash in between finds them on record.
-      await ctx.note(`CDC streams of ${handed.map((h) => `${h.name} (read up to ${h.sent ?? h.confirmed} on ${ctx.target.id})`).join(", ")} handed over`);
+      await ctx.note(
+        `CDC streams of ${handed.map((h) => `${h.name} (read up to ${h.sent ?? h.confirmed} on ${ctx.target.id})`).join(", ")} handed over`,
+      );
     }
     await unlessGone(endReaders(ctx.provider, ctx.target, list));
     // No reader saw anything of the target past this point (it is fenced): a consumer's own last position is below it.
     const seenAtMost = await unlessGone(ctx.provider.currentLsn(ctx.target));
     const at = await putBackOnSource(ctx, seenAtMost);
-    await setStage(ctx, "PAUSED", "source", { drainToLsn: at }, `CDC slots ${list.join(", ")} put back on ${ctx.source.id}: ${placesText(recs)}`);
+    await setStage(
+      ctx,
+      "PAUSED",
+      "source",
+      { drainToLsn: at },
+      `CDC slots ${list.join(", ")} put back on ${ctx.source.id}: ${placesText(recs)}`,
+    );
   }
   // Only a target that is gone may keep them (it takes no writes, so they retain nothing new).
   await unlessGone(dropSlots(ctx.provider, ctx.target, list));
@@ -389,7 +455,12 @@ export async function rollbackSlots(ctx: CdcContext, remainingMs: number): Promi
 }
 
 function placesText(recs: CdcSlotRecord[]): string {
-  return recs.map((r) => `${r.slotName} at ${r.sourceResumeLsn} (${r.toStreamFromSource ?? 0} transaction(s) of the target to stream)`).join(", ");
+  return recs
+    .map(
+      (r) =>
+        `${r.slotName} at ${r.sourceResumeLsn} (${r.toStreamFromSource ?? 0} transaction(s) of the target to stream)`,
+    )
+    .join(", ");
 }
 
 /**
@@ -410,16 +481,33 @@ async function putBackOnSource(ctx: CdcContext, seenAtMost: string | undefined):
     if (r.sourceResumeLsn && r.toStreamFromSource !== undefined) continue;
     if (kept.has(r.slotName) && reverse.has(r.database) && r.readOnTargetLsn) {
       const from = r.receivedLsn ?? r.confirmedFlushLsn;
-      const pos = await positionForTargetProgress(ctx.provider, ctx.source, r.database, r.slotName, from, r.readOnTargetLsn, REVERSE_PUBLICATION);
+      const pos = await positionForTargetProgress(
+        ctx.provider,
+        ctx.source,
+        r.database,
+        r.slotName,
+        from,
+        r.readOnTargetLsn,
+        REVERSE_PUBLICATION,
+      );
       r.sourceResumeLsn = await advanceSlot(ctx.provider, ctx.source, r.database, r.slotName, pos.lsn);
       r.toStreamFromSource = pos.toStream;
     } else {
-      r.sourceResumeLsn = await repositionSlot(ctx.provider, ctx.source, r.database, r.slotName, r.plugin, await ctx.provider.currentLsn(ctx.source));
+      r.sourceResumeLsn = await repositionSlot(
+        ctx.provider,
+        ctx.source,
+        r.database,
+        r.slotName,
+        r.plugin,
+        await ctx.provider.currentLsn(ctx.source),
+      );
       r.toStreamFromSource = 0;
     }
   }
   // Positions of a target that counts in a space of its own mean nothing here: consumers re-anchor (directive reanchor).
-  const seen = ctx.state.cdc?.lsnDiscontinuous ? [] : [seenAtMost, ...recs.map((r) => r.readOnTargetLsn)].filter((x): x is string => !!x);
+  const seen = ctx.state.cdc?.lsnDiscontinuous
+    ? []
+    : [seenAtMost, ...recs.map((r) => r.readOnTargetLsn)].filter((x): x is string => !!x);
   return seen.length > 0 ? skipWalTo(ctx.provider, ctx.source, lsnMax(...seen)) : ctx.provider.currentLsn(ctx.source);
 }
 
@@ -485,7 +573,8 @@ function recordPauseLength(ctx: CdcContext): void {
       `consumers' streams stopped for up to ${ms} ms (${each.map((e) => `${e.name}: ${e.ms} ms`).join(", ")}), from their last change on one side to a reader on the other` +
       (waiting.length > 0 ? `; no reader yet for ${waiting.join(", ")} (its position is kept)` : ""),
     threshold: `at most ${limit} ms (cdc_policy.pause_alert_after)`,
-    message: ms > limit ? "CDC consumers stayed paused longer than the alert threshold" : "CDC consumers paused only briefly",
+    message:
+      ms > limit ? "CDC consumers stayed paused longer than the alert threshold" : "CDC consumers paused only briefly",
     remedy: ms > limit ? "downstream systems saw a gap in their change streams; check their freshness alarms" : "",
   });
   ctx.state.checks = mergeChecks(ctx.state.checks ?? [], [result]);
@@ -506,6 +595,7 @@ export function pauseAlert(spec: MigrationSpec, state: MigrationStateJson, now =
     measured: `consumers of ${names(state).join(", ")} paused for ${ms} ms and counting`,
     threshold: `at most ${limit} ms (cdc_policy.pause_alert_after)`,
     message: "CDC consumers have been paused longer than the alert threshold",
-    remedy: "see why the migration is not moving (its last error and phase); roll back to let consumers resume on the source",
+    remedy:
+      "see why the migration is not moving (its last error and phase); roll back to let consumers resume on the source",
   });
 }

@@ -2,7 +2,8 @@ import type { MigrationRow } from "../store/migration-repo.js";
 
 export type SlotActionName = "KEEP_READING" | "PAUSE" | "RESUME";
 
-const REANCHOR = "; its WAL positions do not continue the other side's: start at resume_from_lsn, not at your own last position";
+const REANCHOR =
+  "; its WAL positions do not continue the other side's: start at resume_from_lsn, not at your own last position";
 
 /** What a consumer of one slot is to do now: the consumer-facing reading of a migration's CDC state. */
 export interface Directive {
@@ -24,7 +25,11 @@ export interface Directive {
  * database (or none) and where the database is routed now. A slot the
  * migration does not coordinate is read where it is.
  */
-export function directiveFor(row: MigrationRow | undefined, slotName: string, routed?: { host: string; port: number }): Directive {
+export function directiveFor(
+  row: MigrationRow | undefined,
+  slotName: string,
+  routed?: { host: string; port: number },
+): Directive {
   const base = { slotName, database: "", drainToLsn: "", resumeFromLsn: "", migrationId: row?.id ?? "", since: "" };
   const rec = row?.state.cdcSlots?.find((s) => s.slotName === slotName);
   const cdc = row?.state.cdc;

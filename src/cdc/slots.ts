@@ -62,9 +62,12 @@ export async function publications(provider: Provider, ref: InstanceRef, databas
   return provider
     .sql(ref, database)
     .session(async (c) =>
-      (await c.query<{ p: string }>("select pubname as p from pg_publication where left(pubname, length($1)) <> $1 order by 1", [OWN_PREFIX])).rows.map(
-        (r) => r.p,
-      ),
+      (
+        await c.query<{ p: string }>(
+          "select pubname as p from pg_publication where left(pubname, length($1)) <> $1 order by 1",
+          [OWN_PREFIX],
+        )
+      ).rows.map((r) => r.p),
     );
 }
 
@@ -117,12 +120,25 @@ export async function waitSent(
 }
 
 /** waitSent on a connection the caller holds (the cutover's hand-over runs on one, in the window). */
-export async function waitSentOn(c: Sql, ref: InstanceRef, names: string[], lsn: string, boundMs: number, signal?: AbortSignal): Promise<HandedOver[]> {
+export async function waitSentOn(
+  c: Sql,
+  ref: InstanceRef,
+  names: string[],
+  lsn: string,
+  boundMs: number,
+  signal?: AbortSignal,
+): Promise<HandedOver[]> {
   if (names.length === 0) return [];
   const deadline = Date.now() + boundMs;
   while (true) {
     const rows = (
-      await c.query<{ slot_name: string; database: string; confirmed: string | null; pid: number | null; sent: string | null }>(
+      await c.query<{
+        slot_name: string;
+        database: string;
+        confirmed: string | null;
+        pid: number | null;
+        sent: string | null;
+      }>(
         `select s.slot_name, s.database, s.confirmed_flush_lsn::text as confirmed, s.active_pid as pid, r.sent_lsn::text as sent
            from pg_replication_slots s left join pg_stat_replication r on r.pid = s.active_pid
           where s.slot_name = any($1)`,
@@ -130,13 +146,23 @@ export async function waitSentOn(c: Sql, ref: InstanceRef, names: string[], lsn:
       )
     ).rows;
     const missing = names.filter((n) => !rows.some((r) => r.slot_name === n));
-    if (missing.length > 0) throw new FailedPreconditionError(`logical slot(s) ${missing.join(", ")} disappeared from ${ref.id} during the hand-over`);
+    if (missing.length > 0)
+      throw new FailedPreconditionError(
+        `logical slot(s) ${missing.join(", ")} disappeared from ${ref.id} during the hand-over`,
+      );
     const behind = rows.filter((r) => r.pid !== null && (!r.sent || !lsnAtLeast(r.sent, lsn)));
     if (behind.length === 0)
-      return rows.map((r) => ({ name: r.slot_name, database: r.database, confirmed: r.confirmed, sent: r.pid === null ? null : r.sent }));
+      return rows.map((r) => ({
+        name: r.slot_name,
+        database: r.database,
+        confirmed: r.confirmed,
+        sent: r.pid === null ? null : r.sent,
+      }));
     if (Date.now() > deadline || signal?.aborted) {
       const list = behind.map((b) => `${b.slot_name} sent up to ${b.sent ?? "nothing"}`).join(", ");
-      throw new DeadlineExceededError(`the streams of ${list} on ${ref.id} had not been sent ${lsn} within ${boundMs} ms`);
+      throw new DeadlineExceededError(
+        `the streams of ${list} on ${ref.id} had not been sent ${lsn} within ${boundMs} ms`,
+      );
     }
     await sleep(2, signal ?? NEVER);
   }
@@ -150,7 +176,13 @@ const OWN_MESSAGE = "message: transactional: _ prefix: pgshift,%";
  * transaction boundaries and others' messages), read through a temporary
  * copy: the slot itself does not move. For a slot nobody reads at the fence.
  */
-export async function unreadChanges(provider: Provider, ref: InstanceRef, database: string, slot: string, upto: string): Promise<number> {
+export async function unreadChanges(
+  provider: Provider,
+  ref: InstanceRef,
+  database: string,
+  slot: string,
+  upto: string,
+): Promise<number> {
   return provider.sql(ref, database).session(async (c) => {
     const copy = await copyOf(c, slot, "test_decoding");
     try {
@@ -194,7 +226,12 @@ export async function positionForTargetProgress(
   return provider.sql(ref, database).session(async (c) => {
     const copy = await copyOf(c, slot, "pgoutput");
     try {
-      const at = (await c.query<{ l: string }>("select confirmed_flush_lsn::text as l from pg_replication_slots where slot_name = $1", [copy])).rows[0]!.l;
+      const at = (
+        await c.query<{ l: string }>(
+          "select confirmed_flush_lsn::text as l from pg_replication_slots where slot_name = $1",
+          [copy],
+        )
+      ).rows[0]!.l;
       // What the consumer had at cutover is passed over without decoding it for output.
       if (!lsnAtLeast(at, from)) await c.query("select pg_replication_slot_advance($1, $2::pg_lsn)", [copy, from]);
       // Only transaction boundaries and origins are needed: B(egin), O(rigin), C(ommit).
@@ -232,12 +269,26 @@ export async function positionForTargetProgress(
 }
 
 /** Moves a slot nobody reads forward to `lsn` (never back). Returns where it is. */
-export async function advanceSlot(provider: Provider, ref: InstanceRef, database: string, slot: string, lsn: string): Promise<string> {
+export async function advanceSlot(
+  provider: Provider,
+  ref: InstanceRef,
+  database: string,
+  slot: string,
+  lsn: string,
+): Promise<string> {
   return provider.sql(ref, database).session(async (c) => {
-    const at = (await c.query<{ l: string | null }>("select confirmed_flush_lsn::text as l from pg_replication_slots where slot_name = $1", [slot])).rows[0];
+    const at = (
+      await c.query<{ l: string | null }>(
+        "select confirmed_flush_lsn::text as l from pg_replication_slots where slot_name = $1",
+        [slot],
+      )
+    ).rows[0];
     if (!at) throw new FailedPreconditionError(`${ref.id} has no slot ${slot} to move to ${lsn}`);
     if (at.l && lsnAtLeast(at.l, lsn)) return at.l;
-    const r = await c.query<{ end_lsn: string }>("select end_lsn::text from pg_replication_slot_advance($1, $2::pg_lsn)", [slot, lsn]);
+    const r = await c.query<{ end_lsn: string }>(
+      "select end_lsn::text from pg_replication_slot_advance($1, $2::pg_lsn)",
+      [slot, lsn],
+    );
     return r.rows[0]!.end_lsn;
   });
 }
@@ -255,7 +306,11 @@ export async function retainedWal(provider: Provider, ref: InstanceRef, names: s
 
 /** The named slots that a walsender reads now. */
 export async function readSlots(provider: Provider, ref: InstanceRef, names: string[]): Promise<string[]> {
-  const r = await provider.sql(ref).query<{ slot_name: string }>("select slot_name from pg_replication_slots where slot_name = any($1) and active", [names]);
+  const r = await provider
+    .sql(ref)
+    .query<{ slot_name: string }>("select slot_name from pg_replication_slots where slot_name = any($1) and active", [
+      names,
+    ]);
   return r.rows.map((x) => x.slot_name);
 }
 
@@ -291,10 +346,13 @@ async function fillWalOn(c: Sql, ref: InstanceRef, lsn: string): Promise<string>
     const now = (await c.query<{ l: string }>("select pg_current_wal_lsn()::text as l")).rows[0]!.l;
     const gap = lsnDiff(lsn, now);
     if (gap <= 0n) return now;
-    if (gap <= BigInt(PAD_LIMIT)) await c.query("select pg_logical_emit_message(false, 'pgshift', repeat('x', $1::int))", [Number(gap)]);
+    if (gap <= BigInt(PAD_LIMIT))
+      await c.query("select pg_logical_emit_message(false, 'pgshift', repeat('x', $1::int))", [Number(gap)]);
     else await c.query("select pg_logical_emit_message(false, 'pgshift', 'wal fill'), pg_switch_wal()");
   }
-  throw new FailedPreconditionError(`${ref.id} is more than 1024 WAL segments behind ${lsn}; CDC consumers cannot resume there without skipping changes`);
+  throw new FailedPreconditionError(
+    `${ref.id} is more than 1024 WAL segments behind ${lsn}; CDC consumers cannot resume there without skipping changes`,
+  );
 }
 
 /**
@@ -320,7 +378,9 @@ export async function restoreSlotsIn(
     const there = (await c.query<{ p: string }>("select pubname as p from pg_publication")).rows.map((r) => r.p);
     const missing = [...new Set(wanted.flatMap((w) => w.publications))].filter((p) => !there.includes(p));
     if (missing.length > 0)
-      throw new FailedPreconditionError(`publication(s) ${missing.join(", ")} of ${database} are not on ${ref.id}; the target is not a copy of the source`);
+      throw new FailedPreconditionError(
+        `publication(s) ${missing.join(", ")} of ${database} are not on ${ref.id}; the target is not a copy of the source`,
+      );
     const now = (await c.query<{ l: string }>("select pg_current_wal_lsn()::text as l")).rows[0]!.l;
     const continuous = lsnAtLeast(now, replayedTo);
     if (continuous) await fillWalOn(c, ref, floor);
@@ -335,7 +395,13 @@ export async function restoreSlotsIn(
  * Returns its consistent point (confirmed_flush_lsn). A slot of that name with
  * another plugin or database is somebody else's and is refused.
  */
-export async function ensureSlot(provider: Provider, ref: InstanceRef, database: string, name: string, plugin: string): Promise<string> {
+export async function ensureSlot(
+  provider: Provider,
+  ref: InstanceRef,
+  database: string,
+  name: string,
+  plugin: string,
+): Promise<string> {
   return provider.sql(ref, database).session((c) => ensureSlotOn(c, ref, database, name, plugin));
 }
 
@@ -354,7 +420,10 @@ async function ensureSlotOn(c: Sql, ref: InstanceRef, database: string, name: st
     }
     return existing.confirmed;
   }
-  const r = await c.query<{ lsn: string }>("select lsn::text from pg_create_logical_replication_slot($1, $2)", [name, plugin]);
+  const r = await c.query<{ lsn: string }>("select lsn::text from pg_create_logical_replication_slot($1, $2)", [
+    name,
+    plugin,
+  ]);
   return r.rows[0]!.lsn;
 }
 
@@ -362,12 +431,22 @@ async function ensureSlotOn(c: Sql, ref: InstanceRef, database: string, name: st
  * Puts a slot's consistent point at `lsn` or later: advanced if it exists
  * (its readers ended first), created otherwise. Returns where it now is.
  */
-export async function repositionSlot(provider: Provider, ref: InstanceRef, database: string, name: string, plugin: string, lsn: string): Promise<string> {
+export async function repositionSlot(
+  provider: Provider,
+  ref: InstanceRef,
+  database: string,
+  name: string,
+  plugin: string,
+  lsn: string,
+): Promise<string> {
   await endReaders(provider, ref, [name]);
   const at = await ensureSlot(provider, ref, database, name, plugin);
   if (lsnAtLeast(at, lsn)) return at;
   return provider.sql(ref, database).session(async (c) => {
-    const r = await c.query<{ end_lsn: string }>("select end_lsn::text from pg_replication_slot_advance($1, $2::pg_lsn)", [name, lsn]);
+    const r = await c.query<{ end_lsn: string }>(
+      "select end_lsn::text from pg_replication_slot_advance($1, $2::pg_lsn)",
+      [name, lsn],
+    );
     return lsnMax(r.rows[0]!.end_lsn, lsn);
   });
 }
@@ -377,6 +456,9 @@ export async function dropSlots(provider: Provider, ref: InstanceRef, names: str
   if (names.length === 0) return;
   await endReaders(provider, ref, names);
   await provider.sql(ref).session(async (c) => {
-    await c.query("select pg_drop_replication_slot(slot_name) from pg_replication_slots where slot_name = any($1) and not active", [names]);
+    await c.query(
+      "select pg_drop_replication_slot(slot_name) from pg_replication_slots where slot_name = any($1) and not active",
+      [names],
+    );
   });
 }

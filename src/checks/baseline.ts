@@ -63,21 +63,36 @@ export interface BaselineTolerance {
 }
 
 // Wide enough that one slow fsync on a busy host is not a regression; a target on a slower class or disk still is.
-export const DEFAULT_TOLERANCE: BaselineTolerance = { minThroughputRatio: 0.5, maxLatencyRatio: 4, latencySlackMs: 50, maxExtraRollbacksPerSec: 5 };
+export const DEFAULT_TOLERANCE: BaselineTolerance = {
+  minThroughputRatio: 0.5,
+  maxLatencyRatio: 4,
+  latencySlackMs: 50,
+  maxExtraRollbacksPerSec: 5,
+};
 
 const fmt = (b: Baseline) =>
   `${b.commitsPerSec.toFixed(1)} commits/s, ${b.rollbacksPerSec.toFixed(1)} rollbacks/s, ${b.connections} connections, commit p50 ${b.commitP50Ms.toFixed(1)} ms / p99 ${b.commitP99Ms.toFixed(1)} ms`;
 
 export function baselineCheck(before: Baseline): CheckResult {
-  return check("baseline.captured", "PASS", { measured: fmt(before), threshold: "recorded before cutover", message: `baseline over ${before.sampledMs} ms` });
+  return check("baseline.captured", "PASS", {
+    measured: fmt(before),
+    threshold: "recorded before cutover",
+    message: `baseline over ${before.sampledMs} ms`,
+  });
 }
 
 /** Compares the target after cutover with the source before it, within tolerances. */
-export function compareBaselines(before: Baseline, after: Baseline, t: BaselineTolerance = DEFAULT_TOLERANCE): CheckResult {
+export function compareBaselines(
+  before: Baseline,
+  after: Baseline,
+  t: BaselineTolerance = DEFAULT_TOLERANCE,
+): CheckResult {
   const breaches: string[] = [];
   // A source with hardly any traffic gives no throughput to hold the target to.
   if (before.commitsPerSec >= 5 && after.commitsPerSec < before.commitsPerSec * t.minThroughputRatio) {
-    breaches.push(`throughput fell from ${before.commitsPerSec.toFixed(1)} to ${after.commitsPerSec.toFixed(1)} commits/s`);
+    breaches.push(
+      `throughput fell from ${before.commitsPerSec.toFixed(1)} to ${after.commitsPerSec.toFixed(1)} commits/s`,
+    );
   }
   if (after.commitP99Ms > before.commitP99Ms * t.maxLatencyRatio + t.latencySlackMs) {
     breaches.push(`commit p99 rose from ${before.commitP99Ms.toFixed(1)} to ${after.commitP99Ms.toFixed(1)} ms`);
@@ -92,6 +107,7 @@ export function compareBaselines(before: Baseline, after: Baseline, t: BaselineT
         measured: breaches.join("; "),
         threshold,
         message: "the target does worse than the source did under the same load",
-        remedy: "the migration rolls back per its failure policy; size the target (instance class, parameters) before trying again",
+        remedy:
+          "the migration rolls back per its failure policy; size the target (instance class, parameters) before trying again",
       });
 }

@@ -46,7 +46,15 @@ export async function compareDatabases(
   one: (database: string, signal: AbortSignal) => Promise<DatabaseReport>,
 ): Promise<CompareReport> {
   const started = performance.now();
-  const report: CompareReport = { databases: databases.length, tables: 0, ranges: 0, rows: 0, mismatches: [], inFlux: [], ms: 0 };
+  const report: CompareReport = {
+    databases: databases.length,
+    tables: 0,
+    ranges: 0,
+    rows: 0,
+    mismatches: [],
+    inFlux: [],
+    ms: 0,
+  };
   for (const db of databases) {
     if (signal.aborted) break;
     const r = await one(db, signal);
@@ -86,10 +94,17 @@ export async function comparableTables(sql: Sql): Promise<ComparableTable[]> {
  * without a key. Open at both ends, so that rows the other side has beyond these bounds fall in the first or last
  * range; with `closedAbove`, the last ends at this side's highest key (rows added above it since are not compared).
  */
-export async function keyRanges(sql: Sql, t: ComparableTable, opts: { closedAbove?: boolean } = {}): Promise<KeyRange[]> {
+export async function keyRanges(
+  sql: Sql,
+  t: ComparableTable,
+  opts: { closedAbove?: boolean } = {},
+): Promise<KeyRange[]> {
   if (!t.key) return [{}];
-  const b = (await sql.query<{ lo: string | null; hi: string | null }>(`select min(${t.key})::text as lo, max(${t.key})::text as hi from only ${t.name}`))
-    .rows[0]!;
+  const b = (
+    await sql.query<{ lo: string | null; hi: string | null }>(
+      `select min(${t.key})::text as lo, max(${t.key})::text as hi from only ${t.name}`,
+    )
+  ).rows[0]!;
   if (b.lo === null || b.hi === null) return [{}];
   const lo = BigInt(b.lo);
   const hi = BigInt(b.hi) + 1n;
@@ -102,8 +117,15 @@ export async function keyRanges(sql: Sql, t: ComparableTable, opts: { closedAbov
 }
 
 /** Row count and an order-independent digest of the rows in a range: the sum of each row's 60-bit hash. */
-export async function rangeDigest(sql: Sql, t: ComparableTable, r: KeyRange): Promise<{ rows: number; digest: string }> {
-  const where = [r.lo !== undefined ? `${t.key} >= ${BigInt(r.lo)}` : "", r.hi !== undefined ? `${t.key} < ${BigInt(r.hi)}` : ""].filter(Boolean);
+export async function rangeDigest(
+  sql: Sql,
+  t: ComparableTable,
+  r: KeyRange,
+): Promise<{ rows: number; digest: string }> {
+  const where = [
+    r.lo !== undefined ? `${t.key} >= ${BigInt(r.lo)}` : "",
+    r.hi !== undefined ? `${t.key} < ${BigInt(r.hi)}` : "",
+  ].filter(Boolean);
   const row = (
     await sql.query<{ n: string; h: string }>(
       `select count(*)::text as n, coalesce(sum(('x' || substr(md5(t::text), 1, 15))::bit(60)::bigint::numeric), 0)::text as h
@@ -123,7 +145,12 @@ export function rangeText(t: ComparableTable, r: KeyRange): string {
  * snapshot, for a comparison at one point in time), pausing throttleMs between ranges so that it never competes
  * with the application for long.
  */
-export async function compareDatabase(database: string, source: Sql, target: Sql, opts: { throttleMs: number; signal?: AbortSignal }): Promise<DatabaseReport> {
+export async function compareDatabase(
+  database: string,
+  source: Sql,
+  target: Sql,
+  opts: { throttleMs: number; signal?: AbortSignal },
+): Promise<DatabaseReport> {
   const out = { tables: 0, ranges: 0, rows: 0, mismatches: [] as RangeMismatch[] };
   const [src, tgt] = await Promise.all([comparableTables(source), comparableTables(target)]);
   const onSource = new Set(src.map((t) => t.name));
@@ -138,12 +165,20 @@ export async function compareDatabase(database: string, source: Sql, target: Sql
       const [s, g] = await Promise.all([rangeDigest(source, t, r), rangeDigest(target, t, r)]);
       out.ranges++;
       out.rows += g.rows;
-      if (s.digest !== g.digest) out.mismatches.push({ database, table: t.name, range: rangeText(t, r), source: `${s.rows} rows`, target: `${g.rows} rows` });
+      if (s.digest !== g.digest)
+        out.mismatches.push({
+          database,
+          table: t.name,
+          range: rangeText(t, r),
+          source: `${s.rows} rows`,
+          target: `${g.rows} rows`,
+        });
       if (opts.throttleMs > 0) await new Promise((res) => setTimeout(res, opts.throttleMs));
     }
   }
   for (const name of onSource) {
-    if (!tgt.some((t) => t.name === name)) out.mismatches.push({ database, table: name, range: "whole table", source: "present", target: "absent" });
+    if (!tgt.some((t) => t.name === name))
+      out.mismatches.push({ database, table: name, range: "whole table", source: "present", target: "absent" });
   }
   return out;
 }
@@ -198,7 +233,13 @@ export async function compareConverging(
       if (seen.verdict === "flux") out.inFlux.push(`${database}.${t.name} ${rangeText(t, r)}`);
       if (seen.verdict === "differ") {
         const [s, g] = conv.leader === "source" ? [seen.leader, seen.follower] : [seen.follower, seen.leader];
-        out.mismatches.push({ database, table: t.name, range: rangeText(t, r), source: `${s.rows} rows`, target: `${g.rows} rows` });
+        out.mismatches.push({
+          database,
+          table: t.name,
+          range: rangeText(t, r),
+          source: `${s.rows} rows`,
+          target: `${g.rows} rows`,
+        });
       }
       if (opts.throttleMs > 0) await new Promise((res) => setTimeout(res, opts.throttleMs));
     }
@@ -235,7 +276,9 @@ async function settle(
 }
 
 function listMismatches(ms: RangeMismatch[]): string {
-  const shown = ms.slice(0, 20).map((m) => `${m.database}.${m.table} ${m.range}: source ${m.source}, target ${m.target}`);
+  const shown = ms
+    .slice(0, 20)
+    .map((m) => `${m.database}.${m.table} ${m.range}: source ${m.source}, target ${m.target}`);
   return `${shown.join("; ")}${ms.length > shown.length ? `; and ${ms.length - shown.length} more` : ""}`;
 }
 
@@ -256,7 +299,11 @@ export function dataVerdict(report: CompareReport, what: string, expected: reado
     });
   }
   if (report.mismatches.length === 0 && flux.length === 0)
-    return check("verify.data", "PASS", { measured, threshold, message: `source and target hold the same rows (${what})` });
+    return check("verify.data", "PASS", {
+      measured,
+      threshold,
+      message: `source and target hold the same rows (${what})`,
+    });
   if (report.mismatches.length === 0) {
     return check("verify.data", "WARN", {
       measured: `${measured}; written throughout, not compared: ${flux.slice(0, 20).join("; ")}${flux.length > 20 ? `; and ${flux.length - 20} more` : ""}`,

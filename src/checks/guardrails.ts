@@ -70,7 +70,13 @@ export function describeBlocker(b: GuardrailBlocker): string {
 }
 
 /** The guardrails' verdict: PASS when nothing holds the cutover, else WARN while it waits and FAIL once it refuses. */
-export function guardrailCheck(blockers: GuardrailBlocker[], maxAgeMs: number, maxWaitMs: number, waitedMs: number, refused: boolean): CheckResult {
+export function guardrailCheck(
+  blockers: GuardrailBlocker[],
+  maxAgeMs: number,
+  maxWaitMs: number,
+  waitedMs: number,
+  refused: boolean,
+): CheckResult {
   const threshold = `no transaction open over ${maxAgeMs / 1000} s, none idle in a transaction, no DDL in progress, no prepared transaction; waiting at most ${maxWaitMs / 1000} s (spec.guardrails)`;
   if (blockers.length === 0) {
     return check("cutover.guardrails", "PASS", {

@@ -48,7 +48,9 @@ class Sessions implements Held {
   static async open(sides: Side[]): Promise<Sessions> {
     const opened = await Promise.allSettled(sides.map((s) => openSession(s.port)));
     const byName = new Map<string, Session>();
-    opened.forEach((r, i) => r.status === "fulfilled" && byName.set(`${sides[i]!.side}/${sides[i]!.database}`, r.value));
+    opened.forEach(
+      (r, i) => r.status === "fulfilled" && byName.set(`${sides[i]!.side}/${sides[i]!.database}`, r.value),
+    );
     const sessions = new Sessions(byName);
     const failed = opened.find((r) => r.status === "rejected");
     if (failed) {
@@ -68,7 +70,9 @@ class Sessions implements Held {
 
   /** Each session's snapshot taken now, in one round trip each, all at once. */
   async snapshot(): Promise<void> {
-    await Promise.all([...this.byName.values()].map((s) => s.sql.query("begin isolation level repeatable read read only; select 1")));
+    await Promise.all(
+      [...this.byName.values()].map((s) => s.sql.query("begin isolation level repeatable read read only; select 1")),
+    );
   }
 
   release(): void {

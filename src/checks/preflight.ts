@@ -8,11 +8,19 @@ import { readSchemaInventory, type SchemaInventory } from "./schema-inventory.js
  * Checks of the source alone, before anything is created. Each returns a
  * verdict an operator can act on.
  */
-export function preflightChecks(source: InstanceDescription, targetMajor: number, targetExtensions: Map<string, string[]>): CheckResult[] {
+export function preflightChecks(
+  source: InstanceDescription,
+  targetMajor: number,
+  targetExtensions: Map<string, string[]>,
+): CheckResult[] {
   const results: CheckResult[] = [];
   results.push(
     source.major === targetMajor
-      ? check("version.major", "PASS", { measured: `source ${source.major}`, threshold: `target ${targetMajor}`, message: "same major version" })
+      ? check("version.major", "PASS", {
+          measured: `source ${source.major}`,
+          threshold: `target ${targetMajor}`,
+          message: "same major version",
+        })
       : check("version.major", "FAIL", {
           measured: `source ${source.major}`,
           threshold: `target ${targetMajor}`,
@@ -22,7 +30,12 @@ export function preflightChecks(source: InstanceDescription, targetMajor: number
   );
   results.push(
     source.inRecovery
-      ? check("source.role", "FAIL", { measured: "standby", threshold: "primary", message: "the source is a standby", remedy: "migrate from its primary" })
+      ? check("source.role", "FAIL", {
+          measured: "standby",
+          threshold: "primary",
+          message: "the source is a standby",
+          remedy: "migrate from its primary",
+        })
       : check("source.role", "PASS", { measured: "primary", threshold: "primary" }),
   );
   const walLevel = source.settings.wal_level ?? "unknown";
@@ -44,14 +57,18 @@ export function preflightChecks(source: InstanceDescription, targetMajor: number
 /** Every extension installed on the source must be available on the target, at the same version. */
 export function extensionCheck(source: InstanceDescription, available: Map<string, string[]>): CheckResult {
   const missing = source.extensions.filter((e) => !available.has(e.name));
-  const otherVersion = source.extensions.filter((e) => available.has(e.name) && !available.get(e.name)!.includes(e.version));
-  const list = (xs: typeof missing) => [...new Set(xs.map((e) => `${e.name} ${e.version} (in ${e.database})`))].join(", ");
+  const otherVersion = source.extensions.filter(
+    (e) => available.has(e.name) && !available.get(e.name)!.includes(e.version),
+  );
+  const list = (xs: typeof missing) =>
+    [...new Set(xs.map((e) => `${e.name} ${e.version} (in ${e.database})`))].join(", ");
   if (missing.length > 0) {
     return check("extensions.parity", "FAIL", {
       measured: `not available on the target: ${list(missing)}`,
       threshold: "every installed extension available on the target",
       message: `${missing.length} extension(s) installed on the source cannot run on the target`,
-      remedy: "install them on the target engine (Aurora: check the supported extensions of the engine version), or drop them from the source",
+      remedy:
+        "install them on the target engine (Aurora: check the supported extensions of the engine version), or drop them from the source",
     });
   }
   if (otherVersion.length > 0) {
@@ -150,7 +167,8 @@ export function parameterCheck(source: Record<string, string>, target: Record<st
       .join(" | "),
     threshold: "same settings where they matter",
     message: `${differ.length} setting(s) differ between source and target${important.length ? `, ${important.length} of which change query behaviour or capacity` : ""}`,
-    remedy: "set them on the target's parameter group (locally: ALTER SYSTEM on the target) before cutover, or accept the difference",
+    remedy:
+      "set them on the target's parameter group (locally: ALTER SYSTEM on the target) before cutover, or accept the difference",
   });
 }
 
@@ -171,7 +189,9 @@ export function slotChecks(source: InstanceDescription, stage: "preflight" | "ga
   const total = stale.reduce((n, s) => n + s.retainedBytes, 0n);
   return [
     check("slots.inactive_logical", stage === "gate" ? "FAIL" : "WARN", {
-      measured: stale.map((s) => `${s.name} (${s.plugin}, database ${s.database}) retains ${formatBytes(s.retainedBytes)}`).join("; "),
+      measured: stale
+        .map((s) => `${s.name} (${s.plugin}, database ${s.database}) retains ${formatBytes(s.retainedBytes)}`)
+        .join("; "),
       threshold: "no inactive logical slot",
       message:
         stage === "gate"

@@ -25,7 +25,9 @@ function keyless(d: DatabaseInventory, choices: SchemaChoices): string[] {
  */
 export function unloggedCheck(inv: SchemaInventory, disposable: readonly string[]): CheckResult {
   const threshold = "no unlogged table, unless spec.schema_policy.disposable_unlogged_tables names it";
-  const refused = inv.databases.flatMap((d) => d.unlogged.filter((t) => !namesTable(disposable, d.database, t)).map((t) => ({ db: d.database, t })));
+  const refused = inv.databases.flatMap((d) =>
+    d.unlogged.filter((t) => !namesTable(disposable, d.database, t)).map((t) => ({ db: d.database, t })),
+  );
   const accepted = count(inv, (d) => d.unlogged) - refused.length;
   if (refused.length > 0) {
     return check("schema.unlogged_tables", "FAIL", {
@@ -86,13 +88,17 @@ export function largeObjectCheck(inv: SchemaInventory): CheckResult {
       threshold,
       message:
         "logical replication does not carry large objects: a rollback compares them on both sides and copies back what the target changed, with writes stopped, so many changed large objects make that stop longer",
-      remedy: "nothing to do before cutover; keep large-object writes on the target low until finalize, or move the data into bytea columns",
+      remedy:
+        "nothing to do before cutover; keep large-object writes on the target low until finalize, or move the data into bytea columns",
     });
   }
   return check("schema.large_objects", "PASS", {
     measured,
     threshold,
-    message: n === 0 ? "" : "carried forward by physical replication; a rollback copies back what the target created, changed or removed",
+    message:
+      n === 0
+        ? ""
+        : "carried forward by physical replication; a rollback copies back what the target created, changed or removed",
   });
 }
 
@@ -102,15 +108,22 @@ export function replicationObjectsCheck(inv: SchemaInventory): CheckResult[] {
   const pubs = count(inv, (d) => d.publications);
   return [
     subs === 0
-      ? check("schema.subscriptions", "PASS", { measured: "no subscription", threshold: "no subscription on the source" })
+      ? check("schema.subscriptions", "PASS", {
+          measured: "no subscription",
+          threshold: "no subscription on the source",
+        })
       : check("schema.subscriptions", "FAIL", {
           measured: `subscriptions: ${perDatabase(inv, (d) => d.subscriptions)}`,
           threshold: "no subscription on the source",
           message: `${subs} subscription(s) on the source would come up on the promoted target too: two subscribers would compete for the publisher's slot, and rows could be applied twice or skipped`,
-          remedy: "disable them before the migration (ALTER SUBSCRIPTION … DISABLE) and recreate them on the target after cutover, or move them off the source",
+          remedy:
+            "disable them before the migration (ALTER SUBSCRIPTION … DISABLE) and recreate them on the target after cutover, or move them off the source",
         }),
     pubs === 0
-      ? check("schema.publications", "PASS", { measured: "no publication", threshold: "publications listed before cutover" })
+      ? check("schema.publications", "PASS", {
+          measured: "no publication",
+          threshold: "publications listed before cutover",
+        })
       : check("schema.publications", "PASS", {
           measured: `publications: ${perDatabase(inv, (d) => d.publications)}`,
           threshold: "publications listed before cutover",
@@ -141,7 +154,8 @@ export function schemaShapeChecks(inv: SchemaInventory): CheckResult[] {
           measured: `foreign: ${perDatabase(inv, (d) => d.foreign)}`,
           threshold: "no foreign table",
           message: `${foreign} foreign table(s): their data lives on another server, which the target must reach with the same user mappings`,
-          remedy: "check that the target's network reaches each foreign server (and that its extension is available there) before cutover",
+          remedy:
+            "check that the target's network reaches each foreign server (and that its extension is available there) before cutover",
         }),
   );
   const triggers = count(inv, (d) => d.eventTriggers);
@@ -152,7 +166,8 @@ export function schemaShapeChecks(inv: SchemaInventory): CheckResult[] {
           measured: `event triggers: ${perDatabase(inv, (d) => d.eventTriggers)}`,
           threshold: "no event trigger",
           message: `${triggers} event trigger(s) run on the target after promotion as they do on the source`,
-          remedy: "check they refer to nothing host-specific; schema changes they make on the target are not carried back by a rollback",
+          remedy:
+            "check they refer to nothing host-specific; schema changes they make on the target are not carried back by a rollback",
         }),
   );
   return out;
@@ -162,9 +177,13 @@ export function schemaShapeChecks(inv: SchemaInventory): CheckResult[] {
 export function rollbackCoverageCheck(inv: SchemaInventory, choices: SchemaChoices): CheckResult {
   const gaps: string[] = [];
   for (const d of inv.databases) {
-    for (const t of keyless(d, choices)) gaps.push(`${d.database}.${t}: updates and deletes (no replica identity; inserts are carried)`);
+    for (const t of keyless(d, choices))
+      gaps.push(`${d.database}.${t}: updates and deletes (no replica identity; inserts are carried)`);
     for (const t of d.unlogged) gaps.push(`${d.database}.${t}: every row (unlogged)`);
-    for (const t of d.materializedViews) gaps.push(`${d.database}.${t}: its contents as refreshed on the target (REFRESH it on the source after a rollback)`);
+    for (const t of d.materializedViews)
+      gaps.push(
+        `${d.database}.${t}: its contents as refreshed on the target (REFRESH it on the source after a rollback)`,
+      );
   }
   const threshold = "a rollback carries every change made on the target back to the source";
   if (gaps.length === 0) {
@@ -186,12 +205,16 @@ export function rollbackCoverageCheck(inv: SchemaInventory, choices: SchemaChoic
 /** Transactions prepared on the source: promotion would carry them to the target half done. */
 export function preparedTransactionsCheck(inv: SchemaInventory): CheckResult {
   const threshold = "no prepared transaction";
-  if (inv.prepared.length === 0) return check("transactions.prepared", "PASS", { measured: "no prepared transaction", threshold });
+  if (inv.prepared.length === 0)
+    return check("transactions.prepared", "PASS", { measured: "no prepared transaction", threshold });
   return check("transactions.prepared", "WARN", {
-    measured: inv.prepared.map((p) => `${p.gid} (database ${p.database}, owner ${p.owner}, prepared ${p.preparedAt})`).join("; "),
+    measured: inv.prepared
+      .map((p) => `${p.gid} (database ${p.database}, owner ${p.owner}, prepared ${p.preparedAt})`)
+      .join("; "),
     threshold,
     message: `${inv.prepared.length} prepared transaction(s) hold locks and old rows on the source; a cutover waits for none to be left`,
-    remedy: "COMMIT PREPARED or ROLLBACK PREPARED them (their transaction manager should); the cutover refuses to fence while any is left",
+    remedy:
+      "COMMIT PREPARED or ROLLBACK PREPARED them (their transaction manager should); the cutover refuses to fence while any is left",
   });
 }
 

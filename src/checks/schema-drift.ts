@@ -17,14 +17,25 @@ const FINGERPRINT = `select md5(coalesce(string_agg(tbl || ' ' || kind || persis
  * only (after promotion, DDL is not replicated either way). One cheap digest per side and database; the tables
  * are listed only where the digests differ.
  */
-export async function readSchemaDrift(provider: Provider, source: InstanceRef, target: InstanceRef, databases: string[]): Promise<TableDrift[]> {
+export async function readSchemaDrift(
+  provider: Provider,
+  source: InstanceRef,
+  target: InstanceRef,
+  databases: string[],
+): Promise<TableDrift[]> {
   const out: TableDrift[] = [];
   for (const db of databases) {
-    const [s, t] = await Promise.all([source, target].map(async (ref) => (await provider.sql(ref, db).query<{ f: string }>(FINGERPRINT)).rows[0]!.f));
+    const [s, t] = await Promise.all(
+      [source, target].map(async (ref) => (await provider.sql(ref, db).query<{ f: string }>(FINGERPRINT)).rows[0]!.f),
+    );
     if (s === t) continue;
-    const [src, tgt] = await Promise.all([readTableShapes(provider.sql(source, db)), readTableShapes(provider.sql(target, db))]);
+    const [src, tgt] = await Promise.all([
+      readTableShapes(provider.sql(source, db)),
+      readTableShapes(provider.sql(target, db)),
+    ]);
     for (const table of new Set([...src.keys(), ...tgt.keys()])) {
-      if (src.get(table) !== tgt.get(table)) out.push({ database: db, table, source: src.get(table), target: tgt.get(table) });
+      if (src.get(table) !== tgt.get(table))
+        out.push({ database: db, table, source: src.get(table), target: tgt.get(table) });
     }
   }
   return out;
@@ -32,15 +43,26 @@ export async function readSchemaDrift(provider: Provider, source: InstanceRef, t
 
 function describe(d: TableDrift): string {
   if (d.source === undefined) return `${d.database}.${d.table} exists on the target only: ${d.target}`;
-  if (d.target === undefined) return `${d.database}.${d.table} exists on the source only (dropped or renamed on the target)`;
+  if (d.target === undefined)
+    return `${d.database}.${d.table} exists on the source only (dropped or renamed on the target)`;
   return `${d.database}.${d.table} is ${d.target} on the target but ${d.source} on the source`;
 }
 
 /** The verdict on schema changes after promotion: a rollback cannot carry them, so it holds before fencing until both sides match. */
-export function schemaDriftCheck(drift: TableDrift[], sourceId: string, statements: readonly { tag: string; statement: string }[] = []): CheckResult {
+export function schemaDriftCheck(
+  drift: TableDrift[],
+  sourceId: string,
+  statements: readonly { tag: string; statement: string }[] = [],
+): CheckResult {
   const threshold = "the same tables and columns on the source and the target";
-  if (drift.length === 0) return check("rollback.schema_changes", "PASS", { measured: "no schema change on either side since promotion", threshold });
-  const ran = statements.length ? `; run on the target: ${statements.map((s) => JSON.stringify(s.statement.trim())).join("; ")}` : "";
+  if (drift.length === 0)
+    return check("rollback.schema_changes", "PASS", {
+      measured: "no schema change on either side since promotion",
+      threshold,
+    });
+  const ran = statements.length
+    ? `; run on the target: ${statements.map((s) => JSON.stringify(s.statement.trim())).join("; ")}`
+    : "";
   return check("rollback.schema_changes", "WARN", {
     measured: drift.map(describe).join("; ") + ran,
     threshold,

@@ -1,6 +1,11 @@
 import type { InstanceRef, Provider } from "../providers/provider.js";
 import type { Sql } from "../providers/sql.js";
-import { DDL_CAPTURE_SCHEMA, type DatabaseInventory, type PreparedTransaction, type SchemaInventory } from "../domain/schema-inventory.js";
+import {
+  DDL_CAPTURE_SCHEMA,
+  type DatabaseInventory,
+  type PreparedTransaction,
+  type SchemaInventory,
+} from "../domain/schema-inventory.js";
 
 export type { DatabaseInventory, PreparedTransaction, SchemaInventory };
 
@@ -103,6 +108,9 @@ export async function readSchemaInventory(provider: Provider, ref: InstanceRef):
 export async function readTableShapes(sql: Sql): Promise<Map<string, string>> {
   const rows = (await sql.query<{ tbl: string; kind: string; persistence: string; cols: string }>(COLUMNS)).rows;
   return new Map(
-    rows.map((r) => [r.tbl, `${r.kind === "p" ? "partitioned " : r.kind === "f" ? "foreign " : ""}${r.persistence === "u" ? "unlogged " : ""}(${r.cols})`]),
+    rows.map((r) => [
+      r.tbl,
+      `${r.kind === "p" ? "partitioned " : r.kind === "f" ? "foreign " : ""}${r.persistence === "u" ? "unlogged " : ""}(${r.cols})`,
+    ]),
   );
 }

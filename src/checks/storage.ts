@@ -6,7 +6,12 @@ import type { StorageFigures } from "../domain/storage.js";
  * slot keeps the source's WAL: on a busy source that is what fills the disk, and a full source stops taking writes.
  * WARN below the first fraction; FAIL (the migration holds) below the second, before it runs out.
  */
-export function storageCheck(instance: string, f: StorageFigures, warnFraction: number, holdFraction: number): CheckResult {
+export function storageCheck(
+  instance: string,
+  f: StorageFigures,
+  warnFraction: number,
+  holdFraction: number,
+): CheckResult {
   const free = f.totalBytes > 0 ? f.freeBytes / f.totalBytes : 1;
   const status = free < holdFraction ? "FAIL" : free < warnFraction ? "WARN" : "PASS";
   const wal = f.walBytes !== undefined ? `, ${formatBytes(BigInt(Math.round(f.walBytes)))} of it WAL` : "";

@@ -23,12 +23,18 @@ export function awsPlanCommand(argv: string[]): void {
     options: PLAN_OPTIONS,
     strict: true,
   });
-  if (!values.source || !values.target) throw new InvalidArgumentError("--source (the RDS instance) and --target (the Aurora cluster to create) are required");
-  if (values.fence !== "sql" && values.fence !== "network") throw new InvalidArgumentError(`--fence must be sql or network; got "${values.fence}"`);
+  if (!values.source || !values.target)
+    throw new InvalidArgumentError(
+      "--source (the RDS instance) and --target (the Aurora cluster to create) are required",
+    );
+  if (values.fence !== "sql" && values.fence !== "network")
+    throw new InvalidArgumentError(`--fence must be sql or network; got "${values.fence}"`);
   if (values.retirement !== "stop" && values.retirement !== "delete")
     throw new InvalidArgumentError(`--retirement must be stop or delete; got "${values.retirement}"`);
   if (values.fence === "network" && !values["deny-security-group"]) {
-    throw new InvalidArgumentError("--fence network needs --deny-security-group sg-…: a group that allows no inbound traffic");
+    throw new InvalidArgumentError(
+      "--fence network needs --deny-security-group sg-…: a group that allows no inbound traffic",
+    );
   }
   const plan = awsPlan({
     replica: {

@@ -38,7 +38,9 @@ async function liveWatch(client: Client<typeof MigrationService>, id: string): P
   const events: MigrationEvent[] = [];
   let m = (await client.getMigration({ id })).migration!;
   const draw = () =>
-    process.stdout.write(`\x1b[H\x1b[2J${renderWatch(m, events, { now: new Date(), color: true, verdicts: Math.max(5, (process.stdout.rows ?? 40) - 30) })}`);
+    process.stdout.write(
+      `\x1b[H\x1b[2J${renderWatch(m, events, { now: new Date(), color: true, verdicts: Math.max(5, (process.stdout.rows ?? 40) - 30) })}`,
+    );
   const abort = new AbortController();
   const refresh = setInterval(() => {
     client.getMigration({ id }, { signal: abort.signal }).then(
@@ -53,7 +55,8 @@ async function liveWatch(client: Client<typeof MigrationService>, id: string): P
     draw();
     for await (const res of client.watchMigration({ id }, { signal: abort.signal })) {
       if (res.event) events.push(res.event);
-      if (res.event?.type === EventType.PHASE_CHANGED || res.event?.type === EventType.CHECK_RESULT) m = (await client.getMigration({ id })).migration!;
+      if (res.event?.type === EventType.PHASE_CHANGED || res.event?.type === EventType.CHECK_RESULT)
+        m = (await client.getMigration({ id })).migration!;
       draw();
       if (FINAL_PHASES.includes(res.phase)) break;
     }
@@ -133,7 +136,12 @@ export async function ctlCommand(argv: string[]): Promise<void> {
         });
         let pageToken = "";
         do {
-          const res = await client.listMigrations({ databaseName: values.database ?? "", phases, pageToken, pageSize: 100 });
+          const res = await client.listMigrations({
+            databaseName: values.database ?? "",
+            phases,
+            pageToken,
+            pageSize: 100,
+          });
           print(ListMigrationsResponseSchema, res);
           pageToken = res.nextPageToken;
         } while (pageToken);
@@ -152,8 +160,12 @@ export async function ctlCommand(argv: string[]): Promise<void> {
       }
       case "register": {
         const provider = { local: Provider.LOCAL, aws: Provider.AWS }[values.provider ?? "local"];
-        if (provider === undefined) throw new UsageError(`--provider ${values.provider} is not a provider; use local or aws`);
-        if (!values.instance?.length) throw new UsageError("pgshift ctl register needs --instance ID (repeatable): the instances that serve the database");
+        if (provider === undefined)
+          throw new UsageError(`--provider ${values.provider} is not a provider; use local or aws`);
+        if (!values.instance?.length)
+          throw new UsageError(
+            "pgshift ctl register needs --instance ID (repeatable): the instances that serve the database",
+          );
         const database = {
           name: need("a database name"),
           provider,
@@ -166,7 +178,12 @@ export async function ctlCommand(argv: string[]): Promise<void> {
       case "databases": {
         let pageToken = "";
         do {
-          const res = await client.listDatabases({ team: values.team ?? "", labels: labels(values.label), pageToken, pageSize: 100 });
+          const res = await client.listDatabases({
+            team: values.team ?? "",
+            labels: labels(values.label),
+            pageToken,
+            pageSize: 100,
+          });
           print(ListDatabasesResponseSchema, res);
           pageToken = res.nextPageToken;
         } while (pageToken);
@@ -175,7 +192,10 @@ export async function ctlCommand(argv: string[]): Promise<void> {
       case "get":
         return print(GetMigrationResponseSchema, await client.getMigration({ id: need("a migration id") }));
       case "routing":
-        return print(GetRoutingStatusResponseSchema, await client.getRoutingStatus({ databaseName: need("a database name") }));
+        return print(
+          GetRoutingStatusResponseSchema,
+          await client.getRoutingStatus({ databaseName: need("a database name") }),
+        );
       case "verify": {
         const res = await client.verifyMigration({ id: need("a migration id") }, { headers });
         print(VerifyMigrationResponseSchema, res);

@@ -5,7 +5,14 @@ import { parseArgs } from "node:util";
 import { createClient } from "@connectrpc/connect";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import pg from "pg";
-import { CheckStatus, CutoverMode, EventType, MigrationService, Phase, Provider } from "../gen/migration/v1/migration_pb.js";
+import {
+  CheckStatus,
+  CutoverMode,
+  EventType,
+  MigrationService,
+  Phase,
+  Provider,
+} from "../gen/migration/v1/migration_pb.js";
 import { parseServiceConfig } from "../config.js";
 import { LocalCluster } from "../postgres/cluster.js";
 import { LocalProvider } from "../providers/local/local-provider.js";
@@ -68,7 +75,8 @@ function parseDemoArgs(argv: string[]) {
     options: DEMO_OPTIONS,
     strict: true,
   });
-  if (values.schema !== "sample" && values.schema !== "realistic") throw new Error(`--schema ${values.schema}: use sample or realistic`);
+  if (values.schema !== "sample" && values.schema !== "realistic")
+    throw new Error(`--schema ${values.schema}: use sample or realistic`);
   return values;
 }
 
@@ -119,7 +127,11 @@ async function setUp(values: DemoValues): Promise<DemoRig> {
   const dataDir = values["data-dir"] ? resolve(values["data-dir"]) : newWorkDir("pgshift-demo-");
   // Mutual TLS as in production, with certificates made for this run: the operator (this demo), the sidecar and the
   // CDC consumer each have an identity, and the policy grants each what it needs on billing-db, nothing more.
-  const ids = { operator: `${SPIFFE}/demo-operator`, sidecar: `${SPIFFE}/demo-sidecar`, cdc: `${SPIFFE}/billing-events` };
+  const ids = {
+    operator: `${SPIFFE}/demo-operator`,
+    sidecar: `${SPIFFE}/demo-sidecar`,
+    cdc: `${SPIFFE}/billing-events`,
+  };
   const pki = await makeDevPki(join(dataDir, "tls"), {
     // The sidecar checks the control plane as "localhost" (SNI may not carry an IP); other clients by address.
     serverNames: ["127.0.0.1", "localhost"],
@@ -137,9 +149,16 @@ async function setUp(values: DemoValues): Promise<DemoRig> {
     process.env.AWS_ACCESS_KEY_ID ??= "AKIDPGSHIFTDEMO";
     process.env.AWS_SECRET_ACCESS_KEY ??= "pgshift-demo";
   }
-  const credentials = { accessKeyId: process.env.AWS_ACCESS_KEY_ID ?? "", secretAccessKey: process.env.AWS_SECRET_ACCESS_KEY ?? "" };
+  const credentials = {
+    accessKeyId: process.env.AWS_ACCESS_KEY_ID ?? "",
+    secretAccessKey: process.env.AWS_SECRET_ACCESS_KEY ?? "",
+  };
   const emulator = values["aws-emulator"]
-    ? new (await import("../aws-emulator/rds-emulator.js")).RdsEmulator(provider, { credentials, denyAllGroup: DENY_ALL, stepMs: 100 })
+    ? new (await import("../aws-emulator/rds-emulator.js")).RdsEmulator(provider, {
+        credentials,
+        denyAllGroup: DENY_ALL,
+        stepMs: 100,
+      })
     : undefined;
   const awsEndpoint = await emulator?.listen();
   if (emulator) {
@@ -160,7 +179,16 @@ async function setUp(values: DemoValues): Promise<DemoRig> {
       ...(values["metrics-port"] ? ["--metrics-port", values["metrics-port"]] : []),
       // The emulated instances speak plaintext (the tests run them with certificates, verified).
       ...(awsEndpoint
-        ? ["--aws-region", "eu-west-1", "--aws-endpoint", awsEndpoint, "--aws-cluster-parameter-group", LOGICAL_GROUP, "--aws-db-ssl", "disable"]
+        ? [
+            "--aws-region",
+            "eu-west-1",
+            "--aws-endpoint",
+            awsEndpoint,
+            "--aws-cluster-parameter-group",
+            LOGICAL_GROUP,
+            "--aws-db-ssl",
+            "disable",
+          ]
         : []),
     ]),
     logLevel: "warn" as const,
@@ -168,8 +196,11 @@ async function setUp(values: DemoValues): Promise<DemoRig> {
   say(`pgshift demo — data under ${dataDir}`);
   say("1. starting the service (its own PostgreSQL state store, gRPC API, xDS server)");
   const service = await startService(config, createLogger("warn"));
-  say(`   API on 127.0.0.1:${service.port}, xDS on 127.0.0.1:${service.xdsPort}, both mutual TLS (certificates and policy under ${join(dataDir, "tls")})`);
-  if (config.metricsPort) say(`   metrics: curl -s http://${config.metricsHost}:${config.metricsPort}/metrics | grep ^pgshift_`);
+  say(
+    `   API on 127.0.0.1:${service.port}, xDS on 127.0.0.1:${service.xdsPort}, both mutual TLS (certificates and policy under ${join(dataDir, "tls")})`,
+  );
+  if (config.metricsPort)
+    say(`   metrics: curl -s http://${config.metricsHost}:${config.metricsPort}/metrics | grep ^pgshift_`);
   const client = createClient(MigrationService, transportFor(`https://127.0.0.1:${service.port}`, tlsOf("operator")));
   const proxy = new XdsTcpProxy({
     xds: `127.0.0.1:${service.xdsPort}`,
@@ -188,7 +219,9 @@ async function runSample(rig: DemoRig, values: DemoValues): Promise<boolean> {
   let load: WriteLoad | undefined;
   let consumer: CdcConsumer | undefined;
   try {
-    say(`2. creating the source "billing" (RDS stand-in) with ${values.rows} rows, a publication and a pgoutput slot for CDC`);
+    say(
+      `2. creating the source "billing" (RDS stand-in) with ${values.rows} rows, a publication and a pgoutput slot for CDC`,
+    );
     const { app, cdc } = await createSampleSource(provider, "billing", { rows: Number(values.rows), cdc: true });
     if (emulator) {
       await emulator.addInstance("billing", { database: "billing-db" });
@@ -197,7 +230,11 @@ async function runSample(rig: DemoRig, values: DemoValues): Promise<boolean> {
       );
     }
     await registerBilling(rig, values);
-    const firstId = (await provider.cluster({ id: "billing" }).query<{ m: string }>("select coalesce(max(id), 0)::text as m from items", [], "app"))[0]!.m;
+    const firstId = (
+      await provider
+        .cluster({ id: "billing" })
+        .query<{ m: string }>("select coalesce(max(id), 0)::text as m from items", [], "app")
+    )[0]!.m;
     await proxy.start();
     say(`   a CDC consumer (pgoutput) reads slot ${cdc!.slot} and follows the service's directives (CdcService)`);
     consumer = new CdcConsumer({
@@ -219,7 +256,9 @@ async function runSample(rig: DemoRig, values: DemoValues): Promise<boolean> {
     });
     const id = migration!.id;
     const listenerPort = await proxy.waitForListener("billing-db");
-    say(`4. the application writes ${values.rate} rows/s through the local proxy (127.0.0.1:${listenerPort}), never changing its connection string`);
+    say(
+      `4. the application writes ${values.rate} rows/s through the local proxy (127.0.0.1:${listenerPort}), never changing its connection string`,
+    );
     load = new WriteLoad({ host: "127.0.0.1", port: listenerPort, ...app, ratePerSec: Number(values.rate) });
     load.start();
 
@@ -227,14 +266,18 @@ async function runSample(rig: DemoRig, values: DemoValues): Promise<boolean> {
     await new Promise((r) => setTimeout(r, 500));
     await load.stop();
     const final = await reportChecksAndPhases(client, id, entered);
-    say(`   write-unavailability window (longest gap between commits seen by the application): ${Math.round(load.longestGapMs)} ms`);
+    say(
+      `   write-unavailability window (longest gap between commits seen by the application): ${Math.round(load.longestGapMs)} ms`,
+    );
     say(
       `   application: ${load.committed.length} commits, ${load.failures.length} failed attempts (${[...new Set(load.failures.map((f) => f.code))].join(", ") || "none"}), all retried`,
     );
 
     const expectOn = values.rollback ? "billing" : "billing-aurora";
     const cluster = provider.cluster({ id: expectOn });
-    const ids = new Set((await cluster.query<{ id: string }>("select id::text from items", [], "app")).map((r) => r.id));
+    const ids = new Set(
+      (await cluster.query<{ id: string }>("select id::text from items", [], "app")).map((r) => r.id),
+    );
     const missing = load.committed.filter((c) => !ids.has(c.toString()));
     const wantPhase = values.rollback ? Phase.ROLLED_BACK : Phase.COMPLETED;
     if (final.phase !== wantPhase) ok = false;
@@ -242,7 +285,9 @@ async function runSample(rig: DemoRig, values: DemoValues): Promise<boolean> {
       const promotedAt = entered.get("CDC_RESTORE");
       const onTarget = new Set(
         // Kept fenced after the rollback: read as pgshift reads it, through the fence's own role.
-        (await provider.query<{ id: string }>({ id: "billing-aurora" }, "select id::text from items", [], "app")).map((r) => r.id),
+        (await provider.query<{ id: string }>({ id: "billing-aurora" }, "select id::text from items", [], "app")).map(
+          (r) => r.id,
+        ),
       );
       const writtenOnTarget = load.committed.filter((c) => onTarget.has(c.toString())).length;
       say(
@@ -256,7 +301,9 @@ async function runSample(rig: DemoRig, values: DemoValues): Promise<boolean> {
       await c.connect();
       const r = await c.query("select inet_server_port() as port");
       await c.end();
-      say(`   a new connection through the proxy now reaches port ${r.rows[0].port} (the source is ${provider.cluster({ id: "billing" }).port})`);
+      say(
+        `   a new connection through the proxy now reaches port ${r.rows[0].port} (the source is ${provider.cluster({ id: "billing" }).port})`,
+      );
       if (r.rows[0].port !== provider.cluster({ id: "billing" }).port) ok = false;
     } else {
       say(
@@ -265,17 +312,29 @@ async function runSample(rig: DemoRig, values: DemoValues): Promise<boolean> {
       if (missing.length > 0) ok = false;
     }
     // The stream is held to the table that holds the truth now, in commit order (one writer: id order).
-    const truth = (await cluster.query<{ id: string }>("select id::text from items where items.id > $1 order by items.id", [firstId], "app")).map((r) => r.id);
+    const truth = (
+      await cluster.query<{ id: string }>(
+        "select id::text from items where items.id > $1 order by items.id",
+        [firstId],
+        "app",
+      )
+    ).map((r) => r.id);
     const newest = truth[truth.length - 1];
-    for (let i = 0; i < 200 && newest && !consumer.changes.some((c) => String(c.row.id) === newest); i++) await new Promise((r) => setTimeout(r, 100));
-    const ports = new Map(["billing", "billing-aurora"].map((n) => [`127.0.0.1:${provider.cluster({ id: n }).port}`, n]));
+    for (let i = 0; i < 200 && newest && !consumer.changes.some((c) => String(c.row.id) === newest); i++)
+      await new Promise((r) => setTimeout(r, 100));
+    const ports = new Map(
+      ["billing", "billing-aurora"].map((n) => [`127.0.0.1:${provider.cluster({ id: n }).port}`, n]),
+    );
     const named = (hp: string) => `${ports.get(hp) ?? "?"} (${hp})`;
     const v = verifyStream(consumer.changes, "items", truth);
     say(
       `   CDC events verified: ${v.streamed} inserts streamed for ${truth.length} committed rows — ${v.lost} lost, ${v.duplicated} duplicated, ${v.inOrder ? "in commit order" : "OUT OF ORDER"}; read from ${v.from.map(named).join(", then ")}`,
     );
     if (v.lost > 0 || v.duplicated > 0 || !v.inOrder || truth.length === 0) ok = false;
-    if (emulator) say(`   AWS calls made (through the SDK, against the local RDS endpoint): ${[...new Set(emulator.calls)].join(", ")}`);
+    if (emulator)
+      say(
+        `   AWS calls made (through the SDK, against the local RDS endpoint): ${[...new Set(emulator.calls)].join(", ")}`,
+      );
   } finally {
     await consumer?.stop();
     await load?.stop();
@@ -288,9 +347,17 @@ async function runSample(rig: DemoRig, values: DemoValues): Promise<boolean> {
 async function registerBilling(rig: DemoRig, values: DemoValues): Promise<void> {
   const spec = demoSpec(rig, values);
   await rig.client.registerDatabase({
-    database: { name: spec.databaseName, provider: spec.provider, instances: [spec.source], team: "billing", labels: { tier: "demo" } },
+    database: {
+      name: spec.databaseName,
+      provider: spec.provider,
+      instances: [spec.source],
+      team: "billing",
+      labels: { tier: "demo" },
+    },
   });
-  say(`   RegisterDatabase ${spec.databaseName}: served by "${spec.source.id}", team billing; a migration of "${spec.source.id}" must name it`);
+  say(
+    `   RegisterDatabase ${spec.databaseName}: served by "${spec.source.id}", team billing; a migration of "${spec.source.id}" must name it`,
+  );
 }
 
 function demoSpec(rig: DemoRig, values: DemoValues) {
@@ -300,12 +367,20 @@ function demoSpec(rig: DemoRig, values: DemoValues) {
     source: { id: "billing" },
     target: { id: "billing-aurora" },
     cutoverMode: CutoverMode.AUTOMATIC,
-    lagPolicy: { maxLagBytes: 16n * 1024n * 1024n, maxLagTime: { seconds: 2n }, window: { seconds: BigInt(values.window) } },
+    lagPolicy: {
+      maxLagBytes: 16n * 1024n * 1024n,
+      maxLagTime: { seconds: 2n },
+      window: { seconds: BigInt(values.window) },
+    },
   };
 }
 
 /** Prints the migration's events as they come, asks for the rollback with --rollback once COMPLETED, and returns when it ends. */
-async function watchToEnd(client: DemoRig["client"], id: string, rollback: boolean): Promise<{ entered: Map<string, Date> }> {
+async function watchToEnd(
+  client: DemoRig["client"],
+  id: string,
+  rollback: boolean,
+): Promise<{ entered: Map<string, Date> }> {
   say("5. watching the migration:");
   const entered = new Map<string, Date>();
   let rolledBackRequested = false;
@@ -314,9 +389,13 @@ async function watchToEnd(client: DemoRig["client"], id: string, rollback: boole
     const at = e.at ? timestampDate(e.at) : new Date();
     if (e.type === EventType.PHASE_CHANGED && e.transition) {
       entered.set(phaseName(e.transition.to), at);
-      say(`   ${at.toISOString().slice(11, 23)}  ${phaseName(e.transition.from).padEnd(17)} -> ${phaseName(e.transition.to).padEnd(17)} ${e.message}`);
+      say(
+        `   ${at.toISOString().slice(11, 23)}  ${phaseName(e.transition.from).padEnd(17)} -> ${phaseName(e.transition.to).padEnd(17)} ${e.message}`,
+      );
     } else if (e.type === EventType.CHECK_RESULT && e.check) {
-      say(`   ${at.toISOString().slice(11, 23)}    check ${e.check.name}: ${CheckStatus[e.check.status]} — ${e.check.measured}`);
+      say(
+        `   ${at.toISOString().slice(11, 23)}    check ${e.check.name}: ${CheckStatus[e.check.status]} — ${e.check.measured}`,
+      );
     } else if (e.type === EventType.STEP_FAILED || e.type === EventType.OPERATOR_ACTION || e.type === EventType.CDC) {
       say(`   ${at.toISOString().slice(11, 23)}    ${EventType[e.type]}: ${e.message}`);
     }
@@ -360,7 +439,9 @@ async function reportChecksAndPhases(client: DemoRig["client"], id: string, ente
 async function runRealistic(rig: DemoRig, values: DemoValues): Promise<boolean> {
   const { provider, emulator, client, proxy } = rig;
   const rate = Math.min(Number(values.rate), 50);
-  say(`2. creating the source "billing" (RDS stand-in) with a realistic schema: databases app and ledger, ${values.rows} orders`);
+  say(
+    `2. creating the source "billing" (RDS stand-in) with a realistic schema: databases app and ledger, ${values.rows} orders`,
+  );
   const src = await createRealisticSource(provider, "billing", { rows: Number(values.rows) });
   if (emulator) await emulator.addInstance("billing", { database: "billing-db" });
   await proxy.start();
@@ -377,10 +458,15 @@ async function runRealistic(rig: DemoRig, values: DemoValues): Promise<boolean> 
   say(
     `3. CreateMigration billing-db: billing -> billing-aurora (automatic cutover), accepting ${choices.disposableUnloggedTables.join(", ")} as disposable and carrying ${choices.replicaIdentityFullTables.join(", ")} whole (REPLICA IDENTITY FULL)`,
   );
-  const { migration } = await client.createMigration({ requestId: `demo-${Date.now()}`, spec: { ...spec, schemaPolicy: choices } });
+  const { migration } = await client.createMigration({
+    requestId: `demo-${Date.now()}`,
+    spec: { ...spec, schemaPolicy: choices },
+  });
   const id = migration!.id;
   const port = await proxy.waitForListener("billing-db");
-  say(`4. the application runs ${rate} transactions/s through the local proxy (127.0.0.1:${port}), each touching every table of both databases`);
+  say(
+    `4. the application runs ${rate} transactions/s through the local proxy (127.0.0.1:${port}), each touching every table of both databases`,
+  );
   const load = new RealisticLoad({ host: "127.0.0.1", port, ...src.app, ratePerSec: rate });
   load.start();
   try {
@@ -388,18 +474,24 @@ async function runRealistic(rig: DemoRig, values: DemoValues): Promise<boolean> 
     await new Promise((r) => setTimeout(r, 500));
     await load.stop();
     const final = await reportChecksAndPhases(client, id, entered);
-    say(`   write-unavailability window (longest gap between committed transactions): ${Math.round(load.longestGapMs)} ms`);
+    say(
+      `   write-unavailability window (longest gap between committed transactions): ${Math.round(load.longestGapMs)} ms`,
+    );
     say(
       `   application: ${load.committed.length} transactions committed, ${load.failures.length} failed on a lost connection and were retried, ${load.refused.length} statements refused${load.refused.length ? `: ${load.refused.map((f) => `${f.code} ${f.message}`).join("; ")}` : ""}`,
     );
     const onSide = provider.cluster({ id: values.rollback ? "billing" : "billing-aurora" });
-    const ids = new Set((await onSide.query<{ id: string }>("select id::text from sales.orders", [], "app")).map((r) => r.id));
+    const ids = new Set(
+      (await onSide.query<{ id: string }>("select id::text from sales.orders", [], "app")).map((r) => r.id),
+    );
     const missing = load.committed.filter((c) => !ids.has(c.toString()));
     say(
       `   orders verified on ${values.rollback ? "the source after rollback" : "the target"}: ${load.committed.length - missing.length} of ${load.committed.length} committed present`,
     );
     const verified = final.checks.find((c) => c.name === "verify.data");
-    say(`   every table compared by checksum: ${verified ? `${CheckStatus[verified.status]} — ${verified.measured}` : "not compared"}`);
+    say(
+      `   every table compared by checksum: ${verified ? `${CheckStatus[verified.status]} — ${verified.measured}` : "not compared"}`,
+    );
     return (
       final.phase === (values.rollback ? Phase.ROLLED_BACK : Phase.COMPLETED) &&
       missing.length === 0 &&

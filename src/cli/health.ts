@@ -4,7 +4,11 @@ import { apiTransport, CLIENT_TLS_OPTIONS } from "./api-transport.js";
 import { Health, HealthCheckResponse_ServingStatus as Status } from "../gen/health/v1/health_pb.js";
 
 /** The flags its parser takes: `pgshift help` describes each, and a test holds the two to each other. */
-export const HEALTH_OPTIONS = { api: { type: "string" }, ...CLIENT_TLS_OPTIONS, service: { type: "string", default: "" } } as const;
+export const HEALTH_OPTIONS = {
+  api: { type: "string" },
+  ...CLIENT_TLS_OPTIONS,
+  service: { type: "string", default: "" },
+} as const;
 
 /**
  * `pgshift health`: one grpc.health.v1 Check, for a container's health check. Exit 0 when SERVING, 1 when the

@@ -14,7 +14,10 @@ export interface CommandHelp {
 }
 
 const TLS_FLAGS: [string, string][] = [
-  ["--ca FILE", "the CA that signed the service's certificate (PGSHIFT_CA); with --cert and --key: mutual TLS, and --api says https://"],
+  [
+    "--ca FILE",
+    "the CA that signed the service's certificate (PGSHIFT_CA); with --cert and --key: mutual TLS, and --api says https://",
+  ],
   ["--cert FILE", "this client's certificate, naming its identity (PGSHIFT_CLIENT_CERT)"],
   ["--key FILE", "its private key (PGSHIFT_CLIENT_KEY)"],
 ];
@@ -24,7 +27,10 @@ const API_FLAGS: [string, string][] = [
   ["--actor NAME", "who is acting, recorded in the migration's event log"],
 ];
 const ACTION_FLAGS: [string, string][] = [...API_FLAGS, ["--reason TEXT", "why, recorded with the action"]];
-const DATA_DIR: [string, string] = ["--data-dir DIR", "the service's data directory; clusters live under DIR/local (PGSHIFT_DATA_DIR, default ./.pgshift)"];
+const DATA_DIR: [string, string] = [
+  "--data-dir DIR",
+  "the service's data directory; clusters live under DIR/local (PGSHIFT_DATA_DIR, default ./.pgshift)",
+];
 
 function action(verb: string, what: string): CommandHelp {
   return {
@@ -37,18 +43,25 @@ function action(verb: string, what: string): CommandHelp {
 
 export const HELP: Record<string, CommandHelp> = {
   serve: {
-    summary: "run the migration service: gRPC/Connect API, xDS server for the proxies, and the engine that drives migrations",
+    summary:
+      "run the migration service: gRPC/Connect API, xDS server for the proxies, and the engine that drives migrations",
     usage: "serve [flags]",
     flags: [
       ["--port N", "API port (PGSHIFT_PORT, default 50051; 0 picks a free port)"],
       ["--host H", "address to bind (PGSHIFT_HOST, default 127.0.0.1)"],
       ["--xds-port N", "ADS port for the proxies (PGSHIFT_XDS_PORT, default 18000; 0 picks a free port)"],
       DATA_DIR,
-      ["--database-url URL", "the state store (DATABASE_URL); without it the service runs its own PostgreSQL under the data dir"],
+      [
+        "--database-url URL",
+        "the state store (DATABASE_URL); without it the service runs its own PostgreSQL under the data dir",
+      ],
       ["--log-level L", "debug, info, warn or error (PGSHIFT_LOG_LEVEL, default info)"],
       ["--drain-ms N", "how long SIGTERM waits for in-flight calls (PGSHIFT_DRAIN_MS, default 10000)"],
       ["--lease-ms N", "a dead replica's migrations move after this (PGSHIFT_LEASE_MS, default 10000)"],
-      ["--fenced-lease-ms N", "the lease while writes are stopped, renewed often (PGSHIFT_FENCED_LEASE_MS, default 2000)"],
+      [
+        "--fenced-lease-ms N",
+        "the lease while writes are stopped, renewed often (PGSHIFT_FENCED_LEASE_MS, default 2000)",
+      ],
       [
         "--retirement-check-ms N",
         "how often finalized migrations' stopped sources are looked at, and stopped again if running (PGSHIFT_RETIREMENT_CHECK_MS, default 3600000)",
@@ -59,19 +72,40 @@ export const HELP: Record<string, CommandHelp> = {
       ["--replica-id ID", "this replica's identity in the store (PGSHIFT_REPLICA_ID; default: kept in the data dir)"],
       ["--local-dir DIR", "the local provider's clusters (PGSHIFT_LOCAL_DIR, default DATA_DIR/local)"],
       ["--baseline-sample-ms N", "each baseline sample's length (PGSHIFT_BASELINE_SAMPLE_MS, default 2000)"],
-      ["--tls-cert FILE", "the server certificate for the API and xDS ports, PEM (PGSHIFT_TLS_CERT); reloaded when it changes"],
+      [
+        "--tls-cert FILE",
+        "the server certificate for the API and xDS ports, PEM (PGSHIFT_TLS_CERT); reloaded when it changes",
+      ],
       ["--tls-key FILE", "its private key (PGSHIFT_TLS_KEY)"],
-      ["--tls-client-ca FILE", "the CA client certificates must come from; clients without one are refused (PGSHIFT_TLS_CLIENT_CA)"],
-      ["--policy FILE", "who may do what to which database, YAML (PGSHIFT_POLICY); required with TLS; see deploy/policy.yaml"],
+      [
+        "--tls-client-ca FILE",
+        "the CA client certificates must come from; clients without one are refused (PGSHIFT_TLS_CLIENT_CA)",
+      ],
+      [
+        "--policy FILE",
+        "who may do what to which database, YAML (PGSHIFT_POLICY); required with TLS; see deploy/policy.yaml",
+      ],
       ["--insecure", "cleartext, no authentication (PGSHIFT_INSECURE=true): only on a network you trust"],
-      ["--reload-ms N", "how often certificate and policy files are checked for a change (PGSHIFT_RELOAD_MS, default 2000)"],
-      ["--max-rps-per-identity N", "API requests a second one identity may send, bursts of twice that (PGSHIFT_MAX_RPS_PER_IDENTITY, default 200)"],
-      ["--aws-region R", "serve PROVIDER_AWS in this region (PGSHIFT_AWS_REGION); credentials from the AWS SDK's default chain"],
+      [
+        "--reload-ms N",
+        "how often certificate and policy files are checked for a change (PGSHIFT_RELOAD_MS, default 2000)",
+      ],
+      [
+        "--max-rps-per-identity N",
+        "API requests a second one identity may send, bursts of twice that (PGSHIFT_MAX_RPS_PER_IDENTITY, default 200)",
+      ],
+      [
+        "--aws-region R",
+        "serve PROVIDER_AWS in this region (PGSHIFT_AWS_REGION); credentials from the AWS SDK's default chain",
+      ],
       [
         "--aws-fence sql|network",
         "sql: application roles lose LOGIN, CDC consumers keep access (default); network: a deny-all group and a reboot (PGSHIFT_AWS_FENCE)",
       ],
-      ["--aws-deny-security-group SG", "a security group allowing no inbound traffic, for the network fence (PGSHIFT_AWS_DENY_SECURITY_GROUP)"],
+      [
+        "--aws-deny-security-group SG",
+        "a security group allowing no inbound traffic, for the network fence (PGSHIFT_AWS_DENY_SECURITY_GROUP)",
+      ],
       ["--aws-instance-class C", "the Aurora writer's class (PGSHIFT_AWS_INSTANCE_CLASS, default db.r6g.large)"],
       [
         "--aws-db-ssl MODE",
@@ -81,24 +115,37 @@ export const HELP: Record<string, CommandHelp> = {
         "--aws-db-auth secret|iam",
         "secret: the master user's RDS-managed secret (default); iam: IAM database tokens as --aws-db-user for the service's sessions (PGSHIFT_AWS_DB_AUTH)",
       ],
-      ["--aws-db-user U", "with --aws-db-auth iam: the database user granted rds_iam and rds_superuser (PGSHIFT_AWS_DB_USER)"],
+      [
+        "--aws-db-user U",
+        "with --aws-db-auth iam: the database user granted rds_iam and rds_superuser (PGSHIFT_AWS_DB_USER)",
+      ],
       [
         "--aws-cloudwatch",
         "also read RDSToAuroraPostgreSQLReplicaLag (it counts in the lag gate), OldestReplicationSlotLag and TransactionLogsDiskUsage (PGSHIFT_AWS_CLOUDWATCH=true)",
       ],
-      ["--aws-ca-bundle FILE", "AWS's RDS certificate bundle (global-bundle.pem) the instances' certificates are checked against (PGSHIFT_AWS_CA_BUNDLE)"],
+      [
+        "--aws-ca-bundle FILE",
+        "AWS's RDS certificate bundle (global-bundle.pem) the instances' certificates are checked against (PGSHIFT_AWS_CA_BUNDLE)",
+      ],
       [
         "--aws-cluster-parameter-group G",
         "the target clusters' parameter group when a spec names none; it must set rds.logical_replication = 1 (PGSHIFT_AWS_CLUSTER_PARAMETER_GROUP)",
       ],
-      ["--aws-endpoint URL", "an endpoint override for RDS and Secrets Manager, e.g. a local RDS endpoint (PGSHIFT_AWS_ENDPOINT)"],
-      ["--max-streams-per-identity N", "API streams (watches) one identity may hold open (PGSHIFT_MAX_STREAMS_PER_IDENTITY, default 200)"],
+      [
+        "--aws-endpoint URL",
+        "an endpoint override for RDS and Secrets Manager, e.g. a local RDS endpoint (PGSHIFT_AWS_ENDPOINT)",
+      ],
+      [
+        "--max-streams-per-identity N",
+        "API streams (watches) one identity may hold open (PGSHIFT_MAX_STREAMS_PER_IDENTITY, default 200)",
+      ],
     ],
     example:
       "pgshift serve --tls-cert tls/server.crt --tls-key tls/server.key --tls-client-ca tls/ca.crt --policy deploy/policy.yaml --database-url postgres://pgshift@store/pgshift",
   },
   "dev-certs": {
-    summary: "make a throwaway CA, server and client certificates (openssl) for a first try; production uses the platform's own CA",
+    summary:
+      "make a throwaway CA, server and client certificates (openssl) for a first try; production uses the platform's own CA",
     usage: "dev-certs --out DIR [--client NAME=IDENTITY]... [--server-name NAME]... [--days N]",
     flags: [
       ["--out DIR", "where ca.crt, server.crt/.key and NAME.crt/.key are written"],
@@ -106,13 +153,18 @@ export const HELP: Record<string, CommandHelp> = {
         "--client NAME=IDENTITY",
         "a client certificate naming IDENTITY (a spiffe:// URI SAN, else the CN); repeatable; default operator=spiffe://pgshift.local/sa/operator",
       ],
-      ["--server-name NAME", "a DNS name or IP address the service is reached at (repeatable; default 127.0.0.1, localhost, pgshift)"],
+      [
+        "--server-name NAME",
+        "a DNS name or IP address the service is reached at (repeatable; default 127.0.0.1, localhost, pgshift)",
+      ],
       ["--days N", "validity (default 30)"],
     ],
-    example: "pgshift dev-certs --out ./tls --client operator=spiffe://pgshift.local/sa/operator --client sidecar=spiffe://pgshift.local/sa/app-sidecar",
+    example:
+      "pgshift dev-certs --out ./tls --client operator=spiffe://pgshift.local/sa/operator --client sidecar=spiffe://pgshift.local/sa/app-sidecar",
   },
   health: {
-    summary: "ask a running service's gRPC health service whether it serves; exit 0 when SERVING (for container health checks)",
+    summary:
+      "ask a running service's gRPC health service whether it serves; exit 0 when SERVING (for container health checks)",
     usage: "health [--api URL] [--service NAME]",
     flags: [
       ["--api URL", "the service's API (PGSHIFT_API, default http://127.0.0.1:50051, https://… with TLS)"],
@@ -123,17 +175,22 @@ export const HELP: Record<string, CommandHelp> = {
   },
   ctl: {
     summary: "operate migrations through the API; JSON out, one object per line",
-    usage: "ctl <create|list|get|watch|routing|verify|register|databases|plan|approve|pause|resume|abort|rollback|finalize> … [--api URL] [--actor NAME]",
+    usage:
+      "ctl <create|list|get|watch|routing|verify|register|databases|plan|approve|pause|resume|abort|rollback|finalize> … [--api URL] [--actor NAME]",
     flags: API_FLAGS,
     example: "pgshift ctl list --phase ready_for_cutover",
   },
   "ctl create": {
-    summary: "start a migration from a spec file (YAML or JSON: the API's MigrationSpec) or flags; flags win over the file",
+    summary:
+      "start a migration from a spec file (YAML or JSON: the API's MigrationSpec) or flags; flags win over the file",
     usage:
       "ctl create [--spec FILE] [--database NAME --source ID --target ID] [--provider local|aws] [--region R] [--cutover manual|automatic] [--request-id ID]",
     flags: [
       ...API_FLAGS,
-      ["--spec FILE", "a MigrationSpec in YAML or JSON (fields as in proto/migration/v1/migration.proto); unknown fields are refused"],
+      [
+        "--spec FILE",
+        "a MigrationSpec in YAML or JSON (fields as in proto/migration/v1/migration.proto); unknown fields are refused",
+      ],
       ["--database NAME", "the logical database (spec.database_name), registered with ctl register"],
       ["--source ID", "the source instance (spec.source.id)"],
       ["--target ID", "the target to create (spec.target.id)"],
@@ -147,12 +204,22 @@ export const HELP: Record<string, CommandHelp> = {
   "ctl list": {
     summary: "list migrations, optionally of one database or in some phases",
     usage: "ctl list [--database NAME] [--phase PHASE]...",
-    flags: [...API_FLAGS, ["--database NAME", "only this database's migrations"], ["--phase PHASE", "only these phases (repeatable), e.g. completed"]],
+    flags: [
+      ...API_FLAGS,
+      ["--database NAME", "only this database's migrations"],
+      ["--phase PHASE", "only these phases (repeatable), e.g. completed"],
+    ],
     example: "pgshift ctl list --database billing --phase completed --phase rolling_back",
   },
-  "ctl get": { summary: "one migration: phase, checks, positions, routes", usage: "ctl get ID", flags: API_FLAGS, example: "pgshift ctl get 0b6c2a1e-…" },
+  "ctl get": {
+    summary: "one migration: phase, checks, positions, routes",
+    usage: "ctl get ID",
+    flags: API_FLAGS,
+    example: "pgshift ctl get 0b6c2a1e-…",
+  },
   "ctl watch": {
-    summary: "follow a migration: on a terminal a live view (phase timeline, lag window, lag, WAL rate, verdicts); otherwise its events as JSON lines",
+    summary:
+      "follow a migration: on a terminal a live view (phase timeline, lag window, lag, WAL rate, verdicts); otherwise its events as JSON lines",
     usage: "ctl watch ID [--json]",
     flags: [...API_FLAGS, ["--json", "JSON lines even on a terminal"]],
     example: "pgshift ctl watch 0b6c2a1e-…",
@@ -173,7 +240,8 @@ export const HELP: Record<string, CommandHelp> = {
   "ctl register": {
     summary:
       "register a logical database (or change its entry): the instances a migration of it may take as source, its team and labels; needs role admin on it",
-    usage: "ctl register NAME --instance ID [--instance ID]... --team TEAM [--label KEY=VALUE]... [--provider local|aws] [--region REGION]",
+    usage:
+      "ctl register NAME --instance ID [--instance ID]... --team TEAM [--label KEY=VALUE]... [--provider local|aws] [--region REGION]",
     flags: [
       ...API_FLAGS,
       ["--instance ID", "an instance serving it (repeatable): a local cluster's name, or an RDS instance identifier"],
@@ -187,23 +255,34 @@ export const HELP: Record<string, CommandHelp> = {
   "ctl databases": {
     summary: "list the registered databases the caller may view, optionally of one team or with some labels",
     usage: "ctl databases [--team TEAM] [--label KEY=VALUE]...",
-    flags: [...API_FLAGS, ["--team TEAM", "only this team's databases"], ["--label KEY=VALUE", "only databases with this label (repeatable: all must match)"]],
+    flags: [
+      ...API_FLAGS,
+      ["--team TEAM", "only this team's databases"],
+      ["--label KEY=VALUE", "only databases with this label (repeatable: all must match)"],
+    ],
     example: "pgshift ctl databases --team billing",
   },
   "ctl plan": {
-    summary: "the AWS calls a migration from an RDS instance to a new Aurora cluster will make, in order, without making them",
+    summary:
+      "the AWS calls a migration from an RDS instance to a new Aurora cluster will make, in order, without making them",
     usage:
       "ctl plan --source RDS_INSTANCE --target AURORA_CLUSTER [--fence network|sql] [--deny-security-group SG] [--cluster-parameter-group G] [--cloudwatch] [--retirement stop|delete] [--json]",
     flags: [
       ["--source ID", "the RDS for PostgreSQL instance"],
       ["--target ID", "the Aurora PostgreSQL cluster to create (its writer is ID-1)"],
-      ["--fence network|sql", "network: a deny-all security group and a reboot (default); sql: roles lose LOGIN, no AWS call"],
+      [
+        "--fence network|sql",
+        "network: a deny-all security group and a reboot (default); sql: roles lose LOGIN, no AWS call",
+      ],
       ["--deny-security-group SG", "the group that allows nothing, for the network fence"],
       ["--instance-class C", "the writer's class (default db.r6g.large)"],
       ["--engine-version V", "the Aurora engine version (default: the source's)"],
       ["--cluster-parameter-group G", "the target's DB cluster parameter group (default: the engine's)"],
       ["--cloudwatch", "the service reads CloudWatch too (--aws-cloudwatch)"],
-      ["--retirement stop|delete", "how finalize retires the source, as the spec's source_retirement says (default stop)"],
+      [
+        "--retirement stop|delete",
+        "how finalize retires the source, as the spec's source_retirement says (default stop)",
+      ],
       ["--json", "one JSON object per call"],
     ],
     example: "pgshift ctl plan --source billing --target billing-aurora --deny-security-group sg-0deny",
@@ -241,23 +320,38 @@ export const HELP: Record<string, CommandHelp> = {
       ["--port P", "its port"],
       ["--user U", "a superuser"],
       ["--password-file F", "the superuser's password from a file"],
-      ["--password-stdin", "the password from standard input (or PGSHIFT_REGISTER_PASSWORD; never on the command line)"],
+      [
+        "--password-stdin",
+        "the password from standard input (or PGSHIFT_REGISTER_PASSWORD; never on the command line)",
+      ],
       DATA_DIR,
     ],
-    example: "pgshift local register --name orders --pg-data /var/lib/postgresql/15/main --port 5432 --user postgres --password-stdin < pw",
+    example:
+      "pgshift local register --name orders --pg-data /var/lib/postgresql/15/main --port 5432 --user postgres --password-stdin < pw",
   },
   "local load": {
     summary: "write numbered rows into a sample source, print what committed",
     usage: "local load --name N [--rate 100] [--seconds 30]",
-    flags: [["--name N", "the sample cluster"], ["--rate N", "rows per second (default 100)"], ["--seconds N", "how long (default 30)"], DATA_DIR],
+    flags: [
+      ["--name N", "the sample cluster"],
+      ["--rate N", "rows per second (default 100)"],
+      ["--seconds N", "how long (default 30)"],
+      DATA_DIR,
+    ],
     example: "pgshift local load --name billing --rate 200 --seconds 10",
   },
   proxy: {
     summary: "the local stand-in for an Envoy sidecar: an xDS-driven TCP proxy",
     usage: "proxy --xds HOST:PORT[,HOST:PORT...] --node-id ID [--listen DB=PORT ...]",
     flags: [
-      ["--xds HOST:PORT[,…]", "the service's xDS address; several replicas or a DNS name: a failed stream moves to the next"],
-      ["--node-id ID", "this proxy's name as the service shows it; over TLS its certificate's identity, optionally followed by /INSTANCE"],
+      [
+        "--xds HOST:PORT[,…]",
+        "the service's xDS address; several replicas or a DNS name: a failed stream moves to the next",
+      ],
+      [
+        "--node-id ID",
+        "this proxy's name as the service shows it; over TLS its certificate's identity, optionally followed by /INSTANCE",
+      ],
       ["--listen DB=PORT", "listen for database DB on PORT instead of the port the service declares (repeatable)"],
       ...TLS_FLAGS,
     ],
@@ -272,7 +366,10 @@ export const HELP: Record<string, CommandHelp> = {
       ["--rate N", "application writes per second (default 200)"],
       ["--window S", "the lag window in seconds (default 5)"],
       ["--metrics-port N", "serve Prometheus metrics on 127.0.0.1:N while the demo runs"],
-      ["--aws-emulator", "migrate on PROVIDER_AWS: the AWS provider through @aws-sdk/client-rds against a local RDS endpoint over this machine's clusters"],
+      [
+        "--aws-emulator",
+        "migrate on PROVIDER_AWS: the AWS provider through @aws-sdk/client-rds against a local RDS endpoint over this machine's clusters",
+      ],
       [
         "--schema sample|realistic",
         "sample: one table and a CDC consumer (default); realistic: two databases, keyless, unlogged and partitioned tables, large objects, sequences",
@@ -299,7 +396,13 @@ export function helpFor(path: string): string | undefined {
     `usage: pgshift ${h.usage}`,
     "",
     h.summary,
-    ...(subs.length ? ["", "subcommands (each answers --help):", ...subs.map((s) => `  ${s.slice(path.length + 1).padEnd(10)} ${HELP[s]!.summary}`)] : []),
+    ...(subs.length
+      ? [
+          "",
+          "subcommands (each answers --help):",
+          ...subs.map((s) => `  ${s.slice(path.length + 1).padEnd(10)} ${HELP[s]!.summary}`),
+        ]
+      : []),
     ...(h.flags?.length ? ["", "flags:", ...h.flags.map(([f, m]) => `  ${f.padEnd(width)}  ${m}`)] : []),
     "",
     "example:",

@@ -9,7 +9,8 @@ import { WriteLoad } from "../workload/write-load.js";
 function num(name: string, v: string | undefined, fallback: number): number {
   if (v === undefined) return fallback;
   const n = Number(v);
-  if (!Number.isFinite(n) || n < 0) throw new InvalidArgumentError(`--${name} must be a non-negative number; got "${v}"`);
+  if (!Number.isFinite(n) || n < 0)
+    throw new InvalidArgumentError(`--${name} must be a non-negative number; got "${v}"`);
   return n;
 }
 
@@ -59,7 +60,8 @@ export async function localCommand(argv: string[]): Promise<void> {
   });
   const dataDir = resolve(values["data-dir"] ?? process.env.PGSHIFT_DATA_DIR ?? ".pgshift");
   const provider = new LocalProvider(resolve(process.env.PGSHIFT_LOCAL_DIR ?? join(dataDir, "local")));
-  const out = (v: unknown): void => void process.stdout.write(JSON.stringify(v, (_k, x) => (typeof x === "bigint" ? x.toString() : x), 2) + "\n");
+  const out = (v: unknown): void =>
+    void process.stdout.write(JSON.stringify(v, (_k, x) => (typeof x === "bigint" ? x.toString() : x), 2) + "\n");
   switch (sub) {
     case "list": {
       const rows = [];
@@ -86,11 +88,20 @@ export async function localCommand(argv: string[]): Promise<void> {
     case "load": {
       const name = required("name", values.name);
       const cluster = provider.cluster({ id: name });
-      const load = new WriteLoad({ host: "127.0.0.1", port: cluster.port, ...readAppCredentials(cluster), ratePerSec: num("rate", values.rate, 100) });
+      const load = new WriteLoad({
+        host: "127.0.0.1",
+        port: cluster.port,
+        ...readAppCredentials(cluster),
+        ratePerSec: num("rate", values.rate, 100),
+      });
       load.start();
       await new Promise((r) => setTimeout(r, num("seconds", values.seconds, 30) * 1000));
       await load.stop();
-      return out({ committed: load.committed.length, failures: load.failures.length, longestGapMs: Math.round(load.longestGapMs) });
+      return out({
+        committed: load.committed.length,
+        failures: load.failures.length,
+        longestGapMs: Math.round(load.longestGapMs),
+      });
     }
     default:
       throw new InvalidArgumentError(`unknown local command "${sub ?? ""}"; use list, sample, register or load`);

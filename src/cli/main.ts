@@ -14,7 +14,9 @@ async function serve(argv: string[]): Promise<void> {
   const { startService } = await import("../service.js");
   const service = await startService(config, log);
   // Tests and scripts read the port from this line.
-  process.stdout.write(JSON.stringify({ listening: { host: config.host, port: service.port, xdsPort: service.xdsPort } }) + "\n");
+  process.stdout.write(
+    JSON.stringify({ listening: { host: config.host, port: service.port, xdsPort: service.xdsPort } }) + "\n",
+  );
   const onSignal = (sig: string) => {
     log.info("signal", { sig });
     service.stop().then(

@@ -18,7 +18,8 @@ export async function proxyCommand(argv: string[]): Promise<void> {
     strict: true,
   });
   if (!values.xds) throw new InvalidArgumentError("--xds is required: the service's xDS address, e.g. 127.0.0.1:18000");
-  if (!values["node-id"]) throw new InvalidArgumentError("--node-id is required: this proxy's name as the service will show it");
+  if (!values["node-id"])
+    throw new InvalidArgumentError("--node-id is required: this proxy's name as the service will show it");
   const overrides = new Map<string, number>();
   for (const l of values.listen ?? []) {
     const [db, port] = l.split("=");
@@ -31,8 +32,12 @@ export async function proxyCommand(argv: string[]): Promise<void> {
     listenPort: (name, declared) => overrides.get(name) ?? declared,
     tls: clientTls(values),
   });
-  proxy.on("listening", (name: string, port: number) => process.stdout.write(JSON.stringify({ listener: name, port }) + "\n"));
-  proxy.on("nack", (type: string, version: string, message: string) => process.stderr.write(JSON.stringify({ nack: { type, version, message } }) + "\n"));
+  proxy.on("listening", (name: string, port: number) =>
+    process.stdout.write(JSON.stringify({ listener: name, port }) + "\n"),
+  );
+  proxy.on("nack", (type: string, version: string, message: string) =>
+    process.stderr.write(JSON.stringify({ nack: { type, version, message } }) + "\n"),
+  );
   proxy.on("error", (e: Error) => process.stderr.write(JSON.stringify({ error: e.message }) + "\n"));
   await proxy.start();
   const stop = () => void proxy.stop().then(() => process.exit(0));

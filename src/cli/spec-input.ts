@@ -41,7 +41,9 @@ export function specFromInput(f: SpecFlags): MigrationSpec {
       throw new SpecInputError(`--spec ${f.spec} is neither YAML nor JSON: ${(e as Error).message.split("\n")[0]}`);
     }
     if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
-      throw new SpecInputError(`--spec ${f.spec} must hold a MigrationSpec: a mapping with database_name, provider, source, target…`);
+      throw new SpecInputError(
+        `--spec ${f.spec} must hold a MigrationSpec: a mapping with database_name, provider, source, target…`,
+      );
     }
     doc = parsed as JsonObject;
   }
@@ -52,7 +54,9 @@ export function specFromInput(f: SpecFlags): MigrationSpec {
     return v;
   };
   const ref = (key: "source" | "target", id: string | undefined) =>
-    id === undefined ? undefined : { ...((doc[key] as JsonObject | undefined) ?? {}), id, ...(f.region ? { region: f.region } : {}) };
+    id === undefined
+      ? undefined
+      : { ...((doc[key] as JsonObject | undefined) ?? {}), id, ...(f.region ? { region: f.region } : {}) };
   const merged: JsonObject = {
     ...doc,
     ...(f.database !== undefined ? { database_name: f.database } : {}),

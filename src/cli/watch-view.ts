@@ -1,5 +1,11 @@
 import { timestampDate, type Duration, type Timestamp } from "@bufbuild/protobuf/wkt";
-import { CheckStatus, EventType, Phase, type Migration, type MigrationEvent } from "../gen/migration/v1/migration_pb.js";
+import {
+  CheckStatus,
+  EventType,
+  Phase,
+  type Migration,
+  type MigrationEvent,
+} from "../gen/migration/v1/migration_pb.js";
 
 /** Phases a watch ends on. */
 export const FINAL_PHASES: readonly Phase[] = [Phase.FINALIZED, Phase.ROLLED_BACK, Phase.ABORTED, Phase.FAILED];
@@ -57,7 +63,10 @@ export function renderWatch(m: Migration, events: MigrationEvent[], o: ViewOptio
   lines.push(`  ${spec?.databaseName ?? ""}: ${spec?.source?.id ?? "?"} -> ${spec?.target?.id ?? "?"}`);
   const history = m.history;
   const entered = history.length ? at(history[history.length - 1]!.at) : at(m.createdAt);
-  const flags = [m.paused ? "PAUSED" : "", m.lastError && !FINAL_PHASES.includes(m.phase) ? "last attempt failed" : ""].filter(Boolean);
+  const flags = [
+    m.paused ? "PAUSED" : "",
+    m.lastError && !FINAL_PHASES.includes(m.phase) ? "last attempt failed" : "",
+  ].filter(Boolean);
   lines.push(
     `  phase ${phaseName(m.phase)}${entered ? ` for ${secs(o.now.getTime() - entered.getTime())}` : ""}${flags.length ? `  (${flags.join(", ")})` : ""}`,
   );
@@ -75,7 +84,9 @@ export function renderWatch(m: Migration, events: MigrationEvent[], o: ViewOptio
     const next = steps[i + 1];
     const took = (next ? next.at : o.now).getTime() - s.at.getTime();
     const current = !next && !FINAL_PHASES.includes(s.phase);
-    lines.push(`  ${phaseName(s.phase).padEnd(18)} ${clock(s.at)}  ${FINAL_PHASES.includes(s.phase) && !next ? "" : secs(took)}${current ? "  <- now" : ""}`);
+    lines.push(
+      `  ${phaseName(s.phase).padEnd(18)} ${clock(s.at)}  ${FINAL_PHASES.includes(s.phase) && !next ? "" : secs(took)}${current ? "  <- now" : ""}`,
+    );
   });
   lines.push("");
 
@@ -101,7 +112,9 @@ export function renderWatch(m: Migration, events: MigrationEvent[], o: ViewOptio
   }
   if (m.reverse && !m.reverse.stoppedReason) {
     const d = ms(m.reverse.rollbackDrainEstimate);
-    lines.push(`rollback: reverse lag ${bytes(Number(m.reverse.lagBytes))}${d === undefined ? "" : `, drain ~${secs(d)}`}`);
+    lines.push(
+      `rollback: reverse lag ${bytes(Number(m.reverse.lagBytes))}${d === undefined ? "" : `, drain ~${secs(d)}`}`,
+    );
   }
   if (r || m.cutover || m.reverse) lines.push("");
 

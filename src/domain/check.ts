@@ -11,8 +11,21 @@ export interface CheckResult {
   at: string;
 }
 
-export function check(name: string, status: CheckStatus, fields: Partial<Omit<CheckResult, "name" | "status" | "at">> = {}): CheckResult {
-  return { name, status, measured: "", threshold: "", message: "", remedy: "", ...fields, at: new Date().toISOString() };
+export function check(
+  name: string,
+  status: CheckStatus,
+  fields: Partial<Omit<CheckResult, "name" | "status" | "at">> = {},
+): CheckResult {
+  return {
+    name,
+    status,
+    measured: "",
+    threshold: "",
+    message: "",
+    remedy: "",
+    ...fields,
+    at: new Date().toISOString(),
+  };
 }
 
 export function failed(results: CheckResult[]): CheckResult[] {

@@ -3,7 +3,10 @@ import type { CutoverTimingJson } from "./state.js";
 import { CUTOVER_WINDOW, FORWARD } from "./transitions.js";
 
 /** How a phase ended, as a metric label and a span attribute. */
-export function phaseOutcome(from: PhaseName, to: PhaseName): "advanced" | "fell_back" | "rolled_back" | "failed" | "aborted" {
+export function phaseOutcome(
+  from: PhaseName,
+  to: PhaseName,
+): "advanced" | "fell_back" | "rolled_back" | "failed" | "aborted" {
   if (to === "FAILED") return "failed";
   if (to === "ABORTED") return "aborted";
   if (to === "ROLLING_BACK" || to === "ROLLED_BACK") return "rolled_back";
@@ -14,7 +17,12 @@ export function phaseOutcome(from: PhaseName, to: PhaseName): "advanced" | "fell
  * The timing after a transition: a window opens on entering the cutover phases and closes on leaving them.
  * Returns the previous value when the transition does neither.
  */
-export function nextCutoverTiming(prev: CutoverTimingJson | undefined, from: PhaseName, to: PhaseName, at: Date): CutoverTimingJson | undefined {
+export function nextCutoverTiming(
+  prev: CutoverTimingJson | undefined,
+  from: PhaseName,
+  to: PhaseName,
+  at: Date,
+): CutoverTimingJson | undefined {
   const inFrom = CUTOVER_WINDOW.includes(from);
   const inTo = CUTOVER_WINDOW.includes(to);
   if (!inFrom && inTo) return { startedAt: at.toISOString() };

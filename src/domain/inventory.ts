@@ -34,7 +34,8 @@ export function ownershipKey(provider: ProviderKind, ref: DatabaseRef, defaultRe
 
 export function checkLabels(field: string, labels: Record<string, string>): Record<string, string> {
   const entries = Object.entries(labels);
-  if (entries.length > MAX_LABELS) throw new InvalidArgumentError(`${field} holds ${entries.length} labels; at most ${MAX_LABELS}`);
+  if (entries.length > MAX_LABELS)
+    throw new InvalidArgumentError(`${field} holds ${entries.length} labels; at most ${MAX_LABELS}`);
   for (const [k, v] of entries) {
     if (!LABEL_KEY.test(k)) {
       throw new InvalidArgumentError(
@@ -43,7 +44,8 @@ export function checkLabels(field: string, labels: Record<string, string>): Reco
     }
     // Control characters are exactly what is refused here.
     // eslint-disable-next-line no-control-regex
-    if (v.length > 63 || /[\u0000-\u001f]/.test(v)) throw new InvalidArgumentError(`${field}["${k}"] must be at most 63 printable characters`);
+    if (v.length > 63 || /[\u0000-\u001f]/.test(v))
+      throw new InvalidArgumentError(`${field}["${k}"] must be at most 63 printable characters`);
   }
   return Object.fromEntries(entries.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
 }
@@ -60,7 +62,9 @@ export function normalizeRegistration(db: Database | undefined, defaultRegion: s
     throw new InvalidArgumentError("database.provider is required: PROVIDER_LOCAL or PROVIDER_AWS");
   }
   if (db.instances.length === 0 || db.instances.length > MAX_INSTANCES) {
-    throw new InvalidArgumentError(`database.instances must name 1 to ${MAX_INSTANCES} instances: those a migration of ${db.name} may take as its source`);
+    throw new InvalidArgumentError(
+      `database.instances must name 1 to ${MAX_INSTANCES} instances: those a migration of ${db.name} may take as its source`,
+    );
   }
   const instances = db.instances.map((r, i) => checkRef(`database.instances[${i}]`, r, db.provider));
   const keys = instances.map((r) => ownershipKey(db.provider, r, defaultRegion));

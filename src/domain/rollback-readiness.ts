@@ -60,7 +60,8 @@ export function pastLimits(s: ReverseStatusJson, p: ResolvedPolicy): boolean {
 export function readinessCheck(s: ReverseStatusJson, p: ResolvedPolicy): CheckResult {
   const measured = `reverse backlog ${formatBytes(Number(s.lagBytes))}, target retains ${formatBytes(Number(s.retainedBytes))}; a rollback now applies the backlog with writes stopped: ${estimateText(s)}`;
   const threshold = `backlog ≤ ${formatBytes(Number(p.maxReverseLagBytes))} and retained ≤ ${formatBytes(Number(p.maxTargetRetainedBytes))} (rollback_policy)`;
-  if (!pastLimits(s, p)) return check("rollback.reverse_lag", "PASS", { measured, threshold, message: "a lossless rollback stays cheap" });
+  if (!pastLimits(s, p))
+    return check("rollback.reverse_lag", "PASS", { measured, threshold, message: "a lossless rollback stays cheap" });
   return check("rollback.reverse_lag", "WARN", {
     measured,
     threshold,

@@ -83,7 +83,9 @@ function checkDuration(field: string, d: Duration | undefined, fallbackMs: numbe
 
 export function checkRef(field: string, ref: DatabaseRef | undefined, provider: Provider): DatabaseRef {
   if (!ref || !ref.id)
-    throw new InvalidArgumentError(`${field}.id is required: the ${field === "spec.source" ? "source instance" : "target to create"}'s identifier`);
+    throw new InvalidArgumentError(
+      `${field}.id is required: the ${field === "spec.source" ? "source instance" : "target to create"}'s identifier`,
+    );
   if (provider === Provider.AWS) {
     if (!AWS_ID.test(ref.id) || ref.id.endsWith("-")) {
       throw new InvalidArgumentError(
@@ -99,7 +101,8 @@ export function checkRef(field: string, ref: DatabaseRef | undefined, provider: 
         `${field}.id "${ref.id}" is not a valid local cluster name: 1 to 63 letters, digits, "_" or "-", starting with a letter or digit`,
       );
     }
-    if (ref.region) throw new InvalidArgumentError(`${field}.region is only for PROVIDER_AWS; leave it empty for PROVIDER_LOCAL`);
+    if (ref.region)
+      throw new InvalidArgumentError(`${field}.region is only for PROVIDER_AWS; leave it empty for PROVIDER_LOCAL`);
   }
   return ref;
 }
@@ -121,14 +124,19 @@ export function normalizeSpec(spec: MigrationSpec | undefined): MigrationSpec {
   const source = checkRef("spec.source", spec.source, spec.provider);
   const target = checkRef("spec.target", spec.target, spec.provider);
   if (source.id === target.id && source.region === target.region) {
-    throw new InvalidArgumentError(`spec.target.id must differ from spec.source.id ("${source.id}"): the target is a new instance`);
+    throw new InvalidArgumentError(
+      `spec.target.id must differ from spec.source.id ("${source.id}"): the target is a new instance`,
+    );
   }
   const lag = spec.lagPolicy;
   const maxLagBytes = lag?.maxLagBytes ? lag.maxLagBytes : DEFAULTS.maxLagBytes;
   const cdc = spec.cdcPolicy;
-  if (cdc && !(cdc.mode in CdcMode)) throw new InvalidArgumentError(`spec.cdc_policy.mode ${cdc.mode} is not a CdcMode`);
-  if (!(spec.cutoverMode in CutoverMode)) throw new InvalidArgumentError(`spec.cutover_mode ${spec.cutoverMode} is not a CutoverMode`);
-  if (!(spec.failurePolicy in FailurePolicy)) throw new InvalidArgumentError(`spec.failure_policy ${spec.failurePolicy} is not a FailurePolicy`);
+  if (cdc && !(cdc.mode in CdcMode))
+    throw new InvalidArgumentError(`spec.cdc_policy.mode ${cdc.mode} is not a CdcMode`);
+  if (!(spec.cutoverMode in CutoverMode))
+    throw new InvalidArgumentError(`spec.cutover_mode ${spec.cutoverMode} is not a CutoverMode`);
+  if (!(spec.failurePolicy in FailurePolicy))
+    throw new InvalidArgumentError(`spec.failure_policy ${spec.failurePolicy} is not a FailurePolicy`);
   if (!(spec.sourceRetirement in SourceRetirement)) {
     throw new InvalidArgumentError(`spec.source_retirement ${spec.sourceRetirement} is not a SourceRetirement`);
   }
@@ -146,15 +154,31 @@ export function normalizeSpec(spec: MigrationSpec | undefined): MigrationSpec {
     },
     cdcPolicy: {
       mode: !cdc || cdc.mode === CdcMode.UNSPECIFIED ? CdcMode.COORDINATE : cdc.mode,
-      drainTimeout: checkDuration("spec.cdc_policy.drain_timeout", cdc?.drainTimeout, DEFAULTS.drainTimeoutMs, 3600_000),
-      pauseAlertAfter: checkDuration("spec.cdc_policy.pause_alert_after", cdc?.pauseAlertAfter, DEFAULTS.pauseAlertAfterMs, MAX_WINDOW_MS),
+      drainTimeout: checkDuration(
+        "spec.cdc_policy.drain_timeout",
+        cdc?.drainTimeout,
+        DEFAULTS.drainTimeoutMs,
+        3600_000,
+      ),
+      pauseAlertAfter: checkDuration(
+        "spec.cdc_policy.pause_alert_after",
+        cdc?.pauseAlertAfter,
+        DEFAULTS.pauseAlertAfterMs,
+        MAX_WINDOW_MS,
+      ),
     },
     failurePolicy: spec.failurePolicy === FailurePolicy.UNSPECIFIED ? FailurePolicy.ROLLBACK : spec.failurePolicy,
     stepPolicy: normalizeStepPolicy(spec),
     rollbackPolicy: normalizeRollbackPolicy(spec),
     schemaPolicy: {
-      disposableUnloggedTables: normalizeTableNames("disposable_unlogged_tables", spec.schemaPolicy?.disposableUnloggedTables ?? []),
-      replicaIdentityFullTables: normalizeTableNames("replica_identity_full_tables", spec.schemaPolicy?.replicaIdentityFullTables ?? []),
+      disposableUnloggedTables: normalizeTableNames(
+        "disposable_unlogged_tables",
+        spec.schemaPolicy?.disposableUnloggedTables ?? [],
+      ),
+      replicaIdentityFullTables: normalizeTableNames(
+        "replica_identity_full_tables",
+        spec.schemaPolicy?.replicaIdentityFullTables ?? [],
+      ),
     },
     guardrails: {
       maxTransactionAge: checkDuration(
@@ -163,9 +187,15 @@ export function normalizeSpec(spec: MigrationSpec | undefined): MigrationSpec {
         DEFAULTS.guardrailMaxTransactionAgeMs,
         3600_000,
       ),
-      maxWait: checkDuration("spec.guardrails.max_wait", spec.guardrails?.maxWait, DEFAULTS.guardrailMaxWaitMs, 3600_000),
+      maxWait: checkDuration(
+        "spec.guardrails.max_wait",
+        spec.guardrails?.maxWait,
+        DEFAULTS.guardrailMaxWaitMs,
+        3600_000,
+      ),
     },
-    sourceRetirement: spec.sourceRetirement === SourceRetirement.UNSPECIFIED ? SourceRetirement.STOP : spec.sourceRetirement,
+    sourceRetirement:
+      spec.sourceRetirement === SourceRetirement.UNSPECIFIED ? SourceRetirement.STOP : spec.sourceRetirement,
     storageGuard: normalizeStorageGuard(spec),
   });
 }
@@ -177,7 +207,10 @@ function normalizeStorageGuard(spec: MigrationSpec) {
     ["warn_below_free_fraction", warn],
     ["hold_below_free_fraction", hold],
   ] as const) {
-    if (!(v > 0 && v < 1)) throw new InvalidArgumentError(`spec.storage_guard.${field} must be between 0 and 1 (a fraction of the storage); got ${v}`);
+    if (!(v > 0 && v < 1))
+      throw new InvalidArgumentError(
+        `spec.storage_guard.${field} must be between 0 and 1 (a fraction of the storage); got ${v}`,
+      );
   }
   if (hold > warn) {
     throw new InvalidArgumentError(
@@ -200,7 +233,8 @@ const TABLE_NAME = new RegExp(`^${IDENT}\\.${IDENT}(?:\\.${IDENT})?$`);
 
 /** Table names a spec lists: "schema.table" or "database.schema.table", each once. */
 function normalizeTableNames(field: string, names: string[]): string[] {
-  if (names.length > 1000) throw new InvalidArgumentError(`spec.schema_policy.${field} lists ${names.length} tables; at most 1000`);
+  if (names.length > 1000)
+    throw new InvalidArgumentError(`spec.schema_policy.${field} lists ${names.length} tables; at most 1000`);
   for (const n of names) {
     if (!TABLE_NAME.test(n)) {
       throw new InvalidArgumentError(
@@ -213,7 +247,8 @@ function normalizeTableNames(field: string, names: string[]): string[] {
 
 /** The fence mode (local: filled in; AWS: unset means the service's --aws-fence) and the AWS options, checked against the provider. */
 function normalizeFence(spec: MigrationSpec): Pick<MigrationSpec, "fenceMode" | "aws"> {
-  if (!(spec.fenceMode in FenceMode)) throw new InvalidArgumentError(`spec.fence_mode ${spec.fenceMode} is not a FenceMode`);
+  if (!(spec.fenceMode in FenceMode))
+    throw new InvalidArgumentError(`spec.fence_mode ${spec.fenceMode} is not a FenceMode`);
   const aws = spec.aws;
   if (spec.provider === Provider.LOCAL) {
     if (spec.fenceMode === FenceMode.ROLES) {
@@ -231,11 +266,15 @@ function normalizeFence(spec: MigrationSpec): Pick<MigrationSpec, "fenceMode" | 
     );
   }
   if (aws?.instanceClass && !AWS_INSTANCE_CLASS.test(aws.instanceClass)) {
-    throw new InvalidArgumentError(`spec.aws.instance_class "${aws.instanceClass.slice(0, 80)}" is not an instance class such as db.r6g.large`);
+    throw new InvalidArgumentError(
+      `spec.aws.instance_class "${aws.instanceClass.slice(0, 80)}" is not an instance class such as db.r6g.large`,
+    );
   }
   return {
     fenceMode: spec.fenceMode,
-    aws: aws && create(AwsOptionsSchema, { clusterParameterGroup: aws.clusterParameterGroup, instanceClass: aws.instanceClass }),
+    aws:
+      aws &&
+      create(AwsOptionsSchema, { clusterParameterGroup: aws.clusterParameterGroup, instanceClass: aws.instanceClass }),
   };
 }
 
@@ -246,7 +285,8 @@ function normalizeRollbackPolicy(spec: MigrationSpec) {
     ["max_target_retained_bytes", p?.maxTargetRetainedBytes],
     ["fence_below_lag_bytes", p?.fenceBelowLagBytes],
   ] as const) {
-    if (v !== undefined && v < 0n) throw new InvalidArgumentError(`spec.rollback_policy.${field} must not be negative; got ${v}`);
+    if (v !== undefined && v < 0n)
+      throw new InvalidArgumentError(`spec.rollback_policy.${field} must not be negative; got ${v}`);
   }
   if (p && !(p.onExceeded in RollbackExceededAction)) {
     throw new InvalidArgumentError(`spec.rollback_policy.on_exceeded ${p.onExceeded} is not a RollbackExceededAction`);
@@ -263,7 +303,8 @@ function normalizeRollbackPolicy(spec: MigrationSpec) {
 
 function normalizeStepPolicy(spec: MigrationSpec) {
   const p = spec.stepPolicy;
-  if (p && p.maxAttempts > 100) throw new InvalidArgumentError(`spec.step_policy.max_attempts must be at most 100; got ${p.maxAttempts}`);
+  if (p && p.maxAttempts > 100)
+    throw new InvalidArgumentError(`spec.step_policy.max_attempts must be at most 100; got ${p.maxAttempts}`);
   const deadlines: Record<string, Duration> = {};
   for (const [phase, d] of Object.entries(p?.phaseDeadlines ?? {})) {
     if (!isPhaseName(phase)) {
@@ -278,10 +319,21 @@ function normalizeStepPolicy(spec: MigrationSpec) {
     }
     deadlines[phase] = checkDuration(`spec.step_policy.phase_deadlines["${phase}"]`, d, 1, MAX_WINDOW_MS);
   }
-  const initial = checkDuration("spec.step_policy.initial_backoff", p?.initialBackoff, DEFAULTS.initialBackoffMs, 3600_000);
+  const initial = checkDuration(
+    "spec.step_policy.initial_backoff",
+    p?.initialBackoff,
+    DEFAULTS.initialBackoffMs,
+    3600_000,
+  );
   const max = checkDuration("spec.step_policy.max_backoff", p?.maxBackoff, DEFAULTS.maxBackoffMs, 3600_000);
-  if (durationMs(max)! < durationMs(initial)!) throw new InvalidArgumentError("spec.step_policy.max_backoff must not be shorter than initial_backoff");
-  return { maxAttempts: p?.maxAttempts || DEFAULTS.maxAttempts, initialBackoff: initial, maxBackoff: max, phaseDeadlines: deadlines };
+  if (durationMs(max)! < durationMs(initial)!)
+    throw new InvalidArgumentError("spec.step_policy.max_backoff must not be shorter than initial_backoff");
+  return {
+    maxAttempts: p?.maxAttempts || DEFAULTS.maxAttempts,
+    initialBackoff: initial,
+    maxBackoff: max,
+    phaseDeadlines: deadlines,
+  };
 }
 
 /** Phases a deadline may be set for: the forward steps. ROLLING_BACK has none: a rollback is never given up on. */
@@ -297,7 +349,11 @@ export interface SchemaChoices {
 
 /** Whether a list of a spec's table names names this table of this database ("schema.table" anywhere, or "database.schema.table"). */
 export function namesTable(names: readonly string[], database: string, table: string): boolean {
-  return names.includes(table) || names.includes(`${database}.${table}`) || names.includes(`"${database.replace(/"/g, '""')}".${table}`);
+  return (
+    names.includes(table) ||
+    names.includes(`${database}.${table}`) ||
+    names.includes(`"${database.replace(/"/g, '""')}".${table}`)
+  );
 }
 
 /** A spec's policies as numbers, defaults applied (for specs stored before a field existed). */
@@ -348,7 +404,8 @@ export function policyOf(spec: MigrationSpec): ResolvedPolicy {
       disposableUnlogged: spec.schemaPolicy?.disposableUnloggedTables ?? [],
       identityFull: spec.schemaPolicy?.replicaIdentityFullTables ?? [],
     },
-    guardrailMaxTransactionAgeMs: durationMs(spec.guardrails?.maxTransactionAge) ?? DEFAULTS.guardrailMaxTransactionAgeMs,
+    guardrailMaxTransactionAgeMs:
+      durationMs(spec.guardrails?.maxTransactionAge) ?? DEFAULTS.guardrailMaxTransactionAgeMs,
     guardrailMaxWaitMs: durationMs(spec.guardrails?.maxWait) ?? DEFAULTS.guardrailMaxWaitMs,
     storageWarnFraction: spec.storageGuard?.warnBelowFreeFraction || DEFAULTS.storageWarnFraction,
     storageHoldFraction: spec.storageGuard?.holdBelowFreeFraction || DEFAULTS.storageHoldFraction,

@@ -44,19 +44,28 @@ export function assertTransition(from: PhaseName, to: PhaseName): void {
 export type OperatorAction = "approve" | "pause" | "resume" | RequestedAction;
 
 /** Checks an operator's request against the phase; the message says when it would be allowed. */
-export function assertActionAllowed(action: OperatorAction, phase: PhaseName, flags: { paused: boolean; requested: RequestedAction | null }): void {
+export function assertActionAllowed(
+  action: OperatorAction,
+  phase: PhaseName,
+  flags: { paused: boolean; requested: RequestedAction | null },
+): void {
   const refuse = (why: string): never => {
     throw new FailedPreconditionError(`cannot ${action} a migration in ${phase}: ${why}`);
   };
-  if (flags.requested && flags.requested !== action) refuse(`${flags.requested} was already requested and is under way`);
+  if (flags.requested && flags.requested !== action)
+    refuse(`${flags.requested} was already requested and is under way`);
   switch (action) {
     case "approve":
-      if (index(phase) < 0 || index(phase) > index("READY_FOR_CUTOVER")) refuse("approval is for migrations up to READY_FOR_CUTOVER");
+      if (index(phase) < 0 || index(phase) > index("READY_FOR_CUTOVER"))
+        refuse("approval is for migrations up to READY_FOR_CUTOVER");
       return;
     case "pause":
-      if (!FORWARD.includes(phase) || phase === "COMPLETED" || phase === "FINALIZED") refuse("only a migration on its way to COMPLETED can be paused");
+      if (!FORWARD.includes(phase) || phase === "COMPLETED" || phase === "FINALIZED")
+        refuse("only a migration on its way to COMPLETED can be paused");
       if (CUTOVER_WINDOW.includes(phase))
-        refuse("the cutover is under way and writes are stopped until ROUTING ends; pause before QUIESCING or after, or use RollbackMigration");
+        refuse(
+          "the cutover is under way and writes are stopped until ROUTING ends; pause before QUIESCING or after, or use RollbackMigration",
+        );
       return;
     case "resume":
       if (!flags.paused) refuse("it is not paused");

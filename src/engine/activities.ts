@@ -44,13 +44,24 @@ function bothSides(provider: Provider, source: InstanceRef, target: InstanceRef,
 
 /** The activities the service runs: real CDC coordination, reverse replication and probes. */
 export const realActivities: Activities = {
-  cdc: { inventory, drainAndPause, restoreOnTarget, observeReaders, releaseSourceSlots, rollbackSlots, settleOnSource, resumeOnSource, closeReaderWatch },
+  cdc: {
+    inventory,
+    drainAndPause,
+    restoreOnTarget,
+    observeReaders,
+    releaseSourceSlots,
+    rollbackSlots,
+    settleOnSource,
+    resumeOnSource,
+    closeReaderWatch,
+  },
   schema: {
     inventory: readSchemaInventory,
     guardrails: (provider, ref, maxAgeMs) => readGuardrailBlockers(provider.sql(ref), maxAgeMs),
     drift: readSchemaDrift,
     captureDdl: installDdlCapture,
-    capturedDdl: async (provider, target, databases) => (await Promise.all(databases.map((db) => readCapturedDdl(provider, target, db)))).flat(),
+    capturedDdl: async (provider, target, databases) =>
+      (await Promise.all(databases.map((db) => readCapturedDdl(provider, target, db)))).flat(),
   },
   reverse: {
     prepare: prepareReverseReplication,
@@ -70,7 +81,10 @@ export const realActivities: Activities = {
       if (!h) return undefined;
       try {
         return await compareDatabases(databases, signal, (db, sig) =>
-          compareDatabase(db, h.sql("source", db)!, h.sql("target", db)!, { throttleMs: COMPARE_THROTTLE_MS, signal: sig }),
+          compareDatabase(db, h.sql("source", db)!, h.sql("target", db)!, {
+            throttleMs: COMPARE_THROTTLE_MS,
+            signal: sig,
+          }),
         );
       } finally {
         h.release();

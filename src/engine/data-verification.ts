@@ -24,8 +24,14 @@ export async function verifyData(env: StepEnv, point: "cutover" | "rollback"): P
   const dbs = env.state.reverseDatabases ?? [];
   // Bounded: within half of what the phase has left (VERIFYING's deadline would roll the migration back), and well
   // within how long a snapshot may be held; what is left then is said, and `ctl verify` compares it on demand.
-  const budget = Math.floor(Math.min(MAX_COMPARE_MS, Number.isFinite(env.remainingMs) ? env.remainingMs / 2 : MAX_COMPARE_MS));
-  const report = await env.activities.verify.compareHeld(verifyKey(env, point), dbs, AbortSignal.any([env.signal, AbortSignal.timeout(budget)]));
+  const budget = Math.floor(
+    Math.min(MAX_COMPARE_MS, Number.isFinite(env.remainingMs) ? env.remainingMs / 2 : MAX_COMPARE_MS),
+  );
+  const report = await env.activities.verify.compareHeld(
+    verifyKey(env, point),
+    dbs,
+    AbortSignal.any([env.signal, AbortSignal.timeout(budget)]),
+  );
   const expected = point === "rollback" ? (env.state.insertOnlyTables ?? []) : [];
   env.state.dataVerified = { ...env.state.dataVerified, [point]: new Date().toISOString() };
   await env.report(report ? dataVerdict(report, VERIFY_WHAT[point], expected) : dataVerdictLost(VERIFY_WHAT[point]));

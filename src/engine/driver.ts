@@ -102,7 +102,8 @@ export class Engine {
     const until = Date.now() + maxMs;
     await this.firstTick;
     const stopped = (p: PhaseName | undefined) => p === undefined || CUTOVER_WINDOW.includes(p) || p === "ROLLING_BACK";
-    while (Date.now() < until && !this.stopping.signal.aborted && [...this.phases.values()].some(stopped)) await sleep(20, this.stopping.signal);
+    while (Date.now() < until && !this.stopping.signal.aborted && [...this.phases.values()].some(stopped))
+      await sleep(20, this.stopping.signal);
   }
 
   /** Stops driving; leases are released so another replica takes over at once. */
@@ -163,7 +164,8 @@ export class Engine {
         await sleep(next, signal);
       }
     } catch (e) {
-      if (e instanceof LeaseLostError) log.warn("lease lost; another replica drives this migration now", { error: e.rawMessage });
+      if (e instanceof LeaseLostError)
+        log.warn("lease lost; another replica drives this migration now", { error: e.rawMessage });
       else log.error("driver failed", { error: String(e) });
     } finally {
       linked.dispose();
@@ -192,7 +194,12 @@ export class Engine {
       state,
       report: async (result) => {
         state.checks = mergeChecks(state.checks ?? [], [result]);
-        await repo.record(lease, row.id, { type: "CHECK_RESULT", actor: ENGINE, message: result.message, payload: { check: result } }, state);
+        await repo.record(
+          lease,
+          row.id,
+          { type: "CHECK_RESULT", actor: ENGINE, message: result.message, payload: { check: result } },
+          state,
+        );
       },
       interrupted: async () => {
         const now = await repo.get(row.id);
@@ -236,7 +243,13 @@ export class Engine {
   }
 
   /** Moves the migration on, persisting the state as the step left it. */
-  private async move(env: StepEnv, lease: Lease, to: PhaseName, reason: string, extra: { clearRequest?: boolean; paused?: boolean } = {}) {
+  private async move(
+    env: StepEnv,
+    lease: Lease,
+    to: PhaseName,
+    reason: string,
+    extra: { clearRequest?: boolean; paused?: boolean } = {},
+  ) {
     const from = env.row.phase;
     const at = new Date();
     const enteredAt = env.state.phaseEnteredAt ? Date.parse(env.state.phaseEnteredAt) : env.row.updated_at.getTime();
@@ -248,7 +261,8 @@ export class Engine {
     // Measured by the replica that made the move, once it is committed.
     const m = this.deps.metrics;
     m?.phaseEnded(from, phaseOutcome(from, to), (at.getTime() - enteredAt) / 1000);
-    if (cutover?.endedAt && cutover !== env.state.cutover) m?.cutoverEnded(cutover.outcome ?? "", (cutover.windowMs ?? 0) / 1000);
+    if (cutover?.endedAt && cutover !== env.state.cutover)
+      m?.cutoverEnded(cutover.outcome ?? "", (cutover.windowMs ?? 0) / 1000);
     const st = env.state;
     this.tracing.phaseEnded({
       migrationId: row.id,
@@ -297,7 +311,8 @@ export class Engine {
         await this.move(env, lease, outcome.to, outcome.reason, { clearRequest: outcome.to !== "ROLLING_BACK" });
         return isTerminal(outcome.to) ? "done" : 0;
       } catch (e) {
-        if (e instanceof LeaseLostError || signal.aborted) throw e instanceof LeaseLostError ? e : new LeaseLostError("stopped");
+        if (e instanceof LeaseLostError || signal.aborted)
+          throw e instanceof LeaseLostError ? e : new LeaseLostError("stopped");
         // An operator's request is retried until it is done; the failure policy is for steps.
         const decision = await this.recordFailure(env, lease, e, attemptKey, log, { operator: true });
         return decision.kind === "retry" ? decision.backoffMs : 500;
@@ -319,10 +334,12 @@ export class Engine {
     const attemptKey = `${id}:${row.phase}`;
     let outcome: Outcome;
     try {
-      if (remainingMs <= 0) throw new DeadlineExceededError(`phase ${row.phase} ran past its deadline of ${deadline} ms`);
+      if (remainingMs <= 0)
+        throw new DeadlineExceededError(`phase ${row.phase} ran past its deadline of ${deadline} ms`);
       outcome = await this.attempt(env, `step ${row.phase}`, attemptKey, () => step(env));
     } catch (e) {
-      if (e instanceof LeaseLostError || signal.aborted) throw e instanceof LeaseLostError ? e : new LeaseLostError("stopped");
+      if (e instanceof LeaseLostError || signal.aborted)
+        throw e instanceof LeaseLostError ? e : new LeaseLostError("stopped");
       return this.onFailure(env, lease, e, attemptKey, log);
     }
     if ("waitMs" in outcome) return outcome.waitMs;
@@ -364,16 +381,33 @@ export class Engine {
     const message = prev
       ? `${row.phase} resumed by a new driver (first started ${prev.at}); what it already did is checked, not repeated`
       : `${row.phase} started`;
-    await this.deps.repo.record(lease, row.id, { type: "STEP_STARTED", actor: ENGINE, message, payload: { step: row.phase, resumed: !!prev } }, state);
+    await this.deps.repo.record(
+      lease,
+      row.id,
+      { type: "STEP_STARTED", actor: ENGINE, message, payload: { step: row.phase, resumed: !!prev } },
+      state,
+    );
   }
 
   /** Logs a failed attempt (event and last_error) and returns what the failure policy makes of it. */
-  private async recordFailure(env: StepEnv, lease: Lease, e: unknown, attemptKey: string, log: Logger, opts: { operator?: boolean } = {}): Promise<Decision> {
+  private async recordFailure(
+    env: StepEnv,
+    lease: Lease,
+    e: unknown,
+    attemptKey: string,
+    log: Logger,
+    opts: { operator?: boolean } = {},
+  ): Promise<Decision> {
     const info = failureInfo(e);
     const attempt = (this.attempts.get(attemptKey) ?? 0) + 1;
     this.attempts.set(attemptKey, attempt);
     const step = attemptKey.split(":")[1];
-    env.state.lastError = { code: info.code, message: info.message, phase: env.row.phase, at: new Date().toISOString() };
+    env.state.lastError = {
+      code: info.code,
+      message: info.message,
+      phase: env.row.phase,
+      at: new Date().toISOString(),
+    };
     await this.deps.repo.record(
       lease,
       env.row.id,
@@ -420,7 +454,12 @@ export class Engine {
     }
     this.attempts.delete(key);
     if (state.checks?.some((c) => c.name === "cleanup.target")) {
-      await env.report(check("cleanup.target", "PASS", { measured: removed, threshold: `${target.id} and its slot on ${source.id} removed` }));
+      await env.report(
+        check("cleanup.target", "PASS", {
+          measured: removed,
+          threshold: `${target.id} and its slot on ${source.id} removed`,
+        }),
+      );
     }
     delete state.failing;
     await this.move(env, lease, "FAILED", `${reason}; ${removedText(target.id, removed)}`);
@@ -480,7 +519,13 @@ export class Engine {
   }
 
   /** Carries out the failure policy's decision for a failed step. */
-  private async onFailure(env: StepEnv, lease: Lease, e: unknown, attemptKey: string, log: Logger): Promise<"done" | number> {
+  private async onFailure(
+    env: StepEnv,
+    lease: Lease,
+    e: unknown,
+    attemptKey: string,
+    log: Logger,
+  ): Promise<"done" | number> {
     const decision = await this.recordFailure(env, lease, e, attemptKey, log);
     const { row, state, provider, source } = env;
     const message = state.lastError!.message;
@@ -533,7 +578,12 @@ export class Engine {
         return 500;
       case "roll_back":
         state.rollbackFrom = row.phase;
-        await this.move(env, lease, "ROLLING_BACK", `${row.phase} failed (${message}); rolling back per the failure policy`);
+        await this.move(
+          env,
+          lease,
+          "ROLLING_BACK",
+          `${row.phase} failed (${message}); rolling back per the failure policy`,
+        );
         return 0;
     }
   }

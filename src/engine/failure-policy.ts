@@ -5,7 +5,13 @@ import { HoldForOperatorError } from "../domain/errors.js";
 import { FailurePolicy } from "../gen/migration/v1/migration_pb.js";
 
 /** Codes that no retry can fix: the failure policy applies at once. */
-const PERMANENT = new Set([Code.InvalidArgument, Code.NotFound, Code.FailedPrecondition, Code.PermissionDenied, Code.Unimplemented]);
+const PERMANENT = new Set([
+  Code.InvalidArgument,
+  Code.NotFound,
+  Code.FailedPrecondition,
+  Code.PermissionDenied,
+  Code.Unimplemented,
+]);
 
 /** A step's error as the policy sees it: its gRPC code, its message, whether a retry could help. */
 export interface FailureInfo {
@@ -43,7 +49,12 @@ export interface RetryPolicy {
  * - hold: after promotion, with FAILURE_POLICY_HOLD: stay, paused, for an operator;
  * - roll_back: after promotion: traffic goes back to the source.
  */
-export type Decision = { kind: "retry"; backoffMs: number } | { kind: "fall_back" } | { kind: "fail" } | { kind: "hold" } | { kind: "roll_back" };
+export type Decision =
+  | { kind: "retry"; backoffMs: number }
+  | { kind: "fall_back" }
+  | { kind: "fail" }
+  | { kind: "hold" }
+  | { kind: "roll_back" };
 
 export function backoffMs(policy: RetryPolicy, attempt: number): number {
   return Math.min(policy.maxBackoffMs, policy.initialBackoffMs * 2 ** (attempt - 1));

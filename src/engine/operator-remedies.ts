@@ -21,13 +21,19 @@ export async function dropInactiveSlot(
 ): Promise<{ row: MigrationRow; retained: bigint }> {
   if (!slot) throw new FailedPreconditionError("slot_name is required");
   const row = await repo.get(id);
-  if (isTerminal(row.phase)) throw new FailedPreconditionError(`migration ${id} is ${row.phase}; slots of its source are no longer its business`);
+  if (isTerminal(row.phase))
+    throw new FailedPreconditionError(
+      `migration ${id} is ${row.phase}; slots of its source are no longer its business`,
+    );
   const spec = specFromJson(row.spec);
   const provider = providers(spec);
   const source = sourceRef(spec);
   const info = (await provider.describe(source)).slots.find((s) => s.name === slot);
   if (!info) throw new NotFoundError(`${source.id} has no replication slot named "${slot}"`);
-  if (info.type !== "logical") throw new FailedPreconditionError(`slot ${slot} is a physical slot; only inactive logical slots are dropped this way`);
+  if (info.type !== "logical")
+    throw new FailedPreconditionError(
+      `slot ${slot} is a physical slot; only inactive logical slots are dropped this way`,
+    );
   if (info.active) throw new FailedPreconditionError(`slot ${slot} is being read by a consumer; it is not stale`);
   const retained = await provider.dropInactiveSlot(source, slot);
   const updated = await repo.logOperatorEvent(

@@ -31,7 +31,10 @@ export class RetirementKeeper {
   constructor(private readonly deps: RetirementKeeperDeps) {}
 
   start(): void {
-    this.timer = setInterval(() => void (this.running ??= this.tick().finally(() => (this.running = undefined))), this.deps.intervalMs);
+    this.timer = setInterval(
+      () => void (this.running ??= this.tick().finally(() => (this.running = undefined))),
+      this.deps.intervalMs,
+    );
     this.timer.unref();
   }
 
@@ -54,21 +57,28 @@ export class RetirementKeeper {
         try {
           const said = await providers(spec).keepRetired(sourceRef(spec));
           if (!said) continue;
-          log.warn("a retired source was running again; stopped it again", { migration: row.id, source: spec.source?.id });
+          log.warn("a retired source was running again; stopped it again", {
+            migration: row.id,
+            source: spec.source?.id,
+          });
           await repo.logCheck(
             row.id,
             "pgshift",
             check("retirement.source", "WARN", {
               measured: said,
               threshold: "a finalized migration's source stays stopped",
-              message: "the old source was running again (AWS starts an instance stopped for 7 days); pgshift stopped it again",
+              message:
+                "the old source was running again (AWS starts an instance stopped for 7 days); pgshift stopped it again",
               remedy:
                 "nothing to do; to end this for good, delete the instance once its final snapshot is no longer needed (or migrate with source_retirement = SOURCE_RETIREMENT_DELETE)",
             }),
           );
         } catch (e) {
           // Retried on the next look; said now, never swallowed.
-          log.error("could not keep a retired source stopped; will look again", { migration: row.id, error: (e as Error).message });
+          log.error("could not keep a retired source stopped; will look again", {
+            migration: row.id,
+            error: (e as Error).message,
+          });
         }
       }
       pageToken = page.nextPageToken || undefined;

@@ -12,12 +12,16 @@ const REVERSE_RECORD_MS = 60_000;
 export async function driftVerdict(env: StepEnv) {
   const dbs = env.state.reverseDatabases ?? [];
   const drift = await env.activities.schema.drift(env.provider, env.source, env.target, dbs);
-  const statements = drift.length ? await env.activities.schema.capturedDdl(env.provider, env.target, dbs).catch(() => []) : [];
+  const statements = drift.length
+    ? await env.activities.schema.capturedDdl(env.provider, env.target, dbs).catch(() => [])
+    : [];
   return schemaDriftCheck(drift, env.source.id, statements);
 }
 
 /** One sample of reverse replication's backlog, folded into the migration's state (the apply rate measured since the last one). */
-export async function sampleReverse(env: StepEnv): Promise<{ lagBytes: bigint; retainedBytes: bigint; targetLsn: string }> {
+export async function sampleReverse(
+  env: StepEnv,
+): Promise<{ lagBytes: bigint; retainedBytes: bigint; targetLsn: string }> {
   const sample = await env.activities.reverse.backlog(env.provider, env.target);
   env.state.reverse = nextReverseStatus(env.state.reverse, { ...sample, at: new Date() });
   return sample;
@@ -36,7 +40,8 @@ export async function watchReverse(env: StepEnv): Promise<void> {
   await sampleReverse(env);
   const verdict = readinessCheck(state.reverse!, env.policy);
   const last = state.checks?.find((c) => c.name === verdict.name);
-  if (!last || last.status !== verdict.status || Date.now() - Date.parse(last.at) > REVERSE_RECORD_MS) await env.report(verdict);
+  if (!last || last.status !== verdict.status || Date.now() - Date.parse(last.at) > REVERSE_RECORD_MS)
+    await env.report(verdict);
   // Each sample is what GetMigration and the gauges show, as fresh as it is taken.
   else await env.save();
   // A schema change on one side only breaks reverse replication: shown in rollback readiness at the next sample.

@@ -36,8 +36,13 @@ async function promotedInPromoting(env: StepEnv): Promise<boolean> {
  */
 export const rollingBack: Step = async (env) => {
   const from = env.state.rollbackFrom ?? "PENDING";
-  const promoted = FORWARD.indexOf(from) > FORWARD.indexOf("PROMOTING") || (from === "PROMOTING" && (await promotedInPromoting(env)));
-  const reverse = promoted && (env.state.reverseDatabases?.length ?? 0) > 0 && !env.state.reverse?.stoppedReason && !env.state.rollbackReverseEnded;
+  const promoted =
+    FORWARD.indexOf(from) > FORWARD.indexOf("PROMOTING") || (from === "PROMOTING" && (await promotedInPromoting(env)));
+  const reverse =
+    promoted &&
+    (env.state.reverseDatabases?.length ?? 0) > 0 &&
+    !env.state.reverse?.stoppedReason &&
+    !env.state.rollbackReverseEnded;
   const { cdc, reverse: rev } = env.activities;
   // A schema change on one side only would stop the drain half way: found before the target is fenced, it holds the
   // rollback with traffic still on the target, until an operator makes both sides match.
@@ -65,7 +70,8 @@ export const rollingBack: Step = async (env) => {
         check("rollback.fence_target", "FAIL", {
           measured: why,
           threshold: `${env.target.id} fenced before traffic goes back to ${env.source.id}`,
-          message: "the promoted target could not be fenced, so traffic stays on it: two writable primaries must never both take writes",
+          message:
+            "the promoted target could not be fenced, so traffic stays on it: two writable primaries must never both take writes",
           remedy: `make ${env.target.id} reachable (or stop its clients yourself), then ResumeMigration; the rollback carries on from here`,
         }),
       );
@@ -86,7 +92,9 @@ export const rollingBack: Step = async (env) => {
     // The point the comparison after the rollback is made at: the source as drained, the target as fenced. Only
     // while the source is still fenced (a rerun after the unfence would see later writes on it).
     if (reverse && (await env.provider.isFenced(env.source))) {
-      await env.activities.verify.hold(env.provider, env.source, env.target, env.state.reverseDatabases!, verifyKey(env, "rollback")).catch(() => {});
+      await env.activities.verify
+        .hold(env.provider, env.source, env.target, env.state.reverseDatabases!, verifyKey(env, "rollback"))
+        .catch(() => {});
     }
   } else {
     // Before the source takes writes again: consumers handed over at the fence do not see again what they were sent.
@@ -123,8 +131,16 @@ export const rollingBack: Step = async (env) => {
 };
 
 /** Makes the source's large objects the target's (logical replication carries none); said when any moved. */
-async function carryLargeObjects(env: StepEnv, when: "before the target was fenced" | "with the target fenced"): Promise<void> {
-  const lo = await env.activities.reverse.carryLargeObjects(env.provider, env.source, env.target, env.state.reverseDatabases!);
+async function carryLargeObjects(
+  env: StepEnv,
+  when: "before the target was fenced" | "with the target fenced",
+): Promise<void> {
+  const lo = await env.activities.reverse.carryLargeObjects(
+    env.provider,
+    env.source,
+    env.target,
+    env.state.reverseDatabases!,
+  );
   if (lo.copied + lo.removed === 0) return;
   await env.report(
     check("rollback.large_objects", "PASS", {
@@ -150,7 +166,13 @@ async function refuseOnSchemaDrift(env: StepEnv): Promise<void> {
 
 /** Tables created on both sides since the cutover started are not in reverse replication yet: added, their rows copied, before the fence. */
 async function coverNewTables(env: StepEnv): Promise<void> {
-  const added = await env.activities.reverse.coverNewTables(env.provider, env.source, env.target, env.state.reverseDatabases ?? [], NEW_TABLE_COPY_MS);
+  const added = await env.activities.reverse.coverNewTables(
+    env.provider,
+    env.source,
+    env.target,
+    env.state.reverseDatabases ?? [],
+    NEW_TABLE_COPY_MS,
+  );
   if (added.length === 0) return;
   await env.report(
     check("rollback.new_tables", "PASS", {
@@ -189,7 +211,9 @@ async function awaitSmallBacklog(env: StepEnv): Promise<void> {
           message: small
             ? "the backlog was small when writes stopped"
             : "the backlog did not fall below the limit in time: writes stop while the source applies it",
-          remedy: small ? "" : "reduce the write load on the target before a rollback, or raise rollback_policy.fence_wait",
+          remedy: small
+            ? ""
+            : "reduce the write load on the target before a rollback, or raise rollback_policy.fence_wait",
         }),
       );
       return;

@@ -56,20 +56,44 @@ export interface Activities {
   };
   reverse: {
     /** Before the fence: publications on the source, from its inventory; returns what each database publishes. */
-    prepare(provider: Provider, source: InstanceRef, inventory: SchemaInventory, identityFull: readonly string[]): Promise<ReversePublication[]>;
+    prepare(
+      provider: Provider,
+      source: InstanceRef,
+      inventory: SchemaInventory,
+      identityFull: readonly string[],
+    ): Promise<ReversePublication[]>;
     /** Before a rollback fences the target: tables made on both sides since the publications were, added and copied; returns them. */
-    coverNewTables(provider: Provider, source: InstanceRef, target: InstanceRef, databases: string[], timeoutMs: number): Promise<string[]>;
+    coverNewTables(
+      provider: Provider,
+      source: InstanceRef,
+      target: InstanceRef,
+      databases: string[],
+      timeoutMs: number,
+    ): Promise<string[]>;
     /** With the target fenced and drained: the source's large objects made the target's. */
-    carryLargeObjects(provider: Provider, source: InstanceRef, target: InstanceRef, databases: string[]): Promise<LargeObjectSync>;
+    carryLargeObjects(
+      provider: Provider,
+      source: InstanceRef,
+      target: InstanceRef,
+      databases: string[],
+    ): Promise<LargeObjectSync>;
     /** Before the fence: the source connects to the replica as reverse replication will; the error, or undefined. */
-    probe(provider: Provider, source: InstanceRef, target: InstanceRef, databases: string[]): Promise<string | undefined>;
+    probe(
+      provider: Provider,
+      source: InstanceRef,
+      target: InstanceRef,
+      databases: string[],
+    ): Promise<string | undefined>;
     /** After promotion, before traffic: the source subscribes to the target. */
     start(provider: Provider, source: InstanceRef, target: InstanceRef, databases: string[]): Promise<void>;
     /** With the target fenced: the source applies everything it wrote, sequences carried over. */
     drain(provider: Provider, source: InstanceRef, target: InstanceRef, timeoutMs: number): Promise<void>;
     stop(provider: Provider, source: InstanceRef, target: InstanceRef): Promise<void>;
     /** The backlog the source has not applied and the WAL the target retains for it. */
-    backlog(provider: Provider, target: InstanceRef): Promise<{ lagBytes: bigint; retainedBytes: bigint; targetLsn: string; slots: number }>;
+    backlog(
+      provider: Provider,
+      target: InstanceRef,
+    ): Promise<{ lagBytes: bigint; retainedBytes: bigint; targetLsn: string; slots: number }>;
   };
   verify: {
     /** Before the fence: the sessions a later hold() under key takes its snapshots on, opened now (idle). */
@@ -115,8 +139,18 @@ export interface StepEnv {
   trace<T>(name: string, fn: () => Promise<T>, attrs?: Record<string, string | number | boolean>): Promise<T>;
 }
 
-export function cdcContext(env: Pick<StepEnv, "provider" | "source" | "target" | "spec" | "state" | "note" | "signal">): CdcContext {
-  return { provider: env.provider, source: env.source, target: env.target, spec: env.spec, state: env.state, note: env.note, signal: env.signal };
+export function cdcContext(
+  env: Pick<StepEnv, "provider" | "source" | "target" | "spec" | "state" | "note" | "signal">,
+): CdcContext {
+  return {
+    provider: env.provider,
+    source: env.source,
+    target: env.target,
+    spec: env.spec,
+    state: env.state,
+    note: env.note,
+    signal: env.signal,
+  };
 }
 
 /** Done, go to `to`; or not yet, come back in waitMs. */

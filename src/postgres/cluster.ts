@@ -49,7 +49,8 @@ export interface RunResult {
 const SUPERUSER = "postgres";
 
 /** Password access over loopback, for clients and for replication; nothing else. */
-const HBA = ["host all all 127.0.0.1/32 scram-sha-256", "host replication all 127.0.0.1/32 scram-sha-256"].join("\n") + "\n";
+const HBA =
+  ["host all all 127.0.0.1/32 scram-sha-256", "host replication all 127.0.0.1/32 scram-sha-256"].join("\n") + "\n";
 
 /** Settings every cluster we manage needs: physical and logical replication, loopback only. */
 const BASE_SETTINGS: Record<string, string | number> = {
@@ -82,7 +83,12 @@ export function runAsPostgres(
     const child = spawn(cmd, args, {
       uid: user?.uid,
       gid: user?.gid,
-      env: { PATH: process.env.PATH ?? "/usr/bin:/bin", LC_ALL: "C", HOME: user?.home ?? process.env.HOME ?? "/", ...opts.env },
+      env: {
+        PATH: process.env.PATH ?? "/usr/bin:/bin",
+        LC_ALL: "C",
+        HOME: user?.home ?? process.env.HOME ?? "/",
+        ...opts.env,
+      },
       stdio: ["pipe", "pipe", "pipe"],
       cwd: "/",
     });
@@ -225,7 +231,9 @@ export class LocalCluster {
     if (existing) return existing;
     const dataDir = join(opts.dir, "data");
     if (existsSync(dataDir) && readdirSync(dataDir).length > 0) {
-      throw new FailedPreconditionError(`data directory ${dataDir} is not empty and holds no cluster of ours; remove it or choose another directory`);
+      throw new FailedPreconditionError(
+        `data directory ${dataDir} is not empty and holds no cluster of ours; remove it or choose another directory`,
+      );
     }
     const found = opts.binDir ? { dir: opts.binDir, major: majorOf(opts.binDir) } : findPgBinaries();
     const user = postgresRunAs();
@@ -253,7 +261,14 @@ export class LocalCluster {
       const pwfile = join(opts.dir, "initdb.pw");
       writeFileSync(pwfile, meta.password + "\n", { mode: 0o600 });
       handOver(opts.dir, user);
-      const res = await runAsPostgres(join(bins.dir, "initdb"), ["-D", dataDir, ...options, "--pwfile", pwfile, "--no-sync"]);
+      const res = await runAsPostgres(join(bins.dir, "initdb"), [
+        "-D",
+        dataDir,
+        ...options,
+        "--pwfile",
+        pwfile,
+        "--no-sync",
+      ]);
       rmSync(pwfile, { force: true });
       if (res.code !== 0) {
         throw new InternalError(`initdb failed for ${dataDir} (exit ${res.code}): ${res.stderr.trim().slice(-2000)}`);
@@ -287,7 +302,11 @@ export class LocalCluster {
     const text = readFileSync(conf, "utf8");
     if (!text.includes("include_if_exists = 'pgshift.conf'")) {
       const st = statSync(conf);
-      writeFileAtomic(conf, text + "\ninclude_if_exists = 'pgshift.conf'\n", { mode: st.mode & 0o777, uid: st.uid, gid: st.gid });
+      writeFileAtomic(conf, text + "\ninclude_if_exists = 'pgshift.conf'\n", {
+        mode: st.mode & 0o777,
+        uid: st.uid,
+        gid: st.gid,
+      });
     }
     this.writeDataFile("pgshift.conf", renderSettings({ ...settings, port: this.meta.port }));
   }
@@ -336,7 +355,10 @@ export class LocalCluster {
         if (attempt >= 3 || !/could not bind .* Address already in use/.test(this.tailLog(15))) throw e;
         this.meta.port = await freePort();
         const conf = join(this.dataDir, "pgshift.conf");
-        this.writeDataFile("pgshift.conf", readFileSync(conf, "utf8").replace(/^port = .*$/m, `port = ${this.meta.port}`));
+        this.writeDataFile(
+          "pgshift.conf",
+          readFileSync(conf, "utf8").replace(/^port = .*$/m, `port = ${this.meta.port}`),
+        );
         writeFileAtomic(LocalCluster.metaPath(this.dir), JSON.stringify(this.meta, null, 2));
       }
     }
@@ -347,9 +369,15 @@ export class LocalCluster {
     // A postmaster that died (crash, kill -9) leaves its pid file behind, and a
     // zombie would make PostgreSQL believe it still runs: the file is stale.
     if (this.postmasterPid() !== undefined) rmSync(join(this.dataDir, "postmaster.pid"), { force: true });
-    const res = await runAsPostgres(this.bin("pg_ctl"), ["start", "-D", this.dataDir, "-l", this.logFile, "-w", "-t", "120"], { timeoutMs: 130_000 });
+    const res = await runAsPostgres(
+      this.bin("pg_ctl"),
+      ["start", "-D", this.dataDir, "-l", this.logFile, "-w", "-t", "120"],
+      { timeoutMs: 130_000 },
+    );
     if (res.code !== 0) {
-      throw new UnavailableError(`PostgreSQL in ${this.dataDir} did not start (exit ${res.code}): ${res.stderr.trim()}; last log lines: ${this.tailLog(15)}`);
+      throw new UnavailableError(
+        `PostgreSQL in ${this.dataDir} did not start (exit ${res.code}): ${res.stderr.trim()}; last log lines: ${this.tailLog(15)}`,
+      );
     }
     await this.takeOwnPassword();
   }
@@ -375,7 +403,9 @@ export class LocalCluster {
     if (reached) {
       try {
         await keepOutOfServerLog(client);
-        await client.query(`alter role ${pg.escapeIdentifier(this.user)} password ${pg.escapeLiteral(this.meta.password)}`);
+        await client.query(
+          `alter role ${pg.escapeIdentifier(this.user)} password ${pg.escapeLiteral(this.meta.password)}`,
+        );
       } finally {
         await client.end().catch(() => {});
       }
@@ -387,7 +417,9 @@ export class LocalCluster {
 
   async stop(mode: "smart" | "fast" | "immediate" = "fast"): Promise<void> {
     if (!(await this.isRunning())) return;
-    const res = await runAsPostgres(this.bin("pg_ctl"), ["stop", "-D", this.dataDir, "-m", mode, "-w", "-t", "60"], { timeoutMs: 70_000 });
+    const res = await runAsPostgres(this.bin("pg_ctl"), ["stop", "-D", this.dataDir, "-m", mode, "-w", "-t", "60"], {
+      timeoutMs: 70_000,
+    });
     if (res.code !== 0 && (await this.isRunning())) {
       throw new UnavailableError(`PostgreSQL in ${this.dataDir} did not stop: ${res.stderr.trim()}`);
     }
@@ -432,7 +464,11 @@ export class LocalCluster {
   }
 
   /** Runs one statement on a short-lived connection. */
-  async query<R extends pg.QueryResultRow = pg.QueryResultRow>(sql: string, params: unknown[] = [], database = "postgres"): Promise<R[]> {
+  async query<R extends pg.QueryResultRow = pg.QueryResultRow>(
+    sql: string,
+    params: unknown[] = [],
+    database = "postgres",
+  ): Promise<R[]> {
     const client = new pg.Client(this.connectionConfig(database));
     await client.connect();
     try {

@@ -76,7 +76,11 @@ export async function connectTo(instance: string, config: pg.ClientConfig): Prom
 }
 
 /** Runs fn on a short-lived connection. */
-export async function withClient<T>(instance: string, config: pg.ClientConfig, fn: (c: pg.Client) => Promise<T>): Promise<T> {
+export async function withClient<T>(
+  instance: string,
+  config: pg.ClientConfig,
+  fn: (c: pg.Client) => Promise<T>,
+): Promise<T> {
   const client = await connectTo(instance, config);
   try {
     return await fn(client);
@@ -89,7 +93,10 @@ export async function withClient<T>(instance: string, config: pg.ClientConfig, f
 export function sqlPort(instance: string, config: pg.ClientConfig): SqlPort {
   const session = <T>(fn: (s: Sql) => Promise<T>) =>
     withClient(instance, config, (c) =>
-      fn({ query: async <R extends object>(text: string, params?: unknown[]) => c.query<R & pg.QueryResultRow>(text, params) }),
+      fn({
+        query: async <R extends object>(text: string, params?: unknown[]) =>
+          c.query<R & pg.QueryResultRow>(text, params),
+      }),
     );
   return { session, query: (text, params) => session((s) => s.query(text, params)) };
 }

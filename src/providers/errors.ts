@@ -21,17 +21,27 @@ export class UnknownInstanceError extends ProviderError {
 
 export class InstanceUnreachableError extends ProviderError {
   constructor(instance: string, where: string, cause: unknown) {
-    super(Code.Unavailable, instance, `cannot connect to ${instance} at ${where}: ${(cause as Error).message}; check that it is running and reachable`, {
-      cause,
-    });
+    super(
+      Code.Unavailable,
+      instance,
+      `cannot connect to ${instance} at ${where}: ${(cause as Error).message}; check that it is running and reachable`,
+      {
+        cause,
+      },
+    );
   }
 }
 
 export class CredentialsRejectedError extends ProviderError {
   constructor(instance: string, user: string, cause: unknown) {
-    super(Code.FailedPrecondition, instance, `${instance} rejected the credentials of user "${user}"; register the instance again with the right password`, {
-      cause,
-    });
+    super(
+      Code.FailedPrecondition,
+      instance,
+      `${instance} rejected the credentials of user "${user}"; register the instance again with the right password`,
+      {
+        cause,
+      },
+    );
   }
 }
 
@@ -43,7 +53,11 @@ export class VersionMismatchError extends ProviderError {
 
 export class ReplicaDownError extends ProviderError {
   constructor(instance: string, detail: string) {
-    super(Code.Unavailable, instance, `the replica ${instance} is not running (${detail}); it must be recreated or restarted before the migration can go on`);
+    super(
+      Code.Unavailable,
+      instance,
+      `the replica ${instance} is not running (${detail}); it must be recreated or restarted before the migration can go on`,
+    );
   }
 }
 

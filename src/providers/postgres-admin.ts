@@ -26,14 +26,20 @@ async function notOurs(sessions: Session[], config: pg.ClientConfig): Promise<Se
 export async function endForeignSessions(c: pg.Client, config: pg.ClientConfig, instance: string): Promise<void> {
   let quiet = 0;
   for (let i = 0; i < 250 && quiet < 2; i++) {
-    const found = (await c.query<{ s: Session[] }>(`select ${SESSIONS} as s ${FOREIGN_SESSIONS}`, [ownSessions(config)])).rows[0]!.s;
+    const found = (
+      await c.query<{ s: Session[] }>(`select ${SESSIONS} as s ${FOREIGN_SESSIONS}`, [ownSessions(config)])
+    ).rows[0]!.s;
     const foreign = await notOurs(found, config);
-    if (foreign.length > 0) await c.query("select pg_terminate_backend(pid) from unnest($1::int[]) pid", [foreign.map((s) => s.pid)]);
+    if (foreign.length > 0)
+      await c.query("select pg_terminate_backend(pid) from unnest($1::int[]) pid", [foreign.map((s) => s.pid)]);
     quiet = foreign.length === 0 ? quiet + 1 : 0;
     if (quiet < 2) await new Promise((res) => setTimeout(res, 20));
   }
   if (quiet < 2)
-    throw new InvalidInstanceStateError(instance, `client sessions on ${instance} kept coming back for 5 s after the fence; some role still logs in`);
+    throw new InvalidInstanceStateError(
+      instance,
+      `client sessions on ${instance} kept coming back for 5 s after the fence; some role still logs in`,
+    );
 }
 
 /** How to reach one database of an instance as its admin (credentials may be looked up, or minted, per call). */
@@ -67,9 +73,10 @@ export class PostgresAdmin {
   async fencedPosition(): Promise<{ lsn: Lsn; intruders: string[] }> {
     const config = await this.config("postgres");
     return withClient(this.instance, config, async (c) => {
-      const r = await c.query<{ lsn: string; s: Session[] }>(`select pg_current_wal_lsn()::text as lsn, (select ${SESSIONS} ${FOREIGN_SESSIONS}) as s`, [
-        ownSessions(config),
-      ]);
+      const r = await c.query<{ lsn: string; s: Session[] }>(
+        `select pg_current_wal_lsn()::text as lsn, (select ${SESSIONS} ${FOREIGN_SESSIONS}) as s`,
+        [ownSessions(config)],
+      );
       return { lsn: r.rows[0]!.lsn, intruders: (await notOurs(r.rows[0]!.s, config)).map((s) => s.who) };
     });
   }
@@ -78,7 +85,9 @@ export class PostgresAdmin {
   async intruders(): Promise<string[]> {
     const config = await this.config("postgres");
     return withClient(this.instance, config, async (c) => {
-      const found = (await c.query<{ s: Session[] }>(`select ${SESSIONS} as s ${FOREIGN_SESSIONS}`, [ownSessions(config)])).rows[0]!.s;
+      const found = (
+        await c.query<{ s: Session[] }>(`select ${SESSIONS} as s ${FOREIGN_SESSIONS}`, [ownSessions(config)])
+      ).rows[0]!.s;
       return (await notOurs(found, config)).map((s) => s.who);
     });
   }
@@ -90,7 +99,11 @@ export class PostgresAdmin {
         [slot],
       );
       const row = r.rows[0];
-      if (!row) throw new UnknownInstanceError(`${this.instance}/${slot}`, `${this.instance} has no replication slot named "${slot}"`);
+      if (!row)
+        throw new UnknownInstanceError(
+          `${this.instance}/${slot}`,
+          `${this.instance} has no replication slot named "${slot}"`,
+        );
       if (row.active)
         throw new InvalidInstanceStateError(
           this.instance,
@@ -127,7 +140,9 @@ export class PostgresAdmin {
                 pg_is_in_recovery() as rec,
                 (case when pg_is_in_recovery() then pg_last_wal_replay_lsn() else pg_current_wal_lsn() end)::text as lsn`,
       );
-      const dbs = await c.query<{ datname: string }>("select datname from pg_database where datallowconn and not datistemplate order by datname");
+      const dbs = await c.query<{ datname: string }>(
+        "select datname from pg_database where datallowconn and not datistemplate order by datname",
+      );
       const settings = await c.query<{ name: string; setting: string }>("select name, setting from pg_settings");
       const slots = await c.query<{
         slot_name: string;
@@ -148,7 +163,12 @@ export class PostgresAdmin {
     const extensions: InstanceDescription["extensions"] = [];
     for (const db of base.dbs) {
       const rows = await this.run(
-        async (c) => (await c.query<{ extname: string; extversion: string }>("select extname, extversion from pg_extension order by extname")).rows,
+        async (c) =>
+          (
+            await c.query<{ extname: string; extversion: string }>(
+              "select extname, extversion from pg_extension order by extname",
+            )
+          ).rows,
         db,
       );
       for (const r of rows) extensions.push({ name: r.extname, version: r.extversion, database: db });

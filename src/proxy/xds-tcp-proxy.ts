@@ -140,7 +140,11 @@ export class XdsTcpProxy extends EventEmitter {
     if (this.stopped || !this.client) return;
     const call = (this.client as any).StreamAggregatedResources() as grpc.ClientDuplexStream<any, any>;
     this.call = call;
-    const node = { id: this.opts.nodeId, cluster: this.opts.cluster ?? "pgshift-proxy", user_agent_name: "pgshift-xds-tcp-proxy" };
+    const node = {
+      id: this.opts.nodeId,
+      cluster: this.opts.cluster ?? "pgshift-proxy",
+      user_agent_name: "pgshift-xds-tcp-proxy",
+    };
     // CDS before LDS, wildcard both: everything the server has for us.
     for (const type_url of [TYPE.cluster, TYPE.listener]) {
       call.write({ node, type_url, resource_names: [], version_info: this.accepted.get(type_url) ?? "" });
@@ -173,7 +177,12 @@ export class XdsTcpProxy extends EventEmitter {
       else if (typeUrl === TYPE.listener) this.applyListeners(res.resources ?? []);
       else throw new Error(`unexpected type ${typeUrl}`);
       this.accepted.set(typeUrl, res.version_info);
-      this.call?.write({ type_url: typeUrl, version_info: res.version_info, response_nonce: res.nonce, resource_names: [] });
+      this.call?.write({
+        type_url: typeUrl,
+        version_info: res.version_info,
+        response_nonce: res.nonce,
+        resource_names: [],
+      });
       this.stats.acks++;
       this.emit("ack", typeUrl, res.version_info);
     } catch (e) {
@@ -197,9 +206,12 @@ export class XdsTcpProxy extends EventEmitter {
       const sa = c.load_assignment?.endpoints?.[0]?.lb_endpoints?.[0]?.endpoint?.address?.socket_address;
       if (!c.name) throw new Error("cluster without a name");
       if (!sa?.address || !sa.port_value) throw new Error(`cluster ${c.name} has no endpoint in load_assignment`);
-      if (!["STATIC", "LOGICAL_DNS", "STRICT_DNS"].includes(c.type)) throw new Error(`cluster ${c.name}: type ${c.type} is not supported by this proxy`);
+      if (!["STATIC", "LOGICAL_DNS", "STRICT_DNS"].includes(c.type))
+        throw new Error(`cluster ${c.name}: type ${c.type} is not supported by this proxy`);
       if (this.opts.allowEndpoint && !this.opts.allowEndpoint(sa.address, sa.port_value)) {
-        throw new Error(`cluster ${c.name}: endpoint ${sa.address}:${sa.port_value} is not allowed by this sidecar's egress policy`);
+        throw new Error(
+          `cluster ${c.name}: endpoint ${sa.address}:${sa.port_value} is not allowed by this sidecar's egress policy`,
+        );
       }
       next.set(c.name, { host: sa.address, port: sa.port_value });
     }
@@ -233,7 +245,13 @@ export class XdsTcpProxy extends EventEmitter {
         continue;
       }
       existing?.server.close();
-      const st: ListenerState = { name: p.name, cluster: p.cluster, declaredPort: p.port, server: net.createServer((s) => this.forward(st, s)), port: 0 };
+      const st: ListenerState = {
+        name: p.name,
+        cluster: p.cluster,
+        declaredPort: p.port,
+        server: net.createServer((s) => this.forward(st, s)),
+        port: 0,
+      };
       const port = this.opts.listenPort ? this.opts.listenPort(p.name, p.port) : p.port;
       st.server.on("error", (e) => this.emit("error", e));
       st.server.listen(port, "127.0.0.1", () => {

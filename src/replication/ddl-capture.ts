@@ -45,9 +45,15 @@ export async function installDdlCapture(provider: Provider, target: InstanceRef,
 }
 
 /** The statements captured in a database, oldest first (the last `limit`); none where nothing is installed. */
-export async function readCapturedDdl(provider: Provider, target: InstanceRef, database: string, limit = 20): Promise<CapturedDdl[]> {
+export async function readCapturedDdl(
+  provider: Provider,
+  target: InstanceRef,
+  database: string,
+  limit = 20,
+): Promise<CapturedDdl[]> {
   return provider.sql(target, database).session(async (c) => {
-    const there = (await c.query<{ t: string | null }>(`select to_regclass('${DDL_SCHEMA}.statements')::text as t`)).rows[0]!.t;
+    const there = (await c.query<{ t: string | null }>(`select to_regclass('${DDL_SCHEMA}.statements')::text as t`))
+      .rows[0]!.t;
     if (!there) return [];
     const r = await c.query<CapturedDdl>(
       // A statement of several commands (or a drop, which fires twice) is one entry.
@@ -64,6 +70,8 @@ export async function removeDdlCapture(provider: Provider, ref: InstanceRef, dat
   for (const db of databases) {
     await provider
       .sql(ref, db)
-      .query(`drop event trigger if exists ${TRIGGERS[0]}; drop event trigger if exists ${TRIGGERS[1]}; drop schema if exists ${DDL_SCHEMA} cascade`);
+      .query(
+        `drop event trigger if exists ${TRIGGERS[0]}; drop event trigger if exists ${TRIGGERS[1]}; drop schema if exists ${DDL_SCHEMA} cascade`,
+      );
   }
 }

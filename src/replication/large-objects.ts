@@ -25,7 +25,12 @@ async function digests(sql: Sql): Promise<Map<string, { owner: string; digest: s
  * changed ones copied under the same OID and owner, removed ones unlinked. Idempotent (a second run finds nothing
  * to do). Only the databases reverse replication covers, whose state the rollback hands back to the source.
  */
-export async function carryLargeObjectsBack(provider: Provider, source: InstanceRef, target: InstanceRef, databases: string[]): Promise<LargeObjectSync> {
+export async function carryLargeObjectsBack(
+  provider: Provider,
+  source: InstanceRef,
+  target: InstanceRef,
+  databases: string[],
+): Promise<LargeObjectSync> {
   const out: LargeObjectSync = { copied: 0, removed: 0, bytes: 0 };
   for (const db of databases) {
     const tgtSql = provider.sql(target, db);
@@ -37,7 +42,12 @@ export async function carryLargeObjectsBack(provider: Provider, source: Instance
     const data = new Map<string, Buffer>();
     for (let i = 0; i < changed.length; i += BATCH) {
       const oids = changed.slice(i, i + BATCH).map(([oid]) => oid);
-      const rows = (await tgtSql.query<{ oid: string; data: Buffer }>("select oid::text as oid, lo_get(oid) as data from unnest($1::oid[]) oid", [oids])).rows;
+      const rows = (
+        await tgtSql.query<{ oid: string; data: Buffer }>(
+          "select oid::text as oid, lo_get(oid) as data from unnest($1::oid[]) oid",
+          [oids],
+        )
+      ).rows;
       for (const r of rows) data.set(r.oid, r.data);
     }
     await provider.sql(source, db).session(async (c) => {

@@ -68,7 +68,12 @@ const PROBE = `${NAME}_probe`;
  * disabled), then the probe subscription is dropped. A missing network path or credentials the target refuses show
  * now, rather than in PROMOTING with the source fenced. Returns the error, or undefined when the path works.
  */
-export async function probeReversePath(provider: Provider, source: InstanceRef, target: InstanceRef, dbs: string[]): Promise<string | undefined> {
+export async function probeReversePath(
+  provider: Provider,
+  source: InstanceRef,
+  target: InstanceRef,
+  dbs: string[],
+): Promise<string | undefined> {
   const db = dbs[0];
   if (!db) return undefined;
   const tgt = await provider.peerConnection(target, db);
@@ -110,7 +115,11 @@ export async function prepareReverseReplication(
     // The spec's choice for these tables: every change carried back, at the cost of whole old rows in the WAL.
     // A short lock wait: behind a long transaction the ALTER would queue the application's statements behind it.
     for (const t of full) await sql.query(`set lock_timeout = '2s'; alter table ${t} replica identity full`);
-    const p = { database: d.database, all: [...d.identified, ...full].sort(), inserts: d.keyless.filter((t) => !full.includes(t)) };
+    const p = {
+      database: d.database,
+      all: [...d.identified, ...full].sort(),
+      inserts: d.keyless.filter((t) => !full.includes(t)),
+    };
     await publish(sql, p);
     out.push(p);
   }
@@ -118,7 +127,12 @@ export async function prepareReverseReplication(
 }
 
 /** After promotion, before traffic: a subscription on the source to the target's publication, per database. Idempotent. */
-export async function startReverseReplication(provider: Provider, source: InstanceRef, target: InstanceRef, dbs: string[]): Promise<void> {
+export async function startReverseReplication(
+  provider: Provider,
+  source: InstanceRef,
+  target: InstanceRef,
+  dbs: string[],
+): Promise<void> {
   for (const db of dbs) {
     const tgt = await provider.peerConnection(target, db);
     await provider.sql(source, db).session(async (c) => {
@@ -148,7 +162,13 @@ export function slotName(db: string): string {
  * table sync, waited for until every table is in sync. Run before a rollback fences the target. Idempotent;
  * returns the tables added ("database.schema.table").
  */
-export async function coverNewTables(provider: Provider, source: InstanceRef, target: InstanceRef, databases: string[], timeoutMs: number): Promise<string[]> {
+export async function coverNewTables(
+  provider: Provider,
+  source: InstanceRef,
+  target: InstanceRef,
+  databases: string[],
+  timeoutMs: number,
+): Promise<string[]> {
   const added: string[] = [];
   for (const db of databases) {
     const missing = (
@@ -164,7 +184,8 @@ export async function coverNewTables(provider: Provider, source: InstanceRef, ta
     ).rows;
     if (missing.length > 0) {
       const tgt = provider.sql(target, db);
-      for (const t of missing) await tgt.query(`alter publication ${t.identified ? NAME : INSERTS} add table ${t.name}`);
+      for (const t of missing)
+        await tgt.query(`alter publication ${t.identified ? NAME : INSERTS} add table ${t.name}`);
       await provider.sql(source, db).query(`alter subscription ${NAME} refresh publication with (copy_data = true)`);
       added.push(...missing.map((t) => `${db}.${t.name}`));
     }
@@ -181,7 +202,9 @@ export async function coverNewTables(provider: Provider, source: InstanceRef, ta
       ).rows[0]!.n;
       if (syncing === 0) break;
       if (Date.now() > deadline)
-        throw new DeadlineExceededError(`${syncing} table(s) of ${db} added to reverse replication are still being copied to ${source.id}`);
+        throw new DeadlineExceededError(
+          `${syncing} table(s) of ${db} added to reverse replication are still being copied to ${source.id}`,
+        );
       await new Promise((r) => setTimeout(r, 100));
     }
   }
@@ -202,13 +225,20 @@ export async function awaitReverseApplied(
   const deadline = Date.now() + timeoutMs;
   const tgtAdmin = provider.sql(target);
   const slots = (
-    await tgtAdmin.query<{ slot_name: string; database: string }>("select slot_name, database from pg_replication_slots where slot_name like $1", [`${NAME}_%`])
+    await tgtAdmin.query<{ slot_name: string; database: string }>(
+      "select slot_name, database from pg_replication_slots where slot_name like $1",
+      [`${NAME}_%`],
+    )
   ).rows;
   for (const s of slots) {
     while (true) {
       const flushed =
-        (await tgtAdmin.query<{ l: string | null }>("select confirmed_flush_lsn::text as l from pg_replication_slots where slot_name = $1", [s.slot_name]))
-          .rows[0]?.l ?? null;
+        (
+          await tgtAdmin.query<{ l: string | null }>(
+            "select confirmed_flush_lsn::text as l from pg_replication_slots where slot_name = $1",
+            [s.slot_name],
+          )
+        ).rows[0]?.l ?? null;
       if (flushed && lsnAtLeast(flushed, lsn)) break;
       if (Date.now() > deadline) {
         throw new DeadlineExceededError(
@@ -226,7 +256,12 @@ export async function awaitReverseApplied(
  * carries sequences over, so the source can take writes again where the
  * target left off.
  */
-export async function drainReverseReplication(provider: Provider, source: InstanceRef, target: InstanceRef, timeoutMs: number): Promise<void> {
+export async function drainReverseReplication(
+  provider: Provider,
+  source: InstanceRef,
+  target: InstanceRef,
+  timeoutMs: number,
+): Promise<void> {
   const tgtAdmin = provider.sql(target);
   const targetLsn = (await tgtAdmin.query<{ l: string }>("select pg_current_wal_lsn()::text as l")).rows[0]!.l;
   for (const s of await awaitReverseApplied(provider, source, target, targetLsn, timeoutMs)) {
@@ -234,8 +269,11 @@ export async function drainReverseReplication(provider: Provider, source: Instan
       .sql(target, s.database)
       .session(
         async (c) =>
-          (await c.query<{ s: string; v: string | null }>("select format('%I.%I', schemaname, sequencename) as s, last_value::text as v from pg_sequences"))
-            .rows,
+          (
+            await c.query<{ s: string; v: string | null }>(
+              "select format('%I.%I', schemaname, sequencename) as s, last_value::text as v from pg_sequences",
+            )
+          ).rows,
       );
     await provider.sql(source, s.database).session(async (c) => {
       for (const q of seqs) {
@@ -260,7 +298,11 @@ export async function drainReverseReplication(provider: Provider, source: Instan
  * longer exists is skipped, a side that does not answer is an error (retried):
  * a slot left behind would retain WAL on the new primary for ever.
  */
-export async function stopReverseReplication(provider: Provider, source: InstanceRef, target: InstanceRef): Promise<void> {
+export async function stopReverseReplication(
+  provider: Provider,
+  source: InstanceRef,
+  target: InstanceRef,
+): Promise<void> {
   const srcDesc = await unlessGone(provider.describe(source));
   for (const db of srcDesc?.databases ?? []) {
     await provider.sql(source, db).session(async (c) => {
@@ -280,7 +322,10 @@ export async function stopReverseReplication(provider: Provider, source: Instanc
     await provider.sql(target).session(async (c) => {
       for (let i = 0; i < 50; i++) {
         const slots = (
-          await c.query<{ slot_name: string; active: boolean }>("select slot_name, active from pg_replication_slots where slot_name like $1", [`${NAME}_%`])
+          await c.query<{ slot_name: string; active: boolean }>(
+            "select slot_name, active from pg_replication_slots where slot_name like $1",
+            [`${NAME}_%`],
+          )
         ).rows;
         if (slots.length === 0) break;
         for (const s of slots) if (!s.active) await c.query("select pg_drop_replication_slot($1)", [s.slot_name]);
@@ -291,24 +336,34 @@ export async function stopReverseReplication(provider: Provider, source: Instanc
   // The publications exist on both sides (they came over with the catalog); the DDL capture on the target only.
   for (const desc of [targetThere, srcDesc]) {
     for (const db of desc?.databases ?? []) {
-      await provider.sql(desc!.ref, db).query(`drop publication if exists ${NAME}; drop publication if exists ${INSERTS}`);
+      await provider
+        .sql(desc!.ref, db)
+        .query(`drop publication if exists ${NAME}; drop publication if exists ${INSERTS}`);
     }
   }
   if (targetThere) await removeDdlCapture(provider, target, targetThere.databases);
   const left = [
     ...(targetThere
-      ? (await provider.sql(target).query<{ s: string }>("select slot_name as s from pg_replication_slots where slot_name like $1", [`${NAME}_%`])).rows.map(
-          (r) => `slot ${r.s} on ${target.id}`,
-        )
+      ? (
+          await provider
+            .sql(target)
+            .query<{ s: string }>("select slot_name as s from pg_replication_slots where slot_name like $1", [
+              `${NAME}_%`,
+            ])
+        ).rows.map((r) => `slot ${r.s} on ${target.id}`)
       : []),
     ...(srcDesc
-      ? (await provider.sql(source).query<{ s: string }>("select subname as s from pg_subscription where subname = $1", [NAME])).rows.map(
-          (r) => `subscription ${r.s} on ${source.id}`,
-        )
+      ? (
+          await provider
+            .sql(source)
+            .query<{ s: string }>("select subname as s from pg_subscription where subname = $1", [NAME])
+        ).rows.map((r) => `subscription ${r.s} on ${source.id}`)
       : []),
   ];
   if (left.length > 0) {
-    throw new FailedPreconditionError(`reverse replication is not fully removed: ${left.join(", ")} remain (a walsender still reads them?); retrying`);
+    throw new FailedPreconditionError(
+      `reverse replication is not fully removed: ${left.join(", ")} remain (a walsender still reads them?); retrying`,
+    );
   }
 }
 
@@ -329,5 +384,10 @@ export async function reverseBacklog(
     [`${NAME}_%`],
   );
   const row = r.rows[0]!;
-  return { lagBytes: BigInt(row.lag ?? "0"), retainedBytes: BigInt(row.retained ?? "0"), targetLsn: row.lsn, slots: row.n };
+  return {
+    lagBytes: BigInt(row.lag ?? "0"),
+    retainedBytes: BigInt(row.retained ?? "0"),
+    targetLsn: row.lsn,
+    slots: row.n,
+  };
 }

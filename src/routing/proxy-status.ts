@@ -24,7 +24,8 @@ export class ProxyStatusTracker {
   ) {}
 
   start(): void {
-    const onResponse = (s: StreamView) => void this.update(s).catch((e: unknown) => this.log.warn("proxy status update failed", { error: String(e) }));
+    const onResponse = (s: StreamView) =>
+      void this.update(s).catch((e: unknown) => this.log.warn("proxy status update failed", { error: String(e) }));
     const onGone = (s: StreamView) => void this.disconnected(s).catch(() => {});
     this.ads.on("ack", onResponse);
     this.ads.on("nack", onResponse);
@@ -56,10 +57,14 @@ export class ProxyStatusTracker {
       // A proxy serves the database if it takes either of its resources.
       if (!wantsCluster && !wantsListener) continue;
       const c = wantsCluster ? this.ads.outcome(s.id, TYPE.cluster, clusterName(dbName), pub.clusterVersion) : "acked";
-      const l = wantsListener ? this.ads.outcome(s.id, TYPE.listener, listenerName(dbName), pub.listenerVersion) : "acked";
+      const l = wantsListener
+        ? this.ads.outcome(s.id, TYPE.listener, listenerName(dbName), pub.listenerVersion)
+        : "acked";
       const nacked = c === "nacked" || l === "nacked";
       const acked = c === "acked" && l === "acked";
-      const message = nacked ? (s.acks.get(c === "nacked" ? TYPE.cluster : TYPE.listener)?.nackMessage ?? "rejected") : null;
+      const message = nacked
+        ? (s.acks.get(c === "nacked" ? TYPE.cluster : TYPE.listener)?.nackMessage ?? "rejected")
+        : null;
       const v = pub.route.version;
       await sql`
         insert into proxy_status (identity, node_id, database_name, replica_id, connected, acked_version, nacked_version, nack_message, last_seen)
@@ -68,7 +73,9 @@ export class ProxyStatusTracker {
           replica_id = excluded.replica_id, connected = true, last_seen = now(),
           acked_version = greatest(proxy_status.acked_version, excluded.acked_version),
           nacked_version = case when excluded.nacked_version is not null then excluded.nacked_version else proxy_status.nacked_version end,
-          nack_message = case when excluded.nacked_version is not null then excluded.nack_message else proxy_status.nack_message end`.execute(this.db);
+          nack_message = case when excluded.nacked_version is not null then excluded.nack_message else proxy_status.nack_message end`.execute(
+        this.db,
+      );
     }
   }
 

@@ -35,7 +35,17 @@ export function clusterResource(route: Route): Uint8Array {
       connect_timeout: { seconds: 5 },
       load_assignment: {
         cluster_name: name,
-        endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: route.endpoint.host, port_value: route.endpoint.port } } } }] }],
+        endpoints: [
+          {
+            lb_endpoints: [
+              {
+                endpoint: {
+                  address: { socket_address: { address: route.endpoint.host, port_value: route.endpoint.port } },
+                },
+              },
+            ],
+          },
+        ],
       },
     }),
   ).finish();
@@ -44,12 +54,23 @@ export function clusterResource(route: Route): Uint8Array {
 /** The sidecar's listener for the database: a TCP proxy to its cluster. */
 export function listenerResource(route: Route): Uint8Array {
   const name = listenerName(route.databaseName);
-  const tcp = TcpProxy.encode(TcpProxy.fromObject({ stat_prefix: name, cluster: clusterName(route.databaseName) })).finish();
+  const tcp = TcpProxy.encode(
+    TcpProxy.fromObject({ stat_prefix: name, cluster: clusterName(route.databaseName) }),
+  ).finish();
   return Listener.encode(
     Listener.fromObject({
       name,
       address: { socket_address: { address: "127.0.0.1", port_value: route.listenerPort } },
-      filter_chains: [{ filters: [{ name: TCP_PROXY_FILTER, typed_config: { type_url: `type.googleapis.com/${TcpProxy.fullName.slice(1)}`, value: tcp } }] }],
+      filter_chains: [
+        {
+          filters: [
+            {
+              name: TCP_PROXY_FILTER,
+              typed_config: { type_url: `type.googleapis.com/${TcpProxy.fullName.slice(1)}`, value: tcp },
+            },
+          ],
+        },
+      ],
     }),
   ).finish();
 }

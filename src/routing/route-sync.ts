@@ -31,7 +31,9 @@ export class RouteSync {
 
   async start(): Promise<void> {
     // Subscribed before the first read: a change made meanwhile is read again, never missed.
-    this.unsubscribe = this.bus.subscribeRoutes(() => void this.reload().catch((e: unknown) => this.log.warn("route reload failed", { error: String(e) })));
+    this.unsubscribe = this.bus.subscribeRoutes(
+      () => void this.reload().catch((e: unknown) => this.log.warn("route reload failed", { error: String(e) })),
+    );
     await this.reload();
     this.timer = setInterval(() => void this.reload().catch(() => {}), 5_000);
   }

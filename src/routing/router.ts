@@ -64,7 +64,11 @@ export class StoreRoutes {
   constructor(private readonly db: Kysely<Database>) {}
 
   async get(databaseName: string): Promise<Route | undefined> {
-    const r = await this.db.selectFrom("routes").selectAll().where("database_name", "=", databaseName).executeTakeFirst();
+    const r = await this.db
+      .selectFrom("routes")
+      .selectAll()
+      .where("database_name", "=", databaseName)
+      .executeTakeFirst();
     return r ? toRoute(r) : undefined;
   }
 

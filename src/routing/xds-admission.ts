@@ -47,7 +47,10 @@ export function xdsAdmission(opts: XdsAdmissionOptions): (node: XdsNode, peer: X
     }
     const held = opts.connected().filter((s) => s.identity === identity).length;
     if (held >= opts.maxStreamsPerIdentity) {
-      return { refuse: `${identity} already holds ${held} xDS streams, the most one identity may hold; close one first`, code: 8 };
+      return {
+        refuse: `${identity} already holds ${held} xDS streams, the most one identity may hold; close one first`,
+        code: 8,
+      };
     }
     const policy = opts.policy;
     return { identity, visible: (_type, name) => policy().proxyMayReach(identity, name) };

@@ -64,7 +64,9 @@ export class XdsRouter implements Router {
         const nacked = (p: ProxyRouteStatus) => p.nackedVersion !== null && BigInt(p.nackedVersion) >= want;
         const rejected = live.find(nacked);
         if (rejected && !opts.tolerateNack) {
-          throw new FailedPreconditionError(`proxy ${rejected.nodeId} rejected route version ${route.version} of ${databaseName}: ${rejected.nackMessage}`);
+          throw new FailedPreconditionError(
+            `proxy ${rejected.nodeId} rejected route version ${route.version} of ${databaseName}: ${rejected.nackMessage}`,
+          );
         }
         const waiting = live.filter((p) => !nacked(p) && (p.ackedVersion === null || BigInt(p.ackedVersion) < want));
         if (waiting.length === 0) return route;

@@ -19,7 +19,10 @@ export const CLIENT_TLS_OPTIONS = {
  * Reads --ca, --cert and --key (or PGSHIFT_CA, PGSHIFT_CLIENT_CERT, PGSHIFT_CLIENT_KEY): all three, or none for a
  * cleartext connection to a service run with --insecure.
  */
-export function clientTls(values: { ca?: string; cert?: string; key?: string }, env: NodeJS.ProcessEnv = process.env): ClientTls | undefined {
+export function clientTls(
+  values: { ca?: string; cert?: string; key?: string },
+  env: NodeJS.ProcessEnv = process.env,
+): ClientTls | undefined {
   const files = {
     ca: values.ca ?? env.PGSHIFT_CA,
     cert: values.cert ?? env.PGSHIFT_CLIENT_CERT,

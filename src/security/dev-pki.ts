@@ -70,7 +70,23 @@ export async function makeDevPki(dir: string, req: DevPkiRequest): Promise<DevPk
       ].join("\n") + "\n",
     );
     await run("openssl", ["req", ...EC, "-keyout", f.key, "-out", csr, "-subj", `/CN=${cn.replace(/[/\\]/g, "_")}`]);
-    await run("openssl", ["x509", "-req", "-in", csr, "-CA", ca.cert, "-CAkey", ca.key, "-CAcreateserial", "-out", f.cert, "-days", days, "-extfile", ext]);
+    await run("openssl", [
+      "x509",
+      "-req",
+      "-in",
+      csr,
+      "-CA",
+      ca.cert,
+      "-CAkey",
+      ca.key,
+      "-CAcreateserial",
+      "-out",
+      f.cert,
+      "-days",
+      days,
+      "-extfile",
+      ext,
+    ]);
     return f;
   };
   const isIp = (n: string) => /^[\d.]+$|:/.test(n);
@@ -82,7 +98,10 @@ export async function makeDevPki(dir: string, req: DevPkiRequest): Promise<DevPk
   const clients: DevPki["clients"] = {};
   for (const c of req.clients) {
     const spiffe = c.identity.startsWith("spiffe://");
-    clients[c.name] = { ...(await leaf(c.name, spiffe ? c.name : c.identity, spiffe ? [`URI:${c.identity}`] : [])), identity: c.identity };
+    clients[c.name] = {
+      ...(await leaf(c.name, spiffe ? c.name : c.identity, spiffe ? [`URI:${c.identity}`] : [])),
+      identity: c.identity,
+    };
   }
   return { ca: ca.cert, server, clients };
 }
@@ -96,5 +115,14 @@ export function clientTlsOf(pki: DevPki, name: string): ClientTls {
 
 /** The `serve` flags for mutual TLS with the dev PKI's server certificate, its CA for clients, and a policy file. */
 export function serveTlsArgs(pki: DevPki, policyFile: string): string[] {
-  return ["--tls-cert", pki.server.cert, "--tls-key", pki.server.key, "--tls-client-ca", pki.ca, "--policy", policyFile];
+  return [
+    "--tls-cert",
+    pki.server.cert,
+    "--tls-key",
+    pki.server.key,
+    "--tls-client-ca",
+    pki.ca,
+    "--policy",
+    policyFile,
+  ];
 }

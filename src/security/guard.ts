@@ -22,12 +22,17 @@ export interface GuardOptions {
 /** Loads the certificates and the policy (refusing to start on a bad one) and keeps them current. */
 export async function openGuard(opts: GuardOptions): Promise<Guard> {
   const watch = { intervalMs: opts.reloadMs };
-  const tls = opts.tls ? await watchTls(opts.tls, { ...watch, onError: (e) => opts.onReloadError("tls", e) }) : undefined;
+  const tls = opts.tls
+    ? await watchTls(opts.tls, { ...watch, onError: (e) => opts.onReloadError("tls", e) })
+    : undefined;
   const file = opts.policyFile;
   const parsePolicy = file ? (await import("./policy-file.js")).parsePolicy : undefined;
   const policy =
     file && parsePolicy
-      ? await watchFiles([file], ([b]) => parsePolicy(b!.toString("utf8"), file), { ...watch, onError: (e) => opts.onReloadError("policy", e) })
+      ? await watchFiles([file], ([b]) => parsePolicy(b!.toString("utf8"), file), {
+          ...watch,
+          onError: (e) => opts.onReloadError("policy", e),
+        })
       : undefined;
   tls?.onChange(() => opts.onReload("tls"));
   policy?.onChange(() => opts.onReload("policy"));

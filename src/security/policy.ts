@@ -7,7 +7,12 @@ export type Role = (typeof ROLES)[number];
 /** What a call does to a database, as the policy grants it. */
 export type Action = "view" | "operate" | "approve" | "administer";
 
-const ROLE_FOR: Record<Action, Role> = { view: "viewer", operate: "operator", approve: "approver", administer: "admin" };
+const ROLE_FOR: Record<Action, Role> = {
+  view: "viewer",
+  operate: "operator",
+  approve: "approver",
+  administer: "admin",
+};
 
 interface Grant {
   identities: RegExp[];
@@ -61,11 +66,17 @@ export class Policy {
     const fail = (where: string, what: string): never => {
       throw new InvalidArgumentError(`${source}: ${where}: ${what}`);
     };
-    if (typeof doc !== "object" || doc === null || Array.isArray(doc)) fail("top level", "a mapping with `grants` (and optionally `proxies`) is expected");
+    if (typeof doc !== "object" || doc === null || Array.isArray(doc))
+      fail("top level", "a mapping with `grants` (and optionally `proxies`) is expected");
     const top = doc as Record<string, unknown>;
-    for (const k of Object.keys(top)) if (k !== "grants" && k !== "proxies") fail(k, "unknown key; expected grants or proxies");
+    for (const k of Object.keys(top))
+      if (k !== "grants" && k !== "proxies") fail(k, "unknown key; expected grants or proxies");
     const list = (where: string, v: unknown): RegExp[] => {
-      if (!Array.isArray(v) || v.length === 0 || !v.every((x) => typeof x === "string" && x.length > 0 && x.length <= 512)) {
+      if (
+        !Array.isArray(v) ||
+        v.length === 0 ||
+        !v.every((x) => typeof x === "string" && x.length > 0 && x.length <= 512)
+      ) {
         fail(where, "a non-empty list of non-empty strings (exact names or patterns with * and **) is expected");
       }
       return (v as string[]).map(pattern);
@@ -75,17 +86,28 @@ export class Policy {
       if (!Array.isArray(v)) fail(key, "a list is expected");
       return (v as unknown[]).map((e, i) => {
         const where = `${key}[${i}]`;
-        if (typeof e !== "object" || e === null || Array.isArray(e)) fail(where, `a mapping with ${keys.join(", ")} is expected`);
+        if (typeof e !== "object" || e === null || Array.isArray(e))
+          fail(where, `a mapping with ${keys.join(", ")} is expected`);
         const o = e as Record<string, unknown>;
-        for (const k of Object.keys(o)) if (!keys.includes(k)) fail(`${where}.${k}`, `unknown key; expected ${keys.join(", ")}`);
-        return { where, o, identities: list(`${where}.identities`, o.identities), databases: list(`${where}.databases`, o.databases) };
+        for (const k of Object.keys(o))
+          if (!keys.includes(k)) fail(`${where}.${k}`, `unknown key; expected ${keys.join(", ")}`);
+        return {
+          where,
+          o,
+          identities: list(`${where}.identities`, o.identities),
+          databases: list(`${where}.databases`, o.databases),
+        };
       });
     };
     const grants = entries("grants", ["identities", "databases", "role"]).map(({ where, o, identities, databases }) => {
-      if (!ROLES.includes(o.role as Role)) fail(`${where}.role`, `one of ${ROLES.join(", ")} is expected; got ${JSON.stringify(o.role)}`);
+      if (!ROLES.includes(o.role as Role))
+        fail(`${where}.role`, `one of ${ROLES.join(", ")} is expected; got ${JSON.stringify(o.role)}`);
       return { identities, databases, role: o.role as Role };
     });
-    const reach = entries("proxies", ["identities", "databases"]).map(({ identities, databases }) => ({ identities, databases }));
+    const reach = entries("proxies", ["identities", "databases"]).map(({ identities, databases }) => ({
+      identities,
+      databases,
+    }));
     return new Policy(grants, reach);
   }
 
@@ -94,7 +116,8 @@ export class Policy {
     if (this.open) return "admin";
     let best = -1;
     for (const g of this.grants) {
-      if (matches(g.identities, identity) && matches(g.databases, database)) best = Math.max(best, ROLES.indexOf(g.role));
+      if (matches(g.identities, identity) && matches(g.databases, database))
+        best = Math.max(best, ROLES.indexOf(g.role));
     }
     return best < 0 ? undefined : ROLES[best];
   }

@@ -19,9 +19,14 @@ export interface WatchOptions {
  * Loads files once (failing loudly if they do not load), then re-reads them whenever one changes and swaps the value
  * in only if it loads: a half-written certificate or a policy with a typo never replaces a working one.
  */
-export async function watchFiles<T>(paths: string[], load: (contents: Buffer[]) => T, opts: WatchOptions = {}): Promise<Watched<T>> {
+export async function watchFiles<T>(
+  paths: string[],
+  load: (contents: Buffer[]) => T,
+  opts: WatchOptions = {},
+): Promise<Watched<T>> {
   const read = () => Promise.all(paths.map((p) => readFile(p)));
-  const stamp = async () => (await Promise.all(paths.map((p) => stat(p).then((s) => `${s.ino}:${s.size}:${s.mtimeMs}`)))).join("|");
+  const stamp = async () =>
+    (await Promise.all(paths.map((p) => stat(p).then((s) => `${s.ino}:${s.size}:${s.mtimeMs}`)))).join("|");
   let lastStamp = await stamp();
   let lastBytes = await read();
   let value = load(lastBytes);

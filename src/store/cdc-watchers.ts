@@ -18,8 +18,18 @@ export class CdcWatchers {
   async seen(databaseName: string, slotName: string, consumerId: string): Promise<void> {
     await this.db
       .insertInto("cdc_watchers")
-      .values({ database_name: databaseName, slot_name: slotName, consumer_id: consumerId, replica_id: this.replicaId, last_seen: new Date() })
-      .onConflict((oc) => oc.columns(["database_name", "slot_name", "consumer_id"]).doUpdateSet({ replica_id: this.replicaId, last_seen: new Date() }))
+      .values({
+        database_name: databaseName,
+        slot_name: slotName,
+        consumer_id: consumerId,
+        replica_id: this.replicaId,
+        last_seen: new Date(),
+      })
+      .onConflict((oc) =>
+        oc
+          .columns(["database_name", "slot_name", "consumer_id"])
+          .doUpdateSet({ replica_id: this.replicaId, last_seen: new Date() }),
+      )
       .execute();
   }
 

@@ -38,7 +38,11 @@ export class DatabaseRepo {
 
   /** The database an instance is registered to, if any. */
   async ownerOf(key: string): Promise<string | undefined> {
-    const r = await this.db.selectFrom("database_instances").select("database_name").where("instance_key", "=", key).executeTakeFirst();
+    const r = await this.db
+      .selectFrom("database_instances")
+      .select("database_name")
+      .where("instance_key", "=", key)
+      .executeTakeFirst();
     return r?.database_name;
   }
 
@@ -92,7 +96,11 @@ export class DatabaseRepo {
               .values({ name: e.name, ...values })
               .returningAll()
               .executeTakeFirstOrThrow();
-        await trx.deleteFrom("database_instances").where("database_name", "=", e.name).where("instance_key", "not in", e.keys).execute();
+        await trx
+          .deleteFrom("database_instances")
+          .where("database_name", "=", e.name)
+          .where("instance_key", "not in", e.keys)
+          .execute();
         await trx
           .insertInto("database_instances")
           .values(e.keys.map((k) => ({ instance_key: k, database_name: e.name })))
@@ -134,7 +142,10 @@ export class DatabaseRepo {
 
   async require(name: string): Promise<DatabaseRow> {
     const row = await this.get(name);
-    if (!row) throw new NotFoundError(`database "${name}" is not registered; an admin registers it with RegisterDatabase (pgshift ctl register)`);
+    if (!row)
+      throw new NotFoundError(
+        `database "${name}" is not registered; an admin registers it with RegisterDatabase (pgshift ctl register)`,
+      );
     return row;
   }
 }

@@ -53,7 +53,9 @@ export class Leases {
   async renew(lease: Lease, ttlMs = this.ttlMs): Promise<boolean> {
     const r = await sql`
       update leases set expires_at = now() + ${`${ttlMs} milliseconds`}::interval
-       where name = ${lease.name} and holder = ${lease.holder} and token = ${lease.token} and expires_at > now()`.execute(this.db);
+       where name = ${lease.name} and holder = ${lease.holder} and token = ${lease.token} and expires_at > now()`.execute(
+      this.db,
+    );
     return Number(r.numAffectedRows ?? 0) === 1;
   }
 

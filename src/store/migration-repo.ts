@@ -1,6 +1,12 @@
 import { trace } from "@opentelemetry/api";
 import { sql, type Kysely, type Selectable, type Transaction } from "kysely";
-import { AlreadyExistsError, FailedPreconditionError, InvalidArgumentError, LeaseLostError, NotFoundError } from "../domain/errors.js";
+import {
+  AlreadyExistsError,
+  FailedPreconditionError,
+  InvalidArgumentError,
+  LeaseLostError,
+  NotFoundError,
+} from "../domain/errors.js";
 import { leaseHeld, type Lease } from "./leases.js";
 import { assertActionAllowed, assertTransition, type OperatorAction } from "../domain/transitions.js";
 import { TERMINAL_PHASES, type PhaseName } from "../domain/phases.js";
@@ -47,7 +53,9 @@ interface Cursor {
 }
 
 function encodeCursor(row: MigrationRow): string {
-  return Buffer.from(JSON.stringify({ c: row.created_at.toISOString(), i: row.id } satisfies Cursor)).toString("base64url");
+  return Buffer.from(JSON.stringify({ c: row.created_at.toISOString(), i: row.id } satisfies Cursor)).toString(
+    "base64url",
+  );
 }
 
 function decodeCursor(token: string): Cursor {
@@ -79,7 +87,9 @@ function withCaller(e: NewEvent): Record<string, unknown> {
   const payload = e.payload ?? {};
   if (e.type !== "OPERATOR_ACTION" && e.type !== "CREATED") return payload;
   const ctx = trace.getActiveSpan()?.spanContext();
-  return ctx && trace.isSpanContextValid(ctx) ? { ...payload, trace: { traceId: ctx.traceId, spanId: ctx.spanId } } : payload;
+  return ctx && trace.isSpanContextValid(ctx)
+    ? { ...payload, trace: { traceId: ctx.traceId, spanId: ctx.spanId } }
+    : payload;
 }
 
 /** CDC and reverse replication figures of a migration's state, as the gauges show them. */
@@ -90,7 +100,9 @@ function telemetryParts(p: Pick<MigrationStateJson, "cdc" | "cdcSlots" | "revers
   const estimate = reverse ? drainEstimateMs(reverse) : undefined;
   return {
     cdcPausedSeconds: slots.length === 0 ? undefined : since ? (Date.now() - since.getTime()) / 1000 : 0,
-    cdcRetained: new Map(slots.filter((s) => s.retainedWalBytes !== undefined).map((s) => [s.slotName, Number(s.retainedWalBytes)])),
+    cdcRetained: new Map(
+      slots.filter((s) => s.retainedWalBytes !== undefined).map((s) => [s.slotName, Number(s.retainedWalBytes)]),
+    ),
     reverse: reverse
       ? {
           lagBytes: Number(reverse.lagBytes),
@@ -145,12 +157,24 @@ export class MigrationRepo {
    * (read under the row lock), so a watcher sees every check however the step recorded it. `except` names a
    * verdict the caller logs itself.
    */
-  private async verdictEvents(trx: Transaction<Database>, id: string, state: MigrationStateJson | undefined, actor: string, except?: string): Promise<void> {
+  private async verdictEvents(
+    trx: Transaction<Database>,
+    id: string,
+    state: MigrationStateJson | undefined,
+    actor: string,
+    except?: string,
+  ): Promise<void> {
     if (!state?.checks?.length) return;
     const prev = await trx.selectFrom("migrations").select("state").where("id", "=", id).forUpdate().executeTakeFirst();
     const before = ((prev?.state as MigrationStateJson | undefined)?.checks ?? []) as CheckResult[];
     for (const c of newVerdicts(before, state.checks).filter((c) => c.name !== except)) {
-      await this.appendEvent(trx, { migrationId: id, type: "CHECK_RESULT", actor, message: c.message, payload: { check: c } });
+      await this.appendEvent(trx, {
+        migrationId: id,
+        type: "CHECK_RESULT",
+        actor,
+        message: c.message,
+        payload: { check: c },
+      });
     }
   }
 
@@ -287,12 +311,25 @@ export class MigrationRepo {
   }
 
   events(migrationId: string, afterSeq: string, limit = 500): Promise<EventRow[]> {
-    return this.db.selectFrom("events").selectAll().where("migration_id", "=", migrationId).where("seq", ">", afterSeq).orderBy("seq").limit(limit).execute();
+    return this.db
+      .selectFrom("events")
+      .selectAll()
+      .where("migration_id", "=", migrationId)
+      .where("seq", ">", afterSeq)
+      .orderBy("seq")
+      .limit(limit)
+      .execute();
   }
 
   phaseHistory(migrationIds: string[]): Promise<EventRow[]> {
     if (migrationIds.length === 0) return Promise.resolve([]);
-    return this.db.selectFrom("events").selectAll().where("migration_id", "in", migrationIds).where("phase_to", "is not", null).orderBy("seq").execute();
+    return this.db
+      .selectFrom("events")
+      .selectAll()
+      .where("migration_id", "in", migrationIds)
+      .where("phase_to", "is not", null)
+      .orderBy("seq")
+      .execute();
   }
 
   /**
@@ -362,22 +399,43 @@ export class MigrationRepo {
         .where("phase", "=", from)
         .where(leaseHeld(lease));
       const row = await q.returningAll().executeTakeFirst();
-      if (!row) throw new LeaseLostError(`migration ${id} was not moved from ${from} to ${to}: this replica no longer holds its lease, or its phase changed`);
+      if (!row)
+        throw new LeaseLostError(
+          `migration ${id} was not moved from ${from} to ${to}: this replica no longer holds its lease, or its phase changed`,
+        );
       // Its instances are free for other migrations once it can no longer act on them.
-      if (TERMINAL_PHASES.includes(to)) await trx.deleteFrom("instance_claims").where("migration_id", "=", id).execute();
-      await this.appendEvent(trx, { migrationId: id, type: "PHASE_CHANGED", actor, message: reason, phaseFrom: from, phaseTo: to });
+      if (TERMINAL_PHASES.includes(to))
+        await trx.deleteFrom("instance_claims").where("migration_id", "=", id).execute();
+      await this.appendEvent(trx, {
+        migrationId: id,
+        type: "PHASE_CHANGED",
+        actor,
+        message: reason,
+        phaseFrom: from,
+        phaseTo: to,
+      });
       return row;
     });
   }
 
   /** Logs an event (and optionally updates state) under the lease. */
-  async record(lease: Lease, id: string, e: Omit<NewEvent, "migrationId">, state?: MigrationStateJson, extra: { paused?: boolean } = {}): Promise<void> {
+  async record(
+    lease: Lease,
+    id: string,
+    e: Omit<NewEvent, "migrationId">,
+    state?: MigrationStateJson,
+    extra: { paused?: boolean } = {},
+  ): Promise<void> {
     await this.tx(async (trx) => {
       const own = e.type === "CHECK_RESULT" ? (e.payload?.check as CheckResult | undefined)?.name : undefined;
       await this.verdictEvents(trx, id, state, e.actor, own);
       const row = await trx
         .updateTable("migrations")
-        .set({ updated_at: new Date(), ...(state ? { state: JSON.stringify(state) } : {}), ...(extra.paused !== undefined ? { paused: extra.paused } : {}) })
+        .set({
+          updated_at: new Date(),
+          ...(state ? { state: JSON.stringify(state) } : {}),
+          ...(extra.paused !== undefined ? { paused: extra.paused } : {}),
+        })
         .where("id", "=", id)
         .where(leaseHeld(lease))
         .returning("id")
@@ -408,7 +466,9 @@ export class MigrationRepo {
           sql<string | null>`state->'held'->>'phase'`.as("held"),
           sql<
             Pick<MigrationStateJson, "cdc" | "cdcSlots" | "reverse">
-          >`jsonb_build_object('cdc', state->'cdc', 'cdcSlots', state->'cdcSlots', 'reverse', state->'reverse')`.as("parts"),
+          >`jsonb_build_object('cdc', state->'cdc', 'cdcSlots', state->'cdcSlots', 'reverse', state->'reverse')`.as(
+            "parts",
+          ),
         ])
         .where("phase", "not in", [...TERMINAL_PHASES])
         .execute(),
@@ -432,7 +492,10 @@ export class MigrationRepo {
    * The trace of the latest request of this kind (an operator's action, or the creation), if it was traced: what a
    * step it triggered links to.
    */
-  async lastRequestTrace(id: string, type: "OPERATOR_ACTION" | "CREATED"): Promise<{ traceId: string; spanId: string } | undefined> {
+  async lastRequestTrace(
+    id: string,
+    type: "OPERATOR_ACTION" | "CREATED",
+  ): Promise<{ traceId: string; spanId: string } | undefined> {
     const row = await this.db
       .selectFrom("events")
       .select("payload")
@@ -442,7 +505,9 @@ export class MigrationRepo {
       .limit(1)
       .executeTakeFirst();
     const t = (row?.payload as { trace?: { traceId?: unknown; spanId?: unknown } } | undefined)?.trace;
-    return typeof t?.traceId === "string" && typeof t.spanId === "string" ? { traceId: t.traceId, spanId: t.spanId } : undefined;
+    return typeof t?.traceId === "string" && typeof t.spanId === "string"
+      ? { traceId: t.traceId, spanId: t.spanId }
+      : undefined;
   }
 
   /** Persists state under the lease without an event (verdicts it carries are still logged). */
@@ -495,7 +560,13 @@ export class MigrationRepo {
         .where("id", "=", id)
         .returningAll()
         .executeTakeFirstOrThrow();
-      await this.appendEvent(trx, { migrationId: id, type: "OPERATOR_ACTION", actor, message: reason ? `${action}: ${reason}` : action, payload: { action } });
+      await this.appendEvent(trx, {
+        migrationId: id,
+        type: "OPERATOR_ACTION",
+        actor,
+        message: reason ? `${action}: ${reason}` : action,
+        payload: { action },
+      });
       return updated;
     });
   }
@@ -503,16 +574,37 @@ export class MigrationRepo {
   /** Logs a verdict an operator's request produced (outside the engine's state), as a CHECK_RESULT event. */
   async logCheck(id: string, actor: string, check: CheckResult): Promise<void> {
     await this.tx(async (trx) => {
-      const row = await trx.updateTable("migrations").set({ updated_at: new Date() }).where("id", "=", id).returning("id").executeTakeFirst();
+      const row = await trx
+        .updateTable("migrations")
+        .set({ updated_at: new Date() })
+        .where("id", "=", id)
+        .returning("id")
+        .executeTakeFirst();
       if (!row) throw new NotFoundError(`no migration with id "${id}"; ListMigrations shows the existing ones`);
-      await this.appendEvent(trx, { migrationId: id, type: "CHECK_RESULT", actor, message: check.message, payload: { check } });
+      await this.appendEvent(trx, {
+        migrationId: id,
+        type: "CHECK_RESULT",
+        actor,
+        message: check.message,
+        payload: { check },
+      });
     });
   }
 
   /** Logs what an operator did outside the phase machine (e.g. dropped a slot), under the row lock. */
-  async logOperatorEvent(id: string, actor: string, message: string, payload: Record<string, unknown> = {}): Promise<MigrationRow> {
+  async logOperatorEvent(
+    id: string,
+    actor: string,
+    message: string,
+    payload: Record<string, unknown> = {},
+  ): Promise<MigrationRow> {
     return this.tx(async (trx) => {
-      const row = await trx.updateTable("migrations").set({ updated_at: new Date() }).where("id", "=", id).returningAll().executeTakeFirst();
+      const row = await trx
+        .updateTable("migrations")
+        .set({ updated_at: new Date() })
+        .where("id", "=", id)
+        .returningAll()
+        .executeTakeFirst();
       if (!row) throw new NotFoundError(`no migration with id "${id}"; ListMigrations shows the existing ones`);
       await this.appendEvent(trx, { migrationId: id, type: "OPERATOR_ACTION", actor, message, payload });
       return row;

@@ -23,7 +23,9 @@ export function dataDirIdentity(dataDir: string): string {
 }
 
 async function tryLock(client: pg.Client, id: string): Promise<boolean> {
-  const r = await client.query<{ ok: boolean }>("select pg_try_advisory_lock(hashtextextended($1, 0)) as ok", [`pgshift-replica:${id}`]);
+  const r = await client.query<{ ok: boolean }>("select pg_try_advisory_lock(hashtextextended($1, 0)) as ok", [
+    `pgshift-replica:${id}`,
+  ]);
   return r.rows[0]!.ok;
 }
 

@@ -25,7 +25,9 @@ const migrations: Record<string, Migration> = {
         .addColumn("updated_at", "timestamptz", (c) => c.notNull().defaultTo(sql`now()`))
         .addColumn("version", "integer", (c) => c.notNull().defaultTo(1))
         .execute();
-      await sql`create unique index migrations_request_id on migrations (request_id) where request_id is not null`.execute(db);
+      await sql`create unique index migrations_request_id on migrations (request_id) where request_id is not null`.execute(
+        db,
+      );
       // The database itself refuses a second active migration of one source or onto one target.
       const active = sql.raw(`phase not in ('FINALIZED','ROLLED_BACK','ABORTED','FAILED')`);
       await sql`create unique index migrations_active_source on migrations (source_key) where ${active}`.execute(db);
@@ -80,7 +82,9 @@ const migrations: Record<string, Migration> = {
         .addColumn("updated_at", "timestamptz", (c) => c.notNull().defaultTo(sql`now()`))
         .execute();
       await sql`create function routes_notify() returns trigger language plpgsql as $$
-        begin perform pg_notify('pgshift_routes', new.database_name || ' ' || new.version); return null; end $$`.execute(db);
+        begin perform pg_notify('pgshift_routes', new.database_name || ' ' || new.version); return null; end $$`.execute(
+        db,
+      );
       await sql`create trigger routes_notify after insert or update on routes
         for each row execute function routes_notify()`.execute(db);
     },
@@ -89,7 +93,9 @@ const migrations: Record<string, Migration> = {
     async up(db: Kysely<any>) {
       // The port each database's listener takes on every sidecar: stable for the database's life.
       await db.schema.alterTable("routes").addColumn("listener_port", "integer").execute();
-      await sql`update routes set listener_port = 15432 + (select count(*) from routes r2 where r2.database_name < routes.database_name)`.execute(db);
+      await sql`update routes set listener_port = 15432 + (select count(*) from routes r2 where r2.database_name < routes.database_name)`.execute(
+        db,
+      );
       await sql`alter table routes alter column listener_port set not null`.execute(db);
       await sql`create unique index routes_listener_port on routes (listener_port)`.execute(db);
       // What each proxy applied, per database, whichever replica it is connected to.
@@ -160,7 +166,11 @@ const migrations: Record<string, Migration> = {
         .addColumn("instance_key", "text", (c) => c.primaryKey())
         .addColumn("database_name", "text", (c) => c.notNull().references("databases.name"))
         .execute();
-      await db.schema.createIndex("database_instances_database").on("database_instances").column("database_name").execute();
+      await db.schema
+        .createIndex("database_instances_database")
+        .on("database_instances")
+        .column("database_name")
+        .execute();
     },
   },
   "0007_proxy_status_identity": {
@@ -169,7 +179,9 @@ const migrations: Record<string, Migration> = {
       // stand in another's, even were a node id reused.
       await sql`alter table proxy_status add column identity text not null default ''`.execute(db);
       await sql`alter table proxy_status drop constraint proxy_status_pk`.execute(db);
-      await sql`alter table proxy_status add constraint proxy_status_pk primary key (identity, node_id, database_name)`.execute(db);
+      await sql`alter table proxy_status add constraint proxy_status_pk primary key (identity, node_id, database_name)`.execute(
+        db,
+      );
     },
   },
 };

@@ -19,7 +19,16 @@ export function isLogLevel(s: string): s is LogLevel {
 }
 
 /** Keys whose values never reach a log line, at any depth pino's redaction reaches. */
-const SECRET_KEYS = ["password", "passwd", "secret", "token", "connectionString", "databaseUrl", "PGPASSWORD", "authorization"];
+const SECRET_KEYS = [
+  "password",
+  "passwd",
+  "secret",
+  "token",
+  "connectionString",
+  "databaseUrl",
+  "PGPASSWORD",
+  "authorization",
+];
 export const REDACTED_PATHS = SECRET_KEYS.flatMap((k) => [k, `*.${k}`, `*.*.${k}`]);
 
 /** Credentials inside text (a connection URL, a conninfo, an error quoting one) are masked too. */
@@ -50,7 +59,11 @@ function wrap(p: Pino): Logger {
  * Each line carries the active span's trace and span ids; a line about a migration (a `migration` field) outside
  * any span carries its trace id, the one every span of that migration has.
  */
-export function createLogger(level: LogLevel = "info", base: Record<string, unknown> = {}, destination: NodeJS.WritableStream | number = 2): Logger {
+export function createLogger(
+  level: LogLevel = "info",
+  base: Record<string, unknown> = {},
+  destination: NodeJS.WritableStream | number = 2,
+): Logger {
   const root = pino(
     {
       level,

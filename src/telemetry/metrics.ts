@@ -91,11 +91,16 @@ export function createMetrics(
     resource: resourceFromAttributes({ "service.name": "pgshift" }),
     readers: [...(exporter ? [exporter] : []), ...(opts.readers ?? [])],
   });
-  const server = exporter && opts.port ? serveMetrics(exporter, opts.port, opts.host ?? "127.0.0.1", opts.snapshot, opts.onError) : undefined;
+  const server =
+    exporter && opts.port
+      ? serveMetrics(exporter, opts.port, opts.host ?? "127.0.0.1", opts.snapshot, opts.onError)
+      : undefined;
   const meter = provider.getMeter("pgshift");
   const connected = opts.connectedProxies;
   meter
-    .createObservableGauge("pgshift_xds_connected_proxies", { description: "Proxies (xDS streams) connected to this replica" })
+    .createObservableGauge("pgshift_xds_connected_proxies", {
+      description: "Proxies (xDS streams) connected to this replica",
+    })
     .addCallback((r) => r.observe(connected ? connected() : 0));
   const phaseDuration = meter.createHistogram("pgshift_phase_duration_seconds", {
     description: "How long phases took, by phase and how they ended",
@@ -109,7 +114,9 @@ export function createMetrics(
   });
   const rollbacks = meter.createCounter("pgshift_rollbacks", { description: "Rollbacks started, by reason" });
   for (const reason of ROLLBACK_REASONS) rollbacks.add(0, { reason });
-  const verdicts = meter.createCounter("pgshift_check_results", { description: "Check verdicts logged, by check and status" });
+  const verdicts = meter.createCounter("pgshift_check_results", {
+    description: "Check verdicts logged, by check and status",
+  });
   const ackLatency = meter.createHistogram("pgshift_xds_ack_latency_seconds", {
     description: "From a route change reaching the xDS cache to a proxy's ACK of it",
     unit: "s",
@@ -130,7 +137,8 @@ export function createMetrics(
   if (behind) {
     meter
       .createObservableGauge("pgshift_xds_proxies_behind", {
-        description: "Sidecars known to serve a database that have not applied its current route version (gone, or never reconnected)",
+        description:
+          "Sidecars known to serve a database that have not applied its current route version (gone, or never reconnected)",
       })
       .addCallback(async (r) => {
         for (const [databaseName, n] of await behind()) r.observe(n, { database_name: databaseName });
@@ -141,7 +149,8 @@ export function createMetrics(
     cutoverEnded: (outcome, seconds) => window.record(seconds, { outcome }),
     events: (events) => {
       for (const e of events) {
-        if (e.type === "PHASE_CHANGED" && e.phase_to === "ROLLING_BACK") rollbacks.add(1, { reason: rollbackReason(e) });
+        if (e.type === "PHASE_CHANGED" && e.phase_to === "ROLLING_BACK")
+          rollbacks.add(1, { reason: rollbackReason(e) });
         if (e.type === "CHECK_RESULT") {
           const c = (e.payload as { check?: { name?: string; status?: string } }).check;
           if (c?.name) verdicts.add(1, { check: c.name, status: c.status ?? "" });
@@ -152,7 +161,13 @@ export function createMetrics(
       if (seconds !== undefined) ackLatency.record(seconds, { type: typeName(typeUrl) });
     },
     xdsNack: (typeUrl) => nacks.add(1, { type: typeName(typeUrl) }),
-    rpc: (r) => rpcDuration.record(r.seconds, { "rpc.system": "grpc", "rpc.service": r.service, "rpc.method": r.method, "rpc.grpc.status_code": r.code }),
+    rpc: (r) =>
+      rpcDuration.record(r.seconds, {
+        "rpc.system": "grpc",
+        "rpc.service": r.service,
+        "rpc.method": r.method,
+        "rpc.grpc.status_code": r.code,
+      }),
     cdcPauseAlert: (id, databaseName) => alerts.add(1, { migration_id: id, database_name: databaseName }),
     cdcTracked: (id, databaseName) => {
       if (tracked.has(id)) return;
@@ -179,17 +194,25 @@ class OnceReader extends MetricReader {
  */
 function snapshotGauges(meter: Meter, s: TelemetrySnapshot): void {
   const ids = (m: TelemetrySnapshot["active"][number]) => ({ migration_id: m.id, database_name: m.databaseName });
-  meter.createObservableGauge("pgshift_migrations", { description: "Migrations per phase (every phase, zero when none)" }).addCallback((r) => {
-    for (const phase of PHASES) r.observe(s.byPhase.get(phase) ?? 0, { phase });
-  });
   meter
-    .createObservableGauge("pgshift_migration_phase_seconds", { description: "How long each active migration has been in its current phase", unit: "s" })
+    .createObservableGauge("pgshift_migrations", { description: "Migrations per phase (every phase, zero when none)" })
     .addCallback((r) => {
-      for (const m of s.active) if (m.phaseEnteredAt) r.observe((Date.now() - Date.parse(m.phaseEnteredAt)) / 1000, { ...ids(m), phase: m.phase });
+      for (const phase of PHASES) r.observe(s.byPhase.get(phase) ?? 0, { phase });
+    });
+  meter
+    .createObservableGauge("pgshift_migration_phase_seconds", {
+      description: "How long each active migration has been in its current phase",
+      unit: "s",
+    })
+    .addCallback((r) => {
+      for (const m of s.active)
+        if (m.phaseEnteredAt)
+          r.observe((Date.now() - Date.parse(m.phaseEnteredAt)) / 1000, { ...ids(m), phase: m.phase });
     });
   meter
     .createObservableGauge("pgshift_migration_held", {
-      description: "1 while the failure policy holds a migration for an operator, 2 while an operator paused it, else 0",
+      description:
+        "1 while the failure policy holds a migration for an operator, 2 while an operator paused it, else 0",
     })
     .addCallback((r) => {
       for (const m of s.active) r.observe(m.held ? 1 : m.paused ? 2 : 0, { ...ids(m), phase: m.phase });
@@ -210,33 +233,66 @@ function snapshotGauges(meter: Meter, s: TelemetrySnapshot): void {
     name: string,
     description: string,
     unit: string,
-    each: (m: TelemetrySnapshot["active"][number], observe: (v: number, extra?: Record<string, string>) => void) => void,
+    each: (
+      m: TelemetrySnapshot["active"][number],
+      observe: (v: number, extra?: Record<string, string>) => void,
+    ) => void,
   ) =>
     meter.createObservableGauge(name, { description, unit }).addCallback((r) => {
       for (const m of s.active) each(m, (v, extra = {}) => r.observe(v, { ...ids(m), ...extra }));
     });
-  gauge("pgshift_cdc_paused_seconds", "How long a migration's CDC consumers have been paused (0 while they read)", "s", (m, o) => {
-    if (m.cdcPausedSeconds !== undefined) o(m.cdcPausedSeconds);
-  });
-  gauge("pgshift_cdc_retained_wal_bytes", "WAL held back on a migration's source by the CDC slots kept there for a rollback, until finalize", "By", (m, o) => {
-    for (const [slot, b] of m.cdcRetained) o(b, { slot_name: slot });
-  });
-  gauge("pgshift_reverse_lag_bytes", "Bytes of the promoted target's WAL the source has not applied (what a rollback must drain)", "By", (m, o) => {
-    if (m.reverse) o(m.reverse.lagBytes);
-  });
-  gauge("pgshift_reverse_retained_wal_bytes", "WAL the promoted target retains for reverse replication, until finalize", "By", (m, o) => {
-    if (m.reverse) o(m.reverse.retainedBytes);
-  });
-  gauge("pgshift_rollback_drain_estimate_seconds", "How long a rollback would stop writes to apply the reverse backlog, at the measured rate", "s", (m, o) => {
-    if (m.reverse?.drainEstimateSeconds !== undefined) o(m.reverse.drainEstimateSeconds);
-  });
+  gauge(
+    "pgshift_cdc_paused_seconds",
+    "How long a migration's CDC consumers have been paused (0 while they read)",
+    "s",
+    (m, o) => {
+      if (m.cdcPausedSeconds !== undefined) o(m.cdcPausedSeconds);
+    },
+  );
+  gauge(
+    "pgshift_cdc_retained_wal_bytes",
+    "WAL held back on a migration's source by the CDC slots kept there for a rollback, until finalize",
+    "By",
+    (m, o) => {
+      for (const [slot, b] of m.cdcRetained) o(b, { slot_name: slot });
+    },
+  );
+  gauge(
+    "pgshift_reverse_lag_bytes",
+    "Bytes of the promoted target's WAL the source has not applied (what a rollback must drain)",
+    "By",
+    (m, o) => {
+      if (m.reverse) o(m.reverse.lagBytes);
+    },
+  );
+  gauge(
+    "pgshift_reverse_retained_wal_bytes",
+    "WAL the promoted target retains for reverse replication, until finalize",
+    "By",
+    (m, o) => {
+      if (m.reverse) o(m.reverse.retainedBytes);
+    },
+  );
+  gauge(
+    "pgshift_rollback_drain_estimate_seconds",
+    "How long a rollback would stop writes to apply the reverse backlog, at the measured rate",
+    "s",
+    (m, o) => {
+      if (m.reverse?.drainEstimateSeconds !== undefined) o(m.reverse.drainEstimateSeconds);
+    },
+  );
   perMigration(
     "pgshift_replication_lag_bytes",
     "Bytes of the source's WAL the replica has not replayed, as the lag gate last sampled it",
     "By",
     (x) => x.lagBytes,
   );
-  perMigration("pgshift_replication_lag_seconds", "The replica's replay delay, as the lag gate last sampled it", "s", (x) => x.lagSeconds);
+  perMigration(
+    "pgshift_replication_lag_seconds",
+    "The replica's replay delay, as the lag gate last sampled it",
+    "s",
+    (x) => x.lagSeconds,
+  );
   perMigration(
     "pgshift_wal_rate_bytes_per_second",
     "WAL the source generates per second, between the lag gate's last two samples",
@@ -264,7 +320,10 @@ function serveMetrics(
       let text = serializer.serialize((await exporter.collect()).resourceMetrics);
       if (snapshot) {
         const reader = new OnceReader();
-        const provider = new MeterProvider({ resource: resourceFromAttributes({ "service.name": "pgshift" }), readers: [reader] });
+        const provider = new MeterProvider({
+          resource: resourceFromAttributes({ "service.name": "pgshift" }),
+          readers: [reader],
+        });
         try {
           snapshotGauges(provider.getMeter("pgshift"), await snapshot());
           text += perScrape.serialize((await reader.collect()).resourceMetrics);

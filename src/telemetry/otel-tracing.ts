@@ -1,4 +1,13 @@
-import { context, ROOT_CONTEXT, SpanStatusCode, trace, TraceFlags, type Context, type Link, type Span } from "@opentelemetry/api";
+import {
+  context,
+  ROOT_CONTEXT,
+  SpanStatusCode,
+  trace,
+  TraceFlags,
+  type Context,
+  type Link,
+  type Span,
+} from "@opentelemetry/api";
 import { NodeSDK, tracing } from "@opentelemetry/sdk-node";
 import { CUTOVER_WINDOW } from "../domain/transitions.js";
 import { migrationSpanId, migrationTraceId } from "./trace-ids.js";
@@ -42,10 +51,17 @@ export function createOtelTracing(opts: { processors?: tracing.SpanProcessor[] }
     trace.setSpanContext(ROOT_CONTEXT, { traceId, spanId, traceFlags: TraceFlags.SAMPLED, isRemote: true });
 
   /** Starts a span whose id (and, for a root, trace id) we derived, so that other replicas and logs can name it. */
-  const startDerived = (name: string, o: { traceId: string; spanId: string; parentId?: string; start: Date; attrs: SpanAttributes; links?: Link[] }): Span => {
+  const startDerived = (
+    name: string,
+    o: { traceId: string; spanId: string; parentId?: string; start: Date; attrs: SpanAttributes; links?: Link[] },
+  ): Span => {
     ids.next = { traceId: o.parentId ? undefined : o.traceId, spanId: o.spanId };
     try {
-      return tracer.startSpan(name, { startTime: o.start, attributes: o.attrs, links: o.links }, o.parentId ? parent(o.traceId, o.parentId) : ROOT_CONTEXT);
+      return tracer.startSpan(
+        name,
+        { startTime: o.start, attributes: o.attrs, links: o.links },
+        o.parentId ? parent(o.traceId, o.parentId) : ROOT_CONTEXT,
+      );
     } finally {
       ids.next = {};
     }
@@ -62,7 +78,13 @@ export function createOtelTracing(opts: { processors?: tracing.SpanProcessor[] }
         spanId: migrationSpanId(p.migrationId, "phase", p.from, p.enteredAt),
         parentId: cutoverId ?? rootId,
         start: new Date(p.enteredAt),
-        attrs: { ...p.attrs, "pgshift.phase": p.from, "pgshift.next_phase": p.to, "pgshift.outcome": p.outcome, "pgshift.reason": p.reason.slice(0, 500) },
+        attrs: {
+          ...p.attrs,
+          "pgshift.phase": p.from,
+          "pgshift.next_phase": p.to,
+          "pgshift.outcome": p.outcome,
+          "pgshift.reason": p.reason.slice(0, 500),
+        },
       });
       for (const v of pendingVerdicts.get(p.migrationId) ?? []) span.addEvent("check", v.attrs, v.at);
       pendingVerdicts.delete(p.migrationId);
@@ -75,7 +97,11 @@ export function createOtelTracing(opts: { processors?: tracing.SpanProcessor[] }
           spanId: cutoverId!,
           parentId: rootId,
           start: new Date(p.cutover!.startedAt),
-          attrs: { ...p.attrs, "pgshift.cutover.window_ms": p.cutover!.windowMs ?? 0, "pgshift.outcome": p.cutover!.outcome ?? "" },
+          attrs: {
+            ...p.attrs,
+            "pgshift.cutover.window_ms": p.cutover!.windowMs ?? 0,
+            "pgshift.outcome": p.cutover!.outcome ?? "",
+          },
         });
         c.end(p.at);
       }
@@ -94,7 +120,9 @@ export function createOtelTracing(opts: { processors?: tracing.SpanProcessor[] }
     attempt(a: Attempt, fn) {
       const traceId = migrationTraceId(a.migrationId);
       const ctx = parent(traceId, migrationSpanId(a.migrationId, "phase", a.phase, a.enteredAt));
-      const links = (a.links ?? []).map((l) => ({ context: { traceId: l.traceId, spanId: l.spanId, traceFlags: TraceFlags.SAMPLED, isRemote: true } }));
+      const links = (a.links ?? []).map((l) => ({
+        context: { traceId: l.traceId, spanId: l.spanId, traceFlags: TraceFlags.SAMPLED, isRemote: true },
+      }));
       return tracer.startActiveSpan(
         a.name,
         { attributes: { ...a.attrs, "pgshift.phase": a.phase, "pgshift.attempt": a.attempt }, links },
@@ -109,7 +137,10 @@ export function createOtelTracing(opts: { processors?: tracing.SpanProcessor[] }
           } catch (e) {
             span.setAttribute("pgshift.outcome", "failed");
             span.recordException(e instanceof Error ? e : String(e));
-            span.setStatus({ code: SpanStatusCode.ERROR, message: e instanceof Error ? e.message.slice(0, 500) : String(e) });
+            span.setStatus({
+              code: SpanStatusCode.ERROR,
+              message: e instanceof Error ? e.message.slice(0, 500) : String(e),
+            });
             throw e;
           } finally {
             span.end();
@@ -124,7 +155,10 @@ export function createOtelTracing(opts: { processors?: tracing.SpanProcessor[] }
         try {
           return await fn();
         } catch (e) {
-          span.setStatus({ code: SpanStatusCode.ERROR, message: e instanceof Error ? e.message.slice(0, 500) : String(e) });
+          span.setStatus({
+            code: SpanStatusCode.ERROR,
+            message: e instanceof Error ? e.message.slice(0, 500) : String(e),
+          });
           throw e;
         } finally {
           span.end();
@@ -133,7 +167,11 @@ export function createOtelTracing(opts: { processors?: tracing.SpanProcessor[] }
     },
 
     verdict(migrationId, v) {
-      const attrs = { "pgshift.check": v.name, "pgshift.check.status": v.status, "pgshift.check.message": v.message.slice(0, 500) };
+      const attrs = {
+        "pgshift.check": v.name,
+        "pgshift.check.status": v.status,
+        "pgshift.check.message": v.message.slice(0, 500),
+      };
       const span = trace.getActiveSpan();
       if (span?.isRecording()) return void span.addEvent("check", attrs, v.at);
       const list = pendingVerdicts.get(migrationId) ?? [];

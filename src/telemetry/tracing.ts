@@ -61,7 +61,11 @@ export interface MigrationTracing {
 export function tracesWanted(env: NodeJS.ProcessEnv = process.env): boolean {
   const exporters = (env.OTEL_TRACES_EXPORTER ?? "").split(",").map((s) => s.trim());
   if (exporters.includes("none") || env.OTEL_SDK_DISABLED === "true") return false;
-  return Boolean(env.OTEL_EXPORTER_OTLP_ENDPOINT || env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT || exporters.some((e) => e && e !== "otlp"));
+  return Boolean(
+    env.OTEL_EXPORTER_OTLP_ENDPOINT ||
+    env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT ||
+    exporters.some((e) => e && e !== "otlp"),
+  );
 }
 
 export const NO_TRACING: MigrationTracing = {

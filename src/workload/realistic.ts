@@ -59,7 +59,11 @@ const LEDGER_SCHEMA = `
   insert into books.entries (account, delta) select 'acct-' || (g % 7), g * 0.5 from generate_series(1, 100) g;`;
 
 /** Creates the realistic source (idempotent only as a whole: a cluster of that name must not exist yet). */
-export async function createRealisticSource(provider: LocalProvider, name: string, opts: { rows?: number } = {}): Promise<RealisticSource> {
+export async function createRealisticSource(
+  provider: LocalProvider,
+  name: string,
+  opts: { rows?: number } = {},
+): Promise<RealisticSource> {
   const cluster = await provider.createCluster(name, { max_prepared_transactions: 4 });
   const app: AppCredentials = { user: "app", password: randomBytes(9).toString("hex"), database: "app" };
   await cluster.query(`create role ${app.user} login password '${app.password}'`);
@@ -78,7 +82,10 @@ export async function createRealisticSource(provider: LocalProvider, name: strin
   return {
     cluster,
     app,
-    schemaPolicy: { disposable_unlogged_tables: ["app.public.sessions"], replica_identity_full_tables: ["app.public.events"] },
+    schemaPolicy: {
+      disposable_unlogged_tables: ["app.public.sessions"],
+      replica_identity_full_tables: ["app.public.events"],
+    },
   };
 }
 
@@ -147,11 +154,10 @@ export class RealisticLoad {
     const after: Array<() => void> = [];
     await c.query("begin");
     const id = (
-      await c.query<{ id: string }>("insert into sales.orders (status, tags, attrs, amount) values ('new', $1, $2, $3) returning id", [
-        ["live", `t${n % 5}`],
-        { n, source: "load" },
-        (n % 1000) + 0.99,
-      ])
+      await c.query<{ id: string }>(
+        "insert into sales.orders (status, tags, attrs, amount) values ('new', $1, $2, $3) returning id",
+        [["live", `t${n % 5}`], { n, source: "load" }, (n % 1000) + 0.99],
+      )
     ).rows[0]!.id;
     after.push(() => this.committed.push(BigInt(id)));
     await c.query("update sales.orders set status = 'paid', attrs = attrs || '{\"paid\": true}' where id = $1", [id]);
@@ -159,22 +165,32 @@ export class RealisticLoad {
     await c.query("update public.events set kind = 'seen' where n = $1", [n - 3]);
     await c.query("delete from public.events where n = $1", [n - 6]);
     await c.query("insert into public.audit_log (who, what) values ('load', $1)", [`order ${id}`]);
-    await c.query("insert into public.sessions (token, data) values ($1, '{}') on conflict (token) do update set seen_at = now()", [`s${n % 30}`]);
-    await c.query("insert into public.measurements (id, at, reading) values ($1::bigint, date '2025-01-01' + ($1::bigint % 900)::int, $2)", [1000 + n, n / 7]);
+    await c.query(
+      "insert into public.sessions (token, data) values ($1, '{}') on conflict (token) do update set seen_at = now()",
+      [`s${n % 30}`],
+    );
+    await c.query(
+      "insert into public.measurements (id, at, reading) values ($1::bigint, date '2025-01-01' + ($1::bigint % 900)::int, $2)",
+      [1000 + n, n / 7],
+    );
     await c.query("select nextval('public.countdown'), nextval('sales.invoice_no')");
     if (n % 4 === 0) {
       const body = randomBytes(64 + (n % 200));
       const oid = (
-        await c.query<{ oid: string }>("insert into public.documents (title, content) values ($1, lo_from_bytea(0, $2)) returning content::text as oid", [
-          `doc ${n}`,
-          body,
-        ])
+        await c.query<{ oid: string }>(
+          "insert into public.documents (title, content) values ($1, lo_from_bytea(0, $2)) returning content::text as oid",
+          [`doc ${n}`, body],
+        )
       ).rows[0]!.oid;
       const digest = createHash("md5").update(body).digest("hex");
       after.push(() => this.created.set(oid, digest));
     }
     // Seeded documents are rewritten in place and, now and then, removed with their large object.
-    if (n % 5 === 0) await c.query("select lo_put(content, 0, $1) from public.documents where id = $2", [Buffer.from(`rewritten ${n}`), 1 + (n % 10)]);
+    if (n % 5 === 0)
+      await c.query("select lo_put(content, 0, $1) from public.documents where id = $2", [
+        Buffer.from(`rewritten ${n}`),
+        1 + (n % 10),
+      ]);
     if (n % 23 === 0) {
       await c.query("select lo_unlink(content) from public.documents where id = $1", [1 + ((n / 23) % 10)]);
       await c.query("delete from public.documents where id = $1", [1 + ((n / 23) % 10)]);
@@ -200,7 +216,10 @@ export class RealisticLoad {
         this.longestGapMs = Math.max(this.longestGapMs, now - this.lastCommitAt);
         this.lastCommitAt = now;
         ledger ??= await this.connect("ledger");
-        await ledger.query("insert into books.entries (account, delta) values ($1, $2)", [`acct-${n % 7}`, n % 2 ? 10.5 : -3.25]);
+        await ledger.query("insert into books.entries (account, delta) values ($1, $2)", [
+          `acct-${n % 7}`,
+          n % 2 ? 10.5 : -3.25,
+        ]);
       } catch (e) {
         const err = e as { code?: string; message?: string };
         const f = { at: Date.now(), code: err.code ?? "connection", message: err.message ?? String(e) };

@@ -76,7 +76,9 @@ export class WriteLoad {
       try {
         this.client ??= await this.connect();
         const t0 = performance.now();
-        const r = await this.client.query<{ id: string }>("insert into items (payload) values ($1) returning id", [randomBytes(8).toString("hex")]);
+        const r = await this.client.query<{ id: string }>("insert into items (payload) values ($1) returning id", [
+          randomBytes(8).toString("hex"),
+        ]);
         const now = performance.now();
         this.latenciesMs.push(now - t0);
         // The insert ran in its own implicit transaction: its id is committed once we hold the answer.

@@ -32,7 +32,10 @@ export function useLocalProvider(prefix: string): { provider: LocalProvider; dir
 /** A cluster as pgshift's tooling reaches it: as its admin, or, while it is fenced, as the fence's own role. */
 export function adminOf(provider: LocalProvider, id: string) {
   return {
-    query: <R extends pg.QueryResultRow = pg.QueryResultRow>(text: string, params: unknown[] = [], database = "postgres") =>
-      provider.query<R>({ id }, text, params, database),
+    query: <R extends pg.QueryResultRow = pg.QueryResultRow>(
+      text: string,
+      params: unknown[] = [],
+      database = "postgres",
+    ) => provider.query<R>({ id }, text, params, database),
   };
 }

@@ -14,16 +14,18 @@ export function storeClient(dataDir: string): pg.Client {
 }
 
 /** Stores routes as PREFLIGHT would, and announces them as a replica does, for a service that runs no engine. */
-export async function publishRoutes(dataDir: string, routes: Array<{ db: string; port: number; listenerPort: number }>): Promise<void> {
+export async function publishRoutes(
+  dataDir: string,
+  routes: Array<{ db: string; port: number; listenerPort: number }>,
+): Promise<void> {
   const c = storeClient(dataDir);
   await c.connect();
   try {
     for (const r of routes) {
-      await c.query(`insert into routes (database_name, host, port, version, listener_port) values ($1, '127.0.0.1', $2, 1, $3)`, [
-        r.db,
-        r.port,
-        r.listenerPort,
-      ]);
+      await c.query(
+        `insert into routes (database_name, host, port, version, listener_port) values ($1, '127.0.0.1', $2, 1, $3)`,
+        [r.db, r.port, r.listenerPort],
+      );
     }
     await c.query(`select pg_notify('pgshift_routes', '')`);
   } finally {

@@ -25,14 +25,16 @@ function convert(root: protobuf.Root, type: protobuf.Type, value: unknown, path:
   const full = type.fullName.slice(1);
   switch (full) {
     case "google.protobuf.Duration": {
-      if (typeof value !== "string" || !DURATION.test(value)) fail(path, `a duration such as "1s" or "0.1s" is expected; got ${JSON.stringify(value)}`);
+      if (typeof value !== "string" || !DURATION.test(value))
+        fail(path, `a duration such as "1s" or "0.1s" is expected; got ${JSON.stringify(value)}`);
       const secs = Number(value.slice(0, -1));
       return { seconds: Math.trunc(secs), nanos: Math.round((secs - Math.trunc(secs)) * 1e9) };
     }
     case "google.protobuf.Any": {
       const o = object(value, path);
       const url = o["@type"];
-      if (typeof url !== "string" || !url.startsWith("type.googleapis.com/")) fail(path, 'an Any needs "@type": type.googleapis.com/<message>');
+      if (typeof url !== "string" || !url.startsWith("type.googleapis.com/"))
+        fail(path, 'an Any needs "@type": type.googleapis.com/<message>');
       const inner = lookup(root, url.slice("type.googleapis.com/".length), path);
       const { "@type": _, ...rest } = o;
       const m = convert(root, inner, rest, `${path}<${inner.name}>`);
@@ -50,9 +52,12 @@ function convert(root: protobuf.Root, type: protobuf.Type, value: unknown, path:
     const field = type.fields[key] ?? Object.values(type.fields).find((f) => camel(f.name) === key);
     if (!field) fail(`${path}.${key}`, `unknown field of ${full}`);
     field.resolve();
-    const one = (x: unknown, p: string) => (field.resolvedType instanceof protobuf.Type ? convert(root, field.resolvedType, x, p) : scalar(field, x, p));
+    const one = (x: unknown, p: string) =>
+      field.resolvedType instanceof protobuf.Type ? convert(root, field.resolvedType, x, p) : scalar(field, x, p);
     if (field.map) {
-      out[field.name] = Object.fromEntries(Object.entries(object(v, `${path}.${key}`)).map(([k, x]) => [k, one(x, `${path}.${key}.${k}`)]));
+      out[field.name] = Object.fromEntries(
+        Object.entries(object(v, `${path}.${key}`)).map(([k, x]) => [k, one(x, `${path}.${key}.${k}`)]),
+      );
     } else if (field.repeated) {
       if (!Array.isArray(v)) fail(`${path}.${key}`, "a list is expected");
       out[field.name] = v.map((x, i) => one(x, `${path}.${key}[${i}]`));
@@ -77,7 +82,8 @@ function object(v: unknown, path: string): Record<string, unknown> {
 function scalar(field: protobuf.Field, v: unknown, path: string): unknown {
   field.resolve();
   if (field.resolvedType instanceof protobuf.Enum) {
-    if (typeof v !== "string" || !(v in field.resolvedType.values)) fail(path, `one of ${Object.keys(field.resolvedType.values).join(", ")} is expected`);
+    if (typeof v !== "string" || !(v in field.resolvedType.values))
+      fail(path, `one of ${Object.keys(field.resolvedType.values).join(", ")} is expected`);
     return v;
   }
   switch (field.type) {
@@ -91,8 +97,10 @@ function scalar(field: protobuf.Field, v: unknown, path: string): unknown {
       if (typeof v !== "string") fail(path, "base64 bytes are expected");
       return v;
     default:
-      if (typeof v !== "number" && !(typeof v === "string" && /^-?\d+$/.test(v))) fail(path, `a number (${field.type}) is expected`);
-      if (/int|fixed/.test(field.type) && !Number.isInteger(Number(v))) fail(path, `a whole number (${field.type}) is expected`);
+      if (typeof v !== "number" && !(typeof v === "string" && /^-?\d+$/.test(v)))
+        fail(path, `a number (${field.type}) is expected`);
+      if (/int|fixed/.test(field.type) && !Number.isInteger(Number(v)))
+        fail(path, `a whole number (${field.type}) is expected`);
       if (/^u|fixed/.test(field.type) && Number(v) < 0) fail(path, `a non-negative number (${field.type}) is expected`);
       return Number(v);
   }

@@ -5,7 +5,13 @@ import type { PhaseName } from "../../src/domain/phases.js";
 import { normalizeSpec, policyOf, sourceRef, specToJson, targetRef } from "../../src/domain/spec.js";
 import type { Baseline, MigrationStateJson } from "../../src/domain/state.js";
 import type { Activities, StepEnv } from "../../src/engine/step-env.js";
-import { CutoverMode, FailurePolicy, MigrationSpecSchema, Provider as ProviderKind, type MigrationSpec } from "../../src/gen/migration/v1/migration_pb.js";
+import {
+  CutoverMode,
+  FailurePolicy,
+  MigrationSpecSchema,
+  Provider as ProviderKind,
+  type MigrationSpec,
+} from "../../src/gen/migration/v1/migration_pb.js";
 import type { MigrationRow } from "../../src/store/migration-repo.js";
 import type { CompareReport } from "../../src/checks/data-compare.js";
 import type { GuardrailBlocker } from "../../src/checks/guardrails.js";
@@ -39,7 +45,14 @@ export function emptyInventory(database: string, fields: Partial<DatabaseInvento
   };
 }
 
-export const HEALTHY_BASELINE: Baseline = { commitsPerSec: 100, rollbacksPerSec: 0, connections: 4, commitP50Ms: 1, commitP99Ms: 3, sampledMs: 2000 };
+export const HEALTHY_BASELINE: Baseline = {
+  commitsPerSec: 100,
+  rollbacksPerSec: 0,
+  connections: 4,
+  commitP50Ms: 1,
+  commitP99Ms: 3,
+  sampledMs: 2000,
+};
 
 /** Fake activities: each call is logged; results come from the fake provider's state or from what a test sets. */
 export class FakeActivities implements Activities {
@@ -145,7 +158,9 @@ export class FakeActivities implements Activities {
     },
   };
   /** What successive reverse backlog samples return (the last one repeats). */
-  reverseBacklogs: Array<{ lagBytes: bigint; retainedBytes: bigint; targetLsn: string }> = [{ lagBytes: 0n, retainedBytes: 0n, targetLsn: "0/3000000" }];
+  reverseBacklogs: Array<{ lagBytes: bigint; retainedBytes: bigint; targetLsn: string }> = [
+    { lagBytes: 0n, retainedBytes: 0n, targetLsn: "0/3000000" },
+  ];
   private backlogSamples = 0;
   /** What successive reverse-path probes answer (an error message each); empty: the path works. */
   reversePathErrors: string[] = [];
@@ -172,7 +187,8 @@ export class FakeActivities implements Activities {
   probes: Activities["probes"] = {
     baseline: async (_p, ref) => {
       this.log(`probes.baseline(${ref.id})`);
-      if (!this.provider.instance(ref).replicaOf && this.provider.instance(ref).promotions === 0) return HEALTHY_BASELINE;
+      if (!this.provider.instance(ref).replicaOf && this.provider.instance(ref).promotions === 0)
+        return HEALTHY_BASELINE;
       const b = this.targetBaselines[Math.min(this.targetSamples, this.targetBaselines.length - 1)]!;
       this.targetSamples++;
       return b;
@@ -180,7 +196,9 @@ export class FakeActivities implements Activities {
     targetWritable: async (_p, ref) => {
       this.log(`probes.targetWritable(${ref.id})`);
       const rec = this.provider.instance(ref).inRecovery;
-      return check("verify.target_writable", rec ? "FAIL" : "PASS", { measured: rec ? "in recovery" : "writable primary" });
+      return check("verify.target_writable", rec ? "FAIL" : "PASS", {
+        measured: rec ? "in recovery" : "writable primary",
+      });
     },
   };
 }
@@ -202,11 +220,21 @@ export interface World {
 export function newWorld(): World {
   const provider = new FakeProvider();
   provider.addSource("billing");
-  return { provider, router: new FakeRouter(), activities: new FakeActivities(provider), reports: [], notes: [], saves: 0, interrupt: false };
+  return {
+    provider,
+    router: new FakeRouter(),
+    activities: new FakeActivities(provider),
+    reports: [],
+    notes: [],
+    saves: 0,
+    interrupt: false,
+  };
 }
 
 /** A normalized spec for billing -> billing-aurora with short windows, overridable. */
-export function testSpec(overrides: Omit<MessageInitShape<typeof MigrationSpecSchema>, "$typeName"> = {}): MigrationSpec {
+export function testSpec(
+  overrides: Omit<MessageInitShape<typeof MigrationSpecSchema>, "$typeName"> = {},
+): MigrationSpec {
   return normalizeSpec(
     create(MigrationSpecSchema, {
       databaseName: "billing-db",

@@ -1,7 +1,14 @@
 import type { StorageFigures } from "../../src/domain/storage.js";
 import type { CheckResult } from "../../src/domain/check.js";
 import { lsnAtLeast, lsnFromBigInt, type Lsn } from "../../src/domain/lsn.js";
-import type { Endpoint, InstanceDescription, InstanceRef, Provider, ReplicationStatus, SlotInfo } from "../../src/providers/provider.js";
+import type {
+  Endpoint,
+  InstanceDescription,
+  InstanceRef,
+  Provider,
+  ReplicationStatus,
+  SlotInfo,
+} from "../../src/providers/provider.js";
 import type { PeerConnection, SqlPort } from "../../src/providers/sql.js";
 import { InvalidInstanceStateError, ReplayTimeoutError, UnknownInstanceError } from "../../src/providers/errors.js";
 
@@ -81,7 +88,9 @@ export class FakeProvider implements Provider {
   }
 
   private enter(method: Method, ...args: unknown[]): void {
-    this.calls.push(`${method}(${args.map((a) => (typeof a === "object" && a && "id" in a ? (a as InstanceRef).id : String(a))).join(", ")})`);
+    this.calls.push(
+      `${method}(${args.map((a) => (typeof a === "object" && a && "id" in a ? (a as InstanceRef).id : String(a))).join(", ")})`,
+    );
     const f = this.failures.get(method);
     if (f && f.times > 0) {
       f.times--;
@@ -150,9 +159,16 @@ export class FakeProvider implements Provider {
     this.enter("createReplica", source, target, owner);
     const src = this.instance(source);
     const there = this.instances.get(target.id);
-    if (there && there.owner !== owner) throw new InvalidInstanceStateError(target.id, `${target.id} exists and was not created by migration ${owner}`);
+    if (there && there.owner !== owner)
+      throw new InvalidInstanceStateError(target.id, `${target.id} exists and was not created by migration ${owner}`);
     if (there) return;
-    this.addSource(target.id, { replicaOf: source.id, inRecovery: true, lsn: src.lsn, major: this.replicaMajorVersion, owner });
+    this.addSource(target.id, {
+      replicaOf: source.id,
+      inRecovery: true,
+      lsn: src.lsn,
+      major: this.replicaMajorVersion,
+      owner,
+    });
   }
 
   async replicationStatus(source: InstanceRef, target: InstanceRef): Promise<ReplicationStatus> {
@@ -235,7 +251,11 @@ export class FakeProvider implements Provider {
     return { host: "127.0.0.1", port: this.instance(ref).port };
   }
 
-  async deleteReplica(source: InstanceRef, target: InstanceRef, owner: string): Promise<"deleted" | "absent" | "not-ours"> {
+  async deleteReplica(
+    source: InstanceRef,
+    target: InstanceRef,
+    owner: string,
+  ): Promise<"deleted" | "absent" | "not-ours"> {
     this.enter("deleteReplica", source, target, owner);
     const there = this.instances.get(target.id);
     if (!there) return "absent";

@@ -22,13 +22,24 @@ export class FakeRouter implements Router {
     return this.routes.get(databaseName);
   }
 
-  async route(databaseName: string, endpoint: Endpoint, _deadlineMs: number, opts: { tolerateNack?: boolean } = {}): Promise<Route> {
+  async route(
+    databaseName: string,
+    endpoint: Endpoint,
+    _deadlineMs: number,
+    opts: { tolerateNack?: boolean } = {},
+  ): Promise<Route> {
     const prev = this.routes.get(databaseName);
     if (prev && prev.endpoint.host === endpoint.host && prev.endpoint.port === endpoint.port) return prev;
-    const route: Route = { databaseName, endpoint, version: String(Number(prev?.version ?? 0) + 1), listenerPort: 15432 };
+    const route: Route = {
+      databaseName,
+      endpoint,
+      version: String(Number(prev?.version ?? 0) + 1),
+      listenerPort: 15432,
+    };
     this.routes.set(databaseName, route);
     this.changes.push({ databaseName, endpoint, tolerateNack: !!opts.tolerateNack });
-    if (this.nack && !opts.tolerateNack) throw new FailedPreconditionError(`sidecar-1 rejected version ${route.version}: ${this.nack}`);
+    if (this.nack && !opts.tolerateNack)
+      throw new FailedPreconditionError(`sidecar-1 rejected version ${route.version}: ${this.nack}`);
     return route;
   }
 }

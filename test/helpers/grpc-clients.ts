@@ -33,7 +33,11 @@ export function mtlsCredentials(pki: DevPki, name: string): grpc.ChannelCredenti
   return grpc.credentials.createSsl(t.ca, t.key, t.cert);
 }
 
-export function migrationClient(address: string, creds = grpc.credentials.createInsecure(), options: grpc.ChannelOptions = {}): AnyClient {
+export function migrationClient(
+  address: string,
+  creds = grpc.credentials.createInsecure(),
+  options: grpc.ChannelOptions = {},
+): AnyClient {
   const C = load("migration/v1/migration.proto", [join(ROOT, "proto")], "migration.v1.MigrationService");
   return new C(address, creds, options) as AnyClient;
 }
@@ -49,12 +53,21 @@ export function healthClient(address: string, creds = grpc.credentials.createIns
 }
 
 export function reflectionClient(address: string, version: "v1" | "v1alpha"): AnyClient {
-  const C = load(`grpc/reflection/${version}/reflection.proto`, [REFLECTION_PROTO], `grpc.reflection.${version}.ServerReflection`);
+  const C = load(
+    `grpc/reflection/${version}/reflection.proto`,
+    [REFLECTION_PROTO],
+    `grpc.reflection.${version}.ServerReflection`,
+  );
   return new C(address, grpc.credentials.createInsecure()) as AnyClient;
 }
 
 /** Calls a unary method and resolves with its response, or rejects with the grpc-js ServiceError. */
-export function unary<T = any>(client: AnyClient, method: string, req: unknown, metadata = new grpc.Metadata()): Promise<T> {
+export function unary<T = any>(
+  client: AnyClient,
+  method: string,
+  req: unknown,
+  metadata = new grpc.Metadata(),
+): Promise<T> {
   return new Promise((res, rej) => {
     client[method](req, metadata, (err: grpc.ServiceError | null, out: T) => (err ? rej(err) : res(out)));
   });

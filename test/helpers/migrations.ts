@@ -2,7 +2,12 @@ import { expect } from "vitest";
 import { grpc, unary, type AnyClient } from "./grpc-clients.js";
 
 /** Waits, by watching the real stream, until the migration reaches one of the phases; returns every event seen. */
-export function waitForPhase(client: AnyClient, id: string, phases: string[], timeoutMs = 90_000): Promise<{ phase: string; events: any[] }> {
+export function waitForPhase(
+  client: AnyClient,
+  id: string,
+  phases: string[],
+  timeoutMs = 90_000,
+): Promise<{ phase: string; events: any[] }> {
   return new Promise((resolve, reject) => {
     const events: any[] = [];
     const stream = client.WatchMigration({ id, after_sequence: 0 });
@@ -55,7 +60,8 @@ export function eventsSoFar(client: AnyClient, id: string, quietMs = 400): Promi
 export async function expectChecksStreamed(client: AnyClient, id: string): Promise<void> {
   const got = await getMigration(client, id);
   const verdicts = new Map<string, string>();
-  for (const e of await eventsSoFar(client, id)) if (e.type === "EVENT_TYPE_CHECK_RESULT") verdicts.set(e.check.name, e.check.status);
+  for (const e of await eventsSoFar(client, id))
+    if (e.type === "EVENT_TYPE_CHECK_RESULT") verdicts.set(e.check.name, e.check.status);
   expect(got.checks.length).toBeGreaterThan(0);
   for (const c of got.checks) expect(verdicts.get(c.name), `check ${c.name} as an event`).toBe(c.status);
 }
@@ -73,12 +79,22 @@ export function localSpec(db: string, source: string, target: string, extra: Rec
 }
 
 /** Registers a spec's database (as an admin does before its first migration), served by the spec's source. */
-export async function registerFor(client: AnyClient, spec: { database_name: string; provider: string; source: { id: string } }, team = "test"): Promise<void> {
-  await unary(client, "RegisterDatabase", { database: { name: spec.database_name, provider: spec.provider, instances: [spec.source], team } });
+export async function registerFor(
+  client: AnyClient,
+  spec: { database_name: string; provider: string; source: { id: string } },
+  team = "test",
+): Promise<void> {
+  await unary(client, "RegisterDatabase", {
+    database: { name: spec.database_name, provider: spec.provider, instances: [spec.source], team },
+  });
 }
 
 /** Registers a spec's database, then creates its migration; returns the migration. */
-export async function createRegistered(client: AnyClient, spec: ReturnType<typeof localSpec>, team = "test"): Promise<any> {
+export async function createRegistered(
+  client: AnyClient,
+  spec: ReturnType<typeof localSpec>,
+  team = "test",
+): Promise<any> {
   await registerFor(client, spec, team);
   return (await unary(client, "CreateMigration", { spec })).migration;
 }
@@ -92,7 +108,11 @@ export async function approveExpectingFallback(client: AnyClient, id: string): P
   const approvedAt = Date.now();
   await unary(client, "ApproveCutover", { id });
   let got = await getMigration(client, id);
-  for (let i = 0; i < 600 && !(got.phase === "PHASE_REPLICATING" && got.paused) && got.phase !== "PHASE_COMPLETED"; i++) {
+  for (
+    let i = 0;
+    i < 600 && !(got.phase === "PHASE_REPLICATING" && got.paused) && got.phase !== "PHASE_COMPLETED";
+    i++
+  ) {
     await new Promise((r) => setTimeout(r, 50));
     got = await getMigration(client, id);
   }

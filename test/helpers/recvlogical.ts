@@ -12,13 +12,41 @@ export class RecvLogical {
   private exited: Promise<void> = Promise.resolve();
   stderr = "";
 
-  constructor(private readonly opts: { port: number; user: string; password: string; database: string; slot: string; file: string }) {}
+  constructor(
+    private readonly opts: {
+      port: number;
+      user: string;
+      password: string;
+      database: string;
+      slot: string;
+      file: string;
+    },
+  ) {}
 
   start(): void {
     const { port, user, password, database, slot, file } = this.opts;
     const proc = spawn(
       "pg_recvlogical",
-      ["-h", "127.0.0.1", "-p", String(port), "-U", user, "-d", database, "-S", slot, "--start", "-f", file, "-s", "1", "-F", "1", "-v"],
+      [
+        "-h",
+        "127.0.0.1",
+        "-p",
+        String(port),
+        "-U",
+        user,
+        "-d",
+        database,
+        "-S",
+        slot,
+        "--start",
+        "-f",
+        file,
+        "-s",
+        "1",
+        "-F",
+        "1",
+        "-v",
+      ],
       // The password through the environment, as for any libpq client.
       { env: { ...process.env, PGPASSWORD: password }, stdio: ["ignore", "ignore", "pipe"] },
     );

@@ -28,17 +28,31 @@ export function tempDir(prefix: string): { dir: string; remove: () => void } {
 }
 
 /** Starts `pgshift serve` as a real process (the bundle in dist/ unless `main` names another) and waits for its listening line. */
-export async function startServiceProcess(args: string[], env: NodeJS.ProcessEnv = {}, main = MAIN): Promise<ServiceProcess> {
+export async function startServiceProcess(
+  args: string[],
+  env: NodeJS.ProcessEnv = {},
+  main = MAIN,
+): Promise<ServiceProcess> {
   // Cleartext unless the test brings its own certificates.
   const security = args.includes("--tls-cert") ? [] : ["--insecure"];
-  const child = spawn(process.execPath, ["--enable-source-maps", main, "serve", "--port", "0", "--xds-port", "0", ...security, ...args], {
-    cwd: ROOT,
-    // One-second baseline samples: half the default, two seconds less per migration, the same verdicts (each compares a second of commits).
-    // Without the machine's NODE_EXTRA_CA_CERTS, as the image runs: node 20 reads that whole bundle before any code of
-    // ours (50 ms a start here), and nothing the service reaches in a test needs a public CA.
-    env: { ...process.env, NODE_EXTRA_CA_CERTS: undefined, PGSHIFT_LOG_LEVEL: "warn", PGSHIFT_BASELINE_SAMPLE_MS: "1000", ...env },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
+  const child = spawn(
+    process.execPath,
+    ["--enable-source-maps", main, "serve", "--port", "0", "--xds-port", "0", ...security, ...args],
+    {
+      cwd: ROOT,
+      // One-second baseline samples: half the default, two seconds less per migration, the same verdicts (each compares a second of commits).
+      // Without the machine's NODE_EXTRA_CA_CERTS, as the image runs: node 20 reads that whole bundle before any code of
+      // ours (50 ms a start here), and nothing the service reaches in a test needs a public CA.
+      env: {
+        ...process.env,
+        NODE_EXTRA_CA_CERTS: undefined,
+        PGSHIFT_LOG_LEVEL: "warn",
+        PGSHIFT_BASELINE_SAMPLE_MS: "1000",
+        ...env,
+      },
+      stdio: ["ignore", "pipe", "pipe"],
+    },
+  );
   let err = "";
   child.stderr!.on("data", (d: Buffer) => (err += d.toString()));
   const exited = new Promise<number | null>((res) => child.once("exit", (code) => res(code)));

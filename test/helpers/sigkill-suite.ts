@@ -29,12 +29,25 @@ async function timeline(clusters: LocalProvider, id: string): Promise<number> {
 }
 
 /** Every phase the service is killed on reaching. */
-export const KILL_PHASES = ["PROVISIONING", "REPLICATING", "QUIESCING", "FINAL_SYNC", "PROMOTING", "ROUTING", "VERIFYING"];
+export const KILL_PHASES = [
+  "PROVISIONING",
+  "REPLICATING",
+  "QUIESCING",
+  "FINAL_SYNC",
+  "PROMOTING",
+  "ROUTING",
+  "VERIFYING",
+];
 /**
  * The kills, grouped by migration: one early in it and one late, far enough apart that the first restart is long
  * done when the second phase comes. Every phase is killed in once; four migrations rather than seven.
  */
-const KILLS: string[][] = [["PROVISIONING", "FINAL_SYNC"], ["REPLICATING", "PROMOTING"], ["QUIESCING", "VERIFYING"], ["ROUTING"]];
+const KILLS: string[][] = [
+  ["PROVISIONING", "FINAL_SYNC"],
+  ["REPLICATING", "PROMOTING"],
+  ["QUIESCING", "VERIFYING"],
+  ["ROUTING"],
+];
 
 /**
  * One test per migration: under a live write load, the service is killed with SIGKILL the moment the migration
@@ -62,7 +75,12 @@ export function sigkillAtEveryPhase(f: ServiceFixture, platform: () => KillPlatf
           await db.end();
         });
       }
-      const { phase: end, events } = await waitForPhase(f.client, m.id, ["PHASE_COMPLETED", "PHASE_FAILED", "PHASE_ROLLED_BACK"], timeoutMs);
+      const { phase: end, events } = await waitForPhase(
+        f.client,
+        m.id,
+        ["PHASE_COMPLETED", "PHASE_FAILED", "PHASE_ROLLED_BACK"],
+        timeoutMs,
+      );
       await load.stop();
       expect(end, events.map((e) => e.message).join(" | ")).toBe("PHASE_COMPLETED");
       // Each kill found it in its phase (or in the next one, for a phase that lasts less than the watch takes to tell).
@@ -76,7 +94,8 @@ export function sigkillAtEveryPhase(f: ServiceFixture, platform: () => KillPlatf
       // Each step's intent is in the log before its work; a step a crash interrupted shows as resumed by the next
       // driver, never as started twice by one.
       const intents = events.filter((e) => e.type === "EVENT_TYPE_STEP_STARTED");
-      for (const ph of entered.filter((x: string) => x !== "PHASE_COMPLETED")) expect(intents.map((e) => e.step)).toContain(ph.replace("PHASE_", ""));
+      for (const ph of entered.filter((x: string) => x !== "PHASE_COMPLETED"))
+        expect(intents.map((e) => e.step)).toContain(ph.replace("PHASE_", ""));
       for (const step of new Set(intents.map((e) => e.step))) {
         expect(
           intents.filter((e) => e.step === step && !/ resumed by a new driver/.test(e.message)),
@@ -90,13 +109,18 @@ export function sigkillAtEveryPhase(f: ServiceFixture, platform: () => KillPlatf
       // Only the target takes the application's traffic: the source stays fenced behind it.
       expect(await p.sourceRefusesApplication(`${name}-src`, app)).toBe(true);
       // Every id the application saw committed is on the target.
-      const ids = new Set((await p.clusters.cluster({ id: target }).query<{ id: string }>("select id::text from items", [], "app")).map((r) => r.id));
+      const ids = new Set(
+        (await p.clusters.cluster({ id: target }).query<{ id: string }>("select id::text from items", [], "app")).map(
+          (r) => r.id,
+        ),
+      );
       expect(load.committed.length).toBeGreaterThan(30);
       expect(load.committed.filter((id) => !ids.has(id.toString()))).toEqual([]);
       // The route moved once: version 1 (source) then 2 (target), pointing at the target.
       const db = storeClient(f.dir);
       await db.connect();
-      const route = (await db.query("select port, version from routes where database_name = $1", [`${name}-db`])).rows[0];
+      const route = (await db.query("select port, version from routes where database_name = $1", [`${name}-db`]))
+        .rows[0];
       await db.end();
       expect(route).toEqual({ port: p.clusters.cluster({ id: target }).port, version: "2" });
     });

@@ -17,29 +17,44 @@ describe("the AWS settings of `pgshift serve`", () => {
 
   it("checks the instances' certificates by default, and says what it needs to", () => {
     expect(() => aws()).toThrow(/--aws-ca-bundle FILE: AWS's RDS certificate bundle \(global-bundle\.pem/);
-    expect(aws("--aws-ca-bundle", "/etc/rds/global-bundle.pem")).toMatchObject({ dbSsl: "verify-full", caBundleFile: "/etc/rds/global-bundle.pem" });
+    expect(aws("--aws-ca-bundle", "/etc/rds/global-bundle.pem")).toMatchObject({
+      dbSsl: "verify-full",
+      caBundleFile: "/etc/rds/global-bundle.pem",
+    });
     expect(aws("--aws-db-ssl", "require")).toMatchObject({ dbSsl: "require" });
-    expect(() => aws("--aws-db-ssl", "prefer")).toThrow(/--aws-db-ssl must be verify-full, require or disable; got "prefer"/);
+    expect(() => aws("--aws-db-ssl", "prefer")).toThrow(
+      /--aws-db-ssl must be verify-full, require or disable; got "prefer"/,
+    );
     expect(() => parseServiceConfig(["--insecure", "--aws-ca-bundle", "x.pem"], {})).toThrow(/need --aws-region/);
   });
 
   it("reads the CA bundle at start: a file that is not one is refused then, not at the first connection", async () => {
     const bad = join(dir, "not-a-bundle.pem");
     writeFileSync(bad, "hello");
-    const settings = { region: "eu-west-1", fence: "sql" as const, instanceClass: "db.r6g.large", dbSsl: "verify-full" as const };
-    await expect(createAwsProvider({ ...settings, caBundleFile: bad })).rejects.toThrow(/--aws-ca-bundle .*no PEM certificate in it/);
+    const settings = {
+      region: "eu-west-1",
+      fence: "sql" as const,
+      instanceClass: "db.r6g.large",
+      dbSsl: "verify-full" as const,
+    };
+    await expect(createAwsProvider({ ...settings, caBundleFile: bad })).rejects.toThrow(
+      /--aws-ca-bundle .*no PEM certificate in it/,
+    );
     await expect(createAwsProvider({ ...settings, caBundleFile: join(dir, "absent.pem") })).rejects.toThrow(/ENOENT/);
   });
 });
 
 describe("IAM database authentication for the service's own sessions", () => {
-  const aws = (...flags: string[]) => parseServiceConfig(["--insecure", "--aws-region", "eu-west-1", "--aws-db-ssl", "require", ...flags], {}).aws;
+  const aws = (...flags: string[]) =>
+    parseServiceConfig(["--insecure", "--aws-region", "eu-west-1", "--aws-db-ssl", "require", ...flags], {}).aws;
 
   it("needs its user and TLS, and is refused half-given", () => {
     expect(aws("--aws-db-auth", "iam", "--aws-db-user", "pgshift")).toMatchObject({ iamDbUser: "pgshift" });
     expect(aws()?.iamDbUser).toBeUndefined();
     expect(() => aws("--aws-db-auth", "iam")).toThrow(/needs --aws-db-user U/);
-    expect(() => aws("--aws-db-auth", "iam", "--aws-db-user", "pgshift", "--aws-db-ssl", "disable")).toThrow(/needs TLS/);
+    expect(() => aws("--aws-db-auth", "iam", "--aws-db-user", "pgshift", "--aws-db-ssl", "disable")).toThrow(
+      /needs TLS/,
+    );
     expect(() => aws("--aws-db-user", "pgshift")).toThrow(/--aws-db-user is for --aws-db-auth iam/);
     expect(() => aws("--aws-db-auth", "kerberos")).toThrow(/must be secret or iam/);
   });
@@ -75,7 +90,9 @@ describe("IAM database authentication for the service's own sessions", () => {
         },
       ],
     });
-    secrets.on(GetSecretValueCommand).resolves({ SecretString: JSON.stringify({ username: "postgres", password: "master-password" }) });
+    secrets
+      .on(GetSecretValueCommand)
+      .resolves({ SecretString: JSON.stringify({ username: "postgres", password: "master-password" }) });
     const tokens: string[] = [];
     const provider = new AwsProvider({
       rds: new RDSClient({ region: "eu-west-1" }),
@@ -83,7 +100,10 @@ describe("IAM database authentication for the service's own sessions", () => {
       fence: "sql",
       instanceClass: "db.r6g.large",
       ssl: { mode: "require" },
-      iam: { user: "pgshift", token: async (host, port, user) => (tokens.push(`${host}:${port}/${user}`), `token-for-${user}`) },
+      iam: {
+        user: "pgshift",
+        token: async (host, port, user) => (tokens.push(`${host}:${port}/${user}`), `token-for-${user}`),
+      },
     });
     expect(await provider.sessionConfig({ id: "billing" }, "app")).toMatchObject({
       user: "pgshift",
@@ -91,7 +111,11 @@ describe("IAM database authentication for the service's own sessions", () => {
       ssl: { rejectUnauthorized: false },
     });
     expect(tokens).toEqual(["billing.abc.eu-west-1.rds.amazonaws.com:5432/pgshift"]);
-    expect(await provider.peerConnection({ id: "billing" }, "app")).toMatchObject({ user: "postgres", password: "master-password", sslmode: "require" });
+    expect(await provider.peerConnection({ id: "billing" }, "app")).toMatchObject({
+      user: "postgres",
+      password: "master-password",
+      sslmode: "require",
+    });
     rds.restore();
     secrets.restore();
   });
@@ -108,11 +132,20 @@ describe("CloudWatch's replication figures", () => {
         { Id: "waldisk", Timestamps: [], Values: [] },
       ],
     });
-    const f = await replicationFigures(new CloudWatchClient({ region: "eu-west-1" }), "billing", "billing-aurora", t(4));
+    const f = await replicationFigures(
+      new CloudWatchClient({ region: "eu-west-1" }),
+      "billing",
+      "billing-aurora",
+      t(4),
+    );
     expect(f).toEqual({ replicaLagSeconds: 0.25, oldestSlotLagBytes: 3 * (1 << 20), walDiskBytes: undefined });
-    expect(describeFigures(f)).toBe("CloudWatch: RDSToAuroraPostgreSQLReplicaLag 0.25s, OldestReplicationSlotLag 3.0 MiB");
+    expect(describeFigures(f)).toBe(
+      "CloudWatch: RDSToAuroraPostgreSQLReplicaLag 0.25s, OldestReplicationSlotLag 3.0 MiB",
+    );
     const input = cw.commandCalls(GetMetricDataCommand)[0]!.args[0].input;
-    expect(input.MetricDataQueries?.map((q) => [q.MetricStat?.Metric?.MetricName, q.MetricStat?.Metric?.Dimensions?.[0]])).toEqual([
+    expect(
+      input.MetricDataQueries?.map((q) => [q.MetricStat?.Metric?.MetricName, q.MetricStat?.Metric?.Dimensions?.[0]]),
+    ).toEqual([
       ["RDSToAuroraPostgreSQLReplicaLag", { Name: "DBClusterIdentifier", Value: "billing-aurora" }],
       ["OldestReplicationSlotLag", { Name: "DBInstanceIdentifier", Value: "billing" }],
       ["TransactionLogsDiskUsage", { Name: "DBInstanceIdentifier", Value: "billing" }],

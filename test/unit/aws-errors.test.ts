@@ -31,11 +31,21 @@ import {
 } from "../../src/providers/errors.js";
 
 const rds = mockClient(RDSClient);
-const control = () => new RdsControl(new RDSClient({ region: "eu-west-1" }), { pollMs: 1, notFoundGraceMs: 50, sleep: () => Promise.resolve() });
+const control = () =>
+  new RdsControl(new RDSClient({ region: "eu-west-1" }), {
+    pollMs: 1,
+    notFoundGraceMs: 50,
+    sleep: () => Promise.resolve(),
+  });
 const meta = { $metadata: { httpStatusCode: 400 } };
 /** A fault of the kind the SDK raises for an error code it has no class for (AccessDenied, Throttling...). */
 const generic = (name: string, status: number) =>
-  new RDSServiceException({ name, $fault: status >= 500 ? "server" : "client", message: `${name} from AWS`, $metadata: { httpStatusCode: status } });
+  new RDSServiceException({
+    name,
+    $fault: status >= 500 ? "server" : "client",
+    message: `${name} from AWS`,
+    $metadata: { httpStatusCode: status },
+  });
 
 const SOURCE: DBInstance = {
   DBInstanceIdentifier: "billing",
@@ -44,7 +54,12 @@ const SOURCE: DBInstance = {
   EngineVersion: "15.8",
   VpcSecurityGroups: [{ VpcSecurityGroupId: "sg-app" }],
 };
-const POLICY: RetryPolicy = { maxAttempts: 3, initialBackoffMs: 200, maxBackoffMs: 1000, failurePolicy: FailurePolicy.ROLLBACK };
+const POLICY: RetryPolicy = {
+  maxAttempts: 3,
+  initialBackoffMs: 200,
+  maxBackoffMs: 1000,
+  failurePolicy: FailurePolicy.ROLLBACK,
+};
 
 /** The local provider's errors for the same conditions. */
 const LOCAL = {
@@ -54,7 +69,8 @@ const LOCAL = {
 };
 
 /** What the engine does with an error in a phase, on the first attempt and on the last. */
-const outcome = (phase: PhaseName, e: unknown) => [1, POLICY.maxAttempts].map((attempt) => decide(phase, failureInfo(e), attempt, POLICY).kind);
+const outcome = (phase: PhaseName, e: unknown) =>
+  [1, POLICY.maxAttempts].map((attempt) => decide(phase, failureInfo(e), attempt, POLICY).kind);
 
 /** Runs a provider call on the mocked SDK and returns what it threw. */
 async function thrown(call: () => Promise<unknown>): Promise<unknown> {
@@ -79,7 +95,14 @@ describe("AWS faults reach the engine as the local provider's typed errors (aws-
 
   const replica = () =>
     control().ensureReplica(
-      { sourceId: "billing", clusterId: "billing-aurora", instanceId: "billing-aurora-1", instanceClass: "db.r6g.large", engineVersion: "15.8", owner: "m-1" },
+      {
+        sourceId: "billing",
+        clusterId: "billing-aurora",
+        instanceId: "billing-aurora-1",
+        instanceClass: "db.r6g.large",
+        engineVersion: "15.8",
+        owner: "m-1",
+      },
       60_000,
     );
   const promoting = () => {
@@ -101,12 +124,21 @@ describe("AWS faults reach the engine as the local provider's typed errors (aws-
    * condition. The engine must decide the same for both, on the first attempt and the last: fail, fall back (the
    * source unfenced), retry, or roll back, as the failure policy says for that phase.
    */
-  const rows: Array<{ phase: PhaseName; what: string; call: () => Promise<unknown>; fault: () => void; local: Error; expected: string[]; says: RegExp }> = [
+  const rows: Array<{
+    phase: PhaseName;
+    what: string;
+    call: () => Promise<unknown>;
+    fault: () => void;
+    local: Error;
+    expected: string[];
+    says: RegExp;
+  }> = [
     {
       phase: "PROVISIONING",
       what: "CreateDBCluster over the account's cluster quota",
       call: replica,
-      fault: () => rds.on(CreateDBClusterCommand).rejects(new DBClusterQuotaExceededFault({ message: "quota reached", ...meta })),
+      fault: () =>
+        rds.on(CreateDBClusterCommand).rejects(new DBClusterQuotaExceededFault({ message: "quota reached", ...meta })),
       local: LOCAL.noRoom,
       expected: ["fail", "fail"],
       says: /rds:CreateDBCluster.*DBClusterQuotaExceededFault.*raise the quota/,
@@ -117,7 +149,9 @@ describe("AWS faults reach the engine as the local provider's typed errors (aws-
       call: replica,
       fault: () => {
         rds.on(CreateDBClusterCommand).resolves({});
-        rds.on(CreateDBInstanceCommand).rejects(new InsufficientDBInstanceCapacityFault({ message: "no capacity", ...meta }));
+        rds
+          .on(CreateDBInstanceCommand)
+          .rejects(new InsufficientDBInstanceCapacityFault({ message: "no capacity", ...meta }));
       },
       local: LOCAL.noRoom,
       expected: ["fail", "fail"],
@@ -146,7 +180,9 @@ describe("AWS faults reach the engine as the local provider's typed errors (aws-
       what: "the source named does not exist",
       call: () => control().source("no-such"),
       fault: () =>
-        rds.on(DescribeDBInstancesCommand, { DBInstanceIdentifier: "no-such" }).rejects(new DBInstanceNotFoundFault({ message: "no such instance", ...meta })),
+        rds
+          .on(DescribeDBInstancesCommand, { DBInstanceIdentifier: "no-such" })
+          .rejects(new DBInstanceNotFoundFault({ message: "no such instance", ...meta })),
       local: new UnknownInstanceError("no-such", "register it first"),
       expected: ["fail", "fail"],
       says: /"no-such" does not exist/,
@@ -155,7 +191,10 @@ describe("AWS faults reach the engine as the local provider's typed errors (aws-
       phase: "QUIESCING",
       what: "the network fence's ModifyDBInstance while the instance is busy",
       call: () => control().networkFence("billing", "sg-deny", 60_000),
-      fault: () => rds.on(ModifyDBInstanceCommand).rejects(new InvalidDBInstanceStateFault({ message: "instance is modifying", ...meta })),
+      fault: () =>
+        rds
+          .on(ModifyDBInstanceCommand)
+          .rejects(new InvalidDBInstanceStateFault({ message: "instance is modifying", ...meta })),
       local: LOCAL.unreachable,
       expected: ["retry", "fall_back"],
       says: /rds:ModifyDBInstance did not go through now.*InvalidDBInstanceStateFault/,
@@ -173,7 +212,10 @@ describe("AWS faults reach the engine as the local provider's typed errors (aws-
       phase: "PROMOTING",
       what: "PromoteReadReplicaDBCluster while the cluster is busy",
       call: promoting,
-      fault: () => rds.on(PromoteReadReplicaDBClusterCommand).rejects(new InvalidDBClusterStateFault({ message: "cluster is modifying", ...meta })),
+      fault: () =>
+        rds
+          .on(PromoteReadReplicaDBClusterCommand)
+          .rejects(new InvalidDBClusterStateFault({ message: "cluster is modifying", ...meta })),
       local: new ReplicaDownError("billing-aurora", "postmaster not running"),
       expected: ["retry", "roll_back"],
       says: /rds:PromoteReadReplicaDBCluster did not go through now/,
@@ -221,7 +263,9 @@ describe("AWS faults reach the engine as the local provider's typed errors (aws-
     expect(code(generic("ThrottlingException", 400))).toBe("Unavailable");
     expect(code(generic("ExpiredToken", 400))).toBe("Unavailable");
     expect(code(generic("SomethingNew", 503))).toBe("Unavailable");
-    expect(code(Object.assign(new Error("connect ECONNREFUSED 10.0.0.1:443"), { code: "ECONNREFUSED" }))).toBe("Unavailable");
+    expect(code(Object.assign(new Error("connect ECONNREFUSED 10.0.0.1:443"), { code: "ECONNREFUSED" }))).toBe(
+      "Unavailable",
+    );
     expect(code(generic("SomethingNew", 400))).toBe("Unknown");
     const fault = generic("AccessDenied", 403);
     expect((awsError(fault, "rds:X") as Error).cause).toBe(fault);

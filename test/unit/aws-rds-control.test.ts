@@ -30,7 +30,12 @@ import { awsPlan } from "../../src/providers/aws/plan.js";
 import { awsPreflight, TAG_VALUE_MAX } from "../../src/providers/aws/preflight.js";
 
 const rds = mockClient(RDSClient);
-const control = () => new RdsControl(new RDSClient({ region: "eu-west-1" }), { pollMs: 1, notFoundGraceMs: 50, sleep: () => Promise.resolve() });
+const control = () =>
+  new RdsControl(new RDSClient({ region: "eu-west-1" }), {
+    pollMs: 1,
+    notFoundGraceMs: 50,
+    sleep: () => Promise.resolve(),
+  });
 /** Every AWS action any test made, to hold the IAM policy to. */
 const made = new Set<string>();
 /** What the create and the network fence sent, with a wait's repeated describes shown once, as the plan shows them. */
@@ -104,13 +109,30 @@ describe("the AWS provider's RDS calls (aws-sdk-client-mock)", () => {
         notFound("instance"),
         notFound("instance"),
         throttled,
-        { ...SOURCE, DBInstanceIdentifier: "billing-aurora-1", DBClusterIdentifier: "billing-aurora", DBInstanceStatus: "creating", TagList: ours },
-        { ...SOURCE, DBInstanceIdentifier: "billing-aurora-1", DBClusterIdentifier: "billing-aurora", DBInstanceStatus: "available", TagList: ours },
+        {
+          ...SOURCE,
+          DBInstanceIdentifier: "billing-aurora-1",
+          DBClusterIdentifier: "billing-aurora",
+          DBInstanceStatus: "creating",
+          TagList: ours,
+        },
+        {
+          ...SOURCE,
+          DBInstanceIdentifier: "billing-aurora-1",
+          DBClusterIdentifier: "billing-aurora",
+          DBInstanceStatus: "available",
+          TagList: ours,
+        },
       ],
     });
     clusters([
       notFound("cluster"),
-      { DBClusterIdentifier: "billing-aurora", Status: "available", TagList: ours, ReplicationSourceIdentifier: SOURCE.DBInstanceArn },
+      {
+        DBClusterIdentifier: "billing-aurora",
+        Status: "available",
+        TagList: ours,
+        ReplicationSourceIdentifier: SOURCE.DBInstanceArn,
+      },
     ]);
     rds.on(CreateDBClusterCommand).resolves({});
     rds.on(CreateDBInstanceCommand).resolves({});
@@ -159,7 +181,12 @@ describe("the AWS provider's RDS calls (aws-sdk-client-mock)", () => {
       billing: [SOURCE],
       "billing-aurora-1": [
         notFound("instance"),
-        { DBInstanceIdentifier: "billing-aurora-1", DBClusterIdentifier: "billing-aurora", DBInstanceStatus: "available", TagList: ours },
+        {
+          DBInstanceIdentifier: "billing-aurora-1",
+          DBClusterIdentifier: "billing-aurora",
+          DBInstanceStatus: "available",
+          TagList: ours,
+        },
       ],
     });
     clusters([{ DBClusterIdentifier: "billing-aurora", Status: "available", TagList: ours }]);
@@ -170,13 +197,23 @@ describe("the AWS provider's RDS calls (aws-sdk-client-mock)", () => {
 
   it("never adopts a cluster it did not create, and deletes only what carries its tag", async () => {
     instances({ billing: [SOURCE] });
-    clusters([{ DBClusterIdentifier: "billing-aurora", Status: "available", TagList: [{ Key: OWNER_TAG, Value: "someone-else" }] }]);
-    await expect(control().ensureReplica(SPEC, 60_000)).rejects.toMatchObject({ message: expect.stringContaining("someone-else") });
+    clusters([
+      {
+        DBClusterIdentifier: "billing-aurora",
+        Status: "available",
+        TagList: [{ Key: OWNER_TAG, Value: "someone-else" }],
+      },
+    ]);
+    await expect(control().ensureReplica(SPEC, 60_000)).rejects.toMatchObject({
+      message: expect.stringContaining("someone-else"),
+    });
     expect(await control().deleteReplica("billing-aurora", "billing-aurora-1", "m-1")).toBe("not-ours");
     expect(sent().filter((n) => /^(Create|Delete)/.test(n))).toEqual([]);
 
     rds.reset();
-    instances({ "billing-aurora-1": [{ DBInstanceIdentifier: "billing-aurora-1", DBInstanceStatus: "available", TagList: ours }] });
+    instances({
+      "billing-aurora-1": [{ DBInstanceIdentifier: "billing-aurora-1", DBInstanceStatus: "available", TagList: ours }],
+    });
     clusters([{ DBClusterIdentifier: "billing-aurora", Status: "available", TagList: ours }]);
     rds.on(DeleteDBInstanceCommand).resolves({});
     rds.on(DeleteDBClusterCommand).resolves({});
@@ -212,13 +249,26 @@ describe("the AWS provider's RDS calls (aws-sdk-client-mock)", () => {
     const recorded = await control().networkFence("billing", "sg-deny", 60_000);
     expect(recorded).toEqual(["sg-app"]);
     observed.QUIESCING = collapse(sent());
-    expect(rds.commandCalls(ModifyDBInstanceCommand)[0]!.args[0].input).toMatchObject({ VpcSecurityGroupIds: ["sg-deny"], ApplyImmediately: true });
+    expect(rds.commandCalls(ModifyDBInstanceCommand)[0]!.args[0].input).toMatchObject({
+      VpcSecurityGroupIds: ["sg-deny"],
+      ApplyImmediately: true,
+    });
     await control().networkUnfence("billing", recorded, 60_000);
-    expect(rds.commandCalls(ModifyDBInstanceCommand)[1]!.args[0].input).toMatchObject({ VpcSecurityGroupIds: ["sg-app"] });
+    expect(rds.commandCalls(ModifyDBInstanceCommand)[1]!.args[0].input).toMatchObject({
+      VpcSecurityGroupIds: ["sg-app"],
+    });
     await control().retire("billing", "stop", "pgshift-final-m1");
-    expect(sent().filter((n) => !n.startsWith("Describe"))).toEqual(["ModifyDBInstance", "RebootDBInstance", "ModifyDBInstance", "StopDBInstance"]);
+    expect(sent().filter((n) => !n.startsWith("Describe"))).toEqual([
+      "ModifyDBInstance",
+      "RebootDBInstance",
+      "ModifyDBInstance",
+      "StopDBInstance",
+    ]);
     // Stopped after a final snapshot, so that nothing is lost if the instance is ever deleted.
-    expect(rds.commandCalls(StopDBInstanceCommand)[0]!.args[0].input).toEqual({ DBInstanceIdentifier: "billing", DBSnapshotIdentifier: "pgshift-final-m1" });
+    expect(rds.commandCalls(StopDBInstanceCommand)[0]!.args[0].input).toEqual({
+      DBInstanceIdentifier: "billing",
+      DBSnapshotIdentifier: "pgshift-final-m1",
+    });
   });
 
   it("retires by deletion only when asked, after a final snapshot; a source deleted already is left as it is", async () => {
@@ -227,7 +277,9 @@ describe("the AWS provider's RDS calls (aws-sdk-client-mock)", () => {
       .resolvesOnce({ DBInstances: [SOURCE] })
       .resolves({ DBInstances: [{ ...SOURCE, DBInstanceStatus: "deleting" }] });
     rds.on(DeleteDBInstanceCommand).resolves({});
-    expect(await control().retire("billing", "delete", "pgshift-final-m2")).toBe("billing deleted after its final snapshot pgshift-final-m2");
+    expect(await control().retire("billing", "delete", "pgshift-final-m2")).toBe(
+      "billing deleted after its final snapshot pgshift-final-m2",
+    );
     expect(rds.commandCalls(DeleteDBInstanceCommand)[0]!.args[0].input).toEqual({
       DBInstanceIdentifier: "billing",
       SkipFinalSnapshot: false,
@@ -245,7 +297,8 @@ describe("the AWS provider's RDS calls (aws-sdk-client-mock)", () => {
 
   it("the plan lists the calls RdsControl makes, in its order, and the IAM policy grants each", () => {
     const plan = awsPlan({ replica: SPEC, fence: "network", denyGroup: "sg-deny" });
-    const of = (phase: string) => plan.filter((p) => p.phase === phase && p.action.startsWith("rds:")).map((p) => p.action.replace(/^rds:/, ""));
+    const of = (phase: string) =>
+      plan.filter((p) => p.phase === phase && p.action.startsWith("rds:")).map((p) => p.action.replace(/^rds:/, ""));
     expect(of("PROVISIONING")).toEqual(observed.PROVISIONING);
     // The fence's record (a tag) is written by the provider before RdsControl's calls.
     expect(of("QUIESCING")).toEqual(["AddTagsToResource", ...observed.QUIESCING!]);
@@ -262,10 +315,15 @@ describe("the AWS provider's RDS calls (aws-sdk-client-mock)", () => {
     // Every call, not only RDS's: the master user's secret is read before the first statement; an encrypted source's
     // key is used through RDS when the replica is created, and the policy grants that only through RDS.
     expect(plan.filter((p) => p.phase === "PREFLIGHT").map((p) => p.action)).toContain("secretsmanager:GetSecretValue");
-    expect(plan.filter((p) => p.action.startsWith("kms:")).map((p) => p.action)).toEqual(["kms:DescribeKey", "kms:CreateGrant"]);
+    expect(plan.filter((p) => p.action.startsWith("kms:")).map((p) => p.action)).toEqual([
+      "kms:DescribeKey",
+      "kms:CreateGrant",
+    ]);
     const kms = policy.Statement.find((s: { Action: string[] }) => s.Action.includes("kms:CreateGrant"));
     expect(kms.Condition.StringLike["kms:ViaService"]).toBe("rds.*.amazonaws.com");
-    const withCloudWatch = awsPlan({ replica: SPEC, fence: "sql", cloudwatch: true }).filter((p) => p.phase === "REPLICATING");
+    const withCloudWatch = awsPlan({ replica: SPEC, fence: "sql", cloudwatch: true }).filter(
+      (p) => p.phase === "REPLICATING",
+    );
     expect(withCloudWatch.map((p) => p.action)).toEqual(["cloudwatch:GetMetricData"]);
     expect(withCloudWatch.filter((p) => !granted.has(p.action))).toEqual([]);
   });
@@ -288,16 +346,21 @@ describe("the AWS provider's RDS calls (aws-sdk-client-mock)", () => {
 
   it("preflight: the engine version Aurora offers, logical decoding in the cluster parameter group (all pages), parameters set on the source, the fence", async () => {
     const withGroup: DBInstance = { ...SOURCE, DBParameterGroups: [{ DBParameterGroupName: "billing-params" }] };
-    rds.on(DescribeDBEngineVersionsCommand).callsFake((input: { EngineVersion?: string; DBParameterGroupFamily?: string }) => ({
-      DBEngineVersions: input.EngineVersion === "15.8" ? [] : [{ EngineVersion: "15.6" }, { EngineVersion: "15.10" }],
-    }));
+    rds
+      .on(DescribeDBEngineVersionsCommand)
+      .callsFake((input: { EngineVersion?: string; DBParameterGroupFamily?: string }) => ({
+        DBEngineVersions: input.EngineVersion === "15.8" ? [] : [{ EngineVersion: "15.6" }, { EngineVersion: "15.10" }],
+      }));
     // Two pages: the setting that matters is on the second.
-    rds.on(DescribeDBClusterParametersCommand).callsFake((input: { DBClusterParameterGroupName: string; Marker?: string }) => {
-      if (input.DBClusterParameterGroupName !== "logical") throw new DBParameterGroupNotFoundFault({ message: "not found", $metadata: {} });
-      return input.Marker
-        ? { Parameters: [{ ParameterName: "rds.logical_replication", ParameterValue: "1" }] }
-        : { Parameters: [{ ParameterName: "work_mem", ParameterValue: "65536" }], Marker: "p2" };
-    });
+    rds
+      .on(DescribeDBClusterParametersCommand)
+      .callsFake((input: { DBClusterParameterGroupName: string; Marker?: string }) => {
+        if (input.DBClusterParameterGroupName !== "logical")
+          throw new DBParameterGroupNotFoundFault({ message: "not found", $metadata: {} });
+        return input.Marker
+          ? { Parameters: [{ ParameterName: "rds.logical_replication", ParameterValue: "1" }] }
+          : { Parameters: [{ ParameterName: "work_mem", ParameterValue: "65536" }], Marker: "p2" };
+      });
     rds.on(DescribeDBParametersCommand).resolves({
       Parameters: [
         { ParameterName: "work_mem", ParameterValue: "65536", Source: "user" },
@@ -321,8 +384,14 @@ describe("the AWS provider's RDS calls (aws-sdk-client-mock)", () => {
     const v = await verdicts({});
     // Aurora has no 15.8 here: fail, naming the versions to upgrade the source to.
     expect(v["aws.engine_version"]).toMatchObject({ status: "FAIL", remedy: expect.stringContaining("15.6, 15.10") });
-    expect(v["aws.logical_replication"]).toMatchObject({ status: "PASS", measured: "rds.logical_replication = 1 in logical" });
-    expect(v["aws.parameter_groups"]).toMatchObject({ status: "WARN", measured: "shared_preload_libraries: pg_stat_statements -> engine default" });
+    expect(v["aws.logical_replication"]).toMatchObject({
+      status: "PASS",
+      measured: "rds.logical_replication = 1 in logical",
+    });
+    expect(v["aws.parameter_groups"]).toMatchObject({
+      status: "WARN",
+      measured: "shared_preload_libraries: pg_stat_statements -> engine default",
+    });
     expect(v["aws.fence"]).toMatchObject({ status: "PASS", measured: "roles fence: app lose LOGIN at cutover" });
     // Untagged, the source is one the IAM policy lets pgshift neither fence nor retire: said, with the command that tags it.
     expect(v["aws.source_tag"]).toMatchObject({
@@ -336,18 +405,27 @@ describe("the AWS provider's RDS calls (aws-sdk-client-mock)", () => {
       measured: "postgres keep LOGIN under the roles fence",
       remedy: expect.stringContaining("FENCE_MODE_NETWORK"),
     });
-    expect(rds.commandCalls(DescribeDBParametersCommand)[0]!.args[0].input).toMatchObject({ DBParameterGroupName: "billing-params", Source: "user" });
+    expect(rds.commandCalls(DescribeDBParametersCommand)[0]!.args[0].input).toMatchObject({
+      DBParameterGroupName: "billing-params",
+      Source: "user",
+    });
     // The engine's default group (no name given) does not exist in this mock: said so, with the remedy.
     expect((await verdicts({ clusterParameterGroup: undefined }))["aws.logical_replication"]).toMatchObject({
       status: "FAIL",
       measured: "DB cluster parameter group default.aurora-postgresql15 does not exist",
     });
     // The network fence needs the deny-all group; too many roles do not fit the tag the roles fence records them in.
-    expect((await verdicts({ fence: "network" }))["aws.fence"]).toMatchObject({ status: "FAIL", remedy: expect.stringContaining("--aws-deny-security-group") });
+    expect((await verdicts({ fence: "network" }))["aws.fence"]).toMatchObject({
+      status: "FAIL",
+      remedy: expect.stringContaining("--aws-deny-security-group"),
+    });
     expect((await verdicts({ fence: "network", denySecurityGroup: "sg-deny" }))["aws.fence"]?.status).toBe("PASS");
     const many = Array.from({ length: 40 }, (_, i) => `application_role_${i}`);
     expect(many.join(" ").length).toBeGreaterThan(TAG_VALUE_MAX);
-    expect((await verdicts({ applicationRoles: many }))["aws.fence"]).toMatchObject({ status: "FAIL", remedy: "use FENCE_MODE_NETWORK for this migration" });
+    expect((await verdicts({ applicationRoles: many }))["aws.fence"]).toMatchObject({
+      status: "FAIL",
+      remedy: "use FENCE_MODE_NETWORK for this migration",
+    });
     expect((await verdicts({ applicationRoles: [] }))["aws.fence"]?.status).toBe("WARN");
     sent();
   });
@@ -355,7 +433,9 @@ describe("the AWS provider's RDS calls (aws-sdk-client-mock)", () => {
   it("deploy/aws/iam-policy.json grants exactly the RDS actions made (and what AWS requires alongside them)", () => {
     const policy = JSON.parse(readFileSync(resolve(import.meta.dirname, "../../deploy/aws/iam-policy.json"), "utf8"));
     const granted = new Set<string>(
-      policy.Statement.flatMap((s: { Effect: string; Action: string[] }) => (s.Effect === "Allow" ? s.Action : [])).filter((a: string) => a.startsWith("rds:")),
+      policy.Statement.flatMap((s: { Effect: string; Action: string[] }) =>
+        s.Effect === "Allow" ? s.Action : [],
+      ).filter((a: string) => a.startsWith("rds:")),
     );
     // Tags given to a create call need their own permission, and so does the final snapshot a stop or a delete takes.
     const needed = new Set([

@@ -20,8 +20,13 @@ const slot = {
   recordedAt: "2026-11-25T00:00:00Z",
   targetConsistentLsn: "0/4000060",
 };
-const row = (cdc: CdcStateJson | undefined): MigrationRow => ({ id: "m1", state: { cdcSlots: [slot], cdc } }) as unknown as MigrationRow;
-const at = (stage: CdcStateJson["stage"], side: "source" | "target", extra: Partial<CdcStateJson> = {}): CdcStateJson => ({
+const row = (cdc: CdcStateJson | undefined): MigrationRow =>
+  ({ id: "m1", state: { cdcSlots: [slot], cdc } }) as unknown as MigrationRow;
+const at = (
+  stage: CdcStateJson["stage"],
+  side: "source" | "target",
+  extra: Partial<CdcStateJson> = {},
+): CdcStateJson => ({
   stage,
   side,
   since: "2026-11-25T00:00:01Z",
@@ -39,14 +44,24 @@ describe("CDC coordination, pure parts", () => {
   });
 
   it("tells a consumer to keep reading, pause at the drain point, then resume on the target or back on the source", () => {
-    expect(directiveFor(undefined, "orders_cdc", { host: "h", port: 1 })).toMatchObject({ action: "KEEP_READING", endpoint: { port: 1 } });
-    expect(directiveFor(row(undefined), "other", { host: "h", port: 1 })).toMatchObject({ action: "KEEP_READING", migrationId: "m1" });
+    expect(directiveFor(undefined, "orders_cdc", { host: "h", port: 1 })).toMatchObject({
+      action: "KEEP_READING",
+      endpoint: { port: 1 },
+    });
+    expect(directiveFor(row(undefined), "other", { host: "h", port: 1 })).toMatchObject({
+      action: "KEEP_READING",
+      migrationId: "m1",
+    });
     expect(directiveFor(row(at("DRAINING", "source", { drainToLsn: "0/3000200" })), "orders_cdc")).toMatchObject({
       action: "PAUSE",
       drainToLsn: "0/3000200",
       database: "app",
     });
-    expect(directiveFor(row(at("ON_TARGET", "target")), "orders_cdc")).toMatchObject({ action: "RESUME", endpoint: { port: 2 }, resumeFromLsn: "0/4000060" });
+    expect(directiveFor(row(at("ON_TARGET", "target")), "orders_cdc")).toMatchObject({
+      action: "RESUME",
+      endpoint: { port: 2 },
+      resumeFromLsn: "0/4000060",
+    });
     expect(directiveFor(row(at("ON_SOURCE", "source", { resumed: true })), "orders_cdc")).toMatchObject({
       action: "RESUME",
       endpoint: { port: 1 },
@@ -63,11 +78,23 @@ describe("CDC coordination, pure parts", () => {
     expect(alert).toMatchObject({ name: "cdc.paused", status: "WARN" });
     expect(alert!.measured).toContain("orders_cdc paused for 11000 ms");
     expect(pauseAlert(spec, state, t0 + 20_000)).toBeUndefined();
-    expect(pauseAlert(spec, { ...state, cdc: at("ON_TARGET", "target", { pausedSince: "2026-11-25T00:00:00Z" }) }, t0 + 20_000)).toBeUndefined();
+    expect(
+      pauseAlert(
+        spec,
+        { ...state, cdc: at("ON_TARGET", "target", { pausedSince: "2026-11-25T00:00:00Z" }) },
+        t0 + 20_000,
+      ),
+    ).toBeUndefined();
   });
 
   it("counts lost, duplicated and out-of-order deliveries", () => {
-    const ch = (id: number, from = "a") => ({ table: "items", op: "insert" as const, row: { id: String(id) }, commitLsn: "0/1", from });
+    const ch = (id: number, from = "a") => ({
+      table: "items",
+      op: "insert" as const,
+      row: { id: String(id) },
+      commitLsn: "0/1",
+      from,
+    });
     expect(verifyStream([ch(1), ch(2, "b"), ch(3)], "items", ["1", "2", "3"])).toEqual({
       streamed: 3,
       lost: 0,
@@ -75,7 +102,11 @@ describe("CDC coordination, pure parts", () => {
       inOrder: true,
       from: ["a", "b", "a"],
     });
-    expect(verifyStream([ch(1), ch(1), ch(3)], "items", ["1", "2", "3"])).toMatchObject({ lost: 1, duplicated: 1, inOrder: false });
+    expect(verifyStream([ch(1), ch(1), ch(3)], "items", ["1", "2", "3"])).toMatchObject({
+      lost: 1,
+      duplicated: 1,
+      inOrder: false,
+    });
     expect(verifyStream([ch(2), ch(1)], "items", ["1", "2"])).toMatchObject({ lost: 0, duplicated: 0, inOrder: false });
   });
 });

@@ -103,7 +103,14 @@ describe("check verdicts", () => {
   });
 
   it("compares the target after cutover with the source before, within tolerances", () => {
-    const before: Baseline = { commitsPerSec: 200, rollbacksPerSec: 0, connections: 3, commitP50Ms: 1, commitP99Ms: 4, sampledMs: 1000 };
+    const before: Baseline = {
+      commitsPerSec: 200,
+      rollbacksPerSec: 0,
+      connections: 3,
+      commitP50Ms: 1,
+      commitP99Ms: 4,
+      sampledMs: 1000,
+    };
     expect(compareBaselines(before, { ...before, commitsPerSec: 180, commitP99Ms: 10 }).status).toBe("PASS");
     const slow = compareBaselines(before, { ...before, commitsPerSec: 60, commitP99Ms: 120, rollbacksPerSec: 30 });
     expect(slow.status).toBe("FAIL");
@@ -116,7 +123,9 @@ describe("check verdicts", () => {
 });
 
 describe("newVerdicts: which verdicts a state write logs as events", () => {
-  const c = (name: string, status: "PASS" | "WARN" | "FAIL", message = "m", measured = "1") => ({ ...check(name, status, { message, measured }) });
+  const c = (name: string, status: "PASS" | "WARN" | "FAIL", message = "m", measured = "1") => ({
+    ...check(name, status, { message, measured }),
+  });
   it("a new check, a changed status or message; not the same verdict with a moving figure", () => {
     const prev = [c("a", "PASS"), c("b", "WARN"), c("d", "PASS", "quiet")];
     const next = [c("a", "PASS", "m", "2"), c("b", "FAIL"), c("d", "PASS", "loud"), c("e", "PASS")];

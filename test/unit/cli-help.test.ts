@@ -11,12 +11,15 @@ import { SERVE_OPTIONS } from "../../src/config.js";
 
 /** The flags a command's help entries describe (for ctl and local: every subcommand's together, as one parser takes them). */
 function described(entries: string[]): string[] {
-  const flags = entries.flatMap((k) => (HELP[k]?.flags ?? []).map(([f]) => /^--([a-z0-9-]+)/.exec(f)?.[1] ?? `(not a flag: ${f})`));
+  const flags = entries.flatMap((k) =>
+    (HELP[k]?.flags ?? []).map(([f]) => /^--([a-z0-9-]+)/.exec(f)?.[1] ?? `(not a flag: ${f})`),
+  );
   return [...new Set(flags)].sort();
 }
 
 const parsed = (options: object) => Object.keys(options).sort();
-const sub = (command: string, except: string[] = []) => Object.keys(HELP).filter((k) => k === command || (k.startsWith(`${command} `) && !except.includes(k)));
+const sub = (command: string, except: string[] = []) =>
+  Object.keys(HELP).filter((k) => k === command || (k.startsWith(`${command} `) && !except.includes(k)));
 
 describe("every flag a parser accepts is in its help, and every flag its help names is accepted", () => {
   const cases: [string, string[], object][] = [

@@ -1,10 +1,20 @@
 import { describe, expect, it } from "vitest";
-import { DeadlineExceededError, FailedPreconditionError, InvalidArgumentError, UnavailableError } from "../../src/domain/errors.js";
+import {
+  DeadlineExceededError,
+  FailedPreconditionError,
+  InvalidArgumentError,
+  UnavailableError,
+} from "../../src/domain/errors.js";
 import { PHASES, isTerminal, type PhaseName } from "../../src/domain/phases.js";
 import { backoffMs, decide, failureInfo, type Decision, type RetryPolicy } from "../../src/engine/failure-policy.js";
 import { FailurePolicy } from "../../src/gen/migration/v1/migration_pb.js";
 
-const rollback: RetryPolicy = { maxAttempts: 5, initialBackoffMs: 1000, maxBackoffMs: 30_000, failurePolicy: FailurePolicy.ROLLBACK };
+const rollback: RetryPolicy = {
+  maxAttempts: 5,
+  initialBackoffMs: 1000,
+  maxBackoffMs: 30_000,
+  failurePolicy: FailurePolicy.ROLLBACK,
+};
 const hold: RetryPolicy = { ...rollback, failurePolicy: FailurePolicy.HOLD };
 
 /** Every phase a step runs in. */
@@ -67,13 +77,19 @@ describe("the failure policy: each phase × each kind of failure", () => {
   it("classifies errors by their gRPC code", () => {
     expect(KINDS.transient).toMatchObject({ code: "Unavailable", permanent: false });
     expect(KINDS.deadline).toMatchObject({ code: "DeadlineExceeded", permanent: false });
-    expect(KINDS.permanent).toMatchObject({ code: "FailedPrecondition", permanent: true, message: "the replica is not running" });
+    expect(KINDS.permanent).toMatchObject({
+      code: "FailedPrecondition",
+      permanent: true,
+      message: "the replica is not running",
+    });
     expect(KINDS.invalid.permanent).toBe(true);
     expect(KINDS.unknown).toMatchObject({ code: "Unknown", permanent: false });
   });
 
   it("backs off exponentially up to the cap, and a rollback is retried for ever at the cap", () => {
-    expect([1, 2, 3, 4, 5, 6, 7].map((a) => backoffMs(rollback, a))).toEqual([1000, 2000, 4000, 8000, 16000, 30000, 30000]);
+    expect([1, 2, 3, 4, 5, 6, 7].map((a) => backoffMs(rollback, a))).toEqual([
+      1000, 2000, 4000, 8000, 16000, 30000, 30000,
+    ]);
     expect(decide("ROLLING_BACK", KINDS.permanent, 1000, rollback)).toEqual({ kind: "retry", backoffMs: 30_000 });
   });
 });

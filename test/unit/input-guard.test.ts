@@ -13,7 +13,12 @@ describe("the API's input guard", () => {
     out.on("data", (d: Buffer) => lines.push(...d.toString().split("\n").filter(Boolean)));
     const guard = inputGuard(createLogger("info", {}, out));
     const method = MigrationService.method.getMigration;
-    const req = { stream: false, service: MigrationService, method, message: create(GetMigrationRequestSchema, { id: "m-1" }) };
+    const req = {
+      stream: false,
+      service: MigrationService,
+      method,
+      message: create(GetMigrationRequestSchema, { id: "m-1" }),
+    };
     const call = guard(async () => {
       throw new Error('relation "secret_table" does not exist');
     });
@@ -22,7 +27,9 @@ describe("the API's input guard", () => {
     expect((err as ConnectError).code).toBe(Code.Internal);
     const id = (err as ConnectError).metadata.get("x-pgshift-correlation-id");
     expect(id).toMatch(/^[0-9a-f-]{36}$/);
-    expect((err as ConnectError).rawMessage).toBe(`internal error (correlation id ${id}); the service logged it: retry, or report the id`);
+    expect((err as ConnectError).rawMessage).toBe(
+      `internal error (correlation id ${id}); the service logged it: retry, or report the id`,
+    );
     expect((err as ConnectError).rawMessage).not.toContain("secret_table");
     await new Promise((r) => setImmediate(r));
     const logged = lines.map((l) => JSON.parse(l)).find((l) => l.correlationId === id);
@@ -38,7 +45,12 @@ describe("the API's input guard", () => {
       ran.push((r.message as unknown as { id: string }).id);
       throw new ConnectError("no migration", Code.NotFound);
     });
-    const ok = { stream: false, service: MigrationService, method, message: create(GetMigrationRequestSchema, { id: "m-1" }) };
+    const ok = {
+      stream: false,
+      service: MigrationService,
+      method,
+      message: create(GetMigrationRequestSchema, { id: "m-1" }),
+    };
     expect(await call(ok as never).catch((e: ConnectError) => e.code)).toBe(Code.NotFound);
     const bad = { ...ok, message: create(GetMigrationRequestSchema, { id: "m\u00001" }) };
     expect(await call(bad as never).catch((e: ConnectError) => e.code)).toBe(Code.InvalidArgument);
@@ -57,6 +69,8 @@ describe("the API's input guard", () => {
       }
     })();
     expect(err?.code).toBe(Code.InvalidArgument);
-    expect(err?.rawMessage).toBe(`id is 5000 characters long; at most 4096 are allowed (it starts "${"y".repeat(40)}…")`);
+    expect(err?.rawMessage).toBe(
+      `id is 5000 characters long; at most 4096 are allowed (it starts "${"y".repeat(40)}…")`,
+    );
   });
 });

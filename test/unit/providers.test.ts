@@ -16,14 +16,19 @@ describe("LSN arithmetic", () => {
 });
 
 describe("pg_hba fencing", () => {
-  const original = "# comment\nhost all all 127.0.0.1/32 scram-sha-256\nhost replication all 127.0.0.1/32 scram-sha-256\n";
+  const original =
+    "# comment\nhost all all 127.0.0.1/32 scram-sha-256\nhost replication all 127.0.0.1/32 scram-sha-256\n";
   it("puts reject rules first, admitting only the admin role, and is idempotent", () => {
     const fenced = fenceHba(original, "postgres");
     expect(isFencedHba(fenced)).toBe(true);
     expect(fenceHba(fenced, "postgres")).toBe(fenced);
     const lines = fenced.split("\n");
-    expect(lines.indexOf('host all "postgres" 127.0.0.1/32 scram-sha-256')).toBeLessThan(lines.indexOf("host all all all reject"));
-    expect(lines.indexOf("host all all all reject")).toBeLessThan(lines.indexOf("host all all 127.0.0.1/32 scram-sha-256"));
+    expect(lines.indexOf('host all "postgres" 127.0.0.1/32 scram-sha-256')).toBeLessThan(
+      lines.indexOf("host all all all reject"),
+    );
+    expect(lines.indexOf("host all all all reject")).toBeLessThan(
+      lines.indexOf("host all all 127.0.0.1/32 scram-sha-256"),
+    );
   });
   it("unfences back to the exact original", () => {
     expect(unfenceHba(fenceHba(original, "admin"))).toBe(original);

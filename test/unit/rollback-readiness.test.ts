@@ -11,18 +11,30 @@ const MiB = 1024n * 1024n;
 describe("rollback readiness: reverse replication's backlog measured, judged against the policy", () => {
   it("measures the apply rate between samples and what a rollback's drain would cost", () => {
     const t0 = new Date("2026-01-01T00:00:00Z");
-    const a = nextReverseStatus(undefined, { lagBytes: 10n * MiB, retainedBytes: 12n * MiB, targetLsn: "0/10000000", at: t0 });
+    const a = nextReverseStatus(undefined, {
+      lagBytes: 10n * MiB,
+      retainedBytes: 12n * MiB,
+      targetLsn: "0/10000000",
+      at: t0,
+    });
     expect(a.applyBytesPerSec).toBeUndefined();
     expect(drainEstimateMs(a)).toBeUndefined();
     // 2 s later the target wrote 8 MiB more and the backlog grew by 2 MiB: the source applied 6 MiB, 3 MiB/s.
-    const b = nextReverseStatus(a, { lagBytes: 12n * MiB, retainedBytes: 14n * MiB, targetLsn: "0/10800000", at: new Date(t0.getTime() + 2000) });
+    const b = nextReverseStatus(a, {
+      lagBytes: 12n * MiB,
+      retainedBytes: 14n * MiB,
+      targetLsn: "0/10800000",
+      at: new Date(t0.getTime() + 2000),
+    });
     expect(b.applyBytesPerSec).toBe(3 * 1024 * 1024);
     expect(drainEstimateMs(b)).toBe(4000);
     expect(drainEstimateMs({ ...b, lagBytes: "0" })).toBe(0);
   });
 
   it("PASS within the limits, WARN past either, with the estimate", () => {
-    const p = policyOf(testSpec({ rollbackPolicy: { maxReverseLagBytes: 8n * MiB, maxTargetRetainedBytes: 64n * MiB } }));
+    const p = policyOf(
+      testSpec({ rollbackPolicy: { maxReverseLagBytes: 8n * MiB, maxTargetRetainedBytes: 64n * MiB } }),
+    );
     const s = {
       lagBytes: String(4n * MiB),
       retainedBytes: String(8n * MiB),
@@ -44,7 +56,8 @@ describe("rollback readiness: reverse replication's backlog measured, judged aga
       world.provider.addSource("billing");
     });
 
-    const completed = (spec = testSpec()) => stepEnv(world, { phase: "COMPLETED", spec, state: { reverseDatabases: ["app"] } });
+    const completed = (spec = testSpec()) =>
+      stepEnv(world, { phase: "COMPLETED", spec, state: { reverseDatabases: ["app"] } });
 
     it("WARN only (the default): recorded when the verdict changes, reverse replication kept", async () => {
       const env = completed(testSpec({ rollbackPolicy: { maxReverseLagBytes: 8n * MiB } }));
@@ -55,10 +68,9 @@ describe("rollback readiness: reverse replication's backlog measured, judged aga
       await watchReverse(env);
       await watchReverse(env);
       await watchReverse(env);
-      expect(world.reports.filter((r) => r.name === "rollback.reverse_lag").map((r) => `${r.name} ${r.status}`)).toEqual([
-        "rollback.reverse_lag PASS",
-        "rollback.reverse_lag WARN",
-      ]);
+      expect(
+        world.reports.filter((r) => r.name === "rollback.reverse_lag").map((r) => `${r.name} ${r.status}`),
+      ).toEqual(["rollback.reverse_lag PASS", "rollback.reverse_lag WARN"]);
       expect(env.state.reverse).toMatchObject({ lagBytes: String(32n * MiB), retainedBytes: String(40n * MiB) });
       // A sample whose verdict did not change is still persisted, for GetMigration and the gauges.
       expect(world.saves).toBe(1);
@@ -66,11 +78,16 @@ describe("rollback readiness: reverse replication's backlog measured, judged aga
     });
 
     it("STOP_REVERSE: past the limit, reverse replication is dropped, said in a check, and never sampled again", async () => {
-      const env = completed(testSpec({ rollbackPolicy: { maxReverseLagBytes: 8n * MiB, onExceeded: RollbackExceededAction.STOP_REVERSE } }));
+      const env = completed(
+        testSpec({ rollbackPolicy: { maxReverseLagBytes: 8n * MiB, onExceeded: RollbackExceededAction.STOP_REVERSE } }),
+      );
       world.activities.reverseBacklogs = [{ lagBytes: 32n * MiB, retainedBytes: 40n * MiB, targetLsn: "0/5000000" }];
       await watchReverse(env);
       await watchReverse(env);
-      expect(world.activities.calls.filter((c) => c.startsWith("reverse."))).toEqual(["reverse.backlog", "reverse.stop"]);
+      expect(world.activities.calls.filter((c) => c.startsWith("reverse."))).toEqual([
+        "reverse.backlog",
+        "reverse.stop",
+      ]);
       expect(env.state.reverse?.stoppedReason).toMatch(/^rollback_policy: reverse backlog 32(\.0)? MiB/);
       expect(world.reports.find((r) => r.name === "rollback.lossless")).toMatchObject({ status: "WARN" });
     });
@@ -91,7 +108,11 @@ describe("rollback readiness: reverse replication's backlog measured, judged aga
         fencedWhileWaiting ||= world.provider.instance({ id: "billing-aurora" }).fenced;
         return backlog(p, t);
       };
-      const env = stepEnv(world, { phase: "ROLLING_BACK", spec, state: { rollbackFrom: "COMPLETED", reverseDatabases: ["app"] } });
+      const env = stepEnv(world, {
+        phase: "ROLLING_BACK",
+        spec,
+        state: { rollbackFrom: "COMPLETED", reverseDatabases: ["app"] },
+      });
       const outcome = await STEPS.ROLLING_BACK!(env);
       expect(outcome).toMatchObject({ to: "ROLLED_BACK" });
       expect(fencedWhileWaiting).toBe(false);

@@ -30,23 +30,36 @@ describe("the schema inventory's verdicts", () => {
     expect(refused).toMatchObject({ status: "FAIL", measured: "unlogged: app.public.cache" });
     expect(refused.remedy).toMatch(/ALTER TABLE public\.cache SET LOGGED.*disposable_unlogged_tables/);
     for (const name of ["public.cache", "app.public.cache"]) {
-      expect(verdict(schemaChecks(inv, { ...NONE, disposableUnlogged: [name] }), "schema.unlogged_tables")?.status).toBe("WARN");
+      expect(
+        verdict(schemaChecks(inv, { ...NONE, disposableUnlogged: [name] }), "schema.unlogged_tables")?.status,
+      ).toBe("WARN");
     }
-    expect(verdict(schemaChecks(inv, { ...NONE, disposableUnlogged: ["public.other"] }), "schema.unlogged_tables")?.status).toBe("FAIL");
-    expect(verdict(schemaChecks(inv, { ...NONE, disposableUnlogged: ["public.cache"] }), "rollback.coverage")?.measured).toMatch(
-      /app\.public\.cache: every row \(unlogged\)/,
-    );
+    expect(
+      verdict(schemaChecks(inv, { ...NONE, disposableUnlogged: ["public.other"] }), "schema.unlogged_tables")?.status,
+    ).toBe("FAIL");
+    expect(
+      verdict(schemaChecks(inv, { ...NONE, disposableUnlogged: ["public.cache"] }), "rollback.coverage")?.measured,
+    ).toMatch(/app\.public\.cache: every row \(unlogged\)/);
   });
 
   it("keyless tables WARN, and rollback readiness names exactly what a rollback would not carry, with why", () => {
     const checks = schemaChecks(
-      emptyInventory("app", { identified: ["public.items"], keyless: ["public.events"], materializedViews: ["public.totals"] }),
+      emptyInventory("app", {
+        identified: ["public.items"],
+        keyless: ["public.events"],
+        materializedViews: ["public.totals"],
+      }),
       NONE,
     );
-    expect(verdict(checks, "schema.replica_identity")).toMatchObject({ status: "WARN", measured: "without a replica identity: app: public.events" });
+    expect(verdict(checks, "schema.replica_identity")).toMatchObject({
+      status: "WARN",
+      measured: "without a replica identity: app: public.events",
+    });
     const coverage = verdict(checks, "rollback.coverage") as any;
     expect(coverage.status).toBe("WARN");
-    expect(coverage.measured).toMatch(/app\.public\.events: updates and deletes \(no replica identity; inserts are carried\)/);
+    expect(coverage.measured).toMatch(
+      /app\.public\.events: updates and deletes \(no replica identity; inserts are carried\)/,
+    );
     expect(coverage.measured).toMatch(/app\.public\.totals: its contents as refreshed on the target/);
     expect(coverage.measured).not.toMatch(/items/);
     // Named for REPLICA IDENTITY FULL by the spec: carried back whole, no longer a gap.
@@ -54,7 +67,10 @@ describe("the schema inventory's verdicts", () => {
       ...NONE,
       identityFull: ["public.events"],
     });
-    expect(verdict(full, "schema.replica_identity")).toMatchObject({ status: "PASS", measured: expect.stringContaining("REPLICA IDENTITY FULL") });
+    expect(verdict(full, "schema.replica_identity")).toMatchObject({
+      status: "PASS",
+      measured: expect.stringContaining("REPLICA IDENTITY FULL"),
+    });
     expect(verdict(full, "rollback.coverage")?.status).toBe("PASS");
   });
 
@@ -73,7 +89,10 @@ describe("the schema inventory's verdicts", () => {
     );
     expect(verdict(checks, "schema.subscriptions")?.status).toBe("FAIL");
     expect(verdict(checks, "schema.large_objects")).toMatchObject({ status: "PASS", measured: "app: 3 (24.0 KiB)" });
-    expect(verdict(checks, "schema.publications")).toMatchObject({ status: "PASS", measured: "publications: app: cdc_pub" });
+    expect(verdict(checks, "schema.publications")).toMatchObject({
+      status: "PASS",
+      measured: "publications: app: cdc_pub",
+    });
     expect(verdict(checks, "schema.partitioned_tables")?.measured).toMatch(/public\.measurements/);
     expect(verdict(checks, "schema.foreign_tables")?.status).toBe("WARN");
     expect(verdict(checks, "schema.event_triggers")?.status).toBe("WARN");
@@ -82,8 +101,14 @@ describe("the schema inventory's verdicts", () => {
   });
 
   it("prepared transactions WARN in preflight, named", () => {
-    const inv = { ...emptyInventory("app"), prepared: [{ gid: "tx-42", database: "app", owner: "app", preparedAt: "2026-12-06 10:00:00+00" }] };
-    expect(verdict(schemaChecks(inv, NONE), "transactions.prepared")).toMatchObject({ status: "WARN", measured: expect.stringContaining("tx-42") });
+    const inv = {
+      ...emptyInventory("app"),
+      prepared: [{ gid: "tx-42", database: "app", owner: "app", preparedAt: "2026-12-06 10:00:00+00" }],
+    };
+    expect(verdict(schemaChecks(inv, NONE), "transactions.prepared")).toMatchObject({
+      status: "WARN",
+      measured: expect.stringContaining("tx-42"),
+    });
   });
 
   it("guardrails: PASS with nothing, WARN while waiting, FAIL when refused, sessions named with their statement", () => {
@@ -100,21 +125,36 @@ describe("the schema inventory's verdicts", () => {
     expect(guardrailCheck([blocker], 5000, 30000, 100, false).status).toBe("WARN");
     const refused = guardrailCheck([blocker], 5000, 30000, 30000, true);
     expect(refused.status).toBe("FAIL");
-    expect(refused.measured).toMatch(/idle in transaction pid 4242 \(user app, database app, application batch, open 9\.0 s\): "update items set x = 1"/);
+    expect(refused.measured).toMatch(
+      /idle in transaction pid 4242 \(user app, database app, application batch, open 9\.0 s\): "update items set x = 1"/,
+    );
   });
 
   it("a data comparison: PASS when alike; FAIL naming table and range; WARN when only tables a rollback carries inserts of differ", () => {
     const report = { databases: 1, tables: 2, ranges: 4, rows: 100, ms: 10, mismatches: [] as RangeMismatch[] };
     expect(dataVerdict(report, "after cutover").status).toBe("PASS");
-    const m: RangeMismatch = { database: "app", table: "public.events", range: "whole table", source: "5 rows", target: "4 rows" };
+    const m: RangeMismatch = {
+      database: "app",
+      table: "public.events",
+      range: "whole table",
+      source: "5 rows",
+      target: "4 rows",
+    };
     expect(dataVerdict({ ...report, mismatches: [m] }, "after cutover")).toMatchObject({
       status: "FAIL",
       measured: expect.stringContaining("app.public.events whole table: source 5 rows, target 4 rows"),
     });
     expect(dataVerdict({ ...report, mismatches: [m] }, "after rollback", ["app.public.events"]).status).toBe("WARN");
-    expect(dataVerdict({ ...report, mismatches: [m, { ...m, table: "public.items" }] }, "after rollback", ["app.public.events"]).status).toBe("FAIL");
+    expect(
+      dataVerdict({ ...report, mismatches: [m, { ...m, table: "public.items" }] }, "after rollback", [
+        "app.public.events",
+      ]).status,
+    ).toBe("FAIL");
     // Out of time before the end: what was compared matched, the rest is said to be left.
-    expect(dataVerdict({ ...report, incomplete: true }, "after cutover")).toMatchObject({ status: "WARN", measured: expect.stringContaining("then stopped") });
+    expect(dataVerdict({ ...report, incomplete: true }, "after cutover")).toMatchObject({
+      status: "WARN",
+      measured: expect.stringContaining("then stopped"),
+    });
     expect(dataVerdict({ ...report, incomplete: true, mismatches: [m] }, "after cutover").status).toBe("FAIL");
     // Written at every look (a comparison of live sides): not a difference.
     expect(dataVerdict({ ...report, inFlux: ["app.public.events whole table"] }, "now")).toMatchObject({
@@ -124,17 +164,29 @@ describe("the schema inventory's verdicts", () => {
   });
 
   it("schema drift names each table and which side has what", () => {
-    const c = schemaDriftCheck([{ database: "app", table: "public.items", source: "(id bigint)", target: "(id bigint, note text)" }], "billing");
+    const c = schemaDriftCheck(
+      [{ database: "app", table: "public.items", source: "(id bigint)", target: "(id bigint, note text)" }],
+      "billing",
+    );
     expect(c).toMatchObject({ name: "rollback.schema_changes", status: "WARN" });
     expect(c.measured).toBe("app.public.items is (id bigint, note text) on the target but (id bigint) on the source");
     expect(schemaDriftCheck([], "billing").status).toBe("PASS");
   });
 
   it("the spec takes disposable unlogged tables by name, refusing what is not a table name", () => {
-    const spec = testSpec({ schemaPolicy: { disposableUnloggedTables: ["public.cache", "app.public.cache", '"My Schema"."T"'] } });
+    const spec = testSpec({
+      schemaPolicy: { disposableUnloggedTables: ["public.cache", "app.public.cache", '"My Schema"."T"'] },
+    });
     expect(spec.schemaPolicy?.disposableUnloggedTables).toHaveLength(3);
     expect(() =>
-      normalizeSpec({ ...spec, schemaPolicy: { $typeName: "migration.v1.SchemaPolicy", disposableUnloggedTables: ["cache"], replicaIdentityFullTables: [] } }),
+      normalizeSpec({
+        ...spec,
+        schemaPolicy: {
+          $typeName: "migration.v1.SchemaPolicy",
+          disposableUnloggedTables: ["cache"],
+          replicaIdentityFullTables: [],
+        },
+      }),
     ).toThrow(/disposable_unlogged_tables has "cache", which is not "schema.table"/);
     expect(spec.guardrails?.maxWait).toEqual(durationFromMs(30_000));
   });
@@ -150,9 +202,14 @@ describe("the schema on the engine's path, on the fakes", () => {
   it("PREFLIGHT fails on an unlogged table with the remedy, and passes when the spec names it disposable", async () => {
     world.activities.inventory = emptyInventory("app", { identified: ["public.items"], unlogged: ["public.sessions"] });
     const env = stepEnv(world, { phase: "PREFLIGHT" });
-    await expect(STEPS.PREFLIGHT!(env)).rejects.toThrow(/schema\.unlogged_tables.*ALTER TABLE public\.sessions SET LOGGED/);
+    await expect(STEPS.PREFLIGHT!(env)).rejects.toThrow(
+      /schema\.unlogged_tables.*ALTER TABLE public\.sessions SET LOGGED/,
+    );
     expect(verdict(env.state.checks ?? [], "schema.unlogged_tables")?.status).toBe("FAIL");
-    const ok = await run(world, { phase: "PREFLIGHT", spec: testSpec({ schemaPolicy: { disposableUnloggedTables: ["public.sessions"] } }) });
+    const ok = await run(world, {
+      phase: "PREFLIGHT",
+      spec: testSpec({ schemaPolicy: { disposableUnloggedTables: ["public.sessions"] } }),
+    });
     expect(to(ok.outcome)).toBe("PROVISIONING");
   });
 
@@ -162,12 +219,25 @@ describe("the schema on the engine's path, on the fakes", () => {
     const first = await run(world, { phase: "READY_FOR_CUTOVER", spec: manual });
     expect(to(first.outcome)).toBe("wait 500");
     world.activities.inventory = emptyInventory("app", { identified: ["public.items"], unlogged: ["public.scratch"] });
-    const approved = await run(world, { phase: "READY_FOR_CUTOVER", spec: manual, state: first.env.state, row: { cutover_approved: true } });
+    const approved = await run(world, {
+      phase: "READY_FOR_CUTOVER",
+      spec: manual,
+      state: first.env.state,
+      row: { cutover_approved: true },
+    });
     expect(to(approved.outcome)).toBe("wait 5000");
-    expect(verdict(approved.env.state.checks ?? [], "schema.unlogged_tables")).toMatchObject({ status: "FAIL", measured: "unlogged: app.public.scratch" });
+    expect(verdict(approved.env.state.checks ?? [], "schema.unlogged_tables")).toMatchObject({
+      status: "FAIL",
+      measured: "unlogged: app.public.scratch",
+    });
     expect(world.activities.calls.filter((c) => c === "reverse.prepare")).toHaveLength(1);
     world.activities.inventory = emptyInventory("app", { identified: ["public.items", "public.scratch"] });
-    const later = await run(world, { phase: "READY_FOR_CUTOVER", spec: manual, state: approved.env.state, row: { cutover_approved: true } });
+    const later = await run(world, {
+      phase: "READY_FOR_CUTOVER",
+      spec: manual,
+      state: approved.env.state,
+      row: { cutover_approved: true },
+    });
     expect(to(later.outcome)).toBe("QUIESCING");
     // The publications list the tables as they are when the cutover starts.
     expect(world.activities.calls.filter((c) => c === "reverse.prepare")).toHaveLength(2);
@@ -175,7 +245,14 @@ describe("the schema on the engine's path, on the fakes", () => {
 
   it("QUIESCING waits for long transactions before the fence, then fences", async () => {
     await replicating(world);
-    const b: GuardrailBlocker = { kind: "long transaction", pid: 7, user: "app", database: "app", ageMs: 6000, what: "select pg_sleep(10)" };
+    const b: GuardrailBlocker = {
+      kind: "long transaction",
+      pid: 7,
+      user: "app",
+      database: "app",
+      ageMs: 6000,
+      what: "select pg_sleep(10)",
+    };
     world.activities.guardrailBlockers = [[b], [b], []];
     const { env, outcome } = await run(world, { phase: "QUIESCING" });
     expect(to(outcome)).toBe("FINAL_SYNC");
@@ -186,11 +263,19 @@ describe("the schema on the engine's path, on the fakes", () => {
 
   it("QUIESCING refuses the cutover past spec.guardrails.max_wait, with the sessions named, and fences nothing", async () => {
     await replicating(world);
-    world.activities.guardrailBlockers = [[{ kind: "prepared transaction", user: "app", database: "app", ageMs: 60_000, what: "tx-9" }]];
-    const env = stepEnv(world, { phase: "QUIESCING", spec: testSpec({ guardrails: { maxWait: durationFromMs(300) } }) });
+    world.activities.guardrailBlockers = [
+      [{ kind: "prepared transaction", user: "app", database: "app", ageMs: 60_000, what: "tx-9" }],
+    ];
+    const env = stepEnv(world, {
+      phase: "QUIESCING",
+      spec: testSpec({ guardrails: { maxWait: durationFromMs(300) } }),
+    });
     expect(await codeOf(STEPS.QUIESCING!(env))).toBe(Code.FailedPrecondition);
     expect(world.provider.instance({ id: "billing" }).fenced).toBe(false);
-    expect(verdict(env.state.checks ?? [], "cutover.guardrails")).toMatchObject({ status: "FAIL", measured: expect.stringContaining("gid tx-9") });
+    expect(verdict(env.state.checks ?? [], "cutover.guardrails")).toMatchObject({
+      status: "FAIL",
+      measured: expect.stringContaining("gid tx-9"),
+    });
   });
 
   it("a schema change after promotion shows in rollback readiness at the next sample, and a rollback holds before fencing", async () => {
@@ -198,7 +283,9 @@ describe("the schema on the engine's path, on the fakes", () => {
     await world.router.route("billing-db", await world.provider.endpoint({ id: "billing-aurora" }), 1000);
     const drift = [{ database: "app", table: "public.items", source: "(id bigint)", target: "(id bigint, note text)" }];
     world.activities.drifts = [[], drift];
-    world.activities.capturedStatements = [{ at: "2026-12-06 16:00:00+00", tag: "ALTER TABLE", statement: "alter table items add column note text" }];
+    world.activities.capturedStatements = [
+      { at: "2026-12-06 16:00:00+00", tag: "ALTER TABLE", statement: "alter table items add column note text" },
+    ];
     const completed = stepEnv(world, { phase: "COMPLETED", state: { reverseDatabases: ["app"] } });
     await watchReverse(completed);
     expect(verdict(completed.state.checks ?? [], "rollback.schema_changes")?.status).toBe("PASS");
@@ -214,7 +301,9 @@ describe("the schema on the engine's path, on the fakes", () => {
     expect(String((err as Error).message)).toMatch(/before fencing billing-aurora.*note text/);
     // Nothing moved: the target still takes the traffic, unfenced.
     expect(world.provider.instance({ id: "billing-aurora" }).fenced).toBe(false);
-    expect(world.router.routes.get("billing-db")!.endpoint.port).toBe(world.provider.instance({ id: "billing-aurora" }).port);
+    expect(world.router.routes.get("billing-db")!.endpoint.port).toBe(
+      world.provider.instance({ id: "billing-aurora" }).port,
+    );
     // Once both sides match, the rollback goes through.
     world.activities.drifts = [[]];
     const again = await run(world, { phase: "ROLLING_BACK", state: { ...env.state } });

@@ -101,7 +101,9 @@ describe("steps, on a fake provider and router", () => {
     setTimeout(() => (world.interrupt = true), 400);
     expect(to(await STEPS.REPLICATING!(env))).toBe("wait 0");
     expect(world.reports.some((r) => r.name === "slots.inactive_logical" && r.message.length > 0)).toBe(true);
-    expect(world.reports.find((r) => r.name === "replication.lag_window")?.measured).toMatch(/blocked by an inactive logical slot/);
+    expect(world.reports.find((r) => r.name === "replication.lag_window")?.measured).toMatch(
+      /blocked by an inactive logical slot/,
+    );
   });
 
   it("REPLICATING fails when the replica is down", async () => {
@@ -117,17 +119,30 @@ describe("steps, on a fake provider and router", () => {
     expect(to(first.outcome)).toBe("wait 500");
     expect(first.env.state.baseline).toEqual(HEALTHY_BASELINE);
     expect(first.env.state.reverseDatabases).toEqual(["app"]);
-    expect(world.activities.calls).toEqual(["probes.baseline(billing)", "cdc.inventory", "schema.inventory(billing)", "reverse.prepare", "reverse.probe"]);
+    expect(world.activities.calls).toEqual([
+      "probes.baseline(billing)",
+      "cdc.inventory",
+      "schema.inventory(billing)",
+      "reverse.prepare",
+      "reverse.probe",
+    ]);
     expect(first.env.state.checks?.find((c) => c.name === "rollback.reverse_path")?.status).toBe("PASS");
     // Approved later: the baseline is not taken again.
-    const approved = await run(world, { phase: "READY_FOR_CUTOVER", spec: manual, state: first.env.state, row: { cutover_approved: true } });
+    const approved = await run(world, {
+      phase: "READY_FOR_CUTOVER",
+      spec: manual,
+      state: first.env.state,
+      row: { cutover_approved: true },
+    });
     expect(to(approved.outcome)).toBe("QUIESCING");
     expect(world.activities.calls.filter((c) => c.startsWith("probes.baseline"))).toHaveLength(1);
   });
 
   it("READY_FOR_CUTOVER holds the cutover, automatic or approved, while the source cannot reach the target as reverse replication will", async () => {
     await replicating(world);
-    world.activities.reversePathErrors = ['could not connect to the publisher: connection to server at "10.0.0.9", port 5432 failed: timeout expired'];
+    world.activities.reversePathErrors = [
+      'could not connect to the publisher: connection to server at "10.0.0.9", port 5432 failed: timeout expired',
+    ];
     const held = await run(world, { phase: "READY_FOR_CUTOVER" });
     expect(to(held.outcome)).toBe("wait 10000");
     expect(held.env.state.checks?.find((c) => c.name === "rollback.reverse_path")).toMatchObject({
@@ -176,7 +191,12 @@ describe("steps, on a fake provider and router", () => {
   });
 
   it("the source's storage is watched from PROVISIONING: a WARN, then a hold with the remedy before it runs out", async () => {
-    world.provider.storageFigures = { freeBytes: 15 * 2 ** 30, totalBytes: 100 * 2 ** 30, walBytes: 40 * 2 ** 30, by: "CloudWatch" };
+    world.provider.storageFigures = {
+      freeBytes: 15 * 2 ** 30,
+      totalBytes: 100 * 2 ** 30,
+      walBytes: 40 * 2 ** 30,
+      by: "CloudWatch",
+    };
     const warned = await run(world, { phase: "PROVISIONING" });
     expect(to(warned.outcome)).toBe("REPLICATING");
     expect(warned.env.state.checks?.find((c) => c.name === "storage.source")).toMatchObject({
@@ -189,7 +209,14 @@ describe("steps, on a fake provider and router", () => {
     expect(err).toBeInstanceOf(HoldForOperatorError);
     expect(String((err as Error).message)).toMatch(/holding: .*5\.0 GiB free .*add storage to the source/);
     expect(env.state.checks?.find((c) => c.name === "storage.source")?.status).toBe("FAIL");
-    expect(decide("REPLICATING", failureInfo(err), 1, { maxAttempts: 3, initialBackoffMs: 1, maxBackoffMs: 1, failurePolicy: 0 }).kind).toBe("hold");
+    expect(
+      decide("REPLICATING", failureInfo(err), 1, {
+        maxAttempts: 3,
+        initialBackoffMs: 1,
+        maxBackoffMs: 1,
+        failurePolicy: 0,
+      }).kind,
+    ).toBe("hold");
     // Already that low before the replica is made: nothing is made.
     world.provider.instances.delete("billing-aurora");
     const before = stepEnv(world, { phase: "PROVISIONING" });
@@ -210,7 +237,14 @@ describe("steps, on a fake provider and router", () => {
       status: "FAIL",
       measured: expect.stringContaining("when the final LSN was read"),
     });
-    expect(decide("FINAL_SYNC", failureInfo(err), 1, { maxAttempts: 3, initialBackoffMs: 1, maxBackoffMs: 1, failurePolicy: 0 }).kind).toBe("fall_back");
+    expect(
+      decide("FINAL_SYNC", failureInfo(err), 1, {
+        maxAttempts: 3,
+        initialBackoffMs: 1,
+        maxBackoffMs: 1,
+        failurePolicy: 0,
+      }).kind,
+    ).toBe("fall_back");
 
     // One that logs in after the final LSN was read is found by the look beside the replay wait, before promotion.
     source.intruders = [];
@@ -219,7 +253,9 @@ describe("steps, on a fake provider and router", () => {
     source.intruders = ["pid 4343 (role app, application psql, from 127.0.0.1/32)"];
     const again = stepEnv(world, { phase: "FINAL_SYNC", state: { ...read.env.state, checks: [] } });
     expect(await codeOf(STEPS.FINAL_SYNC!(again))).toBe(Code.FailedPrecondition);
-    expect(again.state.checks?.find((c) => c.name === "fence.sessions")?.measured).toContain("before promotion: pid 4343");
+    expect(again.state.checks?.find((c) => c.name === "fence.sessions")?.measured).toContain(
+      "before promotion: pid 4343",
+    );
     expect(world.provider.instance({ id: "billing-aurora" }).promotions).toBe(0);
   });
 
@@ -238,7 +274,14 @@ describe("steps, on a fake provider and router", () => {
     expect(world.provider.instance({ id: "billing-aurora" }).promotions).toBe(1);
     // Both sides' snapshots held for the comparison after routing, taken again by a rerun (still before any traffic).
     const hold = `verify.hold(${first.env.row.id}/cutover)`;
-    expect(world.activities.calls).toEqual(["reverse.start(app)", "cdc.restoreOnTarget", hold, "reverse.start(app)", "cdc.restoreOnTarget", hold]);
+    expect(world.activities.calls).toEqual([
+      "reverse.start(app)",
+      "cdc.restoreOnTarget",
+      hold,
+      "reverse.start(app)",
+      "cdc.restoreOnTarget",
+      hold,
+    ]);
     expect(world.router.changes).toHaveLength(0);
   });
 
@@ -265,7 +308,10 @@ describe("steps, on a fake provider and router", () => {
   it("VERIFYING releases the replica's slot, looks for CDC readers, proves the target writable and holds it to the baseline", async () => {
     await promoted(world);
     world.activities.held.add(`${stepEnv(world, { phase: "VERIFYING" }).row.id}/cutover`);
-    const { env, outcome } = await run(world, { phase: "VERIFYING", state: { baseline: HEALTHY_BASELINE, reverseDatabases: ["app"] } });
+    const { env, outcome } = await run(world, {
+      phase: "VERIFYING",
+      state: { baseline: HEALTHY_BASELINE, reverseDatabases: ["app"] },
+    });
     expect(to(outcome)).toBe("COMPLETED");
     expect(world.provider.count("detachReplica")).toBe(1);
     expect(world.activities.calls).toContain("cdc.observeReaders");
@@ -287,7 +333,9 @@ describe("steps, on a fake provider and router", () => {
       ranges: 5,
       rows: 900,
       ms: 40,
-      mismatches: [{ database: "app", table: "public.items", range: "id [100, 200)", source: "100 rows", target: "99 rows" }],
+      mismatches: [
+        { database: "app", table: "public.items", range: "id [100, 200)", source: "100 rows", target: "99 rows" },
+      ],
     };
     const first = await run(world, { phase: "VERIFYING", state: { reverseDatabases: ["app"] } });
     expect(to(first.outcome)).toBe("COMPLETED");
@@ -298,14 +346,19 @@ describe("steps, on a fake provider and router", () => {
     await run(world, { phase: "VERIFYING", state: first.env.state });
     expect(world.activities.calls.filter((c) => c.startsWith("verify.compareHeld"))).toHaveLength(1);
     const lost = await run(world, { phase: "VERIFYING", state: { reverseDatabases: ["app"] } });
-    expect(lost.env.state.checks?.find((c) => c.name === "verify.data")).toMatchObject({ status: "WARN", measured: expect.stringContaining("lost") });
+    expect(lost.env.state.checks?.find((c) => c.name === "verify.data")).toMatchObject({
+      status: "WARN",
+      measured: expect.stringContaining("lost"),
+    });
   });
 
   it("VERIFYING fails a baseline breach only when it holds in three consecutive samples", async () => {
     await promoted(world);
     const slow = { ...HEALTHY_BASELINE, commitsPerSec: 10 };
     world.activities.targetBaselines = [slow, slow, HEALTHY_BASELINE];
-    expect(to((await run(world, { phase: "VERIFYING", state: { baseline: HEALTHY_BASELINE } })).outcome)).toBe("COMPLETED");
+    expect(to((await run(world, { phase: "VERIFYING", state: { baseline: HEALTHY_BASELINE } })).outcome)).toBe(
+      "COMPLETED",
+    );
     const w2 = newWorld();
     await promoted(w2);
     w2.activities.targetBaselines = [slow];
@@ -338,7 +391,10 @@ describe("steps, on a fake provider and router", () => {
     await promoted(world);
     await world.router.route("billing-db", await world.provider.endpoint({ id: "billing-aurora" }), 1000);
     world.activities.rollbackWarning = check("cdc.rollback_drain", "WARN", { measured: "late" });
-    const { env, outcome } = await run(world, { phase: "ROLLING_BACK", state: { rollbackFrom: "COMPLETED", reverseDatabases: ["app"] } });
+    const { env, outcome } = await run(world, {
+      phase: "ROLLING_BACK",
+      state: { rollbackFrom: "COMPLETED", reverseDatabases: ["app"] },
+    });
     expect(to(outcome)).toBe("ROLLED_BACK");
     expect(world.provider.instance({ id: "billing-aurora" }).fenced).toBe(true);
     expect(world.provider.instance({ id: "billing" }).fenced).toBe(false);
@@ -360,7 +416,11 @@ describe("steps, on a fake provider and router", () => {
       "cdc.closeReaderWatch",
       `verify.compareHeld(${env.row.id}/rollback)`,
     ]);
-    expect(world.reports.map((r) => `${r.name}:${r.status}`)).toEqual(["rollback.fence_backlog:PASS", "cdc.rollback_drain:WARN", "verify.data:PASS"]);
+    expect(world.reports.map((r) => `${r.name}:${r.status}`)).toEqual([
+      "rollback.fence_backlog:PASS",
+      "cdc.rollback_drain:WARN",
+      "verify.data:PASS",
+    ]);
   });
 
   for (const reverseDatabases of [["app"], []]) {
@@ -371,14 +431,32 @@ describe("steps, on a fake provider and router", () => {
       const env = stepEnv(world, { phase: "ROLLING_BACK", state: { rollbackFrom: "COMPLETED", reverseDatabases } });
       const err = await STEPS.ROLLING_BACK!(env).catch((e: unknown) => e);
       expect(err).toBeInstanceOf(HoldForOperatorError);
-      expect(decide("ROLLING_BACK", failureInfo(err), 1, { maxAttempts: 5, initialBackoffMs: 1, maxBackoffMs: 1, failurePolicy: 1 }).kind).toBe("hold");
-      expect(world.reports.find((r) => r.name === "rollback.fence_target")).toMatchObject({ status: "FAIL", measured: "target unreachable" });
+      expect(
+        decide("ROLLING_BACK", failureInfo(err), 1, {
+          maxAttempts: 5,
+          initialBackoffMs: 1,
+          maxBackoffMs: 1,
+          failurePolicy: 1,
+        }).kind,
+      ).toBe("hold");
+      expect(world.reports.find((r) => r.name === "rollback.fence_target")).toMatchObject({
+        status: "FAIL",
+        measured: "target unreachable",
+      });
       // Nothing went back: the source stays fenced and traffic stays on the target.
       expect(world.provider.instance({ id: "billing" }).fenced).toBe(true);
-      expect(world.router.routes.get("billing-db")!.endpoint.port).toBe(world.provider.instance({ id: "billing-aurora" }).port);
+      expect(world.router.routes.get("billing-db")!.endpoint.port).toBe(
+        world.provider.instance({ id: "billing-aurora" }).port,
+      );
       expect(world.activities.calls).toEqual(
         reverseDatabases.length
-          ? ["schema.drift", "reverse.coverNewTables", "reverse.backlog", "reverse.carryLargeObjects", `verify.open(${env.row.id}/rollback)`]
+          ? [
+              "schema.drift",
+              "reverse.coverNewTables",
+              "reverse.backlog",
+              "reverse.carryLargeObjects",
+              `verify.open(${env.row.id}/rollback)`,
+            ]
           : [],
       );
     });
@@ -445,7 +523,10 @@ describe("operator actions, on the fakes", () => {
 
   it("no action where the phase does not allow it", () => {
     const phases: PhaseName[] = ["QUIESCING", "COMPLETED"];
-    for (const phase of phases) expect(operatorAction(stepEnv(newWorld(), { phase, row: { requested_action: "abort" } }))).toBeUndefined();
-    expect(operatorAction(stepEnv(newWorld(), { phase: "VERIFYING", row: { requested_action: "finalize" } }))).toBeUndefined();
+    for (const phase of phases)
+      expect(operatorAction(stepEnv(newWorld(), { phase, row: { requested_action: "abort" } }))).toBeUndefined();
+    expect(
+      operatorAction(stepEnv(newWorld(), { phase: "VERIFYING", row: { requested_action: "finalize" } })),
+    ).toBeUndefined();
   });
 });

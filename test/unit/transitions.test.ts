@@ -46,7 +46,9 @@ describe("the transition table", () => {
     expect(() => assertActionAllowed("pause", "VERIFYING", none)).not.toThrow();
     expect(() => assertActionAllowed("pause", "READY_FOR_CUTOVER", none)).not.toThrow();
     expect(() => assertActionAllowed("approve", "COMPLETED", none)).toThrow(/up to READY_FOR_CUTOVER/);
-    expect(() => assertActionAllowed("rollback", "REPLICATING", { paused: false, requested: "abort" })).toThrow(/abort was already requested/);
+    expect(() => assertActionAllowed("rollback", "REPLICATING", { paused: false, requested: "abort" })).toThrow(
+      /abort was already requested/,
+    );
     expect(() => assertActionAllowed("rollback", "COMPLETED", none)).not.toThrow();
   });
 });

@@ -2,7 +2,14 @@ import { create } from "@bufbuild/protobuf";
 import { durationFromMs, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { describe, expect, it } from "vitest";
 import { bar, renderWatch } from "../../src/cli/watch-view.js";
-import { CheckStatus, EventType, MigrationEventSchema, MigrationSchema, Phase, PhaseTransitionSchema } from "../../src/gen/migration/v1/migration_pb.js";
+import {
+  CheckStatus,
+  EventType,
+  MigrationEventSchema,
+  MigrationSchema,
+  Phase,
+  PhaseTransitionSchema,
+} from "../../src/gen/migration/v1/migration_pb.js";
 
 const t0 = new Date("2026-11-26T10:00:00.000Z");
 const plus = (ms: number) => timestampFromDate(new Date(t0.getTime() + ms));
@@ -12,7 +19,12 @@ describe("ctl watch's live view", () => {
     id: "m-1",
     phase: Phase.REPLICATING,
     createdAt: plus(0),
-    spec: { databaseName: "billing-db", source: { id: "billing" }, target: { id: "billing-aurora" }, lagPolicy: { window: { seconds: 5n } } },
+    spec: {
+      databaseName: "billing-db",
+      source: { id: "billing" },
+      target: { id: "billing-aurora" },
+      lagPolicy: { window: { seconds: 5n } },
+    },
     history: [
       { from: Phase.PENDING, to: Phase.PREFLIGHT, at: plus(100) },
       { from: Phase.PREFLIGHT, to: Phase.PROVISIONING, at: plus(900) },
@@ -61,7 +73,10 @@ describe("ctl watch's live view", () => {
     const done = create(MigrationSchema, {
       ...m,
       phase: Phase.ROLLED_BACK,
-      history: [...m.history, create(PhaseTransitionSchema, { from: Phase.REPLICATING, to: Phase.ROLLED_BACK, at: plus(9000) })],
+      history: [
+        ...m.history,
+        create(PhaseTransitionSchema, { from: Phase.REPLICATING, to: Phase.ROLLED_BACK, at: plus(9000) }),
+      ],
     });
     const text = renderWatch(done, [], { now: new Date(t0.getTime() + 60_000), color: false });
     expect(text).toMatch(/REPLICATING\s+10:00:03.000 {2}6.0 s\n/);

@@ -33,7 +33,11 @@ const RULES: Array<{ match: RegExp; make: (what: string, name: string, message: 
         `AWS refused ${what} (${name}: ${message}): grant it to the service's role (deploy/aws/iam-policy.json lists every action it calls), or check its credentials`,
       ),
   },
-  { match: /NotFound/, make: (what, name, message) => new NotFoundError(`${what}: ${name}: ${message}; check the identifiers in the spec and the region`) },
+  {
+    match: /NotFound/,
+    make: (what, name, message) =>
+      new NotFoundError(`${what}: ${name}: ${message}; check the identifiers in the spec and the region`),
+  },
   {
     match: /AlreadyExist/,
     // Retried: the next attempt describes before it creates, and finds what a racing attempt made (or refuses what is not ours).
@@ -48,13 +52,19 @@ const RULES: Array<{ match: RegExp; make: (what: string, name: string, message: 
       ),
   },
   {
-    match: /^(InvalidParameterValue|InvalidParameterCombination|InvalidParameter|MissingParameter|ValidationError|MalformedQueryString)/,
+    match:
+      /^(InvalidParameterValue|InvalidParameterCombination|InvalidParameter|MissingParameter|ValidationError|MalformedQueryString)/,
     make: (what, name, message) =>
-      new InvalidArgumentError(`AWS rejected the parameters of ${what} (${name}: ${message}): check spec.aws and the service's --aws-* flags`),
+      new InvalidArgumentError(
+        `AWS rejected the parameters of ${what} (${name}: ${message}): check spec.aws and the service's --aws-* flags`,
+      ),
   },
   {
-    match: new RegExp(`^Invalid.*State|NotReady|^(${THROTTLING}|ServiceUnavailable|InternalFailure|InternalError|RequestTimeout|RequestExpired|ExpiredToken)`),
-    make: (what, name, message) => new UnavailableError(`${what} did not go through now (${name}: ${message}); retried with backoff`),
+    match: new RegExp(
+      `^Invalid.*State|NotReady|^(${THROTTLING}|ServiceUnavailable|InternalFailure|InternalError|RequestTimeout|RequestExpired|ExpiredToken)`,
+    ),
+    make: (what, name, message) =>
+      new UnavailableError(`${what} did not go through now (${name}: ${message}); retried with backoff`),
   },
 ];
 
@@ -77,7 +87,9 @@ export function awsError(e: unknown, what: string): unknown {
   let typed: PgshiftError;
   if (rule) typed = rule.make(what, name, message);
   else if (UNREACHABLE.test(name) || UNREACHABLE.test(err.code ?? "") || (err.$metadata?.httpStatusCode ?? 0) >= 500) {
-    typed = new UnavailableError(`${what}: AWS could not be reached or failed (${name}: ${message}); retried with backoff`);
+    typed = new UnavailableError(
+      `${what}: AWS could not be reached or failed (${name}: ${message}); retried with backoff`,
+    );
   } else typed = new PgshiftError(Code.Unknown, `${what} failed (${name}: ${message})`);
   // The fault, for the checks that read its name, and for the log.
   Object.defineProperty(typed, "cause", { value: e, enumerable: false, configurable: true });

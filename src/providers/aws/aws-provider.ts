@@ -140,12 +140,16 @@ export class AwsProvider implements Provider {
   /** The roles that keep LOGIN under the roles fence (AWS's own rds* roles aside: no customer logs in as them). */
   private async unfencedRoles(ref: InstanceRef): Promise<string[]> {
     const master = (await this.masterCredentials(ref)).user;
-    return this.pg(ref).run(async (c) => (await c.query<{ rolname: string }>(UNFENCED_ROLES, [master])).rows.map((r) => r.rolname));
+    return this.pg(ref).run(async (c) =>
+      (await c.query<{ rolname: string }>(UNFENCED_ROLES, [master])).rows.map((r) => r.rolname),
+    );
   }
 
   private async applicationRoles(ref: InstanceRef): Promise<string[]> {
     const master = (await this.masterCredentials(ref)).user;
-    return this.pg(ref).run(async (c) => (await c.query<{ rolname: string }>(APPLICATION_ROLES, [master])).rows.map((r) => r.rolname));
+    return this.pg(ref).run(async (c) =>
+      (await c.query<{ rolname: string }>(APPLICATION_ROLES, [master])).rows.map((r) => r.rolname),
+    );
   }
 
   static writerOf(target: InstanceRef): string {
@@ -161,11 +165,19 @@ export class AwsProvider implements Provider {
   }
 
   /** An RDS instance, or else an Aurora cluster, by identifier. */
-  private async resolve(ref: InstanceRef): Promise<{ kind: "instance" | "cluster"; endpoint?: Endpoint; source: string }> {
+  private async resolve(
+    ref: InstanceRef,
+  ): Promise<{ kind: "instance" | "cluster"; endpoint?: Endpoint; source: string }> {
     const i = await this.control.instance(ref.id);
-    if (i) return { kind: "instance", endpoint: i.Endpoint?.Address ? { host: i.Endpoint.Address, port: i.Endpoint.Port ?? 5432 } : undefined, source: ref.id };
+    if (i)
+      return {
+        kind: "instance",
+        endpoint: i.Endpoint?.Address ? { host: i.Endpoint.Address, port: i.Endpoint.Port ?? 5432 } : undefined,
+        source: ref.id,
+      };
     const c = await this.control.cluster(ref.id);
-    if (!c) throw new UnknownInstanceError(ref.id, "no RDS instance or Aurora cluster of that identifier in this region");
+    if (!c)
+      throw new UnknownInstanceError(ref.id, "no RDS instance or Aurora cluster of that identifier in this region");
     const source = c.TagList?.find((t) => t.Key === SOURCE_TAG)?.Value ?? ref.id;
     return { kind: "cluster", endpoint: c.Endpoint ? { host: c.Endpoint, port: c.Port ?? 5432 } : undefined, source };
   }
@@ -173,7 +185,8 @@ export class AwsProvider implements Provider {
   async endpoint(ref: InstanceRef): Promise<Endpoint> {
     return this.cached(`endpoint:${ref.id}`, async () => {
       const r = await this.resolve(ref);
-      if (!r.endpoint) throw new InvalidInstanceStateError(ref.id, `${ref.id} has no endpoint yet (still being created?)`);
+      if (!r.endpoint)
+        throw new InvalidInstanceStateError(ref.id, `${ref.id} has no endpoint yet (still being created?)`);
       return r.endpoint;
     });
   }
@@ -190,9 +203,12 @@ export class AwsProvider implements Provider {
           `${source} has no RDS-managed master user secret (MasterUserSecret): turn on "Manage master credentials in AWS Secrets Manager" for it`,
         );
       }
-      const secret = await withTypedErrors("secretsmanager", this.opts.secrets).send(new GetSecretValueCommand({ SecretId: arn }));
+      const secret = await withTypedErrors("secretsmanager", this.opts.secrets).send(
+        new GetSecretValueCommand({ SecretId: arn }),
+      );
       const parsed = JSON.parse(secret.SecretString ?? "{}") as { username?: string; password?: string };
-      if (!parsed.username || !parsed.password) throw new InvalidInstanceStateError(source, `the secret ${arn} holds no username and password`);
+      if (!parsed.username || !parsed.password)
+        throw new InvalidInstanceStateError(source, `the secret ${arn} holds no username and password`);
       return { user: parsed.username, password: parsed.password };
     });
   }
@@ -201,14 +217,28 @@ export class AwsProvider implements Provider {
   private sessionCredentials(ref: InstanceRef, ep: Endpoint): Promise<Credentials> {
     const iam = this.opts.iam;
     if (!iam) return this.masterCredentials(ref);
-    return this.cached(`iam:${ref.id}`, async () => ({ user: iam.user, password: await iam.token(ep.host, ep.port, iam.user) }));
+    return this.cached(`iam:${ref.id}`, async () => ({
+      user: iam.user,
+      password: await iam.token(ep.host, ep.port, iam.user),
+    }));
   }
 
   /** How the service's own sessions reach an instance (`master`: as the master user, for what must outlive a token). */
-  async sessionConfig(ref: InstanceRef, database: string, as: "service" | "master" = "service"): Promise<pg.ClientConfig> {
+  async sessionConfig(
+    ref: InstanceRef,
+    database: string,
+    as: "service" | "master" = "service",
+  ): Promise<pg.ClientConfig> {
     const ep = await this.endpoint(ref);
     const cred = as === "master" ? await this.masterCredentials(ref) : await this.sessionCredentials(ref, ep);
-    return { host: ep.host, port: ep.port, user: cred.user, password: cred.password, database, ssl: tlsFor(this.opts.ssl, ep.host) };
+    return {
+      host: ep.host,
+      port: ep.port,
+      user: cred.user,
+      password: cred.password,
+      database,
+      ssl: tlsFor(this.opts.ssl, ep.host),
+    };
   }
 
   private pg(ref: InstanceRef): PostgresAdmin {
@@ -217,14 +247,24 @@ export class AwsProvider implements Provider {
 
   sql(ref: InstanceRef, database = "postgres"): SqlPort {
     const port = async () => sqlPort(ref.id, await this.sessionConfig(ref, database));
-    return { query: async (text, params) => (await port()).query(text, params), session: async (fn) => (await port()).session(fn) };
+    return {
+      query: async (text, params) => (await port()).query(text, params),
+      session: async (fn) => (await port()).session(fn),
+    };
   }
 
   async peerConnection(ref: InstanceRef, database: string): Promise<PeerConnection> {
     const c = await this.sessionConfig(ref, database, "master");
     // The source's own outgoing connection: encrypted unless this endpoint speaks plaintext (RDS keeps no CA file to verify with).
     const sslmode = this.opts.ssl.mode === "disable" ? "disable" : "require";
-    return { host: String(c.host), port: Number(c.port), user: String(c.user), password: String(c.password), database, sslmode };
+    return {
+      host: String(c.host),
+      port: Number(c.port),
+      user: String(c.user),
+      password: String(c.password),
+      database,
+      sslmode,
+    };
   }
 
   describe(ref: InstanceRef): Promise<InstanceDescription> {
@@ -239,7 +279,9 @@ export class AwsProvider implements Provider {
   async targetExtensions(source: InstanceRef): Promise<Map<string, string[]>> {
     // What the source's engine version offers; Aurora's list for the same version is published, not queryable before the cluster exists.
     const rows = await this.pg(source).run(
-      async (c) => (await c.query<{ name: string; version: string }>("select name, version from pg_available_extension_versions")).rows,
+      async (c) =>
+        (await c.query<{ name: string; version: string }>("select name, version from pg_available_extension_versions"))
+          .rows,
     );
     const out = new Map<string, string[]>();
     for (const r of rows) out.set(r.name, [...(out.get(r.name) ?? []), r.version]);
@@ -271,7 +313,10 @@ export class AwsProvider implements Provider {
   }
 
   async replicationStatus(source: InstanceRef, target: InstanceRef): Promise<ReplicationStatus> {
-    const [sql, cw] = await Promise.all([this.sqlReplicationStatus(source, target), this.cloudwatchFigures(source, target)]);
+    const [sql, cw] = await Promise.all([
+      this.sqlReplicationStatus(source, target),
+      this.cloudwatchFigures(source, target),
+    ]);
     if (!cw) return sql;
     const lag = cw.replicaLagSeconds;
     const lagSeconds = lag === undefined ? sql.lagSeconds : Math.max(lag, sql.lagSeconds ?? 0);
@@ -302,7 +347,9 @@ export class AwsProvider implements Provider {
   private async cloudwatchFigures(source: InstanceRef, target: InstanceRef): Promise<CloudWatchFigures | undefined> {
     const cw = this.opts.cloudwatch;
     if (!cw) return undefined;
-    return this.cached(`cloudwatch:${source.id}:${target.id}`, () => replicationFigures(withTypedErrors("cloudwatch", cw), source.id, target.id));
+    return this.cached(`cloudwatch:${source.id}:${target.id}`, () =>
+      replicationFigures(withTypedErrors("cloudwatch", cw), source.id, target.id),
+    );
   }
 
   private async sqlReplicationStatus(source: InstanceRef, target: InstanceRef): Promise<ReplicationStatus> {
@@ -311,7 +358,14 @@ export class AwsProvider implements Provider {
     // The replica's walsender on the source: named after the target where the replica says so, else the only one.
     const needle = target.id.toLowerCase().replace(/[^a-z0-9]/g, "_");
     return this.pg(source).run(async (db) => {
-      const r = await db.query<{ cur: string; state: string | null; replay: string | null; lag: string | null; lag_s: number | null; name: string }>(
+      const r = await db.query<{
+        cur: string;
+        state: string | null;
+        replay: string | null;
+        lag: string | null;
+        lag_s: number | null;
+        name: string;
+      }>(
         `select pg_current_wal_lsn()::text as cur, r.state, r.replay_lsn::text as replay, r.application_name as name,
                 pg_wal_lsn_diff(pg_current_wal_lsn(), r.replay_lsn)::bigint::text as lag,
                 extract(epoch from r.replay_lag)::float8 as lag_s
@@ -321,7 +375,14 @@ export class AwsProvider implements Provider {
       const row = rows[0] ?? (r.rows.length === 1 ? r.rows[0] : undefined);
       if (!row) {
         const cur = (await db.query<{ cur: string }>("select pg_current_wal_lsn()::text as cur")).rows[0]!.cur;
-        return { state: targetRunning ? "starting" : "stopped", targetRunning, sourceLsn: cur, replayLsn: null, lagBytes: null, lagSeconds: null };
+        return {
+          state: targetRunning ? "starting" : "stopped",
+          targetRunning,
+          sourceLsn: cur,
+          replayLsn: null,
+          lagBytes: null,
+          lagSeconds: null,
+        };
       }
       const state = row.state === "streaming" ? "streaming" : row.state === "catchup" ? "catchup" : "starting";
       return {
@@ -348,7 +409,8 @@ export class AwsProvider implements Provider {
     const i = await this.control.instance(ref.id);
     if (i) return { arn: i.DBInstanceArn!, tags: i.TagList ?? [] };
     const c = await this.control.cluster(ref.id);
-    if (!c) throw new UnknownInstanceError(ref.id, "no RDS instance or Aurora cluster of that identifier in this region");
+    if (!c)
+      throw new UnknownInstanceError(ref.id, "no RDS instance or Aurora cluster of that identifier in this region");
     return { arn: c.DBClusterArn!, tags: c.TagList ?? [] };
   }
 
@@ -357,7 +419,10 @@ export class AwsProvider implements Provider {
     const { arn, tags } = await this.tagged(ref);
     if (tags.some((t) => t.Key === key)) return;
     if (value.length > TAG_VALUE_MAX)
-      throw new InvalidInstanceStateError(ref.id, `too many roles to record in a tag (${value.length} characters of names): use FENCE_MODE_NETWORK`);
+      throw new InvalidInstanceStateError(
+        ref.id,
+        `too many roles to record in a tag (${value.length} characters of names): use FENCE_MODE_NETWORK`,
+      );
     await this.control.tag(arn, key, value);
   }
 
@@ -382,7 +447,11 @@ export class AwsProvider implements Provider {
   async fence(ref: InstanceRef): Promise<void> {
     const i = this.opts.fence === "network" ? await this.control.instance(ref.id) : undefined;
     if (i) {
-      await this.record(ref, FENCED_GROUPS_TAG, (i.VpcSecurityGroups ?? []).map((g) => g.VpcSecurityGroupId!).join(" "));
+      await this.record(
+        ref,
+        FENCED_GROUPS_TAG,
+        (i.VpcSecurityGroups ?? []).map((g) => g.VpcSecurityGroupId!).join(" "),
+      );
       await this.control.networkFence(ref.id, this.opts.denySecurityGroup!, this.timeoutMs);
       return;
     }
@@ -421,7 +490,9 @@ export class AwsProvider implements Provider {
         for (const r of roles) await c.query(`alter role ${escapeIdent(r)} login`);
       });
     }
-    const done = [groups !== undefined ? FENCED_GROUPS_TAG : "", roles !== undefined ? FENCED_ROLES_TAG : ""].filter(Boolean);
+    const done = [groups !== undefined ? FENCED_GROUPS_TAG : "", roles !== undefined ? FENCED_ROLES_TAG : ""].filter(
+      Boolean,
+    );
     if (done.length > 0) await this.control.untag(arn, done);
   }
 
@@ -434,7 +505,12 @@ export class AwsProvider implements Provider {
     if (!roles?.length) return false;
     return this.pg(ref).run(
       async (c) =>
-        (await c.query<{ n: string }>("select count(*)::text as n from pg_roles where rolname = any($1) and rolcanlogin", [roles])).rows[0]!.n === "0",
+        (
+          await c.query<{ n: string }>(
+            "select count(*)::text as n from pg_roles where rolname = any($1) and rolcanlogin",
+            [roles],
+          )
+        ).rows[0]!.n === "0",
     );
   }
 
@@ -442,7 +518,11 @@ export class AwsProvider implements Provider {
     const deadline = Date.now() + timeoutMs;
     await this.pg(target).run(async (c) => {
       for (;;) {
-        const r = (await c.query<{ rec: boolean; lsn: string | null }>("select pg_is_in_recovery() as rec, pg_last_wal_replay_lsn()::text as lsn")).rows[0]!;
+        const r = (
+          await c.query<{ rec: boolean; lsn: string | null }>(
+            "select pg_is_in_recovery() as rec, pg_last_wal_replay_lsn()::text as lsn",
+          )
+        ).rows[0]!;
         if (!r.rec || (r.lsn && lsnAtLeast(r.lsn, lsn))) return;
         if (Date.now() > deadline) throw new ReplayTimeoutError(target.id, lsn, r.lsn, timeoutMs);
         await new Promise((res) => setTimeout(res, 5));
@@ -463,7 +543,10 @@ export class AwsProvider implements Provider {
         }
         await new Promise((res) => setTimeout(res, 5));
       }
-      throw new InvalidInstanceStateError(target.id, `${target.id} reports available but is still in recovery after 60 s`);
+      throw new InvalidInstanceStateError(
+        target.id,
+        `${target.id} reports available but is still in recovery after 60 s`,
+      );
     });
   }
 

@@ -20,7 +20,12 @@ const QUERIES = [
  * One GetMetricData call for the three figures, over the last ten minutes at one-minute resolution (CloudWatch's
  * for RDS): the latest value of each, absent where there is none yet.
  */
-export async function replicationFigures(cw: CloudWatchClient, sourceId: string, clusterId: string, now = new Date()): Promise<CloudWatchFigures> {
+export async function replicationFigures(
+  cw: CloudWatchClient,
+  sourceId: string,
+  clusterId: string,
+  now = new Date(),
+): Promise<CloudWatchFigures> {
   const r = await cw.send(
     new GetMetricDataCommand({
       StartTime: new Date(now.getTime() - 10 * 60_000),
@@ -32,7 +37,11 @@ export async function replicationFigures(cw: CloudWatchClient, sourceId: string,
           Metric: {
             Namespace: "AWS/RDS",
             MetricName: q.name,
-            Dimensions: [q.on === "cluster" ? { Name: "DBClusterIdentifier", Value: clusterId } : { Name: "DBInstanceIdentifier", Value: sourceId }],
+            Dimensions: [
+              q.on === "cluster"
+                ? { Name: "DBClusterIdentifier", Value: clusterId }
+                : { Name: "DBInstanceIdentifier", Value: sourceId },
+            ],
           },
           Period: 60,
           Stat: "Maximum",
@@ -44,7 +53,11 @@ export async function replicationFigures(cw: CloudWatchClient, sourceId: string,
 }
 
 /** The source's storage as CloudWatch has it: FreeStorageSpace and TransactionLogsDiskUsage, in bytes (latest minute). */
-export async function storageFigures(cw: CloudWatchClient, sourceId: string, now = new Date()): Promise<{ freeBytes?: number; walBytes?: number }> {
+export async function storageFigures(
+  cw: CloudWatchClient,
+  sourceId: string,
+  now = new Date(),
+): Promise<{ freeBytes?: number; walBytes?: number }> {
   const r = await cw.send(
     new GetMetricDataCommand({
       StartTime: new Date(now.getTime() - 10 * 60_000),
@@ -56,7 +69,11 @@ export async function storageFigures(cw: CloudWatchClient, sourceId: string, now
       ].map((q) => ({
         Id: q.id,
         MetricStat: {
-          Metric: { Namespace: "AWS/RDS", MetricName: q.name, Dimensions: [{ Name: "DBInstanceIdentifier", Value: sourceId }] },
+          Metric: {
+            Namespace: "AWS/RDS",
+            MetricName: q.name,
+            Dimensions: [{ Name: "DBInstanceIdentifier", Value: sourceId }],
+          },
           Period: 60,
           Stat: q.stat,
         },
@@ -78,7 +95,11 @@ function latestOf(results: MetricDataResult[], id: string): number | undefined {
 /** The latest value of each query's series (timestamps descending, or not: the newest one is taken). */
 export function figuresOf(results: MetricDataResult[]): CloudWatchFigures {
   const latest = (id: string) => latestOf(results, id);
-  return { replicaLagSeconds: latest("replicalag"), oldestSlotLagBytes: latest("slotlag"), walDiskBytes: latest("waldisk") };
+  return {
+    replicaLagSeconds: latest("replicalag"),
+    oldestSlotLagBytes: latest("slotlag"),
+    walDiskBytes: latest("waldisk"),
+  };
 }
 
 /** The figures for a check's record: what the platform's own monitoring says beside what SQL measured. */

@@ -29,8 +29,12 @@ export interface AwsSettings {
  * An IAM database authentication token for a user at an endpoint: signed locally (SigV4, @aws-sdk/rds-signer) with
  * the credentials of the default chain, valid 15 minutes. No call to AWS is made.
  */
-export function iamTokens(region: string, credentials?: AwsCredentialIdentity): (host: string, port: number, user: string) => Promise<string> {
-  return (hostname, port, username) => new Signer({ hostname, port, username, region, ...(credentials ? { credentials } : {}) }).getAuthToken();
+export function iamTokens(
+  region: string,
+  credentials?: AwsCredentialIdentity,
+): (host: string, port: number, user: string) => Promise<string> {
+  return (hostname, port, username) =>
+    new Signer({ hostname, port, username, region, ...(credentials ? { credentials } : {}) }).getAuthToken();
 }
 
 /** AWS's RDS certificate bundle, read once at start: a wrong path is said now, not at the first connection. */
@@ -40,7 +44,9 @@ function readCaBundle(file: string | undefined): string {
     if (!pem.includes("BEGIN CERTIFICATE")) throw new Error("no PEM certificate in it");
     return pem;
   } catch (e) {
-    throw new InvalidArgumentError(`--aws-ca-bundle ${file}: ${(e as Error).message}; give AWS's RDS certificate bundle (global-bundle.pem)`);
+    throw new InvalidArgumentError(
+      `--aws-ca-bundle ${file}: ${(e as Error).message}; give AWS's RDS certificate bundle (global-bundle.pem)`,
+    );
   }
 }
 
@@ -54,7 +60,8 @@ export async function createAwsProvider(s: AwsSettings): Promise<AwsProvider> {
     denySecurityGroup: s.denySecurityGroup,
     instanceClass: s.instanceClass,
     clusterParameterGroup: s.clusterParameterGroup,
-    ssl: s.dbSsl === "verify-full" ? { mode: "verify-full", caBundle: readCaBundle(s.caBundleFile) } : { mode: s.dbSsl },
+    ssl:
+      s.dbSsl === "verify-full" ? { mode: "verify-full", caBundle: readCaBundle(s.caBundleFile) } : { mode: s.dbSsl },
     iam: s.iamDbUser ? { user: s.iamDbUser, token: iamTokens(s.region) } : undefined,
     cloudwatch: s.cloudwatch ? new CloudWatchClient(common) : undefined,
     // Against a local endpoint, states change in fractions of a second: look often.

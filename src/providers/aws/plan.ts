@@ -27,26 +27,51 @@ export interface AwsPlanOptions {
  */
 export function awsPlan(o: AwsPlanOptions): PlannedCall[] {
   const { sourceId, clusterId, instanceId } = o.replica;
-  const call = (phase: string, action: string, resource: string, why: string): PlannedCall => ({ phase, action: `rds:${action}`, resource, why });
+  const call = (phase: string, action: string, resource: string, why: string): PlannedCall => ({
+    phase,
+    action: `rds:${action}`,
+    resource,
+    why,
+  });
   const network = o.fence === "network";
   return [
-    call("PREFLIGHT", "DescribeDBInstances", sourceId, "the source exists: engine, version, status, parameter group, security groups, storage"),
+    call(
+      "PREFLIGHT",
+      "DescribeDBInstances",
+      sourceId,
+      "the source exists: engine, version, status, parameter group, security groups, storage",
+    ),
     call("PREFLIGHT", "DescribeDBClusters", clusterId, "the target does not exist yet (pgshift never adopts one)"),
-    call("PREFLIGHT", "DescribeDBEngineVersions", "aurora-postgresql", `Aurora offers the source's engine version (${o.replica.engineVersion})`),
+    call(
+      "PREFLIGHT",
+      "DescribeDBEngineVersions",
+      "aurora-postgresql",
+      `Aurora offers the source's engine version (${o.replica.engineVersion})`,
+    ),
     call(
       "PREFLIGHT",
       "DescribeDBClusterParameters",
       o.replica.clusterParameterGroup ?? "default.aurora-postgresqlNN",
       "rds.logical_replication = 1 (reverse replication, CDC slots), and the values to compare",
     ),
-    call("PREFLIGHT", "DescribeDBParameters", "the source's DB parameter group", "what an operator set on the source (Source = user), to compare"),
+    call(
+      "PREFLIGHT",
+      "DescribeDBParameters",
+      "the source's DB parameter group",
+      "what an operator set on the source (Source = user), to compare",
+    ),
     {
       phase: "PREFLIGHT",
       action: "secretsmanager:GetSecretValue",
       resource: `the RDS-managed master user secrets (rds!…) of ${sourceId}, then of ${clusterId}`,
       why: "SQL as the master user from here on (schema checks, fences, CDC, reverse replication), each reused for a minute; reverse replication's subscription keeps the target's",
     },
-    call("PROVISIONING", "DescribeDBInstances", sourceId, "the source's ARN, subnet group, security groups and encryption for the replica"),
+    call(
+      "PROVISIONING",
+      "DescribeDBInstances",
+      sourceId,
+      "the source's ARN, subnet group, security groups and encryption for the replica",
+    ),
     call("PROVISIONING", "DescribeDBClusters", clusterId, "describe before create: a resumed step never creates twice"),
     ...(["kms:DescribeKey", "kms:CreateGrant"] as const).map((action) => ({
       phase: "PROVISIONING",
@@ -61,7 +86,12 @@ export function awsPlan(o: AwsPlanOptions): PlannedCall[] {
       `aurora-postgresql ${o.replica.engineVersion}, ReplicationSourceIdentifier = ${sourceId}'s ARN, tagged pgshift:migration-id`,
     ),
     call("PROVISIONING", "DescribeDBInstances", instanceId, "describe before create"),
-    call("PROVISIONING", "CreateDBInstance", instanceId, `the writer, ${o.replica.instanceClass}, in ${clusterId}, tagged`),
+    call(
+      "PROVISIONING",
+      "CreateDBInstance",
+      instanceId,
+      `the writer, ${o.replica.instanceClass}, in ${clusterId}, tagged`,
+    ),
     call("PROVISIONING", "DescribeDBInstances", instanceId, "until available"),
     call("PROVISIONING", "DescribeDBClusters", clusterId, "until available"),
     ...(o.cloudwatch
@@ -78,12 +108,24 @@ export function awsPlan(o: AwsPlanOptions): PlannedCall[] {
       "QUIESCING",
       "AddTagsToResource",
       sourceId,
-      network ? "pgshift:pre-fence-security-groups: the groups the fence replaces" : "pgshift:fenced-roles: the roles that lose LOGIN",
+      network
+        ? "pgshift:pre-fence-security-groups: the groups the fence replaces"
+        : "pgshift:fenced-roles: the roles that lose LOGIN",
     ),
     ...(network
       ? [
-          call("QUIESCING", "DescribeDBInstances", sourceId, "record the source's security groups (restored on rollback)"),
-          call("QUIESCING", "ModifyDBInstance", sourceId, `VpcSecurityGroupIds = [${o.denyGroup ?? "the deny-all group"}], ApplyImmediately`),
+          call(
+            "QUIESCING",
+            "DescribeDBInstances",
+            sourceId,
+            "record the source's security groups (restored on rollback)",
+          ),
+          call(
+            "QUIESCING",
+            "ModifyDBInstance",
+            sourceId,
+            `VpcSecurityGroupIds = [${o.denyGroup ?? "the deny-all group"}], ApplyImmediately`,
+          ),
           call("QUIESCING", "DescribeDBInstances", sourceId, "until available"),
           call("QUIESCING", "RebootDBInstance", sourceId, "no session survives the fence"),
           call("QUIESCING", "DescribeDBInstances", sourceId, "until available"),
@@ -92,10 +134,22 @@ export function awsPlan(o: AwsPlanOptions): PlannedCall[] {
     call("PROMOTING", "DescribeDBClusters", clusterId, "promote once: a promoted cluster is left as it is"),
     call("PROMOTING", "PromoteReadReplicaDBCluster", clusterId, "the replica becomes a standalone writable cluster"),
     call("PROMOTING", "DescribeDBClusters", clusterId, "until available with no replication source"),
-    call("ROLLING_BACK (if asked)", "AddTagsToResource", clusterId, "pgshift:fenced-roles: the promoted cluster's roles that lose LOGIN"),
-    ...(network ? [call("ROLLING_BACK (if asked)", "ModifyDBInstance", sourceId, "the recorded security groups back")] : []),
+    call(
+      "ROLLING_BACK (if asked)",
+      "AddTagsToResource",
+      clusterId,
+      "pgshift:fenced-roles: the promoted cluster's roles that lose LOGIN",
+    ),
+    ...(network
+      ? [call("ROLLING_BACK (if asked)", "ModifyDBInstance", sourceId, "the recorded security groups back")]
+      : []),
     call("ROLLING_BACK (if asked)", "RemoveTagsFromResource", sourceId, "the fence's record, once undone"),
-    call("ABORTED or FAILED before promotion", "DescribeDBClusters", clusterId, "only what carries this migration's tag is deleted"),
+    call(
+      "ABORTED or FAILED before promotion",
+      "DescribeDBClusters",
+      clusterId,
+      "only what carries this migration's tag is deleted",
+    ),
     call("ABORTED or FAILED before promotion", "DescribeDBInstances", instanceId, "the same, for the writer"),
     call("ABORTED or FAILED before promotion", "DeleteDBInstance", instanceId, "the writer this migration created"),
     call(
@@ -113,13 +167,38 @@ export function awsPlan(o: AwsPlanOptions): PlannedCall[] {
             sourceId,
             "retire the old source as the spec says: deleted, FinalDBSnapshotIdentifier pgshift-final-<migration id>",
           ),
-          call("FINALIZED", "CreateDBSnapshot", sourceId, "the final snapshot DeleteDBInstance takes (AWS checks this permission too)"),
+          call(
+            "FINALIZED",
+            "CreateDBSnapshot",
+            sourceId,
+            "the final snapshot DeleteDBInstance takes (AWS checks this permission too)",
+          ),
         ]
       : [
-          call("FINALIZED", "StopDBInstance", sourceId, "retire the old source: stopped, DBSnapshotIdentifier pgshift-final-<migration id>"),
-          call("FINALIZED", "CreateDBSnapshot", sourceId, "the final snapshot StopDBInstance takes (AWS checks this permission too)"),
-          call("FINALIZED, every hour after", "DescribeDBInstances", sourceId, "AWS starts a stopped instance after 7 days: is it running again?"),
-          call("FINALIZED, every hour after", "StopDBInstance", sourceId, "if it is, stopped again (recorded as check retirement.source)"),
+          call(
+            "FINALIZED",
+            "StopDBInstance",
+            sourceId,
+            "retire the old source: stopped, DBSnapshotIdentifier pgshift-final-<migration id>",
+          ),
+          call(
+            "FINALIZED",
+            "CreateDBSnapshot",
+            sourceId,
+            "the final snapshot StopDBInstance takes (AWS checks this permission too)",
+          ),
+          call(
+            "FINALIZED, every hour after",
+            "DescribeDBInstances",
+            sourceId,
+            "AWS starts a stopped instance after 7 days: is it running again?",
+          ),
+          call(
+            "FINALIZED, every hour after",
+            "StopDBInstance",
+            sourceId,
+            "if it is, stopped again (recorded as check retirement.source)",
+          ),
         ]),
   ];
 }

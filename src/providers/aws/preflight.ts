@@ -40,27 +40,43 @@ export async function awsPreflight(control: RdsControl, i: AwsPreflightInput): P
   const [versions, clusterParams, sourceParams] = await Promise.all([
     control.auroraVersions({ version }),
     control.clusterParameters(group),
-    i.source.DBParameterGroups?.[0]?.DBParameterGroupName ? control.userParameters(i.source.DBParameterGroups[0].DBParameterGroupName) : Promise.resolve([]),
+    i.source.DBParameterGroups?.[0]?.DBParameterGroupName
+      ? control.userParameters(i.source.DBParameterGroups[0].DBParameterGroupName)
+      : Promise.resolve([]),
   ]);
   return [
     await engineVersionCheck(control, version, family, versions),
     logicalReplicationCheck(group, clusterParams, Boolean(i.clusterParameterGroup)),
-    parameterGroupCheck(i.source.DBParameterGroups?.[0]?.DBParameterGroupName ?? "", sourceParams ?? [], group, clusterParams),
+    parameterGroupCheck(
+      i.source.DBParameterGroups?.[0]?.DBParameterGroupName ?? "",
+      sourceParams ?? [],
+      group,
+      clusterParams,
+    ),
     fenceCheck(i),
     ...(i.fence === "sql" ? [unfencedRolesCheck(i.unfencedRoles)] : []),
     sourceTagCheck(i),
   ];
 }
 
-async function engineVersionCheck(control: RdsControl, version: string, family: string, offered: string[]): Promise<CheckResult> {
+async function engineVersionCheck(
+  control: RdsControl,
+  version: string,
+  family: string,
+  offered: string[],
+): Promise<CheckResult> {
   if (offered.includes(version)) {
-    return check("aws.engine_version", "PASS", { measured: `aurora-postgresql ${version} is offered`, threshold: "the source's engine version" });
+    return check("aws.engine_version", "PASS", {
+      measured: `aurora-postgresql ${version} is offered`,
+      threshold: "the source's engine version",
+    });
   }
   const sameMajor = await control.auroraVersions({ family });
   return check("aws.engine_version", "FAIL", {
     measured: `source postgres ${version}; aurora-postgresql offers ${sameMajor.length ? sameMajor.join(", ") : `no ${family} version`} here`,
     threshold: "an aurora-postgresql version equal to the source's",
-    message: "an Aurora read replica of an RDS instance runs the source's engine version, and Aurora does not offer it in this region",
+    message:
+      "an Aurora read replica of an RDS instance runs the source's engine version, and Aurora does not offer it in this region",
     remedy: sameMajor.length
       ? `upgrade the source to a minor version Aurora offers (${sameMajor.join(", ")}) first`
       : `Aurora has no version of this major here: upgrade the source's major version first`,
@@ -73,12 +89,18 @@ function logicalReplicationCheck(group: string, params: Parameter[] | undefined,
     return check("aws.logical_replication", "FAIL", {
       measured: `DB cluster parameter group ${group} does not exist`,
       threshold: "an existing group with rds.logical_replication = 1",
-      message: named ? "the cluster parameter group the migration names does not exist" : "the engine's default cluster parameter group is not there",
+      message: named
+        ? "the cluster parameter group the migration names does not exist"
+        : "the engine's default cluster parameter group is not there",
       remedy,
     });
   }
   const value = params.find((p) => p.ParameterName === "rds.logical_replication")?.ParameterValue ?? "0";
-  if (value === "1") return check("aws.logical_replication", "PASS", { measured: `rds.logical_replication = 1 in ${group}`, threshold: "1" });
+  if (value === "1")
+    return check("aws.logical_replication", "PASS", {
+      measured: `rds.logical_replication = 1 in ${group}`,
+      threshold: "1",
+    });
   return check("aws.logical_replication", "FAIL", {
     measured: `rds.logical_replication = ${value} in ${group}`,
     threshold: "1",
@@ -89,9 +111,16 @@ function logicalReplicationCheck(group: string, params: Parameter[] | undefined,
 }
 
 /** Parameters set on the source's group that the target's cluster group does not set to the same value. */
-function parameterGroupCheck(sourceGroup: string, user: Parameter[], targetGroup: string, target: Parameter[] | undefined): CheckResult {
+function parameterGroupCheck(
+  sourceGroup: string,
+  user: Parameter[],
+  targetGroup: string,
+  target: Parameter[] | undefined,
+): CheckResult {
   const there = new Map((target ?? []).map((p) => [p.ParameterName!, p.ParameterValue]));
-  const differ = user.filter((p) => p.ParameterName !== "rds.logical_replication" && there.get(p.ParameterName!) !== p.ParameterValue);
+  const differ = user.filter(
+    (p) => p.ParameterName !== "rds.logical_replication" && there.get(p.ParameterName!) !== p.ParameterValue,
+  );
   if (differ.length === 0) {
     return check("aws.parameter_groups", "PASS", {
       measured: `${user.length} parameter(s) set in ${sourceGroup || "the source's group"}, all the same in ${targetGroup}`,
@@ -99,7 +128,9 @@ function parameterGroupCheck(sourceGroup: string, user: Parameter[], targetGroup
     });
   }
   return check("aws.parameter_groups", "WARN", {
-    measured: differ.map((p) => `${p.ParameterName}: ${p.ParameterValue} -> ${there.get(p.ParameterName!) ?? "engine default"}`).join("; "),
+    measured: differ
+      .map((p) => `${p.ParameterName}: ${p.ParameterValue} -> ${there.get(p.ParameterName!) ?? "engine default"}`)
+      .join("; "),
     threshold: "what the source sets, the target sets",
     message: `${differ.length} parameter(s) set on the source's group ${sourceGroup} differ in ${targetGroup}: the application would see other behaviour after cutover`,
     remedy: `set them in ${targetGroup} (instance-level ones in the writer's DB parameter group) before cutover, or accept the difference`,
@@ -116,7 +147,8 @@ function fenceCheck(i: AwsPreflightInput): CheckResult {
       : check("aws.fence", "FAIL", {
           measured: "network fence without a deny-all security group",
           threshold: "a deny-all security group",
-          message: "the network fence moves the source behind a security group that admits nothing; the service has none configured",
+          message:
+            "the network fence moves the source behind a security group that admits nothing; the service has none configured",
           remedy: "start the service with --aws-deny-security-group sg-…, or use FENCE_MODE_ROLES",
         });
   }
@@ -125,12 +157,15 @@ function fenceCheck(i: AwsPreflightInput): CheckResult {
     return check("aws.fence", "FAIL", {
       measured: `${i.applicationRoles.length} application roles (${names.length} characters of names)`,
       threshold: `their names fit one tag (${TAG_VALUE_MAX} characters)`,
-      message: "the roles fence records the roles it changes in a tag on the instance, so that any replica can restore exactly them",
+      message:
+        "the roles fence records the roles it changes in a tag on the instance, so that any replica can restore exactly them",
       remedy: "use FENCE_MODE_NETWORK for this migration",
     });
   }
   return check("aws.fence", i.applicationRoles.length ? "PASS" : "WARN", {
-    measured: i.applicationRoles.length ? `roles fence: ${names} lose LOGIN at cutover` : "no application role to fence",
+    measured: i.applicationRoles.length
+      ? `roles fence: ${names} lose LOGIN at cutover`
+      : "no application role to fence",
     threshold: "at least one application role",
     message: i.applicationRoles.length
       ? ""
@@ -146,12 +181,16 @@ function fenceCheck(i: AwsPreflightInput): CheckResult {
  */
 function unfencedRolesCheck(roles: string[]): CheckResult {
   return check("fence.unfenced_roles", roles.length ? "WARN" : "PASS", {
-    measured: roles.length ? `${roles.join(", ")} keep LOGIN under the roles fence` : "every role that logs in loses LOGIN at the fence",
+    measured: roles.length
+      ? `${roles.join(", ")} keep LOGIN under the roles fence`
+      : "every role that logs in loses LOGIN at the fence",
     threshold: "no role an application writes through keeps LOGIN while the source is fenced",
     message: roles.length
       ? "their sessions are ended at the fence, but they can log in again; a session found before the final LSN or before promotion holds the cutover"
       : "",
-    remedy: roles.length ? "give applications roles of their own (not the master user), or use FENCE_MODE_NETWORK, which refuses every client" : "",
+    remedy: roles.length
+      ? "give applications roles of their own (not the master user), or use FENCE_MODE_NETWORK, which refuses every client"
+      : "",
   });
 }
 
@@ -161,12 +200,16 @@ function sourceTagCheck(i: AwsPreflightInput): CheckResult {
   const value = i.source.TagList?.find((t) => t.Key === DATABASE_TAG)?.Value;
   const remedy = `aws rds add-tags-to-resource --resource-name ${i.source.DBInstanceArn ?? id} --tags Key=${DATABASE_TAG},Value=${i.database}`;
   if (value === i.database) {
-    return check("aws.source_tag", "PASS", { measured: `${id} is tagged ${DATABASE_TAG}=${value}`, threshold: `${DATABASE_TAG}=${i.database}` });
+    return check("aws.source_tag", "PASS", {
+      measured: `${id} is tagged ${DATABASE_TAG}=${value}`,
+      threshold: `${DATABASE_TAG}=${i.database}`,
+    });
   }
   return check("aws.source_tag", "FAIL", {
     measured: value === undefined ? `${id} has no ${DATABASE_TAG} tag` : `${id} is tagged ${DATABASE_TAG}=${value}`,
     threshold: `${DATABASE_TAG}=${i.database}`,
     message: `pgshift's IAM policy lets it fence and retire only instances tagged ${DATABASE_TAG}, and this one must be tagged as serving ${i.database}`,
-    remedy: value === undefined ? `tag it: ${remedy}` : `it serves ${value}: name that database, or retag it: ${remedy}`,
+    remedy:
+      value === undefined ? `tag it: ${remedy}` : `it serves ${value}: name that database, or retag it: ${remedy}`,
   });
 }

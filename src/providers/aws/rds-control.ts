@@ -62,7 +62,8 @@ async function absentIfNotFound<T>(describe: () => Promise<T | undefined>): Prom
   }
 }
 
-const ownedBy = (tags: Tag[] | undefined, owner: string) => (tags ?? []).some((t) => t.Key === OWNER_TAG && t.Value === owner);
+const ownedBy = (tags: Tag[] | undefined, owner: string) =>
+  (tags ?? []).some((t) => t.Key === OWNER_TAG && t.Value === owner);
 const ownerOf = (tags: Tag[] | undefined) => (tags ?? []).find((t) => t.Key === OWNER_TAG)?.Value;
 
 /**
@@ -85,11 +86,15 @@ export class RdsControl {
   }
 
   async instance(id: string): Promise<DBInstance | undefined> {
-    return absentIfNotFound(async () => (await this.rds.send(new DescribeDBInstancesCommand({ DBInstanceIdentifier: id }))).DBInstances?.[0]);
+    return absentIfNotFound(
+      async () => (await this.rds.send(new DescribeDBInstancesCommand({ DBInstanceIdentifier: id }))).DBInstances?.[0],
+    );
   }
 
   async cluster(id: string): Promise<DBCluster | undefined> {
-    return absentIfNotFound(async () => (await this.rds.send(new DescribeDBClustersCommand({ DBClusterIdentifier: id }))).DBClusters?.[0]);
+    return absentIfNotFound(
+      async () => (await this.rds.send(new DescribeDBClustersCommand({ DBClusterIdentifier: id }))).DBClusters?.[0],
+    );
   }
 
   /** The aurora-postgresql versions offered in the region: the one asked for, or all of a parameter group family. */
@@ -97,7 +102,14 @@ export class RdsControl {
     // Every page: Aurora offers more versions than one answer holds.
     const versions = await this.pages((Marker) =>
       this.rds
-        .send(new DescribeDBEngineVersionsCommand({ Engine: "aurora-postgresql", EngineVersion: q.version, DBParameterGroupFamily: q.family, Marker }))
+        .send(
+          new DescribeDBEngineVersionsCommand({
+            Engine: "aurora-postgresql",
+            EngineVersion: q.version,
+            DBParameterGroupFamily: q.family,
+            Marker,
+          }),
+        )
         .then((r) => ({ items: r.DBEngineVersions, Marker: r.Marker })),
     );
     return versions.map((v) => v.EngineVersion!).filter(Boolean);
@@ -126,7 +138,9 @@ export class RdsControl {
   }
 
   /** Every record of a paged Describe, following its Marker. */
-  private async pages<T>(page: (marker: string | undefined) => Promise<{ items?: T[]; Marker?: string }>): Promise<T[]> {
+  private async pages<T>(
+    page: (marker: string | undefined) => Promise<{ items?: T[]; Marker?: string }>,
+  ): Promise<T[]> {
     const out: T[] = [];
     let marker: string | undefined;
     do {
@@ -150,7 +164,10 @@ export class RdsControl {
   /** The source instance, which must exist. */
   async source(id: string): Promise<DBInstance> {
     const i = await this.instance(id);
-    if (!i) throw new NotFoundError(`RDS instance "${id}" does not exist (DescribeDBInstances): check spec.source.id and the region`);
+    if (!i)
+      throw new NotFoundError(
+        `RDS instance "${id}" does not exist (DescribeDBInstances): check spec.source.id and the region`,
+      );
     return i;
   }
 
@@ -190,7 +207,9 @@ export class RdsControl {
     }
     const writer = await this.instance(spec.instanceId);
     if (writer && (writer.DBClusterIdentifier !== spec.clusterId || !ownedBy(writer.TagList, spec.owner))) {
-      throw new FailedPreconditionError(`RDS instance "${spec.instanceId}" exists and is not this migration's writer: name a new target`);
+      throw new FailedPreconditionError(
+        `RDS instance "${spec.instanceId}" exists and is not this migration's writer: name a new target`,
+      );
     }
     if (!writer) {
       await this.rds.send(
@@ -203,8 +222,18 @@ export class RdsControl {
         }),
       );
     }
-    await this.waitInstance(spec.instanceId, (i) => i.DBInstanceStatus === "available", deadline, "the writer instance to be available");
-    return this.waitCluster(spec.clusterId, (c) => c.Status === "available", deadline, "the replica cluster to be available");
+    await this.waitInstance(
+      spec.instanceId,
+      (i) => i.DBInstanceStatus === "available",
+      deadline,
+      "the writer instance to be available",
+    );
+    return this.waitCluster(
+      spec.clusterId,
+      (c) => c.Status === "available",
+      deadline,
+      "the replica cluster to be available",
+    );
   }
 
   /** Promotes the replica cluster to a standalone writable cluster; a cluster already promoted is left as it is. */
@@ -212,8 +241,14 @@ export class RdsControl {
     const deadline = Date.now() + timeoutMs;
     const c = await this.cluster(clusterId);
     if (!c) throw new NotFoundError(`Aurora cluster "${clusterId}" does not exist: nothing to promote`);
-    if (c.ReplicationSourceIdentifier) await this.rds.send(new PromoteReadReplicaDBClusterCommand({ DBClusterIdentifier: clusterId }));
-    return this.waitCluster(clusterId, (x) => x.Status === "available" && !x.ReplicationSourceIdentifier, deadline, "the promoted cluster to be available");
+    if (c.ReplicationSourceIdentifier)
+      await this.rds.send(new PromoteReadReplicaDBClusterCommand({ DBClusterIdentifier: clusterId }));
+    return this.waitCluster(
+      clusterId,
+      (x) => x.Status === "available" && !x.ReplicationSourceIdentifier,
+      deadline,
+      "the promoted cluster to be available",
+    );
   }
 
   /** Moves the instance behind the given security groups and reboots it so no session survives; returns the groups it had. */
@@ -221,10 +256,26 @@ export class RdsControl {
     const deadline = Date.now() + timeoutMs;
     const before = (await this.source(instanceId)).VpcSecurityGroups?.map((g) => g.VpcSecurityGroupId!) ?? [];
     if (!(before.length === 1 && before[0] === denyGroupId)) {
-      await this.rds.send(new ModifyDBInstanceCommand({ DBInstanceIdentifier: instanceId, VpcSecurityGroupIds: [denyGroupId], ApplyImmediately: true }));
-      await this.waitInstance(instanceId, (i) => i.DBInstanceStatus === "available", deadline, "the security group change");
+      await this.rds.send(
+        new ModifyDBInstanceCommand({
+          DBInstanceIdentifier: instanceId,
+          VpcSecurityGroupIds: [denyGroupId],
+          ApplyImmediately: true,
+        }),
+      );
+      await this.waitInstance(
+        instanceId,
+        (i) => i.DBInstanceStatus === "available",
+        deadline,
+        "the security group change",
+      );
       await this.rds.send(new RebootDBInstanceCommand({ DBInstanceIdentifier: instanceId }));
-      await this.waitInstance(instanceId, (i) => i.DBInstanceStatus === "available", deadline, "the reboot that ends every session");
+      await this.waitInstance(
+        instanceId,
+        (i) => i.DBInstanceStatus === "available",
+        deadline,
+        "the reboot that ends every session",
+      );
     }
     return before;
   }
@@ -233,8 +284,19 @@ export class RdsControl {
   async networkUnfence(instanceId: string, groups: string[], timeoutMs: number): Promise<void> {
     const now = (await this.source(instanceId)).VpcSecurityGroups?.map((g) => g.VpcSecurityGroupId!) ?? [];
     if (now.length === groups.length && now.every((g) => groups.includes(g))) return;
-    await this.rds.send(new ModifyDBInstanceCommand({ DBInstanceIdentifier: instanceId, VpcSecurityGroupIds: groups, ApplyImmediately: true }));
-    await this.waitInstance(instanceId, (i) => i.DBInstanceStatus === "available", Date.now() + timeoutMs, "the security groups to be restored");
+    await this.rds.send(
+      new ModifyDBInstanceCommand({
+        DBInstanceIdentifier: instanceId,
+        VpcSecurityGroupIds: groups,
+        ApplyImmediately: true,
+      }),
+    );
+    await this.waitInstance(
+      instanceId,
+      (i) => i.DBInstanceStatus === "available",
+      Date.now() + timeoutMs,
+      "the security groups to be restored",
+    );
   }
 
   /**
@@ -255,8 +317,11 @@ export class RdsControl {
       );
       return `${instanceId} deleted after its final snapshot ${snapshot}`;
     }
-    if (i.DBInstanceStatus === "stopped" || i.DBInstanceStatus === "stopping") return `${instanceId} is stopped already`;
-    await this.rds.send(new StopDBInstanceCommand({ DBInstanceIdentifier: instanceId, DBSnapshotIdentifier: snapshot }));
+    if (i.DBInstanceStatus === "stopped" || i.DBInstanceStatus === "stopping")
+      return `${instanceId} is stopped already`;
+    await this.rds.send(
+      new StopDBInstanceCommand({ DBInstanceIdentifier: instanceId, DBSnapshotIdentifier: snapshot }),
+    );
     return `${instanceId} stopped after its final snapshot ${snapshot}; AWS starts a stopped instance after 7 days, and pgshift stops it again each time`;
   }
 
@@ -270,22 +335,38 @@ export class RdsControl {
   }
 
   /** Deletes the replica cluster and its writer, only if they carry the owner's tag. */
-  async deleteReplica(clusterId: string, instanceId: string, owner: string): Promise<"deleted" | "absent" | "not-ours"> {
+  async deleteReplica(
+    clusterId: string,
+    instanceId: string,
+    owner: string,
+  ): Promise<"deleted" | "absent" | "not-ours"> {
     const c = await this.cluster(clusterId);
     const i = await this.instance(instanceId);
     if (!c && !i) return "absent";
     if ((c && !ownedBy(c.TagList, owner)) || (i && !ownedBy(i.TagList, owner))) return "not-ours";
-    if (i && i.DBInstanceStatus !== "deleting") await this.rds.send(new DeleteDBInstanceCommand({ DBInstanceIdentifier: instanceId, SkipFinalSnapshot: true }));
+    if (i && i.DBInstanceStatus !== "deleting")
+      await this.rds.send(new DeleteDBInstanceCommand({ DBInstanceIdentifier: instanceId, SkipFinalSnapshot: true }));
     // A replica holds no data of its own: the source is the truth until promotion, so no final snapshot.
-    if (c && c.Status !== "deleting") await this.rds.send(new DeleteDBClusterCommand({ DBClusterIdentifier: clusterId, SkipFinalSnapshot: true }));
+    if (c && c.Status !== "deleting")
+      await this.rds.send(new DeleteDBClusterCommand({ DBClusterIdentifier: clusterId, SkipFinalSnapshot: true }));
     return "deleted";
   }
 
-  private async waitInstance(id: string, done: (i: DBInstance) => boolean, deadline: number, what: string): Promise<DBInstance> {
+  private async waitInstance(
+    id: string,
+    done: (i: DBInstance) => boolean,
+    deadline: number,
+    what: string,
+  ): Promise<DBInstance> {
     return this.waitFor(() => this.instance(id), done, deadline, what, `instance ${id}`);
   }
 
-  private async waitCluster(id: string, done: (c: DBCluster) => boolean, deadline: number, what: string): Promise<DBCluster> {
+  private async waitCluster(
+    id: string,
+    done: (c: DBCluster) => boolean,
+    deadline: number,
+    what: string,
+  ): Promise<DBCluster> {
     return this.waitFor(() => this.cluster(id), done, deadline, what, `cluster ${id}`);
   }
 
@@ -308,9 +389,11 @@ export class RdsControl {
       }
       if (x && done(x)) return x;
       // Just after a create the API may not know the resource yet: that is not its absence.
-      if (!x && Date.now() - started > this.graceMs) throw new NotFoundError(`${name} disappeared while waiting for ${what}`);
+      if (!x && Date.now() - started > this.graceMs)
+        throw new NotFoundError(`${name} disappeared while waiting for ${what}`);
       const last = x ? (x.DBInstanceStatus ?? x.Status ?? "unknown") : "not found";
-      if (Date.now() + this.pollMs > deadline) throw new DeadlineExceededError(`timed out waiting for ${what}; ${name} is ${last}`);
+      if (Date.now() + this.pollMs > deadline)
+        throw new DeadlineExceededError(`timed out waiting for ${what}; ${name} is ${last}`);
       await this.sleep(this.pollMs);
     }
   }

@@ -36,7 +36,10 @@ function scramVerifier(password: string): string {
 
 /** Whether the role exists, and whether pgshift made it; a role of that name pgshift did not make is never touched. */
 async function ours(db: pg.Client, instance: string): Promise<boolean> {
-  const r = await db.query<{ mark: string | null }>("select shobj_description(oid, 'pg_authid') as mark from pg_roles where rolname = $1", [FENCE_ROLE]);
+  const r = await db.query<{ mark: string | null }>(
+    "select shobj_description(oid, 'pg_authid') as mark from pg_roles where rolname = $1",
+    [FENCE_ROLE],
+  );
   if (r.rowCount === 0) return false;
   if (r.rows[0]!.mark !== MARK) {
     throw new InvalidInstanceStateError(
@@ -62,12 +65,19 @@ export async function createFenceRole(db: pg.Client, instance: string, dir: stri
  * handed to `heir` in every database, its password forgotten; then dropped, once no session of it is left (a
  * snapshot pgshift holds for a comparison may still be one: a later call drops it). Run as `heir`, unfenced.
  */
-export async function dropFenceRole(connect: (database: string) => Promise<pg.Client>, instance: string, dir: string, heir: string): Promise<void> {
+export async function dropFenceRole(
+  connect: (database: string) => Promise<pg.Client>,
+  instance: string,
+  dir: string,
+  heir: string,
+): Promise<void> {
   const db = await connect("postgres");
   try {
     if (await ours(db, instance)) {
       await db.query(`alter role ${escapeIdent(FENCE_ROLE)} nologin`);
-      const dbs = await db.query<{ datname: string }>("select datname from pg_database where datallowconn order by datname");
+      const dbs = await db.query<{ datname: string }>(
+        "select datname from pg_database where datallowconn order by datname",
+      );
       for (const { datname } of dbs.rows) {
         const c = datname === "postgres" ? db : await connect(datname);
         try {
@@ -76,7 +86,9 @@ export async function dropFenceRole(connect: (database: string) => Promise<pg.Cl
           if (c !== db) await c.end().catch(() => {});
         }
       }
-      const busy = await db.query<{ n: number }>("select count(*)::int as n from pg_stat_activity where usename = $1", [FENCE_ROLE]);
+      const busy = await db.query<{ n: number }>("select count(*)::int as n from pg_stat_activity where usename = $1", [
+        FENCE_ROLE,
+      ]);
       if (busy.rows[0]!.n === 0) await db.query(`drop role ${escapeIdent(FENCE_ROLE)}`);
     }
   } finally {

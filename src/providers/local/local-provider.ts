@@ -10,7 +10,13 @@ import { reachableBinDir } from "../../postgres/reach.js";
 import { LocalCluster, readSettingsFile, runAsPostgres } from "../../postgres/cluster.js";
 import { postgresRunAs } from "../../postgres/os-user.js";
 import { freePort } from "../../postgres/ports.js";
-import { InvalidInstanceStateError, ReplicaDownError, ReplayTimeoutError, UnknownInstanceError, VersionMismatchError } from "../errors.js";
+import {
+  InvalidInstanceStateError,
+  ReplicaDownError,
+  ReplayTimeoutError,
+  UnknownInstanceError,
+  VersionMismatchError,
+} from "../errors.js";
 import { lsnAtLeast, type Lsn } from "../../domain/lsn.js";
 import type { Retirement } from "../../domain/spec.js";
 import type { StorageFigures } from "../../domain/storage.js";
@@ -61,7 +67,10 @@ export class LocalProvider implements Provider {
   }
 
   private dirOf(name: string): string {
-    if (!NAME.test(name)) throw new InvalidArgumentError(`"${name}" is not a valid local cluster name: letters, digits, "_" and "-", up to 63`);
+    if (!NAME.test(name))
+      throw new InvalidArgumentError(
+        `"${name}" is not a valid local cluster name: letters, digits, "_" and "-", up to 63`,
+      );
     return join(this.root, "clusters", name);
   }
 
@@ -96,11 +105,20 @@ export class LocalProvider implements Provider {
    */
   async register(name: string, opts: RegisterOptions): Promise<LocalCluster> {
     const dir = this.dirOf(name);
-    if (LocalCluster.load(dir)) throw new InvalidArgumentError(`a local cluster named "${name}" exists already; choose another name`);
+    if (LocalCluster.load(dir))
+      throw new InvalidArgumentError(`a local cluster named "${name}" exists already; choose another name`);
     if (!existsSync(join(opts.dataDir, "PG_VERSION"))) {
-      throw new InvalidArgumentError(`${opts.dataDir} is not a PostgreSQL data directory (no PG_VERSION); give the directory the server runs on`);
+      throw new InvalidArgumentError(
+        `${opts.dataDir} is not a PostgreSQL data directory (no PG_VERSION); give the directory the server runs on`,
+      );
     }
-    const config: pg.ClientConfig = { host: "127.0.0.1", port: opts.port, user: opts.user, password: opts.password, database: "postgres" };
+    const config: pg.ClientConfig = {
+      host: "127.0.0.1",
+      port: opts.port,
+      user: opts.user,
+      password: opts.password,
+      database: "postgres",
+    };
     const info = await withClient(name, config, async (c) => {
       const r = await c.query<{ data_directory: string; num: string; su: boolean }>(
         "select current_setting('data_directory') as data_directory, current_setting('server_version_num') as num, (select rolsuper from pg_roles where rolname = current_user) as su",
@@ -108,10 +126,14 @@ export class LocalProvider implements Provider {
       return r.rows[0]!;
     });
     if (!info.su)
-      throw new InvalidArgumentError(`user "${opts.user}" is not a superuser on ${name}; register with a superuser (fencing and replication need one)`);
+      throw new InvalidArgumentError(
+        `user "${opts.user}" is not a superuser on ${name}; register with a superuser (fencing and replication need one)`,
+      );
     const { realpathSync } = await import("node:fs");
     if (realpathSync(info.data_directory) !== realpathSync(opts.dataDir)) {
-      throw new InvalidArgumentError(`the server on port ${opts.port} runs on ${info.data_directory}, not on ${opts.dataDir}; give its own data directory`);
+      throw new InvalidArgumentError(
+        `the server on port ${opts.port} runs on ${info.data_directory}, not on ${opts.dataDir}; give its own data directory`,
+      );
     }
     return LocalCluster.register(dir, {
       port: opts.port,
@@ -147,7 +169,12 @@ export class LocalProvider implements Provider {
    * fenced: the only role a fenced cluster admits), with the database's own search_path: for tooling that reads a
    * cluster's tables (the demo's accounting, tests), never for pgshift's own work.
    */
-  async query<R extends pg.QueryResultRow = pg.QueryResultRow>(ref: InstanceRef, text: string, params: unknown[] = [], database = "postgres"): Promise<R[]> {
+  async query<R extends pg.QueryResultRow = pg.QueryResultRow>(
+    ref: InstanceRef,
+    text: string,
+    params: unknown[] = [],
+    database = "postgres",
+  ): Promise<R[]> {
     const client = new pg.Client(this.adminConfig(ref, database));
     client.on("error", () => {});
     await client.connect();
@@ -209,7 +236,10 @@ export class LocalProvider implements Provider {
         measured: `${formatBytes(free)} free under ${this.root}`,
         threshold: `${formatBytes(need)} (the source's ${formatBytes(sizeBytes)} and a fifth more)`,
         message: free >= need ? "" : "the replica would not fit on this machine's filesystem",
-        remedy: free >= need ? "" : `free space under ${this.root}, or run the service with a --data-dir on a larger filesystem`,
+        remedy:
+          free >= need
+            ? ""
+            : `free space under ${this.root}, or run the service with a --data-dir on a larger filesystem`,
       }),
     ];
   }
@@ -221,7 +251,8 @@ export class LocalProvider implements Provider {
   /** The migration that created the cluster folder, from the mark written before anything else in it. */
   ownerOf(name: string): string | undefined {
     try {
-      return (JSON.parse(readFileSync(join(this.dirOf(name), OWNER_FILE), "utf8")) as { migrationId?: string }).migrationId;
+      return (JSON.parse(readFileSync(join(this.dirOf(name), OWNER_FILE), "utf8")) as { migrationId?: string })
+        .migrationId;
     } catch {
       return undefined;
     }
@@ -241,7 +272,10 @@ export class LocalProvider implements Provider {
     } else {
       // The mark goes first: whatever happens next, this folder is known to be ours.
       mkdirSync(targetDir, { recursive: true });
-      writeFileAtomic(join(targetDir, OWNER_FILE), JSON.stringify({ migrationId: owner, createdAt: new Date().toISOString() }) + "\n");
+      writeFileAtomic(
+        join(targetDir, OWNER_FILE),
+        JSON.stringify({ migrationId: owner, createdAt: new Date().toISOString() }) + "\n",
+      );
     }
     const existing = LocalCluster.load(targetDir);
     if (existing) {
@@ -254,9 +288,12 @@ export class LocalProvider implements Provider {
     const binDir = reachableBinDir(bins.dir, postgresRunAs(), join(this.root, "clusters"));
     const slot = replicaSlotName(target.id);
     await this.admin(source, async (c) => {
-      const r = await c.query<{ num: string; rec: boolean }>("select current_setting('server_version_num') as num, pg_is_in_recovery() as rec");
+      const r = await c.query<{ num: string; rec: boolean }>(
+        "select current_setting('server_version_num') as num, pg_is_in_recovery() as rec",
+      );
       checkSameMajor(source.id, Math.floor(Number(r.rows[0]!.num) / 10000), bins.major);
-      if (r.rows[0]!.rec) throw new InvalidInstanceStateError(source.id, `${source.id} is itself a standby; migrate from its primary`);
+      if (r.rows[0]!.rec)
+        throw new InvalidInstanceStateError(source.id, `${source.id} is itself a standby; migrate from its primary`);
       const level = await c.query<{ wal_level: string }>("select current_setting('wal_level') as wal_level");
       if (level.rows[0]!.wal_level === "minimal") {
         throw new InvalidInstanceStateError(
@@ -279,13 +316,20 @@ export class LocalProvider implements Provider {
     }
     // The password travels in the child's environment, never on its command line (which ps shows to every user).
     const conn = conninfo({ host: "127.0.0.1", port: String(src.port), user: src.user, application_name: slot });
-    const res = await runAsPostgres(join(binDir, "pg_basebackup"), ["-D", dataDir, "-d", conn, "-X", "stream", "-S", slot, "-R", "-c", "fast", "--no-sync"], {
-      timeoutMs: 30 * 60_000,
-      env: { PGPASSWORD: src.password },
-    });
+    const res = await runAsPostgres(
+      join(binDir, "pg_basebackup"),
+      ["-D", dataDir, "-d", conn, "-X", "stream", "-S", slot, "-R", "-c", "fast", "--no-sync"],
+      {
+        timeoutMs: 30 * 60_000,
+        env: { PGPASSWORD: src.password },
+      },
+    );
     if (res.code !== 0) {
       rmSync(dataDir, { recursive: true, force: true });
-      throw new InvalidInstanceStateError(target.id, `base backup of ${source.id} for ${target.id} failed: ${res.stderr.trim().slice(-1500)}`);
+      throw new InvalidInstanceStateError(
+        target.id,
+        `base backup of ${source.id} for ${target.id} failed: ${res.stderr.trim().slice(-1500)}`,
+      );
     }
     // The copy came with the source's settings (a standby refuses to start with less of max_prepared_transactions,
     // max_connections… than its primary has); the replica gets its own port and keeps the rest.
@@ -309,7 +353,13 @@ export class LocalProvider implements Provider {
     const slot = replicaSlotName(target.id);
     const targetRunning = await tgt.isRunning();
     return this.admin(source, async (c) => {
-      const r = await c.query<{ cur: string; state: string | null; replay: string | null; lag: string | null; lag_s: number | null }>(
+      const r = await c.query<{
+        cur: string;
+        state: string | null;
+        replay: string | null;
+        lag: string | null;
+        lag_s: number | null;
+      }>(
         `select pg_current_wal_lsn()::text as cur, r.state, r.replay_lsn::text as replay,
                 pg_wal_lsn_diff(pg_current_wal_lsn(), coalesce(r.replay_lsn, s.restart_lsn))::bigint::text as lag,
                 extract(epoch from r.replay_lag)::float8 as lag_s
@@ -320,9 +370,22 @@ export class LocalProvider implements Provider {
       const row = r.rows[0];
       if (!row) {
         const cur = await c.query<{ cur: string }>("select pg_current_wal_lsn()::text as cur");
-        return { state: "stopped", targetRunning, sourceLsn: cur.rows[0]!.cur, replayLsn: null, lagBytes: null, lagSeconds: null };
+        return {
+          state: "stopped",
+          targetRunning,
+          sourceLsn: cur.rows[0]!.cur,
+          replayLsn: null,
+          lagBytes: null,
+          lagSeconds: null,
+        };
       }
-      const state = !targetRunning ? "stopped" : row.state === "streaming" ? "streaming" : row.state === "catchup" ? "catchup" : "starting";
+      const state = !targetRunning
+        ? "stopped"
+        : row.state === "streaming"
+          ? "streaming"
+          : row.state === "catchup"
+            ? "catchup"
+            : "starting";
       const lagBytes = row.lag === null ? null : BigInt(row.lag);
       return {
         state,
@@ -408,23 +471,30 @@ export class LocalProvider implements Provider {
   async waitForReplay(target: InstanceRef, lsn: Lsn, timeoutMs: number): Promise<void> {
     const tgt = this.cluster(target);
     const deadline = Date.now() + timeoutMs;
-    if (!(await tgt.isRunning())) throw new ReplicaDownError(target.id, `postmaster not running; last log lines: ${tgt.tailLog(5)}`);
+    if (!(await tgt.isRunning()))
+      throw new ReplicaDownError(target.id, `postmaster not running; last log lines: ${tgt.tailLog(5)}`);
     // One connection for the whole wait: this runs inside the write-unavailability window.
     await this.admin(target, async (c) => {
       let reached: string | null;
       while (true) {
-        const r = (await c.query<{ rec: boolean; lsn: string | null }>("select pg_is_in_recovery() as rec, pg_last_wal_replay_lsn()::text as lsn")).rows[0]!;
+        const r = (
+          await c.query<{ rec: boolean; lsn: string | null }>(
+            "select pg_is_in_recovery() as rec, pg_last_wal_replay_lsn()::text as lsn",
+          )
+        ).rows[0]!;
         // A promoted target has everything it replayed before promotion and more.
         if (!r.rec) return;
         reached = r.lsn;
         if (reached && lsnAtLeast(reached, lsn)) return;
         if (Date.now() > deadline) throw new ReplayTimeoutError(target.id, lsn, reached, timeoutMs);
-        if (!(await tgt.isRunning())) throw new ReplicaDownError(target.id, `postmaster not running; last log lines: ${tgt.tailLog(5)}`);
+        if (!(await tgt.isRunning()))
+          throw new ReplicaDownError(target.id, `postmaster not running; last log lines: ${tgt.tailLog(5)}`);
         await new Promise((res) => setTimeout(res, 5));
       }
     }).catch(async (e: unknown) => {
       // A replica that died mid-wait shows as a lost connection: say what really happened.
-      if (!(await tgt.isRunning())) throw new ReplicaDownError(target.id, `postmaster not running; last log lines: ${tgt.tailLog(5)}`);
+      if (!(await tgt.isRunning()))
+        throw new ReplicaDownError(target.id, `postmaster not running; last log lines: ${tgt.tailLog(5)}`);
       throw e;
     });
   }
@@ -450,14 +520,22 @@ export class LocalProvider implements Provider {
     await this.dropReplicaSlot(source, target);
     // The fence's role reached the replica with the rest of the source's WAL; the promoted target is no fence's.
     const tgt = this.cluster(target);
-    if (!fenceCredentials(tgt.dir)) await dropFenceRole((database) => connectTo(target.id, tgt.connectionConfig(database)), target.id, tgt.dir, tgt.user);
+    if (!fenceCredentials(tgt.dir))
+      await dropFenceRole(
+        (database) => connectTo(target.id, tgt.connectionConfig(database)),
+        target.id,
+        tgt.dir,
+        tgt.user,
+      );
   }
 
   private async dropReplicaSlot(source: InstanceRef, target: InstanceRef): Promise<void> {
     const slot = replicaSlotName(target.id);
     await this.admin(source, async (c) => {
       for (let i = 0; i < 100; i++) {
-        const r = await c.query<{ active: boolean }>("select active from pg_replication_slots where slot_name = $1", [slot]);
+        const r = await c.query<{ active: boolean }>("select active from pg_replication_slots where slot_name = $1", [
+          slot,
+        ]);
         if (r.rowCount === 0) return;
         if (!r.rows[0]!.active) {
           await c.query("select pg_drop_replication_slot($1)", [slot]);
@@ -466,7 +544,10 @@ export class LocalProvider implements Provider {
         // The walsender ends shortly after its standby stops or is promoted.
         await new Promise((res) => setTimeout(res, 100));
       }
-      throw new InvalidInstanceStateError(source.id, `slot ${slot} on ${source.id} is still in use; stop ${target.id} first`);
+      throw new InvalidInstanceStateError(
+        source.id,
+        `slot ${slot} on ${source.id} is still in use; stop ${target.id} first`,
+      );
     });
   }
 
@@ -483,9 +564,18 @@ export class LocalProvider implements Provider {
     const c = this.cluster(ref);
     const [fs, wal] = await Promise.all([
       statfs(c.dataDir, { bigint: true }),
-      this.pg(ref).run(async (db) => Number((await db.query<{ b: string }>("select coalesce(sum(size), 0)::text as b from pg_ls_waldir()")).rows[0]!.b)),
+      this.pg(ref).run(async (db) =>
+        Number(
+          (await db.query<{ b: string }>("select coalesce(sum(size), 0)::text as b from pg_ls_waldir()")).rows[0]!.b,
+        ),
+      ),
     ]);
-    return { freeBytes: Number(fs.bavail * fs.bsize), totalBytes: Number(fs.blocks * fs.bsize), walBytes: wal, by: `the file system of ${c.dataDir}` };
+    return {
+      freeBytes: Number(fs.bavail * fs.bsize),
+      totalBytes: Number(fs.blocks * fs.bsize),
+      walBytes: wal,
+      by: `the file system of ${c.dataDir}`,
+    };
   }
 
   async keepRetired(ref: InstanceRef): Promise<string | undefined> {
@@ -495,7 +585,11 @@ export class LocalProvider implements Provider {
     return `${ref.id} was running again; stopped again`;
   }
 
-  async deleteReplica(source: InstanceRef, target: InstanceRef, owner: string): Promise<"deleted" | "absent" | "not-ours"> {
+  async deleteReplica(
+    source: InstanceRef,
+    target: InstanceRef,
+    owner: string,
+  ): Promise<"deleted" | "absent" | "not-ours"> {
     const dir = this.dirOf(target.id);
     // The mark is written before the slot is made: no folder, nothing of ours on either side (the source may be down).
     if (!existsSync(dir)) return "absent";

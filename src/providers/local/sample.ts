@@ -28,14 +28,24 @@ export interface SampleSource {
  * that the write load appends to, and a role the application connects as.
  * Idempotent: a sample that exists is returned as it is.
  */
-export async function createSampleSource(provider: LocalProvider, name: string, opts: { rows?: number; cdc?: boolean } = {}): Promise<SampleSource> {
+export async function createSampleSource(
+  provider: LocalProvider,
+  name: string,
+  opts: { rows?: number; cdc?: boolean } = {},
+): Promise<SampleSource> {
   const cluster = await provider.createCluster(name);
   const credFile = join(cluster.dir, "app.json");
   const cdcFile = join(cluster.dir, "cdc.json");
   const cdc = async (): Promise<CdcSetup | undefined> => {
     if (!opts.cdc) return undefined;
     if (existsSync(cdcFile)) return JSON.parse(readFileSync(cdcFile, "utf8")) as CdcSetup;
-    const c: CdcSetup = { user: "cdc", password: randomBytes(9).toString("hex"), database: "app", slot: "items_cdc", publication: "items_pub" };
+    const c: CdcSetup = {
+      user: "cdc",
+      password: randomBytes(9).toString("hex"),
+      database: "app",
+      slot: "items_cdc",
+      publication: "items_pub",
+    };
     await cluster.query(`create role ${c.user} login replication password '${c.password}'`);
     await cluster.query(
       `grant select on items to ${c.user};
@@ -47,7 +57,8 @@ export async function createSampleSource(provider: LocalProvider, name: string, 
     writeFileSync(cdcFile, JSON.stringify(c), { mode: 0o600 });
     return c;
   };
-  if (existsSync(credFile)) return { cluster, app: JSON.parse(readFileSync(credFile, "utf8")) as AppCredentials, cdc: await cdc() };
+  if (existsSync(credFile))
+    return { cluster, app: JSON.parse(readFileSync(credFile, "utf8")) as AppCredentials, cdc: await cdc() };
   const app: AppCredentials = { user: "app", password: randomBytes(9).toString("hex"), database: "app" };
   await cluster.query(`create role ${app.user} login password '${app.password}'`);
   await cluster.query(`create database ${app.database} owner ${app.user}`);
