@@ -19,7 +19,7 @@ import { MigrationRepo } from "./store/migration-repo.js";
 import { DatabaseRepo } from "./store/database-repo.js";
 import { ownershipKey, sourceOf } from "./domain/inventory.js";
 import { openStore } from "./store/store.js";
-import { claimIdentity, dataDirIdentity } from "./store/replica-identity.js";
+import { claimIdentity, dataDirIdentity } from "./store/service-identity.js";
 import type { Logger } from "./telemetry/log.js";
 import { DeferredMetrics } from "./telemetry/deferred-metrics.js";
 import { DeferredTracing, NO_TRACING, tracesWanted } from "./telemetry/tracing.js";

@@ -11,5 +11,5 @@ export {
   type XdsNode,
   type XdsPeer,
 } from "./ads-server.js";
-export { listenXds, type XdsListener } from "./server.js";
+export { listenXds, type XdsListener } from "./listen-xds.js";
 export { adsClientConstructor, adsService, envoyRoot, ENVOY_INCLUDE_DIRS, TYPE } from "./envoy-protos.js";

@@ -13,7 +13,7 @@ import type { XdsRouter } from "../routing/xds-router.js";
 import type { EventBus } from "../store/event-bus.js";
 import type { MigrationRepo } from "../store/migration-repo.js";
 import { DATABASE_NAME } from "../domain/spec.js";
-import { wakeup } from "./wakeup.js";
+import { wakeup } from "./watch-wakeup.js";
 import { linkedSignal } from "../domain/linked-signal.js";
 import type { Authorizer } from "./authorize.js";
 import type { CdcWatchers } from "../store/cdc-watchers.js";

@@ -20,7 +20,7 @@ import type { Authorizer } from "./authorize.js";
 import type { Inventory } from "./inventory.js";
 import type { Action } from "../security/policy.js";
 import type { CdcWatchers } from "../store/cdc-watchers.js";
-import { wakeup } from "./wakeup.js";
+import { wakeup } from "./watch-wakeup.js";
 import { linkedSignal } from "../domain/linked-signal.js";
 import { checkToProto, eventToProto, migrationToProto } from "./convert.js";
 import { runPreflight } from "../checks/preflight.js";
@@ -29,7 +29,7 @@ import type { Provider } from "../providers/provider.js";
 import {
   instanceKey,
   normalizeSpec,
-  policyOf,
+  resolveSpec,
   providerName,
   sourceRef,
   specToJson,
@@ -210,7 +210,7 @@ export function migrationService({
         sourceRef(spec),
         targetRef(spec),
         spec.databaseName,
-        policyOf(spec).schema,
+        resolveSpec(spec).schema,
       );
       return { checks: checks.map(checkToProto), passed: checks.every((c) => c.status !== "FAIL") };
     },

@@ -1,4 +1,4 @@
-import { policyOf } from "../domain/spec.js";
+import { resolveSpec } from "../domain/spec.js";
 import { check, mergeChecks, type CheckResult } from "../domain/check.js";
 import { DeadlineExceededError, FailedPreconditionError, unlessGone } from "../domain/errors.js";
 import { CdcMode, type MigrationSpec } from "../gen/migration/v1/migration_pb.js";
@@ -59,10 +59,10 @@ const coordinating = (spec: MigrationSpec) => spec.cdcPolicy?.mode !== CdcMode.I
  * consumer whose socket is full makes it wait.
  */
 const handoverMs = (spec: MigrationSpec, remainingMs: number) =>
-  Math.max(1, Math.min(policyOf(spec).drainTimeoutMs, remainingMs));
+  Math.max(1, Math.min(resolveSpec(spec).drainTimeoutMs, remainingMs));
 /** Reverse replication's publication on the source (see replication/reverse.ts), through which a kept source slot is read for positions. */
 const REVERSE_PUBLICATION = "pgshift_reverse";
-const pauseAlertMs = (spec: MigrationSpec) => policyOf(spec).pauseAlertAfterMs;
+const pauseAlertMs = (spec: MigrationSpec) => resolveSpec(spec).pauseAlertAfterMs;
 const names = (state: MigrationStateJson) => (state.cdcSlots ?? []).map((s) => s.slotName);
 
 async function records(

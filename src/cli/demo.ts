@@ -23,7 +23,7 @@ import { createLogger } from "../telemetry/log.js";
 import { WriteLoad } from "../workload/write-load.js";
 import { createRealisticSource, RealisticLoad } from "../workload/realistic.js";
 import { CdcConsumer } from "../cdc/consumer.js";
-import { verifyStream } from "../cdc/verify.js";
+import { verifyStream } from "../cdc/stream-verdict.js";
 import type { ClientTls } from "../security/client-tls.js";
 import { clientTlsOf, makeDevPki, serveTlsArgs } from "../security/dev-pki.js";
 import { transportFor } from "./api-transport.js";

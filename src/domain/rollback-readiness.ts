@@ -1,6 +1,6 @@
 import { check, formatBytes, type CheckResult } from "./check.js";
 import { lsnDiff } from "./lsn.js";
-import type { ResolvedPolicy } from "./spec.js";
+import type { ResolvedSpec } from "./spec.js";
 import type { ReverseStatusJson } from "./state.js";
 
 /** What one look at reverse replication's slots on the target gives. */
@@ -52,12 +52,12 @@ export function estimateText(s: ReverseStatusJson): string {
 }
 
 /** Whether the backlog or the WAL the target retains is past the rollback policy's limits. */
-export function pastLimits(s: ReverseStatusJson, p: ResolvedPolicy): boolean {
+export function pastLimits(s: ReverseStatusJson, p: ResolvedSpec): boolean {
   return BigInt(s.lagBytes) > p.maxReverseLagBytes || BigInt(s.retainedBytes) > p.maxTargetRetainedBytes;
 }
 
 /** The verdict on how cheap a lossless rollback still is: PASS within the policy's limits, WARN past them, with what a rollback would cost now. */
-export function readinessCheck(s: ReverseStatusJson, p: ResolvedPolicy): CheckResult {
+export function readinessCheck(s: ReverseStatusJson, p: ResolvedSpec): CheckResult {
   const measured = `reverse backlog ${formatBytes(Number(s.lagBytes))}, target retains ${formatBytes(Number(s.retainedBytes))}; a rollback now applies the backlog with writes stopped: ${estimateText(s)}`;
   const threshold = `backlog ≤ ${formatBytes(Number(p.maxReverseLagBytes))} and retained ≤ ${formatBytes(Number(p.maxTargetRetainedBytes))} (rollback_policy)`;
   if (!pastLimits(s, p))

@@ -357,7 +357,7 @@ export function namesTable(names: readonly string[], database: string, table: st
 }
 
 /** A spec's policies as numbers, defaults applied (for specs stored before a field existed). */
-export interface ResolvedPolicy {
+export interface ResolvedSpec {
   maxLagBytes: bigint;
   maxLagMs: number;
   windowMs: number;
@@ -384,7 +384,7 @@ export interface ResolvedPolicy {
   deadlineMs(phase: PhaseName): number | undefined;
 }
 
-export function policyOf(spec: MigrationSpec): ResolvedPolicy {
+export function resolveSpec(spec: MigrationSpec): ResolvedSpec {
   const step = spec.stepPolicy;
   return {
     maxLagBytes: spec.lagPolicy?.maxLagBytes || DEFAULTS.maxLagBytes,

@@ -10,7 +10,7 @@ import {
   closeReaderWatch,
 } from "../cdc/coordinator.js";
 import { captureBaseline } from "../checks/baseline.js";
-import { targetWritable } from "../checks/verify.js";
+import { targetWritable } from "../checks/target-writable.js";
 import {
   coverNewTables,
   drainReverseReplication,

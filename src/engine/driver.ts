@@ -4,7 +4,7 @@ import { DeadlineExceededError, FailedPreconditionError, LeaseLostError } from "
 import { isTerminal, type PhaseName } from "../domain/phases.js";
 import { linkedSignal } from "../domain/linked-signal.js";
 import { sleep } from "../domain/sleep.js";
-import { policyOf, sourceRef, specFromJson, targetRef } from "../domain/spec.js";
+import { resolveSpec, sourceRef, specFromJson, targetRef } from "../domain/spec.js";
 import type { MigrationStateJson } from "../domain/state.js";
 import { CUTOVER_WINDOW } from "../domain/transitions.js";
 import { nextCutoverTiming, phaseOutcome } from "../domain/cutover-timing.js";
@@ -182,7 +182,7 @@ export class Engine {
     return {
       row,
       spec,
-      policy: policyOf(spec),
+      policy: resolveSpec(spec),
       baselineSampleMs: this.deps.baselineSampleMs ?? 2_000,
       provider: this.deps.providers(spec),
       router: this.deps.router,
@@ -294,7 +294,7 @@ export class Engine {
     if (isTerminal(row.phase)) {
       return "done";
     }
-    const probe = policyOf(specFromJson(row.spec));
+    const probe = resolveSpec(specFromJson(row.spec));
     const deadline = probe.deadlineMs(row.phase);
     const entered = row.state.phaseEnteredAt ? Date.parse(row.state.phaseEnteredAt) : row.updated_at.getTime();
     const remainingMs = deadline === undefined ? NO_DEADLINE_MS : entered + deadline - Date.now();

@@ -1,6 +1,6 @@
 import type { CheckResult } from "../domain/check.js";
 import type { PhaseName } from "../domain/phases.js";
-import type { ResolvedPolicy } from "../domain/spec.js";
+import type { ResolvedSpec } from "../domain/spec.js";
 import type { Baseline, MigrationStateJson } from "../domain/state.js";
 import type { MigrationSpec } from "../gen/migration/v1/migration_pb.js";
 import type { CdcContext } from "../cdc/coordinator.js";
@@ -113,7 +113,7 @@ export interface Activities {
 export interface StepEnv {
   row: MigrationRow;
   spec: MigrationSpec;
-  policy: ResolvedPolicy;
+  policy: ResolvedSpec;
   provider: Provider;
   router: Router;
   activities: Activities;

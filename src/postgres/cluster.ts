@@ -8,7 +8,7 @@ import { findPgBinaries, majorOf, pgBin } from "./binaries.js";
 import { assertReachable, reachableBinDir } from "./reach.js";
 import { writeFileAtomic } from "./atomic-file.js";
 import { copyTemplate, findTemplate, keepTemplate, templateKey } from "./initdb-cache.js";
-import { keepOutOfServerLog } from "./quiet-session.js";
+import { keepOutOfServerLog } from "./unlogged-statements.js";
 import { postgresRunAs, type OsUser } from "./os-user.js";
 import { freePort } from "./ports.js";
 

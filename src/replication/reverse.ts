@@ -1,6 +1,6 @@
 import { DeadlineExceededError, FailedPreconditionError, unlessGone } from "../domain/errors.js";
 import { lsnAtLeast } from "../domain/lsn.js";
-import { keepOutOfServerLog } from "../postgres/quiet-session.js";
+import { keepOutOfServerLog } from "../postgres/unlogged-statements.js";
 import { sqlLiteral } from "../providers/connect.js";
 import type { InstanceRef, Provider } from "../providers/provider.js";
 import type { PeerConnection, Sql } from "../providers/sql.js";

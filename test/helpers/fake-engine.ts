@@ -2,7 +2,7 @@ import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import { check, mergeChecks, type CheckResult } from "../../src/domain/check.js";
 import type { PhaseName } from "../../src/domain/phases.js";
-import { normalizeSpec, policyOf, sourceRef, specToJson, targetRef } from "../../src/domain/spec.js";
+import { normalizeSpec, resolveSpec, sourceRef, specToJson, targetRef } from "../../src/domain/spec.js";
 import type { Baseline, MigrationStateJson } from "../../src/domain/state.js";
 import type { Activities, StepEnv } from "../../src/engine/step-env.js";
 import {
@@ -283,7 +283,7 @@ export function stepEnv(world: World, opts: EnvOptions): StepEnv {
   return {
     row,
     spec,
-    policy: policyOf(spec),
+    policy: resolveSpec(spec),
     provider: world.provider,
     router: world.router,
     activities: world.activities,

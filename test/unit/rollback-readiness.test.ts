@@ -1,6 +1,6 @@
 import { beforeEach, describe, expect, it } from "vitest";
 import { drainEstimateMs, nextReverseStatus, readinessCheck } from "../../src/domain/rollback-readiness.js";
-import { policyOf } from "../../src/domain/spec.js";
+import { resolveSpec } from "../../src/domain/spec.js";
 import { watchReverse } from "../../src/engine/reverse-watch.js";
 import { STEPS } from "../../src/engine/steps.js";
 import { RollbackExceededAction } from "../../src/gen/migration/v1/migration_pb.js";
@@ -32,7 +32,7 @@ describe("rollback readiness: reverse replication's backlog measured, judged aga
   });
 
   it("PASS within the limits, WARN past either, with the estimate", () => {
-    const p = policyOf(
+    const p = resolveSpec(
       testSpec({ rollbackPolicy: { maxReverseLagBytes: 8n * MiB, maxTargetRetainedBytes: 64n * MiB } }),
     );
     const s = {
