@@ -1,8 +1,9 @@
 /**
  * The folder rules of docs/architecture.md, checked by `npm test` (npm run lint:deps).
  * Data flows one way: cli -> service -> config -> api -> engine -> proxy ->
- * (checks, cdc, replication, routing, workload) -> providers -> store ->
- * (telemetry, postgres) -> domain -> gen. A folder imports only folders below it;
+ * (checks, cdc, replication, routing) -> providers -> store ->
+ * (telemetry, postgres, security) -> domain -> gen. testing/ (the demo, the AWS emulator, loads) sits outside:
+ * it may use src/, src/ may not import it. A folder imports only folders below it;
  * folders on one level do not import one another; xds/ knows nothing of src/.
  */
 const LEVELS = [
@@ -11,9 +12,9 @@ const LEVELS = [
   ["src/telemetry", "src/postgres", "src/security"],
   ["src/store"],
   ["src/providers"],
-  ["src/checks", "src/cdc", "src/replication", "src/routing", "src/workload"],
+  ["src/checks", "src/cdc", "src/replication", "src/routing"],
   // The local Envoy stand-in reads the resources routing builds.
-  ["src/proxy", "src/aws-emulator"],
+  ["src/proxy"],
   ["src/engine"],
   ["src/api"],
   ["src/config\\.ts"],
@@ -69,10 +70,11 @@ module.exports = {
     },
     {
       name: "no-test-code-in-the-product",
-      comment: "src/ and xds/ never import from test/ or bench/.",
+      comment:
+        "src/ and xds/ never import from test/, bench/ or testing/ (the demo, the AWS emulator, loads, samples).",
       severity: "error",
       from: { path: "^(src|xds)/" },
-      to: { path: "^(test|bench)/" },
+      to: { path: "^(test|bench|testing)/" },
     },
     ...layerRules,
   ],

@@ -24,13 +24,13 @@ import { CutoverMode, EventType, MigrationService, Phase, Provider } from "../sr
 import { parseServiceConfig } from "../src/config.js";
 import { LocalCluster } from "../src/postgres/cluster.js";
 import { LocalProvider } from "../src/providers/local/local-provider.js";
-import { createSampleSource } from "../src/providers/local/sample.js";
+import { createSampleSource } from "../testing/sample.js";
 import { XdsTcpProxy } from "../src/proxy/xds-tcp-proxy.js";
 import { startService } from "../src/service.js";
 import { createLogger } from "../src/telemetry/log.js";
-import { WriteLoad } from "../src/workload/write-load.js";
-import { createRealisticSource, RealisticLoad } from "../src/workload/realistic.js";
-import { CdcConsumer } from "../src/cdc/consumer.js";
+import { WriteLoad } from "../testing/workload/write-load.js";
+import { createRealisticSource, RealisticLoad } from "../testing/workload/realistic.js";
+import { CdcConsumer } from "../testing/cdc/consumer.js";
 
 const withCdc = process.argv.includes("--cdc");
 /** Sources with the realistic schema (src/workload/realistic.ts) under a load touching every table, 50 transactions/s. */

@@ -1,10 +1,10 @@
 import { DescribeDBInstancesCommand, RDSClient } from "@aws-sdk/client-rds";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { RdsEmulator } from "../src/aws-emulator/rds-emulator.js";
+import { RdsEmulator } from "../testing/aws-emulator/rds-emulator.js";
 import { OWNER_TAG, RdsControl, type ReplicaSpec } from "../src/providers/aws/rds-control.js";
 import { LocalProvider } from "../src/providers/local/local-provider.js";
-import { createSampleSource, type AppCredentials } from "../src/providers/local/sample.js";
+import { createSampleSource, type AppCredentials } from "../testing/sample.js";
 import { destroyClusters } from "./helpers/clusters.js";
 import { tempDir } from "./helpers/service-process.js";
 import { EMULATOR_KEY, shippedIamPolicy } from "./helpers/aws.js";

@@ -10,12 +10,12 @@ import {
   StopDBInstanceCommand,
 } from "@aws-sdk/client-rds";
 import { GetSecretValueCommand, SecretsManagerClient } from "@aws-sdk/client-secrets-manager";
-import { RdsEmulator } from "../src/aws-emulator/rds-emulator.js";
+import { RdsEmulator } from "../testing/aws-emulator/rds-emulator.js";
 import { makeDevPki } from "../src/security/dev-pki.js";
 import { XdsTcpProxy } from "../src/proxy/xds-tcp-proxy.js";
 import { LocalProvider } from "../src/providers/local/local-provider.js";
-import { createSampleSource } from "../src/providers/local/sample.js";
-import { WriteLoad } from "../src/workload/write-load.js";
+import { createSampleSource } from "../testing/sample.js";
+import { WriteLoad } from "../testing/workload/write-load.js";
 import { destroyClusters } from "./helpers/clusters.js";
 import { migrationClient, unary, type AnyClient } from "./helpers/grpc-clients.js";
 import { eventsSoFar, getMigration, localSpec, waitForPhase } from "./helpers/migrations.js";

@@ -10,7 +10,7 @@ import { normalizeSpec, ProviderKind } from "../src/domain/spec.js";
 import type { MigrationStateJson } from "../src/domain/state.js";
 import { MigrationSpecSchema } from "../src/gen/migration/v1/migration_pb.js";
 import { lsnAtLeast } from "../src/domain/lsn.js";
-import { createSampleSource } from "../src/providers/local/sample.js";
+import { createSampleSource } from "../testing/sample.js";
 import type { MigrationRow } from "../src/store/migration-repo.js";
 import { useLocalProvider } from "./helpers/clusters.js";
 

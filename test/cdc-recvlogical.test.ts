@@ -1,8 +1,8 @@
 import { randomBytes } from "node:crypto";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { createSampleSource } from "../src/providers/local/sample.js";
-import { WriteLoad } from "../src/workload/write-load.js";
+import { createSampleSource } from "../testing/sample.js";
+import { WriteLoad } from "../testing/workload/write-load.js";
 import { unary } from "./helpers/grpc-clients.js";
 import { approveExpectingFallback, getMigration, localSpec, waitForPhase } from "./helpers/migrations.js";
 import { useService } from "./helpers/fixture.js";

@@ -1,8 +1,8 @@
 import { describe, expect, it } from "vitest";
-import { CdcConsumer, type Change } from "../src/cdc/consumer.js";
+import { CdcConsumer, type Change } from "../testing/cdc/consumer.js";
 import { freePort } from "../src/postgres/ports.js";
-import { createSampleSource, type CdcSetup } from "../src/providers/local/sample.js";
-import { WriteLoad } from "../src/workload/write-load.js";
+import { createSampleSource, type CdcSetup } from "../testing/sample.js";
+import { WriteLoad } from "../testing/workload/write-load.js";
 import { unary } from "./helpers/grpc-clients.js";
 import { approveExpectingFallback, getMigration, localSpec, waitForPhase } from "./helpers/migrations.js";
 import { useService } from "./helpers/fixture.js";

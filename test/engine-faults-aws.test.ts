@@ -1,9 +1,9 @@
 import { join } from "node:path";
 import { afterAll, describe } from "vitest";
-import { RdsEmulator } from "../src/aws-emulator/rds-emulator.js";
+import { RdsEmulator } from "../testing/aws-emulator/rds-emulator.js";
 import { freePort } from "../src/postgres/ports.js";
 import { LocalProvider } from "../src/providers/local/local-provider.js";
-import { createSampleSource } from "../src/providers/local/sample.js";
+import { createSampleSource } from "../testing/sample.js";
 import { destroyClusters } from "./helpers/clusters.js";
 import { useService } from "./helpers/fixture.js";
 import { localSpec } from "./helpers/migrations.js";

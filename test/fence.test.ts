@@ -4,7 +4,7 @@ import { join, resolve } from "node:path";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { LocalProvider } from "../src/providers/local/local-provider.js";
-import { createSampleSource, type AppCredentials } from "../src/providers/local/sample.js";
+import { createSampleSource, type AppCredentials } from "../testing/sample.js";
 import { tempDir } from "./helpers/service-process.js";
 import { destroyClusters } from "./helpers/clusters.js";
 

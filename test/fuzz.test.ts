@@ -11,7 +11,7 @@ import { adsClientConstructor, TYPE } from "../xds/index.js";
 import { healthClient, migrationClient, mtlsCredentials, unary, type AnyClient } from "./helpers/grpc-clients.js";
 import { createRegistered, eventsSoFar, localSpec, waitForPhase } from "./helpers/migrations.js";
 import { LocalProvider } from "../src/providers/local/local-provider.js";
-import { createSampleSource } from "../src/providers/local/sample.js";
+import { createSampleSource } from "../testing/sample.js";
 import { destroyClusters } from "./helpers/clusters.js";
 import { startServiceProcess, tempDir, type ServiceProcess } from "./helpers/service-process.js";
 

@@ -5,7 +5,7 @@ import { promisify } from "node:util";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { LocalProvider } from "../src/providers/local/local-provider.js";
-import { createSampleSource, type AppCredentials } from "../src/providers/local/sample.js";
+import { createSampleSource, type AppCredentials } from "../testing/sample.js";
 import { makeDevPki, serveTlsArgs, type DevPki } from "../src/security/dev-pki.js";
 import { destroyClusters } from "./helpers/clusters.js";
 import { grpc, migrationClient, mtlsCredentials, unary, unaryError, type AnyClient } from "./helpers/grpc-clients.js";

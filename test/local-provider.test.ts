@@ -3,8 +3,8 @@ import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { lsnAtLeast } from "../src/domain/lsn.js";
 import { LocalProvider, replicaSlotName } from "../src/providers/local/local-provider.js";
-import { createSampleSource, type AppCredentials } from "../src/providers/local/sample.js";
-import { WriteLoad } from "../src/workload/write-load.js";
+import { createSampleSource, type AppCredentials } from "../testing/sample.js";
+import { WriteLoad } from "../testing/workload/write-load.js";
 import { tempDir } from "./helpers/service-process.js";
 import { adminOf } from "./helpers/clusters.js";
 

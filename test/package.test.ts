@@ -1,5 +1,5 @@
 import { execFile } from "node:child_process";
-import { mkdirSync, readdirSync, writeFileSync } from "node:fs";
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, describe, expect, it } from "vitest";
@@ -27,6 +27,33 @@ describe("the packed package: installed from its tarball, run with plain node", 
     await npm(["pack", "--ignore-scripts", "--pack-destination", tmp.dir], ROOT);
     const tgz = readdirSync(tmp.dir).find((f) => f.endsWith(".tgz"));
     expect(tgz).toMatch(/^pgshift-.*\.tgz$/);
+    // No test or demo tooling ships: not as a file of the package, not as a module inside the bundle.
+    const listed = (await run("tar", ["-tzf", join(tmp.dir, tgz!)])).stdout.split("\n").filter(Boolean);
+    expect(listed.filter((f) => /(^|\/)(testing|test|bench)\//.test(f.replace(/^package\//, "")))).toEqual([]);
+    const shipped = listed
+      .filter((f) => /^package\/dist\/.*\.mjs$/.test(f))
+      .map((f) => join(ROOT, f.replace(/^package\//, "")));
+    expect(shipped.length).toBeGreaterThan(1);
+    const tooling = [
+      "class RdsEmulator",
+      "class WriteLoad",
+      "class RealisticLoad",
+      "class CdcConsumer",
+      "function createSampleSource",
+      "function demoCommand",
+    ];
+    for (const file of shipped) {
+      const text = readFileSync(file, "utf8");
+      expect(
+        tooling.filter((t) => text.includes(t)),
+        file,
+      ).toEqual([]);
+    }
+    // And the modules the bundle's maps name are all ours or dependencies: none from testing/.
+    const maps = listed
+      .filter((f) => f.endsWith(".mjs.map"))
+      .map((f) => JSON.parse(readFileSync(join(ROOT, f.replace(/^package\//, "")), "utf8")) as { sources: string[] });
+    expect(maps.flatMap((m) => m.sources).filter((s) => s.includes("testing/"))).toEqual([]);
     const app = join(tmp.dir, "app");
     mkdirSync(app);
     writeFileSync(join(app, "package.json"), JSON.stringify({ name: "pgshift-user", private: true }));

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { createRealisticSource, RealisticLoad } from "../src/workload/realistic.js";
+import { createRealisticSource, RealisticLoad } from "../testing/workload/realistic.js";
 import { grpc, unary, unaryError } from "./helpers/grpc-clients.js";
 import { adminOf } from "./helpers/clusters.js";
 import { getMigration, localSpec, waitForPhase } from "./helpers/migrations.js";

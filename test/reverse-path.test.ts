@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { createSampleSource } from "../src/providers/local/sample.js";
+import { createSampleSource } from "../testing/sample.js";
 import { prepareReverseReplication, probeReversePath } from "../src/replication/reverse.js";
 import { readSchemaInventory } from "../src/checks/schema-inventory.js";
 import { useLocalProvider } from "./helpers/clusters.js";

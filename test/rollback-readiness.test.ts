@@ -1,8 +1,8 @@
 import pg from "pg";
 import { describe, expect, it } from "vitest";
 import { freePort } from "../src/postgres/ports.js";
-import { createSampleSource } from "../src/providers/local/sample.js";
-import { WriteLoad } from "../src/workload/write-load.js";
+import { createSampleSource } from "../testing/sample.js";
+import { WriteLoad } from "../testing/workload/write-load.js";
 import { unary } from "./helpers/grpc-clients.js";
 import { adminOf } from "./helpers/clusters.js";
 import { getMigration, localSpec, waitForPhase } from "./helpers/migrations.js";

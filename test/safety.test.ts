@@ -2,7 +2,7 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { LocalProvider } from "../src/providers/local/local-provider.js";
-import { createSampleSource } from "../src/providers/local/sample.js";
+import { createSampleSource } from "../testing/sample.js";
 import { grpc, healthClient, migrationClient, unary, unaryError, type AnyClient } from "./helpers/grpc-clients.js";
 import { LocalCluster } from "../src/postgres/cluster.js";
 import { getMigration, localSpec, waitForPhase } from "./helpers/migrations.js";

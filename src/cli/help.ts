@@ -295,21 +295,15 @@ export const HELP: Record<string, CommandHelp> = {
   "ctl finalize": action("finalize", "end the rollback window: drop what rollback needed and retire the source"),
   local: {
     summary: "manage the local provider's clusters (under <data-dir>/local)",
-    usage: "local <list|sample|register|load> [flags]",
+    usage: "local <list|register> [flags]",
     flags: [DATA_DIR],
-    example: "pgshift local sample --name billing --rows 1000",
+    example: "pgshift local list",
   },
   "local list": {
     summary: "the local clusters, their ports and whether they run",
     usage: "local list [--data-dir DIR]",
     flags: [DATA_DIR],
     example: "pgshift local list",
-  },
-  "local sample": {
-    summary: "create a sample source with an application database",
-    usage: "local sample --name N [--rows 1000]",
-    flags: [["--name N", "the cluster's name"], ["--rows N", "rows in the items table (default 1000)"], DATA_DIR],
-    example: "pgshift local sample --name billing --rows 5000",
   },
   "local register": {
     summary: "use a running cluster on this machine as a source",
@@ -329,17 +323,6 @@ export const HELP: Record<string, CommandHelp> = {
     example:
       "pgshift local register --name orders --pg-data /var/lib/postgresql/15/main --port 5432 --user postgres --password-stdin < pw",
   },
-  "local load": {
-    summary: "write numbered rows into a sample source, print what committed",
-    usage: "local load --name N [--rate 100] [--seconds 30]",
-    flags: [
-      ["--name N", "the sample cluster"],
-      ["--rate N", "rows per second (default 100)"],
-      ["--seconds N", "how long (default 30)"],
-      DATA_DIR,
-    ],
-    example: "pgshift local load --name billing --rate 200 --seconds 10",
-  },
   proxy: {
     summary: "the local stand-in for an Envoy sidecar: an xDS-driven TCP proxy",
     usage: "proxy --xds HOST:PORT[,HOST:PORT...] --node-id ID [--listen DB=PORT ...]",
@@ -356,28 +339,6 @@ export const HELP: Record<string, CommandHelp> = {
       ...TLS_FLAGS,
     ],
     example: "pgshift proxy --xds 127.0.0.1:18000 --node-id app-1 --listen billing=6432",
-  },
-  demo: {
-    summary: "a whole migration under a live write load and a CDC consumer, shown and verified",
-    usage: "demo [--rollback] [--aws-emulator] [--rows N] [--rate N] [--window S] [--metrics-port N] [--keep]",
-    flags: [
-      ["--rollback", "roll back after COMPLETED and verify nothing was lost"],
-      ["--rows N", "rows in the sample source (default 20000)"],
-      ["--rate N", "application writes per second (default 200)"],
-      ["--window S", "the lag window in seconds (default 5)"],
-      ["--metrics-port N", "serve Prometheus metrics on 127.0.0.1:N while the demo runs"],
-      [
-        "--aws-emulator",
-        "migrate on PROVIDER_AWS: the AWS provider through @aws-sdk/client-rds against a local RDS endpoint over this machine's clusters",
-      ],
-      [
-        "--schema sample|realistic",
-        "sample: one table and a CDC consumer (default); realistic: two databases, keyless, unlogged and partitioned tables, large objects, sequences",
-      ],
-      ["--data-dir DIR", "where to put everything (default: a new temporary folder)"],
-      ["--keep", "leave the clusters and data behind"],
-    ],
-    example: "pgshift demo --rollback --metrics-port 9464",
   },
 };
 

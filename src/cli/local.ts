@@ -3,8 +3,6 @@ import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { InvalidArgumentError } from "../domain/errors.js";
 import { LocalProvider } from "../providers/local/local-provider.js";
-import { createSampleSource, readAppCredentials } from "../providers/local/sample.js";
-import { WriteLoad } from "../workload/write-load.js";
 
 function num(name: string, v: string | undefined, fallback: number): number {
   if (v === undefined) return fallback;
@@ -41,14 +39,11 @@ async function registerPassword(file: string | undefined, stdin: boolean | undef
 export const LOCAL_OPTIONS = {
   "data-dir": { type: "string" },
   name: { type: "string" },
-  rows: { type: "string" },
   "pg-data": { type: "string" },
   port: { type: "string" },
   user: { type: "string" },
   "password-file": { type: "string" },
   "password-stdin": { type: "boolean" },
-  rate: { type: "string" },
-  seconds: { type: "string" },
 } as const;
 
 export async function localCommand(argv: string[]): Promise<void> {
@@ -71,11 +66,6 @@ export async function localCommand(argv: string[]): Promise<void> {
       }
       return out(rows);
     }
-    case "sample": {
-      const name = required("name", values.name);
-      const { cluster, app } = await createSampleSource(provider, name, { rows: num("rows", values.rows, 1000) });
-      return out({ name, port: cluster.port, app: { user: app.user, database: app.database } });
-    }
     case "register": {
       const c = await provider.register(required("name", values.name), {
         dataDir: resolve(required("pg-data", values["pg-data"])),
@@ -85,25 +75,9 @@ export async function localCommand(argv: string[]): Promise<void> {
       });
       return out({ name: values.name, port: c.port, dataDir: c.dataDir });
     }
-    case "load": {
-      const name = required("name", values.name);
-      const cluster = provider.cluster({ id: name });
-      const load = new WriteLoad({
-        host: "127.0.0.1",
-        port: cluster.port,
-        ...readAppCredentials(cluster),
-        ratePerSec: num("rate", values.rate, 100),
-      });
-      load.start();
-      await new Promise((r) => setTimeout(r, num("seconds", values.seconds, 30) * 1000));
-      await load.stop();
-      return out({
-        committed: load.committed.length,
-        failures: load.failures.length,
-        longestGapMs: Math.round(load.longestGapMs),
-      });
-    }
     default:
-      throw new InvalidArgumentError(`unknown local command "${sub ?? ""}"; use list, sample, register or load`);
+      throw new InvalidArgumentError(
+        `unknown local command "${sub ?? ""}"; use list or register (a sample source and a load: npm run tooling -- sample|load)`,
+      );
   }
 }

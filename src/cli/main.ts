@@ -44,8 +44,6 @@ async function main(): Promise<void> {
       return (await import("./local.js")).localCommand(rest);
     case "proxy":
       return (await import("./proxy.js")).proxyCommand(rest);
-    case "demo":
-      return (await import("./demo.js")).demoCommand(rest);
     case "ctl":
       return (await import("./ctl.js")).ctlCommand(rest);
     case "dev-certs":

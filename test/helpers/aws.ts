@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
-import type { IamPolicy } from "../../src/aws-emulator/iam.js";
+import type { IamPolicy } from "../../testing/aws-emulator/iam.js";
 
 /** The access key the local RDS endpoint verifies signatures with, and the service signs with. */
 export const EMULATOR_KEY = { accessKeyId: "AKIDEMULATOR", secretAccessKey: "emulator-secret" };

@@ -1,6 +1,6 @@
 import { expect, it } from "vitest";
 import type { LocalProvider } from "../../src/providers/local/local-provider.js";
-import { WriteLoad } from "../../src/workload/write-load.js";
+import { WriteLoad } from "../../testing/workload/write-load.js";
 import { storeClient } from "./embedded-store.js";
 import type { ServiceFixture } from "./fixture.js";
 import { unary } from "./grpc-clients.js";

@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import { create } from "@bufbuild/protobuf";
 import { pauseAlert } from "../../src/cdc/coordinator.js";
 import { directiveFor } from "../../src/cdc/directive.js";
-import { verifyStream } from "../../src/cdc/stream-verdict.js";
+import { verifyStream } from "../../testing/cdc/stream-verdict.js";
 import { MigrationSpecSchema } from "../../src/gen/migration/v1/migration_pb.js";
 import { isLegalTransition } from "../../src/domain/transitions.js";
 import type { MigrationRow } from "../../src/store/migration-repo.js";

@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import { statfsSync } from "node:fs";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
-import type { LocalProvider } from "../providers/local/local-provider.js";
+import type { LocalProvider } from "../../src/providers/local/local-provider.js";
 import { verifySigV4, type AccessKey, type SignatureFault } from "./sigv4.js";
 import { checkPolicy, evaluate, tagContext, type IamDecision, type IamPolicy, type IamRequest } from "./iam.js";
 

@@ -1,8 +1,8 @@
 import { createHash, randomBytes } from "node:crypto";
 import pg from "pg";
-import type { LocalCluster } from "../postgres/cluster.js";
-import type { LocalProvider } from "../providers/local/local-provider.js";
-import type { AppCredentials } from "../providers/local/sample.js";
+import type { LocalCluster } from "../../src/postgres/cluster.js";
+import type { LocalProvider } from "../../src/providers/local/local-provider.js";
+import type { AppCredentials } from "../sample.js";
 import type { WriteFailure } from "./write-load.js";
 
 /**

@@ -1,9 +1,9 @@
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { LogicalReplicationService, PgoutputPlugin, type Pgoutput } from "pg-logical-replication";
-import type { ClientTls } from "../security/client-tls.js";
-import { CdcService, SlotAction, type SlotDirective } from "../gen/migration/v1/migration_pb.js";
-import { lsnAtLeast, lsnFromBigInt, lsnToBigInt } from "../domain/lsn.js";
+import type { ClientTls } from "../../src/security/client-tls.js";
+import { CdcService, SlotAction, type SlotDirective } from "../../src/gen/migration/v1/migration_pb.js";
+import { lsnAtLeast, lsnFromBigInt, lsnToBigInt } from "../../src/domain/lsn.js";
 
 export interface ConsumerOptions {
   /** The pgshift API, e.g. "https://127.0.0.1:50051". */

@@ -1,8 +1,8 @@
 import { randomBytes } from "node:crypto";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import type { LocalCluster } from "../../postgres/cluster.js";
-import type { LocalProvider } from "./local-provider.js";
+import type { LocalCluster } from "../src/postgres/cluster.js";
+import type { LocalProvider } from "../src/providers/local/local-provider.js";
 
 /** How an application reaches the sample database: an ordinary role, not a superuser, so fencing applies to it. */
 export interface AppCredentials {

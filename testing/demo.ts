@@ -1,5 +1,5 @@
 import { rmSync, writeFileSync } from "node:fs";
-import { newWorkDir } from "../postgres/reach.js";
+import { newWorkDir } from "../src/postgres/reach.js";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { createClient } from "@connectrpc/connect";
@@ -12,22 +12,22 @@ import {
   MigrationService,
   Phase,
   Provider,
-} from "../gen/migration/v1/migration_pb.js";
-import { parseServiceConfig } from "../config.js";
-import { LocalCluster } from "../postgres/cluster.js";
-import { LocalProvider } from "../providers/local/local-provider.js";
-import { createSampleSource } from "../providers/local/sample.js";
-import { XdsTcpProxy } from "../proxy/xds-tcp-proxy.js";
-import { startService } from "../service.js";
-import { createLogger } from "../telemetry/log.js";
-import { WriteLoad } from "../workload/write-load.js";
-import { createRealisticSource, RealisticLoad } from "../workload/realistic.js";
-import { CdcConsumer } from "../cdc/consumer.js";
-import { verifyStream } from "../cdc/stream-verdict.js";
-import type { ClientTls } from "../security/client-tls.js";
-import { clientTlsOf, makeDevPki, serveTlsArgs } from "../security/dev-pki.js";
-import { transportFor } from "./api-transport.js";
-import type { RdsEmulator } from "../aws-emulator/rds-emulator.js";
+} from "../src/gen/migration/v1/migration_pb.js";
+import { parseServiceConfig } from "../src/config.js";
+import { LocalCluster } from "../src/postgres/cluster.js";
+import { LocalProvider } from "../src/providers/local/local-provider.js";
+import { createSampleSource } from "./sample.js";
+import { XdsTcpProxy } from "../src/proxy/xds-tcp-proxy.js";
+import { startService } from "../src/service.js";
+import { createLogger } from "../src/telemetry/log.js";
+import { WriteLoad } from "./workload/write-load.js";
+import { createRealisticSource, RealisticLoad } from "./workload/realistic.js";
+import { CdcConsumer } from "./cdc/consumer.js";
+import { verifyStream } from "./cdc/stream-verdict.js";
+import type { ClientTls } from "../src/security/client-tls.js";
+import { clientTlsOf, makeDevPki, serveTlsArgs } from "../src/security/dev-pki.js";
+import { transportFor } from "../src/cli/api-transport.js";
+import type { RdsEmulator } from "./aws-emulator/rds-emulator.js";
 
 const say = (s = "") => process.stdout.write(s + "\n");
 const SPIFFE = "spiffe://pgshift.local/sa";
@@ -154,7 +154,7 @@ async function setUp(values: DemoValues): Promise<DemoRig> {
     secretAccessKey: process.env.AWS_SECRET_ACCESS_KEY ?? "",
   };
   const emulator = values["aws-emulator"]
-    ? new (await import("../aws-emulator/rds-emulator.js")).RdsEmulator(provider, {
+    ? new (await import("./aws-emulator/rds-emulator.js")).RdsEmulator(provider, {
         credentials,
         denyAllGroup: DENY_ALL,
         stepMs: 100,
