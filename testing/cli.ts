@@ -12,14 +12,7 @@ import { createSampleSource, readAppCredentials } from "./sample.js";
 import { WriteLoad } from "./workload/write-load.js";
 import { demoCommand } from "./demo.js";
 import { TOOLING_HELP, TOOLING_OPTIONS } from "./tooling-help.js";
-
-function num(name: string, v: string | undefined, fallback: number): number {
-  if (v === undefined) return fallback;
-  const n = Number(v);
-  if (!Number.isFinite(n) || n < 0)
-    throw new InvalidArgumentError(`--${name} must be a non-negative number; got "${v}"`);
-  return n;
-}
+import { nonNegative } from "../src/cli/flag-values.js";
 
 function usage(): string {
   return [
@@ -52,7 +45,7 @@ async function tooling(argv: string[]): Promise<void> {
   const provider = new LocalProvider(resolve(process.env.PGSHIFT_LOCAL_DIR ?? join(dataDir, "local")));
   const out = (v: unknown) => void process.stdout.write(JSON.stringify(v, null, 2) + "\n");
   if (command === "sample") {
-    const { cluster, app } = await createSampleSource(provider, name, { rows: num("rows", values.rows, 1000) });
+    const { cluster, app } = await createSampleSource(provider, name, { rows: nonNegative("rows", values.rows, 1000) });
     return out({ name, port: cluster.port, app: { user: app.user, database: app.database } });
   }
   const cluster = provider.cluster({ id: name });
@@ -60,10 +53,10 @@ async function tooling(argv: string[]): Promise<void> {
     host: "127.0.0.1",
     port: cluster.port,
     ...readAppCredentials(cluster),
-    ratePerSec: num("rate", values.rate, 100),
+    ratePerSec: nonNegative("rate", values.rate, 100),
   });
   load.start();
-  await new Promise((r) => setTimeout(r, num("seconds", values.seconds, 30) * 1000));
+  await new Promise((r) => setTimeout(r, nonNegative("seconds", values.seconds, 30) * 1000));
   await load.stop();
   out({
     committed: load.committed.length,

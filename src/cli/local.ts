@@ -3,14 +3,7 @@ import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { InvalidArgumentError } from "../domain/errors.js";
 import { LocalProvider } from "../providers/local/local-provider.js";
-
-function num(name: string, v: string | undefined, fallback: number): number {
-  if (v === undefined) return fallback;
-  const n = Number(v);
-  if (!Number.isFinite(n) || n < 0)
-    throw new InvalidArgumentError(`--${name} must be a non-negative number; got "${v}"`);
-  return n;
-}
+import { nonNegative } from "./flag-values.js";
 
 function required(name: string, v: string | undefined): string {
   if (!v) throw new InvalidArgumentError(`--${name} is required`);
@@ -69,7 +62,7 @@ export async function localCommand(argv: string[]): Promise<void> {
     case "register": {
       const c = await provider.register(required("name", values.name), {
         dataDir: resolve(required("pg-data", values["pg-data"])),
-        port: num("port", required("port", values.port), 5432),
+        port: nonNegative("port", required("port", values.port), 5432),
         user: required("user", values.user),
         password: await registerPassword(values["password-file"], values["password-stdin"]),
       });
