@@ -2,12 +2,13 @@
  * The folder rules of docs/architecture.md, checked by `npm test` (npm run lint:deps).
  * Data flows one way: cli -> service -> config -> api -> engine -> proxy ->
  * (checks, cdc, replication, routing) -> providers -> store ->
- * (telemetry, postgres, security) -> domain -> gen. testing/ (the demo, the AWS emulator, loads) sits outside:
+ * (telemetry, postgres, security) -> domain -> (gen, support). testing/ (the demo, the AWS emulator, loads) sits outside:
  * it may use src/, src/ may not import it. A folder imports only folders below it;
  * folders on one level do not import one another; xds/ knows nothing of src/.
  */
 const LEVELS = [
-  ["src/gen"],
+  // The ground floor: generated code, and small helpers of Node's own kind (waits, signals, atomic files).
+  ["src/gen", "src/support"],
   ["src/domain"],
   ["src/telemetry", "src/postgres", "src/security"],
   ["src/store"],

@@ -14,7 +14,7 @@ import type { EventBus } from "../store/event-bus.js";
 import type { MigrationRepo } from "../store/migration-repo.js";
 import { DATABASE_NAME } from "../domain/spec.js";
 import { wakeup } from "./watch-wakeup.js";
-import { linkedSignal } from "../domain/linked-signal.js";
+import { linkedSignal } from "../support/linked-signal.js";
 import type { Authorizer } from "./authorize.js";
 import type { CdcWatchers } from "../store/cdc-watchers.js";
 

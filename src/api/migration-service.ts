@@ -21,7 +21,7 @@ import type { Inventory } from "./inventory.js";
 import type { Action } from "../security/policy.js";
 import type { CdcWatchers } from "../store/cdc-watchers.js";
 import { wakeup } from "./watch-wakeup.js";
-import { linkedSignal } from "../domain/linked-signal.js";
+import { linkedSignal } from "../support/linked-signal.js";
 import { checkToProto, eventToProto, migrationToProto } from "./convert.js";
 import { runPreflight } from "../checks/preflight.js";
 import { dropInactiveSlot } from "../engine/operator-remedies.js";

@@ -2,7 +2,7 @@ import type { Sql } from "../providers/sql.js";
 import { DeadlineExceededError, FailedPreconditionError } from "../domain/errors.js";
 import { lsnAtLeast, lsnDiff, lsnFromBigInt, lsnMax, lsnToBigInt } from "../domain/lsn.js";
 import type { InstanceRef, Provider } from "../providers/provider.js";
-import { sleep } from "../domain/sleep.js";
+import { sleep } from "../support/sleep.js";
 
 /**
  * Logical replication slots as SQL sees them, on any provider: everything

@@ -5,7 +5,7 @@ import { driftVerdict, sampleReverse } from "./reverse-watch.js";
 import { HoldForOperatorError } from "../domain/errors.js";
 import { FORWARD } from "../domain/transitions.js";
 import { removedText } from "./operator-actions.js";
-import { sleep } from "../domain/sleep.js";
+import { sleep } from "../support/sleep.js";
 import { cdcContext, type Step, type StepEnv } from "./step-env.js";
 import { verifyData, verifyKey } from "./data-verification.js";
 

@@ -3,7 +3,7 @@ import { FailedPreconditionError, HoldForOperatorError } from "../domain/errors.
 import { storageCheck } from "../checks/storage.js";
 import { lsnDiff } from "../domain/lsn.js";
 import type { PhaseName } from "../domain/phases.js";
-import { sleep } from "../domain/sleep.js";
+import { sleep } from "../support/sleep.js";
 import { CutoverMode } from "../gen/migration/v1/migration_pb.js";
 import { baselineCheck, compareBaselines } from "../checks/baseline.js";
 import { parameterCheck, runPreflight, slotChecks } from "../checks/preflight.js";

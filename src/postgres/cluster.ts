@@ -6,7 +6,7 @@ import pg from "pg";
 import { FailedPreconditionError, InternalError, UnavailableError } from "../domain/errors.js";
 import { findPgBinaries, majorOf, pgBin } from "./binaries.js";
 import { assertReachable, reachableBinDir } from "./reach.js";
-import { writeFileAtomic } from "./atomic-file.js";
+import { writeFileAtomic } from "../support/atomic-file.js";
 import { copyTemplate, findTemplate, keepTemplate, templateKey } from "./initdb-cache.js";
 import { keepOutOfServerLog } from "./unlogged-statements.js";
 import { postgresRunAs, type OsUser } from "./os-user.js";

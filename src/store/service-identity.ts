@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import pg from "pg";
-import { writeFileAtomic } from "../postgres/atomic-file.js";
+import { writeFileAtomic } from "../support/atomic-file.js";
 
 /** A replica's identity in the store, held exclusively for as long as its process lives. */
 export interface ReplicaIdentity {

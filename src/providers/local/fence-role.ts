@@ -2,7 +2,7 @@ import { createHash, createHmac, pbkdf2Sync, randomBytes } from "node:crypto";
 import { existsSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import pg from "pg";
-import { writeFileAtomic } from "../../postgres/atomic-file.js";
+import { writeFileAtomic } from "../../support/atomic-file.js";
 import { InvalidInstanceStateError } from "../errors.js";
 
 const escapeIdent = (name: string) => pg.escapeIdentifier(name);

@@ -1,5 +1,5 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
-import { writeFileAtomic } from "../../postgres/atomic-file.js";
+import { writeFileAtomic } from "../../support/atomic-file.js";
 import { statfs } from "node:fs/promises";
 import { join } from "node:path";
 import { check, formatBytes, type CheckResult } from "../../domain/check.js";
