@@ -4,7 +4,7 @@ import { join, resolve } from "node:path";
 import { promisify } from "node:util";
 import * as grpc from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { makeDevPki, type DevPki } from "../src/security/dev-pki.js";
+import { issueCertificate, makeDevPki, type DevPki } from "../src/security/dev-pki.js";
 import { adsClientConstructor, TYPE } from "../xds/index.js";
 import {
   healthClient,
@@ -45,43 +45,9 @@ const creds = mtlsCredentials;
 
 /** A client certificate from the dev PKI's CA that names no identity: no SAN, and a subject without a CN. */
 async function namelessCertificate(pkiDir: string): Promise<grpc.ChannelCredentials> {
-  const [key, csr, cert, ext] = ["nameless.key", "nameless.csr", "nameless.crt", "nameless.ext"].map((f) =>
-    join(pkiDir, f),
-  ) as [string, string, string, string];
-  writeFileSync(ext, "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n");
-  await run("openssl", [
-    "req",
-    "-new",
-    "-newkey",
-    "ec",
-    "-pkeyopt",
-    "ec_paramgen_curve:prime256v1",
-    "-nodes",
-    "-keyout",
-    key,
-    "-out",
-    csr,
-    "-subj",
-    "/O=pgshift tests",
-  ]);
-  await run("openssl", [
-    "x509",
-    "-req",
-    "-in",
-    csr,
-    "-CA",
-    join(pkiDir, "ca.crt"),
-    "-CAkey",
-    join(pkiDir, "ca.key"),
-    "-CAcreateserial",
-    "-out",
-    cert,
-    "-days",
-    "1",
-    "-extfile",
-    ext,
-  ]);
-  return grpc.credentials.createSsl(readFileSync(join(pkiDir, "ca.crt")), readFileSync(key), readFileSync(cert));
+  const ca = { cert: join(pkiDir, "ca.crt"), key: join(pkiDir, "ca.key") };
+  const f = await issueCertificate(pkiDir, ca, "nameless", "/O=pgshift tests", [], "1");
+  return grpc.credentials.createSsl(readFileSync(ca.cert), readFileSync(f.key), readFileSync(f.cert));
 }
 
 /** Atomically replaces a file, as certificate rotation tools do. */

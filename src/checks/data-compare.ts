@@ -140,6 +140,17 @@ export function rangeText(t: ComparableTable, r: KeyRange): string {
   return `${t.key} ${r.lo === undefined ? "(-∞" : `[${r.lo}`}, ${r.hi === undefined ? "∞)" : `${r.hi})`}`;
 }
 
+/** A range whose rows differ, with what each side holds there. */
+function mismatch(
+  database: string,
+  t: ComparableTable,
+  r: KeyRange,
+  s: { rows: number },
+  g: { rows: number },
+): RangeMismatch {
+  return { database, table: t.name, range: rangeText(t, r), source: `${s.rows} rows`, target: `${g.rows} rows` };
+}
+
 /**
  * Compares one database on both sides, table by table and range by range, as each side's SQL sees it (a held
  * snapshot, for a comparison at one point in time), pausing throttleMs between ranges so that it never competes
@@ -165,14 +176,7 @@ export async function compareDatabase(
       const [s, g] = await Promise.all([rangeDigest(source, t, r), rangeDigest(target, t, r)]);
       out.ranges++;
       out.rows += g.rows;
-      if (s.digest !== g.digest)
-        out.mismatches.push({
-          database,
-          table: t.name,
-          range: rangeText(t, r),
-          source: `${s.rows} rows`,
-          target: `${g.rows} rows`,
-        });
+      if (s.digest !== g.digest) out.mismatches.push(mismatch(database, t, r, s, g));
       if (opts.throttleMs > 0) await new Promise((res) => setTimeout(res, opts.throttleMs));
     }
   }
@@ -233,13 +237,7 @@ export async function compareConverging(
       if (seen.verdict === "flux") out.inFlux.push(`${database}.${t.name} ${rangeText(t, r)}`);
       if (seen.verdict === "differ") {
         const [s, g] = conv.leader === "source" ? [seen.leader, seen.follower] : [seen.follower, seen.leader];
-        out.mismatches.push({
-          database,
-          table: t.name,
-          range: rangeText(t, r),
-          source: `${s.rows} rows`,
-          target: `${g.rows} rows`,
-        });
+        out.mismatches.push(mismatch(database, t, r, s, g));
       }
       if (opts.throttleMs > 0) await new Promise((res) => setTimeout(res, opts.throttleMs));
     }

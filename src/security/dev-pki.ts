@@ -32,6 +32,51 @@ export interface DevPkiRequest {
 const EC = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
 
 /**
+ * A leaf certificate signed by `ca` (a client's or a server's), with the subject and SANs given: `name.crt` and
+ * `name.key` in `dir`.
+ */
+export async function issueCertificate(
+  dir: string,
+  ca: CertFiles,
+  name: string,
+  subject: string,
+  san: string[],
+  days: string,
+): Promise<CertFiles> {
+  const f = { cert: join(dir, `${name}.crt`), key: join(dir, `${name}.key`) };
+  const csr = join(dir, `${name}.csr`);
+  const ext = join(dir, `${name}.ext`);
+  await writeFile(
+    ext,
+    [
+      "basicConstraints=CA:FALSE",
+      "keyUsage=critical,digitalSignature",
+      "extendedKeyUsage=serverAuth,clientAuth",
+      ...(san.length ? [`subjectAltName=${san.join(",")}`] : []),
+    ].join("\n") + "\n",
+  );
+  await run("openssl", ["req", ...EC, "-keyout", f.key, "-out", csr, "-subj", subject]);
+  await run("openssl", [
+    "x509",
+    "-req",
+    "-in",
+    csr,
+    "-CA",
+    ca.cert,
+    "-CAkey",
+    ca.key,
+    "-CAcreateserial",
+    "-out",
+    f.cert,
+    "-days",
+    days,
+    "-extfile",
+    ext,
+  ]);
+  return f;
+}
+
+/**
  * A throwaway CA with a server certificate and client certificates, made by the openssl CLI: for the demo, the
  * tests and a first try, never for production (where certificates come from the platform's own CA or SPIRE).
  */
@@ -56,39 +101,8 @@ export async function makeDevPki(dir: string, req: DevPkiRequest): Promise<DevPk
     "-addext",
     "keyUsage=critical,keyCertSign,cRLSign",
   ]);
-  const leaf = async (name: string, cn: string, san: string[]): Promise<CertFiles> => {
-    const f = { cert: join(dir, `${name}.crt`), key: join(dir, `${name}.key`) };
-    const csr = join(dir, `${name}.csr`);
-    const ext = join(dir, `${name}.ext`);
-    await writeFile(
-      ext,
-      [
-        "basicConstraints=CA:FALSE",
-        "keyUsage=critical,digitalSignature",
-        "extendedKeyUsage=serverAuth,clientAuth",
-        ...(san.length ? [`subjectAltName=${san.join(",")}`] : []),
-      ].join("\n") + "\n",
-    );
-    await run("openssl", ["req", ...EC, "-keyout", f.key, "-out", csr, "-subj", `/CN=${cn.replace(/[/\\]/g, "_")}`]);
-    await run("openssl", [
-      "x509",
-      "-req",
-      "-in",
-      csr,
-      "-CA",
-      ca.cert,
-      "-CAkey",
-      ca.key,
-      "-CAcreateserial",
-      "-out",
-      f.cert,
-      "-days",
-      days,
-      "-extfile",
-      ext,
-    ]);
-    return f;
-  };
+  const leaf = (name: string, cn: string, san: string[]) =>
+    issueCertificate(dir, ca, name, `/CN=${cn.replace(/[/\\]/g, "_")}`, san, days);
   const isIp = (n: string) => /^[\d.]+$|:/.test(n);
   const server = await leaf(
     "server",

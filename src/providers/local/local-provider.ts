@@ -457,7 +457,7 @@ export class LocalProvider implements Provider {
     await this.admin(ref, async (db) => void (await db.query("select pg_reload_conf()")));
     rmSync(original, { force: true });
     // The cluster's own rules are back: pgshift logs in as the admin again, and the fence's role goes.
-    await dropFenceRole((database) => connectTo(ref.id, c.connectionConfig(database)), ref.id, c.dir, c.user);
+    await this.dropFenceRole(ref);
   }
 
   async fencedPosition(ref: InstanceRef): Promise<{ lsn: Lsn; intruders: string[] }> {
@@ -519,14 +519,13 @@ export class LocalProvider implements Provider {
   async detachReplica(source: InstanceRef, target: InstanceRef): Promise<void> {
     await this.dropReplicaSlot(source, target);
     // The fence's role reached the replica with the rest of the source's WAL; the promoted target is no fence's.
-    const tgt = this.cluster(target);
-    if (!fenceCredentials(tgt.dir))
-      await dropFenceRole(
-        (database) => connectTo(target.id, tgt.connectionConfig(database)),
-        target.id,
-        tgt.dir,
-        tgt.user,
-      );
+    if (!fenceCredentials(this.cluster(target).dir)) await this.dropFenceRole(target);
+  }
+
+  /** The fence's role out of the cluster, as its own admin (whom the cluster's rules admit, unfenced). */
+  private dropFenceRole(ref: InstanceRef): Promise<void> {
+    const c = this.cluster(ref);
+    return dropFenceRole((database) => connectTo(ref.id, c.connectionConfig(database)), ref.id, c.dir, c.user);
   }
 
   private async dropReplicaSlot(source: InstanceRef, target: InstanceRef): Promise<void> {
