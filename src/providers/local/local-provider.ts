@@ -26,10 +26,10 @@ import { endForeignSessions, PostgresAdmin } from "../postgres-admin.js";
 import type { PeerConnection, SqlPort } from "../sql.js";
 import { fenceHba, isFencedHba, unfenceHba } from "./fence.js";
 import { createFenceRole, dropFenceRole, FENCE_ROLE, fenceCredentials } from "./fence-role.js";
+import { claimFolder, dropStaging, markedOwner } from "./owner-mark.js";
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$/;
 /** In a cluster folder pgshift created for a migration: which migration. */
-const OWNER_FILE = "pgshift-owner.json";
 
 /** The physical slot on the source that keeps the WAL a replica still needs. */
 export function replicaSlotName(target: string): string {
@@ -250,12 +250,7 @@ export class LocalProvider implements Provider {
 
   /** The migration that created the cluster folder, from the mark written before anything else in it. */
   ownerOf(name: string): string | undefined {
-    try {
-      return (JSON.parse(readFileSync(join(this.dirOf(name), OWNER_FILE), "utf8")) as { migrationId?: string })
-        .migrationId;
-    } catch {
-      return undefined;
-    }
+    return markedOwner(this.dirOf(name));
   }
 
   async createReplica(source: InstanceRef, target: InstanceRef, owner: string): Promise<void> {
@@ -270,12 +265,8 @@ export class LocalProvider implements Provider {
         );
       }
     } else {
-      // The mark goes first: whatever happens next, this folder is known to be ours.
-      mkdirSync(targetDir, { recursive: true });
-      writeFileAtomic(
-        join(targetDir, OWNER_FILE),
-        JSON.stringify({ migrationId: owner, createdAt: new Date().toISOString() }) + "\n",
-      );
+      // The folder comes into being with the mark: whatever happens next, it is known to be ours.
+      claimFolder(targetDir, owner);
     }
     const existing = LocalCluster.load(targetDir);
     if (existing) {
@@ -591,7 +582,10 @@ export class LocalProvider implements Provider {
   ): Promise<"deleted" | "absent" | "not-ours"> {
     const dir = this.dirOf(target.id);
     // The mark is written before the slot is made: no folder, nothing of ours on either side (the source may be down).
-    if (!existsSync(dir)) return "absent";
+    if (!existsSync(dir)) {
+      dropStaging(dir, owner);
+      return "absent";
+    }
     // Only what this migration created: a folder without its mark is somebody's database.
     if (this.ownerOf(target.id) !== owner) return "not-ours";
     // The replica stops first (its walsender on the source ends), then its slot goes, and only then its folder with
