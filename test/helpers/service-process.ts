@@ -41,7 +41,7 @@ export async function startServiceProcess(
     {
       cwd: ROOT,
       // One-second baseline samples: half the default, two seconds less per migration, the same verdicts (each compares a second of commits).
-      // Without the machine's NODE_EXTRA_CA_CERTS, as the image runs: node 20 reads that whole bundle before any code of
+      // Without the machine's NODE_EXTRA_CA_CERTS, as the image runs: node reads that whole bundle before any code of
       // ours (50 ms a start here), and nothing the service reaches in a test needs a public CA.
       env: {
         ...process.env,
