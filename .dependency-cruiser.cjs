@@ -19,7 +19,7 @@ const LEVELS = [
   ["src/engine"],
   ["src/api"],
   ["src/config\\.ts"],
-  ["src/service\\.ts"],
+  ["src/service"],
   ["src/cli"],
 ];
 

@@ -26,7 +26,7 @@ import { LocalCluster } from "../src/postgres/cluster.js";
 import { LocalProvider } from "../src/providers/local/local-provider.js";
 import { createSampleSource } from "../testing/sample.js";
 import { XdsTcpProxy } from "../src/proxy/xds-tcp-proxy.js";
-import { startService } from "../src/service.js";
+import { startService } from "../src/service/start.js";
 import { createLogger } from "../src/telemetry/log.js";
 import { WriteLoad } from "../testing/workload/write-load.js";
 import { createRealisticSource, RealisticLoad } from "../testing/workload/realistic.js";

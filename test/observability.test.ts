@@ -12,7 +12,7 @@ import { freePort } from "../src/postgres/ports.js";
 import { LocalProvider } from "../src/providers/local/local-provider.js";
 import { createSampleSource } from "../testing/sample.js";
 import { XdsTcpProxy } from "../src/proxy/xds-tcp-proxy.js";
-import { startService, type RunningService } from "../src/service.js";
+import { startService, type RunningService } from "../src/service/start.js";
 import { createLogger } from "../src/telemetry/log.js";
 import { PHASES } from "../src/domain/phases.js";
 import { migrationTraceId } from "../src/telemetry/trace-ids.js";

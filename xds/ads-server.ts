@@ -3,66 +3,30 @@ import type { PeerCertificate } from "node:tls";
 import type * as grpc from "@grpc/grpc-js";
 import { adsService, TYPE, UNDECODABLE } from "./envoy-protos.js";
 import type { CacheChange, CachedResource, ResourceCache } from "./cache.js";
+import { DeltaProtocol } from "./delta.js";
+import type {
+  DeltaDiscoveryRequest,
+  DeltaDiscoveryResponse,
+  DiscoveryRequest,
+  DiscoveryResponse,
+  Undecodable,
+} from "./discovery-messages.js";
+import { SotwProtocol } from "./sotw.js";
+import type { AckOutcome, Protocol, ProtocolContext, Stream, StreamView, XdsNode } from "./stream.js";
 
-/** The node as a proxy introduces itself (the parts we use). */
-export interface XdsNode {
-  id: string;
-  cluster: string;
-  metadata?: unknown;
-}
-
-export type AckOutcome = "acked" | "nacked" | "pending";
-
-/** Per stream, per type: what the proxy last accepted and last rejected. */
-export interface TypeAckState {
-  ackedVersion: number | undefined;
-  nackedVersion: number | undefined;
-  nackMessage: string | undefined;
-}
-
-export interface StreamView {
-  id: number;
-  node: XdsNode;
-  /** Who the stream authenticated as (from its client certificate), when the admission hook names it. */
-  identity: string | undefined;
-  kind: "sotw" | "delta";
-  connectedAt: Date;
-  lastSeen: Date;
-  acks: Map<string, TypeAckState>;
-}
-
-interface PendingDelta {
-  typeUrl: string;
-  versions: Map<string, number>;
-}
-
-interface StreamState extends StreamView {
-  group: string | undefined;
-  visible: ((typeUrl: string, name: string) => boolean) | undefined;
-  /** Requests in the current one-second window, for the flood bound. */
-  window: { start: number; count: number };
-  /** Subscribed names per type; "*" means every resource of the type (wildcard). */
-  subs: Map<string, Set<string> | "*">;
-  /** SotW: last nonce and the version it carried, per type. */
-  lastNonce: Map<string, { nonce: string; version: number }>;
-  /** Delta: what the client holds, per type and name. */
-  held: Map<string, Map<string, number>>;
-  /** Delta: responses awaiting ACK, by nonce. */
-  pendingDelta: Map<string, PendingDelta>;
-  /** Delta: per resource, the version acknowledged and the one rejected. */
-  deltaAcked: Map<string, Map<string, number>>;
-  deltaNacked: Map<string, Map<string, { version: number; message: string }>>;
-  dirty: Set<string>;
-  flushScheduled: boolean;
-  write(msg: unknown): void;
-}
+export type { AckOutcome, StreamView, TypeAckState, XdsNode } from "./stream.js";
 
 /** Types sent in this order when several changed together: clusters before what uses them (make before break). */
 const ORDER: string[] = [TYPE.cluster, TYPE.endpoint, TYPE.listener, TYPE.route];
 const rank = (t: string) => (ORDER.includes(t) ? ORDER.indexOf(t) : ORDER.length);
 
-/** LDS and CDS are wildcard when the first request names nothing; other types are always by name. */
-const WILDCARD_CAPABLE = new Set<string>([TYPE.listener, TYPE.cluster]);
+/** A stream with the protocol variant that serves it. */
+interface ServedStream extends Stream {
+  protocol: Protocol<DiscoveryRequest> | Protocol<DeltaDiscoveryRequest>;
+}
+
+type AnyRequest = DiscoveryRequest | DeltaDiscoveryRequest | Undecodable;
+type AdsCall = grpc.ServerDuplexStream<AnyRequest, DiscoveryResponse | DeltaDiscoveryResponse>;
 
 /** What the transport says of the peer of a stream. */
 export interface XdsPeer {
@@ -119,18 +83,25 @@ class StreamRefused extends Error {
 }
 
 /**
- * envoy.service.discovery.v3.AggregatedDiscoveryService, state of the world
- * and incremental, over a ResourceCache. It tracks, per stream and type, what
- * each proxy ACKed and NACKed, and emits "ack", "nack", "connect" and
- * "disconnect" so that callers can wait for a change to be applied.
+ * envoy.service.discovery.v3.AggregatedDiscoveryService, state of the world (sotw.ts) and incremental (delta.ts),
+ * over a ResourceCache. This class runs the streams both share (admission, bounds, pushing cache changes in
+ * make-before-break order); the variants keep, per stream and type, what each proxy ACKed and NACKed. It emits
+ * "ack", "nack", "connect" and "disconnect" so that callers can wait for a change to be applied.
  */
 export class AdsServer extends EventEmitter {
   private nextId = 1;
   private nonceCounter = 0;
-  private readonly streams = new Map<number, StreamState>();
+  private readonly streams = new Map<number, ServedStream>();
   private readonly unsubscribe: () => void;
   private readonly types: Set<string>;
   private readonly limits: AdsLimits;
+  private readonly context: ProtocolContext = {
+    view: (s, typeUrl) => this.viewFor(s, typeUrl),
+    currentVersion: () => this.cache.currentVersion(),
+    nonce: () => (++this.nonceCounter).toString(36),
+    acked: (s, typeUrl, version) => this.emit("ack", s, typeUrl, version),
+    nacked: (s, typeUrl, version, message) => this.emit("nack", s, typeUrl, version, message),
+  };
 
   constructor(
     private readonly cache: ResourceCache,
@@ -149,8 +120,8 @@ export class AdsServer extends EventEmitter {
 
   addTo(server: grpc.Server): void {
     server.addService(adsService(), {
-      StreamAggregatedResources: (call: grpc.ServerDuplexStream<any, any>) => this.serve(call, "sotw"),
-      DeltaAggregatedResources: (call: grpc.ServerDuplexStream<any, any>) => this.serve(call, "delta"),
+      StreamAggregatedResources: (call: AdsCall) => this.serve(call, "sotw"),
+      DeltaAggregatedResources: (call: AdsCall) => this.serve(call, "delta"),
     });
   }
 
@@ -163,18 +134,7 @@ export class AdsServer extends EventEmitter {
    * version: acked, nacked (rejected), or still pending.
    */
   outcome(streamId: number, typeUrl: string, name: string, version: number): AckOutcome {
-    const s = this.streams.get(streamId);
-    if (!s) return "pending";
-    if (s.kind === "delta") {
-      const nack = s.deltaNacked.get(typeUrl)?.get(name);
-      if (nack && nack.version >= version) return "nacked";
-      const acked = s.deltaAcked.get(typeUrl)?.get(name);
-      return acked !== undefined && acked >= version ? "acked" : "pending";
-    }
-    const st = s.acks.get(typeUrl);
-    if (st?.nackedVersion !== undefined && st.nackedVersion >= version && (st.ackedVersion ?? -1) < st.nackedVersion)
-      return "nacked";
-    return st?.ackedVersion !== undefined && st.ackedVersion >= version ? "acked" : "pending";
+    return this.streams.get(streamId)?.protocol.outcome(typeUrl, name, version) ?? "pending";
   }
 
   /** Whether a stream receives a resource at all (subscribed by name or by wildcard). */
@@ -185,62 +145,23 @@ export class AdsServer extends EventEmitter {
     return sub === "*" || (sub !== undefined && sub.has(name));
   }
 
-  private nonce(): string {
-    return (++this.nonceCounter).toString(36);
-  }
-
-  private serve(call: grpc.ServerDuplexStream<any, any>, kind: "sotw" | "delta"): void {
+  private serve(call: AdsCall, kind: "sotw" | "delta"): void {
     const id = this.nextId++;
-    let state: StreamState | undefined;
+    let state: ServedStream | undefined;
     const end = () => {
       if (!state || !this.streams.has(id)) return;
       this.streams.delete(id);
       this.emit("disconnect", state);
     };
     let refused = false;
-    call.on("data", (req: any) => {
+    call.on("data", (req: AnyRequest) => {
       if (refused) return;
       try {
-        if (req?.[UNDECODABLE]) throw new StreamRefused(INVALID_ARGUMENT, req[UNDECODABLE] as string);
-        if (!state) {
-          const node: XdsNode = {
-            id: req.node?.id ?? "",
-            cluster: req.node?.cluster ?? "",
-            metadata: req.node?.metadata,
-          };
-          if (!node.id) throw new StreamRefused(INVALID_ARGUMENT, "the first request on a stream must carry node.id");
-          const auth = call.getAuthContext();
-          const admission =
-            this.opts.admit?.(node, { address: call.getPeer(), certificate: auth?.sslPeerCertificate }) ?? {};
-          if ("refuse" in admission) throw new StreamRefused(admission.code ?? PERMISSION_DENIED, admission.refuse);
-          state = {
-            id,
-            node,
-            identity: admission.identity,
-            visible: admission.visible,
-            window: { start: Date.now(), count: 0 },
-            kind,
-            connectedAt: new Date(),
-            lastSeen: new Date(),
-            acks: new Map(),
-            group: this.opts.groupOf?.(node),
-            subs: new Map(),
-            lastNonce: new Map(),
-            held: new Map(),
-            pendingDelta: new Map(),
-            deltaAcked: new Map(),
-            deltaNacked: new Map(),
-            dirty: new Set(),
-            flushScheduled: false,
-            write: (msg) => call.write(msg),
-          };
-          this.streams.set(id, state);
-          this.emit("connect", state);
-        }
+        if (UNDECODABLE in req) throw new StreamRefused(INVALID_ARGUMENT, req[UNDECODABLE]);
+        state ??= this.open(id, kind, call, req);
         state.lastSeen = new Date();
         this.admitRequest(state, req);
-        if (kind === "sotw") this.onSotwRequest(state, req);
-        else this.onDeltaRequest(state, req);
+        state.protocol.onRequest(req);
       } catch (e) {
         // Emitting "error" on a grpc-js server stream ends it with that status; destroy() would drop the status.
         refused = true;
@@ -261,8 +182,47 @@ export class AdsServer extends EventEmitter {
     call.on("close", end);
   }
 
+  /** A stream's first request: the node it names, admitted (or refused) by the hook, served by its variant. */
+  private open(
+    id: number,
+    kind: "sotw" | "delta",
+    call: AdsCall,
+    req: DiscoveryRequest | DeltaDiscoveryRequest,
+  ): ServedStream {
+    const node: XdsNode = { id: req.node?.id ?? "", cluster: req.node?.cluster ?? "", metadata: req.node?.metadata };
+    if (!node.id) throw new StreamRefused(INVALID_ARGUMENT, "the first request on a stream must carry node.id");
+    const auth = call.getAuthContext();
+    const admission = this.opts.admit?.(node, { address: call.getPeer(), certificate: auth?.sslPeerCertificate }) ?? {};
+    if ("refuse" in admission) throw new StreamRefused(admission.code ?? PERMISSION_DENIED, admission.refuse);
+    const stream: Stream = {
+      id,
+      node,
+      identity: admission.identity,
+      visible: admission.visible,
+      window: { start: Date.now(), count: 0 },
+      kind,
+      connectedAt: new Date(),
+      lastSeen: new Date(),
+      acks: new Map(),
+      group: this.opts.groupOf?.(node),
+      subs: new Map(),
+      dirty: new Set(),
+      flushScheduled: false,
+    };
+    const write = (msg: DiscoveryResponse | DeltaDiscoveryResponse) => call.write(msg);
+    const served: ServedStream = Object.assign(stream, {
+      protocol:
+        kind === "sotw"
+          ? new SotwProtocol(stream, this.context, write)
+          : new DeltaProtocol(stream, this.context, write),
+    });
+    this.streams.set(id, served);
+    this.emit("connect", served);
+    return served;
+  }
+
   /** The bounds every request must keep: a served type, a bounded subscription, a bounded rate. */
-  private admitRequest(s: StreamState, req: any): void {
+  private admitRequest(s: Stream, req: DiscoveryRequest & DeltaDiscoveryRequest): void {
     const now = Date.now();
     if (now - s.window.start >= 1000) s.window = { start: now, count: 0 };
     if (++s.window.count > this.limits.maxRequestsPerSecond) {
@@ -271,21 +231,20 @@ export class AdsServer extends EventEmitter {
         `more than ${this.limits.maxRequestsPerSecond} requests in a second on one stream; reconnect and slow down`,
       );
     }
-    const typeUrl: string = req.type_url ?? "";
+    const typeUrl = req.type_url ?? "";
     if (typeUrl && !this.types.has(typeUrl)) {
       throw new StreamRefused(
         INVALID_ARGUMENT,
         `type_url "${typeUrl.slice(0, 120)}" is not served here; served: ${[...this.types].join(", ")}`,
       );
     }
+    const subscribing = req.resource_names_subscribe?.length ?? 0;
     const names =
-      (req.resource_names?.length ?? 0) +
-      (req.resource_names_subscribe?.length ?? 0) +
-      Object.keys(req.initial_resource_versions ?? {}).length;
+      (req.resource_names?.length ?? 0) + subscribing + Object.keys(req.initial_resource_versions ?? {}).length;
     const held = s.subs.get(typeUrl);
     if (
       names > this.limits.maxNamesPerType ||
-      (held instanceof Set && held.size + (req.resource_names_subscribe?.length ?? 0) > this.limits.maxNamesPerType)
+      (held instanceof Set && held.size + subscribing > this.limits.maxNamesPerType)
     ) {
       throw new StreamRefused(
         RESOURCE_EXHAUSTED,
@@ -295,167 +254,11 @@ export class AdsServer extends EventEmitter {
   }
 
   /** The cache's view of a type as this stream may see it. */
-  private viewFor(s: StreamState, typeUrl: string): Map<string, CachedResource> {
+  private viewFor(s: Stream, typeUrl: string): Map<string, CachedResource> {
     const view = this.cache.view(typeUrl, s.group);
     if (!s.visible) return view;
     return new Map([...view].filter(([name]) => s.visible!(typeUrl, name)));
   }
-
-  // ---- state of the world ----
-
-  private onSotwRequest(s: StreamState, req: any): void {
-    const typeUrl: string = req.type_url;
-    if (!typeUrl) return;
-    const names: string[] = req.resource_names ?? [];
-    const nonce: string = req.response_nonce ?? "";
-    const last = s.lastNonce.get(typeUrl);
-    if (nonce) {
-      // A request answering an older response is stale: the spec says to ignore it.
-      if (!last || last.nonce !== nonce) return;
-      const st = s.acks.get(typeUrl) ?? { ackedVersion: undefined, nackedVersion: undefined, nackMessage: undefined };
-      if (req.error_detail) {
-        st.nackedVersion = last.version;
-        st.nackMessage = String(req.error_detail.message ?? "rejected");
-        s.acks.set(typeUrl, st);
-        this.emit("nack", s, typeUrl, last.version, st.nackMessage);
-      } else {
-        // The version is the one the answered nonce carried: a client's own version_info could claim any.
-        st.ackedVersion = last.version;
-        s.acks.set(typeUrl, st);
-        this.emit("ack", s, typeUrl, st.ackedVersion);
-      }
-    }
-    const prev = s.subs.get(typeUrl);
-    const next: Set<string> | "*" =
-      names.length === 0 || names.includes("*")
-        ? WILDCARD_CAPABLE.has(typeUrl) && (prev === undefined || prev === "*")
-          ? "*"
-          : new Set()
-        : new Set(names);
-    const changed = prev === undefined || !sameSubs(prev, next);
-    s.subs.set(typeUrl, next);
-    // First request, or a changed subscription: answer with the current state.
-    if (!nonce || changed) this.sendSotw(s, typeUrl);
-  }
-
-  private sendSotw(s: StreamState, typeUrl: string): void {
-    const sub = s.subs.get(typeUrl);
-    if (sub === undefined) return;
-    const view = this.viewFor(s, typeUrl);
-    const resources: CachedResource[] =
-      sub === "*"
-        ? [...view.values()]
-        : [...sub].map((n) => view.get(n)).filter((r): r is CachedResource => Boolean(r));
-    const version = this.cache.currentVersion();
-    const nonce = this.nonce();
-    s.lastNonce.set(typeUrl, { nonce, version });
-    s.write({
-      version_info: String(version),
-      type_url: typeUrl,
-      nonce,
-      resources: resources.map((r) => ({ type_url: typeUrl, value: Buffer.from(r.value) })),
-    });
-  }
-
-  // ---- incremental ----
-
-  private onDeltaRequest(s: StreamState, req: any): void {
-    const typeUrl: string = req.type_url;
-    if (!typeUrl) return;
-    const nonce: string = req.response_nonce ?? "";
-    if (nonce) {
-      const pending = s.pendingDelta.get(nonce);
-      s.pendingDelta.delete(nonce);
-      if (pending) {
-        if (req.error_detail) {
-          const nacked = s.deltaNacked.get(typeUrl) ?? new Map();
-          for (const [name, v] of pending.versions)
-            nacked.set(name, { version: v, message: String(req.error_detail.message ?? "rejected") });
-          s.deltaNacked.set(typeUrl, nacked);
-          const max = Math.max(0, ...pending.versions.values());
-          s.acks.set(typeUrl, {
-            ...(s.acks.get(typeUrl) ?? { ackedVersion: undefined }),
-            nackedVersion: max,
-            nackMessage: String(req.error_detail.message ?? "rejected"),
-          });
-          this.emit("nack", s, typeUrl, max, String(req.error_detail.message ?? "rejected"));
-        } else {
-          const acked = s.deltaAcked.get(typeUrl) ?? new Map();
-          for (const [name, v] of pending.versions) acked.set(name, v);
-          s.deltaAcked.set(typeUrl, acked);
-          const max = Math.max(0, ...pending.versions.values());
-          const prev = s.acks.get(typeUrl);
-          s.acks.set(typeUrl, {
-            ackedVersion: Math.max(max, prev?.ackedVersion ?? 0),
-            nackedVersion: prev?.nackedVersion,
-            nackMessage: prev?.nackMessage,
-          });
-          this.emit("ack", s, typeUrl, max);
-        }
-      }
-    }
-    const subscribe: string[] = req.resource_names_subscribe ?? [];
-    const unsubscribe: string[] = req.resource_names_unsubscribe ?? [];
-    const first = !s.subs.has(typeUrl);
-    let sub = s.subs.get(typeUrl) ?? new Set<string>();
-    if (first && subscribe.length === 0 && WILDCARD_CAPABLE.has(typeUrl)) sub = "*";
-    if (subscribe.includes("*")) sub = "*";
-    if (sub !== "*") {
-      for (const n of subscribe) sub.add(n);
-      for (const n of unsubscribe) sub.delete(n);
-    }
-    s.subs.set(typeUrl, sub);
-    const held = s.held.get(typeUrl) ?? new Map<string, number>();
-    if (first) {
-      // Versions the client already holds from an earlier stream: do not send those again.
-      const initial: Record<string, string> = req.initial_resource_versions ?? {};
-      for (const [name, v] of Object.entries(initial)) held.set(name, Number(v));
-    }
-    for (const n of unsubscribe) held.delete(n);
-    s.held.set(typeUrl, held);
-    if (first || subscribe.length > 0) this.sendDelta(s, typeUrl);
-  }
-
-  private sendDelta(s: StreamState, typeUrl: string): void {
-    const sub = s.subs.get(typeUrl);
-    if (sub === undefined) return;
-    const view = this.viewFor(s, typeUrl);
-    const held = s.held.get(typeUrl)!;
-    const wanted = sub === "*" ? [...view.keys()] : [...sub];
-    const resources: Array<{ name: string; version: string; resource: { type_url: string; value: Buffer } }> = [];
-    const versions = new Map<string, number>();
-    for (const name of wanted) {
-      const r = view.get(name);
-      if (r && held.get(name) !== r.version) {
-        resources.push({
-          name,
-          version: String(r.version),
-          resource: { type_url: typeUrl, value: Buffer.from(r.value) },
-        });
-        versions.set(name, r.version);
-        held.set(name, r.version);
-      }
-    }
-    const removed: string[] = [];
-    for (const name of [...held.keys()]) {
-      if (!view.has(name) && (sub === "*" || sub.has(name))) {
-        removed.push(name);
-        held.delete(name);
-      }
-    }
-    if (resources.length === 0 && removed.length === 0) return;
-    const nonce = this.nonce();
-    s.pendingDelta.set(nonce, { typeUrl, versions });
-    s.write({
-      system_version_info: String(this.cache.currentVersion()),
-      type_url: typeUrl,
-      nonce,
-      resources,
-      removed_resources: removed,
-    });
-  }
-
-  // ---- pushing changes ----
 
   private onCacheChange(c: CacheChange): void {
     for (const s of this.streams.values()) {
@@ -471,19 +274,11 @@ export class AdsServer extends EventEmitter {
     }
   }
 
-  private flush(s: StreamState): void {
+  private flush(s: ServedStream): void {
     s.flushScheduled = false;
     if (!this.streams.has(s.id)) return;
     const types = [...s.dirty].sort((a, b) => rank(a) - rank(b));
     s.dirty.clear();
-    for (const t of types) {
-      if (s.kind === "sotw") this.sendSotw(s, t);
-      else this.sendDelta(s, t);
-    }
+    for (const t of types) s.protocol.send(t);
   }
-}
-
-function sameSubs(a: Set<string> | "*", b: Set<string> | "*"): boolean {
-  if (a === "*" || b === "*") return a === b;
-  return a.size === b.size && [...a].every((n) => b.has(n));
 }

@@ -1,17 +1,14 @@
 import { randomUUID } from "node:crypto";
-import { create } from "@bufbuild/protobuf";
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
-import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import type { XdsRouter } from "../routing/xds-router.js";
-import { FailedPreconditionError, NotFoundError, InvalidArgumentError, UnavailableError } from "../domain/errors.js";
+import { FailedPreconditionError, InvalidArgumentError } from "../domain/errors.js";
 import type { OperatorAction } from "../domain/transitions.js";
 import {
   type MigrationService,
   type MigrationSpec,
-  WatchMigrationResponseSchema,
   type WatchMigrationResponse,
 } from "../gen/migration/v1/migration_pb.js";
-import { isTerminal, phaseFromProto, phaseToProto, type PhaseName } from "../domain/phases.js";
+import { phaseFromProto, type PhaseName } from "../domain/phases.js";
 import type { EventBus } from "../store/event-bus.js";
 import type { MigrationRepo } from "../store/migration-repo.js";
 import { actorOf } from "./caller.js";
@@ -20,9 +17,9 @@ import type { Authorizer } from "./authorize.js";
 import type { Inventory } from "./inventory.js";
 import type { Action } from "../security/policy.js";
 import type { CdcWatchers } from "../store/cdc-watchers.js";
-import { wakeup } from "./watch-wakeup.js";
-import { linkedSignal } from "../support/linked-signal.js";
-import { checkToProto, eventToProto, migrationToProto } from "./convert.js";
+import { watchEvents } from "./migration-watch.js";
+import { routingStatus } from "./routing-status.js";
+import { checkToProto, migrationToProto } from "./convert.js";
 import { runPreflight } from "../checks/preflight.js";
 import { dropInactiveSlot } from "../engine/operator-remedies.js";
 import type { Provider } from "../providers/provider.js";
@@ -65,8 +62,6 @@ const ACTION_NEEDS: Record<OperatorAction, Action> = {
 
 const MAX_PAGE = 500;
 const DEFAULT_PAGE = 50;
-/** Fallback re-read for watchers, should a notification be lost. */
-const WATCH_POLL_MS = 5_000;
 
 function requireId(id: string): string {
   if (!id) throw new InvalidArgumentError("id is required: the migration id that CreateMigration returned");
@@ -166,38 +161,7 @@ export function migrationService({
     async *watchMigration(req, ctx: HandlerContext): AsyncGenerator<WatchMigrationResponse> {
       const id = requireId(req.id);
       await allowed(ctx, id, "view", "watch migration " + id);
-      let cursor = req.afterSequence.toString();
-      // The phase as of the cursor, so each response carries the phase right after its event.
-      const before = (await repo.phaseHistory([id])).filter((e) => BigInt(e.seq) <= req.afterSequence);
-      let phase: PhaseName = (before[before.length - 1]?.phase_to as PhaseName | undefined) ?? "PENDING";
-      let signalled: boolean;
-      // Subscribe before the first read so nothing committed in between is missed.
-      const unsubscribe = bus.subscribe(id, () => (signalled = true));
-      const linked = linkedSignal(ctx.signal, shutdown);
-      const signal = linked.signal;
-      try {
-        while (!ctx.signal.aborted) {
-          if (shutdown.aborted) {
-            throw new UnavailableError(
-              `the service is shutting down; watch again with after_sequence=${cursor} to continue where this stream stopped`,
-            );
-          }
-          signalled = false;
-          const events = await repo.events(id, cursor);
-          for (const e of events) {
-            cursor = e.seq;
-            if (e.phase_to) phase = e.phase_to;
-            yield create(WatchMigrationResponseSchema, { event: eventToProto(e), phase: phaseToProto(phase) });
-          }
-          if (events.length > 0) continue;
-          // A migration that reached a phase it never leaves has nothing more to say.
-          if (isTerminal(phase)) return;
-          if (!signalled) await wakeup(signal, WATCH_POLL_MS, (fn) => bus.subscribe(id, fn));
-        }
-      } finally {
-        linked.dispose();
-        unsubscribe();
-      }
+      yield* watchEvents({ repo, bus, shutdown }, id, req.afterSequence, ctx);
     },
 
     async runPreflight(req, ctx) {
@@ -241,34 +205,6 @@ export function migrationService({
     abortMigration: (req, ctx) => act(req, ctx, "abort"),
     rollbackMigration: (req, ctx) => act(req, ctx, "rollback"),
     finalizeMigration: (req, ctx) => act(req, ctx, "finalize"),
-    async getRoutingStatus(req, ctx) {
-      if (!req.databaseName)
-        throw new InvalidArgumentError("database_name is required: the logical database, e.g. billing-db");
-      authz.require(ctx, "view", req.databaseName, "read the routing status");
-      const route = await router.current(req.databaseName);
-      if (!route)
-        throw new NotFoundError(
-          `no route for database "${req.databaseName}"; a migration of it creates one at PREFLIGHT`,
-        );
-      const proxies = await router.proxies(req.databaseName);
-      return {
-        status: {
-          databaseName: route.databaseName,
-          endpoint: route.endpoint,
-          version: route.version,
-          listenerPort: route.listenerPort,
-          proxies: proxies.map((p) => ({
-            identity: p.identity,
-            nodeId: p.nodeId,
-            connected: p.connected,
-            ackedVersion: p.ackedVersion ?? "",
-            nackedVersion: p.nackedVersion ?? "",
-            nackMessage: p.nackMessage ?? "",
-            lastSeen: timestampFromDate(p.lastSeen),
-            behind: p.behind,
-          })),
-        },
-      };
-    },
+    getRoutingStatus: (req, ctx) => routingStatus(router, authz, req.databaseName, ctx),
   };
 }

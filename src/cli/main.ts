@@ -11,7 +11,7 @@ import { helpFor, helpPath, topUsage, wantsHelp } from "./help.js";
 async function serve(argv: string[]): Promise<void> {
   const config = parseServiceConfig(argv);
   const log = createLogger(config.logLevel);
-  const { startService } = await import("../service.js");
+  const { startService } = await import("../service/start.js");
   const service = await startService(config, log);
   // Tests and scripts read the port from this line.
   process.stdout.write(

@@ -598,250 +598,275 @@ export class RdsEmulator {
     return wrap(items.slice(from, from + size)) + next;
   }
 
+  /** The Query API's actions pgshift calls, each answered as RDS answers it. */
+  private readonly actions: Record<string, (f: URLSearchParams, action: string) => string> = {
+    DescribeDBInstances: (f) => this.describeInstances(f),
+    DescribeDBClusters: (f) => this.describeClusters(f),
+    DescribeDBEngineVersions: (f) => this.describeEngineVersions(f),
+    DescribeDBParameters: (f, action) => this.describeParameters(f, action),
+    DescribeDBClusterParameters: (f, action) => this.describeParameters(f, action),
+    CreateDBCluster: (f) => this.createCluster(f),
+    CreateDBInstance: (f) => this.createInstance(f),
+    AddTagsToResource: (f, action) => this.changeTags(f, action),
+    RemoveTagsFromResource: (f, action) => this.changeTags(f, action),
+    PromoteReadReplicaDBCluster: (f) => this.promoteCluster(f),
+    ModifyDBInstance: (f) => this.modifyInstance(f),
+    RebootDBInstance: (f) => this.rebootInstance(f),
+    StopDBInstance: (f) => this.stopInstance(f),
+    DeleteDBInstance: (f) => this.deleteInstance(f),
+    DeleteDBCluster: (f) => this.deleteCluster(f),
+  };
+
   private async act(action: string, f: URLSearchParams): Promise<string> {
-    switch (action) {
-      case "DescribeDBInstances": {
-        const all = f.get("DBInstanceIdentifier")
-          ? [this.instance(f.get("DBInstanceIdentifier"))]
-          : [...this.instances.values()];
-        return this.page(f, all, (p) => `<DBInstances>${p.map((i) => this.instanceXml(i)).join("")}</DBInstances>`);
-      }
-      case "DescribeDBClusters": {
-        const all = f.get("DBClusterIdentifier")
-          ? [this.cluster(f.get("DBClusterIdentifier"))]
-          : [...this.clusters.values()];
-        return this.page(f, all, (p) => `<DBClusters>${p.map((c) => this.clusterXml(c)).join("")}</DBClusters>`);
-      }
-      case "DescribeDBEngineVersions": {
-        const engine = f.get("Engine");
-        const offered =
-          engine === "aurora-postgresql"
-            ? (this.opts.auroraVersions ??
-              [...this.instances.values()].filter((i) => i.engine === "postgres").map((i) => i.engineVersion))
-            : [];
-        const family = (v: string) => `aurora-postgresql${v.split(".")[0]}`;
-        const wanted = [...new Set(offered)].filter(
-          (v) =>
-            (!f.get("EngineVersion") || f.get("EngineVersion") === v) &&
-            (!f.get("DBParameterGroupFamily") || f.get("DBParameterGroupFamily") === family(v)),
-        );
-        return this.page(
-          f,
-          wanted,
-          (p) =>
-            `<DBEngineVersions>${p
-              .map(
-                (v) =>
-                  `<DBEngineVersion>${el("Engine", "aurora-postgresql")}${el("EngineVersion", v)}${el("DBParameterGroupFamily", family(v))}${el("Status", "available")}</DBEngineVersion>`,
-              )
-              .join("")}</DBEngineVersions>`,
-        );
-      }
-      case "DescribeDBParameters":
-      case "DescribeDBClusterParameters": {
-        const cluster = action === "DescribeDBClusterParameters";
-        const name = f.get(cluster ? "DBClusterParameterGroupName" : "DBParameterGroupName") ?? "";
-        const g = this.parameterGroups.get(name);
-        if (!g || g.cluster !== cluster) {
-          throw new ApiError(
-            cluster ? "DBParameterGroupNotFound" : "DBParameterGroupNotFound",
-            404,
-            `${cluster ? "DBClusterParameterGroup" : "DBParameterGroup"} not found: ${name}`,
-          );
-        }
-        const source = f.get("Source");
-        const rows = [
-          ...Object.entries(g.engine)
-            .filter(([k]) => !(k in g.user))
-            .map(([k, v]) => ({ k, v, s: "engine-default" })),
-          ...Object.entries(g.user).map(([k, v]) => ({ k, v, s: "user" })),
-        ].filter((r) => !source || r.s === source);
-        return this.page(
-          f,
-          rows,
-          (p) =>
-            `<Parameters>${p
-              .map(
-                (r) =>
-                  `<Parameter>${el("ParameterName", r.k)}${el("ParameterValue", r.v)}${el("Source", r.s)}${el("ApplyType", "static")}${el("IsModifiable", true)}</Parameter>`,
-              )
-              .join("")}</Parameters>`,
-        );
-      }
-      case "CreateDBCluster": {
-        const id = f.get("DBClusterIdentifier") ?? "";
-        if (this.clusters.has(id))
-          throw new ApiError("DBClusterAlreadyExistsFault", 400, `DB Cluster ${id} already exists`);
-        const group = f.get("DBClusterParameterGroupName");
-        if (group && !this.parameterGroups.get(group)?.cluster)
-          throw new ApiError("DBClusterParameterGroupNotFound", 404, `DBClusterParameterGroup not found: ${group}`);
-        if (f.get("Engine") !== "aurora-postgresql")
-          throw new ApiError("InvalidParameterValue", 400, "Engine must be aurora-postgresql here");
-        const sourceArn = f.get("ReplicationSourceIdentifier") ?? "";
-        const source = [...this.instances.values()].find((i) => this.arn("db", i.id) === sourceArn);
-        if (!source)
-          throw new ApiError(
-            "DBInstanceNotFound",
-            404,
-            `ReplicationSourceIdentifier ${sourceArn} is not an instance here`,
-          );
-        const owner = tags(f).find((t) => t.Key === "pgshift:migration-id")?.Value ?? `emulator:${id}`;
-        const c: Cluster = {
-          id,
-          local: id,
-          status: "creating",
-          engineVersion: f.get("EngineVersion") ?? source.engineVersion,
-          replicating: source.id,
-          tags: tags(f),
-          securityGroups: list(f, "VpcSecurityGroupIds"),
-        };
-        this.clusters.set(id, c);
-        this.later(async () => {
-          await this.local.createReplica({ id: source.local }, { id: c.local }, owner);
-          c.status = "available";
-        });
-        return this.clusterXml(c, "DBCluster");
-      }
-      case "CreateDBInstance": {
-        const id = f.get("DBInstanceIdentifier") ?? "";
-        if (this.instances.has(id))
-          throw new ApiError("DBInstanceAlreadyExists", 400, `DB instance ${id} already exists`);
-        const c = this.cluster(f.get("DBClusterIdentifier"));
-        const i: Instance = {
-          id,
-          local: c.local,
-          clusterId: c.id,
-          status: "creating",
-          engine: "aurora-postgresql",
-          engineVersion: c.engineVersion,
-          securityGroups: c.securityGroups,
-          tags: tags(f),
-        };
-        this.instances.set(id, i);
-        const ready = async (): Promise<void> => {
-          if (c.status !== "available") return void this.later(ready);
-          i.status = "available";
-        };
-        this.later(ready);
-        return this.instanceXml(i, "DBInstance");
-      }
-      case "AddTagsToResource":
-      case "RemoveTagsFromResource": {
-        const arn = f.get("ResourceName") ?? "";
-        const target =
-          [...this.instances.values()].find((i) => this.arn("db", i.id) === arn) ??
-          [...this.clusters.values()].find((c) => this.arn("cluster", c.id) === arn);
-        if (!target) throw new ApiError("DBInstanceNotFound", 404, `${arn} not found`);
-        if (action === "AddTagsToResource")
-          for (const t of tags(f)) target.tags = [...target.tags.filter((x) => x.Key !== t.Key), t];
-        else {
-          const keys = list(f, "TagKeys");
-          target.tags = target.tags.filter((t) => !keys.includes(t.Key));
-        }
-        return "";
-      }
-      case "PromoteReadReplicaDBCluster": {
-        const c = this.cluster(f.get("DBClusterIdentifier"));
-        if (!c.replicating)
-          throw new ApiError("InvalidDBClusterStateFault", 400, `DB cluster ${c.id} is not a read replica`);
-        const source = this.instance(c.replicating);
-        c.status = "promoting";
-        this.later(async () => {
-          await this.local.promote({ id: source.local }, { id: c.local });
-          // AWS releases what the source kept for the replica once it stands alone.
-          await this.local.detachReplica({ id: source.local }, { id: c.local });
-          c.replicating = undefined;
-          c.status = "available";
-        });
-        return this.clusterXml(c, "DBCluster");
-      }
-      case "ModifyDBInstance": {
-        const i = this.instance(f.get("DBInstanceIdentifier"));
-        const groups = list(f, "VpcSecurityGroupIds");
-        if (groups.length > 0) {
-          i.securityGroups = groups;
-          i.status = "modifying";
-          const deny = this.opts.denyAllGroup;
-          this.later(async () => {
-            // Only the deny-all group: nothing reaches the server but the control plane (the master user stands for
-            // its security group) and replication; the reboot that follows ends the sessions.
-            if (deny && groups.length === 1 && groups[0] === deny)
-              await this.local.fenceRules({ id: i.local }, this.local.cluster({ id: i.local }).user);
-            else await this.local.unfence({ id: i.local });
-            i.status = "available";
-          });
-        }
-        return this.instanceXml(i, "DBInstance");
-      }
-      case "RebootDBInstance": {
-        const i = this.instance(f.get("DBInstanceIdentifier"));
-        i.status = "rebooting";
-        this.later(async () => {
-          const cluster = this.local.cluster({ id: i.local });
-          // A fast shutdown waits for every walsender's client (a logical consumer may never let go); RDS's reboot
-          // does not wait forever either: after a moment, the immediate kind.
-          const stopped = cluster.stop("fast").then(() => true);
-          if (!(await Promise.race([stopped, new Promise<boolean>((r) => setTimeout(() => r(false), 2_000))]))) {
-            await cluster.stop("immediate");
-            await stopped.catch(() => {});
-          }
-          await cluster.start();
-          i.status = "available";
-        });
-        return this.instanceXml(i, "DBInstance");
-      }
-      case "StopDBInstance": {
-        const i = this.instance(f.get("DBInstanceIdentifier"));
-        if (i.status !== "available")
-          throw new ApiError(
-            "InvalidDBInstanceState",
-            400,
-            `DB instance ${i.id} is ${i.status}; only an available instance can be stopped`,
-          );
-        this.snapshot(f.get("DBSnapshotIdentifier"), i);
-        i.status = "stopping";
-        this.later(async () => {
-          await this.local.retire({ id: i.local }, "stop");
-          i.status = "stopped";
-        });
-        return this.instanceXml(i, "DBInstance");
-      }
-      case "DeleteDBInstance": {
-        const i = this.instance(f.get("DBInstanceIdentifier"));
-        if (f.get("SkipFinalSnapshot") !== "true" && !f.get("FinalDBSnapshotIdentifier")) {
-          throw new ApiError(
-            "InvalidParameterCombination",
-            400,
-            "FinalDBSnapshotIdentifier is required unless SkipFinalSnapshot is specified.",
-          );
-        }
-        this.snapshot(f.get("FinalDBSnapshotIdentifier"), i);
-        i.status = "deleting";
-        this.later(async () => {
-          // A source deleted: its server stops (the local cluster's folder stays, as the snapshot would).
-          if (!i.clusterId) await this.local.retire({ id: i.local }, "stop");
-          this.instances.delete(i.id);
-        });
-        return this.instanceXml(i, "DBInstance");
-      }
-      case "DeleteDBCluster": {
-        const c = this.cluster(f.get("DBClusterIdentifier"));
-        c.status = "deleting";
-        const owner = c.tags.find((t) => t.Key === "pgshift:migration-id")?.Value ?? `emulator:${c.id}`;
-        this.later(async () => {
-          const source = c.replicating ? this.instances.get(c.replicating) : undefined;
-          await this.local.deleteReplica({ id: source?.local ?? c.local }, { id: c.local }, owner);
-          this.clusters.delete(c.id);
-        });
-        return this.clusterXml(c, "DBCluster");
-      }
-      default:
-        throw new ApiError(
-          "InvalidAction",
-          400,
-          `The action ${action} is not valid for this web service (the emulator serves what pgshift calls)`,
-        );
+    const handler = Object.hasOwn(this.actions, action) ? this.actions[action] : undefined;
+    if (!handler)
+      throw new ApiError(
+        "InvalidAction",
+        400,
+        `The action ${action} is not valid for this web service (the emulator serves what pgshift calls)`,
+      );
+    return handler(f, action);
+  }
+
+  private describeInstances(f: URLSearchParams): string {
+    const all = f.get("DBInstanceIdentifier")
+      ? [this.instance(f.get("DBInstanceIdentifier"))]
+      : [...this.instances.values()];
+    return this.page(f, all, (p) => `<DBInstances>${p.map((i) => this.instanceXml(i)).join("")}</DBInstances>`);
+  }
+
+  private describeClusters(f: URLSearchParams): string {
+    const all = f.get("DBClusterIdentifier")
+      ? [this.cluster(f.get("DBClusterIdentifier"))]
+      : [...this.clusters.values()];
+    return this.page(f, all, (p) => `<DBClusters>${p.map((c) => this.clusterXml(c)).join("")}</DBClusters>`);
+  }
+
+  private describeEngineVersions(f: URLSearchParams): string {
+    const engine = f.get("Engine");
+    const offered =
+      engine === "aurora-postgresql"
+        ? (this.opts.auroraVersions ??
+          [...this.instances.values()].filter((i) => i.engine === "postgres").map((i) => i.engineVersion))
+        : [];
+    const family = (v: string) => `aurora-postgresql${v.split(".")[0]}`;
+    const wanted = [...new Set(offered)].filter(
+      (v) =>
+        (!f.get("EngineVersion") || f.get("EngineVersion") === v) &&
+        (!f.get("DBParameterGroupFamily") || f.get("DBParameterGroupFamily") === family(v)),
+    );
+    return this.page(
+      f,
+      wanted,
+      (p) =>
+        `<DBEngineVersions>${p
+          .map(
+            (v) =>
+              `<DBEngineVersion>${el("Engine", "aurora-postgresql")}${el("EngineVersion", v)}${el("DBParameterGroupFamily", family(v))}${el("Status", "available")}</DBEngineVersion>`,
+          )
+          .join("")}</DBEngineVersions>`,
+    );
+  }
+
+  private describeParameters(f: URLSearchParams, action: string): string {
+    const cluster = action === "DescribeDBClusterParameters";
+    const name = f.get(cluster ? "DBClusterParameterGroupName" : "DBParameterGroupName") ?? "";
+    const g = this.parameterGroups.get(name);
+    if (!g || g.cluster !== cluster) {
+      throw new ApiError(
+        cluster ? "DBParameterGroupNotFound" : "DBParameterGroupNotFound",
+        404,
+        `${cluster ? "DBClusterParameterGroup" : "DBParameterGroup"} not found: ${name}`,
+      );
     }
+    const source = f.get("Source");
+    const rows = [
+      ...Object.entries(g.engine)
+        .filter(([k]) => !(k in g.user))
+        .map(([k, v]) => ({ k, v, s: "engine-default" })),
+      ...Object.entries(g.user).map(([k, v]) => ({ k, v, s: "user" })),
+    ].filter((r) => !source || r.s === source);
+    return this.page(
+      f,
+      rows,
+      (p) =>
+        `<Parameters>${p
+          .map(
+            (r) =>
+              `<Parameter>${el("ParameterName", r.k)}${el("ParameterValue", r.v)}${el("Source", r.s)}${el("ApplyType", "static")}${el("IsModifiable", true)}</Parameter>`,
+          )
+          .join("")}</Parameters>`,
+    );
+  }
+
+  private createCluster(f: URLSearchParams): string {
+    const id = f.get("DBClusterIdentifier") ?? "";
+    if (this.clusters.has(id))
+      throw new ApiError("DBClusterAlreadyExistsFault", 400, `DB Cluster ${id} already exists`);
+    const group = f.get("DBClusterParameterGroupName");
+    if (group && !this.parameterGroups.get(group)?.cluster)
+      throw new ApiError("DBClusterParameterGroupNotFound", 404, `DBClusterParameterGroup not found: ${group}`);
+    if (f.get("Engine") !== "aurora-postgresql")
+      throw new ApiError("InvalidParameterValue", 400, "Engine must be aurora-postgresql here");
+    const sourceArn = f.get("ReplicationSourceIdentifier") ?? "";
+    const source = [...this.instances.values()].find((i) => this.arn("db", i.id) === sourceArn);
+    if (!source)
+      throw new ApiError("DBInstanceNotFound", 404, `ReplicationSourceIdentifier ${sourceArn} is not an instance here`);
+    const owner = tags(f).find((t) => t.Key === "pgshift:migration-id")?.Value ?? `emulator:${id}`;
+    const c: Cluster = {
+      id,
+      local: id,
+      status: "creating",
+      engineVersion: f.get("EngineVersion") ?? source.engineVersion,
+      replicating: source.id,
+      tags: tags(f),
+      securityGroups: list(f, "VpcSecurityGroupIds"),
+    };
+    this.clusters.set(id, c);
+    this.later(async () => {
+      await this.local.createReplica({ id: source.local }, { id: c.local }, owner);
+      c.status = "available";
+    });
+    return this.clusterXml(c, "DBCluster");
+  }
+
+  private createInstance(f: URLSearchParams): string {
+    const id = f.get("DBInstanceIdentifier") ?? "";
+    if (this.instances.has(id)) throw new ApiError("DBInstanceAlreadyExists", 400, `DB instance ${id} already exists`);
+    const c = this.cluster(f.get("DBClusterIdentifier"));
+    const i: Instance = {
+      id,
+      local: c.local,
+      clusterId: c.id,
+      status: "creating",
+      engine: "aurora-postgresql",
+      engineVersion: c.engineVersion,
+      securityGroups: c.securityGroups,
+      tags: tags(f),
+    };
+    this.instances.set(id, i);
+    const ready = async (): Promise<void> => {
+      if (c.status !== "available") return void this.later(ready);
+      i.status = "available";
+    };
+    this.later(ready);
+    return this.instanceXml(i, "DBInstance");
+  }
+
+  private changeTags(f: URLSearchParams, action: string): string {
+    const arn = f.get("ResourceName") ?? "";
+    const target =
+      [...this.instances.values()].find((i) => this.arn("db", i.id) === arn) ??
+      [...this.clusters.values()].find((c) => this.arn("cluster", c.id) === arn);
+    if (!target) throw new ApiError("DBInstanceNotFound", 404, `${arn} not found`);
+    if (action === "AddTagsToResource")
+      for (const t of tags(f)) target.tags = [...target.tags.filter((x) => x.Key !== t.Key), t];
+    else {
+      const keys = list(f, "TagKeys");
+      target.tags = target.tags.filter((t) => !keys.includes(t.Key));
+    }
+    return "";
+  }
+
+  private promoteCluster(f: URLSearchParams): string {
+    const c = this.cluster(f.get("DBClusterIdentifier"));
+    if (!c.replicating)
+      throw new ApiError("InvalidDBClusterStateFault", 400, `DB cluster ${c.id} is not a read replica`);
+    const source = this.instance(c.replicating);
+    c.status = "promoting";
+    this.later(async () => {
+      await this.local.promote({ id: source.local }, { id: c.local });
+      // AWS releases what the source kept for the replica once it stands alone.
+      await this.local.detachReplica({ id: source.local }, { id: c.local });
+      c.replicating = undefined;
+      c.status = "available";
+    });
+    return this.clusterXml(c, "DBCluster");
+  }
+
+  private modifyInstance(f: URLSearchParams): string {
+    const i = this.instance(f.get("DBInstanceIdentifier"));
+    const groups = list(f, "VpcSecurityGroupIds");
+    if (groups.length > 0) {
+      i.securityGroups = groups;
+      i.status = "modifying";
+      const deny = this.opts.denyAllGroup;
+      this.later(async () => {
+        // Only the deny-all group: nothing reaches the server but the control plane (the master user stands for
+        // its security group) and replication; the reboot that follows ends the sessions.
+        if (deny && groups.length === 1 && groups[0] === deny)
+          await this.local.fenceRules({ id: i.local }, this.local.cluster({ id: i.local }).user);
+        else await this.local.unfence({ id: i.local });
+        i.status = "available";
+      });
+    }
+    return this.instanceXml(i, "DBInstance");
+  }
+
+  private rebootInstance(f: URLSearchParams): string {
+    const i = this.instance(f.get("DBInstanceIdentifier"));
+    i.status = "rebooting";
+    this.later(async () => {
+      const cluster = this.local.cluster({ id: i.local });
+      // A fast shutdown waits for every walsender's client (a logical consumer may never let go); RDS's reboot
+      // does not wait forever either: after a moment, the immediate kind.
+      const stopped = cluster.stop("fast").then(() => true);
+      if (!(await Promise.race([stopped, new Promise<boolean>((r) => setTimeout(() => r(false), 2_000))]))) {
+        await cluster.stop("immediate");
+        await stopped.catch(() => {});
+      }
+      await cluster.start();
+      i.status = "available";
+    });
+    return this.instanceXml(i, "DBInstance");
+  }
+
+  private stopInstance(f: URLSearchParams): string {
+    const i = this.instance(f.get("DBInstanceIdentifier"));
+    if (i.status !== "available")
+      throw new ApiError(
+        "InvalidDBInstanceState",
+        400,
+        `DB instance ${i.id} is ${i.status}; only an available instance can be stopped`,
+      );
+    this.snapshot(f.get("DBSnapshotIdentifier"), i);
+    i.status = "stopping";
+    this.later(async () => {
+      await this.local.retire({ id: i.local }, "stop");
+      i.status = "stopped";
+    });
+    return this.instanceXml(i, "DBInstance");
+  }
+
+  private deleteInstance(f: URLSearchParams): string {
+    const i = this.instance(f.get("DBInstanceIdentifier"));
+    if (f.get("SkipFinalSnapshot") !== "true" && !f.get("FinalDBSnapshotIdentifier")) {
+      throw new ApiError(
+        "InvalidParameterCombination",
+        400,
+        "FinalDBSnapshotIdentifier is required unless SkipFinalSnapshot is specified.",
+      );
+    }
+    this.snapshot(f.get("FinalDBSnapshotIdentifier"), i);
+    i.status = "deleting";
+    this.later(async () => {
+      // A source deleted: its server stops (the local cluster's folder stays, as the snapshot would).
+      if (!i.clusterId) await this.local.retire({ id: i.local }, "stop");
+      this.instances.delete(i.id);
+    });
+    return this.instanceXml(i, "DBInstance");
+  }
+
+  private deleteCluster(f: URLSearchParams): string {
+    const c = this.cluster(f.get("DBClusterIdentifier"));
+    c.status = "deleting";
+    const owner = c.tags.find((t) => t.Key === "pgshift:migration-id")?.Value ?? `emulator:${c.id}`;
+    this.later(async () => {
+      const source = c.replicating ? this.instances.get(c.replicating) : undefined;
+      await this.local.deleteReplica({ id: source?.local ?? c.local }, { id: c.local }, owner);
+      this.clusters.delete(c.id);
+    });
+    return this.clusterXml(c, "DBCluster");
   }
 
   private instanceXml(i: Instance, name = "DBInstance"): string {

@@ -1,0 +1,42 @@
+import type { ServiceConfig } from "../config.js";
+import { Engine } from "../engine/driver.js";
+import { RetirementKeeper } from "../engine/retirement-keeper.js";
+import type { Logger } from "../telemetry/log.js";
+import type { Core } from "./core.js";
+
+export interface Drivers {
+  engine: Engine;
+  keeper: RetirementKeeper;
+}
+
+/**
+ * The engine and the retirement keeper, started at once when this replica drives migrations: before the xDS server,
+ * the API and metrics are even loaded (gRPC and protobufjs alone are a few hundred milliseconds of CPU on a busy
+ * machine), so a replica restarted inside a cutover's fenced window drives it first. Its ROUTING step needs only the
+ * store: the routes it writes reach the proxies once the xDS server serves.
+ */
+export function startDrivers(core: Core, config: ServiceConfig, log: Logger): Drivers {
+  const engine = new Engine({
+    metrics: core.metrics,
+    tracing: core.tracing,
+    repo: core.repo,
+    leases: core.leases,
+    fencedLeaseMs: config.fencedLeaseMs,
+    baselineSampleMs: config.baselineSampleMs,
+    providers: core.providers,
+    router: core.router,
+    log: log.child({ component: "engine" }),
+  });
+  const keeper = new RetirementKeeper({
+    repo: core.repo,
+    leases: core.leases,
+    providers: core.providers,
+    log: log.child({ component: "retirement" }),
+    intervalMs: config.retirementCheckMs,
+  });
+  if (config.engine) {
+    keeper.start();
+    engine.start();
+  }
+  return { engine, keeper };
+}
