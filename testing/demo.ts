@@ -16,7 +16,7 @@ import {
 import { parseServiceConfig } from "../src/config.js";
 import { LocalCluster } from "../src/postgres/cluster.js";
 import { LocalProvider } from "../src/providers/local/local-provider.js";
-import { createSampleSource } from "./sample.js";
+import { createSampleSource, type AppCredentials } from "./sample.js";
 import { XdsTcpProxy } from "../src/proxy/xds-tcp-proxy.js";
 import { startService } from "../src/service/start.js";
 import { createLogger } from "../src/telemetry/log.js";
@@ -273,64 +273,10 @@ async function runSample(rig: DemoRig, values: DemoValues): Promise<boolean> {
       `   application: ${load.committed.length} commits, ${load.failures.length} failed attempts (${[...new Set(load.failures.map((f) => f.code))].join(", ") || "none"}), all retried`,
     );
 
-    const expectOn = values.rollback ? "billing" : "billing-aurora";
-    const cluster = provider.cluster({ id: expectOn });
-    const ids = new Set(
-      (await cluster.query<{ id: string }>("select id::text from items", [], "app")).map((r) => r.id),
-    );
-    const missing = load.committed.filter((c) => !ids.has(c.toString()));
     const wantPhase = values.rollback ? Phase.ROLLED_BACK : Phase.COMPLETED;
     if (final.phase !== wantPhase) ok = false;
-    if (values.rollback) {
-      const promotedAt = entered.get("CDC_RESTORE");
-      const onTarget = new Set(
-        // Kept fenced after the rollback: read as pgshift reads it, through the fence's own role.
-        (await provider.query<{ id: string }>({ id: "billing-aurora" }, "select id::text from items", [], "app")).map(
-          (r) => r.id,
-        ),
-      );
-      const writtenOnTarget = load.committed.filter((c) => onTarget.has(c.toString())).length;
-      say(
-        `   rows verified on the source after rollback: ${load.committed.length - missing.length} of ${load.committed.length} committed ids present, ${missing.length} missing`,
-      );
-      say(
-        `   (writes made on the target after promotion${promotedAt ? ` at ${promotedAt.toISOString().slice(11, 23)}` : ""} came back through reverse replication; ${writtenOnTarget} committed ids are on the target too)`,
-      );
-      if (missing.length > 0) ok = false;
-      const c = new pg.Client({ host: "127.0.0.1", port: listenerPort, ...app });
-      await c.connect();
-      const r = await c.query("select inet_server_port() as port");
-      await c.end();
-      say(
-        `   a new connection through the proxy now reaches port ${r.rows[0].port} (the source is ${provider.cluster({ id: "billing" }).port})`,
-      );
-      if (r.rows[0].port !== provider.cluster({ id: "billing" }).port) ok = false;
-    } else {
-      say(
-        `   rows verified on the target: ${load.committed.length - missing.length} of ${load.committed.length} committed ids present, ${missing.length} missing`,
-      );
-      if (missing.length > 0) ok = false;
-    }
-    // The stream is held to the table that holds the truth now, in commit order (one writer: id order).
-    const truth = (
-      await cluster.query<{ id: string }>(
-        "select id::text from items where items.id > $1 order by items.id",
-        [firstId],
-        "app",
-      )
-    ).map((r) => r.id);
-    const newest = truth[truth.length - 1];
-    for (let i = 0; i < 200 && newest && !consumer.changes.some((c) => String(c.row.id) === newest); i++)
-      await new Promise((r) => setTimeout(r, 100));
-    const ports = new Map(
-      ["billing", "billing-aurora"].map((n) => [`127.0.0.1:${provider.cluster({ id: n }).port}`, n]),
-    );
-    const named = (hp: string) => `${ports.get(hp) ?? "?"} (${hp})`;
-    const v = verifyStream(consumer.changes, "items", truth);
-    say(
-      `   CDC events verified: ${v.streamed} inserts streamed for ${truth.length} committed rows — ${v.lost} lost, ${v.duplicated} duplicated, ${v.inOrder ? "in commit order" : "OUT OF ORDER"}; read from ${v.from.map(named).join(", then ")}`,
-    );
-    if (v.lost > 0 || v.duplicated > 0 || !v.inOrder || truth.length === 0) ok = false;
+    if (!(await verifyRows(rig, load, listenerPort, app, values.rollback, entered))) ok = false;
+    if (!(await verifyCdc(rig, consumer, values.rollback, firstId))) ok = false;
     if (emulator)
       say(
         `   AWS calls made (through the SDK, against the local RDS endpoint): ${[...new Set(emulator.calls)].join(", ")}`,
@@ -342,7 +288,79 @@ async function runSample(rig: DemoRig, values: DemoValues): Promise<boolean> {
   return ok;
 }
 
-/** The demo's migration: billing -> billing-aurora, automatic cutover, on the provider the rig runs. */
+/** Every id the application saw committed is on the side that holds the truth now; after a rollback, the proxy leads to the source. */
+async function verifyRows(
+  rig: DemoRig,
+  load: WriteLoad,
+  listenerPort: number,
+  app: AppCredentials,
+  rollback: boolean,
+  entered: Map<string, Date>,
+): Promise<boolean> {
+  const { provider } = rig;
+  let ok = true;
+  const cluster = provider.cluster({ id: rollback ? "billing" : "billing-aurora" });
+  const ids = new Set((await cluster.query<{ id: string }>("select id::text from items", [], "app")).map((r) => r.id));
+  const missing = load.committed.filter((c) => !ids.has(c.toString()));
+  if (rollback) {
+    const promotedAt = entered.get("CDC_RESTORE");
+    const onTarget = new Set(
+      // Kept fenced after the rollback: read as pgshift reads it, through the fence's own role.
+      (await provider.query<{ id: string }>({ id: "billing-aurora" }, "select id::text from items", [], "app")).map(
+        (r) => r.id,
+      ),
+    );
+    const writtenOnTarget = load.committed.filter((c) => onTarget.has(c.toString())).length;
+    say(
+      `   rows verified on the source after rollback: ${load.committed.length - missing.length} of ${load.committed.length} committed ids present, ${missing.length} missing`,
+    );
+    say(
+      `   (writes made on the target after promotion${promotedAt ? ` at ${promotedAt.toISOString().slice(11, 23)}` : ""} came back through reverse replication; ${writtenOnTarget} committed ids are on the target too)`,
+    );
+    if (missing.length > 0) ok = false;
+    const c = new pg.Client({ host: "127.0.0.1", port: listenerPort, ...app });
+    await c.connect();
+    const r = await c.query("select inet_server_port() as port");
+    await c.end();
+    say(
+      `   a new connection through the proxy now reaches port ${r.rows[0].port} (the source is ${provider.cluster({ id: "billing" }).port})`,
+    );
+    if (r.rows[0].port !== provider.cluster({ id: "billing" }).port) ok = false;
+  } else {
+    say(
+      `   rows verified on the target: ${load.committed.length - missing.length} of ${load.committed.length} committed ids present, ${missing.length} missing`,
+    );
+    if (missing.length > 0) ok = false;
+  }
+  return ok;
+}
+
+/** The CDC stream, held to the table that holds the truth now: every committed row once, in commit order. */
+async function verifyCdc(rig: DemoRig, consumer: CdcConsumer, rollback: boolean, firstId: string): Promise<boolean> {
+  const { provider } = rig;
+  const cluster = provider.cluster({ id: rollback ? "billing" : "billing-aurora" });
+  let ok = true;
+  // The stream is held to the table that holds the truth now, in commit order (one writer: id order).
+  const truth = (
+    await cluster.query<{ id: string }>(
+      "select id::text from items where items.id > $1 order by items.id",
+      [firstId],
+      "app",
+    )
+  ).map((r) => r.id);
+  const newest = truth[truth.length - 1];
+  for (let i = 0; i < 200 && newest && !consumer.changes.some((c) => String(c.row.id) === newest); i++)
+    await new Promise((r) => setTimeout(r, 100));
+  const ports = new Map(["billing", "billing-aurora"].map((n) => [`127.0.0.1:${provider.cluster({ id: n }).port}`, n]));
+  const named = (hp: string) => `${ports.get(hp) ?? "?"} (${hp})`;
+  const v = verifyStream(consumer.changes, "items", truth);
+  say(
+    `   CDC events verified: ${v.streamed} inserts streamed for ${truth.length} committed rows — ${v.lost} lost, ${v.duplicated} duplicated, ${v.inOrder ? "in commit order" : "OUT OF ORDER"}; read from ${v.from.map(named).join(", then ")}`,
+  );
+  if (v.lost > 0 || v.duplicated > 0 || !v.inOrder || truth.length === 0) ok = false;
+  return ok;
+}
+
 /** The inventory entry every migration stands on: billing-db, served by the source "billing", owned by team billing. */
 async function registerBilling(rig: DemoRig, values: DemoValues): Promise<void> {
   const spec = demoSpec(rig, values);
@@ -360,6 +378,7 @@ async function registerBilling(rig: DemoRig, values: DemoValues): Promise<void> 
   );
 }
 
+/** The demo's migration: billing -> billing-aurora, automatic cutover, on the provider the rig runs. */
 function demoSpec(rig: DemoRig, values: DemoValues) {
   return {
     databaseName: "billing-db",
