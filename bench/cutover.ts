@@ -20,7 +20,14 @@ import { join } from "node:path";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
-import { CutoverMode, EventType, MigrationService, Phase, Provider } from "../src/gen/migration/v1/migration_pb.js";
+import {
+  CutoverMode,
+  EventType,
+  MigrationService,
+  Phase,
+  Provider,
+  type CutoverTiming,
+} from "../src/gen/migration/v1/migration_pb.js";
 import { parseServiceConfig } from "../src/config.js";
 import { LocalCluster } from "../src/postgres/cluster.js";
 import { LocalProvider } from "../src/providers/local/local-provider.js";
@@ -61,7 +68,7 @@ await proxy.start();
 async function migrate(
   name: string,
   opts: { load: boolean },
-): Promise<{ durations: Map<string, number>; windowMs?: number; pausedMs?: number }> {
+): Promise<{ durations: Map<string, number>; windowMs?: number; pausedMs?: number; parts: BreakdownRun }> {
   const rich =
     realistic && opts.load ? await createRealisticSource(provider, `${name}-src`, { rows: 2000 }) : undefined;
   const { app, cdc } = rich
@@ -117,14 +124,53 @@ async function migrate(
   await new Promise((r) => setTimeout(r, 300));
   await load?.stop();
   await consumer?.stop();
-  const paused = (await client.getMigration({ id: migration!.id })).migration!.checks.find(
-    (c) => c.name === "cdc.paused",
-  );
+  const final = (await client.getMigration({ id: migration!.id })).migration!;
+  const paused = final.checks.find((c) => c.name === "cdc.paused");
   const pausedMs = paused ? Number(/stopped for up to (\d+) ms/.exec(paused.measured)?.[1]) : undefined;
   const order = [...entered.entries()].sort((a, b) => a[1] - b[1]);
   const durations = new Map<string, number>();
   for (let i = 0; i < order.length - 1; i++) durations.set(order[i]![0], order[i + 1]![1] - order[i]![1]);
-  return { durations, windowMs: load?.longestGapMs, pausedMs };
+  return { durations, windowMs: load?.longestGapMs, pausedMs, parts: breakdownOf(final.cutover, load) };
+}
+
+/** One cutover's parts (start offset and duration, ms, by name), with the application's first commit after it. */
+type BreakdownRun = Map<string, { phase: string; start: number; ms: number }>;
+
+const durationMs = (d?: { seconds: bigint; nanos: number }) => (d ? Number(d.seconds) * 1000 + d.nanos / 1e6 : 0);
+
+function breakdownOf(cutover: CutoverTiming | undefined, load: WriteLoad | RealisticLoad | undefined): BreakdownRun {
+  const parts: BreakdownRun = new Map();
+  if (!cutover?.startedAt) return parts;
+  for (const p of cutover.parts) {
+    // A part run twice (cdc_restore in PROMOTING, then confirmed in CDC_RESTORE) counts once, from its first start.
+    const prev = parts.get(p.name);
+    const start = durationMs(p.offset);
+    const ms = durationMs(p.duration);
+    parts.set(p.name, prev ? { ...prev, ms: prev.ms + ms } : { phase: Phase[p.phase] ?? "", start, ms });
+  }
+  const started = timestampDate(cutover.startedAt).getTime();
+  const ended = cutover.endedAt ? timestampDate(cutover.endedAt).getTime() : undefined;
+  const commits = load instanceof WriteLoad ? load.committedAt : [];
+  const first = ended === undefined ? undefined : commits.find((t) => t >= ended);
+  // From the last ACK (the window's end as the engine sees it) to the application's next commit through the proxy.
+  if (first !== undefined && ended !== undefined)
+    parts.set("app_first_commit", { phase: "after ROUTING", start: ended - started, ms: first - ended });
+  return parts;
+}
+
+/** Each part: its phase, when it starts in the window and how long it takes, median and p95 over the runs. */
+function printBreakdown(runs: BreakdownRun[]): void {
+  const names = [...new Set(runs.flatMap((r) => [...r.keys()]))];
+  const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+  const rows = names
+    .map((name) => {
+      const seen = runs.map((r) => r.get(name)).filter((p) => p !== undefined);
+      return { name, phase: seen[0]!.phase, start: med(seen.map((p) => p.start)), ms: seen.map((p) => p.ms) };
+    })
+    .sort((a, b) => a.start - b.start);
+  console.log("  the window's parts (from GetMigration's cutover timing; side-by-side parts overlap):");
+  for (const r of rows)
+    console.log(`    +${r.start.toFixed(0).padStart(4)} ms  ${`${r.name} [${r.phase}]`.padEnd(44)} ${stats(r.ms)}`);
 }
 
 /**
@@ -159,8 +205,10 @@ try {
   const cutoverPath: number[] = [];
   const cdcPaused: number[] = [];
   const cdcSteps: number[] = [];
+  const breakdown: BreakdownRun[] = [];
   for (let i = 0; i < cutovers; i++) {
-    const { durations, windowMs, pausedMs } = await migrate(`cut${i}`, { load: true });
+    const { durations, windowMs, pausedMs, parts } = await migrate(`cut${i}`, { load: true });
+    breakdown.push(parts);
     if (pausedMs !== undefined) cdcPaused.push(pausedMs);
     windows.push(windowMs!);
     promotion.push(durations.get("PROMOTING")!);
@@ -186,6 +234,7 @@ try {
   console.log(`  fence -> routed (QUIESCING..ROUTING): ${stats(cutoverPath)}`);
   if (withCdc) console.log(`  CDC steps (CDC_PREPARE + CDC_RESTORE): ${stats(cdcSteps)}`);
   if (cdcPaused.length > 0) console.log(`  CDC consumers' streams stopped: ${stats(cdcPaused)}`);
+  printBreakdown(breakdown);
 
   if (concurrent > 0) {
     global.gc?.();

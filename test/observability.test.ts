@@ -175,8 +175,33 @@ describe("observability: one trace per migration, the on-call metrics, a dashboa
       await new Promise((r) => setTimeout(r, 250));
       got = await getMigration(client, m.id);
     }
-    const windowMs = Number(got.cutover.window.seconds) * 1000 + got.cutover.window.nanos / 1e6;
+    const durMs = (d: { seconds: string; nanos: number }) => Number(d.seconds) * 1000 + d.nanos / 1e6;
+    const windowMs = durMs(got.cutover.window);
     expect(got.cutover.outcome).toBe("ROUTED");
+    // The window broken down into its parts, each in the phase that ran it, in start order, inside the window.
+    const timed = (got.cutover.parts as any[]).map((p) => ({
+      name: p.name as string,
+      phase: p.phase as string,
+      start: durMs(p.offset),
+      end: durMs(p.offset) + durMs(p.duration),
+      failed: p.failed as boolean,
+    }));
+    const phaseOf = Object.fromEntries(timed.map((p) => [p.name, p.phase]));
+    expect(phaseOf).toMatchObject({
+      fence: "PHASE_QUIESCING",
+      final_lsn: "PHASE_FINAL_SYNC",
+      replay: "PHASE_FINAL_SYNC",
+      promote: "PHASE_PROMOTING",
+      reverse_replication_start: "PHASE_PROMOTING",
+      route: "PHASE_ROUTING",
+      ack: "PHASE_ROUTING",
+    });
+    expect(timed.filter((p) => p.failed)).toEqual([]);
+    expect(timed.map((p) => p.start)).toEqual([...timed.map((p) => p.start)].sort((a, b) => a - b));
+    for (const p of timed) expect(p.end, p.name).toBeLessThanOrEqual(windowMs + 1);
+    const at = (name: string) => timed.find((p) => p.name === name)!;
+    expect(at("promote").start).toBeGreaterThanOrEqual(at("replay").end - 1);
+    expect(at("ack").start).toBeGreaterThanOrEqual(at("route").end - 1);
 
     // After: the phase gauge, the window histogram and the per-phase durations match what the migration holds.
     const after = await scrape(metricsPort);

@@ -108,6 +108,13 @@ export function migrationToProto(row: MigrationRow, history: EventRow[], watcher
           endedAt: state.cutover.endedAt ? timestampFromDate(new Date(state.cutover.endedAt)) : undefined,
           window: state.cutover.windowMs === undefined ? undefined : durationFromMs(state.cutover.windowMs),
           outcome: state.cutover.outcome ?? "",
+          parts: (state.cutover.parts ?? []).map((p) => ({
+            name: p.name,
+            phase: phaseToProto(p.phase),
+            offset: durationFromMs(p.startMs),
+            duration: durationFromMs(p.ms),
+            failed: p.failed ?? false,
+          })),
         })
       : undefined,
     lastError: state.lastError

@@ -1,5 +1,5 @@
 import type { PhaseName } from "./phases.js";
-import type { CutoverTimingJson } from "./state.js";
+import type { CutoverPartJson, CutoverTimingJson } from "./state.js";
 import { CUTOVER_WINDOW, FORWARD } from "./transitions.js";
 
 /** How a phase ended, as a metric label and a span attribute. */
@@ -31,4 +31,24 @@ export function nextCutoverTiming(
     return { ...prev, endedAt: at.toISOString(), windowMs: at.getTime() - Date.parse(prev.startedAt), outcome };
   }
   return prev;
+}
+
+/**
+ * The timing with one more part, when a window is open (parts outside a cutover are not its parts). A part that
+ * runs again (a step resumed, or done twice on purpose) is kept twice: both cost the window.
+ */
+export function withCutoverPart(
+  timing: CutoverTimingJson | undefined,
+  part: { name: string; phase: PhaseName; startedAt: number; endedAt: number; failed: boolean },
+): CutoverTimingJson | undefined {
+  if (!timing || timing.endedAt) return timing;
+  const entry: CutoverPartJson = {
+    name: part.name,
+    phase: part.phase,
+    startMs: Math.max(0, Math.round(part.startedAt - Date.parse(timing.startedAt))),
+    ms: Math.round(part.endedAt - part.startedAt),
+    ...(part.failed ? { failed: true } : {}),
+  };
+  // Recorded as each ends; kept in the order they started.
+  return { ...timing, parts: [...(timing.parts ?? []), entry].sort((a, b) => a.startMs - b.startMs) };
 }

@@ -132,6 +132,20 @@ export interface CutoverTimingJson {
   windowMs?: number;
   /** ROUTED, FELL_BACK (a failure before promotion returned to the source) or the phase it left to. */
   outcome?: string;
+  /** The window's parts as the engine timed them, in the order they started. */
+  parts?: CutoverPartJson[];
+}
+
+/** One timed part of a cutover: the fence, the final LSN read, the replay wait, the promotion, the route's ACKs… */
+export interface CutoverPartJson {
+  name: string;
+  /** The phase it ran in. */
+  phase: PhaseName;
+  /** From the window's start to the part's. */
+  startMs: number;
+  ms: number;
+  /** Set when the part failed. */
+  failed?: boolean;
 }
 
 /** The physical replica's lag and the source's WAL rate at one sample of the lag gate. */

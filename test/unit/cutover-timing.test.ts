@@ -1,0 +1,28 @@
+import { describe, expect, it } from "vitest";
+import { nextCutoverTiming, withCutoverPart } from "../../src/domain/cutover-timing.js";
+
+const t0 = Date.parse("2026-12-06T12:00:00.000Z");
+const part = (name: string, from: number, to: number, failed = false) => ({
+  name,
+  phase: "FINAL_SYNC" as const,
+  startedAt: t0 + from,
+  endedAt: t0 + to,
+  failed,
+});
+
+describe("the cutover's breakdown", () => {
+  it("records parts only while a window is open, in the order they started, failed ones marked", () => {
+    expect(withCutoverPart(undefined, part("replay", 0, 5))).toBeUndefined();
+    let timing = nextCutoverTiming(undefined, "READY_FOR_CUTOVER", "QUIESCING", new Date(t0));
+    // Side by side: the replay wait ends after the CDC drain that started later.
+    timing = withCutoverPart(timing, part("cdc_drain", 12, 20));
+    timing = withCutoverPart(timing, part("replay", 10, 30, true));
+    expect(timing!.parts).toEqual([
+      { name: "replay", phase: "FINAL_SYNC", startMs: 10, ms: 20, failed: true },
+      { name: "cdc_drain", phase: "FINAL_SYNC", startMs: 12, ms: 8 },
+    ]);
+    const closed = nextCutoverTiming(timing, "ROUTING", "VERIFYING", new Date(t0 + 40));
+    expect(closed).toMatchObject({ windowMs: 40, outcome: "ROUTED", parts: timing!.parts });
+    expect(withCutoverPart(closed, part("late", 50, 60))).toBe(closed);
+  });
+});
