@@ -12,7 +12,7 @@ import { pauseAlert } from "../cdc/coordinator.js";
 import type { Provider } from "../providers/provider.js";
 import type { Router } from "../routing/router.js";
 import type { Lease, Leases } from "../store/leases.js";
-import type { MigrationRepo, MigrationRow } from "../store/migration-repo.js";
+import type { MigrationRepo, MigrationRow, NewEvent } from "../store/migration-repo.js";
 import type { Logger } from "../telemetry/log.js";
 import type { ServiceMetrics } from "../telemetry/metrics.js";
 import { NO_TRACING, type MigrationTracing, type SpanAttributes } from "../telemetry/tracing.js";
@@ -271,9 +271,18 @@ export class Engine {
     const at = new Date();
     const enteredAt = env.state.phaseEnteredAt ? Date.parse(env.state.phaseEnteredAt) : env.row.updated_at.getTime();
     const cutover = nextCutoverTiming(env.state.cutover, from, to, at);
+    const state: MigrationStateJson = {
+      ...env.state,
+      phaseEnteredAt: at.toISOString(),
+      ...(cutover ? { cutover } : {}),
+    };
+    // Inside the window, where writes are stopped, the next step's intent goes in the move's own commit: a commit
+    // to the store less per phase. The step runs right after (nothing in the window pauses), as recordIntent would say.
+    const intent = CUTOVER_WINDOW.includes(to) && !extra.paused ? intentOf(state, to, lease) : undefined;
     const row = await this.deps.repo.transition(lease, env.row.id, from, to, ENGINE, reason, {
-      state: { ...env.state, phaseEnteredAt: at.toISOString(), ...(cutover ? { cutover } : {}) },
+      state: intent?.state ?? state,
       ...extra,
+      ...(intent ? { then: intent.event } : {}),
     });
     // Measured by the replica that made the move, once it is committed.
     const m = this.deps.metrics;
@@ -389,21 +398,10 @@ export class Engine {
    * side effects it checks rather than repeats.
    */
   private async recordIntent(env: StepEnv, lease: Lease): Promise<void> {
-    const { row, state } = env;
-    const key = `intent:${row.phase}`;
-    const prev = state.steps?.[key] as { at: string; token: string } | undefined;
-    const token = String(lease.token);
-    if (prev?.token === token) return;
-    state.steps = { ...state.steps, [key]: { at: new Date().toISOString(), token } };
-    const message = prev
-      ? `${row.phase} resumed by a new driver (first started ${prev.at}); what it already did is checked, not repeated`
-      : `${row.phase} started`;
-    await this.deps.repo.record(
-      lease,
-      row.id,
-      { type: "STEP_STARTED", actor: ENGINE, message, payload: { step: row.phase, resumed: !!prev } },
-      state,
-    );
+    const intent = intentOf(env.state, env.row.phase, lease);
+    if (!intent) return;
+    env.state.steps = intent.state.steps;
+    await this.deps.repo.record(lease, env.row.id, intent.event, env.state);
   }
 
   /** Logs a failed attempt (event and last_error) and returns what the failure policy makes of it. */
@@ -614,5 +612,27 @@ function spanAttrs(env: StepEnv): SpanAttributes {
     "pgshift.provider": String(env.spec.provider),
     "pgshift.source": env.source.id,
     "pgshift.target": env.target.id,
+  };
+}
+
+/**
+ * The intent to run a phase's step under a lease, unless this lease recorded it already: the state that says so
+ * and the event, "started" or, for a new driver, "resumed".
+ */
+function intentOf(
+  state: MigrationStateJson,
+  phase: PhaseName,
+  lease: Lease,
+): { state: MigrationStateJson; event: Omit<NewEvent, "migrationId"> } | undefined {
+  const key = `intent:${phase}`;
+  const prev = state.steps?.[key] as { at: string; token: string } | undefined;
+  const token = String(lease.token);
+  if (prev?.token === token) return undefined;
+  const message = prev
+    ? `${phase} resumed by a new driver (first started ${prev.at}); what it already did is checked, not repeated`
+    : `${phase} started`;
+  return {
+    state: { ...state, steps: { ...state.steps, [key]: { at: new Date().toISOString(), token } } },
+    event: { type: "STEP_STARTED", actor: ENGINE, message, payload: { step: phase, resumed: !!prev } },
   };
 }

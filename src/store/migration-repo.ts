@@ -380,7 +380,13 @@ export class MigrationRepo {
     to: PhaseName,
     actor: string,
     reason: string,
-    patch: { state?: MigrationStateJson; clearRequest?: boolean; paused?: boolean } = {},
+    patch: {
+      state?: MigrationStateJson;
+      clearRequest?: boolean;
+      paused?: boolean;
+      /** An event that follows the move in the same commit (the next step's start: one commit, not two). */
+      then?: Omit<NewEvent, "migrationId">;
+    } = {},
   ): Promise<MigrationRow> {
     assertTransition(from, to);
     return this.tx(async (trx) => {
@@ -414,6 +420,7 @@ export class MigrationRepo {
         phaseFrom: from,
         phaseTo: to,
       });
+      if (patch.then) await this.appendEvent(trx, { ...patch.then, migrationId: id });
       return row;
     });
   }
