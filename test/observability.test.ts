@@ -192,7 +192,7 @@ describe("observability: one trace per migration, the on-call metrics, a dashboa
       final_lsn: "PHASE_FINAL_SYNC",
       replay: "PHASE_FINAL_SYNC",
       promote: "PHASE_PROMOTING",
-      reverse_replication_start: "PHASE_PROMOTING",
+      reverse_slots: "PHASE_PROMOTING",
       route: "PHASE_ROUTING",
       ack: "PHASE_ROUTING",
     });
@@ -313,7 +313,7 @@ describe("observability: one trace per migration, the on-call metrics, a dashboa
       "replay",
       "cdc_drain",
       "promote",
-      "reverse_replication_start",
+      "reverse_slots",
       "cdc_restore",
       "route",
       "ack",

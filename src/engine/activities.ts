@@ -17,6 +17,7 @@ import {
   prepareReverseReplication,
   probeReversePath,
   reverseBacklog,
+  reserveReverseSlots,
   startReverseReplication,
   stopReverseReplication,
 } from "../replication/reverse.js";
@@ -68,6 +69,7 @@ export const realActivities: Activities = {
     carryLargeObjects: carryLargeObjectsBack,
     coverNewTables,
     probe: probeReversePath,
+    reserve: reserveReverseSlots,
     start: startReverseReplication,
     drain: drainReverseReplication,
     stop: stopReverseReplication,

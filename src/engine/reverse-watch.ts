@@ -60,3 +60,10 @@ export async function watchReverse(env: StepEnv): Promise<void> {
     );
   }
 }
+
+/** Reverse replication attached, on the slots PROMOTING reserved (a stopped one stays stopped). Idempotent. */
+export async function startReverse(env: StepEnv): Promise<void> {
+  const dbs = env.state.reverseDatabases ?? [];
+  if (dbs.length === 0 || env.state.reverse?.stoppedReason) return;
+  await env.activities.reverse.start(env.provider, env.source, env.target, dbs);
+}

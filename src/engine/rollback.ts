@@ -1,7 +1,7 @@
 import { ConnectError } from "@connectrpc/connect";
 import { check, formatBytes } from "../domain/check.js";
 import { estimateText } from "../domain/rollback-readiness.js";
-import { driftVerdict, sampleReverse } from "./reverse-watch.js";
+import { driftVerdict, sampleReverse, startReverse } from "./reverse-watch.js";
 import { HoldForOperatorError } from "../domain/errors.js";
 import { FORWARD } from "../domain/transitions.js";
 import { removedText } from "./operator-actions.js";
@@ -44,6 +44,9 @@ export const rollingBack: Step = async (env) => {
     !env.state.reverse?.stoppedReason &&
     !env.state.rollbackReverseEnded;
   const { cdc, reverse: rev } = env.activities;
+  // Attached after routing; a rollback that came before (a failure in ROUTING) attaches it first, on the slots
+  // reserved at promotion, so nothing the target took since is left behind.
+  if (reverse) await startReverse(env);
   // A schema change on one side only would stop the drain half way: found before the target is fenced, it holds the
   // rollback with traffic still on the target, until an operator makes both sides match.
   if (reverse) await refuseOnSchemaDrift(env);

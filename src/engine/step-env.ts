@@ -84,7 +84,9 @@ export interface Activities {
       target: InstanceRef,
       databases: string[],
     ): Promise<string | undefined>;
-    /** After promotion, before traffic: the source subscribes to the target. */
+    /** After promotion, before traffic: the slots that keep the target's changes for the source. */
+    reserve(provider: Provider, target: InstanceRef, databases: string[]): Promise<void>;
+    /** After routing (or when a rollback begins): the source subscribes to the target, on the reserved slots. */
     start(provider: Provider, source: InstanceRef, target: InstanceRef, databases: string[]): Promise<void>;
     /** With the target fenced: the source applies everything it wrote, sequences carried over. */
     drain(provider: Provider, source: InstanceRef, target: InstanceRef, timeoutMs: number): Promise<void>;

@@ -9,6 +9,7 @@ import { baselineCheck, compareBaselines } from "../checks/baseline.js";
 import { parameterCheck, runPreflight, slotChecks } from "../checks/preflight.js";
 import { guardrailCheck } from "../checks/guardrails.js";
 import { schemaChecks } from "../checks/schema-checks.js";
+import { startReverse } from "./reverse-watch.js";
 import { cdcContext, type Step, type StepEnv } from "./step-env.js";
 import { rollingBack } from "./rollback.js";
 import { verifyData, verifyKey } from "./data-verification.js";
@@ -390,8 +391,8 @@ const promoting: Step = async (env) => {
   // So is the snapshot of both sides that verification compares after routing: the target as promoted, the source
   // as fenced, before any write reaches either. A failure to take it costs the comparison only, said in VERIFYING.
   const [started, restored] = await Promise.allSettled([
-    env.trace("reverse_replication_start", () =>
-      env.activities.reverse.start(env.provider, env.source, env.target, env.state.reverseDatabases!),
+    env.trace("reverse_slots", () =>
+      env.activities.reverse.reserve(env.provider, env.target, env.state.reverseDatabases!),
     ),
     env.trace("cdc_restore", () => env.activities.cdc.restoreOnTarget(cdcContext(env))),
     env.trace("snapshot_hold", () =>
@@ -404,7 +405,7 @@ const promoting: Step = async (env) => {
   if (restored.status === "rejected") throw restored.reason;
   return {
     to: "CDC_RESTORE",
-    reason: `${env.target.id} promoted and accepting writes; reverse replication to ${env.source.id} for ${env.state.reverseDatabases.join(", ") || "no database"}; ${restored.value}`,
+    reason: `${env.target.id} promoted and accepting writes; its changes kept for reverse replication to ${env.source.id} for ${env.state.reverseDatabases.join(", ") || "no database"}; ${restored.value}`,
   };
 };
 
@@ -425,7 +426,9 @@ const routing: Step = async (env) => {
 };
 
 const verifying: Step = async (env) => {
-  // The source's slot for the replica would retain WAL from now on; released here, off the cutover path.
+  // Off the cutover path: the source subscribes to what the target kept since promotion, and releases its slot for
+  // the replica (which would retain WAL from now on).
+  await startReverse(env);
   await env.provider.detachReplica(env.source, env.target);
   // The source's logical slots stay until finalize: a rollback streams from them what consumers had not read on the target.
   await env.activities.cdc.observeReaders(cdcContext(env));

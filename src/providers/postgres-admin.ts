@@ -24,8 +24,10 @@ async function notOurs(sessions: Session[], config: pg.ClientConfig): Promise<Se
  * (the superuser's too), until none is left twice in a row: a login may slip in while a fence takes effect.
  */
 export async function endForeignSessions(c: pg.Client, config: pg.ClientConfig, instance: string): Promise<void> {
+  // Two quiet looks 10 ms apart: a session that logged in under the old rules shows up by then. One that slips past
+  // later is still caught: the final LSN is read with the list of sessions, and looked at again before promotion.
   let quiet = 0;
-  for (let i = 0; i < 250 && quiet < 2; i++) {
+  for (let i = 0; i < 500 && quiet < 2; i++) {
     const found = (
       await c.query<{ s: Session[] }>(`select ${SESSIONS} as s ${FOREIGN_SESSIONS}`, [ownSessions(config)])
     ).rows[0]!.s;
@@ -33,7 +35,7 @@ export async function endForeignSessions(c: pg.Client, config: pg.ClientConfig, 
     if (foreign.length > 0)
       await c.query("select pg_terminate_backend(pid) from unnest($1::int[]) pid", [foreign.map((s) => s.pid)]);
     quiet = foreign.length === 0 ? quiet + 1 : 0;
-    if (quiet < 2) await new Promise((res) => setTimeout(res, 20));
+    if (quiet < 2) await new Promise((res) => setTimeout(res, 10));
   }
   if (quiet < 2)
     throw new InvalidInstanceStateError(

@@ -126,7 +126,28 @@ export async function prepareReverseReplication(
   return out;
 }
 
-/** After promotion, before traffic: a subscription on the source to the target's publication, per database. Idempotent. */
+/**
+ * After promotion, before traffic: reverse replication's slot on the target, per database. Every change the target
+ * makes from here on is kept for the source, whenever the subscription attaches (startReverseReplication, after
+ * routing): one statement per database in the window instead of a subscription's set-up. Idempotent.
+ */
+export async function reserveReverseSlots(provider: Provider, target: InstanceRef, dbs: string[]): Promise<void> {
+  await Promise.all(
+    dbs.map((db) =>
+      provider
+        .sql(target, db)
+        .query(
+          "select pg_create_logical_replication_slot($1, 'pgoutput') where not exists (select 1 from pg_replication_slots where slot_name = $1)",
+          [slotName(db)],
+        ),
+    ),
+  );
+}
+
+/**
+ * A subscription on the source to the target's publication, per database, on the slot reserved at promotion (or a
+ * new one, for a slot never reserved: nothing has reached the target yet then). Idempotent.
+ */
 export async function startReverseReplication(
   provider: Provider,
   source: InstanceRef,
@@ -135,6 +156,9 @@ export async function startReverseReplication(
 ): Promise<void> {
   for (const db of dbs) {
     const tgt = await provider.peerConnection(target, db);
+    const reserved =
+      (await provider.sql(target, db).query("select 1 from pg_replication_slots where slot_name = $1", [slotName(db)]))
+        .rows.length > 0;
     await provider.sql(source, db).session(async (c) => {
       // pg_subscription is shared by every database: ours is the one in this database.
       const has = await c.query(
@@ -146,7 +170,7 @@ export async function startReverseReplication(
         // The statement carries a password.
         await keepOutOfServerLog(c);
         await c.query(`create subscription ${NAME} connection ${sqlLiteral(conninfo(tgt))} publication ${PUBLICATIONS}
-                       with (copy_data = false, create_slot = true, slot_name = ${sqlLiteral(slotName(db))}, enabled = true)`);
+                       with (copy_data = false, create_slot = ${!reserved}, slot_name = ${sqlLiteral(slotName(db))}, enabled = true)`);
       }
     });
   }

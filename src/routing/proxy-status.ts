@@ -21,11 +21,15 @@ export class ProxyStatusTracker {
     private readonly sync: RouteSync,
     private readonly replicaId: string,
     private readonly log: Logger,
+    /** Called once an answer is in the store (ROUTING, waiting in this process, looks at once). */
+    private readonly recorded: () => void = () => {},
   ) {}
 
   start(): void {
     const onResponse = (s: StreamView) =>
-      void this.update(s).catch((e: unknown) => this.log.warn("proxy status update failed", { error: String(e) }));
+      void this.update(s)
+        .then(this.recorded)
+        .catch((e: unknown) => this.log.warn("proxy status update failed", { error: String(e) }));
     const onGone = (s: StreamView) => void this.disconnected(s).catch(() => {});
     this.ads.on("ack", onResponse);
     this.ads.on("nack", onResponse);

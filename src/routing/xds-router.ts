@@ -11,10 +11,34 @@ import type { ProxyRouteStatus, Route, RouteOptions, Router, StoreRoutes } from 
  * for the database has ACKed it. A NACK fails the change.
  */
 export class XdsRouter implements Router {
+  /** Waits of ROUTING for a proxy's answer, woken early when this process records one. */
+  private readonly waiting = new Set<() => void>();
+
   constructor(
     private readonly db: Kysely<Database>,
     private readonly routes: StoreRoutes,
   ) {}
+
+  /**
+   * A proxy's ACK or NACK was just recorded (by this process's xDS server): a waiting ROUTING looks at once instead
+   * of at its next poll. Answers recorded by other replicas are seen at the poll.
+   */
+  answered(): void {
+    for (const wake of [...this.waiting]) wake();
+  }
+
+  /** Resolves after ms, or sooner when a proxy's answer is recorded here. */
+  private nextLook(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.waiting.delete(done);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      this.waiting.add(done);
+    });
+  }
 
   current(databaseName: string): Promise<Route | undefined> {
     return this.routes.get(databaseName);
@@ -75,7 +99,7 @@ export class XdsRouter implements Router {
             `route version ${route.version} of ${databaseName} was not ACKed within ${deadlineMs} ms by ${waiting.map((p) => p.nodeId).join(", ")}`,
           );
         }
-        await new Promise((r) => setTimeout(r, 25));
+        await this.nextLook(25);
       }
     });
   }

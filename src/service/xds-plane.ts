@@ -39,6 +39,7 @@ export async function startXdsPlane(core: Core, config: ServiceConfig, log: Logg
     sync,
     core.identity.id,
     log.child({ component: "routing" }),
+    () => core.router.answered(),
   );
   tracker.start();
   const xds = await listenXds(ads, config.host, config.xdsPort, guard.tls ? grpcMtlsCredentials(guard.tls) : undefined);

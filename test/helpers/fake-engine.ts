@@ -148,6 +148,7 @@ export class FakeActivities implements Activities {
       this.log("reverse.probe");
       return this.reversePathErrors.shift();
     },
+    reserve: async (_p, _t, dbs) => this.log(`reverse.reserve(${dbs.join(",")})`),
     start: async (_p, _s, _t, dbs) => this.log(`reverse.start(${dbs.join(",")})`),
     drain: async () => this.log("reverse.drain"),
     stop: async () => this.log("reverse.stop"),

@@ -265,7 +265,7 @@ describe("steps, on a fake provider and router", () => {
     expect(world.activities.calls).toEqual(["cdc.drainAndPause(0/3001000)"]);
   });
 
-  it("PROMOTING promotes once, however often it runs, and starts reverse replication and the CDC slots before any traffic", async () => {
+  it("PROMOTING promotes once, however often it runs, and reserves reverse replication's slots and the CDC slots before any traffic", async () => {
     await replicating(world);
     const state = { reverseDatabases: ["app"] };
     const first = await run(world, { phase: "PROMOTING", state });
@@ -275,10 +275,10 @@ describe("steps, on a fake provider and router", () => {
     // Both sides' snapshots held for the comparison after routing, taken again by a rerun (still before any traffic).
     const hold = `verify.hold(${first.env.row.id}/cutover)`;
     expect(world.activities.calls).toEqual([
-      "reverse.start(app)",
+      "reverse.reserve(app)",
       "cdc.restoreOnTarget",
       hold,
-      "reverse.start(app)",
+      "reverse.reserve(app)",
       "cdc.restoreOnTarget",
       hold,
     ]);
@@ -305,7 +305,7 @@ describe("steps, on a fake provider and router", () => {
     expect(await codeOf(STEPS.ROUTING!(stepEnv(world, { phase: "ROUTING" })))).toBe(Code.FailedPrecondition);
   });
 
-  it("VERIFYING releases the replica's slot, looks for CDC readers, proves the target writable and holds it to the baseline", async () => {
+  it("VERIFYING attaches reverse replication, releases the replica's slot, looks for CDC readers, proves the target writable and holds it to the baseline", async () => {
     await promoted(world);
     world.activities.held.add(`${stepEnv(world, { phase: "VERIFYING" }).row.id}/cutover`);
     const { env, outcome } = await run(world, {
@@ -314,6 +314,8 @@ describe("steps, on a fake provider and router", () => {
     });
     expect(to(outcome)).toBe("COMPLETED");
     expect(world.provider.count("detachReplica")).toBe(1);
+    // Off the cutover path: the subscription on the slots PROMOTING reserved, before anything else VERIFYING does.
+    expect(world.activities.calls[0]).toBe("reverse.start(app)");
     expect(world.activities.calls).toContain("cdc.observeReaders");
     expect(env.state.checks?.map((c) => `${c.name}:${c.status}`)).toEqual([
       "routing.proxies_current:PASS",
@@ -402,6 +404,7 @@ describe("steps, on a fake provider and router", () => {
     expect(world.router.routes.get("billing-db")!.endpoint.port).toBe(world.provider.instance({ id: "billing" }).port);
     expect(world.router.changes.at(-1)!.tolerateNack).toBe(true);
     expect(world.activities.calls).toEqual([
+      "reverse.start(app)",
       "schema.drift",
       "reverse.coverNewTables",
       "reverse.backlog",
@@ -451,6 +454,7 @@ describe("steps, on a fake provider and router", () => {
       expect(world.activities.calls).toEqual(
         reverseDatabases.length
           ? [
+              `reverse.start(${reverseDatabases.join(",")})`,
               "schema.drift",
               "reverse.coverNewTables",
               "reverse.backlog",

@@ -1205,7 +1205,7 @@ export type CutoverTiming = Message<"migration.v1.CutoverTiming"> & {
 
   /**
    * The window's parts as the engine timed them, in the order they started: fence, final_lsn, replay, cdc_drain,
-   * fence_recheck, promote, reverse_replication_start, cdc_restore, snapshot_hold, route, ack. Parts that run side by
+   * fence_recheck, promote, reverse_slots, cdc_restore, snapshot_hold, route, ack. Parts that run side by
    * side overlap; what no part covers is the engine's own bookkeeping (phase transitions committed to the store).
    *
    * @generated from field: repeated migration.v1.CutoverPart parts = 5;
