@@ -13,6 +13,8 @@
  *   npm run bench:cutover -- 9 10         # 9 cutovers, then 10 concurrent
  *   npm run bench:cutover -- 5 0 --cdc    # each source with a logical slot and a directed CDC consumer
  *   npm run bench:cutover -- 5 0 --realistic  # each source with the realistic schema, a load touching every table
+ *   npm run bench:cutover -- 5 0 --heavy      # and 4 unthrottled writers through the proxy beside the 200 rows/s probe
+ *   npm run bench:cutover -- 5 0 --rollback   # after each cutover, a rollback under the same load: its window instead
  */
 import { rmSync } from "node:fs";
 import { newWorkDir } from "../src/postgres/reach.js";
@@ -42,6 +44,10 @@ import { CdcConsumer } from "../testing/cdc/consumer.js";
 const withCdc = process.argv.includes("--cdc");
 /** Sources with the realistic schema (src/workload/realistic.ts) under a load touching every table, 50 transactions/s. */
 const realistic = process.argv.includes("--realistic");
+/** Four writers inserting as fast as they can through the proxy, reconnecting as the probe does, beside the probe. */
+const heavy = process.argv.includes("--heavy");
+/** Each cutover followed by a rollback under the same load; the figures are the rollback's. */
+const rollback = process.argv.includes("--rollback");
 const [cutovers = 5, concurrent = 20] = process.argv
   .slice(2)
   .filter((a) => !a.startsWith("--"))
@@ -105,6 +111,8 @@ async function migrate(
     },
   });
   let load: WriteLoad | RealisticLoad | undefined;
+  const writers: WriteLoad[] = [];
+  let rolledBackAt: number | undefined;
   const entered = new Map<string, number>();
   for await (const res of client.watchMigration({ id: migration!.id })) {
     const e = res.event!;
@@ -116,12 +124,26 @@ async function migrate(
         ? new RealisticLoad({ host: "127.0.0.1", port, ...app, ratePerSec: 50 })
         : new WriteLoad({ host: "127.0.0.1", port, ...app, ratePerSec: 200 });
       load.start();
+      if (heavy && !rich)
+        for (let w = 0; w < 4; w++) {
+          writers.push(new WriteLoad({ host: "127.0.0.1", port, ...app, ratePerSec: 0 }));
+          writers[w]!.start();
+        }
     }
-    if (res.phase === Phase.COMPLETED) break;
+    if (res.phase === Phase.COMPLETED && opts.load && rollback && rolledBackAt === undefined) {
+      // A moment on the target first, as a rollback would come after some traffic there.
+      await new Promise((r) => setTimeout(r, 1000));
+      rolledBackAt = Date.now();
+      await client.rollbackMigration({ id: migration!.id, reason: "bench --rollback" });
+      continue;
+    }
+    if (res.phase === Phase.COMPLETED && !(opts.load && rollback)) break;
+    if (res.phase === Phase.ROLLED_BACK && rolledBackAt !== undefined) break;
     if ([Phase.FAILED, Phase.ROLLED_BACK, Phase.ABORTED].includes(res.phase))
       throw new Error(`${name} ended ${Phase[res.phase]}: ${e.message}`);
   }
   await new Promise((r) => setTimeout(r, 300));
+  await Promise.all(writers.map((w) => w.stop()));
   await load?.stop();
   await consumer?.stop();
   const final = (await client.getMigration({ id: migration!.id })).migration!;
@@ -130,7 +152,27 @@ async function migrate(
   const order = [...entered.entries()].sort((a, b) => a[1] - b[1]);
   const durations = new Map<string, number>();
   for (let i = 0; i < order.length - 1; i++) durations.set(order[i]![0], order[i + 1]![1] - order[i]![1]);
-  return { durations, windowMs: load?.longestGapMs, pausedMs, parts: breakdownOf(final.cutover, load) };
+  const timing = rollback && opts.load ? final.rollback : final.cutover;
+  // The longest gap any writer saw: over the whole run for a cutover, from the rollback's request on for a rollback.
+  const loads = [...(load ? [load] : []), ...writers];
+  const windowMs = loads.length
+    ? Math.max(
+        ...loads.map((l) =>
+          rolledBackAt === undefined || !(l instanceof WriteLoad) ? l.longestGapMs : gapSince(l, rolledBackAt),
+        ),
+      )
+    : undefined;
+  if (writers.length)
+    process.stderr.write(`  unthrottled writers: ${writers.reduce((n, w) => n + w.committed.length, 0)} commits\n`);
+  return { durations, windowMs, pausedMs, parts: breakdownOf(timing, load) };
+}
+
+/** The longest gap between a writer's commits that ends after `from` (Date.now() time). */
+function gapSince(load: WriteLoad, from: number): number {
+  const t = load.committedAt;
+  let longest = 0;
+  for (let i = 1; i < t.length; i++) if (t[i]! >= from) longest = Math.max(longest, t[i]! - t[i - 1]!);
+  return longest;
 }
 
 /** One cutover's parts (start offset and duration, ms, by name), with the application's first commit after it. */
@@ -149,12 +191,18 @@ function breakdownOf(cutover: CutoverTiming | undefined, load: WriteLoad | Reali
     parts.set(p.name, prev ? { ...prev, ms: prev.ms + ms } : { phase: Phase[p.phase] ?? "", start, ms });
   }
   const started = timestampDate(cutover.startedAt).getTime();
-  const ended = cutover.endedAt ? timestampDate(cutover.endedAt).getTime() : undefined;
+  // Routed when the last ACK came (a rollback goes on after it: it watches for CDC readers, compares the data).
+  const ack = parts.get("ack");
+  const ended = ack
+    ? started + ack.start + ack.ms
+    : cutover.endedAt
+      ? timestampDate(cutover.endedAt).getTime()
+      : undefined;
   const commits = load instanceof WriteLoad ? load.committedAt : [];
   const first = ended === undefined ? undefined : commits.find((t) => t >= ended);
   // From the last ACK (the window's end as the engine sees it) to the application's next commit through the proxy.
   if (first !== undefined && ended !== undefined)
-    parts.set("app_first_commit", { phase: "after ROUTING", start: ended - started, ms: first - ended });
+    parts.set("app_first_commit", { phase: "after the last ACK", start: ended - started, ms: first - ended });
   return parts;
 }
 
@@ -168,7 +216,9 @@ function printBreakdown(runs: BreakdownRun[]): void {
       return { name, phase: seen[0]!.phase, start: med(seen.map((p) => p.start)), ms: seen.map((p) => p.ms) };
     })
     .sort((a, b) => a.start - b.start);
-  console.log("  the window's parts (from GetMigration's cutover timing; side-by-side parts overlap):");
+  console.log(
+    `  the ${rollback ? "rollback's" : "window's"} parts (from GetMigration's ${rollback ? "rollback" : "cutover"} timing; side-by-side parts overlap):`,
+  );
   for (const r of rows)
     console.log(`    +${r.start.toFixed(0).padStart(4)} ms  ${`${r.name} [${r.phase}]`.padEnd(44)} ${stats(r.ms)}`);
 }
@@ -206,6 +256,7 @@ try {
   const cdcPaused: number[] = [];
   const cdcSteps: number[] = [];
   const breakdown: BreakdownRun[] = [];
+  const rollingBack: number[] = [];
   for (let i = 0; i < cutovers; i++) {
     const { durations, windowMs, pausedMs, parts } = await migrate(`cut${i}`, { load: true });
     breakdown.push(parts);
@@ -213,6 +264,7 @@ try {
     windows.push(windowMs!);
     promotion.push(durations.get("PROMOTING")!);
     routing.push(durations.get("ROUTING")!);
+    if (durations.has("ROLLING_BACK")) rollingBack.push(durations.get("ROLLING_BACK")!);
     cdcSteps.push((durations.get("CDC_PREPARE") ?? 0) + (durations.get("CDC_RESTORE") ?? 0));
     cutoverPath.push(
       ["QUIESCING", "FINAL_SYNC", "CDC_PREPARE", "PROMOTING", "CDC_RESTORE", "ROUTING"].reduce(
@@ -220,18 +272,23 @@ try {
         0,
       ),
     );
-    process.stderr.write(`cutover ${i + 1}/${cutovers}: window ${windowMs!.toFixed(0)} ms\n`);
+    process.stderr.write(
+      `${rollback ? "rollback" : "cutover"} ${i + 1}/${cutovers}: window ${windowMs!.toFixed(0)} ms\n`,
+    );
   }
   console.log(
-    `cutovers under ${realistic ? "a load of 50 transactions/s touching every table of a realistic schema" : "a 200 rows/s write load"} through the xDS proxy (${cutovers} runs${withCdc ? ", each with a logical slot and a directed CDC consumer" : ""})`,
+    `${rollback ? "rollbacks (each after a cutover)" : "cutovers"} under ${realistic ? "a load of 50 transactions/s touching every table of a realistic schema" : heavy ? "a 200 rows/s probe and 4 unthrottled writers" : "a 200 rows/s write load"} through the xDS proxy (${cutovers} runs${withCdc ? ", each with a logical slot and a directed CDC consumer" : ""})`,
   );
   console.log(`  write-unavailability window: ${stats(windows)}`);
   console.log(`  limit: a bare pg_promote(false) to a committed write on the standby: ${stats(bare)}`);
   const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
   console.log(`  window / limit (medians): ${(median(windows) / median(bare)).toFixed(1)}x`);
-  console.log(`  promotion (PROMOTING):        ${stats(promotion)}`);
-  console.log(`  routing convergence (ROUTING): ${stats(routing)}`);
-  console.log(`  fence -> routed (QUIESCING..ROUTING): ${stats(cutoverPath)}`);
+  if (rollback) console.log(`  the rollback (ROLLING_BACK, request to routed back): ${stats(rollingBack)}`);
+  else {
+    console.log(`  promotion (PROMOTING):        ${stats(promotion)}`);
+    console.log(`  routing convergence (ROUTING): ${stats(routing)}`);
+    console.log(`  fence -> routed (QUIESCING..ROUTING): ${stats(cutoverPath)}`);
+  }
   if (withCdc) console.log(`  CDC steps (CDC_PREPARE + CDC_RESTORE): ${stats(cdcSteps)}`);
   if (cdcPaused.length > 0) console.log(`  CDC consumers' streams stopped: ${stats(cdcPaused)}`);
   printBreakdown(breakdown);

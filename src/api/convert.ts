@@ -21,7 +21,7 @@ import type { EventRow, MigrationRow } from "../store/migration-repo.js";
 import type { CheckResult } from "../domain/check.js";
 import { specFromJson } from "../domain/spec.js";
 import { drainEstimateMs } from "../domain/rollback-readiness.js";
-import type { ReverseStatusJson } from "../domain/state.js";
+import type { CutoverTimingJson, ReverseStatusJson } from "../domain/state.js";
 
 function phaseOrUnspecified(p: string | null): number {
   return p && isPhaseName(p) ? phaseToProto(p) : 0;
@@ -102,21 +102,8 @@ export function migrationToProto(row: MigrationRow, history: EventRow[], watcher
               : durationFromMs(Math.round(state.replication.windowHeldMs)),
         })
       : undefined,
-    cutover: state.cutover
-      ? create(CutoverTimingSchema, {
-          startedAt: timestampFromDate(new Date(state.cutover.startedAt)),
-          endedAt: state.cutover.endedAt ? timestampFromDate(new Date(state.cutover.endedAt)) : undefined,
-          window: state.cutover.windowMs === undefined ? undefined : durationFromMs(state.cutover.windowMs),
-          outcome: state.cutover.outcome ?? "",
-          parts: (state.cutover.parts ?? []).map((p) => ({
-            name: p.name,
-            phase: phaseToProto(p.phase),
-            offset: durationFromMs(p.startMs),
-            duration: durationFromMs(p.ms),
-            failed: p.failed ?? false,
-          })),
-        })
-      : undefined,
+    cutover: timingToProto(state.cutover),
+    rollback: timingToProto(state.rollback),
     lastError: state.lastError
       ? {
           code: state.lastError.code,
@@ -157,4 +144,22 @@ function reverseToProto(r: ReverseStatusJson) {
     sampledAt: timestampFromDate(new Date(r.sampledAt)),
     stoppedReason: r.stoppedReason ?? "",
   });
+}
+
+function timingToProto(t: CutoverTimingJson | undefined) {
+  return t
+    ? create(CutoverTimingSchema, {
+        startedAt: timestampFromDate(new Date(t.startedAt)),
+        endedAt: t.endedAt ? timestampFromDate(new Date(t.endedAt)) : undefined,
+        window: t.windowMs === undefined ? undefined : durationFromMs(t.windowMs),
+        outcome: t.outcome ?? "",
+        parts: (t.parts ?? []).map((p) => ({
+          name: p.name,
+          phase: phaseToProto(p.phase),
+          offset: durationFromMs(p.startMs),
+          duration: durationFromMs(p.ms),
+          failed: p.failed ?? false,
+        })),
+      })
+    : undefined;
 }

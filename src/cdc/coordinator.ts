@@ -150,9 +150,16 @@ async function stage(
  */
 export async function drainAndPause(ctx: CdcContext, finalLsn: string, remainingMs: number): Promise<string> {
   // Done already (it starts alongside FINAL_SYNC's replay wait): nothing to do, not even a connection.
+  if (ctx.state.cdcHandOver?.lsn === finalLsn) return ctx.state.cdcHandOver.reason;
   if (ctx.state.cdc?.stage === "PAUSED" && ctx.state.cdc.side === "source" && ctx.state.cdc.drainToLsn === finalLsn) {
     return `logical slot(s) handed over at ${finalLsn}: ${names(ctx.state).join(", ")}`;
   }
+  const reason = await handOver(ctx, finalLsn, remainingMs);
+  ctx.state.cdcHandOver = { lsn: finalLsn, reason };
+  return reason;
+}
+
+async function handOver(ctx: CdcContext, finalLsn: string, remainingMs: number): Promise<string> {
   // One connection for the whole hand-over: it runs with writes stopped, and each new connection costs.
   return ctx.provider.sql(ctx.source).session(async (c) => {
     const slots = await logicalSlotsOn(c);

@@ -33,6 +33,19 @@ export function nextCutoverTiming(
   return prev;
 }
 
+/** A rollback's timing: opened on entering ROLLING_BACK, closed on leaving it (outcome: the phase it left to). */
+export function nextRollbackTiming(
+  prev: CutoverTimingJson | undefined,
+  from: PhaseName,
+  to: PhaseName,
+  at: Date,
+): CutoverTimingJson | undefined {
+  if (to === "ROLLING_BACK" && from !== "ROLLING_BACK") return { startedAt: at.toISOString() };
+  if (from === "ROLLING_BACK" && to !== "ROLLING_BACK" && prev && !prev.endedAt)
+    return { ...prev, endedAt: at.toISOString(), windowMs: at.getTime() - Date.parse(prev.startedAt), outcome: to };
+  return prev;
+}
+
 /**
  * The timing with one more part, when a window is open (parts outside a cutover are not its parts). A part that
  * runs again (a step resumed, or done twice on purpose) is kept twice: both cost the window.

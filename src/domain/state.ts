@@ -34,6 +34,8 @@ export interface MigrationStateJson {
   /** Peak WAL generation rate (bytes/s) the replica kept up with while replicating. */
   peakWalRate?: number;
   /** Logical slots on record: positions, consumers, where they were recreated. */
+  /** The CDC hand-over done at a final LSN, and what it said: CDC_PREPARE, after FINAL_SYNC did it, opens no connection. */
+  cdcHandOver?: { lsn: string; reason: string };
   cdcSlots?: CdcSlotRecord[];
   /** Where CDC consumers are told to read, and since when. */
   cdc?: CdcStateJson;
@@ -52,6 +54,8 @@ export interface MigrationStateJson {
   replication?: ReplicationSampleJson;
   /** The last cutover's window. */
   cutover?: CutoverTimingJson;
+  /** The last rollback's timing (ROLLING_BACK, entered to left), with its parts. */
+  rollback?: CutoverTimingJson;
   /** Step outputs, keyed by step name, so a resumed step knows what was done. */
   steps?: Record<string, unknown>;
 }

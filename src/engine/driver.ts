@@ -7,7 +7,7 @@ import { sleep } from "../support/sleep.js";
 import { resolveSpec, sourceRef, specFromJson, targetRef } from "../domain/spec.js";
 import type { MigrationStateJson } from "../domain/state.js";
 import { CUTOVER_WINDOW } from "../domain/transitions.js";
-import { nextCutoverTiming, phaseOutcome, withCutoverPart } from "../domain/cutover-timing.js";
+import { nextCutoverTiming, nextRollbackTiming, phaseOutcome, withCutoverPart } from "../domain/cutover-timing.js";
 import { pauseAlert } from "../cdc/coordinator.js";
 import type { Provider } from "../providers/provider.js";
 import type { Router } from "../routing/router.js";
@@ -218,13 +218,9 @@ export class Engine {
           failed = false;
           return r;
         } finally {
-          state.cutover = withCutoverPart(state.cutover, {
-            name,
-            phase: row.phase,
-            startedAt,
-            endedAt: Date.now(),
-            failed,
-          });
+          const part = { name, phase: row.phase, startedAt, endedAt: Date.now(), failed };
+          if (state.cutover && !state.cutover.endedAt) state.cutover = withCutoverPart(state.cutover, part);
+          else state.rollback = withCutoverPart(state.rollback, part);
         }
       },
     };
@@ -271,10 +267,12 @@ export class Engine {
     const at = new Date();
     const enteredAt = env.state.phaseEnteredAt ? Date.parse(env.state.phaseEnteredAt) : env.row.updated_at.getTime();
     const cutover = nextCutoverTiming(env.state.cutover, from, to, at);
+    const rollback = nextRollbackTiming(env.state.rollback, from, to, at);
     const state: MigrationStateJson = {
       ...env.state,
       phaseEnteredAt: at.toISOString(),
       ...(cutover ? { cutover } : {}),
+      ...(rollback ? { rollback } : {}),
     };
     // Inside the window, where writes are stopped, the next step's intent goes in the move's own commit: a commit
     // to the store less per phase. The step runs right after (nothing in the window pauses), as recordIntent would say.
@@ -562,7 +560,9 @@ export class Engine {
           );
         }
         await provider.unfence(source);
+        // The next cutover reads a final LSN and hands CDC over anew.
         delete state.finalLsn;
+        delete state.cdcHandOver;
         // The transition below persists this; consumers paused for the cutover read the source again.
         await env.activities.cdc.resumeOnSource({ ...cdcContext(env), note: async () => {} });
         await this.move(

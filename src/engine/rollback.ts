@@ -66,7 +66,7 @@ export const rollingBack: Step = async (env) => {
   if (promoted) {
     // Two writable primaries must never both take traffic: the promoted target stops taking any, or nothing goes back.
     try {
-      await env.provider.fence(env.target);
+      await env.trace("fence_target", () => env.provider.fence(env.target));
     } catch (e) {
       const why = ConnectError.from(e).rawMessage;
       await env.report(
@@ -85,12 +85,14 @@ export const rollingBack: Step = async (env) => {
   }
   if (reverse) {
     // Lossless: with the target's writes stopped, let the source apply all of them and carry sequences over.
-    await rev.drain(env.provider, env.source, env.target, Math.max(5_000, env.remainingMs));
+    await env.trace("drain", () => rev.drain(env.provider, env.source, env.target, Math.max(5_000, env.remainingMs)));
     // Logical replication carries no large objects: the source is made to hold the target's.
     await carryLargeObjects(env, "with the target fenced");
   }
   if (promoted) {
-    const warning = await cdc.rollbackSlots(cdcContext(env), Math.max(5_000, env.remainingMs));
+    const warning = await env.trace("cdc_slots_back", () =>
+      cdc.rollbackSlots(cdcContext(env), Math.max(5_000, env.remainingMs)),
+    );
     if (warning) await env.report(warning);
     // The point the comparison after the rollback is made at: the source as drained, the target as fenced. Only
     // while the source is still fenced (a rerun after the unfence would see later writes on it).
@@ -103,13 +105,13 @@ export const rollingBack: Step = async (env) => {
     // Before the source takes writes again: consumers handed over at the fence do not see again what they were sent.
     await cdc.settleOnSource(cdcContext(env));
   }
-  await env.provider.unfence(env.source);
+  await env.trace("unfence_source", () => env.provider.unfence(env.source));
   const sourceEp = await env.provider.endpoint(env.source);
   const current = await env.router.current(env.spec.databaseName);
   if (current && (current.endpoint.host !== sourceEp.host || current.endpoint.port !== sourceEp.port)) {
-    await env.router.route(env.spec.databaseName, sourceEp, 120_000, { tolerateNack: true });
+    await env.router.route(env.spec.databaseName, sourceEp, 120_000, { tolerateNack: true, trace: env.trace });
   }
-  await cdc.resumeOnSource(cdcContext(env), { watch: true });
+  await env.trace("cdc_resume", () => cdc.resumeOnSource(cdcContext(env), { watch: true }));
   if (reverse) {
     await rev.stop(env.provider, env.source, env.target);
     env.state.rollbackReverseEnded = true;

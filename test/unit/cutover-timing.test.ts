@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { nextCutoverTiming, withCutoverPart } from "../../src/domain/cutover-timing.js";
+import { nextCutoverTiming, nextRollbackTiming, withCutoverPart } from "../../src/domain/cutover-timing.js";
 
 const t0 = Date.parse("2026-12-06T12:00:00.000Z");
 const part = (name: string, from: number, to: number, failed = false) => ({
@@ -24,5 +24,19 @@ describe("the cutover's breakdown", () => {
     const closed = nextCutoverTiming(timing, "ROUTING", "VERIFYING", new Date(t0 + 40));
     expect(closed).toMatchObject({ windowMs: 40, outcome: "ROUTED", parts: timing!.parts });
     expect(withCutoverPart(closed, part("late", 50, 60))).toBe(closed);
+  });
+
+  it("times a rollback from entering ROLLING_BACK to leaving it, apart from the cutover's", () => {
+    expect(nextRollbackTiming(undefined, "ROUTING", "VERIFYING", new Date(t0))).toBeUndefined();
+    let timing = nextRollbackTiming(undefined, "COMPLETED", "ROLLING_BACK", new Date(t0));
+    expect(timing).toEqual({ startedAt: new Date(t0).toISOString() });
+    timing = withCutoverPart(timing, { ...part("drain", 5, 25), phase: "ROLLING_BACK" });
+    // A rollback resumed by a new driver is still the same rollback.
+    expect(nextRollbackTiming(timing, "ROLLING_BACK", "ROLLING_BACK", new Date(t0 + 10))).toBe(timing);
+    expect(nextRollbackTiming(timing, "ROLLING_BACK", "ROLLED_BACK", new Date(t0 + 30))).toMatchObject({
+      windowMs: 30,
+      outcome: "ROLLED_BACK",
+      parts: [{ name: "drain", phase: "ROLLING_BACK", startMs: 5, ms: 20 }],
+    });
   });
 });
