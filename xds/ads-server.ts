@@ -1,7 +1,7 @@
 import { EventEmitter } from "node:events";
 import type { PeerCertificate } from "node:tls";
 import type * as grpc from "@grpc/grpc-js";
-import { adsService, TYPE, UNDECODABLE } from "./envoy-protos.js";
+import { adsService, encodeDiscoveryResponse, TYPE, UNDECODABLE } from "./envoy-protos.js";
 import type { CacheChange, CachedResource, ResourceCache } from "./cache.js";
 import { DeltaProtocol } from "./delta.js";
 import type {
@@ -12,7 +12,16 @@ import type {
   Undecodable,
 } from "./discovery-messages.js";
 import { SotwProtocol } from "./sotw.js";
-import type { AckOutcome, Protocol, ProtocolContext, Stream, StreamView, XdsNode } from "./stream.js";
+import type {
+  AckOutcome,
+  Protocol,
+  ProtocolContext,
+  SharedResponse,
+  Stream,
+  StreamView,
+  Subscription,
+  XdsNode,
+} from "./stream.js";
 
 export type { AckOutcome, StreamView, TypeAckState, XdsNode } from "./stream.js";
 
@@ -26,7 +35,7 @@ interface ServedStream extends Stream {
 }
 
 type AnyRequest = DiscoveryRequest | DeltaDiscoveryRequest | Undecodable;
-type AdsCall = grpc.ServerDuplexStream<AnyRequest, DiscoveryResponse | DeltaDiscoveryResponse>;
+type AdsCall = grpc.ServerDuplexStream<AnyRequest, DiscoveryResponse | DeltaDiscoveryResponse | Buffer>;
 
 /** What the transport says of the peer of a stream. */
 export interface XdsPeer {
@@ -41,7 +50,10 @@ export type Admission =
   | {
       /** The authenticated identity the stream's ACK state is kept under. */
       identity?: string;
-      /** Which resources the stream may receive; everything when undefined. */
+      /**
+       * Which resources the stream may receive; everything when undefined. Streams given the same function are taken
+       * to see the same resources and share their encoded state-of-the-world responses: give one per rule.
+       */
       visible?: (typeUrl: string, name: string) => boolean;
     };
 
@@ -95,10 +107,16 @@ export class AdsServer extends EventEmitter {
   private readonly unsubscribe: () => void;
   private readonly types: Set<string>;
   private readonly limits: AdsLimits;
+  /** SotW responses encoded once per view and cache version (see ProtocolContext.sharedSotw). */
+  private readonly shared = new Map<string, SharedResponse>();
+  /** A number for each visibility rule an admission gave, to key shared responses by. */
+  private readonly ruleIds = new WeakMap<object, number>();
+  private rules = 0;
   private readonly context: ProtocolContext = {
     view: (s, typeUrl) => this.viewFor(s, typeUrl),
     currentVersion: () => this.cache.currentVersion(),
     nonce: () => (++this.nonceCounter).toString(36),
+    sharedSotw: (s, typeUrl, sub, make) => this.sharedSotw(s, typeUrl, sub, make),
     acked: (s, typeUrl, version) => this.emit("ack", s, typeUrl, version),
     nacked: (s, typeUrl, version, message) => this.emit("nack", s, typeUrl, version, message),
   };
@@ -209,7 +227,7 @@ export class AdsServer extends EventEmitter {
       dirty: new Set(),
       flushScheduled: false,
     };
-    const write = (msg: DiscoveryResponse | DeltaDiscoveryResponse) => call.write(msg);
+    const write = (msg: DiscoveryResponse | DeltaDiscoveryResponse | Buffer) => call.write(msg);
     const served: ServedStream = Object.assign(stream, {
       protocol:
         kind === "sotw"
@@ -251,6 +269,30 @@ export class AdsServer extends EventEmitter {
         `a stream may subscribe to at most ${this.limits.maxNamesPerType} names of ${typeUrl}`,
       );
     }
+  }
+
+  private sharedSotw(
+    s: Stream,
+    typeUrl: string,
+    sub: Subscription,
+    make: (nonce: string) => object,
+  ): SharedResponse | undefined {
+    // Long explicit lists are rare (a proxy names its few clusters); keying on them would cost more than it saves.
+    if (sub !== "*" && sub.size > 16) return undefined;
+    let rule = 0;
+    if (s.visible) {
+      rule = this.ruleIds.get(s.visible) ?? this.ruleIds.set(s.visible, ++this.rules).get(s.visible)!;
+    }
+    const names = sub === "*" ? "*" : [...sub].sort().join("\u0000");
+    const key = `${typeUrl}\u0001${s.group ?? ""}\u0001${rule}\u0001${names}`;
+    const version = this.cache.currentVersion();
+    const hit = this.shared.get(key);
+    if (hit?.version === version) return hit;
+    const nonce = this.context.nonce();
+    const made: SharedResponse = { version, nonce, bytes: encodeDiscoveryResponse(make(nonce)) };
+    // One entry per view: an older version's is replaced, so the map holds as many entries as there are views.
+    this.shared.set(key, made);
+    return made;
   }
 
   /** The cache's view of a type as this stream may see it. */

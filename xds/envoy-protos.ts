@@ -97,7 +97,8 @@ function streamingMethod(
     responseStream: true,
     requestSerialize: serialize(req),
     requestDeserialize: deserializeRequest,
-    responseSerialize: serialize(res),
+    // A response already encoded (one state-of-the-world push shared by many streams) is written as it is.
+    responseSerialize: (o: object) => (Buffer.isBuffer(o) ? o : serialize(res)(o)),
     responseDeserialize: deserialize(res),
     originalName: name[0]!.toLowerCase() + name.slice(1),
   };
@@ -133,6 +134,13 @@ export function adsClientConstructor(): grpc.ServiceClientConstructor {
   })();
   return adsCtor;
 }
+
+/** Encodes a DiscoveryResponse once, for writing to many streams (see responseSerialize above). */
+export function encodeDiscoveryResponse(msg: object): Buffer {
+  responseType ??= envoyRoot([ADS_FILE]).lookupType("envoy.service.discovery.v3.DiscoveryResponse");
+  return Buffer.from(responseType.encode(responseType.fromObject(msg)).finish());
+}
+let responseType: protobuf.Type | undefined;
 
 /** The AggregatedDiscoveryService definition, for a grpc-js server. */
 export function adsService(): grpc.ServiceDefinition {

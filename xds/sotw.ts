@@ -22,7 +22,7 @@ export class SotwProtocol implements Protocol<DiscoveryRequest> {
   constructor(
     private readonly s: Stream,
     private readonly ctx: ProtocolContext,
-    private readonly write: (msg: DiscoveryResponse) => void,
+    private readonly write: (msg: DiscoveryResponse | Buffer) => void,
   ) {}
 
   onRequest(req: DiscoveryRequest): void {
@@ -63,20 +63,30 @@ export class SotwProtocol implements Protocol<DiscoveryRequest> {
   send(typeUrl: string): void {
     const sub = this.s.subs.get(typeUrl);
     if (sub === undefined) return;
+    const shared = this.ctx.sharedSotw(this.s, typeUrl, sub, (nonce) => this.response(typeUrl, sub, nonce));
+    if (shared) {
+      this.lastNonce.set(typeUrl, { nonce: shared.nonce, version: shared.version });
+      this.write(shared.bytes);
+      return;
+    }
+    const nonce = this.ctx.nonce();
+    const msg = this.response(typeUrl, sub, nonce);
+    this.lastNonce.set(typeUrl, { nonce, version: Number(msg.version_info) });
+    this.write(msg);
+  }
+
+  private response(typeUrl: string, sub: Subscription, nonce: string): DiscoveryResponse {
     const view = this.ctx.view(this.s, typeUrl);
     const resources: CachedResource[] =
       sub === "*"
         ? [...view.values()]
         : [...sub].map((n) => view.get(n)).filter((r): r is CachedResource => Boolean(r));
-    const version = this.ctx.currentVersion();
-    const nonce = this.ctx.nonce();
-    this.lastNonce.set(typeUrl, { nonce, version });
-    this.write({
-      version_info: String(version),
+    return {
+      version_info: String(this.ctx.currentVersion()),
       type_url: typeUrl,
       nonce,
       resources: resources.map((r) => ({ type_url: typeUrl, value: Buffer.from(r.value) })),
-    });
+    };
   }
 
   outcome(typeUrl: string, _name: string, version: number): AckOutcome {

@@ -45,10 +45,27 @@ export interface Stream extends StreamView {
 /** What a protocol variant needs of the server: the cache as the stream may see it, nonces, and ACK reporting. */
 export interface ProtocolContext {
   view(s: Stream, typeUrl: string): Map<string, CachedResource>;
+  /**
+   * The response for what a stream subscribes to, encoded once for every stream that sees the same resources at
+   * the same cache version (same group, same visibility rule, same names), with one nonce for all of them (a nonce
+   * only has to be unique on its stream). Undefined when the stream's view is its own.
+   */
+  sharedSotw(
+    s: Stream,
+    typeUrl: string,
+    sub: Subscription,
+    make: (nonce: string) => object,
+  ): SharedResponse | undefined;
   currentVersion(): number;
   nonce(): string;
   acked(s: Stream, typeUrl: string, version: number): void;
   nacked(s: Stream, typeUrl: string, version: number, message: string): void;
+}
+
+export interface SharedResponse {
+  version: number;
+  nonce: string;
+  bytes: Buffer;
 }
 
 /** One variant of ADS (state of the world, or incremental) on one stream. */

@@ -31,6 +31,14 @@ export function nodeIdentity(nodeId: string): string {
  * databases the policy lets its identity reach (both are named after the database).
  */
 export function xdsAdmission(opts: XdsAdmissionOptions): (node: XdsNode, peer: XdsPeer) => Admission {
+  // One rule per identity (it reads the policy in force at each call): streams of one identity see the same
+  // resources, so the ADS server encodes their responses once.
+  const rules = new Map<string, (typeUrl: string, name: string) => boolean>();
+  const ruleOf = (identity: string) => {
+    let rule = rules.get(identity);
+    if (!rule) rules.set(identity, (rule = (_type, name) => opts.policy().proxyMayReach(identity, name)));
+    return rule;
+  };
   return (node, peer) => {
     if (!opts.mtls) return {};
     const identity = certificateIdentity(peer.certificate);
@@ -52,7 +60,6 @@ export function xdsAdmission(opts: XdsAdmissionOptions): (node: XdsNode, peer: X
         code: 8,
       };
     }
-    const policy = opts.policy;
-    return { identity, visible: (_type, name) => policy().proxyMayReach(identity, name) };
+    return { identity, visible: ruleOf(identity) };
   };
 }
