@@ -247,32 +247,34 @@ export async function awaitReverseApplied(
   timeoutMs: number,
 ): Promise<Array<{ slot_name: string; database: string }>> {
   const deadline = Date.now() + timeoutMs;
-  const tgtAdmin = provider.sql(target);
-  const slots = (
-    await tgtAdmin.query<{ slot_name: string; database: string }>(
-      "select slot_name, database from pg_replication_slots where slot_name like $1",
-      [`${NAME}_%`],
-    )
-  ).rows;
-  for (const s of slots) {
-    while (true) {
-      const flushed =
-        (
-          await tgtAdmin.query<{ l: string | null }>(
-            "select confirmed_flush_lsn::text as l from pg_replication_slots where slot_name = $1",
-            [s.slot_name],
-          )
-        ).rows[0]?.l ?? null;
-      if (flushed && lsnAtLeast(flushed, lsn)) break;
-      if (Date.now() > deadline) {
-        throw new DeadlineExceededError(
-          `the source has not applied the target's changes of ${s.database} up to ${lsn} (at ${flushed ?? "nothing"}); check the subscription ${NAME} on ${source.id}`,
-        );
+  // One connection for the whole wait, looked through every 5 ms: a rollback waits here with both sides fenced.
+  return provider.sql(target).session(async (c) => {
+    const slots = (
+      await c.query<{ slot_name: string; database: string }>(
+        "select slot_name, database from pg_replication_slots where slot_name like $1",
+        [`${NAME}_%`],
+      )
+    ).rows;
+    for (const s of slots) {
+      while (true) {
+        const flushed =
+          (
+            await c.query<{ l: string | null }>(
+              "select confirmed_flush_lsn::text as l from pg_replication_slots where slot_name = $1",
+              [s.slot_name],
+            )
+          ).rows[0]?.l ?? null;
+        if (flushed && lsnAtLeast(flushed, lsn)) break;
+        if (Date.now() > deadline) {
+          throw new DeadlineExceededError(
+            `the source has not applied the target's changes of ${s.database} up to ${lsn} (at ${flushed ?? "nothing"}); check the subscription ${NAME} on ${source.id}`,
+          );
+        }
+        await new Promise((r) => setTimeout(r, 5));
       }
-      await new Promise((r) => setTimeout(r, 20));
     }
-  }
-  return slots;
+    return slots;
+  });
 }
 
 /**
