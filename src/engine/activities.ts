@@ -18,6 +18,7 @@ import {
   probeReversePath,
   reverseBacklog,
   reserveReverseSlots,
+  flushReverseCommits,
   startReverseReplication,
   stopReverseReplication,
 } from "../replication/reverse.js";
@@ -71,6 +72,7 @@ export const realActivities: Activities = {
     probe: probeReversePath,
     reserve: reserveReverseSlots,
     start: startReverseReplication,
+    flushCommits: flushReverseCommits,
     drain: drainReverseReplication,
     stop: stopReverseReplication,
     backlog: reverseBacklog,

@@ -60,6 +60,7 @@ export const rollingBack: Step = async (env) => {
     const dbs = env.state.reverseDatabases!;
     await Promise.all([
       carryLargeObjects(env, "before the target was fenced"),
+      rev.flushCommits(env.provider, env.source, dbs),
       env.activities.verify.open(env.provider, env.source, env.target, dbs, verifyKey(env, "rollback")).catch(() => {}),
     ]);
   }

@@ -88,6 +88,8 @@ export interface Activities {
     reserve(provider: Provider, target: InstanceRef, databases: string[]): Promise<void>;
     /** After routing (or when a rollback begins): the source subscribes to the target, on the reserved slots. */
     start(provider: Provider, source: InstanceRef, target: InstanceRef, databases: string[]): Promise<void>;
+    /** Before the target is fenced: the source commits what it applies synchronously, so that the drain sees it at once. */
+    flushCommits(provider: Provider, source: InstanceRef, databases: string[]): Promise<void>;
     /** With the target fenced: the source applies everything it wrote, sequences carried over. */
     drain(provider: Provider, source: InstanceRef, target: InstanceRef, timeoutMs: number): Promise<void>;
     stop(provider: Provider, source: InstanceRef, target: InstanceRef): Promise<void>;

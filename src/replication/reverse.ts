@@ -278,6 +278,25 @@ export async function awaitReverseApplied(
 }
 
 /**
+ * Before a rollback fences the target: the source's subscription commits what it applies synchronously. By default a
+ * subscription commits asynchronously, and reports a position applied only once the WAL writer flushed it (up to
+ * wal_writer_delay, 200 ms, later): the drain, with writes stopped on both sides, would wait that long. Idempotent.
+ */
+export async function flushReverseCommits(provider: Provider, source: InstanceRef, dbs: string[]): Promise<void> {
+  await Promise.all(
+    dbs.map((db) =>
+      provider.sql(source, db).session(async (c) => {
+        const has = await c.query(
+          "select 1 from pg_subscription s join pg_database d on d.oid = s.subdbid where s.subname = $1 and d.datname = current_database() and s.subsynccommit <> 'on'",
+          [NAME],
+        );
+        if (has.rowCount) await c.query(`alter subscription ${NAME} set (synchronous_commit = 'on')`);
+      }),
+    ),
+  );
+}
+
+/**
  * Waits until the source applied everything the (fenced) target wrote, then
  * carries sequences over, so the source can take writes again where the
  * target left off.

@@ -150,6 +150,7 @@ export class FakeActivities implements Activities {
     },
     reserve: async (_p, _t, dbs) => this.log(`reverse.reserve(${dbs.join(",")})`),
     start: async (_p, _s, _t, dbs) => this.log(`reverse.start(${dbs.join(",")})`),
+    flushCommits: async () => this.log("reverse.flushCommits"),
     drain: async () => this.log("reverse.drain"),
     stop: async () => this.log("reverse.stop"),
     backlog: async () => {

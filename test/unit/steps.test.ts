@@ -409,6 +409,7 @@ describe("steps, on a fake provider and router", () => {
       "reverse.coverNewTables",
       "reverse.backlog",
       "reverse.carryLargeObjects",
+      "reverse.flushCommits",
       `verify.open(${env.row.id}/rollback)`,
       "reverse.drain",
       "reverse.carryLargeObjects",
@@ -459,6 +460,7 @@ describe("steps, on a fake provider and router", () => {
               "reverse.coverNewTables",
               "reverse.backlog",
               "reverse.carryLargeObjects",
+              "reverse.flushCommits",
               `verify.open(${env.row.id}/rollback)`,
             ]
           : [],
