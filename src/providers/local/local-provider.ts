@@ -21,7 +21,7 @@ import { lsnAtLeast, type Lsn } from "../../domain/lsn.js";
 import type { Retirement } from "../../domain/spec.js";
 import type { StorageFigures } from "../../domain/storage.js";
 import type { Endpoint, InstanceDescription, InstanceRef, Provider, ReplicationStatus } from "../provider.js";
-import { connectTo, sqlPort, withClient } from "../connect.js";
+import { closeIdle, connectTo, sqlPort, withClient } from "../connect.js";
 import { endForeignSessions, PostgresAdmin } from "../postgres-admin.js";
 import type { PeerConnection, SqlPort } from "../sql.js";
 import { fenceHba, isFencedHba, unfenceHba } from "./fence.js";
@@ -514,8 +514,10 @@ export class LocalProvider implements Provider {
   }
 
   /** The fence's role out of the cluster, as its own admin (whom the cluster's rules admit, unfenced). */
-  private dropFenceRole(ref: InstanceRef): Promise<void> {
+  private async dropFenceRole(ref: InstanceRef): Promise<void> {
     const c = this.cluster(ref);
+    // Our own idle sessions of the role would keep it from being dropped now.
+    await closeIdle(c.connectionConfig("postgres"), FENCE_ROLE);
     return dropFenceRole((database) => connectTo(ref.id, c.connectionConfig(database)), ref.id, c.dir, c.user);
   }
 
