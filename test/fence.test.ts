@@ -1,14 +1,12 @@
-import { spawn } from "node:child_process";
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync } from "node:fs";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { LocalProvider } from "../src/providers/local/local-provider.js";
 import { createSampleSource, type AppCredentials } from "../testing/sample.js";
 import { tempDir } from "./helpers/service-process.js";
 import { destroyClusters } from "./helpers/clusters.js";
-
-const ROOT = resolve(import.meta.dirname, "..");
+import { moduleOf, runUntilKilled } from "./helpers/killed-child.js";
 
 async function connect(
   port: number,
@@ -23,14 +21,9 @@ async function connect(
 
 /** Runs provider.fence(name) in a child process that is SIGKILLed between the write and the rename of `file`. */
 function fenceKilledAt(root: string, name: string, file: string): Promise<NodeJS.Signals | null> {
-  const script = `import { LocalProvider } from ${JSON.stringify(join(ROOT, "src/providers/local/local-provider.ts"))};
+  const script = `import { LocalProvider } from ${moduleOf("src/providers/local/local-provider.ts")};
     await new LocalProvider(${JSON.stringify(root)}).fence({ id: ${JSON.stringify(name)} });`;
-  const child = spawn(process.execPath, ["--import", "tsx", "--input-type=module", "-e", script], {
-    cwd: ROOT,
-    env: { ...process.env, PGSHIFT_FAULT_KILL_BEFORE_RENAME: file },
-    stdio: "ignore",
-  });
-  return new Promise((res) => child.once("exit", (_code, signal) => res(signal)));
+  return runUntilKilled(script, { PGSHIFT_FAULT_KILL_BEFORE_RENAME: file });
 }
 
 describe("the fence cannot be fooled", () => {

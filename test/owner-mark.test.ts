@@ -1,22 +1,15 @@
-import { spawn } from "node:child_process";
 import { existsSync, mkdirSync, readdirSync } from "node:fs";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { claimFolder, dropStaging, markedOwner } from "../src/providers/local/owner-mark.js";
 import { tempDir } from "./helpers/service-process.js";
-
-const ROOT = resolve(import.meta.dirname, "..");
+import { moduleOf, runUntilKilled } from "./helpers/killed-child.js";
 
 /** Runs claimFolder(dir, owner) in a child process SIGKILLed at the fault point `env` names. */
 function claimKilled(dir: string, owner: string, env: Record<string, string>): Promise<NodeJS.Signals | null> {
-  const script = `import { claimFolder } from ${JSON.stringify(join(ROOT, "src/providers/local/owner-mark.ts"))};
+  const script = `import { claimFolder } from ${moduleOf("src/providers/local/owner-mark.ts")};
     claimFolder(${JSON.stringify(dir)}, ${JSON.stringify(owner)});`;
-  const child = spawn(process.execPath, ["--import", "tsx", "--input-type=module", "-e", script], {
-    cwd: ROOT,
-    env: { ...process.env, ...env },
-    stdio: "ignore",
-  });
-  return new Promise((res) => child.once("exit", (_code, signal) => res(signal)));
+  return runUntilKilled(script, env);
 }
 
 describe("a target folder never exists without its owner's mark", () => {

@@ -47,10 +47,10 @@ export function nextRollbackTiming(
 }
 
 /**
- * The timing with one more part, when a window is open (parts outside a cutover are not its parts). A part that
+ * A cutover's or a rollback's timing with one more part, while it is open (a part outside it is not its part). A part that
  * runs again (a step resumed, or done twice on purpose) is kept twice: both cost the window.
  */
-export function withCutoverPart(
+export function withTimedPart(
   timing: CutoverTimingJson | undefined,
   part: { name: string; phase: PhaseName; startedAt: number; endedAt: number; failed: boolean },
 ): CutoverTimingJson | undefined {

@@ -7,7 +7,7 @@ import { sleep } from "../support/sleep.js";
 import { resolveSpec, sourceRef, specFromJson, targetRef } from "../domain/spec.js";
 import type { MigrationStateJson } from "../domain/state.js";
 import { CUTOVER_WINDOW } from "../domain/transitions.js";
-import { nextCutoverTiming, nextRollbackTiming, phaseOutcome, withCutoverPart } from "../domain/cutover-timing.js";
+import { nextCutoverTiming, nextRollbackTiming, phaseOutcome, withTimedPart } from "../domain/cutover-timing.js";
 import { pauseAlert } from "../cdc/coordinator.js";
 import type { Provider } from "../providers/provider.js";
 import type { Router } from "../routing/router.js";
@@ -219,8 +219,8 @@ export class Engine {
           return r;
         } finally {
           const part = { name, phase: row.phase, startedAt, endedAt: Date.now(), failed };
-          if (state.cutover && !state.cutover.endedAt) state.cutover = withCutoverPart(state.cutover, part);
-          else state.rollback = withCutoverPart(state.rollback, part);
+          if (state.cutover && !state.cutover.endedAt) state.cutover = withTimedPart(state.cutover, part);
+          else state.rollback = withTimedPart(state.rollback, part);
         }
       },
     };
