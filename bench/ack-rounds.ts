@@ -24,22 +24,27 @@ export function allConnected(ads: AdsServer, n: number): Promise<void> {
   });
 }
 
+/** Puts round r's new endpoint for billing-db in the cache; resolves once all n streams ACKed it. */
+export function ackRound(ads: AdsServer, cache: ResourceCache, n: number, r: number): Promise<void> {
+  const v = cache.set(TYPE.cluster, [{ name: "billing-db", value: clusterResource(route(2 + r)) }]);
+  let acked = 0;
+  return new Promise<void>((res) => {
+    const on = (_s: unknown, type: string, version: number) => {
+      if (type === TYPE.cluster && version >= v && ++acked === n) {
+        ads.off("ack", on);
+        res();
+      }
+    };
+    ads.on("ack", on);
+  });
+}
+
 /** For each round, a new endpoint for billing-db, and the time until all n streams ACKed it. */
 export async function ackRounds(ads: AdsServer, cache: ResourceCache, n: number, rounds: number): Promise<number[]> {
   const times: number[] = [];
   for (let r = 0; r < rounds; r++) {
     const t0 = performance.now();
-    const v = cache.set(TYPE.cluster, [{ name: "billing-db", value: clusterResource(route(2 + r)) }]);
-    let acked = 0;
-    await new Promise<void>((res) => {
-      const on = (_s: unknown, type: string, version: number) => {
-        if (type === TYPE.cluster && version >= v && ++acked === n) {
-          ads.off("ack", on);
-          res();
-        }
-      };
-      ads.on("ack", on);
-    });
+    await ackRound(ads, cache, n, r);
     times.push(performance.now() - t0);
   }
   return times;
