@@ -1,4 +1,3 @@
-import { randomUUID } from "node:crypto";
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import type { XdsRouter } from "../routing/xds-router.js";
 import { FailedPreconditionError, InvalidArgumentError } from "../domain/errors.js";
@@ -13,6 +12,7 @@ import type { EventBus } from "../store/event-bus.js";
 import type { MigrationRepo } from "../store/migration-repo.js";
 import { actorOf } from "./caller.js";
 import { verifyNow } from "../engine/verify-now.js";
+import { createMigration } from "../engine/create-migration.js";
 import type { Authorizer } from "./authorize.js";
 import type { Inventory } from "./inventory.js";
 import type { Action } from "../security/policy.js";
@@ -23,16 +23,7 @@ import { checkToProto, migrationToProto } from "./convert.js";
 import { runPreflight } from "../checks/preflight.js";
 import { dropInactiveSlot } from "../engine/operator-remedies.js";
 import type { Provider } from "../providers/provider.js";
-import {
-  instanceKey,
-  normalizeSpec,
-  resolveSpec,
-  providerName,
-  sourceRef,
-  specToJson,
-  targetRef,
-  type ProviderKind,
-} from "../domain/spec.js";
+import { normalizeSpec, resolveSpec, sourceRef, targetRef, type ProviderKind } from "../domain/spec.js";
 
 export interface MigrationServiceDeps {
   repo: MigrationRepo;
@@ -110,24 +101,7 @@ export function migrationService({
       const unavailable = providerAvailable(spec.provider);
       if (unavailable) throw new FailedPreconditionError(unavailable);
       await inventory.admitSpec(ctx, spec, "operate", "create a migration");
-      // A retry of a request already taken returns what it made (whose target exists by now, made by it).
-      const retry = req.requestId ? await repo.byRequestId(req.requestId) : undefined;
-      const target = targetRef(spec);
-      if (!retry && (await providers(spec).exists(target))) {
-        throw new FailedPreconditionError(
-          `spec.target.id "${target.id}" names an instance that exists already; pgshift creates the target itself and never adopts, overwrites or deletes an existing one: name a new instance`,
-        );
-      }
-      const { row, created } = await repo.create({
-        id: randomUUID(),
-        requestId: req.requestId || null,
-        databaseName: spec.databaseName,
-        provider: providerName(spec.provider),
-        sourceKey: instanceKey(spec.provider, spec.source!),
-        targetKey: instanceKey(spec.provider, spec.target!),
-        spec: specToJson(spec),
-        actor,
-      });
+      const { row, created } = await createMigration({ repo, providers }, spec, req.requestId || null, actor);
       return { migration: migrationToProto(row, await repo.phaseHistory([row.id])), created };
     },
 

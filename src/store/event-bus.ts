@@ -6,6 +6,9 @@ const NOTIFICATION = /^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]
 const ALL = "all";
 const RESYNC = "resync";
 const ROUTES = "routes";
+const CAMPAIGNS = "campaigns";
+/** What a campaign's change announces: its id. */
+const CAMPAIGN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 /**
  * One LISTEN connection per service process, fanned out in-process: migration
@@ -30,6 +33,11 @@ export class EventBus {
     client.on("notification", (msg) => {
       // What changed is read from the table: the payload is not needed.
       if (msg.channel === "pgshift_routes") return void this.emitter.emit(ROUTES);
+      if (msg.channel === "pgshift_campaigns") {
+        if (!CAMPAIGN.test(msg.payload ?? "")) return void this.malformed++;
+        this.emitter.emit(`c:${msg.payload}`);
+        return void this.emitter.emit(CAMPAIGNS);
+      }
       // Any role that reaches the store's database can NOTIFY this channel: what does not look like our trigger's is counted and dropped.
       const m = NOTIFICATION.exec(msg.payload ?? "");
       if (!m) {
@@ -43,7 +51,7 @@ export class EventBus {
     client.on("error", () => this.reconnect());
     client.on("end", () => this.reconnect());
     await client.connect();
-    await client.query("listen pgshift_events; listen pgshift_routes");
+    await client.query("listen pgshift_events; listen pgshift_routes; listen pgshift_campaigns");
     this.client = client;
   }
 
@@ -73,6 +81,11 @@ export class EventBus {
   /** Calls fn whenever any replica changes a route (or a re-read is due). Returns an unsubscribe. */
   subscribeRoutes(fn: () => void): () => void {
     return this.on(ROUTES, fn);
+  }
+
+  /** Calls fn whenever a campaign changes (or a re-read is due); every campaign when id is undefined. */
+  subscribeCampaign(id: string | undefined, fn: () => void): () => void {
+    return this.on(id ? `c:${id}` : CAMPAIGNS, fn);
   }
 
   private on(key: string, fn: () => void): () => void {

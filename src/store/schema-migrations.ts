@@ -184,6 +184,61 @@ const migrations: Record<string, Migration> = {
       );
     },
   },
+  "0008_campaigns": {
+    async up(db: Kysely<any>) {
+      // Fleet campaigns: the campaign's own progress; where its migrations stand is read from them.
+      await db.schema
+        .createTable("campaigns")
+        .addColumn("id", "text", (c) => c.primaryKey())
+        .addColumn("request_id", "text")
+        .addColumn("name", "text", (c) => c.notNull())
+        .addColumn("spec", "jsonb", (c) => c.notNull())
+        .addColumn("state", "text", (c) => c.notNull())
+        .addColumn("pause_reason", "text", (c) => c.notNull().defaultTo(""))
+        .addColumn("approvals", "jsonb", (c) => c.notNull().defaultTo(sql`'{}'::jsonb`))
+        .addColumn("failures_seen", "integer", (c) => c.notNull().defaultTo(0))
+        .addColumn("rollbacks_seen", "integer", (c) => c.notNull().defaultTo(0))
+        .addColumn("teams", "jsonb", (c) => c.notNull())
+        .addColumn("created_by", "text", (c) => c.notNull())
+        .addColumn("created_at", "timestamptz", (c) => c.notNull().defaultTo(sql`now()`))
+        .addColumn("updated_at", "timestamptz", (c) => c.notNull().defaultTo(sql`now()`))
+        .execute();
+      await sql`create unique index campaigns_request_id on campaigns (request_id) where request_id is not null`.execute(
+        db,
+      );
+      await db.schema.createIndex("campaigns_created").on("campaigns").columns(["created_at", "id"]).execute();
+      await db.schema
+        .createTable("campaign_items")
+        .addColumn("campaign_id", "text", (c) => c.notNull().references("campaigns.id"))
+        .addColumn("database_name", "text", (c) => c.notNull())
+        .addColumn("ord", "integer", (c) => c.notNull())
+        .addColumn("wave", "integer", (c) => c.notNull())
+        .addColumn("team", "text", (c) => c.notNull())
+        .addColumn("spec", "jsonb", (c) => c.notNull())
+        .addColumn("migration_id", "text")
+        .addColumn("active", "boolean", (c) => c.notNull().defaultTo(true))
+        .addPrimaryKeyConstraint("campaign_items_pk", ["campaign_id", "database_name"])
+        .execute();
+      // A database is in one running or paused campaign at most: the store refuses a second.
+      await sql`create unique index campaign_items_active on campaign_items (database_name) where active`.execute(db);
+      await db.schema.createIndex("campaign_items_migration").on("campaign_items").column("migration_id").execute();
+      await db.schema
+        .createTable("campaign_events")
+        .addColumn("seq", "bigserial", (c) => c.primaryKey())
+        .addColumn("campaign_id", "text", (c) => c.notNull().references("campaigns.id"))
+        .addColumn("type", "text", (c) => c.notNull())
+        .addColumn("actor", "text", (c) => c.notNull())
+        .addColumn("message", "text", (c) => c.notNull())
+        .addColumn("payload", "jsonb", (c) => c.notNull().defaultTo(sql`'{}'::jsonb`))
+        .addColumn("at", "timestamptz", (c) => c.notNull().defaultTo(sql`now()`))
+        .execute();
+      await db.schema
+        .createIndex("campaign_events_campaign")
+        .on("campaign_events")
+        .columns(["campaign_id", "seq"])
+        .execute();
+    },
+  },
 };
 
 export const schemaMigrations: MigrationProvider = {

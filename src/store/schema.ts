@@ -97,7 +97,52 @@ export interface DatabaseInstancesTable {
   database_name: string;
 }
 
+export interface CampaignsTable {
+  id: string;
+  request_id: string | null;
+  name: string;
+  spec: JSONColumnType<object>;
+  state: "RUNNING" | "PAUSED" | "COMPLETED" | "CANCELLED";
+  pause_reason: Generated<string>;
+  /** Identities that approved each wave, by wave index. */
+  approvals: JSONColumnType<Record<string, string[]>>;
+  failures_seen: Generated<number>;
+  rollbacks_seen: Generated<number>;
+  /** The owning teams of its databases, for authorization and notification. */
+  teams: JSONColumnType<string[]>;
+  created_by: string;
+  created_at: ColumnType<Date, Date | string | undefined, never>;
+  updated_at: ColumnType<Date, Date | string | undefined, Date | string>;
+}
+
+export interface CampaignItemsTable {
+  campaign_id: string;
+  database_name: string;
+  /** Its place in the campaign's order. */
+  ord: number;
+  wave: number;
+  team: string;
+  /** The migration spec it will be created with, fixed when the campaign is. */
+  spec: JSONColumnType<SpecJson>;
+  migration_id: string | null;
+  /** While its campaign runs or is paused: a database is in one such campaign at most. */
+  active: Generated<boolean>;
+}
+
+export interface CampaignEventsTable {
+  seq: Generated<string>;
+  campaign_id: string;
+  type: string;
+  actor: string;
+  message: string;
+  payload: JSONColumnType<Record<string, unknown>>;
+  at: ColumnType<Date, Date | string | undefined, never>;
+}
+
 export interface Database {
+  campaigns: CampaignsTable;
+  campaign_items: CampaignItemsTable;
+  campaign_events: CampaignEventsTable;
   databases: DatabasesTable;
   database_instances: DatabaseInstancesTable;
   instance_claims: InstanceClaimsTable;
