@@ -1,7 +1,5 @@
-import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { LocalCluster } from "../src/postgres/cluster.js";
 import { freePort } from "../src/postgres/ports.js";
 import { XdsTcpProxy } from "../src/proxy/xds-tcp-proxy.js";
 import { LocalProvider } from "../src/providers/local/local-provider.js";
@@ -12,7 +10,8 @@ import { migrationClient, unary } from "./helpers/grpc-clients.js";
 import { getMigration, localSpec, waitForPhase } from "./helpers/migrations.js";
 import type { PhaseName } from "../src/domain/phases.js";
 import { nextForward } from "../src/domain/transitions.js";
-import { startServiceProcess, tempDir, type ServiceProcess } from "./helpers/service-process.js";
+import { ReplicaPair } from "./helpers/replicas.js";
+import { tempDir } from "./helpers/service-process.js";
 
 /**
  * Two control-plane replicas on one store, two sidecars each given both
@@ -26,61 +25,35 @@ describe("high availability: a control-plane replica dies during the cutover", (
   const tmp = tempDir("ha");
   const localDir = join(tmp.dir, "local");
   const provider = new LocalProvider(localDir);
-  const dirs = [join(tmp.dir, "r1"), join(tmp.dir, "r2")];
   const xdsPorts: number[] = [];
   const metricsPorts: number[] = [];
-  const replicas: ServiceProcess[] = [];
-  let storeUrl = "";
-
-  async function startReplica(i: number): Promise<ServiceProcess> {
-    const args = [
-      "--data-dir",
-      dirs[i]!,
-      "--local-dir",
-      localDir,
-      "--xds-port",
-      String(xdsPorts[i]),
-      "--lease-ms",
-      "10000",
-      "--metrics-port",
-      String(metricsPorts[i]),
-    ];
-    return startServiceProcess(i === 0 ? args : [...args, "--database-url", storeUrl]);
-  }
+  const pair = new ReplicaPair(tmp.dir, (i) => [
+    "--local-dir",
+    localDir,
+    "--xds-port",
+    String(xdsPorts[i]),
+    "--lease-ms",
+    "10000",
+    "--metrics-port",
+    String(metricsPorts[i]),
+  ]);
+  const replicas = pair.replicas;
 
   beforeAll(async () => {
     xdsPorts.push(await freePort(), await freePort());
     metricsPorts.push(await freePort(), await freePort());
-    replicas.push(await startReplica(0));
-    storeUrl = LocalCluster.load(join(dirs[0]!, "store"))!.url("pgshift");
-    replicas.push(await startReplica(1));
+    await pair.start(0);
+    await pair.start(1);
   });
 
   afterAll(async () => {
-    for (const r of replicas) if (r.alive()) await r.stop();
+    await pair.close();
     await destroyClusters(provider);
-    await LocalCluster.load(join(dirs[0]!, "store"))
-      ?.destroy()
-      .catch(() => {});
     tmp.remove();
   });
 
-  const identity = (i: number) => readFileSync(join(dirs[i]!, "replica-id"), "utf8").trim();
-
   /** Which replica (0 or 1) holds the migration's lease. */
-  async function driver(id: string): Promise<number> {
-    const store = LocalCluster.load(join(dirs[0]!, "store"))!;
-    for (let i = 0; i < 100; i++) {
-      const rows = await store.query<{ holder: string }>(
-        "select holder from leases where name = $1 and expires_at > now()",
-        [`migration:${id}`],
-        "pgshift",
-      );
-      if (rows[0]) return rows[0].holder === identity(0) ? 0 : 1;
-      await new Promise((r) => setTimeout(r, 50));
-    }
-    throw new Error("nobody drives the migration");
-  }
+  const driver = (id: string) => pair.holderOf(`migration:${id}`);
 
   /**
    * `stranded`: a third sidecar given only the victim's address (as the README used to show), which cannot move:
@@ -204,7 +177,7 @@ describe("high availability: a control-plane replica dies during the cutover", (
     for (const p of proxies) await p.stop();
     for (const c of clients) c.close();
     // The dead replica comes back for the next scenario.
-    replicas[victim] = await startReplica(victim);
+    await pair.start(victim);
   }
 
   it("the driving replica dies in QUIESCING", async () => {

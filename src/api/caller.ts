@@ -51,3 +51,11 @@ export function actorOf(ctx: HandlerContext): string {
   const identity = identityOf(ctx);
   return stated ? `${identity} on behalf of ${stated} (stated by the caller)` : identity;
 }
+
+/**
+ * Whom an approval counts for when a rule asks for two different people: the certificate's identity (a stated name
+ * proves nothing); on a cleartext listener the stated name is all there is.
+ */
+export function approverOf(ctx: HandlerContext): string {
+  return ctx.values.get(PEER).identity === undefined ? actorOf(ctx) : identityOf(ctx);
+}

@@ -1,5 +1,6 @@
 import { Authorizer } from "../api/authorize.js";
 import { callerLimits } from "../api/caller-limits.js";
+import { campaignService } from "../api/campaign-service.js";
 import { cdcService } from "../api/cdc-service.js";
 import { HealthState, healthService } from "../api/health.js";
 import { inputGuard } from "../api/input-guard.js";
@@ -14,6 +15,8 @@ import { ServerReflection as ReflectionV1 } from "../gen/grpc/reflection/v1/refl
 import { ServerReflection as ReflectionV1Alpha } from "../gen/grpc/reflection/v1alpha/reflection_pb.js";
 import { Health, HealthCheckResponse_ServingStatus as Status } from "../gen/health/v1/health_pb.js";
 import { CdcService, MigrationService } from "../gen/migration/v1/migration_pb.js";
+import { CampaignService } from "../gen/migration/v1/campaign_pb.js";
+import { CampaignRepo } from "../store/campaign-repo.js";
 import { CdcWatchers } from "../store/cdc-watchers.js";
 import { DatabaseRepo } from "../store/database-repo.js";
 import type { Logger } from "../telemetry/log.js";
@@ -39,14 +42,18 @@ export async function startApiPlane(core: Core, config: ServiceConfig, log: Logg
   const { repo, bus, router, metrics, guard } = core;
   const healthState = new HealthState();
   const authz = new Authorizer(guard.policy);
-  const inventory = new Inventory(
-    new DatabaseRepo(core.store.db, (spec) => ownershipKey(...sourceOf(spec), config.aws?.region)),
-    authz,
-    config.aws?.region,
-  );
+  const databases = new DatabaseRepo(core.store.db, (spec) => ownershipKey(...sourceOf(spec), config.aws?.region));
+  const inventory = new Inventory(databases, authz, config.aws?.region);
   const watchers = new CdcWatchers(core.store.db, core.identity.id);
   const shutdown = core.shutdown.signal;
-  const reflection = reflectionServices([MigrationService, CdcService, Health, ReflectionV1, ReflectionV1Alpha]);
+  const reflection = reflectionServices([
+    MigrationService,
+    CampaignService,
+    CdcService,
+    Health,
+    ReflectionV1,
+    ReflectionV1Alpha,
+  ]);
   const api = await listenApi(
     (r) => {
       r.service(
@@ -61,6 +68,18 @@ export async function startApiPlane(core: Core, config: ServiceConfig, log: Logg
           watchers,
           authz,
           inventory,
+        }),
+      );
+      r.service(
+        CampaignService,
+        campaignService({
+          campaigns: new CampaignRepo(core.store.db),
+          databases,
+          authz,
+          bus,
+          providerAvailable: core.providerAvailable,
+          defaultRegion: config.aws?.region,
+          shutdown,
         }),
       );
       r.service(CdcService, cdcService({ repo, bus, router, watchers, shutdown, authz }));
@@ -85,7 +104,8 @@ export async function startApiPlane(core: Core, config: ServiceConfig, log: Logg
       ],
     },
   );
-  for (const name of ["", MigrationService.typeName, CdcService.typeName]) healthState.set(name, Status.SERVING);
+  for (const name of ["", MigrationService.typeName, CampaignService.typeName, CdcService.typeName])
+    healthState.set(name, Status.SERVING);
   log.info("listening", { host: config.host, port: api.port });
   return {
     port: api.port,

@@ -1,13 +1,19 @@
 import type { ServiceConfig } from "../config.js";
 import { Engine } from "../engine/driver.js";
 import { RetirementKeeper } from "../engine/retirement-keeper.js";
+import { CampaignRunner } from "../engine/campaign-runner.js";
+import { CampaignRepo } from "../store/campaign-repo.js";
 import type { Logger } from "../telemetry/log.js";
 import type { Core } from "./core.js";
 
 export interface Drivers {
   engine: Engine;
   keeper: RetirementKeeper;
+  campaigns: CampaignRunner;
 }
+
+/** How often a replica looks at the campaigns besides the wake-ups their migrations' events give. */
+const CAMPAIGN_LOOK_MS = 1000;
 
 /**
  * The engine and the retirement keeper, started at once when this replica drives migrations: before the xDS server,
@@ -34,9 +40,19 @@ export function startDrivers(core: Core, config: ServiceConfig, log: Logger): Dr
     log: log.child({ component: "retirement" }),
     intervalMs: config.retirementCheckMs,
   });
+  const campaigns = new CampaignRunner({
+    campaigns: new CampaignRepo(core.store.db),
+    repo: core.repo,
+    providers: core.providers,
+    leases: core.leases,
+    bus: core.bus,
+    log: log.child({ component: "campaigns" }),
+    intervalMs: CAMPAIGN_LOOK_MS,
+  });
   if (config.engine) {
     keeper.start();
     engine.start();
+    campaigns.start();
   }
-  return { engine, keeper };
+  return { engine, keeper, campaigns };
 }

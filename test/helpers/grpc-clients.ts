@@ -42,6 +42,11 @@ export function migrationClient(
   return new C(address, creds, options) as AnyClient;
 }
 
+export function campaignClient(address: string, creds = grpc.credentials.createInsecure()): AnyClient {
+  const C = load("migration/v1/campaign.proto", [join(ROOT, "proto")], "migration.v1.CampaignService");
+  return new C(address, creds) as AnyClient;
+}
+
 export function cdcClient(address: string, creds = grpc.credentials.createInsecure()): AnyClient {
   const C = load("migration/v1/migration.proto", [join(ROOT, "proto")], "migration.v1.CdcService");
   return new C(address, creds) as AnyClient;
