@@ -1,9 +1,11 @@
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { LocalProvider } from "../src/providers/local/local-provider.js";
 import { createSampleSource } from "../testing/sample.js";
 import { destroyClusters } from "./helpers/clusters.js";
 import { campaignClient, grpc, migrationClient, unary, unaryError, type AnyClient } from "./helpers/grpc-clients.js";
+import { ctl } from "./helpers/ctl.js";
 import { eventsSoFar } from "./helpers/migrations.js";
 import { ReplicaPair } from "./helpers/replicas.js";
 import { tempDir } from "./helpers/service-process.js";
@@ -217,4 +219,39 @@ describe("a fleet campaign: waves, limits, a change window, a stop condition, a 
     // Nothing more than one migration per database, whatever replica acted.
     expect(new Set(spans.map((s) => s.db)).size).toBe(spans.length);
   }, 600_000);
+
+  it("pgshift ctl campaign: a campaign from a spec file, paused when its migration cannot be made, then cancelled", async () => {
+    const api = `http://${pair.replicas[via]!.address}`;
+    const file = join(tmp.dir, "again.yaml");
+    // fleet-a's completed migration still holds its source (until finalized): no second migration of it can start.
+    writeFileSync(
+      file,
+      `name: again\nselect:\n  names: [fleet-a]\ntargets:\n  targets:\n    fleet-a: { id: fleet-a-second }\n`,
+    );
+    const made = await ctl(api, ["campaign", "create", "--spec", file, "--actor", "alice"]);
+    expect(made.err).toBe("");
+    const id = JSON.parse(made.out).id as string;
+    const paused = await until(id, "paused: no migration", (c) => c.state === "CAMPAIGN_STATE_PAUSED");
+    expect(paused.pause_reason).toMatch(
+      /^could not create the migration of fleet-a: local:fleet-a-src \(wanted as source\) is the source of migration .* in COMPLETED/,
+    );
+    const usage = await ctl(api, ["campaign", "approve-wave", id]);
+    expect([usage.code, usage.err]).toEqual([64, "pgshift ctl campaign approve-wave ID needs --wave N (1 or more)\n"]);
+    const cancelled = await ctl(api, ["campaign", "cancel", id, "--reason", "finalize fleet-a first"]);
+    expect(JSON.parse(cancelled.out).state).toBe("CAMPAIGN_STATE_CANCELLED");
+    const again = await ctl(api, ["campaign", "resume", id]);
+    expect([again.code, again.err]).toEqual([
+      1,
+      `FailedPrecondition: campaign ${id} is CANCELLED; it can become RUNNING only from PAUSED\n`,
+    ]);
+    const listed = await ctl(api, ["campaign", "list"]);
+    expect(
+      listed.out
+        .trim()
+        .split("\n")
+        .map((l) => JSON.parse(l).spec.name),
+    ).toEqual(["again", "fleet"]);
+    const bad = await ctl(api, ["campaign", "create", "--spec", join(tmp.dir, "missing.yaml")]);
+    expect([bad.code, bad.err]).toEqual([64, `--spec ${join(tmp.dir, "missing.yaml")}: ENOENT\n`]);
+  }, 60_000);
 });

@@ -1,4 +1,5 @@
-import { execFile, spawn } from "node:child_process";
+import { spawn } from "node:child_process";
+import { ctl } from "./helpers/ctl.js";
 import { writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -7,18 +8,6 @@ import { localSpec } from "./helpers/migrations.js";
 import { startServiceProcess, tempDir, type ServiceProcess } from "./helpers/service-process.js";
 
 const ROOT = resolve(import.meta.dirname, "..");
-
-/** Runs `pgshift ctl …` as an operator would, and returns its exit code and output. */
-function ctl(api: string, args: string[]): Promise<{ code: number; out: string; err: string }> {
-  return new Promise((res) => {
-    execFile(
-      process.execPath,
-      ["--import", "tsx", join(ROOT, "src/cli/main.ts"), "ctl", "--api", api, ...args],
-      { cwd: ROOT },
-      (e, out, err) => res({ code: e ? ((e as { code?: number }).code ?? 1) : 0, out, err }),
-    );
-  });
-}
 
 describe("pgshift ctl: operators act on migrations from the command line", () => {
   const tmp = tempDir("ctl");

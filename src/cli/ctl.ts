@@ -19,6 +19,8 @@ import {
   RegisterDatabaseResponseSchema,
 } from "../gen/migration/v1/migration_pb.js";
 import { FINAL_PHASES, renderWatch } from "./watch-view.js";
+import { CampaignService } from "../gen/migration/v1/campaign_pb.js";
+import { campaignCommand, CampaignUsageError } from "./campaign-ctl.js";
 import { SpecInputError, specFromInput } from "./spec-input.js";
 
 const ACTIONS = {
@@ -103,6 +105,7 @@ export const CTL_OPTIONS = {
   target: { type: "string" },
   cutover: { type: "string" },
   "request-id": { type: "string" },
+  wave: { type: "string" },
 } as const;
 
 export async function ctlCommand(argv: string[]): Promise<void> {
@@ -115,13 +118,18 @@ export async function ctlCommand(argv: string[]): Promise<void> {
     strict: true,
   });
   const [verb, arg] = positionals;
+  if (verb === "campaign") {
+    const campaigns = createClient(CampaignService, apiTransport(values));
+    const headers = values.actor ? { "x-pgshift-actor": values.actor } : undefined;
+    return failures(() => campaignCommand(campaigns, positionals[1], positionals[2], values, headers));
+  }
   const client = createClient(MigrationService, apiTransport(values));
   const headers = values.actor ? { "x-pgshift-actor": values.actor } : undefined;
   const need = (what: string) => {
     if (!arg) throw new UsageError(`pgshift ctl ${verb} needs ${what}`);
     return arg;
   };
-  try {
+  return failures(async () => {
     switch (verb) {
       case "list": {
         const phases = (values.phase ?? []).map((p) => {
@@ -214,14 +222,21 @@ export async function ctlCommand(argv: string[]): Promise<void> {
         const method = ACTIONS[verb as keyof typeof ACTIONS];
         if (!method)
           throw new UsageError(
-            `unknown ctl command "${verb ?? ""}"; one of create, list, get, watch, routing, verify, register, databases, ${Object.keys(ACTIONS).join(", ")}`,
+            `unknown ctl command "${verb ?? ""}"; one of create, list, get, watch, routing, verify, register, databases, campaign, ${Object.keys(ACTIONS).join(", ")}`,
           );
         const res = await client[method]({ id: need("a migration id"), reason: values.reason ?? "" }, { headers });
         return print(GetMigrationResponseSchema, create(GetMigrationResponseSchema, { migration: res.migration }));
       }
     }
+  });
+}
+
+/** Runs a ctl command: a usage mistake exits 64 with what to type; a refusal prints the gRPC code and the service's words. */
+async function failures(run: () => Promise<void>): Promise<void> {
+  try {
+    await run();
   } catch (e) {
-    if (e instanceof UsageError) {
+    if (e instanceof UsageError || e instanceof CampaignUsageError) {
       process.stderr.write(`${e.message}\n`);
       process.exitCode = 64;
       return;

@@ -176,7 +176,7 @@ export const HELP: Record<string, CommandHelp> = {
   ctl: {
     summary: "operate migrations through the API; JSON out, one object per line",
     usage:
-      "ctl <create|list|get|watch|routing|verify|register|databases|plan|approve|pause|resume|abort|rollback|finalize> … [--api URL] [--actor NAME]",
+      "ctl <create|list|get|watch|routing|verify|register|databases|campaign|plan|approve|pause|resume|abort|rollback|finalize> … [--api URL] [--actor NAME]",
     flags: API_FLAGS,
     example: "pgshift ctl list --phase ready_for_cutover",
   },
@@ -261,6 +261,24 @@ export const HELP: Record<string, CommandHelp> = {
       ["--label KEY=VALUE", "only databases with this label (repeatable: all must match)"],
     ],
     example: "pgshift ctl databases --team billing",
+  },
+  "ctl campaign": {
+    summary:
+      "fleet campaigns: migrate many registered databases in waves, within limits and change windows, pausing on trouble; JSON out (watch on a terminal: a line per change)",
+    usage:
+      "ctl campaign <create --spec FILE [--request-id ID] | list | get ID | watch ID [--json] | pause ID | resume ID | cancel ID | approve-wave ID --wave N> [--reason TEXT]",
+    flags: [
+      ...API_FLAGS,
+      [
+        "--spec FILE",
+        "create: a CampaignSpec in YAML or JSON (fields as in proto/migration/v1/campaign.proto); unknown fields are refused",
+      ],
+      ["--request-id ID", "create: makes a retried create return the same campaign"],
+      ["--wave N", "approve-wave: the wave to let start (1 or more)"],
+      ["--reason TEXT", "pause, resume, cancel, approve-wave: why, recorded in the campaign's log"],
+      ["--json", "watch: JSON lines even on a terminal"],
+    ],
+    example: "pgshift ctl campaign create --spec fleet.yaml && pgshift ctl campaign watch 7d1e…",
   },
   "ctl plan": {
     summary:

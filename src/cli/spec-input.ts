@@ -20,33 +20,34 @@ export class SpecInputError extends Error {}
 const CUTOVER = { manual: "CUTOVER_MODE_MANUAL", automatic: "CUTOVER_MODE_AUTOMATIC" } as const;
 const PROVIDER = { local: "PROVIDER_LOCAL", aws: "PROVIDER_AWS" } as const;
 
+/** A YAML or JSON file's mapping (JSON is YAML too); `holds` says what it must hold, for the error. */
+export function documentFromFile(path: string, holds: string): JsonObject {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (e) {
+    throw new SpecInputError(`--spec ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+  let parsed: unknown;
+  try {
+    parsed = parseYaml(text);
+  } catch (e) {
+    throw new SpecInputError(`--spec ${path} is neither YAML nor JSON: ${(e as Error).message.split("\n")[0]}`);
+  }
+  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed))
+    throw new SpecInputError(`--spec ${path} must hold ${holds}`);
+  return parsed as JsonObject;
+}
+
 /**
  * A MigrationSpec from a file (YAML or JSON: the API's own message, in its JSON form, field names as in the .proto
  * or in lowerCamelCase) and flags, which win over the file. Unknown fields and enum names are refused here, naming
  * them, as the service would refuse them.
  */
 export function specFromInput(f: SpecFlags): MigrationSpec {
-  let doc: JsonObject = {};
-  if (f.spec) {
-    let text: string;
-    try {
-      text = readFileSync(f.spec, "utf8");
-    } catch (e) {
-      throw new SpecInputError(`--spec ${f.spec}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
-    }
-    let parsed: unknown;
-    try {
-      parsed = parseYaml(text); // JSON is YAML too
-    } catch (e) {
-      throw new SpecInputError(`--spec ${f.spec} is neither YAML nor JSON: ${(e as Error).message.split("\n")[0]}`);
-    }
-    if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
-      throw new SpecInputError(
-        `--spec ${f.spec} must hold a MigrationSpec: a mapping with database_name, provider, source, target…`,
-      );
-    }
-    doc = parsed as JsonObject;
-  }
+  const doc: JsonObject = f.spec
+    ? documentFromFile(f.spec, "a MigrationSpec: a mapping with database_name, provider, source, target…")
+    : {};
   const pick = <K extends string>(flag: string, value: string | undefined, names: Record<K, string>) => {
     if (value === undefined) return undefined;
     const v = names[value.toLowerCase() as K];

@@ -1,3 +1,4 @@
+import { ConnectError } from "@connectrpc/connect";
 import { planCampaign, type Decision } from "../domain/campaign.js";
 import { campaignRules, campaignSpecFromJson } from "../domain/campaign-spec.js";
 import { specFromJson } from "../domain/spec.js";
@@ -130,7 +131,7 @@ export class CampaignRunner {
             row: { id: migrationId },
           } = await createMigration(this.deps, spec, `campaign:${row.id}:${d.database}`, actor));
         } catch (e) {
-          const reason = `could not create the migration of ${d.database}: ${(e as Error).message}`;
+          const reason = `could not create the migration of ${d.database}: ${ConnectError.from(e).rawMessage}`;
           log.warn("campaign paused: a migration could not be created", { campaign: row.id, reason });
           await campaigns.setState(row.id, "PAUSED", ["RUNNING"], actor, reason, { pauseReason: reason }, lease);
           return false;
