@@ -1,7 +1,7 @@
 /**
  * The folder rules of docs/architecture.md, checked by `npm test` (npm run lint:deps).
  * Data flows one way: cli -> service -> config -> api -> engine -> proxy ->
- * (checks, cdc, replication, routing) -> providers -> store ->
+ * (checks, cdc, replication, routing, notify) -> providers -> store ->
  * (telemetry, postgres, security) -> domain -> (gen, support). testing/ (the demo, the AWS emulator, loads) sits outside:
  * it may use src/, src/ may not import it. A folder imports only folders below it;
  * folders on one level do not import one another; xds/ knows nothing of src/.
@@ -13,7 +13,7 @@ const LEVELS = [
   ["src/telemetry", "src/postgres", "src/security"],
   ["src/store"],
   ["src/providers"],
-  ["src/checks", "src/cdc", "src/replication", "src/routing"],
+  ["src/checks", "src/cdc", "src/replication", "src/routing", "src/notify"],
   // The local Envoy stand-in reads the resources routing builds.
   ["src/proxy"],
   ["src/engine"],

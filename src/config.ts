@@ -47,6 +47,8 @@ export interface ServiceConfig {
   baselineSampleMs: number;
   /** How often the sources of finalized migrations are looked at, and stopped again if the platform started them. */
   retirementCheckMs: number;
+  /** The teams' webhooks (a YAML file); absent: nobody is notified. */
+  notifyFile?: string;
   security: Security;
   /** How often certificate and policy files are looked at for a change. */
   reloadMs: number;
@@ -231,6 +233,7 @@ export const SERVE_OPTIONS = {
   "fenced-lease-ms": { type: "string" },
   "baseline-sample-ms": { type: "string" },
   "retirement-check-ms": { type: "string" },
+  notify: { type: "string" },
   "replica-id": { type: "string" },
   "local-dir": { type: "string" },
   "tls-cert": { type: "string" },
@@ -294,6 +297,7 @@ export function parseServiceConfig(argv: string[], env: NodeJS.ProcessEnv = proc
       "retirement-check-ms",
       values["retirement-check-ms"] ?? env.PGSHIFT_RETIREMENT_CHECK_MS ?? "3600000",
     ),
+    notifyFile: (values.notify ?? env.PGSHIFT_NOTIFY) ? resolve((values.notify ?? env.PGSHIFT_NOTIFY)!) : undefined,
     security: security(values, env),
     reloadMs: positive("reload-ms", values["reload-ms"] ?? env.PGSHIFT_RELOAD_MS ?? "2000"),
     maxRpsPerIdentity: count(

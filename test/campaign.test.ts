@@ -6,6 +6,7 @@ import { createSampleSource } from "../testing/sample.js";
 import { destroyClusters } from "./helpers/clusters.js";
 import { campaignClient, grpc, migrationClient, unary, unaryError, type AnyClient } from "./helpers/grpc-clients.js";
 import { ctl } from "./helpers/ctl.js";
+import { WebhookReceiver } from "./helpers/webhook-receiver.js";
 import { eventsSoFar } from "./helpers/migrations.js";
 import { ReplicaPair } from "./helpers/replicas.js";
 import { tempDir } from "./helpers/service-process.js";
@@ -38,7 +39,9 @@ describe("a fleet campaign: waves, limits, a change window, a stop condition, a 
   const tmp = tempDir("campaign");
   const localDir = join(tmp.dir, "local");
   const provider = new LocalProvider(localDir);
-  const pair = new ReplicaPair(tmp.dir, () => ["--local-dir", localDir, "--lease-ms", "4000"]);
+  const hooksFile = join(tmp.dir, "hooks.yaml");
+  const pair = new ReplicaPair(tmp.dir, () => ["--local-dir", localDir, "--lease-ms", "4000", "--notify", hooksFile]);
+  const receiver = new WebhookReceiver({ billing: "billing-secret-0123456789", search: "search-secret-0123456789" });
   const clients: { campaigns: AnyClient; migrations: AnyClient }[] = [];
 
   async function startReplica(i: number): Promise<void> {
@@ -47,6 +50,13 @@ describe("a fleet campaign: waves, limits, a change window, a stop condition, a 
   }
 
   beforeAll(async () => {
+    const url = await receiver.listen();
+    writeFileSync(join(tmp.dir, "billing.secret"), "billing-secret-0123456789\n");
+    writeFileSync(join(tmp.dir, "search.secret"), "search-secret-0123456789\n");
+    writeFileSync(
+      hooksFile,
+      `teams:\n  billing:\n    - { url: "${url}/billing", format: json, secret_file: billing.secret }\n  search:\n    - { url: "${url}/search", format: slack, secret_file: search.secret }\n`,
+    );
     await Promise.all(DBS.map((d) => createSampleSource(provider, `${d}-src`, { rows: 20 })));
     await startReplica(0);
     await startReplica(1);
@@ -64,6 +74,7 @@ describe("a fleet campaign: waves, limits, a change window, a stop condition, a 
   }, 180_000);
 
   afterAll(async () => {
+    await receiver.close();
     for (const c of clients) {
       c?.campaigns.close();
       c?.migrations.close();
@@ -254,4 +265,52 @@ describe("a fleet campaign: waves, limits, a change window, a stop condition, a 
     const bad = await ctl(api, ["campaign", "create", "--spec", join(tmp.dir, "missing.yaml")]);
     expect([bad.code, bad.err]).toEqual([64, `--spec ${join(tmp.dir, "missing.yaml")}: ENOENT\n`]);
   }, 60_000);
+
+  it("tells each team of its databases' cutovers, failures and the campaign's pauses: once each, signed, retried", async () => {
+    // billing (JSON): fleet-a, b, c ready, started, done; both campaigns' pauses. search (Slack): fleet-d, f ready,
+    // started, done; fleet-e failed; the fleet campaign's pause.
+    const got = await receiver.until((r) => r.billing.length >= 11 && r.search.length >= 8, 60_000);
+    expect(receiver.badSignatures).toBe(0);
+    // The first POST was refused (HTTP 500): it came again, and counts once.
+    expect(receiver.refused).toHaveLength(1);
+    expect([...got.billing, ...got.search].map((d) => d.id)).toContain(receiver.refused[0]);
+    for (const team of ["billing", "search"] as const) {
+      const ids = got[team].map((d) => d.id);
+      expect(new Set(ids).size, `${team}: each notification once`).toBe(ids.length);
+    }
+    const kinds = got.billing.map((d) => `${d.body.kind} ${d.body.database ?? d.body.campaignName}`).sort();
+    expect(kinds).toEqual(
+      [
+        ...["fleet-a", "fleet-b", "fleet-c"].flatMap((db) => [
+          `ready_for_cutover ${db}`,
+          `cutover_started ${db}`,
+          `cutover_done ${db}`,
+        ]),
+        "campaign_paused fleet",
+        "campaign_paused again",
+      ].sort(),
+    );
+    for (const d of got.billing.filter((x) => x.body.kind === "cutover_done"))
+      expect(d.body.windowMs).toBeGreaterThan(0);
+    const texts = got.search.map((d) => d.body.text as string);
+    expect(texts.filter((t) => / cutover done, writes were refused for \d+ ms/.test(t))).toHaveLength(2);
+    expect(texts.filter((t) => /fleet-e: migration .* failed/.test(t))).toHaveLength(1);
+    expect(texts.filter((t) => /campaign fleet: paused: 1 migration\(s\) failed/.test(t))).toHaveLength(1);
+    // Every delivery is in the event log of what it was about.
+    const a = (await get((await unary(clients[via]!.campaigns, "ListCampaigns", {})).campaigns[1].id)).items[0];
+    await expect
+      .poll(
+        async () =>
+          (await eventsSoFar(clients[via]!.migrations, a.migration_id))
+            .filter((e) => e.type === "EVENT_TYPE_NOTIFICATION")
+            .map((e) => e.message)
+            .sort(),
+        { timeout: 10_000 },
+      )
+      .toEqual([
+        "team billing notified of cutover_done",
+        "team billing notified of cutover_started",
+        "team billing notified of ready_for_cutover",
+      ]);
+  }, 90_000);
 });

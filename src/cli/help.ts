@@ -66,6 +66,10 @@ export const HELP: Record<string, CommandHelp> = {
         "--retirement-check-ms N",
         "how often finalized migrations' stopped sources are looked at, and stopped again if running (PGSHIFT_RETIREMENT_CHECK_MS, default 3600000)",
       ],
+      [
+        "--notify FILE",
+        "the teams' webhooks, YAML (teams: {billing: [{url, format: json|slack, secret_file}]}); each notice is signed (PGSHIFT_NOTIFY)",
+      ],
       ["--engine on|off", "off serves the API only (PGSHIFT_ENGINE, default on)"],
       ["--metrics-port N", "Prometheus metrics at http://HOST:N/metrics (PGSHIFT_METRICS_PORT; default: not served)"],
       ["--metrics-host H", "address the metrics endpoint binds (PGSHIFT_METRICS_HOST, default 127.0.0.1)"],

@@ -7,6 +7,7 @@ import type { EventBus } from "../store/event-bus.js";
 import type { Lease, Leases } from "../store/leases.js";
 import type { MigrationRepo } from "../store/migration-repo.js";
 import type { Logger } from "../telemetry/log.js";
+import { WakeLoop } from "../support/wake-loop.js";
 import { createMigration, type CreateMigrationDeps } from "./create-migration.js";
 
 export interface CampaignRunnerDeps extends CreateMigrationDeps {
@@ -30,47 +31,22 @@ export const campaignActor = (row: Pick<CampaignRow, "name" | "id">) => `campaig
  * nothing another cannot finish.
  */
 export class CampaignRunner {
-  private timer: NodeJS.Timeout | undefined;
-  private running: Promise<void> | undefined;
-  private again = false;
-  private unsubscribe: (() => void)[] = [];
-  private stopped = false;
+  private readonly loop: WakeLoop;
 
-  constructor(private readonly deps: CampaignRunnerDeps) {}
+  constructor(private readonly deps: CampaignRunnerDeps) {
+    this.loop = new WakeLoop(
+      () => this.tick(),
+      deps.intervalMs,
+      (e) => deps.log.error("a campaign look failed; will look again", { error: e.message }),
+    );
+  }
 
   start(): void {
-    this.timer = setInterval(() => this.wake(), this.deps.intervalMs);
-    this.timer.unref();
-    this.unsubscribe = [
-      this.deps.bus.subscribeAll(() => this.wake()),
-      this.deps.bus.subscribeCampaign(undefined, () => this.wake()),
-    ];
-    this.wake();
+    this.loop.start([(w) => this.deps.bus.subscribeAll(w), (w) => this.deps.bus.subscribeCampaign(undefined, w)]);
   }
 
-  async stop(): Promise<void> {
-    this.stopped = true;
-    if (this.timer) clearInterval(this.timer);
-    for (const u of this.unsubscribe) u();
-    await this.running;
-  }
-
-  /** Looks again soon; wake-ups during a look fold into one more look. */
-  private wake(): void {
-    if (this.stopped) return;
-    if (this.running) {
-      this.again = true;
-      return;
-    }
-    this.running = this.tick()
-      .catch((e) => this.deps.log.error("a campaign look failed; will look again", { error: (e as Error).message }))
-      .finally(() => {
-        this.running = undefined;
-        if (this.again) {
-          this.again = false;
-          this.wake();
-        }
-      });
+  stop(): Promise<void> {
+    return this.loop.stop();
   }
 
   /** One look at every active campaign this replica holds (or can take). */

@@ -3,6 +3,9 @@ import { Engine } from "../engine/driver.js";
 import { RetirementKeeper } from "../engine/retirement-keeper.js";
 import { CampaignRunner } from "../engine/campaign-runner.js";
 import { CampaignRepo } from "../store/campaign-repo.js";
+import { NotificationRepo } from "../store/notification-repo.js";
+import { loadHooks } from "../notify/hooks-file.js";
+import { Notifier } from "../notify/notifier.js";
 import type { Logger } from "../telemetry/log.js";
 import type { Core } from "./core.js";
 
@@ -10,6 +13,7 @@ export interface Drivers {
   engine: Engine;
   keeper: RetirementKeeper;
   campaigns: CampaignRunner;
+  notifier: Notifier;
 }
 
 /** How often a replica looks at the campaigns besides the wake-ups their migrations' events give. */
@@ -49,10 +53,22 @@ export function startDrivers(core: Core, config: ServiceConfig, log: Logger): Dr
     log: log.child({ component: "campaigns" }),
     intervalMs: CAMPAIGN_LOOK_MS,
   });
+  // Read once at start; a mistake in it stops the start with what to fix.
+  const hooks = config.notifyFile ? loadHooks(config.notifyFile) : {};
+  const notifier = new Notifier({
+    notifications: new NotificationRepo(core.store.db),
+    campaigns: new CampaignRepo(core.store.db),
+    leases: core.leases,
+    bus: core.bus,
+    hooks: () => hooks,
+    log: log.child({ component: "notifier" }),
+    intervalMs: CAMPAIGN_LOOK_MS,
+  });
   if (config.engine) {
     keeper.start();
     engine.start();
     campaigns.start();
+    notifier.start();
   }
-  return { engine, keeper, campaigns };
+  return { engine, keeper, campaigns, notifier };
 }

@@ -25,7 +25,7 @@ export async function startService(
   hooks: TelemetryHooks = {},
 ): Promise<RunningService> {
   const core = await openCore(config, log);
-  const { engine, keeper, campaigns } = startDrivers(core, config, log);
+  const { engine, keeper, campaigns, notifier } = startDrivers(core, config, log);
   const { startXdsPlane } = await import("./xds-plane.js");
   const xds = await startXdsPlane(core, config, log);
   if (config.engine) await engine.windowClear(2_000);
@@ -48,6 +48,7 @@ export async function startService(
         await engine.stop();
         await keeper.stop();
         await campaigns.stop();
+        await notifier.stop();
         await api.close(config.drainMs);
         await xds.close();
         await core.bus.close();

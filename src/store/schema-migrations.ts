@@ -239,6 +239,41 @@ const migrations: Record<string, Migration> = {
         .execute();
     },
   },
+  "0009_notifications": {
+    async up(db: Kysely<any>) {
+      // An outbox: one row per event and webhook, so a notification is queued once whichever replica looks, and its
+      // delivery is retried from the store, never from the engine's path.
+      await db.schema
+        .createTable("notifications")
+        .addColumn("id", "bigserial", (c) => c.primaryKey())
+        .addColumn("source", "text", (c) => c.notNull())
+        .addColumn("event_seq", "bigint", (c) => c.notNull())
+        .addColumn("hook_key", "text", (c) => c.notNull())
+        .addColumn("team", "text", (c) => c.notNull())
+        .addColumn("kind", "text", (c) => c.notNull())
+        .addColumn("migration_id", "text")
+        .addColumn("campaign_id", "text")
+        .addColumn("notice", "jsonb", (c) => c.notNull())
+        .addColumn("status", "text", (c) => c.notNull().defaultTo("pending"))
+        .addColumn("attempts", "integer", (c) => c.notNull().defaultTo(0))
+        .addColumn("next_at", "timestamptz", (c) => c.notNull().defaultTo(sql`now()`))
+        .addColumn("last_error", "text")
+        .addColumn("done_at", "timestamptz")
+        .addColumn("recorded", "boolean", (c) => c.notNull().defaultTo(false))
+        .addColumn("created_at", "timestamptz", (c) => c.notNull().defaultTo(sql`now()`))
+        .addUniqueConstraint("notifications_once", ["source", "event_seq", "hook_key"])
+        .execute();
+      await sql`create index notifications_due on notifications (next_at) where status = 'pending'`.execute(db);
+      await sql`create index notifications_unrecorded on notifications (id) where status <> 'pending' and not recorded`.execute(
+        db,
+      );
+      await db.schema
+        .createTable("notifier_cursors")
+        .addColumn("source", "text", (c) => c.primaryKey())
+        .addColumn("seq", "bigint", (c) => c.notNull())
+        .execute();
+    },
+  },
 };
 
 export const schemaMigrations: MigrationProvider = {

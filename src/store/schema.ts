@@ -139,7 +139,35 @@ export interface CampaignEventsTable {
   at: ColumnType<Date, Date | string | undefined, never>;
 }
 
+export interface NotificationsTable {
+  id: Generated<string>;
+  source: "migration" | "campaign";
+  event_seq: string;
+  /** A digest of the webhook's URL: a Slack URL is itself a secret, so the store never holds it. */
+  hook_key: string;
+  team: string;
+  kind: string;
+  migration_id: string | null;
+  campaign_id: string | null;
+  notice: JSONColumnType<Record<string, unknown>>;
+  status: Generated<"pending" | "delivered" | "failed">;
+  attempts: Generated<number>;
+  next_at: ColumnType<Date, Date | string | undefined, Date | string>;
+  last_error: string | null;
+  done_at: ColumnType<Date | null, Date | string | undefined, Date | string | null>;
+  /** Whether its outcome is in the migration's or campaign's event log yet. */
+  recorded: Generated<boolean>;
+  created_at: ColumnType<Date, Date | string | undefined, never>;
+}
+
+export interface NotifierCursorsTable {
+  source: string;
+  seq: string;
+}
+
 export interface Database {
+  notifications: NotificationsTable;
+  notifier_cursors: NotifierCursorsTable;
   campaigns: CampaignsTable;
   campaign_items: CampaignItemsTable;
   campaign_events: CampaignEventsTable;
