@@ -1,3 +1,4 @@
+import { maxOverlap } from "../testing/overlap.js";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -15,19 +16,6 @@ const DBS = ["fleet-a", "fleet-b", "fleet-c", "fleet-d", "fleet-e", "fleet-f"];
 const WINDOW_OPENS_AFTER_MS = 25_000;
 const hhmmss = (d: Date) => d.toISOString().slice(11, 19);
 const DAYS = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"];
-
-/** The number of intervals open at once, at most. */
-function maxOverlap(intervals: [number, number][]): number {
-  const points = intervals.flatMap(([a, b]) => [
-    [a, 1],
-    [b, -1],
-  ]) as [number, number][];
-  points.sort((x, y) => x[0] - y[0] || x[1] - y[1]);
-  let open = 0;
-  let max = 0;
-  for (const [, d] of points) max = Math.max(max, (open += d));
-  return max;
-}
 
 /**
  * A campaign of six registered local databases in three waves (a canary, then three, then two), at most two

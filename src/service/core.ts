@@ -37,7 +37,11 @@ export interface Core {
 }
 
 /** Opens the guard and the store, claims this replica's identity and takes back what a dead incarnation held. */
-export async function openCore(config: ServiceConfig, log: Logger): Promise<Core> {
+export async function openCore(
+  config: ServiceConfig,
+  log: Logger,
+  effects?: Pick<Core, "providers" | "providerAvailable">,
+): Promise<Core> {
   const guard = await openGuard({
     tls: config.security.mode === "mtls" ? config.security.tls : undefined,
     policyFile: config.security.policyFile,
@@ -56,7 +60,7 @@ export async function openCore(config: ServiceConfig, log: Logger): Promise<Core
   log.info("state store ready", { embedded: Boolean(store.embedded), port: store.embedded?.port });
   const bus = new EventBus(store.connection);
   const repo = new MigrationRepo(store.db);
-  const { providers, providerAvailable } = await openProviders(config);
+  const { providers, providerAvailable } = effects ?? (await openProviders(config));
   // Held for as long as this process lives: whatever leases carry this identity belong to a dead incarnation of it.
   // Two connections of their own, opened at once.
   const [identity] = await Promise.all([

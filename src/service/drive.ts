@@ -1,5 +1,6 @@
 import type { ServiceConfig } from "../config.js";
 import { Engine } from "../engine/driver.js";
+import type { Activities } from "../engine/step-env.js";
 import { RetirementKeeper } from "../engine/retirement-keeper.js";
 import { CampaignRunner } from "../engine/campaign-runner.js";
 import { CampaignRepo } from "../store/campaign-repo.js";
@@ -25,7 +26,7 @@ const CAMPAIGN_LOOK_MS = 1000;
  * machine), so a replica restarted inside a cutover's fenced window drives it first. Its ROUTING step needs only the
  * store: the routes it writes reach the proxies once the xDS server serves.
  */
-export function startDrivers(core: Core, config: ServiceConfig, log: Logger): Drivers {
+export function startDrivers(core: Core, config: ServiceConfig, log: Logger, activities?: Activities): Drivers {
   const engine = new Engine({
     metrics: core.metrics,
     tracing: core.tracing,
@@ -35,6 +36,7 @@ export function startDrivers(core: Core, config: ServiceConfig, log: Logger): Dr
     baselineSampleMs: config.baselineSampleMs,
     providers: core.providers,
     router: core.router,
+    activities,
     log: log.child({ component: "engine" }),
   });
   const keeper = new RetirementKeeper({

@@ -1,10 +1,20 @@
 import type { ServiceConfig } from "../config.js";
 import type { Logger } from "../telemetry/log.js";
-import { openCore } from "./core.js";
+import type { Activities } from "../engine/step-env.js";
+import { openCore, type Core } from "./core.js";
 import { startDrivers } from "./drive.js";
 import type { TelemetryHooks } from "./telemetry.js";
 
 export type { TelemetryHooks } from "./telemetry.js";
+
+/**
+ * What the service does to instances, when not the real thing: bench:fleet drives hundreds of migrations on an
+ * in-memory provider this way, with the real store, engine, campaigns and API.
+ */
+export interface Effects {
+  providers?: Pick<Core, "providers" | "providerAvailable">;
+  activities?: Activities;
+}
 
 export interface RunningService {
   port: number;
@@ -23,9 +33,10 @@ export async function startService(
   config: ServiceConfig,
   log: Logger,
   hooks: TelemetryHooks = {},
+  effects: Effects = {},
 ): Promise<RunningService> {
-  const core = await openCore(config, log);
-  const { engine, keeper, campaigns, notifier } = startDrivers(core, config, log);
+  const core = await openCore(config, log, effects.providers);
+  const { engine, keeper, campaigns, notifier } = startDrivers(core, config, log, effects.activities);
   const { startXdsPlane } = await import("./xds-plane.js");
   const xds = await startXdsPlane(core, config, log);
   if (config.engine) await engine.windowClear(2_000);

@@ -70,11 +70,14 @@ export async function openStore(opts: StoreOptions): Promise<Store> {
     connection = embedded.connectionConfig(STORE_DB);
   }
   const pool = new pg.Pool({ ...connection, max: 10, application_name: "pgshift" });
-  // An idle client that loses its server must not crash the process.
+  // A client that loses its server must not crash the process: idle ones report to the pool, and checked-out ones
+  // (inside a transaction, between its statements) have no listener of the pool's; their next statement fails instead.
   pool.on("error", () => {});
+  pool.on("connect", (client) => client.on("error", () => {}));
   // Leases are renewed on connections of their own: a burst of API watches on the main pool must never cost a driver its lease.
   const leasePool = new pg.Pool({ ...connection, max: 2, application_name: "pgshift-leases" });
   leasePool.on("error", () => {});
+  leasePool.on("connect", (client) => client.on("error", () => {}));
   // Each first connection is a backend started and an authentication exchange: both pools open theirs at once, since a
   // replica restarted inside a cutover's fenced window needs both before it drives. A lease connection that fails
   // here is opened again when a lease is first taken.
