@@ -8,7 +8,15 @@ import { LocalProvider } from "../src/providers/local/local-provider.js";
 import { createSampleSource, type AppCredentials } from "../testing/sample.js";
 import { makeDevPki, serveTlsArgs, type DevPki } from "../src/security/dev-pki.js";
 import { destroyClusters } from "./helpers/clusters.js";
-import { grpc, migrationClient, mtlsCredentials, unary, unaryError, type AnyClient } from "./helpers/grpc-clients.js";
+import {
+  campaignClient,
+  grpc,
+  migrationClient,
+  mtlsCredentials,
+  unary,
+  unaryError,
+  type AnyClient,
+} from "./helpers/grpc-clients.js";
 import { localSpec, waitForPhase } from "./helpers/migrations.js";
 import { startServiceProcess, tempDir, type ServiceProcess } from "./helpers/service-process.js";
 
@@ -16,6 +24,7 @@ const run = promisify(execFile);
 const BUNDLE = resolve(import.meta.dirname, "../dist/pgshift.mjs");
 const ADMIN = "spiffe://test.example/platform/sa/admin";
 const BILLING = "spiffe://test.example/team/billing/sa/deployer";
+const PAYMENTS = "spiffe://test.example/team/payments/sa/deployer";
 
 // Billing's deployer is an approver on billing-* only, as in the issue; the platform admin on everything.
 const POLICY = `grants:
@@ -24,6 +33,9 @@ const POLICY = `grants:
     role: admin
   - identities: ["spiffe://test.example/team/billing/sa/*"]
     databases: ["billing-*"]
+    role: approver
+  - identities: ["spiffe://test.example/team/payments/sa/*"]
+    teams: [payments]
     role: approver
 `;
 
@@ -36,6 +48,8 @@ describe("the database inventory: a grant on database names never reaches anothe
   let svc: ServiceProcess;
   let admin: AnyClient;
   let billing: AnyClient;
+  let paymentsApi: AnyClient;
+  let paymentsCampaigns: AnyClient;
   let paymentsApp: AppCredentials;
   let paymentsMigration: string;
 
@@ -45,6 +59,7 @@ describe("the database inventory: a grant on database names never reaches anothe
       clients: [
         { name: "admin", identity: ADMIN },
         { name: "billing", identity: BILLING },
+        { name: "payments", identity: PAYMENTS },
       ],
     });
     writeFileSync(join(tmp.dir, "policy.yaml"), POLICY);
@@ -60,11 +75,15 @@ describe("the database inventory: a grant on database names never reaches anothe
     ]);
     admin = migrationClient(svc.address, mtlsCredentials(pki, "admin"));
     billing = migrationClient(svc.address, mtlsCredentials(pki, "billing"));
+    paymentsApi = migrationClient(svc.address, mtlsCredentials(pki, "payments"));
+    paymentsCampaigns = campaignClient(svc.address, mtlsCredentials(pki, "payments"));
   }, 120_000);
 
   afterAll(async () => {
     admin?.close();
     billing?.close();
+    paymentsApi?.close();
+    paymentsCampaigns?.close();
     await svc?.stop();
     await destroyClusters(provider);
     tmp.remove();
@@ -151,7 +170,7 @@ describe("the database inventory: a grant on database names never reaches anothe
     ]) {
       const e = await unaryError(billing, method, { id: paymentsMigration, reason: "" });
       expect(e.code, method).toBe(grpc.status.PERMISSION_DENIED);
-      expect(e.details, method).toContain(`database "payments-db" (instance ${PAYMENTS_SOURCE})`);
+      expect(e.details, method).toContain(`database "payments-db" (team payments, instance ${PAYMENTS_SOURCE})`);
     }
     const own = (
       await unary(billing, "CreateMigration", {
@@ -187,6 +206,32 @@ describe("the database inventory: a grant on database names never reaches anothe
     expect(e.code).toBe(grpc.status.FAILED_PRECONDITION);
     expect(e.details).toContain(
       `migration ${paymentsMigration} of payments-db is live and takes ${PAYMENTS_SOURCE} as its source`,
+    );
+  });
+
+  it("a grant by team covers the databases the inventory gives that team: their migrations and campaigns, no others", async () => {
+    // Payments' deployer holds approver on team payments, whatever its databases are called.
+    expect((await unary(paymentsApi, "GetMigration", { id: paymentsMigration })).migration.spec.database_name).toBe(
+      "payments-db",
+    );
+    expect((await unary(paymentsApi, "ListDatabases", {})).databases.map((d: any) => d.name)).toEqual(["payments-db"]);
+    expect((await unary(paymentsApi, "ListMigrations", { database_name: "billing-db" })).migrations).toEqual([]);
+    // A campaign over two teams needs a role covering both.
+    const spec = (names: string[]) => ({ name: "pay", select: { names }, targets: { id_template: "{source}-next" } });
+    const both = await unaryError(paymentsCampaigns, "CreateCampaign", { spec: spec(["payments-db", "billing-db"]) });
+    expect(both.code).toBe(grpc.status.PERMISSION_DENIED);
+    expect(both.details).toBe(
+      `${PAYMENTS} may not create a campaign (which approves cutovers) over for database "billing-db" (team billing): that needs role approver (to approve or roll back) on it, and the policy grants no role`,
+    );
+    const own = await unary(paymentsCampaigns, "CreateCampaign", { spec: spec(["payments-db"]) });
+    expect(own.campaign.items.map((i: any) => i.database_name)).toEqual(["payments-db"]);
+    const billingCampaigns = campaignClient(svc.address, mtlsCredentials(pki, "billing"));
+    const seen = await unaryError(billingCampaigns, "GetCampaign", { id: own.campaign.id });
+    expect(seen.code).toBe(grpc.status.PERMISSION_DENIED);
+    expect((await unary(billingCampaigns, "ListCampaigns", {})).campaigns).toEqual([]);
+    billingCampaigns.close();
+    expect((await unary(paymentsCampaigns, "CancelCampaign", { id: own.campaign.id })).campaign.state).toBe(
+      "CAMPAIGN_STATE_CANCELLED",
     );
   });
 

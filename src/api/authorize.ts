@@ -10,21 +10,44 @@ const VERBS: Record<Action, string> = {
   administer: "finalize or abort",
 };
 
-/** Applies the current policy to a call: the identity of its certificate, what it does, and to which database. */
+/** The owning team of each named database the inventory knows. */
+export type TeamsOf = (databases: string[]) => Promise<Map<string, string>>;
+
+/**
+ * Applies the current policy to a call: the identity of its certificate, what it does, and to which database, and
+ * through the inventory to which team's database (a grant may name teams rather than database names).
+ */
 export class Authorizer {
-  constructor(private readonly policy: () => Policy) {}
+  constructor(
+    private readonly policy: () => Policy,
+    private readonly teamsOf: TeamsOf = async () => new Map(),
+  ) {}
+
+  private async teams(databases: string[]): Promise<Map<string, string>> {
+    return this.policy().byTeam ? this.teamsOf(databases) : new Map();
+  }
 
   /**
-   * Throws PERMISSION_DENIED naming the identity, the action, the database (and the instance the call reaches, when
-   * there is one) when the policy does not allow it.
+   * Throws PERMISSION_DENIED naming the identity, the action, the database (its team, and the instance the call
+   * reaches, when there are) when the policy does not allow it.
    */
-  require(ctx: HandlerContext, action: Action, database: string, what: string, instance?: string): void {
+  async require(ctx: HandlerContext, action: Action, database: string, what: string, instance?: string): Promise<void> {
+    await this.requireAll(ctx, action, [database], what, instance);
+  }
+
+  /** The same for several databases at once: the caller needs the action on every one. */
+  async requireAll(ctx: HandlerContext, action: Action, databases: string[], what: string, instance?: string) {
     const identity = identityOf(ctx);
-    if (this.policy().allows(identity, action, database)) return;
-    const on = instance ? `database "${database}" (instance ${instance})` : `database "${database}"`;
-    throw new PermissionDeniedError(
-      `${identity} may not ${what} for ${on}: that needs role ${Policy.roleFor(action)} (to ${VERBS[action]}) on it, and the policy grants ${this.policy().roleOn(identity, database) ?? "no role"}`,
-    );
+    const policy = this.policy();
+    const teams = await this.teams(databases);
+    for (const database of databases) {
+      const team = teams.get(database);
+      if (policy.allows(identity, action, database, team)) continue;
+      const on = `database "${database}"${team ? ` (team ${team}${instance ? `, instance ${instance}` : ""})` : instance ? ` (instance ${instance})` : ""}`;
+      throw new PermissionDeniedError(
+        `${identity} may not ${what} for ${on}: that needs role ${Policy.roleFor(action)} (to ${VERBS[action]}) on it, and the policy grants ${policy.roleOn(identity, database, team) ?? "no role"}`,
+      );
+    }
   }
 
   /** Whether this service runs without a policy (--insecure, no policy file): every caller may do everything. */
@@ -32,7 +55,11 @@ export class Authorizer {
     return this.policy().open;
   }
 
-  mayView(ctx: HandlerContext, database: string): boolean {
-    return this.policy().allows(identityOf(ctx), "view", database);
+  /** Which of these databases the caller may view. */
+  async viewable(ctx: HandlerContext, databases: string[]): Promise<(database: string) => boolean> {
+    const identity = identityOf(ctx);
+    const policy = this.policy();
+    const teams = await this.teams([...new Set(databases)]);
+    return (database) => policy.allows(identity, "view", database, teams.get(database));
   }
 }

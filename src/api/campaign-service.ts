@@ -108,15 +108,11 @@ export function campaignToProto(row: CampaignRow, items: CampaignItemRow[], now 
 export function campaignService(deps: CampaignServiceDeps): ServiceImpl<typeof CampaignService> {
   const { campaigns, databases, authz, bus, shutdown } = deps;
 
-  /** The caller needs the action on every database of the campaign: a campaign over several teams needs all of them. */
-  function requireAll(ctx: HandlerContext, action: Action, names: string[], what: string) {
-    for (const name of names) authz.require(ctx, action, name, what);
-  }
-
   async function allowed(ctx: HandlerContext, id: string, action: Action, what: string) {
     const row = await campaigns.get(requireId(id));
     const items = await campaigns.items(row.id);
-    requireAll(
+    // The action on every database of the campaign: a campaign over several teams needs a role covering all of them.
+    await authz.requireAll(
       ctx,
       action,
       items.map((i) => i.database),
@@ -177,7 +173,7 @@ export function campaignService(deps: CampaignServiceDeps): ServiceImpl<typeof C
       const spec = normalizeCampaignSpec(req.spec);
       const selected = await select(spec);
       // The campaign approves each cutover itself: creating one is an approver's act on every database in it.
-      requireAll(
+      await authz.requireAll(
         ctx,
         "approve",
         selected.map((d) => d.name),
@@ -234,7 +230,11 @@ export function campaignService(deps: CampaignServiceDeps): ServiceImpl<typeof C
       for (const row of rows) {
         const items = await campaigns.items(row.id);
         // Only campaigns every database of which the caller may view; a page can come back short.
-        if (items.every((i) => authz.mayView(ctx, i.database))) out.push(campaignToProto(row, items));
+        const may = await authz.viewable(
+          ctx,
+          items.map((i) => i.database),
+        );
+        if (items.every((i) => may(i.database))) out.push(campaignToProto(row, items));
       }
       return { campaigns: out, nextPageToken };
     },

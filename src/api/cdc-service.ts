@@ -73,7 +73,7 @@ export function cdcService({
           "consumer_id is required (1 to 128 characters): who is watching, as the migration's consumer inventory will list it",
         );
       }
-      authz.require(ctx, "view", req.databaseName, "watch slot directives");
+      await authz.require(ctx, "view", req.databaseName, "watch slot directives");
       const linked = linkedSignal(ctx.signal, shutdown);
       const signal = linked.signal;
       let signalled: boolean;

@@ -56,7 +56,7 @@ export class Inventory {
     ]);
     if (owner && owner !== spec.databaseName) this.deny(ctx, what, source, owner, spec.databaseName);
     if (targetOwner && targetOwner !== spec.databaseName) this.deny(ctx, what, target, targetOwner, spec.databaseName);
-    this.authz.require(ctx, action, spec.databaseName, what, source);
+    await this.authz.require(ctx, action, spec.databaseName, what, source);
     if (owner) return;
     if (registered) {
       throw new FailedPreconditionError(
@@ -76,9 +76,9 @@ export class Inventory {
    */
   async admitMigration(ctx: HandlerContext, row: MigrationRow, action: Action, what: string): Promise<void> {
     const source = ownershipKey(...sourceOf(row.spec), this.defaultRegion);
-    this.authz.require(ctx, action, row.database_name, what, source);
+    await this.authz.require(ctx, action, row.database_name, what, source);
     const owner = await this.repo.ownerOf(source);
-    if (owner && owner !== row.database_name) this.authz.require(ctx, action, owner, what, source);
+    if (owner && owner !== row.database_name) await this.authz.require(ctx, action, owner, what, source);
   }
 
   private deny(ctx: HandlerContext, what: string, instance: string, owner: string, named: string): never {
@@ -89,7 +89,7 @@ export class Inventory {
 
   async register(ctx: HandlerContext, db: Database | undefined, actor: string) {
     const entry = normalizeRegistration(db, this.defaultRegion);
-    this.authz.require(ctx, "administer", entry.name, "register a database");
+    await this.authz.require(ctx, "administer", entry.name, "register a database");
     const { row, created } = await this.repo.register(entry, actor);
     return { database: databaseToProto(row), created };
   }
@@ -106,6 +106,10 @@ export class Inventory {
       pageSize: req.pageSize || DEFAULT_PAGE,
       pageToken: req.pageToken || undefined,
     });
-    return { databases: rows.filter((r) => this.authz.mayView(ctx, r.name)).map(databaseToProto), nextPageToken };
+    const may = await this.authz.viewable(
+      ctx,
+      rows.map((r) => r.name),
+    );
+    return { databases: rows.filter((r) => may(r.name)).map(databaseToProto), nextPageToken };
   }
 }

@@ -127,7 +127,11 @@ export function migrationService({
         pageToken: req.pageToken || undefined,
       });
       // Only what the caller may view; a page can come back short, its token still leads on.
-      const visible = rows.filter((r) => authz.mayView(ctx, r.database_name));
+      const may = await authz.viewable(
+        ctx,
+        rows.map((r) => r.database_name),
+      );
+      const visible = rows.filter((r) => may(r.database_name));
       const history = await repo.phaseHistory(visible.map((r) => r.id));
       return { migrations: visible.map((r) => migrationToProto(r, history)), nextPageToken };
     },

@@ -7,7 +7,7 @@ import type { Authorizer } from "./authorize.js";
 /** Where a database's route points now, at which version, and how far each proxy that serves it has come. */
 export async function routingStatus(router: XdsRouter, authz: Authorizer, databaseName: string, ctx: HandlerContext) {
   if (!databaseName) throw new InvalidArgumentError("database_name is required: the logical database, e.g. billing-db");
-  authz.require(ctx, "view", databaseName, "read the routing status");
+  await authz.require(ctx, "view", databaseName, "read the routing status");
   const route = await router.current(databaseName);
   if (!route)
     throw new NotFoundError(`no route for database "${databaseName}"; a migration of it creates one at PREFLIGHT`);

@@ -17,6 +17,8 @@ const ROLE_FOR: Record<Action, Role> = {
 interface Grant {
   identities: RegExp[];
   databases: RegExp[];
+  /** Teams (as the inventory names each database's owner) whose databases the grant covers. */
+  teams: RegExp[];
   role: Role;
 }
 
@@ -81,7 +83,8 @@ export class Policy {
       }
       return (v as string[]).map(pattern);
     };
-    const entries = (key: "grants" | "proxies", keys: string[]) => {
+    /** `either`: keys of which one at least must be there (the others may be left out). */
+    const entries = (key: "grants" | "proxies", keys: string[], either: string[] = ["databases"]) => {
       const v = top[key] ?? [];
       if (!Array.isArray(v)) fail(key, "a list is expected");
       return (v as unknown[]).map((e, i) => {
@@ -91,19 +94,23 @@ export class Policy {
         const o = e as Record<string, unknown>;
         for (const k of Object.keys(o))
           if (!keys.includes(k)) fail(`${where}.${k}`, `unknown key; expected ${keys.join(", ")}`);
+        if (either.every((k) => o[k] === undefined)) fail(where, `${either.join(" or ")} is required`);
         return {
           where,
           o,
           identities: list(`${where}.identities`, o.identities),
-          databases: list(`${where}.databases`, o.databases),
+          databases: o.databases === undefined ? [] : list(`${where}.databases`, o.databases),
         };
       });
     };
-    const grants = entries("grants", ["identities", "databases", "role"]).map(({ where, o, identities, databases }) => {
-      if (!ROLES.includes(o.role as Role))
-        fail(`${where}.role`, `one of ${ROLES.join(", ")} is expected; got ${JSON.stringify(o.role)}`);
-      return { identities, databases, role: o.role as Role };
-    });
+    const grants = entries("grants", ["identities", "databases", "teams", "role"], ["databases", "teams"]).map(
+      ({ where, o, identities, databases }) => {
+        if (!ROLES.includes(o.role as Role))
+          fail(`${where}.role`, `one of ${ROLES.join(", ")} is expected; got ${JSON.stringify(o.role)}`);
+        const teams = o.teams === undefined ? [] : list(`${where}.teams`, o.teams);
+        return { identities, databases, teams, role: o.role as Role };
+      },
+    );
     const reach = entries("proxies", ["identities", "databases"]).map(({ identities, databases }) => ({
       identities,
       databases,
@@ -111,19 +118,27 @@ export class Policy {
     return new Policy(grants, reach);
   }
 
-  /** The highest role an identity holds on a database, if any. */
-  roleOn(identity: string, database: string): Role | undefined {
+  /** The highest role an identity holds on a database (owned by `team`, when the inventory says so), if any. */
+  roleOn(identity: string, database: string, team?: string): Role | undefined {
     if (this.open) return "admin";
     let best = -1;
     for (const g of this.grants) {
-      if (matches(g.identities, identity) && matches(g.databases, database))
+      if (
+        matches(g.identities, identity) &&
+        (matches(g.databases, database) || (team !== undefined && matches(g.teams, team)))
+      )
         best = Math.max(best, ROLES.indexOf(g.role));
     }
     return best < 0 ? undefined : ROLES[best];
   }
 
-  allows(identity: string, action: Action, database: string): boolean {
-    const role = this.roleOn(identity, database);
+  /** Whether grants name teams at all: only then is a database's owner worth looking up. */
+  get byTeam(): boolean {
+    return this.grants.some((g) => g.teams.length > 0);
+  }
+
+  allows(identity: string, action: Action, database: string, team?: string): boolean {
+    const role = this.roleOn(identity, database, team);
     return role !== undefined && ROLES.indexOf(role) >= ROLES.indexOf(ROLE_FOR[action]);
   }
 

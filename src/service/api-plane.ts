@@ -41,8 +41,9 @@ export interface ApiPlane {
 export async function startApiPlane(core: Core, config: ServiceConfig, log: Logger): Promise<ApiPlane> {
   const { repo, bus, router, metrics, guard } = core;
   const healthState = new HealthState();
-  const authz = new Authorizer(guard.policy);
   const databases = new DatabaseRepo(core.store.db, (spec) => ownershipKey(...sourceOf(spec), config.aws?.region));
+  // Grants may name teams: the inventory says whose each database is.
+  const authz = new Authorizer(guard.policy, (names) => databases.teamsOf(names));
   const inventory = new Inventory(databases, authz, config.aws?.region);
   const watchers = new CdcWatchers(core.store.db, core.identity.id);
   const shutdown = core.shutdown.signal;

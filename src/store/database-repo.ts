@@ -36,6 +36,13 @@ export class DatabaseRepo {
     return this.db.selectFrom("databases").selectAll().where("name", "=", name).executeTakeFirst();
   }
 
+  /** The owning team of each of these databases that is registered. */
+  async teamsOf(names: string[]): Promise<Map<string, string>> {
+    if (names.length === 0) return new Map();
+    const rows = await this.db.selectFrom("databases").select(["name", "team"]).where("name", "in", names).execute();
+    return new Map(rows.map((r) => [r.name, r.team]));
+  }
+
   /** The database an instance is registered to, if any. */
   async ownerOf(key: string): Promise<string | undefined> {
     const r = await this.db
