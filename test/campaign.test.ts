@@ -130,6 +130,19 @@ describe("a fleet campaign: waves, limits, a change window, a stop condition, a 
     });
     expect(created.created).toBe(true);
     const id = created.campaign.id;
+    // A watcher from the start sees every state it passes through, with the counts, and the stream ends with it.
+    const watched: any[] = [];
+    let watchError: any;
+    const watch = new Promise<void>((resolve) => {
+      const stream = clients[1]!.campaigns.WatchCampaign({ id });
+      stream.on("data", (d: any) => watched.push(d.campaign));
+      stream.on("end", () => resolve());
+      // Its replica may be the one killed: then the stream breaks, and only then may it.
+      stream.on("error", (e: any) => {
+        watchError = e;
+        resolve();
+      });
+    });
     expect(created.campaign.items.map((i: any) => [i.database_name, i.wave])).toEqual([
       ["fleet-a", 0],
       ["fleet-b", 1],
@@ -176,6 +189,12 @@ describe("a fleet campaign: waves, limits, a change window, a stop condition, a 
     expect(resumed.campaign.state).toBe("CAMPAIGN_STATE_RUNNING");
     const done = await until(id, "completed", (c) => c.state === "CAMPAIGN_STATE_COMPLETED", 300_000);
     expect(done.phases).toEqual({ COMPLETED: 5, FAILED: 1 });
+    expect(done.eta).toEqual({ seconds: "0", nanos: 0 });
+    expect(done.waves.map((w: any) => [w.state, w.phases])).toEqual([
+      ["WAVE_STATE_DONE", { COMPLETED: 1 }],
+      ["WAVE_STATE_DONE", { COMPLETED: 3 }],
+      ["WAVE_STATE_DONE", { COMPLETED: 1, FAILED: 1 }],
+    ]);
 
     // From the migrations' own event logs: the order, the limits, the window.
     const spans = await Promise.all(
@@ -215,6 +234,23 @@ describe("a fleet campaign: waves, limits, a change window, a stop condition, a 
           b.ended,
         );
     }
+    // The watch (on replica 1, which may have been the one killed: then its stream broke) saw the campaign move.
+    await watch;
+    if (via === 1) expect(watchError).toBeUndefined();
+    const states = watched.map((c) => c.state).filter((x, i, a) => i === 0 || a[i - 1] !== x);
+    expect(states[0]).toBe("CAMPAIGN_STATE_RUNNING");
+    if (via === 1)
+      expect(states).toEqual([
+        "CAMPAIGN_STATE_RUNNING",
+        "CAMPAIGN_STATE_PAUSED",
+        "CAMPAIGN_STATE_RUNNING",
+        "CAMPAIGN_STATE_COMPLETED",
+      ]);
+    expect(
+      watched.some(
+        (c) => c.waves[0].state === "WAVE_STATE_RUNNING" && c.items[0].waiting_for === "the campaign's change windows",
+      ),
+    ).toBe(true);
     // Nothing more than one migration per database, whatever replica acted.
     expect(new Set(spans.map((s) => s.db)).size).toBe(spans.length);
   }, 600_000);
@@ -236,6 +272,8 @@ describe("a fleet campaign: waves, limits, a change window, a stop condition, a 
     );
     const usage = await ctl(api, ["campaign", "approve-wave", id]);
     expect([usage.code, usage.err]).toEqual([64, "pgshift ctl campaign approve-wave ID needs --wave N (1 or more)\n"]);
+    const noWave = await ctl(api, ["campaign", "approve-wave", id, "--wave", "5"]);
+    expect([noWave.code, noWave.err]).toEqual([1, `NotFound: campaign ${id} has no wave 5; its waves are 0 to 0\n`]);
     const cancelled = await ctl(api, ["campaign", "cancel", id, "--reason", "finalize fleet-a first"]);
     expect(JSON.parse(cancelled.out).state).toBe("CAMPAIGN_STATE_CANCELLED");
     const again = await ctl(api, ["campaign", "resume", id]);
