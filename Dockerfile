@@ -27,6 +27,7 @@ WORKDIR /app
 # THIRD-PARTY-NOTICES.md and sbom.cdx.json.
 COPY --from=build /src/dist/pgshift.mjs /src/dist/pgshift.mjs.map ./dist/
 COPY --from=build /src/dist/chunks ./dist/chunks
+COPY --from=build /src/dist/web ./dist/web
 COPY --from=build /src/dist/envoy-descriptors.json /src/dist/THIRD-PARTY-NOTICES.md /src/dist/sbom.cdx.json ./dist/
 RUN mkdir -p /var/lib/pgshift && chown node:node /var/lib/pgshift
 USER node

@@ -17,6 +17,7 @@ if (major < 22) {
 
 const checks = [
   ["typecheck", "npx", ["tsc", "--noEmit", "-p", "."]],
+  ["typecheck:web", "npx", ["tsc", "--noEmit", "-p", "web"]],
   ["eslint", "npx", ["eslint", "."]],
   ["prettier", "npx", ["prettier", "--check", "."]],
   ["lint:deps", "npx", ["depcruise", "src", "xds", "--config", ".dependency-cruiser.cjs"]],

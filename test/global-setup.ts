@@ -14,4 +14,13 @@ export default function setup(): void {
   const root = resolve(import.meta.dirname, "..");
   for (const script of ["scripts/bundle.mjs", "scripts/envoy-descriptors.mjs"])
     execFileSync(process.execPath, [resolve(root, script)], { cwd: root, stdio: "inherit" });
+  // The web console the service serves on its API port.
+  execFileSync(
+    process.execPath,
+    [resolve(root, "node_modules/vite/bin/vite.js"), "build", "--config", "web/vite.config.ts"],
+    {
+      cwd: root,
+      stdio: "inherit",
+    },
+  );
 }

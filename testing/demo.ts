@@ -1,4 +1,4 @@
-import { rmSync, writeFileSync } from "node:fs";
+import { existsSync, rmSync, writeFileSync } from "node:fs";
 import { newWorkDir } from "../src/postgres/reach.js";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
@@ -14,6 +14,7 @@ import {
   Provider,
 } from "../src/gen/migration/v1/migration_pb.js";
 import { parseServiceConfig } from "../src/config.js";
+import { startConsoleProxy } from "../src/cli/console-proxy.js";
 import { LocalCluster } from "../src/postgres/cluster.js";
 import { LocalProvider } from "../src/providers/local/local-provider.js";
 import { createSampleSource, type AppCredentials } from "./sample.js";
@@ -64,6 +65,7 @@ export const DEMO_OPTIONS = {
   window: { type: "string", default: "5" },
   "data-dir": { type: "string" },
   keep: { type: "boolean", default: false },
+  console: { type: "boolean", default: false },
   "metrics-port": { type: "string" },
   "aws-emulator": { type: "boolean", default: false },
   schema: { type: "string", default: "sample" },
@@ -100,12 +102,14 @@ interface DemoRig {
  */
 export async function demoCommand(argv: string[]): Promise<void> {
   const values = parseDemoArgs(argv);
+  if (values.console) await buildConsole();
   const rig = await setUp(values);
   let ok: boolean;
   try {
     ok = values.schema === "realistic" ? await runRealistic(rig, values) : await runSample(rig, values);
     say();
     say(ok ? "demo: OK" : "demo: FAILED");
+    if (values.console) await keepForTheConsole(rig);
   } finally {
     await rig.proxy.stop();
     await rig.service.stop();
@@ -121,6 +125,30 @@ export async function demoCommand(argv: string[]): Promise<void> {
     }
   }
   if (!ok) process.exitCode = 1;
+}
+
+/**
+ * `--console`: the service stays up with what the demo made, and the web console is opened through `pgshift console`'s
+ * loopback proxy as the demo's operator identity (the service itself requires mutual TLS). Ends on Ctrl-C.
+ */
+/** The console's pages, built (into dist/web, where the service looks) when a fresh checkout has none yet. */
+async function buildConsole(): Promise<void> {
+  const root = resolve(import.meta.dirname, "..");
+  if (existsSync(join(root, "dist/web/index.html"))) return;
+  say("building the web console (vite build)…");
+  const { build } = await import("vite");
+  await build({ configFile: join(root, "web/vite.config.ts") });
+}
+
+async function keepForTheConsole(rig: DemoRig): Promise<void> {
+  const proxy = await startConsoleProxy(`https://127.0.0.1:${rig.service.port}`, rig.tlsOf("operator"), 0, "demo");
+  say();
+  say(`console: ${proxy.url}  (as the demo's operator; Ctrl-C stops the service and cleans up)`);
+  await new Promise<void>((resolve) => {
+    process.once("SIGINT", () => resolve());
+    process.once("SIGTERM", () => resolve());
+  });
+  await proxy.close();
 }
 
 async function setUp(values: DemoValues): Promise<DemoRig> {

@@ -19,7 +19,7 @@ export const TOOLING_HELP: Record<string, CommandHelp> = {
   demo: {
     summary: "a whole migration under a live write load and a CDC consumer, shown and verified",
     usage:
-      "demo [--rollback] [--aws-emulator] [--schema sample|realistic] [--rows N] [--rate N] [--window S] [--metrics-port N] [--keep]",
+      "demo [--rollback] [--aws-emulator] [--schema sample|realistic] [--rows N] [--rate N] [--window S] [--metrics-port N] [--keep] [--console]",
     flags: [
       ["--rollback", "roll back after COMPLETED and verify nothing was lost"],
       ["--rows N", "rows in the sample source (default 20000)"],
@@ -36,6 +36,7 @@ export const TOOLING_HELP: Record<string, CommandHelp> = {
       ],
       ["--data-dir DIR", "where to put everything (default: a new temporary folder)"],
       ["--keep", "leave the clusters and data behind"],
+      ["--console", "keep the service up at the end and print the web console's URL (Ctrl-C ends it)"],
     ],
     example: "npm run demo -- --rollback --metrics-port 9464",
   },

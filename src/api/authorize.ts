@@ -55,6 +55,19 @@ export class Authorizer {
     return this.policy().open;
   }
 
+  /** The caller's identity and its role on each of these databases it has one on. */
+  async roles(ctx: HandlerContext, databases: string[]): Promise<{ identity: string; roles: Record<string, string> }> {
+    const identity = identityOf(ctx);
+    const policy = this.policy();
+    const teams = await this.teams(databases);
+    const roles: Record<string, string> = {};
+    for (const d of databases) {
+      const role = policy.roleOn(identity, d, teams.get(d));
+      if (role) roles[d] = role;
+    }
+    return { identity, roles };
+  }
+
   /** Which of these databases the caller may view. */
   async viewable(ctx: HandlerContext, databases: string[]): Promise<(database: string) => boolean> {
     const identity = identityOf(ctx);

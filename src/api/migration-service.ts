@@ -177,6 +177,11 @@ export function migrationService({
     },
     registerDatabase: (req, ctx) => inventory.register(ctx, req.database, actorOf(ctx)),
     listDatabases: (req, ctx) => inventory.list(ctx, req),
+    async getAccess(req, ctx) {
+      if (req.databaseNames.length > MAX_PAGE)
+        throw new InvalidArgumentError(`database_names holds ${req.databaseNames.length} names; at most ${MAX_PAGE}`);
+      return authz.roles(ctx, [...new Set(req.databaseNames)]);
+    },
     approveCutover: (req, ctx) => act(req, ctx, "approve"),
     pauseMigration: (req, ctx) => act(req, ctx, "pause"),
     resumeMigration: (req, ctx) => act(req, ctx, "resume"),

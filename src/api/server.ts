@@ -1,4 +1,6 @@
+import http from "node:http";
 import http2 from "node:http2";
+import net from "node:net";
 import type { AddressInfo, Socket } from "node:net";
 import type { TLSSocket } from "node:tls";
 import type { DescMessage, DescService } from "@bufbuild/protobuf";
@@ -9,6 +11,7 @@ import type { TlsMaterial } from "../security/tls-material.js";
 import type { Watched } from "../security/watched-files.js";
 import { PEER, type Peer } from "./caller.js";
 import { explainJsonError } from "./json-errors.js";
+import { consoleFiles } from "./console-files.js";
 
 /**
  * The gRPC spec percent-encodes only bytes outside printable ASCII (and "%")
@@ -163,6 +166,8 @@ export interface ApiListenOptions {
   readMaxBytes: number;
   /** Streams one connection may have open at once. */
   maxConcurrentStreams: number;
+  /** The web console's built files, served on GET / and /assets/… (HTTP/1.1 as well, for browsers); none when absent. */
+  consoleDir?: string;
 }
 
 /** The identity a request's client certificate names (undefined over cleartext). */
@@ -212,14 +217,29 @@ export async function listenApi(routes: (router: ConnectRouter) => void, opts: A
     }),
     inputOf,
   );
+  const files = opts.consoleDir ? consoleFiles(opts.consoleDir) : undefined;
+  const serve = (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => {
+    if (files?.(req, res)) return;
+    handler(req, res);
+  };
   const settings = { maxConcurrentStreams: opts.maxConcurrentStreams };
   const tls = opts.tls;
+  // Browsers speak HTTP/1.1 where they cannot negotiate HTTP/2 (always on cleartext): the console needs it, and
+  // Connect and gRPC-Web work over it too. gRPC itself stays HTTP/2.
   const server = tls
     ? http2.createSecureServer(
-        { ...tls.current(), requestCert: true, rejectUnauthorized: true, minVersion: "TLSv1.2", settings },
-        handler,
+        {
+          ...tls.current(),
+          requestCert: true,
+          rejectUnauthorized: true,
+          minVersion: "TLSv1.2",
+          settings,
+          allowHTTP1: Boolean(files),
+        },
+        serve,
       )
-    : http2.createServer({ settings }, handler);
+    : http2.createServer({ settings }, serve);
+  const http1 = !tls && files ? http.createServer(serve as unknown as http.RequestListener) : undefined;
   if (tls) {
     const secure = server as http2.Http2SecureServer;
     tls.onChange((m) => secure.setSecureContext({ ...m }));
@@ -235,17 +255,43 @@ export async function listenApi(routes: (router: ConnectRouter) => void, opts: A
     sockets.add(c);
     c.on("close", () => sockets.delete(c));
   });
+  // On cleartext with the console, one port for both: a connection that opens with HTTP/2's preface goes to the HTTP/2
+  // server, any other to the HTTP/1.1 one.
+  const front = http1
+    ? net.createServer((socket) => {
+        sockets.add(socket);
+        socket.on("close", () => sockets.delete(socket));
+        // The first three bytes tell: HTTP/2's preface starts "PRI".
+        let head = Buffer.alloc(0);
+        const sniff = (chunk: Buffer) => {
+          head = Buffer.concat([head, chunk]);
+          if (head.length < 3) return;
+          socket.off("data", sniff);
+          socket.pause();
+          socket.unshift(head);
+          // HTTP/2 reads what was put back itself when it takes the socket; HTTP/1.1's parser needs the stream flowing.
+          if (head.subarray(0, 3).toString("latin1") === "PRI") server.emit("connection", socket);
+          else {
+            http1.emit("connection", socket);
+            socket.resume();
+          }
+        };
+        socket.on("data", sniff);
+      })
+    : server;
   await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(opts.port, opts.host, () => {
-      server.off("error", reject);
+    front.once("error", reject);
+    front.listen(opts.port, opts.host, () => {
+      front.off("error", reject);
       resolve();
     });
   });
   return {
-    port: (server.address() as AddressInfo).port,
+    port: (front.address() as AddressInfo).port,
     async close(drainMs) {
-      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      const closed = new Promise<void>((resolve) => front.close(() => resolve()));
+      if (front !== server) server.close();
+      http1?.closeIdleConnections();
       // GOAWAY: clients finish what they started and take new calls elsewhere.
       for (const s of sessions) s.close();
       const timer = setTimeout(() => {

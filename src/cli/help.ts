@@ -166,6 +166,21 @@ export const HELP: Record<string, CommandHelp> = {
     example:
       "pgshift dev-certs --out ./tls --client operator=spiffe://pgshift.local/sa/operator --client sidecar=spiffe://pgshift.local/sa/app-sidecar",
   },
+  console: {
+    summary:
+      "the web console in a local browser against a mutual-TLS service: a loopback listener forwarding to the API with your client certificate",
+    usage: "console --api https://HOST:PORT --ca F --cert F --key F [--port 8080] [--actor NAME]",
+    flags: [
+      ["--api URL", "the service's API (PGSHIFT_API, default https://127.0.0.1:50051)"],
+      ...TLS_FLAGS,
+      ["--port N", "the loopback port the browser opens (default 8080; 0 picks a free one)"],
+      [
+        "--actor NAME",
+        "your name, sent as x-pgshift-actor with every call and recorded beside the certificate's identity",
+      ],
+    ],
+    example: "pgshift console --api https://pgshift.internal:50051 --ca ca.crt --cert me.crt --key me.key",
+  },
   health: {
     summary:
       "ask a running service's gRPC health service whether it serves; exit 0 when SERVING (for container health checks)",

@@ -48,6 +48,8 @@ async function main(): Promise<void> {
       return (await import("./ctl.js")).ctlCommand(rest);
     case "dev-certs":
       return (await import("./dev-certs.js")).devCertsCommand(rest);
+    case "console":
+      return (await import("./console-proxy.js")).consoleCommand(rest);
     case "health":
       return (await import("./health.js")).healthCommand(rest);
     case undefined:

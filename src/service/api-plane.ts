@@ -1,3 +1,6 @@
+import { existsSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { Authorizer } from "../api/authorize.js";
 import { callerLimits } from "../api/caller-limits.js";
 import { campaignService } from "../api/campaign-service.js";
@@ -21,6 +24,15 @@ import { CdcWatchers } from "../store/cdc-watchers.js";
 import { DatabaseRepo } from "../store/database-repo.js";
 import type { Logger } from "../telemetry/log.js";
 import type { Core } from "./core.js";
+
+/**
+ * Where the web console's built files are: beside the bundle (dist/web next to dist/pgshift.mjs), or, run from the
+ * sources, in dist/web of the checkout. None: the API serves no pages (build them with npm run build).
+ */
+function consoleDir(): string | undefined {
+  const here = dirname(fileURLToPath(import.meta.url));
+  return [join(here, "web"), join(here, "../../dist/web")].find((d) => existsSync(join(d, "index.html")));
+}
 
 /** Bounds that keep one client from starving the others or the engine. */
 const LIMITS = {
@@ -55,6 +67,7 @@ export async function startApiPlane(core: Core, config: ServiceConfig, log: Logg
     ReflectionV1,
     ReflectionV1Alpha,
   ]);
+  const web = consoleDir();
   const api = await listenApi(
     (r) => {
       r.service(
@@ -94,6 +107,7 @@ export async function startApiPlane(core: Core, config: ServiceConfig, log: Logg
       tls: guard.tls,
       readMaxBytes: LIMITS.messageBytes,
       maxConcurrentStreams: LIMITS.streamsPerConnection,
+      consoleDir: web,
       interceptors: [
         rpcTelemetry(() => (r) => metrics.rpc(r)),
         callerLimits({
@@ -107,7 +121,11 @@ export async function startApiPlane(core: Core, config: ServiceConfig, log: Logg
   );
   for (const name of ["", MigrationService.typeName, CampaignService.typeName, CdcService.typeName])
     healthState.set(name, Status.SERVING);
-  log.info("listening", { host: config.host, port: api.port });
+  log.info("listening", {
+    host: config.host,
+    port: api.port,
+    console: web ? `http://${config.host}:${api.port}/` : "not built",
+  });
   return {
     port: api.port,
     notServing: () => healthState.shutdown(),

@@ -6,6 +6,7 @@ import { DEMO_OPTIONS } from "../../testing/demo.js";
 import { TOOLING_HELP, TOOLING_OPTIONS } from "../../testing/tooling-help.js";
 import { DEV_CERTS_OPTIONS } from "../../src/cli/dev-certs.js";
 import { HEALTH_OPTIONS } from "../../src/cli/health.js";
+import { CONSOLE_OPTIONS } from "../../src/cli/console-proxy.js";
 import { LOCAL_OPTIONS } from "../../src/cli/local.js";
 import { PROXY_OPTIONS } from "../../src/cli/proxy.js";
 import { SERVE_OPTIONS } from "../../src/config.js";
@@ -31,6 +32,7 @@ describe("every flag a parser accepts is in its help, and every flag its help na
     ["sample and load (tooling)", ["sample", "load"], TOOLING_OPTIONS, TOOLING_HELP],
     ["dev-certs", ["dev-certs"], DEV_CERTS_OPTIONS],
     ["health", ["health"], HEALTH_OPTIONS],
+    ["console", ["console"], CONSOLE_OPTIONS],
     ["local", sub("local"), LOCAL_OPTIONS],
     ["proxy", ["proxy"], PROXY_OPTIONS],
   ];
