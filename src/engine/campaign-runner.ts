@@ -32,6 +32,8 @@ export const campaignActor = (row: Pick<CampaignRow, "name" | "id">) => `campaig
  */
 export class CampaignRunner {
   private readonly loop: WakeLoop;
+  /** Whether the last look found a campaign to carry out: only then do migrations' events wake it (none in a cutover otherwise). */
+  private busy = true;
 
   constructor(private readonly deps: CampaignRunnerDeps) {
     this.loop = new WakeLoop(
@@ -42,7 +44,10 @@ export class CampaignRunner {
   }
 
   start(): void {
-    this.loop.start([(w) => this.deps.bus.subscribeAll(w), (w) => this.deps.bus.subscribeCampaign(undefined, w)]);
+    this.loop.start([
+      (w) => this.deps.bus.subscribeAll(() => this.busy && w()),
+      (w) => this.deps.bus.subscribeCampaign(undefined, w),
+    ]);
   }
 
   stop(): Promise<void> {
@@ -52,7 +57,9 @@ export class CampaignRunner {
   /** One look at every active campaign this replica holds (or can take). */
   async tick(): Promise<void> {
     const { campaigns, leases } = this.deps;
-    for (const id of await campaigns.activeIds()) {
+    const ids = await campaigns.activeIds();
+    this.busy = ids.length > 0;
+    for (const id of ids) {
       const lease = await leases.acquire(`pgshift:campaign:${id}`);
       if (!lease) continue;
       try {
