@@ -80,20 +80,24 @@ describe("the web console, in a real browser", () => {
     tmp.remove();
   });
 
-  it("the fleet page lists a running migration", async () => {
-    for (const x of ["a", "b"])
-      ids[`shop-${x}-db`] = (
-        await unary(api, "CreateMigration", { spec: localSpec(`shop-${x}-db`, `shop-${x}-src`, `shop-${x}-next`) })
-      ).migration.id;
+  it("the fleet page lists a running migration and follows it live", async () => {
+    ids["shop-b-db"] = (
+      await unary(api, "CreateMigration", { spec: localSpec("shop-b-db", "shop-b-src", "shop-b-next") })
+    ).migration.id;
     await page.goto(base);
-    const row = page.locator("#migrations tbody tr", { hasText: "shop-a-db" });
+    const row = page.locator("#migrations tbody tr", { hasText: "shop-b-db" });
     await row.waitFor({ timeout: 15_000 });
     expect(await row.locator("td").nth(1).textContent()).toBe("shop");
+    // Live, without a reload: the row follows the migration's phase (WatchMigrations).
+    await expect.poll(() => row.locator("td").nth(2).textContent(), { timeout: 90_000 }).toBe("READY_FOR_CUTOVER");
     expect(await page.locator("#who").textContent()).toBe("anonymous");
     await page.screenshot({ path: join(ARTIFACTS, "fleet.png") });
   });
 
   it("a migration's page shows its phase moving and the lag chart drawing points", async () => {
+    ids["shop-a-db"] = (
+      await unary(api, "CreateMigration", { spec: localSpec("shop-a-db", "shop-a-src", "shop-a-next") })
+    ).migration.id;
     await page.goto(`${base}#/m/${ids["shop-a-db"]}`);
     const phase = page.locator("#m-phase");
     await phase.waitFor();

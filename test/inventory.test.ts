@@ -216,6 +216,15 @@ describe("the database inventory: a grant on database names never reaches anothe
     );
     expect((await unary(paymentsApi, "ListDatabases", {})).databases.map((d: any) => d.name)).toEqual(["payments-db"]);
     expect((await unary(paymentsApi, "ListMigrations", { database_name: "billing-db" })).migrations).toEqual([]);
+    // The fleet's live view shows it payments' migration, and billing's none.
+    const fleet: string[] = await new Promise((resolve, reject) => {
+      const seen: string[] = [];
+      const stream = paymentsApi.WatchMigrations({});
+      stream.on("data", (d: any) => seen.push(d.migration.spec.database_name));
+      stream.on("error", (e: any) => (e.code === grpc.status.CANCELLED ? resolve(seen) : reject(e)));
+      setTimeout(() => stream.cancel(), 1000);
+    });
+    expect([...new Set(fleet)]).toEqual(["payments-db"]);
     // A campaign over two teams needs a role covering both.
     const spec = (names: string[]) => ({ name: "pay", select: { names }, targets: { id_template: "{source}-next" } });
     const both = await unaryError(paymentsCampaigns, "CreateCampaign", { spec: spec(["payments-db", "billing-db"]) });

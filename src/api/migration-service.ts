@@ -6,6 +6,7 @@ import {
   type MigrationService,
   type MigrationSpec,
   type WatchMigrationResponse,
+  type WatchMigrationsResponse,
 } from "../gen/migration/v1/migration_pb.js";
 import { phaseFromProto, type PhaseName } from "../domain/phases.js";
 import type { EventBus } from "../store/event-bus.js";
@@ -18,6 +19,7 @@ import type { Inventory } from "./inventory.js";
 import type { Action } from "../security/policy.js";
 import type { CdcWatchers } from "../store/cdc-watchers.js";
 import { watchEvents } from "./migration-watch.js";
+import { watchFleet } from "./fleet-watch.js";
 import { routingStatus } from "./routing-status.js";
 import { checkToProto, migrationToProto } from "./convert.js";
 import { runPreflight } from "../checks/preflight.js";
@@ -140,6 +142,11 @@ export function migrationService({
       const id = requireId(req.id);
       await allowed(ctx, id, "view", "watch migration " + id);
       yield* watchEvents({ repo, bus, shutdown }, id, req.afterSequence, ctx);
+    },
+
+    async *watchMigrations(req, ctx: HandlerContext): AsyncGenerator<WatchMigrationsResponse> {
+      if (req.databaseName.length > 63) throw new InvalidArgumentError("database_name is at most 63 characters");
+      yield* watchFleet({ repo, bus, authz, shutdown }, req.databaseName, ctx);
     },
 
     async runPreflight(req, ctx) {

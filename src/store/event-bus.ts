@@ -73,8 +73,8 @@ export class EventBus {
     return this.on(`m:${migrationId}`, fn);
   }
 
-  /** Calls fn on every migration's events (and re-reads). Returns an unsubscribe. */
-  subscribeAll(fn: () => void): () => void {
+  /** Calls fn on every migration's events with its id (and with none when everything is to be re-read). Returns an unsubscribe. */
+  subscribeAll(fn: (migrationId?: string) => void): () => void {
     return this.on(ALL, fn);
   }
 
@@ -88,7 +88,7 @@ export class EventBus {
     return this.on(id ? `c:${id}` : CAMPAIGNS, fn);
   }
 
-  private on(key: string, fn: () => void): () => void {
+  private on(key: string, fn: (...args: string[]) => void): () => void {
     this.emitter.on(key, fn);
     this.emitter.on(RESYNC, fn);
     return () => {

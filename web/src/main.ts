@@ -148,22 +148,33 @@ async function fleet() {
       .join("");
   };
   for (const id of ["f-team", "f-db", "f-phase"]) document.getElementById(id)!.addEventListener("input", draw);
-  const load = async () => {
-    const all: Migration[] = [];
-    let token = "";
-    do {
-      const r = await api.listMigrations({ pageSize: 500, pageToken: token });
-      all.push(...r.migrations);
-      token = r.nextPageToken;
-    } while (token && all.length < 2000);
-    migrations = all;
+  // Migrations live from WatchMigrations (every one now, then each as it changes); campaigns listed every 2 s.
+  const byId = new Map<string, Migration>();
+  const abort = new AbortController();
+  onLeave(() => abort.abort());
+  let pending: ReturnType<typeof setTimeout> | undefined;
+  void (async () => {
+    try {
+      for await (const res of api.watchMigrations({}, { signal: abort.signal })) {
+        byId.set(res.migration!.id, res.migration!);
+        // Many messages at once (the first listing, a burst of changes) are drawn once.
+        pending ??= setTimeout(() => {
+          pending = undefined;
+          migrations = [...byId.values()].sort((a, b) => timestampMs(b.createdAt!) - timestampMs(a.createdAt!));
+          draw();
+        }, 50);
+      }
+    } catch (e) {
+      if (!abort.signal.aborted) showError(e);
+    }
+  })();
+  const loadCampaigns = async () => {
     camps = (await campaigns.listCampaigns({ pageSize: 200 })).campaigns;
     draw();
   };
-  await load();
+  await loadCampaigns();
   await rolesOf([...teamOf.keys()].slice(0, 500));
-  // The fleet has no single stream: it is listed again every two seconds.
-  const timer = setInterval(() => void load().catch(showError), 2000);
+  const timer = setInterval(() => void loadCampaigns().catch(showError), 2000);
   onLeave(() => clearInterval(timer));
 }
 
