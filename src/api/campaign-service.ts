@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { durationFromMs, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
-import { assignWaves, planCampaign, type Plan } from "../domain/campaign.js";
+import { assignWaves, planCampaign, tally, type Plan } from "../domain/campaign.js";
 import {
   campaignRules,
   campaignSpecFromJson,
@@ -25,7 +25,7 @@ import {
   type CampaignSpec,
 } from "../gen/migration/v1/campaign_pb.js";
 import type { Action } from "../security/policy.js";
-import type { CampaignItemRow, CampaignRepo, CampaignRow } from "../store/campaign-repo.js";
+import { progressOf, type CampaignItemRow, type CampaignRepo, type CampaignRow } from "../store/campaign-repo.js";
 import type { DatabaseRepo, DatabaseRow } from "../store/database-repo.js";
 import type { EventBus } from "../store/event-bus.js";
 import { linkedSignal } from "../support/linked-signal.js";
@@ -57,12 +57,7 @@ function requireId(id: string): string {
 /** The campaign as the API shows it: its rows, and where its migrations stand as the planner sees it now. */
 export function campaignToProto(row: CampaignRow, items: CampaignItemRow[], now = new Date()): Campaign {
   const spec = campaignSpecFromJson(row.spec);
-  const plan: Plan = planCampaign(
-    campaignRules(spec),
-    { state: row.state, approvals: row.approvals, failuresSeen: row.failures_seen, rollbacksSeen: row.rollbacks_seen },
-    items,
-    now,
-  );
+  const plan: Plan = planCampaign(campaignRules(spec), progressOf(row), items, now);
   const phases: Record<string, number> = {};
   const byWave = new Map<number, Record<string, number>>();
   for (const it of items) {
@@ -276,12 +271,7 @@ export function campaignService(deps: CampaignServiceDeps): ServiceImpl<typeof C
     // Resuming lets cutovers be approved again: an approver's act. The failures and rollbacks it saw no longer count.
     resumeCampaign: (req, ctx) =>
       act(ctx, req, "approve", "resume", async (row, items, actor) => {
-        const { failures, rollbacks } = planCampaign(
-          campaignRules(campaignSpecFromJson(row.spec)),
-          { state: "PAUSED", approvals: row.approvals, failuresSeen: 0, rollbacksSeen: 0 },
-          items,
-          new Date(),
-        );
+        const { failures, rollbacks } = tally(items);
         await campaigns.setState(row.id, "RUNNING", ["PAUSED"], actor, req.reason || "resumed", {
           failuresSeen: failures,
           rollbacksSeen: rollbacks,

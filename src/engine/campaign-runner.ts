@@ -2,7 +2,7 @@ import { ConnectError } from "@connectrpc/connect";
 import { planCampaign, type Decision } from "../domain/campaign.js";
 import { campaignRules, campaignSpecFromJson } from "../domain/campaign-spec.js";
 import { specFromJson } from "../domain/spec.js";
-import type { CampaignRepo, CampaignItemRow, CampaignRow } from "../store/campaign-repo.js";
+import { progressOf, type CampaignRepo, type CampaignItemRow, type CampaignRow } from "../store/campaign-repo.js";
 import type { EventBus } from "../store/event-bus.js";
 import type { Lease, Leases } from "../store/leases.js";
 import type { MigrationRepo } from "../store/migration-repo.js";
@@ -78,12 +78,7 @@ export class CampaignRunner {
     const items = await campaigns.items(id);
     const plan = planCampaign(
       campaignRules(campaignSpecFromJson(row.spec)),
-      {
-        state: row.state,
-        approvals: row.approvals,
-        failuresSeen: row.failures_seen,
-        rollbacksSeen: row.rollbacks_seen,
-      },
+      progressOf(row),
       items,
       (this.deps.now ?? (() => new Date()))(),
     );

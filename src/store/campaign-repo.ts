@@ -1,5 +1,6 @@
 import { sql, type Kysely, type Selectable, type Transaction } from "kysely";
-import type { CampaignStateName, PlanItem } from "../domain/campaign.js";
+import { uniqueViolation } from "./pg-errors.js";
+import type { CampaignProgress, CampaignStateName, PlanItem } from "../domain/campaign.js";
 import { FailedPreconditionError, InvalidArgumentError, NotFoundError } from "../domain/errors.js";
 import type { PhaseName } from "../domain/phases.js";
 import type { SpecJson } from "../domain/state.js";
@@ -8,6 +9,16 @@ import type { CampaignEventsTable, CampaignsTable, Database } from "./schema.js"
 
 export type CampaignRow = Selectable<CampaignsTable>;
 export type CampaignEventRow = Selectable<CampaignEventsTable>;
+
+/** What the planner reads of a campaign's own progress. */
+export function progressOf(row: CampaignRow): CampaignProgress {
+  return {
+    state: row.state,
+    approvals: row.approvals,
+    failuresSeen: row.failures_seen,
+    rollbacksSeen: row.rollbacks_seen,
+  };
+}
 
 /** A campaign's database with its migration's phase, once it has one. */
 export interface CampaignItemRow extends PlanItem {
@@ -26,11 +37,6 @@ export interface NewCampaign {
 }
 
 const FINAL: CampaignStateName[] = ["COMPLETED", "CANCELLED"];
-
-function uniqueViolation(e: unknown): string | undefined {
-  const err = e as { code?: string; constraint?: string };
-  return err.code === "23505" ? (err.constraint ?? "") : undefined;
-}
 
 /** Campaigns, their databases and their own event log. Where their migrations stand is read from the migrations. */
 export class CampaignRepo {

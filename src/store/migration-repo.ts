@@ -1,4 +1,5 @@
 import { trace } from "@opentelemetry/api";
+import { uniqueViolation } from "./pg-errors.js";
 import { sql, type Kysely, type Selectable, type Transaction } from "kysely";
 import {
   AlreadyExistsError,
@@ -111,11 +112,6 @@ function telemetryParts(p: Pick<MigrationStateJson, "cdc" | "cdcSlots" | "revers
         }
       : undefined,
   };
-}
-
-function uniqueViolation(e: unknown): string | undefined {
-  const err = e as { code?: string; constraint?: string };
-  return err.code === "23505" ? (err.constraint ?? "") : undefined;
 }
 
 /** Reads and writes migrations and their event log. */
